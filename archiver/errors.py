@@ -1,0 +1,123 @@
+"""The exception tree every stage raises; the CLI turns each into one clear line, never a traceback.
+
+    ArchiverError                 anything the user can act on
+    ├── ConfigError               bad config file, key or value (exit 2)
+    ├── ArticleError              an article cannot be read, decoded or written (file, line, reason)
+    ├── UrlError                  a reference cannot become a fetchable URL (refused scheme, no base_url)
+    ├── FetchError                a download did not give an image
+    │   ├── Refused               the guard refused it (private address, scheme): never fetched
+    │   ├── DeadLink              404 / 410 / unknown host: final, not retried
+    │   ├── NotAnImage            the body is not an image by its bytes (HTML error page, ...)
+    │   ├── TooLarge              body over fetch.max_bytes
+    │   └── TransientFetchError   retries exhausted on timeouts, resets, 408/429/5xx, short bodies
+    ├── ImageError                the bytes claim an image format but cannot be decoded, or exceed max_pixels
+    ├── StorageError              the object store refused or failed an operation
+    └── ManifestError             the manifest database is unusable (locked, corrupt, newer schema)
+
+Errors from aiohttp, botocore, Pillow and sqlite3 are translated at the stage boundary with
+``raise ... from exc``; nothing above a stage sees a third-party exception.
+
+Every error carries ``outcome``: how a URL that failed with it is recorded and whether a later run
+retries it: ``"dead"`` and ``"rejected"`` are final (reported, not an error exit), ``"failed"`` is
+worth a re-run (exit code 1).
+"""
+
+from __future__ import annotations
+
+
+class ArchiverError(Exception):
+    """Base of every error the archiver reports to the user."""
+
+    outcome = "failed"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(ArchiverError):
+    """The configuration file or a value in it is wrong; names the file and the key."""
+
+
+class ArticleError(ArchiverError):
+    """An article could not be read, decoded or written back; names the file (and line)."""
+
+    def __init__(self, path: object, reason: str, line: int | None = None) -> None:
+        where = f"{path}:{line}" if line else f"{path}"
+        super().__init__(f"{where}: {reason}")
+        self.path = path
+        self.reason = reason
+        self.line = line
+
+
+class UrlError(ArchiverError):
+    """A reference cannot be turned into a URL we may fetch."""
+
+    outcome = "rejected"
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class FetchError(ArchiverError):
+    """A URL did not yield an image. ``reason`` is short and user-facing."""
+
+    def __init__(self, url: str, reason: str, *, status: int | None = None, attempts: int = 1) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+        self.status = status
+        self.attempts = attempts
+
+
+class Refused(FetchError):
+    """The SSRF guard or the scheme check refused the URL; no request was made to it."""
+
+    outcome = "rejected"
+
+
+class DeadLink(FetchError):
+    """The origin says the image is gone (404, 410) or the host does not exist."""
+
+    outcome = "dead"
+
+
+class NotAnImage(FetchError):
+    """The body is not an image by its magic bytes, whatever the Content-Type said."""
+
+    outcome = "rejected"
+
+
+class TooLarge(FetchError):
+    """The body is larger than fetch.max_bytes."""
+
+    outcome = "rejected"
+
+
+class TransientFetchError(FetchError):
+    """Timeouts, resets, 408/429/5xx or short bodies, still failing after every retry."""
+
+    outcome = "failed"
+
+
+class ImageError(ArchiverError):
+    """The bytes look like an image but cannot be decoded, or exceed images.max_pixels."""
+
+    outcome = "rejected"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StorageError(ArchiverError):
+    """The object store refused or failed an operation (after its own retries)."""
+
+
+class ManifestError(ArchiverError):
+    """The manifest database cannot be used."""

@@ -1,0 +1,99 @@
+"""The small frozen records that flow between the stages (walk → find → fetch → image → store → rewrite)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Article:
+    """One article file as read from disk. ``text`` decodes ``raw`` exactly: ``text.encode(encoding) == raw``."""
+
+    path: Path
+    raw: bytes
+    text: str
+    encoding: str
+    format: str  # "markdown" or "html"
+
+
+class RefKind(StrEnum):
+    FRONT_MATTER = "front-matter"
+    IMG_SRC = "img-src"
+    SRCSET = "srcset"
+    LAZY_ATTR = "lazy-attr"
+    PICTURE_SOURCE = "picture-source"
+    LINK_HREF = "link-href"
+    MD_INLINE = "markdown-inline"
+    MD_REFERENCE = "markdown-reference"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A reference to an image inside an article.
+
+    ``text[start:end]`` is the exact span to replace (the URL as written, without quotes or
+    brackets); ``url`` is that span decoded (HTML entities, Markdown backslash escapes), still
+    possibly relative. ``line`` is 1-based.
+    """
+
+    url: str
+    start: int
+    end: int
+    kind: RefKind
+    line: int
+    field: str = ""  # front-matter key path ("cover.url") or attribute name ("data-src"), for reports
+
+
+@dataclass(frozen=True)
+class ImageFormat:
+    """What the magic bytes say a body is."""
+
+    name: str  # "jpeg", "png", "gif", "webp", "avif", "heic", "bmp", "tiff", "ico", "svg"
+    mime: str
+    ext: str  # without dot: "jpg", "png", ...
+    raster: bool = True  # False for SVG: stored as is, never decoded
+
+
+@dataclass(frozen=True)
+class Download:
+    """A body fetched to a temporary file; ``sha256`` is of the bytes exactly as received (decoded transfer encoding)."""
+
+    url: str
+    final_url: str
+    path: Path
+    size: int
+    sha256: str
+    format: ImageFormat
+    status: int
+    content_type: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class Rendition:
+    """A thumbnail made from an original."""
+
+    width: int  # the configured width it was made for
+    pixel_width: int
+    pixel_height: int
+    format: ImageFormat
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Asset:
+    """An image's identity and derived data. Hashes are hex strings (imagehash's stored form)."""
+
+    sha256: str
+    format: ImageFormat
+    size: int
+    width: int | None
+    height: int | None
+    phash: str | None
+    dhash: str | None
+    frames: int = 1
+    renditions: tuple[Rendition, ...] = ()
