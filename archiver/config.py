@@ -191,6 +191,9 @@ def _validate(cfg: Config, where: str) -> None:
         raise bad("[storage] bucket", "an S3 bucket name has 3-63 characters")
     if st.concurrency < 1:
         raise bad("[storage] concurrency", "must be at least 1")
+    bad_chars = set(" \t\r\n\"'<>()[]{}\\`")
+    if not st.public_base_url or bad_chars & set(st.public_base_url):
+        raise bad("[storage] public_base_url", "must be a URL or path without spaces, quotes, brackets or parentheses")
     if cfg.articles.base_url and not cfg.articles.base_url.startswith(("http://", "https://")):
         raise bad("[articles] base_url", "must be an http:// or https:// URL")
 

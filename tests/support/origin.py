@@ -1,0 +1,351 @@
+"""A real aiohttp origin server on 127.0.0.1 (port 0) in a background thread, with fault routes, for the tests.
+
+Fixtures: ``origin`` (per test: counters and added content reset; the server itself lives for the session,
+also reachable as ``origin_server``), ``canary`` (a second loopback server whose hits must stay 0 in SSRF
+tests) and ``fake_proxy`` (a loopback HTTP proxy that answers every proxied request itself with an image
+and records the target, so no request ever leaves the machine).
+
+Built-in routes of the origin:
+    /image.jpg /image.png /image.webp /image.gif /image.svg   generated images (deterministic)
+    /fail/{n}/{key}      500 the first n times per key, then the image
+    /429/{key}           429 with Retry-After: 1 once per key, then the image
+    /404  /410  /403     those statuses (small HTML body)
+    /html                200 with an HTML page, Content-Type lies: image/jpeg
+    /truncated           Content-Length larger than what is sent, then the connection is closed
+    /slow                stalls SLOW_SECONDS before sending headers
+    /oversize            OVERSIZE_BYTES JPEG-looking body with Content-Length
+    /oversize-chunked    the same without Content-Length (chunked)
+    /bomb                a 167-byte PNG declaring 30000x30000 pixels
+    /gzip                the JPEG with Content-Encoding: gzip
+    /redirect/{n}        n redirects (alternately relative and absolute Location), then the image
+    /redirect-to?url=U   302 to U
+    /redirect-private    302 to http://169.254.169.254/latest/meta-data/ (the guard must refuse it)
+    /redirect-loop       302 to itself
+    /redirect-scheme     302 to file:///etc/passwd
+Every request is counted per path (``hits``) and its headers kept (``last_headers``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from tests.support.images import make_gif, make_jpeg, make_png, make_png_bomb, make_webp
+
+SLOW_SECONDS = 5.0
+OVERSIZE_BYTES = 3 * 1024 * 1024
+JPEG = make_jpeg(640, 480, seed=1)
+SVG = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>\n'
+HTML = b"<!DOCTYPE html><html><head><title>Not here</title></head><body>Sorry</body></html>"
+PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Content:
+    body: bytes
+    content_type: str
+    headers: tuple[tuple[str, str], ...] = ()
+    status: int = 200
+
+
+@dataclass
+class _State:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    hits: Counter[str] = field(default_factory=Counter)
+    headers: dict[str, CIMultiDictProxy[str]] = field(default_factory=dict)
+    content: dict[str, Content] = field(default_factory=dict)
+    failures: Counter[str] = field(default_factory=Counter)
+
+
+class Server:
+    """An aiohttp app running in its own thread and event loop on 127.0.0.1, port 0."""
+
+    def __init__(self, routes: Callable[[Server], list[web.RouteDef]]) -> None:
+        self._state = _State()
+        self._routes = routes
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-origin", daemon=True)
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> Server:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    async def _start(self) -> None:
+        app = web.Application(middlewares=[self._count])
+        app.add_routes(self._routes(self))
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        with self._state.lock:
+            self._state.hits[request.path] += 1
+            self._state.headers[request.path] = request.headers
+        return await handler(request)
+
+    # -- test API ----------------------------------------------------------
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, path: str) -> str:
+        return self.base + (path if path.startswith("/") else "/" + path)
+
+    def hits(self, path: str) -> int:
+        with self._state.lock:
+            return self._state.hits[path]
+
+    def total_hits(self) -> int:
+        with self._state.lock:
+            return sum(self._state.hits.values())
+
+    def last_headers(self, path: str) -> CIMultiDict[str]:
+        """Headers of the last request to ``path`` (empty if none)."""
+        with self._state.lock:
+            return CIMultiDict(self._state.headers.get(path, {}))
+
+    def add(
+        self,
+        path: str,
+        body: bytes,
+        content_type: str = "application/octet-stream",
+        headers: dict[str, str] | None = None,
+        status: int = 200,
+    ) -> str:
+        """Serve ``body`` at ``path`` until the next reset; returns its URL."""
+        with self._state.lock:
+            self._state.content[path] = Content(body, content_type, tuple((headers or {}).items()), status)
+        return self.url(path)
+
+    def content(self, path: str) -> Content | None:
+        with self._state.lock:
+            return self._state.content.get(path)
+
+    def fail_once_more(self, key: str) -> int:
+        """Count one more failure for ``key``; returns how many there were before."""
+        with self._state.lock:
+            before = self._state.failures[key]
+            self._state.failures[key] += 1
+            return before
+
+    def reset(self) -> None:
+        with self._state.lock:
+            self._state.hits.clear()
+            self._state.headers.clear()
+            self._state.content.clear()
+            self._state.failures.clear()
+
+
+def _image(body: bytes = JPEG, content_type: str = "image/jpeg") -> web.Response:
+    return web.Response(body=body, content_type=content_type)
+
+
+def origin_routes(server: Server) -> list[web.RouteDef]:
+    statics = {
+        "/image.jpg": (JPEG, "image/jpeg"),
+        "/image.png": (make_png(320, 240, seed=2), "image/png"),
+        "/image.webp": (make_webp(320, 240, seed=3), "image/webp"),
+        "/image.gif": (make_gif(160, 120, seed=4), "image/gif"),
+        "/image.svg": (SVG, "image/svg+xml"),
+        "/bomb": (make_png_bomb(), "image/png"),
+    }
+
+    async def anything(request: web.Request) -> web.StreamResponse:
+        added = server.content(request.path)
+        if added is not None:
+            resp = web.Response(body=added.body, status=added.status, headers=dict(added.headers))
+            resp.content_type = added.content_type
+            return resp
+        if request.path in statics:
+            return _image(*statics[request.path])
+        return web.Response(status=404, body=HTML, content_type="text/html")
+
+    async def fail(request: web.Request) -> web.StreamResponse:
+        n, key = int(request.match_info["n"]), request.match_info["key"]
+        if server.fail_once_more(f"fail/{key}") < n:
+            return web.Response(status=500, text="boom")
+        return _image()
+
+    async def too_many(request: web.Request) -> web.StreamResponse:
+        if server.fail_once_more(f"429/{request.match_info['key']}") < 1:
+            return web.Response(status=429, headers={"Retry-After": "1"}, text="slow down")
+        return _image()
+
+    def status(code: int) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.Response(status=code, body=HTML, content_type="text/html")
+
+        return handler
+
+    async def html(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=HTML, content_type="image/jpeg")
+
+    async def truncated(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        resp.content_length = len(JPEG)
+        await resp.prepare(request)
+        await resp.write(JPEG[: len(JPEG) // 2])
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(SLOW_SECONDS)
+        return _image()
+
+    async def oversize(request: web.Request) -> web.StreamResponse:
+        chunked = request.path.endswith("chunked")
+        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        if chunked:
+            resp.enable_chunked_encoding()
+        else:
+            resp.content_length = OVERSIZE_BYTES
+        await resp.prepare(request)
+        block = (JPEG * (64 * 1024 // len(JPEG) + 1))[: 64 * 1024]
+        sent = 0
+        try:
+            while sent < OVERSIZE_BYTES:
+                await resp.write(block)
+                sent += len(block)
+        except (ConnectionError, RuntimeError):
+            pass  # the client hung up, as it should
+        return resp
+
+    async def gzipped(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            body=gzip.compress(JPEG), headers={"Content-Type": "image/jpeg", "Content-Encoding": "gzip"}
+        )
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        n = int(request.match_info["n"])
+        if n <= 0:
+            return _image()
+        target = f"/redirect/{n - 1}" if n % 2 else server.url(f"/redirect/{n - 1}")
+        raise web.HTTPFound(target)
+
+    async def redirect_to(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(request.query["url"])
+
+    async def redirect_private(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("http://169.254.169.254/latest/meta-data/")
+
+    async def redirect_loop(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/redirect-loop")
+
+    async def redirect_scheme(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("file:///etc/passwd")
+
+    return [
+        web.get("/fail/{n}/{key}", fail),
+        web.get("/429/{key}", too_many),
+        web.get("/404", status(404)),
+        web.get("/410", status(410)),
+        web.get("/403", status(403)),
+        web.get("/html", html),
+        web.get("/truncated", truncated),
+        web.get("/slow", slow),
+        web.get("/oversize", oversize),
+        web.get("/oversize-chunked", oversize),
+        web.get("/gzip", gzipped),
+        web.get("/redirect/{n}", redirect),
+        web.get("/redirect-to", redirect_to),
+        web.get("/redirect-private", redirect_private),
+        web.get("/redirect-loop", redirect_loop),
+        web.get("/redirect-scheme", redirect_scheme),
+        web.get("/{tail:.*}", anything),
+    ]
+
+
+def canary_routes(server: Server) -> list[web.RouteDef]:
+    async def anything(request: web.Request) -> web.StreamResponse:
+        return _image()
+
+    return [web.route("*", "/{tail:.*}", anything)]
+
+
+def proxy_routes(server: Server) -> list[web.RouteDef]:
+    """A fake forward proxy: answers each proxied request with the image itself; hits are keyed by the
+    full target URL (``fake_proxy.hits("http://img.example.test/a.jpg")``)."""
+
+    async def anything(request: web.Request) -> web.StreamResponse:
+        return _image()
+
+    return [web.route("*", "/{tail:.*}", anything)]
+
+
+class _ProxyServer(Server):
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        target = str(request.url) if request.url.is_absolute() else request.path
+        with self._state.lock:
+            self._state.hits[target] += 1
+            self._state.headers[target] = request.headers
+        return await handler(request)
+
+
+def _serve(server: Server) -> Iterator[Server]:
+    with pytest.MonkeyPatch.context() as mp:
+        # Tests talk to loopback only: an outer proxy setting must not capture their requests.
+        for name in PROXY_ENV:
+            mp.delenv(name, raising=False)
+            mp.delenv(name.upper(), raising=False)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def origin_server() -> Iterator[Server]:
+    yield from _serve(Server(origin_routes))
+
+
+@pytest.fixture
+def origin(origin_server: Server) -> Iterator[Server]:
+    origin_server.reset()
+    yield origin_server
+    origin_server.reset()
+
+
+@pytest.fixture(scope="session")
+def canary_server() -> Iterator[Server]:
+    yield from _serve(Server(canary_routes))
+
+
+@pytest.fixture
+def canary(canary_server: Server) -> Server:
+    canary_server.reset()
+    return canary_server
+
+
+@pytest.fixture
+def fake_proxy() -> Iterator[Server]:
+    yield from _serve(_ProxyServer(proxy_routes))
+
+
+__all__ = ["Server", "JPEG", "SVG", "HTML", "SLOW_SECONDS", "OVERSIZE_BYTES"]

@@ -1,0 +1,161 @@
+"""The command line: `archiver run` and `archiver status`; every ArchiverError becomes one line and an exit code.
+
+Exit codes: 0 done (dead links are reported, not an error); 1 something failed that a re-run may
+fix; 2 usage, configuration or storage set-up error; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from archiver import __version__
+from archiver.config import Config, load
+from archiver.errors import ArchiverError, ConfigError
+from archiver.manifest import Manifest
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_CONFIG = "archiver.toml"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"archiver: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="archiver", description="Archive the images your articles reference.")
+    parser.add_argument("--version", action="version", version=f"archiver {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", type=Path, help=f"TOML config file (default: ./{DEFAULT_CONFIG} if present)")
+        p.add_argument("-v", "--verbose", action="store_true", help="log every request and decision")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress display; summary and errors only")
+
+    run = sub.add_parser("run", help="archive the images of articles and rewrite the articles")
+    run.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="article files or folders")
+    run.add_argument("--dry-run", action="store_true",
+                     help="fetch and report, write nothing; print the diff a real run would make")
+    run.add_argument("--retry-dead", action="store_true",
+                     help="fetch again URLs an earlier run found dead or rejected")
+    common(run)
+    status = sub.add_parser("status", help="counts and recent failures from the manifest")
+    common(status)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = args.config
+    if path is None and Path(DEFAULT_CONFIG).is_file():
+        path = Path(DEFAULT_CONFIG)
+    return load(path)
+
+
+def _setup_logging(args: argparse.Namespace) -> logging.Handler:
+    from archiver.progress import ProgressAwareHandler
+
+    handler = ProgressAwareHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger("archiver")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel(logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING)
+    return handler
+
+
+def cmd_run(args: argparse.Namespace, handler: logging.Handler) -> int:
+    from archiver.pipeline import Run, make_executor, prepare_workdir
+    from archiver.progress import Progress, summary
+    from archiver.storage import open_store
+    from archiver.storage.null import NullStore
+
+    cfg = _config(args)
+    paths = list(args.paths) or [cfg.resolve_path(cfg.articles.root)]
+    for p in paths:
+        if not p.exists():
+            raise ConfigError(f"{p}: no such file or folder")
+    manifest_path = cfg.resolve_path(cfg.manifest.path)
+    store = open_store(cfg.storage, cfg.source.parent if cfg.source else Path.cwd())
+    if args.dry_run:
+        manifest = Manifest.snapshot(manifest_path)
+        store = NullStore(store)
+    else:
+        store.check()
+        manifest = Manifest.open(manifest_path)
+    workdir = prepare_workdir(manifest_path)
+    executor = make_executor()
+    try:
+        run = Run(cfg, paths, manifest, store, dry_run=args.dry_run, retry_dead=args.retry_dead,
+                  workdir=workdir, executor=executor)
+        progress = Progress(run.stats, enabled=not args.quiet)
+        handler.progress = progress  # type: ignore[attr-defined]
+
+        async def main() -> None:
+            progress.start()
+            try:
+                await run.execute()
+            finally:
+                await progress.stop()
+
+        asyncio.run(main())
+    finally:
+        executor.shutdown(cancel_futures=True)
+        manifest.close()
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    report = run.report
+    if args.dry_run:
+        for diff in report.diffs:
+            sys.stdout.write(diff)
+            if not diff.endswith("\n"):
+                sys.stdout.write("\n")
+    print(summary(report, progress.elapsed, dry_run=args.dry_run))
+    return report.exit_code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    path = cfg.resolve_path(cfg.manifest.path)
+    with Manifest.open_readonly(path) as m:
+        c = m.counts()
+        failures = m.failures(20)
+    print(f"manifest: {path}")
+    print(f"URLs: {c['archived']} archived, {c['dead']} dead, {c['rejected']} rejected, "
+          f"{c['failed']} failed (a re-run retries these)")
+    print(f"assets: {c['assets']} ({c['bytes_original']:,} bytes), renditions: {c['renditions']} "
+          f"({c['bytes_renditions']:,} bytes); {c['duplicate_urls']} URLs are exact duplicates, "
+          f"{c['near_duplicate_pairs']} near-duplicate pairs")
+    print(f"articles rewritten: {c['articles']}")
+    if failures:
+        print("\nlast failures:")
+        for f in failures:
+            code = f" HTTP {f.http_status}" if f.http_status else ""
+            print(f"  [{f.status}] {f.url}  — {f.reason}{code} ({f.attempts} attempts)")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = _setup_logging(args)
+    try:
+        if args.command == "run":
+            return cmd_run(args, handler)
+        return cmd_status(args)
+    except ConfigError as exc:
+        print(f"archiver: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ArchiverError as exc:
+        print(f"archiver: {exc}", file=sys.stderr)
+        return EXIT_USAGE if type(exc).__name__ in ("StorageError", "ManifestError") else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("archiver: interrupted; the manifest keeps what was done, run again to finish", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,217 @@
+"""The image stage: one reduced-size decode per image gives its dimensions, thumbnails and perceptual hashes.
+
+``process`` runs in a ProcessPoolExecutor worker; it is pure (no shared state besides Pillow's own
+``Image.MAX_IMAGE_PIXELS``, which it sets to ``cfg.max_pixels`` in the worker) and deterministic: the
+same bytes and config give byte-identical renditions (all metadata stripped, fixed encoder settings).
+
+Pipeline, from ONE decode: open (header only) → refuse over ``max_pixels`` → read EXIF orientation →
+``draft()`` at the exact size the largest rendition needs (JPEG decodes at 1/2, 1/4, 1/8) → normalise
+the mode to 8-bit L/RGB/RGBA (CMYK and non-sRGB profiles converted to sRGB) → resize to the largest
+rendition → orient → pHash/dHash from that image (transparency flattened on white) → smaller
+renditions resized from it → encode.
+
+Renditions are never upscaled. An image no wider than a configured width gets one rendition at its
+own size, recorded under the smallest such width; larger widths that would give the same pixels are
+skipped (so ``len(renditions) <= len(cfg.thumbnails)``; a consumer wanting width W takes the largest
+rendition whose ``width <= W``, or the smallest one).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from contextlib import suppress
+from typing import BinaryIO
+
+import imagehash
+from PIL import Image, ImageCms, UnidentifiedImageError
+
+from archiver.config import ImagesConfig
+from archiver.errors import ImageError
+from archiver.model import Asset, ImageFormat, Rendition
+
+# The Pillow plugins allowed for each sniffed format: nothing else is ever tried (no EPS/Ghostscript, ...).
+_PILLOW_FORMATS: dict[str, tuple[str, ...]] = {
+    "jpeg": ("JPEG", "MPO"),
+    "png": ("PNG",),
+    "gif": ("GIF",),
+    "webp": ("WEBP",),
+    "avif": ("AVIF",),
+    "bmp": ("BMP", "DIB"),
+    "tiff": ("TIFF",),
+    "ico": ("ICO", "CUR"),
+}
+_ANIMATED_FORMATS = frozenset({"gif", "png", "webp", "avif"})  # elsewhere n_frames means pages/sizes
+_OUTPUT_FORMATS: dict[str, ImageFormat] = {
+    "webp": ImageFormat("webp", "image/webp", "webp"),
+    "jpeg": ImageFormat("jpeg", "image/jpeg", "jpg"),
+    "png": ImageFormat("png", "image/png", "png"),
+}
+_MAX_SIDE = {"webp": 16383, "jpeg": 65500, "png": 1 << 24}  # encoder limits per side
+# libwebp method 0-6 trades encode time for size; bench/bench_imaging.py measures it: method 2 is
+# ~2x faster than the default 4 on 320 px thumbnails for a few % more bytes, 6 can take 0.9 s on RGBA.
+WEBP_METHOD = 2
+_JUNK_SCAN = 1024  # bytes searched for a JPEG SOI when something precedes it
+_BACKGROUND = (255, 255, 255)  # transparency is flattened onto this before hashing and for JPEG output
+_ORIENT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def hamming(hex_a: str, hex_b: str) -> int:
+    """Number of differing bits between two stored hex hashes of the same length."""
+    if len(hex_a) != len(hex_b):
+        raise ValueError(f"hashes of different lengths: {hex_a!r}, {hex_b!r}")
+    return (int(hex_a, 16) ^ int(hex_b, 16)).bit_count()
+
+
+def process(path: str, fmt: ImageFormat, sha256: str, size: int, cfg: ImagesConfig) -> Asset:
+    """Dimensions, hashes and renditions of the downloaded file at ``path``; ImageError if it is unusable."""
+    if not fmt.raster:  # SVG: stored as is, never parsed or rasterised
+        return Asset(sha256=sha256, format=fmt, size=size, width=None, height=None, phash=None, dhash=None)
+    plugins = _PILLOW_FORMATS.get(fmt.name)
+    if plugins is None:
+        raise ImageError(f"cannot make thumbnails of {fmt.name} images")
+    Image.MAX_IMAGE_PIXELS = cfg.max_pixels  # Pillow's own check in open() then agrees with ours
+    with _source(path, fmt) as fp:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # corrupt-EXIF chatter etc.: not the user's concern
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(fp, formats=plugins) as im:
+                    return _process_open(im, fmt, sha256, size, cfg)
+        except ImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageError(f"more than images.max_pixels ({cfg.max_pixels:,}) pixels: refused") from exc
+        except UnidentifiedImageError as exc:
+            raise ImageError(f"not a {fmt.name} image that can be decoded") from exc
+        except EOFError as exc:
+            raise ImageError("truncated image") from exc
+        except OSError as exc:
+            if "truncated" in str(exc):
+                raise ImageError("truncated image") from exc
+            raise ImageError(f"corrupt image: {exc}") from exc
+        except Exception as exc:  # any decoder failure on hostile bytes (SyntaxError, ValueError, ...)
+            raise ImageError(f"corrupt image: {type(exc).__name__}: {exc}") from exc
+
+
+def _source(path: str, fmt: ImageFormat) -> BinaryIO:
+    """The file, or for a JPEG with junk before its SOI marker (up to 1 KiB), the bytes from SOI on."""
+    fp = open(path, "rb")  # noqa: SIM115 - returned to the caller's with-block
+    if fmt.name != "jpeg":
+        return fp
+    head = fp.read(_JUNK_SCAN + 3)
+    start = head.find(b"\xff\xd8\xff")
+    if start <= 0:
+        fp.seek(0)
+        return fp
+    with fp:
+        data = fp.read()
+    return io.BytesIO(head[start:] + data)
+
+
+def _process_open(im: Image.Image, fmt: ImageFormat, sha256: str, size: int, cfg: ImagesConfig) -> Asset:
+    w, h = im.size
+    if w * h > cfg.max_pixels:
+        raise ImageError(f"{w}×{h} is more than images.max_pixels ({cfg.max_pixels:,}) pixels: refused")
+    if w < 1 or h < 1:
+        raise ImageError(f"corrupt image: {w}×{h} pixels")
+    frames = getattr(im, "n_frames", 1) if fmt.name in _ANIMATED_FORMATS else 1
+    orientation = _orientation(im)
+    swap = orientation in (5, 6, 7, 8)
+    dw, dh = (h, w) if swap else (w, h)
+    plan = _plan(dw, dh, cfg)
+    _, tw, th = plan[-1]  # the largest rendition
+    im.draft("RGB", (th, tw) if swap else (tw, th))  # JPEG: decode at the smallest scale still >= target
+    icc = im.info.get("icc_profile")
+    base = _eight_bit(im)
+    big = base.resize((th, tw) if swap else (tw, th), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if orientation in _ORIENT:
+        big = big.transpose(_ORIENT[orientation])
+    # Hashes see the stored pixel values (before any profile conversion), like a hash of the full decode.
+    grey = _flatten(big.convert("RGB") if big.mode == "CMYK" else big).convert("L")
+    phash, dhash = str(imagehash.phash(grey)), str(imagehash.dhash(grey))
+    big = _srgb(big, icc)
+    renditions = []
+    for width, rw, rh in plan:
+        img = big if (rw, rh) == big.size else big.resize((rw, rh), Image.Resampling.LANCZOS)
+        renditions.append(Rendition(width, rw, rh, _OUTPUT_FORMATS[cfg.thumbnail_format], _encode(img, cfg)))
+    return Asset(sha256=sha256, format=fmt, size=size, width=dw, height=dh, phash=phash, dhash=dhash,
+                 frames=frames, renditions=tuple(renditions))
+
+
+def _plan(dw: int, dh: int, cfg: ImagesConfig) -> list[tuple[int, int, int]]:
+    """(configured width, pixel width, pixel height) per rendition, smallest first; no upscaling, no duplicates."""
+    limit = _MAX_SIDE[cfg.thumbnail_format]
+    plan: list[tuple[int, int, int]] = []
+    for width in sorted(set(cfg.thumbnails)):
+        scale = min(1.0, width / dw, limit / dh)
+        pw, ph = max(1, min(dw, round(dw * scale))), max(1, min(dh, round(dh * scale)))
+        if not any((pw, ph) == (p[1], p[2]) for p in plan):
+            plan.append((width, pw, ph))
+    return plan
+
+
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation 1-8 (1 when absent or unreadable: broken EXIF is common and harmless)."""
+    try:
+        value = im.getexif().get(0x0112, 1)
+    except Exception:
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _eight_bit(im: Image.Image) -> Image.Image:
+    """Decode and bring any mode to L, RGB, RGBA or CMYK (CMYK is kept for the profile-aware conversion)."""
+    mode = im.mode
+    if mode.startswith("I") or mode == "F":  # 16/32-bit grey: scale to 8 bits, don't clip
+        im.load()
+        wide = mode.startswith("I;16") or im.getextrema()[1] > 255  # type: ignore[index,operator]
+        return im.convert("F").point(lambda v: v / 257 if wide else v).convert("L")
+    if mode in ("PA", "LA", "La", "RGBa") or (mode in ("P", "1", "L", "RGB") and "transparency" in im.info):
+        return im.convert("RGBA")
+    if mode in ("L", "RGB", "RGBA", "CMYK"):
+        im.load()
+        return im
+    return im.convert("L" if mode == "1" else "RGB")  # P, RGBX, YCbCr, LAB, HSV
+
+
+def _srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
+    """RGB/CMYK converted to sRGB through the embedded profile when it is not sRGB; others left as they are."""
+    if icc and im.mode in ("RGB", "CMYK"):
+        with suppress(Exception):  # unusable profiles are common; fall back to Pillow's plain conversion
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            if im.mode == "CMYK" or "srgb" not in ImageCms.getProfileDescription(src).lower():
+                out = ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+                if out is not None:
+                    return out
+    return im.convert("RGB") if im.mode == "CMYK" else im
+
+
+def _flatten(im: Image.Image) -> Image.Image:
+    if im.mode != "RGBA":
+        return im
+    out = Image.new("RGB", im.size, _BACKGROUND)
+    out.paste(im, mask=im.getchannel("A"))
+    return out
+
+
+def _encode(im: Image.Image, cfg: ImagesConfig) -> bytes:
+    """Encoded rendition bytes without any metadata (no EXIF, ICC, XMP: sRGB is the web's default)."""
+    fmt, q = cfg.thumbnail_format, cfg.thumbnail_quality
+    im.info = {}  # a fresh image from resize/transpose: its copied info must not reach the encoder
+    buf = io.BytesIO()
+    if fmt == "webp":
+        im.save(buf, "WEBP", quality=q, method=WEBP_METHOD)
+    elif fmt == "jpeg":
+        _flatten(im).save(buf, "JPEG", quality=q, optimize=True)
+    else:
+        im.save(buf, "PNG", compress_level=6)
+    return buf.getvalue()

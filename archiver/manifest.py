@@ -1,0 +1,376 @@
+"""The manifest: a SQLite (WAL) record of every URL, asset, stored object and rewritten article.
+
+It is the run's memory: a second run reads it to skip what is done, ``status`` summarises it, and
+restore/verify read the replaced spans and object keys from it. One process writes at a time (an
+exclusive lock file beside the database); every write is its own short transaction, so a run killed
+at any moment leaves a consistent database.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from archiver.errors import ManifestError
+from archiver.model import Asset
+
+# Each entry migrates the schema from version i to i+1; never edit a released entry, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE urls (
+        url TEXT PRIMARY KEY,
+        status TEXT NOT NULL,              -- archived | dead | rejected | failed
+        reason TEXT,
+        http_status INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        asset TEXT REFERENCES assets(sha256),
+        final_url TEXT,
+        etag TEXT,
+        last_modified TEXT,
+        first_seen REAL NOT NULL,
+        last_tried REAL NOT NULL
+    );
+    CREATE INDEX urls_status ON urls(status);
+    CREATE INDEX urls_asset ON urls(asset);
+    CREATE TABLE assets (
+        sha256 TEXT PRIMARY KEY,
+        format TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        ext TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        frames INTEGER NOT NULL DEFAULT 1,
+        phash TEXT,
+        dhash TEXT,
+        key TEXT NOT NULL,
+        first_seen REAL NOT NULL
+    );
+    CREATE TABLE renditions (
+        asset TEXT NOT NULL REFERENCES assets(sha256),
+        width INTEGER NOT NULL,
+        format TEXT NOT NULL,
+        pixel_width INTEGER NOT NULL,
+        pixel_height INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        PRIMARY KEY (asset, width, format)
+    );
+    CREATE TABLE articles (
+        path TEXT PRIMARY KEY,
+        sha256_before TEXT NOT NULL,       -- before our first rewrite
+        sha256_after TEXT NOT NULL,        -- after our latest rewrite
+        rewritten_at REAL NOT NULL
+    );
+    CREATE TABLE replacements (
+        article TEXT NOT NULL REFERENCES articles(path),
+        seq INTEGER NOT NULL,              -- rewrite generation of this article
+        start INTEGER NOT NULL,            -- char offsets in the text before that rewrite
+        end INTEGER NOT NULL,
+        original TEXT NOT NULL,            -- exact text of the span before
+        replacement TEXT NOT NULL,
+        url TEXT NOT NULL,
+        PRIMARY KEY (article, seq, start)
+    );
+    CREATE TABLE near_duplicates (
+        a TEXT NOT NULL REFERENCES assets(sha256),
+        b TEXT NOT NULL REFERENCES assets(sha256),
+        phash_distance INTEGER NOT NULL,
+        dhash_distance INTEGER NOT NULL,
+        PRIMARY KEY (a, b),
+        CHECK (a < b)
+    );
+    """,
+)
+
+FINAL_STATUSES = ("dead", "rejected")
+
+
+@dataclass(frozen=True)
+class UrlState:
+    url: str
+    status: str
+    reason: str | None
+    attempts: int
+    asset: str | None
+    http_status: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredAsset:
+    sha256: str
+    format: str
+    mime: str
+    ext: str
+    bytes: int
+    width: int | None
+    height: int | None
+    phash: str | None
+    dhash: str | None
+    key: str
+
+
+@dataclass(frozen=True)
+class ArticleReplacement:
+    start: int
+    end: int
+    original: str
+    replacement: str
+    url: str
+
+
+class Manifest:
+    """Open with ``Manifest.open(path)``; ``None`` gives a throw-away in-memory manifest."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None, lock_fd: int | None) -> None:
+        self._db = conn
+        self.path = path
+        self._lock_fd = lock_fd
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path | None, *, lock: bool = True) -> Manifest:
+        lock_fd = None
+        try:
+            if path is None:
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if lock:
+                    lock_fd = _take_lock(path)
+                conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            _migrate(conn, path)
+        except sqlite3.Error as exc:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise ManifestError(f"{path}: cannot open manifest: {exc}") from exc
+        return cls(conn, path, lock_fd)
+
+    @classmethod
+    def snapshot(cls, path: Path) -> Manifest:
+        """An in-memory copy of an existing manifest (for --dry-run: reads the real one, writes nowhere)."""
+        mem = cls.open(None)
+        if path.exists():
+            try:
+                src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                try:
+                    src.backup(mem._db)
+                finally:
+                    src.close()
+            except sqlite3.Error as exc:
+                raise ManifestError(f"{path}: cannot read manifest: {exc}") from exc
+            _migrate(mem._db, path)
+        return mem
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Manifest:
+        if not path.exists():
+            raise ManifestError(f"{path}: no manifest yet (run `archiver run` first)")
+        return cls.snapshot(path)
+
+    def close(self) -> None:
+        self._db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise ManifestError(f"{self.path or 'manifest'}: write failed: {exc}") from exc
+
+    # -- URLs ----------------------------------------------------------------------------------
+    def url_states(self, urls: Iterable[str]) -> dict[str, UrlState]:
+        out: dict[str, UrlState] = {}
+        batch = list(urls)
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(
+                f"SELECT url, status, reason, attempts, asset, http_status FROM urls WHERE url IN ({marks})",
+                chunk,
+            ):
+                out[row[0]] = UrlState(*row)
+        return out
+
+    def record_url(
+        self,
+        url: str,
+        status: str,
+        *,
+        reason: str | None = None,
+        asset: str | None = None,
+        http_status: int | None = None,
+        attempts: int = 0,
+        final_url: str | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+    ) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                """INSERT INTO urls (url, status, reason, http_status, attempts, asset, final_url, etag,
+                                     last_modified, first_seen, last_tried)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT(url) DO UPDATE SET status=excluded.status, reason=excluded.reason,
+                     http_status=excluded.http_status, attempts=urls.attempts + excluded.attempts,
+                     asset=excluded.asset, final_url=excluded.final_url, etag=excluded.etag,
+                     last_modified=excluded.last_modified, last_tried=excluded.last_tried""",
+                (url, status, reason, http_status, attempts, asset, final_url, etag, last_modified, now, now),
+            )
+
+    # -- assets --------------------------------------------------------------------------------
+    def asset(self, sha256: str) -> StoredAsset | None:
+        row = self._db.execute(
+            "SELECT sha256, format, mime, ext, bytes, width, height, phash, dhash, key FROM assets WHERE sha256=?",
+            (sha256,),
+        ).fetchone()
+        return StoredAsset(*row) if row else None
+
+    def rendition_keys(self, sha256: str) -> dict[tuple[int, str], str]:
+        return {
+            (w, f): k
+            for w, f, k in self._db.execute(
+                "SELECT width, format, key FROM renditions WHERE asset=?", (sha256,)
+            )
+        }
+
+    def record_asset(self, asset: Asset, key: str, rendition_keys: Sequence[str]) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                """INSERT INTO assets (sha256, format, mime, ext, bytes, width, height, frames, phash, dhash,
+                                       key, first_seen)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO NOTHING""",
+                (asset.sha256, asset.format.name, asset.format.mime, asset.format.ext, asset.size, asset.width,
+                 asset.height, asset.frames, asset.phash, asset.dhash, key, now),
+            )
+            for r, rkey in zip(asset.renditions, rendition_keys, strict=True):
+                db.execute(
+                    """INSERT OR REPLACE INTO renditions (asset, width, format, pixel_width, pixel_height,
+                                                          bytes, key) VALUES (?,?,?,?,?,?,?)""",
+                    (asset.sha256, r.width, r.format.name, r.pixel_width, r.pixel_height, len(r.data), rkey),
+                )
+
+    def hashes(self) -> list[tuple[str, str, str]]:
+        """(sha256, phash, dhash) of every raster asset."""
+        return list(
+            self._db.execute("SELECT sha256, phash, dhash FROM assets WHERE phash IS NOT NULL ORDER BY sha256")
+        )
+
+    def record_near_duplicates(self, pairs: Iterable[tuple[str, str, int, int]]) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO near_duplicates (a, b, phash_distance, dhash_distance) VALUES (?,?,?,?)",
+                [(min(a, b), max(a, b), p, d) for a, b, p, d in pairs if a != b],
+            )
+
+    def near_duplicates(self) -> list[tuple[str, str, int, int]]:
+        return list(self._db.execute("SELECT a, b, phash_distance, dhash_distance FROM near_duplicates"))
+
+    # -- articles ------------------------------------------------------------------------------
+    def record_article(
+        self, path: str, sha_before: str, sha_after: str, replacements: Sequence[ArticleReplacement]
+    ) -> None:
+        with self._tx() as db:
+            row = db.execute("SELECT sha256_before FROM articles WHERE path=?", (path,)).fetchone()
+            seq = db.execute(
+                "SELECT COALESCE(MAX(seq), -1) + 1 FROM replacements WHERE article=?", (path,)
+            ).fetchone()[0]
+            db.execute(
+                """INSERT INTO articles (path, sha256_before, sha256_after, rewritten_at) VALUES (?,?,?,?)
+                   ON CONFLICT(path) DO UPDATE SET sha256_after=excluded.sha256_after,
+                     rewritten_at=excluded.rewritten_at""",
+                (path, row[0] if row else sha_before, sha_after, time.time()),
+            )
+            db.executemany(
+                """INSERT INTO replacements (article, seq, start, end, original, replacement, url)
+                   VALUES (?,?,?,?,?,?,?)""",
+                [(path, seq, r.start, r.end, r.original, r.replacement, r.url) for r in replacements],
+            )
+
+    def article_replacements(self, path: str) -> list[list[ArticleReplacement]]:
+        """Every rewrite generation of an article, oldest first."""
+        gens: dict[int, list[ArticleReplacement]] = {}
+        for seq, *rest in self._db.execute(
+            "SELECT seq, start, end, original, replacement, url FROM replacements WHERE article=? "
+            "ORDER BY seq, start",
+            (path,),
+        ):
+            gens.setdefault(seq, []).append(ArticleReplacement(*rest))
+        return [gens[k] for k in sorted(gens)]
+
+    # -- reporting -----------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in ("archived", "dead", "rejected", "failed")}
+        for status, n in self._db.execute("SELECT status, COUNT(*) FROM urls GROUP BY status"):
+            out[status] = n
+        out["assets"], out["bytes_original"] = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM assets"
+        ).fetchone()
+        out["renditions"], out["bytes_renditions"] = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM renditions"
+        ).fetchone()
+        out["articles"] = self._db.execute("SELECT COUNT(*) FROM articles").fetchone()[0]
+        out["near_duplicate_pairs"] = self._db.execute("SELECT COUNT(*) FROM near_duplicates").fetchone()[0]
+        out["duplicate_urls"] = self._db.execute(
+            "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM urls WHERE asset IS NOT NULL "
+            "GROUP BY asset)"
+        ).fetchone()[0]
+        return out
+
+    def failures(self, limit: int = 20) -> list[UrlState]:
+        return [
+            UrlState(*row)
+            for row in self._db.execute(
+                "SELECT url, status, reason, attempts, asset, http_status FROM urls "
+                "WHERE status != 'archived' ORDER BY last_tried DESC LIMIT ?",
+                (limit,),
+            )
+        ]
+
+
+def _take_lock(path: Path) -> int:
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ManifestError(
+            f"{path}: another archiver run is using this manifest; wait for it to finish"
+        ) from None
+    return fd
+
+
+def _migrate(conn: sqlite3.Connection, path: Path | None) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise ManifestError(
+            f"{path}: manifest schema {version} is newer than this archiver knows ({len(MIGRATIONS)}); upgrade"
+        )
+    for i in range(version, len(MIGRATIONS)):
+        conn.executescript("BEGIN;" + MIGRATIONS[i] + f"; PRAGMA user_version={i + 1}; COMMIT;")

@@ -1,0 +1,296 @@
+"""Image references in a Markdown body: CommonMark block structure (markdown-it-py), then exact inline spans.
+
+markdown-it-py only decides which lines are code, raw HTML blocks, paragraphs or reference definitions;
+every span is found here over the original text so offsets are exact.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+
+from markdown_it import MarkdownIt
+from markdown_it.common.utils import normalizeReference
+
+from archiver.html_refs import HtmlScanner, parse_tag
+from archiver.model import RefKind
+from archiver.refscan import ASCII_PUNCT, Found, decode_markdown, is_image_path
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_SP = r"[ \t]*(?:\r\n|\r|\n)?[ \t]*"
+_ATTR = r"""(?:[ \t\r\n]+[A-Za-z_:][A-Za-z0-9:._-]*(?:[ \t\r\n]*=[ \t\r\n]*(?:[^"'=<>`\x00-\x20]+|'[^']*'|"[^"]*"))?)"""
+_OPEN_TAG = re.compile(rf"<[A-Za-z][A-Za-z0-9-]*{_ATTR}*[ \t\r\n]*/?>")
+_CLOSE_TAG = re.compile(r"</[A-Za-z][A-Za-z0-9-]*[ \t\r\n]*>")
+_AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>\x00-\x20]*)>")
+_BACKTICKS = re.compile(r"`+")
+_REFDEF = re.compile(
+    r"[ \t]{0,3}(?:>[ \t]?)*(?:[ \t]*(?:[-+*]|[0-9]{1,9}[.)])[ \t]+)?"
+    r"\[((?:[^\\\[\]]|\\.){1,999})\]:" + _SP
+)
+
+
+def line_starts(text: str, start: int = 0) -> list[int]:
+    """Offsets where each line of ``text[start:]`` begins (breaks: CRLF, CR, LF, as markdown-it counts)."""
+    return [start] + [m.end() for m in _LINE_BREAK.finditer(text, start)]
+
+
+def scan_markdown(text: str, start: int) -> list[Found]:
+    """Every image reference in the Markdown body ``text[start:]``."""
+    env: dict[str, object] = {}
+    tokens = MarkdownIt("commonmark").parse(text[start:], env)
+    starts = line_starts(text, start) + [len(text)]
+    last = len(starts) - 2
+    covered = [False] * (last + 1)
+    html = HtmlScanner()
+    inline = _Inline(text, html)
+    for tok in tokens:
+        if tok.map is None or tok.type not in ("fence", "code_block", "html_block", "paragraph_open",
+                                               "heading_open", "hr"):
+            continue
+        a, b = tok.map
+        b = min(b, last + 1)
+        covered[a:b] = [True] * (b - a)
+        seg_start, seg_end = starts[a], starts[b]
+        if tok.type == "html_block":
+            # Markdown written between tags is literal text to CommonMark, but its images are still the
+            # author's images: report them rather than leave them unarchived.
+            html.scan(text, seg_start, seg_end, inline.scan)
+        elif tok.type in ("paragraph_open", "heading_open"):
+            inline.scan(seg_start, seg_end)
+    refs = env.get("references")
+    defined = set(refs) if isinstance(refs, dict) else set()
+    definitions = _definitions(text, starts, covered, defined)
+    out = html.found + inline.found
+    for label, found in definitions:
+        if label in inline.image_labels or is_image_path(found.url):
+            out.append(found)
+    return out
+
+
+def _definitions(text: str, starts: list[int], covered: list[bool], defined: set[str]
+                 ) -> list[tuple[str, Found]]:
+    """Link reference definitions (first per label) on lines markdown-it left outside leaf blocks."""
+    out: list[tuple[str, Found]] = []
+    seen: set[str] = set()
+    for line, is_covered in enumerate(covered):
+        if is_covered:
+            continue
+        m = _REFDEF.match(text, starts[line], starts[-1])
+        if m is None:
+            continue
+        label = normalizeReference(m.group(1))
+        if label not in defined or label in seen:
+            continue
+        seen.add(label)
+        dest = _destination(text, m.end(), starts[-1])
+        if dest is not None and dest[0] < dest[1]:
+            url = decode_markdown(text[dest[0] : dest[1]])
+            out.append((label, Found(url, dest[0], dest[1], RefKind.MD_REFERENCE)))
+    return out
+
+
+def _destination(text: str, i: int, limit: int) -> tuple[int, int, int] | None:
+    """A link destination at ``i``: (span start, span end, offset after it); ``<...>`` brackets excluded."""
+    if i < limit and text[i] == "<":
+        j = i + 1
+        while j < limit:
+            ch = text[j]
+            if ch == "\\" and j + 1 < limit and text[j + 1] in ASCII_PUNCT:
+                j += 2
+                continue
+            if ch in "<\r\n":
+                return None
+            if ch == ">":
+                return i + 1, j, j + 1
+            j += 1
+        return None
+    j, depth = i, 0
+    while j < limit:
+        ch = text[j]
+        if ch == "\\" and j + 1 < limit and text[j + 1] in ASCII_PUNCT:
+            j += 2
+            continue
+        if ch <= " " or ch == "\x7f":
+            break
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            if depth == 0:
+                break
+            depth -= 1
+        j += 1
+    return (i, j, j) if depth == 0 else None
+
+
+_SPACE = re.compile(_SP)
+
+
+def _skip_space(text: str, i: int, limit: int) -> int:
+    m = _SPACE.match(text, i, limit)
+    return m.end() if m else i
+
+
+def _inline_tail(text: str, p: int, limit: int) -> tuple[int, int, int] | None:
+    """Parse ``(dest "title")`` at ``text[p] == "("``: (dest start, dest end, offset after ")")."""
+    i = _skip_space(text, p + 1, limit)
+    dest = _destination(text, i, limit)
+    if dest is None:
+        return None
+    ds, de, i = dest
+    j = _skip_space(text, i, limit)
+    if j < limit and text[j] in "\"'(" and (j > i or ds == de):
+        close = ")" if text[j] == "(" else text[j]
+        k = j + 1
+        while k < limit and text[k] != close:
+            if text[k] == "\\":
+                k += 1
+            elif close == ")" and text[k] == "(":
+                return None
+            k += 1
+        if k >= limit:
+            return None
+        j = _skip_space(text, k + 1, limit)
+    if j < limit and text[j] == ")":
+        return ds, de, j + 1
+    return None
+
+
+@dataclass
+class _Inline:
+    """Inline scanner for paragraph and heading text: code spans, images, links, autolinks, inline HTML."""
+
+    text: str
+    html: HtmlScanner
+    found: list[Found] = field(default_factory=list)
+    image_labels: set[str] = field(default_factory=set)
+
+    def scan(self, start: int, end: int) -> None:
+        text = self.text
+        code = _code_spans(text, start, end)
+        match = _brackets(text, start, end, code)
+        jump: dict[int, int] = {}
+        i = start
+        while i < end:
+            if i in jump:
+                i = jump.pop(i)
+                continue
+            ch = text[i]
+            if ch == "\\":
+                i += 2
+            elif ch == "`":
+                if i in code:
+                    i = code[i]
+                else:
+                    while i < end and text[i] == "`":
+                        i += 1
+            elif ch == "<":
+                i = self._angle(i, end)
+            elif ch == "!" and i + 1 < end and text[i + 1] == "[" and i + 1 in match:
+                i = self._link(i + 1, match, jump, end, image=True)
+            elif ch == "[" and i in match:
+                i = self._link(i, match, jump, end, image=False)
+            else:
+                i += 1
+
+    def _angle(self, i: int, end: int) -> int:
+        text = self.text
+        if text.startswith("<!--", i):
+            k = text.find("-->", i + 4, end)
+            return i + 1 if k < 0 else k + 3
+        m = _AUTOLINK.match(text, i, end)
+        if m:
+            if is_image_path(m.group(1)):
+                self.found.append(Found(m.group(1), m.start(1), m.end(1), RefKind.LINK_HREF))
+            return m.end()
+        m = _OPEN_TAG.match(text, i, end) or _CLOSE_TAG.match(text, i, end)
+        tag = parse_tag(text, i, m.end()) if m else None
+        if tag is None:
+            return i + 1
+        return self.html.tag(text, tag, end)
+
+    def _link(self, open_: int, match: dict[int, int], jump: dict[int, int], end: int, image: bool) -> int:
+        text = self.text
+        close = match[open_]
+        after = close + 1
+        if after < end and text[after] == "(":
+            tail = _inline_tail(text, after, end)
+            if tail is not None:
+                ds, de, stop = tail
+                url = decode_markdown(text[ds:de])
+                if image:
+                    if ds < de:
+                        self.found.append(Found(url, ds, de, RefKind.MD_INLINE))
+                    return stop
+                if ds < de and is_image_path(url):
+                    self.found.append(Found(url, ds, de, RefKind.LINK_HREF))
+                jump[close] = stop
+                return open_ + 1
+        label = text[open_ + 1 : close]
+        if after < end and text[after] == "[" and after in match:
+            second = text[after + 1 : match[after]]
+            if second.strip():
+                label = second
+            stop = match[after] + 1
+        else:
+            stop = after
+        if image:
+            if label.strip():
+                self.image_labels.add(normalizeReference(label))
+            return stop
+        jump[close] = stop
+        return open_ + 1
+
+
+def _code_spans(text: str, start: int, end: int) -> dict[int, int]:
+    """Code spans in ``text[start:end]``: opening backtick offset -> offset after the closing run."""
+    runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(text, start, end)]
+    by_len: dict[int, list[int]] = {}
+    for idx, (a, b) in enumerate(runs):
+        by_len.setdefault(b - a, []).append(idx)
+    spans: dict[int, int] = {}
+    idx = 0
+    while idx < len(runs):
+        a, b = runs[idx]
+        if a > start and text[a - 1] == "\\" and _escaped(text, a - 1, start):
+            a += 1  # an escaped backtick is literal; the rest of the run may open a span
+        if a == b:
+            idx += 1
+            continue
+        same = by_len.get(b - a, [])
+        k = bisect.bisect_right(same, idx)
+        if k < len(same):
+            spans[a] = runs[same[k]][1]
+            idx = same[k] + 1
+        else:
+            idx += 1
+    return spans
+
+
+def _escaped(text: str, backslash: int, start: int) -> bool:
+    """True if the backslash at ``backslash`` is itself not escaped (an odd run of backslashes)."""
+    n = 0
+    while backslash - n >= start and text[backslash - n] == "\\":
+        n += 1
+    return n % 2 == 1
+
+
+def _brackets(text: str, start: int, end: int, code: dict[int, int]) -> dict[int, int]:
+    """Matching ``[`` -> ``]`` offsets, ignoring escaped brackets and brackets inside code spans."""
+    match: dict[int, int] = {}
+    stack: list[int] = []
+    i = start
+    while i < end:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "`" and i in code:
+            i = code[i]
+            continue
+        if ch == "[":
+            stack.append(i)
+        elif ch == "]" and stack:
+            match[stack.pop()] = i
+        i += 1
+    return match

@@ -1,0 +1,383 @@
+"""One archiving run: scan articles, settle every unique URL (fetch → image → store), rewrite articles.
+
+Each unique URL is fetched at most once per run, however many articles use it; an article is
+rewritten as soon as every URL it uses is settled, so a long run makes progress that survives a kill.
+The manifest records a URL as archived only after its objects are stored, and an article only after
+its atomic write, so a re-run after a crash at any point converges on the same result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import multiprocessing
+import os
+import re
+import shutil
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin
+
+from archiver import imaging
+from archiver.articles import iter_article_paths, load_article
+from archiver.config import Config
+from archiver.dedupe import near_duplicate_pairs
+from archiver.errors import ArchiverError, ArticleError, FetchError, ImageError, StorageError, UrlError
+from archiver.fetch import Fetcher
+from archiver.manifest import FINAL_STATUSES, ArticleReplacement, Manifest
+from archiver.model import Asset, Download
+from archiver.refs import find_refs
+from archiver.rewrite import Replacement, remove_stale_temp_files, render, unified_diff, write_atomic
+from archiver.storage import Store
+from archiver.storage.keys import original_key, rendition_key
+from archiver.urls import redact, resolve
+
+log = logging.getLogger("archiver")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing the summary reports: an image that could not be archived, or an article we could not use."""
+
+    outcome: str  # "dead" | "rejected" | "skipped" (an article we cannot read) | "failed" (a re-run may fix it)
+    reason: str
+    url: str | None = None
+    article: str | None = None
+    line: int | None = None
+
+
+@dataclass
+class Stats:
+    """Live counters for the progress display and the final summary."""
+
+    articles: int = 0
+    articles_rewritten: int = 0
+    refs: int = 0
+    urls: int = 0
+    urls_known: int = 0  # archived by an earlier run: no request made
+    fetched: int = 0
+    bytes_fetched: int = 0
+    assets_new: int = 0
+    duplicates: int = 0  # URLs whose bytes were already archived under another URL
+    uploaded: int = 0
+    already_stored: int = 0
+    archived: int = 0
+    dead: int = 0
+    rejected: int = 0
+    failed: int = 0
+    settled: int = 0
+
+
+@dataclass
+class RunReport:
+    stats: Stats
+    problems: list[Problem] = field(default_factory=list)
+    diffs: list[str] = field(default_factory=list)
+    storage_error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0: done (dead links are reported, not an error); 1: something a re-run may fix."""
+        if self.storage_error or any(p.outcome == "failed" for p in self.problems):
+            return 1
+        return 0
+
+
+@dataclass
+class _ArticleWork:
+    path: Path
+    pending: set[str]  # resolved URLs not yet settled
+    uses: dict[str, list[int]] = field(default_factory=dict)  # url -> lines, for the report
+
+
+class Run:
+    """Everything one `archiver run` needs; call ``await Run(...).execute()``."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        paths: Sequence[Path],
+        manifest: Manifest,
+        store: Store,
+        *,
+        dry_run: bool = False,
+        retry_dead: bool = False,
+        workdir: Path,
+        executor: Executor | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.paths = list(paths)
+        self.manifest = manifest
+        self.store = store
+        self.dry_run = dry_run
+        self.retry_dead = retry_dead
+        self.workdir = workdir
+        self.report = RunReport(Stats())
+        self.stats = self.report.stats
+        self._executor = executor
+        self._archived: dict[str, str] = {}  # resolved URL -> public URL of the stored original
+        self._articles: dict[Path, _ArticleWork] = {}
+        self._users: dict[str, list[Path]] = defaultdict(list)
+        self._asset_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._store_slots = asyncio.Semaphore(cfg.storage.concurrency)
+        self._new_assets: list[str] = []
+        self._rewrites: list[asyncio.Task[None]] = []
+        base = cfg.storage.public_base_url
+        self._ours = [base] + ([urljoin(cfg.articles.base_url, base)] if cfg.articles.base_url else [])
+        self._key_re = re.compile(
+            r"(?:[^\s\"'<>]*/)?[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}(?:-\d+w)?\.[a-z0-9]{1,5}"
+        )
+
+    # -- scanning ------------------------------------------------------------------------------
+    def _is_ours(self, raw: str) -> bool:
+        """A URL this archiver wrote (public_base_url + a content-addressed key): never fetched again."""
+        return any(raw.startswith(b) for b in self._ours) and bool(self._key_re.fullmatch(raw))
+
+    def _scan(self) -> None:
+        cfg = self.cfg.articles
+        for root in self.paths:
+            if root.is_dir() and not self.dry_run:
+                for stale in remove_stale_temp_files(root):
+                    log.info("removed %s left by an interrupted run", stale)
+        for path in iter_article_paths(self.paths, cfg.extensions):
+            try:
+                article = load_article(path)
+            except ArticleError as exc:
+                self._problem(Problem("skipped", exc.reason, article=str(path), line=exc.line))
+                continue
+            self.stats.articles += 1
+            work = _ArticleWork(path, set())
+            for ref in find_refs(article.text, article.format, cfg.front_matter_fields):
+                self.stats.refs += 1
+                if self._is_ours(ref.url):
+                    continue
+                try:
+                    url = resolve(ref.url, cfg.base_url)
+                except UrlError as exc:
+                    self.stats.rejected += 1
+                    self._problem(Problem("rejected", exc.reason, redact(ref.url), str(path), ref.line))
+                    continue
+                work.uses.setdefault(url, []).append(ref.line)
+                if url not in work.pending:
+                    work.pending.add(url)
+                    self._users[url].append(path)
+            if work.uses:
+                self._articles[path] = work
+
+    # -- settling URLs -------------------------------------------------------------------------
+    async def execute(self) -> RunReport:
+        await asyncio.to_thread(self._scan)
+        self.stats.urls = len(self._users)
+        known = self.manifest.url_states(self._users)
+        todo: list[str] = []
+        for url in self._users:
+            state = known.get(url)
+            stored = self.manifest.asset(state.asset) if state and state.asset else None
+            if state and state.status == "archived" and stored:
+                self.stats.urls_known += 1
+                self._settled(url, self.store.url_for(stored.key))
+            elif state and state.status in FINAL_STATUSES and not self.retry_dead:
+                self._failed_url(url, state.status, f"{state.reason} (earlier run; --retry-dead to try again)")
+            else:
+                todo.append(url)
+        if todo:
+            async with Fetcher(self.cfg.fetch, self.workdir) as fetcher:
+                pending = set()
+                limit = self.cfg.fetch.concurrency * 4
+                for url in _interleave_hosts(todo):
+                    if len(pending) >= limit:
+                        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    pending.add(asyncio.create_task(self._settle(fetcher, url)))
+                if pending:
+                    await asyncio.gather(*pending)
+        if self._rewrites:
+            await asyncio.gather(*self._rewrites)
+        self.report.diffs.sort()
+        if self._new_assets and not self.dry_run:
+            pairs = near_duplicate_pairs(
+                self.manifest.hashes(), self._new_assets, self.cfg.images.near_duplicate_distance
+            )
+            self.manifest.record_near_duplicates(pairs)
+        return self.report
+
+    async def _settle(self, fetcher: Fetcher, url: str) -> None:
+        try:
+            download = await fetcher.fetch(url)
+        except FetchError as exc:
+            self.manifest.record_url(
+                url, exc.outcome, reason=exc.reason, http_status=exc.status, attempts=exc.attempts
+            )
+            self._failed_url(url, exc.outcome, exc.reason)
+            return
+        self.stats.fetched += 1
+        self.stats.bytes_fetched += download.size
+        try:
+            key = await self._archive(download)
+        except (ImageError, StorageError) as exc:
+            self.manifest.record_url(url, exc.outcome, reason=exc.message, attempts=download.attempts)
+            if isinstance(exc, StorageError):
+                self.report.storage_error = exc.message
+            self._failed_url(url, exc.outcome, exc.message)
+            return
+        finally:
+            download.path.unlink(missing_ok=True)
+        self.manifest.record_url(
+            url, "archived", asset=download.sha256, http_status=download.status, attempts=download.attempts,
+            final_url=download.final_url, etag=download.etag, last_modified=download.last_modified,
+        )
+        self._settled(url, self.store.url_for(key))
+
+    async def _archive(self, download: Download) -> str:
+        """Make sure the bytes and their renditions are stored; return the original's key."""
+        sha = download.sha256
+        async with self._asset_locks[sha]:
+            stored = self.manifest.asset(sha)
+            if stored and self._renditions_complete(sha, stored.ext):
+                self.stats.duplicates += 1
+                return stored.key
+            loop = asyncio.get_running_loop()
+            asset: Asset = await loop.run_in_executor(
+                self._executor, imaging.process, str(download.path), download.format, sha, download.size,
+                self.cfg.images,
+            )
+            prefix = self.cfg.storage.prefix
+            key = original_key(prefix, sha, download.format.ext)
+            meta = {"source-url": redact(download.url)}
+            await self._put(key, download.path, download.format.mime, meta)
+            rkeys = []
+            for r in asset.renditions:
+                rkey = rendition_key(prefix, sha, r.width, r.format.ext)
+                await self._put(rkey, r.data, r.format.mime, meta)
+                rkeys.append(rkey)
+            self.manifest.record_asset(asset, key, rkeys)
+            if stored is None:
+                self.stats.assets_new += 1
+                if asset.phash:
+                    self._new_assets.append(sha)
+            return key
+
+    def _renditions_complete(self, sha: str, ext: str) -> bool:
+        have = self.manifest.rendition_keys(sha)
+        if ext == "svg":
+            return True
+        fmt = self.cfg.images.thumbnail_format
+        return all((w, fmt) in have for w in self.cfg.images.thumbnails)
+
+    async def _put(self, key: str, data: bytes | Path, mime: str, meta: dict[str, str]) -> None:
+        async with self._store_slots:
+            if await asyncio.to_thread(self.store.exists, key):
+                self.stats.already_stored += 1
+                return
+            await asyncio.to_thread(self.store.put, key, data, mime, meta)
+            self.stats.uploaded += 1
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _problem(self, problem: Problem) -> None:
+        self.report.problems.append(problem)
+        where = f"{problem.article}:{problem.line}: " if problem.article and problem.line else (
+            f"{problem.article}: " if problem.article else ""
+        )
+        log.warning("%s%s%s%s", where, f"{problem.url}: " if problem.url else "", problem.reason,
+                    "" if problem.outcome == "failed" else f" ({problem.outcome})")
+
+    def _failed_url(self, url: str, outcome: str, reason: str) -> None:
+        setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
+        shown = redact(url)
+        for path in self._users[url]:
+            lines = self._articles[path].uses.get(url, [None])
+            self._problem(Problem(outcome, reason, shown, str(path), lines[0]))
+        self._url_done(url)
+
+    def _settled(self, url: str, public_url: str) -> None:
+        self.stats.archived += 1
+        self._archived[url] = public_url
+        self._url_done(url)
+
+    def _url_done(self, url: str) -> None:
+        self.stats.settled += 1
+        for path in self._users[url]:
+            work = self._articles[path]
+            work.pending.discard(url)
+            if not work.pending:
+                self._rewrites.append(asyncio.ensure_future(self._rewrite(work)))
+
+    # -- rewriting -----------------------------------------------------------------------------
+    async def _rewrite(self, work: _ArticleWork) -> None:
+        try:
+            result = await asyncio.to_thread(self._rewrite_file, work.path)
+        except ArticleError as exc:
+            self._problem(Problem("failed", exc.reason, article=str(work.path), line=exc.line))
+            return
+        if result is not None:
+            before, after, replaced = result
+            self.stats.articles_rewritten += 1
+            if not self.dry_run:
+                self.manifest.record_article(str(work.path.resolve()), before, after, replaced)
+
+    def _rewrite_file(self, path: Path) -> tuple[str, str, list[ArticleReplacement]] | None:
+        """Re-read the article (it may have changed since the scan), splice archived URLs in, write atomically."""
+        article = load_article(path)
+        cfg = self.cfg.articles
+        repls: list[Replacement] = []
+        record: list[ArticleReplacement] = []
+        for ref in find_refs(article.text, article.format, cfg.front_matter_fields):
+            if self._is_ours(ref.url):
+                continue
+            try:
+                public = self._archived.get(resolve(ref.url, cfg.base_url))
+            except UrlError:
+                continue
+            if public is None:
+                continue
+            repls.append(Replacement(ref.start, ref.end, public))
+            record.append(
+                ArticleReplacement(ref.start, ref.end, article.text[ref.start : ref.end], public, ref.url)
+            )
+        if not repls:
+            return None
+        new = render(article, repls)
+        if new == article.raw:
+            return None
+        if self.dry_run:
+            self.report.diffs.append(unified_diff(article, new.decode(article.encoding)))
+        else:
+            write_atomic(path, new, expected=article.raw)
+        return hashlib.sha256(article.raw).hexdigest(), hashlib.sha256(new).hexdigest(), record
+
+
+def _interleave_hosts(urls: Sequence[str]) -> list[str]:
+    """Round-robin over hosts, so one slow host's backlog cannot fill every in-flight slot."""
+    by_host: dict[str, deque[str]] = defaultdict(deque)
+    for url in urls:
+        by_host[url.split("/", 3)[2] if "//" in url else ""].append(url)
+    queues = deque(by_host.values())
+    out: list[str] = []
+    while queues:
+        q = queues.popleft()
+        out.append(q.popleft())
+        if q:
+            queues.append(q)
+    return out
+
+
+def make_executor() -> ProcessPoolExecutor:
+    """A process pool for decoding and hashing, sized to the cores; spawn, not fork (we have threads)."""
+    return ProcessPoolExecutor(
+        max_workers=max(1, min(os.cpu_count() or 1, 8)), mp_context=multiprocessing.get_context("spawn")
+    )
+
+
+def prepare_workdir(manifest_path: Path | None) -> Path:
+    """A scratch folder for downloads beside the manifest, emptied of leftovers from a killed run."""
+    base = manifest_path.parent if manifest_path else Path(os.environ.get("TMPDIR", "/tmp"))
+    work = base / "tmp" if manifest_path else base / f"archiver-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+__all__ = ["Run", "RunReport", "Problem", "Stats", "make_executor", "prepare_workdir", "ArchiverError"]

@@ -1,0 +1,201 @@
+"""Turns a URL as written in an article into the absolute, normalised http(s) URL we fetch (and redacts URLs for logs).
+
+Normalisation (what a browser would request): surrounding whitespace and embedded tabs/newlines removed,
+scheme and host lower-cased, host IDNA-encoded (IDNA 2008 with UTS #46 via the ``idna`` package that
+yarl already depends on; Python's IDNA 2003 codec as a fallback), default port dropped, ``\\`` in the path
+read as ``/`` (as browsers do for http URLs), ``.``/``..`` segments resolved, spaces, non-ASCII and other
+characters not allowed in a URL percent-encoded as UTF-8 while existing ``%XX`` escapes stay untouched
+(a stray ``%`` becomes ``%25``), and the fragment dropped (it is never sent to the server).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+import idna
+
+from archiver.errors import UrlError
+
+MAX_URL_LENGTH = 8192
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+_STRIP = " \t\n\r\f\v\x00"
+_HEX = set("0123456789abcdefABCDEF")
+_UNRESERVED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_PATH_SAFE = _UNRESERVED | set("!$&'()*+,;=:@/")
+_QUERY_SAFE = _PATH_SAFE | set("?")
+_USERINFO_SAFE = _UNRESERVED | set("!$&'()*+,;=:")
+
+# Query parameters whose values are secrets (signed URLs, API tokens): hidden by redact().
+_SECRET_PARAMS = frozenset(
+    {
+        "access_token", "api_key", "apikey", "auth", "client_secret", "password", "passwd", "pwd",
+        "secret", "sig", "signature", "token", "x-amz-credential", "x-amz-security-token",
+        "x-amz-signature", "x-goog-credential", "x-goog-signature",
+    }
+)  # fmt: skip
+
+
+def _quote(text: str, safe: set[str]) -> str:
+    """Percent-encode what is not in ``safe``; keep existing ``%XX`` escapes, encode a stray ``%``."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "%" and i + 2 < len(text) and text[i + 1] in _HEX and text[i + 2] in _HEX:
+            out.append(text[i : i + 3])
+            i += 3
+            continue
+        if ch in safe:
+            out.append(ch)
+        else:
+            out.append("".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass")))
+        i += 1
+    return "".join(out)
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4: resolve ``.`` and ``..`` segments (never above the root)."""
+    if not path:
+        return "/"
+    segments = path.split("/")
+    out: list[str] = []
+    for seg in segments[1:]:
+        if seg == ".":
+            continue
+        if seg == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(seg)
+    trailing = segments[-1] in (".", "..")
+    result = "/" + "/".join(out)
+    if trailing and not result.endswith("/"):
+        result += "/"
+    return result
+
+
+def _encode_host(raw: str, host: str) -> str:
+    host = host.lower()
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise UrlError(raw, "malformed IPv6 host")
+        try:
+            return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+        except ValueError:
+            raise UrlError(raw, "malformed IPv6 host") from None
+    if any(c in host for c in " <>\\^|%\"'`{}"):
+        raise UrlError(raw, f"invalid character in host {host!r}")
+    if host.isascii():
+        return host
+    trailing_dot = host.endswith(".")
+    try:
+        encoded = idna.encode(host.rstrip("."), uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        try:
+            encoded = host.rstrip(".").encode("idna").decode("ascii")
+        except UnicodeError:
+            raise UrlError(raw, f"host {host!r} is not a valid international domain name") from None
+    return encoded + ("." if trailing_dot else "")
+
+
+def _join(raw: str, base_url: str) -> str:
+    """An absolute URL for ``raw`` (scheme already known to be http(s) or absent)."""
+    if _SCHEME.match(raw):
+        return raw
+    if raw.startswith(("//", "\\\\")):
+        scheme = urlsplit(base_url).scheme.lower() if base_url else ""
+        return f"{scheme if scheme in ('http', 'https') else 'https'}:{raw}"
+    if not base_url:
+        raise UrlError(raw, "relative URL and no [articles] base_url")
+    base = urlsplit(base_url)
+    if raw.startswith(("/", "\\")):
+        return urlunsplit((base.scheme, base.netloc, raw, "", ""))
+    if raw.startswith("?"):
+        return urlunsplit((base.scheme, base.netloc, base.path or "/", raw[1:], ""))
+    if raw.startswith("#") or raw == "":
+        return urlunsplit((base.scheme, base.netloc, base.path or "/", base.query, ""))
+    directory = (base.path or "/").rsplit("/", 1)[0] + "/"
+    return urlunsplit((base.scheme, base.netloc, directory, "", "")) + raw
+
+
+def resolve(raw: str, base_url: str) -> str:
+    """The absolute, normalised http(s) URL for ``raw`` (entity-decoded, as written) relative to ``base_url``."""
+    text = raw.strip(_STRIP).replace("\t", "").replace("\n", "").replace("\r", "")
+    shown = text[:200] + ("..." if len(text) > 200 else "")
+    if len(text) > MAX_URL_LENGTH:
+        raise UrlError(shown, f"URL longer than {MAX_URL_LENGTH} characters")
+    if not text:
+        raise UrlError(raw, "empty URL")
+    scheme_match = _SCHEME.match(text)
+    if scheme_match:
+        scheme = scheme_match.group(1).lower()
+        if scheme not in ("http", "https"):
+            # data: URLs can be huge; never echo them whole.
+            raise UrlError(redact(shown[:60]), f"{scheme}: URLs are never fetched")
+    absolute = _join(text, base_url)
+    scheme_end = absolute.index(":")
+    scheme = absolute[:scheme_end].lower()
+    rest = absolute[scheme_end + 1 :]
+    # Browsers read "\" as "/" in the authority and path of http URLs.
+    query_at = rest.find("?")
+    head, tail = (rest, "") if query_at < 0 else (rest[:query_at], rest[query_at:])
+    head = head.replace("\\", "/")
+    head = "//" + head.lstrip("/")  # "http:host/x", "http:/host/x", "http:///host/x": http://host/x in browsers
+    try:
+        parts = urlsplit(f"{scheme}:{head}{tail}")
+    except ValueError as exc:  # unbalanced [ ] in the host
+        raise UrlError(redact(shown), f"malformed host ({exc})") from None
+    netloc = parts.netloc
+    userinfo, _, hostport = netloc.rpartition("@")
+    if hostport.startswith("["):
+        close = hostport.find("]")
+        host, port_text = (hostport, "") if close < 0 else (hostport[: close + 1], hostport[close + 1 :])
+        port_text = port_text[1:] if port_text.startswith(":") else port_text
+    else:
+        host, _, port_text = hostport.partition(":")
+    if not host or host == "[]":
+        raise UrlError(redact(shown), "URL has no host")
+    host = _encode_host(redact(shown), host)
+    port = ""
+    if port_text:
+        if not port_text.isdigit() or int(port_text) > 65535:
+            raise UrlError(redact(shown), f"invalid port {port_text!r}")
+        if int(port_text) != {"http": 80, "https": 443}[scheme]:
+            port = f":{int(port_text)}"
+    if userinfo:
+        user, sep, password = userinfo.partition(":")
+        userinfo = _quote(user, _USERINFO_SAFE) + sep + _quote(password, _USERINFO_SAFE) + "@"
+    path = _quote(_remove_dot_segments(parts.path), _PATH_SAFE)
+    query = _quote(parts.query, _QUERY_SAFE)
+    return urlunsplit((scheme, f"{userinfo}{host}{port}", path, query, ""))
+
+
+def redact(url: str) -> str:
+    """``url`` safe to log or report: ``user:password@`` becomes ``***@`` and the values of
+    well-known secret query parameters (token, signature, X-Amz-Signature, ...) become ``***``.
+    Everything else is kept so a reader can still find the image. Never raises."""
+    scheme_end = url.find("://")
+    if scheme_end >= 0:
+        start = scheme_end + 3
+        end = len(url)
+        for stop in "/?#":
+            at = url.find(stop, start)
+            if 0 <= at < end:
+                end = at
+        at = url.rfind("@", start, end)
+        if at >= 0:
+            url = url[:start] + "***" + url[at:]
+    query_at = url.find("?")
+    if query_at < 0:
+        return url
+    fragment_at = url.find("#", query_at)
+    query_end = len(url) if fragment_at < 0 else fragment_at
+    pairs = url[query_at + 1 : query_end].split("&")
+    for i, pair in enumerate(pairs):
+        name, eq, _value = pair.partition("=")
+        if eq and name.lower() in _SECRET_PARAMS:
+            pairs[i] = f"{name}=***"
+    return url[: query_at + 1] + "&".join(pairs) + url[query_end:]

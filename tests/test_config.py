@@ -1,0 +1,108 @@
+"""Configuration: the example file documents every key, bad files give one clear error naming file and key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from archiver import config
+from archiver.cli import main
+from archiver.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_example_config_lists_every_key_with_a_comment() -> None:
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    data = tomllib.loads(text)
+    for section, keys in config.documented_keys().items():
+        assert section in data, f"[{section}] missing from config.example.toml"
+        for key in keys:
+            assert key in data[section], f"[{section}] {key} missing from config.example.toml"
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if "=" in line and not line.startswith(("#", "[")):
+            assert lines[i - 1].startswith("#"), f"no comment above {line!r}"
+
+
+def test_example_config_values_are_the_defaults() -> None:
+    cfg = config.load(ROOT / "config.example.toml")
+    default = config.Config()
+    for name in config.SECTIONS:
+        assert getattr(cfg, name) == getattr(default, name), name
+
+
+def test_issue_key_names_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        """
+[articles]
+root = "source/_posts"
+base_url = "https://blog.example.com/"
+front_matter_fields = ["headimg", "image.path", "cover.url"]
+[fetch]
+concurrency = 16
+per_host = 4
+timeout = 30
+retries = 4
+max_bytes = 52428800
+user_agent = "x"
+allow_networks = ["127.0.0.1/32"]
+[images]
+thumbnails = [320, 640]
+thumbnail_format = "webp"
+max_pixels = 50000000
+[storage]
+backend = "s3"
+path = "archive"
+bucket = "media-archive"
+endpoint_url = ""
+region = "us-east-1"
+prefix = ""
+public_base_url = "/archive/"
+[manifest]
+path = ".archiver/manifest.sqlite3"
+""",
+        encoding="utf-8",
+    )
+    cfg = config.load(path)
+    assert cfg.fetch.timeout == 30.0 and cfg.images.thumbnails == (320, 640)
+    assert cfg.resolve_path(cfg.manifest.path) == tmp_path.resolve() / ".archiver/manifest.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[fetch]\nconcurency = 3\n", "unknown key [fetch] concurency"),
+        ("[fetch]\ntimeout = 'soon'\n", "[fetch] timeout: expected number"),
+        ("[fetch]\nretries = true\n", "[fetch] retries: expected integer, got boolean"),
+        ("[images]\nthumbnails = 320\n", "[images] thumbnails: expected list of integer"),
+        ("[storage]\nbackend = 'ftp'\n", "[storage] backend"),
+        ("[fetch]\nallow_networks = ['10.0.0.0/33']\n", "not a CIDR network"),
+        ("[store]\npath = 'x'\n", "unknown section [store]"),
+        ("[fetch\n", "invalid TOML"),
+    ],
+)
+def test_bad_config_names_file_and_key(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+
+
+def test_cli_reports_config_error_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[fetch]\nconcurency = 3\n", encoding="utf-8")
+    assert main(["run", str(tmp_path), "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key [fetch] concurency" in err and "Traceback" not in err
+
+
+def test_cli_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2
