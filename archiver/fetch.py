@@ -125,6 +125,7 @@ class Fetcher:
     ) -> None:
         if self._session is not None:
             await self._session.close()
+            await self._resolver.close()
             self._session = None
 
     def _wait(self, state: RetryCallState) -> float:
@@ -140,6 +141,10 @@ class Fetcher:
         """Download ``url`` (absolute, from urls.resolve); the caller deletes ``Download.path``."""
         if self._session is None:
             raise RuntimeError("use 'async with Fetcher(...)'")
+        try:
+            target = resolve(url, "")  # a no-op for what urls.resolve returned; refuses anything else
+        except UrlError as exc:
+            raise Refused(redact(url), exc.reason) from None
         attempt_no = 0
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._cfg.retries + 1),
@@ -151,7 +156,7 @@ class Fetcher:
             async for attempt in retrying:
                 with attempt:
                     attempt_no = attempt.retry_state.attempt_number
-                    download = await self._attempt(url, attempt_no)
+                    download = await self._attempt(url, target, attempt_no)
             self.stats.downloads += 1
             return download
         except _Retry as exc:
@@ -168,16 +173,18 @@ class Fetcher:
             sem = self._per_host[host] = asyncio.Semaphore(self._cfg.per_host)
         return sem
 
-    async def _attempt(self, url: str, attempt_no: int) -> Download:
+    async def _attempt(self, url: str, target: str, attempt_no: int) -> Download:
         assert self._global is not None
-        current = url
-        seen = {url}
-        async with self._global:
-            for _hop in range(self._cfg.max_redirects + 1):
+        current = target
+        seen = {target}
+        # Per-host slot first (by the URL's own host, also across its redirect hops), then a global slot:
+        # tasks queued behind a busy host never sit on global slots that other hosts could use.
+        async with self._host_semaphore((urlsplit(target).hostname or "").lower()), self._global:
+            for hop in range(self._cfg.max_redirects + 1):
                 host = (urlsplit(current).hostname or "").lower()
-                await self._check_hop(url, current, host)
-                async with self._host_semaphore(host):
-                    result = await self._request(url, current, host, attempt_no)
+                via = f"redirect to {redact(current)}: " if hop else ""
+                await self._check_hop(url, current, host, via)
+                result = await self._request(url, current, host, via, attempt_no)
                 if isinstance(result, Download):
                     return result
                 if result in seen:
@@ -186,25 +193,21 @@ class Fetcher:
                 current = result
         raise DeadLink(redact(url), f"more than {self._cfg.max_redirects} redirects (last: {redact(current)})")
 
-    async def _check_hop(self, url: str, current: str, host: str) -> None:
+    async def _check_hop(self, url: str, current: str, host: str, via: str) -> None:
         """Guard checks aiohttp cannot do for us: IP-literal hosts, and targets hidden behind a proxy."""
         try:
             self._guard.check_url_host(current)
         except Refused as exc:
-            raise Refused(redact(url), self._via(url, current, exc.reason)) from None
+            raise Refused(redact(url), via + exc.reason) from None
         scheme = urlsplit(current).scheme
         proxied = scheme in self._proxies and not proxy_bypass(host)
         if proxied or host in self._proxy_hosts:
             try:
                 await self._resolver.resolve(host, urlsplit(current).port or 0, socket.AF_UNSPEC)
             except AddressRefused as exc:
-                raise Refused(redact(url), self._via(url, current, exc.reason)) from None
+                raise Refused(redact(url), via + exc.reason) from None
             except OSError as exc:
                 raise self._dns_error(url, exc) from exc
-
-    @staticmethod
-    def _via(url: str, current: str, reason: str) -> str:
-        return reason if current == url else f"redirect to {redact(current)}: {reason}"
 
     @staticmethod
     def _dns_error(url: str, err: OSError) -> FetchError | _Retry:
@@ -212,7 +215,7 @@ class Fetcher:
             return DeadLink(redact(url), "host not found (NXDOMAIN)")
         return _Retry(f"DNS lookup failed: {err.strerror or err}")
 
-    async def _request(self, url: str, current: str, host: str, attempt_no: int) -> Download | str:
+    async def _request(self, url: str, current: str, host: str, via: str, attempt_no: int) -> Download | str:
         """One HTTP request: a Download, or the next URL when it redirects."""
         assert self._session is not None
         headers = self._headers.get(host, {})
@@ -230,7 +233,7 @@ class Fetcher:
         except aiohttp.ClientConnectorError as exc:
             err = exc.os_error
             if isinstance(err, AddressRefused):
-                raise Refused(redact(url), self._via(url, current, err.reason)) from exc
+                raise Refused(redact(url), via + err.reason) from exc
             if isinstance(exc, aiohttp.ClientConnectorDNSError):
                 raise self._dns_error(url, err) from exc
             if isinstance(exc, aiohttp.ClientProxyConnectionError):
@@ -274,17 +277,23 @@ class Fetcher:
         if declared is not None and declared > limit:
             resp.close()
             raise TooLarge(redact(url), f"Content-Length {declared} is over max_bytes {limit}", status=resp.status)
-        fd, name = tempfile.mkstemp(dir=self._workdir, prefix="fetch-", suffix=".part")
-        path = Path(name)
+        path: Path | None = None
         try:
+            fd, name = tempfile.mkstemp(dir=self._workdir, prefix="fetch-", suffix=".part")
+            path = Path(name)
             with os.fdopen(fd, "wb") as out:
                 size, digest, fmt = await self._stream(url, resp, out, limit)
             encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
             if declared is not None and not encoded and size < declared:
                 raise _Retry(f"truncated body ({size} of {declared} bytes)", resp.status)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                path.unlink()
+        except BaseException as exc:
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            if isinstance(exc, OSError) and not isinstance(exc, (aiohttp.ClientError, TimeoutError)):
+                # Our own disk, not the network: retrying this URL now would not help.
+                reason = f"cannot write a temporary file in {self._workdir}: {exc.strerror or exc}"
+                raise TransientFetchError(redact(url), reason, status=resp.status) from exc
             raise
         return Download(
             url=url,

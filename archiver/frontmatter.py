@@ -117,7 +117,7 @@ def _walk(text: str, base: int, node: yaml.Node, path: Path, seen: set[int]) -> 
     if isinstance(node, yaml.ScalarNode):
         span = _scalar_span(text, base, node)
         if span is not None:
-            yield _Value(path, span[0], span[1], node.value)
+            yield _Value(path, span[0], span[1], text[span[0] : span[1]])
     elif isinstance(node, yaml.MappingNode):
         for key, child in node.value:
             if isinstance(key, yaml.ScalarNode):

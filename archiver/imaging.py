@@ -10,10 +10,9 @@ the mode to 8-bit L/RGB/RGBA (CMYK and non-sRGB profiles converted to sRGB) → 
 rendition → orient → pHash/dHash from that image (transparency flattened on white) → smaller
 renditions resized from it → encode.
 
-Renditions are never upscaled. An image no wider than a configured width gets one rendition at its
-own size, recorded under the smallest such width; larger widths that would give the same pixels are
-skipped (so ``len(renditions) <= len(cfg.thumbnails)``; a consumer wanting width W takes the largest
-rendition whose ``width <= W``, or the smallest one).
+One rendition per configured width (``Rendition.width``), never upscaled: for widths at or above the
+image's displayed width the rendition is the image at its own size; such duplicates are encoded once
+and share the same bytes, so every configured width can be looked up (and its storage key checked).
 """
 
 from __future__ import annotations
@@ -139,23 +138,24 @@ def _process_open(im: Image.Image, fmt: ImageFormat, sha256: str, size: int, cfg
     grey = _flatten(big.convert("RGB") if big.mode == "CMYK" else big).convert("L")
     phash, dhash = str(imagehash.phash(grey)), str(imagehash.dhash(grey))
     big = _srgb(big, icc)
-    renditions = []
-    for width, rw, rh in plan:
-        img = big if (rw, rh) == big.size else big.resize((rw, rh), Image.Resampling.LANCZOS)
-        renditions.append(Rendition(width, rw, rh, _OUTPUT_FORMATS[cfg.thumbnail_format], _encode(img, cfg)))
+    encoded: dict[tuple[int, int], bytes] = {}
+    for _, rw, rh in plan:
+        if (rw, rh) not in encoded:
+            img = big if (rw, rh) == big.size else big.resize((rw, rh), Image.Resampling.LANCZOS)
+            encoded[rw, rh] = _encode(img, cfg)
+    out_fmt = _OUTPUT_FORMATS[cfg.thumbnail_format]
+    renditions = [Rendition(width, rw, rh, out_fmt, encoded[rw, rh]) for width, rw, rh in plan]
     return Asset(sha256=sha256, format=fmt, size=size, width=dw, height=dh, phash=phash, dhash=dhash,
                  frames=frames, renditions=tuple(renditions))
 
 
 def _plan(dw: int, dh: int, cfg: ImagesConfig) -> list[tuple[int, int, int]]:
-    """(configured width, pixel width, pixel height) per rendition, smallest first; no upscaling, no duplicates."""
+    """(configured width, pixel width, pixel height) per configured width, smallest first; no upscaling."""
     limit = _MAX_SIDE[cfg.thumbnail_format]
-    plan: list[tuple[int, int, int]] = []
+    plan = []
     for width in sorted(set(cfg.thumbnails)):
         scale = min(1.0, width / dw, limit / dh)
-        pw, ph = max(1, min(dw, round(dw * scale))), max(1, min(dh, round(dh * scale)))
-        if not any((pw, ph) == (p[1], p[2]) for p in plan):
-            plan.append((width, pw, ph))
+        plan.append((width, max(1, min(dw, round(dw * scale))), max(1, min(dh, round(dh * scale)))))
     return plan
 
 

@@ -10,12 +10,13 @@ import struct
 import time
 import warnings
 import zlib
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import imagehash
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 
 from archiver.config import ImagesConfig
 from archiver.errors import ImageError
@@ -127,12 +128,17 @@ def test_real_photo_stored_rotated_with_tag_6_is_upright() -> None:
     assert hamming(a.phash, fixture("skimage_rocket.jpg").phash) <= 4
 
 
-def test_never_upscaled_and_no_duplicate_renditions(tmp_path: Path) -> None:
+def test_one_rendition_per_configured_width_never_upscaled(tmp_path: Path) -> None:
     cfg = ImagesConfig(thumbnails=(640, 160, 320))
     small = run(save(tmp_path, Image.new("RGB", (50, 30), "red"), "s.png"), cfg)
-    assert [(r.width, r.pixel_width, r.pixel_height) for r in small.renditions] == [(160, 50, 30)]
+    assert [(r.width, r.pixel_width, r.pixel_height) for r in small.renditions] == [
+        (160, 50, 30), (320, 50, 30), (640, 50, 30)
+    ]
+    assert len({r.data for r in small.renditions}) == 1  # the same pixels, encoded once
     mid = fixture("derived_astronaut_256_q40.jpg", cfg)  # 256 px wide
-    assert [(r.width, r.pixel_width, r.pixel_height) for r in mid.renditions] == [(160, 160, 160), (320, 256, 256)]
+    assert [(r.width, r.pixel_width, r.pixel_height) for r in mid.renditions] == [
+        (160, 160, 160), (320, 256, 256), (640, 256, 256)
+    ]
     big = fixture("pillow_junk_jpeg_header.jpg", cfg)  # 1024×768
     assert [(r.width, r.pixel_width, r.pixel_height) for r in big.renditions] == [
         (160, 160, 120), (320, 320, 240), (640, 640, 480)
@@ -161,6 +167,19 @@ def test_cmyk_jpeg_gives_rgb_thumbnail_with_the_colours_of_the_rgb_original() ->
     assert got.mode == "RGB"
     assert np.abs(mean_rgb(got) - mean_rgb(want)).max() < 8  # an inverted CMYK would be ~255 - mean
     assert hamming(cmyk.phash, rgb.phash) <= 4
+
+
+def test_adobe_rgb_photo_is_converted_to_srgb_since_the_profile_is_stripped() -> None:
+    path = FIXTURES / "skimage_rocket.jpg"  # embedded "Adobe RGB (1998)" profile
+    got = np.asarray(thumb(fixture("skimage_rocket.jpg", ImagesConfig(thumbnail_format="png"))), dtype=float)
+    with Image.open(path) as im:
+        src = ImageCms.ImageCmsProfile(io.BytesIO(im.info["icc_profile"]))
+        srgb = ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        raw = im.convert("RGB")
+    size = (320, 214)
+    want = np.asarray(srgb.resize(size, Image.Resampling.LANCZOS), dtype=float)
+    unconverted = np.asarray(raw.resize(size, Image.Resampling.LANCZOS), dtype=float)
+    assert np.abs(got - want).mean() < 1.5 < 4 < np.abs(got - unconverted).mean()
 
 
 @pytest.mark.parametrize("name", ["pillow_pil123p.png", "pillow_transparent.gif"])
@@ -354,3 +373,13 @@ def test_svg_is_never_parsed_or_rasterised(tmp_path: Path) -> None:
     a = run(path, fmt=SVG)
     assert a == Asset(sha256="0" * 64, format=SVG, size=path.stat().st_size, width=None, height=None,
                       phash=None, dhash=None, frames=1, renditions=())
+
+
+def test_runs_in_a_process_pool_and_its_errors_cross_back(tmp_path: Path) -> None:
+    bomb = png_bomb(tmp_path / "bomb.png")
+    path = FIXTURES / "pillow_hopper.jpg"
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        asset = pool.submit(process, str(path), JPEG, "0" * 64, path.stat().st_size, CFG).result()
+        refused = pool.submit(process, str(bomb), PNG, "0" * 64, bomb.stat().st_size, CFG).exception()
+    assert asset == fixture("pillow_hopper.jpg")
+    assert isinstance(refused, ImageError) and "max_pixels" in refused.reason

@@ -17,6 +17,7 @@ Built-in routes of the origin:
     /oversize-chunked    the same without Content-Length (chunked)
     /bomb                a 167-byte PNG declaring 30000x30000 pixels
     /gzip                the JPEG with Content-Encoding: gzip
+    /hold/{key}          the JPEG after HOLD_SECONDS; ``max_in_flight()`` says how many were served at once
     /redirect/{n}        n redirects (alternately relative and absolute Location), then the image
     /redirect-to?url=U   302 to U
     /redirect-private    302 to http://169.254.169.254/latest/meta-data/ (the guard must refuse it)
@@ -41,6 +42,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from tests.support.images import make_gif, make_jpeg, make_png, make_png_bomb, make_webp
 
 SLOW_SECONDS = 5.0
+HOLD_SECONDS = 0.1
 OVERSIZE_BYTES = 3 * 1024 * 1024
 JPEG = make_jpeg(640, 480, seed=1)
 SVG = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>\n'
@@ -65,6 +67,8 @@ class _State:
     headers: dict[str, CIMultiDictProxy[str]] = field(default_factory=dict)
     content: dict[str, Content] = field(default_factory=dict)
     failures: Counter[str] = field(default_factory=Counter)
+    in_flight: int = 0
+    max_in_flight: int = 0
 
 
 class Server:
@@ -152,8 +156,20 @@ class Server:
             self._state.failures[key] += 1
             return before
 
+    def hold(self, delta: int) -> None:
+        """Track requests being served by /hold (for concurrency-limit tests)."""
+        with self._state.lock:
+            self._state.in_flight += delta
+            self._state.max_in_flight = max(self._state.max_in_flight, self._state.in_flight)
+
+    def max_in_flight(self) -> int:
+        """Most /hold requests served at the same time since the last reset."""
+        with self._state.lock:
+            return self._state.max_in_flight
+
     def reset(self) -> None:
         with self._state.lock:
+            self._state.in_flight = self._state.max_in_flight = 0
             self._state.hits.clear()
             self._state.headers.clear()
             self._state.content.clear()
@@ -235,6 +251,14 @@ def origin_routes(server: Server) -> list[web.RouteDef]:
             pass  # the client hung up, as it should
         return resp
 
+    async def hold(request: web.Request) -> web.StreamResponse:
+        server.hold(+1)
+        try:
+            await asyncio.sleep(HOLD_SECONDS)
+        finally:
+            server.hold(-1)
+        return _image()
+
     async def gzipped(request: web.Request) -> web.StreamResponse:
         return web.Response(
             body=gzip.compress(JPEG), headers={"Content-Type": "image/jpeg", "Content-Encoding": "gzip"}
@@ -271,6 +295,7 @@ def origin_routes(server: Server) -> list[web.RouteDef]:
         web.get("/oversize", oversize),
         web.get("/oversize-chunked", oversize),
         web.get("/gzip", gzipped),
+        web.get("/hold/{key}", hold),
         web.get("/redirect/{n}", redirect),
         web.get("/redirect-to", redirect_to),
         web.get("/redirect-private", redirect_private),
