@@ -1,0 +1,51 @@
+"""Where archived objects go: the Store protocol and open_store(), which picks the backend from the config.
+
+Backends: ``local`` (a folder, local.py), ``s3`` (AWS or S3-compatible, s3.py), and NullStore (null.py) for
+dry runs. Methods are synchronous and thread-safe; the pipeline calls them through ``asyncio.to_thread``.
+Keys come from keys.py and are checked again by every backend, so no key can leave its folder or prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+from archiver.config import StorageConfig
+from archiver.errors import StorageError
+
+
+class Store(Protocol):
+    def check(self) -> None:
+        """At start-up: one clear StorageError for wrong credentials, a missing bucket, no access, no endpoint."""
+
+    def exists(self, key: str) -> bool:
+        """Whether the object is already stored (HEAD); content-addressed keys never need uploading twice."""
+
+    def put(self, key: str, data: bytes | Path, content_type: str, metadata: Mapping[str, str]) -> None:
+        """Store the bytes (or the file's contents) under ``key``, all or nothing."""
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes (for verify and tests)."""
+
+    def url_for(self, key: str) -> str:
+        """The public URL a rewritten article uses: ``public_base_url + key``."""
+
+
+def open_store(cfg: StorageConfig, root: Path | None = None) -> Store:
+    """The configured backend. A relative local ``path`` is taken relative to ``root`` (the config's folder)."""
+    if cfg.backend == "local":
+        from archiver.storage.local import LocalStore
+
+        path = Path(cfg.path).expanduser()
+        if not path.is_absolute() and root is not None:
+            path = root / path
+        return LocalStore(path, cfg.public_base_url)
+    if cfg.backend == "s3":
+        from archiver.storage.s3 import S3Store
+
+        return S3Store(cfg)
+    raise StorageError(f'[storage] backend: {cfg.backend!r} is not "local" or "s3"')
+
+
+__all__ = ["Store", "open_store"]

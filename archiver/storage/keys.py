@@ -1,0 +1,58 @@
+"""Object keys: content-addressed, sharded names that can never escape the configured prefix."""
+
+from __future__ import annotations
+
+import re
+
+from archiver.errors import ConfigError, StorageError
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_EXT = re.compile(r"[a-z0-9]{1,5}")
+# RFC 3986 "unreserved" characters: a key made of them is the same in a URL, an S3 key and a file name.
+_SEGMENT = re.compile(r"[A-Za-z0-9._~-]+")
+MAX_KEY_BYTES = 1024  # S3's limit
+
+
+def normalise_prefix(prefix: str) -> str:
+    """``"/a//b"`` → ``"a/b/"``; ``""`` stays ``""``. Refuses ``..``, and characters a URL would need to escape."""
+    segments = [s for s in prefix.strip().split("/") if s not in ("", ".")]
+    for seg in segments:
+        if seg == ".." or not _SEGMENT.fullmatch(seg):
+            raise ConfigError(
+                f"[storage] prefix: {prefix!r} is not a safe key prefix "
+                "(use letters, digits, '.', '_', '~', '-' and '/', no '..')"
+            )
+    return "".join(f"{s}/" for s in segments)
+
+
+def _check(sha256: str, ext: str) -> None:
+    if not _SHA256.fullmatch(sha256):
+        raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
+    if not _EXT.fullmatch(ext):
+        raise ValueError(f"not a file extension (1-5 of a-z0-9): {ext!r}")
+
+
+def original_key(prefix: str, sha256: str, ext: str) -> str:
+    """Where an original lives: ``{prefix}ab/cd/abcd….{ext}``."""
+    _check(sha256, ext)
+    return f"{normalise_prefix(prefix)}{sha256[:2]}/{sha256[2:4]}/{sha256}.{ext}"
+
+
+def rendition_key(prefix: str, sha256: str, width: int, ext: str) -> str:
+    """A thumbnail next to its original (``sha256`` is the ORIGINAL's): ``…/{sha256}-{width}w.{ext}``."""
+    _check(sha256, ext)
+    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+        raise ValueError(f"not a rendition width: {width!r}")
+    return f"{normalise_prefix(prefix)}{sha256[:2]}/{sha256[2:4]}/{sha256}-{width}w.{ext}"
+
+
+def check_key(key: str) -> str:
+    """Every store calls this before touching a key: relative, no ``.``/``..``/empty segments, unreserved characters."""
+    segments = key.split("/")
+    if (
+        not key
+        or len(key.encode()) > MAX_KEY_BYTES
+        or any(seg in ("", ".", "..") or not _SEGMENT.fullmatch(seg) for seg in segments)
+    ):
+        raise StorageError(f"refusing object key {key!r}: not a safe relative key")
+    return key

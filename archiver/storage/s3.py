@@ -1,0 +1,257 @@
+"""The S3 backend (AWS or any S3-compatible endpoint): boto3 calls, and botocore errors turned into StorageError.
+
+Credentials come only from boto3's own chain (environment, profile, role) and never appear in a message.
+One client is shared by every thread (boto3 clients are thread-safe; sessions are not, so ours is private).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import SplitResult, quote, urlsplit
+
+import boto3
+import botocore.exceptions as bex
+from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
+
+from archiver.config import StorageConfig
+from archiver.errors import StorageError
+from archiver.storage.keys import check_key
+
+MiB = 1024 * 1024
+MAX_METADATA_VALUE = 1024
+MAX_METADATA_TOTAL = 2000  # S3 allows 2 KB of user metadata (names + values) in all
+_SENSITIVE_QUERY = re.compile(r"token|key|sig|secret|pass|auth|credential|session|x-amz-", re.IGNORECASE)
+
+_CREDENTIALS_HINT = {
+    "SignatureDoesNotMatch": "wrong credentials: the secret key does not match the access key (SignatureDoesNotMatch)",
+    "InvalidAccessKeyId": "wrong credentials: the access key id is unknown (InvalidAccessKeyId)",
+    "AccessDenied": "access denied: the credentials lack permission for this bucket (AccessDenied)",
+    "InvalidToken": "wrong credentials: the session token is invalid (InvalidToken)",
+    "ExpiredToken": "wrong credentials: the session token has expired (ExpiredToken)",
+}
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment).geturl()
+
+
+def clean_url(url: str) -> str:
+    """A URL fit to be stored or shown: no ``user:password@``, secret-looking query values blanked."""
+    try:
+        url = _without_userinfo(url)
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not parts.query:
+        return url
+    pairs = []
+    for pair in parts.query.split("&"):
+        name, eq, _value = pair.partition("=")
+        pairs.append(f"{name}=REDACTED" if eq and _SENSITIVE_QUERY.search(name) else pair)
+    return parts._replace(query="&".join(pairs)).geturl()
+
+
+def _ascii(value: str, limit: int = MAX_METADATA_VALUE) -> str:
+    """Percent-encode non-ASCII and control characters (S3 user metadata must be printable ASCII); whole
+    characters only, at most ``limit`` characters."""
+    out: list[str] = []
+    size = 0
+    for c in value:
+        piece = c if " " <= c <= "~" else quote(c, safe="")
+        size += len(piece)
+        if size > limit:
+            break
+        out.append(piece)
+    return "".join(out)
+
+
+def s3_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """User metadata S3 accepts: lowercase ``[a-z0-9-]`` names, printable-ASCII values cut to 1 KB each and
+    2 KB in all; URLs lose their credentials."""
+    out: dict[str, str] = {}
+    budget = MAX_METADATA_TOTAL
+    for name, value in metadata.items():
+        key = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+        if not key or len(key) >= budget:
+            continue
+        text = value.strip()
+        if text.startswith(("http://", "https://", "//")):
+            text = clean_url(text)
+        out[key] = _ascii(text, min(MAX_METADATA_VALUE, budget - len(key)))
+        budget -= len(key) + len(out[key])
+    return out
+
+
+def _display(endpoint_url: str) -> str:
+    return _without_userinfo(endpoint_url) if endpoint_url else "AWS S3"
+
+
+class S3Store:
+    """One bucket (and key prefix) on AWS S3 or an S3-compatible endpoint."""
+
+    def __init__(
+        self,
+        cfg: StorageConfig,
+        *,
+        multipart_threshold: int = 8 * MiB,
+        max_attempts: int = 5,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        self.cfg = cfg
+        self.bucket = cfg.bucket
+        self.where = _display(cfg.endpoint_url)
+        self._session = boto3.session.Session()
+        self._client = self._make_client(max_attempts, connect_timeout, read_timeout)
+        self._timeouts = (connect_timeout, read_timeout)
+        self._transfer = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=max(5 * MiB, multipart_threshold),
+            max_concurrency=4,
+        )
+
+    def __repr__(self) -> str:
+        return f"S3Store(bucket={self.bucket!r}, endpoint={self.where!r})"
+
+    def _make_client(self, max_attempts: int, connect_timeout: float, read_timeout: float) -> Any:
+        custom = bool(self.cfg.endpoint_url)
+        options: dict[str, Any] = {}
+        if custom:
+            # Many S3-compatible servers reject botocore's newer default CRC checksum headers;
+            # put() sends Content-MD5 instead, which every implementation checks.
+            options = {
+                "request_checksum_calculation": "when_required",
+                "response_checksum_validation": "when_required",
+            }
+        config = BotoConfig(
+            region_name=self.cfg.region or None,
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_pool_connections=max(10, self.cfg.concurrency * 4),  # each multipart upload uses up to 4
+            s3={"addressing_style": "path" if custom else "auto"},
+            **options,
+        )
+        try:
+            return self._session.client("s3", endpoint_url=self.cfg.endpoint_url or None, config=config)
+        except (bex.BotoCoreError, ValueError) as exc:
+            raise StorageError(f"S3 endpoint {self.where}: cannot configure a client: {exc}") from exc
+
+    # -- errors -------------------------------------------------------------------------------------
+
+    def _raise(self, exc: Exception, what: str) -> NoReturn:
+        """One clear StorageError for a botocore/boto3 failure; never includes credentials."""
+        prefix = f"S3 {what} (bucket {self.bucket!r} at {self.where})"
+        if isinstance(exc, bex.ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _CREDENTIALS_HINT:
+                reason = _CREDENTIALS_HINT[code]
+            elif code in ("403", "Forbidden"):
+                reason = "access denied / wrong credentials (SignatureDoesNotMatch, InvalidAccessKeyId or AccessDenied)"
+            elif code in ("NoSuchBucket",) or (code in ("404", "NotFound") and what == "check"):
+                reason = f"bucket {self.bucket!r} does not exist"
+            elif code in (
+                "301",
+                "PermanentRedirect",
+                "AuthorizationHeaderMalformed",
+                "IllegalLocationConstraintException",
+            ):
+                reason = f"the bucket is in another region than {self.cfg.region!r} ({code})"
+            else:
+                message = str(err.get("Message", "")).strip()
+                reason = f"{code or 'error'} (HTTP {status})" + (f": {message}" if message else "")
+            raise StorageError(f"{prefix}: {reason}") from exc
+        if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
+            raise StorageError(
+                f"{prefix}: no usable S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+            ) from exc
+        if isinstance(exc, bex.EndpointConnectionError | bex.ConnectTimeoutError | bex.ProxyConnectionError):
+            raise StorageError(f"{prefix}: cannot reach endpoint {self.where}") from exc
+        if isinstance(exc, bex.ReadTimeoutError | bex.ConnectionClosedError | bex.ConnectionError):
+            raise StorageError(
+                f"{prefix}: the connection to {self.where} failed: {type(exc).__name__}"
+            ) from exc
+        if isinstance(exc, S3UploadFailedError):
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, bex.BotoCoreError | bex.ClientError):
+                self._raise(cause, what)
+            raise StorageError(f"{prefix}: upload failed: {exc}") from exc
+        raise StorageError(f"{prefix}: {type(exc).__name__}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (bex.BotoCoreError, bex.ClientError, S3UploadFailedError) as exc:
+            self._raise(exc, what)
+        except OSError as exc:  # reading the local file for upload_file
+            raise StorageError(f"S3 {what}: {exc.strerror or exc}") from exc
+
+    # -- the Store interface ------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """At start-up: the endpoint answers, the credentials are right and the bucket exists."""
+        # A start-up probe fails within seconds instead of retrying a dead endpoint for a minute.
+        probe = self._make_client(2, min(self._timeouts[0], 5.0), min(self._timeouts[1], 15.0))
+        with self._errors("check"):
+            try:
+                probe.head_bucket(Bucket=self.bucket)
+            except bex.ClientError as exc:
+                # HEAD responses have no body, so a 403 does not say why: ask again with a GET.
+                if exc.response.get("Error", {}).get("Code") in ("403", "Forbidden"):
+                    probe.list_objects_v2(Bucket=self.bucket, MaxKeys=1)
+                raise
+
+    def exists(self, key: str) -> bool:
+        check_key(key)
+        with self._errors(f"HEAD {key}"):
+            try:
+                self._client.head_object(Bucket=self.bucket, Key=key)
+            except bex.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                    return False
+                raise
+        return True
+
+    def put(self, key: str, data: bytes | Path, content_type: str, metadata: Mapping[str, str]) -> None:
+        check_key(key)
+        extra = {"ContentType": content_type, "Metadata": s3_metadata(metadata)}
+        if self.cfg.cache_control:
+            extra["CacheControl"] = self.cfg.cache_control
+        with self._errors(f"PUT {key}"):
+            if isinstance(data, Path):
+                self._client.upload_file(str(data), self.bucket, key, ExtraArgs=extra, Config=self._transfer)
+            else:
+                md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=md5, **extra)
+
+    def get(self, key: str) -> bytes:
+        check_key(key)
+        with self._errors(f"GET {key}"):
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            body = response["Body"]
+            try:
+                return bytes(body.read())
+            finally:
+                body.close()
+
+    def url_for(self, key: str) -> str:
+        return self.cfg.public_base_url + check_key(key)
