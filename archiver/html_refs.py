@@ -106,13 +106,15 @@ class HtmlScanner:
                 k = text.find(">", j, end)
                 i = end if k < 0 else k + 1
                 continue
-            tag = parse_tag(text, j, end)
-            if tag is None:
+            if _TAG_START.match(text, j, end) is None:  # a "<" that starts no tag is text
                 k = text.find("<", j + 1, end)
                 if on_text is not None:
                     on_text(j, end if k < 0 else k)
                 i = end if k < 0 else k
                 continue
+            tag = parse_tag(text, j, end)
+            if tag is None:  # the tag runs to the end of the input: a browser drops it and the rest
+                return
             i = self.tag(text, tag, end)
 
     def tag(self, text: str, tag: Tag, end: int) -> int:

@@ -115,6 +115,8 @@ def _destination(text: str, i: int, limit: int) -> tuple[int, int, int] | None:
             break
         if ch == "(":
             depth += 1
+            if depth > 32:  # as markdown-it: bounds the work on unbalanced input
+                return None
         elif ch == ")":
             if depth == 0:
                 break

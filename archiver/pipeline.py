@@ -57,6 +57,7 @@ class Stats:
     articles: int = 0
     articles_rewritten: int = 0
     refs: int = 0
+    refs_done: int = 0  # references that already point at the archive
     urls: int = 0
     urls_known: int = 0  # archived by an earlier run: no request made
     fetched: int = 0
@@ -154,6 +155,7 @@ class Run:
             for ref in find_refs(article.text, article.format, cfg.front_matter_fields):
                 self.stats.refs += 1
                 if self._is_ours(ref.url):
+                    self.stats.refs_done += 1
                     continue
                 try:
                     url = resolve(ref.url, cfg.base_url)
@@ -222,6 +224,12 @@ class Run:
             if isinstance(exc, StorageError):
                 self.report.storage_error = exc.message
             self._failed_url(url, exc.outcome, exc.message)
+            return
+        except Exception as exc:  # a worker crash or an environment fault: report it, keep the run going
+            log.debug("unexpected error archiving %s", redact(url), exc_info=True)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            self.manifest.record_url(url, "failed", reason=reason, attempts=download.attempts)
+            self._failed_url(url, "failed", reason)
             return
         finally:
             download.path.unlink(missing_ok=True)

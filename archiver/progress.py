@@ -26,9 +26,9 @@ def status_line(stats: Stats, elapsed: float) -> str:
 class Progress:
     """Redraws one status line on a terminal; writes a plain line every ``interval`` seconds otherwise."""
 
-    def __init__(self, stats: Stats, stream: TextIO = sys.stderr, *, enabled: bool = True) -> None:
+    def __init__(self, stats: Stats, stream: TextIO | None = None, *, enabled: bool = True) -> None:
         self.stats = stats
-        self.stream = stream
+        self.stream = stream or sys.stderr
         self.tty = enabled and stream.isatty()
         self.enabled = enabled
         self.started = time.monotonic()
@@ -98,7 +98,8 @@ def summary(report: RunReport, elapsed: float, *, dry_run: bool = False) -> str:
     s = report.stats
     lines = [
         f"{'dry run: ' if dry_run else ''}{s.articles} articles scanned, {s.articles_rewritten} "
-        f"{'would be ' if dry_run else ''}rewritten, {s.refs} image references",
+        f"{'would be ' if dry_run else ''}rewritten; {s.refs} image references, {s.refs_done} of them "
+        f"already pointing at the archive",
         f"{s.urls} unique image URLs: {s.archived} archived ({s.urls_known} from earlier runs, "
         f"{s.fetched} fetched), {s.dead} dead, {s.rejected} rejected, {s.failed} failed",
         f"{s.assets_new} new images, {s.duplicates} duplicates of stored images; objects uploaded "

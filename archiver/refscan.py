@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from archiver.model import RefKind
 
 IMAGE_EXTENSIONS = frozenset(
-    "jpg jpeg png gif webp avif svg bmp tif tiff heic ico".split()
+    ("jpg", "jpeg", "png", "gif", "webp", "avif", "svg", "bmp", "tif", "tiff", "heic", "ico")
 )
 TEMPLATE_MARKERS = ("{{", "}}", "{%", "%}", "<%", "%>")
 ASCII_PUNCT = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")

@@ -31,6 +31,7 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 
 def main() -> int:
+    sys.path.insert(0, str(HERE.parent))  # works from a checkout even before `pip install -e .`
     from archiver.cli import main as archiver_main
 
     if "--reset" in sys.argv and WORK.exists():
@@ -75,7 +76,8 @@ path = ".archiver/manifest.sqlite3"
         old = before[path].decode("utf-8").splitlines(keepends=True)
         new = path.read_text(encoding="utf-8").splitlines(keepends=True)
         rel = path.relative_to(WORK)
-        sys.stdout.writelines(difflib.unified_diff(old, new, f"a/{rel}", f"b/{rel}", n=0))
+        for line in difflib.unified_diff(old, new, f"a/{rel}", f"b/{rel}", n=0):
+            sys.stdout.write(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
     return code
 
 

@@ -58,6 +58,7 @@ class Content:
     content_type: str
     headers: tuple[tuple[str, str], ...] = ()
     status: int = 200
+    delay: float = 0.0  # seconds before answering
 
 
 @dataclass
@@ -139,10 +140,13 @@ class Server:
         content_type: str = "application/octet-stream",
         headers: dict[str, str] | None = None,
         status: int = 200,
+        delay: float = 0.0,
     ) -> str:
-        """Serve ``body`` at ``path`` until the next reset; returns its URL."""
+        """Serve ``body`` at ``path`` (after ``delay`` seconds) until the next reset; returns its URL."""
         with self._state.lock:
-            self._state.content[path] = Content(body, content_type, tuple((headers or {}).items()), status)
+            self._state.content[path] = Content(
+                body, content_type, tuple((headers or {}).items()), status, delay
+            )
         return self.url(path)
 
     def content(self, path: str) -> Content | None:
@@ -193,6 +197,8 @@ def origin_routes(server: Server) -> list[web.RouteDef]:
     async def anything(request: web.Request) -> web.StreamResponse:
         added = server.content(request.path)
         if added is not None:
+            if added.delay:
+                await asyncio.sleep(added.delay)
             resp = web.Response(body=added.body, status=added.status, headers=dict(added.headers))
             resp.content_type = added.content_type
             return resp
