@@ -1,10 +1,16 @@
-"""The local-folder backend: one file per key, written atomically (temp file in the same folder + os.replace)."""
+"""The local-folder backend: one file per key, written atomically (temp file + fsync + os.replace).
+
+Temp files live in ``ROOT/.tmp/<host>-<pid>/`` (same file system, so the rename is atomic), never
+beside objects; a later run removes the folders of processes that no longer exist, so a killed run
+leaves nothing behind in the archive.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +19,7 @@ from archiver.errors import StorageError
 from archiver.storage.keys import check_key
 
 _CHUNK = 1 << 20
+TMP_DIR = ".tmp"
 
 
 class LocalStore:
@@ -21,6 +28,8 @@ class LocalStore:
     def __init__(self, root: Path, public_base_url: str) -> None:
         self.root = Path(os.path.abspath(root))
         self.public_base_url = public_base_url
+        self._host = socket.gethostname()
+        self._tmp = self.root / TMP_DIR / f"{self._host}-{os.getpid()}"
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -38,11 +47,28 @@ class LocalStore:
         """The folder exists (created if missing) and we can write in it."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
+            self._remove_stale_temp_dirs()
             fd, probe = tempfile.mkstemp(dir=self.root, prefix=".archiver-check-")
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
             raise StorageError(f"local store {self.root}: cannot write: {exc.strerror or exc}") from exc
+
+    def _remove_stale_temp_dirs(self) -> None:
+        """Remove the temp folders of runs on this host whose process is gone (killed mid-write)."""
+        base = self.root / TMP_DIR
+        if not base.is_dir():
+            return
+        for entry in base.iterdir():
+            host, _, pid = entry.name.rpartition("-")
+            if host != self._host or not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(entry, ignore_errors=True)
+            except PermissionError:
+                pass  # alive, another user's
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -52,7 +78,8 @@ class LocalStore:
         tmp: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix=f"{path.name}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as out:
                 if isinstance(data, Path):
                     with data.open("rb") as src:

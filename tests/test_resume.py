@@ -1,0 +1,96 @@
+"""A run killed with SIGKILL at any moment, then run again, ends exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from archiver.rewrite import TEMP_PREFIX
+from tests.support.images import make_jpeg
+from tests.support.origin import Server
+
+ROOT = Path(__file__).resolve().parent.parent
+N_IMAGES = 40
+
+
+def _site(folder: Path, origin: Server) -> Path:
+    posts = folder / "site"
+    posts.mkdir(parents=True)
+    for a in range(10):
+        refs = [f"http://img.test/k/{(a * 4 + j) % N_IMAGES}.jpg" for j in range(5)]
+        body = "---\r\ntitle: 'post %d'\r\nheadimg: %s\r\n---\r\n" % (a, refs[0])
+        body += "".join(f'<p><img src="{u}" referrerpolicy="no-referrer">  </p>\r\n' for u in refs[1:])
+        (posts / f"post-{a}.md").write_bytes(body.encode())
+    cfg = folder / "archiver.toml"
+    cfg.write_text(
+        f'[articles]\nroot = "site"\n'
+        f'[fetch]\nallow_networks = ["127.0.0.1/32"]\nconnect_to = {{ "img.test" = "127.0.0.1:{origin.port}" }}\n'
+        f"concurrency = 4\nper_host = 4\nretries = 0\n"
+        f'[storage]\npath = "archive"\n',
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def _start(cfg: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "archiver", "run", "--config", str(cfg), "-q"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder``, hidden ones (temp files) included."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_sigkill_at_many_points_then_rerun_matches_uninterrupted_run(tmp_path: Path, origin: Server) -> None:
+    for i in range(N_IMAGES):
+        origin.add(f"/k/{i}.jpg", make_jpeg(640, 480, seed=500 + i), "image/jpeg", delay=0.03)
+
+    ref_cfg = _site(tmp_path / "ref", origin)
+    started = time.monotonic()
+    proc = _start(ref_cfg)
+    assert proc.wait(120) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    duration = time.monotonic() - started
+
+    ref = tmp_path / "ref"
+    kills = 0
+    points = 8
+    for i in range(points):
+        # a fresh site each time, so every kill lands in a different phase of a full run:
+        # fetching, processing, uploading, manifest writes and article writes all happen throughout
+        folder = tmp_path / f"killed-{i}"
+        cfg = _site(folder, origin)
+        proc = _start(cfg)
+        time.sleep(duration * (0.3 + 0.65 * i / (points - 1)))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(60)
+        if i % 3 == 0:  # and sometimes kill the resumed run too
+            proc = _start(cfg)
+            time.sleep(duration * 0.5)
+            proc.kill()
+            proc.wait(60)
+        proc = _start(cfg)
+        assert proc.wait(120) == 0, proc.stderr.read().decode() if proc.stderr else ""
+
+        assert _files(folder / "site") == _files(ref / "site"), i  # article bytes identical
+        assert _files(folder / "archive") == _files(ref / "archive"), i  # same objects, same bytes
+        leftovers = [p for p in (folder / "site").rglob("*") if p.name.startswith(TEMP_PREFIX)]
+        assert leftovers == []
+        for text in (p.read_text() for p in (folder / "site").rglob("*.md")):
+            for url in re.findall(r"/archive/[0-9a-f/]+\.jpg", text):
+                assert (folder / "archive" / url.removeprefix("/archive/")).is_file()
+            assert "http://img.test/" not in text
+        shutil.rmtree(folder)
+    assert kills >= points // 2, f"the run finished before the kill points ({kills} kills; run takes {duration:.1f}s)"
+    shutil.rmtree(tmp_path / "ref")
