@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import io
 import os
@@ -67,10 +68,8 @@ def collect_urls(root: Path) -> list[str]:
         except ArchiverError:
             continue
         for ref in find_refs(article.text, article.format, FIELDS):
-            try:
+            with contextlib.suppress(ArchiverError):
                 urls.add(resolve(ref.url, BASE_URL))
-            except ArchiverError:
-                pass
     return sorted(urls)
 
 

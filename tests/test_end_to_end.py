@@ -225,7 +225,7 @@ def test_dry_run_prints_the_diff_and_writes_nothing(
     assert snapshot(tmp_path) == before
     assert not (tmp_path / "archive").exists() and not (tmp_path / ".archiver" / "manifest.sqlite3").exists()
     ka = key(site["/news/a.jpg"], "jpg")
-    assert f'-<img src="http://img.news.test/news/a.jpg"' in out and f'+<img src="/archive/{ka}"' in out
+    assert '-<img src="http://img.news.test/news/a.jpg"' in out and f'+<img src="/archive/{ka}"' in out
     assert "2 would be rewritten" in out
 
 

@@ -24,7 +24,7 @@ def _site(folder: Path, origin: Server) -> Path:
     posts.mkdir(parents=True)
     for a in range(10):
         refs = [f"http://img.test/k/{(a * 4 + j) % N_IMAGES}.jpg" for j in range(5)]
-        body = "---\r\ntitle: 'post %d'\r\nheadimg: %s\r\n---\r\n" % (a, refs[0])
+        body = f"---\r\ntitle: 'post {a}'\r\nheadimg: {refs[0]}\r\n---\r\n"
         body += "".join(f'<p><img src="{u}" referrerpolicy="no-referrer">  </p>\r\n' for u in refs[1:])
         (posts / f"post-{a}.md").write_bytes(body.encode())
     cfg = folder / "archiver.toml"

@@ -139,7 +139,9 @@ def test_local_put_replaces_atomically_and_cleans_up_on_failure(
     monkeypatch.setattr(os, "replace", spy)
     store.put(key, b"one", "image/png", {})
     [(src, dst)] = replaced
-    assert dst == str(tmp_path / key) and Path(src).parent == Path(dst).parent and src != dst
+    # the temp file is in the store's own .tmp folder: same file system, so os.replace is atomic,
+    # and never beside the objects, so a killed run cannot leave a partial file among them
+    assert dst == str(tmp_path / key) and Path(src).parent.parent == tmp_path / ".tmp" and src != dst
 
     def fail(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
@@ -160,7 +162,7 @@ LocalStore(Path(sys.argv[1]), "/").put(sys.argv[2], Path(sys.argv[3]), "image/pn
 
 
 def test_local_crash_mid_write_leaves_no_partial_object(tmp_path: Path) -> None:
-    """A process killed while copying leaves at most a hidden temp file, never a partial object under its name."""
+    """A process killed while copying leaves no partial object; the next run's check() removes its temp file."""
     fifo = tmp_path / "source.fifo"
     os.mkfifo(fifo)
     root, key = tmp_path / "archive", original_key("", SHA, "png")
@@ -171,10 +173,9 @@ def test_local_crash_mid_write_leaves_no_partial_object(tmp_path: Path) -> None:
         with fifo.open("wb") as pipe:
             pipe.write(b"x" * (3 << 19))  # 1.5 MiB: the child copies whole 1 MiB chunks, then waits for more
             pipe.flush()
-            folder = root / "ab" / "cd"
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:  # wait until the child has written half the object
-                temps = list(folder.glob(".*.tmp")) if folder.is_dir() else []
+                temps = list((root / ".tmp").glob("*/*.tmp"))
                 if temps and temps[0].stat().st_size == 1 << 20:
                     break
                 time.sleep(0.01)
@@ -188,8 +189,12 @@ def test_local_crash_mid_write_leaves_no_partial_object(tmp_path: Path) -> None:
         child.kill()
         child.wait()
     assert not (root / key).exists()
-    assert [p.name.startswith(f".{SHA}.png.") for p in (root / "ab" / "cd").iterdir()] == [True]
-    assert not LocalStore(root, "/").exists(key)
+    assert list((root / "ab" / "cd").iterdir()) == []  # nothing beside the objects
+    assert [p.name.startswith(f"{SHA}.png.") for p in (root / ".tmp").glob("*/*")] == [True]
+    store = LocalStore(root, "/")
+    assert not store.exists(key)
+    store.check()  # the next run: the dead process's temp folder goes
+    assert list((root / ".tmp").iterdir()) == []
 
 
 @pytest.mark.parametrize("key", ESCAPES)
