@@ -59,7 +59,7 @@ def split_front_matter(text: str) -> FrontMatter | None:
 
 def front_matter_refs(text: str, fm: FrontMatter, fields: Sequence[str]) -> list[Found]:
     """References in the configured fields: a field's own scalar, or image-like strings nested under it."""
-    wanted = [tuple(f.split(".")) for f in fields if f]
+    wanted = sorted({tuple(f.split(".")) for f in fields if f}, key=len, reverse=True)  # most specific first
     roots = {w[0] for w in wanted}
     if fm.kind == "toml":
         values = list(_toml_values(text, fm))

@@ -122,7 +122,6 @@ def run_archiver(config: Path) -> tuple[float, int, str]:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("corpus", nargs="?", default=str(ROOT.parent / "shared" / "corpus"))
-    ap.add_argument("--limit", type=int, default=0, help="use only the first N URLs' images (0: all)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="archiver-bench-"))
     try:
@@ -137,8 +136,6 @@ def main() -> int:
                 path.chmod(0o644)
                 path.write_bytes(data.replace(b"https://", b"http://"))
         urls = collect_urls(site)
-        if args.limit:
-            urls = urls[: args.limit]
         hosts = sorted({urlsplit(u).hostname or "" for u in urls} - {""})
         t0 = time.perf_counter()
         bodies = {}

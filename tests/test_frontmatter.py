@@ -73,6 +73,10 @@ def test_dotted_field_matches_that_exact_path_only() -> None:
     text = "---\nimage:\n  path: /assets/p.jpg\n  teaser: /assets/t.jpg\nother: /x.jpg\n---\n"
     assert pairs(text, ("image.path",)) == [("image.path", "/assets/p.jpg")]
     assert pairs(text, ("other",)) == [("other", "/x.jpg")]
+    # an exact dotted entry wins over the looser top-level rule for the same value
+    assert pairs("---\nimage:\n  path: no-extension\n---\n", ("image", "image.path")) == [
+        ("image.path", "no-extension")
+    ]
 
 
 def test_anchor_and_alias_give_one_span() -> None:
