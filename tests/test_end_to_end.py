@@ -340,3 +340,27 @@ def test_wrong_s3_credentials_fail_once_at_start(
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1 and "xyzzy" not in captured.err + captured.out
     assert origin.total_hits() == 0  # nothing fetched when storage cannot be used
+
+
+def test_svg_and_animated_images_are_archived_and_rerun_is_a_no_op(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    svg = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"></svg>\n'
+    gif = (FIXTURES / "skimage_no_time_for_that_tiny.gif").read_bytes()
+    origin.add("/logo.svg", svg, "text/plain")
+    origin.add("/anim.gif", gif, "image/gif")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "a.html").write_text(
+        '<img src="http://photos.test/logo.svg"><img src="http://photos.test/anim.gif">', encoding="utf-8"
+    )
+    cfg = write_config(tmp_path, origin)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    archive = tmp_path / "archive"
+    assert (archive / key(svg, "svg")).read_bytes() == svg  # stored as is, never rasterised
+    assert not list(archive.rglob("*-320w.*svg*")) and len(list(archive.rglob("*.webp"))) == 1
+    db = sqlite3.connect(tmp_path / ".archiver" / "manifest.sqlite3")
+    assert db.execute("SELECT frames FROM assets WHERE format = 'gif'").fetchone()[0] == 24
+    capsys.readouterr()
+    hits = origin.total_hits()
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert origin.total_hits() == hits and "objects uploaded 0" in capsys.readouterr().out
