@@ -30,7 +30,7 @@ class Progress:
     def __init__(self, stats: Stats, stream: TextIO | None = None, *, enabled: bool = True) -> None:
         self.stats = stats
         self.stream = stream or sys.stderr
-        self.tty = enabled and stream.isatty()
+        self.tty = enabled and self.stream.isatty()
         self.enabled = enabled
         self.started = time.monotonic()
         self._task: asyncio.Task[None] | None = None

@@ -1,0 +1,77 @@
+"""What the user sees: a live status line on a terminal, plain lines otherwise, and the final summary."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+from archiver.pipeline import Problem, RunReport, Stats
+from archiver.progress import Progress, summary
+from tests.support.images import make_jpeg
+from tests.support.origin import Server
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_on_a_terminal_a_status_line_is_redrawn_in_place(tmp_path: Path, origin: Server) -> None:
+    for i in range(6):
+        origin.add(f"/p/{i}.jpg", make_jpeg(200, 150, seed=i), "image/jpeg", delay=0.4)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "a.md").write_text("".join(f"![](http://img.test/p/{i}.jpg)\n" for i in range(6)))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[fetch]\nallow_networks = ["127.0.0.1/32"]\nconnect_to = {{ "img.test" = "127.0.0.1:{origin.port}" }}\n'
+        f'per_host = 2\n[storage]\npath = "archive"\n'
+    )
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "archiver", "run", str(tmp_path / "site"), "--config", str(cfg)],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    assert proc.wait(60) == 0
+    screen = b"".join(chunks).decode()
+    assert "\r\x1b[Karticles 1 · urls " in screen  # redrawn in place, not scrolled
+    assert "fetched 6" in screen or "urls 6/6" in screen or "urls 4/6" in screen
+    assert "6 unique image URLs: 6 archived" in out  # the summary goes to stdout
+
+
+def test_not_on_a_terminal_progress_is_plain_lines() -> None:
+    stream = io.StringIO()
+    stats = Stats(articles=3, urls=10, settled=4, fetched=4, uploaded=8)
+    progress = Progress(stats, stream)
+    assert not progress.tty
+    progress.draw()
+    line = stream.getvalue()
+    assert line.endswith("\n") and "\r" not in line and "\x1b" not in line
+    assert "urls 4/10" in line and "uploaded 8" in line
+
+
+def test_summary_lists_every_image_not_archived_with_article_line_url_and_reason() -> None:
+    report = RunReport(Stats(articles=2, urls=3, archived=1, dead=1, failed=1, fetched=2))
+    report.problems += [
+        Problem("dead", "404 Not Found", "https://x/gone.jpg", "posts/a.md", 12),
+        Problem("failed", "timed out after 5 attempts", "https://y/slow.jpg", "posts/b.md", 3),
+    ]
+    text = summary(report, 2.0)
+    assert "3 unique image URLs: 1 archived" in text and "1 dead" in text and "1 failed" in text
+    assert "[failed] posts/b.md:3  https://y/slow.jpg  — timed out after 5 attempts" in text
+    assert "[dead] posts/a.md:12  https://x/gone.jpg  — 404 Not Found" in text
+    assert text.index("[failed]") < text.index("[dead]")  # what a re-run may fix comes first
+    assert report.exit_code == 1
+    assert RunReport(Stats(), [Problem("dead", "404")]).exit_code == 0
