@@ -21,6 +21,20 @@ from archiver.manifest import Manifest
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CONFIG = "archiver.toml"
 
+# Commands that live in their own module: each has add_arguments(parser) and command(args, cfg) -> exit code.
+EXTRA_COMMANDS = {
+    "verify": "check that every archived object exists (and with --deep, is intact)",
+    "restore": "put the original URLs back into articles",
+    "dedupe": "group exact and near-duplicate images, report them, optionally rewrite to a canonical copy",
+}
+_MODULES = {"verify": "archiver.verify", "restore": "archiver.restore", "dedupe": "archiver.dedupe_cmd"}
+
+
+def _command_module(name: str):  # type: ignore[no-untyped-def]
+    import importlib
+
+    return importlib.import_module(_MODULES[name])
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -48,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(run)
     status = sub.add_parser("status", help="counts and recent failures from the manifest")
     common(status)
+    for name, help_text in EXTRA_COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        common(p)
+        _command_module(name).add_arguments(p)
     return parser
 
 
@@ -149,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return cmd_run(args, handler)
-        return cmd_status(args)
+        if args.command == "status":
+            return cmd_status(args)
+        return int(_command_module(args.command).command(args, _config(args)))
     except ConfigError as exc:
         print(f"archiver: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -54,6 +54,9 @@ class FetchConfig:
     max_backoff: float = _key(60.0, "longest wait between attempts, Retry-After included")
     max_bytes: int = _key(52_428_800, "larger bodies are refused")
     max_redirects: int = _key(10, "redirect hops followed before giving up")
+    min_rate: int = _key(
+        1024, "bytes/s: a body arriving slower than this (over a few seconds) is abandoned and retried; 0: off"
+    )
     user_agent: str = _key(f"archiver/{__version__}", "User-Agent header sent with every request")
     allow_networks: tuple[str, ...] = _key(
         (), 'CIDRs allowed despite the private-address guard, e.g. ["127.0.0.1/32"]'
@@ -98,12 +101,28 @@ class ManifestConfig:
 
 
 @dataclass(frozen=True)
+class DedupeConfig:
+    max_distance: int = _key(10, "pHash Hamming distance (of 64 bits) within which two images are candidates")
+    rewrite_to_canonical: bool = _key(
+        False, "during `run`, rewrite articles to the canonical copy of each near-duplicate group"
+    )
+    canonical: tuple[str, ...] = _key((), "asset sha256s or URLs pinned as the canonical copy of their group")
+    exclude: tuple[str, ...] = _key((), "asset sha256s or URLs never grouped")
+    prefer: tuple[str, ...] = _key(
+        ("area", "lossless", "bytes", "first_seen"),
+        'canonical choice, in order: "area" (largest), "lossless" format, "bytes" (largest), "first_seen"',
+    )
+    report: str = _key("report/dedupe.html", "where `archiver dedupe` writes its HTML report (JSON beside it)")
+
+
+@dataclass(frozen=True)
 class Config:
     articles: ArticlesConfig = ArticlesConfig()
     fetch: FetchConfig = FetchConfig()
     images: ImagesConfig = ImagesConfig()
     storage: StorageConfig = StorageConfig()
     manifest: ManifestConfig = ManifestConfig()
+    dedupe: DedupeConfig = DedupeConfig()
     source: Path | None = None  # the file it was read from; relative paths in it resolve against its folder
 
     def resolve_path(self, value: str) -> Path:
@@ -120,6 +139,7 @@ SECTIONS: dict[str, type] = {
     "images": ImagesConfig,
     "storage": StorageConfig,
     "manifest": ManifestConfig,
+    "dedupe": DedupeConfig,
 }
 
 
@@ -163,6 +183,14 @@ def _validate(cfg: Config, where: str) -> None:
     for name in ("concurrency", "per_host", "max_bytes", "max_redirects"):
         if getattr(f, name) < 1 and not (name == "max_redirects" and f.max_redirects == 0):
             raise bad(f"[fetch] {name}", "must be at least 1")
+    if f.min_rate < 0:
+        raise bad("[fetch] min_rate", "must be 0 (off) or more")
+    d = cfg.dedupe
+    if not 0 <= d.max_distance <= 32:
+        raise bad("[dedupe] max_distance", "must be 0-32")
+    known = {"area", "lossless", "bytes", "first_seen"}
+    if not d.prefer or set(d.prefer) - known:
+        raise bad("[dedupe] prefer", f"must list some of {', '.join(sorted(known))}")
     if f.retries < 0:
         raise bad("[fetch] retries", "must be 0 or more")
     if f.timeout <= 0 or f.connect_timeout <= 0:

@@ -9,6 +9,7 @@ at any moment leaves a consistent database.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import sqlite3
 import time
@@ -19,6 +20,16 @@ from pathlib import Path
 
 from archiver.errors import ManifestError
 from archiver.model import Asset
+from archiver.urls import redact
+
+
+def url_key(url: str) -> str:
+    """How a URL is stored: as is, or, if it carries credentials or secret query values, redacted plus a
+    digest of the full URL (so two URLs differing only in their secret stay apart and no secret is stored)."""
+    shown = redact(url)
+    if shown == url:
+        return url
+    return f"{shown}#sha256={hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
 
 # Each entry migrates the schema from version i to i+1; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -86,6 +97,13 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (a, b),
         CHECK (a < b)
     );
+    """,
+    # 2: dihedral hash variants for near-duplicate search, why a span was replaced, the transform of a pair
+    """
+    ALTER TABLE assets ADD COLUMN phash_variants TEXT;
+    ALTER TABLE assets ADD COLUMN dhash_variants TEXT;
+    ALTER TABLE replacements ADD COLUMN reason TEXT NOT NULL DEFAULT 'archive';
+    ALTER TABLE near_duplicates ADD COLUMN transform TEXT NOT NULL DEFAULT 'identity';
     """,
 )
 
@@ -204,8 +222,10 @@ class Manifest:
 
     # -- URLs ----------------------------------------------------------------------------------
     def url_states(self, urls: Iterable[str]) -> dict[str, UrlState]:
+        """The recorded state of each URL, keyed by the URL as given."""
         out: dict[str, UrlState] = {}
-        batch = list(urls)
+        by_key = {url_key(u): u for u in urls}
+        batch = list(by_key)
         for i in range(0, len(batch), 500):
             chunk = batch[i : i + 500]
             marks = ",".join("?" * len(chunk))
@@ -213,7 +233,7 @@ class Manifest:
                 f"SELECT url, status, reason, attempts, asset, http_status FROM urls WHERE url IN ({marks})",
                 chunk,
             ):
-                out[row[0]] = UrlState(*row)
+                out[by_key[row[0]]] = UrlState(*row)
         return out
 
     def record_url(
@@ -239,7 +259,8 @@ class Manifest:
                      http_status=excluded.http_status, attempts=urls.attempts + excluded.attempts,
                      asset=excluded.asset, final_url=excluded.final_url, etag=excluded.etag,
                      last_modified=excluded.last_modified, last_tried=excluded.last_tried""",
-                (url, status, reason, http_status, attempts, asset, final_url, etag, last_modified, now, now),
+                (url_key(url), status, reason, http_status, attempts, asset,
+                 redact(final_url) if final_url else None, etag, last_modified, now, now),
             )
 
     # -- assets --------------------------------------------------------------------------------
@@ -263,10 +284,13 @@ class Manifest:
         with self._tx() as db:
             db.execute(
                 """INSERT INTO assets (sha256, format, mime, ext, bytes, width, height, frames, phash, dhash,
-                                       key, first_seen)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO NOTHING""",
+                                       key, first_seen, phash_variants, dhash_variants)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
+                     phash_variants=COALESCE(assets.phash_variants, excluded.phash_variants),
+                     dhash_variants=COALESCE(assets.dhash_variants, excluded.dhash_variants)""",
                 (asset.sha256, asset.format.name, asset.format.mime, asset.format.ext, asset.size, asset.width,
-                 asset.height, asset.frames, asset.phash, asset.dhash, key, now),
+                 asset.height, asset.frames, asset.phash, asset.dhash, key, now,
+                 ",".join(asset.phash_variants) or None, ",".join(asset.dhash_variants) or None),
             )
             for r, rkey in zip(asset.renditions, rendition_keys, strict=True):
                 db.execute(
@@ -281,11 +305,14 @@ class Manifest:
             self._db.execute("SELECT sha256, phash, dhash FROM assets WHERE phash IS NOT NULL ORDER BY sha256")
         )
 
-    def record_near_duplicates(self, pairs: Iterable[tuple[str, str, int, int]]) -> None:
+    def record_near_duplicates(
+        self, pairs: Iterable[tuple[str, str, int, int]], transform: str = "identity"
+    ) -> None:
         with self._tx() as db:
             db.executemany(
-                "INSERT OR IGNORE INTO near_duplicates (a, b, phash_distance, dhash_distance) VALUES (?,?,?,?)",
-                [(min(a, b), max(a, b), p, d) for a, b, p, d in pairs if a != b],
+                "INSERT OR IGNORE INTO near_duplicates (a, b, phash_distance, dhash_distance, transform) "
+                "VALUES (?,?,?,?,?)",
+                [(min(a, b), max(a, b), p, d, transform) for a, b, p, d in pairs if a != b],
             )
 
     def near_duplicates(self) -> list[tuple[str, str, int, int]]:
@@ -293,8 +320,14 @@ class Manifest:
 
     # -- articles ------------------------------------------------------------------------------
     def record_article(
-        self, path: str, sha_before: str, sha_after: str, replacements: Sequence[ArticleReplacement]
+        self,
+        path: str,
+        sha_before: str,
+        sha_after: str,
+        replacements: Sequence[ArticleReplacement],
+        reason: str = "archive",
     ) -> None:
+        """One rewrite generation of an article; ``reason`` is "archive" (run) or "dedupe" (dedupe --apply)."""
         with self._tx() as db:
             row = db.execute("SELECT sha256_before FROM articles WHERE path=?", (path,)).fetchone()
             seq = db.execute(
@@ -307,9 +340,10 @@ class Manifest:
                 (path, row[0] if row else sha_before, sha_after, time.time()),
             )
             db.executemany(
-                """INSERT INTO replacements (article, seq, start, end, original, replacement, url)
-                   VALUES (?,?,?,?,?,?,?)""",
-                [(path, seq, r.start, r.end, r.original, r.replacement, r.url) for r in replacements],
+                """INSERT INTO replacements (article, seq, start, end, original, replacement, url, reason)
+                   VALUES (?,?,?,?,?,?,?,?)""",
+                [(path, seq, r.start, r.end, r.original, r.replacement, url_key(r.url), reason)
+                 for r in replacements],
             )
 
     def article_replacements(self, path: str) -> list[list[ArticleReplacement]]:

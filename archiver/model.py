@@ -97,3 +97,6 @@ class Asset:
     dhash: str | None
     frames: int = 1
     renditions: tuple[Rendition, ...] = ()
+    # pHash / dHash of the 8 dihedral transforms (archiver.similarity order; index 0 == phash / dhash)
+    phash_variants: tuple[str, ...] = ()
+    dhash_variants: tuple[str, ...] = ()

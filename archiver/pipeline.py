@@ -342,9 +342,9 @@ class Run:
             if public is None:
                 continue
             repls.append(Replacement(ref.start, ref.end, public))
-            record.append(
-                ArticleReplacement(ref.start, ref.end, article.text[ref.start : ref.end], public, ref.url)
-            )
+            span = article.text[ref.start : ref.end]
+            # a span carrying credentials or secret query values is not kept in the manifest ("" = not kept)
+            record.append(ArticleReplacement(ref.start, ref.end, span if redact(span) == span else "", public, ref.url))
         if not repls:
             return None
         new = render(article, repls)
