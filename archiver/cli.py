@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -116,6 +117,9 @@ def cmd_run(args: argparse.Namespace, handler: logging.Handler) -> int:
         handler.progress = progress  # type: ignore[attr-defined]
 
         async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+                loop.add_signal_handler(sig, run.request_stop, f"interrupted ({name})")
             progress.start()
             try:
                 await run.execute()
@@ -136,6 +140,8 @@ def cmd_run(args: argparse.Namespace, handler: logging.Handler) -> int:
             if not diff.endswith("\n"):
                 sys.stdout.write("\n")
     print(summary(report, progress.elapsed, dry_run=args.dry_run))
+    if report.stopped and report.stopped.startswith("interrupted"):
+        return EXIT_INTERRUPTED
     return report.exit_code
 
 

@@ -93,6 +93,9 @@ class StorageConfig:
     public_base_url: str = _key("/archive/", "a rewritten URL is public_base_url + object key")
     cache_control: str = _key("public, max-age=31536000, immutable", "Cache-Control of every stored object")
     concurrency: int = _key(8, "uploads at once")
+    retry_for: float = _key(
+        120.0, "seconds to keep retrying a store that is unreachable or failing (5xx) before the run gives up"
+    )
 
 
 @dataclass(frozen=True)

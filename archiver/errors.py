@@ -116,7 +116,14 @@ class ImageError(ArchiverError):
 
 
 class StorageError(ArchiverError):
-    """The object store refused or failed an operation (after its own retries)."""
+    """The object store refused or failed an operation (after its own retries).
+
+    ``transient`` is true when waiting may help (endpoint unreachable, connection reset, 5xx, throttling);
+    false for what only the user can fix (credentials, missing bucket, access denied, disk full)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class ManifestError(ArchiverError):

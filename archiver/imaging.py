@@ -22,12 +22,12 @@ import warnings
 from contextlib import suppress
 from typing import BinaryIO
 
-import imagehash
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from archiver.config import ImagesConfig
 from archiver.errors import ImageError
 from archiver.model import Asset, ImageFormat, Rendition
+from archiver.similarity import signature
 
 # The Pillow plugins allowed for each sniffed format: nothing else is ever tried (no EPS/Ghostscript, ...).
 _PILLOW_FORMATS: dict[str, tuple[str, ...]] = {
@@ -136,7 +136,8 @@ def _process_open(im: Image.Image, fmt: ImageFormat, sha256: str, size: int, cfg
         big = big.transpose(_ORIENT[orientation])
     # Hashes see the stored pixel values (before any profile conversion), like a hash of the full decode.
     grey = _flatten(big.convert("RGB") if big.mode == "CMYK" else big).convert("L")
-    phash, dhash = str(imagehash.phash(grey)), str(imagehash.dhash(grey))
+    sig = signature(grey)  # pHash/dHash of the 8 dihedral transforms; variant 0 is imagehash's own
+    phash, dhash = sig.phash[0], sig.dhash[0]
     big = _srgb(big, icc)
     encoded: dict[tuple[int, int], bytes] = {}
     for _, rw, rh in plan:
@@ -146,7 +147,7 @@ def _process_open(im: Image.Image, fmt: ImageFormat, sha256: str, size: int, cfg
     out_fmt = _OUTPUT_FORMATS[cfg.thumbnail_format]
     renditions = [Rendition(width, rw, rh, out_fmt, encoded[rw, rh]) for width, rw, rh in plan]
     return Asset(sha256=sha256, format=fmt, size=size, width=dw, height=dh, phash=phash, dhash=dhash,
-                 frames=frames, renditions=tuple(renditions))
+                 frames=frames, renditions=tuple(renditions), phash_variants=sig.phash, dhash_variants=sig.dhash)
 
 
 def _plan(dw: int, dh: int, cfg: ImagesConfig) -> list[tuple[int, int, int]]:

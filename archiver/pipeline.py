@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin
 
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential, wait_random
+
 from archiver import imaging
 from archiver.articles import iter_article_paths, load_article
 from archiver.config import Config
@@ -71,6 +73,7 @@ class Stats:
     rejected: int = 0
     failed: int = 0
     settled: int = 0
+    not_attempted: int = 0  # left for a re-run because the run stopped early
 
 
 @dataclass
@@ -79,11 +82,12 @@ class RunReport:
     problems: list[Problem] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
     storage_error: str | None = None
+    stopped: str | None = None  # why the run stopped early (signal, storage unavailable)
 
     @property
     def exit_code(self) -> int:
         """0: done (dead links are reported, not an error); 1: something a re-run may fix."""
-        if self.storage_error or any(p.outcome == "failed" for p in self.problems):
+        if self.storage_error or self.stopped or any(p.outcome == "failed" for p in self.problems):
             return 1
         return 0
 
@@ -92,6 +96,7 @@ class RunReport:
 class _ArticleWork:
     path: Path
     pending: set[str]  # resolved URLs not yet settled
+    scheduled: bool = False  # its rewrite has been started
     uses: dict[str, list[int]] = field(default_factory=dict)  # url -> lines, for the report
 
 
@@ -126,12 +131,34 @@ class Run:
         self._asset_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._store_slots = asyncio.Semaphore(cfg.storage.concurrency)
         self._new_assets: list[str] = []
-        self._rewrites: list[asyncio.Task[None]] = []
+        self._rewrites: list[asyncio.Future[None]] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self.stop_reason: str | None = None
+        self._storage_down: str | None = None
         base = cfg.storage.public_base_url
         self._ours = [base] + ([urljoin(cfg.articles.base_url, base)] if cfg.articles.base_url else [])
         self._key_re = re.compile(
             r"(?:[^\s\"'<>]*/)?[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}(?:-\d+w)?\.[a-z0-9]{1,5}"
         )
+
+    # -- stopping ------------------------------------------------------------------------------
+    def request_stop(self, reason: str, grace: float = 3.0) -> None:
+        """Start nothing new; give in-flight URLs ``grace`` seconds, then abandon them (a second call: now).
+
+        Called from signal handlers (SIGINT/SIGTERM) and when storage stays unavailable. Abandoned URLs are
+        simply not recorded: their temp files are removed, and a re-run picks them up.
+        """
+        loop = asyncio.get_running_loop()
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            log.warning("%s: finishing what is in flight (up to %gs), starting nothing new", reason, grace)
+            loop.call_later(grace, self._abandon_in_flight)
+        else:
+            self._abandon_in_flight()
+
+    def _abandon_in_flight(self) -> None:
+        for task in list(self._in_flight):
+            task.cancel()
 
     # -- scanning ------------------------------------------------------------------------------
     def _is_ours(self, raw: str) -> bool:
@@ -188,17 +215,28 @@ class Run:
                 todo.append(url)
         if todo:
             async with Fetcher(self.cfg.fetch, self.workdir) as fetcher:
-                pending = set()
                 limit = self.cfg.fetch.concurrency * 4
                 for url in _interleave_hosts(todo):
-                    if len(pending) >= limit:
-                        _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    pending.add(asyncio.create_task(self._settle(fetcher, url)))
-                if pending:
-                    await asyncio.gather(*pending)
+                    if len(self._in_flight) >= limit and not self.stop_reason:
+                        await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    if self.stop_reason:
+                        self.stats.not_attempted += 1
+                        continue
+                    task = asyncio.create_task(self._settle(fetcher, url))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+                if self._in_flight:
+                    await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self.stop_reason:
+            # stopped early: rewrite every article with what is archived so far; a re-run does the rest
+            for work in self._articles.values():
+                if work.pending and not work.scheduled:
+                    work.scheduled = True
+                    self._rewrites.append(asyncio.ensure_future(self._rewrite(work)))
         if self._rewrites:
             await asyncio.gather(*self._rewrites)
         self.report.diffs.sort()
+        self.report.stopped = self.stop_reason
         if self._new_assets and not self.dry_run:
             pairs = near_duplicate_pairs(
                 self.manifest.hashes(), self._new_assets, self.cfg.images.near_duplicate_distance
@@ -276,12 +314,33 @@ class Run:
         return all((w, fmt) in have for w in self.cfg.images.thumbnails)
 
     async def _put(self, key: str, data: bytes | Path, mime: str, meta: dict[str, str]) -> None:
-        async with self._store_slots:
-            if await asyncio.to_thread(self.store.exists, key):
-                self.stats.already_stored += 1
-                return
-            await asyncio.to_thread(self.store.put, key, data, mime, meta)
-            self.stats.uploaded += 1
+        """Store one object unless it is there already; wait out a store that is briefly unavailable."""
+
+        def worth_waiting(exc: BaseException) -> bool:
+            return isinstance(exc, StorageError) and exc.transient and self._storage_down is None
+
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_delay(self.cfg.storage.retry_for),
+                wait=wait_exponential(multiplier=0.5, max=10.0) + wait_random(0, 0.5),
+                retry=retry_if_exception(worth_waiting),
+                before_sleep=lambda state: log.info("storage: %s; retrying", state.outcome.exception()),
+                reraise=True,
+            ):
+                with attempt:
+                    if self._storage_down:
+                        raise StorageError(self._storage_down)
+                    async with self._store_slots:
+                        if await asyncio.to_thread(self.store.exists, key):
+                            self.stats.already_stored += 1
+                            return
+                        await asyncio.to_thread(self.store.put, key, data, mime, meta)
+                        self.stats.uploaded += 1
+        except StorageError as exc:
+            if exc.transient and self._storage_down is None:
+                self._storage_down = f"storage unavailable for {self.cfg.storage.retry_for:g}s: {exc.message}"
+                self.request_stop("storage unavailable", grace=0.0)
+            raise
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _problem(self, problem: Problem) -> None:
@@ -310,7 +369,8 @@ class Run:
         for path in self._users[url]:
             work = self._articles[path]
             work.pending.discard(url)
-            if not work.pending:
+            if not work.pending and not work.scheduled:
+                work.scheduled = True
                 self._rewrites.append(asyncio.ensure_future(self._rewrite(work)))
 
     # -- rewriting -----------------------------------------------------------------------------

@@ -105,6 +105,10 @@ def summary(report: RunReport, elapsed: float, *, dry_run: bool = False) -> str:
         f"{s.uploaded}, already stored {s.already_stored}; {_size(s.bytes_fetched)} fetched in "
         f"{elapsed:.1f} s ({s.fetched / elapsed if elapsed > 0 else 0:.1f} images/s)",
     ]
+    if report.stopped:
+        lines.append(
+            f"stopped early: {report.stopped}; {s.not_attempted} URLs not attempted — run again to finish"
+        )
     if report.storage_error:
         lines.append(f"storage error: {report.storage_error}")
     if report.problems:

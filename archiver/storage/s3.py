@@ -39,6 +39,11 @@ _CREDENTIALS_HINT = {
 }
 
 
+_TRANSIENT_CODES = frozenset(
+    {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed", "Throttling"}
+)
+
+
 def _without_userinfo(url: str) -> str:
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
@@ -110,7 +115,7 @@ class S3Store:
         cfg: StorageConfig,
         *,
         multipart_threshold: int = 8 * MiB,
-        max_attempts: int = 5,
+        max_attempts: int = 3,  # short: the pipeline waits out longer outages itself ([storage] retry_for)
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
     ) -> None:
@@ -178,16 +183,17 @@ class S3Store:
             else:
                 message = str(err.get("Message", "")).strip()
                 reason = f"{code or 'error'} (HTTP {status})" + (f": {message}" if message else "")
-            raise StorageError(f"{prefix}: {reason}") from exc
+            transient = (isinstance(status, int) and status >= 500) or code in _TRANSIENT_CODES
+            raise StorageError(f"{prefix}: {reason}", transient=transient) from exc
         if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
             raise StorageError(
                 f"{prefix}: no usable S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
             ) from exc
         if isinstance(exc, bex.EndpointConnectionError | bex.ConnectTimeoutError | bex.ProxyConnectionError):
-            raise StorageError(f"{prefix}: cannot reach endpoint {self.where}") from exc
+            raise StorageError(f"{prefix}: cannot reach endpoint {self.where}", transient=True) from exc
         if isinstance(exc, bex.ReadTimeoutError | bex.ConnectionClosedError | bex.ConnectionError):
             raise StorageError(
-                f"{prefix}: the connection to {self.where} failed: {type(exc).__name__}"
+                f"{prefix}: the connection to {self.where} failed: {type(exc).__name__}", transient=True
             ) from exc
         if isinstance(exc, S3UploadFailedError):
             cause = exc.__cause__ or exc.__context__

@@ -17,20 +17,38 @@ Built-in routes of the origin:
     /oversize-chunked    the same without Content-Length (chunked)
     /bomb                a 167-byte PNG declaring 30000x30000 pixels
     /gzip                the JPEG with Content-Encoding: gzip
+    /encoded/{name}      the JPEG as gzip, deflate (zlib) or deflate-raw (sent as "deflate"); ?chunked=1
+    /gzip-bomb           a JPEG header then 8 MB of zeros, gzipped to a few KB
+    /chunked/{pieces}    the JPEG chunked in that many pieces, a short pause between them
+    /chunked-cut         the first half of the JPEG chunked, then the connection closes (no last chunk)
+    /short-length        declares half the JPEG's length in Content-Length, then sends all of it
+    /reset/{n}/{key}     the first n times per key: half the body, then a TCP RST (SO_LINGER 0); then the JPEG
+    /stall-body          headers and half the body, then stalls SLOW_SECONDS
+    /trickle/{rate}      the JPEG (with Content-Length) at ``rate`` bytes/s
+    /retry-after/{status}/{key}?seconds=N|date=N   once per key: that status with Retry-After as N seconds
+                         or as an HTTP date N seconds ahead; then the JPEG
     /hold/{key}          the JPEG after HOLD_SECONDS; ``max_in_flight()`` says how many were served at once
+    /storm/{key}         500 after HOLD_SECONDS, every time (counted in ``max_in_flight`` like /hold)
+    /loop/{n}/{i}        302 to /loop/{n}/{i+1 mod n}: a redirect cycle of length n
     /redirect/{n}        n redirects (alternately relative and absolute Location), then the image
     /redirect-to?url=U   302 to U
     /redirect-private    302 to http://169.254.169.254/latest/meta-data/ (the guard must refuse it)
     /redirect-loop       302 to itself
     /redirect-scheme     302 to file:///etc/passwd
-Every request is counted per path (``hits``) and its headers kept (``last_headers``).
+Every request is counted per path (``hits``) and its headers kept (``last_headers``); /hold and /storm
+also count requests in flight per Host header (``max_in_flight(host)``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import gzip
+import socket
+import struct
 import threading
+import time
+import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -68,19 +86,22 @@ class _State:
     headers: dict[str, CIMultiDictProxy[str]] = field(default_factory=dict)
     content: dict[str, Content] = field(default_factory=dict)
     failures: Counter[str] = field(default_factory=Counter)
-    in_flight: int = 0
-    max_in_flight: int = 0
+    in_flight: Counter[str] = field(default_factory=Counter)  # by Host header; "" is the total
+    max_in_flight: Counter[str] = field(default_factory=Counter)
 
 
 class Server:
-    """An aiohttp app running in its own thread and event loop on 127.0.0.1, port 0."""
+    """An aiohttp app running in its own thread and event loop on ``host`` (127.0.0.1), ``port`` (0: any)."""
 
-    def __init__(self, routes: Callable[[Server], list[web.RouteDef]]) -> None:
+    def __init__(
+        self, routes: Callable[[Server], list[web.RouteDef]], host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self._state = _State()
         self._routes = routes
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
-        self.port = 0
+        self.host = host
+        self.port = port
         self._thread = threading.Thread(target=self._loop.run_forever, name="test-origin", daemon=True)
 
     # -- lifecycle ---------------------------------------------------------
@@ -94,7 +115,7 @@ class Server:
         app.add_routes(self._routes(self))
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = self._runner.addresses[0][1]
 
@@ -115,7 +136,7 @@ class Server:
     # -- test API ----------------------------------------------------------
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def url(self, path: str) -> str:
         return self.base + (path if path.startswith("/") else "/" + path)
@@ -160,20 +181,23 @@ class Server:
             self._state.failures[key] += 1
             return before
 
-    def hold(self, delta: int) -> None:
-        """Track requests being served by /hold (for concurrency-limit tests)."""
+    def hold(self, delta: int, host: str = "") -> None:
+        """Track requests being served by /hold and /storm (for concurrency-limit tests), in total and by host."""
         with self._state.lock:
-            self._state.in_flight += delta
-            self._state.max_in_flight = max(self._state.max_in_flight, self._state.in_flight)
+            for key in {"", host}:
+                self._state.in_flight[key] += delta
+                self._state.max_in_flight[key] = max(self._state.max_in_flight[key], self._state.in_flight[key])
 
-    def max_in_flight(self) -> int:
-        """Most /hold requests served at the same time since the last reset."""
+    def max_in_flight(self, host: str = "") -> int:
+        """Most /hold and /storm requests served at the same time since the last reset (for one Host header,
+        e.g. ``"img.example.test"`` or ``"127.0.0.1:PORT"``, or in total)."""
         with self._state.lock:
-            return self._state.max_in_flight
+            return self._state.max_in_flight[host]
 
     def reset(self) -> None:
         with self._state.lock:
-            self._state.in_flight = self._state.max_in_flight = 0
+            self._state.in_flight.clear()
+            self._state.max_in_flight.clear()
             self._state.hits.clear()
             self._state.headers.clear()
             self._state.content.clear()

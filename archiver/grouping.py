@@ -1,0 +1,174 @@
+"""Near-duplicate groups without chaining, and the canonical copy of each group.
+
+Candidates come from a multi-index over every asset's identity pHash, queried with each asset's 8
+dihedral variants; each candidate pair is confirmed by ``similarity.compare``. Groups are then built
+greedily with complete linkage: assets are taken in canonical-preference order (pinned ones first);
+an asset not yet in a group starts one as its canonical, and its confirmed neighbours join, closest
+first, only if each also passes ``compare`` with EVERY member already in the group. So A~B and B~C
+never put A and C together unless A~C passes too. Excluded assets never join or start a group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+try:  # TEMPORARY until archiver/hashindex.py lands: brute force behind the same calls
+    from archiver.hashindex import HashIndex, hex_to_uint64
+except ImportError:  # pragma: no cover
+    def hex_to_uint64(hexes):  # type: ignore[no-redef]
+        return np.array([int(h, 16) for h in hexes], dtype=np.uint64)
+
+    class HashIndex:  # type: ignore[no-redef]
+        def __init__(self, h):
+            self.h = h
+
+        @classmethod
+        def build(cls, hashes, max_distance=10):
+            return cls(hashes)
+
+        def query(self, new, max_distance=None):
+            d = np.bitwise_count(new[:, None] ^ self.h[None, :])
+            qi, ei = np.nonzero(d <= max_distance)
+            return qi, ei, d[qi, ei]
+from archiver.similarity import Match, Signature, compare
+
+LOSSLESS_FORMATS = frozenset({"png", "gif", "bmp", "tiff"})
+
+
+@dataclass(frozen=True)
+class AssetInfo:
+    """What grouping and the canonical choice need to know about one asset."""
+
+    sha256: str
+    format: str
+    bytes: int
+    width: int | None
+    height: int | None
+    first_seen: float
+    signature: Signature | None  # None: not a raster image (SVG), never grouped
+
+    @property
+    def area(self) -> int:
+        return (self.width or 0) * (self.height or 0)
+
+
+@dataclass(frozen=True)
+class Member:
+    sha256: str
+    match: Match | None  # how it matches the canonical; None for the canonical itself
+
+
+@dataclass(frozen=True)
+class Group:
+    """A near-duplicate group; ``members[0]`` is the canonical."""
+
+    members: tuple[Member, ...]
+
+    @property
+    def canonical(self) -> str:
+        return self.members[0].sha256
+
+
+def preference_key(asset: AssetInfo, prefer: Sequence[str]) -> tuple[object, ...]:
+    """Sort key: smaller is the better canonical. Criteria as in ``[dedupe] prefer``; sha256 breaks ties."""
+    parts: list[object] = []
+    for criterion in prefer:
+        if criterion == "area":
+            parts.append(-asset.area)
+        elif criterion == "lossless":
+            parts.append(0 if asset.format in LOSSLESS_FORMATS else 1)
+        elif criterion == "bytes":
+            parts.append(-asset.bytes)
+        elif criterion == "first_seen":
+            parts.append(asset.first_seen)
+        else:
+            raise ValueError(f"unknown canonical criterion {criterion!r}")
+    parts.append(asset.sha256)
+    return tuple(parts)
+
+
+def candidate_pairs(signatures: Sequence[Signature], max_distance: int) -> list[tuple[int, int]]:
+    """Index pairs (i < j) whose pHashes are within ``max_distance`` under some dihedral transform."""
+    if len(signatures) < 2:
+        return []
+    identity = hex_to_uint64([s.phash[0] for s in signatures])
+    n_variants = len(signatures[0].phash)
+    queries = hex_to_uint64([h for s in signatures for h in s.phash])
+    index = HashIndex.build(identity, max_distance)
+    new_idx, existing, _dist = index.query(queries, max_distance)
+    a = np.asarray(new_idx, dtype=np.int64) // n_variants
+    b = np.asarray(existing, dtype=np.int64)
+    keep = a != b
+    lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+    packed = np.unique(lo * len(signatures) + hi)
+    return [(int(p // len(signatures)), int(p % len(signatures))) for p in packed]
+
+
+class _Confirmer:
+    """``compare`` with a cache over unordered pairs (the complete-link check asks about the same pairs again)."""
+
+    def __init__(self, signatures: Sequence[Signature | None], max_distance: int,
+                 rule: Callable[[Signature, Signature, int], Match | None]) -> None:
+        self._sigs = signatures
+        self._max = max_distance
+        self._rule = rule
+        self._cache: dict[tuple[int, int], Match | None] = {}
+
+    def __call__(self, i: int, j: int) -> Match | None:
+        """The match of j seen from i (transform maps i onto j)."""
+        key = (i, j)
+        if key not in self._cache:
+            a, b = self._sigs[i], self._sigs[j]
+            self._cache[key] = None if a is None or b is None else self._rule(a, b, self._max)
+        return self._cache[key]
+
+
+def build_groups(
+    assets: Sequence[AssetInfo],
+    max_distance: int,
+    prefer: Sequence[str],
+    pinned: Iterable[str] = (),
+    excluded: Iterable[str] = (),
+    rule: Callable[[Signature, Signature, int], Match | None] = compare,
+) -> list[Group]:
+    """Near-duplicate groups of two or more assets, canonical first, in the order they were formed."""
+    pinned_set, excluded_set = set(pinned), set(excluded)
+    usable = [a for a in assets if a.signature is not None and a.sha256 not in excluded_set]
+    sigs: list[Signature] = [a.signature for a in usable]  # type: ignore[misc]
+    confirm = _Confirmer(sigs, max_distance, rule)
+    neighbours: dict[int, list[tuple[int, int, int]]] = {}  # i -> [(phash d, dhash d, j)]
+    for i, j in candidate_pairs(sigs, max_distance):
+        m = confirm(i, j)
+        if m is None:
+            continue
+        neighbours.setdefault(i, []).append((m.phash_distance, m.dhash_distance, j))
+        neighbours.setdefault(j, []).append((m.phash_distance, m.dhash_distance, i))
+    rank = sorted(
+        range(len(usable)),
+        key=lambda k: (usable[k].sha256 not in pinned_set, preference_key(usable[k], prefer)),
+    )
+
+    def linked(i: int, j: int) -> bool:  # one orientation per pair, the one the candidates were confirmed in
+        return confirm(min(i, j), max(i, j)) is not None
+
+    position = {k: r for r, k in enumerate(rank)}
+    assigned: set[int] = set()
+    groups: list[Group] = []
+    for head in rank:
+        if head in assigned or head not in neighbours:
+            continue
+        members = [head]
+        matches: list[Match | None] = [None]
+        for _pd, _dd, j in sorted(neighbours[head], key=lambda n: (n[0], n[1], position[n[2]])):
+            if j in assigned or usable[j].sha256 in pinned_set:
+                continue
+            if all(linked(m, j) for m in members[1:]):
+                members.append(j)
+                matches.append(confirm(head, j) or confirm(min(head, j), max(head, j)))
+        if len(members) > 1:
+            assigned.update(members)
+            groups.append(Group(tuple(Member(usable[k].sha256, m) for k, m in zip(members, matches, strict=True))))
+    return groups
