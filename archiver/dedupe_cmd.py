@@ -1,16 +1,249 @@
-"""Placeholder: being written."""
+"""`archiver dedupe`: group the archive's duplicates, pick canonicals, write the report, optionally rewrite.
+
+Without --apply nothing changes in articles or storage (the manifest gains the hash variants of
+assets archived before they existed, and the confirmed pairs). --apply rewrites articles from each
+non-canonical member's archive URL to its canonical's; --undo puts the previous URLs back.
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
+import logging
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urljoin
 
+from PIL import Image
+
+from archiver import dedupe, similarity
+from archiver.articles import load_article
 from archiver.config import Config
+from archiver.errors import ArchiverError, ArticleError, ManifestError
+from archiver.grouping import AssetInfo, Group, build_groups
+from archiver.manifest import Manifest
+from archiver.model import Asset, ImageFormat
+from archiver.refs import find_refs
+from archiver.report import GroupRow, MemberRow, write_report
+from archiver.storage import Store, open_store
+
+log = logging.getLogger("archiver")
+THUMB_MIN_WIDTH = 188  # the report's thumbnail box
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--max-distance", type=int, metavar="N",
+                        help="pHash Hamming distance for candidates (default: [dedupe] max_distance)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--apply", action="store_true",
+                      help="rewrite articles that use a non-canonical copy to the canonical copy's URL")
+    mode.add_argument("--undo", action="store_true", help="put back the URLs an earlier --apply replaced")
+    parser.add_argument("--report", type=Path, metavar="PATH", help="HTML report (default: [dedupe] report)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="JSON export (default: the report's path, .json)")
+
+
+@dataclass(frozen=True)
+class _Stored:
+    info: AssetInfo
+    mime: str
+    ext: str
+    key: str
+    phash: str | None
+    dhash: str | None
+    thumbs: tuple[tuple[int, str], ...]  # (width, key), smallest first
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
-    print("not implemented yet")
-    return 2
+    d = cfg.dedupe
+    max_distance = d.max_distance if args.max_distance is None else args.max_distance
+    if not 0 <= max_distance <= 32:
+        raise ArchiverError(f"--max-distance: {max_distance} is not 0-32")
+    manifest_path = cfg.resolve_path(cfg.manifest.path)
+    if not manifest_path.exists():
+        raise ManifestError(f"{manifest_path}: no manifest yet (run `archiver run` first)")
+    with Manifest.open(manifest_path) as manifest:
+        if args.undo:
+            return _report_rewrite("undo", dedupe.undo_canonical(manifest))
+        store = open_store(cfg.storage, cfg.source.parent if cfg.source else Path.cwd())
+        assets = _load_assets(manifest, store)
+        by_sha = {a.info.sha256: a for a in assets}
+        bases = [cfg.storage.public_base_url]
+        if cfg.articles.base_url:
+            bases.append(urljoin(cfg.articles.base_url, cfg.storage.public_base_url))
+        forms = {b + a.key: a.info.sha256 for a in assets for b in bases}
+        sources = _source_urls(manifest)
+        pinned = _resolve(manifest, d.canonical, forms, by_sha, "canonical")
+        excluded = _resolve(manifest, d.exclude, forms, by_sha, "exclude")
+        started = time.monotonic()
+        groups = build_groups([a.info for a in assets], max_distance, d.prefer, pinned, excluded)
+        log.info("grouped %d assets in %.1fs", len(assets), time.monotonic() - started)
+        _record_pairs(manifest, groups)
+        article_paths = [r[0] for r in manifest._db.execute("SELECT path FROM articles ORDER BY path")]
+        usage = _usage(article_paths, forms, cfg.articles.front_matter_fields)
+        html = args.report or cfg.resolve_path(d.report)
+        json_path = args.json or html.with_suffix(".json")
+        rows = _rows(groups, by_sha, sources, usage, pinned, store, html.parent)
+        applied = None
+        if args.apply:
+            mapping = {b + by_sha[m.sha256].key: b + by_sha[g.canonical].key
+                       for g in groups for m in g.members[1:] for b in bases}
+            applied = dedupe.apply_canonical(manifest, article_paths, mapping, cfg.articles.front_matter_fields)
+        meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "max_distance": max_distance,
+                "prefer": list(d.prefer), "applied": bool(args.apply)}
+        files = write_report(rows, html, json_path, meta)
+    print(f"{len(groups)} near-duplicate groups ({sum(len(g.members) for g in groups)} images), "
+          f"{sum(r.kind == 'exact' for r in rows)} images archived from several URLs")
+    print(f"report: {files.html} ({files.pages} pages); JSON: {files.json}")
+    if applied is None:
+        print("nothing rewritten (use --apply to point articles at the canonical copies)")
+        return 0
+    return _report_rewrite("apply", applied)
+
+
+def _report_rewrite(what: str, result: dedupe.RewriteResult) -> int:
+    verb = "rewritten to canonical copies" if what == "apply" else "restored"
+    print(f"{what}: {result.articles} articles {verb} ({result.spans} references)")
+    for p in result.problems:
+        print(f"  {p}")
+    return 1 if result.problems else 0
+
+
+def _load_assets(manifest: Manifest, store: Store) -> list[_Stored]:
+    """Every asset, with its signature; variants missing (archived before they existed) are computed now."""
+    thumbs: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for sha, width, key in manifest._db.execute("SELECT asset, width, key FROM renditions ORDER BY asset, width"):
+        thumbs[sha].append((width, key))
+    out: list[_Stored] = []
+    rows = manifest._db.execute(
+        "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
+        "phash_variants, dhash_variants FROM assets ORDER BY sha256"
+    ).fetchall()
+    for sha, fmt, mime, ext, size, w, h, first, key, ph, dh, pv, dv in rows:
+        sig = None
+        if ph is not None:
+            sig = _signature(pv, dv) or _backfill(manifest, store, sha, thumbs.get(sha, []))
+            if sig is not None and pv is None:
+                fmt_rec = ImageFormat(fmt, mime, ext)
+                manifest.record_asset(
+                    Asset(sha, fmt_rec, size, w, h, ph, dh, phash_variants=sig.phash, dhash_variants=sig.dhash),
+                    key, [],
+                )
+        info = AssetInfo(sha, fmt, size, w, h, first, sig)
+        out.append(_Stored(info, mime, ext, key, ph, dh, tuple(thumbs.get(sha, []))))
+    return out
+
+
+def _signature(pv: str | None, dv: str | None) -> similarity.Signature | None:
+    if not pv or not dv:
+        return None
+    try:
+        return similarity.Signature(tuple(pv.split(",")), tuple(dv.split(",")))
+    except ValueError:
+        return None
+
+
+def _backfill(manifest: Manifest, store: Store, sha: str, thumbs: list[tuple[int, str]]) -> similarity.Signature | None:
+    """The signature from the largest stored thumbnail (what imaging hashes), or None with a warning."""
+    if not thumbs:
+        log.warning("%s: no thumbnail stored; not grouped", sha)
+        return None
+    key = thumbs[-1][1]
+    try:
+        with Image.open(io.BytesIO(store.get(key))) as im:
+            im.load()
+            if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                rgba = im.convert("RGBA")
+                flat = Image.new("RGB", rgba.size, (255, 255, 255))
+                flat.paste(rgba, mask=rgba.getchannel("A"))
+                return similarity.signature(flat)
+            return similarity.signature(im.convert("RGB"))
+    except ArchiverError as exc:
+        log.warning("%s: cannot read thumbnail %s: %s; not grouped", sha, key, exc)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        log.warning("%s: thumbnail %s does not decode: %s; not grouped", sha, key, exc)
+    return None
+
+
+def _source_urls(manifest: Manifest) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for url, asset in manifest._db.execute(
+        "SELECT url, asset FROM urls WHERE status='archived' AND asset IS NOT NULL ORDER BY first_seen, url"
+    ):
+        out[asset].append(url)
+    return out
+
+
+def _resolve(manifest: Manifest, values: tuple[str, ...], forms: dict[str, str],
+             by_sha: dict[str, _Stored], what: str) -> set[str]:
+    """Config entries (sha256, archive URL or source URL) as asset sha256s; unknown ones are warned about."""
+    out: set[str] = set()
+    states = manifest.url_states([v for v in values if v not in by_sha and v not in forms])
+    for v in values:
+        sha = v if v in by_sha else forms.get(v) or (states[v].asset if v in states else None)
+        if sha is None:
+            log.warning("[dedupe] %s: %s is not an archived asset or URL; ignored", what, v)
+        else:
+            out.add(sha)
+    return out
+
+
+def _record_pairs(manifest: Manifest, groups: list[Group]) -> None:
+    by_transform: dict[str, list[tuple[str, str, int, int]]] = defaultdict(list)
+    for g in groups:
+        for m in g.members[1:]:
+            if m.match is not None:
+                by_transform[m.match.transform].append(
+                    (g.canonical, m.sha256, m.match.phash_distance, m.match.dhash_distance))
+    for transform, pairs in by_transform.items():
+        manifest.record_near_duplicates(pairs, transform)
+
+
+def _usage(paths: list[str], forms: dict[str, str], fields: tuple[str, ...]) -> dict[str, list[str]]:
+    """asset sha256 -> articles whose text uses its archive URL."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for path in paths:
+        try:
+            article = load_article(Path(path))
+        except ArticleError as exc:
+            log.warning("%s", exc)
+            continue
+        seen: set[str] = set()
+        for ref in find_refs(article.text, article.format, fields):
+            sha = forms.get(article.text[ref.start : ref.end])
+            if sha and sha not in seen:
+                seen.add(sha)
+                out[sha].append(path)
+    return out
+
+
+def _rows(groups: list[Group], by_sha: dict[str, _Stored], sources: dict[str, list[str]],
+          usage: dict[str, list[str]], pinned: set[str], store: Store, report_dir: Path) -> list[GroupRow]:
+    def member(sha: str, m: similarity.Match | None, canonical: bool) -> MemberRow:
+        a = by_sha[sha]
+        thumb_key = next((k for w, k in a.thumbs if w >= THUMB_MIN_WIDTH), a.thumbs[-1][1] if a.thumbs else a.key)
+        return MemberRow(
+            sha, store.url_for(a.key), store.url_for(thumb_key), _page_src(store, thumb_key, report_dir),
+            a.info.width, a.info.height, a.info.format, a.info.bytes, canonical, sha in pinned,
+            m.transform if m else None, m.phash_distance if m else None, m.dhash_distance if m else None,
+            tuple(sources.get(sha, ())), tuple(usage.get(sha, ())),
+        )
+
+    rows = [GroupRow("near", tuple(member(x.sha256, x.match, i == 0) for i, x in enumerate(g.members)))
+            for g in groups]
+    grouped = {m.sha256 for g in groups for m in g.members}
+    rows += [GroupRow("exact", (member(sha, None, True),))
+             for sha, urls in sources.items() if len(urls) > 1 and sha in by_sha and sha not in grouped]
+    return rows
+
+
+def _page_src(store: Store, key: str, report_dir: Path) -> str:
+    """How the page loads a thumbnail: a path relative to the report for a local archive (works from disk)."""
+    root = getattr(store, "root", None)
+    if isinstance(root, Path):
+        rel = os.path.relpath(root / key, report_dir.resolve())
+        return quote("/".join(rel.split(os.sep)))
+    return store.url_for(key)
+

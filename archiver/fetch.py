@@ -3,8 +3,20 @@
 Errors (archiver.errors): Refused (guard or scheme, at any redirect hop), DeadLink (404/410, other 4xx such as
 403 hotlink protection, unknown host), NotAnImage (first bytes are not an image: reading stops at once),
 TooLarge (Content-Length or streamed bytes over max_bytes), TransientFetchError (timeouts, resets, 408/429/5xx,
-truncated bodies, still failing after ``retries`` more attempts). Every error carries ``attempts`` and
-``status``; its URL is redacted (no ``user:password@``), and no aiohttp or OSError escapes ``fetch()``.
+truncated bodies, bodies slower than ``min_rate``, DNS failures other than NXDOMAIN, still failing after
+``retries`` more attempts). Every error carries ``attempts`` and ``status``; its URL is redacted (no
+``user:password@``), and no aiohttp or OSError escapes ``fetch()``.
+
+Time bounds: ``connect_timeout`` covers DNS and the TCP connect; ``timeout`` covers one whole attempt (headers
+and body); after the first body byte, ``min_rate`` bytes/s measured over a sliding window of RATE_WINDOW seconds
+ends a trickle long before ``timeout``. Waits between attempts (backoff, Retry-After in seconds or as an
+HTTP date, both capped by ``max_backoff``) hold no slot: other URLs, of this host and others, go on meanwhile.
+
+Content-Length is the body's framing: a shorter body is a transient truncation; when the server sends MORE
+than it declared, aiohttp reads exactly the declared bytes (they fail later as a truncated image) or, when
+the surplus arrives with them, reports a malformed response (transient). Surplus bytes never reach a file, and
+a connection they arrive on is closed, not reused. Bodies are decoded (gzip, deflate, raw deflate, br):
+``sha256``, ``size``, ``max_bytes`` and the stored file are all about the decoded image.
 
 Proxies: the session trusts the environment (HTTP_PROXY/HTTPS_PROXY/NO_PROXY, and .netrc). Through a proxy our
 resolver only sees the proxy's name, so for a proxied hop we first resolve the target ourselves and apply the
@@ -18,12 +30,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import errno
 import hashlib
 import os
 import random
 import socket
 import tempfile
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +59,7 @@ from archiver.urls import redact, resolve
 
 ACCEPT = "image/avif,image/webp,image/*,*/*;q=0.8"
 CHUNK = 64 * 1024
+RATE_WINDOW = 5.0  # seconds over which min_rate is measured
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _RETRY_STATUS = frozenset({408, 425, 429})
 _NXDOMAIN = frozenset(e for e in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None)) if e)
@@ -88,18 +103,70 @@ def _status_text(resp: aiohttp.ClientResponse) -> str:
     return f"{resp.status} {resp.reason or ''}".strip()
 
 
+def _short(text: str, limit: int = 80) -> str:
+    """One line of at most ``limit`` characters (aiohttp parse errors quote whole bodies)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class _RateMeter:
+    """Bytes received over the last ``window`` seconds, from the first body byte on."""
+
+    def __init__(self, min_rate: int, window: float) -> None:
+        self._need = min_rate * window  # bytes a window must hold
+        self._window = window
+        self._first: float | None = None
+        self._samples: deque[tuple[float, int]] = deque()
+        self._in_window = 0
+
+    def add(self, n: int) -> None:
+        now = time.monotonic()
+        if self._first is None:
+            self._first = now
+        self._samples.append((now, n))
+        self._in_window += n
+
+    def wait_limit(self) -> float | None:
+        """How long the next read may wait before the rate must be checked again (None: no limit)."""
+        if not self._need or self._first is None:
+            return None
+        return max(self._first + self._window - time.monotonic(), self._window / 4, 0.01)
+
+    def too_slow(self) -> int | None:
+        """Bytes in the last full window when that is below min_rate; None while fast enough or too early."""
+        if not self._need or self._first is None:
+            return None
+        now = time.monotonic()
+        if now - self._first < self._window:
+            return None
+        while self._samples and self._samples[0][0] <= now - self._window:
+            self._in_window -= self._samples.popleft()[1]
+        return self._in_window if self._in_window < self._need else None
+
+
 class Fetcher:
     """One HTTP session per run; ``fetch(url)`` downloads one absolute URL to a temp file in ``workdir``.
 
-    ``resolver`` replaces the system resolver under the guard (tests use it to simulate DNS answers)."""
+    ``resolver`` replaces the system resolver under the guard (tests use it to simulate DNS answers);
+    ``rate_window`` is the window of ``min_rate`` (tests shorten it)."""
 
-    def __init__(self, cfg: FetchConfig, workdir: Path, *, resolver: AbstractResolver | None = None) -> None:
+    def __init__(
+        self,
+        cfg: FetchConfig,
+        workdir: Path,
+        *,
+        resolver: AbstractResolver | None = None,
+        rate_window: float = RATE_WINDOW,
+    ) -> None:
         self._cfg = cfg
         self._workdir = workdir
+        self._rate_window = rate_window
         self._guard = Guard(cfg.allow_networks)
         self._proxies = {k: v for k, v in getproxies().items() if k in ("http", "https")}
         proxy_hosts = frozenset(h for h in (urlsplit(v).hostname for v in self._proxies.values()) if h)
-        self._resolver = GuardedResolver(self._guard, cfg.connect_to, trusted_hosts=proxy_hosts, base=resolver)
+        self._resolver = GuardedResolver(
+            self._guard, cfg.connect_to, trusted_hosts=proxy_hosts, base=resolver, timeout=cfg.connect_timeout
+        )
         self._proxy_hosts = proxy_hosts
         self._headers = {host.lower(): dict(h) for host, h in cfg.headers.items()}
         self._session: aiohttp.ClientSession | None = None
@@ -240,14 +307,19 @@ class Fetcher:
                 raise _Retry(f"cannot connect to proxy: {err.strerror or err}") from exc
             raise _Retry(f"connection failed: {err.strerror or err}") from exc
         except aiohttp.ClientPayloadError as exc:
-            raise _Retry("truncated body (connection closed early)") from exc
+            how = "reset by the server" if "ConnectionResetError" in str(exc) else "closed early"
+            raise _Retry(f"truncated body (connection {how})") from exc
         except TimeoutError as exc:
             raise _Retry(f"timed out (timeout {self._cfg.timeout:g}s, connect {self._cfg.connect_timeout:g}s)") from exc
         except aiohttp.InvalidURL as exc:
             raise Refused(redact(url), "invalid URL") from exc
         except aiohttp.ClientResponseError as exc:
-            raise _Retry(f"bad HTTP response ({exc.message})", status=exc.status or None) from exc
+            raise _Retry(f"bad HTTP response ({_short(exc.message)})", status=exc.status or None) from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise _Retry("the server closed the connection without answering") from exc
         except (aiohttp.ClientError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ECONNRESET:
+                raise _Retry("connection reset by the server") from exc
             raise _Retry(f"connection error: {type(exc).__name__}") from exc
 
     def _next_hop(self, url: str, current: str, resp: aiohttp.ClientResponse) -> str:
@@ -317,7 +389,11 @@ class Fetcher:
         fmt: ImageFormat | None = None
         size = 0
         write = out.write
-        async for chunk in resp.content.iter_chunked(CHUNK):
+        meter = _RateMeter(self._cfg.min_rate, self._rate_window)
+        while True:
+            chunk = await self._read_chunk(resp, meter)
+            if not chunk:
+                break
             size += len(chunk)
             self.stats.bytes_received += len(chunk)
             if size > limit:
@@ -336,6 +412,30 @@ class Fetcher:
             sha.update(head)
             write(head)
         return size, sha.hexdigest(), fmt
+
+    async def _read_chunk(self, resp: aiohttp.ClientResponse, meter: _RateMeter) -> bytes:
+        """The next piece of the body (b"" at its end); _Retry when it arrives slower than min_rate."""
+        while True:
+            waiting = asyncio.timeout(meter.wait_limit())
+            try:
+                async with waiting:
+                    chunk = await resp.content.read(CHUNK)
+            except TimeoutError:
+                if not waiting.expired():
+                    raise  # aiohttp's own timeout
+                chunk = None
+            if chunk:
+                meter.add(len(chunk))
+            received = meter.too_slow()
+            if received is not None:
+                resp.close()
+                window = self._rate_window
+                raise _Retry(
+                    f"too slow: {received} bytes in {window:g}s, under min_rate {self._cfg.min_rate} bytes/s",
+                    resp.status,
+                )
+            if chunk is not None:
+                return chunk
 
     @staticmethod
     def _sniff(url: str, resp: aiohttp.ClientResponse, head: bytes) -> ImageFormat:

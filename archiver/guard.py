@@ -13,6 +13,7 @@ it also reads the legacy IPv4 spellings (``2130706433``, ``0x7f.1``, ``017700000
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
@@ -184,6 +185,10 @@ class GuardedResolver(AbstractResolver):
     Guard allows; when none is left it raises AddressRefused, so no connection is ever attempted.
 
     ``trusted_hosts`` (the configured proxies) are resolved without the guard: the operator chose them.
+    A lookup taking longer than ``timeout`` seconds fails like a DNS timeout (``gaierror`` EAI_AGAIN: transient).
+
+    Rebinding: aiohttp connects to exactly the addresses this resolver returns (and caches those), so the
+    address checked is the address connected to; there is no second lookup for an answer to change in.
     """
 
     def __init__(
@@ -193,8 +198,10 @@ class GuardedResolver(AbstractResolver):
         *,
         trusted_hosts: frozenset[str] = frozenset(),
         base: AbstractResolver | None = None,
+        timeout: float | None = None,
     ) -> None:
         self._guard = guard
+        self._timeout = timeout
         self._connect_to = {k.lower().rstrip("."): parse_target(v) for k, v in connect_to.items()}
         self._trusted = frozenset(h.lower() for h in trusted_hosts)
         self._base = base
@@ -208,15 +215,22 @@ class GuardedResolver(AbstractResolver):
             self._base = ThreadedResolver()
         target = self._connect_to.get(host.lower().rstrip("."))
         if target is None:
-            return await self._base.resolve(host, port, family)
+            return await self._base_resolve(host, port, family)
         to_host, to_port = target
         try:
             addr = ipaddress.ip_address(to_host)
         except ValueError:
-            found = await self._base.resolve(to_host, to_port, family)
+            found = await self._base_resolve(to_host, to_port, family)
             return [{**r, "hostname": host, "port": to_port} for r in found]
         fam = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
         return [{"hostname": host, "host": str(addr), "port": to_port, "family": fam, "proto": 0, "flags": 0}]
+
+    async def _base_resolve(self, host: str, port: int, family: socket.AddressFamily) -> list[ResolveResult]:
+        assert self._base is not None
+        try:
+            return await asyncio.wait_for(self._base.resolve(host, port, family), self._timeout)
+        except TimeoutError:
+            raise socket.gaierror(socket.EAI_AGAIN, f"DNS lookup timed out after {self._timeout:g}s") from None
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET

@@ -24,11 +24,11 @@ from urllib.parse import urljoin
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential, wait_random
 
-from archiver import imaging
 from archiver.articles import iter_article_paths, load_article
 from archiver.config import Config
 from archiver.dedupe import near_duplicate_pairs
 from archiver.errors import ArchiverError, ArticleError, FetchError, ImageError, StorageError, UrlError
+from archiver.faults import crash_point
 from archiver.fetch import Fetcher
 from archiver.manifest import FINAL_STATUSES, ArticleReplacement, Manifest
 from archiver.model import Asset, Download
@@ -253,6 +253,7 @@ class Run:
             )
             self._failed_url(url, exc.outcome, exc.reason)
             return
+        crash_point("fetched")
         self.stats.fetched += 1
         self.stats.bytes_fetched += download.size
         try:
@@ -275,6 +276,7 @@ class Run:
             url, "archived", asset=download.sha256, http_status=download.status, attempts=download.attempts,
             final_url=download.final_url, etag=download.etag, last_modified=download.last_modified,
         )
+        crash_point("recorded-url")
         self._settled(url, self.store.url_for(key))
 
     async def _archive(self, download: Download) -> str:
@@ -285,11 +287,14 @@ class Run:
             if stored and self._renditions_complete(sha, stored.ext):
                 self.stats.duplicates += 1
                 return stored.key
+            from archiver import imaging  # here, not at the top: only the image workers need Pillow and SciPy
+
             loop = asyncio.get_running_loop()
             asset: Asset = await loop.run_in_executor(
                 self._executor, imaging.process, str(download.path), download.format, sha, download.size,
                 self.cfg.images,
             )
+            crash_point("processed")
             prefix = self.cfg.storage.prefix
             key = original_key(prefix, sha, download.format.ext)
             meta = {"source-url": redact(download.url)}
@@ -300,6 +305,7 @@ class Run:
                 await self._put(rkey, r.data, r.format.mime, meta)
                 rkeys.append(rkey)
             self.manifest.record_asset(asset, key, rkeys)
+            crash_point("recorded-asset")
             if stored is None:
                 self.stats.assets_new += 1
                 if asset.phash:
@@ -335,6 +341,7 @@ class Run:
                             self.stats.already_stored += 1
                             return
                         await asyncio.to_thread(self.store.put, key, data, mime, meta)
+                        crash_point("stored")
                         self.stats.uploaded += 1
         except StorageError as exc:
             if exc.transient and self._storage_down is None:
@@ -384,7 +391,9 @@ class Run:
             before, after, replaced = result
             self.stats.articles_rewritten += 1
             if not self.dry_run:
+                crash_point("article-replaced")
                 self.manifest.record_article(str(work.path.resolve()), before, after, replaced)
+                crash_point("recorded-article")
 
     def _rewrite_file(self, path: Path) -> tuple[str, str, list[ArticleReplacement]] | None:
         """Re-read the article (it may have changed since the scan), splice archived URLs in, write atomically."""

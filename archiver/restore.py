@@ -64,28 +64,40 @@ def _undo_generation(result: Undone, gen: Sequence[ArticleReplacement]) -> None:
     for i in range(len(gen) - 1, -1, -1):
         next_same[i] = seen.get(gen[i].replacement)
         seen[gen[i].replacement] = i
-    starts = line_starts(text)
     edits: list[Replacement] = []
     drift = 0  # how far user edits moved the text, as learned from the last span found
     cursor = 0  # no span may start before this (spans are in order and never overlap)
+    found: list[int | None] = []  # where each span was found in ``text``
     for i, r in enumerate(gen):
-        result.total += 1
         want = expected[i] + drift
         pos = _find(text, r.replacement, want, cursor)
         j = next_same[i]
         if pos is not None and j is not None and abs(pos - (expected[j] + drift)) < abs(pos - want):
             pos = None  # that occurrence is the next span's: this one was removed
-        line = bisect.bisect_right(starts, min(max(pos if pos is not None else want, 0), len(text)))
-        shown = _shown(r)
+        found.append(pos)
         if pos is None:
-            result.problems.append(Unrestored(line, r.replacement, shown, "no longer there (edited since); left as is"))
             continue
         drift = pos - expected[i]
         cursor = pos + len(r.replacement)
-        if not r.original and r.end > r.start:
-            result.problems.append(Unrestored(line, r.replacement, shown, SECRET_KEPT_NOT + "; left as is"))
-            continue
-        edits.append(Replacement(pos, cursor, r.original))
+        if r.original or r.end == r.start:
+            edits.append(Replacement(pos, cursor, r.original))
+    # a span not found is reported where it would be, by the drift of the next span found (else the last one)
+    near: list[int | None] = [None] * len(gen)
+    following: int | None = None
+    for i in range(len(gen) - 1, -1, -1):
+        near[i] = following
+        if (pos := found[i]) is not None:
+            following = pos - expected[i]
+    starts = line_starts(text)
+    for i, (r, pos) in enumerate(zip(gen, found, strict=True)):
+        result.total += 1
+        if pos is None:
+            shift = near[i] if near[i] is not None else drift
+            line = bisect.bisect_right(starts, min(max(expected[i] + shift, 0), len(text)))
+            result.problems.append(Unrestored(line, r.replacement, _shown(r), "no longer there (edited since); left as is"))
+        elif not r.original and r.end > r.start:
+            line = bisect.bisect_right(starts, pos)
+            result.problems.append(Unrestored(line, r.replacement, _shown(r), SECRET_KEPT_NOT + "; left as is"))
     result.text = splice(text, edits)
     result.restored += len(edits)
 
@@ -171,7 +183,7 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
         state = "some URLs stay as they are"
     verb = "would restore" if dry else "restored"
     lines.append(f"{path}: {verb} {done.restored} of {done.total} URLs ({state})")
-    for p in done.problems:
+    for p in sorted(done.problems, key=lambda p: p.line):
         lines.append(f"  {path}:{p.line}: {p.ours} (was {p.original}): {p.reason}")
     return _Outcome(done.restored, new != article.raw, lines, len(done.problems))
 

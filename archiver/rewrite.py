@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archiver.errors import ArticleError
+from archiver.faults import crash_point
 from archiver.model import Article
 
 TEMP_PREFIX = ".archiver-tmp-"  # hidden, so editors and the article walk ignore it; never a real article
@@ -111,6 +112,7 @@ def _write_then_replace(
             os.fsync(fd)
         if expected is not None:
             _check_unchanged(target, expected, shown)
+        crash_point("article-temp")
         os.replace(temp, target)
     except BaseException:
         with contextlib.suppress(OSError):

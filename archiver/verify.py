@@ -1,16 +1,291 @@
-"""Placeholder: being written."""
+"""`archiver verify`: every object the manifest and the articles reference is in storage (and with --deep, intact).
+
+Objects come from the manifest (originals and thumbnails) and from the articles (every reference that is
+ours: ``public_base_url`` + a content-addressed key). Each is checked with a HEAD; with ``--deep`` its bytes
+are read too: an original must hash to the SHA-256 its key names, a thumbnail must decode as an image of
+the recorded format and size. Checks run concurrently (``storage.concurrency`` threads) with a progress
+line; the report names each missing or corrupt object and the articles (file:line) that use it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
+import re
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urljoin
 
+from PIL import Image
+
+from archiver.articles import iter_article_paths, load_article
 from archiver.config import Config
+from archiver.errors import ArticleError, ConfigError, StorageError
+from archiver.manifest import Manifest
+from archiver.refs import find_refs
+from archiver.storage import Store, open_store
+from archiver.storage.local import LocalStore
+
+_KEY = re.compile(
+    r"(?:[A-Za-z0-9._~-]+/)*(?P<a>[0-9a-f]{2})/(?P<b>[0-9a-f]{2})/(?P<sha>[0-9a-f]{64})(?:-(?P<w>\d+)w)?"
+    r"\.(?P<ext>[a-z0-9]{1,5})"
+)
+_EXT_FORMAT = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp", "gif": "gif", "avif": "avif"}
 
 
+@dataclass(frozen=True)
+class Target:
+    """One object to check. ``width`` is set for a thumbnail (whose key names its original's hash)."""
+
+    key: str
+    sha256: str
+    width: int | None = None
+    format: str | None = None  # a thumbnail's expected format ("webp"), when known
+    size: tuple[int, int] | None = None  # a thumbnail's expected pixel size, when known (from the manifest)
+
+    @property
+    def original(self) -> str:
+        """The key of the original this object is, or is a thumbnail of."""
+        return re.sub(r"-\d+w\.[a-z0-9]+$", "", self.key) if self.width else self.key
+
+
+@dataclass(frozen=True)
+class Finding:
+    target: Target
+    status: str  # "missing" | "corrupt" | "unchecked" (storage error)
+    reason: str
+
+
+def parse_key(key: str) -> Target | None:
+    """A Target for a content-addressed key (``…/ab/cd/abcd….jpg`` or ``…-320w.webp``), else None."""
+    m = _KEY.fullmatch(key)
+    if not m or m["sha"][:2] != m["a"] or m["sha"][2:4] != m["b"]:
+        return None
+    width = int(m["w"]) if m["w"] else None
+    return Target(key, m["sha"], width, _EXT_FORMAT.get(m["ext"]) if width else None)
+
+
+# -- what to check ---------------------------------------------------------------------------------
+def manifest_targets(manifest: Manifest) -> dict[str, Target]:
+    """Every original and thumbnail the manifest records, by key."""
+    out: dict[str, Target] = {}
+    for sha, key in manifest._db.execute("SELECT sha256, key FROM assets"):
+        out[key] = Target(key, sha)
+    for sha, width, fmt, pw, ph, key in manifest._db.execute(
+        "SELECT asset, width, format, pixel_width, pixel_height, key FROM renditions"
+    ):
+        out[key] = Target(key, sha, width, fmt, (pw, ph))
+    return out
+
+
+def manifest_article_paths(manifest: Manifest) -> list[str]:
+    return [row[0] for row in manifest._db.execute("SELECT path FROM articles ORDER BY path")]
+
+
+@dataclass
+class Usage:
+    """Where the articles use archived objects: key -> [(article, line)]."""
+
+    users: dict[str, list[tuple[str, int]]]
+    articles: int = 0
+    references: int = 0
+    skipped: list[str] | None = None
+
+
+def scan_articles(paths: Sequence[Path], cfg: Config) -> Usage:
+    bases = [cfg.storage.public_base_url]
+    if cfg.articles.base_url:
+        bases.append(urljoin(cfg.articles.base_url, cfg.storage.public_base_url))
+    bases = sorted(set(bases), key=len, reverse=True)
+    usage = Usage(defaultdict(list), skipped=[])
+    for path in iter_article_paths(paths, cfg.articles.extensions):
+        try:
+            article = load_article(path)
+        except ArticleError as exc:
+            usage.skipped.append(exc.message)  # type: ignore[union-attr]
+            continue
+        usage.articles += 1
+        for ref in find_refs(article.text, article.format, cfg.articles.front_matter_fields):
+            base = next((b for b in bases if ref.url.startswith(b)), None)
+            if base is None or parse_key(ref.url[len(base):]) is None:
+                continue
+            usage.references += 1
+            usage.users[ref.url[len(base):]].append((str(path), ref.line))
+    return usage
+
+
+# -- checking ----------------------------------------------------------------------------------------
+def check_object(store: Store, target: Target, deep: bool) -> Finding | None:
+    try:
+        if not store.exists(target.key):
+            return Finding(target, "missing", "not in storage")
+        if not deep:
+            return None
+        data = store.get(target.key)
+    except StorageError as exc:
+        return Finding(target, "unchecked", exc.message)
+    reason = corruption(target, data)
+    return Finding(target, "corrupt", reason) if reason else None
+
+
+def corruption(target: Target, data: bytes) -> str | None:
+    """Why these bytes are not the object the key names, or None when they are."""
+    if target.width is None:
+        got = hashlib.sha256(data).hexdigest()
+        if got != target.sha256:
+            return f"its {len(data)} bytes hash to {got[:16]}…, not to the {target.sha256[:16]}… its key names"
+        return None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt, size = (im.format or "?").lower(), im.size
+            im.load()
+    except Exception as exc:  # Pillow raises many types for bad data (OSError, SyntaxError, ValueError, ...)
+        return f"not a readable image ({type(exc).__name__}: {exc})"
+    if target.format and fmt != target.format:
+        return f"a {fmt} image, expected {target.format}"
+    if target.size and size != target.size:
+        return f"{size[0]}x{size[1]} pixels, expected {target.size[0]}x{target.size[1]}"
+    if size[0] > target.width:
+        return f"{size[0]} pixels wide, more than the {target.width} its key names"
+    return None
+
+
+class _Status:
+    """A live status line on a terminal, a plain line every 10 s otherwise (the `run` progress style)."""
+
+    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.total, self.enabled = total, enabled
+        self.tty = enabled and self.stream.isatty()
+        self.started = self.last = time.monotonic()
+        self.drawn = False
+
+    def update(self, done: int, counts: dict[str, int]) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self.last < (0.2 if self.tty else 10.0):
+            return
+        self.last = now
+        rate = done / (now - self.started) if now > self.started else 0.0
+        line = (f"verify: {done}/{self.total} objects · {counts['missing']} missing · {counts['corrupt']} corrupt"
+                f" · {counts['unchecked']} unchecked · {rate:.0f} objects/s")
+        self.stream.write("\r\033[K" + line if self.tty else line + "\n")
+        self.stream.flush()
+        self.drawn = self.tty
+
+    def clear(self) -> None:
+        if self.drawn:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def check_all(
+    store: Store, targets: Iterable[Target], deep: bool, workers: int, status: _Status
+) -> list[Finding]:
+    """Check every target with ``workers`` threads (at most 4 per worker queued at a time)."""
+    findings: list[Finding] = []
+    counts = {"missing": 0, "corrupt": 0, "unchecked": 0}
+    done = 0
+    pending: set[Future[Finding | None]] = set()
+
+    def collect(finished: Iterable[Future[Finding | None]]) -> None:
+        nonlocal done
+        for future in finished:
+            done += 1
+            finding = future.result()
+            if finding:
+                findings.append(finding)
+                counts[finding.status] += 1
+        status.update(done, counts)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="verify") as pool:
+        for target in targets:
+            if len(pending) >= workers * 4:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                collect(finished)
+            pending.add(pool.submit(check_object, store, target, deep))
+        collect(wait(pending).done)
+    status.clear()
+    return sorted(findings, key=lambda f: (f.status, f.target.key))
+
+
+# -- the command ---------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help="check only the objects these articles (or the articles under these folders) use")
+    parser.add_argument("--deep", action="store_true",
+                        help="also read every object: originals must hash to their key, thumbnails must decode")
+
+
+def _article_paths(args: argparse.Namespace, cfg: Config, manifest: Manifest | None) -> list[Path]:
+    if args.paths:
+        for p in args.paths:
+            if not p.exists():
+                raise ConfigError(f"{p}: no such file or folder")
+        return list(args.paths)
+    root = cfg.resolve_path(cfg.articles.root)
+    paths = [root] if root.exists() else []
+    known = manifest_article_paths(manifest) if manifest else []
+    return paths + [Path(p) for p in known if Path(p).is_file()]
+
+
+def _describe(target: Target) -> str:
+    return f"thumbnail {target.width}w of {target.original}" if target.width else "original"
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
-    print("not implemented yet")
-    return 2
+    manifest_path = cfg.resolve_path(cfg.manifest.path)
+    manifest = Manifest.open_readonly(manifest_path) if manifest_path.exists() else None
+    try:
+        known = manifest_targets(manifest) if manifest else {}
+        paths = _article_paths(args, cfg, manifest)
+    finally:
+        if manifest:
+            manifest.close()
+    usage = scan_articles(paths, cfg) if paths else Usage({}, skipped=[])
+    targets: dict[str, Target] = {} if args.paths else dict(known)
+    for key in usage.users:
+        target = known.get(key) or parse_key(key)
+        if target is not None:
+            targets.setdefault(key, target)
+    if args.paths:  # the thumbnails of the originals these articles use
+        originals = set(targets)
+        targets.update({k: t for k, t in known.items() if t.width and t.original in originals})
+
+    store = open_store(cfg.storage, cfg.source.parent if cfg.source else Path.cwd())
+    if not isinstance(store, LocalStore):  # one clear error for wrong credentials or a missing bucket
+        store.check()  # (a local folder is not created or written to: a missing one means missing objects)
+    started = time.monotonic()
+    status = _Status(len(targets), enabled=not args.quiet)
+    ordered = sorted(targets.values(), key=lambda t: t.key)
+    findings = check_all(store, ordered, args.deep, cfg.storage.concurrency, status)
+    elapsed = time.monotonic() - started
+
+    affected: dict[str, set[int]] = defaultdict(set)
+    for note in usage.skipped or []:
+        print(f"note: article not scanned: {note}")
+    for f in findings:
+        users = usage.users.get(f.target.original, [])
+        for article, line in users:
+            affected[article].add(line)
+        used = ", ".join(f"{a}:{n}" for a, n in users) if users else "no scanned article uses it"
+        print(f"{f.status}: {f.target.key} ({_describe(f.target)}): {f.reason}; used by {used}")
+    if affected:
+        print(f"articles affected ({len(affected)}):")
+        for article in sorted(affected):
+            print(f"  {article}: lines {', '.join(str(n) for n in sorted(affected[article]))}")
+    originals = sum(1 for t in targets.values() if not t.width)
+    counts = {s: sum(1 for f in findings if f.status == s) for s in ("missing", "corrupt", "unchecked")}
+    print(
+        f"verify{' --deep' if args.deep else ''}: {len(targets)} objects checked ({originals} originals, "
+        f"{len(targets) - originals} thumbnails) in {elapsed:.1f} s; {usage.articles} articles scanned, "
+        f"{usage.references} references to the archive; {counts['missing']} missing, {counts['corrupt']} corrupt, "
+        f"{counts['unchecked']} could not be checked" + ("" if args.deep else " (--deep also checks contents)")
+    )
+    return 1 if findings else 0

@@ -1,4 +1,10 @@
-"""A run killed with SIGKILL at any moment, then run again, ends exactly where an uninterrupted run ends."""
+"""A run killed with SIGKILL at any moment, then run again, ends exactly where an uninterrupted run ends.
+
+Two ways to pick the moment: 22 deterministic crash points (``ARCHIVER_CRASH_AT=name:n``, see
+archiver/faults.py) between every pair of durable steps — after a download, after decoding, mid object write,
+after an object is stored, after each manifest commit, mid article write and after the rename — and kills at
+wall-clock times spread over whole runs, which land wherever the run happens to be.
+"""
 
 from __future__ import annotations
 
@@ -38,11 +44,14 @@ def _site(folder: Path, origin: Server) -> Path:
     return cfg
 
 
-def _start(cfg: Path) -> subprocess.Popen[bytes]:
+def _start(cfg: Path, crash_at: str = "") -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("ARCHIVER_CRASH_AT", None)
+    if crash_at:
+        env["ARCHIVER_CRASH_AT"] = crash_at
     return subprocess.Popen(
         [sys.executable, "-m", "archiver", "run", "--config", str(cfg), "-q"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
     )
 
 
@@ -63,7 +72,7 @@ def test_sigkill_at_many_points_then_rerun_matches_uninterrupted_run(tmp_path: P
 
     ref = tmp_path / "ref"
     kills = 0
-    points = 8
+    points = 5
     for i in range(points):
         # a fresh site each time, so every kill lands in a different phase of a full run:
         # fetching, processing, uploading, manifest writes and article writes all happen throughout
@@ -94,3 +103,40 @@ def test_sigkill_at_many_points_then_rerun_matches_uninterrupted_run(tmp_path: P
         shutil.rmtree(folder)
     assert kills >= points // 2, f"the run finished before the kill points ({kills} kills; run takes {duration:.1f}s)"
     shutil.rmtree(tmp_path / "ref")
+
+
+CRASH_POINTS = [
+    ("fetched", 1), ("fetched", 7),
+    ("processed", 1), ("processed", 9),
+    ("store-temp", 1), ("store-temp", 2), ("store-temp", 15),
+    ("stored", 1), ("stored", 2), ("stored", 20),
+    ("recorded-asset", 1), ("recorded-asset", 12),
+    ("recorded-url", 1), ("recorded-url", 25),
+    ("article-temp", 1), ("article-temp", 4), ("article-temp", 9),
+    ("article-replaced", 1), ("article-replaced", 5),
+    ("recorded-article", 1), ("recorded-article", 8),
+    ("article-temp", 10),  # the last article
+]
+
+
+def test_sigkill_at_every_crash_point_then_rerun_matches_uninterrupted_run(tmp_path: Path, origin: Server) -> None:
+    assert len(CRASH_POINTS) >= 20
+    for i in range(N_IMAGES):
+        origin.add(f"/k/{i}.jpg", make_jpeg(320, 240, seed=700 + i), "image/jpeg")
+    ref = tmp_path / "ref"
+    proc = _start(_site(ref, origin))
+    assert proc.wait(120) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    expected_site, expected_archive = _files(ref / "site"), _files(ref / "archive")
+    for name, nth in CRASH_POINTS:
+        folder = tmp_path / f"{name}-{nth}"
+        cfg = _site(folder, origin)
+        proc = _start(cfg, crash_at=f"{name}:{nth}")
+        assert proc.wait(120) == -signal.SIGKILL, f"{name}:{nth} was never reached"
+        proc = _start(cfg)
+        assert proc.wait(120) == 0, proc.stderr.read().decode() if proc.stderr else ""
+        assert _files(folder / "site") == expected_site, f"{name}:{nth}"
+        archive = _files(folder / "archive")
+        assert {k: v for k, v in archive.items() if not k.startswith(".tmp/")} == expected_archive, f"{name}:{nth}"
+        assert not [k for k in archive if k.startswith(".tmp/")], f"{name}:{nth}: temp files left"
+        assert not [p for p in (folder / "site").rglob("*") if p.name.startswith(TEMP_PREFIX)]
+        shutil.rmtree(folder)

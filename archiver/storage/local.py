@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from archiver.errors import StorageError
+from archiver.faults import crash_point
 from archiver.storage.keys import check_key
 
 _CHUNK = 1 << 20
@@ -89,6 +90,7 @@ class LocalStore:
                 out.flush()
                 os.fsync(out.fileno())
             os.chmod(tmp, 0o644)  # mkstemp makes 0600; a web server must be able to read the archive
+            crash_point("store-temp")
             os.replace(tmp, path)
             tmp = None
         except OSError as exc:

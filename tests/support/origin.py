@@ -22,13 +22,14 @@ Built-in routes of the origin:
     /chunked/{pieces}    the JPEG chunked in that many pieces, a short pause between them
     /chunked-cut         the first half of the JPEG chunked, then the connection closes (no last chunk)
     /short-length        declares half the JPEG's length in Content-Length, then sends all of it
+                         (?later=1: the surplus 50 ms after the declared part)
     /reset/{n}/{key}     the first n times per key: half the body, then a TCP RST (SO_LINGER 0); then the JPEG
     /stall-body          headers and half the body, then stalls SLOW_SECONDS
     /trickle/{rate}      the JPEG (with Content-Length) at ``rate`` bytes/s
     /retry-after/{status}/{key}?seconds=N|date=N   once per key: that status with Retry-After as N seconds
                          or as an HTTP date N seconds ahead; then the JPEG
-    /hold/{key}          the JPEG after HOLD_SECONDS; ``max_in_flight()`` says how many were served at once
-    /storm/{key}         500 after HOLD_SECONDS, every time (counted in ``max_in_flight`` like /hold)
+    /hold/{key}          the JPEG after HOLD_SECONDS (or ?s=...); ``max_in_flight()`` says how many were served at once
+    /storm/{key}         500 after HOLD_SECONDS (or ?s=...), every time (counted in ``max_in_flight`` like /hold)
     /loop/{n}/{i}        302 to /loop/{n}/{i+1 mod n}: a redirect cycle of length n
     /redirect/{n}        n redirects (alternately relative and absolute Location), then the image
     /redirect-to?url=U   302 to U
@@ -186,7 +187,9 @@ class Server:
         with self._state.lock:
             for key in {"", host}:
                 self._state.in_flight[key] += delta
-                self._state.max_in_flight[key] = max(self._state.max_in_flight[key], self._state.in_flight[key])
+                self._state.max_in_flight[key] = max(
+                    self._state.max_in_flight[key], self._state.in_flight[key]
+                )
 
     def max_in_flight(self, host: str = "") -> int:
         """Most /hold and /storm requests served at the same time since the last reset (for one Host header,
@@ -282,17 +285,126 @@ def origin_routes(server: Server) -> list[web.RouteDef]:
         return resp
 
     async def hold(request: web.Request) -> web.StreamResponse:
-        server.hold(+1)
+        server.hold(+1, request.host)
         try:
-            await asyncio.sleep(HOLD_SECONDS)
+            await asyncio.sleep(float(request.query.get("s", HOLD_SECONDS)))
         finally:
-            server.hold(-1)
+            server.hold(-1, request.host)
+        if request.path.startswith("/storm/"):
+            return web.Response(status=500, text="storm")
         return _image()
 
     async def gzipped(request: web.Request) -> web.StreamResponse:
         return web.Response(
             body=gzip.compress(JPEG), headers={"Content-Type": "image/jpeg", "Content-Encoding": "gzip"}
         )
+
+    async def encoded(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name == "gzip":
+            body = gzip.compress(JPEG)
+        elif name == "deflate":
+            body = zlib.compress(JPEG)  # RFC 9110 "deflate": zlib-wrapped
+        elif name == "deflate-raw":
+            compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # what some servers send as "deflate"
+            body = compressor.compress(JPEG) + compressor.flush()
+        else:
+            raise web.HTTPNotFound()
+        headers = {"Content-Type": "image/jpeg", "Content-Encoding": name.split("-")[0]}
+        if not request.query.get("chunked"):
+            return web.Response(body=body, headers=headers)
+        resp = web.StreamResponse(headers=headers)
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for i in range(0, len(body), 1000):
+            await resp.write(body[i : i + 1000])
+        await resp.write_eof()
+        return resp
+
+    async def gzip_bomb(request: web.Request) -> web.StreamResponse:
+        body = gzip.compress(JPEG[:64] + bytes(8 * 1024 * 1024))
+        return web.Response(body=body, headers={"Content-Type": "image/jpeg", "Content-Encoding": "gzip"})
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        cut = request.path == "/chunked-cut"
+        pieces = 2 if cut else int(request.match_info["pieces"])
+        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        step = -(-len(JPEG) // pieces)
+        for i in range(0, len(JPEG), step):
+            await resp.write(JPEG[i : i + step])
+            await asyncio.sleep(0.005)
+            if cut:
+                assert request.transport is not None
+                request.transport.close()
+                return resp
+        await resp.write_eof()
+        return resp
+
+    async def short_length(request: web.Request) -> web.StreamResponse:
+        declared = len(JPEG) // 2
+        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        resp.content_length = declared
+        await resp.prepare(request)
+        await resp.write(JPEG[:declared])  # aiohttp itself never writes past Content-Length ...
+        assert request.transport is not None
+        if request.query.get("later"):
+            await asyncio.sleep(0.05)  # the client has read the declared body before the surplus arrives
+        request.transport.write(JPEG[declared:])  # ... so the rest goes to the socket directly
+        return resp
+
+    def _rst(request: web.Request) -> None:
+        transport = request.transport
+        assert transport is not None
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.close()  # with SO_LINGER 0, close() sends RST instead of FIN
+
+    async def reset(request: web.Request) -> web.StreamResponse:
+        n, key = int(request.match_info["n"]), request.match_info["key"]
+        if server.fail_once_more(f"reset/{key}") >= n:
+            return _image()
+        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        resp.content_length = len(JPEG)
+        await resp.prepare(request)
+        await resp.write(JPEG[: len(JPEG) // 2])
+        await asyncio.sleep(0.05)  # let the client read the first half: the reset comes mid-body
+        _rst(request)
+        return resp
+
+    async def stall_body(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        resp.content_length = len(JPEG)
+        await resp.prepare(request)
+        await resp.write(JPEG[: len(JPEG) // 2])
+        await asyncio.sleep(SLOW_SECONDS)
+        return resp
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        rate = int(request.match_info["rate"])
+        step = max(1, rate // 10)
+        resp = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
+        resp.content_length = len(JPEG)
+        await resp.prepare(request)
+        for i in range(0, len(JPEG), step):
+            await resp.write(JPEG[i : i + step])
+            await asyncio.sleep(step / rate)
+        return resp
+
+    async def retry_after(request: web.Request) -> web.StreamResponse:
+        status, key = int(request.match_info["status"]), request.match_info["key"]
+        if server.fail_once_more(f"retry-after/{key}") >= 1:
+            return _image()
+        if "date" in request.query:
+            value = email.utils.formatdate(time.time() + float(request.query["date"]), usegmt=True)
+        else:
+            value = request.query["seconds"]
+        return web.Response(status=status, headers={"Retry-After": value}, text="later")
+
+    async def loop(request: web.Request) -> web.StreamResponse:
+        n, i = int(request.match_info["n"]), int(request.match_info["i"])
+        raise web.HTTPFound(f"/loop/{n}/{(i + 1) % n}")
 
     async def redirect(request: web.Request) -> web.StreamResponse:
         n = int(request.match_info["n"])
@@ -326,6 +438,17 @@ def origin_routes(server: Server) -> list[web.RouteDef]:
         web.get("/oversize-chunked", oversize),
         web.get("/gzip", gzipped),
         web.get("/hold/{key}", hold),
+        web.get("/storm/{key}", hold),
+        web.get("/encoded/{name}", encoded),
+        web.get("/gzip-bomb", gzip_bomb),
+        web.get("/chunked/{pieces}", chunked),
+        web.get("/chunked-cut", chunked),
+        web.get("/short-length", short_length),
+        web.get("/reset/{n}/{key}", reset),
+        web.get("/stall-body", stall_body),
+        web.get("/trickle/{rate}", trickle),
+        web.get("/retry-after/{status}/{key}", retry_after),
+        web.get("/loop/{n}/{i}", loop),
         web.get("/redirect/{n}", redirect),
         web.get("/redirect-to", redirect_to),
         web.get("/redirect-private", redirect_private),
@@ -343,10 +466,13 @@ def canary_routes(server: Server) -> list[web.RouteDef]:
 
 
 def proxy_routes(server: Server) -> list[web.RouteDef]:
-    """A fake forward proxy: answers each proxied request with the image itself; hits are keyed by the
-    full target URL (``fake_proxy.hits("http://img.example.test/a.jpg")``)."""
+    """A fake forward proxy: answers each proxied request with the image itself (or, for a target path
+    ``/redirect-to?url=U``, with a 302 to U); hits are keyed by the full target URL
+    (``fake_proxy.hits("http://img.example.test/a.jpg")``)."""
 
     async def anything(request: web.Request) -> web.StreamResponse:
+        if request.path == "/redirect-to":
+            raise web.HTTPFound(request.query["url"])
         return _image()
 
     return [web.route("*", "/{tail:.*}", anything)]

@@ -1,0 +1,268 @@
+"""The dedupe report: a small static HTML page that pages through group data files, plus a JSON export.
+
+Layout for ``report/dedupe.html``: the page itself (a few KB of HTML, CSS and script, whatever the
+number of groups), ``report/dedupe.data/p00001.js`` … (one file per page of PAGE_SIZE groups, loaded
+with a <script> tag only when that page is shown, so it also works when opened from disk), and
+``report/dedupe.json`` (every group, for scripts). Thumbnails are referenced by URL or relative path,
+never inlined, and use loading="lazy". Everything untrusted (URLs, article paths) is rendered with
+textContent, never as HTML.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from archiver.errors import ArchiverError
+
+PAGE_SIZE = 50
+ARTICLES_SHOWN = 20  # per member on the page; the JSON export has them all
+_PAGE_FILE = re.compile(r"p\d{5}\.js")
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    sha256: str
+    url: str  # the archived original's public URL
+    thumbnail: str  # the thumbnail's public URL
+    thumbnail_src: str  # what the page loads (a relative path for a local archive)
+    width: int | None
+    height: int | None
+    format: str
+    bytes: int
+    canonical: bool
+    pinned: bool = False
+    transform: str | None = None  # how this member matches the canonical; None for the canonical
+    phash_distance: int | None = None
+    dhash_distance: int | None = None
+    source_urls: tuple[str, ...] = ()
+    articles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    kind: str  # "near" (several assets) or "exact" (one asset reached through several URLs)
+    members: tuple[MemberRow, ...]  # canonical first
+
+    @property
+    def articles(self) -> int:
+        return len({a for m in self.members for a in m.articles})
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    json: Path
+    data_dir: Path
+    pages: int
+
+
+def sort_groups(groups: Sequence[GroupRow]) -> list[GroupRow]:
+    """Most articles touched first, then the largest groups, then a stable order by canonical sha256."""
+    return sorted(groups, key=lambda g: (-g.articles, -len(g.members), g.kind, g.members[0].sha256))
+
+
+def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, meta: dict[str, object]) -> ReportFiles:
+    """Write the page, its data files and the JSON export; ``groups`` are sorted here. ArchiverError on I/O errors."""
+    ordered = sort_groups(groups)
+    data_dir = html_path.with_name(html_path.stem + ".data")
+    pages = max(1, -(-len(ordered) // PAGE_SIZE))
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for stale in data_dir.iterdir():  # pages of an earlier, larger report
+            if _PAGE_FILE.fullmatch(stale.name) and int(stale.name[1:6]) > pages:
+                stale.unlink()
+        for p in range(pages):
+            chunk = ordered[p * PAGE_SIZE : (p + 1) * PAGE_SIZE]
+            rows = [_page_group(p * PAGE_SIZE + i + 1, g) for i, g in enumerate(chunk)]
+            body = f"dedupeReportPage({p + 1},{_json(rows)});\n"
+            _write(data_dir / f"p{p + 1:05d}.js", body.encode("utf-8"))
+        summary = {
+            **meta,
+            "groups": len(ordered),
+            "near_groups": sum(g.kind == "near" for g in ordered),
+            "exact_groups": sum(g.kind == "exact" for g in ordered),
+            "pages": pages,
+            "page_size": PAGE_SIZE,
+            "data": f"{data_dir.name}/",
+        }
+        _write(html_path, _html(summary).encode("utf-8"))
+        export = {**meta, "groups": [_export_group(i + 1, g) for i, g in enumerate(ordered)]}
+        _write(json_path, (json.dumps(export, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+    except OSError as exc:
+        raise ArchiverError(f"cannot write the report: {exc.filename or ''}: {exc.strerror or exc}") from exc
+    return ReportFiles(html_path, json_path, data_dir, pages)
+
+
+def _json(value: object) -> str:
+    # compact, and safe anywhere in HTML or JS: no "<" (</script>) and no raw U+2028/2029
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _page_group(number: int, g: GroupRow) -> dict[str, object]:
+    members = []
+    for m in g.members:
+        row = asdict(m)
+        row["articles"] = list(m.articles[:ARTICLES_SHOWN])
+        row["articles_total"] = len(m.articles)
+        row["source_urls"] = list(m.source_urls[:ARTICLES_SHOWN])
+        row["source_urls_total"] = len(m.source_urls)
+        del row["thumbnail"]
+        members.append(row)
+    return {"n": number, "kind": g.kind, "articles": g.articles, "members": members}
+
+
+def _export_group(number: int, g: GroupRow) -> dict[str, object]:
+    members = [{k: v for k, v in asdict(m).items() if k != "thumbnail_src"} for m in g.members]
+    return {"id": number, "kind": g.kind, "canonical": g.members[0].sha256, "articles": g.articles,
+            "members": members}
+
+
+def _write(path: Path, data: bytes) -> None:
+    """All or nothing: a reader sees the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _html(summary: dict[str, object]) -> str:
+    return _PAGE.replace("/*SUMMARY*/null", _json(summary))
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>archiver: duplicate images</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:0;background:#f4f4f2;color:#222}
+header{position:sticky;top:0;background:#fff;border-bottom:1px solid #ccc;padding:8px 16px;z-index:1}
+h1{font-size:18px;margin:0 0 4px}
+nav button,nav input{font:inherit;margin-right:4px}
+nav input{width:5em}
+main{padding:8px 16px}
+section{background:#fff;border:1px solid #ddd;border-radius:6px;margin:10px 0;padding:8px}
+section h2{font-size:14px;margin:0 0 6px;font-weight:600}
+.members{display:flex;flex-wrap:wrap;gap:10px}
+.card{width:200px;border:2px solid #ddd;border-radius:4px;padding:6px;font-size:12px;overflow-wrap:anywhere}
+.card.canonical{border-color:#2a7d2a;background:#f1faf1}
+.thumb{width:188px;height:140px;display:flex;align-items:center;justify-content:center;background:#eee}
+.thumb img{max-width:188px;max-height:140px}
+.badge{display:inline-block;background:#2a7d2a;color:#fff;border-radius:3px;padding:0 4px;font-weight:600}
+.pin{background:#7d5a2a}
+ul{margin:2px 0;padding-left:16px}
+details summary{cursor:pointer}
+.muted{color:#666}
+</style></head>
+<body>
+<header><h1>Duplicate images</h1>
+<div id="summary" class="muted"></div>
+<nav><button id="prev">&larr; previous</button><button id="next">next &rarr;</button>
+page <input id="page" type="number" min="1" value="1"> of <span id="pages"></span></nav></header>
+<main id="groups" aria-live="polite"></main>
+<script>
+"use strict";
+const S = /*SUMMARY*/null;
+const loaded = {};
+let current = 0;
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = String(text);
+  return e;
+}
+function size(n) {
+  if (n >= 1048576) return (n / 1048576).toFixed(1) + " MB";
+  if (n >= 1024) return (n / 1024).toFixed(1) + " KB";
+  return n + " B";
+}
+function list(title, items, total) {
+  const d = el("details");
+  d.appendChild(el("summary", null, title + " (" + total + ")"));
+  const ul = el("ul");
+  for (const x of items) ul.appendChild(el("li", null, x));
+  if (total > items.length) ul.appendChild(el("li", "muted", "… " + (total - items.length) + " more in the JSON"));
+  d.appendChild(ul);
+  return d;
+}
+function card(m) {
+  const c = el("div", "card" + (m.canonical ? " canonical" : ""));
+  c.dataset.sha256 = m.sha256;
+  const t = el("div", "thumb");
+  const img = el("img");
+  img.loading = "lazy";
+  img.decoding = "async";
+  img.alt = m.sha256.slice(0, 12);
+  img.addEventListener("load", () => { img.dataset.loaded = String(img.naturalWidth); });
+  img.addEventListener("error", () => { img.dataset.loaded = "error"; });
+  img.src = m.thumbnail_src;
+  t.appendChild(img);
+  c.appendChild(t);
+  const head = el("div");
+  if (m.canonical) head.appendChild(el("span", "badge", "canonical"));
+  if (m.pinned) head.appendChild(el("span", "badge pin", "pinned"));
+  c.appendChild(head);
+  const dims = m.width ? m.width + "×" + m.height : "?";
+  c.appendChild(el("div", null, dims + " · " + m.format + " · " + size(m.bytes)));
+  if (!m.canonical && m.transform !== null) {
+    c.appendChild(el("div", null, "pHash " + m.phash_distance + " · dHash " + m.dhash_distance + " · " + m.transform));
+  }
+  const a = el("a", null, m.sha256.slice(0, 16) + "…");
+  a.href = m.url;
+  c.appendChild(a);
+  c.appendChild(list("articles", m.articles, m.articles_total));
+  if (m.source_urls_total) c.appendChild(list("source URLs", m.source_urls, m.source_urls_total));
+  return c;
+}
+function render(page) {
+  const main = document.getElementById("groups");
+  main.replaceChildren();
+  for (const g of loaded[page]) {
+    const s = el("section");
+    s.id = "group-" + g.n;
+    const what = g.kind === "exact" ? "one image, " + g.members[0].source_urls_total + " URLs"
+      : g.members.length + " near-duplicate images";
+    s.appendChild(el("h2", null, "#" + g.n + " · " + what + " · " + g.articles + " article(s)"));
+    const row = el("div", "members");
+    for (const m of g.members) row.appendChild(card(m));
+    s.appendChild(row);
+    main.appendChild(s);
+  }
+  document.body.dataset.page = String(page);
+}
+window.dedupeReportPage = function (page, groups) {
+  loaded[page] = groups;
+  if (page === current) render(page);
+};
+function show(page) {
+  page = Math.min(Math.max(1, page | 0), S.pages);
+  current = page;
+  document.getElementById("page").value = page;
+  if (location.hash !== "#page=" + page) history.replaceState(null, "", "#page=" + page);
+  if (loaded[page]) { render(page); window.scrollTo(0, 0); return; }
+  const sc = document.createElement("script");
+  sc.src = S.data + "p" + String(page).padStart(5, "0") + ".js";
+  sc.onerror = () => { document.getElementById("groups").textContent = "cannot load " + sc.src; };
+  document.head.appendChild(sc);
+}
+document.getElementById("summary").textContent = S.groups + " groups (" + S.near_groups + " near-duplicate, "
+  + S.exact_groups + " same image under several URLs) · max pHash distance " + S.max_distance
+  + " · generated " + S.generated;
+document.getElementById("pages").textContent = S.pages;
+document.getElementById("prev").onclick = () => show(current - 1);
+document.getElementById("next").onclick = () => show(current + 1);
+document.getElementById("page").onchange = (e) => show(Number(e.target.value));
+const m = /page=(\\d+)/.exec(location.hash);
+show(m ? Number(m[1]) : 1);
+</script>
+</body></html>
+"""

@@ -1,0 +1,559 @@
+"""Accuracy of near-duplicate detection (archiver.similarity.compare): precision and recall per transform family.
+
+Usage: python bench/bench_dedupe_accuracy.py [--generated N] [--distinct N] [--seed S] [--workers W]
+       [--max-distance D] [--corpus FOLDER]
+
+The set: every real photo listed in REAL_PHOTOS (from the corpus folder, see its SOURCES.md) plus N
+generated photo-like sources (see ``photo_like``) are the *sources*. Each source gets derived copies
+in every transform family (FAMILIES below). On top, --distinct images that are near-duplicates of
+nothing: generated photo-like images (other seeds) and non-overlapping quarter tiles of the larger
+real photos (real photo statistics, same textures: the hardest negatives here). Every file goes
+through archiver.imaging.process (the real pipeline: draft decode, EXIF orientation, flattening,
+thumbnail, hashes), and its Asset's phash_variants/dhash_variants make the Signature.
+
+Candidates: all pairs whose pHash is within --max-distance (default 10) under some transform, by
+numpy brute force (identity hash of one against the 8 variant hashes of the other, both ways).
+Decision: compare() on every candidate pair. A detected pair is correct when both images come from
+the same source. Recall per family counts (source, derived copy) pairs; for rotations and mirrors
+the transform compare() reports must also be the one applied ("transform ok").
+
+Photo-like generator: six scene kinds drawn from a seeded numpy RNG, each with film grain, optional
+blur and vignetting: landscape (sky gradient, fractal mountain and ground, sun), blobs (colour
+gradient with soft blobs), still life (gradient backdrop, shaded ellipses/rectangles/polygons),
+texture (1/f fractal noise through a random 3-colour palette), portrait (blurred backdrop, head and
+shoulders), city (sky, buildings with lit window grids). Sizes 480-1024 px, several aspect ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from archiver.config import ImagesConfig  # noqa: E402
+from archiver.imaging import process  # noqa: E402
+from archiver.model import ImageFormat  # noqa: E402
+from archiver.similarity import TRANSFORMS, Signature, compare  # noqa: E402
+
+CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "images"
+# The corpus files that are photographs, one per picture (hopper.gif/.webp, flower.webp and the
+# derived_* files are other copies of these; the graphics and sprites are left out).
+REAL_PHOTOS = (
+    "skimage_astronaut.png", "skimage_camera.png", "skimage_chelsea.png", "skimage_coffee.png",
+    "skimage_coins.png", "skimage_rocket.jpg", "skimage_hubble_deep_field.jpg", "skimage_retina.jpg",
+    "skimage_brick.png", "skimage_gravel.png", "skimage_grass.png", "skimage_cell.png", "skimage_ihc.png",
+    "skimage_clock_motion.png", "pillow_hopper.jpg", "pillow_flower.jpg", "pillow_flower2.jpg",
+    "pillow_sugarshack_bad_mpo_header.jpg", "pillow_exif-72dpi-int.jpg", "pillow_xmp_test.jpg",
+    "pillow_iptc.jpg", "pillow_exif_typeerror.jpg", "pillow_app13-multiple.jpg",
+    "pillow_junk_jpeg_header.jpg", "pillow_icc_profile_big.jpg", "imagehash_peppers.png",
+)
+FORMATS = {
+    "jpeg": ImageFormat("jpeg", "image/jpeg", "jpg"),
+    "png": ImageFormat("png", "image/png", "png"),
+    "webp": ImageFormat("webp", "image/webp", "webp"),
+}
+T = Image.Transpose
+PIL_TRANSPOSE = {"rot90": T.ROTATE_90, "rot180": T.ROTATE_180, "rot270": T.ROTATE_270, "flip-h": T.FLIP_LEFT_RIGHT,
+                 "flip-v": T.FLIP_TOP_BOTTOM, "transpose": T.TRANSPOSE, "transverse": T.TRANSVERSE}
+# EXIF orientation tag -> the transform that stores upright pixels so the tag displays them upright
+EXIF_STORE = {2: T.FLIP_LEFT_RIGHT, 3: T.ROTATE_180, 4: T.FLIP_TOP_BOTTOM, 5: T.TRANSPOSE, 6: T.ROTATE_90,
+              7: T.TRANSVERSE, 8: T.ROTATE_270}
+# family -> copies per source; the order is the table's order
+FAMILIES = {"resize": 2, "recompress": 2, "format": 2, "exif-orientation": 2, "rotate": 3, "mirror": 2,
+            "crop": 2, "watermark": 2, "caption": 2}
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+CFG = ImagesConfig(thumbnails=(320,))
+
+
+@dataclass(frozen=True)
+class Item:
+    group: int  # images of one group are near-duplicates of each other; distinct images have their own
+    family: str  # "source", "distinct" or a FAMILIES key
+    transform: str  # the dihedral transform from the source to this copy ("identity" for most)
+    detail: str  # parameters, for the listing of misses
+
+
+# ---------------------------------------------------------------- photo-like generator
+
+
+def _fractal(rng: np.random.Generator, h: int, w: int, beta: float = 2.0, start: int = 2) -> np.ndarray:
+    """1/f^beta-like noise in [0, 1]: random grids of doubling resolution, bicubic upsampled, summed."""
+    out = np.zeros((h, w), np.float32)
+    size, amp = start, 1.0
+    while size <= max(h, w) // 2:
+        grid = rng.standard_normal((size, size)).astype(np.float32)
+        out += amp * np.asarray(Image.fromarray(grid, "F").resize((w, h), Image.Resampling.BICUBIC))
+        size, amp = size * 2, amp / (2 ** (beta / 2))
+    out -= out.min()
+    return out / max(float(out.max()), 1e-6)
+
+
+def _colour(rng: np.random.Generator, lo: int = 10, hi: int = 245) -> np.ndarray:
+    return rng.uniform(lo, hi, 3).astype(np.float32)
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return x / max(w - 1, 1), y / max(h - 1, 1)
+
+
+def _landscape(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    x, y = _grid(h, w)
+    top, bottom = _colour(rng, 60, 250), _colour(rng, 120, 255)
+    img = top + (bottom - top) * y[..., None]
+    horizon = rng.uniform(0.3, 0.7) + 0.15 * (_fractal(rng, 1, w, 1.8)[0] - 0.5) * rng.uniform(0.5, 2)
+    if rng.random() < 0.7:  # mountains
+        ridge = horizon - rng.uniform(0.05, 0.3) * _fractal(rng, 1, w, 2.2)[0]
+        mask = (y > ridge[None, :])[..., None]
+        shade = _colour(rng, 30, 160) * (0.7 + 0.5 * _fractal(rng, h, w, 1.6)[..., None])
+        img = np.where(mask, shade, img)
+    if rng.random() < 0.5:  # sun or moon
+        cx, cy, r = rng.uniform(0.1, 0.9), rng.uniform(0.05, 0.3), rng.uniform(0.02, 0.08)
+        img += 200 * np.exp(-(((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r)))[..., None]
+    ground = _colour(rng, 20, 200) * (0.5 + _fractal(rng, h, w, rng.uniform(1.2, 2.4))[..., None])
+    return np.where((y > horizon[None, :])[..., None], ground, img)
+
+
+def _blobs(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    x, y = _grid(h, w)
+    base, slope = _colour(rng, 40, 200), rng.uniform(-90, 90, (2, 3)).astype(np.float32)
+    img = base + slope[0] * x[..., None] + slope[1] * y[..., None]
+    for _ in range(rng.integers(3, 13)):
+        cx, cy, r = rng.uniform(-0.1, 1.1), rng.uniform(-0.1, 1.1), rng.uniform(0.04, 0.35)
+        blob = np.exp(-(((x - cx) ** 2 + ((y - cy) * rng.uniform(0.5, 2)) ** 2) / (2 * r * r)))
+        img += blob[..., None] * rng.uniform(-120, 120, 3).astype(np.float32)
+    return img
+
+
+def _shape_layer(rng: np.random.Generator, h: int, w: int, n: int) -> tuple[Image.Image, Image.Image]:
+    """n random filled shapes: (colour layer, mask)."""
+    layer, mask = Image.new("RGB", (w, h)), Image.new("L", (w, h))
+    dl, dm = ImageDraw.Draw(layer), ImageDraw.Draw(mask)
+    for _ in range(n):
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        rx, ry = rng.uniform(0.03, 0.25) * w, rng.uniform(0.03, 0.25) * h
+        fill = tuple(int(v) for v in _colour(rng))
+        kind = rng.integers(3)
+        if kind == 0:
+            box = [cx - rx, cy - ry, cx + rx, cy + ry]
+            dl.ellipse(box, fill=fill)
+            dm.ellipse(box, fill=255)
+        elif kind == 1:
+            box = [cx - rx, cy - ry, cx + rx, cy + ry]
+            dl.rectangle(box, fill=fill)
+            dm.rectangle(box, fill=255)
+        else:
+            angles = np.sort(rng.uniform(0, 2 * np.pi, rng.integers(3, 8)))
+            pts = [(cx + rx * np.cos(a), cy + ry * np.sin(a)) for a in angles]
+            dl.polygon(pts, fill=fill)
+            dm.polygon(pts, fill=255)
+    return layer, mask
+
+
+def _still_life(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    x, y = _grid(h, w)
+    a, b = _colour(rng), _colour(rng)
+    img = a + (b - a) * (0.6 * y + 0.4 * _fractal(rng, h, w, 2.5))[..., None]
+    layer, mask = _shape_layer(rng, h, w, int(rng.integers(2, 9)))
+    shading = 0.6 + 0.6 * _fractal(rng, h, w, 2.0)[..., None]
+    m = np.asarray(mask.filter(ImageFilter.GaussianBlur(rng.uniform(0.5, 3))), np.float32)[..., None] / 255
+    return img * (1 - m) + np.asarray(layer, np.float32) * shading * m
+
+
+def _texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    f = _fractal(rng, h, w, rng.uniform(1.0, 3.0), start=int(rng.choice([2, 4, 8])))
+    c0, c1, c2 = _colour(rng), _colour(rng), _colour(rng)
+    f = f[..., None]
+    return np.where(f < 0.5, c0 + (c1 - c0) * (2 * f), c1 + (c2 - c1) * (2 * f - 1))
+
+
+def _portrait(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    x, y = _grid(h, w)
+    bg_a, bg_b = _colour(rng), _colour(rng)
+    img = bg_a + (bg_b - bg_a) * _fractal(rng, h, w, 3.0)[..., None]
+    cx, cy, r = rng.uniform(0.3, 0.7), rng.uniform(0.25, 0.45), rng.uniform(0.1, 0.2)
+    skin, cloth = _colour(rng, 90, 240), _colour(rng, 10, 200)
+    aspect = w / h
+    head = (((x - cx) * aspect / 0.8) ** 2 + (y - cy) ** 2) < r * r
+    body = (y > cy + r * 0.9) & (np.abs(x - cx) * aspect < r * 1.6 + (y - cy - r) * 0.9)
+    light = 0.7 + 0.5 * (1 - x)[..., None] * rng.uniform(0.2, 1)
+    img = np.where(body[..., None], cloth * light, img)
+    img = np.where(head[..., None], skin * light, img)
+    return img
+
+
+def _city(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    x, y = _grid(h, w)
+    top, bottom = _colour(rng, 20, 200), _colour(rng, 80, 255)
+    img = top + (bottom - top) * y[..., None]
+    im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+    d = ImageDraw.Draw(im)
+    left = -rng.uniform(0, 40)
+    while left < w:
+        bw, bh = rng.uniform(0.05, 0.2) * w, rng.uniform(0.2, 0.85) * h
+        wall = tuple(int(v) for v in _colour(rng, 20, 180))
+        d.rectangle([left, h - bh, left + bw, h], fill=wall)
+        lit = tuple(int(v) for v in _colour(rng, 150, 255))
+        step = rng.uniform(8, 20)
+        for wy in np.arange(h - bh + step / 2, h - step, step):
+            for wx in np.arange(left + step / 2, left + bw - step / 2, step):
+                if rng.random() < 0.5:
+                    d.rectangle([wx, wy, wx + step / 3, wy + step / 2.5], fill=lit)
+        left += bw + rng.uniform(0, 15)
+    return np.asarray(im, np.float32)
+
+
+SCENES = (_landscape, _blobs, _still_life, _texture, _portrait, _city)
+SIZES = ((640, 480), (800, 600), (600, 800), (1024, 683), (512, 512), (720, 480), (480, 640), (900, 600))
+
+
+def photo_like(seed: int) -> Image.Image:
+    """A deterministic photo-like RGB image for ``seed``: one of SCENES, with grain, blur and vignetting."""
+    rng = np.random.default_rng(seed)
+    w, h = SIZES[rng.integers(len(SIZES))]
+    img = SCENES[seed % len(SCENES)](rng, h, w)
+    if rng.random() < 0.5:  # vignetting
+        x, y = _grid(h, w)
+        img *= (1 - rng.uniform(0.1, 0.5) * ((x - 0.5) ** 2 + (y - 0.5) ** 2) * 2)[..., None]
+    img += rng.normal(0, rng.uniform(1, 8), img.shape).astype(np.float32)  # grain
+    im = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+    if rng.random() < 0.4:
+        im = im.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.5)))
+    return im
+
+
+# ---------------------------------------------------------------- transform families
+
+
+def _save(im: Image.Image, fmt: str, rng: np.random.Generator, **params: object) -> tuple[bytes, str]:
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        params.setdefault("quality", int(rng.integers(85, 96)))
+        im.convert("RGB").save(buf, "JPEG", **params)
+    elif fmt == "webp":
+        params.setdefault("quality", int(rng.integers(75, 91)))
+        im.save(buf, "WEBP", **params)
+    else:
+        im.save(buf, "PNG", **params)
+    return buf.getvalue(), fmt
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.truetype(FONT, max(8, size))
+    except OSError:
+        return ImageFont.load_default(max(8, size))
+
+
+WORDS = ("© Photo Agency 2024", "Reuters", "sample", "Daily News", "@traveller", "stock photo", "AP Photo / J. Doe")
+CAPTIONS = ("Sunrise over the valley, 6 May", "The team after the final", "Figure 3: results of the survey",
+            "Photo: City archive", "Our new office in the old harbour", "Flooding on Main Street on Tuesday")
+
+
+def _watermark(im: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, str]:
+    """Semi-transparent text or logo in a corner, up to ~30 % of the width."""
+    w, h = im.size
+    over = Image.new("RGBA", im.size, (0, 0, 0, 0))
+    d = ImageDraw.Draw(over)
+    alpha = int(rng.integers(110, 230))
+    colour = (255, 255, 255, alpha) if rng.random() < 0.6 else (0, 0, 0, alpha)
+    corner = int(rng.integers(4))
+    margin = int(0.03 * min(w, h))
+    if rng.random() < 0.6:
+        text = WORDS[rng.integers(len(WORDS))]
+        font = _font(int(h * rng.uniform(0.04, 0.07)))
+        l, t, r, b = d.textbbox((0, 0), text, font=font)
+        tw, th = r - l, b - t
+        x = margin if corner in (0, 2) else w - tw - margin
+        y = margin if corner in (0, 1) else h - th - margin
+        d.text((x - l, y - t), text, font=font, fill=colour)
+        detail = f"text {tw}x{th} corner {corner}"
+    else:
+        s = int(min(w, h) * rng.uniform(0.1, 0.18))
+        x = margin if corner in (0, 2) else w - s - margin
+        y = margin if corner in (0, 1) else h - s - margin
+        d.ellipse([x, y, x + s, y + s], outline=colour, width=max(2, s // 10))
+        d.text((x + s // 4, y + s // 4), "A", font=_font(s // 2), fill=colour)
+        detail = f"logo {s}px corner {corner}"
+    return Image.alpha_composite(im.convert("RGBA"), over).convert("RGB"), detail
+
+
+def _caption(im: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, str]:
+    """A caption strip of 8-12 % of the height: drawn over the bottom (or top), or added below the picture."""
+    w, h = im.size
+    frac = rng.uniform(0.08, 0.12)
+    sh = max(8, int(h * frac))
+    bg = (0, 0, 0) if rng.random() < 0.6 else (255, 255, 255)
+    fg = (255, 255, 255) if bg == (0, 0, 0) else (20, 20, 20)
+    text = CAPTIONS[rng.integers(len(CAPTIONS))]
+    mode = ("over-bottom", "over-top", "added-below")[rng.integers(3)]
+    if mode == "added-below":
+        out = Image.new("RGB", (w, h + sh), bg)
+        out.paste(im, (0, 0))
+        y0 = h
+    else:
+        out = im.copy()
+        y0 = h - sh if mode == "over-bottom" else 0
+        band = Image.new("RGBA", (w, sh), bg + (int(rng.integers(180, 256)),))
+        out.paste(band, (0, y0), band)
+    d = ImageDraw.Draw(out)
+    d.text((int(0.03 * w), y0 + sh * 0.2), text, font=_font(int(sh * 0.55)), fill=fg)
+    return out, f"{mode} {frac:.1%}"
+
+
+def derive(im: Image.Image, family: str, k: int, rng: np.random.Generator) -> tuple[bytes, str, str, str]:
+    """The k-th copy of ``im`` in ``family``: (encoded bytes, format, transform from im, detail)."""
+    w, h = im.size
+    other = ("jpeg", "png", "webp")[rng.integers(3)]
+    if family == "resize":
+        s = rng.uniform(0.3, 0.9)
+        out = im.resize((max(8, round(w * s)), max(8, round(h * s))),
+                        (Image.Resampling.LANCZOS, Image.Resampling.BICUBIC, Image.Resampling.BILINEAR)[k % 3])
+        data, fmt = _save(out, "jpeg", rng)
+        return data, fmt, "identity", f"scale {s:.2f}"
+    if family == "recompress":
+        q = int(rng.integers(30, 96))
+        return *_save(im, "jpeg", rng, quality=q), "identity", f"q{q}"
+    if family == "format":
+        fmt = ("png", "webp")[k % 2]
+        return *_save(im, fmt, rng), "identity", fmt
+    if family == "exif-orientation":
+        tag = int(rng.integers(2, 9))
+        exif = Image.Exif()
+        exif[0x0112] = tag
+        data, fmt = _save(im.transpose(EXIF_STORE[tag]), "jpeg", rng, exif=exif.tobytes())
+        return data, fmt, "identity", f"tag {tag}"
+    if family == "rotate":
+        name = ("rot90", "rot180", "rot270")[k % 3]
+        return *_save(im.transpose(PIL_TRANSPOSE[name]), other, rng), name, name
+    if family == "mirror":
+        name = "flip-h" if k == 0 else ("flip-v", "transpose", "transverse")[rng.integers(3)]
+        return *_save(im.transpose(PIL_TRANSPOSE[name]), other, rng), name, name
+    if family == "crop":
+        l, t, r, b = rng.uniform(0.01, 0.05, 4)
+        box = (round(w * l), round(h * t), w - round(w * r), h - round(h * b))
+        detail = f"crop l{l:.1%} t{t:.1%} r{r:.1%} b{b:.1%}"
+        return *_save(im.crop(box), "jpeg", rng), "identity", detail
+    if family == "watermark":
+        out, detail = _watermark(im, rng)
+        return *_save(out, "jpeg", rng), "identity", detail
+    if family == "caption":
+        out, detail = _caption(im, rng)
+        return *_save(out, "jpeg", rng), "identity", detail
+    raise ValueError(family)
+
+
+# ---------------------------------------------------------------- running the pipeline
+
+
+def _signature(data: bytes, fmt: str, folder: str) -> Signature:
+    """Write the bytes to a file and run the real image stage on it."""
+    digest = hashlib.sha256(data).hexdigest()
+    path = os.path.join(folder, f"{digest}.{FORMATS[fmt].ext}")
+    with open(path, "wb") as f:
+        f.write(data)
+    try:
+        asset = process(path, FORMATS[fmt], digest, len(data), CFG)
+    finally:
+        os.unlink(path)
+    return Signature(asset.phash_variants, asset.dhash_variants)
+
+
+def _open_real(name: str) -> tuple[bytes, str, Image.Image]:
+    path = CORPUS / name
+    data = path.read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(path) as src:
+            fmt = "jpeg" if src.format in ("JPEG", "MPO") else src.format.lower()
+            im = ImageOps.exif_transpose(src)
+            im = im.convert("RGBA") if "A" in im.mode or "transparency" in im.info else im.convert("RGB")
+            if im.mode == "RGBA":  # as the pipeline sees it: flattened on white
+                flat = Image.new("RGB", im.size, (255, 255, 255))
+                flat.paste(im, mask=im.getchannel("A"))
+                im = flat
+    return data, fmt, im
+
+
+def source_job(args: tuple[int, str | int, int, str]) -> list[tuple[Item, Signature]]:
+    """A source (real photo name or generated seed) and all its derived copies, through the pipeline."""
+    group, source, seed, folder = args
+    rng = np.random.default_rng(seed)
+    if isinstance(source, str):
+        data, fmt, im = _open_real(source)
+        name = source
+    else:
+        im = photo_like(source)
+        data, fmt = _save(im, "jpeg", rng, quality=92)
+        name = f"generated #{source} ({SCENES[source % len(SCENES)].__name__[1:]})"
+    out = [(Item(group, "source", "identity", name), _signature(data, fmt, folder))]
+    for family, copies in FAMILIES.items():
+        for k in range(copies):
+            data, fmt, transform, detail = derive(im, family, k, rng)
+            out.append((Item(group, family, transform, f"{name}: {detail}"), _signature(data, fmt, folder)))
+    return out
+
+
+def distinct_job(args: tuple[int, int, str]) -> list[tuple[Item, Signature]]:
+    """A distinct generated photo-like image, saved as JPEG, PNG or WebP."""
+    group, seed, folder = args
+    rng = np.random.default_rng(seed)
+    data, fmt = _save(photo_like(seed), ("jpeg", "jpeg", "png", "webp")[seed % 4], rng)
+    return [(Item(group, "distinct", "identity", f"generated #{seed}"), _signature(data, fmt, folder))]
+
+
+def tile_job(args: tuple[int, str, str]) -> list[tuple[Item, Signature]]:
+    """The four non-overlapping quarters of a real photo, each a distinct image."""
+    group, name, folder = args
+    _, _, im = _open_real(name)
+    w, h = im.size
+    out = []
+    for i, box in enumerate([(0, 0, w // 2, h // 2), (w // 2, 0, w, h // 2), (0, h // 2, w // 2, h),
+                             (w // 2, h // 2, w, h)]):
+        data, fmt = _save(im.crop(box), "jpeg", np.random.default_rng(group), quality=90)
+        out.append((Item(group + i, "distinct", "identity", f"{name} quarter {i}"), _signature(data, fmt, folder)))
+    return out
+
+
+# ---------------------------------------------------------------- candidates and scoring
+
+
+def candidate_pairs(sigs: list[Signature], max_distance: int) -> np.ndarray:
+    """All (i, j), i < j, with pHash(i) within max_distance of some variant of j, or j's of some of i's."""
+    ident = np.array([int(s.phash[0], 16) for s in sigs], dtype=np.uint64)
+    variants = np.array([[int(h, 16) for h in s.phash] for s in sigs], dtype=np.uint64)  # n x 8
+    n = len(sigs)
+    best = np.full((n, n), 255, dtype=np.uint8)
+    for lo in range(0, n, 512):
+        block = ident[lo:lo + 512, None, None] ^ variants[None, :, :]
+        best[lo:lo + 512] = np.bitwise_count(block).min(axis=2)
+    close = np.minimum(best, best.T) <= max_distance
+    i, j = np.nonzero(np.triu(close, 1))
+    return np.stack([i, j], axis=1)
+
+
+def run(args: argparse.Namespace) -> None:
+    global CORPUS
+    CORPUS = Path(args.corpus)
+    real = [n for n in REAL_PHOTOS if (CORPUS / n).is_file()]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder, ProcessPoolExecutor(args.workers) as pool:
+        jobs_src = [(g, src, args.seed * 100_003 + g, folder)
+                    for g, src in enumerate(real + [args.seed * 1_000_000 + k for k in range(args.generated)])]
+        g = len(jobs_src)
+        large = [n for n in real if min(_open_real(n)[2].size) >= 256]
+        jobs_tiles = [(g + 4 * k, n, folder) for k, n in enumerate(large)]
+        g += 4 * len(large)
+        n_gen = max(0, args.distinct - 4 * len(large))
+        jobs_dist = [(g + k, args.seed * 1_000_000 + 500_000 + k, folder) for k in range(n_gen)]
+        results: list[tuple[Item, Signature]] = []
+        for part in pool.map(source_job, jobs_src, chunksize=2):
+            results += part
+        for part in pool.map(tile_job, jobs_tiles):
+            results += part
+        for part in pool.map(distinct_job, jobs_dist, chunksize=16):
+            results += part
+    t_pipeline = time.perf_counter() - t0
+    items = [r[0] for r in results]
+    sigs = [r[1] for r in results]
+    t1 = time.perf_counter()
+    cands = candidate_pairs(sigs, args.max_distance)
+    t_cand = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    matches = {}
+    for i, j in cands:
+        m = compare(sigs[i], sigs[j], args.max_distance)
+        if m is not None:
+            matches[int(i), int(j)] = m
+    t_compare = time.perf_counter() - t2
+    report(items, sigs, cands, matches, args)
+    print(f"\ntimes: pipeline {t_pipeline:.1f} s on {args.workers} processes ({len(items)} images); "
+          f"brute-force candidates {t_cand:.1f} s; compare() {t_compare:.2f} s "
+          f"({1e6 * t_compare / max(1, len(cands)):.1f} µs per candidate pair)")
+
+
+def report(items: list[Item], sigs: list[Signature], cands: np.ndarray,
+           matches: dict[tuple[int, int], object], args: argparse.Namespace) -> None:
+    n_sources = sum(1 for it in items if it.family == "source")
+    n_distinct_pictures = len({it.group for it in items})
+    print(f"set: {n_sources} sources ({sum(1 for it in items if it.family == 'source' and 'generated' not in it.detail)}"
+          f" real photos), {len(items) - n_sources - sum(1 for it in items if it.family == 'distinct')} derived copies, "
+          f"{sum(1 for it in items if it.family == 'distinct')} distinct images; {len(items)} images, "
+          f"{n_distinct_pictures} distinct pictures")
+    print(f"candidates (pHash <= {args.max_distance} under some transform): {len(cands)} pairs; "
+          f"confirmed by compare(): {len(matches)}")
+    source_of = {it.group: k for k, it in enumerate(items) if it.family == "source"}
+    found: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # pairs, found, transform ok, candidates
+    misses: dict[str, list[str]] = defaultdict(list)
+    cand_set = {(int(i), int(j)) for i, j in cands}
+    for k, it in enumerate(items):
+        if it.family in ("source", "distinct"):
+            continue
+        s = source_of[it.group]
+        key = (min(s, k), max(s, k))
+        row = found[it.family]
+        row[0] += 1
+        row[3] += key in cand_set
+        m = matches.get(key)
+        if m is None:
+            misses[it.family].append(it.detail)
+            continue
+        row[1] += 1
+        expected = it.transform
+        if s > k:  # compare(copy, source) reports the inverse transform
+            expected = TRANSFORMS[(0, 3, 2, 1, 4, 5, 6, 7)[TRANSFORMS.index(expected)]]
+        row[2] += m.transform == expected
+    tp = sum(1 for (i, j) in matches if items[i].group == items[j].group)
+    fp = len(matches) - tp
+    tp_src = sum(1 for (i, j) in matches if items[i].group == items[j].group
+                 and "source" in (items[i].family, items[j].family))
+    print(f"\n{'family':18} {'pairs':>6} {'candidates':>10} {'found':>6} {'recall':>7} {'transform ok':>12}  target")
+    targets = {"crop": 0.9, "watermark": 0.9, "caption": 0.9}
+    for family in FAMILIES:
+        pairs, ok, tr, cand = found[family]
+        print(f"{family:18} {pairs:6d} {cand:10d} {ok:6d} {ok / pairs:7.3f} {tr / max(ok, 1):12.3f}  "
+              f">= {targets.get(family, 0.98)}")
+    total = np.sum([v for v in found.values()], axis=0)
+    print(f"{'all copies':18} {total[0]:6d} {total[3]:10d} {total[1]:6d} {total[1] / total[0]:7.3f} "
+          f"{total[2] / max(total[1], 1):12.3f}")
+    print(f"\nprecision: {tp / max(1, len(matches)):.5f} over all {len(matches)} confirmed pairs "
+          f"({fp} false: different pictures); counting only source-copy pairs as true: "
+          f"{tp_src / max(1, tp_src + fp):.5f} (target >= 0.999)")
+    if fp:
+        print("false pairs:")
+        for (i, j), m in sorted(matches.items()):
+            if items[i].group != items[j].group:
+                print(f"  {items[i].detail} | {items[j].detail}: {m}")
+    if args.misses:
+        for family, rows in misses.items():
+            print(f"missed {family}: " + "; ".join(rows[: args.misses]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--generated", type=int, default=174, help="generated sources (default 174, + 26 real)")
+    ap.add_argument("--distinct", type=int, default=2000, help="distinct images added (default 2000)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--max-distance", type=int, default=10)
+    ap.add_argument("--corpus", default=str(CORPUS))
+    ap.add_argument("--misses", type=int, default=5, help="missed pairs listed per family")
+    run(ap.parse_args())
+
+
+if __name__ == "__main__":
+    main()
