@@ -1,0 +1,251 @@
+"""`archiver dedupe` end to end: a real archive made by `archiver run` against the loopback origin."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from archiver.cli import main
+from archiver.report import GroupRow, MemberRow, write_report
+from tests.support.origin import Server
+from tests.test_end_to_end import snapshot, write_config
+
+FIXTURES = Path(__file__).parent / "fixtures" / "images"
+
+
+def encode(im: Image.Image, fmt: str, **params: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def key(data: bytes, ext: str) -> str:
+    h = hashlib.sha256(data).hexdigest()
+    return f"{h[:2]}/{h[2:4]}/{h}.{ext}"
+
+
+@dataclass(frozen=True)
+class Library:
+    root: Path
+    config: Path
+    bodies: dict[str, bytes]  # origin path -> bytes
+
+    def archive_url(self, path: str) -> str:
+        data = self.bodies[path]
+        return "/archive/" + key(data, "png" if data.startswith(b"\x89PNG") else "jpg")
+
+    def articles(self) -> dict[str, bytes]:
+        return {p.name: p.read_bytes() for p in sorted((self.root / "site").rglob("*.*"))}
+
+
+POST = (
+    "---\r\ntitle: \"Ünïcode ✓\"\r\nheadimg: http://photos.test/b/small.jpg\r\n---\r\n"
+    "Intro with   trailing spaces   \r\n\r\n"
+    "![small](http://photos.test/b/small.jpg \"t\") and ![rocket](http://photos.test/d/rocket.jpg)\r\n"
+    "```\r\n![in code](http://photos.test/b/small.jpg)\r\n```\r\n"
+    "![again](http://photos.test/b/small.jpg)"  # no final newline
+)
+PAGE = (
+    "<html><head><meta charset=\"utf-8\"></head><body>\n"
+    "<img src=\"http://photos.test/c/rot.jpg\" alt=\"&#123;x&#125;\">\n"
+    "<img src=\"http://photos.test/a/original.png\" srcset=\"http://photos.test/b/small.jpg 1x,  "
+    "http://photos.test/c/rot.jpg 2x\">\n"
+    "<img src=\"http://photos.test/e/rocket-copy.jpg\">\n</body></html>\n"
+)
+OTHER = "![same bytes, other URL](http://photos.test/e/same.png)\n![orig](http://photos.test/a/original.png)\n"
+
+
+def build_library(tmp_path: Path, origin: Server, extra: str = "") -> Library:
+    """Astronaut as a large PNG (the canonical), a small JPEG and a rotated JPEG of it, the rocket (distinct,
+    under two URLs), and the PNG under a second URL; three articles using them; archived by `archiver run`."""
+    astronaut = Image.open(FIXTURES / "skimage_astronaut.png").convert("RGB")
+    original = encode(astronaut, "PNG")
+    rocket = (FIXTURES / "skimage_rocket.jpg").read_bytes()
+    bodies = {
+        "/a/original.png": original,
+        "/b/small.jpg": encode(astronaut.resize((300, 300)), "JPEG", quality=80),
+        "/c/rot.jpg": encode(astronaut.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=85),
+        "/d/rocket.jpg": rocket,
+        "/e/rocket-copy.jpg": rocket,
+        "/e/same.png": original,
+    }
+    for path, body in bodies.items():
+        origin.add(path, body, "image/png" if path.endswith("png") else "image/jpeg")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "post.md").write_bytes(POST.encode("utf-8"))
+    (site / "page.html").write_bytes(PAGE.encode("utf-8"))
+    (site / "other.md").write_bytes(OTHER.encode("utf-8"))
+    cfg = write_config(tmp_path, origin, storage=f'[storage]\nbackend = "local"\npath = "archive"\n{extra}')
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    return Library(tmp_path, cfg, bodies)
+
+
+@pytest.fixture
+def library(tmp_path: Path, origin: Server) -> Library:
+    return build_library(tmp_path, origin)
+
+
+def read_json(lib: Library) -> dict:  # type: ignore[type-arg]
+    return json.loads((lib.root / "report" / "dedupe.json").read_text(encoding="utf-8"))
+
+
+def test_dedupe_groups_picks_the_canonical_and_changes_nothing_without_apply(
+    library: Library, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = snapshot(library.root / "site") | snapshot(library.root / "archive")
+    assert main(["dedupe", "--config", str(library.config)]) == 0
+    out = capsys.readouterr().out
+    assert "1 near-duplicate groups (3 images), 1 images archived from several URLs" in out
+    assert "nothing rewritten" in out
+    assert snapshot(library.root / "site") | snapshot(library.root / "archive") == before
+    report = read_json(library)
+    near, exact = report["groups"]  # sorted by articles touched: near touches 3, exact 2
+    sha = {p: hashlib.sha256(b).hexdigest() for p, b in library.bodies.items()}
+    assert near["kind"] == "near" and near["canonical"] == sha["/a/original.png"]
+    members = {m["sha256"]: m for m in near["members"]}
+    assert set(members) == {sha["/a/original.png"], sha["/b/small.jpg"], sha["/c/rot.jpg"]}
+    assert members[sha["/c/rot.jpg"]]["transform"] == "rot90"
+    assert members[sha["/b/small.jpg"]]["transform"] == "identity"
+    canonical = members[sha["/a/original.png"]]
+    assert canonical["canonical"] and canonical["width"] == 512 and canonical["format"] == "png"
+    assert sorted(canonical["source_urls"]) == ["http://photos.test/a/original.png", "http://photos.test/e/same.png"]
+    assert sorted(Path(a).name for a in members[sha["/b/small.jpg"]]["articles"]) == ["page.html", "post.md"]
+    assert near["articles"] == 3
+    assert exact["kind"] == "exact" and exact["canonical"] == sha["/d/rocket.jpg"] and exact["articles"] == 2
+    db = sqlite3.connect(library.root / ".archiver" / "manifest.sqlite3")
+    assert ("rot90",) in db.execute("SELECT transform FROM near_duplicates").fetchall()
+
+
+def test_apply_is_byte_faithful_idempotent_and_undone(library: Library, capsys: pytest.CaptureFixture[str]) -> None:
+    archived = library.articles()
+    archive_before = snapshot(library.root / "archive")
+    canonical = library.archive_url("/a/original.png")
+    small, rot = library.archive_url("/b/small.jpg"), library.archive_url("/c/rot.jpg")
+    assert main(["dedupe", "--config", str(library.config), "--apply"]) == 0
+    out = capsys.readouterr().out
+    assert "apply: 2 articles rewritten to canonical copies (6 references)" in out
+    after = library.articles()
+    for name, raw in archived.items():  # every byte outside the replaced spans is the same
+        assert after[name] == raw.replace(small.encode(), canonical.encode()).replace(rot.encode(), canonical.encode())
+    assert after["post.md"].count(canonical.encode()) == 3 and b"![in code](http://photos.test/b/small.jpg)" in after[
+        "post.md"]
+    assert snapshot(library.root / "archive") == archive_before  # storage untouched
+
+    state = snapshot(library.root / "site")
+    assert main(["dedupe", "--config", str(library.config), "--apply"]) == 0
+    assert "apply: 0 articles" in capsys.readouterr().out
+    assert snapshot(library.root / "site") == state  # twice = once: no write at all
+
+    assert main(["dedupe", "--config", str(library.config), "--undo"]) == 0
+    assert "undo: 2 articles restored (6 references)" in capsys.readouterr().out
+    assert library.articles() == archived
+    assert main(["dedupe", "--config", str(library.config), "--undo"]) == 0
+    assert "undo: 0 articles" in capsys.readouterr().out
+    assert library.articles() == archived
+
+    assert main(["dedupe", "--config", str(library.config), "--apply"]) == 0  # apply after undo works again
+    assert library.articles() == after
+    assert main(["dedupe", "--config", str(library.config), "--undo"]) == 0
+    assert library.articles() == archived
+
+
+def test_undo_restores_only_spans_that_still_hold_what_dedupe_wrote(
+    library: Library, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archived = library.articles()
+    canonical = library.archive_url("/a/original.png")
+    rot = library.archive_url("/c/rot.jpg")
+    assert main(["dedupe", "--config", str(library.config), "--apply"]) == 0
+    page = library.root / "site" / "page.html"
+    edited = page.read_bytes().replace(f'<img src="{canonical}" alt'.encode(), b'<img src="/mine.jpg" alt')
+    page.write_bytes(edited + b"<p>appended by the author</p>\n")
+    capsys.readouterr()
+    assert main(["dedupe", "--config", str(library.config), "--undo"]) == 1
+    out = capsys.readouterr().out
+    assert f"page.html:2: {canonical} was changed since dedupe wrote it; left as it is" in out
+    assert library.articles()["post.md"] == archived["post.md"]
+    expected = archived["page.html"].replace(f'<img src="{rot}" alt'.encode(), b'<img src="/mine.jpg" alt')
+    assert page.read_bytes() == expected + b"<p>appended by the author</p>\n"
+
+
+def test_pins_excludes_and_max_distance_from_config_and_flags(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lib = build_library(tmp_path, origin)
+    text = lib.config.read_text()
+    lib.config.write_text(
+        text + '\n[dedupe]\ncanonical = ["http://photos.test/b/small.jpg"]\n'
+        f'exclude = ["{hashlib.sha256(lib.bodies["/c/rot.jpg"]).hexdigest()}"]\n'
+    )
+    assert main(["dedupe", "--config", str(lib.config), "--report", str(tmp_path / "r" / "x.html")]) == 0
+    report = json.loads((tmp_path / "r" / "x.json").read_text())
+    (near,) = [g for g in report["groups"] if g["kind"] == "near"]
+    assert near["canonical"] == hashlib.sha256(lib.bodies["/b/small.jpg"]).hexdigest()
+    assert len(near["members"]) == 2 and near["members"][0]["pinned"]
+    assert main(["dedupe", "--config", str(lib.config), "--max-distance", "0", "--json", str(tmp_path / "j.json")]) == 0
+    assert "0 near-duplicate groups" in capsys.readouterr().out and (tmp_path / "j.json").is_file()
+
+
+def test_assets_archived_before_variants_get_them_from_their_thumbnail(library: Library) -> None:
+    db_path = library.root / ".archiver" / "manifest.sqlite3"
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE assets SET phash_variants=NULL, dhash_variants=NULL")
+    assert main(["dedupe", "--config", str(library.config)]) == 0
+    (near,) = [g for g in read_json(library)["groups"] if g["kind"] == "near"]
+    assert len(near["members"]) == 3
+    db = sqlite3.connect(db_path)
+    rows = db.execute("SELECT phash, phash_variants, dhash_variants FROM assets").fetchall()
+    assert all(pv and len(pv.split(",")) == 8 and len(dv.split(",")) == 8 for _p, pv, dv in rows)
+
+
+def test_no_manifest_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text("")
+    assert main(["dedupe", "--config", str(cfg)]) == 2
+    assert "no manifest yet" in capsys.readouterr().err
+
+
+def synthetic_groups(n: int) -> list[GroupRow]:
+    groups = []
+    for g in range(n):
+        members = []
+        for i in range(3):
+            sha = hashlib.sha256(f"{g}-{i}".encode()).hexdigest()
+            k = f"{sha[:2]}/{sha[2:4]}/{sha}"
+            members.append(MemberRow(
+                sha, f"https://cdn.example/{k}.jpg", f"https://cdn.example/{k}-320w.webp",
+                f"../archive/{k}-320w.webp", 1600 - i, 1000, "jpeg", 300_000 - i, i == 0,
+                transform=None if i == 0 else "identity", phash_distance=None if i == 0 else i,
+                dhash_distance=None if i == 0 else i + 1, source_urls=(f"https://img.example/{g}/{i}.jpg",),
+                articles=tuple(f"/site/posts/{g % 700}/{a}.md" for a in range(g % 4 + 1)),
+            ))
+        groups.append(GroupRow("near", tuple(members)))
+    return groups
+
+
+def test_report_for_10000_groups_stays_small_and_pages(tmp_path: Path) -> None:
+    files = write_report(synthetic_groups(10_000), tmp_path / "dedupe.html", tmp_path / "dedupe.json",
+                         {"generated": "now", "max_distance": 10})
+    html = files.html.read_bytes()
+    assert len(html) < 200_000 and b"data:image" not in html
+    pages = sorted(files.data_dir.glob("p*.js"))
+    assert len(pages) == files.pages == 200
+    sizes = [p.stat().st_size for p in pages]
+    assert max(sizes) < 100_000  # one page of 50 groups
+    assert sum(sizes) < 10_000 * 3_000  # proportional to the groups, a few KB each, no images inlined
+    first = pages[0].read_text(encoding="utf-8")
+    assert first.startswith("dedupeReportPage(1,") and first.count('"kind":"near"') == 50
+    assert '"articles":4' in first  # sorted: groups touching 4 articles first
+    export = json.loads(files.json.read_text(encoding="utf-8"))
+    assert len(export["groups"]) == 10_000 and export["groups"][0]["articles"] == 4
+    # a smaller report later removes the pages it no longer has
+    files = write_report(synthetic_groups(60), tmp_path / "dedupe.html", tmp_path / "dedupe.json", {})
+    assert sorted(p.name for p in files.data_dir.glob("p*.js")) == ["p00001.js", "p00002.js"]

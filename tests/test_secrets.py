@@ -1,0 +1,73 @@
+"""No secret in logs, reports, the manifest, object metadata or exceptions (a recognisable fake secret)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from archiver.cli import main
+from tests.support.images import make_jpeg
+from tests.support.origin import Server
+
+SECRET = "SEKRET-7f3a9c"
+
+
+def _all_bytes(folder: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in folder.rglob("*") if p.is_file())
+
+
+def test_a_fake_secret_never_leaves_the_article(
+    tmp_path: Path, origin: Server, s3_env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    origin.add("/a.jpg", make_jpeg(200, 100, seed=1), "image/jpeg")
+    origin.add("/b.jpg", make_jpeg(200, 100, seed=2), "image/jpeg")
+    origin.add("/gone.jpg", b"", "text/plain", status=404)
+    site = tmp_path / "site"
+    site.mkdir()
+    article = (
+        f"![userinfo](http://editor:{SECRET}@img.test/a.jpg)\n"
+        f"![signed](http://img.test/b.jpg?X-Amz-Signature={SECRET}&token={SECRET})\n"
+        f"![dead](http://editor:{SECRET}@img.test/gone.jpg)\n"
+        f"![refused](http://editor:{SECRET}@127.0.0.2/c.jpg)\n"
+    )
+    (site / "a.md").write_text(article, encoding="utf-8")
+    bucket = s3_env.make_bucket("secrets")
+    cfg = tmp_path / "archiver.toml"
+    cfg.write_text(
+        f'[fetch]\nallow_networks = ["127.0.0.1/32"]\nconnect_to = {{ "img.test" = "127.0.0.1:{origin.port}" }}\n'
+        f'retries = 0\n[storage]\nbackend = "s3"\nbucket = "{bucket}"\nendpoint_url = "{s3_env.endpoint_url}"\n',
+        encoding="utf-8",
+    )
+    assert main(["run", str(site), "--config", str(cfg), "-v"]) == 0
+    assert main(["status", "--config", str(cfg)]) == 0
+    out = capsys.readouterr()
+    assert "[dead]" in out.out and "[rejected]" in out.out and "***" in out.out  # reported, redacted
+    assert SECRET not in out.out + out.err
+
+    manifest = _all_bytes(tmp_path / ".archiver")
+    assert b"img.test" in manifest and SECRET.encode() not in manifest
+
+    s3 = s3_env.client()
+    objects = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert len(objects) == 4  # two originals, two thumbnails
+    for obj in objects:
+        meta = s3.head_object(Bucket=bucket, Key=obj["Key"])["Metadata"]
+        assert "img.test" in meta["source-url"] and SECRET not in str(meta)
+    # the article itself keeps what the author wrote where nothing was archived
+    text = (site / "a.md").read_text(encoding="utf-8")
+    assert text.count(SECRET) == 2 and "/gone.jpg" in text and "127.0.0.2" in text
+
+
+def test_wrong_secret_key_is_not_echoed(tmp_path: Path, s3_env, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    (tmp_path / "site").mkdir()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[storage]\nbackend = "s3"\nbucket = "whatever-bucket"\nendpoint_url = "{s3_env.endpoint_url}"\n'
+    )
+    assert main(["run", str(tmp_path / "site"), "--config", str(cfg), "-v"]) == 2
+    out = capsys.readouterr()
+    assert "credentials" in out.err or "access denied" in out.err
+    assert SECRET not in out.out + out.err
