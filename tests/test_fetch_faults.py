@@ -1,0 +1,462 @@
+"""Origin faults the fetcher survives, each against real loopback servers: refused, reset, stalls, trickles,
+Retry-After, 5xx storms next to healthy hosts, redirect loops, Content-Length lies, encodings, DNS failures and
+rebinding, proxies. Every wait is bounded by the config, never by the server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import time
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from archiver import imaging
+from archiver.config import FetchConfig, ImagesConfig
+from archiver.errors import DeadLink, FetchError, ImageError, Refused, TooLarge, TransientFetchError
+from archiver.fetch import CHUNK, RATE_WINDOW, Fetcher
+from archiver.model import Download
+from tests.support.origin import JPEG, SLOW_SECONDS, Server, origin_routes
+
+T = TypeVar("T")
+
+CFG = FetchConfig(
+    allow_networks=("127.0.0.1/32",),
+    timeout=1.0,
+    connect_timeout=0.5,
+    retries=2,
+    backoff=0.01,
+    max_backoff=2.0,
+    max_bytes=1024 * 1024,
+    min_rate=0,
+)
+JPEG_SHA = hashlib.sha256(JPEG).hexdigest()
+
+
+def run(
+    cfg: FetchConfig,
+    tmp_path: Path,
+    body: Callable[[Fetcher], Coroutine[Any, Any, T]],
+    *,
+    resolver: AbstractResolver | None = None,
+    rate_window: float = RATE_WINDOW,
+) -> T:
+    async def main() -> T:
+        async with Fetcher(cfg, tmp_path, resolver=resolver, rate_window=rate_window) as fetcher:
+            return await body(fetcher)
+
+    return asyncio.run(main())
+
+
+def fetch(url: str, tmp_path: Path, cfg: FetchConfig = CFG, **kw: Any) -> Download:
+    return run(cfg, tmp_path, lambda f: f.fetch(url), **kw)
+
+
+def fail(url: str, tmp_path: Path, cfg: FetchConfig = CFG, **kw: Any) -> tuple[FetchError, float]:
+    """The error fetching ``url`` gives, and the seconds it took; no temp file may be left behind."""
+    start = time.monotonic()
+    with pytest.raises(FetchError) as info:
+        fetch(url, tmp_path, cfg, **kw)
+    elapsed = time.monotonic() - start
+    assert list(tmp_path.glob("*.part")) == [], "temp file left behind after a failure"
+    return info.value, elapsed
+
+
+# --- connection faults ------------------------------------------------------------------------------------
+
+
+def test_connection_refused_is_retried_then_transient(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # bound, never listening: every connect is refused
+        err, elapsed = fail(f"http://127.0.0.1:{s.getsockname()[1]}/a.jpg", tmp_path)
+    assert isinstance(err, TransientFetchError) and err.outcome == "failed"
+    assert "connection failed" in err.reason and err.attempts == 3
+    assert elapsed < 1.0
+
+
+def test_reset_mid_body_is_retried_and_the_retry_is_intact(origin: Server, tmp_path: Path) -> None:
+    d = fetch(origin.url("/reset/1/once"), tmp_path)
+    assert (d.attempts, d.sha256, d.path.read_bytes()) == (2, JPEG_SHA, JPEG)
+    assert origin.hits("/reset/1/once") == 2
+    assert [p.name for p in tmp_path.iterdir()] == [d.path.name]  # the half-written first attempt is gone
+
+
+def test_reset_mid_body_every_time_is_transient(origin: Server, tmp_path: Path) -> None:
+    err, _ = fail(origin.url("/reset/9/always"), tmp_path)
+    assert isinstance(err, TransientFetchError)
+    assert err.reason == "truncated body (connection reset by the server)" and err.attempts == 3
+
+
+# --- stalls and trickles: bounded by the config ---------------------------------------------------------
+
+
+def test_stall_before_headers_is_ended_by_the_timeout(origin: Server, tmp_path: Path) -> None:
+    cfg = replace(CFG, timeout=0.3, retries=1)
+    err, elapsed = fail(origin.url("/slow"), tmp_path, cfg)
+    assert isinstance(err, TransientFetchError) and "timed out" in err.reason and err.attempts == 2
+    assert 0.6 <= elapsed < 0.6 + 0.5 < SLOW_SECONDS  # two attempts of 0.3 s, not the server's 5 s
+
+
+def test_stall_mid_body_is_ended_by_the_timeout(origin: Server, tmp_path: Path) -> None:
+    cfg = replace(CFG, timeout=0.4, retries=1, min_rate=0)
+    err, elapsed = fail(origin.url("/stall-body"), tmp_path, cfg)
+    assert isinstance(err, TransientFetchError) and "timed out" in err.reason and err.attempts == 2
+    assert 0.8 <= elapsed < 0.8 + 0.5 < SLOW_SECONDS
+
+
+def test_stall_mid_body_is_ended_by_min_rate_before_the_timeout(origin: Server, tmp_path: Path) -> None:
+    cfg = replace(CFG, timeout=5.0, retries=0, min_rate=1024)
+    err, elapsed = fail(origin.url("/stall-body"), tmp_path, cfg, rate_window=0.3)
+    assert isinstance(err, TransientFetchError) and err.reason.startswith("too slow: 0 bytes in 0.3s")
+    assert 0.3 <= elapsed < 0.8
+
+
+def test_trickle_is_ended_by_min_rate_well_before_the_timeout(origin: Server, tmp_path: Path) -> None:
+    cfg = replace(CFG, timeout=10.0, retries=1, min_rate=1024)
+    err, elapsed = fail(origin.url("/trickle/100"), tmp_path, cfg, rate_window=0.4)
+    assert isinstance(err, TransientFetchError) and err.outcome == "failed"
+    assert "under min_rate 1024 bytes/s" in err.reason and err.attempts == 2
+    assert elapsed < 2.0  # 40 KB at 100 bytes/s would take 400 s; the timeout alone 20 s
+
+
+def test_min_rate_zero_leaves_a_trickle_to_the_timeout(origin: Server, tmp_path: Path) -> None:
+    cfg = replace(CFG, timeout=0.6, retries=0, min_rate=0)
+    err, elapsed = fail(origin.url("/trickle/100"), tmp_path, cfg, rate_window=0.1)
+    assert isinstance(err, TransientFetchError) and "timed out" in err.reason
+    assert 0.6 <= elapsed < 1.2
+
+
+def test_a_body_faster_than_min_rate_is_kept(origin: Server, tmp_path: Path) -> None:
+    cfg = replace(CFG, timeout=5.0, min_rate=1024)
+    d = fetch(origin.url("/trickle/100000"), tmp_path, cfg, rate_window=0.1)  # ~0.4 s, many windows
+    assert (d.attempts, d.path.read_bytes()) == (1, JPEG)
+
+
+# --- Retry-After ----------------------------------------------------------------------------------------
+
+RETRY_AFTER = [(status, form) for status in (429, 503) for form in ("seconds", "date")]
+
+
+def _retry_after_url(origin: Server, status: int, form: str, ahead: int) -> str:
+    # An HTTP date has whole seconds: "now + 2" is 1 to 2 s ahead when it is read.
+    value = ahead if form == "seconds" else ahead + 1
+    return origin.url(f"/retry-after/{status}/{form}-{ahead}?{form}={value}")
+
+
+def _timed_fetches(cfg: FetchConfig, urls: Sequence[str], tmp_path: Path) -> list[tuple[Download, float]]:
+    async def body(f: Fetcher) -> list[tuple[Download, float]]:
+        start = time.monotonic()
+
+        async def one(url: str) -> tuple[Download, float]:
+            d = await f.fetch(url)
+            return d, time.monotonic() - start
+
+        return list(await asyncio.gather(*(one(u) for u in urls)))
+
+    return run(cfg, tmp_path, body)
+
+
+def test_retry_after_seconds_and_http_date_are_honoured(origin: Server, tmp_path: Path) -> None:
+    urls = [_retry_after_url(origin, status, form, 1) for status, form in RETRY_AFTER]
+    results = _timed_fetches(replace(CFG, backoff=0.01), urls, tmp_path)
+    for (status, form), (d, elapsed) in zip(RETRY_AFTER, results, strict=True):
+        assert d.attempts == 2 and d.path.read_bytes() == JPEG
+        assert 0.95 <= elapsed < 2.5, (status, form, elapsed)  # backoff alone would be 0.01 s
+
+
+def test_retry_after_is_capped_by_max_backoff(origin: Server, tmp_path: Path) -> None:
+    urls = [_retry_after_url(origin, status, form, 30) for status, form in RETRY_AFTER]
+    results = _timed_fetches(replace(CFG, max_backoff=0.2), urls, tmp_path)
+    for d, elapsed in results:
+        assert d.attempts == 2 and elapsed < 1.0
+
+
+# --- a 5xx storm on one host while another keeps flowing ------------------------------------------------
+
+
+def test_a_5xx_storm_on_one_host_does_not_hold_up_the_others(origin: Server, tmp_path: Path) -> None:
+    target = f"127.0.0.1:{origin.port}"
+    cfg = replace(
+        CFG,
+        concurrency=6,
+        per_host=4,
+        retries=3,
+        backoff=0.4,  # a storm URL waits >= 0.2 + 0.4 + 0.8 s between its four attempts
+        connect_to={"storm.example.test": target, "calm.example.test": target},
+    )
+    storm = [f"http://storm.example.test/storm/{i}?s=0.05" for i in range(40)]
+    calm = [f"http://calm.example.test/hold/{i}?s=0.05" for i in range(40)]
+
+    async def body(f: Fetcher) -> tuple[list[float], list[tuple[FetchError, float]]]:
+        start = time.monotonic()
+
+        async def ok(url: str) -> float:
+            d = await f.fetch(url)
+            assert d.path.read_bytes() == JPEG
+            return time.monotonic() - start
+
+        async def failing(url: str) -> tuple[FetchError, float]:
+            with pytest.raises(TransientFetchError) as info:
+                await f.fetch(url)
+            return info.value, time.monotonic() - start
+
+        bad = asyncio.gather(*(failing(u) for u in storm))
+        good = asyncio.gather(*(ok(u) for u in calm))
+        return list(await good), list(await bad)
+
+    calm_done, storm_failed = run(cfg, tmp_path, body)
+    assert all(err.attempts == 4 and err.status == 500 for err, _ in storm_failed)
+    assert origin.total_hits() == 40 + 40 * 4
+    first_storm_failure = min(t for _, t in storm_failed)
+    assert max(calm_done) < first_storm_failure, "the healthy host waited for the failing host"
+    assert max(calm_done) < 1.5  # 40 requests, 4 at a time, 0.05 s each: ~0.5 s when unhindered
+    # The limits held all along: never more than per_host on one host, nor concurrency in total.
+    assert origin.max_in_flight("storm.example.test") <= 4
+    assert origin.max_in_flight("calm.example.test") <= 4
+    assert origin.max_in_flight() <= 6
+
+
+# --- redirects -----------------------------------------------------------------------------------------
+
+
+def test_ten_redirects_are_followed_eleven_are_not(origin: Server, tmp_path: Path) -> None:
+    cfg = replace(CFG, max_redirects=FetchConfig().max_redirects)
+    assert cfg.max_redirects == 10
+    assert fetch(origin.url("/redirect/10"), tmp_path, cfg).final_url == origin.url("/redirect/0")
+    origin.reset()
+    err, _ = fail(origin.url("/redirect/11"), tmp_path, cfg)
+    assert isinstance(err, DeadLink) and "more than 10 redirects" in err.reason and err.attempts == 1
+    assert origin.total_hits() == 11 and origin.hits("/redirect/0") == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_redirect_cycles_are_dead_at_once(origin: Server, tmp_path: Path, n: int) -> None:
+    err, _ = fail(origin.url(f"/loop/{n}/0"), tmp_path)
+    assert isinstance(err, DeadLink) and "redirect loop" in err.reason and err.attempts == 1
+    assert origin.total_hits() == n  # each URL of the cycle asked once, never retried
+
+
+# --- Content-Length lies -------------------------------------------------------------------------------
+
+
+def test_content_length_larger_than_the_body_is_a_transient_truncation(origin: Server, tmp_path: Path) -> None:
+    err, _ = fail(origin.url("/truncated"), tmp_path)
+    assert isinstance(err, TransientFetchError) and "truncated body" in err.reason and err.attempts == 3
+
+
+def test_content_length_smaller_than_the_body_gives_the_declared_bytes(origin: Server, tmp_path: Path) -> None:
+    """Decision: Content-Length frames the body. The declared bytes are the download; being half a JPEG,
+    the image stage rejects them. The surplus never reaches a file, and the connection it arrived on is
+    not reused for the next image of that host (or, if it was already, that image is retried)."""
+
+    async def body(f: Fetcher) -> tuple[Download, Download]:
+        short = await f.fetch(origin.url("/short-length?later=1"))
+        after = await f.fetch(origin.url("/image.png"))
+        return short, after
+
+    short, after = run(CFG, tmp_path, body)
+    declared = len(JPEG) // 2
+    assert short.size == declared and short.path.read_bytes() == JPEG[:declared]
+    assert short.sha256 == hashlib.sha256(JPEG[:declared]).hexdigest()
+    with pytest.raises(ImageError, match="truncated"):
+        imaging.process(str(short.path), short.format, short.sha256, short.size, ImagesConfig())
+    assert after.format.name == "png" and origin.hits("/image.png") >= 1
+
+
+def test_content_length_smaller_arriving_with_the_headers_never_leaks_surplus(
+    origin: Server, tmp_path: Path
+) -> None:
+    """When the surplus arrives in the same read as the response, aiohttp reports a malformed response
+    instead (transient, with a one-line reason): either way no byte past Content-Length is kept."""
+    declared = len(JPEG) // 2
+    for _ in range(5):
+        try:
+            d = fetch(origin.url("/short-length"), tmp_path, replace(CFG, retries=0))
+        except TransientFetchError as err:
+            assert err.reason.startswith("bad HTTP response (") and len(err.reason) < 120
+        else:
+            assert d.size == declared and d.path.read_bytes() == JPEG[:declared]
+            d.path.unlink()
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- encodings and chunked bodies ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunked", ["", "?chunked=1"])
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "deflate-raw"])
+def test_encoded_bodies_are_stored_and_hashed_decoded(
+    origin: Server, tmp_path: Path, encoding: str, chunked: str
+) -> None:
+    d = fetch(origin.url(f"/encoded/{encoding}{chunked}"), tmp_path)
+    assert d.path.read_bytes() == JPEG and (d.size, d.sha256, d.format.name) == (len(JPEG), JPEG_SHA, "jpeg")
+
+
+def test_gzip_bomb_is_capped_by_max_bytes_of_decoded_data(origin: Server, tmp_path: Path) -> None:
+    async def body(f: Fetcher) -> int:
+        with pytest.raises(TooLarge, match="over max_bytes"):
+            await f.fetch(origin.url("/gzip-bomb"))
+        return f.stats.bytes_received
+
+    assert run(CFG, tmp_path, body) <= CFG.max_bytes + CHUNK  # of 8 MB it would inflate to
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_chunked_body_arrives_intact(origin: Server, tmp_path: Path) -> None:
+    d = fetch(origin.url("/chunked/7"), tmp_path)
+    assert (d.path.read_bytes(), d.sha256) == (JPEG, JPEG_SHA)
+
+
+def test_chunked_body_cut_before_its_last_chunk_is_transient(origin: Server, tmp_path: Path) -> None:
+    err, _ = fail(origin.url("/chunked-cut"), tmp_path)
+    assert isinstance(err, TransientFetchError) and "truncated body" in err.reason and err.attempts == 3
+
+
+# --- DNS ----------------------------------------------------------------------------------------------
+
+Answer = Sequence[str] | BaseException | None  # addresses, an error to raise, or None: never answers
+
+
+class ScriptedResolver(AbstractResolver):
+    """Pretend DNS: the n-th lookup of any name gets answers[n] (the last one repeats)."""
+
+    def __init__(self, *answers: Answer) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        answer = self.answers[min(len(self.asked), len(self.answers) - 1)]
+        self.asked.append(host)
+        if answer is None:
+            await asyncio.sleep(3600)
+        if isinstance(answer, BaseException):
+            raise answer
+        assert answer is not None
+        return [
+            {"hostname": host, "host": a, "port": port, "family": socket.AF_INET, "proto": 0, "flags": 0}
+            for a in answer
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+NXDOMAIN = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+SERVFAIL = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+NONRECOVERABLE = socket.gaierror(socket.EAI_FAIL, "Non-recoverable failure in name resolution")
+
+
+def test_nxdomain_is_dead_at_once(tmp_path: Path) -> None:
+    dns = ScriptedResolver(NXDOMAIN)
+    err, _ = fail("http://gone.example.test/a.jpg", tmp_path, resolver=dns)
+    assert isinstance(err, DeadLink) and err.reason == "host not found (NXDOMAIN)" and err.attempts == 1
+    assert dns.asked == ["gone.example.test"]
+
+
+@pytest.mark.parametrize("answer", [SERVFAIL, NONRECOVERABLE], ids=["servfail", "eai_fail"])
+def test_dns_server_failures_are_retried_then_transient(tmp_path: Path, answer: BaseException) -> None:
+    dns = ScriptedResolver(answer)
+    err, _ = fail("http://flaky.example.test/a.jpg", tmp_path, resolver=dns)
+    assert isinstance(err, TransientFetchError) and "DNS lookup failed" in err.reason and err.attempts == 3
+    assert len(dns.asked) == 3
+
+
+def test_dns_that_never_answers_is_bounded_by_connect_timeout(tmp_path: Path) -> None:
+    cfg = replace(CFG, connect_timeout=0.2, timeout=5.0, retries=1)
+    err, elapsed = fail("http://silent.example.test/a.jpg", tmp_path, cfg, resolver=ScriptedResolver(None))
+    assert isinstance(err, TransientFetchError) and err.attempts == 2
+    assert err.reason == "DNS lookup failed: DNS lookup timed out after 0.2s"
+    assert 0.4 <= elapsed < 1.0
+
+
+def test_dns_recovering_after_a_failure_succeeds(origin: Server, tmp_path: Path) -> None:
+    dns = ScriptedResolver(SERVFAIL, ["127.0.0.1"])
+    d = fetch(f"http://flaky.example.test:{origin.port}/image.jpg", tmp_path, resolver=dns)
+    assert d.attempts == 2 and d.path.read_bytes() == JPEG
+
+
+# --- DNS rebinding: the address checked is the address connected to ---------------------------------------
+
+
+@pytest.fixture
+def public_twin(canary: Server) -> Iterator[Server]:
+    """An origin on 127.0.0.2 at the canary's port, standing in for a public address (allow_networks
+    lists only 127.0.0.2): the same name and port reach it or the canary, depending on the DNS answer."""
+    server = Server(origin_routes, host="127.0.0.2", port=canary.port).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+TWIN_CFG = replace(CFG, allow_networks=("127.0.0.2/32",), retries=1)
+
+
+def test_an_answer_that_changes_after_the_check_never_reaches_the_canary(
+    public_twin: Server, canary: Server, tmp_path: Path
+) -> None:
+    dns = ScriptedResolver(["127.0.0.2"], ["127.0.0.1"])  # public first, then the inside address
+    url = f"http://rebind.example.test:{canary.port}/image.jpg"
+
+    async def body(f: Fetcher) -> list[Download]:
+        return [await f.fetch(url), await f.fetch(url.replace("image.jpg", "image.png"))]
+
+    downloads = run(TWIN_CFG, tmp_path, body, resolver=dns)
+    assert [d.format.name for d in downloads] == ["jpeg", "png"]
+    assert dns.asked == ["rebind.example.test"]  # one lookup: checked and connected are the same address
+    assert public_twin.hits("/image.jpg") == 1 and canary.total_hits() == 0
+    # A new run asks again and now gets the inside address: refused, not connected.
+    err, _ = fail(url, tmp_path, TWIN_CFG, resolver=dns)
+    assert isinstance(err, Refused) and "loopback address 127.0.0.1" in err.reason and err.attempts == 1
+    assert canary.total_hits() == 0
+
+
+def test_only_allowed_addresses_of_an_answer_are_connected_to(
+    public_twin: Server, canary: Server, tmp_path: Path
+) -> None:
+    # Unfiltered, aiohttp would try the first address (the canary) and succeed there.
+    dns = ScriptedResolver(["127.0.0.1", "127.0.0.2"])
+    d = fetch(f"http://mixed.example.test:{canary.port}/image.jpg", tmp_path, TWIN_CFG, resolver=dns)
+    assert d.path.read_bytes() == JPEG and public_twin.hits("/image.jpg") == 1
+    assert canary.total_hits() == 0
+
+
+def test_a_private_answer_on_retry_is_refused(public_twin: Server, canary: Server, tmp_path: Path) -> None:
+    # The first attempt (public) fails with a 500; the retry looks the name up again (new connection,
+    # DNS cache skipped by a trailing dot) and gets the canary's address: refused, never connected.
+    dns = ScriptedResolver(["127.0.0.2"], ["127.0.0.1"])
+    url = f"http://rebind.example.test:{canary.port}/redirect-to?url=http://rebind.example.test.:{canary.port}/x"
+    err, _ = fail(url, tmp_path, TWIN_CFG, resolver=dns)
+    assert isinstance(err, Refused) and "redirect to" in err.reason and "loopback" in err.reason
+    assert public_twin.hits("/redirect-to") == 1 and canary.total_hits() == 0
+
+
+# --- proxies ------------------------------------------------------------------------------------------
+
+
+def test_private_targets_are_refused_through_a_proxy_also_after_a_redirect(
+    fake_proxy: Server, canary: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", fake_proxy.base)
+    dns = ScriptedResolver(["93.184.216.34"])  # "public": only the proxy connects, and it answers itself
+    cfg = replace(CFG, allow_networks=())
+    assert fetch("http://img.example.test/a.jpg", tmp_path, cfg, resolver=dns).path.read_bytes() == JPEG
+    inside = ScriptedResolver(["127.0.0.1"])
+    for url, resolver in [
+        (f"http://127.0.0.1:{canary.port}/", dns),
+        (f"http://[::ffff:127.0.0.1]:{canary.port}/", dns),
+        (f"http://inside.example.test:{canary.port}/", inside),
+        (f"http://img.example.test/redirect-to?url=http://169.254.169.254/latest/meta-data/", dns),
+        (f"http://img.example.test/redirect-to?url=http://2130706433:{canary.port}/", dns),
+    ]:
+        err, _ = fail(url, tmp_path, cfg, resolver=resolver)
+        assert isinstance(err, Refused) and "SSRF guard" in err.reason, url
+    assert fake_proxy.total_hits() == 3  # the image and the two redirects; nothing private
+    assert canary.total_hits() == 0
