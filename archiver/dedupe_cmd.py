@@ -22,7 +22,7 @@ from PIL import Image
 from archiver import dedupe, similarity
 from archiver.articles import load_article
 from archiver.config import Config
-from archiver.errors import ArchiverError, ArticleError, ManifestError
+from archiver.errors import ArchiverError, ArticleError, ConfigError, ManifestError
 from archiver.grouping import AssetInfo, Group, build_groups
 from archiver.manifest import Manifest
 from archiver.model import Asset, ImageFormat
@@ -46,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @dataclass(frozen=True)
-class _Stored:
+class ArchivedAsset:
+    """An asset as the command sees it: what grouping needs, its original key and its thumbnails."""
+
     info: AssetInfo
     mime: str
     ext: str
@@ -56,45 +58,62 @@ class _Stored:
     thumbs: tuple[tuple[int, str], ...]  # (width, key), smallest first
 
 
+@dataclass(frozen=True)
+class Plan:
+    """The groups of the whole archive and what --apply would do: archive URL of a member -> its canonical's."""
+
+    groups: list[Group]
+    assets: dict[str, ArchivedAsset]
+    mapping: dict[str, str]
+    forms: dict[str, str]  # every archive URL (each public base + key) -> asset sha256
+    pinned: set[str]
+    articles: list[str]  # the articles the manifest knows we rewrote
+
+
+def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int) -> Plan:
+    """Group the archive (computing missing hash variants) and record the confirmed pairs; no article is touched.
+    Also what a run with ``[dedupe] rewrite_to_canonical`` needs: ``dedupe.apply_canonical(…, plan.mapping, …)``."""
+    d = cfg.dedupe
+    assets = _load_assets(manifest, store)
+    by_sha = {a.info.sha256: a for a in assets}
+    bases = [cfg.storage.public_base_url]
+    if cfg.articles.base_url:
+        bases.append(urljoin(cfg.articles.base_url, cfg.storage.public_base_url))
+    forms = {b + a.key: a.info.sha256 for a in assets for b in bases}
+    pinned = _resolve(manifest, d.canonical, forms, by_sha, "canonical")
+    excluded = _resolve(manifest, d.exclude, forms, by_sha, "exclude")
+    started = time.monotonic()
+    groups = build_groups([a.info for a in assets], max_distance, d.prefer, pinned, excluded)
+    log.info("grouped %d assets in %.1fs", len(assets), time.monotonic() - started)
+    _record_pairs(manifest, groups)
+    mapping = {b + by_sha[m.sha256].key: b + by_sha[g.canonical].key
+               for g in groups for m in g.members[1:] for b in bases}
+    articles = [r[0] for r in manifest._db.execute("SELECT path FROM articles ORDER BY path")]
+    return Plan(groups, by_sha, mapping, forms, pinned, articles)
+
+
 def command(args: argparse.Namespace, cfg: Config) -> int:
     d = cfg.dedupe
     max_distance = d.max_distance if args.max_distance is None else args.max_distance
     if not 0 <= max_distance <= 32:
-        raise ArchiverError(f"--max-distance: {max_distance} is not 0-32")
+        raise ConfigError(f"--max-distance: {max_distance} is not 0-32")
     manifest_path = cfg.resolve_path(cfg.manifest.path)
     if not manifest_path.exists():
         raise ManifestError(f"{manifest_path}: no manifest yet (run `archiver run` first)")
+    fields = cfg.articles.front_matter_fields
     with Manifest.open(manifest_path) as manifest:
         if args.undo:
-            return _report_rewrite("undo", dedupe.undo_canonical(manifest))
+            return _report_rewrite("undo", dedupe.undo_canonical(manifest, fields))
         store = open_store(cfg.storage, cfg.source.parent if cfg.source else Path.cwd())
-        assets = _load_assets(manifest, store)
-        by_sha = {a.info.sha256: a for a in assets}
-        bases = [cfg.storage.public_base_url]
-        if cfg.articles.base_url:
-            bases.append(urljoin(cfg.articles.base_url, cfg.storage.public_base_url))
-        forms = {b + a.key: a.info.sha256 for a in assets for b in bases}
-        sources = _source_urls(manifest)
-        pinned = _resolve(manifest, d.canonical, forms, by_sha, "canonical")
-        excluded = _resolve(manifest, d.exclude, forms, by_sha, "exclude")
-        started = time.monotonic()
-        groups = build_groups([a.info for a in assets], max_distance, d.prefer, pinned, excluded)
-        log.info("grouped %d assets in %.1fs", len(assets), time.monotonic() - started)
-        _record_pairs(manifest, groups)
-        article_paths = [r[0] for r in manifest._db.execute("SELECT path FROM articles ORDER BY path")]
-        usage = _usage(article_paths, forms, cfg.articles.front_matter_fields)
+        p = plan(cfg, manifest, store, max_distance)
+        usage = _usage(p.articles, p.forms, fields)  # before --apply: who used which copy
         html = args.report or cfg.resolve_path(d.report)
-        json_path = args.json or html.with_suffix(".json")
-        rows = _rows(groups, by_sha, sources, usage, pinned, store, html.parent)
-        applied = None
-        if args.apply:
-            mapping = {b + by_sha[m.sha256].key: b + by_sha[g.canonical].key
-                       for g in groups for m in g.members[1:] for b in bases}
-            applied = dedupe.apply_canonical(manifest, article_paths, mapping, cfg.articles.front_matter_fields)
+        rows = _rows(p, _source_urls(manifest), usage, store, html.parent)
+        applied = dedupe.apply_canonical(manifest, p.articles, p.mapping, fields) if args.apply else None
         meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "max_distance": max_distance,
                 "prefer": list(d.prefer), "applied": bool(args.apply)}
-        files = write_report(rows, html, json_path, meta)
-    print(f"{len(groups)} near-duplicate groups ({sum(len(g.members) for g in groups)} images), "
+        files = write_report(rows, html, args.json or html.with_suffix(".json"), meta)
+    print(f"{len(p.groups)} near-duplicate groups ({sum(len(g.members) for g in p.groups)} images), "
           f"{sum(r.kind == 'exact' for r in rows)} images archived from several URLs")
     print(f"report: {files.html} ({files.pages} pages); JSON: {files.json}")
     if applied is None:
@@ -111,12 +130,12 @@ def _report_rewrite(what: str, result: dedupe.RewriteResult) -> int:
     return 1 if result.problems else 0
 
 
-def _load_assets(manifest: Manifest, store: Store) -> list[_Stored]:
+def _load_assets(manifest: Manifest, store: Store) -> list[ArchivedAsset]:
     """Every asset, with its signature; variants missing (archived before they existed) are computed now."""
     thumbs: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for sha, width, key in manifest._db.execute("SELECT asset, width, key FROM renditions ORDER BY asset, width"):
         thumbs[sha].append((width, key))
-    out: list[_Stored] = []
+    out: list[ArchivedAsset] = []
     rows = manifest._db.execute(
         "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
         "phash_variants, dhash_variants FROM assets ORDER BY sha256"
@@ -132,7 +151,7 @@ def _load_assets(manifest: Manifest, store: Store) -> list[_Stored]:
                     key, [],
                 )
         info = AssetInfo(sha, fmt, size, w, h, first, sig)
-        out.append(_Stored(info, mime, ext, key, ph, dh, tuple(thumbs.get(sha, []))))
+        out.append(ArchivedAsset(info, mime, ext, key, ph, dh, tuple(thumbs.get(sha, []))))
     return out
 
 
@@ -177,7 +196,7 @@ def _source_urls(manifest: Manifest) -> dict[str, list[str]]:
 
 
 def _resolve(manifest: Manifest, values: tuple[str, ...], forms: dict[str, str],
-             by_sha: dict[str, _Stored], what: str) -> set[str]:
+             by_sha: dict[str, ArchivedAsset], what: str) -> set[str]:
     """Config entries (sha256, archive URL or source URL) as asset sha256s; unknown ones are warned about."""
     out: set[str] = set()
     states = manifest.url_states([v for v in values if v not in by_sha and v not in forms])
@@ -219,23 +238,23 @@ def _usage(paths: list[str], forms: dict[str, str], fields: tuple[str, ...]) -> 
     return out
 
 
-def _rows(groups: list[Group], by_sha: dict[str, _Stored], sources: dict[str, list[str]],
-          usage: dict[str, list[str]], pinned: set[str], store: Store, report_dir: Path) -> list[GroupRow]:
+def _rows(p: Plan, sources: dict[str, list[str]], usage: dict[str, list[str]], store: Store,
+          report_dir: Path) -> list[GroupRow]:
     def member(sha: str, m: similarity.Match | None, canonical: bool) -> MemberRow:
-        a = by_sha[sha]
+        a = p.assets[sha]
         thumb_key = next((k for w, k in a.thumbs if w >= THUMB_MIN_WIDTH), a.thumbs[-1][1] if a.thumbs else a.key)
         return MemberRow(
-            sha, store.url_for(a.key), store.url_for(thumb_key), _page_src(store, thumb_key, report_dir),
-            a.info.width, a.info.height, a.info.format, a.info.bytes, canonical, sha in pinned,
-            m.transform if m else None, m.phash_distance if m else None, m.dhash_distance if m else None,
-            tuple(sources.get(sha, ())), tuple(usage.get(sha, ())),
+            sha, store.url_for(a.key), _page_src(store, a.key, report_dir), store.url_for(thumb_key),
+            _page_src(store, thumb_key, report_dir), a.info.width, a.info.height, a.info.format, a.info.bytes,
+            canonical, sha in p.pinned, m.transform if m else None, m.phash_distance if m else None,
+            m.dhash_distance if m else None, tuple(sources.get(sha, ())), tuple(usage.get(sha, ())),
         )
 
     rows = [GroupRow("near", tuple(member(x.sha256, x.match, i == 0) for i, x in enumerate(g.members)))
-            for g in groups]
-    grouped = {m.sha256 for g in groups for m in g.members}
+            for g in p.groups]
+    grouped = {m.sha256 for g in p.groups for m in g.members}
     rows += [GroupRow("exact", (member(sha, None, True),))
-             for sha, urls in sources.items() if len(urls) > 1 and sha in by_sha and sha not in grouped]
+             for sha, urls in sources.items() if len(urls) > 1 and sha in p.assets and sha not in grouped]
     return rows
 
 

@@ -134,41 +134,64 @@ def build_groups(
     excluded: Iterable[str] = (),
     rule: Callable[[Signature, Signature, int], Match | None] = compare,
 ) -> list[Group]:
-    """Near-duplicate groups of two or more assets, canonical first, in the order they were formed."""
+    """Near-duplicate groups of two or more assets, canonical first, in the order they were formed.
+
+    Assets with identical signatures (a blank or templated image archived many times) are one node for
+    the search and the checks, so a cluster of n identical hashes costs O(n), not n² pairs.
+    """
     pinned_set, excluded_set = set(pinned), set(excluded)
     usable = [a for a in assets if a.signature is not None and a.sha256 not in excluded_set]
-    sigs: list[Signature] = [a.signature for a in usable]  # type: ignore[misc]
+    class_of: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}
+    cls: list[int] = []  # asset index -> signature class
+    sigs: list[Signature] = []  # class -> signature
+    for a in usable:
+        sig: Signature = a.signature  # type: ignore[assignment]
+        c = class_of.setdefault((sig.phash, sig.dhash), len(sigs))
+        if c == len(sigs):
+            sigs.append(sig)
+        cls.append(c)
+    by_class: dict[int, list[int]] = {}
+    for k, c in enumerate(cls):
+        by_class.setdefault(c, []).append(k)
     confirm = _Confirmer(sigs, max_distance, rule)
-    neighbours: dict[int, list[tuple[int, int, int]]] = {}  # i -> [(phash d, dhash d, j)]
+    near: dict[int, list[tuple[int, int, int]]] = {}  # class -> [(phash d, dhash d, class)]
     for i, j in candidate_pairs(sigs, max_distance):
         m = confirm(i, j)
-        if m is None:
-            continue
-        neighbours.setdefault(i, []).append((m.phash_distance, m.dhash_distance, j))
-        neighbours.setdefault(j, []).append((m.phash_distance, m.dhash_distance, i))
+        if m is not None:
+            near.setdefault(i, []).append((m.phash_distance, m.dhash_distance, j))
+            near.setdefault(j, []).append((m.phash_distance, m.dhash_distance, i))
+
+    def linked(a: int, b: int) -> bool:  # one orientation per class pair, the one candidates were confirmed in
+        return a == b or confirm(min(a, b), max(a, b)) is not None
+
+    def match(a: int, b: int) -> Match | None:
+        if a == b:
+            return Match("identity", 0, 0)
+        return confirm(a, b) or confirm(min(a, b), max(a, b))
+
     rank = sorted(
         range(len(usable)),
         key=lambda k: (usable[k].sha256 not in pinned_set, preference_key(usable[k], prefer)),
     )
-
-    def linked(i: int, j: int) -> bool:  # one orientation per pair, the one the candidates were confirmed in
-        return confirm(min(i, j), max(i, j)) is not None
-
     position = {k: r for r, k in enumerate(rank)}
     assigned: set[int] = set()
     groups: list[Group] = []
     for head in rank:
-        if head in assigned or head not in neighbours:
+        if head in assigned:
             continue
-        members = [head]
-        matches: list[Match | None] = [None]
-        for _pd, _dd, j in sorted(neighbours[head], key=lambda n: (n[0], n[1], position[n[2]])):
+        hc = cls[head]
+        candidates = [(0, 0, j) for j in by_class[hc] if j != head]
+        candidates += [(pd, dd, j) for pd, dd, c in near.get(hc, ()) for j in by_class[c]]
+        members, classes = [head], {hc}
+        for _pd, _dd, j in sorted(candidates, key=lambda n: (n[0], n[1], position[n[2]])):
             if j in assigned or usable[j].sha256 in pinned_set:
                 continue
-            if all(linked(m, j) for m in members[1:]):
+            if all(linked(c, cls[j]) for c in classes):
                 members.append(j)
-                matches.append(confirm(head, j) or confirm(min(head, j), max(head, j)))
+                classes.add(cls[j])
         if len(members) > 1:
             assigned.update(members)
-            groups.append(Group(tuple(Member(usable[k].sha256, m) for k, m in zip(members, matches, strict=True))))
+            groups.append(Group(tuple(
+                Member(usable[k].sha256, None if k == head else match(hc, cls[k])) for k in members
+            )))
     return groups

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from archiver.model import RefKind
@@ -11,6 +11,9 @@ from archiver.refscan import Found, decode_html, is_image_path
 
 _TAG_START = re.compile(r"<(/?)([A-Za-z][^\t\n\f\r />]*)")
 _WS = " \t\n\f\r"
+_NAME_REST = re.compile(r"[^\t\n\f\r />=]*")
+_UNQUOTED = re.compile(r"[^\t\n\f\r >]*")
+_CANDIDATE = re.compile(r"[^\t\n\f\r ]*")
 # Elements whose content the HTML parser reads as text, never as tags.
 RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes"})
 _CLOSERS = {name: re.compile(rf"</{name}[\t\n\f\r />]", re.IGNORECASE) for name in RAW_TEXT}
@@ -52,9 +55,7 @@ def parse_tag(text: str, pos: int, limit: int) -> Tag | None:
         if text[i] == ">":
             return Tag(m.group(2).lower(), bool(m.group(1)), i + 1, tuple(attrs))
         n0 = i
-        i += 1  # the first character may be "=" (the tokenizer allows it)
-        while i < limit and text[i] not in _WS and text[i] not in "/>=":
-            i += 1
+        i = _NAME_REST.match(text, i + 1, limit).end()  # type: ignore[union-attr]  # 1st char may be "="
         name = text[n0:i].lower()
         j = i
         while j < limit and text[j] in _WS:
@@ -70,9 +71,7 @@ def parse_tag(text: str, pos: int, limit: int) -> Tag | None:
                     return None
                 vs, ve, i = j + 1, close, close + 1
             else:
-                k = j
-                while k < limit and text[k] not in _WS and text[k] != ">":
-                    k += 1
+                k = _UNQUOTED.match(text, j, limit).end()  # type: ignore[union-attr]  # may be empty
                 vs, ve, i = j, k, k
         if name not in seen:  # browsers keep the first of duplicate attributes
             seen.add(name)
@@ -179,8 +178,7 @@ def _srcset(text: str, attr: Attr | None, kind: RefKind, out: list[Found]) -> No
         if pos >= n:
             return
         a = pos
-        while pos < n and s[pos] not in _WS:
-            pos += 1
+        pos = _CANDIDATE.match(s, pos).end()  # type: ignore[union-attr]  # the URL runs to whitespace
         b = pos
         if s[b - 1] == ",":
             while b > a and s[b - 1] == ",":
@@ -200,7 +198,7 @@ def _srcset(text: str, attr: Attr | None, kind: RefKind, out: list[Found]) -> No
             out.append(_mapped(s, starts, a, b, attr, kind))
 
 
-def _mapped(decoded: str, starts: list[int], a: int, b: int, attr: Attr, kind: RefKind) -> Found:
+def _mapped(decoded: str, starts: Sequence[int], a: int, b: int, attr: Attr, kind: RefKind) -> Found:
     raw_end = starts[b] if b < len(decoded) else starts[-1]
     # a multi-char entity maps all its chars to its start: end at the next distinct raw offset
     if b < len(decoded) and starts[b] == starts[b - 1]:

@@ -17,6 +17,9 @@ from archiver.html_refs import HtmlScanner, parse_tag
 from archiver.model import RefKind
 from archiver.refscan import ASCII_PUNCT, Found, decode_markdown, is_image_path
 
+# Block nesting markdown-it follows (its commonmark preset stops at 20 and silently drops the rest of the
+# document); deeper content is scanned as plain inline text instead. Bounded: each level costs stack frames.
+MAX_NESTING = 100
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _SP = r"[ \t]*(?:\r\n|\r|\n)?[ \t]*"
 _ATTR = r"""(?:[ \t\r\n]+[A-Za-z_:][A-Za-z0-9:._-]*(?:[ \t\r\n]*=[ \t\r\n]*(?:[^"'=<>`\x00-\x20]+|'[^']*'|"[^"]*"))?)"""
@@ -24,6 +27,10 @@ _OPEN_TAG = re.compile(rf"<[A-Za-z][A-Za-z0-9-]*{_ATTR}*[ \t\r\n]*/?>")
 _CLOSE_TAG = re.compile(r"</[A-Za-z][A-Za-z0-9-]*[ \t\r\n]*>")
 _AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>\x00-\x20]*)>")
 _BACKTICKS = re.compile(r"`+")
+_INLINE_SPECIAL = re.compile(r"[\\`<!\[\]]")  # where the inline scanner has something to decide
+_BRACKET_SPECIAL = re.compile(r"[\\`\[\]]")
+_DEST_PLAIN = re.compile(r"[^\\()\x00-\x20\x7f]+")
+_ANGLE_DEST_PLAIN = re.compile(r"[^\\<>\r\n]+")
 _REFDEF = re.compile(
     r"[ \t]{0,3}(?:>[ \t]?)*(?:[ \t]*(?:[-+*]|[0-9]{1,9}[.)])[ \t]+)?"
     r"\[((?:[^\\\[\]]|\\.){1,999})\]:" + _SP
@@ -38,7 +45,10 @@ def line_starts(text: str, start: int = 0) -> list[int]:
 def scan_markdown(text: str, start: int) -> list[Found]:
     """Every image reference in the Markdown body ``text[start:]``."""
     env: dict[str, object] = {}
-    tokens = MarkdownIt("commonmark").parse(text[start:], env)
+    # Only the block structure is used: inline parsing is skipped (it cost a third of the time, and
+    # mdurl's encoder is slow on multi-megabyte data: URIs).
+    parser = MarkdownIt("commonmark", {"maxNesting": MAX_NESTING}).disable("inline")
+    tokens = parser.parse(text[start:], env)
     starts = line_starts(text, start) + [len(text)]
     last = len(starts) - 2
     covered = [False] * (last + 1)
@@ -58,6 +68,8 @@ def scan_markdown(text: str, start: int) -> list[Found]:
             html.scan(text, seg_start, seg_end, inline.scan)
         elif tok.type in ("paragraph_open", "heading_open"):
             inline.scan(seg_start, seg_end)
+    if any(tok.level >= MAX_NESTING - 1 for tok in tokens):
+        _scan_dropped_lines(text, starts, covered, inline)
     refs = env.get("references")
     defined = set(refs) if isinstance(refs, dict) else set()
     definitions = _definitions(text, starts, covered, defined)
@@ -66,6 +78,21 @@ def scan_markdown(text: str, start: int) -> list[Found]:
         if label in inline.image_labels or is_image_path(found.url):
             out.append(found)
     return out
+
+
+def _scan_dropped_lines(text: str, starts: list[int], covered: list[bool], inline: _Inline) -> None:
+    """Scan as inline text the lines markdown-it dropped past its nesting limit (blank lines and
+    reference definitions aside), so an image after 10 000 nested quotes or list items is still found."""
+    run_start: int | None = None
+    for line, is_covered in enumerate([*covered, True]):
+        a = starts[line]
+        b = starts[line + 1] if line + 1 < len(starts) else a
+        dropped = not is_covered and text[a:b].strip() != "" and _REFDEF.match(text, a, b) is None
+        if dropped and run_start is None:
+            run_start = a
+        elif not dropped and run_start is not None:
+            inline.scan(run_start, a)
+            run_start = None
 
 
 def _definitions(text: str, starts: list[int], covered: list[bool], defined: set[str]
@@ -95,6 +122,10 @@ def _destination(text: str, i: int, limit: int) -> tuple[int, int, int] | None:
     if i < limit and text[i] == "<":
         j = i + 1
         while j < limit:
+            plain = _ANGLE_DEST_PLAIN.match(text, j, limit)
+            if plain is not None:
+                j = plain.end()
+                continue
             ch = text[j]
             if ch == "\\" and j + 1 < limit and text[j + 1] in ASCII_PUNCT:
                 j += 2
@@ -107,6 +138,10 @@ def _destination(text: str, i: int, limit: int) -> tuple[int, int, int] | None:
         return None
     j, depth = i, 0
     while j < limit:
+        plain = _DEST_PLAIN.match(text, j, limit)
+        if plain is not None:
+            j = plain.end()
+            continue
         ch = text[j]
         if ch == "\\" and j + 1 < limit and text[j + 1] in ASCII_PUNCT:
             j += 2
@@ -192,8 +227,9 @@ class _Inline:
                 i = self._link(i + 1, match, jump, end, image=True)
             elif ch == "[" and i in match:
                 i = self._link(i, match, jump, end, image=False)
-            else:
-                i += 1
+            else:  # nothing to decide until the next special character (every jump target is a "]")
+                m = _INLINE_SPECIAL.search(text, i + 1, end)
+                i = end if m is None else m.start()
 
     def _angle(self, i: int, end: int) -> int:
         text = self.text
@@ -283,6 +319,10 @@ def _brackets(text: str, start: int, end: int, code: dict[int, int]) -> dict[int
     stack: list[int] = []
     i = start
     while i < end:
+        m = _BRACKET_SPECIAL.search(text, i, end)
+        if m is None:
+            break
+        i = m.start()
         ch = text[i]
         if ch == "\\":
             i += 2

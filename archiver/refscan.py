@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html.entities import html5
 from urllib.parse import urlsplit
@@ -57,13 +58,15 @@ def looks_like_url(value: str) -> bool:
     return v.startswith(("/", "./", "../")) or _SCHEME.match(v) is not None
 
 
-def decode_html(raw: str) -> tuple[str, list[int]]:
+def decode_html(raw: str) -> tuple[str, Sequence[int]]:
     """Decode character references as in an HTML attribute value.
 
     Returns the decoded text and ``starts``: ``starts[i]`` is the raw offset where decoded char ``i``
     comes from, ``starts[len(decoded)] == len(raw)``. Legacy named references without ``;`` followed
     by ``=`` or an alphanumeric stay as written (the HTML attribute rule: ``?a=1&copy=2``).
     """
+    if "&" not in raw:  # nothing to decode: offsets map one to one (no per-character list for a huge data: URI)
+        return raw, range(len(raw) + 1)
     out: list[str] = []
     starts: list[int] = []
     pos = 0
@@ -108,6 +111,8 @@ def _charref(body: str) -> tuple[str | None, int]:
 
 def decode_markdown(raw: str) -> str:
     """Decode a Markdown link destination: backslash escapes and ``;``-terminated character references."""
+    if "\\" not in raw and "&" not in raw:
+        return raw
     out: list[str] = []
     i = 0
     while i < len(raw):

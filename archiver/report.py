@@ -29,6 +29,7 @@ _PAGE_FILE = re.compile(r"p\d{5}\.js")
 class MemberRow:
     sha256: str
     url: str  # the archived original's public URL
+    url_src: str  # how the page links to it (a relative path for a local archive)
     thumbnail: str  # the thumbnail's public URL
     thumbnail_src: str  # what the page loads (a relative path for a local archive)
     width: int | None
@@ -113,13 +114,13 @@ def _page_group(number: int, g: GroupRow) -> dict[str, object]:
         row["articles_total"] = len(m.articles)
         row["source_urls"] = list(m.source_urls[:ARTICLES_SHOWN])
         row["source_urls_total"] = len(m.source_urls)
-        del row["thumbnail"]
+        del row["thumbnail"], row["url"]
         members.append(row)
     return {"n": number, "kind": g.kind, "articles": g.articles, "members": members}
 
 
 def _export_group(number: int, g: GroupRow) -> dict[str, object]:
-    members = [{k: v for k, v in asdict(m).items() if k != "thumbnail_src"} for m in g.members]
+    members = [{k: v for k, v in asdict(m).items() if not k.endswith("_src")} for m in g.members]
     return {"id": number, "kind": g.kind, "canonical": g.members[0].sha256, "articles": g.articles,
             "members": members}
 
@@ -217,7 +218,7 @@ function card(m) {
     c.appendChild(el("div", null, "pHash " + m.phash_distance + " · dHash " + m.dhash_distance + " · " + m.transform));
   }
   const a = el("a", null, m.sha256.slice(0, 16) + "…");
-  a.href = m.url;
+  a.href = m.url_src;
   c.appendChild(a);
   c.appendChild(list("articles", m.articles, m.articles_total));
   if (m.source_urls_total) c.appendChild(list("source URLs", m.source_urls, m.source_urls_total));

@@ -81,19 +81,26 @@ def _undo_generation(result: Undone, gen: Sequence[ArticleReplacement]) -> None:
         cursor = pos + len(r.replacement)
         if r.original or r.end == r.start:
             edits.append(Replacement(pos, cursor, r.original))
-    # a span not found is reported where it would be, by the drift of the next span found (else the last one)
-    near: list[int | None] = [None] * len(gen)
+    # a span not found is reported where it would be: shifted like the span found before it (edits above it),
+    # else like the next one found, whose shift also counts the edit of this span, so its end is used
+    after: list[int | None] = [None] * len(gen)
     following: int | None = None
     for i in range(len(gen) - 1, -1, -1):
-        near[i] = following
-        if (pos := found[i]) is not None:
-            following = pos - expected[i]
+        after[i] = following
+        if found[i] is not None:
+            following = found[i] - expected[i]  # type: ignore[operator]
     starts = line_starts(text)
+    before: int | None = None
     for i, (r, pos) in enumerate(zip(gen, found, strict=True)):
         result.total += 1
+        if pos is not None:
+            before = pos - expected[i]
         if pos is None:
-            shift = near[i] if near[i] is not None else drift
-            line = bisect.bisect_right(starts, min(max(expected[i] + shift, 0), len(text)))
+            if before is not None:
+                guess = expected[i] + before
+            else:
+                guess = expected[i] + len(r.replacement) - 1 + (after[i] or 0)
+            line = bisect.bisect_right(starts, min(max(guess, 0), len(text)))
             result.problems.append(Unrestored(line, r.replacement, _shown(r), "no longer there (edited since); left as is"))
         elif not r.original and r.end > r.start:
             line = bisect.bisect_right(starts, pos)

@@ -18,7 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urljoin
@@ -49,11 +49,7 @@ class Target:
     width: int | None = None
     format: str | None = None  # a thumbnail's expected format ("webp"), when known
     size: tuple[int, int] | None = None  # a thumbnail's expected pixel size, when known (from the manifest)
-
-    @property
-    def original(self) -> str:
-        """The key of the original this object is, or is a thumbnail of."""
-        return re.sub(r"-\d+w\.[a-z0-9]+$", "", self.key) if self.width else self.key
+    of: str | None = None  # a thumbnail's original's key, when known (from the manifest)
 
 
 @dataclass(frozen=True)
@@ -78,10 +74,11 @@ def manifest_targets(manifest: Manifest) -> dict[str, Target]:
     out: dict[str, Target] = {}
     for sha, key in manifest._db.execute("SELECT sha256, key FROM assets"):
         out[key] = Target(key, sha)
-    for sha, width, fmt, pw, ph, key in manifest._db.execute(
-        "SELECT asset, width, format, pixel_width, pixel_height, key FROM renditions"
+    for sha, width, fmt, pw, ph, key, of in manifest._db.execute(
+        "SELECT r.asset, r.width, r.format, r.pixel_width, r.pixel_height, r.key, a.key "
+        "FROM renditions r JOIN assets a ON a.sha256 = r.asset"
     ):
-        out[key] = Target(key, sha, width, fmt, (pw, ph))
+        out[key] = Target(key, sha, width, fmt, (pw, ph), of)
     return out
 
 
@@ -91,12 +88,12 @@ def manifest_article_paths(manifest: Manifest) -> list[str]:
 
 @dataclass
 class Usage:
-    """Where the articles use archived objects: key -> [(article, line)]."""
+    """Where the articles use archived objects: key -> [(article, line)], plus the articles not readable."""
 
-    users: dict[str, list[tuple[str, int]]]
+    users: dict[str, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
     articles: int = 0
     references: int = 0
-    skipped: list[str] | None = None
+    skipped: list[str] = field(default_factory=list)
 
 
 def scan_articles(paths: Sequence[Path], cfg: Config) -> Usage:
@@ -104,12 +101,12 @@ def scan_articles(paths: Sequence[Path], cfg: Config) -> Usage:
     if cfg.articles.base_url:
         bases.append(urljoin(cfg.articles.base_url, cfg.storage.public_base_url))
     bases = sorted(set(bases), key=len, reverse=True)
-    usage = Usage(defaultdict(list), skipped=[])
+    usage = Usage()
     for path in iter_article_paths(paths, cfg.articles.extensions):
         try:
             article = load_article(path)
         except ArticleError as exc:
-            usage.skipped.append(exc.message)  # type: ignore[union-attr]
+            usage.skipped.append(exc.message)
             continue
         usage.articles += 1
         for ref in find_refs(article.text, article.format, cfg.articles.front_matter_fields):
@@ -117,7 +114,9 @@ def scan_articles(paths: Sequence[Path], cfg: Config) -> Usage:
             if base is None or parse_key(ref.url[len(base):]) is None:
                 continue
             usage.references += 1
-            usage.users[ref.url[len(base):]].append((str(path), ref.line))
+            users = usage.users[ref.url[len(base):]]
+            if not users or users[-1] != (str(path), ref.line):
+                users.append((str(path), ref.line))
     return usage
 
 
@@ -236,7 +235,7 @@ def _article_paths(args: argparse.Namespace, cfg: Config, manifest: Manifest | N
 
 
 def _describe(target: Target) -> str:
-    return f"thumbnail {target.width}w of {target.original}" if target.width else "original"
+    return f"thumbnail {target.width}w of {target.of or target.sha256}" if target.width else "original"
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
@@ -248,15 +247,15 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     finally:
         if manifest:
             manifest.close()
-    usage = scan_articles(paths, cfg) if paths else Usage({}, skipped=[])
+    usage = scan_articles(paths, cfg) if paths else Usage()
     targets: dict[str, Target] = {} if args.paths else dict(known)
     for key in usage.users:
         target = known.get(key) or parse_key(key)
         if target is not None:
             targets.setdefault(key, target)
     if args.paths:  # the thumbnails of the originals these articles use
-        originals = set(targets)
-        targets.update({k: t for k, t in known.items() if t.width and t.original in originals})
+        used = {t.sha256 for t in targets.values()}
+        targets.update({k: t for k, t in known.items() if t.width and t.sha256 in used})
 
     store = open_store(cfg.storage, cfg.source.parent if cfg.source else Path.cwd())
     if not isinstance(store, LocalStore):  # one clear error for wrong credentials or a missing bucket
@@ -268,10 +267,16 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     elapsed = time.monotonic() - started
 
     affected: dict[str, set[int]] = defaultdict(set)
-    for note in usage.skipped or []:
+    if manifest is None:
+        print(f"note: no manifest at {manifest_path}; only the articles' references were checked")
+    for note in usage.skipped:
         print(f"note: article not scanned: {note}")
+    by_hash: dict[str, list[tuple[str, int]]] = defaultdict(list)  # a thumbnail's users: its original's
+    for k, users in usage.users.items():
+        if (t := targets.get(k)) is not None and not t.width:
+            by_hash[t.sha256].extend(users)
     for f in findings:
-        users = usage.users.get(f.target.original, [])
+        users = by_hash.get(f.target.sha256, []) if f.target.width else usage.users.get(f.target.key, [])
         for article, line in users:
             affected[article].add(line)
         used = ", ".join(f"{a}:{n}" for a, n in users) if users else "no scanned article uses it"

@@ -170,7 +170,8 @@ def test_undo_restores_only_spans_that_still_hold_what_dedupe_wrote(
     capsys.readouterr()
     assert main(["dedupe", "--config", str(library.config), "--undo"]) == 1
     out = capsys.readouterr().out
-    assert f"page.html:2: {canonical} was changed since dedupe wrote it; left as it is" in out
+    assert f"page.html: {canonical} (written by dedupe --apply) is no longer there; left as it is" in out
+    assert out.count("no longer there") == 1
     assert library.articles()["post.md"] == archived["post.md"]
     expected = archived["page.html"].replace(f'<img src="{rot}" alt'.encode(), b'<img src="/mine.jpg" alt')
     assert page.read_bytes() == expected + b"<p>appended by the author</p>\n"
@@ -191,7 +192,9 @@ def test_pins_excludes_and_max_distance_from_config_and_flags(
     assert near["canonical"] == hashlib.sha256(lib.bodies["/b/small.jpg"]).hexdigest()
     assert len(near["members"]) == 2 and near["members"][0]["pinned"]
     assert main(["dedupe", "--config", str(lib.config), "--max-distance", "0", "--json", str(tmp_path / "j.json")]) == 0
-    assert "0 near-duplicate groups" in capsys.readouterr().out and (tmp_path / "j.json").is_file()
+    assert json.loads((tmp_path / "j.json").read_text())["max_distance"] == 0
+    assert main(["dedupe", "--config", str(lib.config), "--max-distance", "40"]) == 2
+    assert "--max-distance: 40 is not 0-32" in capsys.readouterr().err
 
 
 def test_assets_archived_before_variants_get_them_from_their_thumbnail(library: Library) -> None:
@@ -221,7 +224,7 @@ def synthetic_groups(n: int) -> list[GroupRow]:
             sha = hashlib.sha256(f"{g}-{i}".encode()).hexdigest()
             k = f"{sha[:2]}/{sha[2:4]}/{sha}"
             members.append(MemberRow(
-                sha, f"https://cdn.example/{k}.jpg", f"https://cdn.example/{k}-320w.webp",
+                sha, f"https://cdn.example/{k}.jpg", f"../archive/{k}.jpg", f"https://cdn.example/{k}-320w.webp",
                 f"../archive/{k}-320w.webp", 1600 - i, 1000, "jpeg", 300_000 - i, i == 0,
                 transform=None if i == 0 else "identity", phash_distance=None if i == 0 else i,
                 dhash_distance=None if i == 0 else i + 1, source_urls=(f"https://img.example/{g}/{i}.jpg",),
