@@ -346,6 +346,29 @@ class Manifest:
                  for r in replacements],
             )
 
+    def rewritten_articles(self) -> list[tuple[str, str, str]]:
+        """(path, sha256 before our first rewrite, sha256 after our latest) of every rewritten article."""
+        return list(self._db.execute("SELECT path, sha256_before, sha256_after FROM articles ORDER BY path"))
+
+    def forget_article(self, path: str) -> None:
+        """Drop an article's rewrite generations and its row: as if we had never rewritten it (after restore)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM replacements WHERE article=?", (path,))
+            db.execute("DELETE FROM articles WHERE path=?", (path,))
+
+    def objects(self) -> Iterator[tuple[str, str, int | None, str | None, int | None, int | None, str | None]]:
+        """Every stored object: (key, asset sha256, rendition width, format, pixel width, pixel height,
+        the original's key); the rendition fields are None for originals."""
+        for sha, key in self._db.execute("SELECT sha256, key FROM assets"):
+            yield key, sha, None, None, None, None, None
+        yield from (
+            (key, sha, w, fmt, pw, ph, of)
+            for sha, w, fmt, pw, ph, key, of in self._db.execute(
+                "SELECT r.asset, r.width, r.format, r.pixel_width, r.pixel_height, r.key, a.key "
+                "FROM renditions r JOIN assets a ON a.sha256 = r.asset"
+            )
+        )
+
     def article_replacements(self, path: str) -> list[list[ArticleReplacement]]:
         """Every rewrite generation of an article, oldest first."""
         gens: dict[int, list[ArticleReplacement]] = {}

@@ -133,15 +133,7 @@ class RewrittenArticle:
 
 
 def rewritten_articles(manifest: Manifest) -> list[RewrittenArticle]:
-    rows = manifest._db.execute("SELECT path, sha256_before, sha256_after FROM articles ORDER BY path")
-    return [RewrittenArticle(*row) for row in rows]
-
-
-def forget_article(manifest: Manifest, path: str) -> None:
-    """Drop an article's rewrite generations and its row: it is as if we had never rewritten it."""
-    with manifest._tx() as db:
-        db.execute("DELETE FROM replacements WHERE article=?", (path,))
-        db.execute("DELETE FROM articles WHERE path=?", (path,))
+    return [RewrittenArticle(*row) for row in manifest.rewritten_articles()]
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -171,7 +163,7 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
     current = hashlib.sha256(article.raw).hexdigest()
     if current == entry.sha256_before:  # restored already (e.g. killed before the manifest was updated)
         if not dry:
-            forget_article(manifest, entry.path)
+            manifest.forget_article(entry.path)
         return _Outcome(0, False, [f"{path}: already as before its first rewrite"], 0)
     done = undo(article.text, manifest.article_replacements(entry.path))
     new = render(replace(article, text=done.text), []) if done.text != article.text else article.raw
@@ -181,7 +173,7 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
     if not dry:
         if new != article.raw:
             write_atomic(path, new, expected=article.raw)
-        forget_article(manifest, entry.path)
+        manifest.forget_article(entry.path)
     if hashlib.sha256(new).hexdigest() == entry.sha256_before:
         state = "byte-identical to before its first rewrite"
     elif current != entry.sha256_after:

@@ -72,18 +72,16 @@ def parse_key(key: str) -> Target | None:
 def manifest_targets(manifest: Manifest) -> dict[str, Target]:
     """Every original and thumbnail the manifest records, by key."""
     out: dict[str, Target] = {}
-    for sha, key in manifest._db.execute("SELECT sha256, key FROM assets"):
-        out[key] = Target(key, sha)
-    for sha, width, fmt, pw, ph, key, of in manifest._db.execute(
-        "SELECT r.asset, r.width, r.format, r.pixel_width, r.pixel_height, r.key, a.key "
-        "FROM renditions r JOIN assets a ON a.sha256 = r.asset"
-    ):
-        out[key] = Target(key, sha, width, fmt, (pw, ph), of)
+    for key, sha, width, fmt, pw, ph, of in manifest.objects():
+        if width is None:
+            out[key] = Target(key, sha)
+        else:
+            out[key] = Target(key, sha, width, fmt, (pw or 0, ph or 0), of)
     return out
 
 
 def manifest_article_paths(manifest: Manifest) -> list[str]:
-    return [row[0] for row in manifest._db.execute("SELECT path FROM articles ORDER BY path")]
+    return [path for path, _, _ in manifest.rewritten_articles()]
 
 
 @dataclass

@@ -124,6 +124,7 @@ def test_soak_finder_and_rewriter(text: str, fmt: str) -> None:
         "---\ntitle: [unclosed\nheadimg: http://a.test/fm.jpg\n---\n![x](http://a.test/x.jpg)\n",
         "<img srcset=\"" + "data:image/png;base64," + "A" * 100_000 + " 1x, http://a.test/s.jpg 2x\">",
     ],
+    ids=["crlf-unterminated", "nul", "nested-lists", "nested-quotes", "invalid-yaml", "huge-data-uri"],
 )
 def test_fixed_hostile_examples(text: str) -> None:
     for fmt in ("markdown", "html"):
