@@ -45,6 +45,8 @@ _SUPERSETS: dict[str, tuple[str, ...]] = {
 _REFUSED_GUESSES = frozenset(
     {"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "utf-7", "utf-8-sig"}
 )
+_ESCAPED = re.compile("[\udc80-\udcff]+")  # invalid bytes, as decoded with "surrogateescape"
+_UTF8_EVIDENCE = 8
 _META_CHARSET = re.compile(rb"""<meta\b[^>]*?\bcharset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 
 
@@ -176,6 +178,17 @@ def _decode_exactly(path: Path, raw: bytes) -> tuple[str, str]:
         return raw.decode("utf-8"), "utf-8"  # strict UTF-8 always encodes back to the same bytes
     except UnicodeDecodeError as exc:
         utf8_error = exc
+    corrupt = _corrupt_utf8(raw)
+    if corrupt and declared is None:
+        # A legacy codec "fits" such bytes too (cp1251, johab, ...) but garbles every non-ASCII character,
+        # URLs included: refuse, so the user fixes the few bad bytes instead.
+        bad = raw[utf8_error.start]
+        raise ArticleError(
+            path,
+            f"invalid UTF-8: byte 0x{bad:02x} is not valid here, in a file that is otherwise UTF-8"
+            f" ({corrupt} invalid byte{'s' if corrupt > 1 else ''}); fix or remove them, then run again",
+            raw[: utf8_error.start].count(b"\n") + 1,
+        )
     for guess in _guesses(raw):
         found = _first_exact(raw, _candidates(guess))
         if found is not None:
@@ -189,6 +202,16 @@ def _decode_exactly(path: Path, raw: bytes) -> tuple[str, str]:
         f" reads back to the same bytes{hint}",
         line,
     )
+
+
+def _corrupt_utf8(raw: bytes) -> int:
+    """How many bytes are invalid, if ``raw`` is evidently UTF-8 with a few corrupt bytes (at least
+    ``_UTF8_EVIDENCE`` valid multi-byte characters per invalid byte); 0 if it may be another encoding."""
+    text = raw.decode("utf-8", "surrogateescape")
+    invalid = sum(len(run) for run in _ESCAPED.findall(text))
+    valid = len(text) - len(text.encode("ascii", "ignore")) - invalid
+    # Legacy CJK or Latin text read as UTF-8 gives far more invalid bytes than (chance) valid characters.
+    return invalid if valid >= _UTF8_EVIDENCE * invalid else 0
 
 
 def _declared_charset(head: bytes) -> str | None:

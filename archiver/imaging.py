@@ -79,6 +79,8 @@ def process(path: str, fmt: ImageFormat, sha256: str, size: int, cfg: ImagesConf
         raise ImageError(f"cannot make thumbnails of {fmt.name} images")
     Image.MAX_IMAGE_PIXELS = cfg.max_pixels  # Pillow's own check in open() then agrees with ours
     with _source(path, fmt) as fp:
+        if fmt.name == "gif" and not _gif_complete(fp):
+            raise ImageError("truncated or corrupt GIF: its blocks end before the trailer")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # corrupt-EXIF chatter etc.: not the user's concern
@@ -114,6 +116,34 @@ def _source(path: str, fmt: ImageFormat) -> BinaryIO:
     with fp:
         data = fp.read()
     return io.BytesIO(head[start:] + data)
+
+
+def _gif_complete(fp: BinaryIO) -> bool:
+    """True if the GIF's blocks run to its trailer byte (0x3B). Pillow decodes a GIF cut short after a few
+    frames without complaint, and an archived copy of it would be broken for good."""
+    data = fp.read()
+    fp.seek(0)
+    if len(data) < 13:
+        return False
+    pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)  # header, global colour table
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x3B:
+            return True
+        if block == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+        elif block == 0x2C:  # image: descriptor, local colour table, LZW code size, then sub-blocks
+            if pos + 10 > len(data):
+                return False
+            flags = data[pos + 9]
+            pos += 11 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+        else:  # a stray byte: Pillow skips it too
+            pos += 1
+            continue
+        while pos < len(data) and data[pos]:
+            pos += 1 + data[pos]
+        pos += 1  # the zero-length block ending the sub-blocks
+    return False
 
 
 def _process_open(im: Image.Image, fmt: ImageFormat, sha256: str, size: int, cfg: ImagesConfig) -> Asset:

@@ -23,6 +23,7 @@ MAX_URL_LENGTH = 8192
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _STRIP = " \t\n\r\f\v\x00"
 _HEX = set("0123456789abcdefABCDEF")
+_DOT_SEGMENTS = {".": 1, "%2e": 1, "..": 2, ".%2e": 2, "%2e.": 2, "%2e%2e": 2}  # lower-cased
 _UNRESERVED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 _PATH_SAFE = _UNRESERVED | set("!$&'()*+,;=:@/")
 _QUERY_SAFE = _PATH_SAFE | set("?")
@@ -57,20 +58,22 @@ def _quote(text: str, safe: set[str]) -> str:
 
 
 def _remove_dot_segments(path: str) -> str:
-    """RFC 3986 section 5.2.4: resolve ``.`` and ``..`` segments (never above the root)."""
+    """RFC 3986 section 5.2.4: resolve ``.`` and ``..`` segments (never above the root); as browsers do,
+    ``%2e`` counts as a dot (``/%2e%2e/`` is ``/../``), so the server sees what a browser would send."""
     if not path:
         return "/"
     segments = path.split("/")
     out: list[str] = []
     for seg in segments[1:]:
-        if seg == ".":
+        dots = _DOT_SEGMENTS.get(seg.lower())
+        if dots == 1:
             continue
-        if seg == "..":
+        if dots == 2:
             if out:
                 out.pop()
             continue
         out.append(seg)
-    trailing = segments[-1] in (".", "..")
+    trailing = segments[-1].lower() in _DOT_SEGMENTS
     result = "/" + "/".join(out)
     if trailing and not result.endswith("/"):
         result += "/"
@@ -125,8 +128,6 @@ def resolve(raw: str, base_url: str) -> str:
     """The absolute, normalised http(s) URL for ``raw`` (entity-decoded, as written) relative to ``base_url``."""
     text = raw.strip(_STRIP).replace("\t", "").replace("\n", "").replace("\r", "")
     shown = text[:200] + ("..." if len(text) > 200 else "")
-    if len(text) > MAX_URL_LENGTH:
-        raise UrlError(shown, f"URL longer than {MAX_URL_LENGTH} characters")
     if not text:
         raise UrlError(raw, "empty URL")
     scheme_match = _SCHEME.match(text)
@@ -135,6 +136,8 @@ def resolve(raw: str, base_url: str) -> str:
         if scheme not in ("http", "https"):
             # data: URLs can be huge; never echo them whole.
             raise UrlError(redact(shown[:60]), f"{scheme}: URLs are never fetched")
+    if len(text) > MAX_URL_LENGTH:
+        raise UrlError(redact(shown), f"URL longer than {MAX_URL_LENGTH} characters")
     absolute = _join(text, base_url)
     scheme_end = absolute.index(":")
     scheme = absolute[:scheme_end].lower()
