@@ -220,7 +220,6 @@ class Fetcher:
             reraise=True,
         )
         try:
-          async with self._host_semaphore((urlsplit(target).hostname or "").lower()), self._global:
             async for attempt in retrying:
                 with attempt:
                     attempt_no = attempt.retry_state.attempt_number
@@ -247,7 +246,7 @@ class Fetcher:
         seen = {target}
         # Per-host slot first (by the URL's own host, also across its redirect hops), then a global slot:
         # tasks queued behind a busy host never sit on global slots that other hosts could use.
-        if True:
+        async with self._host_semaphore((urlsplit(target).hostname or "").lower()), self._global:
             for hop in range(self._cfg.max_redirects + 1):
                 host = (urlsplit(current).hostname or "").lower()
                 via = f"redirect to {redact(current)}: " if hop else ""
@@ -425,6 +424,8 @@ class Fetcher:
                 if not waiting.expired():
                     raise  # aiohttp's own timeout
                 chunk = None
+            if chunk == b"":
+                return chunk  # the whole body is in: however slow, it is complete
             if chunk:
                 meter.add(len(chunk))
             received = meter.too_slow()

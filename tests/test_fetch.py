@@ -14,7 +14,7 @@ import pytest
 
 from archiver.config import FetchConfig
 from archiver.errors import DeadLink, FetchError, NotAnImage, Refused, TooLarge, TransientFetchError
-from archiver.fetch import ACCEPT, Fetcher, FetchStats, _retry_after
+from archiver.fetch import ACCEPT, Fetcher, FetchStats, _RateMeter, _retry_after, _short
 from archiver.model import Download
 from archiver.sniff import SNIFF_BYTES
 from tests.support.images import make_jpeg, make_png_bomb
@@ -326,3 +326,32 @@ def test_unwritable_workdir_is_a_clear_error_not_an_oserror(origin: Server, tmp_
         return info.value
 
     assert run(CFG, workdir, body).attempts == 1
+
+
+def test_rate_meter_measures_a_sliding_window_after_the_first_byte(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr("archiver.fetch.time.monotonic", lambda: now[0])
+    meter = _RateMeter(min_rate=100, window=1.0)
+    assert meter.wait_limit() is None and meter.too_slow() is None  # before the first byte: timeouts only
+    meter.add(50)
+    now[0] = 100.5
+    assert meter.too_slow() is None and meter.wait_limit() == pytest.approx(0.5)  # first window not over
+    meter.add(200)
+    now[0] = 101.2
+    assert meter.too_slow() is None  # 200 bytes in (100.2, 101.2]: fast enough; the first 50 have left
+    now[0] = 101.6
+    assert meter.too_slow() == 0  # nothing in (100.6, 101.6]
+    assert meter.wait_limit() == pytest.approx(0.25)  # from now on the window is checked every quarter
+
+
+def test_rate_meter_off_at_zero() -> None:
+    meter = _RateMeter(min_rate=0, window=1.0)
+    meter.add(1)
+    assert meter.wait_limit() is None and meter.too_slow() is None
+
+
+def test_short_reason_is_one_bounded_line() -> None:
+    assert _short("Bad status line:\n  Expected HTTP/:\n\n  b'" + "\\xff" * 10_000) == (
+        "Bad status line: Expected HTTP/: b'" + "\\xff" * 11 + "…"
+    )
+    assert _short("fine") == "fine"

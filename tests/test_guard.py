@@ -270,3 +270,24 @@ def test_no_proxy_hosts_go_direct(
     _fetch(cfg, "http://img.example.test/image.jpg", tmp_path)
     assert origin.hits("/image.jpg") == 1
     assert fake_proxy.total_hits() == 0
+
+
+class SilentResolver(AbstractResolver):
+    """A DNS server that never answers."""
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("connect_to", [{}, {"img.example.test": "cdn.example.test:8080"}])
+def test_resolver_timeout_is_a_temporary_dns_failure(connect_to: dict[str, str]) -> None:
+    resolver = GuardedResolver(Guard(()), connect_to, base=SilentResolver(), timeout=0.05)
+    with pytest.raises(socket.gaierror, match="DNS lookup timed out after 0.05s") as info:
+        _resolve(resolver, "img.example.test")
+    assert info.value.errno == socket.EAI_AGAIN
