@@ -76,15 +76,16 @@ def apply_canonical(
 def undo_canonical(manifest: Manifest, fields: Sequence[str]) -> RewriteResult:
     """Put back the URLs that ``apply_canonical`` replaced, in every article it rewrote and not yet undone."""
     result = RewriteResult()
-    paths = [r[0] for r in manifest._db.execute(
-        "SELECT DISTINCT article FROM replacements WHERE reason=? ORDER BY article", (REASON_APPLY,)
-    )]
-    for path in paths:
-        _undo_article(manifest, path, fields, result)
+    applied = {r[0] for r in manifest._db.execute(
+        "SELECT DISTINCT article FROM replacements WHERE reason=?", (REASON_APPLY,)
+    )}
+    for path, _before, after in manifest.rewritten_articles():
+        if path in applied:
+            _undo_article(manifest, path, after, fields, result)
     return result
 
 
-def _undo_article(manifest: Manifest, path: str, fields: Sequence[str], result: RewriteResult) -> None:
+def _undo_article(manifest: Manifest, path: str, sha_after: str, fields: Sequence[str], result: RewriteResult) -> None:
     gens = _generations(manifest, path)
     last_undo = max((i for i, g in enumerate(gens) if g.reason == REASON_UNDO), default=-1)
     outstanding = [i for i in range(last_undo + 1, len(gens)) if gens[i].reason == REASON_APPLY]
@@ -103,7 +104,7 @@ def _undo_article(manifest: Manifest, path: str, fields: Sequence[str], result: 
             final[k, n] = pos = _map_span(s, e, [x.reps for x in gens[k + 1 :]])
             if pos is not None:
                 written[pos] = rep.replacement
-    now = _realign(manifest, path, article, written, fields)
+    now = _realign(article, sha_after, written, fields)
     text = article.text
     later: list[tuple[ArticleReplacement, ...]] = []  # undo steps made in memory, in order
     steps: list[list[ArticleReplacement]] = []
@@ -138,14 +139,13 @@ def _undo_article(manifest: Manifest, path: str, fields: Sequence[str], result: 
 
 
 def _realign(
-    manifest: Manifest, path: str, article: Article, written: dict[tuple[int, int], str], fields: Sequence[str]
+    article: Article, sha_after: str, written: dict[tuple[int, int], str], fields: Sequence[str]
 ) -> dict[tuple[int, int], tuple[int, int]]:
     """Spans of our last write -> the same spans in the article now. Unchanged since: the same offsets.
     Edited since: the URL references we wrote are matched, in order, with the references of the same URLs
     found in the current text (a longest-common-subsequence alignment), so edits elsewhere move them
     along and a reference the author removed or changed is simply not found."""
-    row = manifest._db.execute("SELECT sha256_after FROM articles WHERE path=?", (path,)).fetchone()
-    if row and row[0] == _sha(article.raw):
+    if sha_after == _sha(article.raw):
         return {pos: pos for pos in written}
     expected = sorted(written)
     ours = set(written.values())

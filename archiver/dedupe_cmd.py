@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import quote, urljoin
 
@@ -88,7 +88,7 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int) -> Pl
     _record_pairs(manifest, groups)
     mapping = {b + by_sha[m.sha256].key: b + by_sha[g.canonical].key
                for g in groups for m in g.members[1:] for b in bases}
-    articles = [r[0] for r in manifest._db.execute("SELECT path FROM articles ORDER BY path")]
+    articles = [path for path, _before, _after in manifest.rewritten_articles()]
     return Plan(groups, by_sha, mapping, forms, pinned, articles)
 
 
@@ -136,18 +136,21 @@ def _load_assets(manifest: Manifest, store: Store) -> list[ArchivedAsset]:
     for sha, width, key in manifest._db.execute("SELECT asset, width, key FROM renditions ORDER BY asset, width"):
         thumbs[sha].append((width, key))
     out: list[ArchivedAsset] = []
+    # the grey thumbnail signal (similarity.Signature.grey), once the manifest has a column for it
+    has_grey = any(r[1] == "grey" for r in manifest._db.execute("PRAGMA table_info(assets)"))
     rows = manifest._db.execute(
         "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
-        "phash_variants, dhash_variants FROM assets ORDER BY sha256"
+        f"phash_variants, dhash_variants, {'grey' if has_grey else 'NULL'} FROM assets ORDER BY sha256"
     ).fetchall()
-    for sha, fmt, mime, ext, size, w, h, first, key, ph, dh, pv, dv in rows:
+    for sha, fmt, mime, ext, size, w, h, first, key, ph, dh, pv, dv, grey in rows:
         sig = None
         if ph is not None:
-            sig = _signature(pv, dv) or _backfill(manifest, store, sha, thumbs.get(sha, []))
+            sig = _signature(pv, dv, grey) or _backfill(manifest, store, sha, thumbs.get(sha, []))
             if sig is not None and pv is None:
-                fmt_rec = ImageFormat(fmt, mime, ext)
+                extra = {"grey": sig.grey} if "grey" in {f.name for f in fields(Asset)} else {}
                 manifest.record_asset(
-                    Asset(sha, fmt_rec, size, w, h, ph, dh, phash_variants=sig.phash, dhash_variants=sig.dhash),
+                    Asset(sha, ImageFormat(fmt, mime, ext), size, w, h, ph, dh, phash_variants=sig.phash,
+                          dhash_variants=sig.dhash, **extra),
                     key, [],
                 )
         info = AssetInfo(sha, fmt, size, w, h, first, sig)
@@ -155,11 +158,11 @@ def _load_assets(manifest: Manifest, store: Store) -> list[ArchivedAsset]:
     return out
 
 
-def _signature(pv: str | None, dv: str | None) -> similarity.Signature | None:
+def _signature(pv: str | None, dv: str | None, grey: str | None) -> similarity.Signature | None:
     if not pv or not dv:
         return None
     try:
-        return similarity.Signature(tuple(pv.split(",")), tuple(dv.split(",")))
+        return similarity.Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey or "")
     except ValueError:
         return None
 
@@ -247,7 +250,8 @@ def _rows(p: Plan, sources: dict[str, list[str]], usage: dict[str, list[str]], s
             sha, store.url_for(a.key), _page_src(store, a.key, report_dir), store.url_for(thumb_key),
             _page_src(store, thumb_key, report_dir), a.info.width, a.info.height, a.info.format, a.info.bytes,
             canonical, sha in p.pinned, m.transform if m else None, m.phash_distance if m else None,
-            m.dhash_distance if m else None, tuple(sources.get(sha, ())), tuple(usage.get(sha, ())),
+            m.dhash_distance if m else None, m.grey_distance if m else None, tuple(sources.get(sha, ())),
+            tuple(usage.get(sha, ())),
         )
 
     rows = [GroupRow("near", tuple(member(x.sha256, x.match, i == 0) for i, x in enumerate(g.members)))

@@ -41,6 +41,7 @@ class MemberRow:
     transform: str | None = None  # how this member matches the canonical; None for the canonical
     phash_distance: int | None = None
     dhash_distance: int | None = None
+    grey_distance: float | None = None  # mean grey-level difference of the 8x8 thumbnails; -1: unknown
     source_urls: tuple[str, ...] = ()
     articles: tuple[str, ...] = ()
 
@@ -215,7 +216,8 @@ function card(m) {
   const dims = m.width ? m.width + "×" + m.height : "?";
   c.appendChild(el("div", null, dims + " · " + m.format + " · " + size(m.bytes)));
   if (!m.canonical && m.transform !== null) {
-    c.appendChild(el("div", null, "pHash " + m.phash_distance + " · dHash " + m.dhash_distance + " · " + m.transform));
+    const grey = m.grey_distance !== null && m.grey_distance >= 0 ? " · grey " + m.grey_distance : "";
+    c.appendChild(el("div", null, "pHash " + m.phash_distance + " · dHash " + m.dhash_distance + grey + " · " + m.transform));
   }
   const a = el("a", null, m.sha256.slice(0, 16) + "…");
   a.href = m.url_src;

@@ -29,14 +29,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
 import sys
 import tempfile
 import time
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -282,11 +283,11 @@ def _watermark(im: Image.Image, rng: np.random.Generator) -> tuple[Image.Image, 
     if rng.random() < 0.6:
         text = WORDS[rng.integers(len(WORDS))]
         font = _font(int(h * rng.uniform(0.04, 0.07)))
-        l, t, r, b = d.textbbox((0, 0), text, font=font)
-        tw, th = r - l, b - t
+        x0, y0, x1, y1 = d.textbbox((0, 0), text, font=font)
+        tw, th = x1 - x0, y1 - y0
         x = margin if corner in (0, 2) else w - tw - margin
         y = margin if corner in (0, 1) else h - th - margin
-        d.text((x - l, y - t), text, font=font, fill=colour)
+        d.text((x - x0, y - y0), text, font=font, fill=colour)
         detail = f"text {tw}x{th} corner {corner}"
     else:
         s = int(min(w, h) * rng.uniform(0.1, 0.18))
@@ -350,9 +351,9 @@ def derive(im: Image.Image, family: str, k: int, rng: np.random.Generator) -> tu
         name = "flip-h" if k == 0 else ("flip-v", "transpose", "transverse")[rng.integers(3)]
         return *_save(im.transpose(PIL_TRANSPOSE[name]), other, rng), name, name
     if family == "crop":
-        l, t, r, b = rng.uniform(0.01, 0.05, 4)
-        box = (round(w * l), round(h * t), w - round(w * r), h - round(h * b))
-        detail = f"crop l{l:.1%} t{t:.1%} r{r:.1%} b{b:.1%}"
+        left, top, right, bottom = rng.uniform(0.01, 0.05, 4)
+        box = (round(w * left), round(h * top), w - round(w * right), h - round(h * bottom))
+        detail = f"crop l{left:.1%} t{top:.1%} r{right:.1%} b{bottom:.1%}"
         return *_save(im.crop(box), "jpeg", rng), "identity", detail
     if family == "watermark":
         out, detail = _watermark(im, rng)
@@ -468,11 +469,8 @@ def close_pairs(hashes: list[tuple[str, ...]], max_distance: int) -> set[tuple[i
     return set(zip(i.tolist(), j.tolist(), strict=True))
 
 
-def run(args: argparse.Namespace) -> None:
-    global CORPUS
-    CORPUS = Path(args.corpus)
-    real = [n for n in REAL_PHOTOS if (CORPUS / n).is_file()]
-    t0 = time.perf_counter()
+def pipeline(args: argparse.Namespace, real: list[str]) -> tuple[list[tuple[Item, Signature]], list[object]]:
+    """Generate the set and run every image through the pipeline, in a process pool."""
     with tempfile.TemporaryDirectory() as folder, ProcessPoolExecutor(args.workers) as pool:
         jobs_src = [(g, src, args.seed * 100_003 + g, folder)
                     for g, src in enumerate(real + [args.seed * 1_000_000 + k for k in range(args.generated)])]
@@ -489,6 +487,23 @@ def run(args: argparse.Namespace) -> None:
             results += part
         for part in pool.map(distinct_job, jobs_dist, chunksize=16):
             results += part
+    return results, jobs_tiles
+
+
+def run(args: argparse.Namespace) -> None:
+    global CORPUS
+    CORPUS = Path(args.corpus)
+    real = [n for n in REAL_PHOTOS if (CORPUS / n).is_file()]
+    t0 = time.perf_counter()
+    cache = Path(args.cache) if args.cache else None
+    if cache and cache.is_file():  # the signatures of an earlier run with the same options: rule changes only
+        rows = json.loads(cache.read_text())
+        results = [(Item(*r[0]), Signature(tuple(r[1][0]), tuple(r[1][1]), r[1][2])) for r in rows]
+        jobs_tiles = [0] * (sum(1 for it, _ in results if it.detail.endswith(("quarter 0",))))
+    else:
+        results, jobs_tiles = pipeline(args, real)
+        if cache:
+            cache.write_text(json.dumps([[astuple(it), [s.phash, s.dhash, s.grey]] for it, s in results]))
     t_pipeline = time.perf_counter() - t0
     items = [r[0] for r in results]
     sigs = [r[1] for r in results]
@@ -504,6 +519,11 @@ def run(args: argparse.Namespace) -> None:
         if m is not None:
             matches[i, j] = m
     t_compare = time.perf_counter() - t2
+    fams = [it.family for it in items]
+    print(f"set: {fams.count('source')} sources ({len(real)} real photos, {args.generated} generated), "
+          f"{len(items) - fams.count('source') - fams.count('distinct')} derived copies, "
+          f"{fams.count('distinct')} distinct images ({4 * len(jobs_tiles)} real-photo quarters); "
+          f"{len(items)} images, {len({it.group for it in items})} different pictures; seed {args.seed}")
     print(f"candidates (within {args.max_distance} under some transform): pHash {len(by_phash)} pairs, "
           f"dHash {len(by_dhash)}, either {len(cands)}")
     print("\n== candidates from pHash OR dHash (the proposed index policy) ==")
@@ -562,10 +582,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--generated", type=int, default=174, help="generated sources (default 174, + 26 real)")
     ap.add_argument("--distinct", type=int, default=2000, help="distinct images added (default 2000)")
-    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=7, help="7: not a seed the thresholds were tuned on")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--max-distance", type=int, default=10)
     ap.add_argument("--corpus", default=str(CORPUS))
+    ap.add_argument("--cache", default="", help="JSON file: signatures saved there, or read if it exists")
     ap.add_argument("--misses", type=int, default=4, help="missed pairs listed per family")
     args = ap.parse_args()
     global MISSES_LISTED

@@ -1,0 +1,390 @@
+"""Exact all-pairs and query search over 64-bit perceptual hashes within a Hamming distance (multi-index hashing).
+
+How it stays exact without comparing every pair: the 64 bits are cut into three chunks (22, 21 and 21
+bits) with probe radii ``t`` such that ``sum(t + 1) >= max_distance + 1`` (for 10: radii 3, 3, 2; for 8:
+2, 2, 2). If two hashes differ in at most ``max_distance`` bits, some chunk differs in at most its
+radius (generalised pigeonhole), so probing every bucket within that radius of each bucket finds the
+pair. A pair is kept only from the FIRST chunk where it qualifies, so nothing is reported twice, and
+every candidate is verified with a vectorised popcount of the 64-bit XOR.
+
+Identical hashes are collapsed first: the search runs over distinct values, and id pairs are expanded
+from them at the end. A block of n identical hashes therefore costs O(n) to search, but still yields
+n·(n-1)/2 id pairs; use ``iter_pairs`` to stream them, or ``value_pairs`` + ``ids_of`` to work per group.
+Work is split over threads (numpy releases the GIL in the bulk array operations).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+MAX_DISTANCE = 10  # the default distance
+LIMIT = 16  # largest supported distance: the probes grow like C(22, k/3) per hash beyond that
+_BATCH = 1 << 21  # candidate probes / pairs handled per work item (bounds memory per thread)
+_CHUNK_BITS = (22, 21, 21)
+_U64 = np.uint64
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Bits ``[shift, shift + bits)`` of the hash, probed up to ``radius`` flipped bits (-1: not used)."""
+
+    shift: int
+    bits: int
+    radius: int
+
+    @property
+    def mask(self) -> np.uint64:
+        return _U64(((1 << self.bits) - 1) << self.shift)
+
+    def keys(self, values: np.ndarray) -> np.ndarray:
+        return ((values >> _U64(self.shift)) & _U64((1 << self.bits) - 1)).astype(np.int64)
+
+
+def plan(max_distance: int) -> tuple[Chunk, ...]:
+    """The chunks and radii: radii + 1 add up to ``max_distance + 1``, spread evenly, larger chunks first."""
+    if not 0 <= max_distance <= LIMIT:
+        raise ValueError(f"max_distance must be in 0..{LIMIT}, got {max_distance}")
+    cover, n = max_distance + 1, len(_CHUNK_BITS)
+    shifts = np.concatenate([[0], np.cumsum(_CHUNK_BITS)[:-1]])
+    return tuple(
+        Chunk(int(s), b, cover // n + (1 if i < cover % n else 0) - 1)
+        for i, (s, b) in enumerate(zip(shifts, _CHUNK_BITS, strict=True))
+    )
+
+
+def _patterns(bits: int, radius: int) -> list[np.ndarray]:
+    """Flip masks of popcount 1..radius grouped by their highest bit (index = that bit)."""
+    groups: list[list[int]] = [[] for _ in range(bits)]
+    for r in range(1, radius + 1):
+        for combo in combinations(range(bits), r):
+            groups[combo[-1]].append(sum(1 << b for b in combo))
+    return [np.array(g, dtype=np.int32) for g in groups]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Distinct values sorted by one chunk's key: bucket ``k`` holds positions ``offsets[k]:offsets[k+1]``.
+
+    ``occupied`` (0, 1, 2 = several) and ``single`` (the value of a one-value bucket) let the probe loop
+    test a bucket and fetch its value with one small random read each; only the probed side needs them.
+    """
+
+    order: np.ndarray  # int64 positions in the values array
+    sorted_values: np.ndarray  # values[order]
+    item_keys: np.ndarray  # int32 chunk key of each sorted value (ascending)
+    offsets: np.ndarray  # int64, 2**bits + 1
+    occupied: np.ndarray | None  # uint8 per bucket
+    single: np.ndarray | None  # uint64 per bucket
+
+    @classmethod
+    def build(cls, values: np.ndarray, chunk: Chunk, tables: bool = True) -> _Layout:
+        keys = chunk.keys(values).astype(np.int32)
+        order = np.argsort(keys)
+        item_keys, sorted_values = keys[order], values[order]
+        counts = np.bincount(item_keys, minlength=1 << chunk.bits)
+        offsets = np.zeros(counts.size + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        occupied = single = None
+        if tables:
+            occupied = np.minimum(counts, 2).astype(np.uint8)
+            single = np.zeros(counts.size, dtype=np.uint64)
+            single[item_keys] = sorted_values  # right for one-value buckets, never read for the others
+        return cls(order, sorted_values, item_keys, offsets, occupied, single)
+
+
+def _expand(a_start: np.ndarray, a_len: np.ndarray, b_start: np.ndarray, b_len: np.ndarray
+            ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every (segment, a_start+x, b_start+y), x < a_len, y < b_len, in blocks of about ``_BATCH`` pairs."""
+    weight = a_len * b_len
+    single = np.flatnonzero(weight == 1)
+    if single.size:
+        yield single, a_start[single], b_start[single]
+    for i in np.flatnonzero(weight > _BATCH):  # split a huge segment into row blocks
+        rows = max(1, _BATCH // int(b_len[i]))
+        for r0 in range(0, int(a_len[i]), rows):
+            r = min(rows, int(a_len[i]) - r0)
+            a = np.repeat(np.arange(a_start[i] + r0, a_start[i] + r0 + r), b_len[i])
+            yield np.full(a.size, i), a, np.tile(np.arange(b_start[i], b_start[i] + b_len[i]), r)
+    light = np.flatnonzero((weight > 1) & (weight <= _BATCH))
+    if light.size == 0:
+        return
+    w_all = weight[light]
+    ends = np.cumsum(w_all)
+    cuts = np.searchsorted(ends, np.arange(_BATCH, int(ends[-1]), _BATCH), "right")
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, light.size], strict=True):
+        if lo == hi:
+            continue
+        seg, w = light[lo:hi], w_all[lo:hi]
+        rep = seg[np.repeat(np.arange(seg.size), w)]
+        k = np.arange(int(w.sum())) - np.repeat(np.cumsum(w) - w, w)
+        bl = b_len[rep]
+        yield rep, a_start[rep] + k // bl, b_start[rep] + k % bl
+
+
+class _Join:
+    """Pairs of distinct values (from side A, from side B) within ``k``; A is B for the all-pairs search.
+
+    Work items are (chunk, highest flipped bit): each A value probes the B buckets at its key XOR every
+    flip pattern. For the all-pairs search only values whose key has that bit clear probe, so each
+    unordered pair is met once; bucket-mates (pattern 0) are paired directly.
+    """
+
+    def __init__(self, a: Sequence[_Layout], b: Sequence[_Layout], chunks: Sequence[Chunk], k: int) -> None:
+        self.a, self.b, self.chunks, self.k, self.same = a, b, chunks, k, a is b
+
+    def tasks(self) -> list[tuple[int, int, np.ndarray]]:
+        """(chunk index, highest flipped bit or -1 for pattern 0, patterns) work items, biggest first."""
+        out: list[tuple[int, int, np.ndarray]] = []
+        for ci, chunk in enumerate(self.chunks):
+            if chunk.radius < 0:
+                continue
+            out.append((ci, -1, np.zeros(1, dtype=np.int32)))
+            out.extend((ci, top, pats) for top, pats in enumerate(_patterns(chunk.bits, chunk.radius))
+                       if pats.size)
+        return sorted(out, key=lambda t: -t[2].size)
+
+    def run(self, task: tuple[int, int, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ci, top, pats = task
+        la, lb = self.a[ci], self.b[ci]
+        if top < 0 and self.same:
+            return self._bucket_mates(ci)
+        pos = np.arange(la.item_keys.size)
+        if self.same:
+            pos = np.flatnonzero((la.item_keys >> top) & 1 == 0)
+        src_keys, src_vals = la.item_keys[pos], la.sorted_values[pos]
+        parts = []
+        step = max(1, _BATCH // max(1, pos.size))
+        for i in range(0, pats.size, step):
+            v = (src_keys[None, :] ^ pats[i:i + step, None]).ravel()
+            occ = lb.occupied[v]  # type: ignore[index]
+            hit = np.flatnonzero(occ)
+            col = hit % pos.size
+            vk = v[hit]
+            one = occ[hit] == 1
+            x = src_vals[col[one]] ^ lb.single[vk[one]]  # type: ignore[index]
+            d = np.bitwise_count(x)
+            ok = np.flatnonzero(d <= self.k)
+            parts.append(self._keep(ci, pos[col[one][ok]], lb.offsets[vk[one][ok]], x[ok], d[ok]))
+            many = ~one
+            b0 = lb.offsets[vk[many]]
+            parts.extend(self._verify(ci, a, b) for _, a, b in _expand(
+                pos[col[many]], np.ones(b0.size, np.int64), b0, lb.offsets[vk[many] + 1] - b0))
+        return _concat3(parts)
+
+    def _bucket_mates(self, ci: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        la = self.a[ci]
+        counts = np.diff(la.offsets)
+        full = np.flatnonzero(counts > 1)
+        s0, n = la.offsets[full], counts[full]
+        parts = []
+        for _, a, b in _expand(s0, n, s0, n):
+            keep = a < b
+            parts.append(self._verify(ci, a[keep], b[keep]))
+        return _concat3(parts)
+
+    def _verify(self, ci: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = self.a[ci].sorted_values[a] ^ self.b[ci].sorted_values[b]
+        d = np.bitwise_count(x)
+        ok = np.flatnonzero(d <= self.k)
+        return self._keep(ci, a[ok], b[ok], x[ok], d[ok])
+
+    def _keep(self, ci: int, a: np.ndarray, b: np.ndarray, x: np.ndarray, d: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Drop pairs an earlier chunk finds too; map sorted positions back to value indices."""
+        ok = np.ones(a.size, dtype=bool)
+        for earlier in self.chunks[:ci]:
+            if earlier.radius >= 0:
+                ok &= np.bitwise_count(x & earlier.mask) > earlier.radius
+        return self.a[ci].order[a[ok]], self.b[ci].order[b[ok]], d[ok].astype(np.int8)
+
+
+def _concat3(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    parts = [p for p in parts if p[0].size]
+    if not parts:
+        return _empty3()
+    return tuple(np.concatenate(x) for x in zip(*parts, strict=True))  # type: ignore[return-value]
+
+
+def _empty3() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    e = np.zeros(0, dtype=np.int64)
+    return e, e, np.zeros(0, dtype=np.int8)
+
+
+def _groups(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct values, ids grouped by value (stable), and group offsets."""
+    ids = np.argsort(hashes, kind="stable")
+    s = hashes[ids]
+    first = np.flatnonzero(np.r_[True, s[1:] != s[:-1]]) if s.size else np.zeros(0, dtype=np.int64)
+    return s[first], ids, np.r_[first, s.size].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class HashIndex:
+    """An exact index of N uint64 hashes (ids are positions) for pairs within ``max_distance``."""
+
+    max_distance: int
+    values: np.ndarray  # distinct hashes, ascending
+    ids: np.ndarray  # hash ids grouped by value: value v owns ids[starts[v]:starts[v+1]]
+    starts: np.ndarray
+    layouts: tuple[_Layout, ...]
+    workers: int = 0  # 0: os.cpu_count()
+
+    @classmethod
+    def build(cls, hashes: np.ndarray, max_distance: int = MAX_DISTANCE, workers: int = 0) -> HashIndex:
+        hashes = _as_hashes(hashes)
+        chunks = plan(max_distance)
+        values, ids, starts = _groups(hashes)
+        layouts = tuple(_Layout.build(values, c) for c in chunks)
+        return cls(max_distance, values, ids, starts, layouts, workers)
+
+    @property
+    def size(self) -> int:
+        return int(self.ids.size)
+
+    @property
+    def chunks(self) -> tuple[Chunk, ...]:
+        return plan(self.max_distance)
+
+    def ids_of(self, value_index: int) -> np.ndarray:
+        """Ids of the hashes equal to ``values[value_index]``."""
+        return self.ids[self.starts[value_index]:self.starts[value_index + 1]]
+
+    def _run(self, join: _Join) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        tasks = join.tasks()
+        n = self.workers or os.cpu_count() or 1
+        if n == 1:
+            yield from map(join.run, tasks)
+            return
+        with ThreadPoolExecutor(n) as pool:  # a bounded window of futures keeps memory flat when streaming
+            window = [pool.submit(join.run, t) for t in tasks[:2 * n]]
+            for t in tasks[2 * n:]:
+                yield window.pop(0).result()
+                window.append(pool.submit(join.run, t))
+            for f in window:
+                yield f.result()
+
+    def iter_value_pairs(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Batches (u, v, dist) of DISTINCT values within ``max_distance``; u < v index ``values``."""
+        for a, b, d in self._run(_Join(self.layouts, self.layouts, self.chunks, self.max_distance)):
+            if a.size:
+                yield np.minimum(a, b), np.maximum(a, b), d
+
+    def value_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """All distinct-value pairs as ((P, 2) int64 value indices u < v, distances (P,) int8)."""
+        return _sorted_pairs(list(self.iter_value_pairs()))
+
+    def iter_pairs(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Batches ((P, 2) id pairs i < j, distances) covering every pair within ``max_distance``.
+
+        Ids sharing one value come first (distance 0), then the expansion of each value pair; a block of
+        n identical hashes yields n·(n-1)/2 pairs in bounded batches.
+        """
+        sizes = np.diff(self.starts)
+        multi = np.flatnonzero(sizes > 1)
+        s0 = self.starts[multi]
+        for _, a, b in _expand(s0, sizes[multi], s0, sizes[multi]):
+            keep = a < b
+            yield _id_pairs(self.ids[a[keep]], self.ids[b[keep]]), np.zeros(int(keep.sum()), np.int8)
+        for u, v, d in self.iter_value_pairs():
+            for seg, a, b in _expand(self.starts[u], sizes[u], self.starts[v], sizes[v]):
+                yield _id_pairs(self.ids[a], self.ids[b]), d[seg]
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """All id pairs within ``max_distance``: ((P, 2) int64, i < j, lexicographic order; (P,) int8)."""
+        return _sorted_pairs([(p[:, 0], p[:, 1], d) for p, d in self.iter_pairs()])
+
+    def query(self, new: np.ndarray, max_distance: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(new_idx, existing_id, dist) for every query hash and indexed hash within the distance."""
+        k = self.max_distance if max_distance is None else max_distance
+        if k > self.max_distance:
+            raise ValueError(f"index built for distance <= {self.max_distance}, asked for {k}")
+        new = _as_hashes(new)
+        qvalues, qids, qstarts = _groups(new)
+        qlayouts = tuple(_Layout.build(qvalues, c, tables=False) for c in self.chunks)
+        qsizes, sizes = np.diff(qstarts), np.diff(self.starts)
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for qv, ev, d in self._run(_Join(qlayouts, self.layouts, self.chunks, k)):
+            for seg, a, b in _expand(qstarts[qv], qsizes[qv], self.starts[ev], sizes[ev]):
+                out.append((qids[a], self.ids[b], d[seg]))
+        if not out:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8)
+        q, e, dist = (np.concatenate(x) for x in zip(*out, strict=True))
+        order = np.lexsort((e, q))
+        return q[order], e[order], dist[order]
+
+    def hashes(self) -> np.ndarray:
+        """The indexed hashes by id."""
+        out = np.empty(self.size, dtype=np.uint64)
+        out[self.ids] = np.repeat(self.values, np.diff(self.starts))
+        return out
+
+    def add(self, new: np.ndarray) -> tuple[HashIndex, np.ndarray, np.ndarray]:
+        """Index with ``new`` appended (ids continue after the existing ones), and every pair involving a new id.
+
+        Only the new hashes are searched: against the existing index, and among themselves.
+        """
+        new = _as_hashes(new)
+        q, e, d = self.query(new)
+        inner, inner_d = HashIndex.build(new, self.max_distance, self.workers).pairs()
+        pairs = np.concatenate([np.stack([e, q + self.size], axis=1), inner + self.size])
+        dist = np.concatenate([d, inner_d])
+        order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+        grown = HashIndex.build(np.concatenate([self.hashes(), new]),
+                                self.max_distance, self.workers)
+        return grown, pairs[order], dist[order]
+
+    def save(self, path: Path) -> None:
+        """One uncompressed .npz holding the hashes by id (the layouts are rebuilt on load: it is fast)."""
+        with open(path, "wb") as fh:
+            np.savez(fh, hashes=self.hashes(), max_distance=self.max_distance)
+
+    @classmethod
+    def load(cls, path: Path, workers: int = 0) -> HashIndex:
+        with np.load(path) as data:
+            return cls.build(data["hashes"], int(data["max_distance"]), workers)
+
+
+def _id_pairs(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    return np.stack([np.minimum(i, j), np.maximum(i, j)], axis=1)
+
+
+def _sorted_pairs(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    if not parts:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int8)
+    a, b, d = (np.concatenate(x) for x in zip(*parts, strict=True))
+    order = np.lexsort((b, a))
+    return np.stack([a[order], b[order]], axis=1).astype(np.int64), d[order]
+
+
+def _as_hashes(hashes: np.ndarray) -> np.ndarray:
+    arr = np.asarray(hashes)
+    if arr.ndim != 1 or (arr.size and arr.dtype != np.uint64):
+        raise ValueError(f"hashes must be a 1-D uint64 array, got {arr.dtype} with shape {arr.shape}")
+    return arr.astype(np.uint64, copy=False)
+
+
+def hex_to_uint64(hexes: Sequence[str]) -> np.ndarray:
+    """16-hex-digit hash strings (imagehash's ``str(hash)``) as a uint64 array."""
+    return np.array([int(h, 16) for h in hexes], dtype=np.uint64)
+
+
+def brute_force_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reference all-pairs comparing every pair i < j, a block of rows at a time (about 32 MB per block)."""
+    hashes = _as_hashes(hashes)
+    block = max(1, (1 << 22) // max(1, hashes.size))
+    parts = []
+    for lo in range(0, hashes.size, block):
+        d = np.bitwise_count(hashes[lo:lo + block, None] ^ hashes[None, lo:])
+        i, j = np.nonzero(d <= max_distance)
+        keep = i < j
+        i, j = i[keep], j[keep]
+        parts.append((i + lo, j + lo, d[i, j].astype(np.int8)))
+    return _sorted_pairs(parts)

@@ -1,0 +1,146 @@
+"""HashIndex: exact equality with brute force on random, clustered and duplicated hashes; query, add, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from archiver.hashindex import HashIndex, brute_force_pairs, hex_to_uint64, plan
+
+U64_MAX = np.iinfo(np.uint64).max
+
+
+def _flip(rng: np.random.Generator, h: np.ndarray, max_bits: int) -> np.ndarray:
+    """Each hash with 0..max_bits distinct random bits flipped."""
+    out = h.copy()
+    for i, n in enumerate(rng.integers(0, max_bits + 1, h.size)):
+        for b in rng.choice(64, n, replace=False):
+            out[i] ^= np.uint64(1) << np.uint64(b)
+    return out
+
+
+def _mixed(n: int, seed: int) -> np.ndarray:
+    """Uniform hashes, families of near-duplicates around a few bases, exact duplicates, a blank block."""
+    rng = np.random.default_rng(seed)
+    h = rng.integers(0, U64_MAX, n, dtype=np.uint64, endpoint=True)
+    fam = n * 2 // 5
+    bases = rng.integers(0, U64_MAX, 150, dtype=np.uint64, endpoint=True)
+    h[:fam] = _flip(rng, bases[rng.integers(0, bases.size, fam)], 12)
+    h[fam:fam + 300] = 0  # blank images
+    h[fam + 300:fam + 400] = U64_MAX
+    h[fam + 400:fam + 600] = h[rng.integers(0, fam, 200)]  # planted exact duplicates
+    h[fam + 600:fam + 900] = _flip(rng, np.zeros(300, np.uint64), 10)  # near-blank
+    return rng.permutation(h)
+
+
+@pytest.fixture(scope="module")
+def mixed() -> np.ndarray:
+    return _mixed(20_000, seed=7)
+
+
+@pytest.fixture(scope="module")
+def reference(mixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return brute_force_pairs(mixed, 10)
+
+
+@pytest.mark.parametrize("k", [0, 4, 8, 10])
+def test_pairs_equal_brute_force(mixed: np.ndarray, reference: tuple[np.ndarray, np.ndarray], k: int) -> None:
+    got, dist = HashIndex.build(mixed, k).pairs()
+    within = reference[1] <= k
+    want, want_dist = reference[0][within], reference[1][within]
+    assert len(want) > 10_000  # the data really has duplicates and near-duplicates at every k
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(dist, want_dist)
+
+
+def test_single_thread_and_streamed_pairs_match(mixed: np.ndarray) -> None:
+    sub = mixed[:5000]
+    want, want_dist = brute_force_pairs(sub, 10)
+    index = HashIndex.build(sub, 10, workers=1)
+    got, dist = index.pairs()
+    np.testing.assert_array_equal(got, want)
+    streamed = np.concatenate([p for p, _ in index.iter_pairs()])
+    assert len(streamed) == len(want)
+    assert set(map(tuple, streamed.tolist())) == set(map(tuple, want.tolist()))
+
+
+def test_value_pairs_collapse_identical_hashes() -> None:
+    h = np.zeros(3000, dtype=np.uint64)
+    h[-1] = 0b111
+    index = HashIndex.build(h, 4)
+    pairs, dist = index.value_pairs()
+    assert pairs.tolist() == [[0, 1]] and dist.tolist() == [3]
+    assert index.ids_of(0).size == 2999
+    assert sum(len(p) for p, _ in index.iter_pairs()) == 3000 * 2999 // 2
+
+
+@pytest.mark.parametrize("k", [3, 8, 10])
+def test_query_equals_brute_force(mixed: np.ndarray, k: int) -> None:
+    rng = np.random.default_rng(3)
+    existing = mixed[:12_000]
+    new = np.concatenate([_flip(rng, existing[rng.integers(0, existing.size, 1500)], 12), mixed[12_000:13_000]])
+    q, e, d = HashIndex.build(existing, 10).query(new, k)
+    full = np.bitwise_count(new[:, None] ^ existing[None, :])
+    wq, we = np.nonzero(full <= k)
+    assert len(wq) > 1000
+    np.testing.assert_array_equal(q, wq)
+    np.testing.assert_array_equal(e, we)
+    np.testing.assert_array_equal(d, full[wq, we])
+
+
+def test_query_beyond_build_distance_is_refused(mixed: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="built for distance <= 4"):
+        HashIndex.build(mixed[:10], 4).query(mixed[:3], 5)
+
+
+def test_add_finds_every_pair_involving_new_hashes(mixed: np.ndarray, reference: tuple[np.ndarray, np.ndarray]
+                                                   ) -> None:
+    old, new = mixed[:15_000], mixed[15_000:16_000]
+    grown, pairs, dist = HashIndex.build(old, 8).add(new)
+    keep = (reference[1] <= 8) & (reference[0][:, 1] < 16_000)
+    want, want_dist = reference[0][keep], reference[1][keep]
+    involving = want[:, 1] >= 15_000
+    assert involving.sum() > 100
+    np.testing.assert_array_equal(pairs, want[involving])
+    np.testing.assert_array_equal(dist, want_dist[involving])
+    np.testing.assert_array_equal(grown.hashes(), mixed[:16_000])
+    np.testing.assert_array_equal(grown.pairs()[0], want)
+
+
+def test_save_load_round_trip(tmp_path, mixed: np.ndarray) -> None:
+    index = HashIndex.build(mixed[:5000], 6)
+    index.save(tmp_path / "index.npz")
+    loaded = HashIndex.load(tmp_path / "index.npz")
+    assert loaded.max_distance == 6
+    np.testing.assert_array_equal(loaded.hashes(), mixed[:5000])
+    np.testing.assert_array_equal(loaded.pairs()[0], index.pairs()[0])
+
+
+@pytest.mark.parametrize("hashes", [[], [5], [0, 7], [U64_MAX, U64_MAX - 1], [42] * 50])
+def test_edge_cases(hashes: list[int]) -> None:
+    h = np.array(hashes, dtype=np.uint64)
+    got, dist = HashIndex.build(h, 10).pairs()
+    want, want_dist = brute_force_pairs(h, 10)
+    assert got.shape == want.shape and got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(dist, want_dist)
+    q, e, d = HashIndex.build(h, 10).query(np.array([0], dtype=np.uint64))
+    assert len(q) == int((np.bitwise_count(h) <= 10).sum())
+
+
+def test_plan_is_pigeonhole_exact() -> None:
+    for k in range(0, 17):
+        chunks = plan(k)
+        assert sum(c.bits for c in chunks) == 64
+        assert sum(c.radius + 1 for c in chunks) == k + 1
+
+
+def test_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="uint64"):
+        HashIndex.build(np.array([1, 2], dtype=np.int64))
+    with pytest.raises(ValueError, match="max_distance"):
+        HashIndex.build(np.zeros(2, np.uint64), 64)
+
+
+def test_hex_to_uint64() -> None:
+    assert hex_to_uint64(["ffffffffffffffff", "0000000000000001", "c3c3"]).tolist() == [U64_MAX, 1, 0xC3C3]
