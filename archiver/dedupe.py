@@ -76,9 +76,7 @@ def apply_canonical(
 def undo_canonical(manifest: Manifest, fields: Sequence[str]) -> RewriteResult:
     """Put back the URLs that ``apply_canonical`` replaced, in every article it rewrote and not yet undone."""
     result = RewriteResult()
-    applied = {r[0] for r in manifest._db.execute(
-        "SELECT DISTINCT article FROM replacements WHERE reason=?", (REASON_APPLY,)
-    )}
+    applied = manifest.articles_rewritten_for(REASON_APPLY)
     for path, _before, after in manifest.rewritten_articles():
         if path in applied:
             _undo_article(manifest, path, after, fields, result)
@@ -162,16 +160,8 @@ def _realign(
 
 
 def _generations(manifest: Manifest, path: str) -> list[_Generation]:
-    """Every rewrite generation of an article with its reason, oldest first (Manifest.article_replacements
-    leaves the reason out)."""
-    gens: dict[int, tuple[str, list[ArticleReplacement]]] = {}
-    for seq, reason, *rest in manifest._db.execute(
-        "SELECT seq, reason, start, end, original, replacement, url FROM replacements WHERE article=? "
-        "ORDER BY seq, start",
-        (path,),
-    ):
-        gens.setdefault(seq, (reason, []))[1].append(ArticleReplacement(*rest))
-    return [_Generation(r, tuple(reps)) for r, reps in (gens[k] for k in sorted(gens))]
+    """Every rewrite generation of an article with its reason, oldest first."""
+    return [_Generation(reason, tuple(reps)) for reason, reps in manifest.article_generations(path)]
 
 
 def _spans_after(reps: Sequence[ArticleReplacement]) -> list[tuple[int, int]]:

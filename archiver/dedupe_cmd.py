@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urljoin
 
@@ -133,24 +133,17 @@ def _report_rewrite(what: str, result: dedupe.RewriteResult) -> int:
 def _load_assets(manifest: Manifest, store: Store) -> list[ArchivedAsset]:
     """Every asset, with its signature; variants missing (archived before they existed) are computed now."""
     thumbs: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for sha, width, key in manifest._db.execute("SELECT asset, width, key FROM renditions ORDER BY asset, width"):
+    for sha, width, key in manifest.renditions():
         thumbs[sha].append((width, key))
     out: list[ArchivedAsset] = []
-    # the grey thumbnail signal (similarity.Signature.grey), once the manifest has a column for it
-    has_grey = any(r[1] == "grey" for r in manifest._db.execute("PRAGMA table_info(assets)"))
-    rows = manifest._db.execute(
-        "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
-        f"phash_variants, dhash_variants, {'grey' if has_grey else 'NULL'} FROM assets ORDER BY sha256"
-    ).fetchall()
-    for sha, fmt, mime, ext, size, w, h, first, key, ph, dh, pv, dv, grey in rows:
+    for sha, fmt, mime, ext, size, w, h, first, key, ph, dh, pv, dv, grey in manifest.asset_rows():
         sig = None
         if ph is not None:
             sig = _signature(pv, dv, grey) or _backfill(manifest, store, sha, thumbs.get(sha, []))
             if sig is not None and pv is None:
-                extra = {"grey": sig.grey} if "grey" in {f.name for f in fields(Asset)} else {}
                 manifest.record_asset(
                     Asset(sha, ImageFormat(fmt, mime, ext), size, w, h, ph, dh, phash_variants=sig.phash,
-                          dhash_variants=sig.dhash, **extra),
+                          dhash_variants=sig.dhash, grey=sig.grey),
                     key, [],
                 )
         info = AssetInfo(sha, fmt, size, w, h, first, sig)
@@ -191,9 +184,7 @@ def _backfill(manifest: Manifest, store: Store, sha: str, thumbs: list[tuple[int
 
 def _source_urls(manifest: Manifest) -> dict[str, list[str]]:
     out: dict[str, list[str]] = defaultdict(list)
-    for url, asset in manifest._db.execute(
-        "SELECT url, asset FROM urls WHERE status='archived' AND asset IS NOT NULL ORDER BY first_seen, url"
-    ):
+    for url, asset in manifest.archived_urls():
         out[asset].append(url)
     return out
 

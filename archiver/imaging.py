@@ -177,7 +177,8 @@ def _process_open(im: Image.Image, fmt: ImageFormat, sha256: str, size: int, cfg
     out_fmt = _OUTPUT_FORMATS[cfg.thumbnail_format]
     renditions = [Rendition(width, rw, rh, out_fmt, encoded[rw, rh]) for width, rw, rh in plan]
     return Asset(sha256=sha256, format=fmt, size=size, width=dw, height=dh, phash=phash, dhash=dhash,
-                 frames=frames, renditions=tuple(renditions), phash_variants=sig.phash, dhash_variants=sig.dhash)
+                 frames=frames, renditions=tuple(renditions), phash_variants=sig.phash, dhash_variants=sig.dhash,
+                 grey=sig.grey)
 
 
 def _plan(dw: int, dh: int, cfg: ImagesConfig) -> list[tuple[int, int, int]]:

@@ -105,6 +105,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE replacements ADD COLUMN reason TEXT NOT NULL DEFAULT 'archive';
     ALTER TABLE near_duplicates ADD COLUMN transform TEXT NOT NULL DEFAULT 'identity';
     """,
+    # 3: the 8x8 grey thumbnail, the pixel-level check that confirms a near-duplicate pair
+    """
+    ALTER TABLE assets ADD COLUMN grey TEXT;
+    """,
 )
 
 FINAL_STATUSES = ("dead", "rejected")
@@ -284,13 +288,15 @@ class Manifest:
         with self._tx() as db:
             db.execute(
                 """INSERT INTO assets (sha256, format, mime, ext, bytes, width, height, frames, phash, dhash,
-                                       key, first_seen, phash_variants, dhash_variants)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
+                                       key, first_seen, phash_variants, dhash_variants, grey)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
                      phash_variants=COALESCE(assets.phash_variants, excluded.phash_variants),
-                     dhash_variants=COALESCE(assets.dhash_variants, excluded.dhash_variants)""",
+                     dhash_variants=COALESCE(assets.dhash_variants, excluded.dhash_variants),
+                     grey=COALESCE(assets.grey, excluded.grey)""",
                 (asset.sha256, asset.format.name, asset.format.mime, asset.format.ext, asset.size, asset.width,
                  asset.height, asset.frames, asset.phash, asset.dhash, key, now,
-                 ",".join(asset.phash_variants) or None, ",".join(asset.dhash_variants) or None),
+                 ",".join(asset.phash_variants) or None, ",".join(asset.dhash_variants) or None,
+                 asset.grey or None),
             )
             for r, rkey in zip(asset.renditions, rendition_keys, strict=True):
                 db.execute(
@@ -369,16 +375,42 @@ class Manifest:
             )
         )
 
-    def article_replacements(self, path: str) -> list[list[ArticleReplacement]]:
-        """Every rewrite generation of an article, oldest first."""
-        gens: dict[int, list[ArticleReplacement]] = {}
-        for seq, *rest in self._db.execute(
-            "SELECT seq, start, end, original, replacement, url FROM replacements WHERE article=? "
+    def article_generations(self, path: str) -> list[tuple[str, list[ArticleReplacement]]]:
+        """Every rewrite generation of an article with its reason ("archive", "dedupe", ...), oldest first."""
+        gens: dict[int, tuple[str, list[ArticleReplacement]]] = {}
+        for seq, reason, *rest in self._db.execute(
+            "SELECT seq, reason, start, end, original, replacement, url FROM replacements WHERE article=? "
             "ORDER BY seq, start",
             (path,),
         ):
-            gens.setdefault(seq, []).append(ArticleReplacement(*rest))
+            gens.setdefault(seq, (reason, []))[1].append(ArticleReplacement(*rest))
         return [gens[k] for k in sorted(gens)]
+
+    def articles_rewritten_for(self, reason: str) -> set[str]:
+        """Paths of the articles with at least one rewrite generation of this reason."""
+        return {r[0] for r in self._db.execute("SELECT DISTINCT article FROM replacements WHERE reason=?", (reason,))}
+
+    def renditions(self) -> list[tuple[str, int, str]]:
+        """(asset sha256, width, key) of every stored thumbnail, by asset then width."""
+        return list(self._db.execute("SELECT asset, width, key FROM renditions ORDER BY asset, width"))
+
+    def asset_rows(self) -> list[tuple]:  # type: ignore[type-arg]
+        """(sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, phash_variants,
+        dhash_variants, grey) of every asset, by sha256: what grouping needs."""
+        return list(self._db.execute(
+            "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
+            "phash_variants, dhash_variants, grey FROM assets ORDER BY sha256"
+        ))
+
+    def archived_urls(self) -> list[tuple[str, str]]:
+        """(url as stored, asset sha256) of every archived URL, oldest first."""
+        return list(self._db.execute(
+            "SELECT url, asset FROM urls WHERE status='archived' AND asset IS NOT NULL ORDER BY first_seen, url"
+        ))
+
+    def article_replacements(self, path: str) -> list[list[ArticleReplacement]]:
+        """Every rewrite generation of an article, oldest first."""
+        return [reps for _, reps in self.article_generations(path)]
 
     # -- reporting -----------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

@@ -100,3 +100,4 @@ class Asset:
     # pHash / dHash of the 8 dihedral transforms (archiver.similarity order; index 0 == phash / dhash)
     phash_variants: tuple[str, ...] = ()
     dhash_variants: tuple[str, ...] = ()
+    grey: str = ""  # 8x8 grey thumbnail, 128 hex digits (archiver.similarity.Signature.grey); "" unknown
