@@ -127,6 +127,9 @@ def cmd_run(args: argparse.Namespace, handler: logging.Handler) -> int:
                 await progress.stop()
 
         asyncio.run(main())
+        report = run.report
+        if cfg.dedupe.rewrite_to_canonical and not args.dry_run and not report.stopped:
+            _rewrite_to_canonical(cfg, manifest, store)
     finally:
         executor.shutdown(cancel_futures=True)
         manifest.close()
@@ -143,6 +146,18 @@ def cmd_run(args: argparse.Namespace, handler: logging.Handler) -> int:
     if report.stopped and report.stopped.startswith("interrupted"):
         return EXIT_INTERRUPTED
     return report.exit_code
+
+
+def _rewrite_to_canonical(cfg: Config, manifest: Manifest, store: object) -> None:
+    """[dedupe] rewrite_to_canonical: after the run, point every article at its group's canonical copy."""
+    from archiver import dedupe, dedupe_cmd
+
+    plan = dedupe_cmd.plan(cfg, manifest, store, cfg.dedupe.max_distance)  # type: ignore[arg-type]
+    result = dedupe.apply_canonical(manifest, plan.articles, plan.mapping, cfg.articles.front_matter_fields)
+    if result.spans:
+        print(f"dedupe: {result.articles} articles rewritten to canonical copies ({result.spans} references)")
+    for problem in result.problems:
+        print(f"  {problem}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -364,3 +364,28 @@ def test_svg_and_animated_images_are_archived_and_rerun_is_a_no_op(
     hits = origin.total_hits()
     assert main(["run", "--config", str(cfg), "-q"]) == 0
     assert origin.total_hits() == hits and "objects uploaded 0" in capsys.readouterr().out
+
+
+def test_rewrite_to_canonical_during_run(tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    hopper = (FIXTURES / "pillow_hopper.jpg").read_bytes()
+    progressive = (FIXTURES / "derived_hopper_progressive.jpg").read_bytes()
+    origin.add("/hopper.jpg", hopper, "image/jpeg")
+    origin.add("/hopper-progressive.jpg", progressive, "image/jpeg")
+    (tmp_path / "site").mkdir()
+    article = tmp_path / "site" / "a.md"
+    article.write_text(
+        "![a](http://photos.test/hopper.jpg)\n\ntext  \n![b](http://photos.test/hopper-progressive.jpg)\n",
+        encoding="utf-8",
+    )
+    cfg = write_config(tmp_path, origin)
+    cfg.write_text(cfg.read_text() + "\n[dedupe]\nrewrite_to_canonical = true\n", encoding="utf-8")
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert "dedupe: 1 articles rewritten to canonical copies (1 references)" in capsys.readouterr().out
+    text = article.read_text(encoding="utf-8")
+    canonical = f"/archive/{key(hopper, 'jpg')}"  # same pixels and format: the larger file wins
+    assert text == f"![a]({canonical})\n\ntext  \n![b]({canonical})\n"
+    before = article.read_bytes()
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert article.read_bytes() == before
+    assert main(["dedupe", "--config", str(cfg), "--undo"]) == 0
+    assert f"/archive/{key(progressive, 'jpg')}" in article.read_text(encoding="utf-8")
