@@ -77,9 +77,6 @@ class ImagesConfig:
     thumbnail_format: str = _key("webp", 'rendition format: "webp", "jpeg" or "png"')
     thumbnail_quality: int = _key(80, "rendition encoder quality, 1-100 (webp, jpeg)")
     max_pixels: int = _key(50_000_000, "images with more pixels are refused before decoding (decompression bombs)")
-    near_duplicate_distance: int = _key(
-        6, "pHash Hamming distance (of 64 bits) at or below which two assets are recorded as near-duplicates"
-    )
 
 
 @dataclass(frozen=True)

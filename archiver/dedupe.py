@@ -18,14 +18,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from archiver.articles import load_article
 from archiver.errors import ArticleError
+from archiver.grouping import candidate_pairs
 from archiver.manifest import ArticleReplacement, Manifest
 from archiver.model import Article
 from archiver.refs import find_refs
 from archiver.rewrite import Replacement, render, splice, write_atomic
+from archiver.similarity import Match, Signature, compare
 
 REASON_APPLY = "dedupe"
 REASON_UNDO = "dedupe-undo"
@@ -197,31 +197,19 @@ def _sha(data: bytes) -> str:
 
 
 def near_duplicate_pairs(
-    rows: Sequence[tuple[str, str, str]], new: Iterable[str], max_distance: int
-) -> list[tuple[str, str, int, int]]:
-    """Pairs (a, b, phash distance, dhash distance) between each ``new`` asset and every asset in ``rows``.
+    assets: Sequence[tuple[str, Signature]], new: Iterable[str], max_distance: int
+) -> list[tuple[str, str, Match]]:
+    """Confirmed near-duplicate pairs (a, b, how b matches a) between each ``new`` asset and the archive.
 
-    ``rows`` are (sha256, phash hex, dhash hex). A pair needs both signals: pHash within
-    ``max_distance`` and dHash within ``max_distance + 4`` (dHash is the independent check that keeps
-    distinct photos with a chance pHash match apart). This is a linear scan per new asset, fine for
-    the tens of thousands of assets one run adds; grouping a whole library at scale is `dedupe`'s job.
+    Candidates come from the multi-index over every asset's dihedral hash variants, queried with the new
+    assets only; each is confirmed by ``similarity.compare``, the rule `archiver dedupe` groups by.
     """
-    if not rows:
-        return []
-    shas = [r[0] for r in rows]
-    index = {sha: i for i, sha in enumerate(shas)}
-    ph = np.array([int(r[1], 16) for r in rows], dtype=np.uint64)
-    dh = np.array([int(r[2], 16) for r in rows], dtype=np.uint64)
-    pairs: dict[tuple[str, str], tuple[int, int]] = {}
-    for sha in new:
-        i = index.get(sha)
-        if i is None:
-            continue
-        pd = np.bitwise_count(ph ^ ph[i])
-        dd = np.bitwise_count(dh ^ dh[i])
-        for j in np.nonzero((pd <= max_distance) & (dd <= max_distance + 4))[0]:
-            if j == i:
-                continue
-            a, b = sorted((sha, shas[j]))
-            pairs[(a, b)] = (int(pd[j]), int(dd[j]))
-    return [(a, b, p, d) for (a, b), (p, d) in sorted(pairs.items())]
+    position = {sha: i for i, (sha, _) in enumerate(assets)}
+    queries = sorted({position[sha] for sha in new if sha in position})
+    sigs = [sig for _, sig in assets]
+    out = []
+    for i, j in candidate_pairs(sigs, max_distance, queries):
+        match = compare(sigs[i], sigs[j], max_distance)
+        if match is not None:
+            out.append((assets[i][0], assets[j][0], match))
+    return out

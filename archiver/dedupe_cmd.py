@@ -204,14 +204,12 @@ def _resolve(manifest: Manifest, values: tuple[str, ...], forms: dict[str, str],
 
 
 def _record_pairs(manifest: Manifest, groups: list[Group]) -> None:
-    by_transform: dict[str, list[tuple[str, str, int, int]]] = defaultdict(list)
-    for g in groups:
-        for m in g.members[1:]:
-            if m.match is not None:
-                by_transform[m.match.transform].append(
-                    (g.canonical, m.sha256, m.match.phash_distance, m.match.dhash_distance))
-    for transform, pairs in by_transform.items():
-        manifest.record_near_duplicates(pairs, transform)
+    manifest.record_near_duplicates(
+        (g.canonical, m.sha256, m.match.phash_distance, m.match.dhash_distance, m.match.transform)
+        for g in groups
+        for m in g.members[1:]
+        if m.match is not None
+    )
 
 
 def _usage(paths: list[str], forms: dict[str, str], fields: tuple[str, ...]) -> dict[str, list[str]]:

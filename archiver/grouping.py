@@ -73,14 +73,21 @@ def preference_key(asset: AssetInfo, prefer: Sequence[str]) -> tuple[object, ...
     return tuple(parts)
 
 
-def candidate_pairs(signatures: Sequence[Signature], max_distance: int) -> list[tuple[int, int]]:
+def candidate_pairs(
+    signatures: Sequence[Signature], max_distance: int, queries: Sequence[int] | None = None
+) -> list[tuple[int, int]]:
     """Index pairs (i < j) whose pHashes OR dHashes are within ``max_distance`` under some dihedral transform.
 
     ``compare`` accepts a pair when either hash is that close (an overlay can move pHash far while dHash
-    stays close), so both are searched: an index of all 8 variants, queried with the identity hashes.
+    stays close), so both are searched: an index of all 8 variants, queried with the identity hashes of
+    ``queries`` (default: every signature; a run passes only the assets it added, which is how a new image
+    finds its near-duplicates in a large archive without a full search).
     """
     n = len(signatures)
     if n < 2:
+        return []
+    q_idx = np.arange(n, dtype=np.int64) if queries is None else np.asarray(list(queries), dtype=np.int64)
+    if q_idx.size == 0:
         return []
     found = []
     for which in ("phash", "dhash"):
@@ -88,9 +95,11 @@ def candidate_pairs(signatures: Sequence[Signature], max_distance: int) -> list[
         # measured 3x faster (N queries into an 8N index rather than 8N queries into an N index)
         variants = [h for s in signatures for h in getattr(s, which)]
         index = HashIndex.build(hex_to_uint64(variants), max_distance)
-        query, existing, _dist = index.query(hex_to_uint64([getattr(s, which)[0] for s in signatures]), max_distance)
+        query, existing, _dist = index.query(
+            hex_to_uint64([getattr(signatures[i], which)[0] for i in q_idx]), max_distance
+        )
         a = np.asarray(existing, dtype=np.int64) // (len(variants) // n)
-        b = np.asarray(query, dtype=np.int64)
+        b = q_idx[np.asarray(query, dtype=np.int64)]
         keep = a != b
         found.append(np.minimum(a[keep], b[keep]) * n + np.maximum(a[keep], b[keep]))
     packed = np.unique(np.concatenate(found))

@@ -19,10 +19,13 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+
+from archiver import hashkernel
 
 MAX_DISTANCE = 10  # the default distance
 LIMIT = 16  # largest supported distance: the probes grow like C(22, k/3) per hash beyond that
@@ -72,31 +75,40 @@ def _patterns(bits: int, radius: int) -> list[np.ndarray]:
 class _Layout:
     """Distinct values sorted by one chunk's key: bucket ``k`` holds positions ``offsets[k]:offsets[k+1]``.
 
-    ``occupied`` (0, 1, 2 = several) and ``single`` (the value of a one-value bucket) let the probe loop
-    test a bucket and fetch its value with one small random read each; only the probed side needs them.
+    The probed side's tables are made on first use: ``occupied`` (0, 1, 2 = several) and ``single`` (the
+    value of a one-value bucket) let the numpy probe loop test a bucket and fetch its value with one small
+    random read each; ``words`` (one occupancy bit per bucket) serves the compiled loop.
     """
 
     order: np.ndarray  # int64 positions in the values array
     sorted_values: np.ndarray  # values[order]
     item_keys: np.ndarray  # int32 chunk key of each sorted value (ascending)
     offsets: np.ndarray  # int64, 2**bits + 1
-    occupied: np.ndarray | None  # uint8 per bucket
-    single: np.ndarray | None  # uint64 per bucket
+    buckets: np.ndarray  # int64 keys of the non-empty buckets, ascending
 
     @classmethod
-    def build(cls, values: np.ndarray, chunk: Chunk, tables: bool = True) -> _Layout:
+    def build(cls, values: np.ndarray, chunk: Chunk) -> _Layout:
         keys = chunk.keys(values).astype(np.int32)
         order = np.argsort(keys)
         item_keys, sorted_values = keys[order], values[order]
         counts = np.bincount(item_keys, minlength=1 << chunk.bits)
         offsets = np.zeros(counts.size + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        occupied = single = None
-        if tables:
-            occupied = np.minimum(counts, 2).astype(np.uint8)
-            single = np.zeros(counts.size, dtype=np.uint64)
-            single[item_keys] = sorted_values  # right for one-value buckets, never read for the others
-        return cls(order, sorted_values, item_keys, offsets, occupied, single)
+        return cls(order, sorted_values, item_keys, offsets, np.flatnonzero(counts))
+
+    @cached_property
+    def occupied(self) -> np.ndarray:
+        return np.minimum(np.diff(self.offsets), 2).astype(np.uint8)
+
+    @cached_property
+    def single(self) -> np.ndarray:
+        single = np.zeros(self.offsets.size - 1, dtype=np.uint64)
+        single[self.item_keys] = self.sorted_values  # right for one-value buckets, never read for the others
+        return single
+
+    @cached_property
+    def words(self) -> np.ndarray:
+        return hashkernel.occupancy_words(np.diff(self.offsets))
 
 
 def _expand(a_start: np.ndarray, a_len: np.ndarray, b_start: np.ndarray, b_len: np.ndarray
@@ -138,6 +150,9 @@ class _Join:
 
     def __init__(self, a: Sequence[_Layout], b: Sequence[_Layout], chunks: Sequence[Chunk], k: int) -> None:
         self.a, self.b, self.chunks, self.k, self.same = a, b, chunks, k, a is b
+        for layout, chunk in zip(b, chunks, strict=True):  # make the probe tables before threads share them
+            if chunk.radius >= 0:
+                layout.occupied, layout.single  # noqa: B018
 
     def tasks(self) -> list[tuple[int, int, np.ndarray]]:
         """(chunk index, highest flipped bit or -1 for pattern 0, patterns) work items, biggest first."""
@@ -205,6 +220,68 @@ class _Join:
         return self.a[ci].order[a[ok]], self.b[ci].order[b[ok]], d[ok].astype(np.int8)
 
 
+class _CompiledJoin(_Join):
+    """The same search with the compiled loop (``hashkernel.probe``); work items are
+    (chunk, outer pattern, slice of inner patterns), see ``hashkernel``."""
+
+    def __init__(self, a: Sequence[_Layout], b: Sequence[_Layout], chunks: Sequence[Chunk], k: int) -> None:
+        self.a, self.b, self.chunks, self.k, self.same = a, b, chunks, k, a is b
+        self.lowmask = hashkernel.low_masks(LIMIT)
+        for layout, chunk in zip(b, chunks, strict=True):
+            if chunk.radius >= 0:
+                layout.words  # noqa: B018
+        self.blocks = [np.searchsorted(la.buckets, np.arange((1 << _outer_bits(c)) + 1) << (c.bits - _outer_bits(c)))
+                       for la, c in zip(a, chunks, strict=True)]
+
+    def tasks(self) -> list:  # type: ignore[override]
+        out = []
+        for ci, chunk in enumerate(self.chunks):
+            if chunk.radius < 0:
+                continue
+            outer = _outer_bits(chunk)
+            inner = chunk.bits - hashkernel.LOW - outer
+            earlier = [c for c in self.chunks[:ci] if c.radius >= 0]
+            em = np.array([c.mask for c in earlier], dtype=np.uint64)
+            er = np.array([c.radius for c in earlier], dtype=np.uint64)
+            for ho, ho_w, ho_top in _subsets(outer, chunk.radius):
+                pats = _subsets(inner, chunk.radius - ho_w)
+                for lo in range(0, len(pats), _INNER_PER_TASK):
+                    part = pats[lo:lo + _INNER_PER_TASK]
+                    highs, weights, tops = (np.array(x, dtype=np.int64) for x in zip(*part, strict=True))
+                    out.append((ci, inner, ho, ho_top, highs, chunk.radius - ho_w - weights, tops, em, er))
+        return sorted(out, key=lambda t: -t[4].size)
+
+    def run(self, task: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[override]
+        ci, inner, ho, ho_top, highs, radii, tops, em, er = task
+        la, lb = self.a[ci], self.b[ci]
+        cap, parts, state = 1 << 16, [], (0, 0, 0)
+        buf = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int8)
+        while True:
+            n, *state = hashkernel.probe(
+                la.buckets, self.blocks[ci], la.offsets, la.sorted_values, lb.offsets, lb.sorted_values, lb.words,
+                inner, ho, ho_top, highs, radii, tops, self.lowmask, self.k, self.same, em, er, *buf, *state)
+            parts.append((la.order[buf[0][:n]], lb.order[buf[1][:n]], buf[2][:n].copy()))
+            if state[0] == self.blocks[ci].size - 1:
+                return _concat3(parts)
+            if n < cap // 2:  # one source bucket did not fit: grow
+                cap *= 2
+                buf = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int8)
+
+
+_INNER_BITS = 12  # word-index bits inside one block: a source and a target block stay in cache together
+_INNER_PER_TASK = 40  # inner patterns per work item (balance between threads)
+
+
+def _outer_bits(chunk: Chunk) -> int:
+    return max(0, chunk.bits - hashkernel.LOW - _INNER_BITS)
+
+
+def _subsets(bits: int, max_weight: int) -> list[tuple[int, int, int]]:
+    """(mask, weight, highest bit or -1) of every subset of ``bits`` bits with at most ``max_weight`` set."""
+    return [(sum(1 << b for b in combo), w, combo[-1] if combo else -1)
+            for w in range(min(bits, max_weight) + 1) for combo in combinations(range(bits), w)]
+
+
 def _concat3(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     parts = [p for p in parts if p[0].size]
     if not parts:
@@ -235,14 +312,16 @@ class HashIndex:
     starts: np.ndarray
     layouts: tuple[_Layout, ...]
     workers: int = 0  # 0: os.cpu_count()
+    engine: str = "auto"  # "compiled" (numba), "numpy", or "auto": compiled when numba is installed
 
     @classmethod
-    def build(cls, hashes: np.ndarray, max_distance: int = MAX_DISTANCE, workers: int = 0) -> HashIndex:
+    def build(cls, hashes: np.ndarray, max_distance: int = MAX_DISTANCE, workers: int = 0,
+              engine: str = "auto") -> HashIndex:
         hashes = _as_hashes(hashes)
         chunks = plan(max_distance)
         values, ids, starts = _groups(hashes)
         layouts = tuple(_Layout.build(values, c) for c in chunks)
-        return cls(max_distance, values, ids, starts, layouts, workers)
+        return cls(max_distance, values, ids, starts, layouts, workers, _engine(engine))
 
     @property
     def size(self) -> int:
@@ -255,6 +334,10 @@ class HashIndex:
     def ids_of(self, value_index: int) -> np.ndarray:
         """Ids of the hashes equal to ``values[value_index]``."""
         return self.ids[self.starts[value_index]:self.starts[value_index + 1]]
+
+    def _join(self, a: Sequence[_Layout], k: int) -> _Join:
+        kind = _CompiledJoin if self.engine == "compiled" else _Join
+        return kind(a, self.layouts, self.chunks, k)
 
     def _run(self, join: _Join) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         tasks = join.tasks()
@@ -272,7 +355,7 @@ class HashIndex:
 
     def iter_value_pairs(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Batches (u, v, dist) of DISTINCT values within ``max_distance``; u < v index ``values``."""
-        for a, b, d in self._run(_Join(self.layouts, self.layouts, self.chunks, self.max_distance)):
+        for a, b, d in self._run(self._join(self.layouts, self.max_distance)):
             if a.size:
                 yield np.minimum(a, b), np.maximum(a, b), d
 
@@ -308,10 +391,10 @@ class HashIndex:
             raise ValueError(f"index built for distance <= {self.max_distance}, asked for {k}")
         new = _as_hashes(new)
         qvalues, qids, qstarts = _groups(new)
-        qlayouts = tuple(_Layout.build(qvalues, c, tables=False) for c in self.chunks)
+        qlayouts = tuple(_Layout.build(qvalues, c) for c in self.chunks)
         qsizes, sizes = np.diff(qstarts), np.diff(self.starts)
         out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        for qv, ev, d in self._run(_Join(qlayouts, self.layouts, self.chunks, k)):
+        for qv, ev, d in self._run(self._join(qlayouts, k)):
             for seg, a, b in _expand(qstarts[qv], qsizes[qv], self.starts[ev], sizes[ev]):
                 out.append((qids[a], self.ids[b], d[seg]))
         if not out:
@@ -333,12 +416,11 @@ class HashIndex:
         """
         new = _as_hashes(new)
         q, e, d = self.query(new)
-        inner, inner_d = HashIndex.build(new, self.max_distance, self.workers).pairs()
+        inner, inner_d = HashIndex.build(new, self.max_distance, self.workers, self.engine).pairs()
         pairs = np.concatenate([np.stack([e, q + self.size], axis=1), inner + self.size])
         dist = np.concatenate([d, inner_d])
         order = np.lexsort((pairs[:, 1], pairs[:, 0]))
-        grown = HashIndex.build(np.concatenate([self.hashes(), new]),
-                                self.max_distance, self.workers)
+        grown = HashIndex.build(np.concatenate([self.hashes(), new]), self.max_distance, self.workers, self.engine)
         return grown, pairs[order], dist[order]
 
     def save(self, path: Path) -> None:
@@ -347,9 +429,9 @@ class HashIndex:
             np.savez(fh, hashes=self.hashes(), max_distance=self.max_distance)
 
     @classmethod
-    def load(cls, path: Path, workers: int = 0) -> HashIndex:
+    def load(cls, path: Path, workers: int = 0, engine: str = "auto") -> HashIndex:
         with np.load(path) as data:
-            return cls.build(data["hashes"], int(data["max_distance"]), workers)
+            return cls.build(data["hashes"], int(data["max_distance"]), workers, engine)
 
 
 def _id_pairs(i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -362,6 +444,14 @@ def _sorted_pairs(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> tup
     a, b, d = (np.concatenate(x) for x in zip(*parts, strict=True))
     order = np.lexsort((b, a))
     return np.stack([a[order], b[order]], axis=1).astype(np.int64), d[order]
+
+
+def _engine(name: str) -> str:
+    if name not in ("auto", "compiled", "numpy"):
+        raise ValueError(f"engine must be auto, compiled or numpy, got {name!r}")
+    if name == "compiled" and not hashkernel.AVAILABLE:
+        raise ValueError("engine 'compiled' needs numba, which is not installed")
+    return ("compiled" if hashkernel.AVAILABLE else "numpy") if name == "auto" else name
 
 
 def _as_hashes(hashes: np.ndarray) -> np.ndarray:

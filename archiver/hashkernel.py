@@ -52,79 +52,79 @@ if AVAILABLE:
         return types.uint64(types.uint64), codegen
 
     @njit(cache=True, nogil=True)
-    def _grow(a, n):  # type: ignore[no-untyped-def]
-        b = np.empty(a.size * 2, a.dtype)
-        b[:n] = a[:n]
-        return b
+    def probe(src_buckets, src_blocks, src_off, src_vals, dst_off, dst_vals, dst_occ, inner, outer, outer_top,
+              highs, radii, tops, lowmask, k, same, earlier_masks, earlier_radii,
+              out_a, out_b, out_d, o0, p0, q0):  # type: ignore[no-untyped-def]
+        """Fill ``out_*`` with pairs (source position, target position, distance) of one chunk.
 
-    @njit(cache=True, nogil=True)
-    def probe(src_buckets, src_off, src_vals, dst_off, dst_vals, dst_occ, highs, radii, tops,
-              lowmask, k, same, earlier_masks, earlier_radii):  # type: ignore[no-untyped-def]
-        """Pairs (source position, target position, distance) over the given high patterns of one chunk.
-
-        ``highs[p]`` XORs the word index, ``radii[p]`` is the radius left for the low bits and ``tops[p]``
-        the highest bit of ``highs[p]`` (-1 for 0). With ``same`` (sources are the targets) a pair is
-        kept once: from the smaller key, and bucket-mates by position. A pair some earlier chunk finds
-        (``popcount(x & mask) <= radius``) is skipped.
+        Keys split into [outer block | ``inner`` word bits | 6 low bits]. Source block ``o`` is paired
+        with target block ``o ^ outer`` and, for each inner pattern ``highs[p]`` (remaining low radius
+        ``radii[p]``, highest bit ``tops[p]``, -1 for 0), every source bucket of the block probes word
+        ``word ^ (outer << inner | highs[p])``: both blocks stay in cache for all inner patterns.
+        ``src_blocks[o]`` is the first index of ``src_buckets`` (ascending keys) in block ``o``.
+        With ``same`` (sources are the targets) each pair is kept once: from the smaller key
+        (``outer_top`` is the highest bit of ``outer``, -1 for 0), bucket-mates by position. A pair some
+        earlier chunk finds (``popcount(x & mask) <= radius``) is skipped. Returns (count, o, p, q):
+        when the buffers fill up, the unfinished source bucket is dropped and (o, p, q) says where to
+        resume; o == number of blocks: done.
         """
-        cap = 1 << 16
-        out_a = np.empty(cap, np.int64)
-        out_b = np.empty(cap, np.int64)
-        out_d = np.empty(cap, np.int8)
+        cap = out_a.size
         n = 0
         kk = np.uint64(k)
         ne = earlier_masks.size
         one = np.uint64(1)
-        for p in range(highs.size):
-            hp = np.int64(highs[p])
-            top = tops[p]
-            rows = lowmask[radii[p]]
-            for q in range(src_buckets.size):
-                s = src_buckets[q]
-                sw = s >> LOW
-                if same and top >= 0 and (sw >> top) & 1:
-                    continue
-                w = sw ^ hp
-                sb = s & 63
-                m = dst_occ[w] & rows[sb]
-                if same and top < 0:
-                    m &= ~((one << np.uint64(sb + 1)) - one) if sb < 63 else np.uint64(0)
-                i0, i1 = src_off[s], src_off[s + 1]
-                if same and top < 0:  # bucket-mates
-                    for i in range(i0, i1):
-                        vi = src_vals[i]
-                        for j in range(i + 1, i1):
-                            x = vi ^ src_vals[j]
-                            d = _popcount(x)
-                            if d <= kk:
+        nblocks = src_blocks.size - 1
+        p, q = p0, q0
+        for o in range(o0, nblocks):
+            if same and outer_top >= 0 and (o >> outer_top) & 1:
+                continue
+            base = outer << inner
+            while p < highs.size:
+                hp = base | highs[p]
+                top = tops[p] if outer_top < 0 else 64
+                r = radii[p]
+                if q < src_blocks[o]:
+                    q = src_blocks[o]
+                while q < src_blocks[o + 1]:
+                    s = src_buckets[q]
+                    sw = s >> LOW
+                    if same and 0 <= top < 64 and (sw >> top) & 1:
+                        q += 1
+                        continue
+                    w = sw ^ hp
+                    sb = s & 63
+                    m = dst_occ[w] & lowmask[r, sb]
+                    if same and top < 0:  # only the bucket itself and larger keys in this word
+                        m &= ~((one << np.uint64(sb)) - one)
+                    i0, i1 = src_off[s], src_off[s + 1]
+                    n0 = n
+                    while m:
+                        t = (w << LOW) | np.int64(_lowest_bit(m))
+                        m &= m - one
+                        j0, j1 = dst_off[t], dst_off[t + 1]
+                        mates = same and t == s
+                        for i in range(i0, i1):
+                            vi = src_vals[i]
+                            for j in range(i + 1 if mates else j0, j1):
+                                x = vi ^ dst_vals[j]
+                                d = _popcount(x)
+                                if d > kk:
+                                    continue
                                 ok = True
                                 for e in range(ne):
                                     if _popcount(x & earlier_masks[e]) <= earlier_radii[e]:
                                         ok = False
                                         break
-                                if ok:
-                                    if n == out_a.size:
-                                        out_a, out_b, out_d = _grow(out_a, n), _grow(out_b, n), _grow(out_d, n)
-                                    out_a[n], out_b[n], out_d[n] = i, j, d
-                                    n += 1
-                while m:
-                    t = (w << LOW) | np.int64(_lowest_bit(m))
-                    m &= m - one
-                    j0, j1 = dst_off[t], dst_off[t + 1]
-                    for i in range(i0, i1):
-                        vi = src_vals[i]
-                        for j in range(j0, j1):
-                            x = vi ^ dst_vals[j]
-                            d = _popcount(x)
-                            if d <= kk:
-                                ok = True
-                                for e in range(ne):
-                                    if _popcount(x & earlier_masks[e]) <= earlier_radii[e]:
-                                        ok = False
-                                        break
-                                if ok:
-                                    if n == out_a.size:
-                                        out_a, out_b, out_d = _grow(out_a, n), _grow(out_b, n), _grow(out_d, n)
-                                    out_a[n], out_b[n], out_d[n] = i, j, d
-                                    n += 1
-        return out_a[:n], out_b[:n], out_d[:n]
+                                if not ok:
+                                    continue
+                                if n == cap:
+                                    return n0, o, p, q
+                                out_a[n] = i
+                                out_b[n] = j
+                                out_d[n] = d
+                                n += 1
+                    q += 1
+                p += 1
+                q = 0
+            p = 0
+        return n, nblocks, 0, 0

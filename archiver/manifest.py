@@ -305,20 +305,13 @@ class Manifest:
                     (asset.sha256, r.width, r.format.name, r.pixel_width, r.pixel_height, len(r.data), rkey),
                 )
 
-    def hashes(self) -> list[tuple[str, str, str]]:
-        """(sha256, phash, dhash) of every raster asset."""
-        return list(
-            self._db.execute("SELECT sha256, phash, dhash FROM assets WHERE phash IS NOT NULL ORDER BY sha256")
-        )
-
-    def record_near_duplicates(
-        self, pairs: Iterable[tuple[str, str, int, int]], transform: str = "identity"
-    ) -> None:
+    def record_near_duplicates(self, pairs: Iterable[tuple[str, str, int, int, str]]) -> None:
+        """(a, b, pHash distance, dHash distance, transform mapping a onto b) per confirmed pair."""
         with self._tx() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO near_duplicates (a, b, phash_distance, dhash_distance, transform) "
                 "VALUES (?,?,?,?,?)",
-                [(min(a, b), max(a, b), p, d, transform) for a, b, p, d in pairs if a != b],
+                [(min(a, b), max(a, b), p, d, t) for a, b, p, d, t in pairs if a != b],
             )
 
     def near_duplicates(self) -> list[tuple[str, str, int, int]]:

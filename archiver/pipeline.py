@@ -34,6 +34,7 @@ from archiver.manifest import FINAL_STATUSES, ArticleReplacement, Manifest
 from archiver.model import Asset, Download
 from archiver.refs import find_refs
 from archiver.rewrite import Replacement, remove_stale_temp_files, render, unified_diff, write_atomic
+from archiver.similarity import Signature
 from archiver.storage import Store
 from archiver.storage.keys import original_key, rendition_key
 from archiver.urls import redact, resolve
@@ -238,11 +239,22 @@ class Run:
         self.report.diffs.sort()
         self.report.stopped = self.stop_reason
         if self._new_assets and not self.dry_run:
-            pairs = near_duplicate_pairs(
-                self.manifest.hashes(), self._new_assets, self.cfg.images.near_duplicate_distance
-            )
-            self.manifest.record_near_duplicates(pairs)
+            self._record_near_duplicates()
         return self.report
+
+    def _record_near_duplicates(self) -> None:
+        """Pairs between this run's new images and the whole archive, by the rule `archiver dedupe` uses."""
+        from archiver.dedupe import near_duplicate_pairs  # lazily: it brings SciPy, only needed here
+        from archiver.similarity import Signature
+
+        assets = []
+        for sha, *_, pv, dv, grey in self.manifest.asset_rows():
+            if pv and dv:
+                assets.append((sha, Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey or "")))
+        pairs = near_duplicate_pairs(assets, self._new_assets, self.cfg.dedupe.max_distance)
+        self.manifest.record_near_duplicates(
+            (a, b, m.phash_distance, m.dhash_distance, m.transform) for a, b, m in pairs
+        )
 
     async def _settle(self, fetcher: Fetcher, url: str) -> None:
         try:
