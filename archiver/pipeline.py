@@ -26,7 +26,6 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 
 from archiver.articles import iter_article_paths, load_article
 from archiver.config import Config
-from archiver.dedupe import near_duplicate_pairs
 from archiver.errors import ArchiverError, ArticleError, FetchError, ImageError, StorageError, UrlError
 from archiver.faults import crash_point
 from archiver.fetch import Fetcher
@@ -34,7 +33,6 @@ from archiver.manifest import FINAL_STATUSES, ArticleReplacement, Manifest
 from archiver.model import Asset, Download
 from archiver.refs import find_refs
 from archiver.rewrite import Replacement, remove_stale_temp_files, render, unified_diff, write_atomic
-from archiver.similarity import Signature
 from archiver.storage import Store
 from archiver.storage.keys import original_key, rendition_key
 from archiver.urls import redact, resolve
