@@ -15,9 +15,11 @@ Work is split over threads (numpy releases the GIL in the bulk array operations)
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
+import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import combinations
@@ -165,7 +167,10 @@ class _Join:
                        if pats.size)
         return sorted(out, key=lambda t: -t[2].size)
 
-    def run(self, task: tuple[int, int, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run(self, task: tuple[int, int, np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        yield self._run_task(task)
+
+    def _run_task(self, task: tuple[int, int, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ci, top, pats = task
         la, lb = self.a[ci], self.b[ci]
         if top < 0 and self.same:
@@ -251,24 +256,24 @@ class _CompiledJoin(_Join):
                     out.append((ci, inner, ho, ho_top, highs, chunk.radius - ho_w - weights, tops, em, er))
         return sorted(out, key=lambda t: -t[4].size)
 
-    def run(self, task: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[override]
+    def run(self, task: tuple) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:  # type: ignore[override]
         ci, inner, ho, ho_top, highs, radii, tops, em, er = task
         la, lb = self.a[ci], self.b[ci]
-        cap, parts, state = 1 << 16, [], (0, 0, 0)
-        buf = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int8)
-        while True:
+        cap, state = _PART, (0, 0, 0)
+        while state[0] < self.blocks[ci].size - 1:
+            buf = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int8)
             n, *state = hashkernel.probe(
-                la.buckets, self.blocks[ci], la.offsets, la.sorted_values, lb.offsets, lb.sorted_values, lb.words,
-                inner, ho, ho_top, highs, radii, tops, self.lowmask, self.k, self.same, em, er, *buf, *state)
-            parts.append((la.order[buf[0][:n]], lb.order[buf[1][:n]], buf[2][:n].copy()))
-            if state[0] == self.blocks[ci].size - 1:
-                return _concat3(parts)
-            if n < cap // 2:  # one source bucket did not fit: grow
-                cap *= 2
-                buf = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int8)
+                la.buckets, self.blocks[ci], la.offsets, la.sorted_values, la.order, lb.offsets, lb.sorted_values,
+                lb.order, lb.words, inner, ho, ho_top, highs, radii, tops, self.lowmask, self.k, self.same,
+                em, er, *buf, *state)
+            if n:
+                yield buf[0][:n], buf[1][:n], buf[2][:n]
+            cap = cap * 2 if n < cap // 2 else _PART  # less than half full: one source bucket did not fit
 
 
-_INNER_BITS = 12  # word-index bits inside one block: a source and a target block stay in cache together
+_DONE = object()  # a worker thread has finished
+_PART = 1 << 18  # pairs per part handed over by the compiled loop (bounds memory in flight)
+_INNER_BITS = 10  # word-index bits inside one block: a source and a target block stay in cache together
 _INNER_PER_TASK = 40  # inner patterns per work item (balance between threads)
 
 
@@ -340,18 +345,53 @@ class HashIndex:
         return kind(a, self.layouts, self.chunks, k)
 
     def _run(self, join: _Join) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The parts of every task, from ``workers`` threads through a small queue (memory stays flat)."""
         tasks = join.tasks()
-        n = self.workers or os.cpu_count() or 1
+        n = min(self.workers or os.cpu_count() or 1, max(1, len(tasks)))
         if n == 1:
-            yield from map(join.run, tasks)
+            for task in tasks:
+                yield from join.run(task)
             return
-        with ThreadPoolExecutor(n) as pool:  # a bounded window of futures keeps memory flat when streaming
-            window = [pool.submit(join.run, t) for t in tasks[:2 * n]]
-            for t in tasks[2 * n:]:
-                yield window.pop(0).result()
-                window.append(pool.submit(join.run, t))
-            for f in window:
-                yield f.result()
+        parts: queue.Queue[object] = queue.Queue(maxsize=2 * n)
+        todo, lock, stop = iter(tasks), threading.Lock(), threading.Event()
+
+        def put(item: object) -> None:
+            while not stop.is_set():
+                with contextlib.suppress(queue.Full):
+                    parts.put(item, timeout=0.05)
+                    return
+
+        def work() -> None:
+            try:
+                while not stop.is_set():
+                    with lock:
+                        task = next(todo, None)
+                    if task is None:
+                        break
+                    for part in join.run(task):
+                        put(part)
+            except BaseException as exc:  # handed to the consumer, raised there
+                put(exc)
+            finally:
+                put(_DONE)
+
+        threads = [threading.Thread(target=work, daemon=True) for _ in range(n)]
+        for t in threads:
+            t.start()
+        try:
+            done = 0
+            while done < n:
+                item = parts.get()
+                if item is _DONE:
+                    done += 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item  # type: ignore[misc]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
 
     def iter_value_pairs(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Batches (u, v, dist) of DISTINCT values within ``max_distance``; u < v index ``values``."""

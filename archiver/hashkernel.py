@@ -4,8 +4,8 @@ A chunk key splits into a word index (high bits) and a bit (low 6 bits). Every o
 within radius ``r`` of a source key is found by XOR-ing the word index with each high pattern of weight
 ``w <= r`` and AND-ing that occupancy word with ``LOWMASK[r - w, key & 63]`` (the low keys within
 ``r - w`` flipped bits): one read per 64 buckets instead of one per bucket, and only hits are visited.
-Loops run pattern by pattern over the ascending source keys, so the targets of a run of sources stay in
-one aligned block of the tables (cache-friendly), with the GIL released so threads share the chunks.
+Keys are cut into blocks; a source block and its target block stay in cache while every inner pattern
+sweeps the source block. The GIL is released, so threads share the work; results are bounded parts.
 ``AVAILABLE`` is False when numba is not installed; the caller then uses its numpy path.
 """
 
@@ -52,10 +52,11 @@ if AVAILABLE:
         return types.uint64(types.uint64), codegen
 
     @njit(cache=True, nogil=True)
-    def probe(src_buckets, src_blocks, src_off, src_vals, dst_off, dst_vals, dst_occ, inner, outer, outer_top,
+    def probe(src_buckets, src_blocks, src_off, src_vals, src_order, dst_off, dst_vals, dst_order, dst_occ,
+              inner, outer, outer_top,
               highs, radii, tops, lowmask, k, same, earlier_masks, earlier_radii,
               out_a, out_b, out_d, o0, p0, q0):  # type: ignore[no-untyped-def]
-        """Fill ``out_*`` with pairs (source position, target position, distance) of one chunk.
+        """Fill ``out_*`` with pairs (``src_order[i]``, ``dst_order[j]``, distance) of one chunk.
 
         Keys split into [outer block | ``inner`` word bits | 6 low bits]. Source block ``o`` is paired
         with target block ``o ^ outer`` and, for each inner pattern ``highs[p]`` (remaining low radius
@@ -119,8 +120,8 @@ if AVAILABLE:
                                     continue
                                 if n == cap:
                                     return n0, o, p, q
-                                out_a[n] = i
-                                out_b[n] = j
+                                out_a[n] = src_order[i]
+                                out_b[n] = dst_order[j]
                                 out_d[n] = d
                                 n += 1
                     q += 1

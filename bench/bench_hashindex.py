@@ -1,8 +1,11 @@
 """Benchmark of archiver.hashindex: brute force vs the index, 1 M uniform and real-derived hashes, incremental add.
 
 Usage: python bench/bench_hashindex.py [--n 1000000] [--brute 100000] [--bases 2000] [--workers 0] [--cache F]
+                                      [--engines compiled,numpy]
 
-Everything runs in this one process, one step after the other. Wall and CPU seconds are printed (CPU
+Everything runs in this one process, one step after the other, each search with both engines: the
+compiled loop (numba) and the pure-numpy fallback. The numba JIT cost is measured first in two child
+processes: a cold compile (empty cache dir) and a warm start (the on-disk cache the first one wrote). Wall and CPU seconds are printed (CPU
 above wall means both cores worked); peak RSS is VmHWM, reset before each step via /proc/self/clear_refs.
 Real-derived hashes: pHash (imagehash.phash, 64-bit) of BASES generated photo-like images plus the real
 photos in /work/shared/corpus/images, expanded to N by flipping 0-12 random bits of a random base, plus
@@ -14,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +99,32 @@ def real_derived(rng: np.random.Generator, bases: np.ndarray, n: int) -> np.ndar
     return rng.permutation(np.concatenate([h, dups, blank]))
 
 
+JIT_PROBE = """
+import time, numpy as np
+t = time.perf_counter()
+from archiver.hashindex import HashIndex
+t1 = time.perf_counter()
+HashIndex.build(np.arange(100, dtype=np.uint64), 10, engine="compiled").pairs()
+t2 = time.perf_counter()
+HashIndex.build(np.arange(100, dtype=np.uint64), 10, engine="compiled").pairs()
+print(t1 - t, t2 - t1, time.perf_counter() - t2)
+"""
+
+
+def jit_cost() -> list[tuple[str, float, float, float]]:
+    """(label, import s, first search s, second search s) in a child process: cold cache, then warm."""
+    root = Path(__file__).resolve().parent.parent
+    out = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": str(root)}
+        for label in ("cold (compile)", "warm (cache)"):
+            res = subprocess.run([sys.executable, "-c", JIT_PROBE], env=env, capture_output=True, text=True,
+                                 check=True)
+            imp, first, second = map(float, res.stdout.split())
+            out.append((label, imp, first, second))
+    return out
+
+
 def count_pairs(index: HashIndex) -> tuple[int, int, int]:
     """(distinct-value pairs, id pairs, largest group of identical hashes) without listing id pairs."""
     sizes = np.diff(index.starts)
@@ -111,7 +143,13 @@ def main() -> None:
     ap.add_argument("--bases", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=None, help="npy file caching the real-derived base pHashes")
+    ap.add_argument("--engines", default="compiled,numpy", help="comma-separated: compiled, numpy")
     args = ap.parse_args()
+    engines = args.engines.split(",")
+    if "compiled" in engines:
+        for label, imp, first, second in jit_cost():
+            print(f"numba JIT {label:<15} import {imp:.2f} s, first search {first:.2f} s, "
+                  f"second {second:.3f} s (100 hashes)", flush=True)
     rng = np.random.default_rng(2026)
     rows: list[tuple[str, str, float, float, float, str]] = []
 
@@ -124,10 +162,12 @@ def main() -> None:
     small = uniform(rng, args.brute)
     bf = row(f"brute force numpy, {args.brute:,} uniform", 10, lambda: brute_force_pairs(small, 10),
              lambda r: f"{len(r[0]):,} pairs")
-    ix = row(f"HashIndex build+pairs, {args.brute:,} uniform", 10,
-             lambda: HashIndex.build(small, 10, args.workers).pairs(), lambda r: f"{len(r[0]):,} pairs")
-    assert np.array_equal(bf[0], ix[0]), "index disagrees with brute force"
-    print(f"  speed-up over brute force: {rows[0][2] / rows[1][2]:.1f}x (wall)")
+    for engine in engines:
+        ix = row(f"HashIndex build+pairs, {args.brute:,} uniform [{engine}]", 10,
+                 lambda e=engine: HashIndex.build(small, 10, args.workers, e).pairs(),
+                 lambda r: f"{len(r[0]):,} pairs")
+        assert np.array_equal(bf[0], ix[0]) and np.array_equal(bf[1], ix[1]), "index disagrees with brute force"
+        print(f"  speed-up over brute force [{engine}]: {rows[0][2] / rows[-1][2]:.1f}x (wall)")
 
     big = uniform(rng, args.n)
     bases = real_bases(args.bases, args.cache)
@@ -135,21 +175,25 @@ def main() -> None:
     del bf, ix
     for label, data in ((f"{args.n:,} uniform + 1% near-dups", big), (f"{args.n:,} real-derived", real)):
         for k in (8, 10):
-            index = None
-            index = row(f"build {label}", k, lambda d=data, k=k: HashIndex.build(d, k, args.workers),
-                        lambda r: f"{r.values.size:,} distinct")
-            row(f"all pairs {label}", k, lambda i=index: count_pairs(i),
-                lambda r: f"{r[0]:,} value pairs, {r[1]:,} id pairs, biggest identical group {r[2]:,}")
+            for engine in engines:
+                index = None
+                index = row(f"build {label} [{engine}]", k,
+                            lambda d=data, k=k, e=engine: HashIndex.build(d, k, args.workers, e),
+                            lambda r: f"{r.values.size:,} distinct")
+                row(f"all pairs {label} [{engine}]", k, lambda i=index: count_pairs(i),
+                    lambda r: f"{r[0]:,} value pairs, {r[1]:,} id pairs, biggest identical group {r[2]:,}")
     del big, index
     new = flip(rng, real[rng.integers(0, real.size, 1000)], 12)
-    index = HashIndex.build(real, 10, args.workers)
+    index = HashIndex.build(real, 10, args.workers, engines[0])
+    print(f"incremental steps below use the {engines[0]} engine")
     row("query 1,000 new vs index (real-derived)", 10, lambda: index.query(new), lambda r: f"{len(r[0]):,} pairs")
     row("add 1,000: query + pairs among new + rebuild", 10, lambda: index.add(new),
         lambda r: f"{len(r[1]):,} pairs involving new ids")
-    row("rebuild index from scratch", 10, lambda: HashIndex.build(real, 10, args.workers), lambda r: "")
+    row("rebuild index from scratch", 10, lambda: HashIndex.build(real, 10, args.workers, engines[0]),
+        lambda r: "")
     path = Path("/tmp/bench_hashindex.npz")
     row("save (npz of hashes)", 10, lambda: index.save(path), lambda r: f"{path.stat().st_size / 1e6:.0f} MB")
-    row("load (rebuilds layouts)", 10, lambda: HashIndex.load(path), lambda r: "")
+    row("load (rebuilds layouts)", 10, lambda: HashIndex.load(path, engine=engines[0]), lambda r: "")
     path.unlink()
 
     print("\n| step | k | wall s | cpu s | peak RSS MB | result |\n|---|---|---|---|---|---|")

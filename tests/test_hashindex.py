@@ -1,11 +1,17 @@
-"""HashIndex: exact equality with brute force on random, clustered and duplicated hashes; query, add, save/load."""
+"""HashIndex: exact equality with brute force on random, clustered and duplicated hashes; query, add, save/load.
+
+Every search test runs both engines: the compiled loop (numba) and the pure-numpy fallback.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from archiver import hashindex, hashkernel
 from archiver.hashindex import HashIndex, brute_force_pairs, hex_to_uint64, plan
+
+ENGINES = ["compiled", "numpy"]
 
 U64_MAX = np.iinfo(np.uint64).max
 
@@ -43,9 +49,11 @@ def reference(mixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return brute_force_pairs(mixed, 10)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("k", [0, 4, 8, 10])
-def test_pairs_equal_brute_force(mixed: np.ndarray, reference: tuple[np.ndarray, np.ndarray], k: int) -> None:
-    got, dist = HashIndex.build(mixed, k).pairs()
+def test_pairs_equal_brute_force(mixed: np.ndarray, reference: tuple[np.ndarray, np.ndarray], k: int,
+                                 engine: str) -> None:
+    got, dist = HashIndex.build(mixed, k, engine=engine).pairs()
     within = reference[1] <= k
     want, want_dist = reference[0][within], reference[1][within]
     assert len(want) > 10_000  # the data really has duplicates and near-duplicates at every k
@@ -53,10 +61,11 @@ def test_pairs_equal_brute_force(mixed: np.ndarray, reference: tuple[np.ndarray,
     np.testing.assert_array_equal(dist, want_dist)
 
 
-def test_single_thread_and_streamed_pairs_match(mixed: np.ndarray) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_single_thread_and_streamed_pairs_match(mixed: np.ndarray, engine: str) -> None:
     sub = mixed[:5000]
     want, want_dist = brute_force_pairs(sub, 10)
-    index = HashIndex.build(sub, 10, workers=1)
+    index = HashIndex.build(sub, 10, workers=1, engine=engine)
     got, dist = index.pairs()
     np.testing.assert_array_equal(got, want)
     streamed = np.concatenate([p for p, _ in index.iter_pairs()])
@@ -64,22 +73,24 @@ def test_single_thread_and_streamed_pairs_match(mixed: np.ndarray) -> None:
     assert set(map(tuple, streamed.tolist())) == set(map(tuple, want.tolist()))
 
 
-def test_value_pairs_collapse_identical_hashes() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_value_pairs_collapse_identical_hashes(engine: str) -> None:
     h = np.zeros(3000, dtype=np.uint64)
     h[-1] = 0b111
-    index = HashIndex.build(h, 4)
+    index = HashIndex.build(h, 4, engine=engine)
     pairs, dist = index.value_pairs()
     assert pairs.tolist() == [[0, 1]] and dist.tolist() == [3]
     assert index.ids_of(0).size == 2999
     assert sum(len(p) for p, _ in index.iter_pairs()) == 3000 * 2999 // 2
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("k", [3, 8, 10])
-def test_query_equals_brute_force(mixed: np.ndarray, k: int) -> None:
+def test_query_equals_brute_force(mixed: np.ndarray, k: int, engine: str) -> None:
     rng = np.random.default_rng(3)
     existing = mixed[:12_000]
     new = np.concatenate([_flip(rng, existing[rng.integers(0, existing.size, 1500)], 12), mixed[12_000:13_000]])
-    q, e, d = HashIndex.build(existing, 10).query(new, k)
+    q, e, d = HashIndex.build(existing, 10, engine=engine).query(new, k)
     full = np.bitwise_count(new[:, None] ^ existing[None, :])
     wq, we = np.nonzero(full <= k)
     assert len(wq) > 1000
@@ -93,10 +104,12 @@ def test_query_beyond_build_distance_is_refused(mixed: np.ndarray) -> None:
         HashIndex.build(mixed[:10], 4).query(mixed[:3], 5)
 
 
-def test_add_finds_every_pair_involving_new_hashes(mixed: np.ndarray, reference: tuple[np.ndarray, np.ndarray]
-                                                   ) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_add_finds_every_pair_involving_new_hashes(mixed: np.ndarray, reference: tuple[np.ndarray, np.ndarray],
+                                                   engine: str) -> None:
     old, new = mixed[:15_000], mixed[15_000:16_000]
-    grown, pairs, dist = HashIndex.build(old, 8).add(new)
+    grown, pairs, dist = HashIndex.build(old, 8, engine=engine).add(new)
+    assert grown.engine == engine
     keep = (reference[1] <= 8) & (reference[0][:, 1] < 16_000)
     want, want_dist = reference[0][keep], reference[1][keep]
     involving = want[:, 1] >= 15_000
@@ -116,15 +129,16 @@ def test_save_load_round_trip(tmp_path, mixed: np.ndarray) -> None:
     np.testing.assert_array_equal(loaded.pairs()[0], index.pairs()[0])
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("hashes", [[], [5], [0, 7], [U64_MAX, U64_MAX - 1], [42] * 50])
-def test_edge_cases(hashes: list[int]) -> None:
+def test_edge_cases(hashes: list[int], engine: str) -> None:
     h = np.array(hashes, dtype=np.uint64)
-    got, dist = HashIndex.build(h, 10).pairs()
+    got, dist = HashIndex.build(h, 10, engine=engine).pairs()
     want, want_dist = brute_force_pairs(h, 10)
     assert got.shape == want.shape and got.dtype == np.int64
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(dist, want_dist)
-    q, e, d = HashIndex.build(h, 10).query(np.array([0], dtype=np.uint64))
+    q, e, d = HashIndex.build(h, 10, engine=engine).query(np.array([0], dtype=np.uint64))
     assert len(q) == int((np.bitwise_count(h) <= 10).sum())
 
 
@@ -144,3 +158,39 @@ def test_rejects_bad_input() -> None:
 
 def test_hex_to_uint64() -> None:
     assert hex_to_uint64(["ffffffffffffffff", "0000000000000001", "c3c3"]).tolist() == [U64_MAX, 1, 0xC3C3]
+
+
+def test_compiled_loop_resumes_and_grows_small_buffers(monkeypatch: pytest.MonkeyPatch, mixed: np.ndarray,
+                                                       reference: tuple[np.ndarray, np.ndarray]) -> None:
+    """Parts of 8 pairs: the loop stops mid-task and resumes, and grows for buckets with more pairs."""
+    monkeypatch.setattr(hashindex, "_PART", 8)
+    rng = np.random.default_rng(5)
+    crowd = np.uint64(0x3FFFFF) ^ (rng.integers(0, 1 << 42, 400, dtype=np.uint64) << np.uint64(22))
+    crowd &= rng.integers(0, 1 << 63, 400, dtype=np.uint64) | np.uint64(0x3FFFFF)  # 400 values, one chunk-0 key
+    h = np.concatenate([mixed[:4000], crowd, crowd[:50] ^ np.uint64(1)])
+    got, dist = HashIndex.build(h, 10, engine="compiled").pairs()
+    want, want_dist = brute_force_pairs(h, 10)
+    assert len(want) > 5000
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(dist, want_dist)
+
+
+def test_stopping_a_stream_early_stops_the_threads(mixed: np.ndarray) -> None:
+    index = HashIndex.build(mixed, 10, workers=2)
+    stream = index.iter_value_pairs()
+    next(stream)
+    stream.close()  # would hang here if a worker stayed blocked on the full queue
+    assert len(index.value_pairs()[0]) > 10_000
+
+
+def test_engine_auto_falls_back_to_numpy_without_numba(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = np.array([0, 1, 3], dtype=np.uint64)
+    assert HashIndex.build(h).engine == "compiled"  # numba is a dependency: installed here
+    monkeypatch.setattr(hashkernel, "AVAILABLE", False)
+    index = HashIndex.build(h)
+    assert index.engine == "numpy"
+    assert index.pairs()[0].tolist() == [[0, 1], [0, 2], [1, 2]]
+    with pytest.raises(ValueError, match="needs numba"):
+        HashIndex.build(h, engine="compiled")
+    with pytest.raises(ValueError, match="engine must be"):
+        HashIndex.build(h, engine="fast")
