@@ -32,6 +32,7 @@ from archiver.sniff import sniff
 from archiver.urls import MAX_URL_LENGTH, resolve
 from tests.support.images import make_jpeg, make_png
 from tests.support.origin import Server
+from tests.support.site import write_config as site_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "images"
 HOSTS = ("img.news.test", "blog.test", "xn--bcher-kva.test")
@@ -50,26 +51,7 @@ B_NEW = key_url(B_PNG, "png")
 
 
 def write_config(tmp: Path, origin: Server, extra: str = "") -> Path:
-    connect_to = ", ".join(f'"{h}" = "127.0.0.1:{origin.port}"' for h in HOSTS)
-    cfg = tmp / "archiver.toml"
-    cfg.write_text(
-        f"""
-[articles]
-root = "site"
-base_url = "http://blog.test/posts/"
-[fetch]
-allow_networks = ["127.0.0.1/32"]
-connect_to = {{ {connect_to} }}
-retries = 0
-timeout = 10
-{extra}
-[storage]
-backend = "local"
-path = "archive"
-""",
-        encoding="utf-8",
-    )
-    return cfg
+    return site_config(tmp, origin, extra, hosts=HOSTS, base_url="http://blog.test/posts/", retries=0, timeout=10)
 
 
 def run(cfg: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:

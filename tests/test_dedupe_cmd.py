@@ -15,7 +15,7 @@ from PIL import Image
 from archiver.cli import main
 from archiver.report import GroupRow, MemberRow, write_report
 from tests.support.origin import Server
-from tests.test_end_to_end import snapshot, write_config
+from tests.support.site import snapshot, write_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "images"
 

@@ -6,7 +6,6 @@ Article hosts such as ``img.news.test`` are served by the loopback origin throug
 
 from __future__ import annotations
 
-import hashlib
 import io
 import sqlite3
 import urllib.request
@@ -18,44 +17,9 @@ from PIL import Image
 from archiver.cli import main
 from tests.support.images import make_jpeg, make_png
 from tests.support.origin import Server
+from tests.support.site import key, sha, snapshot, write_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "images"
-HOSTS = ("img.news.test", "photos.test", "blog.test")
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def key(data: bytes, ext: str) -> str:
-    h = sha(data)
-    return f"{h[:2]}/{h[2:4]}/{h}.{ext}"
-
-
-def write_config(tmp: Path, origin: Server, extra: str = "", storage: str = "") -> Path:
-    connect_to = ", ".join(f'"{h}" = "127.0.0.1:{origin.port}"' for h in HOSTS)
-    storage = storage or '[storage]\nbackend = "local"\npath = "archive"'
-    cfg = tmp / "archiver.toml"
-    cfg.write_text(
-        f"""
-[articles]
-root = "site"
-base_url = "http://blog.test/"
-[fetch]
-allow_networks = ["127.0.0.1/32"]
-connect_to = {{ {connect_to} }}
-retries = 2
-backoff = 0.01
-max_backoff = 0.05
-timeout = 5
-{extra}
-{storage}
-""",
-        encoding="utf-8",
-    )
-    return cfg
-
-
 HEXO = (
     "\n---\r\n"
     "title: 'News: 文文文 \"quoted'\r\n"
@@ -107,14 +71,6 @@ def expected_article(raw: str, mapping: dict[str, str]) -> bytes:
     for old, new in mapping.items():
         raw = raw.replace(old, new)
     return raw.encode("utf-8")
-
-
-def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
-    return {
-        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and ".archiver" not in p.parts
-    }
 
 
 def test_run_archives_rewrites_and_second_run_changes_nothing(

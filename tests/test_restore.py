@@ -16,7 +16,7 @@ from archiver.restore import SECRET_KEPT_NOT, undo
 from archiver.rewrite import Replacement, splice
 from tests.support.images import make_jpeg, make_png
 from tests.support.origin import Server
-from tests.test_end_to_end import key, write_config
+from tests.support.site import key, write_config
 
 # CRLF, front matter, an entity in a URL, srcset, no final newline
 CRLF_MD = (

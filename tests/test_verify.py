@@ -14,7 +14,8 @@ from archiver.cli import main
 from archiver.verify import Target, _Status, corruption, parse_key
 from tests.support.images import make_jpeg, make_webp
 from tests.support.origin import Server
-from tests.test_end_to_end import HEXO, JEKYLL, key, sha, site, write_config  # noqa: F401  (site: a fixture)
+from tests.support.site import key, sha, write_config
+from tests.test_end_to_end import HEXO, JEKYLL, site  # noqa: F401  (site: a fixture)
 
 
 def thumb(k: str) -> str:
