@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -108,7 +109,8 @@ def cmd_run(args: argparse.Namespace, handler: logging.Handler) -> int:
     else:
         store.check()
         manifest = Manifest.open(manifest_path)
-    workdir = prepare_workdir(manifest_path)
+    # a dry run must not touch the real run's scratch folder (a real run may be using it right now)
+    workdir = prepare_workdir(None if args.dry_run else manifest_path)
     executor = make_executor()
     try:
         run = Run(cfg, paths, manifest, store, dry_run=args.dry_run, retry_dead=args.retry_dead,
@@ -133,10 +135,7 @@ def cmd_run(args: argparse.Namespace, handler: logging.Handler) -> int:
     finally:
         executor.shutdown(cancel_futures=True)
         manifest.close()
-        import shutil
-
         shutil.rmtree(workdir, ignore_errors=True)
-    report = run.report
     if args.dry_run:
         for diff in report.diffs:
             sys.stdout.write(diff)
