@@ -195,8 +195,17 @@ class Manifest:
 
     @classmethod
     def open_readonly(cls, path: Path) -> Manifest:
+        """For reading only (status, verify): no lock, no copy; an older schema is migrated in a memory copy."""
         if not path.exists():
             raise ManifestError(f"{path}: no manifest yet (run `archiver run` first)")
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise ManifestError(f"{path}: cannot read manifest: {exc}") from exc
+        if version == len(MIGRATIONS):
+            return cls(conn, path, None)
+        conn.close()
         return cls.snapshot(path)
 
     def close(self) -> None:
