@@ -21,6 +21,7 @@ from botocore.config import Config as BotoConfig
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+PROBE_BUCKET = "seaweed-ready-probe"  # holds one object the readiness check reads back
 # weed mini's worker dials the admin at admin.port + 10000, whatever admin.port.grpc says
 GRPC_OFFSET = 10_000
 
@@ -105,6 +106,7 @@ class SeaweedS3:
         )
         self._proc: subprocess.Popen[bytes] | None = None
         self._buckets = 0
+        self._probe_written = False
         self.startup_seconds = 0.0
 
     @property
@@ -161,8 +163,19 @@ class SeaweedS3:
                 self._fail(f"weed mini exited with code {self._proc.returncode} during start-up")
             try:
                 client.list_buckets()
-                return
-            except Exception as exc:  # not up yet: connection refused, 503, ...
+                # The S3 gateway answers before the master has heard from the volume server again
+                # after a restart: reads then fail with InternalError for seconds (under load up
+                # to ~5 s). Ready means a stored object can be read back.
+                if not self._probe_written:
+                    with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+                        client.create_bucket(Bucket=PROBE_BUCKET)
+                    client.put_object(Bucket=PROBE_BUCKET, Key="probe", Body=b"ready")
+                    self._probe_written = True
+                body = client.get_object(Bucket=PROBE_BUCKET, Key="probe")["Body"].read()
+                if body == b"ready":
+                    return
+                last = AssertionError(f"probe object read back as {body!r}")
+            except Exception as exc:  # not up yet: connection refused, 503, InternalError, ...
                 last = exc
                 time.sleep(0.05)
         self.stop()
