@@ -78,7 +78,7 @@ def test_connection_refused_is_retried_then_transient(tmp_path: Path) -> None:
         err, elapsed = fail(f"http://127.0.0.1:{s.getsockname()[1]}/a.jpg", tmp_path)
     assert isinstance(err, TransientFetchError) and err.outcome == "failed"
     assert "connection failed" in err.reason and err.attempts == 3
-    assert elapsed < 1.0
+    assert elapsed < 3.0  # backoff is short; generous for a loaded CI machine
 
 
 def test_reset_mid_body_is_retried_and_the_retry_is_intact(origin: Server, tmp_path: Path) -> None:
@@ -101,21 +101,21 @@ def test_stall_before_headers_is_ended_by_the_timeout(origin: Server, tmp_path: 
     cfg = replace(CFG, timeout=0.3, retries=1)
     err, elapsed = fail(origin.url("/slow"), tmp_path, cfg)
     assert isinstance(err, TransientFetchError) and "timed out" in err.reason and err.attempts == 2
-    assert 0.6 <= elapsed < 0.6 + 0.5 < SLOW_SECONDS  # two attempts of 0.3 s, not the server's 5 s
+    assert 0.6 <= elapsed < SLOW_SECONDS - 2  # two attempts of 0.3 s, not the server's 5 s
 
 
 def test_stall_mid_body_is_ended_by_the_timeout(origin: Server, tmp_path: Path) -> None:
     cfg = replace(CFG, timeout=0.4, retries=1, min_rate=0)
     err, elapsed = fail(origin.url("/stall-body"), tmp_path, cfg)
     assert isinstance(err, TransientFetchError) and "timed out" in err.reason and err.attempts == 2
-    assert 0.8 <= elapsed < 0.8 + 0.5 < SLOW_SECONDS
+    assert 0.8 <= elapsed < SLOW_SECONDS - 2
 
 
 def test_stall_mid_body_is_ended_by_min_rate_before_the_timeout(origin: Server, tmp_path: Path) -> None:
     cfg = replace(CFG, timeout=5.0, retries=0, min_rate=1024)
     err, elapsed = fail(origin.url("/stall-body"), tmp_path, cfg, rate_window=0.3)
     assert isinstance(err, TransientFetchError) and err.reason.startswith("too slow: 0 bytes in 0.3s")
-    assert 0.3 <= elapsed < 0.8
+    assert 0.3 <= elapsed < 2.5  # the 5 s timeout did not end it
 
 
 def test_trickle_is_ended_by_min_rate_well_before_the_timeout(origin: Server, tmp_path: Path) -> None:
@@ -130,7 +130,7 @@ def test_min_rate_zero_leaves_a_trickle_to_the_timeout(origin: Server, tmp_path:
     cfg = replace(CFG, timeout=0.6, retries=0, min_rate=0)
     err, elapsed = fail(origin.url("/trickle/100"), tmp_path, cfg, rate_window=0.1)
     assert isinstance(err, TransientFetchError) and "timed out" in err.reason
-    assert 0.6 <= elapsed < 1.2
+    assert 0.6 <= elapsed < 3.0  # ended by the 0.6 s timeout, not by a 0.1 s rate window
 
 
 def test_a_body_faster_than_min_rate_is_kept(origin: Server, tmp_path: Path) -> None:
@@ -175,7 +175,7 @@ def test_retry_after_is_capped_by_max_backoff(origin: Server, tmp_path: Path) ->
     urls = [_retry_after_url(origin, status, form, 30) for status, form in RETRY_AFTER]
     results = _timed_fetches(replace(CFG, max_backoff=0.2), urls, tmp_path)
     for d, elapsed in results:
-        assert d.attempts == 2 and elapsed < 1.0
+        assert d.attempts == 2 and elapsed < 5.0  # capped at 0.2 s, not the 30 s asked for
 
 
 # --- a 5xx storm on one host while another keeps flowing ------------------------------------------------
@@ -384,7 +384,7 @@ def test_dns_that_never_answers_is_bounded_by_connect_timeout(tmp_path: Path) ->
     err, elapsed = fail("http://silent.example.test/a.jpg", tmp_path, cfg, resolver=ScriptedResolver(None))
     assert isinstance(err, TransientFetchError) and err.attempts == 2
     assert err.reason == "DNS lookup failed: DNS lookup timed out after 0.2s"
-    assert 0.4 <= elapsed < 1.0
+    assert 0.4 <= elapsed < 3.0  # two 0.2 s lookups, well inside the 5 s timeout
 
 
 def test_dns_recovering_after_a_failure_succeeds(origin: Server, tmp_path: Path) -> None:
