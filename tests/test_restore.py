@@ -253,3 +253,29 @@ def test_undo_follows_edits_and_reports_a_removed_duplicate() -> None:
     result = undo(edited, [gen])
     assert result.text == "NEW LINE\nx ![]() y ![](http://o/2.jpg) z ![](http://o/1.jpg) end"
     assert [(p.line, p.ours) for p in result.problems] == [(2, "/archive/A")]
+
+
+@st.composite
+def _article_with_decoys(draw: st.DrawFn) -> tuple[str, list[tuple[int, int]]]:
+    """Text that already holds copies of the archive URLs a rewrite will write (pasted by hand, or left by an
+    earlier tool): only the recorded offsets, not a search for the URL, can tell our spans from these."""
+    pieces = draw(st.lists(st.one_of(st.text(alphabet="ab \r\n<>\"'é", max_size=12),
+                                     st.sampled_from(["/archive/A", "/archive/B", "/archive/A/archive/A"])),
+                           min_size=1, max_size=20))
+    text = "".join(pieces)
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(text)), max_size=12))))
+    return text, [(a, b) for a, b in zip(cuts[::2], cuts[1::2], strict=False) if a < b]
+
+
+@settings(max_examples=400, deadline=None)
+@given(_article_with_decoys(), st.lists(st.sampled_from(["/archive/A", "/archive/B"]), min_size=6, max_size=6))
+def test_undo_uses_the_recorded_offsets_not_the_nearest_copy(
+    case: tuple[str, list[tuple[int, int]]], new: list[str]
+) -> None:
+    text, spans = case
+    rewritten, gen = _apply(text, spans, new[: len(spans)])
+    result = undo(rewritten, [gen])
+    assert result.text == text and not result.problems
+    # and with paragraphs added since the rewrite: one at the end holding a copy of each archive URL
+    edited = undo(rewritten + "\n/archive/A /archive/B", [gen])
+    assert edited.text == text + "\n/archive/A /archive/B" and not edited.problems
