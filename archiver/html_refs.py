@@ -1,4 +1,4 @@
-"""Image references in HTML: tag and attribute parsing with exact spans, srcset candidates, raw-text skipping."""
+"""Image references in HTML: tag and attribute parsing with exact spans, srcset, style url(), raw-text skipping."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from archiver.css_refs import css_urls
 from archiver.model import RefKind
 from archiver.refscan import Found, decode_html, is_image_path
+from archiver.tag_refs import OPENER, template_tag
 
 _TAG_START = re.compile(r"<(/?)([A-Za-z][^\t\n\f\r />]*)")
+_NEXT = re.compile(rf"<|{OPENER.pattern}")  # where a tag, a comment or an image template tag may start
 _WS = " \t\n\f\r"
 _NAME_REST = re.compile(r"[^\t\n\f\r />=]*")
 _UNQUOTED = re.compile(r"[^\t\n\f\r >]*")
@@ -19,6 +22,8 @@ RAW_TEXT = frozenset({"script", "style", "textarea", "title", "xmp", "iframe", "
 _CLOSERS = {name: re.compile(rf"</{name}[\t\n\f\r />]", re.IGNORECASE) for name in RAW_TEXT}
 LAZY_SINGLE = ("data-src", "data-original", "data-lazy-src", "zoomfile", "data-echo", "file")
 LAZY_SRCSET = ("data-srcset", "data-lazy-srcset")
+# <meta property|name=… content=URL>: Open Graph and Twitter card images
+META_IMAGE = frozenset({"og:image", "og:image:url", "og:image:secure_url", "twitter:image", "twitter:image:src"})
 
 
 @dataclass(frozen=True)
@@ -89,32 +94,39 @@ class HtmlScanner:
         """Scan ``text[start:end]`` as HTML: comments and raw-text element bodies are skipped.
 
         ``on_text(a, b)`` is called for each run of text between tags (Markdown uses it for HTML blocks).
+        Image template tags (tag_refs.py) in the text are read here and left out of those runs.
         """
-        i = start
+        i = run = start  # scanning position; start of the text run not yet handed to on_text
         while True:
-            j = text.find("<", i, end)
-            if on_text is not None and i < (end if j < 0 else j):
-                on_text(i, end if j < 0 else j)
-            if j < 0:
+            m = _NEXT.search(text, i, end)
+            j = end if m is None else m.start()
+            done = None
+            if m is not None and text[j] == "{":
+                done = template_tag(text, j, len(text))
+                if done is None:  # not an image tag: its characters are text
+                    i = j + 2
+                    continue
+            elif m is not None and _TAG_START.match(text, j, end) is None and not text.startswith(("<!", "<?"), j):
+                i = j + 1  # a "<" that starts no tag is text
+                continue
+            if on_text is not None and run < j:
+                on_text(run, j)
+            if m is None:
                 return
-            if text.startswith("<!--", j):
+            if done is not None:
+                self.found.extend(done[1])
+                i = run = min(done[0], end)
+            elif text.startswith("<!--", j):
                 k = text.find("-->", j + 4, end)
-                i = end if k < 0 else k + 3
-                continue
-            if text.startswith(("<!", "<?"), j):
+                i = run = end if k < 0 else k + 3
+            elif text.startswith(("<!", "<?"), j):
                 k = text.find(">", j, end)
-                i = end if k < 0 else k + 1
-                continue
-            if _TAG_START.match(text, j, end) is None:  # a "<" that starts no tag is text
-                k = text.find("<", j + 1, end)
-                if on_text is not None:
-                    on_text(j, end if k < 0 else k)
-                i = end if k < 0 else k
-                continue
-            tag = parse_tag(text, j, end)
-            if tag is None:  # the tag runs to the end of the input: a browser drops it and the rest
-                return
-            i = self.tag(text, tag, end)
+                i = run = end if k < 0 else k + 1
+            else:
+                tag = parse_tag(text, j, end)
+                if tag is None:  # the tag runs to the end of the input: a browser drops it and the rest
+                    return
+                i = run = self.tag(text, tag, end)
 
     def tag(self, text: str, tag: Tag, end: int) -> int:
         """Record the references of one tag; return where scanning resumes (after a raw-text body)."""
@@ -123,12 +135,19 @@ class HtmlScanner:
                 self.picture_depth = max(0, self.picture_depth - 1)
             return tag.end
         if tag.name in RAW_TEXT:
-            m = _CLOSERS[tag.name].search(text, tag.end, end)
-            return end if m is None else m.start()
+            return resume_after(text, tag, end)
         if tag.name == "picture":
             self.picture_depth += 1
         self.found.extend(tag_refs(text, tag, self.picture_depth > 0))
         return tag.end
+
+
+def resume_after(text: str, tag: Tag, end: int) -> int:
+    """Where scanning resumes after ``tag``: past a raw-text element's body (``<script>``…), else after the tag."""
+    if not tag.closing and tag.name in RAW_TEXT:
+        m = _CLOSERS[tag.name].search(text, tag.end, end)
+        return end if m is None else m.start()
+    return tag.end
 
 
 def tag_refs(text: str, tag: Tag, in_picture: bool) -> list[Found]:
@@ -148,12 +167,28 @@ def tag_refs(text: str, tag: Tag, in_picture: bool) -> list[Found]:
             _srcset(text, tag.get(name), RefKind.LAZY_ATTR, out)
     elif tag.name == "a":
         href = tag.get("href")
-        if href is not None and is_image_path(decode_html(text[href.start : href.end])[0]):
+        if href is not None and is_image_path(_value(text, href)):
             _single(text, href, RefKind.LINK_HREF, out)
+    elif tag.name == "video":
+        _single(text, tag.get("poster"), RefKind.IMG_SRC, out)
+    elif tag.name == "meta":
+        prop = tag.get("property") or tag.get("name")
+        name = _value(text, prop).strip().lower() if prop is not None else ""
+        if name in META_IMAGE:
+            _single(text, tag.get("content"), RefKind.LINK_HREF, out, name)
+    elif tag.name == "link":
+        rel = tag.get("rel")
+        if rel is not None and "image_src" in _value(text, rel).lower().split():
+            _single(text, tag.get("href"), RefKind.LINK_HREF, out, "rel=image_src")
+    _style(text, tag.get("style"), out)
     return out
 
 
-def _single(text: str, attr: Attr | None, kind: RefKind, out: list[Found]) -> None:
+def _value(text: str, attr: Attr) -> str:
+    return decode_html(text[attr.start : attr.end])[0]
+
+
+def _single(text: str, attr: Attr | None, kind: RefKind, out: list[Found], label: str = "") -> None:
     if attr is None or attr.start == attr.end:
         return
     decoded, starts = decode_html(text[attr.start : attr.end])
@@ -163,7 +198,16 @@ def _single(text: str, attr: Attr | None, kind: RefKind, out: list[Found]) -> No
     while b > a and decoded[b - 1] in _WS:
         b -= 1
     if a < b:
-        out.append(_mapped(decoded, starts, a, b, attr, kind))
+        out.append(_mapped(decoded, starts, a, b, attr, kind, label))
+
+
+def _style(text: str, attr: Attr | None, out: list[Found]) -> None:
+    """Each ``url(...)`` of an inline ``style`` attribute (not ``<style>`` bodies: those are raw text)."""
+    if attr is None or "(" not in text[attr.start : attr.end]:
+        return
+    decoded, starts = decode_html(text[attr.start : attr.end])
+    for a, b in css_urls(decoded):
+        out.append(_mapped(decoded, starts, a, b, attr, RefKind.IMG_SRC))
 
 
 def _srcset(text: str, attr: Attr | None, kind: RefKind, out: list[Found]) -> None:
@@ -198,9 +242,9 @@ def _srcset(text: str, attr: Attr | None, kind: RefKind, out: list[Found]) -> No
             out.append(_mapped(s, starts, a, b, attr, kind))
 
 
-def _mapped(decoded: str, starts: Sequence[int], a: int, b: int, attr: Attr, kind: RefKind) -> Found:
+def _mapped(decoded: str, starts: Sequence[int], a: int, b: int, attr: Attr, kind: RefKind, label: str = "") -> Found:
     raw_end = starts[b] if b < len(decoded) else starts[-1]
     # a multi-char entity maps all its chars to its start: end at the next distinct raw offset
     if b < len(decoded) and starts[b] == starts[b - 1]:
         raw_end = next((x for x in starts[b:] if x > starts[b - 1]), starts[-1])
-    return Found(decoded[a:b], attr.start + starts[a], attr.start + raw_end, kind, attr.name)
+    return Found(decoded[a:b], attr.start + starts[a], attr.start + raw_end, kind, label or attr.name)

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import normalizeReference
 
-from archiver.html_refs import HtmlScanner, parse_tag
+from archiver.html_refs import HtmlScanner, Tag, parse_tag, resume_after
 from archiver.model import RefKind
 from archiver.refscan import ASCII_PUNCT, Found, decode_markdown, is_image_path
+from archiver.tag_refs import OPENER, template_tag
 
 # Block nesting markdown-it follows (its commonmark preset stops at 20 and silently drops the rest of the
 # document); deeper content is scanned as plain inline text instead. Bounded: each level costs stack frames.
@@ -27,8 +28,8 @@ _OPEN_TAG = re.compile(rf"<[A-Za-z][A-Za-z0-9-]*{_ATTR}*[ \t\r\n]*/?>")
 _CLOSE_TAG = re.compile(r"</[A-Za-z][A-Za-z0-9-]*[ \t\r\n]*>")
 _AUTOLINK = re.compile(r"<([A-Za-z][A-Za-z0-9+.-]{1,31}:[^<>\x00-\x20]*)>")
 _BACKTICKS = re.compile(r"`+")
-_INLINE_SPECIAL = re.compile(r"[\\`<!\[\]]")  # where the inline scanner has something to decide
-_BRACKET_SPECIAL = re.compile(r"[\\`\[\]]")
+_INLINE_SPECIAL = re.compile(r"[\\`<!\[\]{]")  # where the inline scanner has something to decide
+_ATOM_START = re.compile(rf"\\|`+|<|\[|\]|{OPENER.pattern}")
 _DEST_PLAIN = re.compile(r"[^\\()\x00-\x20\x7f]+")
 _ANGLE_DEST_PLAIN = re.compile(r"[^\\<>\r\n]+")
 _REFDEF = re.compile(
@@ -122,14 +123,11 @@ def _destination(text: str, i: int, limit: int) -> tuple[int, int, int] | None:
     if i < limit and text[i] == "<":
         j = i + 1
         while j < limit:
-            plain = _ANGLE_DEST_PLAIN.match(text, j, limit)
-            if plain is not None:
-                j = plain.end()
+            k = _skip_plain(text, j, limit, _ANGLE_DEST_PLAIN)
+            if k > j:
+                j = k
                 continue
             ch = text[j]
-            if ch == "\\" and j + 1 < limit and text[j + 1] in ASCII_PUNCT:
-                j += 2
-                continue
             if ch in "<\r\n":
                 return None
             if ch == ">":
@@ -138,14 +136,11 @@ def _destination(text: str, i: int, limit: int) -> tuple[int, int, int] | None:
         return None
     j, depth = i, 0
     while j < limit:
-        plain = _DEST_PLAIN.match(text, j, limit)
-        if plain is not None:
-            j = plain.end()
+        k = _skip_plain(text, j, limit, _DEST_PLAIN)
+        if k > j:
+            j = k
             continue
         ch = text[j]
-        if ch == "\\" and j + 1 < limit and text[j + 1] in ASCII_PUNCT:
-            j += 2
-            continue
         if ch <= " " or ch == "\x7f":
             break
         if ch == "(":
@@ -158,6 +153,16 @@ def _destination(text: str, i: int, limit: int) -> tuple[int, int, int] | None:
             depth -= 1
         j += 1
     return (i, j, j) if depth == 0 else None
+
+
+def _skip_plain(text: str, j: int, limit: int, plain: re.Pattern[str]) -> int:
+    """Offset after the run of ``plain`` characters or the one backslash escape at ``j``; ``j`` if neither."""
+    m = plain.match(text, j, limit)
+    if m is not None:
+        return m.end()
+    if text[j] == "\\" and j + 1 < limit and text[j + 1] in ASCII_PUNCT:
+        return j + 2
+    return j
 
 
 _SPACE = re.compile(_SP)
@@ -204,8 +209,7 @@ class _Inline:
 
     def scan(self, start: int, end: int) -> None:
         text = self.text
-        code = _code_spans(text, start, end)
-        match = _brackets(text, start, end, code)
+        code, match = _atoms(text, start, end)
         jump: dict[int, int] = {}
         i = start
         while i < end:
@@ -223,6 +227,8 @@ class _Inline:
                         i += 1
             elif ch == "<":
                 i = self._angle(i, end)
+            elif ch == "{":
+                i = self._template(i)
             elif ch == "!" and i + 1 < end and text[i + 1] == "[" and i + 1 in match:
                 i = self._link(i + 1, match, jump, end, image=True)
             elif ch == "[" and i in match:
@@ -231,21 +237,24 @@ class _Inline:
                 m = _INLINE_SPECIAL.search(text, i + 1, end)
                 i = end if m is None else m.start()
 
-    def _angle(self, i: int, end: int) -> int:
-        text = self.text
-        if text.startswith("<!--", i):
-            k = text.find("-->", i + 4, end)
-            return i + 1 if k < 0 else k + 3
-        m = _AUTOLINK.match(text, i, end)
-        if m:
-            if is_image_path(m.group(1)):
-                self.found.append(Found(m.group(1), m.start(1), m.end(1), RefKind.LINK_HREF))
-            return m.end()
-        m = _OPEN_TAG.match(text, i, end) or _CLOSE_TAG.match(text, i, end)
-        tag = parse_tag(text, i, m.end()) if m else None
-        if tag is None:
+    def _template(self, i: int) -> int:
+        """An image template tag at ``i`` (it may end past the paragraph: a Hugo shortcode's ``>}}`` line
+        reads as a block quote to CommonMark); otherwise the ``{`` is text."""
+        if OPENER.match(self.text, i) is None:
             return i + 1
-        return self.html.tag(text, tag, end)
+        done = template_tag(self.text, i, len(self.text))
+        if done is None:
+            return i + 2
+        self.found.extend(done[1])
+        return done[0]
+
+    def _angle(self, i: int, end: int) -> int:
+        stop, item = _inline_html(self.text, i, end)
+        if isinstance(item, Tag):
+            self.html.tag(self.text, item, end)
+        elif item is not None and is_image_path(item.group(1)):
+            self.found.append(Found(item.group(1), item.start(1), item.end(1), RefKind.LINK_HREF))
+        return stop
 
     def _link(self, open_: int, match: dict[int, int], jump: dict[int, int], end: int, image: bool) -> int:
         text = self.text
@@ -280,59 +289,69 @@ class _Inline:
         return open_ + 1
 
 
-def _code_spans(text: str, start: int, end: int) -> dict[int, int]:
-    """Code spans in ``text[start:end]``: opening backtick offset -> offset after the closing run."""
+def _inline_html(text: str, i: int, end: int) -> tuple[int, Tag | re.Match[str] | None]:
+    """What the ``<`` at ``i`` starts in inline text: (offset after it, the tag or autolink match).
+
+    A comment gives (offset after it, None); a ``<`` that starts nothing gives (i + 1, None).
+    """
+    if text.startswith("<!--", i):
+        k = text.find("-->", i + 4, end)
+        return (i + 1 if k < 0 else k + 3), None
+    m = _AUTOLINK.match(text, i, end)
+    if m:
+        return m.end(), m
+    m = _OPEN_TAG.match(text, i, end) or _CLOSE_TAG.match(text, i, end)
+    tag = parse_tag(text, i, m.end()) if m else None
+    if tag is None:
+        return i + 1, None
+    return resume_after(text, tag, end), tag
+
+
+def _atoms(text: str, start: int, end: int) -> tuple[dict[int, int], dict[int, int]]:
+    """Code spans (opening backtick -> offset after the closing run) and matching ``[`` -> ``]`` offsets.
+
+    One left-to-right pass with CommonMark's precedence: whichever of a code span, raw HTML, an
+    autolink, a comment or an image template tag starts first wins, so a backtick inside a tag's
+    attribute opens no code span and a ``<`` inside a code span is text; brackets inside any of them, or
+    escaped, pair with nothing. Replacing a URL inside a tag therefore never changes how the rest of
+    the paragraph reads.
+    """
     runs = [(m.start(), m.end()) for m in _BACKTICKS.finditer(text, start, end)]
+    run_at_end = {b: idx for idx, (_, b) in enumerate(runs)}
     by_len: dict[int, list[int]] = {}
     for idx, (a, b) in enumerate(runs):
         by_len.setdefault(b - a, []).append(idx)
-    spans: dict[int, int] = {}
-    idx = 0
-    while idx < len(runs):
-        a, b = runs[idx]
-        if a > start and text[a - 1] == "\\" and _escaped(text, a - 1, start):
-            a += 1  # an escaped backtick is literal; the rest of the run may open a span
-        if a == b:
-            idx += 1
-            continue
-        same = by_len.get(b - a, [])
-        k = bisect.bisect_right(same, idx)
-        if k < len(same):
-            spans[a] = runs[same[k]][1]
-            idx = same[k] + 1
-        else:
-            idx += 1
-    return spans
-
-
-def _escaped(text: str, backslash: int, start: int) -> bool:
-    """True if the backslash at ``backslash`` is itself not escaped (an odd run of backslashes)."""
-    n = 0
-    while backslash - n >= start and text[backslash - n] == "\\":
-        n += 1
-    return n % 2 == 1
-
-
-def _brackets(text: str, start: int, end: int, code: dict[int, int]) -> dict[int, int]:
-    """Matching ``[`` -> ``]`` offsets, ignoring escaped brackets and brackets inside code spans."""
+    code: dict[int, int] = {}
     match: dict[int, int] = {}
     stack: list[int] = []
     i = start
     while i < end:
-        m = _BRACKET_SPECIAL.search(text, i, end)
+        m = _ATOM_START.search(text, i, end)
         if m is None:
             break
-        i = m.start()
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "`" and i in code:
-            i = code[i]
-            continue
-        if ch == "[":
-            stack.append(i)
-        elif ch == "]" and stack:
-            match[stack.pop()] = i
-        i += 1
-    return match
+        a = m.start()
+        ch = text[a]
+        if ch == "\\":  # an escaped backtick is literal; the rest of its run may open a span
+            i = a + 2 if a + 1 < end and text[a + 1] in ASCII_PUNCT else a + 1
+        elif ch == "`":
+            b = m.end()
+            same = by_len.get(b - a, [])
+            k = bisect.bisect_right(same, run_at_end[b])  # the next run of the same length closes it
+            if k < len(same):
+                code[a] = runs[same[k]][1]
+            i = code.get(a, b)
+        elif ch == "[":
+            stack.append(a)
+            i = a + 1
+        elif ch == "]":
+            if stack:
+                match[stack.pop()] = a
+            i = a + 1
+        else:
+            i = max(_inline_html(text, a, end)[0] if ch == "<" else _template_end(text, a), a + 1)
+    return code, match
+
+
+def _template_end(text: str, i: int) -> int:
+    done = template_tag(text, i, len(text))
+    return i + 2 if done is None else done[0]

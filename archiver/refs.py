@@ -1,8 +1,13 @@
 """Find every image reference in one article's text, with the exact span of each URL as written.
 
 Front matter fields (frontmatter.py), then the body as Markdown (markdown_refs.py, raw HTML included)
-or as HTML (html_refs.py). Liquid/Hugo blocks whose content is code or literal text (``raw``,
-``highlight``, ``codeblock``, ``comment``) are blanked out first, keeping every offset.
+or as HTML (html_refs.py, with inline-style ``url()`` from css_refs.py); in both, Hugo shortcodes and
+Hexo/Octopress ``{% img %}`` tags (tag_refs.py). Kinds: the newer syntaxes report under the nearest
+``RefKind`` (``IMG_SRC`` for a shortcode ``src``, ``{% img %}``, ``style`` ``url()`` and ``poster``;
+``LINK_HREF`` for a figure ``link`` and og:/twitter: images) and ``field`` says exactly where: a field
+starting with ``{`` names a template tag, whose URL is written literally. Liquid/Hugo blocks whose
+content is code or literal text (``raw``, ``highlight``, ``codeblock``, ``comment``) are blanked out
+first, keeping every offset.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ def mask_template_blocks(text: str, start: int) -> str:
 def _consistent(text: str, f: Found) -> bool:
     """The span decodes to the URL exactly as the kind's syntax says (a guard against scanner slips)."""
     raw = text[f.start : f.end]
-    if f.kind == RefKind.FRONT_MATTER:
+    if f.kind == RefKind.FRONT_MATTER or f.field.startswith("{"):  # front matter and template tags: literal
         return raw == f.url
     if f.kind in _HTML_KINDS or (f.kind == RefKind.LINK_HREF and f.field):
         return decode_html(raw)[0] == f.url

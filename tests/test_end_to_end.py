@@ -345,3 +345,39 @@ def test_rewrite_to_canonical_during_run(tmp_path: Path, origin: Server, capsys:
     assert article.read_bytes() == before
     assert main(["dedupe", "--config", str(cfg), "--undo"]) == 0
     assert f"/archive/{key(progressive, 'jpg')}" in article.read_text(encoding="utf-8")
+
+
+def test_shortcodes_tags_inline_styles_and_posters_are_archived_and_rewritten(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bodies = {f"/more/{n}": make_jpeg(200 + 10 * i, 150, seed=40 + i) for i, n in enumerate(("f.jpg", "h.jpg", "s.jpg", "p.jpg"))}
+    for path, body in bodies.items():
+        origin.add(path, body, "image/jpeg")
+    article = (
+        "---\r\ntitle: more places\r\n---\r\n\r\n"
+        '{{< figure\r\n  src="http://img.news.test/more/f.jpg"\r\n  caption="A figure"\r\n>}}\r\n\r\n'
+        '{% img left http://photos.test/more/h.jpg 300 200 "Title" "alt" %}\r\n\r\n'
+        "<div class=\"hero\" style=\"background-image: url(&quot;/more/s.jpg&quot;)\"></div>\r\n\r\n"
+        '<video controls poster="http://img.news.test/more/p.jpg"><source src="/clip.mp4"></video>\r\n\r\n'
+        '```\r\n{{< figure src="http://img.news.test/more/never.jpg" >}}\r\n```\r\n'
+    )
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "post.md").write_bytes(article.encode("utf-8"))
+    cfg = write_config(tmp_path, origin)  # base_url http://blog.test/ resolves the root-relative style url
+
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert "4 archived" in capsys.readouterr().out
+    assert origin.hits("/more/never.jpg") == 0 and origin.hits("/clip.mp4") == 0
+    keys = {p: key(b, "jpg") for p, b in bodies.items()}
+    assert (tmp_path / "site" / "post.md").read_bytes() == expected_article(
+        article,
+        {
+            "http://img.news.test/more/f.jpg": f"/archive/{keys['/more/f.jpg']}",
+            "http://photos.test/more/h.jpg": f"/archive/{keys['/more/h.jpg']}",
+            "&quot;/more/s.jpg&quot;": f"&quot;/archive/{keys['/more/s.jpg']}&quot;",
+            "http://img.news.test/more/p.jpg": f"/archive/{keys['/more/p.jpg']}",
+        },
+    )
+    before = snapshot(tmp_path)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert snapshot(tmp_path) == before

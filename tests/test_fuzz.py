@@ -1,7 +1,8 @@
 """Fuzzing the reference finder and the rewriter with hypothesis: arbitrary text and markup-ish fragments.
 
 For any input: ``find_refs`` never raises; its spans are in range, sorted and disjoint; each span's text
-decodes to ``ref.url`` the way its syntax says; splicing new URLs in changes no character outside the
+decodes to ``ref.url`` the way its syntax says (HTML attributes, inline-style ``url()``, Markdown
+destinations, literal front matter and template tags); splicing new URLs in changes no character outside the
 replaced spans; and rewriting the result again changes nothing. The bounded run is part of the default
 suite; ``-m slow`` selects the soak run with many more examples.
 """
@@ -33,6 +34,12 @@ FRAGMENTS = [
     # front matter and templates
     "---\n", "+++\n", "...\n", "headimg: ", "thumbnail = ", "cover:\n  url: ", "image:\n  - ", "title: '", "&a ", "*a",
     "{% raw %}", "{% endraw %}", "{{", "}}", "{{< highlight go >}}", "{{< /highlight >}}",
+    # template tags, inline styles, posters, meta images
+    "{{< figure src=", "{{% figure src=\"", "{{< img src=`", "{{< image ", " link=\"", "\n  caption=\"c\"\n", " >}}",
+    " %}}", "/>}}", "{{</* figure src=\"/x.jpg\" */>}}", "{% img ", "{%- image left ", " 300 200 \"t t\" ", " %}",
+    " -%}", "{% asset_img a.jpg %}", "{{ .Params.image }}", "{% endraw %}", " style=\"background:url(", " style='",
+    "url(", "url('", "URL(&quot;", "&quot;)", "&#39;", ");", "/* ", " */", "<video poster=", "<meta property=\"og:image\"",
+    "<meta name=twitter:image ", " content=\"", "<link rel=\"image_src\" href=", "<div style=\"", "\\",
     # line ends and hostile characters
     "\n", "\r\n", "\r", "\x00", "\ufeff", "\u2028", "\u00a0", "文", "😀", "\x7f", "\x0c",
     # URLs
@@ -45,7 +52,32 @@ TEXT = st.text(
     alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)) | st.sampled_from("\r\n\x00<>[]()!\"'`&;=\\"),
     max_size=30,
 )
-ARTICLES = st.lists(st.sampled_from(FRAGMENTS) | TEXT, max_size=40).map("".join)
+URLS = st.sampled_from([
+    "http://img.news.test/a.jpg", "https://cdn.test/b.png?x=1&amp;y=2", "//cdn.test/c.webp", "/root/d.gif",
+    "rel/e.jpg", "/q&quot;uote.jpg", "ftp://h.test/i.jpg", "{{ .Site.BaseURL }}/t.jpg", "data:image/png;base64,AA",
+]) | TEXT
+GAP = st.sampled_from([" ", "  ", "\n  ", "\r\n\t", "\r"])
+# Whole constructs of the syntaxes read since round 3, with random quoting, spacing and URLs, so the
+# fuzzer reaches their scanners often instead of relying on fragments lining up by chance.
+CONSTRUCTS = st.one_of(
+    st.builds(lambda o, name, key, q, url, gap, c: f"{{{{{o}{gap}{name}{gap}{key}={q}{url}{q}{gap}alt=\"a\"{c}}}}}",
+              st.sampled_from("<%"), st.sampled_from(["figure", "img", "image", "youtube"]),
+              st.sampled_from(["src", "link", "caption"]), st.sampled_from(['"', "`", ""]), URLS, GAP,
+              st.sampled_from([">", "%", "/>", " /%"])),
+    st.builds(lambda name, cls, url, tail, dash: f"{{%{dash} {name} {cls}{url}{tail} {dash}%}}",
+              st.sampled_from(["img", "image", "asset_img", "include"]), st.sampled_from(["", "left ", "a b "]),
+              URLS, st.sampled_from(["", " 300", " 300 200 \"t t\" \"alt\""]), st.sampled_from(["", "-"])),
+    st.builds(lambda tag, q, fn, url, rest: f"<{tag} style={q}color:red; background:{fn}{url}{rest}{q}>",
+              st.sampled_from(["div", "img src=/i.jpg", "p", "script"]), st.sampled_from(['"', "'"]),
+              st.sampled_from(["url(", "url( &quot;", "URL('", "url(&#39;", "myurl("]), URLS,
+              st.sampled_from([")", "&quot; )", "')", "&#39;)", ";x:url(/y.png)", ""])),
+    st.builds(lambda url, q: f"<video poster={q}{url}{q}></video>", URLS, st.sampled_from(['"', "'", ""])),
+    st.builds(lambda attr, name, url: f'<meta {attr}="{name}" content="{url}">', st.sampled_from(["property", "name"]),
+              st.sampled_from(["og:image", "OG:Image:URL", "og:image:secure_url", "twitter:image", "og:title"]), URLS),
+    st.builds(lambda rel, url: f'<link rel="{rel}" href="{url}">', st.sampled_from(["image_src", "icon", "x image_src"]),
+              URLS),
+)
+ARTICLES = st.lists(st.sampled_from(FRAGMENTS) | TEXT | CONSTRUCTS, max_size=40).map("".join)
 FORMATS = st.sampled_from(["markdown", "html"])
 BOUNDED = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SOAK = settings(max_examples=20_000, deadline=None, suppress_health_check=list(HealthCheck))
@@ -54,7 +86,7 @@ SOAK = settings(max_examples=20_000, deadline=None, suppress_health_check=list(H
 def decodes_to(text: str, ref: ImageRef) -> bool:
     """The span, decoded by the rules of the syntax it was found in, is exactly ``ref.url``."""
     raw = text[ref.start : ref.end]
-    if ref.kind == RefKind.FRONT_MATTER:
+    if ref.kind == RefKind.FRONT_MATTER or ref.field.startswith("{"):  # front matter, template tags: literal
         return raw == ref.url
     if ref.kind in HTML_KINDS:
         return decode_html(raw)[0] == ref.url
@@ -123,8 +155,11 @@ def test_soak_finder_and_rewriter(text: str, fmt: str) -> None:
         ">" * 10_000 + " ![deep](http://a.test/deep.jpg)\n",
         "---\ntitle: [unclosed\nheadimg: http://a.test/fm.jpg\n---\n![x](http://a.test/x.jpg)\n",
         "<img srcset=\"" + "data:image/png;base64," + "A" * 100_000 + " 1x, http://a.test/s.jpg 2x\">",
+        "{{< figure src=\"http://a.test/f.jpg\"\r\n  caption=\"x\"\r\n>}}\r\n{% img /a.jpg %}" + "{{< figure src=\"" * 2000,
+        "<p style=\"background:url(&quot;http://a.test/s.jpg&quot;); x:url(" + "(" * 5000 + "\">" + "{%" * 5000,
     ],
-    ids=["crlf-unterminated", "nul", "nested-lists", "nested-quotes", "invalid-yaml", "huge-data-uri"],
+    ids=["crlf-unterminated", "nul", "nested-lists", "nested-quotes", "invalid-yaml", "huge-data-uri",
+         "unclosed-shortcodes", "unclosed-css-and-tags"],
 )
 def test_fixed_hostile_examples(text: str) -> None:
     for fmt in ("markdown", "html"):

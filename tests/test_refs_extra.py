@@ -1,0 +1,241 @@
+"""The reference finder on the syntaxes added in round 3: Hugo shortcodes, Hexo/Octopress ``{% img %}`` tags,
+inline-style ``url()``, ``<video poster>``, and og:/twitter: image metadata. Each is found with the exact span
+of its URL, and a rewrite changes that span only."""
+
+from __future__ import annotations
+
+import pytest
+
+from archiver.config import DEFAULT_FIELDS
+from archiver.model import ImageRef, RefKind
+from archiver.refs import find_refs
+from archiver.rewrite import Replacement, splice
+
+K = RefKind
+NEW = "https://archive.test/ab/cd/abcd.jpg"
+
+
+def refs(text: str, fmt: str = "markdown") -> list[ImageRef]:
+    return find_refs(text, fmt, DEFAULT_FIELDS)
+
+
+def found(text: str, fmt: str = "markdown") -> list[tuple[RefKind, str, str]]:
+    """(kind, field, url) of every reference; each span must decode to its URL without entities or escapes
+    where the test wrote none."""
+    return [(r.kind, r.field, r.url) for r in refs(text, fmt)]
+
+
+def rewritten(text: str, fmt: str = "markdown") -> str:
+    return splice(text, [Replacement(r.start, r.end, NEW) for r in refs(text, fmt)])
+
+
+# --- Hugo shortcodes ----------------------------------------------------------------------------
+
+
+def test_hugo_figure_quoting_styles_and_parameter_order() -> None:
+    text = (
+        '{{< figure src="https://img.test/a.jpg" alt="A" >}}\n\n'
+        '{{< figure caption="c" src=`/raw.png` class="x" >}}\n\n'
+        "{{% figure src=/bare.webp title=t %}}\n\n"
+        '{{<figure  src = "/spaced.gif"/>}}\n'
+    )
+    assert found(text) == [
+        (K.IMG_SRC, "{{< figure >}} src", "https://img.test/a.jpg"),
+        (K.IMG_SRC, "{{< figure >}} src", "/raw.png"),
+        (K.IMG_SRC, "{{% figure %}} src", "/bare.webp"),
+        (K.IMG_SRC, "{{< figure >}} src", "/spaced.gif"),
+    ]
+    assert rewritten(text) == (
+        f'{{{{< figure src="{NEW}" alt="A" >}}}}\n\n'
+        f'{{{{< figure caption="c" src=`{NEW}` class="x" >}}}}\n\n'
+        f"{{{{% figure src={NEW} title=t %}}}}\n\n"
+        f'{{{{<figure  src = "{NEW}"/>}}}}\n'
+    )
+
+
+def test_hugo_figure_link_only_when_it_names_an_image() -> None:
+    text = (
+        '{{< figure src="/small.jpg" link="/big.jpg" >}} '
+        '{{< figure src="/s2.jpg" link="https://example.test/page/" >}} '
+        '{{< img src="/i.png" link="/not-read-for-img.jpg" >}} {{< image src="/im.png" >}}'
+    )
+    assert found(text) == [
+        (K.IMG_SRC, "{{< figure >}} src", "/small.jpg"),
+        (K.LINK_HREF, "{{< figure >}} link", "/big.jpg"),
+        (K.IMG_SRC, "{{< figure >}} src", "/s2.jpg"),
+        (K.IMG_SRC, "{{< img >}} src", "/i.png"),
+        (K.IMG_SRC, "{{< image >}} src", "/im.png"),
+    ]
+
+
+def test_hugo_multiline_figure_with_crlf_as_in_hugo_docs() -> None:
+    # CommonMark reads the ">}}" line as a block quote; the shortcode is still one tag
+    text = '---\r\ntitle: x\r\n---\r\n\r\n{{< figure\r\n  src="/zion.jpg"\r\n  alt="Zion"\r\n>}}\r\nafter\r\n'
+    [ref] = refs(text)
+    assert (ref.url, ref.line) == ("/zion.jpg", 6)
+    assert rewritten(text) == text.replace("/zion.jpg", NEW)
+
+
+def test_hugo_shortcodes_left_alone() -> None:
+    text = (
+        '{{</* figure src="/shown-as-text.jpg" */>}}\n\n'  # Hugo's escape: the shortcode printed as text
+        '`{{< figure src="/inline-code.jpg" >}}`\n\n'
+        '```\n{{< figure src="/fenced.jpg" >}}\n```\n\n'
+        '<!-- {{< figure src="/comment.jpg" >}} -->\n\n'
+        '{{< figure src="{{ .Params.image }}" >}} {{< figure src="/a\\"b.jpg" >}}\n\n'  # expression; escape
+        '{{< youtube w7Ft2ymGmfc >}} {{< gallery dir="/img/gallery/" >}} {{< figure src="/unclosed.jpg"\n\n'
+        "{{< highlight html >}}\n{{< figure src=\"/highlighted.jpg\" >}}\n{{< /highlight >}}\n"
+    )
+    assert found(text) == []
+    assert rewritten(text) == text
+
+
+def test_shortcode_in_html_block_and_in_html_document() -> None:
+    md = '<div class="row">\n{{< figure src="/in-block.jpg" >}}\n<img src="/img.jpg">\n</div>\n'
+    assert [u for *_, u in found(md)] == ["/in-block.jpg", "/img.jpg"]
+    html = '<p>{{< figure src="/doc.jpg" >}}</p><!-- {{< figure src="/c.jpg" >}} -->'
+    assert found(html, "html") == [(K.IMG_SRC, "{{< figure >}} src", "/doc.jpg")]
+
+
+# --- Hexo / Octopress tags ----------------------------------------------------------------------
+
+
+def test_hexo_img_tag_shapes() -> None:
+    text = (
+        "{% img /a.jpg %}\n\n"
+        "{% img left half https://img.test/b.png 300 200 \"Title text\" \"alt text\" %}\n\n"
+        "{%- image //cdn.test/c.webp 400 -%}\n\n"
+        "{% img right http://img.test/d.gif 'Single quoted title' %}\n"
+    )
+    assert found(text) == [
+        (K.IMG_SRC, "{% img %}", "/a.jpg"),
+        (K.IMG_SRC, "{% img %}", "https://img.test/b.png"),
+        (K.IMG_SRC, "{% image %}", "//cdn.test/c.webp"),
+        (K.IMG_SRC, "{% img %}", "http://img.test/d.gif"),
+    ]
+    assert rewritten(text) == (
+        f"{{% img {NEW} %}}\n\n"
+        f"{{% img left half {NEW} 300 200 \"Title text\" \"alt text\" %}}\n\n"
+        f"{{%- image {NEW} 400 -%}}\n\n"
+        f"{{% img right {NEW} 'Single quoted title' %}}\n"
+    )
+
+
+def test_hexo_tags_not_read() -> None:
+    text = (
+        "{% asset_img name.jpg This is an image %}\n\n"  # a file of the post's asset folder, not a URL
+        "{% img relative/path.jpg %} {% img ftp://h.test/x.jpg /later.jpg %} {% img {{ site.url }}/y.jpg %}\n\n"
+        "`{% img /code.jpg %}`\n\n{% raw %}{% img /raw.jpg %}{% endraw %}\n\n{% img /unclosed.jpg\n"
+    )
+    assert found(text) == []
+
+
+# --- inline style url() -------------------------------------------------------------------------
+
+
+def test_style_url_quoted_unquoted_and_entity_encoded() -> None:
+    text = (
+        '<div style="background-image: url(https://img.test/a.jpg)"></div>'
+        "<div style='background: #fff url( \"/b.png\" ) no-repeat'></div>"
+        '<div style="background:url(&quot;/c.jpg?x=1&amp;y=2&quot;)"></div>'
+        '<section style="background-image:url(&#39;/d.webp&#39;), URL(/e.gif);"></section>'
+        "<p style=background:url(/f.jpg)>x</p>"
+    )
+    assert found(text, "html") == [
+        (K.IMG_SRC, "style", "https://img.test/a.jpg"),
+        (K.IMG_SRC, "style", "/b.png"),
+        (K.IMG_SRC, "style", "/c.jpg?x=1&y=2"),
+        (K.IMG_SRC, "style", "/d.webp"),
+        (K.IMG_SRC, "style", "/e.gif"),
+        (K.IMG_SRC, "style", "/f.jpg"),
+    ]
+    assert [text[r.start : r.end] for r in refs(text, "html")][2] == "/c.jpg?x=1&amp;y=2"
+    out = rewritten(text, "html")
+    assert out == (
+        f'<div style="background-image: url({NEW})"></div>'
+        f"<div style='background: #fff url( \"{NEW}\" ) no-repeat'></div>"
+        f'<div style="background:url(&quot;{NEW}&quot;)"></div>'
+        f'<section style="background-image:url(&#39;{NEW}&#39;), URL({NEW});"></section>'
+        f"<p style=background:url({NEW})>x</p>"
+    )
+
+
+def test_style_url_left_alone() -> None:
+    text = (
+        '<style>.x { background: url(/style-body.png) }</style>'
+        '<div style="content: \'url(/in-string.png)\'; /* url(/in-comment.png) */ x: myurl(/fn.png)"></div>'
+        '<div style="background: url(/esc\\(1\\).png); b: url(/space in.png); c: url(data:image/png;base64,AA)"></div>'
+        '<div data-style="background:url(/not-style.png)"></div><!-- <p style="background:url(/c.png)"> -->'
+    )
+    assert found(text, "html") == []
+
+
+def test_style_url_in_markdown_raw_html_with_crlf() -> None:
+    text = 'Intro\r\n\r\n<div class="hero"\r\n     style="background-image:\r\n  url(\'/hero.jpg\')">\r\n</div>\r\n'
+    [ref] = refs(text)
+    assert (ref.kind, ref.field, ref.url, ref.line) == (K.IMG_SRC, "style", "/hero.jpg", 5)
+    assert rewritten(text) == text.replace("/hero.jpg", NEW)
+
+
+# --- poster, meta, link -------------------------------------------------------------------------
+
+
+def test_video_poster() -> None:
+    text = '<video controls poster="/poster.jpg?v=1&amp;w=2"><source src="/movie.mp4"></video><audio poster="/no.jpg">'
+    [ref] = refs(text, "html")
+    assert (ref.kind, ref.field, ref.url) == (K.IMG_SRC, "poster", "/poster.jpg?v=1&w=2")
+    assert rewritten(text, "html") == text.replace("/poster.jpg?v=1&amp;w=2", NEW)
+
+
+def test_open_graph_twitter_and_image_src_metadata() -> None:
+    text = (
+        "<head>\r\n"
+        '<meta property="og:image" content="https://img.test/og.jpg">\r\n'
+        '<meta property="og:image:url" content="/og-url.jpg">\r\n'
+        "<meta property='OG:IMAGE:SECURE_URL' content='https://img.test/secure.jpg'>\r\n"
+        '<meta name="twitter:image" content="https://img.test/tw.jpg?a=1&amp;b=2">\r\n'
+        '<meta content="/content-first.png" name="twitter:image:src">\r\n'
+        '<link rel="image_src" href="/image-src.png">\r\n'
+        '<meta property="og:image:width" content="1200"><meta property="og:title" content="/t.jpg">\r\n'
+        '<link rel="icon" href="/favicon.png"><meta name="description" content="/d.jpg">\r\n'
+        "</head>"
+    )
+    assert [(r.kind, r.field, r.url, r.line) for r in refs(text, "html")] == [
+        (K.LINK_HREF, "og:image", "https://img.test/og.jpg", 2),
+        (K.LINK_HREF, "og:image:url", "/og-url.jpg", 3),
+        (K.LINK_HREF, "og:image:secure_url", "https://img.test/secure.jpg", 4),
+        (K.LINK_HREF, "twitter:image", "https://img.test/tw.jpg?a=1&b=2", 5),
+        (K.LINK_HREF, "twitter:image:src", "/content-first.png", 6),
+        (K.LINK_HREF, "rel=image_src", "/image-src.png", 7),
+    ]
+    out = rewritten(text, "html")
+    assert out.count(NEW) == 6 and "&amp;b=2" not in out
+    assert out.replace(NEW, "") == (
+        text.replace("https://img.test/og.jpg", "").replace("/og-url.jpg", "")
+        .replace("https://img.test/secure.jpg", "").replace("https://img.test/tw.jpg?a=1&amp;b=2", "")
+        .replace("/content-first.png", "").replace("/image-src.png", "")
+    )
+
+
+def test_meta_in_markdown_raw_html() -> None:
+    text = '<meta property="og:image" content="/md-og.jpg">\n\n![x](/x.png)\n'
+    assert found(text) == [(K.LINK_HREF, "og:image", "/md-og.jpg"), (K.MD_INLINE, "", "/x.png")]
+
+
+# --- precedence: a URL inside a tag never changes how the rest of the paragraph reads --------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # found by the fuzzer: a backtick inside an attribute paired with one after it as a code span
+        '<meta property="og:image" content="`">{{< figure src="`" alt="a"%}}`{{< figure src=`http://a.test/a.jpg` alt="a">}}',
+        '<img src="a`b.jpg"> `code` ![x](/x.png) `',
+        '[see <img src="]"> here](/big.jpg) ![y](/y.png)',
+        '{{< figure src="/a]b.jpg" >}} [t](/t.jpg)',
+    ],
+)
+def test_rewriting_inside_a_tag_is_stable(text: str) -> None:
+    once = rewritten(text)
+    assert splice(once, [Replacement(r.start, r.end, NEW) for r in refs(once) if r.url != NEW]) == once
+    assert len(refs(once)) == len(refs(text))
