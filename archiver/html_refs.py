@@ -170,16 +170,16 @@ def tag_refs(text: str, tag: Tag, in_picture: bool) -> list[Found]:
         if href is not None and is_image_path(_value(text, href)):
             _single(text, href, RefKind.LINK_HREF, out)
     elif tag.name == "video":
-        _single(text, tag.get("poster"), RefKind.IMG_SRC, out)
+        _single(text, tag.get("poster"), RefKind.POSTER, out)
     elif tag.name == "meta":
         prop = tag.get("property") or tag.get("name")
         name = _value(text, prop).strip().lower() if prop is not None else ""
         if name in META_IMAGE:
-            _single(text, tag.get("content"), RefKind.LINK_HREF, out, name)
+            _single(text, tag.get("content"), RefKind.META_IMAGE, out, name)
     elif tag.name == "link":
         rel = tag.get("rel")
         if rel is not None and "image_src" in _value(text, rel).lower().split():
-            _single(text, tag.get("href"), RefKind.LINK_HREF, out, "rel=image_src")
+            _single(text, tag.get("href"), RefKind.META_IMAGE, out, "rel=image_src")
     _style(text, tag.get("style"), out)
     return out
 
@@ -207,7 +207,7 @@ def _style(text: str, attr: Attr | None, out: list[Found]) -> None:
         return
     decoded, starts = decode_html(text[attr.start : attr.end])
     for a, b in css_urls(decoded):
-        out.append(_mapped(decoded, starts, a, b, attr, RefKind.IMG_SRC))
+        out.append(_mapped(decoded, starts, a, b, attr, RefKind.CSS_URL))
 
 
 def _srcset(text: str, attr: Attr | None, kind: RefKind, out: list[Found]) -> None:

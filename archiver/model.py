@@ -27,6 +27,11 @@ class RefKind(StrEnum):
     LINK_HREF = "link-href"
     MD_INLINE = "markdown-inline"
     MD_REFERENCE = "markdown-reference"
+    SHORTCODE = "shortcode"  # Hugo {{< figure src=… >}}: the value is literal
+    TEMPLATE_TAG = "template-tag"  # Hexo/Octopress {% img URL %}: literal
+    CSS_URL = "css-url"  # url(…) in an inline style attribute
+    POSTER = "poster"  # <video poster>
+    META_IMAGE = "meta-image"  # og:image / twitter:image <meta content>, <link rel="image_src" href>
 
 
 @dataclass(frozen=True)

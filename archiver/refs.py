@@ -29,7 +29,12 @@ _TEMPLATE_BLOCKS = (
     ),
     re.compile(r"\{\{[<%][ \t]*(highlight)\b.*?[>%]\}\}.*?\{\{[<%][ \t]*/highlight[ \t]*[>%]\}\}", re.DOTALL),
 )
-_HTML_KINDS = frozenset({RefKind.IMG_SRC, RefKind.SRCSET, RefKind.LAZY_ATTR, RefKind.PICTURE_SOURCE})
+# how a kind's span decodes to its URL: literally, or as an HTML attribute value (entities)
+LITERAL_KINDS = frozenset({RefKind.FRONT_MATTER, RefKind.SHORTCODE, RefKind.TEMPLATE_TAG})
+HTML_KINDS = frozenset({
+    RefKind.IMG_SRC, RefKind.SRCSET, RefKind.LAZY_ATTR, RefKind.PICTURE_SOURCE,
+    RefKind.CSS_URL, RefKind.POSTER, RefKind.META_IMAGE,
+})
 
 
 def find_refs(text: str, fmt: str, fields: Sequence[str]) -> list[ImageRef]:
@@ -68,9 +73,9 @@ def mask_template_blocks(text: str, start: int) -> str:
 def _consistent(text: str, f: Found) -> bool:
     """The span decodes to the URL exactly as the kind's syntax says (a guard against scanner slips)."""
     raw = text[f.start : f.end]
-    if f.kind == RefKind.FRONT_MATTER or f.field.startswith("{"):  # front matter and template tags: literal
+    if f.kind in LITERAL_KINDS:
         return raw == f.url
-    if f.kind in _HTML_KINDS or (f.kind == RefKind.LINK_HREF and f.field):
+    if f.kind in HTML_KINDS or (f.kind == RefKind.LINK_HREF and f.field):
         return decode_html(raw)[0] == f.url
     return decode_markdown(raw) == f.url or raw == f.url
 

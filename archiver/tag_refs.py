@@ -75,9 +75,9 @@ def _shortcode(text: str, m: re.Match[str], stop: int) -> tuple[int, list[Found]
             continue
         url = text[a:b]
         if key == "src":
-            found.append(Found(url, a, b, RefKind.IMG_SRC, f"{delims} src"))
+            found.append(Found(url, a, b, RefKind.SHORTCODE, f"{delims} src"))
         elif key == "link" and name in SHORTCODE_LINKS and is_image_path(url):
-            found.append(Found(url, a, b, RefKind.LINK_HREF, f"{delims} link"))
+            found.append(Found(url, a, b, RefKind.SHORTCODE, f"{delims} link"))
 
 
 def _value(text: str, i: int, stop: int, closer: str) -> tuple[int, int, int, bool] | None:
@@ -115,5 +115,5 @@ def _liquid(text: str, m: re.Match[str], stop: int) -> tuple[int, list[Found]] |
         if _FETCHABLE.match(word) is None:  # the tag's URL, but not one to fetch (ftp:, mailto:, …)
             return end, []
         a = m.end() + tok.start()
-        return end, [Found(word, a, a + len(word), RefKind.IMG_SRC, "{% " + m.group(1) + " %}")]
+        return end, [Found(word, a, a + len(word), RefKind.TEMPLATE_TAG, "{% " + m.group(1) + " %}")]
     return end, []

@@ -17,13 +17,12 @@ from hypothesis import strategies as st
 
 from archiver.config import DEFAULT_FIELDS
 from archiver.model import ImageRef, RefKind
-from archiver.refs import find_refs
+from archiver.refs import HTML_KINDS, LITERAL_KINDS, find_refs
 from archiver.refscan import decode_html, decode_markdown
 from archiver.rewrite import Replacement, splice
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 NEW = "/archive/ab/cd/" + "e" * 64 + ".jpg"
-HTML_KINDS = {RefKind.IMG_SRC, RefKind.SRCSET, RefKind.LAZY_ATTR, RefKind.PICTURE_SOURCE}
 FRAGMENTS = [
     # markup
     "<img src=", "<img src=\"", "<IMG SRC='", "<img data-src=", "<img srcset=\"", " 1x, ", " 2x\"", "<picture>",
@@ -86,7 +85,7 @@ SOAK = settings(max_examples=20_000, deadline=None, suppress_health_check=list(H
 def decodes_to(text: str, ref: ImageRef) -> bool:
     """The span, decoded by the rules of the syntax it was found in, is exactly ``ref.url``."""
     raw = text[ref.start : ref.end]
-    if ref.kind == RefKind.FRONT_MATTER or ref.field.startswith("{"):  # front matter, template tags: literal
+    if ref.kind in LITERAL_KINDS:  # front matter, shortcodes, template tags
         return raw == ref.url
     if ref.kind in HTML_KINDS:
         return decode_html(raw)[0] == ref.url

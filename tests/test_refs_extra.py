@@ -40,10 +40,10 @@ def test_hugo_figure_quoting_styles_and_parameter_order() -> None:
         '{{<figure  src = "/spaced.gif"/>}}\n'
     )
     assert found(text) == [
-        (K.IMG_SRC, "{{< figure >}} src", "https://img.test/a.jpg"),
-        (K.IMG_SRC, "{{< figure >}} src", "/raw.png"),
-        (K.IMG_SRC, "{{% figure %}} src", "/bare.webp"),
-        (K.IMG_SRC, "{{< figure >}} src", "/spaced.gif"),
+        (K.SHORTCODE, "{{< figure >}} src", "https://img.test/a.jpg"),
+        (K.SHORTCODE, "{{< figure >}} src", "/raw.png"),
+        (K.SHORTCODE, "{{% figure %}} src", "/bare.webp"),
+        (K.SHORTCODE, "{{< figure >}} src", "/spaced.gif"),
     ]
     assert rewritten(text) == (
         f'{{{{< figure src="{NEW}" alt="A" >}}}}\n\n'
@@ -60,11 +60,11 @@ def test_hugo_figure_link_only_when_it_names_an_image() -> None:
         '{{< img src="/i.png" link="/not-read-for-img.jpg" >}} {{< image src="/im.png" >}}'
     )
     assert found(text) == [
-        (K.IMG_SRC, "{{< figure >}} src", "/small.jpg"),
-        (K.LINK_HREF, "{{< figure >}} link", "/big.jpg"),
-        (K.IMG_SRC, "{{< figure >}} src", "/s2.jpg"),
-        (K.IMG_SRC, "{{< img >}} src", "/i.png"),
-        (K.IMG_SRC, "{{< image >}} src", "/im.png"),
+        (K.SHORTCODE, "{{< figure >}} src", "/small.jpg"),
+        (K.SHORTCODE, "{{< figure >}} link", "/big.jpg"),
+        (K.SHORTCODE, "{{< figure >}} src", "/s2.jpg"),
+        (K.SHORTCODE, "{{< img >}} src", "/i.png"),
+        (K.SHORTCODE, "{{< image >}} src", "/im.png"),
     ]
 
 
@@ -94,7 +94,7 @@ def test_shortcode_in_html_block_and_in_html_document() -> None:
     md = '<div class="row">\n{{< figure src="/in-block.jpg" >}}\n<img src="/img.jpg">\n</div>\n'
     assert [u for *_, u in found(md)] == ["/in-block.jpg", "/img.jpg"]
     html = '<p>{{< figure src="/doc.jpg" >}}</p><!-- {{< figure src="/c.jpg" >}} -->'
-    assert found(html, "html") == [(K.IMG_SRC, "{{< figure >}} src", "/doc.jpg")]
+    assert found(html, "html") == [(K.SHORTCODE, "{{< figure >}} src", "/doc.jpg")]
 
 
 # --- Hexo / Octopress tags ----------------------------------------------------------------------
@@ -108,10 +108,10 @@ def test_hexo_img_tag_shapes() -> None:
         "{% img right http://img.test/d.gif 'Single quoted title' %}\n"
     )
     assert found(text) == [
-        (K.IMG_SRC, "{% img %}", "/a.jpg"),
-        (K.IMG_SRC, "{% img %}", "https://img.test/b.png"),
-        (K.IMG_SRC, "{% image %}", "//cdn.test/c.webp"),
-        (K.IMG_SRC, "{% img %}", "http://img.test/d.gif"),
+        (K.TEMPLATE_TAG, "{% img %}", "/a.jpg"),
+        (K.TEMPLATE_TAG, "{% img %}", "https://img.test/b.png"),
+        (K.TEMPLATE_TAG, "{% image %}", "//cdn.test/c.webp"),
+        (K.TEMPLATE_TAG, "{% img %}", "http://img.test/d.gif"),
     ]
     assert rewritten(text) == (
         f"{{% img {NEW} %}}\n\n"
@@ -142,12 +142,12 @@ def test_style_url_quoted_unquoted_and_entity_encoded() -> None:
         "<p style=background:url(/f.jpg)>x</p>"
     )
     assert found(text, "html") == [
-        (K.IMG_SRC, "style", "https://img.test/a.jpg"),
-        (K.IMG_SRC, "style", "/b.png"),
-        (K.IMG_SRC, "style", "/c.jpg?x=1&y=2"),
-        (K.IMG_SRC, "style", "/d.webp"),
-        (K.IMG_SRC, "style", "/e.gif"),
-        (K.IMG_SRC, "style", "/f.jpg"),
+        (K.CSS_URL, "style", "https://img.test/a.jpg"),
+        (K.CSS_URL, "style", "/b.png"),
+        (K.CSS_URL, "style", "/c.jpg?x=1&y=2"),
+        (K.CSS_URL, "style", "/d.webp"),
+        (K.CSS_URL, "style", "/e.gif"),
+        (K.CSS_URL, "style", "/f.jpg"),
     ]
     assert [text[r.start : r.end] for r in refs(text, "html")][2] == "/c.jpg?x=1&amp;y=2"
     out = rewritten(text, "html")
@@ -173,7 +173,7 @@ def test_style_url_left_alone() -> None:
 def test_style_url_in_markdown_raw_html_with_crlf() -> None:
     text = 'Intro\r\n\r\n<div class="hero"\r\n     style="background-image:\r\n  url(\'/hero.jpg\')">\r\n</div>\r\n'
     [ref] = refs(text)
-    assert (ref.kind, ref.field, ref.url, ref.line) == (K.IMG_SRC, "style", "/hero.jpg", 5)
+    assert (ref.kind, ref.field, ref.url, ref.line) == (K.CSS_URL, "style", "/hero.jpg", 5)
     assert rewritten(text) == text.replace("/hero.jpg", NEW)
 
 
@@ -183,7 +183,7 @@ def test_style_url_in_markdown_raw_html_with_crlf() -> None:
 def test_video_poster() -> None:
     text = '<video controls poster="/poster.jpg?v=1&amp;w=2"><source src="/movie.mp4"></video><audio poster="/no.jpg">'
     [ref] = refs(text, "html")
-    assert (ref.kind, ref.field, ref.url) == (K.IMG_SRC, "poster", "/poster.jpg?v=1&w=2")
+    assert (ref.kind, ref.field, ref.url) == (K.POSTER, "poster", "/poster.jpg?v=1&w=2")
     assert rewritten(text, "html") == text.replace("/poster.jpg?v=1&amp;w=2", NEW)
 
 
@@ -201,12 +201,12 @@ def test_open_graph_twitter_and_image_src_metadata() -> None:
         "</head>"
     )
     assert [(r.kind, r.field, r.url, r.line) for r in refs(text, "html")] == [
-        (K.LINK_HREF, "og:image", "https://img.test/og.jpg", 2),
-        (K.LINK_HREF, "og:image:url", "/og-url.jpg", 3),
-        (K.LINK_HREF, "og:image:secure_url", "https://img.test/secure.jpg", 4),
-        (K.LINK_HREF, "twitter:image", "https://img.test/tw.jpg?a=1&b=2", 5),
-        (K.LINK_HREF, "twitter:image:src", "/content-first.png", 6),
-        (K.LINK_HREF, "rel=image_src", "/image-src.png", 7),
+        (K.META_IMAGE, "og:image", "https://img.test/og.jpg", 2),
+        (K.META_IMAGE, "og:image:url", "/og-url.jpg", 3),
+        (K.META_IMAGE, "og:image:secure_url", "https://img.test/secure.jpg", 4),
+        (K.META_IMAGE, "twitter:image", "https://img.test/tw.jpg?a=1&b=2", 5),
+        (K.META_IMAGE, "twitter:image:src", "/content-first.png", 6),
+        (K.META_IMAGE, "rel=image_src", "/image-src.png", 7),
     ]
     out = rewritten(text, "html")
     assert out.count(NEW) == 6 and "&amp;b=2" not in out
@@ -219,7 +219,7 @@ def test_open_graph_twitter_and_image_src_metadata() -> None:
 
 def test_meta_in_markdown_raw_html() -> None:
     text = '<meta property="og:image" content="/md-og.jpg">\n\n![x](/x.png)\n'
-    assert found(text) == [(K.LINK_HREF, "og:image", "/md-og.jpg"), (K.MD_INLINE, "", "/x.png")]
+    assert found(text) == [(K.META_IMAGE, "og:image", "/md-og.jpg"), (K.MD_INLINE, "", "/x.png")]
 
 
 # --- precedence: a URL inside a tag never changes how the rest of the paragraph reads --------------
