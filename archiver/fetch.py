@@ -11,6 +11,10 @@ Time bounds: ``connect_timeout`` covers DNS and the TCP connect; ``timeout`` cov
 and body); after the first body byte, ``min_rate`` bytes/s measured over a sliding window of RATE_WINDOW seconds
 ends a trickle long before ``timeout``. Waits between attempts (backoff, Retry-After in seconds or as an
 HTTP date, both capped by ``max_backoff``) hold no slot: other URLs, of this host and others, go on meanwhile.
+A host that says "slow down" (429, or 503 with Retry-After) is paused as a whole (archiver.hostpause): no
+request to it starts before the pause ends, and its waiting URLs hold no slot either; a redirect hop that
+lands on a paused host ends that attempt (retried after the pause). Slots and pauses are per ``host:port``
+of the URL, never of the address it resolves to.
 
 Content-Length is the body's framing: a shorter body is a transient truncation; when the server sends MORE
 than it declared, aiohttp reads exactly the declared bytes (they fail later as a truncated image) or, when
@@ -29,19 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import errno
-import hashlib
-import os
-import random
 import socket
-import tempfile
-import time
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
@@ -51,97 +46,18 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from yarl import URL
 
 from archiver.config import FetchConfig
-from archiver.errors import DeadLink, FetchError, NotAnImage, Refused, TooLarge, TransientFetchError, UrlError
+from archiver.errors import DeadLink, FetchError, Refused, TransientFetchError, UrlError
+from archiver.fetch_body import CHUNK, RATE_WINDOW, BodyReader, FetchStats
+from archiver.fetch_retry import REDIRECTS, Retry, check_status, host_pause, retry_delay, short, status_text
 from archiver.guard import AddressRefused, Guard, GuardedResolver
-from archiver.model import Download, ImageFormat
-from archiver.sniff import SNIFF_BYTES, describe, sniff
+from archiver.hostpause import HostPauses, host_key
+from archiver.model import Download
 from archiver.urls import redact, resolve
 
 ACCEPT = "image/avif,image/webp,image/*,*/*;q=0.8"
-CHUNK = 64 * 1024
-RATE_WINDOW = 5.0  # seconds over which min_rate is measured
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_RETRY_STATUS = frozenset({408, 425, 429})
 _NXDOMAIN = frozenset(e for e in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None)) if e)
 
-
-@dataclass
-class FetchStats:
-    """Counters for the progress display (mutable, owned by one Fetcher)."""
-
-    requests: int = 0  # HTTP requests sent, redirect hops and retries included
-    bytes_received: int = 0  # body bytes read (decoded)
-    retries: int = 0
-    downloads: int = 0  # fetches that gave an image
-
-
-class _Retry(Exception):
-    """An attempt failed in a way worth retrying."""
-
-    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-        self.retry_after = retry_after
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _status_text(resp: aiohttp.ClientResponse) -> str:
-    return f"{resp.status} {resp.reason or ''}".strip()
-
-
-def _short(text: str, limit: int = 80) -> str:
-    """One line of at most ``limit`` characters (aiohttp parse errors quote whole bodies)."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-class _RateMeter:
-    """Bytes received over the last ``window`` seconds, from the first body byte on."""
-
-    def __init__(self, min_rate: int, window: float) -> None:
-        self._need = min_rate * window  # bytes a window must hold
-        self._window = window
-        self._first: float | None = None
-        self._samples: deque[tuple[float, int]] = deque()
-        self._in_window = 0
-
-    def add(self, n: int) -> None:
-        now = time.monotonic()
-        if self._first is None:
-            self._first = now
-        self._samples.append((now, n))
-        self._in_window += n
-
-    def wait_limit(self) -> float | None:
-        """How long the next read may wait before the rate must be checked again (None: no limit)."""
-        if not self._need or self._first is None:
-            return None
-        return max(self._first + self._window - time.monotonic(), self._window / 4, 0.01)
-
-    def too_slow(self) -> int | None:
-        """Bytes in the last full window when that is below min_rate; None while fast enough or too early."""
-        if not self._need or self._first is None:
-            return None
-        now = time.monotonic()
-        if now - self._first < self._window:
-            return None
-        while self._samples and self._samples[0][0] <= now - self._window:
-            self._in_window -= self._samples.popleft()[1]
-        return self._in_window if self._in_window < self._need else None
+__all__ = ["ACCEPT", "CHUNK", "RATE_WINDOW", "Fetcher", "FetchStats"]  # CHUNK, RATE_WINDOW, FetchStats: fetch_body
 
 
 class Fetcher:
@@ -160,7 +76,6 @@ class Fetcher:
     ) -> None:
         self._cfg = cfg
         self._workdir = workdir
-        self._rate_window = rate_window
         self._guard = Guard(cfg.allow_networks)
         self._proxies = {k: v for k, v in getproxies().items() if k in ("http", "https")}
         proxy_hosts = frozenset(h for h in (urlsplit(v).hostname for v in self._proxies.values()) if h)
@@ -172,7 +87,9 @@ class Fetcher:
         self._session: aiohttp.ClientSession | None = None
         self._global: asyncio.Semaphore | None = None
         self._per_host: dict[str, asyncio.Semaphore] = {}
+        self._pauses = HostPauses()
         self.stats = FetchStats()
+        self._body = BodyReader(workdir, cfg.max_bytes, cfg.min_rate, rate_window, self.stats)
 
     async def __aenter__(self) -> Fetcher:
         self._workdir.mkdir(parents=True, exist_ok=True)
@@ -196,13 +113,9 @@ class Fetcher:
             self._session = None
 
     def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        delay = self._cfg.backoff * 2 ** (state.attempt_number - 1)
-        delay = min(self._cfg.max_backoff, delay) * random.uniform(0.5, 1.0)  # "equal jitter"
-        if isinstance(exc, _Retry) and exc.retry_after is not None:
-            delay = exc.retry_after
         self.stats.retries += 1
-        return min(self._cfg.max_backoff, delay)
+        exc = state.outcome.exception() if state.outcome else None
+        return retry_delay(self._cfg, exc, state.attempt_number)
 
     async def fetch(self, url: str) -> Download:
         """Download ``url`` (absolute, from urls.resolve); the caller deletes ``Download.path``."""
@@ -216,7 +129,7 @@ class Fetcher:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._cfg.retries + 1),
             wait=self._wait,
-            retry=retry_if_exception_type(_Retry),
+            retry=retry_if_exception_type(Retry),
             reraise=True,
         )
         try:
@@ -226,7 +139,7 @@ class Fetcher:
                     download = await self._attempt(url, target, attempt_no)
             self.stats.downloads += 1
             return download
-        except _Retry as exc:
+        except Retry as exc:
             raise TransientFetchError(
                 redact(url), exc.reason, status=exc.status, attempts=attempt_no
             ) from exc
@@ -241,23 +154,42 @@ class Fetcher:
         return sem
 
     async def _attempt(self, url: str, target: str, attempt_no: int) -> Download:
+        """One attempt, once the URL's host is not paused and this task holds a per-host and a global slot.
+
+        Per-host slot first (by the URL's own host, also across its redirect hops), then a global slot: tasks
+        queued behind a busy host never sit on global slots that other hosts could use. A pause that began
+        while the task queued sends it back to wait, giving its slots to others."""
         assert self._global is not None
+        key = host_key(target)
+        while True:
+            await self._pauses.wait(key)
+            async with contextlib.AsyncExitStack() as slots:
+                await slots.enter_async_context(self._host_semaphore(key))
+                if self._pauses.remaining(key):
+                    continue
+                await slots.enter_async_context(self._global)
+                if self._pauses.remaining(key):
+                    continue
+                return await self._hops(url, target, attempt_no)
+
+    async def _hops(self, url: str, target: str, attempt_no: int) -> Download:
         current = target
         seen = {target}
-        # Per-host slot first (by the URL's own host, also across its redirect hops), then a global slot:
-        # tasks queued behind a busy host never sit on global slots that other hosts could use.
-        async with self._host_semaphore((urlsplit(target).hostname or "").lower()), self._global:
-            for hop in range(self._cfg.max_redirects + 1):
-                host = (urlsplit(current).hostname or "").lower()
-                via = f"redirect to {redact(current)}: " if hop else ""
-                await self._check_hop(url, current, host, via)
-                result = await self._request(url, current, host, via, attempt_no)
-                if isinstance(result, Download):
-                    return result
-                if result in seen:
-                    raise DeadLink(redact(url), f"redirect loop at {redact(result)}")
-                seen.add(result)
-                current = result
+        for hop in range(self._cfg.max_redirects + 1):
+            host = (urlsplit(current).hostname or "").lower()
+            key = host_key(current)
+            via = f"redirect to {redact(current)}: " if hop else ""
+            paused = self._pauses.remaining(key)
+            if paused:
+                raise Retry(f"{via}{key} asked to slow down; paused", retry_after=paused)
+            await self._check_hop(url, current, host, via)
+            result = await self._request(url, current, host, key, via, attempt_no)
+            if isinstance(result, Download):
+                return result
+            if result in seen:
+                raise DeadLink(redact(url), f"redirect loop at {redact(result)}")
+            seen.add(result)
+            current = result
         raise DeadLink(redact(url), f"more than {self._cfg.max_redirects} redirects (last: {redact(current)})")
 
     async def _check_hop(self, url: str, current: str, host: str, via: str) -> None:
@@ -277,12 +209,14 @@ class Fetcher:
                 raise self._dns_error(url, exc) from exc
 
     @staticmethod
-    def _dns_error(url: str, err: OSError) -> FetchError | _Retry:
+    def _dns_error(url: str, err: OSError) -> FetchError | Retry:
         if isinstance(err, socket.gaierror) and err.errno in _NXDOMAIN:
             return DeadLink(redact(url), "host not found (NXDOMAIN)")
-        return _Retry(f"DNS lookup failed: {err.strerror or err}")
+        return Retry(f"DNS lookup failed: {err.strerror or err}")
 
-    async def _request(self, url: str, current: str, host: str, via: str, attempt_no: int) -> Download | str:
+    async def _request(
+        self, url: str, current: str, host: str, key: str, via: str, attempt_no: int
+    ) -> Download | str:
         """One HTTP request: a Download, or the next URL when it redirects."""
         assert self._session is not None
         headers = self._headers.get(host, {})
@@ -291,11 +225,11 @@ class Fetcher:
             async with self._session.get(
                 URL(current, encoded=True), headers=headers, allow_redirects=False
             ) as resp:
-                if resp.status in _REDIRECTS:
+                if resp.status in REDIRECTS:
                     return self._next_hop(url, current, resp)
-                self._check_status(url, resp)
-                return await self._read(url, current, resp, attempt_no)
-        except (FetchError, _Retry):
+                self._check_status(url, resp, key, attempt_no)
+                return await self._body.read(url, current, resp, attempt_no)
+        except (FetchError, Retry):
             raise
         except aiohttp.ClientConnectorError as exc:
             err = exc.os_error
@@ -304,145 +238,38 @@ class Fetcher:
             if isinstance(exc, aiohttp.ClientConnectorDNSError):
                 raise self._dns_error(url, err) from exc
             if isinstance(exc, aiohttp.ClientProxyConnectionError):
-                raise _Retry(f"cannot connect to proxy: {err.strerror or err}") from exc
-            raise _Retry(f"connection failed: {err.strerror or err}") from exc
+                raise Retry(f"cannot connect to proxy: {err.strerror or err}") from exc
+            raise Retry(f"connection failed: {err.strerror or err}") from exc
         except aiohttp.ClientPayloadError as exc:
             how = "reset by the server" if "ConnectionResetError" in str(exc) else "closed early"
-            raise _Retry(f"truncated body (connection {how})") from exc
+            raise Retry(f"truncated body (connection {how})") from exc
         except TimeoutError as exc:
-            raise _Retry(f"timed out (timeout {self._cfg.timeout:g}s, connect {self._cfg.connect_timeout:g}s)") from exc
+            raise Retry(f"timed out (timeout {self._cfg.timeout:g}s, connect {self._cfg.connect_timeout:g}s)") from exc
         except aiohttp.InvalidURL as exc:
             raise Refused(redact(url), "invalid URL") from exc
         except aiohttp.ClientResponseError as exc:
-            raise _Retry(f"bad HTTP response ({_short(exc.message)})", status=exc.status or None) from exc
+            raise Retry(f"bad HTTP response ({short(exc.message)})", status=exc.status or None) from exc
         except aiohttp.ServerDisconnectedError as exc:
-            raise _Retry("the server closed the connection without answering") from exc
+            raise Retry("the server closed the connection without answering") from exc
         except (aiohttp.ClientError, OSError) as exc:
             if isinstance(exc, OSError) and exc.errno == errno.ECONNRESET:
-                raise _Retry("connection reset by the server") from exc
-            raise _Retry(f"connection error: {type(exc).__name__}") from exc
+                raise Retry("connection reset by the server") from exc
+            raise Retry(f"connection error: {type(exc).__name__}") from exc
 
     def _next_hop(self, url: str, current: str, resp: aiohttp.ClientResponse) -> str:
         location = resp.headers.get("Location")
         if not location:
-            raise DeadLink(redact(url), f"{_status_text(resp)} redirect without a Location", status=resp.status)
+            raise DeadLink(redact(url), f"{status_text(resp)} redirect without a Location", status=resp.status)
         try:
             return resolve(location, current)
         except UrlError as exc:
             raise Refused(redact(url), f"redirect to {exc.url}: {exc.reason}", status=resp.status) from None
 
-    def _check_status(self, url: str, resp: aiohttp.ClientResponse) -> None:
-        status = resp.status
-        if 200 <= status < 300:
-            return
-        if status in _RETRY_STATUS or status >= 500:
-            raise _Retry(_status_text(resp), status, _retry_after(resp.headers.get("Retry-After")))
-        if status == 403:
-            reason = "403 Forbidden (hotlink protection? a per-host Referer in [fetch] headers may help)"
-            raise DeadLink(redact(url), reason, status=status)
-        raise DeadLink(redact(url), _status_text(resp), status=status)
-
-    async def _read(self, url: str, current: str, resp: aiohttp.ClientResponse, attempt_no: int) -> Download:
-        """Stream the body to a temp file: sniff the first bytes, cap the size, hash as it goes."""
-        limit = self._cfg.max_bytes
-        declared = resp.content_length
-        if declared is not None and declared > limit:
-            resp.close()
-            raise TooLarge(redact(url), f"Content-Length {declared} is over max_bytes {limit}", status=resp.status)
-        path: Path | None = None
+    def _check_status(self, url: str, resp: aiohttp.ClientResponse, key: str, attempt_no: int) -> None:
         try:
-            fd, name = tempfile.mkstemp(dir=self._workdir, prefix="fetch-", suffix=".part")
-            path = Path(name)
-            with os.fdopen(fd, "wb") as out:
-                size, digest, fmt = await self._stream(url, resp, out, limit)
-            encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
-            if declared is not None and not encoded and size < declared:
-                raise _Retry(f"truncated body ({size} of {declared} bytes)", resp.status)
-        except BaseException as exc:
-            if path is not None:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-            if isinstance(exc, OSError) and not isinstance(exc, (aiohttp.ClientError, TimeoutError)):
-                # Our own disk, not the network: retrying this URL now would not help.
-                reason = f"cannot write a temporary file in {self._workdir}: {exc.strerror or exc}"
-                raise TransientFetchError(redact(url), reason, status=resp.status) from exc
+            check_status(url, resp)
+        except Retry as exc:
+            pause = host_pause(self._cfg, exc, attempt_no)
+            if pause is not None:
+                self._pauses.pause(key, *pause)
             raise
-        return Download(
-            url=url,
-            final_url=current,
-            path=path,
-            size=size,
-            sha256=digest,
-            format=fmt,
-            status=resp.status,
-            content_type=resp.headers.get("Content-Type"),
-            etag=resp.headers.get("ETag"),
-            last_modified=resp.headers.get("Last-Modified"),
-            attempts=attempt_no,
-        )
-
-    async def _stream(
-        self, url: str, resp: aiohttp.ClientResponse, out: BinaryIO, limit: int
-    ) -> tuple[int, str, ImageFormat]:
-        sha = hashlib.sha256()
-        head = b""
-        fmt: ImageFormat | None = None
-        size = 0
-        write = out.write
-        meter = _RateMeter(self._cfg.min_rate, self._rate_window)
-        while True:
-            chunk = await self._read_chunk(resp, meter)
-            if not chunk:
-                break
-            size += len(chunk)
-            self.stats.bytes_received += len(chunk)
-            if size > limit:
-                resp.close()
-                raise TooLarge(redact(url), f"body is over max_bytes {limit}", status=resp.status)
-            if fmt is None:
-                head += chunk
-                if len(head) < SNIFF_BYTES:
-                    continue
-                fmt = self._sniff(url, resp, head)
-                chunk, head = head, b""
-            sha.update(chunk)
-            write(chunk)
-        if fmt is None:
-            fmt = self._sniff(url, resp, head)
-            sha.update(head)
-            write(head)
-        return size, sha.hexdigest(), fmt
-
-    async def _read_chunk(self, resp: aiohttp.ClientResponse, meter: _RateMeter) -> bytes:
-        """The next piece of the body (b"" at its end); _Retry when it arrives slower than min_rate."""
-        while True:
-            waiting = asyncio.timeout(meter.wait_limit())
-            try:
-                async with waiting:
-                    chunk = await resp.content.read(CHUNK)
-            except TimeoutError:
-                if not waiting.expired():
-                    raise  # aiohttp's own timeout
-                chunk = None
-            if chunk == b"":
-                return chunk  # the whole body is in: however slow, it is complete
-            if chunk:
-                meter.add(len(chunk))
-            received = meter.too_slow()
-            if received is not None:
-                resp.close()
-                window = self._rate_window
-                raise _Retry(
-                    f"too slow: {received} bytes in {window:g}s, under min_rate {self._cfg.min_rate} bytes/s",
-                    resp.status,
-                )
-            if chunk is not None:
-                return chunk
-
-    @staticmethod
-    def _sniff(url: str, resp: aiohttp.ClientResponse, head: bytes) -> ImageFormat:
-        fmt = sniff(head)
-        if fmt is None:
-            resp.close()
-            raise NotAnImage(redact(url), f"not an image ({describe(head)})", status=resp.status)
-        return fmt

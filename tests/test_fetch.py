@@ -4,46 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
 from archiver.config import FetchConfig
 from archiver.errors import DeadLink, FetchError, NotAnImage, Refused, TooLarge, TransientFetchError
-from archiver.fetch import ACCEPT, Fetcher, FetchStats, _RateMeter, _retry_after, _short
+from archiver.fetch import ACCEPT, Fetcher, FetchStats
+from archiver.fetch_body import RateMeter
+from archiver.fetch_retry import retry_after, short
+from archiver.hostpause import HostPauses, host_key
 from archiver.model import Download
 from archiver.sniff import SNIFF_BYTES
+from tests.support.fetching import LOOPBACK, fetch_with, run
 from tests.support.images import make_jpeg, make_png_bomb
 from tests.support.origin import JPEG, OVERSIZE_BYTES, SVG, Server
 
-T = TypeVar("T")
-
-CFG = FetchConfig(
-    allow_networks=("127.0.0.1/32",),
-    timeout=0.5,
-    connect_timeout=0.5,
-    retries=2,
-    backoff=0.01,
-    max_backoff=2.0,
-    max_bytes=1024 * 1024,
-    max_redirects=5,
-)
-
-
-def run(cfg: FetchConfig, tmp_path: Path, body: Callable[[Fetcher], Coroutine[Any, Any, T]]) -> T:
-    async def main() -> T:
-        async with Fetcher(cfg, tmp_path) as fetcher:
-            return await body(fetcher)
-
-    return asyncio.run(main())
+CFG = replace(LOOPBACK, timeout=0.5, max_redirects=5)
 
 
 def fetch(url: str, tmp_path: Path, cfg: FetchConfig = CFG) -> Download:
-    return run(cfg, tmp_path, lambda f: f.fetch(url))
+    return fetch_with(cfg, url, tmp_path)
 
 
 def fail(url: str, tmp_path: Path, cfg: FetchConfig = CFG) -> FetchError:
@@ -110,7 +94,7 @@ def test_server_errors_exhaust_retries(origin: Server, tmp_path: Path) -> None:
     assert origin.hits("/fail/9/b") == 3
 
 
-def test_429_honours_retry_after(origin: Server, tmp_path: Path) -> None:
+def test_429_honoursretry_after(origin: Server, tmp_path: Path) -> None:
     start = time.monotonic()
     d = fetch(origin.url("/429/k"), tmp_path)
     assert time.monotonic() - start >= 0.95  # Retry-After: 1, although backoff is 0.01 s
@@ -308,11 +292,11 @@ def test_no_slot_is_held_while_waiting_to_retry(origin: Server, tmp_path: Path) 
 
 
 def test_retry_after_parsing() -> None:
-    assert _retry_after("3") == 3.0
-    assert _retry_after(None) is None and _retry_after("soon") is None
-    assert 0 <= (_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") or 0) == 0.0
+    assert retry_after("3") == 3.0
+    assert retry_after(None) is None and retry_after("soon") is None
+    assert 0 <= (retry_after("Wed, 21 Oct 2015 07:28:00 GMT") or 0) == 0.0
     future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
-    assert 25 < (_retry_after(future) or 0) <= 30
+    assert 25 < (retry_after(future) or 0) <= 30
 
 
 def test_unwritable_workdir_is_a_clear_error_not_an_oserror(origin: Server, tmp_path: Path) -> None:
@@ -330,8 +314,8 @@ def test_unwritable_workdir_is_a_clear_error_not_an_oserror(origin: Server, tmp_
 
 def test_rate_meter_measures_a_sliding_window_after_the_first_byte(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
-    monkeypatch.setattr("archiver.fetch.time.monotonic", lambda: now[0])
-    meter = _RateMeter(min_rate=100, window=1.0)
+    monkeypatch.setattr("archiver.fetch_body.time.monotonic", lambda: now[0])
+    meter = RateMeter(min_rate=100, window=1.0)
     assert meter.wait_limit() is None and meter.too_slow() is None  # before the first byte: timeouts only
     meter.add(50)
     now[0] = 100.5
@@ -345,13 +329,39 @@ def test_rate_meter_measures_a_sliding_window_after_the_first_byte(monkeypatch: 
 
 
 def test_rate_meter_off_at_zero() -> None:
-    meter = _RateMeter(min_rate=0, window=1.0)
+    meter = RateMeter(min_rate=0, window=1.0)
     meter.add(1)
     assert meter.wait_limit() is None and meter.too_slow() is None
 
 
 def test_short_reason_is_one_bounded_line() -> None:
-    assert _short("Bad status line:\n  Expected HTTP/:\n\n  b'" + "\\xff" * 10_000) == (
+    assert short("Bad status line:\n  Expected HTTP/:\n\n  b'" + "\\xff" * 10_000) == (
         "Bad status line: Expected HTTP/: b'" + "\\xff" * 11 + "…"
     )
-    assert _short("fine") == "fine"
+    assert short("fine") == "fine"
+
+
+def test_host_key_is_host_and_port_without_credentials_path_or_query() -> None:
+    assert host_key("http://user:secret@IMG.Example.test/a.jpg?token=x") == "img.example.test:80"
+    assert host_key("https://img.example.test/a.jpg") == "img.example.test:443"
+    assert host_key("http://img.example.test:8080/") == "img.example.test:8080"
+    assert host_key("http://[::1]:81/a") == "[::1]:81"
+    assert host_key("http://a.test/") != host_key("http://b.test/")  # even when connect_to maps both to one address
+
+
+def test_a_longer_pause_extends_a_shorter_one_never_shortens_it(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logging.getLogger("archiver"), "propagate", True)  # an in-process CLI run turns it off
+    now = [100.0]
+    pauses = HostPauses(clock=lambda: now[0])
+    with caplog.at_level(logging.DEBUG, logger="archiver.hostpause"):
+        assert pauses.pause("a:80", 5, "429 Retry-After") and pauses.remaining("a:80") == 5
+        assert not pauses.pause("a:80", 1, "503 Retry-After") and pauses.remaining("a:80") == 5
+        assert pauses.pause("a:80", 10, "429 Retry-After") and pauses.remaining("a:80") == 10
+        assert pauses.pause("a:80", 10.5, "429 Retry-After")  # a few more ms from another answer: not logged again
+        assert pauses.remaining("b:80") == 0.0
+        now[0] = 111.0
+        assert pauses.remaining("a:80") == 0.0
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert info == ["pausing a:80 for 5 s (429 Retry-After)", "pausing a:80 for 10 s (429 Retry-After)"]

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import socket
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -20,42 +22,17 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from archiver import imaging
 from archiver.config import FetchConfig, ImagesConfig
 from archiver.errors import DeadLink, FetchError, ImageError, Refused, TooLarge, TransientFetchError
-from archiver.fetch import CHUNK, RATE_WINDOW, Fetcher
+from archiver.fetch import CHUNK, Fetcher
 from archiver.model import Download
+from tests.support.fetching import LOOPBACK, fetch_with, run
 from tests.support.origin import JPEG, SLOW_SECONDS, Server, origin_routes
 
-T = TypeVar("T")
-
-CFG = FetchConfig(
-    allow_networks=("127.0.0.1/32",),
-    timeout=1.0,
-    connect_timeout=0.5,
-    retries=2,
-    backoff=0.01,
-    max_backoff=2.0,
-    max_bytes=1024 * 1024,
-    min_rate=0,
-)
+CFG = replace(LOOPBACK, timeout=1.0, min_rate=0)
 JPEG_SHA = hashlib.sha256(JPEG).hexdigest()
 
 
-def run(
-    cfg: FetchConfig,
-    tmp_path: Path,
-    body: Callable[[Fetcher], Coroutine[Any, Any, T]],
-    *,
-    resolver: AbstractResolver | None = None,
-    rate_window: float = RATE_WINDOW,
-) -> T:
-    async def main() -> T:
-        async with Fetcher(cfg, tmp_path, resolver=resolver, rate_window=rate_window) as fetcher:
-            return await body(fetcher)
-
-    return asyncio.run(main())
-
-
 def fetch(url: str, tmp_path: Path, cfg: FetchConfig = CFG, **kw: Any) -> Download:
-    return run(cfg, tmp_path, lambda f: f.fetch(url), **kw)
+    return fetch_with(cfg, url, tmp_path, **kw)
 
 
 def fail(url: str, tmp_path: Path, cfg: FetchConfig = CFG, **kw: Any) -> tuple[FetchError, float]:
@@ -144,10 +121,16 @@ def test_a_body_faster_than_min_rate_is_kept(origin: Server, tmp_path: Path) -> 
 RETRY_AFTER = [(status, form) for status in (429, 503) for form in ("seconds", "date")]
 
 
-def _retry_after_url(origin: Server, status: int, form: str, ahead: int) -> str:
-    # An HTTP date has whole seconds: "now + 2" is 1 to 2 s ahead when it is read.
+def _retry_after_url(status: int, form: str, ahead: int) -> str:
+    # An HTTP date has whole seconds: "now + 2" is 1 to 2 s ahead when it is read. Each URL on its own host,
+    # so that one host's pause (see below) does not add to another URL's wait.
     value = ahead if form == "seconds" else ahead + 1
-    return origin.url(f"/retry-after/{status}/{status}-{form}-{ahead}?{form}={value}")
+    return f"http://r{status}-{form}.example.test/retry-after/{status}/{status}-{form}-{ahead}?{form}={value}"
+
+
+def _to_origin(cfg: FetchConfig, origin: Server, *hosts: str) -> FetchConfig:
+    """``cfg`` with made-up ``hosts`` connected to the loopback origin (each stays its own host)."""
+    return replace(cfg, connect_to={h: f"127.0.0.1:{origin.port}" for h in hosts})
 
 
 def _timed_fetches(cfg: FetchConfig, urls: Sequence[str], tmp_path: Path) -> list[tuple[Download, float]]:
@@ -164,18 +147,152 @@ def _timed_fetches(cfg: FetchConfig, urls: Sequence[str], tmp_path: Path) -> lis
 
 
 def test_retry_after_seconds_and_http_date_are_honoured(origin: Server, tmp_path: Path) -> None:
-    urls = [_retry_after_url(origin, status, form, 1) for status, form in RETRY_AFTER]
-    results = _timed_fetches(replace(CFG, backoff=0.01), urls, tmp_path)
+    urls = [_retry_after_url(status, form, 1) for status, form in RETRY_AFTER]
+    cfg = _to_origin(replace(CFG, backoff=0.01), origin, *(urlsplit(u).hostname or "" for u in urls))
+    results = _timed_fetches(cfg, urls, tmp_path)
     for (status, form), (d, elapsed) in zip(RETRY_AFTER, results, strict=True):
         assert d.attempts == 2 and d.path.read_bytes() == JPEG
         assert 0.95 <= elapsed < 2.5, (status, form, elapsed)  # backoff alone would be 0.01 s
 
 
 def test_retry_after_is_capped_by_max_backoff(origin: Server, tmp_path: Path) -> None:
-    urls = [_retry_after_url(origin, status, form, 30) for status, form in RETRY_AFTER]
-    results = _timed_fetches(replace(CFG, max_backoff=0.2), urls, tmp_path)
+    urls = [_retry_after_url(status, form, 30) for status, form in RETRY_AFTER]
+    cfg = _to_origin(replace(CFG, max_backoff=0.2), origin, *(urlsplit(u).hostname or "" for u in urls))
+    results = _timed_fetches(cfg, urls, tmp_path)
     for d, elapsed in results:
         assert d.attempts == 2 and elapsed < 5.0  # capped at 0.2 s, not the 30 s asked for
+
+
+# --- a host that says "slow down" is paused as a whole ---------------------------------------------------
+
+PAUSED, OTHER = "paused.example.test", "other.example.test"
+
+
+@pytest.fixture
+def pause_log(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
+    monkeypatch.setattr(logging.getLogger("archiver"), "propagate", True)  # an in-process CLI run turns it off
+    caplog.set_level(logging.INFO, logger="archiver.hostpause")
+    return caplog
+
+
+def _pauses(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("pausing ")]
+
+
+async def _until(check: Callable[[], object], limit: float = 5.0) -> None:
+    async def poll() -> None:
+        while not check():
+            await asyncio.sleep(0.005)
+
+    await asyncio.wait_for(poll(), limit)
+
+
+async def _done_at(f: Fetcher, url: str) -> float:
+    d = await f.fetch(url)
+    assert d.path.read_bytes() == JPEG
+    return time.monotonic()
+
+
+def test_a_429_with_retry_after_pauses_its_host_while_other_hosts_flow(
+    origin: Server, tmp_path: Path, pause_log: pytest.LogCaptureFixture
+) -> None:
+    # Two global slots only: if the six URLs queued on the paused host held slots while they wait, the
+    # other host could not be served until the pause ends.
+    cfg = _to_origin(replace(CFG, concurrency=2, per_host=2, max_backoff=5.0), origin, PAUSED, OTHER)
+
+    async def body(f: Fetcher) -> tuple[list[float], list[float]]:
+        first = asyncio.create_task(_done_at(f, f"http://{PAUSED}/retry-after/429/first?seconds=1"))
+        await _until(lambda: _pauses(pause_log))
+        paused = [asyncio.create_task(_done_at(f, f"http://{PAUSED}/hold/p{i}?s=0.02")) for i in range(6)]
+        await asyncio.sleep(0.01)  # they queue first
+        other = [asyncio.create_task(_done_at(f, f"http://{OTHER}/hold/o{i}?s=0.05")) for i in range(8)]
+        return list(await asyncio.gather(first, *paused)), list(await asyncio.gather(*other))
+
+    _, other_done = run(cfg, tmp_path, body)
+    first, *later = origin.arrivals(PAUSED)
+    assert first.path == "/retry-after/429/first" and len(later) == 7  # its retry and the six others
+    assert min(a.at for a in later) >= first.at + 0.95, "a request reached the paused host within Retry-After"
+    assert max(other_done) < min(a.at for a in later), "the other host waited for the paused one"
+    assert _pauses(pause_log) == [f"pausing {PAUSED}:80 for 1 s (429 Retry-After)"]  # once, host:port only
+    assert origin.max_in_flight(PAUSED) <= 2 and origin.max_in_flight(OTHER) <= 2
+    assert origin.max_in_flight() <= 2
+
+
+@pytest.mark.parametrize("form", ["seconds", "date"])
+def test_a_host_pause_is_capped_by_max_backoff(
+    origin: Server, tmp_path: Path, pause_log: pytest.LogCaptureFixture, form: str
+) -> None:
+    cfg = _to_origin(replace(CFG, max_backoff=0.3), origin, PAUSED)
+
+    async def body(f: Fetcher) -> list[float]:
+        start = time.monotonic()
+        first = asyncio.create_task(_done_at(f, f"http://{PAUSED}/retry-after/503/cap?{form}=30"))
+        await _until(lambda: _pauses(pause_log))
+        later = [_done_at(f, f"http://{PAUSED}/image.jpg") for _ in range(3)]
+        return [t - start for t in await asyncio.gather(first, *later)]
+
+    elapsed = run(cfg, tmp_path, body)
+    first, *later = origin.arrivals(PAUSED)
+    assert min(a.at for a in later) >= first.at + 0.25  # paused for max_backoff ...
+    assert max(elapsed) < 5.0  # ... not the 30 s asked for
+    assert _pauses(pause_log) == [f"pausing {PAUSED}:80 for 0.3 s (503 Retry-After)"]
+
+
+def test_a_503_without_retry_after_backs_off_that_url_only(
+    origin: Server, tmp_path: Path, pause_log: pytest.LogCaptureFixture
+) -> None:
+    origin.add("/busy", b"busy", "text/plain", status=503)
+    cfg = _to_origin(replace(CFG, retries=1, backoff=2.0, max_backoff=2.0), origin, PAUSED)  # waits 1-2 s
+
+    async def body(f: Fetcher) -> FetchError:
+        busy = asyncio.create_task(f.fetch(f"http://{PAUSED}/busy"))
+        await _until(lambda: origin.hits("/busy"))
+        await asyncio.gather(*(_done_at(f, f"http://{PAUSED}/image.jpg") for _ in range(4)))
+        with pytest.raises(TransientFetchError) as info:
+            await busy
+        return info.value
+
+    err = run(cfg, tmp_path, body)
+    assert (err.status, err.attempts) == (503, 2)
+    paths = [a.path for a in origin.arrivals(PAUSED)]
+    assert paths == ["/busy"] + ["/image.jpg"] * 4 + ["/busy"]  # the others went on while /busy backed off
+    assert _pauses(pause_log) == []
+
+
+def test_a_429_without_retry_after_pauses_its_host_for_the_backoff_delay(
+    origin: Server, tmp_path: Path, pause_log: pytest.LogCaptureFixture
+) -> None:
+    origin.add("/crowded", b"slow down", "text/plain", status=429)
+    cfg = _to_origin(replace(CFG, retries=0, backoff=1.0, max_backoff=1.0), origin, PAUSED)  # 0.5-1 s
+
+    async def body(f: Fetcher) -> None:
+        with pytest.raises(TransientFetchError):
+            await f.fetch(f"http://{PAUSED}/crowded")  # no retry left: the host is paused all the same
+        await _done_at(f, f"http://{PAUSED}/image.jpg")
+
+    run(cfg, tmp_path, body)
+    crowded, image = origin.arrivals(PAUSED)
+    assert image.at >= crowded.at + 0.45
+    [message] = _pauses(pause_log)
+    assert message.startswith(f"pausing {PAUSED}:80 for ") and message.endswith(" s (429 without Retry-After)")
+
+
+def test_a_redirect_into_a_paused_host_waits_for_the_pause(
+    origin: Server, tmp_path: Path, pause_log: pytest.LogCaptureFixture
+) -> None:
+    cfg = _to_origin(replace(CFG, max_backoff=5.0), origin, PAUSED, OTHER)
+
+    async def body(f: Fetcher) -> Download:
+        first = asyncio.create_task(f.fetch(f"http://{PAUSED}/retry-after/429/r?seconds=1"))
+        await _until(lambda: _pauses(pause_log))
+        d = await f.fetch(f"http://{OTHER}/redirect-to?url=http://{PAUSED}/image.jpg")
+        await first
+        return d
+
+    d = run(cfg, tmp_path, body)
+    assert d.path.read_bytes() == JPEG and d.attempts == 2  # the hop into the pause ended its first attempt
+    first, *later = origin.arrivals(PAUSED)
+    assert len(later) == 2 and min(a.at for a in later) >= first.at + 0.95
 
 
 # --- a 5xx storm on one host while another keeps flowing ------------------------------------------------
@@ -223,9 +340,10 @@ def test_a_5xx_storm_on_one_host_does_not_hold_up_the_others(
     first_storm_failure = min(t for _, t in storm_failed)
     assert max(calm_done) < first_storm_failure, "the healthy host waited for the failing host"
     # ... and it was not slowed beyond its fair share of the slots (40 requests of 0.05 s, at most
-    # per_host at once and half the global slots): ~1.1 s measured; 2.1 s if the storm queues in front.
+    # per_host at once and half the global slots): ~1.1 s measured idle, up to 1.8 s on a loaded machine;
+    # 2.1 s if the storm queues in front, and more if calm requests wait out storm backoffs in a slot.
     fair_share = 40 * 0.05 / min(per_host, concurrency // 2)
-    assert max(calm_done) < 1.6 * fair_share
+    assert max(calm_done) < 2 * fair_share
     # The limits held all along: never more than per_host on one host, nor concurrency in total.
     assert origin.max_in_flight("storm.example.test") <= per_host
     assert origin.max_in_flight("calm.example.test") <= per_host

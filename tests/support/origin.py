@@ -36,8 +36,9 @@ Built-in routes of the origin:
     /redirect-private    302 to http://169.254.169.254/latest/meta-data/ (the guard must refuse it)
     /redirect-loop       302 to itself
     /redirect-scheme     302 to file:///etc/passwd
-Every request is counted per path (``hits``) and its headers kept (``last_headers``); /hold and /storm
-also count requests in flight per Host header (``max_in_flight(host)``).
+Every request is counted per path (``hits``), its headers kept (``last_headers``) and its arrival logged
+(``arrivals(host)``: time.monotonic(), Host header, path); /hold and /storm also count requests in flight per
+Host header (``max_in_flight(host)``).
 """
 
 from __future__ import annotations
@@ -80,6 +81,15 @@ class Content:
     delay: float = 0.0  # seconds before answering
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """One request as it reached the server: ``time.monotonic()`` (same clock as the tests), Host header, path."""
+
+    at: float
+    host: str
+    path: str
+
+
 @dataclass
 class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -89,6 +99,7 @@ class _State:
     failures: Counter[str] = field(default_factory=Counter)
     in_flight: Counter[str] = field(default_factory=Counter)  # by Host header; "" is the total
     max_in_flight: Counter[str] = field(default_factory=Counter)
+    arrivals: list[Arrival] = field(default_factory=list)
 
 
 class Server:
@@ -132,6 +143,7 @@ class Server:
         with self._state.lock:
             self._state.hits[request.path] += 1
             self._state.headers[request.path] = request.headers
+            self._state.arrivals.append(Arrival(time.monotonic(), request.host, request.path))
         return await handler(request)
 
     # -- test API ----------------------------------------------------------
@@ -149,6 +161,11 @@ class Server:
     def total_hits(self) -> int:
         with self._state.lock:
             return sum(self._state.hits.values())
+
+    def arrivals(self, host: str | None = None) -> list[Arrival]:
+        """Requests in the order they arrived since the last reset (only those with that Host header if given)."""
+        with self._state.lock:
+            return [a for a in self._state.arrivals if host is None or a.host == host]
 
     def last_headers(self, path: str) -> CIMultiDict[str]:
         """Headers of the last request to ``path`` (empty if none)."""
@@ -202,6 +219,7 @@ class Server:
             self._state.in_flight.clear()
             self._state.max_in_flight.clear()
             self._state.hits.clear()
+            self._state.arrivals.clear()
             self._state.headers.clear()
             self._state.content.clear()
             self._state.failures.clear()
@@ -529,4 +547,4 @@ def fake_proxy() -> Iterator[Server]:
     yield from _serve(_ProxyServer(proxy_routes))
 
 
-__all__ = ["Server", "JPEG", "SVG", "HTML", "SLOW_SECONDS", "OVERSIZE_BYTES"]
+__all__ = ["Arrival", "Server", "JPEG", "SVG", "HTML", "SLOW_SECONDS", "OVERSIZE_BYTES"]
