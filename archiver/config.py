@@ -27,6 +27,7 @@ def _key(default: Any, doc: str) -> Any:
 
 
 DEFAULT_FIELDS = ("headimg", "thumbnail", "cover", "image", "banner", "feature", "featured_image")
+MAX_DISTANCE = 16  # the hash index's limit (archiver.hashindex.LIMIT; a test keeps them equal)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class ManifestConfig:
 
 @dataclass(frozen=True)
 class DedupeConfig:
-    max_distance: int = _key(10, "pHash Hamming distance (of 64 bits) within which two images are candidates")
+    max_distance: int = _key(10, "pHash Hamming distance (of 64 bits, 0-16) within which two images are candidates")
     rewrite_to_canonical: bool = _key(
         False, "during `run`, rewrite articles to the canonical copy of each near-duplicate group"
     )
@@ -186,8 +187,8 @@ def _validate(cfg: Config, where: str) -> None:
     if f.min_rate < 0:
         raise bad("[fetch] min_rate", "must be 0 (off) or more")
     d = cfg.dedupe
-    if not 0 <= d.max_distance <= 32:
-        raise bad("[dedupe] max_distance", "must be 0-32")
+    if not 0 <= d.max_distance <= MAX_DISTANCE:
+        raise bad("[dedupe] max_distance", f"must be 0-{MAX_DISTANCE}")
     known = {"area", "lossless", "bytes", "first_seen"}
     if not d.prefer or set(d.prefer) - known:
         raise bad("[dedupe] prefer", f"must list some of {', '.join(sorted(known))}")

@@ -1,5 +1,11 @@
-"""Near duplicates in articles and the manifest: pairs found during `run`, and rewriting articles to a
-group's canonical copy (``dedupe --apply``) and back (``dedupe --undo``).
+"""Near duplicates in the manifest and in articles: the recorded pairs (searched incrementally), groups built
+from them, and rewriting articles to a group's canonical copy (``dedupe --apply``) and back (``dedupe --undo``).
+
+Pairs: ``update_pairs`` searches only the assets not yet searched at the distance asked under the current
+decision rule, against the whole archive, and records their confirmed pairs and "searched" marks in one
+transaction. A pair is found when the later of its two assets is searched, so once every asset is marked at
+>= N the recorded pairs accepted at N are complete, and ``groups_from_pairs`` builds from them exactly the
+groups ``grouping.build_groups`` computes from scratch.
 
 Rewrites follow the rules of every rewrite: only spans holding one of our own archive URLs are
 replaced, the file is written atomically and only if it still holds the bytes we read, and each
@@ -14,18 +20,25 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from archiver.articles import load_article
 from archiver.errors import ArticleError
-from archiver.grouping import candidate_pairs
+from archiver.grouping import AssetInfo, Group, Member, preference_key
+from archiver.hashindex import HashIndex
 from archiver.manifest import ArticleReplacement, Manifest
 from archiver.model import Article
 from archiver.refs import find_refs
 from archiver.rewrite import Replacement, render, splice, write_atomic
-from archiver.similarity import Match, Signature, compare
+from archiver.similarity import RULE_VERSION, TRANSFORMS, Match, Signature, compare
+
+log = logging.getLogger("archiver")
 
 REASON_APPLY = "dedupe"
 REASON_UNDO = "dedupe-undo"
@@ -196,20 +209,212 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def near_duplicate_pairs(
-    assets: Sequence[tuple[str, Signature]], new: Iterable[str], max_distance: int
-) -> list[tuple[str, str, Match]]:
-    """Confirmed near-duplicate pairs (a, b, how b matches a) between each ``new`` asset and the archive.
+@dataclass(frozen=True)
+class PairSearch:
+    """What ``update_pairs`` did."""
 
-    Candidates come from the multi-index over every asset's dihedral hash variants, queried with the new
-    assets only; each is confirmed by ``similarity.compare``, the rule `archiver dedupe` groups by.
+    searched: int  # assets searched now
+    archive: int  # assets with hash variants, searched against (0: nothing to search, not read)
+    pairs: int  # confirmed pairs recorded
+    widened: int  # of those searched, how many had been searched at a smaller distance before
+    seconds: float
+
+
+def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False) -> PairSearch:
+    """Search the assets not yet searched at >= ``max_distance`` under ``similarity.RULE_VERSION`` (every asset
+    with ``rescan``) against the whole archive; record their confirmed pairs and marks in one transaction.
+
+    Assets with the same signature (a blank or templated image archived many times) are searched once and their
+    pairs expanded; pairs between assets with the same hashes are not recorded (grouping joins them anyway)."""
+    started = time.monotonic()
+    widened = 0 if rescan else manifest.searched_below(max_distance, RULE_VERSION)
+    todo = manifest.unsearched(max_distance, -1 if rescan else RULE_VERSION)  # no mark has rule -1
+    if not todo:
+        return PairSearch(0, 0, 0, 0, time.monotonic() - started)
+    if widened:
+        log.info("%d assets were searched for near-duplicates at a distance below %d: searching them again at %d",
+                 widened, max_distance, max_distance)
+    ids, phash, dhash, key = _variants(manifest)
+    wanted = np.array([r for r, _ in todo], dtype=np.int64)
+    q = np.searchsorted(ids, wanted)
+    ok = (q < ids.size) & (ids[np.minimum(q, ids.size - 1)] == wanted)
+    q = q[ok]
+    searched = [sha for (_, sha), good in zip(todo, ok, strict=True) if good]
+    if not searched:  # only assets whose stored variants do not parse: nothing to search
+        return PairSearch(0, int(ids.size), 0, widened, time.monotonic() - started)
+    _, first, cls = np.unique(key, return_index=True, return_inverse=True)  # classes of identical signatures
+    del key
+    cls = cls.ravel()
+    qc = np.unique(cls[q])
+    packed = np.unique(np.concatenate([_candidates(v[first], qc, max_distance) for v in (phash, dhash)]))
+    del phash, dhash
+    x, y = packed // first.size, packed % first.size
+    members = _members(cls, np.unique(np.concatenate([x, y])))
+    rows = {rid: (sha, pv, dv, grey) for rid, sha, pv, dv, grey in
+            manifest.signature_rows(ids[np.concatenate(list(members.values()) or [np.zeros(0, np.int64)])].tolist())}
+    is_searched = np.zeros(ids.size, dtype=bool)
+    is_searched[q] = True
+    sigs: dict[int, Signature] = {}
+
+    def signature_of(c: int) -> Signature:
+        if c not in sigs:
+            _, pv, dv, grey = rows[int(ids[first[c]])]
+            sigs[c] = Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey or "")
+        return sigs[c]
+
+    pairs = []
+    for c, d in zip(x.tolist(), y.tolist(), strict=True):
+        a, b = signature_of(c), signature_of(d)
+        if (a.phash, a.dhash) == (b.phash, b.dhash):  # the same hashes: one class for grouping, no pair needed
+            continue
+        m = compare(a, b, max_distance)
+        if m is None:
+            continue
+        accepted_from, back = _accepted_from(a, b, m, max_distance), None
+        for i in members[c].tolist():
+            for j in members[d].tolist():
+                if not (is_searched[i] or is_searched[j]):
+                    continue  # recorded when the later of the two was searched
+                sa, sb = rows[int(ids[i])][0], rows[int(ids[j])][0]
+                if sa < sb:
+                    pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance,
+                                  accepted_from))
+                else:
+                    back = back or compare(b, a, max_distance)  # the rule is symmetric: never None here
+                    if back is None:
+                        continue
+                    pairs.append((sb, sa, back.phash_distance, back.dhash_distance, back.transform,
+                                  back.grey_distance, accepted_from))
+    manifest.record_pair_search(pairs, searched, max_distance, RULE_VERSION, replace_all=rescan)
+    return PairSearch(len(searched), int(ids.size), len(pairs), widened, time.monotonic() - started)
+
+
+def _members(cls: np.ndarray, wanted: np.ndarray) -> dict[int, np.ndarray]:
+    """Positions of the members of each wanted class."""
+    order = np.argsort(cls, kind="stable")
+    starts = np.searchsorted(cls[order], wanted)
+    ends = np.searchsorted(cls[order], wanted, side="right")
+    return {int(c): order[s:e] for c, s, e in zip(wanted, starts, ends, strict=True)}
+
+
+def _variants(manifest: Manifest) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rowids (ascending), (n, 8) uint64 pHash and dHash variants of every asset that has them, and a key per
+    asset equal for equal signatures (variants and grey)."""
+    ids, ph, dh, keys = [], [], [], []
+    width = 17 * len(TRANSFORMS) - 1  # "h0,h1,...": 16 hex digits each, comma-separated
+    for rows in manifest.variant_batches():
+        good = [r for r in rows if len(r[1]) == width and len(r[2]) == width and len(r[3] or "") in (0, 128)]
+        ids.append(np.array([r[0] for r in good], dtype=np.int64))
+        for col, out in ((1, ph), (2, dh)):
+            raw = bytes.fromhex("".join(r[col] for r in good).replace(",", ""))
+            out.append(np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, len(TRANSFORMS)))
+        grey = np.frombuffer(bytes.fromhex("".join((r[3] or "0" * 128) + ("01" if r[3] else "00") for r in good)),
+                             dtype=np.uint8).reshape(-1, 65)
+        keys.append(np.concatenate([ph[-1].view(np.uint8), dh[-1].view(np.uint8), grey], axis=1))
+    if not ids:
+        empty = np.zeros((0, len(TRANSFORMS)), dtype=np.uint64)
+        return np.zeros(0, dtype=np.int64), empty, empty, np.zeros(0, dtype="V1")
+    key = np.ascontiguousarray(np.concatenate(keys))
+    return np.concatenate(ids), np.concatenate(ph), np.concatenate(dh), key.view(f"V{key.shape[1]}").ravel()
+
+
+def _candidates(variants: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
+    """Packed position pairs x * n + y (x < y) within ``k`` under some transform, each involving a searched
+    position of ``q``: some variant of any asset near a searched asset's identity hash, and some variant of a
+    searched asset near the identity hash of an asset not searched (the rest: among searched ones, both
+    directions are covered by the first query)."""
+    n, t = variants.shape
+    index = HashIndex.build(variants.ravel(), k)
+    qi, e, _ = index.query(variants[q, 0], k)
+    del index
+    found = [(e // t, q[qi])]
+    rest = np.setdiff1d(np.arange(n), q, assume_unique=True)
+    if rest.size and t > 1:
+        qi, e, _ = HashIndex.build(variants[rest, 0], k).query(variants[q, 1:].ravel(), k)
+        found.append((q[qi // (t - 1)], rest[e]))
+    a, b = (np.concatenate(z) for z in zip(*found, strict=True))
+    keep = a != b
+    return np.minimum(a[keep], b[keep]) * n + np.maximum(a[keep], b[keep])
+
+
+def _accepted_from(a: Signature, b: Signature, m: Match, max_distance: int) -> int:
+    """The smallest max_distance at which ``compare`` accepts the pair (bisection: it is monotone in it)."""
+    lo, hi = min(m.phash_distance, m.dhash_distance), max_distance  # refused below lo, accepted at hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if compare(a, b, mid) is None:
+            lo = mid + 1
+        else:
+            hi = mid
+    return hi
+
+
+def groups_from_pairs(
+    assets: Sequence[AssetInfo],
+    pairs: Iterable[tuple[str, str, int, int]],
+    max_distance: int,
+    prefer: Sequence[str],
+    pinned: Iterable[str] = (),
+    excluded: Iterable[str] = (),
+) -> list[Group]:
+    """``grouping.build_groups(assets in sha256 order, ...)`` with the candidate search replaced by the recorded
+    pairs (a, b, pHash distance, dHash distance) accepted at ``max_distance``, which must be complete.
+
+    The same steps: assets with identical hashes are one class (its first asset by sha256 speaks for it); a
+    class's neighbours are the recorded pairs between class heads; the greedy complete-linkage pass is the same,
+    and each member's match to its canonical is computed again by ``compare`` (a few pairs only).
     """
-    position = {sha: i for i, (sha, _) in enumerate(assets)}
-    queries = sorted({position[sha] for sha in new if sha in position})
-    sigs = [sig for _, sig in assets]
-    out = []
-    for i, j in candidate_pairs(sigs, max_distance, queries):
-        match = compare(sigs[i], sigs[j], max_distance)
-        if match is not None:
-            out.append((assets[i][0], assets[j][0], match))
-    return out
+    pinned_set, excluded_set = set(pinned), set(excluded)
+    usable = sorted((a for a in assets if a.signature is not None and a.sha256 not in excluded_set),
+                    key=lambda a: a.sha256)
+    class_of: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}
+    cls: list[int] = []
+    sigs: list[Signature] = []
+    head_class: dict[str, int] = {}
+    for a in usable:
+        sig: Signature = a.signature  # type: ignore[assignment]
+        c = class_of.setdefault((sig.phash, sig.dhash), len(sigs))
+        if c == len(sigs):
+            sigs.append(sig)
+            head_class[a.sha256] = c
+        cls.append(c)
+    by_class: dict[int, list[int]] = {}
+    for k, c in enumerate(cls):
+        by_class.setdefault(c, []).append(k)
+    near: dict[int, list[tuple[int, int, int]]] = {}
+    linked_pairs: set[tuple[int, int]] = set()
+    for a_sha, b_sha, pd, dd in pairs:
+        ca, cb = head_class.get(a_sha), head_class.get(b_sha)
+        if ca is None or cb is None or ca == cb:
+            continue
+        near.setdefault(ca, []).append((pd, dd, cb))
+        near.setdefault(cb, []).append((pd, dd, ca))
+        linked_pairs.add((min(ca, cb), max(ca, cb)))
+
+    def match(a: int, b: int) -> Match | None:
+        return compare(sigs[a], sigs[b], max_distance) or compare(sigs[min(a, b)], sigs[max(a, b)], max_distance)
+
+    rank = sorted(range(len(usable)),
+                  key=lambda k: (usable[k].sha256 not in pinned_set, preference_key(usable[k], prefer)))
+    position = {k: r for r, k in enumerate(rank)}
+    assigned: set[int] = set()
+    groups: list[Group] = []
+    for head in rank:
+        if head in assigned:
+            continue
+        hc = cls[head]
+        candidates = [(0, 0, j) for j in by_class[hc] if j != head]
+        candidates += [(pd, dd, j) for pd, dd, c in near.get(hc, ()) for j in by_class[c]]
+        members, classes = [head], {hc}
+        for _pd, _dd, j in sorted(candidates, key=lambda n: (n[0], n[1], position[n[2]])):
+            if j in assigned or usable[j].sha256 in pinned_set:
+                continue
+            if all(c == cls[j] or (min(c, cls[j]), max(c, cls[j])) in linked_pairs for c in classes):
+                members.append(j)
+                classes.add(cls[j])
+        if len(members) > 1:
+            assigned.update(members)
+            groups.append(Group(tuple(
+                Member(usable[k].sha256, None if k == head else match(hc, cls[k])) for k in members
+            )))
+    return groups

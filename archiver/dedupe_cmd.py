@@ -1,7 +1,8 @@
 """`archiver dedupe`: group the archive's duplicates, pick canonicals, write the report, optionally rewrite.
 
 Without --apply nothing changes in articles or storage (the manifest gains the hash variants of
-assets archived before they existed, and the confirmed pairs). --apply rewrites articles from each
+assets archived before they existed, and the pairs of the assets not yet searched at this distance:
+``dedupe.update_pairs``; the groups come from the recorded pairs). --apply rewrites articles from each
 non-canonical member's archive URL to its canonical's; --undo puts the previous URLs back.
 """
 
@@ -21,9 +22,9 @@ from PIL import Image
 
 from archiver import dedupe, similarity
 from archiver.articles import load_article
-from archiver.config import Config
+from archiver.config import MAX_DISTANCE, Config
 from archiver.errors import ArchiverError, ArticleError, ConfigError, ManifestError
-from archiver.grouping import AssetInfo, Group, build_groups
+from archiver.grouping import AssetInfo, Group
 from archiver.manifest import Manifest
 from archiver.model import Asset, ImageFormat
 from archiver.refs import find_refs
@@ -41,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--apply", action="store_true",
                       help="rewrite articles that use a non-canonical copy to the canonical copy's URL")
     mode.add_argument("--undo", action="store_true", help="put back the URLs an earlier --apply replaced")
+    parser.add_argument("--rescan", action="store_true",
+                        help="search the whole archive for near-duplicate pairs again instead of only new images")
     parser.add_argument("--report", type=Path, metavar="PATH", help="HTML report (default: [dedupe] report)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="JSON export (default: the report's path, .json)")
 
@@ -70,8 +73,9 @@ class Plan:
     articles: list[str]  # the articles the manifest knows we rewrote
 
 
-def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int) -> Plan:
-    """Group the archive (computing missing hash variants) and record the confirmed pairs; no article is touched.
+def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, rescan: bool = False) -> Plan:
+    """Group the archive (computing missing hash variants, searching the assets not yet searched at this distance,
+    or all with ``rescan``) from the recorded pairs; no article is touched.
     Also what a run with ``[dedupe] rewrite_to_canonical`` needs: ``dedupe.apply_canonical(…, plan.mapping, …)``."""
     d = cfg.dedupe
     assets = _load_assets(manifest, store)
@@ -82,10 +86,16 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int) -> Pl
     forms = {b + a.key: a.info.sha256 for a in assets for b in bases}
     pinned = _resolve(manifest, d.canonical, forms, by_sha, "canonical")
     excluded = _resolve(manifest, d.exclude, forms, by_sha, "exclude")
+    search = dedupe.update_pairs(manifest, max_distance, rescan=rescan)
+    if search.searched:
+        log.info("searched %d images for near-duplicates against %d in %.1fs (%d pairs)", search.searched,
+                 search.archive, search.seconds, search.pairs)
+    else:
+        log.info("every image was already searched for near-duplicates at distance %d", max_distance)
     started = time.monotonic()
-    groups = build_groups([a.info for a in assets], max_distance, d.prefer, pinned, excluded)
-    log.info("grouped %d assets in %.1fs", len(assets), time.monotonic() - started)
-    _record_pairs(manifest, groups)
+    pairs = manifest.recorded_pairs(max_distance, similarity.RULE_VERSION)
+    groups = dedupe.groups_from_pairs([a.info for a in assets], pairs, max_distance, d.prefer, pinned, excluded)
+    log.info("grouped %d assets from %d pairs in %.1fs", len(assets), len(pairs), time.monotonic() - started)
     mapping = {b + by_sha[m.sha256].key: b + by_sha[g.canonical].key
                for g in groups for m in g.members[1:] for b in bases}
     articles = [path for path, _before, _after in manifest.rewritten_articles()]
@@ -95,8 +105,8 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int) -> Pl
 def command(args: argparse.Namespace, cfg: Config) -> int:
     d = cfg.dedupe
     max_distance = d.max_distance if args.max_distance is None else args.max_distance
-    if not 0 <= max_distance <= 32:
-        raise ConfigError(f"--max-distance: {max_distance} is not 0-32")
+    if not 0 <= max_distance <= MAX_DISTANCE:
+        raise ConfigError(f"--max-distance: {max_distance} is not 0-{MAX_DISTANCE}")
     manifest_path = cfg.resolve_path(cfg.manifest.path)
     if not manifest_path.exists():
         raise ManifestError(f"{manifest_path}: no manifest yet (run `archiver run` first)")
@@ -105,7 +115,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         if args.undo:
             return _report_rewrite("undo", dedupe.undo_canonical(manifest, fields))
         store = open_store(cfg.storage, cfg.source.parent if cfg.source else Path.cwd())
-        p = plan(cfg, manifest, store, max_distance)
+        p = plan(cfg, manifest, store, max_distance, rescan=args.rescan)
         usage = _usage(p.articles, p.forms, fields)  # before --apply: who used which copy
         html = args.report or cfg.resolve_path(d.report)
         rows = _rows(p, _source_urls(manifest), usage, store, html.parent)
@@ -201,15 +211,6 @@ def _resolve(manifest: Manifest, values: tuple[str, ...], forms: dict[str, str],
         else:
             out.add(sha)
     return out
-
-
-def _record_pairs(manifest: Manifest, groups: list[Group]) -> None:
-    manifest.record_near_duplicates(
-        (g.canonical, m.sha256, m.match.phash_distance, m.match.dhash_distance, m.match.transform)
-        for g in groups
-        for m in g.members[1:]
-        if m.match is not None
-    )
 
 
 def _usage(paths: list[str], forms: dict[str, str], fields: tuple[str, ...]) -> dict[str, list[str]]:

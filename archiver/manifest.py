@@ -15,10 +15,10 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from archiver.errors import ManifestError
+from archiver.manifest_schema import MIGRATIONS, ArticleReplacement, StoredAsset, UrlState, migrate
 from archiver.model import Asset
 from archiver.urls import redact
 
@@ -31,120 +31,8 @@ def url_key(url: str) -> str:
         return url
     return f"{shown}#sha256={hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
 
-# Each entry migrates the schema from version i to i+1; never edit a released entry, append a new one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE urls (
-        url TEXT PRIMARY KEY,
-        status TEXT NOT NULL,              -- archived | dead | rejected | failed
-        reason TEXT,
-        http_status INTEGER,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        asset TEXT REFERENCES assets(sha256),
-        final_url TEXT,
-        etag TEXT,
-        last_modified TEXT,
-        first_seen REAL NOT NULL,
-        last_tried REAL NOT NULL
-    );
-    CREATE INDEX urls_status ON urls(status);
-    CREATE INDEX urls_asset ON urls(asset);
-    CREATE TABLE assets (
-        sha256 TEXT PRIMARY KEY,
-        format TEXT NOT NULL,
-        mime TEXT NOT NULL,
-        ext TEXT NOT NULL,
-        bytes INTEGER NOT NULL,
-        width INTEGER,
-        height INTEGER,
-        frames INTEGER NOT NULL DEFAULT 1,
-        phash TEXT,
-        dhash TEXT,
-        key TEXT NOT NULL,
-        first_seen REAL NOT NULL
-    );
-    CREATE TABLE renditions (
-        asset TEXT NOT NULL REFERENCES assets(sha256),
-        width INTEGER NOT NULL,
-        format TEXT NOT NULL,
-        pixel_width INTEGER NOT NULL,
-        pixel_height INTEGER NOT NULL,
-        bytes INTEGER NOT NULL,
-        key TEXT NOT NULL,
-        PRIMARY KEY (asset, width, format)
-    );
-    CREATE TABLE articles (
-        path TEXT PRIMARY KEY,
-        sha256_before TEXT NOT NULL,       -- before our first rewrite
-        sha256_after TEXT NOT NULL,        -- after our latest rewrite
-        rewritten_at REAL NOT NULL
-    );
-    CREATE TABLE replacements (
-        article TEXT NOT NULL REFERENCES articles(path),
-        seq INTEGER NOT NULL,              -- rewrite generation of this article
-        start INTEGER NOT NULL,            -- char offsets in the text before that rewrite
-        end INTEGER NOT NULL,
-        original TEXT NOT NULL,            -- exact text of the span before
-        replacement TEXT NOT NULL,
-        url TEXT NOT NULL,
-        PRIMARY KEY (article, seq, start)
-    );
-    CREATE TABLE near_duplicates (
-        a TEXT NOT NULL REFERENCES assets(sha256),
-        b TEXT NOT NULL REFERENCES assets(sha256),
-        phash_distance INTEGER NOT NULL,
-        dhash_distance INTEGER NOT NULL,
-        PRIMARY KEY (a, b),
-        CHECK (a < b)
-    );
-    """,
-    # 2: dihedral hash variants for near-duplicate search, why a span was replaced, the transform of a pair
-    """
-    ALTER TABLE assets ADD COLUMN phash_variants TEXT;
-    ALTER TABLE assets ADD COLUMN dhash_variants TEXT;
-    ALTER TABLE replacements ADD COLUMN reason TEXT NOT NULL DEFAULT 'archive';
-    ALTER TABLE near_duplicates ADD COLUMN transform TEXT NOT NULL DEFAULT 'identity';
-    """,
-    # 3: the 8x8 grey thumbnail, the pixel-level check that confirms a near-duplicate pair
-    """
-    ALTER TABLE assets ADD COLUMN grey TEXT;
-    """,
-)
 
 FINAL_STATUSES = ("dead", "rejected")
-
-
-@dataclass(frozen=True)
-class UrlState:
-    url: str
-    status: str
-    reason: str | None
-    attempts: int
-    asset: str | None
-    http_status: int | None = None
-
-
-@dataclass(frozen=True)
-class StoredAsset:
-    sha256: str
-    format: str
-    mime: str
-    ext: str
-    bytes: int
-    width: int | None
-    height: int | None
-    phash: str | None
-    dhash: str | None
-    key: str
-
-
-@dataclass(frozen=True)
-class ArticleReplacement:
-    start: int
-    end: int
-    original: str
-    replacement: str
-    url: str
 
 
 class Manifest:
@@ -170,7 +58,7 @@ class Manifest:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            _migrate(conn, path)
+            migrate(conn, path)
         except sqlite3.Error as exc:
             if lock_fd is not None:
                 os.close(lock_fd)
@@ -190,7 +78,7 @@ class Manifest:
                     src.close()
             except sqlite3.Error as exc:
                 raise ManifestError(f"{path}: cannot read manifest: {exc}") from exc
-            _migrate(mem._db, path)
+            migrate(mem._db, path)
         return mem
 
     @classmethod
@@ -314,17 +202,75 @@ class Manifest:
                     (asset.sha256, r.width, r.format.name, r.pixel_width, r.pixel_height, len(r.data), rkey),
                 )
 
-    def record_near_duplicates(self, pairs: Iterable[tuple[str, str, int, int, str]]) -> None:
-        """(a, b, pHash distance, dHash distance, transform mapping a onto b) per confirmed pair."""
+    # -- near-duplicate search -----------------------------------------------------------------
+    def variant_batches(self, size: int = 65_536) -> Iterator[list[tuple[int, str, str, str | None]]]:
+        """(rowid, phash variants, dhash variants, grey) of every asset with variants, by rowid, ``size`` at a time.
+
+        The rowid is the asset's id for one search (stable while this manifest is open: one writer)."""
+        cur = self._db.execute(
+            "SELECT rowid, phash_variants, dhash_variants, grey FROM assets "
+            "WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL ORDER BY rowid"
+        )
+        while rows := cur.fetchmany(size):
+            yield rows
+
+    def unsearched(self, max_distance: int, rule: int) -> list[tuple[int, str]]:
+        """(rowid, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
+        ``rule``, by rowid."""
+        return list(self._db.execute(
+            "SELECT a.rowid, a.sha256 FROM assets a LEFT JOIN pair_searches s ON s.asset = a.sha256 "
+            "WHERE a.phash_variants IS NOT NULL AND a.dhash_variants IS NOT NULL "
+            "AND (s.asset IS NULL OR s.rule != ? OR s.max_distance < ?) ORDER BY a.rowid",
+            (rule, max_distance),
+        ))
+
+    def searched_below(self, max_distance: int, rule: int) -> int:
+        """How many assets were searched under ``rule`` but at a smaller distance than ``max_distance``."""
+        return self._db.execute(
+            "SELECT COUNT(*) FROM pair_searches WHERE rule = ? AND max_distance < ?", (rule, max_distance)
+        ).fetchone()[0]
+
+    def signature_rows(self, rowids: Iterable[int]) -> list[tuple[int, str, str, str, str | None]]:
+        """(rowid, sha256, phash variants, dhash variants, grey) of the given assets."""
+        out: list[tuple[int, str, str, str, str | None]] = []
+        batch = sorted(set(rowids))
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            out += self._db.execute(
+                "SELECT rowid, sha256, phash_variants, dhash_variants, grey FROM assets "
+                f"WHERE rowid IN ({','.join('?' * len(chunk))})", chunk,
+            )
+        return out
+
+    def record_pair_search(self, pairs: Iterable[tuple[str, str, int, int, str, float, int]], searched: Iterable[str],
+                           max_distance: int, rule: int, *, replace_all: bool = False) -> None:
+        """One transaction: the confirmed pairs (a < b, pHash and dHash distances, transform mapping a onto b, grey
+        distance, smallest accepting max_distance) found by searching ``searched`` against every asset, and
+        their marks (searched at ``max_distance`` under ``rule``). Pairs of another rule are dropped; all pairs
+        when ``replace_all`` (a search of the whole archive from scratch)."""
+        now = time.time()
         with self._tx() as db:
+            if replace_all:
+                db.execute("DELETE FROM pair_searches")
+                db.execute("DELETE FROM near_duplicates")
+            else:
+                db.execute("DELETE FROM near_duplicates WHERE rule != ?", (rule,))
             db.executemany(
-                "INSERT OR IGNORE INTO near_duplicates (a, b, phash_distance, dhash_distance, transform) "
-                "VALUES (?,?,?,?,?)",
-                [(min(a, b), max(a, b), p, d, t) for a, b, p, d, t in pairs if a != b],
+                "INSERT OR REPLACE INTO near_duplicates (a, b, phash_distance, dhash_distance, transform, "
+                "grey_distance, min_distance, rule) VALUES (?,?,?,?,?,?,?,?)",
+                [(*p, rule) for p in pairs],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO pair_searches (asset, max_distance, rule, searched_at) VALUES (?,?,?,?)",
+                [(sha, max_distance, rule, now) for sha in searched],
             )
 
-    def near_duplicates(self) -> list[tuple[str, str, int, int]]:
-        return list(self._db.execute("SELECT a, b, phash_distance, dhash_distance FROM near_duplicates"))
+    def recorded_pairs(self, max_distance: int, rule: int) -> list[tuple[str, str, int, int]]:
+        """(a, b, pHash distance, dHash distance) of the recorded pairs the rule accepts at ``max_distance``."""
+        return list(self._db.execute(
+            "SELECT a, b, phash_distance, dhash_distance FROM near_duplicates WHERE rule = ? AND min_distance <= ?",
+            (rule, max_distance),
+        ))
 
     # -- articles ------------------------------------------------------------------------------
     def record_article(
@@ -455,13 +401,3 @@ def _take_lock(path: Path) -> int:
             f"{path}: another archiver run is using this manifest; wait for it to finish"
         ) from None
     return fd
-
-
-def _migrate(conn: sqlite3.Connection, path: Path | None) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise ManifestError(
-            f"{path}: manifest schema {version} is newer than this archiver knows ({len(MIGRATIONS)}); upgrade"
-        )
-    for i in range(version, len(MIGRATIONS)):
-        conn.executescript("BEGIN;" + MIGRATIONS[i] + f"; PRAGMA user_version={i + 1}; COMMIT;")

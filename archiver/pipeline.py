@@ -236,23 +236,16 @@ class Run:
             await asyncio.gather(*self._rewrites)
         self.report.diffs.sort()
         self.report.stopped = self.stop_reason
-        if self._new_assets and not self.dry_run:
+        if not self.dry_run:  # also catches up images a killed run stored but never searched
             self._record_near_duplicates()
         return self.report
 
     def _record_near_duplicates(self) -> None:
-        """Pairs between this run's new images and the whole archive, by the rule `archiver dedupe` uses."""
-        from archiver.dedupe import near_duplicate_pairs  # lazily: it brings SciPy, only needed here
-        from archiver.similarity import Signature
+        """Pairs between the images not yet searched (this run's, and any a killed run left) and the whole archive,
+        by the rule `archiver dedupe` uses; recorded with their "searched" marks in one transaction."""
+        from archiver.dedupe import update_pairs  # lazily: it brings SciPy, only needed here
 
-        assets = []
-        for sha, *_, pv, dv, grey in self.manifest.asset_rows():
-            if pv and dv:
-                assets.append((sha, Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey or "")))
-        pairs = near_duplicate_pairs(assets, self._new_assets, self.cfg.dedupe.max_distance)
-        self.manifest.record_near_duplicates(
-            (a, b, m.phash_distance, m.dhash_distance, m.transform) for a, b, m in pairs
-        )
+        update_pairs(self.manifest, self.cfg.dedupe.max_distance)
 
     async def _settle(self, fetcher: Fetcher, url: str) -> None:
         try:

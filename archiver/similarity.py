@@ -50,6 +50,10 @@ _GREY_KEEP = 55  # cells compared in m: the 55 closest of 64
 PIXEL_CONFIRMED = 2.0  # rule A: m at most this (grey levels)
 HASH_CONFIRMED = 5.0  # rule B: m at most this, with both hashes within max_distance + 2
 HASH_SLACK = 2
+# Bump whenever the decision of ``compare`` (or a signature) changes: recorded pairs of another version are
+# dropped and every asset is searched again. ``compare`` must stay monotone in max_distance (a pair accepted at
+# N is accepted at every larger N): recorded pairs are filtered by the smallest distance that accepts them.
+RULE_VERSION = 1
 
 
 @dataclass(frozen=True)

@@ -106,3 +106,10 @@ def test_cli_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
     assert info.value.code == 2
+
+
+def test_max_distance_limit_is_the_hash_index_limit() -> None:
+    from archiver.config import MAX_DISTANCE
+    from archiver.hashindex import LIMIT
+
+    assert MAX_DISTANCE == LIMIT

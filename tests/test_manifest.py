@@ -69,3 +69,46 @@ def test_url_asset_and_article_records(tmp_path: Path) -> None:
 def test_status_of_missing_manifest_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="no manifest yet"):
         Manifest.open_readonly(tmp_path / "nope.sqlite3")
+
+
+def _variant_asset(sha: str) -> Asset:
+    return Asset(sha, JPEG, 1, 8, 8, "f" * 16, "0" * 16, phash_variants=("f" * 16,) * 8, dhash_variants=("0" * 16,) * 8,
+                 grey="00" * 64)
+
+
+def test_migration_4_drops_untracked_pairs_and_leaves_every_asset_to_search(tmp_path: Path) -> None:
+    from archiver.manifest_schema import migrate
+
+    path = tmp_path / "v3.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    for i, script in enumerate(MIGRATIONS[:3]):
+        db.executescript("BEGIN;" + script + f"; PRAGMA user_version={i + 1}; COMMIT;")
+    for sha in ("a" * 64, "b" * 64):
+        db.execute("INSERT INTO assets (sha256, format, mime, ext, bytes, key, first_seen, phash_variants, "
+                   "dhash_variants) VALUES (?, 'jpeg', 'image/jpeg', 'jpg', 1, ?, 0, ?, ?)",
+                   (sha, sha, ",".join(["f" * 16] * 8), ",".join(["0" * 16] * 8)))
+    db.execute("INSERT INTO near_duplicates (a, b, phash_distance, dhash_distance) VALUES (?, ?, 1, 1)",
+               ("a" * 64, "b" * 64))
+    db.close()
+    with Manifest.open(path) as m:
+        assert m.counts()["near_duplicate_pairs"] == 0  # found again, with what filtering needs, by the next search
+        assert [sha for _, sha in m.unsearched(10, 1)] == ["a" * 64, "b" * 64]
+    migrate(sqlite3.connect(path), path)  # at the current version: nothing to do
+
+
+def test_pairs_and_search_marks_are_recorded_together_or_not_at_all(tmp_path: Path) -> None:
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    with Manifest.open(tmp_path / "m.sqlite3") as m:
+        for sha in (a, b, c):
+            m.record_asset(_variant_asset(sha), sha, [])
+        with pytest.raises(ManifestError):  # a pair not in (a < b) order fails the CHECK: the marks roll back too
+            m.record_pair_search([(b, a, 1, 2, "identity", 0.5, 1)], [a, b], 10, 1)
+        assert len(m.unsearched(10, 1)) == 3 and m.recorded_pairs(10, 1) == []
+        m.record_pair_search([(a, b, 3, 9, "rot90", 4.5, 7), (a, c, 0, 1, "identity", 0.0, 0)], [a, b, c], 8, 1)
+        assert m.unsearched(8, 1) == [] and len(m.unsearched(9, 1)) == 3 and len(m.unsearched(8, 2)) == 3
+        assert m.searched_below(10, 1) == 3 and m.searched_below(8, 1) == 0
+        assert sorted(m.recorded_pairs(8, 1)) == [(a, b, 3, 9), (a, c, 0, 1)]
+        assert m.recorded_pairs(6, 1) == [(a, c, 0, 1)]  # accepted only from distance 7 on
+        assert m.recorded_pairs(8, 2) == []
+        m.record_pair_search([], [c], 8, 2)  # another rule: the old rule's pairs go
+        assert m.counts()["near_duplicate_pairs"] == 0
