@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import shutil
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from archiver import __version__
@@ -78,16 +79,24 @@ def _config(args: argparse.Namespace) -> Config:
     return load(path)
 
 
-def _setup_logging(args: argparse.Namespace) -> logging.Handler:
+@contextlib.contextmanager
+def _logging(args: argparse.Namespace) -> Iterator[logging.Handler]:
+    """The "archiver" logger writes plain lines to stderr for this command; its previous state comes back
+    afterwards, so a program (or test) calling ``main`` in-process keeps its own logging."""
     from archiver.progress import ProgressAwareHandler
 
     handler = ProgressAwareHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("archiver")
-    root.handlers[:] = [handler]
+    saved = (list(root.handlers), root.propagate, root.level)
+    root.handlers = [handler]
     root.propagate = False
     root.setLevel(logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.WARNING)
-    return handler
+    try:
+        yield handler
+    finally:
+        root.handlers, root.propagate = saved[0], saved[1]
+        root.setLevel(saved[2])
 
 
 def cmd_run(args: argparse.Namespace, handler: logging.Handler) -> int:
@@ -183,7 +192,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = _setup_logging(args)
+    with _logging(args) as handler:
+        return _dispatch(args, handler)
+
+
+def _dispatch(args: argparse.Namespace, handler: logging.Handler) -> int:
     try:
         if args.command == "run":
             return cmd_run(args, handler)

@@ -349,10 +349,7 @@ def test_host_key_is_host_and_port_without_credentials_path_or_query() -> None:
     assert host_key("http://a.test/") != host_key("http://b.test/")  # even when connect_to maps both to one address
 
 
-def test_a_longer_pause_extends_a_shorter_one_never_shortens_it(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(logging.getLogger("archiver"), "propagate", True)  # an in-process CLI run turns it off
+def test_a_longer_pause_extends_a_shorter_one_never_shortens_it(caplog: pytest.LogCaptureFixture) -> None:
     now = [100.0]
     pauses = HostPauses(clock=lambda: now[0])
     with caplog.at_level(logging.DEBUG, logger="archiver.hostpause"):

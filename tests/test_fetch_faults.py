@@ -169,8 +169,7 @@ PAUSED, OTHER = "paused.example.test", "other.example.test"
 
 
 @pytest.fixture
-def pause_log(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> pytest.LogCaptureFixture:
-    monkeypatch.setattr(logging.getLogger("archiver"), "propagate", True)  # an in-process CLI run turns it off
+def pause_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.INFO, logger="archiver.hostpause")
     return caplog
 
