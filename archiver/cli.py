@@ -158,10 +158,10 @@ def cmd_run(args: argparse.Namespace, handler: logging.Handler) -> int:
 
 def _rewrite_to_canonical(cfg: Config, manifest: Manifest, store: object) -> None:
     """[dedupe] rewrite_to_canonical: after the run, point every article at its group's canonical copy."""
-    from archiver import dedupe, dedupe_cmd
+    from archiver import canonical, dedupe_cmd
 
     plan = dedupe_cmd.plan(cfg, manifest, store, cfg.dedupe.max_distance)  # type: ignore[arg-type]
-    result = dedupe.apply_canonical(manifest, plan.articles, plan.mapping, cfg.articles.front_matter_fields)
+    result = canonical.apply_canonical(manifest, plan.articles, plan.mapping, cfg.articles.front_matter_fields)
     if result.spans:
         print(f"dedupe: {result.articles} articles rewritten to canonical copies ({result.spans} references)")
     for problem in result.problems:

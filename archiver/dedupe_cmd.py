@@ -20,7 +20,7 @@ from urllib.parse import quote, urljoin
 
 from PIL import Image
 
-from archiver import dedupe, similarity
+from archiver import canonical, dedupe, similarity
 from archiver.articles import load_article
 from archiver.config import MAX_DISTANCE, Config
 from archiver.errors import ArchiverError, ArticleError, ConfigError, ManifestError
@@ -76,7 +76,7 @@ class Plan:
 def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, rescan: bool = False) -> Plan:
     """Group the archive (computing missing hash variants, searching the assets not yet searched at this distance,
     or all with ``rescan``) from the recorded pairs; no article is touched.
-    Also what a run with ``[dedupe] rewrite_to_canonical`` needs: ``dedupe.apply_canonical(…, plan.mapping, …)``."""
+    Also what a run with ``[dedupe] rewrite_to_canonical`` needs: ``canonical.apply_canonical(…, plan.mapping, …)``."""
     d = cfg.dedupe
     assets = _load_assets(manifest, store)
     by_sha = {a.info.sha256: a for a in assets}
@@ -113,13 +113,13 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     fields = cfg.articles.front_matter_fields
     with Manifest.open(manifest_path) as manifest:
         if args.undo:
-            return _report_rewrite("undo", dedupe.undo_canonical(manifest, fields))
+            return _report_rewrite("undo", canonical.undo_canonical(manifest, fields))
         store = open_store(cfg.storage, cfg.source.parent if cfg.source else Path.cwd())
         p = plan(cfg, manifest, store, max_distance, rescan=args.rescan)
         usage = _usage(p.articles, p.forms, fields)  # before --apply: who used which copy
         html = args.report or cfg.resolve_path(d.report)
         rows = _rows(p, _source_urls(manifest), usage, store, html.parent)
-        applied = dedupe.apply_canonical(manifest, p.articles, p.mapping, fields) if args.apply else None
+        applied = canonical.apply_canonical(manifest, p.articles, p.mapping, fields) if args.apply else None
         meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "max_distance": max_distance,
                 "prefer": list(d.prefer), "applied": bool(args.apply)}
         files = write_report(rows, html, args.json or html.with_suffix(".json"), meta)
@@ -132,7 +132,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     return _report_rewrite("apply", applied)
 
 
-def _report_rewrite(what: str, result: dedupe.RewriteResult) -> int:
+def _report_rewrite(what: str, result: canonical.RewriteResult) -> int:
     verb = "rewritten to canonical copies" if what == "apply" else "restored"
     print(f"{what}: {result.articles} articles {verb} ({result.spans} references)")
     for p in result.problems:

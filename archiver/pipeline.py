@@ -9,33 +9,27 @@ its atomic write, so a re-run after a crash at any point converges on the same r
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import multiprocessing
 import os
-import re
 import shutil
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential, wait_random
-
-from archiver.articles import iter_article_paths, load_article
+from archiver.articles import iter_article_paths
 from archiver.config import Config
-from archiver.errors import ArchiverError, ArticleError, FetchError, ImageError, StorageError, UrlError
+from archiver.errors import ArchiverError, ArticleError, FetchError, ImageError, StorageError
 from archiver.faults import crash_point
 from archiver.fetch import Fetcher
-from archiver.manifest import FINAL_STATUSES, ArticleReplacement, Manifest
-from archiver.model import Asset, Download
-from archiver.refs import find_refs
-from archiver.rewrite import Replacement, remove_stale_temp_files, render, unified_diff, write_atomic
+from archiver.manifest import FINAL_STATUSES, Manifest
+from archiver.rewrite import remove_stale_temp_files
+from archiver.run_articles import ArticleWork, OwnUrls, rewrite_article, scan_article
+from archiver.run_assets import AssetArchiver
 from archiver.storage import Store
-from archiver.storage.keys import original_key, rendition_key
-from archiver.urls import redact, resolve
+from archiver.urls import redact
 
 log = logging.getLogger("archiver")
 
@@ -91,14 +85,6 @@ class RunReport:
         return 0
 
 
-@dataclass
-class _ArticleWork:
-    path: Path
-    pending: set[str]  # resolved URLs not yet settled
-    scheduled: bool = False  # its rewrite has been started
-    uses: dict[str, list[int]] = field(default_factory=dict)  # url -> lines, for the report
-
-
 class Run:
     """Everything one `archiver run` needs; call ``await Run(...).execute()``."""
 
@@ -123,22 +109,14 @@ class Run:
         self.workdir = workdir
         self.report = RunReport(Stats())
         self.stats = self.report.stats
-        self._executor = executor
+        self._assets = AssetArchiver(cfg, manifest, store, self.stats, executor, self.request_stop)
+        self._own = OwnUrls.of(cfg)
         self._archived: dict[str, str] = {}  # resolved URL -> public URL of the stored original
-        self._articles: dict[Path, _ArticleWork] = {}
+        self._articles: dict[Path, ArticleWork] = {}
         self._users: dict[str, list[Path]] = defaultdict(list)
-        self._asset_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._store_slots = asyncio.Semaphore(cfg.storage.concurrency)
-        self._new_assets: list[str] = []
         self._rewrites: list[asyncio.Future[None]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self.stop_reason: str | None = None
-        self._storage_down: str | None = None
-        base = cfg.storage.public_base_url
-        self._ours = [base] + ([urljoin(cfg.articles.base_url, base)] if cfg.articles.base_url else [])
-        self._key_re = re.compile(
-            r"(?:[^\s\"'<>]*/)?[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}(?:-\d+w)?\.[a-z0-9]{1,5}"
-        )
 
     # -- stopping ------------------------------------------------------------------------------
     def request_stop(self, reason: str, grace: float = 3.0) -> None:
@@ -160,10 +138,6 @@ class Run:
             task.cancel()
 
     # -- scanning ------------------------------------------------------------------------------
-    def _is_ours(self, raw: str) -> bool:
-        """A URL this archiver wrote (public_base_url + a content-addressed key): never fetched again."""
-        return any(raw.startswith(b) for b in self._ours) and bool(self._key_re.fullmatch(raw))
-
     def _scan(self) -> None:
         cfg = self.cfg.articles
         for root in self.paths:
@@ -172,29 +146,20 @@ class Run:
                     log.info("removed %s left by an interrupted run", stale)
         for path in iter_article_paths(self.paths, cfg.extensions):
             try:
-                article = load_article(path)
+                scanned = scan_article(path, cfg, self._own)
             except ArticleError as exc:
                 self._problem(Problem("skipped", exc.reason, article=str(path), line=exc.line))
                 continue
             self.stats.articles += 1
-            work = _ArticleWork(path, set())
-            for ref in find_refs(article.text, article.format, cfg.front_matter_fields):
-                self.stats.refs += 1
-                if self._is_ours(ref.url):
-                    self.stats.refs_done += 1
-                    continue
-                try:
-                    url = resolve(ref.url, cfg.base_url)
-                except UrlError as exc:
-                    self.stats.rejected += 1
-                    self._problem(Problem("rejected", exc.reason, redact(ref.url), str(path), ref.line))
-                    continue
-                work.uses.setdefault(url, []).append(ref.line)
-                if url not in work.pending:
-                    work.pending.add(url)
-                    self._users[url].append(path)
-            if work.uses:
-                self._articles[path] = work
+            self.stats.refs += scanned.refs
+            self.stats.refs_done += scanned.done
+            for raw, reason, line in scanned.rejected:
+                self.stats.rejected += 1
+                self._problem(Problem("rejected", reason, redact(raw), str(path), line))
+            for url in scanned.work.uses:
+                self._users[url].append(path)
+            if scanned.work.uses:
+                self._articles[path] = scanned.work
 
     # -- settling URLs -------------------------------------------------------------------------
     async def execute(self) -> RunReport:
@@ -260,7 +225,7 @@ class Run:
         self.stats.fetched += 1
         self.stats.bytes_fetched += download.size
         try:
-            key = await self._archive(download)
+            key = await self._assets.archive(download)
         except (ImageError, StorageError) as exc:
             self.manifest.record_url(url, exc.outcome, reason=exc.message, attempts=download.attempts)
             if isinstance(exc, StorageError):
@@ -281,76 +246,6 @@ class Run:
         )
         crash_point("recorded-url")
         self._settled(url, self.store.url_for(key))
-
-    async def _archive(self, download: Download) -> str:
-        """Make sure the bytes and their renditions are stored; return the original's key."""
-        sha = download.sha256
-        async with self._asset_locks[sha]:
-            stored = self.manifest.asset(sha)
-            if stored and self._renditions_complete(sha, stored.ext):
-                self.stats.duplicates += 1
-                return stored.key
-            from archiver import imaging  # here, not at the top: only the image workers need Pillow and SciPy
-
-            loop = asyncio.get_running_loop()
-            asset: Asset = await loop.run_in_executor(
-                self._executor, imaging.process, str(download.path), download.format, sha, download.size,
-                self.cfg.images,
-            )
-            crash_point("processed")
-            prefix = self.cfg.storage.prefix
-            key = original_key(prefix, sha, download.format.ext)
-            meta = {"source-url": redact(download.url)}
-            await self._put(key, download.path, download.format.mime, meta)
-            rkeys = []
-            for r in asset.renditions:
-                rkey = rendition_key(prefix, sha, r.width, r.format.ext)
-                await self._put(rkey, r.data, r.format.mime, meta)
-                rkeys.append(rkey)
-            self.manifest.record_asset(asset, key, rkeys)
-            crash_point("recorded-asset")
-            if stored is None:
-                self.stats.assets_new += 1
-                if asset.phash:
-                    self._new_assets.append(sha)
-            return key
-
-    def _renditions_complete(self, sha: str, ext: str) -> bool:
-        have = self.manifest.rendition_keys(sha)
-        if ext == "svg":
-            return True
-        fmt = self.cfg.images.thumbnail_format
-        return all((w, fmt) in have for w in self.cfg.images.thumbnails)
-
-    async def _put(self, key: str, data: bytes | Path, mime: str, meta: dict[str, str]) -> None:
-        """Store one object unless it is there already; wait out a store that is briefly unavailable."""
-
-        def worth_waiting(exc: BaseException) -> bool:
-            return isinstance(exc, StorageError) and exc.transient and self._storage_down is None
-
-        try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_delay(self.cfg.storage.retry_for),
-                wait=wait_exponential(multiplier=0.5, max=10.0) + wait_random(0, 0.5),
-                retry=retry_if_exception(worth_waiting),
-                before_sleep=lambda state: log.info("storage: %s; retrying", state.outcome.exception()),
-                reraise=True,
-            ):
-                with attempt:
-                    if self._storage_down:
-                        raise StorageError(self._storage_down)
-                    async with self._store_slots:
-                        if await asyncio.to_thread(self.store.exists, key):
-                            self.stats.already_stored += 1
-                            return
-                        await asyncio.to_thread(self.store.put, key, data, mime, meta)
-                        crash_point("stored")
-                        self.stats.uploaded += 1
-        except StorageError as exc:
-            if exc.transient and self._storage_down is None:
-                self._storage_down = f"storage unavailable for {self.cfg.storage.retry_for:g}s: {exc.message}"
-                self.request_stop("storage unavailable", grace=0.0)
-            raise
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _problem(self, problem: Problem) -> None:
@@ -384,49 +279,22 @@ class Run:
                 self._rewrites.append(asyncio.ensure_future(self._rewrite(work)))
 
     # -- rewriting -----------------------------------------------------------------------------
-    async def _rewrite(self, work: _ArticleWork) -> None:
+    async def _rewrite(self, work: ArticleWork) -> None:
         try:
-            result = await asyncio.to_thread(self._rewrite_file, work.path)
+            done = await asyncio.to_thread(
+                rewrite_article, work.path, self._archived, self.cfg.articles, self._own, dry_run=self.dry_run
+            )
         except ArticleError as exc:
             self._problem(Problem("failed", exc.reason, article=str(work.path), line=exc.line))
             return
-        if result is not None:
-            before, after, replaced = result
+        if done is not None:
             self.stats.articles_rewritten += 1
+            if done.diff is not None:
+                self.report.diffs.append(done.diff)
             if not self.dry_run:
                 crash_point("article-replaced")
-                self.manifest.record_article(str(work.path.resolve()), before, after, replaced)
+                self.manifest.record_article(str(work.path.resolve()), done.before, done.after, done.replaced)
                 crash_point("recorded-article")
-
-    def _rewrite_file(self, path: Path) -> tuple[str, str, list[ArticleReplacement]] | None:
-        """Re-read the article (it may have changed since the scan), splice archived URLs in, write atomically."""
-        article = load_article(path)
-        cfg = self.cfg.articles
-        repls: list[Replacement] = []
-        record: list[ArticleReplacement] = []
-        for ref in find_refs(article.text, article.format, cfg.front_matter_fields):
-            if self._is_ours(ref.url):
-                continue
-            try:
-                public = self._archived.get(resolve(ref.url, cfg.base_url))
-            except UrlError:
-                continue
-            if public is None:
-                continue
-            repls.append(Replacement(ref.start, ref.end, public))
-            span = article.text[ref.start : ref.end]
-            # a span carrying credentials or secret query values is not kept in the manifest ("" = not kept)
-            record.append(ArticleReplacement(ref.start, ref.end, span if redact(span) == span else "", public, ref.url))
-        if not repls:
-            return None
-        new = render(article, repls)
-        if new == article.raw:
-            return None
-        if self.dry_run:
-            self.report.diffs.append(unified_diff(article, new.decode(article.encoding)))
-        else:
-            write_atomic(path, new, expected=article.raw)
-        return hashlib.sha256(article.raw).hexdigest(), hashlib.sha256(new).hexdigest(), record
 
 
 def _interleave_hosts(urls: Sequence[str]) -> list[str]:
