@@ -214,14 +214,14 @@ class Manifest:
         while rows := cur.fetchmany(size):
             yield rows
 
-    def unsearched(self, max_distance: int, rule: int) -> list[tuple[int, str]]:
+    def unsearched(self, max_distance: int, rule: int, limit: int = -1) -> list[tuple[int, str]]:
         """(rowid, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
-        ``rule``, by rowid."""
+        ``rule``, by rowid (the first ``limit`` of them; -1: all)."""
         return list(self._db.execute(
             "SELECT a.rowid, a.sha256 FROM assets a LEFT JOIN pair_searches s ON s.asset = a.sha256 "
             "WHERE a.phash_variants IS NOT NULL AND a.dhash_variants IS NOT NULL "
-            "AND (s.asset IS NULL OR s.rule != ? OR s.max_distance < ?) ORDER BY a.rowid",
-            (rule, max_distance),
+            "AND (s.asset IS NULL OR s.rule != ? OR s.max_distance < ?) ORDER BY a.rowid LIMIT ?",
+            (rule, max_distance, limit),
         ))
 
     def searched_below(self, max_distance: int, rule: int) -> int:

@@ -18,6 +18,10 @@ class Article:
     format: str  # "markdown" or "html"
 
 
+# Version of the near-duplicate decision rule (archiver.similarity.compare); see similarity.RULE_VERSION.
+SIMILARITY_RULE_VERSION = 1
+
+
 class RefKind(StrEnum):
     FRONT_MATTER = "front-matter"
     IMG_SRC = "img-src"

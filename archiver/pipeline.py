@@ -25,6 +25,7 @@ from archiver.errors import ArchiverError, ArticleError, FetchError, ImageError,
 from archiver.faults import crash_point
 from archiver.fetch import Fetcher
 from archiver.manifest import FINAL_STATUSES, Manifest
+from archiver.model import SIMILARITY_RULE_VERSION
 from archiver.rewrite import remove_stale_temp_files
 from archiver.run_articles import ArticleWork, OwnUrls, rewrite_article, scan_article
 from archiver.run_assets import AssetArchiver
@@ -208,7 +209,9 @@ class Run:
     def _record_near_duplicates(self) -> None:
         """Pairs between the images not yet searched (this run's, and any a killed run left) and the whole archive,
         by the rule `archiver dedupe` uses; recorded with their "searched" marks in one transaction."""
-        from archiver.dedupe import update_pairs  # lazily: it brings SciPy, only needed here
+        if not self.manifest.unsearched(self.cfg.dedupe.max_distance, SIMILARITY_RULE_VERSION, limit=1):
+            return  # the usual second run: nothing to search, so no need to load SciPy, numba and the index
+        from archiver.dedupe import update_pairs
 
         update_pairs(self.manifest, self.cfg.dedupe.max_distance)
 

@@ -26,6 +26,8 @@ import numpy as np
 import scipy.fftpack
 from PIL import Image
 
+from archiver.model import SIMILARITY_RULE_VERSION
+
 # The 8 dihedral transforms, in the stored order (index = position in Signature.phash / .dhash).
 # Each is named as Pillow's Image.transpose() does it: "rot90" is ROTATE_90 (counter-clockwise).
 TRANSFORMS: tuple[str, ...] = (
@@ -53,7 +55,7 @@ HASH_SLACK = 2
 # Bump whenever the decision of ``compare`` (or a signature) changes: recorded pairs of another version are
 # dropped and every asset is searched again. ``compare`` must stay monotone in max_distance (a pair accepted at
 # N is accepted at every larger N): recorded pairs are filtered by the smallest distance that accepts them.
-RULE_VERSION = 1
+RULE_VERSION = SIMILARITY_RULE_VERSION  # defined in model, so a run can check it without importing this
 
 
 @dataclass(frozen=True)
