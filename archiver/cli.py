@@ -46,7 +46,10 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """With ``argv``, only the command it names imports its module (``dedupe`` brings SciPy and numba, which a
+    plain ``run`` does not need); without, or when it names none, every command's arguments are defined."""
+    named = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
     parser = _Parser(prog="archiver", description="Archive the images your articles reference.")
     parser.add_argument("--version", action="version", version=f"archiver {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -68,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in EXTRA_COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         common(p)
-        _command_module(name).add_arguments(p)
+        if named not in ("run", "status", *EXTRA_COMMANDS) or named == name:
+            _command_module(name).add_arguments(p)
     return parser
 
 
@@ -190,7 +194,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     with _logging(args) as handler:
         return _dispatch(args, handler)
