@@ -381,3 +381,24 @@ def test_shortcodes_tags_inline_styles_and_posters_are_archived_and_rewritten(
     before = snapshot(tmp_path)
     assert main(["run", "--config", str(cfg), "-q"]) == 0
     assert snapshot(tmp_path) == before
+
+
+def test_a_run_with_nothing_new_does_not_load_the_near_duplicate_stack(
+    tmp_path: Path, origin: Server, site: dict[str, bytes]
+) -> None:
+    """The usual cron-job run finds nothing new: it must stay small (no numba, SciPy or hash index: ~80 MB)."""
+    import subprocess
+    import sys
+
+    cfg = write_config(tmp_path, origin)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    probe = (
+        "import sys; from archiver.cli import main; code = main(sys.argv[1:]); "
+        "print(sorted(m for m in ('numba', 'scipy', 'archiver.dedupe', 'archiver.hashindex') if m in sys.modules)); "
+        "raise SystemExit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, "run", "--config", str(cfg), "-q"],
+                          capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert "0 archived" in done.stdout or "objects uploaded 0" in done.stdout
