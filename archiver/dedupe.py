@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from archiver.grouping import AssetInfo, Group, Member, preference_key
-from archiver.hashindex import HashIndex
+from archiver.hashindex import near
 from archiver.manifest import Manifest
 from archiver.similarity import RULE_VERSION, TRANSFORMS, Match, Signature, compare
 
@@ -139,13 +139,11 @@ def _candidates(variants: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
     searched asset near the identity hash of an asset not searched (the rest: among searched ones, both
     directions are covered by the first query)."""
     n, t = variants.shape
-    index = HashIndex.build(variants.ravel(), k)
-    qi, e, _ = index.query(variants[q, 0], k)
-    del index
+    qi, e, _ = near(variants.ravel(), variants[q, 0], k)
     found = [(e // t, q[qi])]
     rest = np.setdiff1d(np.arange(n), q, assume_unique=True)
     if rest.size and t > 1:
-        qi, e, _ = HashIndex.build(variants[rest, 0], k).query(variants[q, 1:].ravel(), k)
+        qi, e, _ = near(variants[rest, 0], variants[q, 1:].ravel(), k)
         found.append((q[qi // (t - 1)], rest[e]))
     a, b = (np.concatenate(z) for z in zip(*found, strict=True))
     keep = a != b

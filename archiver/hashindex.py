@@ -329,3 +329,28 @@ def brute_force_pairs(hashes: np.ndarray, max_distance: int) -> tuple[np.ndarray
         i, j = i[keep], j[keep]
         parts.append((i + lo, j + lo, d[i, j].astype(np.int8)))
     return _sorted_pairs(parts)
+
+
+BRUTE_FORCE_WORK = 300_000_000  # query x target comparisons below which a flat scan beats building an index
+
+
+def near(targets: np.ndarray, queries: np.ndarray, max_distance: int
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``HashIndex.build(targets).query(queries)``: (query_idx, target_id, dist) sorted by (query, target).
+
+    Small searches (a first run over a few thousand images) compare every pair instead, a block at a time:
+    as fast there (0.4 s for 4 400 x 35 000), without the index's fixed-size bucket tables (~150 MB) or the
+    compiled kernel."""
+    targets, queries = _as_hashes(targets), _as_hashes(queries)
+    if queries.size * targets.size > BRUTE_FORCE_WORK:
+        return HashIndex.build(targets, max_distance).query(queries, max_distance)
+    block = max(1, (1 << 22) // max(1, targets.size))
+    parts = []
+    for lo in range(0, queries.size, block):
+        d = np.bitwise_count(queries[lo:lo + block, None] ^ targets[None, :])
+        q, e = np.nonzero(d <= max_distance)
+        parts.append((q + lo, e, d[q, e].astype(np.int8)))
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8)
+    q, e, dist = (np.concatenate(x) for x in zip(*parts, strict=True))
+    return q.astype(np.int64), e.astype(np.int64), dist

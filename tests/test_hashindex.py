@@ -194,3 +194,17 @@ def test_engine_auto_falls_back_to_numpy_without_numba(monkeypatch: pytest.Monke
         HashIndex.build(h, engine="compiled")
     with pytest.raises(ValueError, match="engine must be"):
         HashIndex.build(h, engine="fast")
+
+
+@pytest.mark.parametrize("k", [0, 6, 10])
+def test_near_scans_small_searches_and_indexes_large_ones_with_equal_results(
+    mixed: np.ndarray, k: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    targets, queries = mixed[:8_000], np.concatenate([mixed[7_000:9_000], mixed[:50]])
+    expected = HashIndex.build(targets, k).query(queries, k)
+    assert expected[0].size > queries.size  # the clustered data has real neighbours at every k
+    for work in (10**12, 0):  # flat scan, then the index
+        monkeypatch.setattr(hashindex, "BRUTE_FORCE_WORK", work)
+        got = hashindex.near(targets, queries, k)
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(g, e)
