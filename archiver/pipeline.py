@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 import shutil
 from collections import defaultdict, deque
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from archiver.run_articles import ArticleWork, OwnUrls, rewrite_article, scan_ar
 from archiver.run_assets import AssetArchiver
 from archiver.storage import Store
 from archiver.urls import redact
+from archiver.workerpool import make_executor
 
 log = logging.getLogger("archiver")
 
@@ -313,13 +313,6 @@ def _interleave_hosts(urls: Sequence[str]) -> list[str]:
         if q:
             queues.append(q)
     return out
-
-
-def make_executor() -> ProcessPoolExecutor:
-    """A process pool for decoding and hashing, sized to the cores; spawn, not fork (we have threads)."""
-    return ProcessPoolExecutor(
-        max_workers=max(1, min(os.cpu_count() or 1, 8)), mp_context=multiprocessing.get_context("spawn")
-    )
 
 
 def prepare_workdir(manifest_path: Path | None) -> Path:

@@ -8,6 +8,7 @@ wall-clock times spread over whole runs, which land wherever the run happens to 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -140,3 +141,36 @@ def test_sigkill_at_every_crash_point_then_rerun_matches_uninterrupted_run(tmp_p
         assert not [k for k in archive if k.startswith(".tmp/")], f"{name}:{nth}: temp files left"
         assert not [p for p in (folder / "site").rglob("*") if p.name.startswith(TEMP_PREFIX)]
         shutil.rmtree(folder)
+
+
+def _children(pid: int) -> set[int]:
+    kids = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            kids |= {int(c) for c in (task / "children").read_text().split()}
+    return kids
+
+
+def test_image_workers_exit_when_the_archiver_is_killed(tmp_path: Path, origin: Server) -> None:
+    """SIGKILL (or the OOM killer) gives the archiver no chance to stop its pool: the workers must notice."""
+    for i in range(N_IMAGES):
+        origin.add(f"/k/{i}.jpg", make_jpeg(320, 240, seed=900 + i), "image/jpeg")
+    proc = _start(_site(tmp_path, origin), crash_at="processed:20")
+    workers: set[int] = set()
+    while proc.poll() is None:
+        workers |= _children(proc.pid)
+        time.sleep(0.01)
+    assert proc.returncode == -signal.SIGKILL and workers, "the run was killed after its workers started"
+    deadline = time.monotonic() + 10
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = {w for w in alive if Path(f"/proc/{w}").exists() and "zombie" not in _state(w)}
+    assert not alive, f"image workers still running after the archiver was killed: {sorted(alive)}"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:", 1)[1].splitlines()[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
