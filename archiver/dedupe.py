@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archiver.grouping import AssetInfo, Group, Member, preference_key
+from archiver.grouping import AssetInfo, Group, greedy_groups, signature_classes
 from archiver.hashindex import near
 from archiver.manifest import Manifest
 from archiver.similarity import RULE_VERSION, TRANSFORMS, Match, Signature, compare
@@ -177,57 +177,25 @@ def groups_from_pairs(
     class's neighbours are the recorded pairs between class heads; the greedy complete-linkage pass is the same,
     and each member's match to its canonical is computed again by ``compare`` (a few pairs only).
     """
-    pinned_set, excluded_set = set(pinned), set(excluded)
+    excluded_set = set(excluded)
     usable = sorted((a for a in assets if a.signature is not None and a.sha256 not in excluded_set),
                     key=lambda a: a.sha256)
-    class_of: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}
-    cls: list[int] = []
-    sigs: list[Signature] = []
-    head_class: dict[str, int] = {}
-    for a in usable:
-        sig: Signature = a.signature  # type: ignore[assignment]
-        c = class_of.setdefault((sig.phash, sig.dhash), len(sigs))
-        if c == len(sigs):
-            sigs.append(sig)
-            head_class[a.sha256] = c
-        cls.append(c)
-    by_class: dict[int, list[int]] = {}
-    for k, c in enumerate(cls):
-        by_class.setdefault(c, []).append(k)
+    classes = signature_classes(usable)
+    sigs = classes.sigs
     near: dict[int, list[tuple[int, int, int]]] = {}
     linked_pairs: set[tuple[int, int]] = set()
     for a_sha, b_sha, pd, dd in pairs:
-        ca, cb = head_class.get(a_sha), head_class.get(b_sha)
+        ca, cb = classes.heads.get(a_sha), classes.heads.get(b_sha)
         if ca is None or cb is None or ca == cb:
             continue
         near.setdefault(ca, []).append((pd, dd, cb))
         near.setdefault(cb, []).append((pd, dd, ca))
         linked_pairs.add((min(ca, cb), max(ca, cb)))
 
+    def linked(a: int, b: int) -> bool:
+        return a == b or (min(a, b), max(a, b)) in linked_pairs
+
     def match(a: int, b: int) -> Match | None:
         return compare(sigs[a], sigs[b], max_distance) or compare(sigs[min(a, b)], sigs[max(a, b)], max_distance)
 
-    rank = sorted(range(len(usable)),
-                  key=lambda k: (usable[k].sha256 not in pinned_set, preference_key(usable[k], prefer)))
-    position = {k: r for r, k in enumerate(rank)}
-    assigned: set[int] = set()
-    groups: list[Group] = []
-    for head in rank:
-        if head in assigned:
-            continue
-        hc = cls[head]
-        candidates = [(0, 0, j) for j in by_class[hc] if j != head]
-        candidates += [(pd, dd, j) for pd, dd, c in near.get(hc, ()) for j in by_class[c]]
-        members, classes = [head], {hc}
-        for _pd, _dd, j in sorted(candidates, key=lambda n: (n[0], n[1], position[n[2]])):
-            if j in assigned or usable[j].sha256 in pinned_set:
-                continue
-            if all(c == cls[j] or (min(c, cls[j]), max(c, cls[j])) in linked_pairs for c in classes):
-                members.append(j)
-                classes.add(cls[j])
-        if len(members) > 1:
-            assigned.update(members)
-            groups.append(Group(tuple(
-                Member(usable[k].sha256, None if k == head else match(hc, cls[k])) for k in members
-            )))
-    return groups
+    return greedy_groups(usable, classes, near, linked, match, prefer, set(pinned))

@@ -140,21 +140,10 @@ def build_groups(
     """
     pinned_set, excluded_set = set(pinned), set(excluded)
     usable = [a for a in assets if a.signature is not None and a.sha256 not in excluded_set]
-    class_of: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}
-    cls: list[int] = []  # asset index -> signature class
-    sigs: list[Signature] = []  # class -> signature
-    for a in usable:
-        sig: Signature = a.signature  # type: ignore[assignment]
-        c = class_of.setdefault((sig.phash, sig.dhash), len(sigs))
-        if c == len(sigs):
-            sigs.append(sig)
-        cls.append(c)
-    by_class: dict[int, list[int]] = {}
-    for k, c in enumerate(cls):
-        by_class.setdefault(c, []).append(k)
-    confirm = _Confirmer(sigs, max_distance, rule)
+    classes = signature_classes(usable)
+    confirm = _Confirmer(classes.sigs, max_distance, rule)
     near: dict[int, list[tuple[int, int, int]]] = {}  # class -> [(phash d, dhash d, class)]
-    for i, j in candidate_pairs(sigs, max_distance):
+    for i, j in candidate_pairs(classes.sigs, max_distance):
         m = confirm(i, j)
         if m is not None:
             near.setdefault(i, []).append((m.phash_distance, m.dhash_distance, j))
@@ -166,9 +155,52 @@ def build_groups(
     def match(a: int, b: int) -> Match | None:
         return confirm(a, b) or confirm(min(a, b), max(a, b))
 
+    return greedy_groups(usable, classes, near, linked, match, prefer, pinned_set)
+
+
+@dataclass(frozen=True)
+class Classes:
+    """Assets with identical hashes form one class: a cluster of n identical hashes costs O(n), not n² pairs."""
+
+    cls: list[int]  # asset index -> class
+    sigs: list[Signature]  # class -> signature
+    by_class: dict[int, list[int]]  # class -> asset indexes
+    heads: dict[str, int]  # sha256 of each class's first asset -> class
+
+
+def signature_classes(usable: Sequence[AssetInfo]) -> Classes:
+    class_of: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}
+    cls: list[int] = []
+    sigs: list[Signature] = []
+    heads: dict[str, int] = {}
+    for a in usable:
+        sig: Signature = a.signature  # type: ignore[assignment]
+        c = class_of.setdefault((sig.phash, sig.dhash), len(sigs))
+        if c == len(sigs):
+            sigs.append(sig)
+            heads[a.sha256] = c
+        cls.append(c)
+    by_class: dict[int, list[int]] = {}
+    for k, c in enumerate(cls):
+        by_class.setdefault(c, []).append(k)
+    return Classes(cls, sigs, by_class, heads)
+
+
+def greedy_groups(
+    usable: Sequence[AssetInfo],
+    classes: Classes,
+    near: dict[int, list[tuple[int, int, int]]],
+    linked: Callable[[int, int], bool],
+    match: Callable[[int, int], Match | None],
+    prefer: Sequence[str],
+    pinned: set[str],
+) -> list[Group]:
+    """The complete-linkage pass: the best-ranked unassigned asset heads a group and takes, closest first,
+    every unassigned, unpinned asset linked to all members so far (``near``: class -> confirmed neighbours)."""
+    cls, by_class = classes.cls, classes.by_class
     rank = sorted(
         range(len(usable)),
-        key=lambda k: (usable[k].sha256 not in pinned_set, preference_key(usable[k], prefer)),
+        key=lambda k: (usable[k].sha256 not in pinned, preference_key(usable[k], prefer)),
     )
     position = {k: r for r, k in enumerate(rank)}
     assigned: set[int] = set()
@@ -179,13 +211,13 @@ def build_groups(
         hc = cls[head]
         candidates = [(0, 0, j) for j in by_class[hc] if j != head]
         candidates += [(pd, dd, j) for pd, dd, c in near.get(hc, ()) for j in by_class[c]]
-        members, classes = [head], {hc}
+        members, member_classes = [head], {hc}
         for _pd, _dd, j in sorted(candidates, key=lambda n: (n[0], n[1], position[n[2]])):
-            if j in assigned or usable[j].sha256 in pinned_set:
+            if j in assigned or usable[j].sha256 in pinned:
                 continue
-            if all(linked(c, cls[j]) for c in classes):
+            if all(linked(c, cls[j]) for c in member_classes):
                 members.append(j)
-                classes.add(cls[j])
+                member_classes.add(cls[j])
         if len(members) > 1:
             assigned.update(members)
             groups.append(Group(tuple(
