@@ -17,7 +17,6 @@ Wall and CPU seconds; peak RSS is VmHWM, reset before each step.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import sqlite3
 import sys
@@ -30,24 +29,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from peakmem import peak_mb, reset_peak  # noqa: E402
+
 from archiver.dedupe import groups_from_pairs, update_pairs  # noqa: E402
 from archiver.grouping import AssetInfo, build_groups  # noqa: E402
 from archiver.manifest import Manifest  # noqa: E402
 from archiver.similarity import RULE_VERSION, Signature  # noqa: E402
 
 PREFER = ("area", "lossless", "bytes", "first_seen")
-
-
-def reset_peak() -> None:
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def measure(label: str, fn: Callable[[], object]) -> object:

@@ -16,7 +16,6 @@ Pairs there are counted from distinct-value pairs and group sizes, without mater
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import subprocess
 import sys
@@ -29,22 +28,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from peakmem import peak_mb, reset_peak  # noqa: E402
+
 from archiver.hashindex import HashIndex, brute_force_pairs  # noqa: E402
 
 CORPUS = Path("/work/shared/corpus/images")
 U64_MAX = np.iinfo(np.uint64).max
-
-
-def reset_peak() -> None:
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def peak_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def measure(fn: Callable[[], object]) -> tuple[object, float, float, float]:
