@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import shutil
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -104,6 +103,7 @@ def _logging(args: argparse.Namespace) -> Iterator[logging.Handler]:
 
 
 def cmd_run(args: argparse.Namespace, handler: logging.Handler) -> int:
+    from archiver import scratch
     from archiver.pipeline import Run, make_executor, prepare_workdir
     from archiver.progress import Progress, summary
     from archiver.storage import open_store
@@ -148,7 +148,8 @@ def cmd_run(args: argparse.Namespace, handler: logging.Handler) -> int:
     finally:
         executor.shutdown(cancel_futures=True)
         manifest.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+        store.close()
+        scratch.remove(workdir)
     if args.dry_run:
         for diff in report.diffs:
             sys.stdout.write(diff)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import shutil
+import tempfile
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from archiver import scratch
 from archiver.articles import iter_article_paths
 from archiver.config import Config
 from archiver.errors import ArchiverError, ArticleError, FetchError, ImageError, StorageError
@@ -316,12 +316,13 @@ def _interleave_hosts(urls: Sequence[str]) -> list[str]:
 
 
 def prepare_workdir(manifest_path: Path | None) -> Path:
-    """A scratch folder for downloads beside the manifest, emptied of leftovers from a killed run."""
-    base = manifest_path.parent if manifest_path else Path(os.environ.get("TMPDIR", "/tmp"))
-    work = base / "tmp" if manifest_path else base / f"archiver-{os.getpid()}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
-    return work
+    """A new scratch folder of this run for downloads (archiver.scratch): beside the manifest, where the scratch
+    folders of killed runs are removed first, or, for a dry run (``None``), in the system's temp folder."""
+    if manifest_path is None:
+        return scratch.create(Path(tempfile.gettempdir()))
+    for stale in scratch.remove_stale(manifest_path.parent):
+        log.info("removed %s left by an interrupted run", stale)
+    return scratch.create(manifest_path.parent)
 
 
 __all__ = ["Run", "RunReport", "Problem", "Stats", "make_executor", "prepare_workdir", "ArchiverError"]

@@ -113,6 +113,7 @@ def test_local_round_trip_bytes_and_path(tmp_path: Path) -> None:
     final = tmp_path / "archive" / key
     assert final.is_file() and stat.S_IMODE(final.stat().st_mode) == 0o644
     assert store.url_for(key) == f"/archive/{key}"
+    store.close()  # its scratch folder goes
     # nothing but the two objects: no temp files, no metadata side files
     files = sorted(
         p.relative_to(tmp_path / "archive").as_posix()
@@ -139,9 +140,10 @@ def test_local_put_replaces_atomically_and_cleans_up_on_failure(
     monkeypatch.setattr(os, "replace", spy)
     store.put(key, b"one", "image/png", {})
     [(src, dst)] = replaced
-    # the temp file is in the store's own .tmp folder: same file system, so os.replace is atomic,
+    # the temp file is in the store's own scratch folder: same file system, so os.replace is atomic,
     # and never beside the objects, so a killed run cannot leave a partial file among them
-    assert dst == str(tmp_path / key) and Path(src).parent.parent == tmp_path / ".tmp" and src != dst
+    assert dst == str(tmp_path / key) and Path(src).parent.parent == tmp_path and src != dst
+    assert Path(src).parent.name.startswith(".archiver-scratch-")
 
     def fail(src: str, dst: str) -> None:
         raise OSError(28, "No space left on device")
@@ -175,7 +177,7 @@ def test_local_crash_mid_write_leaves_no_partial_object(tmp_path: Path) -> None:
             pipe.flush()
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:  # wait until the child has written half the object
-                temps = list((root / ".tmp").glob("*/*.tmp"))
+                temps = list(root.glob(".archiver-scratch-*/*.tmp"))
                 if temps and temps[0].stat().st_size == 1 << 20:
                     break
                 time.sleep(0.01)
@@ -190,11 +192,11 @@ def test_local_crash_mid_write_leaves_no_partial_object(tmp_path: Path) -> None:
         child.wait()
     assert not (root / key).exists()
     assert list((root / "ab" / "cd").iterdir()) == []  # nothing beside the objects
-    assert [p.name.startswith(f"{SHA}.png.") for p in (root / ".tmp").glob("*/*")] == [True]
+    assert [p.name.startswith(f"{SHA}.png.") for p in root.glob(".archiver-scratch-*/*.tmp")] == [True]
     store = LocalStore(root, "/")
     assert not store.exists(key)
-    store.check()  # the next run: the dead process's temp folder goes
-    assert list((root / ".tmp").iterdir()) == []
+    store.check()  # the next run: the dead process's scratch folder goes
+    assert sorted(p.name for p in root.iterdir()) == ["ab"]
 
 
 @pytest.mark.parametrize("key", ESCAPES)
@@ -376,6 +378,7 @@ def test_null_store_writes_nothing_but_reads_through(tmp_path: Path) -> None:
     real = LocalStore(tmp_path, "/real/")
     have, new = original_key("", SHA, "png"), original_key("", SHA, "jpg")
     real.put(have, b"old", "image/png", {})
+    real.close()
     dry = NullStore(real)
     dry.check()
     assert dry.exists(have) and not dry.exists(new)

@@ -31,6 +31,9 @@ class Store(Protocol):
     def url_for(self, key: str) -> str:
         """The public URL a rewritten article uses: ``public_base_url + key``."""
 
+    def close(self) -> None:
+        """Release what the store holds (a local store's scratch folder); the store is not used afterwards."""
+
 
 def open_store(cfg: StorageConfig, root: Path | None = None) -> Store:
     """The configured backend. A relative local ``path`` is taken relative to ``root`` (the config's folder)."""

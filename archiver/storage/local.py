@@ -1,26 +1,30 @@
 """The local-folder backend: one file per key, written atomically (temp file + fsync + os.replace).
 
-Temp files live in ``ROOT/.tmp/<host>-<pid>/`` (same file system, so the rename is atomic), never
-beside objects; a later run removes the folders of processes that no longer exist, so a killed run
-leaves nothing behind in the archive.
+Temp files live in a scratch folder of this process inside ROOT (``archiver.scratch``: same file system, so
+the rename is atomic), never beside objects; it is removed by ``close()``, and a later run removes the scratch
+folders of processes that no longer exist, so a killed run leaves nothing behind in the archive. Nothing else
+in ROOT is ever deleted.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
-import socket
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
+from archiver import scratch
 from archiver.errors import StorageError
 from archiver.faults import crash_point
 from archiver.storage.keys import check_key
 
+log = logging.getLogger("archiver")
+
 _CHUNK = 1 << 20
-TMP_DIR = ".tmp"
 
 
 class LocalStore:
@@ -29,8 +33,8 @@ class LocalStore:
     def __init__(self, root: Path, public_base_url: str) -> None:
         self.root = Path(os.path.abspath(root))
         self.public_base_url = public_base_url
-        self._host = socket.gethostname()
-        self._tmp = self.root / TMP_DIR / f"{self._host}-{os.getpid()}"
+        self._tmp: Path | None = None  # this process's scratch folder, made at the first put
+        self._tmp_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -56,20 +60,22 @@ class LocalStore:
             raise StorageError(f"local store {self.root}: cannot write: {exc.strerror or exc}") from exc
 
     def _remove_stale_temp_dirs(self) -> None:
-        """Remove the temp folders of runs on this host whose process is gone (killed mid-write)."""
-        base = self.root / TMP_DIR
-        if not base.is_dir():
-            return
-        for entry in base.iterdir():
-            host, _, pid = entry.name.rpartition("-")
-            if host != self._host or not pid.isdigit() or int(pid) == os.getpid():
-                continue
-            try:
-                os.kill(int(pid), 0)
-            except ProcessLookupError:
-                shutil.rmtree(entry, ignore_errors=True)
-            except PermissionError:
-                pass  # alive, another user's
+        """Remove the scratch folders of runs on this host whose process is gone (killed mid-write)."""
+        for path in scratch.remove_stale(self.root):
+            log.info("removed %s left by an interrupted run", path)
+
+    def _scratch(self) -> Path:
+        with self._tmp_lock:
+            if self._tmp is None or not self._tmp.is_dir():
+                self._tmp = scratch.create(self.root)
+            return self._tmp
+
+    def close(self) -> None:
+        """Remove this process's scratch folder (only the files it wrote there)."""
+        with self._tmp_lock:
+            if self._tmp is not None:
+                scratch.remove(self._tmp)
+                self._tmp = None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -79,8 +85,7 @@ class LocalStore:
         tmp: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix=f"{path.name}.", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=self._scratch(), prefix=f"{path.name}.", suffix=".tmp")
             with os.fdopen(fd, "wb") as out:
                 if isinstance(data, Path):
                     with data.open("rb") as src:

@@ -42,5 +42,9 @@ class NullStore:
             raise StorageError(f"dry run: no object {key!r} (nothing is stored)")
         return self.inner.get(key)
 
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+
     def url_for(self, key: str) -> str:
         return self.inner.url_for(key) if self.inner is not None else self.public_base_url + check_key(key)

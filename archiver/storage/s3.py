@@ -261,3 +261,6 @@ class S3Store:
 
     def url_for(self, key: str) -> str:
         return self.cfg.public_base_url + check_key(key)
+
+    def close(self) -> None:
+        self._client.close()
