@@ -15,6 +15,7 @@ from typing import Any
 
 from archiver import __version__
 from archiver.errors import ConfigError
+from archiver.model import DISTANCE_LIMIT
 
 
 def _key(default: Any, doc: str) -> Any:
@@ -27,7 +28,6 @@ def _key(default: Any, doc: str) -> Any:
 
 
 DEFAULT_FIELDS = ("headimg", "thumbnail", "cover", "image", "banner", "feature", "featured_image")
-MAX_DISTANCE = 16  # the hash index's limit (archiver.hashindex.LIMIT; a test keeps them equal)
 
 
 @dataclass(frozen=True)
@@ -187,8 +187,8 @@ def _validate(cfg: Config, where: str) -> None:
     if f.min_rate < 0:
         raise bad("[fetch] min_rate", "must be 0 (off) or more")
     d = cfg.dedupe
-    if not 0 <= d.max_distance <= MAX_DISTANCE:
-        raise bad("[dedupe] max_distance", f"must be 0-{MAX_DISTANCE}")
+    if not 0 <= d.max_distance <= DISTANCE_LIMIT:
+        raise bad("[dedupe] max_distance", f"must be 0-{DISTANCE_LIMIT}")
     known = {"area", "lossless", "bytes", "first_seen"}
     if not d.prefer or set(d.prefer) - known:
         raise bad("[dedupe] prefer", f"must list some of {', '.join(sorted(known))}")

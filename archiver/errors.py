@@ -17,18 +17,24 @@
 Errors from aiohttp, botocore, Pillow and sqlite3 are translated at the stage boundary with
 ``raise ... from exc``; nothing above a stage sees a third-party exception.
 
-Every error carries ``outcome``: how a URL that failed with it is recorded and whether a later run
-retries it: ``"dead"`` and ``"rejected"`` are final (reported, not an error exit), ``"failed"`` is
-worth a re-run (exit code 1).
+Every error carries ``outcome`` (a ``model.Outcome``): how a URL that failed with it is recorded and whether a
+later run retries it: dead and rejected are final (reported, not an error exit), failed is worth a re-run.
+Every error also carries ``exit_code``: what the CLI exits with when it reaches the top (2 for what the user must
+fix before anything can run: configuration, storage set-up, an unusable manifest; 1 otherwise).
 """
 
 from __future__ import annotations
+
+from archiver.model import Outcome
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class ArchiverError(Exception):
     """Base of every error the archiver reports to the user."""
 
-    outcome = "failed"
+    outcome = Outcome.FAILED
+    exit_code = EXIT_FAILED
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -40,6 +46,8 @@ class ArchiverError(Exception):
 
 class ConfigError(ArchiverError):
     """The configuration file or a value in it is wrong; names the file and the key."""
+
+    exit_code = EXIT_USAGE
 
 
 class ArticleError(ArchiverError):
@@ -56,7 +64,7 @@ class ArticleError(ArchiverError):
 class UrlError(ArchiverError):
     """A reference cannot be turned into a URL we may fetch."""
 
-    outcome = "rejected"
+    outcome = Outcome.REJECTED
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"{url}: {reason}")
@@ -78,37 +86,37 @@ class FetchError(ArchiverError):
 class Refused(FetchError):
     """The SSRF guard or the scheme check refused the URL; no request was made to it."""
 
-    outcome = "rejected"
+    outcome = Outcome.REJECTED
 
 
 class DeadLink(FetchError):
     """The origin says the image is gone (404, 410) or the host does not exist."""
 
-    outcome = "dead"
+    outcome = Outcome.DEAD
 
 
 class NotAnImage(FetchError):
     """The body is not an image by its magic bytes, whatever the Content-Type said."""
 
-    outcome = "rejected"
+    outcome = Outcome.REJECTED
 
 
 class TooLarge(FetchError):
     """The body is larger than fetch.max_bytes."""
 
-    outcome = "rejected"
+    outcome = Outcome.REJECTED
 
 
 class TransientFetchError(FetchError):
     """Timeouts, resets, 408/429/5xx or short bodies, still failing after every retry."""
 
-    outcome = "failed"
+    outcome = Outcome.FAILED
 
 
 class ImageError(ArchiverError):
     """The bytes look like an image but cannot be decoded, or exceed images.max_pixels."""
 
-    outcome = "rejected"
+    outcome = Outcome.REJECTED
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -119,7 +127,10 @@ class StorageError(ArchiverError):
     """The object store refused or failed an operation (after its own retries).
 
     ``transient`` is true when waiting may help (endpoint unreachable, connection reset, 5xx, throttling);
-    false for what only the user can fix (credentials, missing bucket, access denied, disk full)."""
+    false for what only the user can fix (credentials, missing bucket, access denied, disk full). One that
+    reaches the CLI is a set-up error (exit 2): the run itself records storage failures per URL."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
@@ -127,4 +138,6 @@ class StorageError(ArchiverError):
 
 
 class ManifestError(ArchiverError):
-    """The manifest database cannot be used."""
+    """The manifest database cannot be used (locked by another run, corrupt, newer schema)."""
+
+    exit_code = EXIT_USAGE

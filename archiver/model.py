@@ -18,8 +18,27 @@ class Article:
     format: str  # "markdown" or "html"
 
 
-# Version of the near-duplicate decision rule (archiver.similarity.compare); see similarity.RULE_VERSION.
+# Version of the near-duplicate decision rule (archiver.image.similarity.compare) and of the signatures it reads.
+# Bump whenever the decision of ``compare`` (or a signature) changes: recorded pairs of another version are
+# dropped and every asset is searched again. Here, not in similarity, so a run can check it without SciPy.
 SIMILARITY_RULE_VERSION = 1
+# The largest Hamming distance the near-duplicate search supports (the hash index's probes grow like C(22, k/3)
+# per hash beyond it); [dedupe] max_distance and --max-distance are checked against it.
+DISTANCE_LIMIT = 16
+
+
+class Outcome(StrEnum):
+    """How a URL ended, as the manifest records it, the summary counts it and an error says it should be."""
+
+    ARCHIVED = "archived"
+    DEAD = "dead"  # 404/410, unknown host, other 4xx: final, reported, not an error
+    REJECTED = "rejected"  # refused by a rule (guard, scheme, not an image, too large): final, reported
+    FAILED = "failed"  # timeouts, 5xx, storage: a re-run may fix it (exit code 1)
+
+    @property
+    def final(self) -> bool:
+        """A later run does not try again (unless --retry-dead)."""
+        return self in (Outcome.DEAD, Outcome.REJECTED)
 
 
 class RefKind(StrEnum):
@@ -106,7 +125,20 @@ class Asset:
     dhash: str | None
     frames: int = 1
     renditions: tuple[Rendition, ...] = ()
-    # pHash / dHash of the 8 dihedral transforms (archiver.similarity order; index 0 == phash / dhash)
+    # pHash / dHash of the 8 dihedral transforms (archiver.image.similarity order; index 0 == phash / dhash)
     phash_variants: tuple[str, ...] = ()
     dhash_variants: tuple[str, ...] = ()
-    grey: str = ""  # 8x8 grey thumbnail, 128 hex digits (archiver.similarity.Signature.grey); "" unknown
+    grey: str = ""  # 8x8 grey thumbnail, 128 hex digits (archiver.image.similarity.Signature.grey); "" unknown
+
+
+@dataclass(frozen=True)
+class ArticleReplacement:
+    """One span a rewrite replaced: ``text[start:end]`` of the text it read held ``original`` and now holds
+    ``replacement``; ``url`` is the reference's URL (as the manifest keys it). ``original`` is "" when it held a
+    secret (never stored)."""
+
+    start: int
+    end: int
+    original: str
+    replacement: str
+    url: str

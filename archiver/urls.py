@@ -1,4 +1,4 @@
-"""Turns a URL as written in an article into the absolute, normalised http(s) URL we fetch (and redacts URLs for logs).
+"""Turns a URL as written in an article into the absolute, normalised http(s) URL we fetch.
 
 Normalisation (what a browser would request): surrounding whitespace and embedded tabs/newlines removed,
 scheme and host lower-cased, host IDNA-encoded (IDNA 2008 with UTS #46 via the ``idna`` package that
@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import idna
 
 from archiver.errors import UrlError
+from archiver.redaction import redact
 
 MAX_URL_LENGTH = 8192
 
@@ -28,16 +29,6 @@ _UNRESERVED = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678
 _PATH_SAFE = _UNRESERVED | set("!$&'()*+,;=:@/")
 _QUERY_SAFE = _PATH_SAFE | set("?")
 _USERINFO_SAFE = _UNRESERVED | set("!$&'()*+,;=:")
-
-# Query parameters whose values are secrets (signed URLs, API tokens): hidden by redact().
-_SECRET_PARAMS = frozenset(
-    {
-        "access_token", "api_key", "apikey", "auth", "client_secret", "password", "passwd", "pwd",
-        "secret", "sig", "signature", "token", "x-amz-credential", "x-amz-security-token",
-        "x-amz-signature", "x-goog-credential", "x-goog-signature",
-    }
-)  # fmt: skip
-
 
 def _quote(text: str, safe: set[str]) -> str:
     """Percent-encode what is not in ``safe``; keep existing ``%XX`` escapes, encode a stray ``%``."""
@@ -174,31 +165,3 @@ def resolve(raw: str, base_url: str) -> str:
     path = _quote(_remove_dot_segments(parts.path), _PATH_SAFE)
     query = _quote(parts.query, _QUERY_SAFE)
     return urlunsplit((scheme, f"{userinfo}{host}{port}", path, query, ""))
-
-
-def redact(url: str) -> str:
-    """``url`` safe to log or report: ``user:password@`` becomes ``***@`` and the values of
-    well-known secret query parameters (token, signature, X-Amz-Signature, ...) become ``***``.
-    Everything else is kept so a reader can still find the image. Never raises."""
-    scheme_end = url.find("://")
-    if scheme_end >= 0:
-        start = scheme_end + 3
-        end = len(url)
-        for stop in "/?#":
-            at = url.find(stop, start)
-            if 0 <= at < end:
-                end = at
-        at = url.rfind("@", start, end)
-        if at >= 0:
-            url = url[:start] + "***" + url[at:]
-    query_at = url.find("?")
-    if query_at < 0:
-        return url
-    fragment_at = url.find("#", query_at)
-    query_end = len(url) if fragment_at < 0 else fragment_at
-    pairs = url[query_at + 1 : query_end].split("&")
-    for i, pair in enumerate(pairs):
-        name, eq, _value = pair.partition("=")
-        if eq and name.lower() in _SECRET_PARAMS:
-            pairs[i] = f"{name}=***"
-    return url[: query_at + 1] + "&".join(pairs) + url[query_end:]

@@ -34,9 +34,9 @@ from PIL import Image, ImageDraw, ImageFilter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from archiver.articles import iter_article_paths, load_article  # noqa: E402
+from archiver.articles.files import iter_article_paths, load_article  # noqa: E402
 from archiver.errors import ArchiverError  # noqa: E402
-from archiver.refs import find_refs  # noqa: E402
+from archiver.find.refs import find_refs  # noqa: E402
 from archiver.urls import resolve  # noqa: E402
 
 BASE_URL = "http://corpus-base.example/"

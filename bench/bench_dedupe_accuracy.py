@@ -1,4 +1,4 @@
-"""Accuracy of near-duplicate detection (archiver.similarity.compare): precision and recall per transform family.
+"""Accuracy of near-duplicate detection (archiver.image.similarity.compare): precision and recall per transform family.
 
 Usage: python bench/bench_dedupe_accuracy.py [--generated N] [--distinct N] [--seed S] [--workers W]
        [--max-distance D] [--corpus FOLDER]
@@ -8,7 +8,7 @@ generated photo-like sources (see ``photo_like``) are the *sources*. Each source
 in every transform family (FAMILIES below). On top, --distinct images that are near-duplicates of
 nothing: generated photo-like images (other seeds) and non-overlapping quarter tiles of the larger
 real photos (real photo statistics, same textures: the hardest negatives here). Every file goes
-through archiver.imaging.process (the real pipeline: draft decode, EXIF orientation, flattening,
+through archiver.image.process.process (the real pipeline: draft decode, EXIF orientation, flattening,
 thumbnail, hashes), and its Asset's phash_variants/dhash_variants make the Signature.
 
 Candidates: all pairs whose pHash is within --max-distance (default 10) under some transform, by
@@ -45,12 +45,12 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import archiver.imaging  # noqa: E402
-from archiver import similarity  # noqa: E402
+import archiver.image.process  # noqa: E402
 from archiver.config import ImagesConfig  # noqa: E402
-from archiver.imaging import process  # noqa: E402
+from archiver.image import similarity  # noqa: E402
+from archiver.image.process import process  # noqa: E402
+from archiver.image.similarity import TRANSFORMS, Match, Signature, compare  # noqa: E402
 from archiver.model import ImageFormat  # noqa: E402
-from archiver.similarity import TRANSFORMS, Match, Signature, compare  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus" / "images"
 # The corpus files that are photographs, one per picture (hopper.gif/.webp, flower.webp and the
@@ -383,11 +383,11 @@ def _signature(data: bytes, fmt: str, folder: str) -> Signature:
         caught.append(similarity.signature(im))
         return caught[-1]
 
-    archiver.imaging.signature = catch  # type: ignore[attr-defined]
+    archiver.image.process.signature = catch  # type: ignore[attr-defined]
     try:
         asset = process(path, FORMATS[fmt], digest, len(data), CFG)
     finally:
-        archiver.imaging.signature = similarity.signature  # type: ignore[attr-defined]
+        archiver.image.process.signature = similarity.signature  # type: ignore[attr-defined]
         os.unlink(path)
     sig = caught[-1]
     assert (sig.phash, sig.dhash) == (asset.phash_variants, asset.dhash_variants)
@@ -456,7 +456,7 @@ def tile_job(args: tuple[int, str, str]) -> list[tuple[Item, Signature]]:
 
 def close_pairs(hashes: list[tuple[str, ...]], max_distance: int) -> set[tuple[int, int]]:
     """All (i, j), i < j, with hash i within max_distance of some variant of j, or j's of some of i's
-    (numpy brute force; archiver.hashindex does this without the quadratic cost)."""
+    (numpy brute force; archiver.dedupe.index does this without the quadratic cost)."""
     ident = np.array([int(h[0], 16) for h in hashes], dtype=np.uint64)
     variants = np.array([[int(x, 16) for x in h] for h in hashes], dtype=np.uint64)  # n x 8
     n = len(hashes)

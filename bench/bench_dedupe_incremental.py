@@ -31,10 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from peakmem import peak_mb, reset_peak  # noqa: E402
 
-from archiver.dedupe import groups_from_pairs, update_pairs  # noqa: E402
-from archiver.grouping import AssetInfo, build_groups  # noqa: E402
-from archiver.manifest import Manifest  # noqa: E402
-from archiver.similarity import RULE_VERSION, Signature  # noqa: E402
+from archiver.dedupe.grouping import AssetInfo  # noqa: E402
+from archiver.dedupe.pairs import groups_from_pairs, update_pairs  # noqa: E402
+from archiver.dedupe.reference import build_groups  # noqa: E402
+from archiver.image.similarity import Signature  # noqa: E402
+from archiver.manifest.sqlite import Manifest  # noqa: E402
+from archiver.model import SIMILARITY_RULE_VERSION  # noqa: E402
 
 PREFER = ("area", "lossless", "bytes", "first_seen")
 
@@ -121,12 +123,12 @@ def main() -> None:
             s = measure(f"incremental: update_pairs, {args.add:,} new", lambda: update_pairs(m, args.distance))
             print(f"    searched {s.searched:,} against {s.archive:,}: {s.pairs:,} pairs")  # type: ignore[attr-defined]
             infos = measure("load every signature (both dedupes)", lambda: load_infos(m))
-            pairs = m.recorded_pairs(args.distance, RULE_VERSION)
+            pairs = m.recorded_pairs(args.distance, SIMILARITY_RULE_VERSION)
             new = measure("groups from the recorded pairs (dedupe now)",
                           lambda: groups_from_pairs(infos, pairs, args.distance, PREFER))  # type: ignore[arg-type]
             s = measure(f"rescan: update_pairs over all {args.n + args.add:,}",
                         lambda: update_pairs(m, args.distance, rescan=True))
-            assert set(m.recorded_pairs(args.distance, RULE_VERSION)) == set(pairs), "rescan found other pairs"
+            assert set(m.recorded_pairs(args.distance, SIMILARITY_RULE_VERSION)) == set(pairs), "rescan found other pairs"
             if not args.no_old:
                 old = measure("old dedupe: build_groups from scratch",
                               lambda: build_groups(infos, args.distance, PREFER))  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Benchmark of archiver.hashindex: brute force vs the index, 1 M uniform and real-derived hashes, incremental add.
+"""Benchmark of archiver.dedupe.index: brute force vs the index, 1 M uniform and real-derived hashes, incremental add.
 
 Usage: python bench/bench_hashindex.py [--n 1000000] [--brute 100000] [--bases 2000] [--workers 0] [--cache F]
                                       [--engines compiled,numpy]
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from peakmem import peak_mb, reset_peak  # noqa: E402
 
-from archiver.hashindex import HashIndex, brute_force_pairs  # noqa: E402
+from archiver.dedupe.index import HashIndex, brute_force_pairs  # noqa: E402
 
 CORPUS = Path("/work/shared/corpus/images")
 U64_MAX = np.iinfo(np.uint64).max
@@ -91,7 +91,7 @@ def real_derived(rng: np.random.Generator, bases: np.ndarray, n: int) -> np.ndar
 JIT_PROBE = """
 import time, numpy as np
 t = time.perf_counter()
-from archiver.hashindex import HashIndex
+from archiver.dedupe.index import HashIndex
 t1 = time.perf_counter()
 HashIndex.build(np.arange(100, dtype=np.uint64), 10, engine="compiled").pairs()
 t2 = time.perf_counter()

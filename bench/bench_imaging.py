@@ -1,4 +1,4 @@
-"""Benchmark of the image stage: naive pipeline vs archiver.imaging.process, and the WebP method's cost.
+"""Benchmark of the image stage: naive pipeline vs archiver.image.process.process, and the WebP method's cost.
 
 Usage: python bench/bench_imaging.py [FOLDER] [--generated N] [--repeat R]
 
@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import imagehash  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
-import archiver.imaging  # noqa: E402
+import archiver.image.process  # noqa: E402
 from archiver.config import ImagesConfig  # noqa: E402
-from archiver.imaging import WEBP_METHOD, process  # noqa: E402
+from archiver.image.process import WEBP_METHOD, process  # noqa: E402
 from archiver.model import ImageFormat  # noqa: E402
 
 JPEG = ImageFormat("jpeg", "image/jpeg", "jpg")
@@ -83,11 +83,11 @@ def compare(paths: list[Path], repeat: int, cfg: ImagesConfig) -> tuple[float, f
 
         t_naive += best_of(lambda p=p: naive(str(p)), repeat)
         t_ours += best_of(ours, repeat)
-        archiver.imaging.WEBP_METHOD = 4
+        archiver.image.process.WEBP_METHOD = 4
         try:
             t_ours_m4 += best_of(ours, repeat)
         finally:
-            archiver.imaging.WEBP_METHOD = WEBP_METHOD
+            archiver.image.process.WEBP_METHOD = WEBP_METHOD
     return t_naive, t_ours, t_ours_m4
 
 

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from archiver.articles import detect_format, iter_article_paths, load_article
+from archiver.articles.files import detect_format, iter_article_paths, load_article
+from archiver.articles.rewrite import TEMP_PREFIX, render
 from archiver.errors import ArticleError
-from archiver.rewrite import TEMP_PREFIX, render
 
 FIXTURES = Path(__file__).parent / "fixtures" / "articles"
 EXTENSIONS = (".md", ".markdown", ".html", ".htm")

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from archiver import imaging
-from archiver.articles import DEFAULT_MAX_BYTES
+from archiver.articles.files import DEFAULT_MAX_BYTES
 from archiver.cli import main
 from archiver.config import ImagesConfig
 from archiver.errors import ImageError, UrlError
-from archiver.pipeline import make_executor
-from archiver.sniff import sniff
+from archiver.fetch.sniff import sniff
+from archiver.image import process as imaging
+from archiver.run.pipeline import make_executor
 from archiver.urls import MAX_URL_LENGTH, resolve
 from tests.support.images import make_jpeg, make_png
 from tests.support.origin import Server

@@ -109,7 +109,11 @@ def test_cli_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_max_distance_limit_is_the_hash_index_limit() -> None:
-    from archiver.config import MAX_DISTANCE
-    from archiver.hashindex import LIMIT
+    from archiver.dedupe.index import plan
+    from archiver.model import DISTANCE_LIMIT
 
-    assert MAX_DISTANCE == LIMIT
+    assert plan(DISTANCE_LIMIT)  # the largest distance the config accepts is one the index can search
+    with pytest.raises(ValueError):
+        plan(DISTANCE_LIMIT + 1)
+    with pytest.raises(ConfigError, match="0-16"):
+        config.from_mapping({"dedupe": {"max_distance": DISTANCE_LIMIT + 1}})

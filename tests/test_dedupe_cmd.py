@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from archiver.cli import main
-from archiver.report import GroupRow, MemberRow, write_report
+from archiver.dedupe.report import GroupRow, MemberRow, write_report
 from tests.support.origin import Server
 from tests.support.site import snapshot, write_config
 

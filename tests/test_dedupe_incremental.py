@@ -17,11 +17,12 @@ import pytest
 from PIL import Image
 
 from archiver.cli import main
-from archiver.dedupe import groups_from_pairs, update_pairs
-from archiver.grouping import AssetInfo, build_groups
-from archiver.manifest import Manifest
-from archiver.model import Asset, ImageFormat
-from archiver.similarity import _APPLY, RULE_VERSION, Signature
+from archiver.dedupe.grouping import AssetInfo
+from archiver.dedupe.pairs import groups_from_pairs, update_pairs
+from archiver.dedupe.reference import build_groups
+from archiver.image.similarity import _APPLY, Signature
+from archiver.manifest.sqlite import Manifest
+from archiver.model import SIMILARITY_RULE_VERSION, Asset, ImageFormat
 from tests.support.images import make_rgb
 from tests.support.origin import Server
 from tests.support.site import write_config
@@ -95,7 +96,7 @@ def test_incremental_pairs_give_the_from_scratch_groups_at_every_distance(tmp_pa
             stats = update_pairs(m, distance)
             assert stats.searched == cut[b + 1] - cut[b] and stats.archive == cut[b + 1]
         infos = _infos(m)  # every asset searched at >= 6: the pairs at <= 6 are complete
-        assert groups_from_pairs(infos, m.recorded_pairs(6, RULE_VERSION), 6, PREFER) == build_groups(infos, 6, PREFER)
+        assert groups_from_pairs(infos, m.recorded_pairs(6, SIMILARITY_RULE_VERSION), 6, PREFER) == build_groups(infos, 6, PREFER)
         _record(m, sigs[cut[3]:], cut[3])  # a run killed after storing, before its search
         stats = update_pairs(m, 10)
         assert (stats.searched, stats.widened) == (cut[3] - cut[1] + 40, cut[3] - cut[1])
@@ -105,34 +106,34 @@ def test_incremental_pairs_give_the_from_scratch_groups_at_every_distance(tmp_pa
         pinned, excluded = shas[5:8], shas[20:25]
         grouped = 0
         for n in (0, 3, 6, 8, 10):
-            pairs = m.recorded_pairs(n, RULE_VERSION)
+            pairs = m.recorded_pairs(n, SIMILARITY_RULE_VERSION)
             expected = build_groups(infos, n, PREFER, pinned, excluded)
             assert groups_from_pairs(infos, pairs, n, PREFER, pinned, excluded) == expected, n
             assert groups_from_pairs(infos, pairs, n, PREFER) == build_groups(infos, n, PREFER), n
             grouped = max(grouped, len(expected))
         assert grouped > 40 and any(g.members[1].match.transform != "identity" for g in expected)  # type: ignore[union-attr]
         assert any(len(g.members) > 2 for g in expected)
-        recorded = set(m.recorded_pairs(10, RULE_VERSION))
+        recorded = set(m.recorded_pairs(10, SIMILARITY_RULE_VERSION))
         assert update_pairs(m, 10, rescan=True).searched == len(sigs)
-        assert set(m.recorded_pairs(10, RULE_VERSION)) == recorded
+        assert set(m.recorded_pairs(10, SIMILARITY_RULE_VERSION)) == recorded
         assert update_pairs(m, 12).widened == len(sigs)  # a larger distance searches everything again
-        assert groups_from_pairs(infos, m.recorded_pairs(12, RULE_VERSION), 12, PREFER) == build_groups(
+        assert groups_from_pairs(infos, m.recorded_pairs(12, SIMILARITY_RULE_VERSION), 12, PREFER) == build_groups(
             infos, 12, PREFER)
 
 
 def test_a_new_rule_version_drops_old_pairs_and_searches_everything(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from archiver import dedupe
+    from archiver.dedupe import pairs as dedupe
 
     with Manifest.open(tmp_path / "m.sqlite3") as m:
         _record(m, synthetic_signatures(60, seed=5), 0)
         update_pairs(m, 10)
-        before = set(m.recorded_pairs(10, RULE_VERSION))
+        before = set(m.recorded_pairs(10, SIMILARITY_RULE_VERSION))
         assert before
-        monkeypatch.setattr(dedupe, "RULE_VERSION", RULE_VERSION + 1)
+        monkeypatch.setattr(dedupe, "SIMILARITY_RULE_VERSION", SIMILARITY_RULE_VERSION + 1)
         assert update_pairs(m, 10).searched == m.counts()["assets"]
-        assert m.recorded_pairs(10, RULE_VERSION) == []
-        assert set(m.recorded_pairs(10, RULE_VERSION + 1)) == before
+        assert m.recorded_pairs(10, SIMILARITY_RULE_VERSION) == []
+        assert set(m.recorded_pairs(10, SIMILARITY_RULE_VERSION + 1)) == before
         assert m.counts()["near_duplicate_pairs"] == len(before)
 
 

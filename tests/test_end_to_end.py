@@ -394,7 +394,7 @@ def test_a_run_with_nothing_new_does_not_load_the_near_duplicate_stack(
     assert main(["run", "--config", str(cfg), "-q"]) == 0
     probe = (
         "import sys; from archiver.cli import main; code = main(sys.argv[1:]); "
-        "print(sorted(m for m in ('numba', 'scipy', 'archiver.dedupe', 'archiver.hashindex') if m in sys.modules)); "
+        "print(sorted(m for m in ('numba', 'scipy', 'archiver.dedupe.pairs', 'archiver.dedupe.index') if m in sys.modules)); "
         "raise SystemExit(code)"
     )
     done = subprocess.run([sys.executable, "-c", probe, "run", "--config", str(cfg), "-q"],

@@ -13,12 +13,12 @@ import pytest
 
 from archiver.config import FetchConfig
 from archiver.errors import DeadLink, FetchError, NotAnImage, Refused, TooLarge, TransientFetchError
-from archiver.fetch import ACCEPT, Fetcher, FetchStats
-from archiver.fetch_body import RateMeter
-from archiver.fetch_retry import retry_after, short
-from archiver.hostpause import HostPauses, host_key
+from archiver.fetch.body import RateMeter
+from archiver.fetch.client import ACCEPT, Fetcher, FetchStats
+from archiver.fetch.pauses import HostPauses, host_key
+from archiver.fetch.retry import retry_after, short
+from archiver.fetch.sniff import SNIFF_BYTES
 from archiver.model import Download
-from archiver.sniff import SNIFF_BYTES
 from tests.support.fetching import LOOPBACK, fetch_with, run
 from tests.support.images import make_jpeg, make_png_bomb
 from tests.support.origin import JPEG, OVERSIZE_BYTES, SVG, Server
@@ -314,7 +314,7 @@ def test_unwritable_workdir_is_a_clear_error_not_an_oserror(origin: Server, tmp_
 
 def test_rate_meter_measures_a_sliding_window_after_the_first_byte(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
-    monkeypatch.setattr("archiver.fetch_body.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("archiver.fetch.body.time.monotonic", lambda: now[0])
     meter = RateMeter(min_rate=100, window=1.0)
     assert meter.wait_limit() is None and meter.too_slow() is None  # before the first byte: timeouts only
     meter.add(50)
@@ -352,7 +352,7 @@ def test_host_key_is_host_and_port_without_credentials_path_or_query() -> None:
 def test_a_longer_pause_extends_a_shorter_one_never_shortens_it(caplog: pytest.LogCaptureFixture) -> None:
     now = [100.0]
     pauses = HostPauses(clock=lambda: now[0])
-    with caplog.at_level(logging.DEBUG, logger="archiver.hostpause"):
+    with caplog.at_level(logging.DEBUG, logger="archiver.fetch.pauses"):
         assert pauses.pause("a:80", 5, "429 Retry-After") and pauses.remaining("a:80") == 5
         assert not pauses.pause("a:80", 1, "503 Retry-After") and pauses.remaining("a:80") == 5
         assert pauses.pause("a:80", 10, "429 Retry-After") and pauses.remaining("a:80") == 10

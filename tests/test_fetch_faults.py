@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from archiver import imaging
 from archiver.config import FetchConfig, ImagesConfig
 from archiver.errors import DeadLink, FetchError, ImageError, Refused, TooLarge, TransientFetchError
-from archiver.fetch import CHUNK, Fetcher
+from archiver.fetch.client import CHUNK, Fetcher
+from archiver.image import process as imaging
 from archiver.model import Download
 from tests.support.fetching import LOOPBACK, fetch_with, run
 from tests.support.origin import JPEG, SLOW_SECONDS, Server, origin_routes
@@ -170,7 +170,7 @@ PAUSED, OTHER = "paused.example.test", "other.example.test"
 
 @pytest.fixture
 def pause_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.INFO, logger="archiver.hostpause")
+    caplog.set_level(logging.INFO, logger="archiver.fetch.pauses")
     return caplog
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from archiver.articles.rewrite import Replacement, render, splice
 from archiver.config import DEFAULT_FIELDS
+from archiver.find.refs import find_refs
 from archiver.model import Article
-from archiver.refs import find_refs
-from archiver.rewrite import Replacement, render, splice
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NEW = "/archive/ab/cd/" + "0" * 64 + ".jpg"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from archiver.config import DEFAULT_FIELDS
-from archiver.frontmatter import split_front_matter
+from archiver.find.frontmatter import split_front_matter
+from archiver.find.refs import find_refs
 from archiver.model import ImageRef, RefKind
-from archiver.refs import find_refs
 
 
 def fm_refs(text: str, fields: tuple[str, ...] = DEFAULT_FIELDS) -> list[ImageRef]:

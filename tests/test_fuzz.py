@@ -15,11 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from archiver.articles.rewrite import Replacement, splice
 from archiver.config import DEFAULT_FIELDS
+from archiver.find.refs import HTML_KINDS, LITERAL_KINDS, find_refs
+from archiver.find.scan import decode_html, decode_markdown
 from archiver.model import ImageRef, RefKind
-from archiver.refs import HTML_KINDS, LITERAL_KINDS, find_refs
-from archiver.refscan import decode_html, decode_markdown
-from archiver.rewrite import Replacement, splice
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 NEW = "/archive/ab/cd/" + "e" * 64 + ".jpg"

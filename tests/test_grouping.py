@@ -11,10 +11,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from archiver.config import ImagesConfig
-from archiver.grouping import AssetInfo, build_groups, candidate_pairs, preference_key
-from archiver.imaging import process
-from archiver.similarity import Signature, compare
-from archiver.sniff import sniff
+from archiver.dedupe.grouping import AssetInfo, preference_key
+from archiver.dedupe.reference import build_groups, candidate_pairs
+from archiver.fetch.sniff import sniff
+from archiver.image.process import process
+from archiver.image.similarity import Signature, compare
 
 FIXTURES = Path(__file__).parent / "fixtures" / "images"
 PREFER = ("area", "lossless", "bytes", "first_seen")

@@ -12,8 +12,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from archiver.config import FetchConfig
 from archiver.errors import DeadLink, Refused, TransientFetchError
-from archiver.fetch import Fetcher
-from archiver.guard import AddressRefused, Guard, GuardedResolver, legacy_ipv4
+from archiver.fetch.client import Fetcher
+from archiver.fetch.guard import AddressRefused, Guard, GuardedResolver, legacy_ipv4
 from archiver.model import Download
 from tests.support.origin import JPEG, Server
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from archiver import hashindex, hashkernel
-from archiver.hashindex import HashIndex, brute_force_pairs, hex_to_uint64, plan
+from archiver.dedupe import index as hashindex
+from archiver.dedupe import kernel as hashkernel
+from archiver.dedupe.index import HashIndex, brute_force_pairs, hex_to_uint64, plan
 
 ENGINES = ["compiled", "numpy"]
 

@@ -20,8 +20,9 @@ from PIL import Image, ImageCms, ImageOps
 
 from archiver.config import ImagesConfig
 from archiver.errors import ImageError
-from archiver.imaging import hamming, process
+from archiver.image.process import process
 from archiver.model import Asset, ImageFormat
+from tests.support.images import hamming
 
 FIXTURES = Path(__file__).parent / "fixtures" / "images"
 JPEG = ImageFormat("jpeg", "image/jpeg", "jpg")

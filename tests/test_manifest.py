@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from archiver.errors import ManifestError
-from archiver.manifest import MIGRATIONS, ArticleReplacement, Manifest
-from archiver.model import Asset, ImageFormat, Rendition
+from archiver.manifest.schema import MIGRATIONS
+from archiver.manifest.sqlite import Manifest
+from archiver.model import ArticleReplacement, Asset, ImageFormat, Rendition
 
 JPEG = ImageFormat("jpeg", "image/jpeg", "jpg")
 WEBP = ImageFormat("webp", "image/webp", "webp")
@@ -77,7 +78,7 @@ def _variant_asset(sha: str) -> Asset:
 
 
 def test_migration_4_drops_untracked_pairs_and_leaves_every_asset_to_search(tmp_path: Path) -> None:
-    from archiver.manifest_schema import migrate
+    from archiver.manifest.schema import migrate
 
     path = tmp_path / "v3.sqlite3"
     db = sqlite3.connect(path, isolation_level=None)

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from archiver.pipeline import Problem, RunReport, Stats
-from archiver.progress import Progress, summary
+from archiver.run.pipeline import Problem, RunReport, Stats
+from archiver.run.progress import Progress, summary
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
 

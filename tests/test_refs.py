@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archiver.config import DEFAULT_FIELDS
+from archiver.find.refs import find_refs
 from archiver.model import ImageRef, RefKind
-from archiver.refs import find_refs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "refs"
 K = RefKind

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from archiver.articles.rewrite import Replacement, splice
 from archiver.config import DEFAULT_FIELDS
+from archiver.find.refs import find_refs
 from archiver.model import ImageRef, RefKind
-from archiver.refs import find_refs
-from archiver.rewrite import Replacement, splice
 
 K = RefKind
 NEW = "https://archive.test/ab/cd/abcd.jpg"

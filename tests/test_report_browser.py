@@ -79,7 +79,7 @@ def test_report_thumbnails_render_in_chromium(tmp_path: Path, origin: Server) ->
 @pytest.mark.parametrize("page_no", [2])
 def test_report_pages_through_group_data(tmp_path: Path, page_no: int) -> None:
     """The pager loads another data file: 60 synthetic groups give two pages, the second holds 10."""
-    from archiver.report import write_report
+    from archiver.dedupe.report import write_report
     from tests.test_dedupe_cmd import synthetic_groups
 
     files = write_report(synthetic_groups(60), tmp_path / "r.html", tmp_path / "r.json",

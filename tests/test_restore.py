@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from archiver.articles.rewrite import Replacement, splice
+from archiver.articles.spans import SECRET_KEPT_NOT, undo
 from archiver.cli import main
-from archiver.manifest import ArticleReplacement
-from archiver.restore import SECRET_KEPT_NOT, undo
-from archiver.rewrite import Replacement, splice
+from archiver.model import ArticleReplacement
 from tests.support.images import make_jpeg, make_png
 from tests.support.origin import Server
 from tests.support.site import key, write_config

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from archiver.rewrite import TEMP_PREFIX
+from archiver.articles.rewrite import TEMP_PREFIX
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
 

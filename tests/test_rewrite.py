@@ -16,10 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archiver.articles import iter_article_paths, load_article
-from archiver.errors import ArticleError
-from archiver.model import Article
-from archiver.rewrite import (
+from archiver.articles.files import iter_article_paths, load_article
+from archiver.articles.rewrite import (
     TEMP_PREFIX,
     Replacement,
     remove_stale_temp_files,
@@ -28,6 +26,8 @@ from archiver.rewrite import (
     unified_diff,
     write_atomic,
 )
+from archiver.errors import ArticleError
+from archiver.model import Article
 from tests.test_articles import CORPUS_NAMES, run_unprivileged
 
 # Characters that break naive line or offset handling, mixed into otherwise arbitrary text.

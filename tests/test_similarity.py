@@ -9,11 +9,11 @@ import imagehash
 import pytest
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-import archiver.imaging
-from archiver import similarity
+import archiver.image.process
 from archiver.config import ImagesConfig
+from archiver.image import similarity
+from archiver.image.similarity import TRANSFORMS, Signature, compare, signature
 from archiver.model import ImageFormat
-from archiver.similarity import TRANSFORMS, Signature, compare, signature
 from tests.support.images import make_rgb
 
 FIXTURES = Path(__file__).parent / "fixtures" / "images"
@@ -37,15 +37,15 @@ def upright(name: str) -> Image.Image:
 
 
 def pipeline_signature(path: Path, monkeypatch: pytest.MonkeyPatch) -> Signature:
-    """The Signature archiver.imaging.process computes for the file (caught on its way into the Asset)."""
+    """The Signature archiver.image.process.process computes for the file (caught on its way into the Asset)."""
     caught: list[Signature] = []
 
     def catch(im: Image.Image) -> Signature:
         caught.append(similarity.signature(im))
         return caught[-1]
 
-    monkeypatch.setattr(archiver.imaging, "signature", catch)
-    asset = archiver.imaging.process(str(path), FORMATS[path.suffix], "0" * 64, path.stat().st_size, ImagesConfig())
+    monkeypatch.setattr(archiver.image.process, "signature", catch)
+    asset = archiver.image.process.process(str(path), FORMATS[path.suffix], "0" * 64, path.stat().st_size, ImagesConfig())
     monkeypatch.undo()
     (sig,) = caught
     assert asset.phash_variants == sig.phash and asset.dhash_variants == sig.dhash

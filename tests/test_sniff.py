@@ -8,7 +8,7 @@ import struct
 import pytest
 from PIL import Image
 
-from archiver.sniff import FORMATS, SNIFF_BYTES, describe, sniff
+from archiver.fetch.sniff import FORMATS, SNIFF_BYTES, describe, sniff
 from tests.support.images import make_gif, make_jpeg, make_png, make_png_bomb, make_rgb, make_webp
 
 

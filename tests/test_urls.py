@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from archiver.errors import UrlError
-from archiver.urls import MAX_URL_LENGTH, redact, resolve
+from archiver.redaction import redact
+from archiver.urls import MAX_URL_LENGTH, resolve
 
 BASE = "https://blog.example.com/posts/2021/hello.html"
 

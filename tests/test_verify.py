@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from archiver.cli import main
-from archiver.verify import Target, _Status, corruption, parse_key
+from archiver.commands.verify import Target, VerifyStatus, corruption, target_for_key
 from tests.support.images import make_jpeg, make_webp
 from tests.support.origin import Server
 from tests.support.site import key, sha, write_config
@@ -141,9 +141,9 @@ def test_wrong_credentials_are_one_clear_error(
 
 def test_keys_and_contents() -> None:
     h = "ab" * 32
-    assert parse_key(f"media/ab/ab/{h}.jpg") == Target(f"media/ab/ab/{h}.jpg", h)
-    assert parse_key(f"ab/ab/{h}-640w.webp") == Target(f"ab/ab/{h}-640w.webp", h, 640, "webp")
-    assert parse_key(f"cd/ab/{h}.jpg") is None and parse_key("ab/ab/notahash.jpg") is None
+    assert target_for_key(f"media/ab/ab/{h}.jpg") == Target(f"media/ab/ab/{h}.jpg", h)
+    assert target_for_key(f"ab/ab/{h}-640w.webp") == Target(f"ab/ab/{h}-640w.webp", h, 640, "webp")
+    assert target_for_key(f"cd/ab/{h}.jpg") is None and target_for_key("ab/ab/notahash.jpg") is None
     png = io.BytesIO()
     Image.new("RGB", (320, 200)).save(png, "PNG")
     assert corruption(Target("k", h, 320, "png", (320, 200)), png.getvalue()) is None
@@ -159,12 +159,12 @@ class _Tty(io.StringIO):
 
 def test_progress_is_a_status_line_on_a_terminal() -> None:
     stream = _Tty()
-    status = _Status(10, enabled=True, stream=stream)
+    status = VerifyStatus(10, enabled=True, stream=stream)
     status.last = 0.0
     status.update(4, {"missing": 1, "corrupt": 0, "unchecked": 0})
     status.clear()
     assert stream.getvalue().startswith("\r\033[Kverify: 4/10 objects · 1 missing · 0 corrupt")
     assert stream.getvalue().endswith("\r\033[K")
     quiet = _Tty()
-    _Status(10, enabled=False, stream=quiet).update(4, {"missing": 0, "corrupt": 0, "unchecked": 0})
+    VerifyStatus(10, enabled=False, stream=quiet).update(4, {"missing": 0, "corrupt": 0, "unchecked": 0})
     assert quiet.getvalue() == ""

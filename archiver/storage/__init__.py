@@ -11,13 +11,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
-from archiver.config import StorageConfig
+from archiver.config import Config
 from archiver.errors import StorageError
 
 
 class Store(Protocol):
-    def check(self) -> None:
-        """At start-up: one clear StorageError for wrong credentials, a missing bucket, no access, no endpoint."""
+    def check(self, write: bool = True) -> None:
+        """At start-up: one clear StorageError for wrong credentials, a missing bucket, no access, no endpoint.
+        ``write=False`` (commands that only read): nothing is created, and a local folder that does not exist
+        is not an error (its objects are simply missing)."""
 
     def exists(self, key: str) -> bool:
         """Whether the object is already stored (HEAD); content-addressed keys never need uploading twice."""
@@ -31,24 +33,25 @@ class Store(Protocol):
     def url_for(self, key: str) -> str:
         """The public URL a rewritten article uses: ``public_base_url + key``."""
 
+    def local_path(self, key: str) -> Path | None:
+        """Where the object is on this machine's disk, for a store that is a local folder; None otherwise."""
+
     def close(self) -> None:
         """Release what the store holds (a local store's scratch folder); the store is not used afterwards."""
 
 
-def open_store(cfg: StorageConfig, root: Path | None = None) -> Store:
-    """The configured backend. A relative local ``path`` is taken relative to ``root`` (the config's folder)."""
-    if cfg.backend == "local":
+def open_store(cfg: Config) -> Store:
+    """The configured backend. A relative local ``path`` is relative to the config file's folder (else the cwd)."""
+    st = cfg.storage
+    if st.backend == "local":
         from archiver.storage.local import LocalStore
 
-        path = Path(cfg.path).expanduser()
-        if not path.is_absolute() and root is not None:
-            path = root / path
-        return LocalStore(path, cfg.public_base_url)
-    if cfg.backend == "s3":
+        return LocalStore(cfg.resolve_path(st.path), st.public_base_url)
+    if st.backend == "s3":
         from archiver.storage.s3 import S3Store
 
-        return S3Store(cfg)
-    raise StorageError(f'[storage] backend: {cfg.backend!r} is not "local" or "s3"')
+        return S3Store(st)
+    raise StorageError(f'[storage] backend: {st.backend!r} is not "local" or "s3"')
 
 
 __all__ = ["Store", "open_store"]

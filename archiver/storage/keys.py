@@ -1,10 +1,17 @@
-"""Object keys: content-addressed, sharded names that can never escape the configured prefix."""
+"""Object keys and their public URLs: written (``original_key``, ``rendition_key``) and read back (``parse_key``,
+``archive_key``) here only. Keys are content-addressed, sharded names that can never escape the configured prefix."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin
 
 from archiver.errors import ConfigError, StorageError
+
+if TYPE_CHECKING:
+    from archiver.config import Config
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _EXT = re.compile(r"[a-z0-9]{1,5}")
@@ -56,3 +63,52 @@ def check_key(key: str) -> str:
     ):
         raise StorageError(f"refusing object key {key!r}: not a safe relative key")
     return key
+
+
+_KEY = re.compile(
+    r"(?P<prefix>(?:[A-Za-z0-9._~-]+/)*?)(?P<a>[0-9a-f]{2})/(?P<b>[0-9a-f]{2})/(?P<sha>[0-9a-f]{64})"
+    r"(?:-(?P<w>\d+)w)?\.(?P<ext>[a-z0-9]{1,5})"
+)
+
+
+@dataclass(frozen=True)
+class ParsedKey:
+    """What a content-addressed key names: the original's SHA-256, and for a rendition its width."""
+
+    key: str
+    prefix: str
+    sha256: str
+    ext: str
+    width: int | None = None  # set for a rendition (``…-320w.webp``)
+
+
+def parse_key(key: str) -> ParsedKey | None:
+    """The parts of a key ``original_key`` or ``rendition_key`` made (any prefix), else None."""
+    m = _KEY.fullmatch(key)
+    if not m or m["sha"][:2] != m["a"] or m["sha"][2:4] != m["b"]:
+        return None
+    return ParsedKey(key, m["prefix"], m["sha"], m["ext"], int(m["w"]) if m["w"] else None)
+
+
+def public_bases(cfg: Config) -> tuple[str, ...]:
+    """Every form in which an article may hold an archive URL, longest first: ``[storage] public_base_url`` as
+    configured and, when ``[articles] base_url`` is set, resolved against it (a relative base becomes absolute)."""
+    bases = {cfg.storage.public_base_url}
+    if cfg.articles.base_url:
+        bases.add(urljoin(cfg.articles.base_url, cfg.storage.public_base_url))
+    return tuple(sorted(bases, key=len, reverse=True))
+
+
+def public_url(public_base_url: str, key: str) -> str:
+    """The URL a rewritten article uses for ``key``."""
+    return public_base_url + check_key(key)
+
+
+def archive_key(url: str, bases: tuple[str, ...]) -> ParsedKey | None:
+    """The key ``url`` points at when it is one of our archive URLs (a base + a content-addressed key), else None."""
+    for base in bases:
+        if url.startswith(base):
+            parsed = parse_key(url[len(base):])
+            if parsed is not None:
+                return parsed
+    return None

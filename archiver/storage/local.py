@@ -20,7 +20,7 @@ from pathlib import Path
 from archiver import scratch
 from archiver.errors import StorageError
 from archiver.faults import crash_point
-from archiver.storage.keys import check_key
+from archiver.storage.keys import check_key, public_url
 
 log = logging.getLogger("archiver")
 
@@ -48,8 +48,10 @@ class LocalStore:
             raise StorageError(f"refusing object key {key!r}: it leads outside {self.root}")
         return path
 
-    def check(self) -> None:
-        """The folder exists (created if missing) and we can write in it."""
+    def check(self, write: bool = True) -> None:
+        """The folder exists (created if missing) and we can write in it; for reading only, nothing to check."""
+        if not write:
+            return
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self._remove_stale_temp_dirs()
@@ -76,6 +78,9 @@ class LocalStore:
             if self._tmp is not None:
                 scratch.remove(self._tmp)
                 self._tmp = None
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -115,4 +120,4 @@ class LocalStore:
             raise StorageError(f"local store: cannot read {path}: {exc.strerror or exc}") from exc
 
     def url_for(self, key: str) -> str:
-        return self.public_base_url + check_key(key)
+        return public_url(self.public_base_url, key)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from archiver.errors import StorageError
 from archiver.storage import Store
-from archiver.storage.keys import check_key
+from archiver.storage.keys import check_key, public_url
 
 
 class NullStore:
@@ -23,9 +23,9 @@ class NullStore:
     def __repr__(self) -> str:
         return f"NullStore({self.inner!r})"
 
-    def check(self) -> None:
+    def check(self, write: bool = True) -> None:
         if self.inner is not None:
-            self.inner.check()
+            self.inner.check(write=False)
 
     def exists(self, key: str) -> bool:
         check_key(key)
@@ -42,9 +42,12 @@ class NullStore:
             raise StorageError(f"dry run: no object {key!r} (nothing is stored)")
         return self.inner.get(key)
 
+    def local_path(self, key: str) -> Path | None:
+        return self.inner.local_path(key) if self.inner is not None else None
+
     def close(self) -> None:
         if self.inner is not None:
             self.inner.close()
 
     def url_for(self, key: str) -> str:
-        return self.inner.url_for(key) if self.inner is not None else self.public_base_url + check_key(key)
+        return self.inner.url_for(key) if self.inner is not None else public_url(self.public_base_url, key)

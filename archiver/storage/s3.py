@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import SplitResult, quote, urlsplit
+from urllib.parse import quote
 
 import boto3
 import botocore.exceptions as bex
@@ -23,12 +23,12 @@ from botocore.config import Config as BotoConfig
 
 from archiver.config import StorageConfig
 from archiver.errors import StorageError
-from archiver.storage.keys import check_key
+from archiver.redaction import redact
+from archiver.storage.keys import check_key, public_url
 
 MiB = 1024 * 1024
 MAX_METADATA_VALUE = 1024
 MAX_METADATA_TOTAL = 2000  # S3 allows 2 KB of user metadata (names + values) in all
-_SENSITIVE_QUERY = re.compile(r"token|key|sig|secret|pass|auth|credential|session|x-amz-", re.IGNORECASE)
 
 _CREDENTIALS_HINT = {
     "SignatureDoesNotMatch": "wrong credentials: the secret key does not match the access key (SignatureDoesNotMatch)",
@@ -42,34 +42,6 @@ _CREDENTIALS_HINT = {
 _TRANSIENT_CODES = frozenset(
     {"SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "RequestTimeTooSkewed", "Throttling"}
 )
-
-
-def _without_userinfo(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    netloc = parts.hostname or ""
-    if ":" in netloc:
-        netloc = f"[{netloc}]"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return SplitResult(parts.scheme, netloc, parts.path, parts.query, parts.fragment).geturl()
-
-
-def clean_url(url: str) -> str:
-    """A URL fit to be stored or shown: no ``user:password@``, secret-looking query values blanked."""
-    try:
-        url = _without_userinfo(url)
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if not parts.query:
-        return url
-    pairs = []
-    for pair in parts.query.split("&"):
-        name, eq, _value = pair.partition("=")
-        pairs.append(f"{name}=REDACTED" if eq and _SENSITIVE_QUERY.search(name) else pair)
-    return parts._replace(query="&".join(pairs)).geturl()
 
 
 def _ascii(value: str, limit: int = MAX_METADATA_VALUE) -> str:
@@ -88,7 +60,7 @@ def _ascii(value: str, limit: int = MAX_METADATA_VALUE) -> str:
 
 def s3_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     """User metadata S3 accepts: lowercase ``[a-z0-9-]`` names, printable-ASCII values cut to 1 KB each and
-    2 KB in all; URLs lose their credentials."""
+    2 KB in all; URLs are redacted (archiver.redaction)."""
     out: dict[str, str] = {}
     budget = MAX_METADATA_TOTAL
     for name, value in metadata.items():
@@ -97,14 +69,14 @@ def s3_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
             continue
         text = value.strip()
         if text.startswith(("http://", "https://", "//")):
-            text = clean_url(text)
+            text = redact(text)
         out[key] = _ascii(text, min(MAX_METADATA_VALUE, budget - len(key)))
         budget -= len(key) + len(out[key])
     return out
 
 
 def _display(endpoint_url: str) -> str:
-    return _without_userinfo(endpoint_url) if endpoint_url else "AWS S3"
+    return redact(endpoint_url) if endpoint_url else "AWS S3"
 
 
 class S3Store:
@@ -213,7 +185,7 @@ class S3Store:
 
     # -- the Store interface ------------------------------------------------------------------------
 
-    def check(self) -> None:
+    def check(self, write: bool = True) -> None:
         """At start-up: the endpoint answers, the credentials are right and the bucket exists."""
         # A start-up probe fails within seconds instead of retrying a dead endpoint for a minute.
         probe = self._make_client(2, min(self._timeouts[0], 5.0), min(self._timeouts[1], 15.0))
@@ -260,7 +232,10 @@ class S3Store:
                 body.close()
 
     def url_for(self, key: str) -> str:
-        return self.cfg.public_base_url + check_key(key)
+        return public_url(self.cfg.public_base_url, key)
+
+    def local_path(self, key: str) -> Path | None:
+        return None
 
     def close(self) -> None:
         self._client.close()

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from aiohttp.abc import AbstractResolver
 
 from archiver.config import FetchConfig
-from archiver.fetch import RATE_WINDOW, Fetcher
+from archiver.fetch.client import RATE_WINDOW, Fetcher
 from archiver.model import Download
 
 T = TypeVar("T")

@@ -65,3 +65,10 @@ def make_png_bomb(width: int = 30000, height: int = 30000) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     rows = zlib.compress(b"\x00" + b"\x00" * (width * 3), 9)  # one filtered black row
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", rows) + _chunk(b"IEND", b"")
+
+
+def hamming(hex_a: str, hex_b: str) -> int:
+    """Number of differing bits between two stored hex hashes of the same length."""
+    if len(hex_a) != len(hex_b):
+        raise ValueError(f"hashes of different lengths: {hex_a!r}, {hex_b!r}")
+    return (int(hex_a, 16) ^ int(hex_b, 16)).bit_count()

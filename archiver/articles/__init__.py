@@ -1,0 +1,2 @@
+"""Article files: walking and decoding them byte-exactly, splicing spans and writing atomically, span mapping.
+"""

@@ -1,0 +1,257 @@
+"""Finding article files on disk and decoding each one to text that encodes back to exactly its bytes."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import stat
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from charset_normalizer import from_bytes
+
+from archiver.articles.rewrite import TEMP_PREFIX
+from archiver.errors import ArticleError
+from archiver.model import Article
+
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+DECLARATION_WINDOW = 2048  # a <meta charset> further into the file is not looked for
+
+# (byte-order mark, codecs to try in order). The first codec of each pair strips the BOM from the text
+# and writes it back; the explicit-endian fallback keeps U+FEFF as the first character of the text
+# (needed when the BOM's byte order is not this machine's: Python's "utf-16" encodes in native order).
+# UTF-32 comes first: its little-endian BOM starts with the UTF-16 one.
+_BOMS: tuple[tuple[bytes, str, tuple[str, ...]], ...] = (
+    (codecs.BOM_UTF32_LE, "UTF-32LE", ("utf-32", "utf-32-le")),
+    (codecs.BOM_UTF32_BE, "UTF-32BE", ("utf-32", "utf-32-be")),
+    (codecs.BOM_UTF8, "UTF-8", ("utf-8-sig",)),
+    (codecs.BOM_UTF16_LE, "UTF-16LE", ("utf-16", "utf-16-le")),
+    (codecs.BOM_UTF16_BE, "UTF-16BE", ("utf-16", "utf-16-be")),
+)
+
+# Declared or detected codec (normalised) -> codecs to try, best first. A superset is preferred when
+# it reads the same bytes (gb2312/gbk -> gb18030); the round-trip check decides in the end.
+_SUPERSETS: dict[str, tuple[str, ...]] = {
+    "gb2312": ("gb18030", "gbk", "gb2312"),
+    "gbk": ("gb18030", "gbk"),
+    "gb18030": ("gb18030", "gbk"),
+    "shift_jis": ("shift_jis", "cp932"),
+    "euc_kr": ("euc_kr", "cp949"),
+    "big5": ("big5", "cp950", "big5hkscs"),
+    "iso8859-1": ("cp1252", "iso8859-1"),  # as browsers do: a latin-1 declaration means windows-1252
+}
+# Never chosen from a declaration or a guess: these need a BOM, or decode plain ASCII as something else.
+_REFUSED_GUESSES = frozenset(
+    {"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be", "utf-7", "utf-8-sig"}
+)
+_ESCAPED = re.compile("[\udc80-\udcff]+")  # invalid bytes, as decoded with "surrogateescape"
+_UTF8_EVIDENCE = 8
+_META_CHARSET = re.compile(rb"""<meta\b[^>]*?\bcharset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+
+
+def iter_article_paths(paths: Sequence[Path], extensions: Sequence[str]) -> Iterator[Path]:
+    """Yield article files: files named directly (any extension), then matching files under folders.
+
+    Folders are walked recursively in sorted order, following symlinks once (loops are cut), skipping
+    hidden entries (``.git``, ``.archiver``, our temp files). A file reached twice is yielded once.
+    Every PATH is checked before anything is yielded, so a typo fails fast.
+    """
+    endings = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+    for given in paths:
+        _stat_given(given)
+    seen_files: set[tuple[int, int]] = set()
+    seen_dirs: set[tuple[int, int]] = set()
+    for given in paths:
+        st = _stat_given(given)
+        if stat.S_ISDIR(st.st_mode):
+            yield from _walk(given, endings, seen_files, seen_dirs)
+        elif _first_visit(st, seen_files):
+            yield given
+
+
+def _stat_given(path: Path) -> os.stat_result:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        raise ArticleError(path, "no such file or folder") from None
+    except OSError as exc:
+        raise ArticleError(path, f"cannot open: {exc.strerror or exc}") from None
+
+
+def _first_visit(st: os.stat_result, seen: set[tuple[int, int]]) -> bool:
+    key = (st.st_dev, st.st_ino)
+    if key in seen:
+        return False
+    seen.add(key)
+    return True
+
+
+def _walk(
+    folder: Path, endings: tuple[str, ...], seen_files: set[tuple[int, int]], seen_dirs: set[tuple[int, int]]
+) -> Iterator[Path]:
+    try:
+        if not _first_visit(folder.stat(), seen_dirs):
+            return  # a symlink loop, or a folder already walked through another link
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+    except OSError as exc:
+        raise ArticleError(folder, f"cannot list folder: {exc.strerror or exc}") from None
+    for entry in entries:
+        if entry.name.startswith((".", TEMP_PREFIX)):
+            continue
+        path = folder / entry.name
+        if entry.is_dir():
+            yield from _walk(path, endings, seen_files, seen_dirs)
+        elif entry.is_file() and entry.name.lower().endswith(endings):
+            try:
+                st = entry.stat()
+            except OSError:
+                continue  # vanished while walking
+            if _first_visit(st, seen_files):
+                yield path
+
+
+def detect_format(path: Path) -> str:
+    """``"html"`` for .html/.htm files, ``"markdown"`` for everything else."""
+    return "html" if path.suffix.lower() in (".html", ".htm") else "markdown"
+
+
+def load_article(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Article:
+    """Read and decode one article; raises ArticleError when it cannot be read or decoded byte-exactly."""
+    raw = _read(path, max_bytes)
+    text, encoding = _decode_exactly(path, raw)
+    return Article(path=path, raw=raw, text=text, encoding=encoding, format=detect_format(path))
+
+
+def _read(path: Path, max_bytes: int) -> bytes:
+    too_large = f"larger than the {max_bytes}-byte limit for an article"
+    try:
+        # O_NONBLOCK: opening a FIFO given by mistake must not hang; it is refused below.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise ArticleError(path, "no such file") from None
+    except PermissionError:
+        raise ArticleError(path, "cannot read: permission denied") from None
+    except OSError as exc:
+        raise ArticleError(path, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ArticleError(path, "is a folder, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ArticleError(path, "not a regular file")
+        if st.st_size > max_bytes:
+            raise ArticleError(path, f"{too_large} ({st.st_size} bytes)")
+        with open(fd, "rb", closefd=False) as handle:
+            raw = handle.read(max_bytes + 1)
+    except OSError as exc:
+        raise ArticleError(path, f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > max_bytes:
+        raise ArticleError(path, too_large)
+    return raw
+
+
+def _decode_exactly(path: Path, raw: bytes) -> tuple[str, str]:
+    """Return ``(text, encoding)`` with ``text.encode(encoding) == raw``, or raise ArticleError.
+
+    Order: byte-order mark, ``<meta charset>`` in the first 2 KB, strict UTF-8, charset-normalizer.
+    """
+    for bom, label, choices in _BOMS:
+        if raw.startswith(bom):
+            found = _first_exact(raw, choices)
+            if found is None:
+                reason = f"cannot decode byte-exactly: starts with a {label} byte-order mark but is not valid {label}"
+                raise ArticleError(path, reason)
+            return found
+    if b"\x00" in raw:
+        line = raw[: raw.index(b"\x00")].count(b"\n") + 1
+        raise ArticleError(path, "looks binary (contains NUL bytes), not a text article", line)
+    declared = _declared_charset(raw[:DECLARATION_WINDOW])
+    if declared is not None:
+        found = _first_exact(raw, _candidates(declared))
+        if found is not None:
+            return found
+    try:
+        return raw.decode("utf-8"), "utf-8"  # strict UTF-8 always encodes back to the same bytes
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    corrupt = _corrupt_utf8(raw)
+    if corrupt and declared is None:
+        # A legacy codec "fits" such bytes too (cp1251, johab, ...) but garbles every non-ASCII character,
+        # URLs included: refuse, so the user fixes the few bad bytes instead.
+        bad = raw[utf8_error.start]
+        raise ArticleError(
+            path,
+            f"invalid UTF-8: byte 0x{bad:02x} is not valid here, in a file that is otherwise UTF-8"
+            f" ({corrupt} invalid byte{'s' if corrupt > 1 else ''}); fix or remove them, then run again",
+            raw[: utf8_error.start].count(b"\n") + 1,
+        )
+    for guess in _guesses(raw):
+        found = _first_exact(raw, _candidates(guess))
+        if found is not None:
+            return found
+    bad = raw[utf8_error.start]
+    line = raw[: utf8_error.start].count(b"\n") + 1
+    hint = f"; declared {declared!r} does not fit either" if declared else ""
+    raise ArticleError(
+        path,
+        f"cannot decode byte-exactly: not UTF-8 (byte 0x{bad:02x}) and no detected encoding"
+        f" reads back to the same bytes{hint}",
+        line,
+    )
+
+
+def _corrupt_utf8(raw: bytes) -> int:
+    """How many bytes are invalid, if ``raw`` is evidently UTF-8 with a few corrupt bytes (at least
+    ``_UTF8_EVIDENCE`` valid multi-byte characters per invalid byte); 0 if it may be another encoding."""
+    text = raw.decode("utf-8", "surrogateescape")
+    invalid = sum(len(run) for run in _ESCAPED.findall(text))
+    valid = len(text) - len(text.encode("ascii", "ignore")) - invalid
+    # Legacy CJK or Latin text read as UTF-8 gives far more invalid bytes than (chance) valid characters.
+    return invalid if valid >= _UTF8_EVIDENCE * invalid else 0
+
+
+def _declared_charset(head: bytes) -> str | None:
+    match = _META_CHARSET.search(head)
+    return match.group(1).decode("ascii") if match else None
+
+
+def _guesses(raw: bytes) -> list[str]:
+    """charset-normalizer's guesses, best first; among the least chaotic, windows-1252 wins a tie
+    (it is the web's most common legacy encoding, and short Latin texts fit cp1250/cp1257 just as well)."""
+    matches = list(from_bytes(raw))
+    if not matches:
+        return []
+    least = min(match.chaos for match in matches)
+    tied_1252 = [m.encoding for m in matches if m.chaos == least and m.encoding == "cp1252"]
+    return tied_1252 + [m.encoding for m in matches]
+
+
+def _candidates(name: str) -> tuple[str, ...]:
+    try:
+        codec = codecs.lookup(name).name
+    except LookupError:
+        return ()
+    if codec in _REFUSED_GUESSES:
+        return ()
+    return _SUPERSETS.get(codec, (codec,))
+
+
+def _first_exact(raw: bytes, choices: Sequence[str]) -> tuple[str, str] | None:
+    for codec in choices:
+        text = _exact(raw, codec)
+        if text is not None:
+            return text, codec
+    return None
+
+
+def _exact(raw: bytes, codec: str) -> str | None:
+    """``raw`` decoded strictly with ``codec`` if that encodes back to the very same bytes, else None."""
+    try:
+        text = raw.decode(codec)
+        return text if text.encode(codec) == raw else None
+    except (UnicodeError, LookupError):
+        return None

@@ -1,0 +1,131 @@
+"""`archiver dedupe`: group the archive's duplicates, pick canonicals, write the report, optionally rewrite.
+
+Without --apply nothing changes in articles or storage (the manifest gains the hash variants of
+assets archived before they existed, and the pairs of the assets not yet searched at this distance:
+``dedupe.pairs.update_pairs``; the groups come from the recorded pairs). --apply rewrites articles from each
+non-canonical member's archive URL to its canonical's; --undo puts the previous URLs back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import quote
+
+from archiver.articles.files import load_article
+from archiver.config import Config
+from archiver.dedupe import canonical
+from archiver.dedupe.plan import Plan, plan, source_urls
+from archiver.dedupe.report import GroupRow, MemberRow, write_report
+from archiver.errors import ArticleError, ConfigError, ManifestError
+from archiver.find.refs import find_refs
+from archiver.image import similarity
+from archiver.manifest.sqlite import Manifest
+from archiver.model import DISTANCE_LIMIT
+from archiver.storage import Store, open_store
+
+log = logging.getLogger("archiver")
+THUMB_MIN_WIDTH = 188  # the report's thumbnail box
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-distance", type=int, metavar="N",
+                        help="pHash Hamming distance for candidates (default: [dedupe] max_distance)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--apply", action="store_true",
+                      help="rewrite articles that use a non-canonical copy to the canonical copy's URL")
+    mode.add_argument("--undo", action="store_true", help="put back the URLs an earlier --apply replaced")
+    parser.add_argument("--rescan", action="store_true",
+                        help="search the whole archive for near-duplicate pairs again instead of only new images")
+    parser.add_argument("--report", type=Path, metavar="PATH", help="HTML report (default: [dedupe] report)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="JSON export (default: the report's path, .json)")
+
+
+def command(args: argparse.Namespace, cfg: Config) -> int:
+    d = cfg.dedupe
+    max_distance = d.max_distance if args.max_distance is None else args.max_distance
+    if not 0 <= max_distance <= DISTANCE_LIMIT:
+        raise ConfigError(f"--max-distance: {max_distance} is not 0-{DISTANCE_LIMIT}")
+    manifest_path = cfg.resolve_path(cfg.manifest.path)
+    if not manifest_path.exists():
+        raise ManifestError(f"{manifest_path}: no manifest yet (run `archiver run` first)")
+    fields = cfg.articles.front_matter_fields
+    with Manifest.open(manifest_path) as manifest:
+        if args.undo:
+            return _report_rewrite("undo", canonical.undo_canonical(manifest))
+        store = open_store(cfg)
+        p = plan(cfg, manifest, store, max_distance, rescan=args.rescan)
+        usage = _usage(p.articles, p.forms, fields)  # before --apply: who used which copy
+        html = args.report or cfg.resolve_path(d.report)
+        rows = _rows(p, source_urls(manifest), usage, store, html.parent)
+        applied = canonical.apply_canonical(manifest, p.articles, p.mapping, fields) if args.apply else None
+        meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "max_distance": max_distance,
+                "prefer": list(d.prefer), "applied": bool(args.apply)}
+        files = write_report(rows, html, args.json or html.with_suffix(".json"), meta)
+    print(f"{len(p.groups)} near-duplicate groups ({sum(len(g.members) for g in p.groups)} images), "
+          f"{sum(r.kind == 'exact' for r in rows)} images archived from several URLs")
+    print(f"report: {files.html} ({files.pages} pages); JSON: {files.json}")
+    if applied is None:
+        print("nothing rewritten (use --apply to point articles at the canonical copies)")
+        return 0
+    return _report_rewrite("apply", applied)
+
+
+def _report_rewrite(what: str, result: canonical.RewriteResult) -> int:
+    verb = "rewritten to canonical copies" if what == "apply" else "restored"
+    print(f"{what}: {result.articles} articles {verb} ({result.spans} references)")
+    for p in result.problems:
+        print(f"  {p}")
+    return 1 if result.problems else 0
+
+
+def _usage(paths: list[str], forms: dict[str, str], fields: tuple[str, ...]) -> dict[str, list[str]]:
+    """asset sha256 -> articles whose text uses its archive URL."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for path in paths:
+        try:
+            article = load_article(Path(path))
+        except ArticleError as exc:
+            log.warning("%s", exc)
+            continue
+        seen: set[str] = set()
+        for ref in find_refs(article.text, article.format, fields):
+            sha = forms.get(article.text[ref.start : ref.end])
+            if sha and sha not in seen:
+                seen.add(sha)
+                out[sha].append(path)
+    return out
+
+
+def _rows(p: Plan, sources: dict[str, list[str]], usage: dict[str, list[str]], store: Store,
+          report_dir: Path) -> list[GroupRow]:
+    def member(sha: str, m: similarity.Match | None, canonical: bool) -> MemberRow:
+        a = p.assets[sha]
+        thumb_key = next((k for w, k in a.thumbs if w >= THUMB_MIN_WIDTH), a.thumbs[-1][1] if a.thumbs else a.key)
+        return MemberRow(
+            sha, store.url_for(a.key), _page_src(store, a.key, report_dir), store.url_for(thumb_key),
+            _page_src(store, thumb_key, report_dir), a.info.width, a.info.height, a.info.format, a.info.bytes,
+            canonical, sha in p.pinned, m.transform if m else None, m.phash_distance if m else None,
+            m.dhash_distance if m else None, m.grey_distance if m else None, tuple(sources.get(sha, ())),
+            tuple(usage.get(sha, ())),
+        )
+
+    rows = [GroupRow("near", tuple(member(x.sha256, x.match, i == 0) for i, x in enumerate(g.members)))
+            for g in p.groups]
+    grouped = {m.sha256 for g in p.groups for m in g.members}
+    rows += [GroupRow("exact", (member(sha, None, True),))
+             for sha, urls in sources.items() if len(urls) > 1 and sha in p.assets and sha not in grouped]
+    return rows
+
+
+def _page_src(store: Store, key: str, report_dir: Path) -> str:
+    """How the page loads a thumbnail: a path relative to the report for a local archive (works from disk)."""
+    path = store.local_path(key)
+    if path is not None:
+        rel = os.path.relpath(path, report_dir.resolve())
+        return quote("/".join(rel.split(os.sep)))
+    return store.url_for(key)

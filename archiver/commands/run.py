@@ -1,0 +1,93 @@
+"""`archiver run`: archive the images of articles and rewrite the articles (the pipeline is archiver.run)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from archiver import scratch, terminal
+from archiver.config import Config
+from archiver.errors import EXIT_INTERRUPTED, ConfigError
+from archiver.image.pool import make_executor
+from archiver.manifest.sqlite import Manifest
+from archiver.run.pipeline import Run, prepare_workdir
+from archiver.run.progress import Progress, summary
+from archiver.storage import Store, open_store
+from archiver.storage.null import NullStore
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="article files or folders")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="fetch and report, write nothing; print the diff a real run would make")
+    parser.add_argument("--retry-dead", action="store_true",
+                        help="fetch again URLs an earlier run found dead or rejected")
+
+
+def command(args: argparse.Namespace, cfg: Config) -> int:
+    paths = list(args.paths) or [cfg.resolve_path(cfg.articles.root)]
+    for p in paths:
+        if not p.exists():
+            raise ConfigError(f"{p}: no such file or folder")
+    manifest_path = cfg.resolve_path(cfg.manifest.path)
+    store: Store = open_store(cfg)
+    if args.dry_run:
+        manifest = Manifest.snapshot(manifest_path)
+        store = NullStore(store)
+    else:
+        store.check()
+        manifest = Manifest.open(manifest_path)
+    # a dry run must not touch the real run's scratch folder (a real run may be using it right now)
+    workdir = prepare_workdir(None if args.dry_run else manifest_path)
+    executor = make_executor()
+    try:
+        run = Run(cfg, paths, manifest, store, dry_run=args.dry_run, retry_dead=args.retry_dead,
+                  workdir=workdir, executor=executor)
+        progress = Progress(run.stats, enabled=not args.quiet)
+        terminal.attach(progress)
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
+                loop.add_signal_handler(sig, run.request_stop, f"interrupted ({name})")
+            progress.start()
+            try:
+                await run.execute()
+            finally:
+                await progress.stop()
+
+        asyncio.run(main())
+        report = run.report
+        if cfg.dedupe.rewrite_to_canonical and not args.dry_run and not report.stopped:
+            _rewrite_to_canonical(cfg, manifest, store)
+    finally:
+        terminal.attach(None)
+        executor.shutdown(cancel_futures=True)
+        manifest.close()
+        store.close()
+        scratch.remove(workdir)
+    if args.dry_run:
+        for diff in report.diffs:
+            sys.stdout.write(diff)
+            if not diff.endswith("\n"):
+                sys.stdout.write("\n")
+    print(summary(report, progress.elapsed, dry_run=args.dry_run))
+    if report.stopped and report.stopped.startswith("interrupted"):
+        return EXIT_INTERRUPTED
+    return report.exit_code
+
+
+def _rewrite_to_canonical(cfg: Config, manifest: Manifest, store: Store) -> None:
+    """[dedupe] rewrite_to_canonical: after the run, point every article at its group's canonical copy."""
+    from archiver.dedupe import canonical
+    from archiver.dedupe.plan import plan
+
+    groups = plan(cfg, manifest, store, cfg.dedupe.max_distance)
+    result = canonical.apply_canonical(manifest, groups.articles, groups.mapping, cfg.articles.front_matter_fields)
+    if result.spans:
+        print(f"dedupe: {result.articles} articles rewritten to canonical copies ({result.spans} references)")
+    for problem in result.problems:
+        print(f"  {problem}")

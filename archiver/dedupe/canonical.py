@@ -1,0 +1,106 @@
+"""Rewriting articles to a near-duplicate group's canonical copy (``dedupe --apply``) and back (``dedupe --undo``).
+
+Rewrites follow the rules of every rewrite: only spans holding one of our own archive URLs are
+replaced, the file is written atomically and only if it still holds the bytes we read, and each
+replaced span is recorded in the manifest (reason "dedupe") so that ``--undo`` can put the previous
+URL back. Undo is archiver.articles.spans (the engine `restore` uses): each span dedupe wrote is found in
+the article as it is now and restored only if it still holds exactly what dedupe wrote; the rest is reported.
+An undo is itself recorded as a generation with reason "dedupe-undo", so apply → undo → apply works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from archiver.articles.files import load_article
+from archiver.articles.rewrite import Replacement, render, write_atomic
+from archiver.articles.spans import undo
+from archiver.errors import ArticleError
+from archiver.find.refs import find_refs
+from archiver.manifest.sqlite import Manifest
+from archiver.model import ArticleReplacement
+
+REASON_APPLY = "dedupe"
+REASON_UNDO = "dedupe-undo"
+
+
+@dataclass
+class RewriteResult:
+    articles: int = 0  # articles written
+    spans: int = 0  # URL spans replaced
+    problems: list[str] = field(default_factory=list)  # one line each: "path: reason"
+
+
+def apply_canonical(
+    manifest: Manifest, articles: Iterable[str], mapping: Mapping[str, str], fields: Sequence[str]
+) -> RewriteResult:
+    """Replace every span that holds a key of ``mapping`` (an archive URL) by its value, in each article."""
+    result = RewriteResult()
+    for path in articles:
+        try:
+            article = load_article(Path(path))
+            repls: list[Replacement] = []
+            record: list[ArticleReplacement] = []
+            for ref in find_refs(article.text, article.format, fields):
+                span = article.text[ref.start : ref.end]
+                new = mapping.get(span)
+                if new is not None and new != span:
+                    repls.append(Replacement(ref.start, ref.end, new))
+                    record.append(ArticleReplacement(ref.start, ref.end, span, new, span))
+            if not repls:
+                continue
+            data = render(article, repls)
+            write_atomic(Path(path), data, expected=article.raw)
+        except ArticleError as exc:
+            result.problems.append(str(exc))
+            continue
+        manifest.record_article(path, _sha(article.raw), _sha(data), record, reason=REASON_APPLY)
+        result.articles += 1
+        result.spans += len(record)
+    return result
+
+
+def undo_canonical(manifest: Manifest) -> RewriteResult:
+    """Put back the URLs that ``apply_canonical`` replaced, in every article it rewrote and not yet undone."""
+    result = RewriteResult()
+    applied = manifest.articles_rewritten_for(REASON_APPLY)
+    for path, _before, after in manifest.rewritten_articles():
+        if path in applied:
+            _undo_article(manifest, path, after, result)
+    return result
+
+
+def _undo_article(manifest: Manifest, path: str, sha_after: str, result: RewriteResult) -> None:
+    gens = manifest.article_generations(path)
+    last_undo = max((i for i, (reason, _) in enumerate(gens) if reason == REASON_UNDO), default=-1)
+    outstanding = [i for i in range(last_undo + 1, len(gens)) if gens[i][0] == REASON_APPLY]
+    if not outstanding:
+        return
+    try:
+        article = load_article(Path(path))
+    except ArticleError as exc:
+        result.problems.append(f"{exc} (not restored)")
+        return
+    done = undo(article.text, [reps for _, reps in gens], outstanding, unchanged=sha_after == _sha(article.raw))
+    for p in done.problems:
+        result.problems.append(f"{path}: {p.ours} (written by dedupe --apply) is no longer there; left as it is")
+    if not done.steps:
+        return
+    try:
+        data = render(replace(article, text=done.text), [])
+        write_atomic(Path(path), data, expected=article.raw)
+    except ArticleError as exc:
+        result.problems.append(f"{exc} (not restored)")
+        return
+    for _generation, step in done.steps:  # recorded as what they are: rewrites from dedupe's URL to the previous
+        record = [ArticleReplacement(r.start, r.end, r.original, r.replacement, r.original) for r in step]
+        manifest.record_article(path, _sha(article.raw), _sha(data), record, reason=REASON_UNDO)
+        result.spans += len(step)
+    result.articles += 1
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

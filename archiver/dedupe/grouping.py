@@ -1,0 +1,137 @@
+"""Near-duplicate groups without chaining, and the canonical copy of each group.
+
+Candidate pairs, confirmed by ``similarity.compare``, come from ``pairs`` (recorded by the incremental search;
+``reference`` computes them from scratch). Groups are built greedily with complete linkage: assets are taken in canonical-preference order (pinned ones first);
+an asset not yet in a group starts one as its canonical, and its confirmed neighbours join, closest
+first, only if each also passes ``compare`` with EVERY member already in the group. So A~B and B~C
+never put A and C together unless A~C passes too. Excluded assets never join or start a group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from archiver.image.similarity import Match, Signature
+
+LOSSLESS_FORMATS = frozenset({"png", "gif", "bmp", "tiff"})
+
+
+@dataclass(frozen=True)
+class AssetInfo:
+    """What grouping and the canonical choice need to know about one asset."""
+
+    sha256: str
+    format: str
+    bytes: int
+    width: int | None
+    height: int | None
+    first_seen: float
+    signature: Signature | None  # None: not a raster image (SVG), never grouped
+
+    @property
+    def area(self) -> int:
+        return (self.width or 0) * (self.height or 0)
+
+
+@dataclass(frozen=True)
+class Member:
+    sha256: str
+    match: Match | None  # how it matches the canonical; None for the canonical itself
+
+
+@dataclass(frozen=True)
+class Group:
+    """A near-duplicate group; ``members[0]`` is the canonical."""
+
+    members: tuple[Member, ...]
+
+    @property
+    def canonical(self) -> str:
+        return self.members[0].sha256
+
+
+def preference_key(asset: AssetInfo, prefer: Sequence[str]) -> tuple[object, ...]:
+    """Sort key: smaller is the better canonical. Criteria as in ``[dedupe] prefer``; sha256 breaks ties."""
+    parts: list[object] = []
+    for criterion in prefer:
+        if criterion == "area":
+            parts.append(-asset.area)
+        elif criterion == "lossless":
+            parts.append(0 if asset.format in LOSSLESS_FORMATS else 1)
+        elif criterion == "bytes":
+            parts.append(-asset.bytes)
+        elif criterion == "first_seen":
+            parts.append(asset.first_seen)
+        else:
+            raise ValueError(f"unknown canonical criterion {criterion!r}")
+    parts.append(asset.sha256)
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class Classes:
+    """Assets with identical hashes form one class: a cluster of n identical hashes costs O(n), not n² pairs."""
+
+    cls: list[int]  # asset index -> class
+    sigs: list[Signature]  # class -> signature
+    by_class: dict[int, list[int]]  # class -> asset indexes
+    heads: dict[str, int]  # sha256 of each class's first asset -> class
+
+
+def signature_classes(usable: Sequence[AssetInfo]) -> Classes:
+    class_of: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}
+    cls: list[int] = []
+    sigs: list[Signature] = []
+    heads: dict[str, int] = {}
+    for a in usable:
+        sig: Signature = a.signature  # type: ignore[assignment]
+        c = class_of.setdefault((sig.phash, sig.dhash), len(sigs))
+        if c == len(sigs):
+            sigs.append(sig)
+            heads[a.sha256] = c
+        cls.append(c)
+    by_class: dict[int, list[int]] = {}
+    for k, c in enumerate(cls):
+        by_class.setdefault(c, []).append(k)
+    return Classes(cls, sigs, by_class, heads)
+
+
+def greedy_groups(
+    usable: Sequence[AssetInfo],
+    classes: Classes,
+    near: dict[int, list[tuple[int, int, int]]],
+    linked: Callable[[int, int], bool],
+    match: Callable[[int, int], Match | None],
+    prefer: Sequence[str],
+    pinned: set[str],
+) -> list[Group]:
+    """The complete-linkage pass: the best-ranked unassigned asset heads a group and takes, closest first,
+    every unassigned, unpinned asset linked to all members so far (``near``: class -> confirmed neighbours)."""
+    cls, by_class = classes.cls, classes.by_class
+    rank = sorted(
+        range(len(usable)),
+        key=lambda k: (usable[k].sha256 not in pinned, preference_key(usable[k], prefer)),
+    )
+    position = {k: r for r, k in enumerate(rank)}
+    assigned: set[int] = set()
+    groups: list[Group] = []
+    for head in rank:
+        if head in assigned:
+            continue
+        hc = cls[head]
+        candidates = [(0, 0, j) for j in by_class[hc] if j != head]
+        candidates += [(pd, dd, j) for pd, dd, c in near.get(hc, ()) for j in by_class[c]]
+        members, member_classes = [head], {hc}
+        for _pd, _dd, j in sorted(candidates, key=lambda n: (n[0], n[1], position[n[2]])):
+            if j in assigned or usable[j].sha256 in pinned:
+                continue
+            if all(linked(c, cls[j]) for c in member_classes):
+                members.append(j)
+                member_classes.add(cls[j])
+        if len(members) > 1:
+            assigned.update(members)
+            groups.append(Group(tuple(
+                Member(usable[k].sha256, None if k == head else match(hc, cls[k])) for k in members
+            )))
+    return groups

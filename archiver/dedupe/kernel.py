@@ -1,0 +1,131 @@
+"""Compiled probe loop for archiver.dedupe.index (numba, optional): one chunk's buckets read 64 at a time.
+
+A chunk key splits into a word index (high bits) and a bit (low 6 bits). Every occupied target bucket
+within radius ``r`` of a source key is found by XOR-ing the word index with each high pattern of weight
+``w <= r`` and AND-ing that occupancy word with ``LOWMASK[r - w, key & 63]`` (the low keys within
+``r - w`` flipped bits): one read per 64 buckets instead of one per bucket, and only hits are visited.
+Keys are cut into blocks; a source block and its target block stay in cache while every inner pattern
+sweeps the source block. The GIL is released, so threads share the work; results are bounded parts.
+``AVAILABLE`` is False when numba is not installed; the caller then uses its numpy path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    from numba import njit, types
+    from numba.extending import intrinsic
+except ImportError:  # pragma: no cover - exercised where numba is absent
+    AVAILABLE = False
+else:
+    AVAILABLE = True
+
+LOW = 6  # low key bits resolved inside one 64-bit occupancy word
+
+
+def low_masks(max_radius: int) -> np.ndarray:
+    """(max_radius + 1, 64) uint64: bit t of [r, s] is set when popcount(s ^ t) <= r."""
+    t = np.arange(64)
+    dist = np.bitwise_count(t[:, None] ^ t[None, :])  # [s, t]
+    weights = np.uint64(1) << t.astype(np.uint64)
+    return np.stack([np.bitwise_or.reduce(np.where(dist <= r, weights, np.uint64(0)), axis=1)
+                     for r in range(max_radius + 1)]).astype(np.uint64)
+
+
+def occupancy_words(counts: np.ndarray) -> np.ndarray:
+    """Bit ``key & 63`` of word ``key >> 6`` is set when bucket ``key`` holds a value."""
+    return np.packbits(counts > 0, bitorder="little").view("<u8").astype(np.uint64, copy=False)
+
+
+if AVAILABLE:
+    @intrinsic
+    def _popcount(typingctx, x):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            return builder.ctpop(args[0])
+        return types.uint64(types.uint64), codegen
+
+    @intrinsic
+    def _lowest_bit(typingctx, x):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            return builder.cttz(args[0], context.get_constant(types.boolean, True))
+        return types.uint64(types.uint64), codegen
+
+    @njit(cache=True, nogil=True)
+    def probe(src_buckets, src_blocks, src_off, src_vals, src_order, dst_off, dst_vals, dst_order, dst_occ,
+              inner, outer, outer_top,
+              highs, radii, tops, lowmask, k, same, earlier_masks, earlier_radii,
+              out_a, out_b, out_d, o0, p0, q0):  # type: ignore[no-untyped-def]
+        """Fill ``out_*`` with pairs (``src_order[i]``, ``dst_order[j]``, distance) of one chunk.
+
+        Keys split into [outer block | ``inner`` word bits | 6 low bits]. Source block ``o`` is paired
+        with target block ``o ^ outer`` and, for each inner pattern ``highs[p]`` (remaining low radius
+        ``radii[p]``, highest bit ``tops[p]``, -1 for 0), every source bucket of the block probes word
+        ``word ^ (outer << inner | highs[p])``: both blocks stay in cache for all inner patterns.
+        ``src_blocks[o]`` is the first index of ``src_buckets`` (ascending keys) in block ``o``.
+        With ``same`` (sources are the targets) each pair is kept once: from the smaller key
+        (``outer_top`` is the highest bit of ``outer``, -1 for 0), bucket-mates by position. A pair some
+        earlier chunk finds (``popcount(x & mask) <= radius``) is skipped. Returns (count, o, p, q):
+        when the buffers fill up, the unfinished source bucket is dropped and (o, p, q) says where to
+        resume; o == number of blocks: done.
+        """
+        cap = out_a.size
+        n = 0
+        kk = np.uint64(k)
+        ne = earlier_masks.size
+        one = np.uint64(1)
+        nblocks = src_blocks.size - 1
+        p, q = p0, q0
+        for o in range(o0, nblocks):
+            if same and outer_top >= 0 and (o >> outer_top) & 1:
+                continue
+            base = outer << inner
+            while p < highs.size:
+                hp = base | highs[p]
+                top = tops[p] if outer_top < 0 else 64
+                r = radii[p]
+                if q < src_blocks[o]:
+                    q = src_blocks[o]
+                while q < src_blocks[o + 1]:
+                    s = src_buckets[q]
+                    sw = s >> LOW
+                    if same and 0 <= top < 64 and (sw >> top) & 1:
+                        q += 1
+                        continue
+                    w = sw ^ hp
+                    sb = s & 63
+                    m = dst_occ[w] & lowmask[r, sb]
+                    if same and top < 0:  # only the bucket itself and larger keys in this word
+                        m &= ~((one << np.uint64(sb)) - one)
+                    i0, i1 = src_off[s], src_off[s + 1]
+                    n0 = n
+                    while m:
+                        t = (w << LOW) | np.int64(_lowest_bit(m))
+                        m &= m - one
+                        j0, j1 = dst_off[t], dst_off[t + 1]
+                        mates = same and t == s
+                        for i in range(i0, i1):
+                            vi = src_vals[i]
+                            for j in range(i + 1 if mates else j0, j1):
+                                x = vi ^ dst_vals[j]
+                                d = _popcount(x)
+                                if d > kk:
+                                    continue
+                                ok = True
+                                for e in range(ne):
+                                    if _popcount(x & earlier_masks[e]) <= earlier_radii[e]:
+                                        ok = False
+                                        break
+                                if not ok:
+                                    continue
+                                if n == cap:
+                                    return n0, o, p, q
+                                out_a[n] = src_order[i]
+                                out_b[n] = dst_order[j]
+                                out_d[n] = d
+                                n += 1
+                    q += 1
+                p += 1
+                q = 0
+            p = 0
+        return n, nblocks, 0, 0

@@ -1,0 +1,270 @@
+"""Front matter: where the YAML (``---``) or TOML (``+++``) block is, and the exact spans of its image fields.
+
+YAML is composed with PyYAML (nodes carry character offsets, aliases resolve to the anchored node);
+invalid YAML and TOML are read by a line scan. A value is only reported when its raw text equals its
+value (no escapes, no folding), so replacing the span can never change anything else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import yaml
+
+from archiver.find.scan import Found, is_image_path, looks_like_url
+from archiver.model import RefKind
+
+Path = tuple[str | int, ...]
+_BREAK = re.compile(r"\r\n|\r|\n")
+_OPEN = re.compile(r"\ufeff?(?:[ \t]*(?:\r\n|\r|\n))*(---|\+\+\+)[ \t]*(?:\r\n|\r|\n)")
+_PROPS = re.compile(r"(?:[&!][^\s]*[ \t]+)*")  # YAML anchor and tag before a scalar
+_NOT_IMAGE_KEYS = ("link", "href", "credit", "caption", "alt", "title")
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+@dataclass(frozen=True)
+class FrontMatter:
+    kind: str  # "yaml" or "toml"
+    content_start: int  # first character after the opening delimiter line
+    content_end: int  # start of the closing delimiter line
+    body_start: int  # first character after the closing delimiter line
+
+
+@dataclass(frozen=True)
+class _Value:
+    path: Path
+    start: int
+    end: int
+    value: str
+
+
+def split_front_matter(text: str) -> FrontMatter | None:
+    """The front matter block at the start of ``text`` (blank lines and a BOM may precede it), if closed."""
+    m = _OPEN.match(text)
+    if m is None:
+        return None
+    delim = m.group(1)
+    closers = ("---", "...") if delim == "---" else ("+++",)
+    pos = m.end()
+    while pos < len(text):
+        br = _BREAK.search(text, pos)
+        line_end, next_line = (br.start(), br.end()) if br else (len(text), len(text))
+        if text[pos:line_end].rstrip(" \t") in closers:
+            return FrontMatter("yaml" if delim == "---" else "toml", m.end(), pos, next_line)
+        pos = next_line
+    return None
+
+
+def front_matter_refs(text: str, fm: FrontMatter, fields: Sequence[str]) -> list[Found]:
+    """References in the configured fields: a field's own scalar, or image-like strings nested under it."""
+    wanted = sorted({tuple(f.split(".")) for f in fields if f}, key=len, reverse=True)  # most specific first
+    roots = {w[0] for w in wanted}
+    if fm.kind == "toml":
+        values = list(_toml_values(text, fm))
+    else:
+        try:
+            values = list(_yaml_values(text, fm.content_start, fm.content_end, roots))
+        except (yaml.YAMLError, RecursionError, ValueError):
+            values = list(_yaml_lines(text, fm))
+    out: list[Found] = []
+    for v in values:
+        for w in wanted:
+            if v.path[: len(w)] != w:
+                continue
+            name = _path_name(v.path)
+            direct = len(v.path) == len(w)
+            if _direct_ok(v.value) if direct else _nested_ok(v.path, v.value):
+                out.append(Found(v.value, v.start, v.end, RefKind.FRONT_MATTER, name))
+            break
+    return out
+
+
+def _path_name(path: Path) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(path))
+
+
+def _direct_ok(value: str) -> bool:
+    v = value.strip()
+    return bool(v) and "\n" not in v and "\r" not in v and (not any(c.isspace() for c in v) or is_image_path(v))
+
+
+def _nested_ok(path: Path, value: str) -> bool:
+    if not _direct_ok(value):
+        return False
+    key = next((p for p in reversed(path) if isinstance(p, str)), "").lower()
+    return is_image_path(value) or (looks_like_url(value) and not any(w in key for w in _NOT_IMAGE_KEYS))
+
+
+# --- YAML through PyYAML's composer --------------------------------------------------------------
+
+
+def _yaml_values(text: str, start: int, end: int, roots: set[str]) -> Iterator[_Value]:
+    root = yaml.compose(text[start:end], Loader=yaml.SafeLoader)
+    if not isinstance(root, yaml.MappingNode):
+        return
+    seen: set[int] = set()
+    for key, node in root.value:
+        if isinstance(key, yaml.ScalarNode) and key.value in roots:
+            yield from _walk(text, start, node, (key.value,), seen)
+
+
+def _walk(text: str, base: int, node: yaml.Node, path: Path, seen: set[int]) -> Iterator[_Value]:
+    if id(node) in seen or len(path) > 32:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        span = _scalar_span(text, base, node)
+        if span is not None:
+            yield _Value(path, span[0], span[1], text[span[0] : span[1]])
+    elif isinstance(node, yaml.MappingNode):
+        for key, child in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                yield from _walk(text, base, child, (*path, key.value), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, child in enumerate(node.value):
+            yield from _walk(text, base, child, (*path, i), seen)
+
+
+def _scalar_span(text: str, base: int, node: yaml.ScalarNode) -> tuple[int, int] | None:
+    """Where the scalar's value is written, if the raw text there equals the value exactly."""
+    if node.tag != _STR_TAG or not node.value:
+        return None
+    s, e = base + node.start_mark.index, base + node.end_mark.index
+    raw, value, style = text[s:e], node.value, node.style
+    if style is None:
+        prefix = raw[: len(raw) - len(value)]
+        if raw.endswith(value) and _PROPS.fullmatch(prefix):
+            return e - len(value), e
+    elif style in ("'", '"'):
+        q = style
+        prefix = raw[: len(raw) - len(value) - 2]
+        if raw.endswith(q + value + q) and _PROPS.fullmatch(prefix):
+            return e - 1 - len(value), e - 1
+    elif style in ("|", ">"):
+        v = value.rstrip("\n")
+        if v and "\n" not in v and v == v.strip() and raw.count(v) == 1:
+            at = raw.index(v)
+            line_start = raw.rfind("\n", 0, at) + 1
+            if line_start > 0 and not raw[line_start:at].strip() and not raw[at + len(v) :].strip():
+                return s + at, s + at + len(v)
+    return None
+
+
+# --- line scans: invalid YAML, TOML --------------------------------------------------------------
+
+_YAML_KEY = re.compile(r"""("[^"\\\n]*"|'[^'\n]*'|[^\s#'"{\[\-?:,][^:\n]*?|-[^\s:][^:\n]*?)[ \t]*:(?:[ \t]+|$)""")
+
+
+def _lines(text: str, start: int, end: int) -> Iterator[tuple[int, str]]:
+    pos = start
+    while pos < end:
+        br = _BREAK.search(text, pos, end)
+        stop = br.start() if br else end
+        yield pos, text[pos:stop]
+        pos = br.end() if br else end
+
+
+def _yaml_lines(text: str, fm: FrontMatter) -> Iterator[_Value]:
+    """Read ``key: value`` lines of invalid YAML, nesting by indentation; anything unclear is skipped."""
+    stack: list[tuple[int, Path]] = []  # (indent, path) of the open mapping keys
+    items: dict[Path, int] = {}
+    for off, line in _lines(text, fm.content_start, fm.content_end):
+        body = line.lstrip(" ")
+        indent = len(line) - len(body)
+        if not body.strip() or body.startswith("#") or "\t" in line[:indent]:
+            continue
+        if body.startswith("- ") or body.rstrip() == "-":
+            while stack and stack[-1][0] > indent:
+                stack.pop()
+            if not stack:
+                continue
+            parent = stack[-1][1]
+            index = items.get(parent, 0)
+            items[parent] = index + 1
+            rest_at = indent + 2
+            yield from _yaml_scalar(text, off + rest_at, line[rest_at:], (*parent, index))
+            continue
+        m = _YAML_KEY.match(body)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        if m is None:
+            continue
+        key = m.group(1)
+        if key[:1] in "'\"":
+            key = key[1:-1]
+        path = (*stack[-1][1], key) if stack else (key,)
+        stack.append((indent, path))
+        rest_at = indent + m.end()
+        yield from _yaml_scalar(text, off + rest_at, line[rest_at:], path)
+
+
+def _yaml_scalar(text: str, off: int, rest: str, path: Path) -> Iterator[_Value]:
+    props = _PROPS.match(rest)
+    skip = props.end() if props else 0
+    value = rest[skip:]
+    if not value or value[0] in "*|>{[#":
+        return
+    if value[0] in "'\"":
+        q = value[0]
+        close = value.find(q, 1)
+        inner = value[1:close]
+        tail = value[close + 1 :].strip()
+        if close < 0 or (q == '"' and "\\" in inner) or value[close + 1 : close + 2] == q:
+            return
+        if tail and not tail.startswith("#"):
+            return
+        yield _Value(path, off + skip + 1, off + skip + 1 + len(inner), inner)
+        return
+    cut = re.search(r"[ \t]#", value)
+    plain = (value[: cut.start()] if cut else value).rstrip()
+    if plain and not plain.endswith(":") and ": " not in plain:
+        yield _Value(path, off + skip, off + skip + len(plain), plain)
+
+
+_TOML_KEY = re.compile(r"""[ \t]*((?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*'))*)[ \t]*=[ \t]*""")
+_TOML_STR = re.compile(r""""((?:[^"\\\n]|\\.)*)"|'([^'\n]*)'""")
+_TOML_PART = re.compile(r"""[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*'""")
+
+
+def _toml_keys(dotted: str) -> tuple[str, ...]:
+    return tuple(p.strip("\"'") for p in _TOML_PART.findall(dotted))
+
+
+def _toml_values(text: str, fm: FrontMatter) -> Iterator[_Value]:
+    """``key = "value"`` lines under ``[table]`` headers; inline tables and one-line arrays of strings."""
+    table: tuple[str, ...] = ()
+    for off, line in _lines(text, fm.content_start, fm.content_end):
+        s = line.strip()
+        if s.startswith("["):
+            head = re.match(r"\[\[?([^\]]*)\]\]?", s)
+            table = _toml_keys(head.group(1)) if head else ()
+            continue
+        m = _TOML_KEY.match(line)
+        if m is None:
+            continue
+        path = table + _toml_keys(m.group(1))
+        value = line[m.end() :]
+        if value.startswith(('"""', "'''")):
+            continue
+        if value.startswith(("'", '"')):
+            sm = _TOML_STR.match(line, m.end())
+            if sm:
+                yield from _toml_str(off, sm, path)
+        elif value.startswith("["):
+            for i, sm in enumerate(_TOML_STR.finditer(line, m.end())):
+                yield from _toml_str(off, sm, (*path, i))
+        elif value.startswith("{"):
+            for km in _TOML_KEY.finditer(line, m.end() + 1):
+                sm = _TOML_STR.match(line, km.end())
+                if sm:
+                    yield from _toml_str(off, sm, path + _toml_keys(km.group(1)))
+
+
+def _toml_str(off: int, sm: re.Match[str], path: Path) -> Iterator[_Value]:
+    group = 1 if sm.group(1) is not None else 2
+    inner = sm.group(group)
+    if "\\" in inner and group == 1:
+        return
+    yield _Value(path, off + sm.start(group), off + sm.end(group), inner)

@@ -1,0 +1,95 @@
+"""Find every image reference in one article's text, with the exact span of each URL as written.
+
+Front matter fields (frontmatter.py), then the body as Markdown (markdown_refs.py, raw HTML included)
+or as HTML (html_refs.py, with inline-style ``url()`` from css_refs.py); in both, Hugo shortcodes and
+Hexo/Octopress ``{% img %}`` tags (tag_refs.py). Kinds: the newer syntaxes report under the nearest
+``RefKind`` (``IMG_SRC`` for a shortcode ``src``, ``{% img %}``, ``style`` ``url()`` and ``poster``;
+``LINK_HREF`` for a figure ``link`` and og:/twitter: images) and ``field`` says exactly where: a field
+starting with ``{`` names a template tag, whose URL is written literally. Liquid/Hugo blocks whose
+content is code or literal text (``raw``, ``highlight``, ``codeblock``, ``comment``) are blanked out
+first, keeping every offset.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+
+from archiver.find.frontmatter import front_matter_refs, split_front_matter
+from archiver.find.html import HtmlScanner
+from archiver.find.markdown import line_starts, scan_markdown
+from archiver.find.scan import Found, decode_html, decode_markdown, usable
+from archiver.model import ImageRef, RefKind
+
+_TEMPLATE_BLOCKS = (
+    re.compile(
+        r"\{%-?[ \t]*(raw|highlight|codeblock|comment)\b.*?%\}.*?\{%-?[ \t]*end\1[ \t]*-?%\}",
+        re.DOTALL,
+    ),
+    re.compile(r"\{\{[<%][ \t]*(highlight)\b.*?[>%]\}\}.*?\{\{[<%][ \t]*/highlight[ \t]*[>%]\}\}", re.DOTALL),
+)
+# how a kind's span decodes to its URL: literally, or as an HTML attribute value (entities)
+LITERAL_KINDS = frozenset({RefKind.FRONT_MATTER, RefKind.SHORTCODE, RefKind.TEMPLATE_TAG})
+HTML_KINDS = frozenset({
+    RefKind.IMG_SRC, RefKind.SRCSET, RefKind.LAZY_ATTR, RefKind.PICTURE_SOURCE,
+    RefKind.CSS_URL, RefKind.POSTER, RefKind.META_IMAGE,
+})
+
+
+def find_refs(text: str, fmt: str, fields: Sequence[str]) -> list[ImageRef]:
+    """fmt is "markdown" or "html". fields = config articles.front_matter_fields (dotted paths allowed)."""
+    if fmt not in ("markdown", "html"):
+        raise ValueError(f"unknown article format {fmt!r} (expected 'markdown' or 'html')")
+    found: list[Found] = []
+    body_start = 0
+    fm = split_front_matter(text)
+    if fm is not None:
+        found.extend(front_matter_refs(text, fm, fields))
+        body_start = fm.body_start
+    masked = mask_template_blocks(text, body_start)
+    if fmt == "html":
+        scanner = HtmlScanner()
+        scanner.scan(masked, body_start, len(masked))
+        found.extend(scanner.found)
+    else:
+        found.extend(scan_markdown(masked, body_start))
+    return _finish(text, found)
+
+
+def mask_template_blocks(text: str, start: int) -> str:
+    """``text`` with Liquid/Hugo literal blocks after ``start`` replaced by spaces (line breaks kept)."""
+    spans = [m.span() for pattern in _TEMPLATE_BLOCKS for m in pattern.finditer(text, start)]
+    if not spans:
+        return text
+    chars = list(text)
+    for a, b in spans:
+        for i in range(a, b):
+            if chars[i] not in "\r\n":
+                chars[i] = " "
+    return "".join(chars)
+
+
+def _consistent(text: str, f: Found) -> bool:
+    """The span decodes to the URL exactly as the kind's syntax says (a guard against scanner slips)."""
+    raw = text[f.start : f.end]
+    if f.kind in LITERAL_KINDS:
+        return raw == f.url
+    if f.kind in HTML_KINDS or (f.kind == RefKind.LINK_HREF and f.field):
+        return decode_html(raw)[0] == f.url
+    return decode_markdown(raw) == f.url or raw == f.url
+
+
+def _finish(text: str, found: list[Found]) -> list[ImageRef]:
+    lines = line_starts(text)
+    refs: list[ImageRef] = []
+    last_end = -1
+    for f in sorted(found, key=lambda f: (f.start, f.end)):
+        if not 0 <= f.start < f.end <= len(text) or f.start < last_end:
+            continue
+        if not usable(f.url, text[f.start : f.end]) or not _consistent(text, f):
+            continue
+        line = bisect.bisect_right(lines, f.start)
+        refs.append(ImageRef(f.url, f.start, f.end, f.kind, line, f.field))
+        last_end = f.end
+    return refs

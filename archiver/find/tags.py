@@ -1,0 +1,119 @@
+"""Image references in template tags: Hugo shortcodes (``{{< figure src=… >}}``) and Hexo/Octopress ``{% img … %}``.
+
+Only tags whose URL is a literal are read, and only these (the list the README documents):
+
+- Hugo ``figure``, ``img`` and ``image`` shortcodes, ``{{< … >}}`` or ``{{% … %}}``: the ``src`` parameter,
+  and ``link`` when it names an image file (figure's click-to-enlarge). Values may be ``"quoted"``,
+  ```raw``` or bare; a quoted value with a backslash escape is left alone. ``{{</* … */>}}`` (a
+  shortcode shown as text) is not a shortcode.
+- Hexo ``{% img %}`` / ``{% image %}`` and Jekyll/Octopress ``{% img %}``:
+  ``{% img [class names] URL [width] [height] ["title" ["alt"]] %}``. The URL is the first argument that
+  looks like one (a scheme or a leading ``/``), as Hexo decides; it is reported when it is http(s),
+  protocol-relative or root-relative. ``{% asset_img name %}`` names a file of the post's asset folder,
+  not a URL, and is not read.
+"""
+
+from __future__ import annotations
+
+import re
+
+from archiver.find.scan import Found, is_image_path
+from archiver.model import RefKind
+
+SHORTCODES = frozenset({"figure", "img", "image"})
+SHORTCODE_LINKS = frozenset({"figure"})  # shortcodes whose ``link`` is read when it names an image file
+LIQUID_TAGS = frozenset({"img", "image"})
+OPENER = re.compile(r"\{\{[<%]|\{%")
+_SHORTCODE = re.compile(r"\{\{([<%])[ \t\r\n]*([A-Za-z][\w-]*)")
+_LIQUID = re.compile(r"\{%-?[ \t\r\n]*([A-Za-z_][\w-]*)")
+_WS = " \t\r\n"
+_PARAM_NAME = re.compile(r"([A-Za-z_][\w-]*)[ \t]*=[ \t]*")
+_HEXO_URL = re.compile(r"(?:[A-Za-z]{3,9}:|/)")  # Hexo's test: a scheme, or a path from the root
+_FETCHABLE = re.compile(r"(?:https?://|/)", re.IGNORECASE)
+
+
+def template_tag(text: str, pos: int, limit: int) -> tuple[int, list[Found]] | None:
+    """The image tag starting at ``pos`` (an ``OPENER`` match): (offset after it, its references).
+
+    None when ``pos`` starts no complete image tag: another tag, an expression, or malformed input. A
+    tag ends before the next opener, so scanning many unclosed openers stays linear.
+    """
+    bound = OPENER.search(text, pos + 2, limit)
+    stop = limit if bound is None else bound.start()
+    m = _SHORTCODE.match(text, pos, stop)
+    if m is not None:
+        return _shortcode(text, m, stop) if m.group(2) in SHORTCODES else None
+    m = _LIQUID.match(text, pos, stop)
+    if m is not None and m.group(1) in LIQUID_TAGS:
+        return _liquid(text, m, stop)
+    return None
+
+
+def _shortcode(text: str, m: re.Match[str], stop: int) -> tuple[int, list[Found]] | None:
+    name = m.group(2)
+    closer = ">}}" if m.group(1) == "<" else "%}}"
+    delims = "{{" + m.group(1) + " " + name + " " + closer[0] + "}}"
+    found: list[Found] = []
+    i = m.end()
+    while True:
+        j = i
+        while j < stop and text[j] in _WS:
+            j += 1
+        if text.startswith(closer, j, stop):
+            return j + len(closer), found
+        if text.startswith("/" + closer, j, stop):
+            return j + 1 + len(closer), found
+        if j == i or j >= stop:  # parameters are separated by whitespace
+            return None
+        p = _PARAM_NAME.match(text, j, stop)
+        key = p.group(1) if p else ""
+        value = _value(text, p.end() if p else j, stop, closer)
+        if value is None:
+            return None
+        a, b, i, literal = value
+        if not literal or a == b:
+            continue
+        url = text[a:b]
+        if key == "src":
+            found.append(Found(url, a, b, RefKind.SHORTCODE, f"{delims} src"))
+        elif key == "link" and name in SHORTCODE_LINKS and is_image_path(url):
+            found.append(Found(url, a, b, RefKind.SHORTCODE, f"{delims} link"))
+
+
+def _value(text: str, i: int, stop: int, closer: str) -> tuple[int, int, int, bool] | None:
+    """A parameter value at ``i``: (start, end, offset after it, literal?); None if malformed."""
+    if i >= stop:
+        return None
+    q = text[i]
+    if q == "`":
+        k = text.find("`", i + 1, stop)
+        return None if k < 0 else (i + 1, k, k + 1, True)
+    if q == '"':
+        k, escaped = i + 1, False
+        while k < stop and text[k] != '"':
+            if text[k] == "\\":
+                escaped = True
+                k += 1
+            k += 1
+        return None if k >= stop else (i + 1, k, k + 1, not escaped)
+    k = i
+    while k < stop and text[k] not in _WS and not text.startswith(closer, k, stop):
+        k += 1
+    return (i, k, k, True) if k > i else None
+
+
+def _liquid(text: str, m: re.Match[str], stop: int) -> tuple[int, list[Found]] | None:
+    close = text.find("%}", m.end(), stop)
+    if close < 0:
+        return None
+    end = close + 2
+    body_end = close - 1 if text[close - 1] == "-" and close - 1 >= m.end() else close
+    for tok in re.finditer(r"\S+", text[m.end() : body_end]):
+        word = tok.group(0)
+        if _HEXO_URL.match(word) is None:
+            continue
+        if _FETCHABLE.match(word) is None:  # the tag's URL, but not one to fetch (ftp:, mailto:, …)
+            return end, []
+        a = m.end() + tok.start()
+        return end, [Found(word, a, a + len(word), RefKind.TEMPLATE_TAG, "{% " + m.group(1) + " %}")]
+    return end, []

@@ -1,0 +1,2 @@
+"""The image stage: decode once, renditions and similarity signatures (``process``), in a worker pool (``pool``).
+"""

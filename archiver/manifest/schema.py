@@ -1,0 +1,138 @@
+"""The manifest's schema: the migrations, in order, applying them, and the records rows are read into."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from archiver.errors import ManifestError
+
+# Each entry migrates the schema from version i to i+1; never edit a released entry, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE urls (
+        url TEXT PRIMARY KEY,
+        status TEXT NOT NULL,              -- archived | dead | rejected | failed
+        reason TEXT,
+        http_status INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        asset TEXT REFERENCES assets(sha256),
+        final_url TEXT,
+        etag TEXT,
+        last_modified TEXT,
+        first_seen REAL NOT NULL,
+        last_tried REAL NOT NULL
+    );
+    CREATE INDEX urls_status ON urls(status);
+    CREATE INDEX urls_asset ON urls(asset);
+    CREATE TABLE assets (
+        sha256 TEXT PRIMARY KEY,
+        format TEXT NOT NULL,
+        mime TEXT NOT NULL,
+        ext TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        width INTEGER,
+        height INTEGER,
+        frames INTEGER NOT NULL DEFAULT 1,
+        phash TEXT,
+        dhash TEXT,
+        key TEXT NOT NULL,
+        first_seen REAL NOT NULL
+    );
+    CREATE TABLE renditions (
+        asset TEXT NOT NULL REFERENCES assets(sha256),
+        width INTEGER NOT NULL,
+        format TEXT NOT NULL,
+        pixel_width INTEGER NOT NULL,
+        pixel_height INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        PRIMARY KEY (asset, width, format)
+    );
+    CREATE TABLE articles (
+        path TEXT PRIMARY KEY,
+        sha256_before TEXT NOT NULL,       -- before our first rewrite
+        sha256_after TEXT NOT NULL,        -- after our latest rewrite
+        rewritten_at REAL NOT NULL
+    );
+    CREATE TABLE replacements (
+        article TEXT NOT NULL REFERENCES articles(path),
+        seq INTEGER NOT NULL,              -- rewrite generation of this article
+        start INTEGER NOT NULL,            -- char offsets in the text before that rewrite
+        end INTEGER NOT NULL,
+        original TEXT NOT NULL,            -- exact text of the span before
+        replacement TEXT NOT NULL,
+        url TEXT NOT NULL,
+        PRIMARY KEY (article, seq, start)
+    );
+    CREATE TABLE near_duplicates (
+        a TEXT NOT NULL REFERENCES assets(sha256),
+        b TEXT NOT NULL REFERENCES assets(sha256),
+        phash_distance INTEGER NOT NULL,
+        dhash_distance INTEGER NOT NULL,
+        PRIMARY KEY (a, b),
+        CHECK (a < b)
+    );
+    """,
+    # 2: dihedral hash variants for near-duplicate search, why a span was replaced, the transform of a pair
+    """
+    ALTER TABLE assets ADD COLUMN phash_variants TEXT;
+    ALTER TABLE assets ADD COLUMN dhash_variants TEXT;
+    ALTER TABLE replacements ADD COLUMN reason TEXT NOT NULL DEFAULT 'archive';
+    ALTER TABLE near_duplicates ADD COLUMN transform TEXT NOT NULL DEFAULT 'identity';
+    """,
+    # 3: the 8x8 grey thumbnail, the pixel-level check that confirms a near-duplicate pair
+    """
+    ALTER TABLE assets ADD COLUMN grey TEXT;
+    """,
+    # 4: which assets were searched for near-duplicates (at which distance, under which decision rule), and per
+    # pair what filtering by distance needs; pairs recorded before searches were tracked are found again
+    """
+    CREATE TABLE pair_searches (
+        asset TEXT PRIMARY KEY REFERENCES assets(sha256),
+        max_distance INTEGER NOT NULL,     -- searched against every asset that existed then, at this distance
+        rule INTEGER NOT NULL,             -- SIMILARITY_RULE_VERSION of that search
+        searched_at REAL NOT NULL
+    );
+    DELETE FROM near_duplicates;
+    ALTER TABLE near_duplicates ADD COLUMN grey_distance REAL NOT NULL DEFAULT -1;
+    ALTER TABLE near_duplicates ADD COLUMN min_distance INTEGER NOT NULL DEFAULT 0;  -- smallest accepting distance
+    ALTER TABLE near_duplicates ADD COLUMN rule INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX near_duplicates_b ON near_duplicates(b);
+    """,
+)
+
+
+def migrate(conn: sqlite3.Connection, path: Path | None) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise ManifestError(
+            f"{path}: manifest schema {version} is newer than this archiver knows ({len(MIGRATIONS)}); upgrade"
+        )
+    for i in range(version, len(MIGRATIONS)):
+        conn.executescript("BEGIN;" + MIGRATIONS[i] + f"; PRAGMA user_version={i + 1}; COMMIT;")
+
+
+@dataclass(frozen=True)
+class UrlState:
+    url: str
+    status: str
+    reason: str | None
+    attempts: int
+    asset: str | None
+    http_status: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredAsset:
+    sha256: str
+    format: str
+    mime: str
+    ext: str
+    bytes: int
+    width: int | None
+    height: int | None
+    phash: str | None
+    dhash: str | None
+    key: str

@@ -1,0 +1,403 @@
+"""The manifest: a SQLite (WAL) record of every URL, asset, stored object and rewritten article.
+
+It is the run's memory: a second run reads it to skip what is done, ``status`` summarises it, and
+restore/verify read the replaced spans and object keys from it. One process writes at a time (an
+exclusive lock file beside the database); every write is its own short transaction, so a run killed
+at any moment leaves a consistent database.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from archiver.errors import ManifestError
+from archiver.manifest.schema import MIGRATIONS, StoredAsset, UrlState, migrate
+from archiver.model import ArticleReplacement, Asset
+from archiver.redaction import redact
+
+
+def url_key(url: str) -> str:
+    """How a URL is stored: as is, or, if it carries credentials or secret query values, redacted plus a
+    digest of the full URL (so two URLs differing only in their secret stay apart and no secret is stored)."""
+    shown = redact(url)
+    if shown == url:
+        return url
+    return f"{shown}#sha256={hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
+
+
+FINAL_STATUSES = ("dead", "rejected")
+
+
+class Manifest:
+    """Open with ``Manifest.open(path)``; ``None`` gives a throw-away in-memory manifest."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path | None, lock_fd: int | None) -> None:
+        self._db = conn
+        self.path = path
+        self._lock_fd = lock_fd
+
+    # -- opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: Path | None, *, lock: bool = True) -> Manifest:
+        lock_fd = None
+        try:
+            if path is None:
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if lock:
+                    lock_fd = _take_lock(path)
+                conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            migrate(conn, path)
+        except sqlite3.Error as exc:
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise ManifestError(f"{path}: cannot open manifest: {exc}") from exc
+        return cls(conn, path, lock_fd)
+
+    @classmethod
+    def snapshot(cls, path: Path) -> Manifest:
+        """An in-memory copy of an existing manifest (for --dry-run: reads the real one, writes nowhere)."""
+        mem = cls.open(None)
+        if path.exists():
+            try:
+                src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                try:
+                    src.backup(mem._db)
+                finally:
+                    src.close()
+            except sqlite3.Error as exc:
+                raise ManifestError(f"{path}: cannot read manifest: {exc}") from exc
+            migrate(mem._db, path)
+        return mem
+
+    @classmethod
+    def open_readonly(cls, path: Path) -> Manifest:
+        """For reading only (status, verify): no lock, no copy; an older schema is migrated in a memory copy."""
+        if not path.exists():
+            raise ManifestError(f"{path}: no manifest yet (run `archiver run` first)")
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise ManifestError(f"{path}: cannot read manifest: {exc}") from exc
+        if version == len(MIGRATIONS):
+            return cls(conn, path, None)
+        conn.close()
+        return cls.snapshot(path)
+
+    def close(self) -> None:
+        self._db.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise ManifestError(f"{self.path or 'manifest'}: write failed: {exc}") from exc
+
+    # -- URLs ----------------------------------------------------------------------------------
+    def url_states(self, urls: Iterable[str]) -> dict[str, UrlState]:
+        """The recorded state of each URL, keyed by the URL as given."""
+        out: dict[str, UrlState] = {}
+        by_key = {url_key(u): u for u in urls}
+        batch = list(by_key)
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(
+                f"SELECT url, status, reason, attempts, asset, http_status FROM urls WHERE url IN ({marks})",
+                chunk,
+            ):
+                out[by_key[row[0]]] = UrlState(*row)
+        return out
+
+    def record_url(
+        self,
+        url: str,
+        status: str,
+        *,
+        reason: str | None = None,
+        asset: str | None = None,
+        http_status: int | None = None,
+        attempts: int = 0,
+        final_url: str | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+    ) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                """INSERT INTO urls (url, status, reason, http_status, attempts, asset, final_url, etag,
+                                     last_modified, first_seen, last_tried)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT(url) DO UPDATE SET status=excluded.status, reason=excluded.reason,
+                     http_status=excluded.http_status, attempts=urls.attempts + excluded.attempts,
+                     asset=excluded.asset, final_url=excluded.final_url, etag=excluded.etag,
+                     last_modified=excluded.last_modified, last_tried=excluded.last_tried""",
+                (url_key(url), status, reason, http_status, attempts, asset,
+                 redact(final_url) if final_url else None, etag, last_modified, now, now),
+            )
+
+    # -- assets --------------------------------------------------------------------------------
+    def asset(self, sha256: str) -> StoredAsset | None:
+        row = self._db.execute(
+            "SELECT sha256, format, mime, ext, bytes, width, height, phash, dhash, key FROM assets WHERE sha256=?",
+            (sha256,),
+        ).fetchone()
+        return StoredAsset(*row) if row else None
+
+    def rendition_keys(self, sha256: str) -> dict[tuple[int, str], str]:
+        return {
+            (w, f): k
+            for w, f, k in self._db.execute(
+                "SELECT width, format, key FROM renditions WHERE asset=?", (sha256,)
+            )
+        }
+
+    def record_asset(self, asset: Asset, key: str, rendition_keys: Sequence[str]) -> None:
+        now = time.time()
+        with self._tx() as db:
+            db.execute(
+                """INSERT INTO assets (sha256, format, mime, ext, bytes, width, height, frames, phash, dhash,
+                                       key, first_seen, phash_variants, dhash_variants, grey)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
+                     phash_variants=COALESCE(assets.phash_variants, excluded.phash_variants),
+                     dhash_variants=COALESCE(assets.dhash_variants, excluded.dhash_variants),
+                     grey=COALESCE(assets.grey, excluded.grey)""",
+                (asset.sha256, asset.format.name, asset.format.mime, asset.format.ext, asset.size, asset.width,
+                 asset.height, asset.frames, asset.phash, asset.dhash, key, now,
+                 ",".join(asset.phash_variants) or None, ",".join(asset.dhash_variants) or None,
+                 asset.grey or None),
+            )
+            for r, rkey in zip(asset.renditions, rendition_keys, strict=True):
+                db.execute(
+                    """INSERT OR REPLACE INTO renditions (asset, width, format, pixel_width, pixel_height,
+                                                          bytes, key) VALUES (?,?,?,?,?,?,?)""",
+                    (asset.sha256, r.width, r.format.name, r.pixel_width, r.pixel_height, len(r.data), rkey),
+                )
+
+    # -- near-duplicate search -----------------------------------------------------------------
+    def variant_batches(self, size: int = 65_536) -> Iterator[list[tuple[int, str, str, str | None]]]:
+        """(rowid, phash variants, dhash variants, grey) of every asset with variants, by rowid, ``size`` at a time.
+
+        The rowid is the asset's id for one search (stable while this manifest is open: one writer)."""
+        cur = self._db.execute(
+            "SELECT rowid, phash_variants, dhash_variants, grey FROM assets "
+            "WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL ORDER BY rowid"
+        )
+        while rows := cur.fetchmany(size):
+            yield rows
+
+    def unsearched(self, max_distance: int, rule: int, limit: int = -1) -> list[tuple[int, str]]:
+        """(rowid, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
+        ``rule``, by rowid (the first ``limit`` of them; -1: all)."""
+        return list(self._db.execute(
+            "SELECT a.rowid, a.sha256 FROM assets a LEFT JOIN pair_searches s ON s.asset = a.sha256 "
+            "WHERE a.phash_variants IS NOT NULL AND a.dhash_variants IS NOT NULL "
+            "AND (s.asset IS NULL OR s.rule != ? OR s.max_distance < ?) ORDER BY a.rowid LIMIT ?",
+            (rule, max_distance, limit),
+        ))
+
+    def searched_below(self, max_distance: int, rule: int) -> int:
+        """How many assets were searched under ``rule`` but at a smaller distance than ``max_distance``."""
+        return self._db.execute(
+            "SELECT COUNT(*) FROM pair_searches WHERE rule = ? AND max_distance < ?", (rule, max_distance)
+        ).fetchone()[0]
+
+    def signature_rows(self, rowids: Iterable[int]) -> list[tuple[int, str, str, str, str | None]]:
+        """(rowid, sha256, phash variants, dhash variants, grey) of the given assets."""
+        out: list[tuple[int, str, str, str, str | None]] = []
+        batch = sorted(set(rowids))
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            out += self._db.execute(
+                "SELECT rowid, sha256, phash_variants, dhash_variants, grey FROM assets "
+                f"WHERE rowid IN ({','.join('?' * len(chunk))})", chunk,
+            )
+        return out
+
+    def record_pair_search(self, pairs: Iterable[tuple[str, str, int, int, str, float, int]], searched: Iterable[str],
+                           max_distance: int, rule: int, *, replace_all: bool = False) -> None:
+        """One transaction: the confirmed pairs (a < b, pHash and dHash distances, transform mapping a onto b, grey
+        distance, smallest accepting max_distance) found by searching ``searched`` against every asset, and
+        their marks (searched at ``max_distance`` under ``rule``). Pairs of another rule are dropped; all pairs
+        when ``replace_all`` (a search of the whole archive from scratch)."""
+        now = time.time()
+        with self._tx() as db:
+            if replace_all:
+                db.execute("DELETE FROM pair_searches")
+                db.execute("DELETE FROM near_duplicates")
+            else:
+                db.execute("DELETE FROM near_duplicates WHERE rule != ?", (rule,))
+            db.executemany(
+                "INSERT OR REPLACE INTO near_duplicates (a, b, phash_distance, dhash_distance, transform, "
+                "grey_distance, min_distance, rule) VALUES (?,?,?,?,?,?,?,?)",
+                [(*p, rule) for p in pairs],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO pair_searches (asset, max_distance, rule, searched_at) VALUES (?,?,?,?)",
+                [(sha, max_distance, rule, now) for sha in searched],
+            )
+
+    def recorded_pairs(self, max_distance: int, rule: int) -> list[tuple[str, str, int, int]]:
+        """(a, b, pHash distance, dHash distance) of the recorded pairs the rule accepts at ``max_distance``."""
+        return list(self._db.execute(
+            "SELECT a, b, phash_distance, dhash_distance FROM near_duplicates WHERE rule = ? AND min_distance <= ?",
+            (rule, max_distance),
+        ))
+
+    # -- articles ------------------------------------------------------------------------------
+    def record_article(
+        self,
+        path: str,
+        sha_before: str,
+        sha_after: str,
+        replacements: Sequence[ArticleReplacement],
+        reason: str = "archive",
+    ) -> None:
+        """One rewrite generation of an article; ``reason`` is "archive" (run) or "dedupe" (dedupe --apply)."""
+        with self._tx() as db:
+            row = db.execute("SELECT sha256_before FROM articles WHERE path=?", (path,)).fetchone()
+            seq = db.execute(
+                "SELECT COALESCE(MAX(seq), -1) + 1 FROM replacements WHERE article=?", (path,)
+            ).fetchone()[0]
+            db.execute(
+                """INSERT INTO articles (path, sha256_before, sha256_after, rewritten_at) VALUES (?,?,?,?)
+                   ON CONFLICT(path) DO UPDATE SET sha256_after=excluded.sha256_after,
+                     rewritten_at=excluded.rewritten_at""",
+                (path, row[0] if row else sha_before, sha_after, time.time()),
+            )
+            db.executemany(
+                """INSERT INTO replacements (article, seq, start, end, original, replacement, url, reason)
+                   VALUES (?,?,?,?,?,?,?,?)""",
+                [(path, seq, r.start, r.end, r.original, r.replacement, url_key(r.url), reason)
+                 for r in replacements],
+            )
+
+    def rewritten_articles(self) -> list[tuple[str, str, str]]:
+        """(path, sha256 before our first rewrite, sha256 after our latest) of every rewritten article."""
+        return list(self._db.execute("SELECT path, sha256_before, sha256_after FROM articles ORDER BY path"))
+
+    def forget_article(self, path: str) -> None:
+        """Drop an article's rewrite generations and its row: as if we had never rewritten it (after restore)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM replacements WHERE article=?", (path,))
+            db.execute("DELETE FROM articles WHERE path=?", (path,))
+
+    def objects(self) -> Iterator[tuple[str, str, int | None, str | None, int | None, int | None, str | None]]:
+        """Every stored object: (key, asset sha256, rendition width, format, pixel width, pixel height,
+        the original's key); the rendition fields are None for originals."""
+        for sha, key in self._db.execute("SELECT sha256, key FROM assets"):
+            yield key, sha, None, None, None, None, None
+        yield from (
+            (key, sha, w, fmt, pw, ph, of)
+            for sha, w, fmt, pw, ph, key, of in self._db.execute(
+                "SELECT r.asset, r.width, r.format, r.pixel_width, r.pixel_height, r.key, a.key "
+                "FROM renditions r JOIN assets a ON a.sha256 = r.asset"
+            )
+        )
+
+    def article_generations(self, path: str) -> list[tuple[str, list[ArticleReplacement]]]:
+        """Every rewrite generation of an article with its reason ("archive", "dedupe", ...), oldest first."""
+        gens: dict[int, tuple[str, list[ArticleReplacement]]] = {}
+        for seq, reason, *rest in self._db.execute(
+            "SELECT seq, reason, start, end, original, replacement, url FROM replacements WHERE article=? "
+            "ORDER BY seq, start",
+            (path,),
+        ):
+            gens.setdefault(seq, (reason, []))[1].append(ArticleReplacement(*rest))
+        return [gens[k] for k in sorted(gens)]
+
+    def articles_rewritten_for(self, reason: str) -> set[str]:
+        """Paths of the articles with at least one rewrite generation of this reason."""
+        return {r[0] for r in self._db.execute("SELECT DISTINCT article FROM replacements WHERE reason=?", (reason,))}
+
+    def renditions(self) -> list[tuple[str, int, str]]:
+        """(asset sha256, width, key) of every stored thumbnail, by asset then width."""
+        return list(self._db.execute("SELECT asset, width, key FROM renditions ORDER BY asset, width"))
+
+    def asset_rows(self) -> list[tuple]:  # type: ignore[type-arg]
+        """(sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, phash_variants,
+        dhash_variants, grey) of every asset, by sha256: what grouping needs."""
+        return list(self._db.execute(
+            "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
+            "phash_variants, dhash_variants, grey FROM assets ORDER BY sha256"
+        ))
+
+    def archived_urls(self) -> list[tuple[str, str]]:
+        """(url as stored, asset sha256) of every archived URL, oldest first."""
+        return list(self._db.execute(
+            "SELECT url, asset FROM urls WHERE status='archived' AND asset IS NOT NULL ORDER BY first_seen, url"
+        ))
+
+    def article_replacements(self, path: str) -> list[list[ArticleReplacement]]:
+        """Every rewrite generation of an article, oldest first."""
+        return [reps for _, reps in self.article_generations(path)]
+
+    # -- reporting -----------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in ("archived", "dead", "rejected", "failed")}
+        for status, n in self._db.execute("SELECT status, COUNT(*) FROM urls GROUP BY status"):
+            out[status] = n
+        out["assets"], out["bytes_original"] = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM assets"
+        ).fetchone()
+        out["renditions"], out["bytes_renditions"] = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM renditions"
+        ).fetchone()
+        out["articles"] = self._db.execute("SELECT COUNT(*) FROM articles").fetchone()[0]
+        out["near_duplicate_pairs"] = self._db.execute("SELECT COUNT(*) FROM near_duplicates").fetchone()[0]
+        out["duplicate_urls"] = self._db.execute(
+            "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM urls WHERE asset IS NOT NULL "
+            "GROUP BY asset)"
+        ).fetchone()[0]
+        return out
+
+    def failures(self, limit: int = 20) -> list[UrlState]:
+        return [
+            UrlState(*row)
+            for row in self._db.execute(
+                "SELECT url, status, reason, attempts, asset, http_status FROM urls "
+                "WHERE status != 'archived' ORDER BY last_tried DESC LIMIT ?",
+                (limit,),
+            )
+        ]
+
+
+def _take_lock(path: Path) -> int:
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ManifestError(
+            f"{path}: another archiver run is using this manifest; wait for it to finish"
+        ) from None
+    return fd

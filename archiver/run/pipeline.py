@@ -1,0 +1,278 @@
+"""One archiving run: scan articles, settle every unique URL (fetch → image → store), rewrite articles.
+
+Each unique URL is fetched at most once per run, however many articles use it; an article is
+rewritten as soon as every URL it uses is settled, so a long run makes progress that survives a kill.
+The manifest records a URL as archived only after its objects are stored, and an article only after
+its atomic write, so a re-run after a crash at any point converges on the same result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+
+from archiver import scratch
+from archiver.articles.files import iter_article_paths
+from archiver.articles.rewrite import remove_stale_temp_files
+from archiver.config import Config
+from archiver.errors import ArticleError, FetchError, ImageError, StorageError
+from archiver.faults import crash_point
+from archiver.fetch.client import Fetcher
+from archiver.image.pool import make_executor
+from archiver.manifest.sqlite import FINAL_STATUSES, Manifest
+from archiver.model import SIMILARITY_RULE_VERSION
+from archiver.redaction import redact
+from archiver.run.articles import ArticleWork, OwnUrls, rewrite_article, scan_article
+from archiver.run.assets import AssetArchiver
+from archiver.run.report import Problem, RunReport, Stats
+from archiver.storage import Store
+
+log = logging.getLogger("archiver")
+
+
+class Run:
+    """Everything one `archiver run` needs; call ``await Run(...).execute()``."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        paths: Sequence[Path],
+        manifest: Manifest,
+        store: Store,
+        *,
+        dry_run: bool = False,
+        retry_dead: bool = False,
+        workdir: Path,
+        executor: Executor | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.paths = list(paths)
+        self.manifest = manifest
+        self.store = store
+        self.dry_run = dry_run
+        self.retry_dead = retry_dead
+        self.workdir = workdir
+        self.report = RunReport(Stats())
+        self.stats = self.report.stats
+        self._assets = AssetArchiver(cfg, manifest, store, self.stats, executor, self.request_stop)
+        self._own = OwnUrls.of(cfg)
+        self._archived: dict[str, str] = {}  # resolved URL -> public URL of the stored original
+        self._articles: dict[Path, ArticleWork] = {}
+        self._users: dict[str, list[Path]] = defaultdict(list)
+        self._rewrites: list[asyncio.Future[None]] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self.stop_reason: str | None = None
+
+    # -- stopping ------------------------------------------------------------------------------
+    def request_stop(self, reason: str, grace: float = 3.0) -> None:
+        """Start nothing new; give in-flight URLs ``grace`` seconds, then abandon them (a second call: now).
+
+        Called from signal handlers (SIGINT/SIGTERM) and when storage stays unavailable. Abandoned URLs are
+        simply not recorded: their temp files are removed, and a re-run picks them up.
+        """
+        loop = asyncio.get_running_loop()
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            log.warning("%s: finishing what is in flight (up to %gs), starting nothing new", reason, grace)
+            loop.call_later(grace, self._abandon_in_flight)
+        else:
+            self._abandon_in_flight()
+
+    def _abandon_in_flight(self) -> None:
+        for task in list(self._in_flight):
+            task.cancel()
+
+    # -- scanning ------------------------------------------------------------------------------
+    def _scan(self) -> None:
+        cfg = self.cfg.articles
+        for root in self.paths:
+            if root.is_dir() and not self.dry_run:
+                for stale in remove_stale_temp_files(root):
+                    log.info("removed %s left by an interrupted run", stale)
+        for path in iter_article_paths(self.paths, cfg.extensions):
+            try:
+                scanned = scan_article(path, cfg, self._own)
+            except ArticleError as exc:
+                self._problem(Problem("skipped", exc.reason, article=str(path), line=exc.line))
+                continue
+            self.stats.articles += 1
+            self.stats.refs += scanned.refs
+            self.stats.refs_done += scanned.done
+            for raw, reason, line in scanned.rejected:
+                self.stats.rejected += 1
+                self._problem(Problem("rejected", reason, redact(raw), str(path), line))
+            for url in scanned.work.uses:
+                self._users[url].append(path)
+            if scanned.work.uses:
+                self._articles[path] = scanned.work
+
+    # -- settling URLs -------------------------------------------------------------------------
+    async def execute(self) -> RunReport:
+        await asyncio.to_thread(self._scan)
+        self.stats.urls = len(self._users)
+        known = self.manifest.url_states(self._users)
+        todo: list[str] = []
+        for url in self._users:
+            state = known.get(url)
+            stored = self.manifest.asset(state.asset) if state and state.asset else None
+            if state and state.status == "archived" and stored:
+                self.stats.urls_known += 1
+                self._settled(url, self.store.url_for(stored.key))
+            elif state and state.status in FINAL_STATUSES and not self.retry_dead:
+                self._failed_url(url, state.status, f"{state.reason} (earlier run; --retry-dead to try again)")
+            else:
+                todo.append(url)
+        if todo:
+            async with Fetcher(self.cfg.fetch, self.workdir) as fetcher:
+                limit = self.cfg.fetch.concurrency * 4
+                for url in _interleave_hosts(todo):
+                    if len(self._in_flight) >= limit and not self.stop_reason:
+                        await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    if self.stop_reason:
+                        self.stats.not_attempted += 1
+                        continue
+                    task = asyncio.create_task(self._settle(fetcher, url))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+                if self._in_flight:
+                    await asyncio.gather(*self._in_flight, return_exceptions=True)
+        if self.stop_reason:
+            # stopped early: rewrite every article with what is archived so far; a re-run does the rest
+            for work in self._articles.values():
+                if work.pending and not work.scheduled:
+                    work.scheduled = True
+                    self._rewrites.append(asyncio.ensure_future(self._rewrite(work)))
+        if self._rewrites:
+            await asyncio.gather(*self._rewrites)
+        self.report.diffs.sort()
+        self.report.stopped = self.stop_reason
+        if not self.dry_run:  # also catches up images a killed run stored but never searched
+            self._record_near_duplicates()
+        return self.report
+
+    def _record_near_duplicates(self) -> None:
+        """Pairs between the images not yet searched (this run's, and any a killed run left) and the whole archive,
+        by the rule `archiver dedupe` uses; recorded with their "searched" marks in one transaction."""
+        if not self.manifest.unsearched(self.cfg.dedupe.max_distance, SIMILARITY_RULE_VERSION, limit=1):
+            return  # the usual second run: nothing to search, so no need to load SciPy, numba and the index
+        from archiver.dedupe.pairs import update_pairs
+
+        update_pairs(self.manifest, self.cfg.dedupe.max_distance)
+
+    async def _settle(self, fetcher: Fetcher, url: str) -> None:
+        try:
+            download = await fetcher.fetch(url)
+        except FetchError as exc:
+            self.manifest.record_url(
+                url, exc.outcome, reason=exc.reason, http_status=exc.status, attempts=exc.attempts
+            )
+            self._failed_url(url, exc.outcome, exc.reason)
+            return
+        crash_point("fetched")
+        self.stats.fetched += 1
+        self.stats.bytes_fetched += download.size
+        try:
+            key = await self._assets.archive(download)
+        except (ImageError, StorageError) as exc:
+            self.manifest.record_url(url, exc.outcome, reason=exc.message, attempts=download.attempts)
+            if isinstance(exc, StorageError):
+                self.report.storage_error = exc.message
+            self._failed_url(url, exc.outcome, exc.message)
+            return
+        except Exception as exc:  # a worker crash or an environment fault: report it, keep the run going
+            log.debug("unexpected error archiving %s", redact(url), exc_info=True)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            self.manifest.record_url(url, "failed", reason=reason, attempts=download.attempts)
+            self._failed_url(url, "failed", reason)
+            return
+        finally:
+            download.path.unlink(missing_ok=True)
+        self.manifest.record_url(
+            url, "archived", asset=download.sha256, http_status=download.status, attempts=download.attempts,
+            final_url=download.final_url, etag=download.etag, last_modified=download.last_modified,
+        )
+        crash_point("recorded-url")
+        log.debug("archived %s as %s", redact(url), key)
+        self._settled(url, self.store.url_for(key))
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _problem(self, problem: Problem) -> None:
+        self.report.problems.append(problem)
+        where = f"{problem.article}:{problem.line}: " if problem.article and problem.line else (
+            f"{problem.article}: " if problem.article else ""
+        )
+        log.warning("%s%s%s%s", where, f"{problem.url}: " if problem.url else "", problem.reason,
+                    "" if problem.outcome == "failed" else f" ({problem.outcome})")
+
+    def _failed_url(self, url: str, outcome: str, reason: str) -> None:
+        setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
+        shown = redact(url)
+        for path in self._users[url]:
+            lines = self._articles[path].uses.get(url, [None])
+            self._problem(Problem(outcome, reason, shown, str(path), lines[0]))
+        self._url_done(url)
+
+    def _settled(self, url: str, public_url: str) -> None:
+        self.stats.archived += 1
+        self._archived[url] = public_url
+        self._url_done(url)
+
+    def _url_done(self, url: str) -> None:
+        self.stats.settled += 1
+        for path in self._users[url]:
+            work = self._articles[path]
+            work.pending.discard(url)
+            if not work.pending and not work.scheduled:
+                work.scheduled = True
+                self._rewrites.append(asyncio.ensure_future(self._rewrite(work)))
+
+    # -- rewriting -----------------------------------------------------------------------------
+    async def _rewrite(self, work: ArticleWork) -> None:
+        try:
+            done = await asyncio.to_thread(
+                rewrite_article, work.path, self._archived, self.cfg.articles, self._own, dry_run=self.dry_run
+            )
+        except ArticleError as exc:
+            self._problem(Problem("failed", exc.reason, article=str(work.path), line=exc.line))
+            return
+        if done is not None:
+            self.stats.articles_rewritten += 1
+            if done.diff is not None:
+                self.report.diffs.append(done.diff)
+            if not self.dry_run:
+                crash_point("article-replaced")
+                self.manifest.record_article(str(work.path.resolve()), done.before, done.after, done.replaced)
+                crash_point("recorded-article")
+
+
+def _interleave_hosts(urls: Sequence[str]) -> list[str]:
+    """Round-robin over hosts, so one slow host's backlog cannot fill every in-flight slot."""
+    by_host: dict[str, deque[str]] = defaultdict(deque)
+    for url in urls:
+        by_host[url.split("/", 3)[2] if "//" in url else ""].append(url)
+    queues = deque(by_host.values())
+    out: list[str] = []
+    while queues:
+        q = queues.popleft()
+        out.append(q.popleft())
+        if q:
+            queues.append(q)
+    return out
+
+
+def prepare_workdir(manifest_path: Path | None) -> Path:
+    """A new scratch folder of this run for downloads (archiver.scratch): beside the manifest, where the scratch
+    folders of killed runs are removed first, or, for a dry run (``None``), in the system's temp folder."""
+    if manifest_path is None:
+        return scratch.create(Path(tempfile.gettempdir()))
+    for stale in scratch.remove_stale(manifest_path.parent):
+        log.info("removed %s left by an interrupted run", stale)
+    return scratch.create(manifest_path.parent)
+
+
+__all__ = ["Run", "make_executor", "prepare_workdir"]

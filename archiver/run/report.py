@@ -1,0 +1,61 @@
+"""What a run reports: live counters (``Stats``), each image or article it could not use (``Problem``), and the
+whole (``RunReport``) with its exit code. Shared by the pipeline, its steps and the progress display."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from archiver.model import Outcome
+
+SKIPPED = "skipped"  # a Problem about an article that could not be read (not a URL outcome)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing the summary reports: an image that could not be archived, or an article we could not use."""
+
+    outcome: str  # an Outcome (dead, rejected, failed: a re-run may fix it), or SKIPPED (an article we cannot read)
+    reason: str
+    url: str | None = None
+    article: str | None = None
+    line: int | None = None
+
+
+@dataclass
+class Stats:
+    """Live counters for the progress display and the final summary."""
+
+    articles: int = 0
+    articles_rewritten: int = 0
+    refs: int = 0
+    refs_done: int = 0  # references that already point at the archive
+    urls: int = 0
+    urls_known: int = 0  # archived by an earlier run: no request made
+    fetched: int = 0
+    bytes_fetched: int = 0
+    assets_new: int = 0
+    duplicates: int = 0  # URLs whose bytes were already archived under another URL
+    uploaded: int = 0
+    already_stored: int = 0
+    archived: int = 0
+    dead: int = 0
+    rejected: int = 0
+    failed: int = 0
+    settled: int = 0
+    not_attempted: int = 0  # left for a re-run because the run stopped early
+
+
+@dataclass
+class RunReport:
+    stats: Stats
+    problems: list[Problem] = field(default_factory=list)
+    diffs: list[str] = field(default_factory=list)
+    storage_error: str | None = None
+    stopped: str | None = None  # why the run stopped early (signal, storage unavailable)
+
+    @property
+    def exit_code(self) -> int:
+        """0: done (dead links are reported, not an error); 1: something a re-run may fix."""
+        if self.storage_error or self.stopped or any(p.outcome == Outcome.FAILED for p in self.problems):
+            return 1
+        return 0
