@@ -1,3 +1,3 @@
-"""Shared fixtures: the loopback origin server and the SeaweedFS S3 server live in tests/support/."""
+"""Shared fixtures live in tests/support/: the loopback origin, the SeaweedFS S3 server, the example site."""
 
-pytest_plugins = ["tests.support.origin", "tests.support.seaweed"]
+pytest_plugins = ["tests.support.origin", "tests.support.seaweed", "tests.support.site"]

@@ -10,8 +10,9 @@ import pytest
 from archiver import config
 from archiver.cli import main
 from archiver.errors import ConfigError
+from tests.support.paths import ROOT_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT_DIR
 
 
 def test_example_config_lists_every_key_with_a_comment() -> None:

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 
 from tests.support.origin import Server
+from tests.support.paths import ROOT_DIR
 from tests.support.site import write_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = ROOT_DIR
 # The CLI's own needs: argument parsing, config, logging, the manifest (status), the error tree.
 CLI_NEEDS = ("argparse", "asyncio", "contextlib", "logging", "signal", "sqlite3", "tomllib", "fcntl", "idna",
              "dataclasses", "typing", "hashlib", "ipaddress", "urllib.parse", "json")

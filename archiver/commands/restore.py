@@ -20,19 +20,8 @@ from archiver.articles.rewrite import render, unified_diff, write_atomic
 from archiver.articles.spans import undo
 from archiver.config import Config
 from archiver.errors import ArticleError, ManifestError
+from archiver.manifest.rows import RewrittenArticle
 from archiver.manifest.sqlite import Manifest
-
-
-# -- the manifest (read-only queries, and forgetting a restored article) ---------------------------
-@dataclass(frozen=True)
-class RewrittenArticle:
-    path: str
-    sha256_before: str
-    sha256_after: str
-
-
-def rewritten_articles(manifest: Manifest) -> list[RewrittenArticle]:
-    return [RewrittenArticle(*row) for row in manifest.rewritten_articles()]
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -94,7 +83,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     manifest = Manifest.open_readonly(manifest_path) if dry else Manifest.open(manifest_path)
     articles = spans = unrestored = failed = 0
     try:
-        known = rewritten_articles(manifest)
+        known = manifest.rewritten_articles()
         for given in args.paths:
             if not any(_under(a.path, [given.resolve()]) for a in known):
                 print(f"{given}: no article rewritten by archiver here; nothing to restore")

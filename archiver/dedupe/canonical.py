@@ -75,8 +75,8 @@ def undo_canonical(manifest: Manifest) -> RewriteResult:
 
 def _undo_article(manifest: Manifest, path: str, sha_after: str, result: RewriteResult) -> None:
     gens = manifest.article_generations(path)
-    last_undo = max((i for i, (reason, _) in enumerate(gens) if reason == REASON_UNDO), default=-1)
-    outstanding = [i for i in range(last_undo + 1, len(gens)) if gens[i][0] == REASON_APPLY]
+    last_undo = max((i for i, g in enumerate(gens) if g.reason == REASON_UNDO), default=-1)
+    outstanding = [i for i in range(last_undo + 1, len(gens)) if gens[i].reason == REASON_APPLY]
     if not outstanding:
         return
     try:
@@ -84,7 +84,7 @@ def _undo_article(manifest: Manifest, path: str, sha_after: str, result: Rewrite
     except ArticleError as exc:
         result.problems.append(f"{exc} (not restored)")
         return
-    done = undo(article.text, [reps for _, reps in gens], outstanding, unchanged=sha_after == _sha(article.raw))
+    done = undo(article.text, [g.replacements for g in gens], outstanding, unchanged=sha_after == _sha(article.raw))
     for p in done.problems:
         result.problems.append(f"{path}: {p.ours} (written by dedupe --apply) is no longer there; left as it is")
     if not done.steps:

@@ -113,7 +113,7 @@ def _signature(pv: str | None, dv: str | None, grey: str | None) -> similarity.S
 
 
 def _backfill(manifest: Manifest, store: Store, sha: str, thumbs: list[tuple[int, str]]) -> similarity.Signature | None:
-    """The signature from the largest stored thumbnail (what imaging hashes), or None with a warning."""
+    """The signature from the largest stored thumbnail (what the image stage hashes), or None with a warning."""
     if not thumbs:
         log.warning("%s: no thumbnail stored; not grouped", sha)
         return None

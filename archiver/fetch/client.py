@@ -58,7 +58,7 @@ from archiver.urls import resolve
 ACCEPT = "image/avif,image/webp,image/*,*/*;q=0.8"
 _NXDOMAIN = frozenset(e for e in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None)) if e)
 
-__all__ = ["ACCEPT", "CHUNK", "RATE_WINDOW", "Fetcher", "FetchStats"]  # CHUNK, RATE_WINDOW, FetchStats: fetch_body
+__all__ = ["ACCEPT", "CHUNK", "RATE_WINDOW", "Fetcher", "FetchStats"]  # CHUNK, RATE_WINDOW, FetchStats: fetch.body
 
 
 class Fetcher:

@@ -16,7 +16,7 @@ import yaml
 from archiver.find.scan import Found, is_image_path, looks_like_url
 from archiver.model import RefKind
 
-Path = tuple[str | int, ...]
+KeyPath = tuple[str | int, ...]  # a key path in front matter: ("image", "path"), ("gallery", 0, "url")
 _BREAK = re.compile(r"\r\n|\r|\n")
 _OPEN = re.compile(r"\ufeff?(?:[ \t]*(?:\r\n|\r|\n))*(---|\+\+\+)[ \t]*(?:\r\n|\r|\n)")
 _PROPS = re.compile(r"(?:[&!][^\s]*[ \t]+)*")  # YAML anchor and tag before a scalar
@@ -34,7 +34,7 @@ class FrontMatter:
 
 @dataclass(frozen=True)
 class _Value:
-    path: Path
+    path: KeyPath
     start: int
     end: int
     value: str
@@ -81,7 +81,7 @@ def front_matter_refs(text: str, fm: FrontMatter, fields: Sequence[str]) -> list
     return out
 
 
-def _path_name(path: Path) -> str:
+def _path_name(path: KeyPath) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(path))
 
 
@@ -90,7 +90,7 @@ def _direct_ok(value: str) -> bool:
     return bool(v) and "\n" not in v and "\r" not in v and (not any(c.isspace() for c in v) or is_image_path(v))
 
 
-def _nested_ok(path: Path, value: str) -> bool:
+def _nested_ok(path: KeyPath, value: str) -> bool:
     if not _direct_ok(value):
         return False
     key = next((p for p in reversed(path) if isinstance(p, str)), "").lower()
@@ -110,7 +110,7 @@ def _yaml_values(text: str, start: int, end: int, roots: set[str]) -> Iterator[_
             yield from _walk(text, start, node, (key.value,), seen)
 
 
-def _walk(text: str, base: int, node: yaml.Node, path: Path, seen: set[int]) -> Iterator[_Value]:
+def _walk(text: str, base: int, node: yaml.Node, path: KeyPath, seen: set[int]) -> Iterator[_Value]:
     if id(node) in seen or len(path) > 32:
         return
     seen.add(id(node))
@@ -168,8 +168,8 @@ def _lines(text: str, start: int, end: int) -> Iterator[tuple[int, str]]:
 
 def _yaml_lines(text: str, fm: FrontMatter) -> Iterator[_Value]:
     """Read ``key: value`` lines of invalid YAML, nesting by indentation; anything unclear is skipped."""
-    stack: list[tuple[int, Path]] = []  # (indent, path) of the open mapping keys
-    items: dict[Path, int] = {}
+    stack: list[tuple[int, KeyPath]] = []  # (indent, path) of the open mapping keys
+    items: dict[KeyPath, int] = {}
     for off, line in _lines(text, fm.content_start, fm.content_end):
         body = line.lstrip(" ")
         indent = len(line) - len(body)
@@ -200,7 +200,7 @@ def _yaml_lines(text: str, fm: FrontMatter) -> Iterator[_Value]:
         yield from _yaml_scalar(text, off + rest_at, line[rest_at:], path)
 
 
-def _yaml_scalar(text: str, off: int, rest: str, path: Path) -> Iterator[_Value]:
+def _yaml_scalar(text: str, off: int, rest: str, path: KeyPath) -> Iterator[_Value]:
     props = _PROPS.match(rest)
     skip = props.end() if props else 0
     value = rest[skip:]
@@ -262,7 +262,7 @@ def _toml_values(text: str, fm: FrontMatter) -> Iterator[_Value]:
                     yield from _toml_str(off, sm, path + _toml_keys(km.group(1)))
 
 
-def _toml_str(off: int, sm: re.Match[str], path: Path) -> Iterator[_Value]:
+def _toml_str(off: int, sm: re.Match[str], path: KeyPath) -> Iterator[_Value]:
     group = 1 if sm.group(1) is not None else 2
     inner = sm.group(group)
     if "\\" in inner and group == 1:

@@ -94,7 +94,7 @@ class HtmlScanner:
         """Scan ``text[start:end]`` as HTML: comments and raw-text element bodies are skipped.
 
         ``on_text(a, b)`` is called for each run of text between tags (Markdown uses it for HTML blocks).
-        Image template tags (tag_refs.py) in the text are read here and left out of those runs.
+        Image template tags (tags.py) in the text are read here and left out of those runs.
         """
         i = run = start  # scanning position; start of the text run not yet handed to on_text
         while True:

@@ -1,8 +1,8 @@
 """Find every image reference in one article's text, with the exact span of each URL as written.
 
-Front matter fields (frontmatter.py), then the body as Markdown (markdown_refs.py, raw HTML included)
-or as HTML (html_refs.py, with inline-style ``url()`` from css_refs.py); in both, Hugo shortcodes and
-Hexo/Octopress ``{% img %}`` tags (tag_refs.py). Kinds: the newer syntaxes report under the nearest
+Front matter fields (frontmatter.py), then the body as Markdown (markdown.py, raw HTML included)
+or as HTML (html.py, with inline-style ``url()`` from css.py); in both, Hugo shortcodes and
+Hexo/Octopress ``{% img %}`` tags (tags.py). Kinds: the newer syntaxes report under the nearest
 ``RefKind`` (``IMG_SRC`` for a shortcode ``src``, ``{% img %}``, ``style`` ``url()`` and ``poster``;
 ``LINK_HREF`` for a figure ``link`` and og:/twitter: images) and ``field`` says exactly where: a field
 starting with ``{`` names a template tag, whose URL is written literally. Liquid/Hugo blocks whose

@@ -1,9 +1,8 @@
-"""The manifest's schema: the migrations, in order, applying them, and the records rows are read into."""
+"""The manifest's schema: the migrations, in order, and applying them (the rows read back: rows.py)."""
 
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 
 from archiver.errors import ManifestError
@@ -112,27 +111,3 @@ def migrate(conn: sqlite3.Connection, path: Path | None) -> None:
         )
     for i in range(version, len(MIGRATIONS)):
         conn.executescript("BEGIN;" + MIGRATIONS[i] + f"; PRAGMA user_version={i + 1}; COMMIT;")
-
-
-@dataclass(frozen=True)
-class UrlState:
-    url: str
-    status: str
-    reason: str | None
-    attempts: int
-    asset: str | None
-    http_status: int | None = None
-
-
-@dataclass(frozen=True)
-class StoredAsset:
-    sha256: str
-    format: str
-    mime: str
-    ext: str
-    bytes: int
-    width: int | None
-    height: int | None
-    phash: str | None
-    dhash: str | None
-    key: str

@@ -18,8 +18,22 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from archiver.errors import ManifestError
-from archiver.manifest.schema import MIGRATIONS, StoredAsset, UrlState, migrate
-from archiver.model import ArticleReplacement, Asset
+from archiver.manifest.rows import (
+    ArchivedUrl,
+    AssetRow,
+    Generation,
+    PairRow,
+    RenditionRow,
+    RewrittenArticle,
+    SignatureRow,
+    StoredAsset,
+    StoredObject,
+    UnsearchedAsset,
+    UrlState,
+    VariantRow,
+)
+from archiver.manifest.schema import MIGRATIONS, migrate
+from archiver.model import ArticleReplacement, Asset, Outcome
 from archiver.redaction import redact
 
 
@@ -30,9 +44,6 @@ def url_key(url: str) -> str:
     if shown == url:
         return url
     return f"{shown}#sha256={hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
-
-
-FINAL_STATUSES = ("dead", "rejected")
 
 
 class Manifest:
@@ -134,13 +145,13 @@ class Manifest:
                 f"SELECT url, status, reason, attempts, asset, http_status FROM urls WHERE url IN ({marks})",
                 chunk,
             ):
-                out[by_key[row[0]]] = UrlState(*row)
+                out[by_key[row[0]]] = _url_state(row)
         return out
 
     def record_url(
         self,
         url: str,
-        status: str,
+        status: Outcome,
         *,
         reason: str | None = None,
         asset: str | None = None,
@@ -203,7 +214,7 @@ class Manifest:
                 )
 
     # -- near-duplicate search -----------------------------------------------------------------
-    def variant_batches(self, size: int = 65_536) -> Iterator[list[tuple[int, str, str, str | None]]]:
+    def variant_batches(self, size: int = 65_536) -> Iterator[list[VariantRow]]:
         """(rowid, phash variants, dhash variants, grey) of every asset with variants, by rowid, ``size`` at a time.
 
         The rowid is the asset's id for one search (stable while this manifest is open: one writer)."""
@@ -212,17 +223,17 @@ class Manifest:
             "WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL ORDER BY rowid"
         )
         while rows := cur.fetchmany(size):
-            yield rows
+            yield [VariantRow(*r) for r in rows]
 
-    def unsearched(self, max_distance: int, rule: int, limit: int = -1) -> list[tuple[int, str]]:
+    def unsearched(self, max_distance: int, rule: int, limit: int = -1) -> list[UnsearchedAsset]:
         """(rowid, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
         ``rule``, by rowid (the first ``limit`` of them; -1: all)."""
-        return list(self._db.execute(
+        return [UnsearchedAsset(*r) for r in self._db.execute(
             "SELECT a.rowid, a.sha256 FROM assets a LEFT JOIN pair_searches s ON s.asset = a.sha256 "
             "WHERE a.phash_variants IS NOT NULL AND a.dhash_variants IS NOT NULL "
             "AND (s.asset IS NULL OR s.rule != ? OR s.max_distance < ?) ORDER BY a.rowid LIMIT ?",
             (rule, max_distance, limit),
-        ))
+        )]
 
     def searched_below(self, max_distance: int, rule: int) -> int:
         """How many assets were searched under ``rule`` but at a smaller distance than ``max_distance``."""
@@ -230,16 +241,16 @@ class Manifest:
             "SELECT COUNT(*) FROM pair_searches WHERE rule = ? AND max_distance < ?", (rule, max_distance)
         ).fetchone()[0]
 
-    def signature_rows(self, rowids: Iterable[int]) -> list[tuple[int, str, str, str, str | None]]:
+    def signature_rows(self, rowids: Iterable[int]) -> list[SignatureRow]:
         """(rowid, sha256, phash variants, dhash variants, grey) of the given assets."""
-        out: list[tuple[int, str, str, str, str | None]] = []
+        out: list[SignatureRow] = []
         batch = sorted(set(rowids))
         for i in range(0, len(batch), 500):
             chunk = batch[i : i + 500]
-            out += self._db.execute(
+            out += (SignatureRow(*r) for r in self._db.execute(
                 "SELECT rowid, sha256, phash_variants, dhash_variants, grey FROM assets "
                 f"WHERE rowid IN ({','.join('?' * len(chunk))})", chunk,
-            )
+            ))
         return out
 
     def record_pair_search(self, pairs: Iterable[tuple[str, str, int, int, str, float, int]], searched: Iterable[str],
@@ -265,12 +276,12 @@ class Manifest:
                 [(sha, max_distance, rule, now) for sha in searched],
             )
 
-    def recorded_pairs(self, max_distance: int, rule: int) -> list[tuple[str, str, int, int]]:
+    def recorded_pairs(self, max_distance: int, rule: int) -> list[PairRow]:
         """(a, b, pHash distance, dHash distance) of the recorded pairs the rule accepts at ``max_distance``."""
-        return list(self._db.execute(
+        return [PairRow(*r) for r in self._db.execute(
             "SELECT a, b, phash_distance, dhash_distance FROM near_duplicates WHERE rule = ? AND min_distance <= ?",
             (rule, max_distance),
-        ))
+        )]
 
     # -- articles ------------------------------------------------------------------------------
     def record_article(
@@ -300,9 +311,10 @@ class Manifest:
                  for r in replacements],
             )
 
-    def rewritten_articles(self) -> list[tuple[str, str, str]]:
+    def rewritten_articles(self) -> list[RewrittenArticle]:
         """(path, sha256 before our first rewrite, sha256 after our latest) of every rewritten article."""
-        return list(self._db.execute("SELECT path, sha256_before, sha256_after FROM articles ORDER BY path"))
+        return [RewrittenArticle(*r) for r in
+                self._db.execute("SELECT path, sha256_before, sha256_after FROM articles ORDER BY path")]
 
     def forget_article(self, path: str) -> None:
         """Drop an article's rewrite generations and its row: as if we had never rewritten it (after restore)."""
@@ -310,59 +322,57 @@ class Manifest:
             db.execute("DELETE FROM replacements WHERE article=?", (path,))
             db.execute("DELETE FROM articles WHERE path=?", (path,))
 
-    def objects(self) -> Iterator[tuple[str, str, int | None, str | None, int | None, int | None, str | None]]:
-        """Every stored object: (key, asset sha256, rendition width, format, pixel width, pixel height,
-        the original's key); the rendition fields are None for originals."""
+    def objects(self) -> Iterator[StoredObject]:
+        """Every stored object, originals first (their rendition fields are None)."""
         for sha, key in self._db.execute("SELECT sha256, key FROM assets"):
-            yield key, sha, None, None, None, None, None
+            yield StoredObject(key, sha)
         yield from (
-            (key, sha, w, fmt, pw, ph, of)
+            StoredObject(key, sha, w, fmt, pw, ph, of)
             for sha, w, fmt, pw, ph, key, of in self._db.execute(
                 "SELECT r.asset, r.width, r.format, r.pixel_width, r.pixel_height, r.key, a.key "
                 "FROM renditions r JOIN assets a ON a.sha256 = r.asset"
             )
         )
 
-    def article_generations(self, path: str) -> list[tuple[str, list[ArticleReplacement]]]:
+    def article_generations(self, path: str) -> list[Generation]:
         """Every rewrite generation of an article with its reason ("archive", "dedupe", ...), oldest first."""
-        gens: dict[int, tuple[str, list[ArticleReplacement]]] = {}
+        gens: dict[int, Generation] = {}
         for seq, reason, *rest in self._db.execute(
             "SELECT seq, reason, start, end, original, replacement, url FROM replacements WHERE article=? "
             "ORDER BY seq, start",
             (path,),
         ):
-            gens.setdefault(seq, (reason, []))[1].append(ArticleReplacement(*rest))
+            gens.setdefault(seq, Generation(reason, []))[1].append(ArticleReplacement(*rest))
         return [gens[k] for k in sorted(gens)]
 
     def articles_rewritten_for(self, reason: str) -> set[str]:
         """Paths of the articles with at least one rewrite generation of this reason."""
         return {r[0] for r in self._db.execute("SELECT DISTINCT article FROM replacements WHERE reason=?", (reason,))}
 
-    def renditions(self) -> list[tuple[str, int, str]]:
+    def renditions(self) -> list[RenditionRow]:
         """(asset sha256, width, key) of every stored thumbnail, by asset then width."""
-        return list(self._db.execute("SELECT asset, width, key FROM renditions ORDER BY asset, width"))
+        return [RenditionRow(*r) for r in self._db.execute("SELECT asset, width, key FROM renditions ORDER BY asset, width")]
 
-    def asset_rows(self) -> list[tuple]:  # type: ignore[type-arg]
-        """(sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, phash_variants,
-        dhash_variants, grey) of every asset, by sha256: what grouping needs."""
-        return list(self._db.execute(
+    def asset_rows(self) -> list[AssetRow]:
+        """Every asset, by sha256: what grouping needs."""
+        return [AssetRow(*r) for r in self._db.execute(
             "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
             "phash_variants, dhash_variants, grey FROM assets ORDER BY sha256"
-        ))
+        )]
 
-    def archived_urls(self) -> list[tuple[str, str]]:
+    def archived_urls(self) -> list[ArchivedUrl]:
         """(url as stored, asset sha256) of every archived URL, oldest first."""
-        return list(self._db.execute(
+        return [ArchivedUrl(*r) for r in self._db.execute(
             "SELECT url, asset FROM urls WHERE status='archived' AND asset IS NOT NULL ORDER BY first_seen, url"
-        ))
+        )]
 
     def article_replacements(self, path: str) -> list[list[ArticleReplacement]]:
         """Every rewrite generation of an article, oldest first."""
-        return [reps for _, reps in self.article_generations(path)]
+        return [g.replacements for g in self.article_generations(path)]
 
     # -- reporting -----------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
-        out = {s: 0 for s in ("archived", "dead", "rejected", "failed")}
+        out = {str(s): 0 for s in Outcome}
         for status, n in self._db.execute("SELECT status, COUNT(*) FROM urls GROUP BY status"):
             out[status] = n
         out["assets"], out["bytes_original"] = self._db.execute(
@@ -381,13 +391,18 @@ class Manifest:
 
     def failures(self, limit: int = 20) -> list[UrlState]:
         return [
-            UrlState(*row)
+            _url_state(row)
             for row in self._db.execute(
                 "SELECT url, status, reason, attempts, asset, http_status FROM urls "
                 "WHERE status != 'archived' ORDER BY last_tried DESC LIMIT ?",
                 (limit,),
             )
         ]
+
+
+def _url_state(row: Sequence[object]) -> UrlState:
+    url, status, *rest = row
+    return UrlState(url, Outcome(status), *rest)  # type: ignore[arg-type]
 
 
 def _take_lock(path: Path) -> int:

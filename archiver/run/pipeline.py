@@ -24,12 +24,12 @@ from archiver.errors import ArticleError, FetchError, ImageError, StorageError
 from archiver.faults import crash_point
 from archiver.fetch.client import Fetcher
 from archiver.image.pool import make_executor
-from archiver.manifest.sqlite import FINAL_STATUSES, Manifest
-from archiver.model import SIMILARITY_RULE_VERSION
+from archiver.manifest.sqlite import Manifest
+from archiver.model import SIMILARITY_RULE_VERSION, Outcome
 from archiver.redaction import redact
 from archiver.run.articles import ArticleWork, OwnUrls, rewrite_article, scan_article
 from archiver.run.assets import AssetArchiver
-from archiver.run.report import Problem, RunReport, Stats
+from archiver.run.report import SKIPPED, Problem, RunReport, Stats
 from archiver.storage import Store
 
 log = logging.getLogger("archiver")
@@ -98,14 +98,14 @@ class Run:
             try:
                 scanned = scan_article(path, cfg, self._own)
             except ArticleError as exc:
-                self._problem(Problem("skipped", exc.reason, article=str(path), line=exc.line))
+                self._problem(Problem(SKIPPED, exc.reason, article=str(path), line=exc.line))
                 continue
             self.stats.articles += 1
             self.stats.refs += scanned.refs
             self.stats.refs_done += scanned.done
             for raw, reason, line in scanned.rejected:
                 self.stats.rejected += 1
-                self._problem(Problem("rejected", reason, redact(raw), str(path), line))
+                self._problem(Problem(Outcome.REJECTED, reason, redact(raw), str(path), line))
             for url in scanned.work.uses:
                 self._users[url].append(path)
             if scanned.work.uses:
@@ -120,10 +120,10 @@ class Run:
         for url in self._users:
             state = known.get(url)
             stored = self.manifest.asset(state.asset) if state and state.asset else None
-            if state and state.status == "archived" and stored:
+            if state and state.status == Outcome.ARCHIVED and stored:
                 self.stats.urls_known += 1
                 self._settled(url, self.store.url_for(stored.key))
-            elif state and state.status in FINAL_STATUSES and not self.retry_dead:
+            elif state and state.status.final and not self.retry_dead:
                 self._failed_url(url, state.status, f"{state.reason} (earlier run; --retry-dead to try again)")
             else:
                 todo.append(url)
@@ -187,13 +187,13 @@ class Run:
         except Exception as exc:  # a worker crash or an environment fault: report it, keep the run going
             log.debug("unexpected error archiving %s", redact(url), exc_info=True)
             reason = f"internal error: {type(exc).__name__}: {exc}"
-            self.manifest.record_url(url, "failed", reason=reason, attempts=download.attempts)
-            self._failed_url(url, "failed", reason)
+            self.manifest.record_url(url, Outcome.FAILED, reason=reason, attempts=download.attempts)
+            self._failed_url(url, Outcome.FAILED, reason)
             return
         finally:
             download.path.unlink(missing_ok=True)
         self.manifest.record_url(
-            url, "archived", asset=download.sha256, http_status=download.status, attempts=download.attempts,
+            url, Outcome.ARCHIVED, asset=download.sha256, http_status=download.status, attempts=download.attempts,
             final_url=download.final_url, etag=download.etag, last_modified=download.last_modified,
         )
         crash_point("recorded-url")
@@ -207,9 +207,9 @@ class Run:
             f"{problem.article}: " if problem.article else ""
         )
         log.warning("%s%s%s%s", where, f"{problem.url}: " if problem.url else "", problem.reason,
-                    "" if problem.outcome == "failed" else f" ({problem.outcome})")
+                    "" if problem.outcome == Outcome.FAILED else f" ({problem.outcome})")
 
-    def _failed_url(self, url: str, outcome: str, reason: str) -> None:
+    def _failed_url(self, url: str, outcome: Outcome, reason: str) -> None:
         setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
         shown = redact(url)
         for path in self._users[url]:
@@ -238,7 +238,7 @@ class Run:
                 rewrite_article, work.path, self._archived, self.cfg.articles, self._own, dry_run=self.dry_run
             )
         except ArticleError as exc:
-            self._problem(Problem("failed", exc.reason, article=str(work.path), line=exc.line))
+            self._problem(Problem(Outcome.FAILED, exc.reason, article=str(work.path), line=exc.line))
             return
         if done is not None:
             self.stats.articles_rewritten += 1

@@ -7,6 +7,9 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
+from tests.support.images import make_jpeg, make_png
 from tests.support.origin import Server
 
 HOSTS = ("img.news.test", "photos.test", "blog.test")
@@ -65,3 +68,52 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
         for p in sorted(folder.rglob("*"))
         if p.is_file() and ".archiver" not in p.parts
     }
+
+
+# Two articles shaped like the real ones (a Hexo news mirror post with CRLF and raw HTML, a Jekyll post with an
+# anchor, srcset and a code fence) and the images they use: the site most end-to-end tests start from.
+HEXO = (
+    "\n---\r\n"
+    "title: 'News: 文文文 \"quoted'\r\n"
+    "headimg: 'http://img.news.test/news/a.jpg'\r\n"
+    "thumbnail: http://img.news.test/news/a.jpg\r\n"
+    "---\r\n"
+    "\r\n"
+    "<div>   \r\n"
+    '<img src="http://img.news.test/news/a.jpg" width="970px" referrerpolicy="no-referrer">\r\n'
+    '<p style="text-align:center;">&#123;caption&#125;  \r\n'
+    '<img src="http://img.news.test/news/b.png?w=1&amp;h=2" title="t" referrerpolicy="no-referrer"> \r\n'
+    "</p></div>"
+)
+JEKYLL = (
+    "---\n"
+    "image:\n"
+    "  path: &image /assets/c.jpg\n"
+    "  feature: *image\n"
+    "---\n"
+    "\n"
+    "![same as the news one](http://img.news.test/news/a.jpg \"title\")\n"
+    '<img src="http://photos.test/d.jpg" srcset="http://photos.test/d.jpg 1x, /assets/c.jpg 2x">\n'
+    "\n"
+    "```\n"
+    "![in code](http://photos.test/never.jpg)\n"
+    "```\n"
+)
+
+
+@pytest.fixture
+def site(tmp_path: Path, origin: Server) -> dict[str, bytes]:
+    """Two articles and four images on the origin; returns the image bodies by path."""
+    bodies = {
+        "/news/a.jpg": make_jpeg(800, 600, seed=11),
+        "/news/b.png": make_png(400, 300, seed=12),
+        "/assets/c.jpg": make_jpeg(1200, 800, seed=13),
+        "/d.jpg": make_jpeg(300, 200, seed=14),
+    }
+    for path, body in bodies.items():
+        origin.add(path, body, "image/jpeg")  # the Content-Type lies for the PNG: bytes decide
+    posts = tmp_path / "site" / "_posts"
+    posts.mkdir(parents=True)
+    (posts / "hexo.md").write_bytes(HEXO.encode("utf-8"))
+    (posts / "jekyll.md").write_bytes(JEKYLL.encode("utf-8"))
+    return bodies

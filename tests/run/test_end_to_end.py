@@ -15,58 +15,12 @@ import pytest
 from PIL import Image
 
 from archiver.cli import main
-from tests.support.images import make_jpeg, make_png
+from tests.support.images import make_jpeg
 from tests.support.origin import Server
-from tests.support.site import key, sha, snapshot, write_config
+from tests.support.paths import FIXTURES_DIR, ROOT_DIR
+from tests.support.site import HEXO, JEKYLL, key, sha, snapshot, write_config
 
-FIXTURES = Path(__file__).parent / "fixtures" / "images"
-HEXO = (
-    "\n---\r\n"
-    "title: 'News: 文文文 \"quoted'\r\n"
-    "headimg: 'http://img.news.test/news/a.jpg'\r\n"
-    "thumbnail: http://img.news.test/news/a.jpg\r\n"
-    "---\r\n"
-    "\r\n"
-    "<div>   \r\n"
-    '<img src="http://img.news.test/news/a.jpg" width="970px" referrerpolicy="no-referrer">\r\n'
-    '<p style="text-align:center;">&#123;caption&#125;  \r\n'
-    '<img src="http://img.news.test/news/b.png?w=1&amp;h=2" title="t" referrerpolicy="no-referrer"> \r\n'
-    "</p></div>"
-)
-JEKYLL = (
-    "---\n"
-    "image:\n"
-    "  path: &image /assets/c.jpg\n"
-    "  feature: *image\n"
-    "---\n"
-    "\n"
-    "![same as the news one](http://img.news.test/news/a.jpg \"title\")\n"
-    '<img src="http://photos.test/d.jpg" srcset="http://photos.test/d.jpg 1x, /assets/c.jpg 2x">\n'
-    "\n"
-    "```\n"
-    "![in code](http://photos.test/never.jpg)\n"
-    "```\n"
-)
-
-
-@pytest.fixture
-def site(tmp_path: Path, origin: Server) -> dict[str, bytes]:
-    """Two articles and four images on the origin; returns the image bodies by path."""
-    bodies = {
-        "/news/a.jpg": make_jpeg(800, 600, seed=11),
-        "/news/b.png": make_png(400, 300, seed=12),
-        "/assets/c.jpg": make_jpeg(1200, 800, seed=13),
-        "/d.jpg": make_jpeg(300, 200, seed=14),
-    }
-    for path, body in bodies.items():
-        origin.add(path, body, "image/jpeg")  # the Content-Type lies for the PNG: bytes decide
-    posts = tmp_path / "site" / "_posts"
-    posts.mkdir(parents=True)
-    (posts / "hexo.md").write_bytes(HEXO.encode("utf-8"))
-    (posts / "jekyll.md").write_bytes(JEKYLL.encode("utf-8"))
-    return bodies
-
-
+FIXTURES = FIXTURES_DIR / "images"
 def expected_article(raw: str, mapping: dict[str, str]) -> bytes:
     for old, new in mapping.items():
         raw = raw.replace(old, new)
@@ -398,7 +352,7 @@ def test_a_run_with_nothing_new_does_not_load_the_near_duplicate_stack(
         "raise SystemExit(code)"
     )
     done = subprocess.run([sys.executable, "-c", probe, "run", "--config", str(cfg), "-q"],
-                          capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=120)
+                          capture_output=True, text=True, cwd=ROOT_DIR, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert "0 archived" in done.stdout or "objects uploaded 0" in done.stdout

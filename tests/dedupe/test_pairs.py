@@ -25,9 +25,10 @@ from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION, Asset, ImageFormat
 from tests.support.images import make_rgb
 from tests.support.origin import Server
+from tests.support.paths import ROOT_DIR
 from tests.support.site import write_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT_DIR
 PREFER = ("area", "lossless", "bytes", "first_seen")
 JPEG = ImageFormat("jpeg", "image/jpeg", "jpg")
 U64 = np.uint64

@@ -15,8 +15,9 @@ from archiver.image import similarity
 from archiver.image.similarity import TRANSFORMS, Signature, compare, signature
 from archiver.model import ImageFormat
 from tests.support.images import make_rgb
+from tests.support.paths import FIXTURES_DIR
 
-FIXTURES = Path(__file__).parent / "fixtures" / "images"
+FIXTURES = FIXTURES_DIR / "images"
 FORMATS = {".jpg": ImageFormat("jpeg", "image/jpeg", "jpg"), ".png": ImageFormat("png", "image/png", "png"),
            ".webp": ImageFormat("webp", "image/webp", "webp")}
 PHOTOS = ("skimage_astronaut.png", "skimage_rocket.jpg", "pillow_hopper.jpg", "pillow_flower2.jpg",

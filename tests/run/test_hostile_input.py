@@ -32,9 +32,10 @@ from archiver.run.pipeline import make_executor
 from archiver.urls import MAX_URL_LENGTH, resolve
 from tests.support.images import make_jpeg, make_png
 from tests.support.origin import Server
+from tests.support.paths import FIXTURES_DIR
 from tests.support.site import write_config as site_config
 
-FIXTURES = Path(__file__).parent / "fixtures" / "images"
+FIXTURES = FIXTURES_DIR / "images"
 HOSTS = ("img.news.test", "blog.test", "xn--bcher-kva.test")
 IMG = "http://img.news.test"
 A_JPG = make_jpeg(64, 48, seed=301)

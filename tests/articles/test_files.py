@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from archiver.articles.files import detect_format, iter_article_paths, load_article
 from archiver.articles.rewrite import TEMP_PREFIX, render
 from archiver.errors import ArticleError
+from tests.support.files import CORPUS_NAMES, run_unprivileged
+from tests.support.paths import FIXTURES_DIR
 
-FIXTURES = Path(__file__).parent / "fixtures" / "articles"
+FIXTURES = FIXTURES_DIR / "articles"
 EXTENSIONS = (".md", ".markdown", ".html", ".htm")
-NOBODY = 65534
-
 JA = "日本語のテキストです。これはテストのための文章で、画像の参照を含みます。\n"
 ZH = "这是一个测试文章，包含图片链接。我们需要检测编码。"
 
@@ -143,29 +143,6 @@ def open_dir() -> Iterator[Path]:
     shutil.rmtree(folder)
 
 
-def run_unprivileged(action: Callable[[], str]) -> str:
-    """Run ``action`` as user nobody when we are root (root ignores permission bits), in a child process."""
-    if os.geteuid() != 0:
-        return action()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: never returns into pytest
-        try:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            result = action()
-        except BaseException as exc:
-            result = f"{type(exc).__name__}: {exc}"
-        os.write(write_end, result.encode())
-        os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as reader:
-        output = reader.read().decode()
-    os.waitpid(pid, 0)
-    return output
-
-
 def test_unreadable_file_is_an_article_error(open_dir: Path) -> None:
     path = open_dir / "secret.md"
     path.write_bytes(b"hello")
@@ -227,14 +204,6 @@ def test_missing_path_fails_before_anything_is_yielded(tmp_path: Path) -> None:
     assert info.value.reason == "no such file or folder" and info.value.path == tmp_path / "typo"
 
 
-CORPUS_NAMES = [
-    '"""""""""\'普华永道：5G对全球经济的影响\'""""""""".md',
-    "+_&~_%！'^…….md",
-    "© Amir Hossein Kamali _ امیرحسین کمالی.md",
-    "(更新) Twitter 在全球遭遇宕机.md",
-    "B端决策类产品｜任务中断回溯设计.md",
-    "with  two spaces $HOME `x` *.md",
-]
 
 
 def test_walk_and_load_file_names_from_the_corpus(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from archiver.cli import main
+from tests.support.library import build_library
 from tests.support.origin import Server
-from tests.test_dedupe_cmd import build_library
 
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -80,7 +80,7 @@ def test_report_thumbnails_render_in_chromium(tmp_path: Path, origin: Server) ->
 def test_report_pages_through_group_data(tmp_path: Path, page_no: int) -> None:
     """The pager loads another data file: 60 synthetic groups give two pages, the second holds 10."""
     from archiver.dedupe.report import write_report
-    from tests.test_dedupe_cmd import synthetic_groups
+    from tests.support.library import synthetic_groups
 
     files = write_report(synthetic_groups(60), tmp_path / "r.html", tmp_path / "r.json",
                          {"generated": "now", "max_distance": 10})

@@ -28,7 +28,8 @@ from archiver.articles.rewrite import (
 )
 from archiver.errors import ArticleError
 from archiver.model import Article
-from tests.test_articles import CORPUS_NAMES, run_unprivileged
+from tests.support.files import CORPUS_NAMES, run_unprivileged
+from tests.support.paths import FIXTURES_DIR
 
 # Characters that break naive line or offset handling, mixed into otherwise arbitrary text.
 AWKWARD = st.sampled_from(["\r", "\n", "\r\n", "\x85", "\u2028", "\u2029", "\ufeff", "\u00a0", "😀", "𠀀", "&#123;"])
@@ -162,7 +163,7 @@ def test_render_keeps_the_byte_order_mark(tmp_path: Path) -> None:
 
 
 def test_rewrite_of_a_real_fixture_changes_only_the_url_bytes(tmp_path: Path) -> None:
-    source = Path(__file__).parent / "fixtures" / "articles" / "hexo-shape-crlf.md"
+    source = FIXTURES_DIR / "articles" / "hexo-shape-crlf.md"
     path = tmp_path / source.name
     shutil.copyfile(source, path)
     article = load_article(path)

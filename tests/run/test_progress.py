@@ -13,8 +13,9 @@ from archiver.run.pipeline import Problem, RunReport, Stats
 from archiver.run.progress import Progress, summary
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
+from tests.support.paths import ROOT_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT_DIR
 
 
 def test_on_a_terminal_a_status_line_is_redrawn_in_place(tmp_path: Path, origin: Server) -> None:

@@ -21,8 +21,9 @@ from pathlib import Path
 from archiver.articles.rewrite import TEMP_PREFIX
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
+from tests.support.paths import ROOT_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT_DIR
 N_IMAGES = 40
 
 

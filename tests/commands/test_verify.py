@@ -14,8 +14,7 @@ from archiver.cli import main
 from archiver.commands.verify import Target, VerifyStatus, corruption, target_for_key
 from tests.support.images import make_jpeg, make_webp
 from tests.support.origin import Server
-from tests.support.site import key, sha, write_config
-from tests.test_end_to_end import HEXO, JEKYLL, site  # noqa: F401  (site: a fixture)
+from tests.support.site import HEXO, JEKYLL, key, sha, write_config
 
 
 def thumb(k: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -12,8 +11,9 @@ from hypothesis import strategies as st
 from archiver.config import DEFAULT_FIELDS
 from archiver.find.refs import find_refs
 from archiver.model import ImageRef, RefKind
+from tests.support.paths import FIXTURES_DIR
 
-FIXTURES = Path(__file__).parent / "fixtures" / "refs"
+FIXTURES = FIXTURES_DIR / "refs"
 K = RefKind
 
 

@@ -17,8 +17,9 @@ import pytest
 from archiver.cli import main
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
+from tests.support.paths import ROOT_DIR
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT_DIR
 
 
 def _site(tmp: Path, origin: Server, n: int, delay: float, extra: str = "", storage: str = "") -> Path:

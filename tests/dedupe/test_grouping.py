@@ -16,8 +16,9 @@ from archiver.dedupe.reference import build_groups, candidate_pairs
 from archiver.fetch.sniff import sniff
 from archiver.image.process import process
 from archiver.image.similarity import Signature, compare
+from tests.support.paths import FIXTURES_DIR
 
-FIXTURES = Path(__file__).parent / "fixtures" / "images"
+FIXTURES = FIXTURES_DIR / "images"
 PREFER = ("area", "lossless", "bytes", "first_seen")
 
 

@@ -20,6 +20,7 @@ from archiver.storage.keys import normalise_prefix, original_key, rendition_key
 from archiver.storage.local import LocalStore
 from archiver.storage.null import NullStore
 from archiver.storage.s3 import S3Store, s3_metadata
+from tests.support.paths import ROOT_DIR
 from tests.support.seaweed import SeaweedS3
 
 SHA = "ab" + "cd" + "0123456789abcdef" * 3 + "0123456789ab"
@@ -169,7 +170,7 @@ def test_local_crash_mid_write_leaves_no_partial_object(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     root, key = tmp_path / "archive", original_key("", SHA, "png")
     child = subprocess.Popen(
-        [sys.executable, "-c", CRASH_CHILD, str(root), key, str(fifo)], cwd=Path(__file__).parents[1]
+        [sys.executable, "-c", CRASH_CHILD, str(root), key, str(fifo)], cwd=ROOT_DIR
     )
     try:
         with fifo.open("wb") as pipe:

@@ -17,8 +17,9 @@ from archiver.articles.rewrite import Replacement, render, splice
 from archiver.config import DEFAULT_FIELDS
 from archiver.find.refs import find_refs
 from archiver.model import Article
+from tests.support.paths import FIXTURES_DIR
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = FIXTURES_DIR
 NEW = "/archive/ab/cd/" + "0" * 64 + ".jpg"
 
 URLS = st.sampled_from(

@@ -23,8 +23,9 @@ from archiver.errors import ImageError
 from archiver.image.process import process
 from archiver.model import Asset, ImageFormat
 from tests.support.images import hamming
+from tests.support.paths import FIXTURES_DIR
 
-FIXTURES = Path(__file__).parent / "fixtures" / "images"
+FIXTURES = FIXTURES_DIR / "images"
 JPEG = ImageFormat("jpeg", "image/jpeg", "jpg")
 PNG = ImageFormat("png", "image/png", "png")
 GIF = ImageFormat("gif", "image/gif", "gif")

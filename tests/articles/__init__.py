@@ -1,0 +1,1 @@
+"""Tests of article files: walking, decoding, rewriting, span mapping."""

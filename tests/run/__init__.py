@@ -1,0 +1,1 @@
+"""Tests of archiver run end to end."""
