@@ -1,188 +1,221 @@
-"""Benchmark: `archiver run` over the real article corpus, every image served by a loopback origin.
+"""Benchmark: `archiver run` over the real article corpus, on inputs shaped like a news mirror's, beside a naive
+sequential script, in one run.
 
-    python bench/bench_corpus.py [CORPUS_DIR] [--limit N]
+    python bench/bench_corpus.py [--latency 0.04] [--per-host 8] [--dominant 0.9] [--naive 300] [--limit N]
+                                 [--workers N] [--local]
 
-It copies the corpus articles to a temp folder, changes `https://` to `http://` in the copies (the
-loopback origin speaks plain HTTP; nothing else in the articles changes), collects every image URL
-the finder sees, generates one distinct photo-like JPEG per URL (so every URL costs a real decode,
-thumbnail and upload: no dedupe shortcut), maps every host to the origin with `[fetch] connect_to`,
-and runs `archiver run` twice in a subprocess: the first run (images/s, peak RSS of the archiver
-process and of its image workers) and the second (a no-op: its time and the requests it made).
+- articles: the 766 posts of ../shared/corpus (Hexo news mirror, Jekyll blog, generated news site), copied, with
+  https:// turned into http:// (the loopback origin speaks plain HTTP) and the hosts of --dominant of the URLs
+  (0.9: nine in ten) moved onto one CDN host, where `[fetch] per_host` binds; root-relative URLs resolve there too;
+- images: one distinct image per URL, drawn like a news site's (bench/rig.py: 480-1920 px, ~10 % PNG, real
+  photographic content), served by a loopback origin in its own process that answers after --latency seconds;
+- storage: SeaweedFS over S3 (the originals and one 320 px WebP rendition each), or --local for a folder.
+
+It runs the archiver twice (the second run must be a no-op) and the naive script (bench/naive.py) over --naive
+of the same URLs, against the same origin and S3 server, and prints images/s, CPU milliseconds per image for
+every process (the archiver, its workers, the origin, the S3 server), each core's utilisation, peak RSS, and
+the archiver's own per-stage CPU figures when it reports them (ARCHIVER_STAGE_STATS).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import hashlib
-import io
+import json
 import os
-import random
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from aiohttp import web
-from PIL import Image, ImageDraw, ImageFilter
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import naive  # noqa: E402
+import rig  # noqa: E402
 
 from archiver.articles.files import iter_article_paths, load_article  # noqa: E402
 from archiver.errors import ArchiverError  # noqa: E402
 from archiver.find.refs import find_refs  # noqa: E402
 from archiver.urls import resolve  # noqa: E402
 
-BASE_URL = "http://corpus-base.example/"
+CDN = "img.cdn-news.test"
+BASE_URL = f"http://{CDN}/"
 FIELDS = ("headimg", "thumbnail", "cover", "image", "banner", "feature", "featured_image")
+EXTS = (".md", ".markdown", ".html", ".htm")
 
-
-def photo_like(seed: int, size: tuple[int, int] = (800, 600)) -> bytes:
-    rnd = random.Random(seed)
-    im = Image.new("RGB", size)
-    draw = ImageDraw.Draw(im)
-    for _ in range(40):
-        x0, y0 = rnd.randrange(size[0]), rnd.randrange(size[1])
-        x1, y1 = x0 + rnd.randrange(40, 400), y0 + rnd.randrange(40, 300)
-        draw.ellipse((x0, y0, x1, y1), fill=tuple(rnd.randrange(256) for _ in range(3)))
-    im = im.filter(ImageFilter.BoxBlur(3))
-    noise = Image.effect_noise(size, 24).convert("RGB")
-    im = Image.blend(im, noise, 0.15)
-    out = io.BytesIO()
-    im.save(out, "JPEG", quality=85)
-    return out.getvalue()
-
-
-def collect_urls(root: Path) -> list[str]:
-    urls: set[str] = set()
-    for path in iter_article_paths([root], (".md", ".markdown", ".html", ".htm")):
-        try:
-            article = load_article(path)
-        except ArchiverError:
-            continue
-        for ref in find_refs(article.text, article.format, FIELDS):
-            with contextlib.suppress(ArchiverError):
-                urls.add(resolve(ref.url, BASE_URL))
-    return sorted(urls)
-
-
-class Origin:
-    def __init__(self, bodies: dict[str, bytes]) -> None:
-        self.bodies = bodies
-        self.requests = 0
-        self.port = 0
-        self._ready = threading.Event()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        body = self.bodies.get(request.path_qs) or self.bodies.get(request.path)
-        if body is None:
-            return web.Response(status=404)
-        return web.Response(body=body, content_type="image/jpeg")
-
-    def start(self) -> None:
-        def serve() -> None:
-            loop = asyncio.new_event_loop()
-            app = web.Application()
-            app.router.add_route("GET", "/{tail:.*}", self._handle)
-            runner = web.AppRunner(app, access_log=None)
-            loop.run_until_complete(runner.setup())
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            loop.run_until_complete(site.start())
-            self.port = runner.addresses[0][1]
-            self._ready.set()
-            loop.run_forever()
-
-        threading.Thread(target=serve, daemon=True).start()
-        self._ready.wait(10)
-
-
-# Runs the CLI in a child and reports the peak RSS of that process and of its largest image worker.
-# VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec, so a child forked from this (large) benchmark
-# process would report the benchmark's own memory. Workers' figure is an upper bound for the same reason.
+# Runs the CLI in a child and reports its CPU, its children's CPU and peak RSS (VmHWM: ru_maxrss survives exec).
 _WRAPPER = """
-import re, resource, sys
+import json, re, resource, sys
 from archiver.cli import main
 code = main(sys.argv[1:])
-status = open("/proc/self/status").read()
-me = int(re.search(r"VmHWM:\\s+(\\d+)", status).group(1))
-kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(f"PEAK {me} {kids}", file=sys.stderr)
+me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+hwm = int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+print("STATS " + json.dumps({"cpu": me.ru_utime + me.ru_stime, "kids_cpu": kids.ru_utime + kids.ru_stime,
+                             "rss_kb": hwm, "kids_rss_kb": kids.ru_maxrss}), file=sys.stderr)
 raise SystemExit(code)
 """
 
 
-def run_archiver(config: Path) -> tuple[float, tuple[int, int], str]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-c", _WRAPPER, "run", "--config", str(config), "-q"],
-        capture_output=True, text=True, cwd=ROOT,
-    )
-    elapsed = time.perf_counter() - t0
+def collect_urls(root: Path) -> list[str]:
+    urls: set[str] = set()
+    for path in iter_article_paths([root], EXTS):
+        with contextlib.suppress(ArchiverError):
+            article = load_article(path)
+            for ref in find_refs(article.text, article.format, FIELDS):
+                with contextlib.suppress(ArchiverError):
+                    urls.add(resolve(ref.url, BASE_URL))
+    return sorted(urls)
+
+
+def prepare_site(site: Path, dominant: float, limit: int | None) -> list[str]:
+    for sub in ("rsshub-hexo", "made-mistakes-jekyll", "animenews"):
+        src = rig.CORPUS / sub
+        if src.exists():
+            shutil.copytree(src, site / sub)
+    files = sorted(p for p in site.rglob("*") if p.is_file() and p.suffix in EXTS)
+    if limit:
+        for p in files[limit:]:
+            p.unlink()
+        files = files[:limit]
+    for p in files:
+        p.chmod(0o644)
+        p.write_bytes(p.read_bytes().replace(b"https://", b"http://"))
+    urls = collect_urls(site)
+    by_host = Counter(urlsplit(u).hostname for u in urls)
+    moved, covered = [], by_host.get(CDN, 0)
+    for host, n in by_host.most_common():
+        if host != CDN and covered < dominant * len(urls):
+            moved.append(host)
+            covered += n
+    for p in files:
+        data = p.read_bytes()
+        for host in sorted(moved, key=len, reverse=True):
+            data = data.replace(f"http://{host}/".encode(), f"http://{CDN}/{host}/".encode())
+        p.write_bytes(data)
+    return collect_urls(site)
+
+
+def run_archiver(config: Path, env: dict[str, str]) -> tuple[float, dict[str, float], str, str]:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _WRAPPER, "run", "--config", str(config), "-q"],
+                          capture_output=True, text=True, cwd=ROOT, env=env)
+    elapsed = time.perf_counter() - started
     if proc.returncode not in (0, 1):
         print(proc.stdout, proc.stderr, file=sys.stderr)
         raise SystemExit(f"archiver exited {proc.returncode}")
-    peak = next(line for line in proc.stderr.splitlines() if line.startswith("PEAK ")).split()[1:]
-    return elapsed, (int(peak[0]), int(peak[1])), proc.stdout
+    stats = json.loads(next(x for x in proc.stderr.splitlines() if x.startswith("STATS "))[6:])
+    return elapsed, stats, proc.stdout, proc.stderr
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("corpus", nargs="?", default=str(ROOT.parent / "shared" / "corpus"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--latency", type=float, default=0.04, help="seconds the origin waits before each answer")
+    ap.add_argument("--per-host", type=int, default=8)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--dominant", type=float, default=0.9, help="share of URLs moved onto one CDN host")
+    ap.add_argument("--naive", type=int, default=300, help="URLs the naive script archives (0: skip)")
+    ap.add_argument("--limit", type=int, help="only the first N articles")
+    ap.add_argument("--workers", type=int, help="[run] workers, if the archiver has the key")
+    ap.add_argument("--local", action="store_true", help="a local folder instead of SeaweedFS")
     args = ap.parse_args()
+
+    from tests.support.seaweed import SeaweedS3
+
     work = Path(tempfile.mkdtemp(prefix="archiver-bench-"))
+    s3 = origin = None
     try:
         site = work / "site"
-        for sub in ("rsshub-hexo", "made-mistakes-jekyll", "animenews"):
-            src = Path(args.corpus) / sub
-            if src.exists():
-                shutil.copytree(src, site / sub)
-        for path in site.rglob("*"):
-            if path.is_file() and path.suffix in (".md", ".markdown", ".html", ".htm"):
-                data = path.read_bytes()
-                path.chmod(0o644)
-                path.write_bytes(data.replace(b"https://", b"http://"))
-        urls = collect_urls(site)
-        hosts = sorted({urlsplit(u).hostname or "" for u in urls} - {""})
-        t0 = time.perf_counter()
-        bodies = {}
+        urls = prepare_site(site, args.dominant, args.limit)
+        seeds = {u: int(hashlib.sha256(u.encode()).hexdigest()[:12], 16) for u in urls}
+        files = rig.image_set(list(seeds.values()))
+        routes: dict[str, tuple[str, str]] = {}
         for u in urls:
-            parts = urlsplit(u)
-            path = parts.path + (f"?{parts.query}" if parts.query else "")
-            bodies[path] = photo_like(int(hashlib.sha256(u.encode()).hexdigest()[:8], 16))
-        print(f"{len(urls)} image URLs on {len(hosts)} hosts; generated {len(bodies)} distinct JPEGs "
-              f"({sum(map(len, bodies.values())) / 1e6:.1f} MB) in {time.perf_counter() - t0:.1f} s")
-        origin = Origin(bodies)
-        origin.start()
+            p = urlsplit(u)
+            f = files[seeds[u]]
+            routes[p.path + (f"?{p.query}" if p.query else "")] = (str(f), "image/png" if f.suffix == ".png" else "image/jpeg")
+        hosts = sorted({urlsplit(u).hostname or "" for u in urls} - {""})
+        total = sum(Path(f).stat().st_size for f, _ in routes.values())
+        pngs = sum(1 for f, _ in routes.values() if f.endswith(".png"))
+        share = Counter(urlsplit(u).hostname for u in urls)[CDN] / max(1, len(urls))
+        print(f"{len(urls)} image URLs on {len(hosts)} hosts ({share:.0%} on {CDN}); {total / 1e6:.0f} MB of images, "
+              f"{pngs / max(1, len(urls)):.0%} PNG, mean {total / max(1, len(urls)) / 1e3:.0f} KB; "
+              f"origin latency {args.latency * 1000:.0f} ms")
+        origin = rig.Origin(routes, args.latency)
         connect_to = ", ".join(f'"{h}" = "127.0.0.1:{origin.port}"' for h in hosts)
+        env = dict(os.environ)
+        if args.local:
+            storage = '[storage]\nbackend = "local"\npath = "archive"\n'
+        else:
+            s3 = rig_s3 = SeaweedS3(work / "s3")
+            rig_s3.start()
+            bucket = rig_s3.make_bucket("bench")
+            env.update(AWS_ACCESS_KEY_ID=rig_s3.access_key, AWS_SECRET_ACCESS_KEY=rig_s3.secret_key)
+            storage = (f'[storage]\nbackend = "s3"\nbucket = "{bucket}"\nendpoint_url = "{rig_s3.endpoint_url}"\n'
+                       f'region = "{rig_s3.region}"\npublic_base_url = "/archive/"\n')
+        run_section = f"[run]\nworkers = {args.workers}\n" if args.workers else ""
         config = work / "archiver.toml"
         config.write_text(
             f'[articles]\nroot = "site"\nbase_url = "{BASE_URL}"\n'
-            f'[fetch]\nallow_networks = ["127.0.0.1/32"]\nconnect_to = {{ {connect_to} }}\n'
-            f'retries = 0\n[storage]\nbackend = "local"\npath = "archive"\n',
+            f'[fetch]\nallow_networks = ["127.0.0.1/32"]\nconnect_to = {{ {connect_to} }}\nretries = 0\n'
+            f"per_host = {args.per_host}\nconcurrency = {args.concurrency}\n{storage}{run_section}",
             encoding="utf-8",
         )
-        first, peak1, out1 = run_archiver(config)
-        requests1 = origin.requests
-        second, peak2, out2 = run_archiver(config)
-        requests2 = origin.requests - requests1
-        archived = sum(1 for _ in (work / "archive").rglob("*") if _.is_file())
-        print(out1.strip())
+        env["ARCHIVER_STAGE_STATS"] = str(work / "stages.json")
+        weed_pid = s3._proc.pid if s3 is not None else None  # type: ignore[attr-defined]
+        origin_cpu0 = rig.process_cpu(origin.proc.pid)
+        weed_cpu0 = rig.process_cpu(weed_pid) if weed_pid else 0.0
+        cores = rig.CoreMeter()
+        cores.start()
+        first, st1, out1, _err1 = run_archiver(config, env)
+        busy = cores.stop()
+        origin_cpu = rig.process_cpu(origin.proc.pid) - origin_cpu0
+        weed_cpu = (rig.process_cpu(weed_pid) - weed_cpu0) if weed_pid else 0.0
+        requests1 = origin.requests()
+        stages = json.loads((work / "stages.json").read_text()) if (work / "stages.json").exists() else None
+        second, st2, out2, _ = run_archiver(config, env)
+        requests2 = origin.requests() - requests1
+
+        n = len(urls)
+        rate = n / first
+        print(out1.strip().split("\n\n")[0])
         print()
-        print("| run | wall time | images/s | requests | peak RSS: archiver process | largest image worker (upper bound) |")
-        print("|---|---|---|---|---|---|")
-        print(f"| first | {first:.1f} s | {len(bodies) / first:.1f} | {requests1} | {peak1[0] / 1024:.0f} MB "
-              f"| {peak1[1] / 1024:.0f} MB |")
-        print(f"| second (no-op) | {second:.2f} s | - | {requests2} | {peak2[0] / 1024:.0f} MB | - |")
-        print(f"objects stored: {archived}; cores: {os.cpu_count()}")
-        print("second run: " + " / ".join(out2.strip().splitlines()[:3]))
+        print("| | wall | images/s | CPU ms/image: archiver | its workers | origin | S3 server | peak RSS: archiver | workers |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        print(f"| archiver, first run | {first:.1f} s | **{rate:.1f}** | {st1['cpu'] * 1000 / n:.1f} | "
+              f"{st1['kids_cpu'] * 1000 / n:.1f} | {origin_cpu * 1000 / n:.1f} | {weed_cpu * 1000 / n:.1f} | "
+              f"{st1['rss_kb'] / 1024:.0f} MB | {st1['kids_rss_kb'] / 1024:.0f} MB |")
+        print(f"| archiver, second run (no-op: {requests2} requests) | {second:.2f} s | - | - | - | - | - | "
+              f"{st2['rss_kb'] / 1024:.0f} MB | - |")
+        if args.naive and not args.local:
+            sample = urls[: args.naive]
+            client = s3.client()  # type: ignore[union-attr]
+            nb = s3.make_bucket("naive")  # type: ignore[union-attr]
+            o0 = rig.process_cpu(origin.proc.pid)
+            w0 = rig.process_cpu(weed_pid) if weed_pid else 0.0
+            res = naive.run(sample, origin.port, client, nb)
+            o1 = rig.process_cpu(origin.proc.pid) - o0
+            w1 = (rig.process_cpu(weed_pid) - w0) if weed_pid else 0.0
+            nrate = res.images / res.seconds
+            print(f"| naive script, {len(sample)} of the same URLs | {res.seconds:.1f} s | {nrate:.1f} | "
+                  f"{res.cpu_seconds * 1000 / max(1, res.images):.1f} | - | {o1 * 1000 / max(1, res.images):.1f} | "
+                  f"{w1 * 1000 / max(1, res.images):.1f} | - | - |")
+            print(f"\narchiver / naive: {rate / nrate:.1f}x")
+        print(f"core utilisation during the first run: {', '.join(f'{b:.0%}' for b in busy)} "
+              f"({len(busy)} cores); requests: {requests1}")
+        if stages:
+            print("archiver per-stage CPU ms/image: " + ", ".join(f"{k} {v * 1000 / n:.2f}" for k, v in stages.items()))
     finally:
+        if origin is not None:
+            origin.stop()
+        if s3 is not None:
+            s3.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
 
