@@ -45,6 +45,7 @@ _SPECIAL = frozenset({"http", "https", "ws", "wss", "ftp"})
 _STRIP = "".join(chr(c) for c in range(0x21))  # C0 controls and space: a browser strips them around a URL
 # A token of free text that may be a URL (or a part of one with a query, fragment, path parameter or credentials)
 _TEXT_TOKEN = re.compile(r"[^\s\"'<>`\x00-\x1f\x7f]+")
+_URL_START = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:[/\\]|(?<![:/\\])[/\\]{2}")
 _URLISH = re.compile(r"[?#;@]|[:/\\][/\\]|%[0-9A-Fa-f]{2}")
 
 
@@ -161,7 +162,9 @@ def redact_text(text: str) -> str:
         token = m.group()
         if not _URLISH.search(token):
             return token
-        core = token.rstrip(").,:!]}")  # the sentence's punctuation, not the URL's
-        return redact(core) + token[len(core):]
+        start = _URL_START.search(token)  # "![alt](http://…)": the URL starts inside the token
+        head, rest = (token[: start.start()], token[start.start() :]) if start else ("", token)
+        core = rest.rstrip(").,:!]}")  # the sentence's punctuation, not the URL's
+        return head + redact(core) + rest[len(core) :]
 
     return _TEXT_TOKEN.sub(one, text)

@@ -105,9 +105,10 @@ def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, m
 
 
 def _escaped(text: str) -> str:
-    """JSON text with every control, bidi or surrogate character (only ever inside a string) as a ``\\uXXXX``
-    escape: the same data, safe to print, and encodable (a lone surrogate from an undecodable file name)."""
-    return UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    """JSON text with every control, bidi or surrogate character as a ``\\uXXXX`` escape: the same data, safe to
+    print, and encodable (a lone surrogate from an undecodable file name). json.dumps escapes C0 controls inside
+    strings itself; a newline outside one is the layout, kept."""
+    return UNPRINTABLE.sub(lambda m: m.group() if m.group() in "\n\r\t " else f"\\u{ord(m.group()):04x}", text)
 
 
 def _json(value: object) -> str:
