@@ -17,6 +17,7 @@ through them (the terminal's output functions apply ``redact_text`` to everythin
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from urllib.parse import unquote, unquote_plus
@@ -49,6 +50,7 @@ _URL_START = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:[/\\]|(?<![
 _URLISH = re.compile(r"[?#;@]|[:/\\][/\\]|%[0-9A-Fa-f]{2}")
 
 
+@functools.lru_cache(maxsize=4096)  # a few names (w, h, token, ...) make up nearly every query
 def is_secret_name(name: str) -> bool:
     """Whether a parameter of this name holds a secret (its value is never shown or stored)."""
     norm = _NOT_ALNUM.sub("", unquote_plus(name).lower())
