@@ -25,8 +25,10 @@ _VALUE_OPTIONS = ("--config",)  # global options that take a value (to find the 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
+        from archiver.terminal import say
+
         self.print_usage(sys.stderr)
-        print(f"archiver: {message}", file=sys.stderr)
+        say(f"archiver: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -99,12 +101,14 @@ def _logging(args: argparse.Namespace) -> Iterator[None]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    from archiver.terminal import say  # with the log handler: what the command prints goes through it
+
     with _logging(args):
         try:
             return int(COMMANDS[args.command].load().command(args, _config(args)))
         except ArchiverError as exc:
-            print(f"archiver: {exc}", file=sys.stderr)
+            say(f"archiver: {exc}", file=sys.stderr)
             return exc.exit_code
         except KeyboardInterrupt:
-            print("archiver: interrupted; the manifest keeps what was done, run again to finish", file=sys.stderr)
+            say("archiver: interrupted; the manifest keeps what was done, run again to finish", file=sys.stderr)
             return EXIT_INTERRUPTED

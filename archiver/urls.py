@@ -80,7 +80,7 @@ def _encode_host(raw: str, host: str) -> str:
             return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
         except ValueError:
             raise UrlError(raw, "malformed IPv6 host") from None
-    if any(c in host for c in " <>\\^|%\"'`{}"):
+    if any(c in host for c in " <>\\^|%\"'`{}") or any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in host):
         raise UrlError(raw, f"invalid character in host {host!r}")
     if host.isascii():
         return host

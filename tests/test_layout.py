@@ -27,7 +27,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "__main__": {"cli"},
 }
 BASE_MAY_IMPORT = {"model": set(), "errors": {"model"}, "config": {"errors", "model"}, "redaction": set(),
-                   "urls": {"errors", "redaction"}, "faults": set(), "scratch": set(), "terminal": set()}
+                   "urls": {"errors", "redaction"}, "faults": set(), "scratch": set(), "terminal": {"redaction"}}
 
 
 def _part(module: str) -> str:

@@ -1,11 +1,10 @@
-"""urls.resolve turns what an article says into the URL we fetch; redact hides secrets in logs."""
+"""urls.resolve turns what an article says into the URL we fetch (redaction: tests/test_redaction.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from archiver.errors import UrlError
-from archiver.redaction import redact
 from archiver.urls import MAX_URL_LENGTH, resolve
 
 BASE = "https://blog.example.com/posts/2021/hello.html"
@@ -118,23 +117,3 @@ def test_credentials_never_appear_in_url_errors() -> None:
     with pytest.raises(UrlError) as info:
         resolve("https://alice:s3cret@img.example.com:99999/a.jpg", "")
     assert "s3cret" not in str(info.value)
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("https://alice:s3cret@img.example.com/a.jpg", "https://***@img.example.com/a.jpg"),
-        ("https://alice@img.example.com/a.jpg", "https://***@img.example.com/a.jpg"),
-        ("https://a:b@c@img.example.com/x@y.jpg", "https://***@img.example.com/x@y.jpg"),
-        ("https://img.example.com/a@b.jpg", "https://img.example.com/a@b.jpg"),
-        (
-            "https://b.s3.amazonaws.com/k.jpg?X-Amz-Credential=AKIA&X-Amz-Signature=abc&w=300",
-            "https://b.s3.amazonaws.com/k.jpg?X-Amz-Credential=***&X-Amz-Signature=***&w=300",
-        ),
-        ("https://img.example.com/a.jpg?token=t0k&size=l", "https://img.example.com/a.jpg?token=***&size=l"),
-        ("https://img.example.com/a.jpg?w=300#frag", "https://img.example.com/a.jpg?w=300#frag"),
-        ("not a url", "not a url"),
-    ],
-)
-def test_redact(url: str, expected: str) -> None:
-    assert redact(url) == expected

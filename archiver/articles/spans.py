@@ -28,7 +28,7 @@ from archiver.articles.rewrite import Replacement, splice
 from archiver.find.markdown import line_starts
 from archiver.model import ArticleReplacement
 
-SECRET_KEPT_NOT = "the original URL held credentials, which the manifest does not keep"
+SECRET_KEPT_NOT = "the original URL held a secret (credentials, a token or a signature), which the manifest does not keep"
 NO_LONGER_THERE = "no longer there (edited since); left as is"
 
 

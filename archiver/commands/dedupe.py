@@ -27,6 +27,7 @@ from archiver.image import similarity
 from archiver.manifest.sqlite import Manifest
 from archiver.model import DISTANCE_LIMIT
 from archiver.storage import Store, open_store
+from archiver.terminal import say
 
 log = logging.getLogger("archiver")
 THUMB_MIN_WIDTH = 188  # the report's thumbnail box
@@ -66,20 +67,20 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "max_distance": max_distance,
                 "prefer": list(d.prefer), "applied": bool(args.apply)}
         files = write_report(rows, html, args.json or html.with_suffix(".json"), meta)
-    print(f"{len(p.groups)} near-duplicate groups ({sum(len(g.members) for g in p.groups)} images), "
+    say(f"{len(p.groups)} near-duplicate groups ({sum(len(g.members) for g in p.groups)} images), "
           f"{sum(r.kind == 'exact' for r in rows)} images archived from several URLs")
-    print(f"report: {files.html} ({files.pages} pages); JSON: {files.json}")
+    say(f"report: {files.html} ({files.pages} pages); JSON: {files.json}")
     if applied is None:
-        print("nothing rewritten (use --apply to point articles at the canonical copies)")
+        say("nothing rewritten (use --apply to point articles at the canonical copies)")
         return 0
     return _report_rewrite("apply", applied)
 
 
 def _report_rewrite(what: str, result: canonical.RewriteResult) -> int:
     verb = "rewritten to canonical copies" if what == "apply" else "restored"
-    print(f"{what}: {result.articles} articles {verb} ({result.spans} references)")
+    say(f"{what}: {result.articles} articles {verb} ({result.spans} references)")
     for p in result.problems:
-        print(f"  {p}")
+        say(f"  {p}")
     return 1 if result.problems else 0
 
 

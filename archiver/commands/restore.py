@@ -22,6 +22,7 @@ from archiver.config import Config
 from archiver.errors import ArticleError, ManifestError
 from archiver.manifest.rows import RewrittenArticle
 from archiver.manifest.sqlite import Manifest
+from archiver.terminal import say, say_block
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -42,6 +43,7 @@ class _Outcome:
     changed: bool  # the article's bytes change
     lines: list[str]  # what to print
     unrestored: int
+    diff: str = ""  # a dry run's unified diff, printed before the lines
 
 
 def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _Outcome:
@@ -56,8 +58,7 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
     done = undo(article.text, manifest.article_replacements(entry.path), unchanged=current == entry.sha256_after)
     new = render(replace(article, text=done.text), []) if done.text != article.text else article.raw
     lines = []
-    if dry and new != article.raw:
-        lines.append(unified_diff(article, done.text).rstrip("\n"))
+    diff = unified_diff(article, done.text) if dry and new != article.raw else ""
     if not dry:
         if new != article.raw:
             write_atomic(path, new, expected=article.raw)
@@ -72,7 +73,7 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
     lines.append(f"{path}: {verb} {done.restored} of {done.total} URLs ({state})")
     for p in sorted(done.problems, key=lambda p: p.line):
         lines.append(f"  {path}:{p.line}: {p.ours} (was {p.original}): {p.reason}")
-    return _Outcome(done.restored, new != article.raw, lines, len(done.problems))
+    return _Outcome(done.restored, new != article.raw, lines, len(done.problems), diff)
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
@@ -86,7 +87,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         known = manifest.rewritten_articles()
         for given in args.paths:
             if not any(_under(a.path, [given.resolve()]) for a in known):
-                print(f"{given}: no article rewritten by archiver here; nothing to restore")
+                say(f"{given}: no article rewritten by archiver here; nothing to restore")
         wanted = [p.resolve() for p in args.paths]
         for entry in known:
             if wanted and not _under(entry.path, wanted):
@@ -95,15 +96,17 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
                 outcome = _restore_one(manifest, entry, dry=dry)
             except ArticleError as exc:
                 failed += 1
-                print(f"{exc.message} (not restored)")
+                say(f"{exc.message} (not restored)")
                 continue
             articles += outcome.changed
             spans += outcome.restored
             unrestored += outcome.unrestored
-            print("\n".join(outcome.lines))
+            if outcome.diff:
+                say_block(outcome.diff)
+            say(*outcome.lines)
     finally:
         manifest.close()
-    print(
+    say(
         f"{'dry run: ' if dry else ''}{articles} articles {'would be ' if dry else ''}restored, {spans} URLs "
         f"put back; {unrestored} URLs could not be restored, {failed} articles could not be restored"
     )

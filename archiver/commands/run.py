@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import sys
 from pathlib import Path
 
 from archiver import scratch, terminal
@@ -14,7 +13,7 @@ from archiver.errors import EXIT_INTERRUPTED, ConfigError
 from archiver.image.pool import make_executor
 from archiver.manifest.sqlite import Manifest
 from archiver.run.pipeline import Run, prepare_workdir
-from archiver.run.progress import Progress, summary
+from archiver.run.progress import Progress, summary_lines
 from archiver.storage import Store, open_store
 from archiver.storage.null import NullStore
 
@@ -71,10 +70,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         scratch.remove(workdir)
     if args.dry_run:
         for diff in report.diffs:
-            sys.stdout.write(diff)
-            if not diff.endswith("\n"):
-                sys.stdout.write("\n")
-    print(summary(report, progress.elapsed, dry_run=args.dry_run))
+            terminal.say_block(diff)
+    terminal.say(*summary_lines(report, progress.elapsed, dry_run=args.dry_run))
     if report.stopped and report.stopped.startswith("interrupted"):
         return EXIT_INTERRUPTED
     return report.exit_code
@@ -88,6 +85,5 @@ def _rewrite_to_canonical(cfg: Config, manifest: Manifest, store: Store) -> None
     groups = plan(cfg, manifest, store, cfg.dedupe.max_distance)
     result = canonical.apply_canonical(manifest, groups.articles, groups.mapping, cfg.articles.front_matter_fields)
     if result.spans:
-        print(f"dedupe: {result.articles} articles rewritten to canonical copies ({result.spans} references)")
-    for problem in result.problems:
-        print(f"  {problem}")
+        terminal.say(f"dedupe: {result.articles} articles rewritten to canonical copies ({result.spans} references)")
+    terminal.say(*(f"  {problem}" for problem in result.problems))

@@ -7,6 +7,7 @@ import argparse
 from archiver.config import Config
 from archiver.errors import EXIT_OK
 from archiver.manifest.sqlite import Manifest
+from archiver.terminal import say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,16 +19,16 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     with Manifest.open_readonly(path) as m:
         c = m.counts()
         failures = m.failures(20)
-    print(f"manifest: {path}")
-    print(f"URLs: {c['archived']} archived, {c['dead']} dead, {c['rejected']} rejected, "
-          f"{c['failed']} failed (a re-run retries these)")
-    print(f"assets: {c['assets']} ({c['bytes_original']:,} bytes), renditions: {c['renditions']} "
-          f"({c['bytes_renditions']:,} bytes); {c['duplicate_urls']} URLs are exact duplicates, "
-          f"{c['near_duplicate_pairs']} near-duplicate pairs")
-    print(f"articles rewritten: {c['articles']}")
+    say(f"manifest: {path}",
+        f"URLs: {c['archived']} archived, {c['dead']} dead, {c['rejected']} rejected, "
+        f"{c['failed']} failed (a re-run retries these)",
+        f"assets: {c['assets']} ({c['bytes_original']:,} bytes), renditions: {c['renditions']} "
+        f"({c['bytes_renditions']:,} bytes); {c['duplicate_urls']} URLs are exact duplicates, "
+        f"{c['near_duplicate_pairs']} near-duplicate pairs",
+        f"articles rewritten: {c['articles']}")
     if failures:
-        print("\nlast failures:")
+        say("", "last failures:")
         for f in failures:
             code = f" HTTP {f.http_status}" if f.http_status else ""
-            print(f"  [{f.status}] {f.url}  — {f.reason}{code} ({f.attempts} attempts)")
+            say(f"  [{f.status}] {f.url}  — {f.reason}{code} ({f.attempts} attempts)")
     return EXIT_OK

@@ -29,7 +29,7 @@ from archiver.find.refs import find_refs
 from archiver.manifest.sqlite import Manifest
 from archiver.storage import Store, open_store
 from archiver.storage.keys import archive_key, parse_key, public_bases
-from archiver.terminal import StatusLine
+from archiver.terminal import StatusLine, say
 
 _EXT_FORMAT = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp", "gif": "gif", "avif": "avif"}
 
@@ -250,9 +250,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
 
     affected: dict[str, set[int]] = defaultdict(set)
     if manifest is None:
-        print(f"note: no manifest at {manifest_path}; only the articles' references were checked")
+        say(f"note: no manifest at {manifest_path}; only the articles' references were checked")
     for note in usage.skipped:
-        print(f"note: article not scanned: {note}")
+        say(f"note: article not scanned: {note}")
     by_hash: dict[str, list[tuple[str, int]]] = defaultdict(list)  # a thumbnail's users: its original's
     for k, users in usage.users.items():
         if (t := targets.get(k)) is not None and not t.width:
@@ -262,14 +262,14 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         for article, line in users:
             affected[article].add(line)
         used = ", ".join(f"{a}:{n}" for a, n in users) if users else "no scanned article uses it"
-        print(f"{f.status}: {f.target.key} ({_describe(f.target)}): {f.reason}; used by {used}")
+        say(f"{f.status}: {f.target.key} ({_describe(f.target)}): {f.reason}; used by {used}")
     if affected:
-        print(f"articles affected ({len(affected)}):")
+        say(f"articles affected ({len(affected)}):")
         for article in sorted(affected):
-            print(f"  {article}: lines {', '.join(str(n) for n in sorted(affected[article]))}")
+            say(f"  {article}: lines {', '.join(str(n) for n in sorted(affected[article]))}")
     originals = sum(1 for t in targets.values() if not t.width)
     counts = {s: sum(1 for f in findings if f.status == s) for s in ("missing", "corrupt", "unchecked")}
-    print(
+    say(
         f"verify{' --deep' if args.deep else ''}: {len(targets)} objects checked ({originals} originals, "
         f"{len(targets) - originals} thumbnails) in {elapsed:.1f} s; {usage.articles} articles scanned, "
         f"{usage.references} references to the archive; {counts['missing']} missing, {counts['corrupt']} corrupt, "

@@ -5,7 +5,9 @@ number of groups), ``report/dedupe.data/p00001.js`` … (one file per page of PA
 with a <script> tag only when that page is shown, so it also works when opened from disk), and
 ``report/dedupe.json`` (every group, for scripts). Thumbnails are referenced by URL or relative path,
 never inlined, and use loading="lazy". Everything untrusted (URLs, article paths) is rendered with
-textContent, never as HTML.
+textContent, never as HTML, and shown with control and bidi characters escaped (a file name holding ESC or
+U+202E cannot reorder or hide what the page says); the JSON files carry those characters as ``\\uXXXX`` escapes
+(archiver.terminal.UNPRINTABLE), so the data is exact and the files are safe to print on a terminal.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from archiver.errors import ArchiverError
+from archiver.terminal import UNPRINTABLE
 
 PAGE_SIZE = 50
 ARTICLES_SHOWN = 20  # per member on the page; the JSON export has them all
@@ -95,16 +98,23 @@ def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, m
         }
         _write(html_path, _html(summary).encode("utf-8"))
         export = {**meta, "groups": [_export_group(i + 1, g) for i, g in enumerate(ordered)]}
-        _write(json_path, (json.dumps(export, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+        _write(json_path, (_escaped(json.dumps(export, ensure_ascii=False, indent=1)) + "\n").encode("utf-8"))
     except OSError as exc:
         raise ArchiverError(f"cannot write the report: {exc.filename or ''}: {exc.strerror or exc}") from exc
     return ReportFiles(html_path, json_path, data_dir, pages)
 
 
+def _escaped(text: str) -> str:
+    """JSON text with every control, bidi or surrogate character as a ``\\uXXXX`` escape: the same data, safe to
+    print, and encodable (a lone surrogate from an undecodable file name). json.dumps escapes C0 controls inside
+    strings itself; a newline outside one is the layout, kept."""
+    return UNPRINTABLE.sub(lambda m: m.group() if m.group() in "\n\r\t " else f"\\u{ord(m.group()):04x}", text)
+
+
 def _json(value: object) -> str:
-    # compact, and safe anywhere in HTML or JS: no "<" (</script>) and no raw U+2028/2029
+    # compact, and safe anywhere in HTML or JS: no "<" (</script>), no raw U+2028/2029 or other control characters
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return _escaped(text.replace("<", "\\u003c"))
 
 
 def _page_group(number: int, g: GroupRow) -> dict[str, object]:
@@ -176,10 +186,14 @@ page <input id="page" type="number" min="1" value="1"> of <span id="pages"></spa
 const S = /*SUMMARY*/null;
 const loaded = {};
 let current = 0;
+const UNPRINTABLE = /[\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]/g;
+function shown(text) {  // what the page shows of any text: control and bidi characters as \\uXXXX
+  return String(text).replace(UNPRINTABLE, (c) => "\\\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
+}
 function el(tag, cls, text) {
   const e = document.createElement(tag);
   if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = String(text);
+  if (text !== undefined) e.textContent = shown(text);
   return e;
 }
 function size(n) {

@@ -22,10 +22,15 @@ the surplus arrives with them, reports a malformed response (transient). Surplus
 a connection they arrive on is closed, not reused. Bodies are decoded (gzip, deflate, raw deflate, br):
 ``sha256``, ``size``, ``max_bytes`` and the stored file are all about the decoded image.
 
-Proxies: the session trusts the environment (HTTP_PROXY/HTTPS_PROXY/NO_PROXY, and .netrc). Through a proxy our
-resolver only sees the proxy's name, so for a proxied hop we first resolve the target ourselves and apply the
-guard. The proxy resolves it again later: a DNS answer that changes in between (rebinding) is the remaining,
-small window; run without a proxy where that matters. Proxy hosts themselves are trusted (operator's choice).
+Credentials and proxies: the session does not trust the environment (no ``~/.netrc``, whose ``default`` entry
+would go to every host); a request carries only the credentials configured for its own host (``user:pw@`` in its
+URL, ``[fetch] headers`` for that host). Proxies come from HTTP_PROXY/HTTPS_PROXY/NO_PROXY (archiver.fetch.proxy),
+with their own ``user:pw@`` sent to the proxy only. The proxy's name is resolved without the guard (the
+operator chose it) and aiohttp connects to that address, so the trust covers the connection to the proxy and
+nothing else: every target, on the proxy's host name or not, direct or proxied, redirects included, is guarded.
+Through a proxy our resolver never sees the target's addresses, so for a proxied hop we first resolve the
+target ourselves and apply the guard. The proxy resolves it again later: a DNS answer that changes in between
+(rebinding) is the remaining, small window; run without a proxy where that matters.
 ``connect_to`` hosts should be listed in NO_PROXY when a proxy is set, or the proxy gets their requests.
 """
 
@@ -34,11 +39,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import ipaddress
 import socket
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
-from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
@@ -50,6 +55,7 @@ from archiver.errors import DeadLink, FetchError, Refused, TransientFetchError, 
 from archiver.fetch.body import CHUNK, RATE_WINDOW, BodyReader, FetchStats
 from archiver.fetch.guard import AddressRefused, Guard, GuardedResolver
 from archiver.fetch.pauses import HostPauses, host_key
+from archiver.fetch.proxy import Proxies, Proxy
 from archiver.fetch.retry import REDIRECTS, Retry, check_status, host_pause, retry_delay, short, status_text
 from archiver.model import Download
 from archiver.redaction import redact
@@ -59,6 +65,14 @@ ACCEPT = "image/avif,image/webp,image/*,*/*;q=0.8"
 _NXDOMAIN = frozenset(e for e in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None)) if e)
 
 __all__ = ["ACCEPT", "CHUNK", "RATE_WINDOW", "Fetcher", "FetchStats"]  # CHUNK, RATE_WINDOW, FetchStats: fetch.body
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class Fetcher:
@@ -78,12 +92,9 @@ class Fetcher:
         self._cfg = cfg
         self._workdir = workdir
         self._guard = Guard(cfg.allow_networks)
-        self._proxies = {k: v for k, v in getproxies().items() if k in ("http", "https")}
-        proxy_hosts = frozenset(h for h in (urlsplit(v).hostname for v in self._proxies.values()) if h)
-        self._resolver = GuardedResolver(
-            self._guard, cfg.connect_to, trusted_hosts=proxy_hosts, base=resolver, timeout=cfg.connect_timeout
-        )
-        self._proxy_hosts = proxy_hosts
+        self._proxies = Proxies()
+        self._proxy_addresses: dict[Proxy, str] = {}
+        self._resolver = GuardedResolver(self._guard, cfg.connect_to, base=resolver, timeout=cfg.connect_timeout)
         self._headers = {host.lower(): dict(h) for host, h in cfg.headers.items()}
         self._session: aiohttp.ClientSession | None = None
         self._global: asyncio.Semaphore | None = None
@@ -97,7 +108,7 @@ class Fetcher:
         connector = aiohttp.TCPConnector(resolver=self._resolver, limit=self._cfg.concurrency, limit_per_host=0)
         self._session = aiohttp.ClientSession(
             connector=connector,
-            trust_env=True,
+            trust_env=False,  # no ~/.netrc; proxies come from archiver.fetch.proxy
             timeout=aiohttp.ClientTimeout(total=self._cfg.timeout, sock_connect=self._cfg.connect_timeout),
             headers={"User-Agent": self._cfg.user_agent, "Accept": ACCEPT},
             cookie_jar=aiohttp.DummyCookieJar(),
@@ -183,8 +194,8 @@ class Fetcher:
             paused = self._pauses.remaining(key)
             if paused:
                 raise Retry(f"{via}{key} asked to slow down; paused", retry_after=paused)
-            await self._check_hop(url, current, host, via)
-            result = await self._request(url, current, host, key, via, attempt_no)
+            proxy = await self._check_hop(url, current, host, via)
+            result = await self._request(url, current, host, key, via, attempt_no, proxy)
             if isinstance(result, Download):
                 return result
             if result in seen:
@@ -193,21 +204,38 @@ class Fetcher:
             current = result
         raise DeadLink(redact(url), f"more than {self._cfg.max_redirects} redirects (last: {redact(current)})")
 
-    async def _check_hop(self, url: str, current: str, host: str, via: str) -> None:
-        """Guard checks aiohttp cannot do for us: IP-literal hosts, and targets hidden behind a proxy."""
+    async def _check_hop(self, url: str, current: str, host: str, via: str) -> Proxy | None:
+        """Guard checks aiohttp cannot do for us: IP-literal hosts, and targets hidden behind a proxy. Returns the
+        proxy this hop goes through (None: direct, guarded by the resolver as aiohttp connects)."""
         try:
             self._guard.check_url_host(current)
         except Refused as exc:
             raise Refused(redact(url), via + exc.reason) from None
-        scheme = urlsplit(current).scheme
-        proxied = scheme in self._proxies and not proxy_bypass(host)
-        if proxied or host in self._proxy_hosts:
+        proxy = self._proxies.for_url(urlsplit(current).scheme, host) if self._proxies else None
+        if proxy is not None:
             try:
                 await self._resolver.resolve(host, urlsplit(current).port or 0, socket.AF_UNSPEC)
             except AddressRefused as exc:
                 raise Refused(redact(url), via + exc.reason) from None
             except OSError as exc:
                 raise self._dns_error(url, exc) from exc
+        return proxy
+
+    async def _proxy_address(self, proxy: Proxy) -> str:
+        """The address the proxy's name resolves to (connect_to applies; the guard does not: the operator chose
+        it), looked up once per run."""
+        address = self._proxy_addresses.get(proxy)
+        if address is None and _is_ip(proxy.host):
+            address = proxy.host
+        if address is None:
+            try:
+                found = await self._resolver.resolve_unguarded(proxy.host, proxy.port)
+            except OSError as exc:
+                raise Retry(f"cannot resolve the proxy {proxy.host}: {exc.strerror or exc}") from exc
+            if not found:
+                raise Retry(f"cannot resolve the proxy {proxy.host}")
+            address = self._proxy_addresses[proxy] = found[0]["host"]
+        return address
 
     @staticmethod
     def _dns_error(url: str, err: OSError) -> FetchError | Retry:
@@ -216,15 +244,22 @@ class Fetcher:
         return Retry(f"DNS lookup failed: {err.strerror or err}")
 
     async def _request(
-        self, url: str, current: str, host: str, key: str, via: str, attempt_no: int
+        self, url: str, current: str, host: str, key: str, via: str, attempt_no: int, proxy: Proxy | None = None
     ) -> Download | str:
-        """One HTTP request: a Download, or the next URL when it redirects."""
+        """One HTTP request (through ``proxy`` if given): a Download, or the next URL when it redirects."""
         assert self._session is not None
         headers = self._headers.get(host, {})
+        via_proxy: dict[str, object] = {}
+        if proxy is not None:
+            via_proxy["proxy"] = proxy.url(await self._proxy_address(proxy))
+            if proxy.authorization and urlsplit(current).scheme == "https":  # on the CONNECT, not in the tunnel
+                via_proxy["proxy_headers"] = {"Proxy-Authorization": proxy.authorization}
+            elif proxy.authorization:  # the request itself goes to the proxy
+                headers = {**headers, "Proxy-Authorization": proxy.authorization}
         self.stats.requests += 1
         try:
             async with self._session.get(
-                URL(current, encoded=True), headers=headers, allow_redirects=False
+                URL(current, encoded=True), headers=headers, allow_redirects=False, **via_proxy
             ) as resp:
                 if resp.status in REDIRECTS:
                     return self._next_hop(url, current, resp)
@@ -239,6 +274,8 @@ class Fetcher:
             if isinstance(exc, aiohttp.ClientConnectorDNSError):
                 raise self._dns_error(url, err) from exc
             if isinstance(exc, aiohttp.ClientProxyConnectionError):
+                if proxy is not None:
+                    self._proxy_addresses.pop(proxy, None)  # look it up again on the next attempt
                 raise Retry(f"cannot connect to proxy: {err.strerror or err}") from exc
             raise Retry(f"connection failed: {err.strerror or err}") from exc
         except aiohttp.ClientPayloadError as exc:

@@ -184,8 +184,8 @@ class GuardedResolver(AbstractResolver):
     rest with aiohttp's ThreadedResolver (getaddrinfo: /etc/hosts, then DNS), and keeps only the addresses the
     Guard allows; when none is left it raises AddressRefused, so no connection is ever attempted.
 
-    ``trusted_hosts`` (the configured proxies) are resolved without the guard: the operator chose them.
-    A lookup taking longer than ``timeout`` seconds fails like a DNS timeout (``gaierror`` EAI_AGAIN: transient).
+    No host name is trusted: ``resolve_unguarded`` is for the one lookup that may skip the guard, the configured
+    proxy's (the fetcher then connects to that address, never to the name). A lookup taking longer than ``timeout`` seconds fails like a DNS timeout (``gaierror`` EAI_AGAIN: transient).
 
     Rebinding: aiohttp connects to exactly the addresses this resolver returns (and caches those), so the
     address checked is the address connected to; there is no second lookup for an answer to change in.
@@ -196,14 +196,12 @@ class GuardedResolver(AbstractResolver):
         guard: Guard,
         connect_to: Mapping[str, str],
         *,
-        trusted_hosts: frozenset[str] = frozenset(),
         base: AbstractResolver | None = None,
         timeout: float | None = None,
     ) -> None:
         self._guard = guard
         self._timeout = timeout
         self._connect_to = {k.lower().rstrip("."): parse_target(v) for k, v in connect_to.items()}
-        self._trusted = frozenset(h.lower() for h in trusted_hosts)
         self._base = base
         self._owns_base = base is None
 
@@ -236,8 +234,6 @@ class GuardedResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._lookup(host, port, family)
-        if host.lower() in self._trusted and not self.mapped(host):
-            return results
         allowed: list[ResolveResult] = []
         refusal: Refused | None = None
         for result in results:
@@ -251,6 +247,10 @@ class GuardedResolver(AbstractResolver):
             reason = refusal.reason if refusal else "the host resolved to no address"
             raise AddressRefused(host, f"{host} resolves to a {reason}" if refusal else reason)
         return allowed
+
+    async def resolve_unguarded(self, host: str, port: int) -> list[ResolveResult]:
+        """The addresses of ``host`` (connect_to applies) without the guard: only for the configured proxy."""
+        return await self._lookup(host, port, socket.AF_UNSPEC)
 
     async def close(self) -> None:
         if self._base is not None and self._owns_base:

@@ -34,7 +34,7 @@ from archiver.manifest.rows import (
 )
 from archiver.manifest.schema import MIGRATIONS, migrate
 from archiver.model import ArticleReplacement, Asset, Outcome
-from archiver.redaction import redact
+from archiver.redaction import has_secret, redact, redact_text
 
 
 def url_key(url: str) -> str:
@@ -44,6 +44,16 @@ def url_key(url: str) -> str:
     if shown == url:
         return url
     return f"{shown}#sha256={hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
+
+
+def _text(text: str) -> str:
+    """Text SQLite can store: a lone surrogate (a byte a server or a file name held that is not UTF-8) as its
+    ``\\udcXX`` escape, not an error that would leave the URL without an outcome."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 class Manifest:
@@ -171,7 +181,7 @@ class Manifest:
                      http_status=excluded.http_status, attempts=urls.attempts + excluded.attempts,
                      asset=excluded.asset, final_url=excluded.final_url, etag=excluded.etag,
                      last_modified=excluded.last_modified, last_tried=excluded.last_tried""",
-                (url_key(url), status, reason, http_status, attempts, asset,
+                (url_key(url), status, _text(redact_text(reason)) if reason else reason, http_status, attempts, asset,
                  redact(final_url) if final_url else None, etag, last_modified, now, now),
             )
 
@@ -307,8 +317,8 @@ class Manifest:
             db.executemany(
                 """INSERT INTO replacements (article, seq, start, end, original, replacement, url, reason)
                    VALUES (?,?,?,?,?,?,?,?)""",
-                [(path, seq, r.start, r.end, r.original, r.replacement, url_key(r.url), reason)
-                 for r in replacements],
+                [(path, seq, r.start, r.end, "" if has_secret(r.original) else r.original, r.replacement,
+                  url_key(r.url), reason) for r in replacements],
             )
 
     def rewritten_articles(self) -> list[RewrittenArticle]:

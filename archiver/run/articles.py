@@ -83,6 +83,16 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
     return Scanned(refs, done, tuple(rejected), work)
 
 
+def _secret_span(span: str, url: str) -> bool:
+    """Whether the span as written, or the absolute URL it spells (``url``: decoded), carries a secret."""
+    if has_secret(span) or has_secret(url):
+        return True
+    try:
+        return has_secret(resolve(url, ""))  # every spelling urls.resolve reads; relative URLs need a base: none
+    except UrlError:
+        return False
+
+
 def rewrite_article(
     path: Path, archived: Mapping[str, str], cfg: ArticlesConfig, own: OwnUrls, *, dry_run: bool
 ) -> Rewritten | None:
@@ -102,8 +112,9 @@ def rewrite_article(
             continue
         repls.append(Replacement(ref.start, ref.end, public))
         span = article.text[ref.start : ref.end]
-        # a span carrying credentials or secret query values is not kept in the manifest ("" = not kept)
-        record.append(ArticleReplacement(ref.start, ref.end, "" if has_secret(span) else span, public, ref.url))
+        # a span carrying credentials or secret values is not kept in the manifest ("" = not kept)
+        record.append(ArticleReplacement(ref.start, ref.end, "" if _secret_span(span, ref.url) else span, public,
+                                         ref.url))
     if not repls:
         return None
     new = render(article, repls)

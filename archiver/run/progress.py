@@ -6,7 +6,7 @@ from typing import TextIO
 
 from archiver.model import Outcome
 from archiver.run.report import SKIPPED, RunReport, Stats
-from archiver.terminal import StatusLine
+from archiver.terminal import StatusLine, shown
 
 
 def _rate(stats: Stats, elapsed: float) -> float:
@@ -38,6 +38,12 @@ def _size(n: int) -> str:
 
 
 def summary(report: RunReport, elapsed: float, *, dry_run: bool = False) -> str:
+    """The summary as printed: every line through ``terminal.shown`` (secrets masked, control characters escaped)."""
+    return "\n".join(shown(line) for line in summary_lines(report, elapsed, dry_run=dry_run))
+
+
+def summary_lines(report: RunReport, elapsed: float, *, dry_run: bool = False) -> list[str]:
+    """The lines of the summary, as composed (a server's reason phrase, a URL, a file name as they came)."""
     s = report.stats
     lines = [
         f"{'dry run: ' if dry_run else ''}{s.articles} articles scanned, {s.articles_rewritten} "
@@ -67,4 +73,4 @@ def summary(report: RunReport, elapsed: float, *, dry_run: bool = False) -> str:
                 where += f":{p.line}"
             parts = [x for x in (where, p.url) if x]
             lines.append(f"  [{p.outcome}] {'  '.join(parts)}  — {p.reason}")
-    return "\n".join(lines)
+    return lines

@@ -88,3 +88,17 @@ def test_report_pages_through_group_data(tmp_path: Path, page_no: int) -> None:
     assert f'data-page="{page_no}"' in dom
     assert len(re.findall(r"<section\b", dom)) == 10
     assert 'id="group-51"' in dom and 'id="group-1"' not in dom
+
+
+def test_report_page_shows_control_and_bidi_characters_escaped(tmp_path: Path) -> None:
+    """A file name holding ESC and U+202E (RIGHT-TO-LEFT OVERRIDE) cannot reorder or hide what the page says."""
+    from archiver.dedupe.report import GroupRow, MemberRow, write_report
+
+    evil = "post\x1b[2J\u202egpj.md"
+    member = MemberRow("a" * 64, "http://x/a.jpg", "a.jpg", "http://x/t.webp", "t.webp", 10, 10, "JPEG", 100, True,
+                       source_urls=("http://evil.test/a.jpg", "http://evil.test/b.jpg"), articles=(evil,))
+    files = write_report([GroupRow("exact", (member,))], tmp_path / "r.html", tmp_path / "r.json",
+                         {"generated": "now", "max_distance": 10})
+    dom = chromium(tmp_path, files.html.resolve().as_uri(), "--dump-dom")
+    assert "<li>post\\u001b[2J\\u202egpj.md</li>" in dom
+    assert "\u202e" not in dom and "\x1b" not in dom

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,9 @@ from archiver.errors import DeadLink, Refused, TransientFetchError
 from archiver.fetch.client import Fetcher
 from archiver.fetch.guard import AddressRefused, Guard, GuardedResolver, legacy_ipv4
 from archiver.model import Download
+from tests.support.fetching import StaticResolver
 from tests.support.origin import JPEG, Server
+from tests.support.proxy import ForwardProxy
 
 PRIVATE = [
     "127.0.0.1", "127.255.255.254", "10.0.0.1", "172.16.0.1", "172.31.255.255", "192.168.1.1",
@@ -107,32 +108,6 @@ def test_check_url_host_never_shows_credentials() -> None:
     with pytest.raises(Refused) as info:
         Guard(()).check_url_host("http://admin:hunter2@127.0.0.1/")
     assert "hunter2" not in str(info.value)
-
-
-class StaticResolver(AbstractResolver):
-    """Pretend DNS: name → addresses; unknown names are NXDOMAIN, names mapped to None fail temporarily."""
-
-    def __init__(self, answers: Mapping[str, Sequence[str] | None]) -> None:
-        self.answers = answers
-        self.asked: list[str] = []
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        self.asked.append(host)
-        if host not in self.answers:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        addrs = self.answers[host]
-        if addrs is None:
-            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
-        return [
-            {"hostname": host, "host": a, "port": port, "family": socket.AF_INET6 if ":" in a else socket.AF_INET,
-             "proto": 0, "flags": 0}
-            for a in addrs
-        ]  # fmt: skip
-
-    async def close(self) -> None:
-        pass
 
 
 def _resolve(resolver: GuardedResolver, host: str, port: int = 80) -> list[ResolveResult]:
@@ -291,3 +266,55 @@ def test_resolver_timeout_is_a_temporary_dns_failure(connect_to: dict[str, str])
     with pytest.raises(socket.gaierror, match="DNS lookup timed out after 0.05s") as info:
         _resolve(resolver, "img.example.test")
     assert info.value.errno == socket.EAI_AGAIN
+
+
+# --- the proxy's own host name -------------------------------------------------------------------------
+
+
+def _proxy_name_setup(forward_proxy: ForwardProxy, origin: Server, monkeypatch: pytest.MonkeyPatch) -> StaticResolver:
+    """HTTP_PROXY names proxy.test, which resolves to loopback (where the canary also listens, on another port);
+    the proxy itself reaches img.example.test at the origin. Nothing is in allow_networks."""
+    forward_proxy.hosts.update({"proxy.test": "127.0.0.1", "img.example.test": f"127.0.0.1:{origin.port}"})
+    monkeypatch.setenv("HTTP_PROXY", f"http://proxy.test:{forward_proxy.port}")
+    return StaticResolver({"proxy.test": ["127.0.0.1"], "proxy.test.": ["127.0.0.1"], "img.example.test": ["93.184.216.34"]})
+
+
+@pytest.mark.parametrize("no_proxy", ["", "proxy.test"])
+def test_a_target_on_the_proxys_host_name_is_guarded_like_any_other(
+    forward_proxy: ForwardProxy, origin: Server, canary: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    no_proxy: str,
+) -> None:
+    """The proxy's address is trusted for the connection to the proxy, not for targets that share its name: at any
+    port, through the proxy, directly (NO_PROXY names it too) or after a redirect, they are refused."""
+    dns = _proxy_name_setup(forward_proxy, origin, monkeypatch)
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    cfg = FetchConfig(**FAST)
+    download = _fetch(cfg, "http://img.example.test/image.jpg", tmp_path, dns)  # the proxy itself works
+    assert download.path.read_bytes() == JPEG and origin.hits("/image.jpg") == 1
+    assert forward_proxy.targets() == ["http://img.example.test/image.jpg"]
+    for url in (
+        f"http://proxy.test:{canary.port}/latest/meta-data/",
+        f"http://proxy.test:{forward_proxy.port}/",
+        f"http://PROXY.test.:{canary.port}/",
+        f"http://img.example.test/redirect-to?url=http://proxy.test:{canary.port}/x",
+    ):
+        with pytest.raises(Refused, match="loopback address 127.0.0.1 refused by the SSRF guard"):
+            _fetch(cfg, url, tmp_path, dns)
+    assert canary.total_hits() == 0
+    assert forward_proxy.targets()[1:] == [f"http://img.example.test/redirect-to?url=http://proxy.test:{canary.port}/x"]
+
+
+def test_the_proxy_is_reached_by_the_address_its_name_resolved_to(
+    forward_proxy: ForwardProxy, origin: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One lookup of the proxy's name per run, without the guard; aiohttp is given the address, never the name."""
+    dns = _proxy_name_setup(forward_proxy, origin, monkeypatch)
+
+    async def two() -> None:
+        async with Fetcher(FetchConfig(**FAST), tmp_path, resolver=dns) as fetcher:
+            for path in ("/image.jpg", "/image.png"):
+                (await fetcher.fetch(f"http://img.example.test{path}")).path.unlink()
+
+    asyncio.run(two())
+    assert dns.asked.count("proxy.test") == 1
+    assert forward_proxy.targets() == ["http://img.example.test/image.jpg", "http://img.example.test/image.png"]

@@ -1,19 +1,48 @@
-"""Drives a Fetcher against the loopback servers in the fetch tests: the shared base config and run helpers."""
+"""Drives a Fetcher against the loopback servers in the fetch tests: the shared base config, run helpers and a
+pretend DNS (``StaticResolver``)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import socket
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiohttp.abc import AbstractResolver
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from archiver.config import FetchConfig
 from archiver.fetch.client import RATE_WINDOW, Fetcher
 from archiver.model import Download
 
 T = TypeVar("T")
+
+
+class StaticResolver(AbstractResolver):
+    """Pretend DNS: name → addresses; unknown names are NXDOMAIN, names mapped to None fail temporarily."""
+
+    def __init__(self, answers: Mapping[str, Sequence[str] | None]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append(host)
+        if host not in self.answers:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        addrs = self.answers[host]
+        if addrs is None:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return [
+            {"hostname": host, "host": a, "port": port, "family": socket.AF_INET6 if ":" in a else socket.AF_INET,
+             "proto": 0, "flags": 0}
+            for a in addrs
+        ]  # fmt: skip
+
+    async def close(self) -> None:
+        pass
+
 
 # Loopback allowed, short timeouts and backoff, 1 MiB bodies: each test module derives its CFG from this.
 LOOPBACK = FetchConfig(
