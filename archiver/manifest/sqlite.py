@@ -62,7 +62,7 @@ class Manifest:
             if path is None:
                 conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
             else:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                _make_folder(path)
                 if lock:
                     lock_fd = _take_lock(path)
                 conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
@@ -73,7 +73,7 @@ class Manifest:
         except sqlite3.Error as exc:
             if lock_fd is not None:
                 os.close(lock_fd)
-            raise ManifestError(f"{path}: cannot open manifest: {exc}") from exc
+            raise ManifestError(f"{path}: cannot open manifest: {exc}{_folder_hint(path)}") from exc
         return cls(conn, path, lock_fd)
 
     @classmethod
@@ -82,26 +82,42 @@ class Manifest:
         mem = cls.open(None)
         if path.exists():
             try:
-                src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                src = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True)
                 try:
                     src.backup(mem._db)
                 finally:
                     src.close()
             except sqlite3.Error as exc:
-                raise ManifestError(f"{path}: cannot read manifest: {exc}") from exc
+                raise ManifestError(f"{path}: cannot read manifest: {exc}{_folder_hint(path)}") from exc
             migrate(mem._db, path)
         return mem
 
     @classmethod
     def open_readonly(cls, path: Path) -> Manifest:
-        """For reading only (status, verify): no lock, no copy; an older schema is migrated in a memory copy."""
+        """For reading only (status, verify): no lock, no copy; an older schema is migrated in a memory copy.
+
+        In a folder we cannot write (read-only media, another user's folder) SQLite cannot create the shared-memory
+        file a WAL database needs to be read: then the file is read as it is on disk (``immutable``), which is
+        exact unless a writer's log is beside it (then the error says so)."""
         if not path.exists():
             raise ManifestError(f"{path}: no manifest yet (run `archiver run` first)")
+        conn = None
         try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            try:
+                conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, check_same_thread=False)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.OperationalError:
+                if conn is not None:
+                    conn.close()
+                if os.access(path.parent, os.W_OK) or _wal_of(path).exists():
+                    raise
+                conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro&immutable=1", uri=True,
+                                       check_same_thread=False)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.Error as exc:
-            raise ManifestError(f"{path}: cannot read manifest: {exc}") from exc
+            if conn is not None:
+                conn.close()
+            raise ManifestError(f"{path}: cannot read manifest: {exc}{_folder_hint(path)}") from exc
         if version == len(MIGRATIONS):
             return cls(conn, path, None)
         conn.close()
@@ -405,9 +421,45 @@ def _url_state(row: Sequence[object]) -> UrlState:
     return UrlState(url, Outcome(status), *rest)  # type: ignore[arg-type]
 
 
+def _make_folder(path: Path) -> None:
+    """The manifest's folder, created if missing; ManifestError (one line) if it cannot be."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ManifestError(f"{path}: cannot create the manifest's folder: {folder} (or a folder above it) "
+                            "is a file") from None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot create the manifest's folder {folder}: {exc.strerror or exc}") from None
+
+
+def _folder_hint(path: Path | None) -> str:
+    """Why SQLite may have failed: it writes its log and lock files beside the manifest."""
+    if path is None or not path.parent.is_dir() or os.access(path.parent, os.W_OK):
+        return ""
+    return f" (the folder {path.parent} is not writable: the manifest needs to write files beside itself)"
+
+
+def _wal_of(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
+
+
+def _uri_path(path: Path) -> str:
+    """``path`` for a ``file:`` URI: characters SQLite's URI parser would read as syntax are percent-encoded,
+    and a file name that is not UTF-8 keeps its bytes."""
+    from urllib.parse import quote
+
+    return quote(os.fsencode(path.absolute()), safe="/")
+
+
 def _take_lock(path: Path) -> int:
     lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ManifestError(
+            f"{path}: cannot open the lock file {lock_path}: {exc.strerror or exc}{_folder_hint(path)}"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -20,7 +20,7 @@ from archiver import scratch
 from archiver.articles.files import iter_article_paths
 from archiver.articles.rewrite import remove_stale_temp_files
 from archiver.config import Config
-from archiver.errors import ArticleError, FetchError, ImageError, StorageError
+from archiver.errors import ArticleError, FetchError, ImageError, ManifestError, StorageError
 from archiver.faults import crash_point
 from archiver.fetch.client import Fetcher
 from archiver.image.pool import make_executor
@@ -268,11 +268,14 @@ def _interleave_hosts(urls: Sequence[str]) -> list[str]:
 def prepare_workdir(manifest_path: Path | None) -> Path:
     """A new scratch folder of this run for downloads (archiver.scratch): beside the manifest, where the scratch
     folders of killed runs are removed first, or, for a dry run (``None``), in the system's temp folder."""
-    if manifest_path is None:
-        return scratch.create(Path(tempfile.gettempdir()))
-    for stale in scratch.remove_stale(manifest_path.parent):
-        log.info("removed %s left by an interrupted run", stale)
-    return scratch.create(manifest_path.parent)
+    parent = Path(tempfile.gettempdir()) if manifest_path is None else manifest_path.parent
+    if manifest_path is not None:
+        for stale in scratch.remove_stale(parent):
+            log.info("removed %s left by an interrupted run", stale)
+    try:
+        return scratch.create(parent)
+    except OSError as exc:
+        raise ManifestError(f"{parent}: cannot create a scratch folder for downloads: {exc.strerror or exc}") from None
 
 
 __all__ = ["Run", "make_executor", "prepare_workdir"]
