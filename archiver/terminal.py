@@ -1,17 +1,37 @@
 """What the archiver writes to a terminal: one status line (redrawn in place, or a plain line every few seconds when
-the output is not a terminal) and a log handler that clears that line before a message, so the two never mix."""
+the output is not a terminal), a log handler that clears that line before a message, so the two never mix, and how
+a file name is shown (``shown_path``: any name prints, on one line)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
 
 CLEAR = "\r\033[K"
+# Bytes of a file name that are not UTF-8 (Python keeps them as lone surrogates U+DC80-U+DCFF), other lone
+# surrogates, and control characters (C0, DEL, C1): none can be printed as they are.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"  # the byte itself, as ls -b shows it
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def shown_path(path: object) -> str:
+    """A file name as the archiver prints it: a name that is not valid UTF-8 (a Latin-1 ``caf\\xe9.md``) shows each
+    such byte as ``\\xNN``, and a control character (newline, ESC) likewise, so every name prints on one line on
+    any terminal and in any encoding, and two different names never look the same except by a backslash."""
+    text = str(path)
+    return _UNPRINTABLE.sub(_escape, text) if _UNPRINTABLE.search(text) else text
 
 
 class StatusLine:

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from archiver.articles.files import load_article
+from archiver.articles.journal import settle_pending
 from archiver.config import Config
 from archiver.dedupe import canonical
 from archiver.dedupe.plan import Plan, plan, source_urls
@@ -27,6 +28,7 @@ from archiver.image import similarity
 from archiver.manifest.sqlite import Manifest
 from archiver.model import DISTANCE_LIMIT
 from archiver.storage import Store, open_store
+from archiver.terminal import shown_path
 
 log = logging.getLogger("archiver")
 THUMB_MIN_WIDTH = 188  # the report's thumbnail box
@@ -55,6 +57,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         raise ManifestError(f"{manifest_path}: no manifest yet (run `archiver run` first)")
     fields = cfg.articles.front_matter_fields
     with Manifest.open(manifest_path) as manifest:
+        settle_pending(manifest)  # article writes a killed command left between their rename and their record
         if args.undo:
             return _report_rewrite("undo", canonical.undo_canonical(manifest))
         store = open_store(cfg)
@@ -68,7 +71,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         files = write_report(rows, html, args.json or html.with_suffix(".json"), meta)
     print(f"{len(p.groups)} near-duplicate groups ({sum(len(g.members) for g in p.groups)} images), "
           f"{sum(r.kind == 'exact' for r in rows)} images archived from several URLs")
-    print(f"report: {files.html} ({files.pages} pages); JSON: {files.json}")
+    print(f"report: {shown_path(files.html)} ({files.pages} pages); JSON: {shown_path(files.json)}")
     if applied is None:
         print("nothing rewritten (use --apply to point articles at the canonical copies)")
         return 0
@@ -97,7 +100,7 @@ def _usage(paths: list[str], forms: dict[str, str], fields: tuple[str, ...]) -> 
             sha = forms.get(article.text[ref.start : ref.end])
             if sha and sha not in seen:
                 seen.add(sha)
-                out[sha].append(path)
+                out[sha].append(shown_path(path))
     return out
 
 
@@ -126,6 +129,6 @@ def _page_src(store: Store, key: str, report_dir: Path) -> str:
     """How the page loads a thumbnail: a path relative to the report for a local archive (works from disk)."""
     path = store.local_path(key)
     if path is not None:
-        rel = os.path.relpath(path, report_dir.resolve())
+        rel = os.path.relpath(path, os.path.realpath(report_dir))
         return quote("/".join(rel.split(os.sep)))
     return store.url_for(key)

@@ -7,6 +7,7 @@ import argparse
 from archiver.config import Config
 from archiver.errors import EXIT_OK
 from archiver.manifest.sqlite import Manifest
+from archiver.terminal import shown_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,13 +19,16 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     with Manifest.open_readonly(path) as m:
         c = m.counts()
         failures = m.failures(20)
-    print(f"manifest: {path}")
+    print(f"manifest: {shown_path(path)}")
     print(f"URLs: {c['archived']} archived, {c['dead']} dead, {c['rejected']} rejected, "
           f"{c['failed']} failed (a re-run retries these)")
     print(f"assets: {c['assets']} ({c['bytes_original']:,} bytes), renditions: {c['renditions']} "
           f"({c['bytes_renditions']:,} bytes); {c['duplicate_urls']} URLs are exact duplicates, "
           f"{c['near_duplicate_pairs']} near-duplicate pairs")
     print(f"articles rewritten: {c['articles']}")
+    if c["articles_pending"]:
+        print(f"article writes of an interrupted command not yet settled: {c['articles_pending']} (the next run, "
+              "restore or dedupe settles them)")
     if failures:
         print("\nlast failures:")
         for f in failures:

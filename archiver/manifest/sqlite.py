@@ -1,7 +1,7 @@
 """The manifest: a SQLite (WAL) record of every URL, asset, stored object and rewritten article.
 
 It is the run's memory: a second run reads it to skip what is done, ``status`` summarises it, and
-restore/verify read the replaced spans and object keys from it. One process writes at a time (an
+restore/verify read the replaced spans and object keys from it (the article records: manifest/articles.py). One process writes at a time (an
 exclusive lock file beside the database); every write is its own short transaction, so a run killed
 at any moment leaves a consistent database.
 """
@@ -9,50 +9,44 @@ at any moment leaves a consistent database.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from archiver.errors import ManifestError
+from archiver.manifest.articles import ArticleRecords
 from archiver.manifest.rows import (
     ArchivedUrl,
     AssetRow,
-    Generation,
     PairRow,
     RenditionRow,
-    RewrittenArticle,
     SignatureRow,
     StoredAsset,
     StoredObject,
     UnsearchedAsset,
     UrlState,
     VariantRow,
+    url_key,
 )
 from archiver.manifest.schema import MIGRATIONS, migrate
-from archiver.model import ArticleReplacement, Asset, Outcome
+from archiver.model import Asset, Outcome
 from archiver.redaction import redact
 
-
-def url_key(url: str) -> str:
-    """How a URL is stored: as is, or, if it carries credentials or secret query values, redacted plus a
-    digest of the full URL (so two URLs differing only in their secret stay apart and no secret is stored)."""
-    shown = redact(url)
-    if shown == url:
-        return url
-    return f"{shown}#sha256={hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
+__all__ = ["Manifest", "url_key"]
 
 
-class Manifest:
+class Manifest(ArticleRecords):
     """Open with ``Manifest.open(path)``; ``None`` gives a throw-away in-memory manifest."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None, lock_fd: int | None) -> None:
         self._db = conn
         self.path = path
         self._lock_fd = lock_fd
+        self._write_lock = threading.RLock()
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -137,16 +131,19 @@ class Manifest:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
+        """One write transaction; one at a time, whichever thread asks (a run writes article records from the
+        threads that rewrite articles, and everything else from its event loop)."""
+        with self._write_lock:
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise ManifestError(f"{self.path or 'manifest'}: write failed: {exc}") from exc
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise ManifestError(f"{self.path or 'manifest'}: write failed: {exc}") from exc
 
     # -- URLs ----------------------------------------------------------------------------------
     def url_states(self, urls: Iterable[str]) -> dict[str, UrlState]:
@@ -299,45 +296,6 @@ class Manifest:
             (rule, max_distance),
         )]
 
-    # -- articles ------------------------------------------------------------------------------
-    def record_article(
-        self,
-        path: str,
-        sha_before: str,
-        sha_after: str,
-        replacements: Sequence[ArticleReplacement],
-        reason: str = "archive",
-    ) -> None:
-        """One rewrite generation of an article; ``reason`` is "archive" (run) or "dedupe" (dedupe --apply)."""
-        with self._tx() as db:
-            row = db.execute("SELECT sha256_before FROM articles WHERE path=?", (path,)).fetchone()
-            seq = db.execute(
-                "SELECT COALESCE(MAX(seq), -1) + 1 FROM replacements WHERE article=?", (path,)
-            ).fetchone()[0]
-            db.execute(
-                """INSERT INTO articles (path, sha256_before, sha256_after, rewritten_at) VALUES (?,?,?,?)
-                   ON CONFLICT(path) DO UPDATE SET sha256_after=excluded.sha256_after,
-                     rewritten_at=excluded.rewritten_at""",
-                (path, row[0] if row else sha_before, sha_after, time.time()),
-            )
-            db.executemany(
-                """INSERT INTO replacements (article, seq, start, end, original, replacement, url, reason)
-                   VALUES (?,?,?,?,?,?,?,?)""",
-                [(path, seq, r.start, r.end, r.original, r.replacement, url_key(r.url), reason)
-                 for r in replacements],
-            )
-
-    def rewritten_articles(self) -> list[RewrittenArticle]:
-        """(path, sha256 before our first rewrite, sha256 after our latest) of every rewritten article."""
-        return [RewrittenArticle(*r) for r in
-                self._db.execute("SELECT path, sha256_before, sha256_after FROM articles ORDER BY path")]
-
-    def forget_article(self, path: str) -> None:
-        """Drop an article's rewrite generations and its row: as if we had never rewritten it (after restore)."""
-        with self._tx() as db:
-            db.execute("DELETE FROM replacements WHERE article=?", (path,))
-            db.execute("DELETE FROM articles WHERE path=?", (path,))
-
     def objects(self) -> Iterator[StoredObject]:
         """Every stored object, originals first (their rendition fields are None)."""
         for sha, key in self._db.execute("SELECT sha256, key FROM assets"):
@@ -349,21 +307,6 @@ class Manifest:
                 "FROM renditions r JOIN assets a ON a.sha256 = r.asset"
             )
         )
-
-    def article_generations(self, path: str) -> list[Generation]:
-        """Every rewrite generation of an article with its reason ("archive", "dedupe", ...), oldest first."""
-        gens: dict[int, Generation] = {}
-        for seq, reason, *rest in self._db.execute(
-            "SELECT seq, reason, start, end, original, replacement, url FROM replacements WHERE article=? "
-            "ORDER BY seq, start",
-            (path,),
-        ):
-            gens.setdefault(seq, Generation(reason, []))[1].append(ArticleReplacement(*rest))
-        return [gens[k] for k in sorted(gens)]
-
-    def articles_rewritten_for(self, reason: str) -> set[str]:
-        """Paths of the articles with at least one rewrite generation of this reason."""
-        return {r[0] for r in self._db.execute("SELECT DISTINCT article FROM replacements WHERE reason=?", (reason,))}
 
     def renditions(self) -> list[RenditionRow]:
         """(asset sha256, width, key) of every stored thumbnail, by asset then width."""
@@ -382,10 +325,6 @@ class Manifest:
             "SELECT url, asset FROM urls WHERE status='archived' AND asset IS NOT NULL ORDER BY first_seen, url"
         )]
 
-    def article_replacements(self, path: str) -> list[list[ArticleReplacement]]:
-        """Every rewrite generation of an article, oldest first."""
-        return [g.replacements for g in self.article_generations(path)]
-
     # -- reporting -----------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         out = {str(s): 0 for s in Outcome}
@@ -398,6 +337,7 @@ class Manifest:
             "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM renditions"
         ).fetchone()
         out["articles"] = self._db.execute("SELECT COUNT(*) FROM articles").fetchone()[0]
+        out["articles_pending"] = self._db.execute("SELECT COUNT(*) FROM pending_writes").fetchone()[0]
         out["near_duplicate_pairs"] = self._db.execute("SELECT COUNT(*) FROM near_duplicates").fetchone()[0]
         out["duplicate_urls"] = self._db.execute(
             "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM urls WHERE asset IS NOT NULL "
