@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from archiver.articles.rewrite import TEMP_PREFIX
 from archiver.cli import main
 from tests.support.images import make_jpeg
@@ -133,6 +135,7 @@ CRASH_POINTS = [
 ]
 
 
+@pytest.mark.timeout(900)  # 49 runs and 24 restores: ~110 s on the 2 idle cores, 3x that when they are shared
 def test_sigkill_at_every_crash_point_then_rerun_matches_uninterrupted_run(tmp_path: Path, origin: Server) -> None:
     assert len(CRASH_POINTS) >= 24
     for i in range(N_IMAGES):
