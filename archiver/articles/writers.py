@@ -1,11 +1,11 @@
 """Whether another process has a file open for writing: replacing the file then would lose what it writes later.
 
 On Linux the kernel answers exactly: it grants a read lease (``F_SETLEASE``) only while no process has the file open
-for writing. The lease is taken and released at once (about 9 µs); its break signal is set to SIGURG, ignored by
+for writing. The lease is taken and released at once (4-8 µs); its break signal is set to SIGURG, ignored by
 default, so a writer opening the file in that instant cannot kill us with SIGIO. A lease needs the file to be ours
 (or CAP_LEASE) and a file system that has leases (not NFS or FUSE): otherwise the open files in /proc/*/fd are
-searched, as far as we may see them (our own processes; every process as root), at about 7 µs per file descriptor
-open on the machine. On other systems nothing is checked.
+searched, as far as we may see them (our own processes; every process as root), at 10-17 µs per file descriptor
+open on the machine (7.6-12 ms for 700: bench/bench_article_writes.py). On other systems nothing is checked.
 
 What this cannot see: a writer that opens the file between this check and the rename (microseconds), and one that
 opens, writes and closes the file each time (it is not open at the check; its next write goes to the new file, so
