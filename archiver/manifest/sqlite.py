@@ -75,43 +75,22 @@ class Manifest(ArticleRecords):
         """An in-memory copy of an existing manifest (for --dry-run: reads the real one, writes nowhere)."""
         mem = cls.open(None)
         if path.exists():
+            src, _version = _read_only(path)
             try:
-                src = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True)
-                try:
-                    src.backup(mem._db)
-                finally:
-                    src.close()
+                src.backup(mem._db)
             except sqlite3.Error as exc:
                 raise ManifestError(f"{path}: cannot read manifest: {exc}{_folder_hint(path)}") from exc
+            finally:
+                src.close()
             migrate(mem._db, path)
         return mem
 
     @classmethod
     def open_readonly(cls, path: Path) -> Manifest:
-        """For reading only (status, verify): no lock, no copy; an older schema is migrated in a memory copy.
-
-        In a folder we cannot write (read-only media, another user's folder) SQLite cannot create the shared-memory
-        file a WAL database needs to be read: then the file is read as it is on disk (``immutable``), which is
-        exact unless a writer's log is beside it (then the error says so)."""
+        """For reading only (status, verify): no lock, no copy; an older schema is migrated in a memory copy."""
         if not path.exists():
             raise ManifestError(f"{path}: no manifest yet (run `archiver run` first)")
-        conn = None
-        try:
-            try:
-                conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, check_same_thread=False)
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-            except sqlite3.OperationalError:
-                if conn is not None:
-                    conn.close()
-                if os.access(path.parent, os.W_OK) or _wal_of(path).exists():
-                    raise
-                conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro&immutable=1", uri=True,
-                                       check_same_thread=False)
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            if conn is not None:
-                conn.close()
-            raise ManifestError(f"{path}: cannot read manifest: {exc}{_folder_hint(path)}") from exc
+        conn, version = _read_only(path)
         if version == len(MIGRATIONS):
             return cls(conn, path, None)
         conn.close()
@@ -359,6 +338,31 @@ class Manifest(ArticleRecords):
 def _url_state(row: Sequence[object]) -> UrlState:
     url, status, *rest = row
     return UrlState(url, Outcome(status), *rest)  # type: ignore[arg-type]
+
+
+def _read_only(path: Path) -> tuple[sqlite3.Connection, int]:
+    """A read-only connection to the manifest and its schema version.
+
+    In a folder we cannot write (read-only media, another user's folder) SQLite cannot create the shared-memory file
+    a WAL database needs to be read: then the file is read as it is on disk (``immutable``), which is exact unless a
+    writer's log is beside it (then the error says so)."""
+    conn = None
+    try:
+        try:
+            conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, check_same_thread=False)
+            return conn, conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.OperationalError:
+            if conn is not None:
+                conn.close()
+                conn = None
+            if os.access(path.parent, os.W_OK) or _wal_of(path).exists():
+                raise
+            conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+            return conn, conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise ManifestError(f"{path}: cannot read manifest: {exc}{_folder_hint(path)}") from exc
 
 
 def _make_folder(path: Path) -> None:
