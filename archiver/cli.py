@@ -98,12 +98,29 @@ def _logging(args: argparse.Namespace) -> Iterator[None]:
         root.setLevel(saved[2])
 
 
+@contextlib.contextmanager
+def _never_unprintable() -> Iterator[None]:
+    """stdout, for this command, escapes what its encoding cannot write (``\\udcxx``) instead of raising: file names
+    are printed escaped (terminal.shown_path) on purpose; this is the net under that, as stderr always has."""
+    stream = sys.stdout
+    saved = getattr(stream, "errors", None)
+    if saved != "strict" or not hasattr(stream, "reconfigure"):
+        yield
+        return
+    stream.reconfigure(errors="backslashreplace")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            stream.reconfigure(errors=saved)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     from archiver.terminal import say  # with the log handler: what the command prints goes through it
 
-    with _logging(args):
+    with _logging(args), _never_unprintable():
         try:
             return int(COMMANDS[args.command].load().command(args, _config(args)))
         except ArchiverError as exc:

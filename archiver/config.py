@@ -42,6 +42,10 @@ class ArticlesConfig:
     extensions: tuple[str, ...] = _key(
         (".md", ".markdown", ".html", ".htm"), "file name endings that are articles"
     )
+    follow_symlinks_outside: bool = _key(
+        False, "archive (and rewrite) articles reached through a symlink that leads outside the folders given "
+        "(PATHs, or root); false: such links are reported and what they lead to is never changed"
+    )
 
 
 @dataclass(frozen=True)

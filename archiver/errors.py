@@ -26,6 +26,7 @@ fix before anything can run: configuration, storage set-up, an unusable manifest
 from __future__ import annotations
 
 from archiver.model import Outcome
+from archiver.terminal import shown_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -54,7 +55,7 @@ class ArticleError(ArchiverError):
     """An article could not be read, decoded or written back; names the file (and line)."""
 
     def __init__(self, path: object, reason: str, line: int | None = None) -> None:
-        where = f"{path}:{line}" if line else f"{path}"
+        where = f"{shown_path(path)}:{line}" if line else shown_path(path)
         super().__init__(f"{where}: {reason}")
         self.path = path
         self.reason = reason

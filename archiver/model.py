@@ -6,6 +6,20 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+# Why an article was written, as the manifest records each write: "archive" (run), "dedupe" (dedupe --apply),
+# "dedupe-undo" (dedupe --undo), and this one, a restore: its record, once confirmed, forgets the article.
+RESTORE = "restore"
+
+
+@dataclass(frozen=True)
+class FileState:
+    """Which file, in which state, was read: a rewrite is refused if the file is no longer that one, in that state."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
 
 @dataclass(frozen=True)
 class Article:
@@ -16,6 +30,7 @@ class Article:
     text: str
     encoding: str
     format: str  # "markdown" or "html"
+    state: FileState | None = None  # the file as it was once read (None: not read from a file)
 
 
 # Version of the near-duplicate decision rule (archiver.image.similarity.compare) and of the signatures it reads.

@@ -6,6 +6,7 @@ Deleting one removes only the files the archiver itself writes there (``OWN_FILE
 folder if it is empty: anything else a user (or another program) put inside is left, with the folder. Stale
 folders of killed runs are removed by a later run only when their marker names this host and a process that no
 longer exists. Nothing else is ever removed by name: not ``tmp/``, not ``.tmp/``, not a folder the user chose.
+The same owner rule serves files the archiver writes beside articles (``owner_tag``, ``left_by_dead_process``).
 """
 
 from __future__ import annotations
@@ -93,6 +94,20 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # another user's process
     return True
+
+
+def owner_tag() -> str:
+    """``<host>-<pid>``: put in the name of a file the archiver writes outside a scratch folder (an article's temp
+    file), so that a later run removes it only once that process is gone (``left_by_dead_process``)."""
+    return f"{_host()}-{os.getpid()}"
+
+
+def left_by_dead_process(tag: str) -> bool:
+    """Whether ``tag`` (an ``owner_tag``) names this host and a process that no longer exists (not this one)."""
+    host, _, pid = tag.rpartition("-")
+    if host != _host() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    return not _alive(int(pid))
 
 
 def remove_stale(parent: Path) -> list[Path]:

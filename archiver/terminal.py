@@ -6,7 +6,8 @@ Much of what is printed comes from outside: reason phrases and ``Location`` head
 names an article or a folder holds, messages a storage server returned. ``printable`` escapes the characters that
 would drive a terminal instead of being shown (C0 controls with ESC, DEL, C1 controls with CSI, bidirectional
 overrides such as U+202E that reorder what is displayed, lone surrogates from undecodable file names) as ``\\x1b``,
-``\\u202e``, …; ``shown`` also masks every secret in the text (archiver.redaction.redact_text). ``say`` prints
+``\\u202e``, … (a byte of a file name that is not UTF-8 as ``\\xNN``, as ``ls -b`` shows it); ``shown_path``
+prints any file name on one line; ``shown`` also masks every secret in the text (archiver.redaction.redact_text). ``say`` prints
 lines through ``shown``, the log handler formats every record through it, and the status line through
 ``printable``. Reports written to files escape the same characters (archiver.dedupe.report).
 """
@@ -25,7 +26,6 @@ from typing import TextIO
 from archiver.redaction import redact_text
 
 CLEAR = "\r\033[K"
-
 # C0 and C1 controls, DEL, bidi marks/embeddings/overrides/isolates, line and paragraph separators, surrogates
 _OTHERS = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
 _UNPRINTABLE = re.compile(f"[\x00-\x1f{_OTHERS}]")
@@ -39,6 +39,8 @@ def _escape(m: re.Match[str]) -> str:
     if ch in _NAMED:
         return _NAMED[ch]
     code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"  # a byte of a file name that is not UTF-8: the byte itself
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
@@ -47,6 +49,13 @@ def printable(text: str, *, lines: bool = False) -> str:
     it shows is what it says. ``lines``: keep newlines, tabs and CR LF line ends (a diff, a traceback)."""
     pattern = _UNPRINTABLE_IN_LINES if lines else _UNPRINTABLE
     return pattern.sub(_escape, text) if pattern.search(text) else text
+
+
+def shown_path(path: object) -> str:
+    """A file name as the archiver prints it: a name that is not valid UTF-8 (a Latin-1 ``caf\\xe9.md``) shows each
+    such byte as ``\\xNN``, control and bidi characters escaped likewise, so every name prints on one line on any
+    terminal and in any encoding."""
+    return printable(str(path))
 
 
 def shown(text: str, *, lines: bool = False) -> str:

@@ -26,7 +26,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "cli": {"commands"},
     "__main__": {"cli"},
 }
-BASE_MAY_IMPORT = {"model": set(), "errors": {"model"}, "config": {"errors", "model"}, "redaction": set(),
+BASE_MAY_IMPORT = {"model": set(), "errors": {"model", "terminal"}, "config": {"errors", "model"}, "redaction": set(),
                    "urls": {"errors", "redaction"}, "faults": set(), "scratch": set(), "terminal": {"redaction"}}
 
 

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import codecs
+import errno
+import logging
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from charset_normalizer import from_bytes
 
 from archiver.articles.rewrite import TEMP_PREFIX
 from archiver.errors import ArticleError
-from archiver.model import Article
+from archiver.model import Article, FileState
+from archiver.terminal import shown_path
+
+log = logging.getLogger("archiver")
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DECLARATION_WINDOW = 2048  # a <meta charset> further into the file is not looked for
@@ -50,32 +56,54 @@ _UTF8_EVIDENCE = 8
 _META_CHARSET = re.compile(rb"""<meta\b[^>]*?\bcharset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 
 
-def iter_article_paths(paths: Sequence[Path], extensions: Sequence[str]) -> Iterator[Path]:
+def iter_article_paths(
+    paths: Sequence[Path],
+    extensions: Sequence[str],
+    *,
+    follow_outside: bool = False,
+    on_skip: Callable[[Path, str], None] | None = None,
+) -> Iterator[Path]:
     """Yield article files: files named directly (any extension), then matching files under folders.
 
-    Folders are walked recursively in sorted order, following symlinks once (loops are cut), skipping
-    hidden entries (``.git``, ``.archiver``, our temp files). A file reached twice is yielded once.
-    Every PATH is checked before anything is yielded, so a typo fails fast.
+    Folders are walked recursively in sorted order, skipping hidden entries (``.git``, ``.archiver``, our temp
+    files). Symlinks are followed only while they stay inside the given PATHs (their real locations): one leading
+    elsewhere on the disk is reported and skipped unless ``follow_outside``. A folder reached twice (a link back
+    up the tree) is walked once and a file reached twice is yielded once. A symlink loop, a broken link named like
+    an article and a folder that cannot be listed are reported (``on_skip(path, reason)``; default: a warning) and
+    skipped: the walk goes on. Every PATH is checked before anything is yielded, so a typo fails fast.
     """
     endings = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
     for given in paths:
         _stat_given(given)
-    seen_files: set[tuple[int, int]] = set()
-    seen_dirs: set[tuple[int, int]] = set()
+    walk = _Walk(endings, [Path(os.path.realpath(p)) for p in paths], follow_outside, on_skip or _warn)
     for given in paths:
         st = _stat_given(given)
         if stat.S_ISDIR(st.st_mode):
-            yield from _walk(given, endings, seen_files, seen_dirs)
-        elif _first_visit(st, seen_files):
+            yield from walk.folder(given, top=True)
+        elif _first_visit(st, walk.seen_files):
             yield given
+
+
+def outside_roots(path: Path, roots: Sequence[Path]) -> Path | None:
+    """The real location of ``path`` if it is outside every one of ``roots`` (real paths), else None."""
+    real = Path(os.path.realpath(path))
+    return None if any(real == r or real.is_relative_to(r) for r in roots) else real
+
+
+def _warn(path: Path, reason: str) -> None:
+    log.warning("%s: %s", shown_path(path), reason)
 
 
 def _stat_given(path: Path) -> os.stat_result:
     try:
         return path.stat()
     except FileNotFoundError:
+        if path.is_symlink():
+            raise ArticleError(path, "a broken symlink: its target does not exist") from None
         raise ArticleError(path, "no such file or folder") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ArticleError(path, "a symlink loop (it leads back to itself)") from None
         raise ArticleError(path, f"cannot open: {exc.strerror or exc}") from None
 
 
@@ -87,29 +115,60 @@ def _first_visit(st: os.stat_result, seen: set[tuple[int, int]]) -> bool:
     return True
 
 
-def _walk(
-    folder: Path, endings: tuple[str, ...], seen_files: set[tuple[int, int]], seen_dirs: set[tuple[int, int]]
-) -> Iterator[Path]:
-    try:
-        if not _first_visit(folder.stat(), seen_dirs):
-            return  # a symlink loop, or a folder already walked through another link
-        with os.scandir(folder) as scan:
-            entries = sorted(scan, key=lambda entry: entry.name)
-    except OSError as exc:
-        raise ArticleError(folder, f"cannot list folder: {exc.strerror or exc}") from None
-    for entry in entries:
-        if entry.name.startswith((".", TEMP_PREFIX)):
-            continue
-        path = folder / entry.name
-        if entry.is_dir():
-            yield from _walk(path, endings, seen_files, seen_dirs)
-        elif entry.is_file() and entry.name.lower().endswith(endings):
-            try:
-                st = entry.stat()
-            except OSError:
-                continue  # vanished while walking
-            if _first_visit(st, seen_files):
+LOOP = "a symlink loop (it leads back to itself); skipped"
+
+
+@dataclass
+class _Walk:
+    endings: tuple[str, ...]
+    roots: list[Path]
+    follow_outside: bool
+    on_skip: Callable[[Path, str], None]
+    seen_files: set[tuple[int, int]] = field(default_factory=set)
+    seen_dirs: set[tuple[int, int]] = field(default_factory=set)
+
+    def folder(self, folder: Path, top: bool = False) -> Iterator[Path]:
+        try:
+            if not _first_visit(folder.stat(), self.seen_dirs):
+                return  # a link back up the tree, or a folder already walked through another link
+            with os.scandir(folder) as scan:
+                entries = sorted(scan, key=lambda entry: entry.name)
+        except OSError as exc:
+            if top:
+                raise ArticleError(folder, f"cannot list folder: {exc.strerror or exc}") from None
+            self.on_skip(folder, f"cannot list folder: {exc.strerror or exc}; skipped")
+            return
+        for entry in entries:
+            if entry.name.startswith((".", TEMP_PREFIX)):
+                continue
+            path = folder / entry.name
+            st = self._follow(entry, path)
+            if st is None:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                yield from self.folder(path)
+            elif (stat.S_ISREG(st.st_mode) and entry.name.lower().endswith(self.endings)
+                  and _first_visit(st, self.seen_files)):
                 yield path
+
+    def _follow(self, entry: os.DirEntry[str], path: Path) -> os.stat_result | None:
+        """The entry's status through any symlink, or None (reported when it matters) if it is not to be walked."""
+        try:
+            st = entry.stat()
+        except FileNotFoundError:
+            if entry.is_symlink() and entry.name.lower().endswith(self.endings):
+                self.on_skip(path, "a broken symlink: its target does not exist; skipped")
+            return None  # or vanished while walking
+        except OSError as exc:
+            self.on_skip(path, LOOP if exc.errno == errno.ELOOP else f"cannot open: {exc.strerror or exc}; skipped")
+            return None
+        if entry.is_symlink() and not self.follow_outside:
+            real = outside_roots(path, self.roots)
+            if real is not None:
+                self.on_skip(path, f"a symlink to {shown_path(real)}, outside the folders given; skipped, so nothing "
+                                   "there is changed ([articles] follow_symlinks_outside = true archives it)")
+                return None
+        return st
 
 
 def detect_format(path: Path) -> str:
@@ -119,12 +178,12 @@ def detect_format(path: Path) -> str:
 
 def load_article(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Article:
     """Read and decode one article; raises ArticleError when it cannot be read or decoded byte-exactly."""
-    raw = _read(path, max_bytes)
+    raw, state = _read(path, max_bytes)
     text, encoding = _decode_exactly(path, raw)
-    return Article(path=path, raw=raw, text=text, encoding=encoding, format=detect_format(path))
+    return Article(path=path, raw=raw, text=text, encoding=encoding, format=detect_format(path), state=state)
 
 
-def _read(path: Path, max_bytes: int) -> bytes:
+def _read(path: Path, max_bytes: int) -> tuple[bytes, FileState]:
     too_large = f"larger than the {max_bytes}-byte limit for an article"
     try:
         # O_NONBLOCK: opening a FIFO given by mistake must not hang; it is refused below.
@@ -145,13 +204,14 @@ def _read(path: Path, max_bytes: int) -> bytes:
             raise ArticleError(path, f"{too_large} ({st.st_size} bytes)")
         with open(fd, "rb", closefd=False) as handle:
             raw = handle.read(max_bytes + 1)
+        st = os.fstat(fd)  # after the read: a file that grew meanwhile no longer matches its bytes, and is not written
     except OSError as exc:
         raise ArticleError(path, f"cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
     if len(raw) > max_bytes:
         raise ArticleError(path, too_large)
-    return raw
+    return raw, FileState(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _decode_exactly(path: Path, raw: bytes) -> tuple[str, str]:

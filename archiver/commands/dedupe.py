@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from archiver.articles.files import load_article
+from archiver.articles.journal import settle_pending
 from archiver.config import Config
 from archiver.dedupe import canonical
 from archiver.dedupe.plan import Plan, plan, source_urls
@@ -27,7 +28,7 @@ from archiver.image import similarity
 from archiver.manifest.sqlite import Manifest
 from archiver.model import DISTANCE_LIMIT
 from archiver.storage import Store, open_store
-from archiver.terminal import say
+from archiver.terminal import say, shown_path
 
 log = logging.getLogger("archiver")
 THUMB_MIN_WIDTH = 188  # the report's thumbnail box
@@ -56,6 +57,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         raise ManifestError(f"{manifest_path}: no manifest yet (run `archiver run` first)")
     fields = cfg.articles.front_matter_fields
     with Manifest.open(manifest_path) as manifest:
+        settle_pending(manifest)  # article writes a killed command left between their rename and their record
         if args.undo:
             return _report_rewrite("undo", canonical.undo_canonical(manifest))
         store = open_store(cfg)
@@ -98,7 +100,7 @@ def _usage(paths: list[str], forms: dict[str, str], fields: tuple[str, ...]) -> 
             sha = forms.get(article.text[ref.start : ref.end])
             if sha and sha not in seen:
                 seen.add(sha)
-                out[sha].append(path)
+                out[sha].append(shown_path(path))
     return out
 
 
@@ -127,6 +129,6 @@ def _page_src(store: Store, key: str, report_dir: Path) -> str:
     """How the page loads a thumbnail: a path relative to the report for a local archive (works from disk)."""
     path = store.local_path(key)
     if path is not None:
-        rel = os.path.relpath(path, report_dir.resolve())
+        rel = os.path.relpath(path, os.path.realpath(report_dir))
         return quote("/".join(rel.split(os.sep)))
     return store.url_for(key)

@@ -3,25 +3,31 @@
 Every rewrite generation of an article is undone, newest first (archiver.articles.spans, the engine
 `dedupe --undo` uses too). A span is put back only where the text still holds the URL we wrote; anything else is
 reported with file:line and left as it is.
-Writes are atomic and refused if the file changes meanwhile; afterwards the article is forgotten by the
-manifest, so a second restore is a no-op and a later `run` archives it afresh.
+Writes are atomic and refused if the file changes meanwhile; the article is forgotten by the manifest in the
+step that confirms its write (archiver.articles.journal), so a second restore is a no-op and a later `run`
+archives it afresh. Articles under the PATHs (or ``[articles] root``) that still reference the archive but that the
+manifest has no record of are listed: restore cannot put their originals back, and never says it did.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from archiver.articles.files import load_article
-from archiver.articles.rewrite import render, unified_diff, write_atomic
+from archiver.articles.files import iter_article_paths, load_article
+from archiver.articles.journal import record_key, settle_pending, sha256, write_recorded
+from archiver.articles.rewrite import render, unified_diff
 from archiver.articles.spans import undo
 from archiver.config import Config
 from archiver.errors import ArticleError, ManifestError
+from archiver.find.refs import find_refs
 from archiver.manifest.rows import RewrittenArticle
 from archiver.manifest.sqlite import Manifest
+from archiver.model import RESTORE
+from archiver.storage.keys import archive_key, public_bases
 from archiver.terminal import say, say_block
 
 
@@ -47,33 +53,69 @@ class _Outcome:
 
 
 def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _Outcome:
-    """Undo one article's rewrites (write it and forget it unless ``dry``); ArticleError if it cannot be."""
+    """Undo one article's rewrites (write it and forget it unless ``dry``). ArticleError: not restored; ManifestError:
+    not restored because its record cannot be written, or restored and its record not yet confirmed."""
     path = Path(entry.path)
+    shown = path
     article = load_article(path)
-    current = hashlib.sha256(article.raw).hexdigest()
-    if current == entry.sha256_before:  # restored already (e.g. killed before the manifest was updated)
+    current = sha256(article.raw)
+    if current == entry.sha256_before:  # restored already (e.g. by hand)
         if not dry:
             manifest.forget_article(entry.path)
-        return _Outcome(0, False, [f"{path}: already as before its first rewrite"], 0)
+        return _Outcome(0, False, [f"{shown}: already as before its first rewrite"], 0)
     done = undo(article.text, manifest.article_replacements(entry.path), unchanged=current == entry.sha256_after)
     new = render(replace(article, text=done.text), []) if done.text != article.text else article.raw
     lines = []
     diff = unified_diff(article, done.text) if dry and new != article.raw else ""
     if not dry:
-        if new != article.raw:
-            write_atomic(path, new, expected=article.raw)
-        manifest.forget_article(entry.path)
-    if hashlib.sha256(new).hexdigest() == entry.sha256_before:
+        if new != article.raw:  # the article is forgotten in the step that confirms the write
+            write_recorded(manifest, article, new, [], RESTORE, key=entry.path)
+        else:
+            manifest.forget_article(entry.path)
+    if sha256(new) == entry.sha256_before:
         state = "byte-identical to before its first rewrite"
     elif current != entry.sha256_after:
         state = "it was edited since it was rewritten: those edits are kept"
     else:
         state = "some URLs stay as they are"
     verb = "would restore" if dry else "restored"
-    lines.append(f"{path}: {verb} {done.restored} of {done.total} URLs ({state})")
+    lines.append(f"{shown}: {verb} {done.restored} of {done.total} URLs ({state})")
     for p in sorted(done.problems, key=lambda p: p.line):
-        lines.append(f"  {path}:{p.line}: {p.ours} (was {p.original}): {p.reason}")
+        lines.append(f"  {shown}:{p.line}: {p.ours} (was {p.original}): {p.reason}")
     return _Outcome(done.restored, new != article.raw, lines, len(done.problems), diff)
+
+
+def _open(manifest_path: Path, dry: bool) -> Manifest:
+    """The manifest, with the article writes a killed command left pending settled first (in memory for a dry run)."""
+    if not dry:
+        manifest = Manifest.open(manifest_path)
+    else:
+        manifest = Manifest.open_readonly(manifest_path)
+        if manifest.pending_rewrites():
+            manifest.close()
+            manifest = Manifest.snapshot(manifest_path)
+    settle_pending(manifest)
+    return manifest
+
+
+def _unrecorded(paths: Sequence[Path], cfg: Config, recorded: set[str]) -> list[tuple[Path, list[int]]]:
+    """The articles under ``paths`` the manifest has no record of that still reference the archive, with the lines:
+    restore cannot put their originals back (rewritten under another manifest, or the URLs were pasted by hand)."""
+    bases = public_bases(cfg)
+    out: list[tuple[Path, list[int]]] = []
+    for path in iter_article_paths(paths, cfg.articles.extensions, on_skip=lambda _path, _why: None,
+                                   follow_outside=cfg.articles.follow_symlinks_outside):
+        if record_key(path) in recorded:
+            continue
+        try:
+            article = load_article(path)
+        except ArticleError:
+            continue
+        lines = [ref.line for ref in find_refs(article.text, article.format, cfg.articles.front_matter_fields)
+                 if archive_key(ref.url, bases) is not None]
+        if lines:
+            out.append((path, sorted(set(lines))))
+    return out
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
@@ -81,14 +123,14 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if not manifest_path.exists():
         raise ManifestError(f"{manifest_path}: no manifest (nothing was rewritten, so nothing to restore)")
     dry = bool(args.dry_run)
-    manifest = Manifest.open_readonly(manifest_path) if dry else Manifest.open(manifest_path)
+    manifest = _open(manifest_path, dry)
     articles = spans = unrestored = failed = 0
     try:
         known = manifest.rewritten_articles()
         for given in args.paths:
-            if not any(_under(a.path, [given.resolve()]) for a in known):
+            if not any(_under(a.path, [Path(os.path.realpath(given))]) for a in known):
                 say(f"{given}: no article rewritten by archiver here; nothing to restore")
-        wanted = [p.resolve() for p in args.paths]
+        wanted = [Path(os.path.realpath(p)) for p in args.paths]
         for entry in known:
             if wanted and not _under(entry.path, wanted):
                 continue
@@ -98,6 +140,10 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
                 failed += 1
                 say(f"{exc.message} (not restored)")
                 continue
+            except ManifestError as exc:
+                failed += 1
+                say(f"{entry.path}: {exc.message}")
+                continue
             articles += outcome.changed
             spans += outcome.restored
             unrestored += outcome.unrestored
@@ -106,8 +152,15 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             say(*outcome.lines)
     finally:
         manifest.close()
+    root = cfg.resolve_path(cfg.articles.root)
+    scanned = list(args.paths) or ([root] if root.is_dir() else [])
+    left = _unrecorded(scanned, cfg, {a.path for a in known}) if scanned else []
+    for path, lines in left:
+        say(f"{path}: lines {', '.join(map(str, lines))}: references to the archive that this manifest "
+            "has no record of; restore cannot put their original URLs back")
     say(
         f"{'dry run: ' if dry else ''}{articles} articles {'would be ' if dry else ''}restored, {spans} URLs "
         f"put back; {unrestored} URLs could not be restored, {failed} articles could not be restored"
+        + (f"; {len(left)} articles with references to the archive have no record to restore from" if left else "")
     )
-    return 1 if unrestored or failed else 0
+    return 1 if unrestored or failed or left else 0

@@ -16,6 +16,7 @@ from archiver.run.pipeline import Run, prepare_workdir
 from archiver.run.progress import Progress, summary_lines
 from archiver.storage import Store, open_store
 from archiver.storage.null import NullStore
+from archiver.terminal import shown_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +31,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     paths = list(args.paths) or [cfg.resolve_path(cfg.articles.root)]
     for p in paths:
         if not p.exists():
-            raise ConfigError(f"{p}: no such file or folder")
+            why = "a broken symlink, or a symlink loop" if p.is_symlink() else "no such file or folder"
+            raise ConfigError(f"{shown_path(p)}: {why}")
     manifest_path = cfg.resolve_path(cfg.manifest.path)
     store: Store = open_store(cfg)
     if args.dry_run:

@@ -26,6 +26,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         f"({c['bytes_renditions']:,} bytes); {c['duplicate_urls']} URLs are exact duplicates, "
         f"{c['near_duplicate_pairs']} near-duplicate pairs",
         f"articles rewritten: {c['articles']}")
+    if c["articles_pending"]:
+        say(f"article writes of an interrupted command not yet settled: {c['articles_pending']} (the next run, "
+            "restore or dedupe settles them)")
     if failures:
         say("", "last failures:")
         for f in failures:

@@ -29,7 +29,7 @@ from archiver.find.refs import find_refs
 from archiver.manifest.sqlite import Manifest
 from archiver.storage import Store, open_store
 from archiver.storage.keys import archive_key, parse_key, public_bases
-from archiver.terminal import StatusLine, say
+from archiver.terminal import StatusLine, say, shown_path
 
 _EXT_FORMAT = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp", "gif": "gif", "avif": "avif"}
 
@@ -91,7 +91,11 @@ class Usage:
 def scan_articles(paths: Sequence[Path], cfg: Config) -> Usage:
     bases = public_bases(cfg)
     usage = Usage()
-    for path in iter_article_paths(paths, cfg.articles.extensions):
+    def skipped(path: Path, why: str) -> None:
+        usage.skipped.append(f"{shown_path(path)}: {why}")
+
+    for path in iter_article_paths(paths, cfg.articles.extensions,
+                                   follow_outside=cfg.articles.follow_symlinks_outside, on_skip=skipped):
         try:
             article = load_article(path)
         except ArticleError as exc:
@@ -104,8 +108,8 @@ def scan_articles(paths: Sequence[Path], cfg: Config) -> Usage:
                 continue
             usage.references += 1
             users = usage.users[parsed.key]
-            if not users or users[-1] != (str(path), ref.line):
-                users.append((str(path), ref.line))
+            if not users or users[-1] != (shown_path(path), ref.line):
+                users.append((shown_path(path), ref.line))
     return usage
 
 
@@ -209,7 +213,8 @@ def _article_paths(args: argparse.Namespace, cfg: Config, manifest: Manifest | N
     if args.paths:
         for p in args.paths:
             if not p.exists():
-                raise ConfigError(f"{p}: no such file or folder")
+                why = "a broken symlink, or a symlink loop" if p.is_symlink() else "no such file or folder"
+                raise ConfigError(f"{shown_path(p)}: {why}")
         return list(args.paths)
     root = cfg.resolve_path(cfg.articles.root)
     paths = [root] if root.exists() else []

@@ -2,26 +2,27 @@
 
 Rewrites follow the rules of every rewrite: only spans holding one of our own archive URLs are
 replaced, the file is written atomically and only if it still holds the bytes we read, and each
-replaced span is recorded in the manifest (reason "dedupe") so that ``--undo`` can put the previous
-URL back. Undo is archiver.articles.spans (the engine `restore` uses): each span dedupe wrote is found in
+replaced span is recorded in the manifest (reason "dedupe") in the same step (archiver.articles.journal) so that
+``--undo`` can put the previous URL back. Undo is archiver.articles.spans (the engine `restore` uses): each span dedupe wrote is found in
 the article as it is now and restored only if it still holds exactly what dedupe wrote; the rest is reported.
 An undo is itself recorded as a generation with reason "dedupe-undo", so apply → undo → apply works.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from archiver.articles.files import load_article
-from archiver.articles.rewrite import Replacement, render, write_atomic
+from archiver.articles.journal import sha256, write_recorded
+from archiver.articles.rewrite import Replacement, render
 from archiver.articles.spans import undo
-from archiver.errors import ArticleError
+from archiver.errors import ArticleError, ManifestError
 from archiver.find.refs import find_refs
 from archiver.manifest.sqlite import Manifest
 from archiver.model import ArticleReplacement
+from archiver.terminal import shown_path
 
 REASON_APPLY = "dedupe"
 REASON_UNDO = "dedupe-undo"
@@ -52,12 +53,13 @@ def apply_canonical(
                     record.append(ArticleReplacement(ref.start, ref.end, span, new, span))
             if not repls:
                 continue
-            data = render(article, repls)
-            write_atomic(Path(path), data, expected=article.raw)
+            write_recorded(manifest, article, render(article, repls), [record], REASON_APPLY, key=path)
         except ArticleError as exc:
             result.problems.append(str(exc))
             continue
-        manifest.record_article(path, _sha(article.raw), _sha(data), record, reason=REASON_APPLY)
+        except ManifestError as exc:
+            result.problems.append(f"{shown_path(path)}: {exc}")
+            continue
         result.articles += 1
         result.spans += len(record)
     return result
@@ -84,23 +86,24 @@ def _undo_article(manifest: Manifest, path: str, sha_after: str, result: Rewrite
     except ArticleError as exc:
         result.problems.append(f"{exc} (not restored)")
         return
-    done = undo(article.text, [g.replacements for g in gens], outstanding, unchanged=sha_after == _sha(article.raw))
+    done = undo(article.text, [g.replacements for g in gens], outstanding, unchanged=sha_after == sha256(article.raw))
     for p in done.problems:
-        result.problems.append(f"{path}: {p.ours} (written by dedupe --apply) is no longer there; left as it is")
+        result.problems.append(f"{shown_path(path)}: {p.ours} (written by dedupe --apply) is no longer there; "
+                               "left as it is")
     if not done.steps:
         return
+    # recorded as what they are: one rewrite generation per undone one, from dedupe's URLs back to the previous
+    undone = [[ArticleReplacement(r.start, r.end, r.original, r.replacement, r.original) for r in step]
+              for _generation, step in done.steps]
     try:
         data = render(replace(article, text=done.text), [])
-        write_atomic(Path(path), data, expected=article.raw)
+        write_recorded(manifest, article, data, undone, REASON_UNDO, key=path)
     except ArticleError as exc:
         result.problems.append(f"{exc} (not restored)")
         return
-    for _generation, step in done.steps:  # recorded as what they are: rewrites from dedupe's URL to the previous
-        record = [ArticleReplacement(r.start, r.end, r.original, r.replacement, r.original) for r in step]
-        manifest.record_article(path, _sha(article.raw), _sha(data), record, reason=REASON_UNDO)
-        result.spans += len(step)
+    except ManifestError as exc:
+        result.problems.append(f"{shown_path(path)}: {exc}")
+        return
+    result.spans += sum(len(g) for g in undone)
     result.articles += 1
 
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -8,6 +8,8 @@ never inlined, and use loading="lazy". Everything untrusted (URLs, article paths
 textContent, never as HTML, and shown with control and bidi characters escaped (a file name holding ESC or
 U+202E cannot reorder or hide what the page says); the JSON files carry those characters as ``\\uXXXX`` escapes
 (archiver.terminal.UNPRINTABLE), so the data is exact and the files are safe to print on a terminal.
+A report only ever replaces a report: files of that name that it did not write are refused, never
+overwritten or deleted.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import json
 import os
 import re
 import secrets
+import stat
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from archiver.errors import ArchiverError
-from archiver.terminal import UNPRINTABLE
+from archiver.terminal import UNPRINTABLE, shown_path
 
 PAGE_SIZE = 50
 ARTICLES_SHOWN = 20  # per member on the page; the JSON export has them all
@@ -73,20 +76,28 @@ def sort_groups(groups: Sequence[GroupRow]) -> list[GroupRow]:
 
 
 def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, meta: dict[str, object]) -> ReportFiles:
-    """Write the page, its data files and the JSON export; ``groups`` are sorted here. ArchiverError on I/O errors."""
+    """Write the page, its data files and the JSON export; ``groups`` are sorted here. ArchiverError on I/O errors.
+
+    Only a report overwrites a report: an existing file at any of these paths that is not one this function wrote
+    (recognised by its content: the page's title, the export's first key, a data page's first call) is refused
+    before anything is written, and the stale pages of an earlier, larger report are removed only when they are
+    recognisably ours: ``<report>.data/`` may be a folder of the user's."""
     ordered = sort_groups(groups)
     data_dir = html_path.with_name(html_path.stem + ".data")
     pages = max(1, -(-len(ordered) // PAGE_SIZE))
+    page_paths = [data_dir / f"p{p + 1:05d}.js" for p in range(pages)]
     try:
+        for path, kind in ((html_path, "html"), (json_path, "json"), *((page, "page") for page in page_paths)):
+            _refuse_unless_ours(path, kind)
         data_dir.mkdir(parents=True, exist_ok=True)
-        for stale in data_dir.iterdir():  # pages of an earlier, larger report
-            if _PAGE_FILE.fullmatch(stale.name) and int(stale.name[1:6]) > pages:
+        for stale in sorted(data_dir.iterdir()):  # pages of an earlier, larger report
+            if _PAGE_FILE.fullmatch(stale.name) and int(stale.name[1:6]) > pages and _holds(stale, "page"):
                 stale.unlink()
-        for p in range(pages):
+        for p, page_path in enumerate(page_paths):
             chunk = ordered[p * PAGE_SIZE : (p + 1) * PAGE_SIZE]
             rows = [_page_group(p * PAGE_SIZE + i + 1, g) for i, g in enumerate(chunk)]
-            body = f"dedupeReportPage({p + 1},{_json(rows)});\n"
-            _write(data_dir / f"p{p + 1:05d}.js", body.encode("utf-8"))
+            body = f"{_PAGE_MARK.decode()}{p + 1},{_json(rows)});\n"
+            _write(page_path, body.encode("utf-8"))
         summary = {
             **meta,
             "groups": len(ordered),
@@ -97,7 +108,8 @@ def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, m
             "data": f"{data_dir.name}/",
         }
         _write(html_path, _html(summary).encode("utf-8"))
-        export = {**meta, "groups": [_export_group(i + 1, g) for i, g in enumerate(ordered)]}
+        export = {"report": "archiver dedupe", **meta,
+                  "groups": [_export_group(i + 1, g) for i, g in enumerate(ordered)]}
         _write(json_path, (_escaped(json.dumps(export, ensure_ascii=False, indent=1)) + "\n").encode("utf-8"))
     except OSError as exc:
         raise ArchiverError(f"cannot write the report: {exc.filename or ''}: {exc.strerror or exc}") from exc
@@ -109,6 +121,33 @@ def _escaped(text: str) -> str:
     print, and encodable (a lone surrogate from an undecodable file name). json.dumps escapes C0 controls inside
     strings itself; a newline outside one is the layout, kept."""
     return UNPRINTABLE.sub(lambda m: m.group() if m.group() in "\n\r\t " else f"\\u{ord(m.group()):04x}", text)
+
+
+# How each file of a report is recognised: the page by its title; the JSON export by its first key (as this version
+# writes it, or as versions before it did); a data page by its first call.
+_HTML_MARK = b"<title>archiver: duplicate images</title>"
+_JSON_MARKS = (b'{\n "report": "archiver dedupe"', b'{\n "generated": ')
+_PAGE_MARK = b"dedupeReportPage("
+
+
+def _holds(path: Path, kind: str) -> bool:
+    """Whether ``path`` is a regular file (not a symlink) that is a report file of this ``kind`` (html, json, page)."""
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return False
+        with path.open("rb") as handle:
+            head = handle.read(1024)
+    except OSError:
+        return False
+    if kind == "html":
+        return _HTML_MARK in head
+    return head.startswith(_JSON_MARKS if kind == "json" else _PAGE_MARK)
+
+
+def _refuse_unless_ours(path: Path, kind: str) -> None:
+    if os.path.lexists(path) and not _holds(path, kind):
+        raise ArchiverError(f"{shown_path(path)} exists and is not a report archiver wrote: not overwritten; remove "
+                            "it or choose another report path (--report, --json, [dedupe] report)")
 
 
 def _json(value: object) -> str:

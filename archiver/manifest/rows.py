@@ -1,10 +1,39 @@
-"""What manifest queries return: one named row type per query (fields in the order of its SELECT)."""
+"""What manifest queries return: one named row type per query (fields in the order of its SELECT); and the forms in
+which URLs and article paths are stored (``url_key``, ``stored_path``/``read_path``)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from typing import NamedTuple
 
 from archiver.model import ArticleReplacement, Outcome
+from archiver.redaction import redact
+
+
+def url_key(url: str) -> str:
+    """How a URL is stored: as is, or, if it carries credentials or secret query values, redacted plus a
+    digest of the full URL (so two URLs differing only in their secret stay apart and no secret is stored)."""
+    shown = redact(url)
+    if shown == url:
+        return url
+    return f"{shown}#sha256={hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
+
+
+def stored_path(path: str) -> str | bytes:
+    """How an article's path is stored: as TEXT when it is valid UTF-8 (nearly always, and every path a manifest
+    recorded before), else as a BLOB of the file name's bytes (a Latin-1 ``caf\\xe9.md``, which Python holds with
+    surrogates). One path has one stored form, so lookups by path work either way."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def read_path(value: str | bytes) -> str:
+    """The path ``stored_path`` stored, as Python names the file again."""
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 class UrlState(NamedTuple):
@@ -70,6 +99,15 @@ class RewrittenArticle(NamedTuple):
     path: str
     sha256_before: str  # before our first rewrite
     sha256_after: str  # after our latest
+
+
+class PendingWrite(NamedTuple):
+    """An article write recorded before its rename and not yet confirmed (a run killed in between)."""
+
+    path: str
+    sha256_before: str  # the bytes read
+    sha256_after: str  # the bytes being renamed into place
+    reason: str  # the generation's reason ("archive", "dedupe", "dedupe-undo"), or "restore"
 
 
 class Generation(NamedTuple):

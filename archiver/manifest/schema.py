@@ -100,6 +100,20 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE near_duplicates ADD COLUMN rule INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX near_duplicates_b ON near_duplicates(b);
     """,
+    # 5: the write-ahead record of an article write: recorded before the rename, confirmed (moved into articles and
+    # replacements, or for a restore, the article forgotten) after it; a run killed in between leaves it here and
+    # the next one settles it by the file's hash. Paths (here and in articles/replacements) are TEXT, or a BLOB of
+    # the file name's bytes when it is not UTF-8 (rows.stored_path): the columns keep their type.
+    """
+    CREATE TABLE pending_writes (
+        path TEXT PRIMARY KEY,
+        sha256_before TEXT NOT NULL,       -- the bytes read
+        sha256_after TEXT NOT NULL,        -- the bytes being renamed into place
+        reason TEXT NOT NULL,              -- archive | dedupe | dedupe-undo (a generation), or restore
+        replacements TEXT NOT NULL,        -- JSON: per generation, [[start, end, original, replacement, url], ...]
+        started_at REAL NOT NULL
+    );
+    """,
 )
 
 

@@ -1,7 +1,7 @@
 """The manifest: a SQLite (WAL) record of every URL, asset, stored object and rewritten article.
 
 It is the run's memory: a second run reads it to skip what is done, ``status`` summarises it, and
-restore/verify read the replaced spans and object keys from it. One process writes at a time (an
+restore/verify read the replaced spans and object keys from it (the article records: manifest/articles.py). One process writes at a time (an
 exclusive lock file beside the database); every write is its own short transaction, so a run killed
 at any moment leaves a consistent database.
 """
@@ -9,41 +9,34 @@ at any moment leaves a consistent database.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from archiver.errors import ManifestError
+from archiver.manifest.articles import ArticleRecords
 from archiver.manifest.rows import (
     ArchivedUrl,
     AssetRow,
-    Generation,
     PairRow,
     RenditionRow,
-    RewrittenArticle,
     SignatureRow,
     StoredAsset,
     StoredObject,
     UnsearchedAsset,
     UrlState,
     VariantRow,
+    url_key,
 )
 from archiver.manifest.schema import MIGRATIONS, migrate
-from archiver.model import ArticleReplacement, Asset, Outcome
-from archiver.redaction import has_secret, redact, redact_text
+from archiver.model import Asset, Outcome
+from archiver.redaction import redact, redact_text
 
-
-def url_key(url: str) -> str:
-    """How a URL is stored: as is, or, if it carries credentials or secret query values, redacted plus a
-    digest of the full URL (so two URLs differing only in their secret stay apart and no secret is stored)."""
-    shown = redact(url)
-    if shown == url:
-        return url
-    return f"{shown}#sha256={hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
+__all__ = ["Manifest", "url_key"]
 
 
 def _text(text: str) -> str:
@@ -56,13 +49,14 @@ def _text(text: str) -> str:
     return text
 
 
-class Manifest:
+class Manifest(ArticleRecords):
     """Open with ``Manifest.open(path)``; ``None`` gives a throw-away in-memory manifest."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None, lock_fd: int | None) -> None:
         self._db = conn
         self.path = path
         self._lock_fd = lock_fd
+        self._write_lock = threading.RLock()
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -72,7 +66,7 @@ class Manifest:
             if path is None:
                 conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
             else:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                _make_folder(path)
                 if lock:
                     lock_fd = _take_lock(path)
                 conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
@@ -83,7 +77,7 @@ class Manifest:
         except sqlite3.Error as exc:
             if lock_fd is not None:
                 os.close(lock_fd)
-            raise ManifestError(f"{path}: cannot open manifest: {exc}") from exc
+            raise ManifestError(f"{path}: cannot open manifest: {exc}{_folder_hint(path)}") from exc
         return cls(conn, path, lock_fd)
 
     @classmethod
@@ -91,14 +85,13 @@ class Manifest:
         """An in-memory copy of an existing manifest (for --dry-run: reads the real one, writes nowhere)."""
         mem = cls.open(None)
         if path.exists():
+            src, _version = _read_only(path)
             try:
-                src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-                try:
-                    src.backup(mem._db)
-                finally:
-                    src.close()
+                src.backup(mem._db)
             except sqlite3.Error as exc:
-                raise ManifestError(f"{path}: cannot read manifest: {exc}") from exc
+                raise ManifestError(f"{path}: cannot read manifest: {exc}{_folder_hint(path)}") from exc
+            finally:
+                src.close()
             migrate(mem._db, path)
         return mem
 
@@ -107,11 +100,7 @@ class Manifest:
         """For reading only (status, verify): no lock, no copy; an older schema is migrated in a memory copy."""
         if not path.exists():
             raise ManifestError(f"{path}: no manifest yet (run `archiver run` first)")
-        try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise ManifestError(f"{path}: cannot read manifest: {exc}") from exc
+        conn, version = _read_only(path)
         if version == len(MIGRATIONS):
             return cls(conn, path, None)
         conn.close()
@@ -131,16 +120,19 @@ class Manifest:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
+        """One write transaction; one at a time, whichever thread asks (a run writes article records from the
+        threads that rewrite articles, and everything else from its event loop)."""
+        with self._write_lock:
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise ManifestError(f"{self.path or 'manifest'}: write failed: {exc}") from exc
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise ManifestError(f"{self.path or 'manifest'}: write failed: {exc}") from exc
 
     # -- URLs ----------------------------------------------------------------------------------
     def url_states(self, urls: Iterable[str]) -> dict[str, UrlState]:
@@ -293,45 +285,6 @@ class Manifest:
             (rule, max_distance),
         )]
 
-    # -- articles ------------------------------------------------------------------------------
-    def record_article(
-        self,
-        path: str,
-        sha_before: str,
-        sha_after: str,
-        replacements: Sequence[ArticleReplacement],
-        reason: str = "archive",
-    ) -> None:
-        """One rewrite generation of an article; ``reason`` is "archive" (run) or "dedupe" (dedupe --apply)."""
-        with self._tx() as db:
-            row = db.execute("SELECT sha256_before FROM articles WHERE path=?", (path,)).fetchone()
-            seq = db.execute(
-                "SELECT COALESCE(MAX(seq), -1) + 1 FROM replacements WHERE article=?", (path,)
-            ).fetchone()[0]
-            db.execute(
-                """INSERT INTO articles (path, sha256_before, sha256_after, rewritten_at) VALUES (?,?,?,?)
-                   ON CONFLICT(path) DO UPDATE SET sha256_after=excluded.sha256_after,
-                     rewritten_at=excluded.rewritten_at""",
-                (path, row[0] if row else sha_before, sha_after, time.time()),
-            )
-            db.executemany(
-                """INSERT INTO replacements (article, seq, start, end, original, replacement, url, reason)
-                   VALUES (?,?,?,?,?,?,?,?)""",
-                [(path, seq, r.start, r.end, "" if has_secret(r.original) else r.original, r.replacement,
-                  url_key(r.url), reason) for r in replacements],
-            )
-
-    def rewritten_articles(self) -> list[RewrittenArticle]:
-        """(path, sha256 before our first rewrite, sha256 after our latest) of every rewritten article."""
-        return [RewrittenArticle(*r) for r in
-                self._db.execute("SELECT path, sha256_before, sha256_after FROM articles ORDER BY path")]
-
-    def forget_article(self, path: str) -> None:
-        """Drop an article's rewrite generations and its row: as if we had never rewritten it (after restore)."""
-        with self._tx() as db:
-            db.execute("DELETE FROM replacements WHERE article=?", (path,))
-            db.execute("DELETE FROM articles WHERE path=?", (path,))
-
     def objects(self) -> Iterator[StoredObject]:
         """Every stored object, originals first (their rendition fields are None)."""
         for sha, key in self._db.execute("SELECT sha256, key FROM assets"):
@@ -343,21 +296,6 @@ class Manifest:
                 "FROM renditions r JOIN assets a ON a.sha256 = r.asset"
             )
         )
-
-    def article_generations(self, path: str) -> list[Generation]:
-        """Every rewrite generation of an article with its reason ("archive", "dedupe", ...), oldest first."""
-        gens: dict[int, Generation] = {}
-        for seq, reason, *rest in self._db.execute(
-            "SELECT seq, reason, start, end, original, replacement, url FROM replacements WHERE article=? "
-            "ORDER BY seq, start",
-            (path,),
-        ):
-            gens.setdefault(seq, Generation(reason, []))[1].append(ArticleReplacement(*rest))
-        return [gens[k] for k in sorted(gens)]
-
-    def articles_rewritten_for(self, reason: str) -> set[str]:
-        """Paths of the articles with at least one rewrite generation of this reason."""
-        return {r[0] for r in self._db.execute("SELECT DISTINCT article FROM replacements WHERE reason=?", (reason,))}
 
     def renditions(self) -> list[RenditionRow]:
         """(asset sha256, width, key) of every stored thumbnail, by asset then width."""
@@ -376,10 +314,6 @@ class Manifest:
             "SELECT url, asset FROM urls WHERE status='archived' AND asset IS NOT NULL ORDER BY first_seen, url"
         )]
 
-    def article_replacements(self, path: str) -> list[list[ArticleReplacement]]:
-        """Every rewrite generation of an article, oldest first."""
-        return [g.replacements for g in self.article_generations(path)]
-
     # -- reporting -----------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
         out = {str(s): 0 for s in Outcome}
@@ -392,6 +326,7 @@ class Manifest:
             "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM renditions"
         ).fetchone()
         out["articles"] = self._db.execute("SELECT COUNT(*) FROM articles").fetchone()[0]
+        out["articles_pending"] = self._db.execute("SELECT COUNT(*) FROM pending_writes").fetchone()[0]
         out["near_duplicate_pairs"] = self._db.execute("SELECT COUNT(*) FROM near_duplicates").fetchone()[0]
         out["duplicate_urls"] = self._db.execute(
             "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM urls WHERE asset IS NOT NULL "
@@ -415,9 +350,70 @@ def _url_state(row: Sequence[object]) -> UrlState:
     return UrlState(url, Outcome(status), *rest)  # type: ignore[arg-type]
 
 
+def _read_only(path: Path) -> tuple[sqlite3.Connection, int]:
+    """A read-only connection to the manifest and its schema version.
+
+    In a folder we cannot write (read-only media, another user's folder) SQLite cannot create the shared-memory file
+    a WAL database needs to be read: then the file is read as it is on disk (``immutable``), which is exact unless a
+    writer's log is beside it (then the error says so)."""
+    conn = None
+    try:
+        try:
+            conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, check_same_thread=False)
+            return conn, conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.OperationalError:
+            if conn is not None:
+                conn.close()
+                conn = None
+            if os.access(path.parent, os.W_OK) or _wal_of(path).exists():
+                raise
+            conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro&immutable=1", uri=True, check_same_thread=False)
+            return conn, conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as exc:
+        if conn is not None:
+            conn.close()
+        raise ManifestError(f"{path}: cannot read manifest: {exc}{_folder_hint(path)}") from exc
+
+
+def _make_folder(path: Path) -> None:
+    """The manifest's folder, created if missing; ManifestError (one line) if it cannot be."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ManifestError(f"{path}: cannot create the manifest's folder: {folder} (or a folder above it) "
+                            "is a file") from None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot create the manifest's folder {folder}: {exc.strerror or exc}") from None
+
+
+def _folder_hint(path: Path | None) -> str:
+    """Why SQLite may have failed: it writes its log and lock files beside the manifest."""
+    if path is None or not path.parent.is_dir() or os.access(path.parent, os.W_OK):
+        return ""
+    return f" (the folder {path.parent} is not writable: the manifest needs to write files beside itself)"
+
+
+def _wal_of(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
+
+
+def _uri_path(path: Path) -> str:
+    """``path`` for a ``file:`` URI: characters SQLite's URI parser would read as syntax are percent-encoded,
+    and a file name that is not UTF-8 keeps its bytes."""
+    from urllib.parse import quote
+
+    return quote(os.fsencode(path.absolute()), safe="/")
+
+
 def _take_lock(path: Path) -> int:
     lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ManifestError(
+            f"{path}: cannot open the lock file {lock_path}: {exc.strerror or exc}{_folder_hint(path)}"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archiver.articles.files import load_article
-from archiver.articles.rewrite import Replacement, render, unified_diff, write_atomic
+from archiver.articles.files import load_article, outside_roots
+from archiver.articles.journal import Journal, sha256, write_recorded
+from archiver.articles.rewrite import Replacement, render, unified_diff
 from archiver.config import ArticlesConfig, Config
-from archiver.errors import UrlError
+from archiver.errors import ArticleError, UrlError
 from archiver.find.refs import find_refs
 from archiver.model import ArticleReplacement
 from archiver.redaction import has_secret
 from archiver.storage.keys import archive_key, public_bases
+from archiver.terminal import shown_path
 from archiver.urls import resolve
 
 
@@ -94,10 +95,15 @@ def _secret_span(span: str, url: str) -> bool:
 
 
 def rewrite_article(
-    path: Path, archived: Mapping[str, str], cfg: ArticlesConfig, own: OwnUrls, *, dry_run: bool
+    path: Path, archived: Mapping[str, str], cfg: ArticlesConfig, own: OwnUrls, journal: Journal, *, dry_run: bool,
+    roots: Sequence[Path] | None = None,
 ) -> Rewritten | None:
     """Re-read the article (it may have changed since the scan), splice archived URLs in, write atomically
-    (only if the file still holds the bytes read); a dry run writes nothing and returns the diff. None: no change."""
+    (only if the file still holds the bytes read) with its record in ``journal`` (``write_recorded``); a dry run
+    writes nothing and returns the diff. None: no change. ``roots``: the real folders the article must still be
+    in (a symlink on its way may have changed since the scan); None: anywhere."""
+    if roots is not None and (real := outside_roots(path, roots)) is not None:
+        raise ArticleError(path, f"now leads to {shown_path(real)}, outside the folders given; not written")
     article = load_article(path)
     repls: list[Replacement] = []
     record: list[ArticleReplacement] = []
@@ -124,5 +130,5 @@ def rewrite_article(
     if dry_run:
         diff = unified_diff(article, new.decode(article.encoding))
     else:
-        write_atomic(path, new, expected=article.raw)
-    return Rewritten(hashlib.sha256(article.raw).hexdigest(), hashlib.sha256(new).hexdigest(), record, diff)
+        write_recorded(journal, article, new, [record], "archive")
+    return Rewritten(sha256(article.raw), sha256(new), record, diff)

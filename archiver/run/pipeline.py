@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import tempfile
 from collections import defaultdict, deque
 from collections.abc import Sequence
@@ -18,9 +19,10 @@ from pathlib import Path
 
 from archiver import scratch
 from archiver.articles.files import iter_article_paths
+from archiver.articles.journal import settle_pending
 from archiver.articles.rewrite import remove_stale_temp_files
 from archiver.config import Config
-from archiver.errors import ArticleError, FetchError, ImageError, StorageError
+from archiver.errors import ArticleError, FetchError, ImageError, ManifestError, StorageError
 from archiver.faults import crash_point
 from archiver.fetch.client import Fetcher
 from archiver.image.pool import make_executor
@@ -31,6 +33,7 @@ from archiver.run.articles import ArticleWork, OwnUrls, rewrite_article, scan_ar
 from archiver.run.assets import AssetArchiver
 from archiver.run.report import SKIPPED, Problem, RunReport, Stats
 from archiver.storage import Store
+from archiver.terminal import shown_path
 
 log = logging.getLogger("archiver")
 
@@ -61,6 +64,8 @@ class Run:
         self.stats = self.report.stats
         self._assets = AssetArchiver(cfg, manifest, store, self.stats, executor, self.request_stop)
         self._own = OwnUrls.of(cfg)
+        # where articles may be written: the real folders given (None: anywhere a symlink leads, by configuration)
+        self._roots = None if cfg.articles.follow_symlinks_outside else [Path(os.path.realpath(p)) for p in paths]
         self._archived: dict[str, str] = {}  # resolved URL -> public URL of the stored original
         self._articles: dict[Path, ArticleWork] = {}
         self._users: dict[str, list[Path]] = defaultdict(list)
@@ -90,22 +95,28 @@ class Run:
     # -- scanning ------------------------------------------------------------------------------
     def _scan(self) -> None:
         cfg = self.cfg.articles
+        settle_pending(self.manifest)  # article writes a killed run left between their rename and their record
         for root in self.paths:
             if root.is_dir() and not self.dry_run:
                 for stale in remove_stale_temp_files(root):
-                    log.info("removed %s left by an interrupted run", stale)
-        for path in iter_article_paths(self.paths, cfg.extensions):
+                    log.info("removed %s left by an interrupted run", shown_path(stale))
+
+        def skipped(path: Path, why: str) -> None:  # a symlink loop, a link outside the folders given, ...
+            self._problem(Problem(SKIPPED, why, article=shown_path(path)))
+
+        for path in iter_article_paths(self.paths, cfg.extensions, follow_outside=cfg.follow_symlinks_outside,
+                                       on_skip=skipped):
             try:
                 scanned = scan_article(path, cfg, self._own)
             except ArticleError as exc:
-                self._problem(Problem(SKIPPED, exc.reason, article=str(path), line=exc.line))
+                self._problem(Problem(SKIPPED, exc.reason, article=shown_path(path), line=exc.line))
                 continue
             self.stats.articles += 1
             self.stats.refs += scanned.refs
             self.stats.refs_done += scanned.done
             for raw, reason, line in scanned.rejected:
                 self.stats.rejected += 1
-                self._problem(Problem(Outcome.REJECTED, reason, redact(raw), str(path), line))
+                self._problem(Problem(Outcome.REJECTED, reason, redact(raw), shown_path(path), line))
             for url in scanned.work.uses:
                 self._users[url].append(path)
             if scanned.work.uses:
@@ -214,7 +225,7 @@ class Run:
         shown = redact(url)
         for path in self._users[url]:
             lines = self._articles[path].uses.get(url, [None])
-            self._problem(Problem(outcome, reason, shown, str(path), lines[0]))
+            self._problem(Problem(outcome, reason, shown, shown_path(path), lines[0]))
         self._url_done(url)
 
     def _settled(self, url: str, public_url: str) -> None:
@@ -235,19 +246,19 @@ class Run:
     async def _rewrite(self, work: ArticleWork) -> None:
         try:
             done = await asyncio.to_thread(
-                rewrite_article, work.path, self._archived, self.cfg.articles, self._own, dry_run=self.dry_run
+                rewrite_article, work.path, self._archived, self.cfg.articles, self._own, self.manifest,
+                dry_run=self.dry_run, roots=self._roots,
             )
         except ArticleError as exc:
-            self._problem(Problem(Outcome.FAILED, exc.reason, article=str(work.path), line=exc.line))
+            self._problem(Problem(Outcome.FAILED, exc.reason, article=shown_path(work.path), line=exc.line))
+            return
+        except ManifestError as exc:  # not written, as its record cannot be; or written and not yet confirmed
+            self._problem(Problem(Outcome.FAILED, exc.message, article=shown_path(work.path)))
             return
         if done is not None:
             self.stats.articles_rewritten += 1
             if done.diff is not None:
                 self.report.diffs.append(done.diff)
-            if not self.dry_run:
-                crash_point("article-replaced")
-                self.manifest.record_article(str(work.path.resolve()), done.before, done.after, done.replaced)
-                crash_point("recorded-article")
 
 
 def _interleave_hosts(urls: Sequence[str]) -> list[str]:
@@ -268,11 +279,14 @@ def _interleave_hosts(urls: Sequence[str]) -> list[str]:
 def prepare_workdir(manifest_path: Path | None) -> Path:
     """A new scratch folder of this run for downloads (archiver.scratch): beside the manifest, where the scratch
     folders of killed runs are removed first, or, for a dry run (``None``), in the system's temp folder."""
-    if manifest_path is None:
-        return scratch.create(Path(tempfile.gettempdir()))
-    for stale in scratch.remove_stale(manifest_path.parent):
-        log.info("removed %s left by an interrupted run", stale)
-    return scratch.create(manifest_path.parent)
+    parent = Path(tempfile.gettempdir()) if manifest_path is None else manifest_path.parent
+    if manifest_path is not None:
+        for stale in scratch.remove_stale(parent):
+            log.info("removed %s left by an interrupted run", shown_path(stale))
+    try:
+        return scratch.create(parent)
+    except OSError as exc:
+        raise ManifestError(f"{parent}: cannot create a scratch folder for downloads: {exc.strerror or exc}") from None
 
 
 __all__ = ["Run", "make_executor", "prepare_workdir"]

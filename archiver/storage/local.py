@@ -21,6 +21,7 @@ from archiver import scratch
 from archiver.errors import StorageError
 from archiver.faults import crash_point
 from archiver.storage.keys import check_key, public_url
+from archiver.terminal import shown_path
 
 log = logging.getLogger("archiver")
 
@@ -43,7 +44,7 @@ class LocalStore:
         check_key(key)
         path = self.root / key
         # A symlink inside the folder could still lead out of it: compare the resolved paths.
-        resolved, root = path.resolve(), self.root.resolve()
+        resolved, root = Path(os.path.realpath(path)), Path(os.path.realpath(self.root))  # never raises on a loop
         if not resolved.is_relative_to(root) or resolved == root:
             raise StorageError(f"refusing object key {key!r}: it leads outside {self.root}")
         return path
@@ -64,7 +65,7 @@ class LocalStore:
     def _remove_stale_temp_dirs(self) -> None:
         """Remove the scratch folders of runs on this host whose process is gone (killed mid-write)."""
         for path in scratch.remove_stale(self.root):
-            log.info("removed %s left by an interrupted run", path)
+            log.info("removed %s left by an interrupted run", shown_path(path))
 
     def _scratch(self) -> Path:
         with self._tmp_lock:

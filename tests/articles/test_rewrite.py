@@ -8,6 +8,8 @@ import resource
 import shutil
 import signal
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from archiver import scratch
 from archiver.articles.files import iter_article_paths, load_article
 from archiver.articles.rewrite import (
     TEMP_PREFIX,
@@ -281,14 +284,22 @@ def test_write_atomic_failing_midway_leaves_the_original(tmp_path: Path) -> None
 
 
 def test_stale_temp_files_from_a_killed_run_are_removed_and_never_walked(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host_pid = scratch.owner_tag()
+    dead_tag = f"{host_pid.rpartition('-')[0]}-{int(dead.stdout)}"
     (tmp_path / "sub").mkdir()
     (tmp_path / "a.md").write_bytes(b"a")
-    stale = [tmp_path / f"{TEMP_PREFIX}0123abcd", tmp_path / "sub" / f"{TEMP_PREFIX}77.md"]
-    for path in stale:
+    stale = [tmp_path / f"{TEMP_PREFIX}0123456789abcdef",  # the form older versions wrote
+             tmp_path / "sub" / f"{TEMP_PREFIX}{dead_tag}-fedcba9876543210"]  # of a process that is gone
+    kept = [tmp_path / f"{TEMP_PREFIX}77.md",  # a user's file that only starts like ours
+            tmp_path / f"{TEMP_PREFIX}notes",
+            tmp_path / "sub" / f"{TEMP_PREFIX}{host_pid}-0011223344556677",  # a write in progress (this process)
+            tmp_path / f"{TEMP_PREFIX}elsewhere-{int(dead.stdout)}-0011223344556677"]  # another host's
+    for path in stale + kept:
         path.write_bytes(b"half-written article")
     assert list(iter_article_paths([tmp_path], [".md"])) == [tmp_path / "a.md"]
     assert remove_stale_temp_files(tmp_path) == stale
-    assert not any(path.exists() for path in stale)
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
     assert remove_stale_temp_files(tmp_path) == []
     assert (tmp_path / "a.md").read_bytes() == b"a"
 

@@ -206,6 +206,26 @@ def test_a_url_with_credentials_is_reported_not_restored(
     assert "xyzzy" not in out
 
 
+def test_articles_that_reference_the_archive_without_a_record_are_named_never_called_restored(
+    two_generations: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy of a rewritten article (or one rewritten under another manifest) holds archive URLs no record can
+    restore: restore says so, with the lines, and exits 1, instead of reporting success over it."""
+    crlf = next(p for p in two_generations["originals"] if p.name == "crlf.md")
+    copy = crlf.with_name("copy.md")
+    copy.write_bytes(two_generations["rewritten"][crlf])
+    capsys.readouterr()
+    assert main(["restore", "--config", str(two_generations["cfg"])]) == 1
+    out = capsys.readouterr().out
+    assert f"{copy}: lines 3, 7, 8, 9: references to the archive that this manifest has no record of" in out
+    assert out.rstrip().endswith(
+        "2 articles restored, 10 URLs put back; 0 URLs could not be restored, 0 articles could not be restored; "
+        "1 articles with references to the archive have no record to restore from")
+    for path, data in two_generations["originals"].items():
+        assert path.read_bytes() == data
+    assert copy.read_bytes() == two_generations["rewritten"][crlf]  # left as it is
+
+
 def test_no_manifest_is_a_clear_error(tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["restore", "--config", str(write_config(tmp_path, origin))]) == 2
     assert "no manifest" in capsys.readouterr().err

@@ -113,3 +113,14 @@ def test_pairs_and_search_marks_are_recorded_together_or_not_at_all(tmp_path: Pa
         assert m.recorded_pairs(8, 2) == []
         m.record_pair_search([], [c], 8, 2)  # another rule: the old rule's pairs go
         assert m.counts()["near_duplicate_pairs"] == 0
+
+
+def test_a_manifest_whose_folder_name_holds_uri_syntax_is_read_where_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "50% done?mode=rw#x" / "manifest.sqlite3"
+    with Manifest.open(path) as m:
+        m.record_url("https://x/gone.jpg", "dead", reason="404", attempts=1)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with Manifest.open_readonly(path) as m:
+        assert m.counts()["dead"] == 1
+    assert Manifest.snapshot(path).counts()["dead"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no stray database made beside it

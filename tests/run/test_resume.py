@@ -1,9 +1,11 @@
 """A run killed with SIGKILL at any moment, then run again, ends exactly where an uninterrupted run ends.
 
-Two ways to pick the moment: 22 deterministic crash points (``ARCHIVER_CRASH_AT=name:n``, see
+Two ways to pick the moment: 24 deterministic crash points (``ARCHIVER_CRASH_AT=name:n``, see
 archiver/faults.py) between every pair of durable steps — after a download, after decoding, mid object write,
-after an object is stored, after each manifest commit, mid article write and after the rename — and kills at
-wall-clock times spread over whole runs, which land wherever the run happens to be.
+after an object is stored, after each manifest commit, mid article write, after an article's write-ahead record,
+after the rename and after its confirmation — and kills at wall-clock times spread over whole runs, which land
+wherever the run happens to be. Every article rewritten is recorded: `archiver restore` then gives back the
+original site byte for byte.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from archiver.articles.rewrite import TEMP_PREFIX
+from archiver.cli import main
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
 from tests.support.paths import ROOT_DIR
@@ -62,6 +67,12 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _restores_to(cfg: Path, originals: dict[str, bytes], what: object) -> None:
+    """`archiver restore` puts back every original byte for byte: every rewrite of every run was recorded."""
+    assert main(["restore", "--config", str(cfg), "-q"]) == 0, what
+    assert _files(cfg.parent / "site") == originals, f"{what}: an article was rewritten but never recorded"
+
+
 def test_sigkill_at_many_points_then_rerun_matches_uninterrupted_run(tmp_path: Path, origin: Server) -> None:
     for i in range(N_IMAGES):
         origin.add(f"/k/{i}.jpg", make_jpeg(640, 480, seed=500 + i), "image/jpeg", delay=0.03)
@@ -80,6 +91,7 @@ def test_sigkill_at_many_points_then_rerun_matches_uninterrupted_run(tmp_path: P
         # fetching, processing, uploading, manifest writes and article writes all happen throughout
         folder = tmp_path / f"killed-{i}"
         cfg = _site(folder, origin)
+        originals = _files(folder / "site")
         proc = _start(cfg)
         time.sleep(duration * (0.3 + 0.65 * i / (points - 1)))
         if proc.poll() is None:
@@ -102,6 +114,7 @@ def test_sigkill_at_many_points_then_rerun_matches_uninterrupted_run(tmp_path: P
             for url in re.findall(r"/archive/[0-9a-f/]+\.jpg", text):
                 assert (folder / "archive" / url.removeprefix("/archive/")).is_file()
             assert "http://img.test/" not in text
+        _restores_to(cfg, originals, i)
         shutil.rmtree(folder)
     assert kills >= points // 2, f"the run finished before the kill points ({kills} kills; run takes {duration:.1f}s)"
     shutil.rmtree(tmp_path / "ref")
@@ -115,14 +128,16 @@ CRASH_POINTS = [
     ("recorded-asset", 1), ("recorded-asset", 12),
     ("recorded-url", 1), ("recorded-url", 25),
     ("article-temp", 1), ("article-temp", 4), ("article-temp", 9),
+    ("article-intended", 1), ("article-intended", 6),
     ("article-replaced", 1), ("article-replaced", 5),
     ("recorded-article", 1), ("recorded-article", 8),
     ("article-temp", 10),  # the last article
 ]
 
 
+@pytest.mark.timeout(900)  # 49 runs and 24 restores: ~110 s on the 2 idle cores, 3x that when they are shared
 def test_sigkill_at_every_crash_point_then_rerun_matches_uninterrupted_run(tmp_path: Path, origin: Server) -> None:
-    assert len(CRASH_POINTS) >= 20
+    assert len(CRASH_POINTS) >= 24
     for i in range(N_IMAGES):
         origin.add(f"/k/{i}.jpg", make_jpeg(320, 240, seed=700 + i), "image/jpeg")
     ref = tmp_path / "ref"
@@ -132,6 +147,7 @@ def test_sigkill_at_every_crash_point_then_rerun_matches_uninterrupted_run(tmp_p
     for name, nth in CRASH_POINTS:
         folder = tmp_path / f"{name}-{nth}"
         cfg = _site(folder, origin)
+        originals = _files(folder / "site")
         proc = _start(cfg, crash_at=f"{name}:{nth}")
         assert proc.wait(120) == -signal.SIGKILL, f"{name}:{nth} was never reached"
         proc = _start(cfg)
@@ -140,6 +156,7 @@ def test_sigkill_at_every_crash_point_then_rerun_matches_uninterrupted_run(tmp_p
         archive = _files(folder / "archive")
         assert archive == expected_archive, f"{name}:{nth}: temp files left, or objects differ"
         assert not [p for p in (folder / "site").rglob("*") if p.name.startswith(TEMP_PREFIX)]
+        _restores_to(cfg, originals, f"{name}:{nth}")
         shutil.rmtree(folder)
 
 

@@ -223,6 +223,14 @@ def test_local_refuses_a_symlink_leading_out_of_the_folder(tmp_path: Path) -> No
     assert list(outside.iterdir()) == []
 
 
+def test_a_symlink_loop_in_the_local_store_is_no_traceback(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "archive", "/a/")
+    sha = "ab" * 32
+    (tmp_path / "archive" / "ab").mkdir(parents=True)
+    (tmp_path / "archive" / "ab" / "ab").symlink_to(tmp_path / "archive" / "ab" / "ab")  # a shard folder: a loop
+    assert store.exists(f"ab/ab/{sha}.jpg") is False  # was: RuntimeError("Symlink loop from ...")
+
+
 def test_local_check_reports_an_unwritable_folder(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(StorageError, match="cannot write"):

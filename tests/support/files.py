@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 NOBODY = 65534
 
@@ -38,3 +42,47 @@ def run_unprivileged(action: Callable[[], str]) -> str:
         output = reader.read().decode()
     os.waitpid(pid, 0)
     return output
+
+
+@contextlib.contextmanager
+def open_folder() -> Iterator[Path]:
+    """A folder an unprivileged user can reach and write (pytest's tmp_path is private to root); removed after,
+    whatever modes the test left inside."""
+    folder = Path(tempfile.mkdtemp(prefix="archiver-test-"))
+    folder.chmod(0o777)
+    try:
+        yield folder
+    finally:
+        for sub in folder.rglob("*"):
+            if sub.is_dir() and not sub.is_symlink():
+                sub.chmod(0o755)
+        shutil.rmtree(folder)
+
+
+def cli_unprivileged(args: list[str], cwd: Path) -> tuple[int, str, str]:
+    """``archiver ARGS`` in-process as user nobody (when root), in ``cwd``: (exit code, stdout, stderr); a traceback
+    from the command is returned as stderr with exit code -1."""
+    import json
+
+    def attempt() -> str:
+        import io
+        import traceback
+        from contextlib import redirect_stderr, redirect_stdout
+
+        from archiver.cli import main
+
+        os.chdir(cwd)
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            with redirect_stdout(out), redirect_stderr(err):
+                code = main(args)
+        except BaseException:
+            code, err = -1, io.StringIO(traceback.format_exc())
+        return json.dumps([code, out.getvalue(), err.getvalue()])
+
+    text = run_unprivileged(attempt)
+    try:
+        code, out, err = json.loads(text)
+    except ValueError:
+        return -1, "", text
+    return code, out, err

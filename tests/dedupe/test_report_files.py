@@ -1,0 +1,59 @@
+"""The dedupe report replaces only a report: files of the same names that archiver did not write are refused before
+anything is written, and stale pages are removed from ``<report>.data/`` only when they are recognisably ours."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from archiver.dedupe.report import write_report
+from archiver.errors import ArchiverError
+from tests.support.library import synthetic_groups
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_stale_pages_are_removed_only_when_they_are_ours(tmp_path: Path) -> None:
+    html, data = tmp_path / "dedupe.html", tmp_path / "dedupe.data"
+    write_report(synthetic_groups(200), html, tmp_path / "dedupe.json", {"generated": "then"})  # 4 pages
+    (data / "p00003.js").write_text("// my own script, which happens to have this name\n", encoding="utf-8")
+    (data / "notes.txt").write_text("mine\n", encoding="utf-8")
+    files = write_report(synthetic_groups(60), html, tmp_path / "dedupe.json", {"generated": "now"})  # 2 pages
+    assert files.pages == 2
+    assert sorted(p.name for p in data.iterdir()) == ["notes.txt", "p00001.js", "p00002.js", "p00003.js"]
+    assert (data / "p00003.js").read_text(encoding="utf-8").startswith("// my own script")  # not ours: kept
+    export = json.loads((tmp_path / "dedupe.json").read_text(encoding="utf-8"))
+    assert export["report"] == "archiver dedupe" and export["generated"] == "now"
+
+
+@pytest.mark.parametrize("whose", ["dedupe.html", "dedupe.json", "dedupe.data/p00001.js"])
+def test_a_file_of_the_user_s_under_a_report_name_is_refused_before_anything_is_written(
+    tmp_path: Path, whose: str
+) -> None:
+    (tmp_path / "dedupe.data").mkdir()
+    (tmp_path / whose).write_text("the user's own file\n", encoding="utf-8")
+    before = _files(tmp_path)
+    with pytest.raises(ArchiverError, match=f"{whose} exists and is not a report archiver wrote: not overwritten"):
+        write_report(synthetic_groups(10), tmp_path / "dedupe.html", tmp_path / "dedupe.json", {})
+    assert _files(tmp_path) == before
+
+
+def test_a_symlink_under_a_report_name_is_refused(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.html"
+    mine.write_text("<title>archiver: duplicate images</title> (a copy the user keeps)\n", encoding="utf-8")
+    (tmp_path / "dedupe.html").symlink_to(mine)
+    with pytest.raises(ArchiverError, match="not overwritten"):
+        write_report(synthetic_groups(10), tmp_path / "dedupe.html", tmp_path / "dedupe.json", {})
+    assert (tmp_path / "dedupe.html").is_symlink() and "a copy the user keeps" in mine.read_text(encoding="utf-8")
+
+
+def test_a_report_of_an_earlier_version_is_replaced(tmp_path: Path) -> None:
+    (tmp_path / "dedupe.json").write_text('{\n "generated": "2026-01-01 00:00:00",\n "groups": []\n}\n',
+                                          encoding="utf-8")
+    write_report(synthetic_groups(10), tmp_path / "dedupe.html", tmp_path / "dedupe.json", {"generated": "now"})
+    write_report(synthetic_groups(10), tmp_path / "dedupe.html", tmp_path / "dedupe.json", {"generated": "again"})
+    assert json.loads((tmp_path / "dedupe.json").read_text(encoding="utf-8"))["generated"] == "again"
