@@ -38,10 +38,10 @@ def _under(path: str, wanted: Sequence[Path]) -> bool:
 
 @dataclass(frozen=True)
 class _Outcome:
-    restored: int  # URLs put back
+    restored: int  # references put back
     changed: bool  # the article's bytes change
-    lines: list[str]  # what to print
-    unrestored: int
+    lines: list[str]  # what to print: the diff (dry run) and the article's line, then ``errors``
+    errors: list[str]  # the references that could not be put back (all that -q prints)
 
 
 def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _Outcome:
@@ -52,7 +52,7 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
     if current == entry.sha256_before:  # restored already (e.g. killed before the manifest was updated)
         if not dry:
             manifest.forget_article(entry.path)
-        return _Outcome(0, False, [f"{path}: already as before its first rewrite"], 0)
+        return _Outcome(0, False, [f"{path}: already as before its first rewrite"], [])
     done = undo(article.text, manifest.article_replacements(entry.path), unchanged=current == entry.sha256_after)
     new = render(replace(article, text=done.text), []) if done.text != article.text else article.raw
     lines = []
@@ -70,9 +70,9 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
         state = "some URLs stay as they are"
     verb = "would restore" if dry else "restored"
     lines.append(f"{path}: {verb} {done.restored} of {done.total} URLs ({state})")
-    for p in sorted(done.problems, key=lambda p: p.line):
-        lines.append(f"  {path}:{p.line}: {p.ours} (was {p.original}): {p.reason}")
-    return _Outcome(done.restored, new != article.raw, lines, len(done.problems))
+    errors = [f"  {path}:{p.line}: {p.ours} (was {p.original}): {p.reason}"
+              for p in sorted(done.problems, key=lambda p: p.line)]
+    return _Outcome(done.restored, new != article.raw, lines, errors)
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
@@ -99,8 +99,12 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
                 continue
             articles += outcome.changed
             spans += outcome.restored
-            unrestored += outcome.unrestored
-            print("\n".join(outcome.lines))
+            unrestored += len(outcome.errors)
+            shown = outcome.errors if args.quiet else outcome.lines + outcome.errors
+            if dry and args.quiet and outcome.changed:
+                shown = outcome.lines[:1] + shown  # the diff a dry run is asked for
+            if shown:
+                print("\n".join(shown))
     finally:
         manifest.close()
     print(

@@ -98,7 +98,7 @@ def _undo_article(manifest: Manifest, path: str, sha_after: str, result: Rewrite
     for _generation, step in done.steps:  # recorded as what they are: rewrites from dedupe's URL to the previous
         record = [ArticleReplacement(r.start, r.end, r.original, r.replacement, r.original) for r in step]
         manifest.record_article(path, _sha(article.raw), _sha(data), record, reason=REASON_UNDO)
-        result.spans += len(step)
+    result.spans += done.restored  # references put back, however many apply generations rewrote them
     result.articles += 1
 
 
