@@ -13,6 +13,7 @@ from typing import Protocol
 
 from archiver.config import Config
 from archiver.errors import StorageError
+from archiver.storage.keys import check_config
 
 
 class Store(Protocol):
@@ -41,7 +42,9 @@ class Store(Protocol):
 
 
 def open_store(cfg: Config) -> Store:
-    """The configured backend. A relative local ``path`` is relative to the config file's folder (else the cwd)."""
+    """The configured backend. A relative local ``path`` is relative to the config file's folder (else the cwd).
+    A prefix or public base URL that cannot work is refused here, before anything is fetched (ConfigError)."""
+    check_config(cfg)
     st = cfg.storage
     if st.backend == "local":
         from archiver.storage.local import LocalStore

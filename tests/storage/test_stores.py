@@ -426,3 +426,46 @@ def test_s3_without_credentials_says_how_to_set_them(
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(StorageError, match="no usable S3 credentials.*AWS_ACCESS_KEY_ID"):
         S3Store(s3_config(s3_env, "any-bucket")).check()
+
+
+# -- configuration that cannot work: refused at start-up -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prefix", "why"),
+    [("../outside", "not a safe key prefix"), ("a b", "not a safe key prefix"), ("p" * 1000, "no room for object keys")],
+)
+def test_a_prefix_that_cannot_work_is_refused_by_open_store_naming_the_file(
+    tmp_path: Path, prefix: str, why: str
+) -> None:
+    cfg = Config(storage=StorageConfig(prefix=prefix), source=tmp_path / "archiver.toml")
+    with pytest.raises(ConfigError, match=f"^{tmp_path / 'archiver.toml'}: \\[storage\\] prefix: .*{why}"):
+        open_store(cfg)
+
+
+@pytest.mark.parametrize(
+    ("base", "url"),
+    [
+        ("https://cdn.example.com/bucket/", f"https://cdn.example.com/bucket/ab/cd/{SHA}.png"),
+        ("https://cdn.example.com", f"https://cdn.example.com/ab/cd/{SHA}.png"),  # a bare origin: unambiguous
+        ("/archive/", f"/archive/ab/cd/{SHA}.png"),
+    ],
+)
+def test_public_urls_join_the_base_folder_and_the_key(tmp_path: Path, base: str, url: str) -> None:
+    store = open_store(Config(storage=StorageConfig(path=str(tmp_path), public_base_url=base)))
+    assert store.url_for(original_key("", SHA, "png")) == url
+
+
+@pytest.mark.parametrize(
+    ("base", "why"),
+    [
+        ("https://cdn.example.com/bucket", "does not end with '/': the key would be glued to 'bucket'"),
+        ("/archive", "does not end with '/'"),
+        ("https://cdn.example.com/media?v=1", "query or fragment"),
+        ("https://cdn.example.com/#", "query or fragment"),
+    ],
+)
+def test_a_public_base_url_a_key_cannot_be_joined_to_is_refused(tmp_path: Path, base: str, why: str) -> None:
+    cfg = Config(storage=StorageConfig(public_base_url=base), source=tmp_path / "a.toml")
+    with pytest.raises(ConfigError, match=f"a.toml: \\[storage\\] public_base_url: .*{why}"):
+        open_store(cfg)
