@@ -1,33 +1,46 @@
-"""`archiver verify`: every object the manifest and the articles reference is in storage (and with --deep, intact).
+"""`archiver verify`: every object the manifest and the articles reference is in storage and is what its key names.
 
 Objects come from the manifest (originals and thumbnails) and from the articles (every reference that is
-ours: ``public_base_url`` + a content-addressed key). Each is checked with a HEAD; with ``--deep`` its bytes
-are read too: an original must hash to the SHA-256 its key names, a thumbnail must decode as an image of
-the recorded format and size. Checks run concurrently (``storage.concurrency`` threads) with a progress
-line; the report names each missing or corrupt object and the articles (file:line) that use it.
+ours: ``public_base_url`` + a content-addressed key). Each is checked with a HEAD: its size, type and the checksum
+the store keeps must match what the manifest recorded (``storage.prove``; a local folder keeps no checksum, so
+there the size is checked). With ``--deep`` its bytes are read too: an original must hash to the SHA-256 its key
+names, a thumbnail must decode as an image of the recorded format and size. Checks run concurrently
+(``storage.concurrency`` threads) with a progress line; the report names each missing or corrupt object and the
+articles (file:line) that use it, and the manifest remembers them (so `run` stores them again before it points an
+article at them). ``--repair`` re-creates them (archiver.run.repair); ``--public`` asks every archive URL the
+articles use, as a reader would (HEAD), and reports those that do not answer 200 with the right length and type.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import io
+import ipaddress
+import socket
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urljoin, urlsplit
 
 from PIL import Image
 
+from archiver import scratch
 from archiver.articles.files import iter_article_paths, load_article
-from archiver.config import Config
-from archiver.errors import ArticleError, ConfigError, StorageError
+from archiver.config import Config, FetchConfig
+from archiver.errors import ArticleError, ConfigError, FetchError, ManifestError, StorageError
+from archiver.fetch.client import Fetcher
 from archiver.find.refs import find_refs
+from archiver.manifest.rows import LostObject
 from archiver.manifest.sqlite import Manifest
-from archiver.storage import Store, open_store
+from archiver.redaction import redact
+from archiver.storage import Store, open_store, prove
 from archiver.storage.keys import archive_key, parse_key, public_bases
 from archiver.terminal import StatusLine
 
@@ -44,12 +57,16 @@ class Target:
     format: str | None = None  # a thumbnail's expected format ("webp"), when known
     size: tuple[int, int] | None = None  # a thumbnail's expected pixel size, when known (from the manifest)
     of: str | None = None  # a thumbnail's original's key, when known (from the manifest)
+    length: int | None = None  # expected bytes, when known (from the manifest)
+    digest: str | None = None  # expected SHA-256 of the object's own bytes (an original's: its key's)
+    mime: str | None = None  # expected Content-Type, when known
+    known: bool = False  # the manifest records it (so it can be marked lost, and repaired)
 
 
 @dataclass(frozen=True)
 class Finding:
     target: Target
-    status: str  # "missing" | "corrupt" | "unchecked" (storage error)
+    status: str  # "missing" | "corrupt" | "unchecked" (storage error) | "unproven" (no checksum: size checked)
     reason: str
 
 
@@ -59,18 +76,19 @@ def target_for_key(key: str) -> Target | None:
     if parsed is None:
         return None
     fmt = _EXT_FORMAT.get(parsed.ext) if parsed.width else None
-    return Target(key, parsed.sha256, parsed.width, fmt)
+    return Target(key, parsed.sha256, parsed.width, fmt, digest=None if parsed.width else parsed.sha256)
 
 
 # -- what to check ---------------------------------------------------------------------------------
 def manifest_targets(manifest: Manifest) -> dict[str, Target]:
     """Every original and thumbnail the manifest records, by key."""
     out: dict[str, Target] = {}
-    for key, sha, width, fmt, pw, ph, of in manifest.objects():
-        if width is None:
-            out[key] = Target(key, sha)
+    for o in manifest.objects():
+        if o.width is None:
+            out[o.key] = Target(o.key, o.sha256, length=o.size, digest=o.content_sha256, mime=o.mime, known=True)
         else:
-            out[key] = Target(key, sha, width, fmt, (pw or 0, ph or 0), of)
+            out[o.key] = Target(o.key, o.sha256, o.width, o.format, (o.pixel_width or 0, o.pixel_height or 0),
+                                o.original_key, o.size, o.content_sha256, o.mime, known=True)
     return out
 
 
@@ -83,6 +101,7 @@ class Usage:
     """Where the articles use archived objects: key -> [(article, line)], plus the articles not readable."""
 
     users: dict[str, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
+    urls: dict[str, str] = field(default_factory=dict)  # each archive URL as written -> its key
     articles: int = 0
     references: int = 0
     skipped: list[str] = field(default_factory=list)
@@ -103,6 +122,7 @@ def scan_articles(paths: Sequence[Path], cfg: Config) -> Usage:
             if parsed is None:
                 continue
             usage.references += 1
+            usage.urls[ref.url] = parsed.key
             users = usage.users[parsed.key]
             if not users or users[-1] != (str(path), ref.line):
                 users.append((str(path), ref.line))
@@ -111,15 +131,20 @@ def scan_articles(paths: Sequence[Path], cfg: Config) -> Usage:
 
 # -- checking ----------------------------------------------------------------------------------------
 def check_object(store: Store, target: Target, deep: bool) -> Finding | None:
+    """Without ``deep``: size, type and the store's checksum (no download); with: the bytes themselves too."""
     try:
-        if not store.exists(target.key):
+        proof = prove(store, target.key, target.length, target.digest, target.mime, read_local=False)
+        if proof.state == "missing":
             return Finding(target, "missing", "not in storage")
-        if not deep:
-            return None
+        if proof.state == "different" and not deep:
+            return Finding(target, "corrupt", proof.reason)
+        if not deep:  # a local folder keeps no checksum: without --deep, its size is what is checked
+            unproven = proof.state == "unproven" and store.local_path(target.key) is None
+            return Finding(target, "unproven", proof.reason) if unproven else None
         data = store.get(target.key)
     except StorageError as exc:
         return Finding(target, "unchecked", exc.message)
-    reason = corruption(target, data)
+    reason = corruption(target, data) or (proof.reason if proof.state == "different" else None)
     return Finding(target, "corrupt", reason) if reason else None
 
 
@@ -142,6 +167,8 @@ def corruption(target: Target, data: bytes) -> str | None:
         return f"{size[0]}x{size[1]} pixels, expected {target.size[0]}x{target.size[1]}"
     if size[0] > target.width:
         return f"{size[0]} pixels wide, more than the {target.width} its key names"
+    if target.digest and hashlib.sha256(data).hexdigest() != target.digest:
+        return f"its {len(data)} bytes are not the thumbnail recorded (sha256 {target.digest[:16]}…)"
     return None
 
 
@@ -172,7 +199,7 @@ def check_all(
 ) -> list[Finding]:
     """Check every target with ``workers`` threads (at most 4 per worker queued at a time)."""
     findings: list[Finding] = []
-    counts = {"missing": 0, "corrupt": 0, "unchecked": 0}
+    counts = {"missing": 0, "corrupt": 0, "unchecked": 0, "unproven": 0}
     done = 0
     pending: set[Future[Finding | None]] = set()
 
@@ -197,12 +224,131 @@ def check_all(
     return sorted(findings, key=lambda f: (f.status, f.target.key))
 
 
+# -- what a reader gets (--public) ---------------------------------------------------------------------
+def public_check_config(cfg: Config, urls: Iterable[str]) -> FetchConfig:
+    """The fetch settings for asking the archive's own URLs: the fetcher's, plus the addresses of the archive's
+    hosts (those of ``public_base_url``) allowed past the private-address guard: a bucket or CDN on a private
+    network is still the user's archive. Every other host and every redirect elsewhere is guarded as always."""
+    allowed = set(cfg.fetch.allow_networks)
+    for host in sorted({urlsplit(u).hostname or "" for u in urls} - {""}):
+        try:
+            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            continue  # reported when its URL is asked
+        allowed.update(str(ipaddress.ip_network(info[4][0].split("%", 1)[0])) for info in infos)
+    return replace(cfg.fetch, allow_networks=tuple(sorted(allowed)))
+
+
+def public_url_problems(cfg: Config, urls: dict[str, Target | None], workdir: Path) -> dict[str, str]:
+    """HEAD each absolute archive URL (as the articles use it); URL -> what is wrong with the answer."""
+
+    async def main() -> dict[str, str]:
+        problems: dict[str, str] = {}
+        async with Fetcher(public_check_config(cfg, urls), workdir) as fetcher:
+
+            async def one(url: str, target: Target | None) -> None:
+                try:
+                    head = await fetcher.head(url)
+                except FetchError as exc:
+                    problems[url] = exc.reason
+                    return
+                ctype = (head.content_type or "").split(";")[0].strip()
+                if head.status != 200:
+                    problems[url] = f"answered {head.status}, not 200"
+                elif target and target.length is not None and head.content_length != target.length:
+                    problems[url] = f"Content-Length {head.content_length}, not the {target.length} bytes stored"
+                elif target and target.mime and ctype != target.mime:
+                    problems[url] = f"Content-Type {ctype or 'missing'}, not {target.mime}"
+                elif not ctype.startswith("image/"):
+                    problems[url] = f"Content-Type {ctype or 'missing'}, not an image type"
+
+            await asyncio.gather(*(one(u, t) for u, t in urls.items()))
+        return problems
+
+    return asyncio.run(main())
+
+
+def _check_public(cfg: Config, usage: Usage, known: dict[str, Target]) -> tuple[int, list[str]]:
+    """(URLs asked, lines to print) for ``--public``."""
+    lines: list[str] = []
+    asked: dict[str, Target | None] = {}
+    where: dict[str, list[str]] = defaultdict(list)
+    for raw, key in usage.urls.items():
+        url = urljoin(cfg.articles.base_url, raw) if cfg.articles.base_url else raw
+        if not url.startswith(("http://", "https://")):
+            lines.append(f"public: {raw}: not checked: a relative URL, and [articles] base_url is empty")
+            continue
+        asked[url] = known.get(key) or target_for_key(key)
+        where[url] += [f"{a}:{n}" for a, n in usage.users.get(key, [])]
+    if asked:
+        scratch_dir = scratch.create(Path(tempfile.gettempdir()))
+        try:
+            problems = public_url_problems(cfg, asked, scratch_dir)
+        finally:
+            scratch.remove(scratch_dir)
+        for url in sorted(problems):
+            lines.append(f"public: {redact(url)}: {problems[url]}; used by {', '.join(where[url])}")
+    return len(asked), lines
+
+
+# -- the manifest's memory, and --repair ------------------------------------------------------------------
+def remember(manifest_path: Path, targets: dict[str, Target], findings: list[Finding]) -> str | None:
+    """Mark in the manifest the objects found missing or corrupt, unmark those found intact; a note if it is busy."""
+    found = [LostObject(f.target.key, f.target.sha256, f.status, f.reason)
+             for f in findings if f.target.known and f.status in ("missing", "corrupt")]
+    bad = {f.target.key for f in findings if f.status != "unproven"}
+    intact = [k for k, t in targets.items() if t.known and k not in bad]
+    try:
+        with Manifest.open(manifest_path) as manifest:
+            if found or {o.key for o in manifest.lost_objects()} & set(intact):
+                manifest.mark_lost(found, intact)
+    except ManifestError as exc:
+        return f"note: not recorded in the manifest ({exc.message}); a later verify records it"
+    return None
+
+
+def repair_findings(cfg: Config, manifest_path: Path, findings: list[Finding]) -> tuple[list[str], set[str]]:
+    """Re-create what verify found (``archiver.run.repair``): the lines to print, and the keys of the missing,
+    corrupt or unchecked objects that are not repaired."""
+    from archiver.image.pool import make_executor
+    from archiver.run.pipeline import prepare_workdir
+    from archiver.run.repair import repair
+
+    todo = [LostObject(f.target.key, f.target.sha256, f.status, f.reason) for f in findings if f.target.known
+            and f.status in ("missing", "corrupt", "unproven")]
+    lines = [f"lost: {f.target.key}: cannot be re-created: the manifest does not know it"
+             for f in findings if not f.target.known and f.status in ("missing", "corrupt")]
+    unrepaired = {f.target.key for f in findings if f.status != "unproven"}
+    if not todo:
+        return lines, unrepaired
+    store = open_store(cfg)
+    store.check()
+    manifest = Manifest.open(manifest_path)
+    workdir = prepare_workdir(manifest_path)
+    executor = make_executor()
+    try:
+        done = asyncio.run(repair(cfg, manifest, store, todo, workdir, executor))
+    finally:
+        executor.shutdown(cancel_futures=True)
+        manifest.close()
+        store.close()
+        scratch.remove(workdir)
+    lines += [f"repaired: {k} (from {src})" for k, src in sorted(done.repaired.items())]
+    lines += [f"lost: {k}: {why}" for k, why in sorted(done.lost.items())]
+    return lines, unrepaired - set(done.repaired)
+
+
 # -- the command ---------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                         help="check only the objects these articles (or the articles under these folders) use")
     parser.add_argument("--deep", action="store_true",
                         help="also read every object: originals must hash to their key, thumbnails must decode")
+    parser.add_argument("--public", action="store_true",
+                        help="also ask every archive URL the articles use (HEAD): 200, the right length and type")
+    parser.add_argument("--repair", action="store_true",
+                        help="re-create what is missing, corrupt or without a checksum: originals from their source "
+                             "URLs (checked to hash to their key), thumbnails from their originals")
 
 
 def _article_paths(args: argparse.Namespace, cfg: Config, manifest: Manifest | None) -> list[Path]:
@@ -230,6 +376,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     finally:
         if manifest:
             manifest.close()
+    if args.repair and manifest is None:
+        raise ManifestError(f"{manifest_path}: no manifest: --repair re-creates what the manifest records")
     usage = scan_articles(paths, cfg) if paths else Usage()
     targets: dict[str, Target] = {} if args.paths else dict(known)
     for key in usage.users:
@@ -241,23 +389,31 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         targets.update({k: t for k, t in known.items() if t.width and t.sha256 in used})
 
     store = open_store(cfg)
-    store.check(write=False)  # one clear error for wrong credentials or a missing bucket; nothing is created
-    started = time.monotonic()
-    status = VerifyStatus(len(targets), enabled=not args.quiet)
-    ordered = sorted(targets.values(), key=lambda t: t.key)
-    findings = check_all(store, ordered, args.deep, cfg.storage.concurrency, status)
-    elapsed = time.monotonic() - started
+    try:
+        store.check(write=False)  # one clear error for wrong credentials or a missing bucket; nothing is created
+        started = time.monotonic()
+        status = VerifyStatus(len(targets), enabled=not args.quiet)
+        ordered = sorted(targets.values(), key=lambda t: t.key)
+        findings = check_all(store, ordered, args.deep, cfg.storage.concurrency, status)
+        elapsed = time.monotonic() - started
+    finally:
+        store.close()
+    notes = [f"note: no manifest at {manifest_path}; only the articles' references were checked"] if not manifest else [
+        note for note in [remember(manifest_path, targets, findings)] if note]
+    repaired, unrepaired = repair_findings(cfg, manifest_path, findings) if args.repair else ([], set())
+    asked, public = _check_public(cfg, usage, known) if args.public else (0, [])
 
     affected: dict[str, set[int]] = defaultdict(set)
-    if manifest is None:
-        print(f"note: no manifest at {manifest_path}; only the articles' references were checked")
-    for note in usage.skipped:
-        print(f"note: article not scanned: {note}")
+    for note in notes + [f"note: article not scanned: {n}" for n in usage.skipped]:
+        print(note)
     by_hash: dict[str, list[tuple[str, int]]] = defaultdict(list)  # a thumbnail's users: its original's
     for k, users in usage.users.items():
         if (t := targets.get(k)) is not None and not t.width:
             by_hash[t.sha256].extend(users)
+    unproven = [f for f in findings if f.status == "unproven"]
     for f in findings:
+        if f.status == "unproven":
+            continue
         users = by_hash.get(f.target.sha256, []) if f.target.width else usage.users.get(f.target.key, [])
         for article, line in users:
             affected[article].add(line)
@@ -267,6 +423,12 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         print(f"articles affected ({len(affected)}):")
         for article in sorted(affected):
             print(f"  {article}: lines {', '.join(str(n) for n in sorted(affected[article]))}")
+    if unproven and not args.deep:
+        print(f"note: {len(unproven)} objects have no checksum in the store (stored before checksums were kept, or "
+              "in parts): their size and type match, their content is unproven; --deep reads them, --repair stores "
+              "them again with one")
+    for line in repaired + public:
+        print(line)
     originals = sum(1 for t in targets.values() if not t.width)
     counts = {s: sum(1 for f in findings if f.status == s) for s in ("missing", "corrupt", "unchecked")}
     print(
@@ -274,5 +436,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         f"{len(targets) - originals} thumbnails) in {elapsed:.1f} s; {usage.articles} articles scanned, "
         f"{usage.references} references to the archive; {counts['missing']} missing, {counts['corrupt']} corrupt, "
         f"{counts['unchecked']} could not be checked" + ("" if args.deep else " (--deep also checks contents)")
+        + (f"; {len(unrepaired)} could not be repaired" if args.repair else "")
+        + (f"; {len(public)} of {asked} public URLs do not work" if args.public else "")
     )
-    return 1 if findings else 0
+    bad = {f.target.key for f in findings if f.status != "unproven"}
+    return 1 if (unrepaired if args.repair else bad) or public else 0
