@@ -73,7 +73,7 @@ async def _repair_asset(cfg: Config, manifest: Manifest, store: Store, fetcher: 
             result.lost[o.key] = "the manifest no longer knows its image"
         return
     download, source = None, "the stored original"
-    if all(o.key != asset.key for o in lost):
+    if all(o.key != asset.key or o.state == "unproven" for o in lost):  # it may still hash to its key: read it
         download = await asyncio.to_thread(_stored_original, store, asset, workdir)
     if download is None:  # the original itself is missing or corrupt: its sources give it back, or nothing does
         download, source = await _fetch_source(manifest, fetcher, asset)
