@@ -18,6 +18,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     with Manifest.open_readonly(path) as m:
         c = m.counts()
         failures = m.failures(20)
+        lost = m.lost_objects()
     print(f"manifest: {path}")
     print(f"URLs: {c['archived']} archived, {c['dead']} dead, {c['rejected']} rejected, "
           f"{c['failed']} failed (a re-run retries these)")
@@ -25,6 +26,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
           f"({c['bytes_renditions']:,} bytes); {c['duplicate_urls']} URLs are exact duplicates, "
           f"{c['near_duplicate_pairs']} near-duplicate pairs")
     print(f"articles rewritten: {c['articles']}")
+    if lost:
+        print(f"objects missing or corrupt in storage (found by verify): {len(lost)}; `archiver verify --repair` "
+              "re-creates them, `archiver run` stores again those its articles use")
     if failures:
         print("\nlast failures:")
         for f in failures:

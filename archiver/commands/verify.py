@@ -170,6 +170,8 @@ def remember(manifest_path: Path, targets: dict[str, Target], findings: list[Fin
                 manifest.mark_lost(found, intact)
     except ManifestError as exc:
         return f"note: not recorded in the manifest ({exc.message}); a later verify records it"
+    except OSError as exc:  # its lock file cannot be made (a read-only folder)
+        return f"note: not recorded in the manifest ({exc.strerror or exc}); a later verify records it"
     return None
 
 

@@ -143,6 +143,9 @@ def test_run_stores_again_what_verify_found_missing_before_pointing_articles_at_
     capsys.readouterr()
     assert main(["verify", "--config", str(archive.config), "-q"]) == 1
     assert lost_marks(tmp_path) == sorted([(ka, "missing"), (thumb(kb), "missing")])
+    capsys.readouterr()
+    assert main(["status", "--config", str(archive.config)]) == 0
+    assert "objects missing or corrupt in storage (found by verify): 2;" in capsys.readouterr().out
 
     # restore, then run: a.jpg's URL is archived, but its object is missing: fetched and stored again
     assert main(["restore", "--config", str(archive.config), "-q"]) == 0
