@@ -91,8 +91,10 @@ class StorageConfig:
     bucket: str = _key("media-archive", "S3 bucket")
     endpoint_url: str = _key("", "S3-compatible endpoint; empty means AWS")
     region: str = _key("us-east-1", "S3 region")
-    prefix: str = _key("", "key prefix inside the bucket or folder")
-    public_base_url: str = _key("/archive/", "a rewritten URL is public_base_url + object key")
+    prefix: str = _key("", "key prefix inside the bucket or folder: letters, digits, '.', '_', '~', '-' and '/'")
+    public_base_url: str = _key(
+        "/archive/", "a folder URL, ending in '/' (a bare origin may omit it): a rewritten URL is it + the object key"
+    )
     cache_control: str = _key("public, max-age=31536000, immutable", "Cache-Control of every stored object")
     concurrency: int = _key(8, "uploads at once")
     retry_for: float = _key(

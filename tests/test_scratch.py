@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from archiver import scratch
 from archiver.cli import main
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
+from tests.support.paths import ROOT_DIR
 from tests.support.site import write_config
 
 
@@ -65,3 +67,39 @@ def test_only_marked_folders_of_dead_processes_on_this_host_are_stale(tmp_path: 
     assert scratch.remove_stale(tmp_path) == [stale]
     assert alive.is_dir() and (unmarked / "fetch-2.part").exists() and other_host.is_dir() and link.is_symlink()
     assert os.getpid() != dead_pid
+
+
+def test_two_concurrent_runs_with_two_manifests_in_one_folder_both_succeed(tmp_path: Path, origin: Server) -> None:
+    """Before the scratch folders: both runs worked in <folder>/tmp and each removed it at its start and end, so
+    the second run's start deleted the first one's downloads in flight."""
+    slow = {f"/slow-{i}.jpg": make_jpeg(64, 48, seed=40 + i) for i in range(4)}
+    fast = {f"/fast-{i}.jpg": make_jpeg(64, 48, seed=50 + i) for i in range(4)}
+    for path, body in slow.items():
+        origin.add(path, body, "image/jpeg", delay=2.0)  # the first run's downloads are in flight meanwhile
+    for path, body in fast.items():
+        origin.add(path, body, "image/jpeg")
+    configs = {}
+    for name, images in (("one", slow), ("two", fast)):
+        (tmp_path / name).mkdir()
+        refs = "".join(f"![x](http://img.news.test{p})\n" for p in images)
+        (tmp_path / name / "post.md").write_text(refs, encoding="utf-8")
+        cfg = write_config(tmp_path, origin, storage=(
+            f'[storage]\nbackend = "local"\npath = "archive"\n[manifest]\npath = "{name}.sqlite3"'))
+        configs[name] = cfg.rename(tmp_path / f"{name}.toml")  # the same folder: manifests side by side
+
+    def run(name: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "archiver", "run", str(tmp_path / name), "--config",
+                                 str(configs[name]), "-q"], cwd=ROOT_DIR, stderr=subprocess.PIPE)
+
+    first = run("one")
+    deadline = time.monotonic() + 30
+    while sum(origin.hits(p) for p in slow) < len(slow) and time.monotonic() < deadline:
+        time.sleep(0.02)  # every download of the first run has started
+    second = run("two")
+    assert second.wait(60) == 0, second.stderr.read() if second.stderr else ""
+    assert first.poll() is None, "the first run ended before the second: the test proves nothing"
+    assert first.wait(60) == 0, first.stderr.read() if first.stderr else ""
+    for name, images in (("one", slow), ("two", fast)):
+        text = (tmp_path / name / "post.md").read_text(encoding="utf-8")
+        assert "img.news.test" not in text and text.count("/archive/") == len(images), name
+    assert sorted((tmp_path / "archive").rglob("*.jpg")) and not list(tmp_path.glob(f"{scratch.PREFIX}*"))

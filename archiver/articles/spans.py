@@ -15,6 +15,11 @@ The chosen generations are undone newest first, each on the text the newer ones 
    the next copy;
 3. a span is restored only if the text still holds exactly what that generation wrote; everything else is
    reported with its line and left as it is.
+
+Counts are of references, not of spans: a span that replaces exactly what an older generation wrote there (dedupe
+rewriting an archive URL, its undo rewriting it back) continues that reference (``references``), so an article
+with two image references restores "2 of 2" however many generations rewrote them, and a reference that cannot be
+put back is reported once.
 """
 
 from __future__ import annotations
@@ -46,9 +51,9 @@ class Unrestored:
 @dataclass
 class Undone:
     text: str
-    restored: int = 0
-    total: int = 0
-    problems: list[Unrestored] = field(default_factory=list)
+    restored: int = 0  # references whose oldest undone span was put back
+    total: int = 0  # references the undone generations made (a span continuing an older one's is not a new one)
+    problems: list[Unrestored] = field(default_factory=list)  # one per reference not put back
     # per undone generation, newest first: (generation, the replacements made, in the text each was applied to)
     steps: list[tuple[int, list[ArticleReplacement]]] = field(default_factory=list)
 
@@ -79,6 +84,29 @@ def map_span(start: int, end: int, later: Sequence[Sequence[ArticleReplacement]]
                 break
         start, end = moved or (start + shift, end + shift)
     return start, end
+
+
+def references(gens: Sequence[Sequence[ArticleReplacement]], chosen: Collection[int]) -> dict[tuple[int, int], int]:
+    """The reference each span ``(generation, index)`` of the ``chosen`` generations (each sorted by start) belongs
+    to: a span that replaces exactly what an older chosen generation wrote there continues its reference (through
+    generations between them, chosen or not); any other span starts a new one. References are numbered from 0."""
+    ref_of: dict[tuple[int, int], int] = {}
+    live: dict[tuple[int, int], int] = {}  # where each reference is in the text the generations so far wrote
+    for m, reps in enumerate(gens):
+        taken = {(r.start, r.end) for r in reps}
+        carried: dict[tuple[int, int], int] = {}
+        for (s, e), rid in live.items():
+            if (s, e) not in taken and (moved := map_span(s, e, [reps])) is not None:
+                carried[moved] = rid
+        for n, (r, out) in enumerate(zip(reps, spans_after(reps), strict=True)):
+            rid = live.get((r.start, r.end))
+            if m in chosen:
+                rid = len(set(ref_of.values())) if rid is None else rid
+                ref_of[m, n] = rid
+            if rid is not None:
+                carried[out] = rid
+        live = carried
+    return ref_of
 
 
 def locate(text: str, written: Sequence[tuple[int, str]], unchanged: bool) -> list[int | None]:
@@ -198,7 +226,13 @@ def undo(
     there (``locate``), so an edit the author made between two of our rewrites only shifts the search."""
     gens = [sorted(g, key=lambda r: (r.start, r.end)) for g in generations]
     chosen = sorted(set(range(len(gens))) if which is None else set(which), reverse=True)
-    result = Undone(text)
+    ref_of = references(gens, chosen)
+    oldest: dict[int, tuple[int, int]] = {}  # reference -> its span in the oldest chosen generation
+    for span, rid in sorted(ref_of.items(), reverse=True):
+        oldest[rid] = span
+    put_back: set[tuple[int, int]] = set()
+    reported: set[int] = set()
+    result = Undone(text, total=len(oldest))
     exact = unchanged
     for k in chosen:
         # the text as it should be now: generations up to k, and the newer ones that stay
@@ -218,23 +252,28 @@ def undo(
         exact = False
         starts = line_starts(result.text)
         step: list[ArticleReplacement] = []
-        for rep, pos in zip(gens[k], mine, strict=True):
-            result.total += 1
+        for n, (rep, pos) in enumerate(zip(gens[k], mine, strict=True)):
+            rid = ref_of[k, n]
             here = now.get(pos[0]) if pos is not None else None
+            problem: Unrestored | None = None
             if here is None or pos is None or result.text[here : here + pos[1] - pos[0]] != rep.replacement:
                 guess = here if here is not None else _guess(pos, now, written)
-                result.problems.append(Unrestored(_line(starts, guess, result.text), rep.replacement, _shown(rep),
-                                                  NO_LONGER_THERE, k))
+                problem = Unrestored(_line(starts, guess, result.text), rep.replacement, _shown(rep),
+                                     NO_LONGER_THERE, k)
             elif not rep.original and rep.end > rep.start:
-                result.problems.append(Unrestored(_line(starts, here, result.text), rep.replacement, _shown(rep),
-                                                  SECRET_KEPT_NOT + "; left as is", k))
+                problem = Unrestored(_line(starts, here, result.text), rep.replacement, _shown(rep),
+                                     SECRET_KEPT_NOT + "; left as is", k)
             else:
                 step.append(ArticleReplacement(here, here + len(rep.replacement), rep.replacement, rep.original,
                                                rep.url))
+                put_back.add((k, n))
+            if problem is not None and rid not in reported:  # a reference is reported once, at its newest span
+                reported.add(rid)
+                result.problems.append(problem)
         if step:
             result.text = splice(result.text, [Replacement(r.start, r.end, r.replacement) for r in step])
-            result.restored += len(step)
             result.steps.append((k, step))
+    result.restored = sum(1 for span in oldest.values() if span in put_back)
     return result
 
 

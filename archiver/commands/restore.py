@@ -45,10 +45,10 @@ def _under(path: str, wanted: Sequence[Path]) -> bool:
 
 @dataclass(frozen=True)
 class _Outcome:
-    restored: int  # URLs put back
+    restored: int  # references put back
     changed: bool  # the article's bytes change
-    lines: list[str]  # what to print
-    unrestored: int
+    lines: list[str]  # what to print: the article's line
+    errors: list[str]  # the references that could not be put back (all that -q prints besides the summary)
     diff: str = ""  # a dry run's unified diff, printed before the lines
 
 
@@ -62,7 +62,7 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
     if current == entry.sha256_before:  # restored already (e.g. by hand)
         if not dry:
             manifest.forget_article(entry.path)
-        return _Outcome(0, False, [f"{shown}: already as before its first rewrite"], 0)
+        return _Outcome(0, False, [f"{shown}: already as before its first rewrite"], [])
     done = undo(article.text, manifest.article_replacements(entry.path), unchanged=current == entry.sha256_after)
     new = render(replace(article, text=done.text), []) if done.text != article.text else article.raw
     lines = []
@@ -80,9 +80,9 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
         state = "some URLs stay as they are"
     verb = "would restore" if dry else "restored"
     lines.append(f"{shown}: {verb} {done.restored} of {done.total} URLs ({state})")
-    for p in sorted(done.problems, key=lambda p: p.line):
-        lines.append(f"  {shown}:{p.line}: {p.ours} (was {p.original}): {p.reason}")
-    return _Outcome(done.restored, new != article.raw, lines, len(done.problems), diff)
+    errors = [f"  {shown}:{p.line}: {p.ours} (was {p.original}): {p.reason}"
+              for p in sorted(done.problems, key=lambda p: p.line)]
+    return _Outcome(done.restored, new != article.raw, lines, errors, diff)
 
 
 def _open(manifest_path: Path, dry: bool) -> Manifest:
@@ -146,10 +146,10 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
                 continue
             articles += outcome.changed
             spans += outcome.restored
-            unrestored += outcome.unrestored
-            if outcome.diff:
+            unrestored += len(outcome.errors)
+            if outcome.diff and (dry or not args.quiet):  # the diff a dry run is asked for, even with -q
                 say_block(outcome.diff)
-            say(*outcome.lines)
+            say(*(outcome.errors if args.quiet else outcome.lines + outcome.errors))
     finally:
         manifest.close()
     root = cfg.resolve_path(cfg.articles.root)

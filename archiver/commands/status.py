@@ -19,6 +19,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     with Manifest.open_readonly(path) as m:
         c = m.counts()
         failures = m.failures(20)
+        lost = m.lost_objects()
     say(f"manifest: {path}",
         f"URLs: {c['archived']} archived, {c['dead']} dead, {c['rejected']} rejected, "
         f"{c['failed']} failed (a re-run retries these)",
@@ -29,6 +30,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if c["articles_pending"]:
         say(f"article writes of an interrupted command not yet settled: {c['articles_pending']} (the next run, "
             "restore or dedupe settles them)")
+    if lost:
+        say(f"objects missing or corrupt in storage (found by verify): {len(lost)}; `archiver verify --repair` "
+            "re-creates them, `archiver run` stores again those its articles use")
     if failures:
         say("", "last failures:")
         for f in failures:

@@ -1,76 +1,55 @@
-"""`archiver verify`: every object the manifest and the articles reference is in storage (and with --deep, intact).
+"""`archiver verify`: every object the manifest and the articles reference is in storage and is what its key names.
 
 Objects come from the manifest (originals and thumbnails) and from the articles (every reference that is
-ours: ``public_base_url`` + a content-addressed key). Each is checked with a HEAD; with ``--deep`` its bytes
-are read too: an original must hash to the SHA-256 its key names, a thumbnail must decode as an image of
-the recorded format and size. Checks run concurrently (``storage.concurrency`` threads) with a progress
-line; the report names each missing or corrupt object and the articles (file:line) that use it.
+ours: ``public_base_url`` + a content-addressed key). Each is checked with a HEAD: its size, type and the checksum
+the store keeps must match what the manifest recorded (``storage.prove``; a local folder keeps no checksum, so
+there the size is checked). With ``--deep`` its bytes are read too: an original must hash to the SHA-256 its key
+names, a thumbnail must decode as an image of the recorded format and size. Checks run concurrently
+(``storage.concurrency`` threads) with a progress line; the report names each missing or corrupt object and the
+articles (file:line) that use it, and the manifest remembers them (so `run` stores them again before it points an
+article at them). ``--repair`` re-creates them (archiver.run.repair); ``--public`` asks every archive URL the
+articles use, as a reader would (HEAD), and reports those that do not answer 200 with the right length and type.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
+import asyncio
+import ipaddress
+import socket
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from urllib.parse import urljoin, urlsplit
 
-from PIL import Image
-
+from archiver import scratch
 from archiver.articles.files import iter_article_paths, load_article
-from archiver.config import Config
-from archiver.errors import ArticleError, ConfigError, StorageError
+from archiver.config import Config, FetchConfig
+from archiver.errors import ArticleError, ConfigError, FetchError, ManifestError
+from archiver.fetch.client import Fetcher
 from archiver.find.refs import find_refs
+from archiver.manifest.rows import LostObject
 from archiver.manifest.sqlite import Manifest
-from archiver.storage import Store, open_store
-from archiver.storage.keys import archive_key, parse_key, public_bases
-from archiver.terminal import StatusLine, say, shown_path
-
-_EXT_FORMAT = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp", "gif": "gif", "avif": "avif"}
-
-
-@dataclass(frozen=True)
-class Target:
-    """One object to check. ``width`` is set for a thumbnail (whose key names its original's hash)."""
-
-    key: str
-    sha256: str
-    width: int | None = None
-    format: str | None = None  # a thumbnail's expected format ("webp"), when known
-    size: tuple[int, int] | None = None  # a thumbnail's expected pixel size, when known (from the manifest)
-    of: str | None = None  # a thumbnail's original's key, when known (from the manifest)
-
-
-@dataclass(frozen=True)
-class Finding:
-    target: Target
-    status: str  # "missing" | "corrupt" | "unchecked" (storage error)
-    reason: str
-
-
-def target_for_key(key: str) -> Target | None:
-    """A Target for a content-addressed key (``…/ab/cd/abcd….jpg`` or ``…-320w.webp``), else None."""
-    parsed = parse_key(key)
-    if parsed is None:
-        return None
-    fmt = _EXT_FORMAT.get(parsed.ext) if parsed.width else None
-    return Target(key, parsed.sha256, parsed.width, fmt)
+from archiver.redaction import redact
+from archiver.storage import open_store
+from archiver.storage.audit import Finding, Target, VerifyStatus, check_all, target_for_key
+from archiver.storage.keys import archive_key, public_bases
+from archiver.terminal import say, shown_path
 
 
 # -- what to check ---------------------------------------------------------------------------------
 def manifest_targets(manifest: Manifest) -> dict[str, Target]:
     """Every original and thumbnail the manifest records, by key."""
     out: dict[str, Target] = {}
-    for key, sha, width, fmt, pw, ph, of in manifest.objects():
-        if width is None:
-            out[key] = Target(key, sha)
+    for o in manifest.objects():
+        if o.width is None:
+            out[o.key] = Target(o.key, o.sha256, length=o.size, digest=o.content_sha256, mime=o.mime, known=True)
         else:
-            out[key] = Target(key, sha, width, fmt, (pw or 0, ph or 0), of)
+            out[o.key] = Target(o.key, o.sha256, o.width, o.format, (o.pixel_width or 0, o.pixel_height or 0),
+                                o.original_key, o.size, o.content_sha256, o.mime, known=True)
     return out
 
 
@@ -83,6 +62,7 @@ class Usage:
     """Where the articles use archived objects: key -> [(article, line)], plus the articles not readable."""
 
     users: dict[str, list[tuple[str, int]]] = field(default_factory=lambda: defaultdict(list))
+    urls: dict[str, str] = field(default_factory=dict)  # each archive URL as written -> its key
     articles: int = 0
     references: int = 0
     skipped: list[str] = field(default_factory=list)
@@ -107,98 +87,128 @@ def scan_articles(paths: Sequence[Path], cfg: Config) -> Usage:
             if parsed is None:
                 continue
             usage.references += 1
+            usage.urls[ref.url] = parsed.key
             users = usage.users[parsed.key]
             if not users or users[-1] != (shown_path(path), ref.line):
                 users.append((shown_path(path), ref.line))
     return usage
 
 
-# -- checking ----------------------------------------------------------------------------------------
-def check_object(store: Store, target: Target, deep: bool) -> Finding | None:
-    try:
-        if not store.exists(target.key):
-            return Finding(target, "missing", "not in storage")
-        if not deep:
-            return None
-        data = store.get(target.key)
-    except StorageError as exc:
-        return Finding(target, "unchecked", exc.message)
-    reason = corruption(target, data)
-    return Finding(target, "corrupt", reason) if reason else None
+# -- what a reader gets (--public) ---------------------------------------------------------------------
+def public_check_config(cfg: Config, urls: Iterable[str]) -> FetchConfig:
+    """The fetch settings for asking the archive's own URLs: the fetcher's, plus the addresses of the archive's
+    hosts (those of ``public_base_url``) allowed past the private-address guard: a bucket or CDN on a private
+    network is still the user's archive. Every other host and every redirect elsewhere is guarded as always."""
+    allowed = set(cfg.fetch.allow_networks)
+    mapped = {h.lower().rstrip("."): t.rpartition(":")[0].strip("[]") for h, t in cfg.fetch.connect_to.items()}
+    for host in sorted({urlsplit(u).hostname or "" for u in urls} - {""}):
+        try:
+            infos = socket.getaddrinfo(mapped.get(host.rstrip("."), host), None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            continue  # reported when its URL is asked
+        allowed.update(str(ipaddress.ip_network(info[4][0].split("%", 1)[0])) for info in infos)
+    return replace(cfg.fetch, allow_networks=tuple(sorted(allowed)))
 
 
-def corruption(target: Target, data: bytes) -> str | None:
-    """Why these bytes are not the object the key names, or None when they are."""
-    if target.width is None:
-        got = hashlib.sha256(data).hexdigest()
-        if got != target.sha256:
-            return f"its {len(data)} bytes hash to {got[:16]}…, not to the {target.sha256[:16]}… its key names"
-        return None
+def public_url_problems(cfg: Config, urls: dict[str, Target | None], workdir: Path) -> dict[str, str]:
+    """HEAD each absolute archive URL (as the articles use it); URL -> what is wrong with the answer."""
+
+    async def main() -> dict[str, str]:
+        problems: dict[str, str] = {}
+        async with Fetcher(public_check_config(cfg, urls), workdir) as fetcher:
+
+            async def one(url: str, target: Target | None) -> None:
+                try:
+                    head = await fetcher.head(url)
+                except FetchError as exc:
+                    problems[url] = exc.reason
+                    return
+                ctype = (head.content_type or "").split(";")[0].strip()
+                if head.status != 200:
+                    problems[url] = f"answered {head.status}, not 200"
+                elif target and target.length is not None and head.content_length != target.length:
+                    problems[url] = f"Content-Length {head.content_length}, not the {target.length} bytes stored"
+                elif target and target.mime and ctype != target.mime:
+                    problems[url] = f"Content-Type {ctype or 'missing'}, not {target.mime}"
+                elif not ctype.startswith("image/"):
+                    problems[url] = f"Content-Type {ctype or 'missing'}, not an image type"
+
+            await asyncio.gather(*(one(u, t) for u, t in urls.items()))
+        return problems
+
+    return asyncio.run(main())
+
+
+def _check_public(cfg: Config, usage: Usage, known: dict[str, Target]) -> tuple[int, list[str]]:
+    """(URLs asked, lines to print) for ``--public``."""
+    lines: list[str] = []
+    asked: dict[str, Target | None] = {}
+    where: dict[str, list[str]] = defaultdict(list)
+    for raw, key in usage.urls.items():
+        url = urljoin(cfg.articles.base_url, raw) if cfg.articles.base_url else raw
+        if not url.startswith(("http://", "https://")):
+            lines.append(f"public: {raw}: not checked: a relative URL, and [articles] base_url is empty")
+            continue
+        asked[url] = known.get(key) or target_for_key(key)
+        where[url] += [f"{a}:{n}" for a, n in usage.users.get(key, [])]
+    if asked:
+        scratch_dir = scratch.create(Path(tempfile.gettempdir()))
+        try:
+            problems = public_url_problems(cfg, asked, scratch_dir)
+        finally:
+            scratch.remove(scratch_dir)
+        for url in sorted(problems):
+            lines.append(f"public: {redact(url)}: {problems[url]}; used by {', '.join(where[url])}")
+    return len(asked), lines
+
+
+# -- the manifest's memory, and --repair ------------------------------------------------------------------
+def remember(manifest_path: Path, targets: dict[str, Target], findings: list[Finding]) -> str | None:
+    """Mark in the manifest the objects found missing or corrupt, unmark those found intact; a note if it is busy."""
+    found = [LostObject(f.target.key, f.target.sha256, f.status, f.reason)
+             for f in findings if f.target.known and f.status in ("missing", "corrupt")]
+    bad = {f.target.key for f in findings if f.status != "unproven"}
+    intact = [k for k, t in targets.items() if t.known and k not in bad]
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            fmt, size = (im.format or "?").lower(), im.size
-            im.load()
-    except Exception as exc:  # Pillow raises many types for bad data (OSError, SyntaxError, ValueError, ...)
-        return f"not a readable image ({type(exc).__name__}: {exc})"
-    if target.format and fmt != target.format:
-        return f"a {fmt} image, expected {target.format}"
-    if target.size and size != target.size:
-        return f"{size[0]}x{size[1]} pixels, expected {target.size[0]}x{target.size[1]}"
-    if size[0] > target.width:
-        return f"{size[0]} pixels wide, more than the {target.width} its key names"
+        with Manifest.open(manifest_path) as manifest:
+            if found or {o.key for o in manifest.lost_objects()} & set(intact):
+                manifest.mark_lost(found, intact)
+    except ManifestError as exc:
+        return f"note: not recorded in the manifest ({exc.message}); a later verify records it"
+    except OSError as exc:  # its lock file cannot be made (a read-only folder)
+        return f"note: not recorded in the manifest ({exc.strerror or exc}); a later verify records it"
     return None
 
 
-class VerifyStatus(StatusLine):
-    """verify's status line: objects checked, and what was found so far."""
+def repair_findings(cfg: Config, manifest_path: Path, findings: list[Finding]) -> tuple[list[str], set[str]]:
+    """Re-create what verify found (``archiver.run.repair``): the lines to print, and the keys of the missing,
+    corrupt or unchecked objects that are not repaired."""
+    from archiver.image.pool import make_executor
+    from archiver.run.pipeline import prepare_workdir
+    from archiver.run.repair import repair
 
-    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
-        super().__init__(self._line, stream, enabled=enabled)
-        self.total = total
-        self.done = 0
-        self.counts = {"missing": 0, "corrupt": 0, "unchecked": 0}
-
-    def _line(self) -> str:
-        elapsed = self.elapsed
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        c = self.counts
-        return (f"verify: {self.done}/{self.total} objects · {c['missing']} missing · {c['corrupt']} corrupt"
-                f" · {c['unchecked']} unchecked · {rate:.0f} objects/s")
-
-    def update(self, done: int = 0, counts: dict[str, int] | None = None) -> None:  # type: ignore[override]
-        self.done = done
-        self.counts = dict(counts or self.counts)
-        super().update()
-
-
-def check_all(
-    store: Store, targets: Iterable[Target], deep: bool, workers: int, status: VerifyStatus
-) -> list[Finding]:
-    """Check every target with ``workers`` threads (at most 4 per worker queued at a time)."""
-    findings: list[Finding] = []
-    counts = {"missing": 0, "corrupt": 0, "unchecked": 0}
-    done = 0
-    pending: set[Future[Finding | None]] = set()
-
-    def collect(finished: Iterable[Future[Finding | None]]) -> None:
-        nonlocal done
-        for future in finished:
-            done += 1
-            finding = future.result()
-            if finding:
-                findings.append(finding)
-                counts[finding.status] += 1
-        status.update(done, counts)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="verify") as pool:
-        for target in targets:
-            if len(pending) >= workers * 4:
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                collect(finished)
-            pending.add(pool.submit(check_object, store, target, deep))
-        collect(wait(pending).done)
-    status.clear()
-    return sorted(findings, key=lambda f: (f.status, f.target.key))
+    todo = [LostObject(f.target.key, f.target.sha256, f.status, f.reason) for f in findings if f.target.known
+            and f.status in ("missing", "corrupt", "unproven")]
+    lines = [f"lost: {f.target.key}: cannot be re-created: the manifest does not know it"
+             for f in findings if not f.target.known and f.status in ("missing", "corrupt")]
+    unrepaired = {f.target.key for f in findings if f.status != "unproven"}
+    if not todo:
+        return lines, unrepaired
+    store = open_store(cfg)
+    store.check()
+    manifest = Manifest.open(manifest_path)
+    workdir = prepare_workdir(manifest_path)
+    executor = make_executor()
+    try:
+        done = asyncio.run(repair(cfg, manifest, store, todo, workdir, executor))
+    finally:
+        executor.shutdown(cancel_futures=True)
+        manifest.close()
+        store.close()
+        scratch.remove(workdir)
+    lines += [f"repaired: {k} (from {src})" for k, src in sorted(done.repaired.items())]
+    lines += [f"lost: {k}: {why}" for k, why in sorted(done.lost.items())]
+    return lines, unrepaired - set(done.repaired)
 
 
 # -- the command ---------------------------------------------------------------------------------------
@@ -207,6 +217,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="check only the objects these articles (or the articles under these folders) use")
     parser.add_argument("--deep", action="store_true",
                         help="also read every object: originals must hash to their key, thumbnails must decode")
+    parser.add_argument("--public", action="store_true",
+                        help="also ask every archive URL the articles use (HEAD): 200, the right length and type")
+    parser.add_argument("--repair", action="store_true",
+                        help="re-create what is missing, corrupt or without a checksum: originals from their source "
+                             "URLs (checked to hash to their key), thumbnails from their originals")
 
 
 def _article_paths(args: argparse.Namespace, cfg: Config, manifest: Manifest | None) -> list[Path]:
@@ -235,6 +250,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     finally:
         if manifest:
             manifest.close()
+    if args.repair and manifest is None:
+        raise ManifestError(f"{manifest_path}: no manifest: --repair re-creates what the manifest records")
     usage = scan_articles(paths, cfg) if paths else Usage()
     targets: dict[str, Target] = {} if args.paths else dict(known)
     for key in usage.users:
@@ -246,23 +263,31 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         targets.update({k: t for k, t in known.items() if t.width and t.sha256 in used})
 
     store = open_store(cfg)
-    store.check(write=False)  # one clear error for wrong credentials or a missing bucket; nothing is created
-    started = time.monotonic()
-    status = VerifyStatus(len(targets), enabled=not args.quiet)
-    ordered = sorted(targets.values(), key=lambda t: t.key)
-    findings = check_all(store, ordered, args.deep, cfg.storage.concurrency, status)
-    elapsed = time.monotonic() - started
+    try:
+        store.check(write=False)  # one clear error for wrong credentials or a missing bucket; nothing is created
+        started = time.monotonic()
+        status = VerifyStatus(len(targets), enabled=not args.quiet)
+        ordered = sorted(targets.values(), key=lambda t: t.key)
+        findings = check_all(store, ordered, args.deep, cfg.storage.concurrency, status)
+        elapsed = time.monotonic() - started
+    finally:
+        store.close()
+    notes = [f"note: no manifest at {manifest_path}; only the articles' references were checked"] if not manifest else [
+        note for note in [remember(manifest_path, targets, findings)] if note]
+    repaired, unrepaired = repair_findings(cfg, manifest_path, findings) if args.repair else ([], set())
+    asked, public = _check_public(cfg, usage, known) if args.public else (0, [])
 
     affected: dict[str, set[int]] = defaultdict(set)
-    if manifest is None:
-        say(f"note: no manifest at {manifest_path}; only the articles' references were checked")
-    for note in usage.skipped:
-        say(f"note: article not scanned: {note}")
+    for note in notes + [f"note: article not scanned: {n}" for n in usage.skipped]:
+        say(note)
     by_hash: dict[str, list[tuple[str, int]]] = defaultdict(list)  # a thumbnail's users: its original's
     for k, users in usage.users.items():
         if (t := targets.get(k)) is not None and not t.width:
             by_hash[t.sha256].extend(users)
+    unproven = [f for f in findings if f.status == "unproven"]
     for f in findings:
+        if f.status == "unproven":
+            continue
         users = by_hash.get(f.target.sha256, []) if f.target.width else usage.users.get(f.target.key, [])
         for article, line in users:
             affected[article].add(line)
@@ -272,6 +297,12 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         say(f"articles affected ({len(affected)}):")
         for article in sorted(affected):
             say(f"  {article}: lines {', '.join(str(n) for n in sorted(affected[article]))}")
+    if unproven and not args.deep:
+        say(f"note: {len(unproven)} objects have no checksum in the store (stored before checksums were kept, or "
+              "in parts): their size and type match, their content is unproven; --deep reads them, --repair stores "
+              "them again with one")
+    for line in repaired + public:
+        say(line)
     originals = sum(1 for t in targets.values() if not t.width)
     counts = {s: sum(1 for f in findings if f.status == s) for s in ("missing", "corrupt", "unchecked")}
     say(
@@ -279,5 +310,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         f"{len(targets) - originals} thumbnails) in {elapsed:.1f} s; {usage.articles} articles scanned, "
         f"{usage.references} references to the archive; {counts['missing']} missing, {counts['corrupt']} corrupt, "
         f"{counts['unchecked']} could not be checked" + ("" if args.deep else " (--deep also checks contents)")
+        + (f"; {len(unrepaired)} could not be repaired" if args.repair else "")
+        + (f"; {len(public)} of {asked} public URLs do not work" if args.public else "")
     )
-    return 1 if findings else 0
+    bad = {f.target.key for f in findings if f.status != "unproven"}
+    return 1 if (unrepaired if args.repair else bad) or public else 0

@@ -104,6 +104,6 @@ def _undo_article(manifest: Manifest, path: str, sha_after: str, result: Rewrite
     except ManifestError as exc:
         result.problems.append(f"{shown_path(path)}: {exc}")
         return
-    result.spans += sum(len(g) for g in undone)
+    result.spans += done.restored  # references put back, however many apply generations rewrote them
     result.articles += 1
 

@@ -41,6 +41,7 @@ import contextlib
 import errno
 import ipaddress
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -64,7 +65,17 @@ from archiver.urls import resolve
 ACCEPT = "image/avif,image/webp,image/*,*/*;q=0.8"
 _NXDOMAIN = frozenset(e for e in (getattr(socket, "EAI_NONAME", None), getattr(socket, "EAI_NODATA", None)) if e)
 
-__all__ = ["ACCEPT", "CHUNK", "RATE_WINDOW", "Fetcher", "FetchStats"]  # CHUNK, RATE_WINDOW, FetchStats: fetch.body
+__all__ = ["ACCEPT", "CHUNK", "RATE_WINDOW", "Fetcher", "FetchStats", "Head"]  # CHUNK, RATE_WINDOW, FetchStats: fetch.body
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a HEAD request found: the status of the last hop, its URL (redacted), length and type."""
+
+    status: int
+    final_url: str
+    content_length: int | None
+    content_type: str | None
 
 
 def _is_ip(host: str) -> bool:
@@ -131,6 +142,18 @@ class Fetcher:
 
     async def fetch(self, url: str) -> Download:
         """Download ``url`` (absolute, from urls.resolve); the caller deletes ``Download.path``."""
+        result = await self._retrying(url, "GET")
+        assert isinstance(result, Download)
+        return result
+
+    async def head(self, url: str) -> Head:
+        """A HEAD request to ``url`` under every rule a download follows (guard, redirects, limits, retries, pauses):
+        a Head for a 2xx answer, the same errors as ``fetch`` for anything else."""
+        result = await self._retrying(url, "HEAD")
+        assert isinstance(result, Head)
+        return result
+
+    async def _retrying(self, url: str, method: str) -> Download | Head:
         if self._session is None:
             raise RuntimeError("use 'async with Fetcher(...)'")
         try:
@@ -148,9 +171,10 @@ class Fetcher:
             async for attempt in retrying:
                 with attempt:
                     attempt_no = attempt.retry_state.attempt_number
-                    download = await self._attempt(url, target, attempt_no)
-            self.stats.downloads += 1
-            return download
+                    result = await self._attempt(url, target, attempt_no, method)
+            if isinstance(result, Download):
+                self.stats.downloads += 1
+            return result
         except Retry as exc:
             raise TransientFetchError(
                 redact(url), exc.reason, status=exc.status, attempts=attempt_no
@@ -165,7 +189,7 @@ class Fetcher:
             sem = self._per_host[host] = asyncio.Semaphore(self._cfg.per_host)
         return sem
 
-    async def _attempt(self, url: str, target: str, attempt_no: int) -> Download:
+    async def _attempt(self, url: str, target: str, attempt_no: int, method: str = "GET") -> Download | Head:
         """One attempt, once the URL's host is not paused and this task holds a per-host and a global slot.
 
         Per-host slot first (by the URL's own host, also across its redirect hops), then a global slot: tasks
@@ -182,9 +206,9 @@ class Fetcher:
                 await slots.enter_async_context(self._global)
                 if self._pauses.remaining(key):
                     continue
-                return await self._hops(url, target, attempt_no)
+                return await self._hops(url, target, attempt_no, method)
 
-    async def _hops(self, url: str, target: str, attempt_no: int) -> Download:
+    async def _hops(self, url: str, target: str, attempt_no: int, method: str = "GET") -> Download | Head:
         current = target
         seen = {target}
         for hop in range(self._cfg.max_redirects + 1):
@@ -195,8 +219,8 @@ class Fetcher:
             if paused:
                 raise Retry(f"{via}{key} asked to slow down; paused", retry_after=paused)
             proxy = await self._check_hop(url, current, host, via)
-            result = await self._request(url, current, host, key, via, attempt_no, proxy)
-            if isinstance(result, Download):
+            result = await self._request(url, current, host, key, via, attempt_no, proxy, method)
+            if not isinstance(result, str):
                 return result
             if result in seen:
                 raise DeadLink(redact(url), f"redirect loop at {redact(result)}")
@@ -244,9 +268,11 @@ class Fetcher:
         return Retry(f"DNS lookup failed: {err.strerror or err}")
 
     async def _request(
-        self, url: str, current: str, host: str, key: str, via: str, attempt_no: int, proxy: Proxy | None = None
-    ) -> Download | str:
-        """One HTTP request (through ``proxy`` if given): a Download, or the next URL when it redirects."""
+        self, url: str, current: str, host: str, key: str, via: str, attempt_no: int, proxy: Proxy | None = None,
+        method: str = "GET",
+    ) -> Download | Head | str:
+        """One HTTP request (through ``proxy`` if given): a Download (a Head for HEAD), or the next URL when it
+        redirects."""
         assert self._session is not None
         headers = self._headers.get(host, {})
         via_proxy: dict[str, object] = {}
@@ -258,12 +284,16 @@ class Fetcher:
                 headers = {**headers, "Proxy-Authorization": proxy.authorization}
         self.stats.requests += 1
         try:
-            async with self._session.get(
-                URL(current, encoded=True), headers=headers, allow_redirects=False, **via_proxy
+            async with self._session.request(
+                method, URL(current, encoded=True), headers=headers, allow_redirects=False, **via_proxy
             ) as resp:
                 if resp.status in REDIRECTS:
                     return self._next_hop(url, current, resp)
                 self._check_status(url, resp, key, attempt_no)
+                if method == "HEAD":
+                    length = resp.headers.get("Content-Length", "")
+                    return Head(resp.status, redact(current), int(length) if length.isdigit() else None,
+                                resp.headers.get("Content-Type"))
                 return await self._body.read(url, current, resp, attempt_no)
         except (FetchError, Retry):
             raise

@@ -87,6 +87,18 @@ class StoredObject(NamedTuple):
     pixel_width: int | None = None
     pixel_height: int | None = None
     original_key: str | None = None
+    size: int | None = None  # bytes, as stored
+    content_sha256: str | None = None  # of the object's own bytes (an original's is ``sha256``); None: not recorded
+    mime: str | None = None
+
+
+class LostObject(NamedTuple):
+    """An object found missing or corrupt in storage (by verify), until it is stored again."""
+
+    key: str
+    asset: str  # the original's sha256
+    state: str  # "missing" | "corrupt"
+    reason: str
 
 
 class RenditionRow(NamedTuple):

@@ -114,6 +114,19 @@ MIGRATIONS: tuple[str, ...] = (
         started_at REAL NOT NULL
     );
     """,
+    # 6: what a stored thumbnail's bytes hash to (an object is trusted only when its checksum matches), and the
+    # objects found missing or corrupt in storage (by verify), which run and verify --repair store again
+    """
+    ALTER TABLE renditions ADD COLUMN sha256 TEXT;   -- of the thumbnail's bytes; NULL when recorded before 6
+    CREATE TABLE lost_objects (
+        key TEXT PRIMARY KEY,
+        asset TEXT NOT NULL REFERENCES assets(sha256),  -- the original's sha256 (its own key, or its thumbnail's)
+        state TEXT NOT NULL,               -- missing | corrupt
+        reason TEXT NOT NULL,
+        found_at REAL NOT NULL
+    );
+    CREATE INDEX lost_objects_asset ON lost_objects(asset);
+    """,
 )
 
 

@@ -9,6 +9,7 @@ at any moment leaves a consistent database.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import sqlite3
 import threading
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from archiver.errors import ManifestError
 from archiver.manifest.articles import ArticleRecords
+from archiver.manifest.lost import LostObjects
 from archiver.manifest.rows import (
     ArchivedUrl,
     AssetRow,
@@ -49,7 +51,7 @@ def _text(text: str) -> str:
     return text
 
 
-class Manifest(ArticleRecords):
+class Manifest(ArticleRecords, LostObjects):
     """Open with ``Manifest.open(path)``; ``None`` gives a throw-away in-memory manifest."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None, lock_fd: int | None) -> None:
@@ -211,9 +213,12 @@ class Manifest(ArticleRecords):
             for r, rkey in zip(asset.renditions, rendition_keys, strict=True):
                 db.execute(
                     """INSERT OR REPLACE INTO renditions (asset, width, format, pixel_width, pixel_height,
-                                                          bytes, key) VALUES (?,?,?,?,?,?,?)""",
-                    (asset.sha256, r.width, r.format.name, r.pixel_width, r.pixel_height, len(r.data), rkey),
+                                                          bytes, key, sha256) VALUES (?,?,?,?,?,?,?,?)""",
+                    (asset.sha256, r.width, r.format.name, r.pixel_width, r.pixel_height, len(r.data), rkey,
+                     hashlib.sha256(r.data).hexdigest()),
                 )
+            # what was just stored (and proven) is no longer lost
+            db.executemany("DELETE FROM lost_objects WHERE key=?", [(k,) for k in (key, *rendition_keys)])
 
     # -- near-duplicate search -----------------------------------------------------------------
     def variant_batches(self, size: int = 65_536) -> Iterator[list[VariantRow]]:
@@ -286,13 +291,14 @@ class Manifest(ArticleRecords):
         )]
 
     def objects(self) -> Iterator[StoredObject]:
-        """Every stored object, originals first (their rendition fields are None)."""
-        for sha, key in self._db.execute("SELECT sha256, key FROM assets"):
-            yield StoredObject(key, sha)
+        """Every stored object, originals first (their rendition fields are None), with its expected size, SHA-256
+        and type."""
+        for sha, key, size, mime in self._db.execute("SELECT sha256, key, bytes, mime FROM assets"):
+            yield StoredObject(key, sha, size=size, content_sha256=sha, mime=mime)
         yield from (
-            StoredObject(key, sha, w, fmt, pw, ph, of)
-            for sha, w, fmt, pw, ph, key, of in self._db.execute(
-                "SELECT r.asset, r.width, r.format, r.pixel_width, r.pixel_height, r.key, a.key "
+            StoredObject(key, sha, w, fmt, pw, ph, of, size, rsha, f"image/{fmt}")
+            for sha, w, fmt, pw, ph, key, of, size, rsha in self._db.execute(
+                "SELECT r.asset, r.width, r.format, r.pixel_width, r.pixel_height, r.key, a.key, r.bytes, r.sha256 "
                 "FROM renditions r JOIN assets a ON a.sha256 = r.asset"
             )
         )

@@ -14,7 +14,7 @@ from archiver.errors import ArticleError, UrlError
 from archiver.find.refs import find_refs
 from archiver.model import ArticleReplacement
 from archiver.redaction import has_secret
-from archiver.storage.keys import archive_key, public_bases
+from archiver.storage.keys import ParsedKey, archive_key, public_bases
 from archiver.terminal import shown_path
 from archiver.urls import resolve
 
@@ -31,6 +31,9 @@ class OwnUrls:
 
     def __contains__(self, raw: str) -> bool:
         return archive_key(raw, self.bases) is not None
+
+    def key(self, raw: str) -> ParsedKey | None:
+        return archive_key(raw, self.bases)
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Scanned:
     done: int  # of those, already pointing at the archive
     rejected: tuple[tuple[str, str, int], ...]  # (URL as written, reason, line): URLs that cannot be fetched
     work: ArticleWork  # the URLs to settle (none: nothing to do)
+    archived: tuple[tuple[str, str, int], ...] = ()  # (URL as written, sha256 of its original, line): the done ones
 
 
 @dataclass(frozen=True)
@@ -68,11 +72,13 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
     article = load_article(path)
     refs = done = 0
     rejected: list[tuple[str, str, int]] = []
+    archived: list[tuple[str, str, int]] = []
     work = ArticleWork(path, set())
     for ref in find_refs(article.text, article.format, cfg.front_matter_fields):
         refs += 1
-        if ref.url in own:
+        if (parsed := own.key(ref.url)) is not None:
             done += 1
+            archived.append((ref.url, parsed.sha256, ref.line))
             continue
         try:
             url = resolve(ref.url, cfg.base_url)
@@ -81,7 +87,7 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
             continue
         work.uses.setdefault(url, []).append(ref.line)
         work.pending.add(url)
-    return Scanned(refs, done, tuple(rejected), work)
+    return Scanned(refs, done, tuple(rejected), work, tuple(archived))
 
 
 def _secret_span(span: str, url: str) -> bool:

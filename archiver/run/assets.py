@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from archiver.manifest.sqlite import Manifest
 from archiver.model import Asset, Download
 from archiver.redaction import redact
 from archiver.run.report import Stats
-from archiver.storage import Store
+from archiver.storage import Store, prove
 from archiver.storage.keys import original_key, rendition_key
 
 log = logging.getLogger("archiver")
@@ -39,6 +40,8 @@ class AssetArchiver:
         stats: Stats,
         executor: Executor | None,
         request_stop: Callable[[str, float], None],
+        *,
+        lost: set[str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.manifest = manifest
@@ -49,13 +52,16 @@ class AssetArchiver:
         self._asset_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._store_slots = asyncio.Semaphore(cfg.storage.concurrency)
         self._storage_down: str | None = None
+        # assets with an object verify found missing or corrupt: stored again before any article points at them
+        self.lost: set[str] = {o.asset for o in manifest.lost_objects()} if lost is None else lost
+        self.replaced: list[str] = []  # "key: why" of each object that held other bytes than its key names
 
     async def archive(self, download: Download) -> str:
         """Make sure the bytes and their renditions are stored; return the original's key."""
         sha = download.sha256
         async with self._asset_locks[sha]:
             stored = self.manifest.asset(sha)
-            if stored and self._renditions_complete(sha, stored.ext):
+            if stored and self._renditions_complete(sha, stored.ext) and sha not in self.lost:
                 self.stats.duplicates += 1
                 return stored.key
             from archiver.image.process import (
@@ -71,16 +77,19 @@ class AssetArchiver:
             prefix = self.cfg.storage.prefix
             key = original_key(prefix, sha, download.format.ext)
             meta = {"source-url": redact(download.url)}
-            await self._put(key, download.path, download.format.mime, meta)
+            await self._put(key, download.path, download.format.mime, meta, download.size, sha)
             rkeys = []
             for r in asset.renditions:
                 rkey = rendition_key(prefix, sha, r.width, r.format.ext)
-                await self._put(rkey, r.data, r.format.mime, meta)
+                await self._put(rkey, r.data, r.format.mime, meta, len(r.data), hashlib.sha256(r.data).hexdigest())
                 rkeys.append(rkey)
             self.manifest.record_asset(asset, key, rkeys)
             crash_point("recorded-asset")
             if stored is None:
                 self.stats.assets_new += 1
+            elif sha in self.lost:
+                self.stats.restored += 1
+            self.lost.discard(sha)
             return key
 
     def _renditions_complete(self, sha: str, ext: str) -> bool:
@@ -90,8 +99,10 @@ class AssetArchiver:
         fmt = self.cfg.images.thumbnail_format
         return all((w, fmt) in have for w in self.cfg.images.thumbnails)
 
-    async def _put(self, key: str, data: bytes | Path, mime: str, meta: dict[str, str]) -> None:
-        """Store one object unless it is there already; wait out a store that is briefly unavailable."""
+    async def _put(self, key: str, data: bytes | Path, mime: str, meta: dict[str, str], size: int, sha: str) -> None:
+        """Store one object unless the store proves it holds these very bytes (size, type and the checksum it keeps:
+        an object that merely exists may hold anything); replace one that does not. Wait out a store that is
+        briefly unavailable."""
 
         def worth_waiting(exc: BaseException) -> bool:
             return isinstance(exc, StorageError) and exc.transient and self._storage_down is None
@@ -108,12 +119,24 @@ class AssetArchiver:
                     if self._storage_down:
                         raise StorageError(self._storage_down)
                     async with self._store_slots:
-                        if await asyncio.to_thread(self.store.exists, key):
+                        proof = await asyncio.to_thread(prove, self.store, key, size, sha, mime)
+                        if proof.ok:
                             self.stats.already_stored += 1
                             return
-                        await asyncio.to_thread(self.store.put, key, data, mime, meta)
+                        if proof.state == "different":
+                            log.warning("storage: %s: %s; replacing it with the bytes its key names", key, proof.reason)
+                        try:
+                            await asyncio.to_thread(self.store.put, key, data, mime, meta, sha)
+                        except StorageError as exc:
+                            if proof.state != "different":
+                                raise
+                            raise StorageError(
+                                f"{key}: the object stored there is not the one its key names ({proof.reason}) and "
+                                f"cannot be replaced: {exc.message}", transient=exc.transient) from exc
                         crash_point("stored")
                         self.stats.uploaded += 1
+                        if proof.state == "different":
+                            self.replaced.append(f"{key}: {proof.reason}")
         except StorageError as exc:
             if exc.transient and self._storage_down is None:
                 self._storage_down = f"storage unavailable for {self.cfg.storage.retry_for:g}s: {exc.message}"

@@ -70,6 +70,10 @@ class Run:
         self._articles: dict[Path, ArticleWork] = {}
         self._users: dict[str, list[Path]] = defaultdict(list)
         self._rewrites: list[asyncio.Future[None]] = []
+        # archive URLs in the articles whose objects verify found missing or corrupt: sha256 -> [(path, line, url)]
+        self._lost_refs: dict[str, list[tuple[Path, int, str]]] = defaultdict(list)
+        self._lost_why: dict[str, str] = {}  # why a lost asset could not be stored again
+        self._lost_sources_of: dict[str, str] = {}  # source URL fetched again -> the lost asset it should give back
         self._in_flight: set[asyncio.Task[None]] = set()
         self.stop_reason: str | None = None
 
@@ -117,6 +121,9 @@ class Run:
             for raw, reason, line in scanned.rejected:
                 self.stats.rejected += 1
                 self._problem(Problem(Outcome.REJECTED, reason, redact(raw), shown_path(path), line))
+            for raw, sha, line in scanned.archived:
+                if sha in self._assets.lost:
+                    self._lost_refs[sha].append((path, line, raw))
             for url in scanned.work.uses:
                 self._users[url].append(path)
             if scanned.work.uses:
@@ -131,13 +138,14 @@ class Run:
         for url in self._users:
             state = known.get(url)
             stored = self.manifest.asset(state.asset) if state and state.asset else None
-            if state and state.status == Outcome.ARCHIVED and stored:
+            if state and state.status == Outcome.ARCHIVED and stored and stored.sha256 not in self._assets.lost:
                 self.stats.urls_known += 1
                 self._settled(url, self.store.url_for(stored.key))
             elif state and state.status.final and not self.retry_dead:
                 self._failed_url(url, state.status, f"{state.reason} (earlier run; --retry-dead to try again)")
             else:
-                todo.append(url)
+                todo.append(url)  # new, to retry, or archived as an object that is missing or corrupt in storage
+        todo += self._lost_sources(todo)
         if todo:
             async with Fetcher(self.cfg.fetch, self.workdir) as fetcher:
                 limit = self.cfg.fetch.concurrency * 4
@@ -160,11 +168,37 @@ class Run:
                     self._rewrites.append(asyncio.ensure_future(self._rewrite(work)))
         if self._rewrites:
             await asyncio.gather(*self._rewrites)
+        for sha, uses in self._lost_refs.items():
+            if sha in self._assets.lost:  # the articles point at an object that is still missing or corrupt
+                why = self._lost_why.get(sha) or "not attempted"
+                for path, line, raw in uses:
+                    self._problem(Problem(Outcome.FAILED, f"its object is missing or corrupt in storage (found by "
+                                          f"verify) and could not be stored again: {why}", raw, str(path), line))
         self.report.diffs.sort()
+        self.report.replaced = sorted(self._assets.replaced)
         self.report.stopped = self.stop_reason
         if not self.dry_run:  # also catches up images a killed run stored but never searched
             self._record_near_duplicates()
         return self.report
+
+    def _lost_sources(self, todo: list[str]) -> list[str]:
+        """One source URL to fetch again for each lost asset the articles point at (through an archive URL) and no
+        URL to settle gives back: the oldest the manifest keeps that can be fetched (not one kept redacted)."""
+        extra: list[str] = []
+        settling = set(todo)
+        for sha in self._lost_refs:
+            sources = self.manifest.source_urls(sha)
+            if any(u in settling for u in sources):
+                continue
+            usable = [u for u in sources if "#sha256=" not in u]
+            if not usable:
+                self._lost_why[sha] = "no source URL to fetch it from (none recorded, or only one with a secret)"
+                continue
+            extra.append(usable[0])
+            self._lost_sources_of[usable[0]] = sha
+            self._lost_why[sha] = f"{redact(usable[0])} now gives other bytes"
+        self.stats.urls += len(extra)
+        return extra
 
     def _record_near_duplicates(self) -> None:
         """Pairs between the images not yet searched (this run's, and any a killed run left) and the whole archive,
@@ -222,6 +256,8 @@ class Run:
 
     def _failed_url(self, url: str, outcome: Outcome, reason: str) -> None:
         setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
+        if url in self._lost_sources_of:
+            self._lost_why[self._lost_sources_of[url]] = f"{redact(url)}: {reason}"
         shown = redact(url)
         for path in self._users[url]:
             lines = self._articles[path].uses.get(url, [None])

@@ -55,6 +55,11 @@ def summary_lines(report: RunReport, elapsed: float, *, dry_run: bool = False) -
         f"{s.uploaded}, already stored {s.already_stored}; {_size(s.bytes_fetched)} fetched in "
         f"{elapsed:.1f} s ({s.fetched / elapsed if elapsed > 0 else 0:.1f} images/s)",
     ]
+    if s.restored:
+        lines.append(f"{s.restored} images missing or corrupt in storage (found by verify) stored again")
+    if report.replaced:
+        lines.append(f"replaced {len(report.replaced)} objects that held other bytes than their key names:")
+        lines.extend(f"  {r}" for r in report.replaced)
     if report.stopped:
         lines.append(
             f"stopped early: {report.stopped}; {s.not_attempted} URLs not attempted — run again to finish"

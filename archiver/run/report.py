@@ -36,7 +36,8 @@ class Stats:
     assets_new: int = 0
     duplicates: int = 0  # URLs whose bytes were already archived under another URL
     uploaded: int = 0
-    already_stored: int = 0
+    already_stored: int = 0  # proven to hold these bytes (size, type, checksum): not uploaded
+    restored: int = 0  # images whose objects verify found missing or corrupt, stored again
     archived: int = 0
     dead: int = 0
     rejected: int = 0
@@ -51,6 +52,7 @@ class RunReport:
     problems: list[Problem] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
     storage_error: str | None = None
+    replaced: list[str] = field(default_factory=list)  # "key: why" of objects that held other bytes, replaced
     stopped: str | None = None  # why the run stopped early (signal, storage unavailable)
 
     @property

@@ -3,16 +3,42 @@
 Backends: ``local`` (a folder, local.py), ``s3`` (AWS or S3-compatible, s3.py), and NullStore (null.py) for
 dry runs. Methods are synchronous and thread-safe; the pipeline calls them through ``asyncio.to_thread``.
 Keys come from keys.py and are checked again by every backend, so no key can leave its folder or prefix.
+An object under a content-addressed key is trusted only once ``prove`` has matched its size, type and checksum.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from archiver.config import Config
 from archiver.errors import StorageError
+from archiver.storage.keys import check_config
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a store says about an object without reading its bytes (one HEAD)."""
+
+    size: int
+    sha256: str | None = None  # hex; the content's SHA-256 as the store vouches for it (a checksum it checked at
+    # upload and keeps: S3 ChecksumSHA256), None when it keeps none (an upload without one, a multipart upload)
+    content_type: str | None = None  # as the store serves it (None: decided by whoever serves the files)
+
+
+@dataclass(frozen=True)
+class Proof:
+    """Whether a key holds exactly the bytes expected (``prove``)."""
+
+    state: str  # "ok" | "missing" | "different" | "unproven" (the size and type match, no checksum to compare)
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
 
 
 class Store(Protocol):
@@ -22,10 +48,16 @@ class Store(Protocol):
         is not an error (its objects are simply missing)."""
 
     def exists(self, key: str) -> bool:
-        """Whether the object is already stored (HEAD); content-addressed keys never need uploading twice."""
+        """Whether there is an object under ``key`` (HEAD). Existence proves nothing about its bytes: see ``prove``."""
 
-    def put(self, key: str, data: bytes | Path, content_type: str, metadata: Mapping[str, str]) -> None:
-        """Store the bytes (or the file's contents) under ``key``, all or nothing."""
+    def stat(self, key: str) -> Stored | None:
+        """Size, vouched-for checksum and type of the object under ``key`` (one HEAD), None if there is none."""
+
+    def put(self, key: str, data: bytes | Path, content_type: str, metadata: Mapping[str, str],
+            sha256: str | None = None) -> None:
+        """Store the bytes (or the file's contents) under ``key``, all or nothing, replacing what is there.
+        ``sha256`` (hex, of the bytes; computed when not given) goes with the upload where the store can check
+        and keep it (S3 ``x-amz-checksum-sha256``): an upload that does not match it fails."""
 
     def get(self, key: str) -> bytes:
         """The object's bytes (for verify and tests)."""
@@ -40,8 +72,45 @@ class Store(Protocol):
         """Release what the store holds (a local store's scratch folder); the store is not used afterwards."""
 
 
+def file_sha256(path: Path) -> str:
+    """The SHA-256 (hex) of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def prove(store: Store, key: str, size: int | None, sha256: str | None, content_type: str | None = None,
+          *, read_local: bool = True) -> Proof:
+    """Whether ``key`` holds exactly the expected bytes (any expectation may be unknown: None), without a download:
+    the size and type the store reports, and the checksum it vouches for; a store that keeps none but is a local
+    folder has its file hashed when ``read_local`` (local disk: as cheap as the write it may spare). An object
+    that exists is never proof by itself: content-addressed keys are only as good as the bytes under them."""
+    try:
+        stored = store.stat(key)
+        if stored is None:
+            return Proof("missing", "not in storage")
+        if size is not None and stored.size != size:
+            return Proof("different", f"it holds {stored.size} bytes, not the {size} expected")
+        if content_type and stored.content_type and stored.content_type.split(";")[0].strip() != content_type:
+            return Proof("different", f"it is served as {stored.content_type!r}, not {content_type!r}")
+        got = stored.sha256
+        if got is None and read_local and (path := store.local_path(key)) is not None:
+            got = file_sha256(path)
+    except OSError as exc:
+        raise StorageError(f"cannot read {key}: {exc.strerror or exc}") from exc
+    if got is None:
+        return Proof("unproven", "the store keeps no checksum for it: its size was checked, not its content")
+    if sha256 is not None and got != sha256:
+        return Proof("different", f"its content hashes to {got[:16]}…, not to the {sha256[:16]}… expected")
+    return Proof("ok")
+
+
 def open_store(cfg: Config) -> Store:
-    """The configured backend. A relative local ``path`` is relative to the config file's folder (else the cwd)."""
+    """The configured backend. A relative local ``path`` is relative to the config file's folder (else the cwd).
+    A prefix or public base URL that cannot work is refused here, before anything is fetched (ConfigError)."""
+    check_config(cfg)
     st = cfg.storage
     if st.backend == "local":
         from archiver.storage.local import LocalStore
@@ -54,4 +123,4 @@ def open_store(cfg: Config) -> Store:
     raise StorageError(f'[storage] backend: {st.backend!r} is not "local" or "s3"')
 
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Proof", "Store", "Stored", "file_sha256", "open_store", "prove"]

@@ -1,12 +1,13 @@
-"""Object keys and their public URLs: written (``original_key``, ``rendition_key``) and read back (``parse_key``,
-``archive_key``) here only. Keys are content-addressed, sharded names that can never escape the configured prefix."""
+"""Object keys and their public URLs: written (``original_key``, ``rendition_key``, ``public_url``) and read back
+(``parse_key``, ``archive_key``) here only; ``check_config`` refuses at start-up a prefix or a public base URL that
+cannot work. Keys are content-addressed, sharded names that can never escape the configured prefix."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from archiver.errors import ConfigError, StorageError
 
@@ -90,18 +91,61 @@ def parse_key(key: str) -> ParsedKey | None:
     return ParsedKey(key, m["prefix"], m["sha"], m["ext"], int(m["w"]) if m["w"] else None)
 
 
+def check_config(cfg: Config) -> None:
+    """At start-up (``open_store``), before anything is fetched: a ``[storage] prefix`` no key can be made with,
+    and a ``public_base_url`` a key cannot be joined to unambiguously, are ConfigErrors naming the file and key."""
+    where = f"{cfg.source}: " if cfg.source else ""
+    try:
+        prefix = normalise_prefix(cfg.storage.prefix)
+    except ConfigError as exc:
+        raise ConfigError(where + exc.message) from None
+    widest = max(cfg.images.thumbnails, default=1)
+    longest = rendition_key(prefix, "0" * 64, widest, "xxxxx")  # the longest key this configuration makes
+    if len(longest.encode()) > MAX_KEY_BYTES:
+        raise ConfigError(f"{where}[storage] prefix: {len(prefix)} characters leave no room for object keys "
+                          f"(an S3 key has at most {MAX_KEY_BYTES} bytes)")
+    if cfg.storage.backend == "local" and any(len(seg.encode()) > NAME_MAX for seg in prefix.split("/")):
+        raise ConfigError(f"{where}[storage] prefix: a folder name is longer than {NAME_MAX} bytes")
+    base = cfg.storage.public_base_url
+    why = public_base_problem(base)
+    if why:
+        raise ConfigError(f"{where}[storage] public_base_url: {base!r} {why}")
+
+
+NAME_MAX = 255  # bytes in one file name on the usual file systems
+
+
+def public_base_problem(base: str) -> str | None:
+    """Why ``base`` cannot be joined to a key as a URL, or None. A base is a folder: it ends with ``/`` (a bare
+    origin such as ``https://cdn.example.com`` gets one); anything else would glue the key to its last segment
+    (``…/bucket`` + ``87/68/….png`` = ``…/bucket87/68/….png``), and a query or fragment would swallow the key."""
+    parts = urlsplit(base)
+    if parts.query or parts.fragment or "?" in base or "#" in base:
+        return "has a query or fragment: the key would not be part of the path"
+    if base.endswith("/") or (parts.scheme and parts.netloc and not parts.path):
+        return None
+    return (f"does not end with '/': the key would be glued to {base.rsplit('/', 1)[-1]!r} "
+            f"(…{base.rsplit('/', 1)[-1]}87/68/….png); if it is a folder, write {base + '/'!r}")
+
+
+def _folder(base: str) -> str:
+    """A base as the folder keys are joined to: a bare origin gets its ``/``."""
+    return base if base.endswith("/") else base + "/"
+
+
 def public_bases(cfg: Config) -> tuple[str, ...]:
     """Every form in which an article may hold an archive URL, longest first: ``[storage] public_base_url`` as
     configured and, when ``[articles] base_url`` is set, resolved against it (a relative base becomes absolute)."""
-    bases = {cfg.storage.public_base_url}
+    base = _folder(cfg.storage.public_base_url)
+    bases = {base}
     if cfg.articles.base_url:
-        bases.add(urljoin(cfg.articles.base_url, cfg.storage.public_base_url))
+        bases.add(urljoin(cfg.articles.base_url, base))
     return tuple(sorted(bases, key=len, reverse=True))
 
 
 def public_url(public_base_url: str, key: str) -> str:
-    """The URL a rewritten article uses for ``key``."""
-    return public_base_url + check_key(key)
+    """The URL a rewritten article uses for ``key``: the base (a folder, see ``public_base_problem``) and the key."""
+    return _folder(public_base_url) + check_key(key)
 
 
 def archive_key(url: str, bases: tuple[str, ...]) -> ParsedKey | None:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from pathlib import Path
 from archiver import scratch
 from archiver.errors import StorageError
 from archiver.faults import crash_point
+from archiver.storage import Stored
 from archiver.storage.keys import check_key, public_url
 from archiver.terminal import shown_path
 
@@ -86,7 +88,19 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def put(self, key: str, data: bytes | Path, content_type: str, metadata: Mapping[str, str]) -> None:
+    def stat(self, key: str) -> Stored | None:
+        """The file's size; no checksum is kept (``prove`` hashes the file instead) and no type (the web server's)."""
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"local store: cannot read {path}: {exc.strerror or exc}") from exc
+        return Stored(st.st_size) if stat.S_ISREG(st.st_mode) else None
+
+    def put(self, key: str, data: bytes | Path, content_type: str, metadata: Mapping[str, str],
+            sha256: str | None = None) -> None:
         path = self._path(key)
         tmp: str | None = None
         try:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from archiver.errors import StorageError
-from archiver.storage import Store
+from archiver.storage import Store, Stored
 from archiver.storage.keys import check_key, public_url
 
 
@@ -31,7 +31,12 @@ class NullStore:
         check_key(key)
         return self.inner.exists(key) if self.inner is not None else False
 
-    def put(self, key: str, data: bytes | Path, content_type: str, metadata: Mapping[str, str]) -> None:
+    def stat(self, key: str) -> Stored | None:
+        check_key(key)
+        return self.inner.stat(key) if self.inner is not None else None
+
+    def put(self, key: str, data: bytes | Path, content_type: str, metadata: Mapping[str, str],
+            sha256: str | None = None) -> None:
         check_key(key)
         with self._lock:
             self.would_put.append(key)

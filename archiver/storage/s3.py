@@ -24,6 +24,7 @@ from botocore.config import Config as BotoConfig
 from archiver.config import StorageConfig
 from archiver.errors import StorageError
 from archiver.redaction import redact
+from archiver.storage import Stored, file_sha256
 from archiver.storage.keys import check_key, public_url
 
 MiB = 1024 * 1024
@@ -75,6 +76,22 @@ def s3_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def _b64(sha256_hex: str) -> str:
+    return base64.b64encode(bytes.fromhex(sha256_hex)).decode()
+
+
+def _full_sha256(head: Mapping[str, Any]) -> str | None:
+    """The hex SHA-256 of the whole object from a HEAD's ``ChecksumSHA256``; None for none or a composite one."""
+    value = head.get("ChecksumSHA256")
+    if not value or "-" in value or head.get("ChecksumType", "FULL_OBJECT") != "FULL_OBJECT":
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except ValueError:
+        return None
+    return raw.hex() if len(raw) == 32 else None
+
+
 def _display(endpoint_url: str) -> str:
     return redact(endpoint_url) if endpoint_url else "AWS S3"
 
@@ -86,7 +103,7 @@ class S3Store:
         self,
         cfg: StorageConfig,
         *,
-        multipart_threshold: int = 8 * MiB,
+        multipart_threshold: int = 5 * 1024 * MiB,  # S3's limit for one PUT: anything smaller gets a full checksum
         max_attempts: int = 3,  # short: the pipeline waits out longer outages itself ([storage] retry_for)
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
@@ -99,7 +116,7 @@ class S3Store:
         self._timeouts = (connect_timeout, read_timeout)
         self._transfer = TransferConfig(
             multipart_threshold=multipart_threshold,
-            multipart_chunksize=max(5 * MiB, multipart_threshold),
+            multipart_chunksize=max(5 * MiB, min(multipart_threshold, 512 * MiB)),
             max_concurrency=4,
         )
 
@@ -110,8 +127,8 @@ class S3Store:
         custom = bool(self.cfg.endpoint_url)
         options: dict[str, Any] = {}
         if custom:
-            # Many S3-compatible servers reject botocore's newer default CRC checksum headers;
-            # put() sends Content-MD5 instead, which every implementation checks.
+            # Many S3-compatible servers reject botocore's newer default CRC checksum headers; put() sends the
+            # SHA-256 it knows (and Content-MD5 for bytes), which the server checks and keeps.
             options = {
                 "request_checksum_calculation": "when_required",
                 "response_checksum_validation": "when_required",
@@ -199,27 +216,46 @@ class S3Store:
                 raise
 
     def exists(self, key: str) -> bool:
+        return self.stat(key) is not None
+
+    def stat(self, key: str) -> Stored | None:
+        """One HEAD asking for the object's checksum (``x-amz-checksum-mode: ENABLED``): its full-object SHA-256
+        when it was uploaded with one (a composite multipart checksum says nothing about the whole: None)."""
         check_key(key)
         with self._errors(f"HEAD {key}"):
             try:
-                self._client.head_object(Bucket=self.bucket, Key=key)
+                head = self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
             except bex.ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                    return False
+                    return None
                 raise
-        return True
+        return Stored(int(head.get("ContentLength", -1)), _full_sha256(head), head.get("ContentType"))
 
-    def put(self, key: str, data: bytes | Path, content_type: str, metadata: Mapping[str, str]) -> None:
+    def put(self, key: str, data: bytes | Path, content_type: str, metadata: Mapping[str, str],
+            sha256: str | None = None) -> None:
+        """One PUT with ``x-amz-checksum-sha256`` (the server checks the bytes against it and keeps it, so a later
+        HEAD proves the content); a file above the multipart threshold (5 GiB by default: S3's limit for one PUT)
+        goes in parts, with a composite checksum that proves the parts, not the whole."""
         check_key(key)
-        extra = {"ContentType": content_type, "Metadata": s3_metadata(metadata)}
+        extra: dict[str, Any] = {"ContentType": content_type, "Metadata": s3_metadata(metadata)}
         if self.cfg.cache_control:
             extra["CacheControl"] = self.cfg.cache_control
         with self._errors(f"PUT {key}"):
             if isinstance(data, Path):
-                self._client.upload_file(str(data), self.bucket, key, ExtraArgs=extra, Config=self._transfer)
+                size = data.stat().st_size
+                if size > self._transfer.multipart_threshold:
+                    extra["ChecksumAlgorithm"] = "SHA256"
+                    self._client.upload_file(str(data), self.bucket, key, ExtraArgs=extra, Config=self._transfer)
+                    return
+                checksum = _b64(sha256 or file_sha256(data))
+                with data.open("rb") as body:
+                    self._client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentLength=size,
+                                            ChecksumSHA256=checksum, **extra)
             else:
                 md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-                self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=md5, **extra)
+                checksum = _b64(sha256 or hashlib.sha256(data).hexdigest())
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentMD5=md5,
+                                        ChecksumSHA256=checksum, **extra)
 
     def get(self, key: str) -> bytes:
         check_key(key)

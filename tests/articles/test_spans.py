@@ -50,7 +50,7 @@ def test_restore_and_dedupe_undo_agree(case: tuple) -> None:  # type: ignore[typ
     after = undo(undone.text, [run, dedupe, recorded])  # then `archiver restore`
 
     assert not restored.problems and not undone.problems and not after.problems
-    assert restored.restored == restored.total == len(run) + len(dedupe)
+    assert restored.restored == restored.total == len(run)  # references: dedupe rewrites spans of the run's
     assert restored.text.replace(inserted, "", 1) == text  # every span back, the author's edit kept
     assert undone.text.replace(inserted, "", 1) == first  # dedupe's spans back to the run's URLs, nothing else
     assert after.text == restored.text  # the two ways agree

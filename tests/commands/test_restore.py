@@ -15,6 +15,7 @@ from archiver.articles.spans import SECRET_KEPT_NOT, undo
 from archiver.cli import main
 from archiver.model import ArticleReplacement
 from tests.support.images import make_jpeg, make_png
+from tests.support.library import OTHER, PAGE, POST, build_library
 from tests.support.origin import Server
 from tests.support.site import key, write_config
 
@@ -226,6 +227,40 @@ def test_articles_that_reference_the_archive_without_a_record_are_named_never_ca
     assert copy.read_bytes() == two_generations["rewritten"][crlf]  # left as it is
 
 
+def test_after_dedupe_apply_restore_counts_references_not_spans_of_every_generation(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lib = build_library(tmp_path, origin)
+    assert main(["dedupe", "--config", str(lib.config), "--apply"]) == 0
+    assert main(["dedupe", "--config", str(lib.config), "--undo"]) == 0  # a third generation: dedupe-undo
+    assert main(["dedupe", "--config", str(lib.config), "--apply"]) == 0  # and a fourth
+    capsys.readouterr()
+    assert main(["restore", "--config", str(lib.config)]) == 0
+    out = capsys.readouterr().out
+    post, page = lib.root / "site" / "post.md", lib.root / "site" / "page.html"
+    # post.md has 4 image references (one more is in a code block), page.html 5: whatever the generations
+    assert f"{post}: restored 4 of 4 URLs (byte-identical to before its first rewrite)" in out
+    assert f"{page}: restored 5 of 5 URLs (byte-identical to before its first rewrite)" in out
+    assert "3 articles restored, 11 URLs put back; 0 URLs could not be restored" in out
+    assert lib.articles() == {"other.md": OTHER.encode(), "page.html": PAGE.encode(), "post.md": POST.encode()}
+
+
+def test_quiet_restore_prints_the_summary_and_the_errors_only(
+    two_generations: dict, images: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = next(p for p in two_generations["originals"] if p.name == "crlf.md")
+    ka = f"/archive/{key(images['/a.jpg'], 'jpg')}"
+    edited = path.read_bytes().decode("utf-8").replace(f'![a again]({ka} "t")', "![a again](mine.jpg)")
+    path.write_bytes(edited.encode("utf-8"))
+    capsys.readouterr()
+    assert main(["restore", "--config", str(two_generations["cfg"]), "-q"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"  {path}:9: {ka} (was http://img.news.test/a.jpg): no longer there (edited since); left as is",
+        "2 articles restored, 9 URLs put back; 1 URLs could not be restored, 0 articles could not be restored",
+    ]
+
+
 def test_no_manifest_is_a_clear_error(tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["restore", "--config", str(write_config(tmp_path, origin))]) == 2
     assert "no manifest" in capsys.readouterr().err
@@ -261,7 +296,8 @@ def test_undo_inverts_any_two_generations(case: tuple[str, list[tuple[int, int]]
     second, gen2 = _apply(first, spans2, [f"/archive/d{i}.png" for i in range(len(spans2))])
     result = undo(second, [gen1, gen2])
     assert result.text == text and not result.problems
-    assert result.restored == result.total == len(gen1) + len(gen2)
+    # references, not spans: the second generation's rewrites of the first one's URLs are the same references
+    assert result.restored == result.total == len(gen1) + 1
 
 
 def test_undo_follows_edits_and_reports_a_removed_duplicate() -> None:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from archiver.cli import main
-from archiver.commands.verify import Target, VerifyStatus, corruption, target_for_key
+from archiver.storage.audit import Target, VerifyStatus, corruption, target_for_key
 from tests.support.images import make_jpeg, make_webp
 from tests.support.origin import Server
 from tests.support.site import HEXO, JEKYLL, key, sha, write_config
@@ -63,8 +63,10 @@ def test_local_store_missing_and_corrupt_objects_are_reported_with_their_article
     uses_a = [f"{hexo}:{n}" for n in lines_with(HEXO, "news/a.jpg")] + [f"{jekyll}:{n}" for n in lines_with(JEKYLL, "news/a.jpg")]
     assert len(uses_a) == 4
     assert f"missing: {ka} (original): not in storage; used by {', '.join(uses_a)}" in out
-    assert "corrupt" not in out.replace("0 corrupt", "")  # existence only without --deep
-    assert "1 missing, 0 corrupt" in out and f"  {hexo}: lines 4, 5, 9" in out
+    # without --deep, sizes are compared (a local folder keeps no checksum): both changed objects are caught
+    assert f"corrupt: {kb} (original): it holds 750 bytes, not the {len(site['/news/b.png'])} expected" in out
+    assert f"corrupt: {thumb(kd)} (thumbnail 320w of {kd}): it holds " in out
+    assert "1 missing, 2 corrupt" in out and f"  {hexo}: lines 4, 5, 9, 11" in out
 
     code, out = run_and_verify(local, capsys, "--deep")
     assert code == 1
@@ -112,16 +114,27 @@ def test_s3_missing_and_corrupt_objects(
 
     s3 = s3_env.client()
     ka, kc = "media/" + key(site["/news/a.jpg"], "jpg"), "media/" + key(site["/assets/c.jpg"], "jpg")
+    kd = "media/" + key(site["/d.jpg"], "jpg")
     s3.delete_object(Bucket=bucket, Key=thumb(ka))
     s3.put_object(Bucket=bucket, Key=kc, Body=make_jpeg(64, 64, seed=99), ContentType="image/jpeg")
     s3.put_object(Bucket=bucket, Key=thumb(kc), Body=b"RIFF\x00\x00\x00\x00WEBPjunk", ContentType="image/webp")
+    # same size, other bytes, with a checksum the server checked (of the new bytes): the checksum tells
+    same_size = bytes(reversed(site["/d.jpg"]))
+    s3.put_object(Bucket=bucket, Key=kd, Body=same_size, ContentType="image/jpeg", ChecksumAlgorithm="SHA256")
     code, out = run_and_verify(cfg, capsys)
-    assert code == 1 and "1 missing, 0 corrupt" in out
+    assert code == 1 and "1 missing, 3 corrupt" in out  # without a download: size, type and checksum
     assert f"missing: {thumb(ka)} (thumbnail 320w of {ka}): not in storage; used by" in out
+    assert f"corrupt: {kc} (original): it holds " in out
+    assert f"corrupt: {kd} (original): its content hashes to {sha(same_size)[:16]}…, not to the" in out
+    # the right bytes, but uploaded without a checksum (as this archiver did before): unproven, not corrupt
+    s3.put_object(Bucket=bucket, Key=kd, Body=site["/d.jpg"], ContentType="image/jpeg")
+    code, out = run_and_verify(cfg, capsys)
+    assert code == 1 and "1 missing, 2 corrupt" in out
+    assert "note: 1 objects have no checksum in the store" in out and f"{kd} (original)" not in out
     code, out = run_and_verify(cfg, capsys, "--deep")
     jekyll = tmp_path / "site/_posts/jekyll.md"
     uses_c = ", ".join(f"{jekyll}:{n}" for n in lines_with(JEKYLL, "/assets/c.jpg"))
-    assert code == 1 and "1 missing, 2 corrupt" in out
+    assert code == 1 and "1 missing, 2 corrupt" in out and "no checksum" not in out  # --deep read it: intact
     assert f"corrupt: {kc} (original): its " in out and f"its key names; used by {uses_c}" in out
     assert f"corrupt: {thumb(kc)} (thumbnail 320w of {kc}): not a readable image" in out
 
@@ -140,7 +153,7 @@ def test_wrong_credentials_are_one_clear_error(
 
 def test_keys_and_contents() -> None:
     h = "ab" * 32
-    assert target_for_key(f"media/ab/ab/{h}.jpg") == Target(f"media/ab/ab/{h}.jpg", h)
+    assert target_for_key(f"media/ab/ab/{h}.jpg") == Target(f"media/ab/ab/{h}.jpg", h, digest=h)
     assert target_for_key(f"ab/ab/{h}-640w.webp") == Target(f"ab/ab/{h}-640w.webp", h, 640, "webp")
     assert target_for_key(f"cd/ab/{h}.jpg") is None and target_for_key("ab/ab/notahash.jpg") is None
     png = io.BytesIO()
@@ -167,3 +180,53 @@ def test_progress_is_a_status_line_on_a_terminal() -> None:
     quiet = _Tty()
     VerifyStatus(10, enabled=False, stream=quiet).update(4, {"missing": 0, "corrupt": 0, "unchecked": 0})
     assert quiet.getvalue() == ""
+
+
+def test_public_asks_every_archive_url_as_a_reader_would(
+    tmp_path: Path, origin: Server, site: dict[str, bytes], s3_env, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    """Before: verify checked keys, not URLs: a base URL that does not serve the bucket, a deleted object or a wrong
+    Content-Type went unnoticed."""
+    bucket = s3_env.make_bucket("public")
+    storage = (f'[storage]\nbackend = "s3"\nbucket = "{bucket}"\nendpoint_url = "{s3_env.endpoint_url}"\n'
+               f'prefix = "media/"\npublic_base_url = "{s3_env.endpoint_url}/{bucket}/"')
+    cfg = write_config(tmp_path, origin, storage=storage)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    # the archive host (loopback here) is reached although the guard allows no private address to anything else
+    cfg.write_text(cfg.read_text().replace('allow_networks = ["127.0.0.1/32"]', "allow_networks = []"))
+    code, out = run_and_verify(cfg, capsys, "--public")
+    assert code == 0 and "; 0 of 4 public URLs do not work" in out
+
+    s3 = s3_env.client()
+    ka, kb = "media/" + key(site["/news/a.jpg"], "jpg"), "media/" + key(site["/news/b.png"], "png")
+    kd = "media/" + key(site["/d.jpg"], "jpg")
+    s3.delete_object(Bucket=bucket, Key=ka)
+    s3.put_object(Bucket=bucket, Key=kb, Body=site["/news/b.png"], ContentType="text/html",
+                  ChecksumAlgorithm="SHA256")
+    s3.put_object(Bucket=bucket, Key=kd, Body=site["/d.jpg"][:1000], ContentType="image/jpeg")
+    code, out = run_and_verify(cfg, capsys, "--public")
+    public = f"{s3_env.endpoint_url}/{bucket}/"
+    hexo, jekyll = tmp_path / "site/_posts/hexo.md", tmp_path / "site/_posts/jekyll.md"
+    assert code == 1 and "; 3 of 4 public URLs do not work" in out
+    uses_a = [f"{hexo}:{n}" for n in lines_with(HEXO, "news/a.jpg")] + [f"{jekyll}:{n}" for n in lines_with(JEKYLL, "news/a.jpg")]
+    assert f"public: {public}{ka}: 404 Not Found; used by {', '.join(uses_a)}" in out
+    assert f"public: {public}{kb}: Content-Type text/html, not image/png; used by {hexo}:11" in out
+    assert f"public: {public}{kd}: Content-Length 1000, not the {len(site['/d.jpg'])} bytes stored" in out
+
+    # a base URL that is not where the bucket is served: every URL is reported, though every object is stored
+    wrong = cfg.read_text().replace(f"{s3_env.endpoint_url}/{bucket}/", f"{s3_env.endpoint_url}/elsewhere/")
+    (tmp_path / "site").rename(tmp_path / "kept")
+    cfg.write_text(wrong)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "p.md").write_text(f"![x]({s3_env.endpoint_url}/elsewhere/{kd})\n", encoding="utf-8")
+    code, out = run_and_verify(cfg, capsys, "--public")
+    assert code == 1 and f"public: {s3_env.endpoint_url}/elsewhere/{kd}: 404 Not Found" in out
+    assert "; 1 of 1 public URLs do not work" in out
+
+
+def test_public_with_a_relative_base_and_no_base_url_says_what_it_cannot_check(
+    local: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local.write_text(local.read_text().replace('base_url = "http://blog.test/"', 'base_url = ""'))
+    code, out = run_and_verify(local, capsys, "--public")
+    assert "public: /archive/" in out and "not checked: a relative URL, and [articles] base_url is empty" in out

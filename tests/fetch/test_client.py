@@ -362,3 +362,19 @@ def test_a_longer_pause_extends_a_shorter_one_never_shortens_it(caplog: pytest.L
         assert pauses.remaining("a:80") == 0.0
     info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert info == ["pausing a:80 for 5 s (429 Retry-After)", "pausing a:80 for 10 s (429 Retry-After)"]
+
+
+def test_head_follows_the_fetch_rules_and_reads_no_body(origin: Server, tmp_path: Path) -> None:
+    """verify --public asks each archive URL with HEAD: same guard, redirects, statuses and retries as a download."""
+    body = make_jpeg(64, 48, seed=5)
+    origin.add("/h/a.jpg", body, "image/jpeg")
+    head = run(CFG, tmp_path, lambda f: f.head(origin.url("/h/a.jpg")))
+    assert (head.status, head.content_length, head.content_type) == (200, len(body), "image/jpeg")
+    assert origin.hits("/h/a.jpg") == 1 and list(tmp_path.iterdir()) == []  # no temp file: nothing downloaded
+    redirected = run(CFG, tmp_path, lambda f: f.head(origin.url("/redirect/1")))
+    assert redirected.status == 200 and redirected.final_url != origin.url("/redirect/1")
+    with pytest.raises(DeadLink, match="404"):
+        run(CFG, tmp_path, lambda f: f.head(origin.url("/h/missing.jpg")))
+    with pytest.raises(Refused, match="loopback"):
+        run(replace(CFG, allow_networks=()), tmp_path, lambda f: f.head(origin.url("/h/a.jpg")))
+    assert origin.hits("/h/a.jpg") == 1

@@ -252,6 +252,26 @@ def test_wrong_s3_credentials_fail_once_at_start(
     assert origin.total_hits() == 0  # nothing fetched when storage cannot be used
 
 
+@pytest.mark.parametrize(
+    ("storage", "key_named"),
+    [('prefix = "../elsewhere"', "[storage] prefix"), ('prefix = "a b"', "[storage] prefix"),
+     ('public_base_url = "https://cdn.example.com/bucket"', "[storage] public_base_url")],
+)
+def test_storage_settings_that_cannot_work_are_refused_at_start_naming_file_and_key(
+    tmp_path: Path, origin: Server, site: dict[str, bytes], capsys: pytest.CaptureFixture[str], storage: str,
+    key_named: str,
+) -> None:
+    """Before: a bad prefix failed every URL at upload, after fetching them all (exit 1, "a re-run may fix it"),
+    and a base URL without its final '/' gave every article broken URLs (…/bucket87/68/….jpg) and exit 0."""
+    cfg = write_config(tmp_path, origin, storage=f'[storage]\nbackend = "local"\npath = "archive"\n{storage}')
+    before = snapshot(tmp_path)
+    for command in ("run", "verify"):
+        assert main([command, "--config", str(cfg), "-q"]) == 2, command
+        err = capsys.readouterr().err
+        assert err.startswith(f"archiver: {cfg}: {key_named}: ") and err.count("\n") == 1, err
+    assert origin.total_hits() == 0 and snapshot(tmp_path) == before  # nothing fetched, nothing written
+
+
 def test_svg_and_animated_images_are_archived_and_rerun_is_a_no_op(
     tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
 ) -> None:

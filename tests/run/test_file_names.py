@@ -96,7 +96,8 @@ def test_a_manifest_written_before_paths_were_kept_as_bytes_is_migrated_and_rest
     assert main(["run", "--config", cfg, "-q"]) == 0
     db_path = tmp_path / ".archiver" / "manifest.sqlite3"
     db = sqlite3.connect(db_path, isolation_level=None)
-    db.executescript("DROP TABLE pending_writes; PRAGMA user_version=4;")
+    db.executescript("DROP TABLE pending_writes; DROP TABLE lost_objects; ALTER TABLE renditions DROP COLUMN sha256; "
+                     "PRAGMA user_version=4;")
     db.close()
     assert main(["restore", "--config", cfg]) == 0
     assert x.read_bytes() == latin1_site[x]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 from archiver.config import Config, StorageConfig
 from archiver.errors import ConfigError, StorageError
-from archiver.storage import open_store
+from archiver.storage import Stored, open_store, prove
 from archiver.storage.keys import normalise_prefix, original_key, rendition_key
 from archiver.storage.local import LocalStore
 from archiver.storage.null import NullStore
@@ -434,3 +435,103 @@ def test_s3_without_credentials_says_how_to_set_them(
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     with pytest.raises(StorageError, match="no usable S3 credentials.*AWS_ACCESS_KEY_ID"):
         S3Store(s3_config(s3_env, "any-bucket")).check()
+
+
+# -- configuration that cannot work: refused at start-up -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("prefix", "why"),
+    [("../outside", "not a safe key prefix"), ("a b", "not a safe key prefix"), ("p" * 1000, "no room for object keys")],
+)
+def test_a_prefix_that_cannot_work_is_refused_by_open_store_naming_the_file(
+    tmp_path: Path, prefix: str, why: str
+) -> None:
+    cfg = Config(storage=StorageConfig(prefix=prefix), source=tmp_path / "archiver.toml")
+    with pytest.raises(ConfigError, match=f"^{tmp_path / 'archiver.toml'}: \\[storage\\] prefix: .*{why}"):
+        open_store(cfg)
+
+
+@pytest.mark.parametrize(
+    ("base", "url"),
+    [
+        ("https://cdn.example.com/bucket/", f"https://cdn.example.com/bucket/ab/cd/{SHA}.png"),
+        ("https://cdn.example.com", f"https://cdn.example.com/ab/cd/{SHA}.png"),  # a bare origin: unambiguous
+        ("/archive/", f"/archive/ab/cd/{SHA}.png"),
+    ],
+)
+def test_public_urls_join_the_base_folder_and_the_key(tmp_path: Path, base: str, url: str) -> None:
+    store = open_store(Config(storage=StorageConfig(path=str(tmp_path), public_base_url=base)))
+    assert store.url_for(original_key("", SHA, "png")) == url
+
+
+@pytest.mark.parametrize(
+    ("base", "why"),
+    [
+        ("https://cdn.example.com/bucket", "does not end with '/': the key would be glued to 'bucket'"),
+        ("/archive", "does not end with '/'"),
+        ("https://cdn.example.com/media?v=1", "query or fragment"),
+        ("https://cdn.example.com/#", "query or fragment"),
+    ],
+)
+def test_a_public_base_url_a_key_cannot_be_joined_to_is_refused(tmp_path: Path, base: str, why: str) -> None:
+    cfg = Config(storage=StorageConfig(public_base_url=base), source=tmp_path / "a.toml")
+    with pytest.raises(ConfigError, match=f"a.toml: \\[storage\\] public_base_url: .*{why}"):
+        open_store(cfg)
+
+
+# -- an object that exists is not proof -------------------------------------------------------------
+
+
+def test_s3_uploads_carry_a_sha256_the_server_checks_keeps_and_reports(
+    s3_store: S3Store, s3_server: SeaweedS3, tmp_path: Path
+) -> None:
+    data = os.urandom(5000)
+    digest = hashlib.sha256(data).hexdigest()
+    kb, kf, kbig = original_key("", SHA, "png"), original_key("", SHA, "jpg"), original_key("", SHA, "gif")
+    s3_store.put(kb, data, "image/png", {})
+    src = tmp_path / "f.bin"
+    src.write_bytes(data)
+    s3_store.put(kf, src, "image/jpeg", {}, sha256=digest)
+    assert s3_store.stat(kb) == Stored(5000, digest, "image/png")
+    assert s3_store.stat(kf) == Stored(5000, digest, "image/jpeg")
+    assert s3_store.stat(original_key("", SHA, "webp")) is None
+    # a body that is not what the checksum says is refused by the server: nothing half-true is stored
+    with pytest.raises(StorageError, match="BadDigest"):
+        s3_store.put(original_key("", SHA, "bmp"), data, "image/bmp", {}, sha256="00" * 32)
+    assert s3_store.stat(original_key("", SHA, "bmp")) is None
+    # above the multipart threshold the checksum is composite: it proves the parts, not the whole
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(6 * 1024 * 1024))
+    s3_store.put(kbig, big, "image/gif", {})
+    stored = s3_store.stat(kbig)
+    assert stored is not None and stored.size == 6 * 1024 * 1024 and stored.sha256 is None
+
+
+def test_prove_compares_size_type_and_checksum_without_a_download(s3_store: S3Store, s3_server: SeaweedS3) -> None:
+    data = b"\x89PNG proof " * 100
+    digest = hashlib.sha256(data).hexdigest()
+    key = original_key("", SHA, "png")
+    assert prove(s3_store, key, len(data), digest, "image/png").state == "missing"
+    s3_store.put(key, data, "image/png", {})
+    assert prove(s3_store, key, len(data), digest, "image/png").ok
+    assert prove(s3_store, key, len(data) + 1, digest).reason == f"it holds {len(data)} bytes, not the {len(data) + 1} expected"
+    assert "served as 'image/png', not 'image/svg+xml'" in prove(s3_store, key, None, digest, "image/svg+xml").reason
+    assert prove(s3_store, key, len(data), "ab" * 32).reason.startswith(f"its content hashes to {digest[:16]}…")
+    client = s3_server.client()
+    client.put_object(Bucket=s3_store.bucket, Key=key, Body=data, ContentType="image/png")  # no checksum
+    assert prove(s3_store, key, len(data), digest, "image/png").state == "unproven"
+    assert prove(NullStore(s3_store), key, len(data), digest).state == "unproven"  # a dry run asks the real store
+
+
+def test_local_prove_hashes_the_file_when_asked(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path, "/a/")
+    data = b"GIF89a" + os.urandom(100)
+    key = original_key("", SHA, "gif")
+    store.put(key, data, "image/gif", {})
+    digest = hashlib.sha256(data).hexdigest()
+    assert store.stat(key) == Stored(len(data)) and store.stat(original_key("", SHA, "png")) is None
+    assert prove(store, key, len(data), digest).ok
+    (tmp_path / key).write_bytes(bytes(reversed(data)))  # same size, other bytes
+    assert prove(store, key, len(data), digest).state == "different"
+    assert prove(store, key, len(data), digest, read_local=False).state == "unproven"  # verify without --deep

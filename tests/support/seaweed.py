@@ -84,6 +84,9 @@ class SeaweedS3:
         self.log_path = base / "weed.log"
         self.access_key = "AK" + secrets.token_hex(8).upper()
         self.secret_key = secrets.token_urlsafe(30)
+        # an identity that may read and list but not write (a bucket whose objects this archiver may not replace)
+        self.reader_key = "AKR" + secrets.token_hex(8).upper()
+        self.reader_secret = secrets.token_urlsafe(30)
         self.region = "us-east-1"
         ports = _free_ports(len(_PORT_FLAGS))
         self.ports: dict[str, int] = dict(zip(_PORT_FLAGS, ports, strict=True))
@@ -98,6 +101,11 @@ class SeaweedS3:
                             "name": "archiver-test",
                             "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
                             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        },
+                        {
+                            "name": "archiver-reader",
+                            "credentials": [{"accessKey": self.reader_key, "secretKey": self.reader_secret}],
+                            "actions": ["Read", "List"],
                         },
                         {"name": "anonymous", "actions": ["Read"]},
                     ]
