@@ -15,7 +15,7 @@ from typing import Any
 
 from archiver import __version__
 from archiver.errors import ConfigError
-from archiver.model import DISTANCE_LIMIT
+from archiver.model import DISTANCE_LIMIT, Cause
 
 
 def _key(default: Any, doc: str) -> Any:
@@ -268,6 +268,33 @@ def load(path: Path | None) -> Config:
     return from_mapping(data, str(path), source=path.resolve())
 
 
+# The settings each settings-dependent refusal depends on (model.Cause): when one of them changes, URLs refused for
+# that cause are tried again (their manifest rows keep the fingerprint of the settings they were refused under).
+CAUSE_SETTINGS: dict[Cause, tuple[tuple[str, str], ...]] = {
+    Cause.GUARD: (("fetch", "allow_networks"), ("fetch", "connect_to")),
+    Cause.UNKNOWN_HOST: (("fetch", "connect_to"),),
+    Cause.BASE_URL: (("articles", "base_url"),),
+    Cause.MAX_BYTES: (("fetch", "max_bytes"),),
+    Cause.MAX_PIXELS: (("images", "max_pixels"),),
+    Cause.MAX_REDIRECTS: (("fetch", "max_redirects"),),
+}
+
+
+def settings_fingerprint(cfg: Config, cause: Cause) -> str:
+    """A short digest of the settings a refusal for ``cause`` depends on (equal settings, equal digest)."""
+    import hashlib
+
+    values = []
+    for section, key in CAUSE_SETTINGS[cause]:
+        value = getattr(getattr(cfg, section), key)
+        if isinstance(value, types.MappingProxyType):
+            value = sorted((k.lower(), v) for k, v in value.items())
+        elif isinstance(value, tuple):
+            value = sorted(value)
+        values.append(f"{section}.{key}={value!r}")
+    return hashlib.sha256("\n".join(values).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def documented_keys() -> dict[str, dict[str, str]]:
     """Every section, key and description: what config.example.toml must list."""
     return {
@@ -275,4 +302,4 @@ def documented_keys() -> dict[str, dict[str, str]]:
     }
 
 
-__all__ = ["Config", "load", "from_mapping", "documented_keys", "replace"]
+__all__ = ["Config", "load", "from_mapping", "documented_keys", "replace", "settings_fingerprint"]

@@ -41,6 +41,19 @@ class Outcome(StrEnum):
         return self in (Outcome.DEAD, Outcome.REJECTED)
 
 
+class Cause(StrEnum):
+    """Why a URL was refused when the reason is a setting, not the URL or its bytes: such an outcome holds only
+    while the settings behind it (``config.settings_fingerprint``) stay as they were, and is re-evaluated when
+    they change. A refusal with no cause (a scheme, a body that is not an image) is final until --retry-dead."""
+
+    GUARD = "guard"  # the address guard refused the resolved address: [fetch] allow_networks, connect_to
+    UNKNOWN_HOST = "unknown-host"  # NXDOMAIN: [fetch] connect_to may map the host
+    BASE_URL = "base-url"  # a relative URL and no [articles] base_url
+    MAX_BYTES = "max-bytes"  # body over [fetch] max_bytes
+    MAX_PIXELS = "max-pixels"  # image over [images] max_pixels
+    MAX_REDIRECTS = "max-redirects"  # more than [fetch] max_redirects hops
+
+
 class RefKind(StrEnum):
     FRONT_MATTER = "front-matter"
     IMG_SRC = "img-src"

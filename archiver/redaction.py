@@ -91,6 +91,14 @@ def redact(url: str) -> str:
     return url if out == text else out
 
 
+_URL_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"<>()\[\]{}]+""")
+
+
+def redact_text(text: str) -> str:
+    """Free text (an error message) with every URL in it redacted."""
+    return _URL_IN_TEXT.sub(lambda m: redact(m.group(0)), text)
+
+
 def has_secret(text: str) -> bool:
     """Whether ``text`` (a URL as written, in any spelling) carries credentials or a secret parameter."""
     return redact(text) != text

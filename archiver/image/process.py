@@ -25,7 +25,7 @@ from typing import BinaryIO
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from archiver.config import ImagesConfig
-from archiver.errors import ImageError
+from archiver.errors import ImageError, TooManyPixels
 from archiver.image.similarity import signature
 from archiver.model import Asset, ImageFormat, Rendition
 
@@ -83,7 +83,7 @@ def process(path: str, fmt: ImageFormat, sha256: str, size: int, cfg: ImagesConf
         except ImageError:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageError(f"more than images.max_pixels ({cfg.max_pixels:,}) pixels: refused") from exc
+            raise TooManyPixels(f"more than images.max_pixels ({cfg.max_pixels:,}) pixels: refused") from exc
         except UnidentifiedImageError as exc:
             raise ImageError(f"not a {fmt.name} image that can be decoded") from exc
         except EOFError as exc:
@@ -142,7 +142,7 @@ def _gif_complete(fp: BinaryIO) -> bool:
 def _process_open(im: Image.Image, fmt: ImageFormat, sha256: str, size: int, cfg: ImagesConfig) -> Asset:
     w, h = im.size
     if w * h > cfg.max_pixels:
-        raise ImageError(f"{w}×{h} is more than images.max_pixels ({cfg.max_pixels:,}) pixels: refused")
+        raise TooManyPixels(f"{w}×{h} is more than images.max_pixels ({cfg.max_pixels:,}) pixels: refused")
     if w < 1 or h < 1:
         raise ImageError(f"corrupt image: {w}×{h} pixels")
     frames = getattr(im, "n_frames", 1) if fmt.name in _ANIMATED_FORMATS else 1

@@ -14,6 +14,7 @@ class UrlState(NamedTuple):
     attempts: int
     asset: str | None
     http_status: int | None = None
+    cause: str | None = None  # a model.Cause: the setting that decided a refusal (None: the URL or its bytes did)
 
 
 class StoredAsset(NamedTuple):

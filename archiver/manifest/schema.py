@@ -100,6 +100,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE near_duplicates ADD COLUMN rule INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX near_duplicates_b ON near_duplicates(b);
     """,
+    # 5: why a URL was refused when a setting decided it (model.Cause), and a digest of those settings
+    # (config.settings_fingerprint): such refusals are tried again once the settings change
+    """
+    ALTER TABLE urls ADD COLUMN cause TEXT;
+    ALTER TABLE urls ADD COLUMN settings TEXT;
+    """,
 )
 
 

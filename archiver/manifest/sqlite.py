@@ -13,7 +13,7 @@ import hashlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -142,7 +142,7 @@ class Manifest:
             chunk = batch[i : i + 500]
             marks = ",".join("?" * len(chunk))
             for row in self._db.execute(
-                f"SELECT url, status, reason, attempts, asset, http_status FROM urls WHERE url IN ({marks})",
+                f"SELECT url, status, reason, attempts, asset, http_status, cause FROM urls WHERE url IN ({marks})",
                 chunk,
             ):
                 out[by_key[row[0]]] = _url_state(row)
@@ -160,20 +160,49 @@ class Manifest:
         final_url: str | None = None,
         etag: str | None = None,
         last_modified: str | None = None,
+        cause: str | None = None,
+        settings: str | None = None,
     ) -> None:
+        """One URL's outcome; ``cause`` and ``settings``: the setting that decided a refusal and the digest of
+        the settings it was decided under (config.settings_fingerprint)."""
         now = time.time()
         with self._tx() as db:
             db.execute(
                 """INSERT INTO urls (url, status, reason, http_status, attempts, asset, final_url, etag,
-                                     last_modified, first_seen, last_tried)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?)
+                                     last_modified, first_seen, last_tried, cause, settings)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
                    ON CONFLICT(url) DO UPDATE SET status=excluded.status, reason=excluded.reason,
                      http_status=excluded.http_status, attempts=urls.attempts + excluded.attempts,
                      asset=excluded.asset, final_url=excluded.final_url, etag=excluded.etag,
-                     last_modified=excluded.last_modified, last_tried=excluded.last_tried""",
+                     last_modified=excluded.last_modified, last_tried=excluded.last_tried,
+                     cause=excluded.cause, settings=excluded.settings""",
                 (url_key(url), status, reason, http_status, attempts, asset,
-                 redact(final_url) if final_url else None, etag, last_modified, now, now),
+                 redact(final_url) if final_url else None, etag, last_modified, now, now, cause, settings),
             )
+
+    def record_rejections(self, rows: Iterable[tuple[str, str, str | None, str | None]]) -> None:
+        """URLs refused before any request, as (URL as shown, reason, cause, settings digest), in one transaction;
+        a row already recorded alike is left as it is (a second run writes nothing)."""
+        now = time.time()
+        with self._tx() as db:
+            db.executemany(
+                """INSERT INTO urls (url, status, reason, attempts, first_seen, last_tried, cause, settings)
+                   VALUES (?, 'rejected', ?, 0, ?, ?, ?, ?)
+                   ON CONFLICT(url) DO UPDATE SET status=excluded.status, reason=excluded.reason,
+                     asset=NULL, last_tried=excluded.last_tried, cause=excluded.cause, settings=excluded.settings
+                   WHERE urls.status IS NOT 'rejected' OR urls.reason IS NOT excluded.reason
+                     OR urls.cause IS NOT excluded.cause OR urls.settings IS NOT excluded.settings""",
+                [(url_key(url), reason, now, now, cause, settings) for url, reason, cause, settings in rows],
+            )
+
+    def forget_stale_refusals(self, fingerprints: Mapping[str, str]) -> int:
+        """Forget the dead and rejected URLs whose cause's settings are not ``fingerprints[cause]`` any more (they
+        are tried again, and recorded again if the refusal still holds); returns how many."""
+        with self._tx() as db:
+            return sum(db.execute(
+                "DELETE FROM urls WHERE status IN ('dead', 'rejected') AND cause = ? AND settings IS NOT ?",
+                (cause, digest),
+            ).rowcount for cause, digest in fingerprints.items())
 
     # -- assets --------------------------------------------------------------------------------
     def asset(self, sha256: str) -> StoredAsset | None:
@@ -393,7 +422,7 @@ class Manifest:
         return [
             _url_state(row)
             for row in self._db.execute(
-                "SELECT url, status, reason, attempts, asset, http_status FROM urls "
+                "SELECT url, status, reason, attempts, asset, http_status, cause FROM urls "
                 "WHERE status != 'archived' ORDER BY last_tried DESC LIMIT ?",
                 (limit,),
             )

@@ -12,8 +12,8 @@ from archiver.articles.rewrite import Replacement, render, unified_diff, write_a
 from archiver.config import ArticlesConfig, Config
 from archiver.errors import UrlError
 from archiver.find.refs import find_refs
-from archiver.model import ArticleReplacement
-from archiver.redaction import has_secret
+from archiver.model import ArticleReplacement, Cause
+from archiver.redaction import has_secret, redact
 from archiver.storage.keys import archive_key, public_bases
 from archiver.urls import resolve
 
@@ -48,7 +48,8 @@ class Scanned:
 
     refs: int  # image references
     done: int  # of those, already pointing at the archive
-    rejected: tuple[tuple[str, str, int], ...]  # (URL as written, reason, line): URLs that cannot be fetched
+    # (URL as shown, reason, line, cause): URLs that cannot be fetched (shown: redacted, long ones cut short)
+    rejected: tuple[tuple[str, str, int, Cause | None], ...]
     work: ArticleWork  # the URLs to settle (none: nothing to do)
 
 
@@ -66,7 +67,7 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
     """Read an article (ArticleError if we cannot) and resolve the image URLs it uses."""
     article = load_article(path)
     refs = done = 0
-    rejected: list[tuple[str, str, int]] = []
+    rejected: list[tuple[str, str, int, Cause | None]] = []
     work = ArticleWork(path, set())
     for ref in find_refs(article.text, article.format, cfg.front_matter_fields):
         refs += 1
@@ -76,7 +77,7 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
         try:
             url = resolve(ref.url, cfg.base_url)
         except UrlError as exc:
-            rejected.append((ref.url, exc.reason, ref.line))
+            rejected.append((redact(exc.url), exc.reason, ref.line, exc.cause))
             continue
         work.uses.setdefault(url, []).append(ref.line)
         work.pending.add(url)

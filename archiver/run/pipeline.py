@@ -19,14 +19,14 @@ from pathlib import Path
 from archiver import scratch
 from archiver.articles.files import iter_article_paths
 from archiver.articles.rewrite import remove_stale_temp_files
-from archiver.config import Config
-from archiver.errors import ArticleError, FetchError, ImageError, StorageError
+from archiver.config import Config, settings_fingerprint
+from archiver.errors import ArticleError, FetchError, GuardRefused, ImageError, StorageError
 from archiver.faults import crash_point
 from archiver.fetch.client import Fetcher
 from archiver.image.pool import make_executor
 from archiver.manifest.sqlite import Manifest
-from archiver.model import SIMILARITY_RULE_VERSION, Outcome
-from archiver.redaction import redact
+from archiver.model import SIMILARITY_RULE_VERSION, Cause, Outcome
+from archiver.redaction import redact, redact_text
 from archiver.run.articles import ArticleWork, OwnUrls, rewrite_article, scan_article
 from archiver.run.assets import AssetArchiver
 from archiver.run.report import SKIPPED, Problem, RunReport, Stats
@@ -66,6 +66,9 @@ class Run:
         self._users: dict[str, list[Path]] = defaultdict(list)
         self._rewrites: list[asyncio.Future[None]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._done: set[str] = set()  # URLs with their outcome: each gets exactly one
+        self._refused_at_scan: dict[str, tuple[str, Cause | None]] = {}  # URL as shown -> (reason, cause)
+        self._fingerprints = {cause: settings_fingerprint(cfg, cause) for cause in Cause}
         self.stop_reason: str | None = None
 
     # -- stopping ------------------------------------------------------------------------------
@@ -100,12 +103,18 @@ class Run:
             except ArticleError as exc:
                 self._problem(Problem(SKIPPED, exc.reason, article=str(path), line=exc.line))
                 continue
+            except Exception as exc:  # a scanner fault on odd input: this article is reported, the rest go on
+                log.debug("unexpected error scanning %s", path, exc_info=True)
+                self._problem(Problem(Outcome.FAILED, f"internal error: {_describe(exc)}", article=str(path)))
+                continue
             self.stats.articles += 1
             self.stats.refs += scanned.refs
             self.stats.refs_done += scanned.done
-            for raw, reason, line in scanned.rejected:
-                self.stats.rejected += 1
-                self._problem(Problem(Outcome.REJECTED, reason, redact(raw), str(path), line))
+            for shown, reason, line, cause in scanned.rejected:
+                if shown not in self._refused_at_scan:  # one outcome per unique URL, a problem per reference
+                    self._refused_at_scan[shown] = (reason, cause)
+                    self.stats.rejected += 1
+                self._problem(Problem(Outcome.REJECTED, reason, shown, str(path), line))
             for url in scanned.work.uses:
                 self._users[url].append(path)
             if scanned.work.uses:
@@ -113,8 +122,15 @@ class Run:
 
     # -- settling URLs -------------------------------------------------------------------------
     async def execute(self) -> RunReport:
+        retried = self.manifest.forget_stale_refusals(self._fingerprints)
+        if retried:
+            log.info("%d URLs refused under other settings are evaluated again", retried)
         await asyncio.to_thread(self._scan)
-        self.stats.urls = len(self._users)
+        self.stats.urls = len(self._users) + len(self._refused_at_scan)
+        self.manifest.record_rejections(
+            (shown, reason, cause, self._fingerprints[cause] if cause else None)
+            for shown, (reason, cause) in self._refused_at_scan.items()
+        )
         known = self.manifest.url_states(self._users)
         todo: list[str] = []
         for url in self._users:
@@ -124,6 +140,8 @@ class Run:
                 self.stats.urls_known += 1
                 self._settled(url, self.store.url_for(stored.key))
             elif state and state.status.final and not self.retry_dead:
+                if state.cause == Cause.GUARD:
+                    self.report.guard_refused += 1
                 self._failed_url(url, state.status, f"{state.reason} (earlier run; --retry-dead to try again)")
             else:
                 todo.append(url)
@@ -134,13 +152,12 @@ class Run:
                     if len(self._in_flight) >= limit and not self.stop_reason:
                         await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
                     if self.stop_reason:
-                        self.stats.not_attempted += 1
                         continue
                     task = asyncio.create_task(self._settle(fetcher, url))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
                 if self._in_flight:
-                    await asyncio.gather(*self._in_flight, return_exceptions=True)
+                    await asyncio.wait(self._in_flight)  # _settle never raises; cancelled: left for a re-run
         if self.stop_reason:
             # stopped early: rewrite every article with what is archived so far; a re-run does the rest
             for work in self._articles.values():
@@ -151,6 +168,7 @@ class Run:
             await asyncio.gather(*self._rewrites)
         self.report.diffs.sort()
         self.report.stopped = self.stop_reason
+        self.stats.not_attempted = self.stats.urls - self.stats.settled  # never started, or abandoned
         if not self.dry_run:  # also catches up images a killed run stored but never searched
             self._record_near_duplicates()
         return self.report
@@ -165,12 +183,36 @@ class Run:
         update_pairs(self.manifest, self.cfg.dedupe.max_distance)
 
     async def _settle(self, fetcher: Fetcher, url: str) -> None:
+        """Give ``url`` its one recorded outcome; an error nobody expected is that URL's failure, never silence."""
+        try:
+            await self._fetch_and_archive(fetcher, url)
+        except Exception as exc:  # not CancelledError: an abandoned URL is left for a re-run (not attempted)
+            self._unexpected(url, exc)
+
+    def _unexpected(self, url: str, exc: BaseException) -> None:
+        log.debug("unexpected error settling %s", redact(url), exc_info=exc)
+        if url in self._done:
+            log.error("%s: internal error after its outcome was recorded: %s", redact(url), _describe(exc))
+            return
+        reason = f"internal error: {_describe(exc)}"
+        try:
+            self.manifest.record_url(url, Outcome.FAILED, reason=reason)
+        except Exception as again:  # the manifest itself failing: still report the URL
+            reason += f" (not recorded: {_describe(again)})"
+        self._failed_url(url, Outcome.FAILED, reason)
+
+    async def _fetch_and_archive(self, fetcher: Fetcher, url: str) -> None:
         try:
             download = await fetcher.fetch(url)
         except FetchError as exc:
             self.manifest.record_url(
-                url, exc.outcome, reason=exc.reason, http_status=exc.status, attempts=exc.attempts
+                url, exc.outcome, reason=exc.reason, http_status=exc.status, attempts=exc.attempts,
+                cause=exc.cause, settings=self._fingerprints[exc.cause] if exc.cause else None,
             )
+            if isinstance(exc, GuardRefused):
+                self.report.guard_refused += 1
+                if exc.address:
+                    self.report.guard_addresses.add(exc.address)
             self._failed_url(url, exc.outcome, exc.reason)
             return
         crash_point("fetched")
@@ -179,16 +221,13 @@ class Run:
         try:
             key = await self._assets.archive(download)
         except (ImageError, StorageError) as exc:
-            self.manifest.record_url(url, exc.outcome, reason=exc.message, attempts=download.attempts)
+            self.manifest.record_url(
+                url, exc.outcome, reason=exc.message, attempts=download.attempts,
+                cause=exc.cause, settings=self._fingerprints[exc.cause] if exc.cause else None,
+            )
             if isinstance(exc, StorageError):
                 self.report.storage_error = exc.message
             self._failed_url(url, exc.outcome, exc.message)
-            return
-        except Exception as exc:  # a worker crash or an environment fault: report it, keep the run going
-            log.debug("unexpected error archiving %s", redact(url), exc_info=True)
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-            self.manifest.record_url(url, Outcome.FAILED, reason=reason, attempts=download.attempts)
-            self._failed_url(url, Outcome.FAILED, reason)
             return
         finally:
             download.path.unlink(missing_ok=True)
@@ -223,7 +262,7 @@ class Run:
         self._url_done(url)
 
     def _url_done(self, url: str) -> None:
-        self.stats.settled += 1
+        self._done.add(url)
         for path in self._users[url]:
             work = self._articles[path]
             work.pending.discard(url)
@@ -240,6 +279,10 @@ class Run:
         except ArticleError as exc:
             self._problem(Problem(Outcome.FAILED, exc.reason, article=str(work.path), line=exc.line))
             return
+        except Exception as exc:  # reported with the article, and the other rewrites go on
+            log.debug("unexpected error rewriting %s", work.path, exc_info=True)
+            self._problem(Problem(Outcome.FAILED, f"internal error: {_describe(exc)}", article=str(work.path)))
+            return
         if done is not None:
             self.stats.articles_rewritten += 1
             if done.diff is not None:
@@ -248,6 +291,12 @@ class Run:
                 crash_point("article-replaced")
                 self.manifest.record_article(str(work.path.resolve()), done.before, done.after, done.replaced)
                 crash_point("recorded-article")
+
+
+def _describe(exc: BaseException) -> str:
+    """An unexpected error in one line: its type and message, any URL in it redacted."""
+    text = redact_text(" ".join(str(exc).split()))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _interleave_hosts(urls: Sequence[str]) -> list[str]:
