@@ -19,7 +19,7 @@ from archiver.articles.files import load_article
 from archiver.articles.rewrite import render, unified_diff, write_atomic
 from archiver.articles.spans import undo
 from archiver.config import Config
-from archiver.errors import ArticleError, ManifestError
+from archiver.errors import ArticleError, ConfigError, ManifestError
 from archiver.manifest.rows import RewrittenArticle
 from archiver.manifest.sqlite import Manifest
 
@@ -76,6 +76,9 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
+    for p in args.paths:  # as `run` and `verify`: a PATH that is not there is a usage error (exit 2)
+        if not p.exists():
+            raise ConfigError(f"{p}: no such file or folder")
     manifest_path = cfg.resolve_path(cfg.manifest.path)
     if not manifest_path.exists():
         raise ManifestError(f"{manifest_path}: no manifest (nothing was rewritten, so nothing to restore)")
