@@ -11,6 +11,7 @@ from archiver.articles.files import load_article
 from archiver.articles.rewrite import Replacement, render, unified_diff, write_atomic
 from archiver.config import ArticlesConfig, Config
 from archiver.errors import UrlError
+from archiver.find.frontmatter import Notice
 from archiver.find.refs import find_refs
 from archiver.model import ArticleReplacement, Cause
 from archiver.redaction import has_secret, redact
@@ -51,6 +52,7 @@ class Scanned:
     # (URL as shown, reason, line, cause): URLs that cannot be fetched (shown: redacted, long ones cut short)
     rejected: tuple[tuple[str, str, int, Cause | None], ...]
     work: ArticleWork  # the URLs to settle (none: nothing to do)
+    notices: tuple[Notice, ...] = ()  # front matter a site generator would refuse (the article is still read)
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,8 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
     refs = done = 0
     rejected: list[tuple[str, str, int, Cause | None]] = []
     work = ArticleWork(path, set())
-    for ref in find_refs(article.text, article.format, cfg.front_matter_fields):
+    notices: list[Notice] = []
+    for ref in find_refs(article.text, article.format, cfg.front_matter_fields, notices):
         refs += 1
         if ref.url in own:
             done += 1
@@ -81,7 +84,7 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
             continue
         work.uses.setdefault(url, []).append(ref.line)
         work.pending.add(url)
-    return Scanned(refs, done, tuple(rejected), work)
+    return Scanned(refs, done, tuple(rejected), work, tuple(notices))
 
 
 def rewrite_article(

@@ -29,7 +29,7 @@ from archiver.model import SIMILARITY_RULE_VERSION, Cause, Outcome
 from archiver.redaction import redact, redact_text
 from archiver.run.articles import ArticleWork, OwnUrls, rewrite_article, scan_article
 from archiver.run.assets import AssetArchiver
-from archiver.run.report import SKIPPED, Problem, RunReport, Stats
+from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
 from archiver.storage import Store
 
 log = logging.getLogger("archiver")
@@ -108,6 +108,8 @@ class Run:
                 self._problem(Problem(Outcome.FAILED, f"internal error: {_describe(exc)}", article=str(path)))
                 continue
             self.stats.articles += 1
+            for notice in scanned.notices:
+                self._problem(Problem(WARNING, notice.message, article=str(path), line=notice.line))
             self.stats.refs += scanned.refs
             self.stats.refs_done += scanned.done
             for shown, reason, line, cause in scanned.rejected:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TextIO
 
 from archiver.model import Outcome
-from archiver.run.report import SKIPPED, RunReport, Stats
+from archiver.run.report import SKIPPED, WARNING, RunReport, Stats
 from archiver.terminal import StatusLine
 
 
@@ -67,18 +67,23 @@ def summary(report: RunReport, elapsed: float, *, dry_run: bool = False) -> str:
         )
     if report.storage_error:
         lines.append(f"storage error: {report.storage_error}")
-    if report.problems:
+    problems = [p for p in report.problems if p.outcome != WARNING]
+    warnings = [p for p in report.problems if p.outcome == WARNING]
+    if problems:
         lines.append("")
-        lines.append(f"Not archived ({len(report.problems)}):")
+        lines.append(f"Not archived ({len(problems)}):")
         order = {Outcome.FAILED: 0, SKIPPED: 1, Outcome.REJECTED: 2, Outcome.DEAD: 3}
-        for p in sorted(
-            report.problems, key=lambda p: (order.get(p.outcome, 9), p.article or "", p.line or 0, p.url or "")
-        ):
+        for p in sorted(problems, key=lambda p: (order.get(p.outcome, 9), p.article or "", p.line or 0, p.url or "")):
             where = p.article or ""
             if p.line:
                 where += f":{p.line}"
             parts = [x for x in (where, p.url) if x]
             lines.append(f"  [{p.outcome}] {'  '.join(parts)}  — {p.reason}")
+    if warnings:
+        lines.append("")
+        lines.append(f"Warnings ({len(warnings)}; these articles were archived all the same):")
+        for p in sorted(warnings, key=lambda p: (p.article or "", p.line or 0)):
+            lines.append(f"  {p.article}:{p.line}  — {p.reason}")
     return "\n".join(lines)
 
 

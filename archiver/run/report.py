@@ -8,13 +8,15 @@ from dataclasses import dataclass, field
 from archiver.model import Outcome
 
 SKIPPED = "skipped"  # a Problem about an article that could not be read (not a URL outcome)
+WARNING = "warning"  # a Problem about an article that was read all the same (front matter a generator refuses)
 
 
 @dataclass(frozen=True)
 class Problem:
     """One thing the summary reports: an image that could not be archived, or an article we could not use."""
 
-    outcome: str  # an Outcome (dead, rejected, failed: a re-run may fix it), or SKIPPED (an article we cannot read)
+    # an Outcome (dead, rejected, failed: a re-run may fix it), SKIPPED (an article we cannot read) or WARNING
+    outcome: str
     reason: str
     url: str | None = None
     article: str | None = None
