@@ -112,8 +112,9 @@ class DedupeConfig:
     canonical: tuple[str, ...] = _key((), "asset sha256s or URLs pinned as the canonical copy of their group")
     exclude: tuple[str, ...] = _key((), "asset sha256s or URLs never grouped")
     prefer: tuple[str, ...] = _key(
-        ("area", "lossless", "bytes", "first_seen"),
-        'canonical choice, in order: "area" (largest), "lossless" format, "bytes" (largest), "first_seen"',
+        ("colour", "area", "lossless", "bytes", "first_seen"),
+        'canonical choice, in order: "colour" (before greyscale), "area" (largest), "lossless" (a lossless '
+        'full-colour image, then photo formats, then photos reduced to a palette), "bytes" (largest), "first_seen"',
     )
     report: str = _key("report/dedupe.html", "where `archiver dedupe` writes its HTML report (JSON beside it)")
 
@@ -191,7 +192,7 @@ def _validate(cfg: Config, where: str) -> None:
     d = cfg.dedupe
     if not 0 <= d.max_distance <= DISTANCE_LIMIT:
         raise bad("[dedupe] max_distance", f"must be 0-{DISTANCE_LIMIT}")
-    known = {"area", "lossless", "bytes", "first_seen"}
+    known = {"colour", "area", "lossless", "bytes", "first_seen"}
     if not d.prefer or set(d.prefer) - known:
         raise bad("[dedupe] prefer", f"must list some of {', '.join(sorted(known))}")
     if f.retries < 0:

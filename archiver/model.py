@@ -142,6 +142,15 @@ class Asset:
     phash_variants: tuple[str, ...] = ()
     dhash_variants: tuple[str, ...] = ()
     grey: str = ""  # 8x8 grey thumbnail, 128 hex digits (archiver.image.similarity.Signature.grey); "" unknown
+    # colour, for the canonical choice among near-duplicates: the palette colours a palette image uses (0: not a
+    # palette image; None: unknown, SVG), and the mean chroma (|Cb - 128| + |Cr - 128|) of the rendition-size
+    # image: near 0 for a greyscale picture, whatever its encoding (GREY_CHROMA)
+    colours: int | None = None
+    chroma: float | None = None
+
+
+# Below this mean chroma an image is greyscale (a grey picture in an RGB JPEG measures 0; colour photos 12-70).
+GREY_CHROMA = 3.0
 
 
 @dataclass(frozen=True)

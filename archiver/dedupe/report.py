@@ -44,6 +44,8 @@ class MemberRow:
     grey_distance: float | None = None  # mean grey-level difference of the 8x8 thumbnails; -1: unknown
     source_urls: tuple[str, ...] = ()
     articles: tuple[str, ...] = ()
+    colour: str | None = None  # "colour" or "greyscale"; None: not measured
+    palette_colours: int | None = None  # colours a palette image uses (a GIF); None: not a palette image
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,8 @@ section h2{font-size:14px;margin:0 0 6px;font-weight:600}
 .thumb img{max-width:188px;max-height:140px}
 .badge{display:inline-block;background:#2a7d2a;color:#fff;border-radius:3px;padding:0 4px;font-weight:600}
 .pin{background:#7d5a2a}
+.grey{background:#555}
+.note{color:#8a4b00}
 ul{margin:2px 0;padding-left:16px}
 details summary{cursor:pointer}
 .muted{color:#666}
@@ -212,9 +216,11 @@ function card(m) {
   const head = el("div");
   if (m.canonical) head.appendChild(el("span", "badge", "canonical"));
   if (m.pinned) head.appendChild(el("span", "badge pin", "pinned"));
+  if (m.colour === "greyscale") head.appendChild(el("span", "badge grey", "greyscale"));
   c.appendChild(head);
   const dims = m.width ? m.width + "×" + m.height : "?";
-  c.appendChild(el("div", null, dims + " · " + m.format + " · " + size(m.bytes)));
+  const palette = m.palette_colours ? " (" + m.palette_colours + "-colour palette)" : "";
+  c.appendChild(el("div", null, dims + " · " + m.format + palette + " · " + size(m.bytes)));
   if (!m.canonical && m.transform !== null) {
     const grey = m.grey_distance !== null && m.grey_distance >= 0 ? " · grey " + m.grey_distance : "";
     c.appendChild(el("div", null, "pHash " + m.phash_distance + " · dHash " + m.dhash_distance + grey + " · " + m.transform));
@@ -235,6 +241,8 @@ function render(page) {
     const what = g.kind === "exact" ? "one image, " + g.members[0].source_urls_total + " URLs"
       : g.members.length + " near-duplicate images";
     s.appendChild(el("h2", null, "#" + g.n + " · " + what + " · " + g.articles + " article(s)"));
+    const tones = new Set(g.members.map((m) => m.colour).filter((c) => c));
+    if (tones.size > 1) s.appendChild(el("div", "note", "colour and greyscale copies of one picture"));
     const row = el("div", "members");
     for (const m of g.members) row.appendChild(card(m));
     s.appendChild(row);

@@ -47,6 +47,8 @@ class AssetRow(NamedTuple):
     phash_variants: str | None  # 8 comma-separated hex hashes
     dhash_variants: str | None
     grey: str | None
+    colours: int | None  # palette colours used (0: not a palette image); None: not known yet
+    chroma: float | None  # mean chroma (~0: greyscale); None: not known yet
 
 
 class StoredObject(NamedTuple):

@@ -106,6 +106,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE urls ADD COLUMN cause TEXT;
     ALTER TABLE urls ADD COLUMN settings TEXT;
     """,
+    # 6: colour, for the canonical choice: palette colours used (0: not a palette image) and mean chroma (~0: a
+    # greyscale picture); NULL for assets archived before, filled in by `dedupe` where a group needs them
+    """
+    ALTER TABLE assets ADD COLUMN colours INTEGER;
+    ALTER TABLE assets ADD COLUMN chroma REAL;
+    """,
 )
 
 

@@ -225,15 +225,17 @@ class Manifest:
         with self._tx() as db:
             db.execute(
                 """INSERT INTO assets (sha256, format, mime, ext, bytes, width, height, frames, phash, dhash,
-                                       key, first_seen, phash_variants, dhash_variants, grey)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
+                                       key, first_seen, phash_variants, dhash_variants, grey, colours, chroma)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
                      phash_variants=COALESCE(assets.phash_variants, excluded.phash_variants),
                      dhash_variants=COALESCE(assets.dhash_variants, excluded.dhash_variants),
-                     grey=COALESCE(assets.grey, excluded.grey)""",
+                     grey=COALESCE(assets.grey, excluded.grey),
+                     colours=COALESCE(assets.colours, excluded.colours),
+                     chroma=COALESCE(assets.chroma, excluded.chroma)""",
                 (asset.sha256, asset.format.name, asset.format.mime, asset.format.ext, asset.size, asset.width,
                  asset.height, asset.frames, asset.phash, asset.dhash, key, now,
                  ",".join(asset.phash_variants) or None, ",".join(asset.dhash_variants) or None,
-                 asset.grey or None),
+                 asset.grey or None, asset.colours, asset.chroma),
             )
             for r, rkey in zip(asset.renditions, rendition_keys, strict=True):
                 db.execute(
@@ -386,8 +388,14 @@ class Manifest:
         """Every asset, by sha256: what grouping needs."""
         return [AssetRow(*r) for r in self._db.execute(
             "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
-            "phash_variants, dhash_variants, grey FROM assets ORDER BY sha256"
+            "phash_variants, dhash_variants, grey, colours, chroma FROM assets ORDER BY sha256"
         )]
+
+    def record_colour(self, rows: Iterable[tuple[str, int | None, float | None]]) -> None:
+        """(sha256, palette colours, chroma) measured later for assets archived before they were recorded."""
+        with self._tx() as db:
+            db.executemany("UPDATE assets SET colours = COALESCE(colours, ?), chroma = COALESCE(chroma, ?) "
+                           "WHERE sha256 = ?", [(colours, chroma, sha) for sha, colours, chroma in rows])
 
     def archived_urls(self) -> list[ArchivedUrl]:
         """(url as stored, asset sha256) of every archived URL, oldest first."""
