@@ -10,10 +10,12 @@ textContent, never as HTML.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
+import stat
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -99,7 +101,7 @@ def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, m
         export = {**meta, "groups": [_export_group(i + 1, g) for i, g in enumerate(ordered)]}
         _write(json_path, (json.dumps(export, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
     except OSError as exc:
-        raise ArchiverError(f"cannot write the report: {exc.filename or ''}: {exc.strerror or exc}") from exc
+        raise ArchiverError(f"cannot write the report {html_path}: {exc.strerror or exc}") from exc
     return ReportFiles(html_path, json_path, data_dir, pages)
 
 
@@ -129,7 +131,11 @@ def _export_group(number: int, g: GroupRow) -> dict[str, object]:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """All or nothing: a reader sees the old file or the new one."""
+    """All or nothing: a reader sees the old file or the new one. Only a regular file is ever replaced: a report
+    path naming a folder, a device (/dev/full) or a socket is refused, never renamed over."""
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(path.lstat().st_mode):
+            raise ArchiverError(f"cannot write the report: {path}: not a regular file (left as it is)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:

@@ -47,6 +47,7 @@ from yarl import URL
 
 from archiver.config import FetchConfig
 from archiver.errors import (
+    ConfigError,
     DeadLink,
     FetchError,
     GuardRefused,
@@ -70,6 +71,25 @@ _NXDOMAIN = frozenset(e for e in (getattr(socket, "EAI_NONAME", None), getattr(s
 __all__ = ["ACCEPT", "CHUNK", "RATE_WINDOW", "Fetcher", "FetchStats"]  # CHUNK, RATE_WINDOW, FetchStats: fetch.body
 
 
+def environment_proxies() -> dict[str, str]:
+    """The http and https proxies the environment names (HTTP_PROXY, HTTPS_PROXY), checked: a value that is not a
+    proxy URL (``http://host:port``) is a ConfigError at start-up, not a refusal of every URL later."""
+    out: dict[str, str] = {}
+    for scheme, value in getproxies().items():
+        if scheme not in ("http", "https"):
+            continue
+        try:
+            parts = urlsplit(value)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # unbalanced brackets, a port that is not a number
+            ok = False
+        if not ok:
+            raise ConfigError(f"{scheme}_proxy in the environment: {redact(value)!r} is not a proxy URL such as "
+                              "http://proxy.example:3128")
+        out[scheme] = value
+    return out
+
+
 class Fetcher:
     """One HTTP session per run; ``fetch(url)`` downloads one absolute URL to a temp file in ``workdir``.
 
@@ -87,7 +107,7 @@ class Fetcher:
         self._cfg = cfg
         self._workdir = workdir
         self._guard = Guard(cfg.allow_networks)
-        self._proxies = {k: v for k, v in getproxies().items() if k in ("http", "https")}
+        self._proxies = environment_proxies()
         proxy_hosts = frozenset(h for h in (urlsplit(v).hostname for v in self._proxies.values()) if h)
         self._resolver = GuardedResolver(
             self._guard, cfg.connect_to, trusted_hosts=proxy_hosts, base=resolver, timeout=cfg.connect_timeout

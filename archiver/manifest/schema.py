@@ -115,7 +115,19 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+def check_ours(conn: sqlite3.Connection, path: Path | None) -> None:
+    """Refuse a database that is not an archiver manifest (schema 0 with tables of its own), before anything (a
+    migration, a journal mode) changes it."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0 and conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1").fetchone():
+        raise ManifestError(
+            f"{path}: not an archiver manifest (a database with other tables, left as it is); [manifest] path must "
+            "name an archiver manifest or a new file"
+        )
+
+
 def migrate(conn: sqlite3.Connection, path: Path | None) -> None:
+    check_ours(conn, path)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
         raise ManifestError(

@@ -32,7 +32,7 @@ from archiver.manifest.rows import (
     UrlState,
     VariantRow,
 )
-from archiver.manifest.schema import MIGRATIONS, migrate
+from archiver.manifest.schema import MIGRATIONS, check_ours, migrate
 from archiver.model import ArticleReplacement, Asset, Outcome
 from archiver.redaction import redact
 
@@ -44,6 +44,31 @@ def url_key(url: str) -> str:
     if shown == url:
         return url
     return f"{shown}#sha256={hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose statements turn sqlite3 errors into a ManifestError naming the manifest: a corrupt or
+    hand-edited database is one clear line (exit 2), wherever the query that meets it is."""
+
+    where = "manifest"
+
+    def execute(self, sql: str, parameters: object = (), /) -> sqlite3.Cursor:
+        try:
+            return super().execute(sql, parameters)  # type: ignore[arg-type]
+        except sqlite3.Error as exc:
+            raise ManifestError(f"{self.where}: {exc}") from exc
+
+    def executemany(self, sql: str, parameters: object, /) -> sqlite3.Cursor:
+        try:
+            return super().executemany(sql, parameters)  # type: ignore[arg-type]
+        except sqlite3.Error as exc:
+            raise ManifestError(f"{self.where}: {exc}") from exc
+
+
+def _connect(target: str | Path, path: Path | None, **kwargs: object) -> _Connection:
+    conn = sqlite3.connect(target, factory=_Connection, check_same_thread=False, **kwargs)  # type: ignore[arg-type]
+    conn.where = str(path) if path is not None else "manifest"
+    return conn
 
 
 class Manifest:
@@ -60,19 +85,22 @@ class Manifest:
         lock_fd = None
         try:
             if path is None:
-                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                conn = _connect(":memory:", None, isolation_level=None)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if lock:
                     lock_fd = _take_lock(path)
-                conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+                conn = _connect(path, path, isolation_level=None, timeout=30)
+                check_ours(conn, path)  # before the journal mode changes its header
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             migrate(conn, path)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ManifestError) as exc:
             if lock_fd is not None:
                 os.close(lock_fd)
+            if isinstance(exc, ManifestError):
+                raise
             raise ManifestError(f"{path}: cannot open manifest: {exc}") from exc
         return cls(conn, path, lock_fd)
 
@@ -80,6 +108,7 @@ class Manifest:
     def snapshot(cls, path: Path) -> Manifest:
         """An in-memory copy of an existing manifest (for --dry-run: reads the real one, writes nowhere)."""
         mem = cls.open(None)
+        mem._db.where = str(path)  # type: ignore[attr-defined]
         if path.exists():
             try:
                 src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -98,10 +127,10 @@ class Manifest:
         if not path.exists():
             raise ManifestError(f"{path}: no manifest yet (run `archiver run` first)")
         try:
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            conn = _connect(f"file:{path}?mode=ro", path, uri=True)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise ManifestError(f"{path}: cannot read manifest: {exc}") from exc
+        except (sqlite3.Error, ManifestError) as exc:
+            raise ManifestError(f"{path}: cannot read manifest: {exc.__cause__ or exc}") from exc
         if version == len(MIGRATIONS):
             return cls(conn, path, None)
         conn.close()

@@ -124,6 +124,7 @@ class Run:
 
     # -- settling URLs -------------------------------------------------------------------------
     async def execute(self) -> RunReport:
+        fetcher = Fetcher(self.cfg.fetch, self.workdir)  # before the scan: what it refuses (proxies) stops the run now
         retried = self.manifest.forget_stale_refusals(self._fingerprints)
         if retried:
             log.info("%d URLs refused under other settings are evaluated again", retried)
@@ -148,7 +149,7 @@ class Run:
             else:
                 todo.append(url)
         if todo:
-            async with Fetcher(self.cfg.fetch, self.workdir) as fetcher:
+            async with fetcher:
                 limit = self.cfg.fetch.concurrency * 4
                 for url in _interleave_hosts(todo):
                     if len(self._in_flight) >= limit and not self.stop_reason:
