@@ -21,7 +21,6 @@ from archiver import __version__
 from archiver.commands import COMMANDS
 from archiver.config import Config, load
 from archiver.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, ArchiverError
-from archiver.redaction import redact_text
 
 DEFAULT_CONFIG = "archiver.toml"
 _VALUE_OPTIONS = ("--config",)  # global options that take a value (to find the command's name in argv)
@@ -145,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
                 _say(f"archiver: cannot write: {exc.strerror}")  # stdout on a full disk, ...
             else:
+                from archiver.redaction import redact_text  # here: importing the CLI stays light
+
                 _say(f"archiver: internal error: {type(exc).__name__}: {redact_text(str(exc))}"
                      f"{'' if args.verbose else ' (run with -v for the traceback)'}")
             return EXIT_FAILED
