@@ -8,7 +8,6 @@ at any moment leaves a consistent database.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import sqlite3
@@ -18,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from archiver.errors import ManifestError
+from archiver.manifest.connection import connect, take_lock
 from archiver.manifest.rows import (
     ArchivedUrl,
     AssetRow,
@@ -46,31 +46,6 @@ def url_key(url: str) -> str:
     return f"{shown}#sha256={hashlib.sha256(url.encode('utf-8', 'surrogatepass')).hexdigest()[:32]}"
 
 
-class _Connection(sqlite3.Connection):
-    """A connection whose statements turn sqlite3 errors into a ManifestError naming the manifest: a corrupt or
-    hand-edited database is one clear line (exit 2), wherever the query that meets it is."""
-
-    where = "manifest"
-
-    def execute(self, sql: str, parameters: object = (), /) -> sqlite3.Cursor:
-        try:
-            return super().execute(sql, parameters)  # type: ignore[arg-type]
-        except sqlite3.Error as exc:
-            raise ManifestError(f"{self.where}: {exc}") from exc
-
-    def executemany(self, sql: str, parameters: object, /) -> sqlite3.Cursor:
-        try:
-            return super().executemany(sql, parameters)  # type: ignore[arg-type]
-        except sqlite3.Error as exc:
-            raise ManifestError(f"{self.where}: {exc}") from exc
-
-
-def _connect(target: str | Path, path: Path | None, **kwargs: object) -> _Connection:
-    conn = sqlite3.connect(target, factory=_Connection, check_same_thread=False, **kwargs)  # type: ignore[arg-type]
-    conn.where = str(path) if path is not None else "manifest"
-    return conn
-
-
 class Manifest:
     """Open with ``Manifest.open(path)``; ``None`` gives a throw-away in-memory manifest."""
 
@@ -85,12 +60,12 @@ class Manifest:
         lock_fd = None
         try:
             if path is None:
-                conn = _connect(":memory:", None, isolation_level=None)
+                conn = connect(":memory:", None, isolation_level=None)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if lock:
-                    lock_fd = _take_lock(path)
-                conn = _connect(path, path, isolation_level=None, timeout=30)
+                    lock_fd = take_lock(path)
+                conn = connect(path, path, isolation_level=None, timeout=30)
                 check_ours(conn, path)  # before the journal mode changes its header
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
@@ -127,7 +102,7 @@ class Manifest:
         if not path.exists():
             raise ManifestError(f"{path}: no manifest yet (run `archiver run` first)")
         try:
-            conn = _connect(f"file:{path}?mode=ro", path, uri=True)
+            conn = connect(f"file:{path}?mode=ro", path, uri=True)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except (sqlite3.Error, ManifestError) as exc:
             raise ManifestError(f"{path}: cannot read manifest: {exc.__cause__ or exc}") from exc
@@ -469,16 +444,3 @@ class Manifest:
 def _url_state(row: Sequence[object]) -> UrlState:
     url, status, *rest = row
     return UrlState(url, Outcome(status), *rest)  # type: ignore[arg-type]
-
-
-def _take_lock(path: Path) -> int:
-    lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ManifestError(
-            f"{path}: another archiver run is using this manifest; wait for it to finish"
-        ) from None
-    return fd
