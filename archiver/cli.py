@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from archiver import __version__
 from archiver.commands import COMMANDS
 from archiver.config import Config, load
-from archiver.errors import EXIT_INTERRUPTED, EXIT_USAGE, ArchiverError
+from archiver.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, ArchiverError
 
 DEFAULT_CONFIG = "archiver.toml"
 _VALUE_OPTIONS = ("--config",)  # global options that take a value (to find the command's name in argv)
@@ -98,34 +101,55 @@ def _logging(args: argparse.Namespace) -> Iterator[None]:
         root.setLevel(saved[2])
 
 
-@contextlib.contextmanager
-def _never_unprintable() -> Iterator[None]:
-    """stdout, for this command, escapes what its encoding cannot write (``\\udcxx``) instead of raising: file names
-    are printed escaped (terminal.shown_path) on purpose; this is the net under that, as stderr always has."""
-    stream = sys.stdout
-    saved = getattr(stream, "errors", None)
-    if saved != "strict" or not hasattr(stream, "reconfigure"):
-        yield
-        return
-    stream.reconfigure(errors="backslashreplace")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(ValueError, OSError):
-            stream.reconfigure(errors=saved)
+def _tolerant_streams() -> None:
+    """Text the terminal's encoding cannot show (a CJK file name under a Latin-1 locale) is printed escaped,
+    never raised as UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(Exception):
+                reconfigure(errors="backslashreplace")
+
+
+def _say(line: str) -> None:
+    from archiver.terminal import say  # secrets masked, control characters escaped
+
+    with contextlib.suppress(Exception):  # stderr itself closed or full: nothing more can be said
+        say(line, file=sys.stderr)
+
+
+def _drop_stdout() -> None:
+    """The reader of stdout went away (`archiver status | head -1`): send what is left nowhere, so the
+    interpreter's final flush does not complain either."""
+    with contextlib.suppress(Exception):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _tolerant_streams()
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    from archiver.terminal import say  # with the log handler: what the command prints goes through it
-
-    with _logging(args), _never_unprintable():
+    with _logging(args):
         try:
             return int(COMMANDS[args.command].load().command(args, _config(args)))
         except ArchiverError as exc:
-            say(f"archiver: {exc}", file=sys.stderr)
+            _say(f"archiver: {exc}")
             return exc.exit_code
         except KeyboardInterrupt:
-            say("archiver: interrupted; the manifest keeps what was done, run again to finish", file=sys.stderr)
+            _say("archiver: interrupted; the manifest keeps what was done, run again to finish")
             return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            _drop_stdout()
+            return EXIT_FAILED
+        except Exception as exc:  # a bug, or a fault no stage translated: one line (the traceback with -v), exit 1
+            if args.verbose:
+                traceback.print_exc()
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
+                _say(f"archiver: cannot write: {exc.strerror}")  # stdout on a full disk, ...
+            else:
+                from archiver.redaction import redact_text  # here: importing the CLI stays light
+
+                _say(f"archiver: internal error: {type(exc).__name__}: {redact_text(str(exc))}"
+                     f"{'' if args.verbose else ' (run with -v for the traceback)'}")
+            return EXIT_FAILED

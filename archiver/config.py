@@ -6,6 +6,8 @@ Unknown keys and wrong types raise ConfigError naming the file and the key.
 
 from __future__ import annotations
 
+import math
+import re
 import tomllib
 import types
 import typing
@@ -15,7 +17,7 @@ from typing import Any
 
 from archiver import __version__
 from archiver.errors import ConfigError
-from archiver.model import DISTANCE_LIMIT
+from archiver.model import DISTANCE_LIMIT, Cause
 
 
 def _key(default: Any, doc: str) -> Any:
@@ -116,8 +118,9 @@ class DedupeConfig:
     canonical: tuple[str, ...] = _key((), "asset sha256s or URLs pinned as the canonical copy of their group")
     exclude: tuple[str, ...] = _key((), "asset sha256s or URLs never grouped")
     prefer: tuple[str, ...] = _key(
-        ("area", "lossless", "bytes", "first_seen"),
-        'canonical choice, in order: "area" (largest), "lossless" format, "bytes" (largest), "first_seen"',
+        ("colour", "area", "lossless", "bytes", "first_seen"),
+        'canonical choice, in order: "colour" (before greyscale), "area" (largest), "lossless" (a lossless '
+        'full-colour image, then photo formats, then photos reduced to a palette), "bytes" (largest), "first_seen"',
     )
     report: str = _key("report/dedupe.html", "where `archiver dedupe` writes its HTML report (JSON beside it)")
 
@@ -195,13 +198,18 @@ def _validate(cfg: Config, where: str) -> None:
     d = cfg.dedupe
     if not 0 <= d.max_distance <= DISTANCE_LIMIT:
         raise bad("[dedupe] max_distance", f"must be 0-{DISTANCE_LIMIT}")
-    known = {"area", "lossless", "bytes", "first_seen"}
+    known = {"colour", "area", "lossless", "bytes", "first_seen"}
     if not d.prefer or set(d.prefer) - known:
         raise bad("[dedupe] prefer", f"must list some of {', '.join(sorted(known))}")
     if f.retries < 0:
         raise bad("[fetch] retries", "must be 0 or more")
-    if f.timeout <= 0 or f.connect_timeout <= 0:
-        raise bad("[fetch] timeout", "must be more than 0")
+    for section, name in (("fetch", "timeout"), ("fetch", "connect_timeout"), ("fetch", "backoff"),
+                          ("fetch", "max_backoff"), ("storage", "retry_for")):
+        value = getattr(getattr(cfg, section), name)
+        positive = name.endswith("timeout")
+        if not math.isfinite(value) or value < 0 or (positive and value == 0):
+            least = "more than 0" if positive else "0 or more"
+            raise bad(f"[{section}] {name}", f"must be a number of seconds, {least} (got {value})")
     import ipaddress
 
     for net in f.allow_networks:
@@ -209,9 +217,7 @@ def _validate(cfg: Config, where: str) -> None:
             ipaddress.ip_network(net, strict=False)
         except ValueError:
             raise bad("[fetch] allow_networks", f"{net!r} is not a CIDR network") from None
-    for host, target in f.connect_to.items():
-        if ":" not in target.rsplit("]", 1)[-1]:
-            raise bad(f"[fetch] connect_to.{host}", f"{target!r} must be ADDRESS:PORT")
+    _validate_http(f, bad)
     if not im.thumbnails or any(w < 1 for w in im.thumbnails):
         raise bad("[images] thumbnails", "must list widths of at least 1 px")
     if im.thumbnail_format not in ("webp", "jpeg", "png"):
@@ -229,8 +235,87 @@ def _validate(cfg: Config, where: str) -> None:
     bad_chars = set(" \t\r\n\"'<>()[]{}\\`")
     if not st.public_base_url or bad_chars & set(st.public_base_url):
         raise bad("[storage] public_base_url", "must be a URL or path without spaces, quotes, brackets or parentheses")
-    if cfg.articles.base_url and not cfg.articles.base_url.startswith(("http://", "https://")):
-        raise bad("[articles] base_url", "must be an http:// or https:// URL")
+    if _CONTROL.search(st.cache_control):
+        raise bad("[storage] cache_control", "must not contain control characters (it is an HTTP header)")
+    for name in ("path",):
+        if not getattr(st, name).strip():
+            raise bad(f"[storage] {name}", "must name a folder")
+    if not cfg.manifest.path.strip():
+        raise bad("[manifest] path", "must name a file")
+    if not d.report.strip():
+        raise bad("[dedupe] report", "must name a file")
+    for ending in cfg.articles.extensions:
+        if not ending.strip(". ") or any(c in ending for c in "/\\") or _CONTROL.search(ending):
+            raise bad("[articles] extensions", f"{ending!r} is not a file name ending such as \".md\"")
+    base = cfg.articles.base_url
+    if base:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(base)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # a port that is not a number, unbalanced brackets
+            ok = False
+        if not ok or any(c.isspace() for c in base) or _CONTROL.search(base):
+            raise bad("[articles] base_url", f"{base!r} must be an http:// or https:// URL with a host")
+
+
+# Control characters (HTAB allowed, as HTTP allows it inside a header value): never in a header, a URL or a name.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# RFC 9110 token: what a header name may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers the HTTP client sets itself: a configured value would break the framing of every request.
+_CLIENT_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
+                             "keep-alive", "proxy-connection", "expect"})
+_HOST_NAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*")
+
+
+def _validate_http(f: FetchConfig, bad: Any) -> None:
+    """What goes into requests: refused here, at start-up, rather than by the HTTP client on every URL."""
+    if _CONTROL.search(f.user_agent):
+        raise bad("[fetch] user_agent", "must not contain control characters (it is an HTTP header)")
+    for table in ("headers", "connect_to"):
+        for host in getattr(f, table):
+            _check_host_key(f"[fetch] {table}", host, bad)
+    for host, headers in f.headers.items():
+        for name, value in headers.items():
+            where = f"[fetch] headers.{host}"
+            if not _TOKEN.fullmatch(name):
+                raise bad(where, f"{name!r} is not a valid header name (letters, digits and !#$%&'*+.^_`|~-)")
+            if name.lower() in _CLIENT_HEADERS:
+                raise bad(where, f"{name} is set by the HTTP client (use connect_to to reach another address)")
+            if _CONTROL.search(value):
+                raise bad(f"{where}.{name}", "must not contain control characters (line breaks, NUL, ...)")
+    for host, target in f.connect_to.items():
+        where = f"[fetch] connect_to.{host}"
+        address, colon, port = target.rpartition(":")
+        if target.startswith("["):
+            address = address[1:-1] if address.startswith("[") and address.endswith("]") else ""
+        elif ":" in address:
+            address = ""  # an IPv6 address must be written in brackets: "[::1]:8080"
+        if not colon or not address or any(c.isspace() or c in "/@[]" for c in address) or _CONTROL.search(address):
+            raise bad(where, f"{target!r} must be ADDRESS:PORT, e.g. \"127.0.0.1:8080\" or \"[::1]:8080\"")
+        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise bad(where, f"{target!r}: the port must be a number from 1 to 65535")
+
+
+def _check_host_key(where: str, host: str, bad: Any) -> None:
+    """A host as it appears in a URL (lower-cased, ASCII): anything else would never match one."""
+    if not host.isascii():
+        try:
+            ascii_form = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            ascii_form = "its xn-- form"
+        raise bad(f"{where}.{host}", f"write the host as URLs carry it: {ascii_form!r}")
+    if _HOST_NAME.fullmatch(host.lower().rstrip(".")):
+        return
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(host)  # an IPv6 host, as a URL's host name reads without its brackets
+    except ValueError:
+        raise bad(f"{where}.{host}", "must be a host name alone (no scheme, port, path or spaces), "
+                                     'e.g. "img.example.com"') from None
 
 
 def from_mapping(data: dict[str, Any], where: str = "<config>", source: Path | None = None) -> Config:
@@ -274,6 +359,33 @@ def load(path: Path | None) -> Config:
     return from_mapping(data, str(path), source=path.resolve())
 
 
+# The settings each settings-dependent refusal depends on (model.Cause): when one of them changes, URLs refused for
+# that cause are tried again (their manifest rows keep the fingerprint of the settings they were refused under).
+CAUSE_SETTINGS: dict[Cause, tuple[tuple[str, str], ...]] = {
+    Cause.GUARD: (("fetch", "allow_networks"), ("fetch", "connect_to")),
+    Cause.UNKNOWN_HOST: (("fetch", "connect_to"),),
+    Cause.BASE_URL: (("articles", "base_url"),),
+    Cause.MAX_BYTES: (("fetch", "max_bytes"),),
+    Cause.MAX_PIXELS: (("images", "max_pixels"),),
+    Cause.MAX_REDIRECTS: (("fetch", "max_redirects"),),
+}
+
+
+def settings_fingerprint(cfg: Config, cause: Cause) -> str:
+    """A short digest of the settings a refusal for ``cause`` depends on (equal settings, equal digest)."""
+    import hashlib
+
+    values = []
+    for section, key in CAUSE_SETTINGS[cause]:
+        value = getattr(getattr(cfg, section), key)
+        if isinstance(value, types.MappingProxyType):
+            value = sorted((k.lower(), v) for k, v in value.items())
+        elif isinstance(value, tuple):
+            value = sorted(value)
+        values.append(f"{section}.{key}={value!r}")
+    return hashlib.sha256("\n".join(values).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def documented_keys() -> dict[str, dict[str, str]]:
     """Every section, key and description: what config.example.toml must list."""
     return {
@@ -281,4 +393,4 @@ def documented_keys() -> dict[str, dict[str, str]]:
     }
 
 
-__all__ = ["Config", "load", "from_mapping", "documented_keys", "replace"]
+__all__ = ["Config", "load", "from_mapping", "documented_keys", "replace", "settings_fingerprint"]

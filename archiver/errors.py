@@ -3,14 +3,19 @@
     ArchiverError                 anything the user can act on
     ├── ConfigError               bad config file, key or value (exit 2)
     ├── ArticleError              an article cannot be read, decoded or written (file, line, reason)
-    ├── UrlError                  a reference cannot become a fetchable URL (refused scheme, no base_url)
+    ├── UrlError                  a reference cannot become a fetchable URL (refused scheme, malformed host)
+    │   └── NoBaseUrl             a relative URL and no articles.base_url
     ├── FetchError                a download did not give an image
-    │   ├── Refused               the guard refused it (private address, scheme): never fetched
-    │   ├── DeadLink              404 / 410 / unknown host: final, not retried
+    │   ├── Refused               refused before any request (scheme, malformed host)
+    │   │   └── GuardRefused      the address guard refused the resolved address: never connected to
+    │   ├── DeadLink              404 / 410 / other 4xx: final, not retried
+    │   │   ├── UnknownHost       the host does not exist (NXDOMAIN)
+    │   │   └── TooManyRedirects  more than fetch.max_redirects hops
     │   ├── NotAnImage            the body is not an image by its bytes (HTML error page, ...)
     │   ├── TooLarge              body over fetch.max_bytes
     │   └── TransientFetchError   retries exhausted on timeouts, resets, 408/429/5xx, short bodies
-    ├── ImageError                the bytes claim an image format but cannot be decoded, or exceed max_pixels
+    ├── ImageError                the bytes claim an image format but cannot be decoded
+    │   └── TooManyPixels         more than images.max_pixels
     ├── StorageError              the object store refused or failed an operation
     └── ManifestError             the manifest database is unusable (locked, corrupt, newer schema)
 
@@ -18,14 +23,15 @@ Errors from aiohttp, botocore, Pillow and sqlite3 are translated at the stage bo
 ``raise ... from exc``; nothing above a stage sees a third-party exception.
 
 Every error carries ``outcome`` (a ``model.Outcome``): how a URL that failed with it is recorded and whether a
-later run retries it: dead and rejected are final (reported, not an error exit), failed is worth a re-run.
+later run retries it: dead and rejected are final (reported, not an error exit), failed is worth a re-run; and
+``cause`` (a ``model.Cause`` or None): the setting the outcome depends on, re-evaluated when that setting changes.
 Every error also carries ``exit_code``: what the CLI exits with when it reaches the top (2 for what the user must
 fix before anything can run: configuration, storage set-up, an unusable manifest; 1 otherwise).
 """
 
 from __future__ import annotations
 
-from archiver.model import Outcome
+from archiver.model import Cause, Outcome
 from archiver.terminal import shown_path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -36,6 +42,7 @@ class ArchiverError(Exception):
 
     outcome = Outcome.FAILED
     exit_code = EXIT_FAILED
+    cause: Cause | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -73,6 +80,12 @@ class UrlError(ArchiverError):
         self.reason = reason
 
 
+class NoBaseUrl(UrlError):
+    """A relative URL, and no [articles] base_url to resolve it against."""
+
+    cause = Cause.BASE_URL
+
+
 class FetchError(ArchiverError):
     """A URL did not yield an image. ``reason`` is short and user-facing."""
 
@@ -90,10 +103,33 @@ class Refused(FetchError):
     outcome = Outcome.REJECTED
 
 
+class GuardRefused(Refused):
+    """The address guard refused every address the host resolves to (``address``: one of them, for the hint)."""
+
+    cause = Cause.GUARD
+
+    def __init__(self, url: str, reason: str, *, status: int | None = None, attempts: int = 1,
+                 address: str | None = None) -> None:
+        super().__init__(url, reason, status=status, attempts=attempts)
+        self.address = address
+
+
 class DeadLink(FetchError):
     """The origin says the image is gone (404, 410) or the host does not exist."""
 
     outcome = Outcome.DEAD
+
+
+class UnknownHost(DeadLink):
+    """The host name does not exist (NXDOMAIN)."""
+
+    cause = Cause.UNKNOWN_HOST
+
+
+class TooManyRedirects(DeadLink):
+    """More redirect hops than fetch.max_redirects."""
+
+    cause = Cause.MAX_REDIRECTS
 
 
 class NotAnImage(FetchError):
@@ -106,6 +142,7 @@ class TooLarge(FetchError):
     """The body is larger than fetch.max_bytes."""
 
     outcome = Outcome.REJECTED
+    cause = Cause.MAX_BYTES
 
 
 class TransientFetchError(FetchError):
@@ -122,6 +159,12 @@ class ImageError(ArchiverError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class TooManyPixels(ImageError):
+    """More pixels than images.max_pixels: refused before decoding."""
+
+    cause = Cause.MAX_PIXELS
 
 
 class StorageError(ArchiverError):

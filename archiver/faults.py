@@ -1,4 +1,5 @@
-"""Crash points for the kill-and-resume tests: ``ARCHIVER_CRASH_AT=name:n`` SIGKILLs the process at the n-th hit.
+"""Crash points for the kill-and-resume tests: ``ARCHIVER_CRASH_AT=name:n`` SIGKILLs the process at the n-th hit;
+``ARCHIVER_CRASH_AT=name:n:raise`` raises an unexpected error there instead (RuntimeError, as a bug would).
 
 Each point marks a moment between two durable steps (a download on disk, an object stored, a manifest row
 committed, an article's temp file written, an article renamed into place). Unset — always, outside tests — a
@@ -12,7 +13,8 @@ import signal
 from collections import Counter
 
 _SPEC = os.environ.get("ARCHIVER_CRASH_AT", "")
-_NAME, _, _NTH = _SPEC.partition(":")
+_NAME, _, _REST = _SPEC.partition(":")
+_NTH, _, _HOW = _REST.partition(":")
 _hits: Counter[str] = Counter()
 
 
@@ -21,4 +23,6 @@ def crash_point(name: str) -> None:
         return
     _hits[name] += 1
     if _hits[name] == int(_NTH or 1):
+        if _HOW == "raise":
+            raise RuntimeError(f"injected fault at {name}")
         os.kill(os.getpid(), signal.SIGKILL)

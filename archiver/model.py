@@ -56,6 +56,19 @@ class Outcome(StrEnum):
         return self in (Outcome.DEAD, Outcome.REJECTED)
 
 
+class Cause(StrEnum):
+    """Why a URL was refused when the reason is a setting, not the URL or its bytes: such an outcome holds only
+    while the settings behind it (``config.settings_fingerprint``) stay as they were, and is re-evaluated when
+    they change. A refusal with no cause (a scheme, a body that is not an image) is final until --retry-dead."""
+
+    GUARD = "guard"  # the address guard refused the resolved address: [fetch] allow_networks, connect_to
+    UNKNOWN_HOST = "unknown-host"  # NXDOMAIN: [fetch] connect_to may map the host
+    BASE_URL = "base-url"  # a relative URL and no [articles] base_url
+    MAX_BYTES = "max-bytes"  # body over [fetch] max_bytes
+    MAX_PIXELS = "max-pixels"  # image over [images] max_pixels
+    MAX_REDIRECTS = "max-redirects"  # more than [fetch] max_redirects hops
+
+
 class RefKind(StrEnum):
     FRONT_MATTER = "front-matter"
     IMG_SRC = "img-src"
@@ -144,6 +157,15 @@ class Asset:
     phash_variants: tuple[str, ...] = ()
     dhash_variants: tuple[str, ...] = ()
     grey: str = ""  # 8x8 grey thumbnail, 128 hex digits (archiver.image.similarity.Signature.grey); "" unknown
+    # colour, for the canonical choice among near-duplicates: the palette colours a palette image uses (0: not a
+    # palette image; None: unknown, SVG), and the mean chroma (|Cb - 128| + |Cr - 128|) of the rendition-size
+    # image: near 0 for a greyscale picture, whatever its encoding (GREY_CHROMA)
+    colours: int | None = None
+    chroma: float | None = None
+
+
+# Below this mean chroma an image is greyscale (a grey picture in an RGB JPEG measures 0; colour photos 12-70).
+GREY_CHROMA = 3.0
 
 
 @dataclass(frozen=True)

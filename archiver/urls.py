@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import idna
 
-from archiver.errors import UrlError
+from archiver.errors import NoBaseUrl, UrlError
 from archiver.redaction import redact
 
 MAX_URL_LENGTH = 8192
@@ -83,6 +83,7 @@ def _encode_host(raw: str, host: str) -> str:
     if any(c in host for c in " <>\\^|%\"'`{}") or any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in host):
         raise UrlError(raw, f"invalid character in host {host!r}")
     if host.isascii():
+        _check_punycode(raw, host)
         return host
     trailing_dot = host.endswith(".")
     try:
@@ -92,7 +93,22 @@ def _encode_host(raw: str, host: str) -> str:
             encoded = host.rstrip(".").encode("idna").decode("ascii")
         except UnicodeError:
             raise UrlError(raw, f"host {host!r} is not a valid international domain name") from None
+    _check_punycode(raw, encoded)
     return encoded + ("." if trailing_dot else "")
+
+
+def _check_punycode(raw: str, host: str) -> None:
+    """An ASCII host whose ``xn--`` labels do not decode (``xn--zz.test``) is refused here, as the HTTP client
+    would refuse it later (it decodes the host the same two ways: IDNA 2008, then Python's IDNA 2003 codec)."""
+    if "xn--" not in host:
+        return
+    try:
+        idna.decode(host.encode("ascii"))
+    except (idna.IDNAError, UnicodeError):
+        try:
+            host.encode("ascii").decode("idna")
+        except UnicodeError:
+            raise UrlError(raw, f"host {host!r} is not a valid international domain name") from None
 
 
 def _join(raw: str, base_url: str) -> str:
@@ -103,7 +119,7 @@ def _join(raw: str, base_url: str) -> str:
         scheme = urlsplit(base_url).scheme.lower() if base_url else ""
         return f"{scheme if scheme in ('http', 'https') else 'https'}:{raw}"
     if not base_url:
-        raise UrlError(raw, "relative URL and no [articles] base_url")
+        raise NoBaseUrl(raw, "relative URL and no [articles] base_url")
     base = urlsplit(base_url)
     if raw.startswith(("/", "\\")):
         return urlunsplit((base.scheme, base.netloc, raw, "", ""))

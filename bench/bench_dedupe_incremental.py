@@ -97,7 +97,7 @@ def insert(db: sqlite3.Connection, start: int, sigs: tuple[np.ndarray, np.ndarra
 
 def load_infos(m: Manifest) -> list[AssetInfo]:
     return [AssetInfo(sha, fmt, size, w, h, first, Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey))
-            for sha, fmt, _mime, _ext, size, w, h, first, _key, _p, _d, pv, dv, grey in m.asset_rows()]
+            for sha, fmt, _mime, _ext, size, w, h, first, _key, _p, _d, pv, dv, grey, _c, _ch in m.asset_rows()]
 
 
 def main() -> None:

@@ -118,3 +118,78 @@ def test_max_distance_limit_is_the_hash_index_limit() -> None:
         plan(DISTANCE_LIMIT + 1)
     with pytest.raises(ConfigError, match="0-16"):
         config.from_mapping({"dedupe": {"max_distance": DISTANCE_LIMIT + 1}})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[fetch]\nconnect_to = { 'img.test' = '127.0.0.1:http' }\n",
+         "[fetch] connect_to.img.test: '127.0.0.1:http': the port must be a number from 1 to 65535"),
+        ("[fetch]\nconnect_to = { 'img.test' = '127.0.0.1:70000' }\n", "the port must be a number from 1 to 65535"),
+        ("[fetch]\nconnect_to = { 'img.test' = '127.0.0.1:0' }\n", "the port must be a number from 1 to 65535"),
+        ("[fetch]\nconnect_to = { 'img.test' = ':8080' }\n", "connect_to.img.test: ':8080' must be ADDRESS:PORT"),
+        ("[fetch]\nconnect_to = { 'img.test' = '::1:8080' }\n", "must be ADDRESS:PORT"),
+        ("[fetch]\nconnect_to = { 'img.test' = '[::1:8080' }\n", "must be ADDRESS:PORT"),
+        ("[fetch]\nconnect_to = { 'http://img.test' = '127.0.0.1:80' }\n", "must be a host name alone"),
+        ("[fetch]\nconnect_to = { 'img.test:8080' = '127.0.0.1:80' }\n", "must be a host name alone"),
+        ("[fetch]\nheaders = { 'bücher.test' = { Referer = 'x' } }\n", "'xn--bcher-kva.test'"),
+        ("[fetch]\nheaders = { 'cdn.test' = { X-A = \"a\\r\\nX-Injected: 1\" } }\n",
+         "[fetch] headers.cdn.test.X-A: must not contain control characters"),
+        ("[fetch]\nheaders = { 'cdn.test' = { X-A = \"a\\u0000\" } }\n", "must not contain control characters"),
+        ("[fetch]\nheaders = { 'cdn.test' = { 'Bad Name' = 'v' } }\n", "'Bad Name' is not a valid header name"),
+        ("[fetch]\nheaders = { 'cdn.test' = { 'X:Y' = 'v' } }\n", "'X:Y' is not a valid header name"),
+        ("[fetch]\nheaders = { 'cdn.test' = { '' = 'v' } }\n", "'' is not a valid header name"),
+        ("[fetch]\nheaders = { 'cdn.test' = { Content-Length = '5' } }\n", "Content-Length is set by the HTTP client"),
+        ("[fetch]\nuser_agent = \"bot\\nX-Injected: 1\"\n", "[fetch] user_agent: must not contain control"),
+        ("[fetch]\ntimeout = nan\n", "[fetch] timeout: must be a number of seconds, more than 0 (got nan)"),
+        ("[fetch]\nconnect_timeout = inf\n", "[fetch] connect_timeout: must be a number of seconds"),
+        ("[fetch]\nbackoff = -1\n", "[fetch] backoff: must be a number of seconds, 0 or more"),
+        ("[fetch]\nmax_backoff = nan\n", "[fetch] max_backoff"),
+        ("[storage]\nretry_for = -5\n", "[storage] retry_for"),
+        ("[storage]\ncache_control = \"public\\r\\nX: 1\"\n", "[storage] cache_control: must not contain control"),
+        ("[storage]\npath = ''\n", "[storage] path: must name a folder"),
+        ("[manifest]\npath = ' '\n", "[manifest] path: must name a file"),
+        ("[dedupe]\nreport = ''\n", "[dedupe] report: must name a file"),
+        ("[articles]\nextensions = ['.md', '']\n", "[articles] extensions: '' is not a file name ending"),
+        ("[articles]\nbase_url = 'https://'\n", "[articles] base_url: 'https://' must be an http:// or https:// URL"),
+        ("[articles]\nbase_url = 'https://blog example/'\n", "[articles] base_url"),
+        ("[articles]\nbase_url = 'https://blog.example:port/'\n", "[articles] base_url"),
+    ],
+)
+def test_values_that_cannot_work_are_refused_at_start_up_with_file_and_key(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    """Found when the file is read, not by the HTTP client on every URL after the articles were scanned."""
+    path = tmp_path / "bad.toml"
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value)
+
+
+@pytest.mark.parametrize("body", [
+    "[fetch]\nconnect_to = { 'img.test' = '[::1]:8080', 'other.test' = 'origin.internal:8080' }\n",
+    "[fetch]\nheaders = { 'cdn.test' = { Referer = 'https://blog.example/', 'X-Tab' = \"a\\tb\" }, '::1' = {} }\n",
+    "[articles]\nextensions = ['md', '.markdown']\nbase_url = 'https://blog.example:8443/posts/'\n",
+    "[fetch]\nbackoff = 0\nmax_backoff = 0\n[storage]\nretry_for = 0\n",
+])
+def test_values_that_work_are_accepted(tmp_path: Path, body: str) -> None:
+    path = tmp_path / "good.toml"
+    path.write_text(body, encoding="utf-8")
+    config.load(path)
+
+
+def test_a_bad_connect_to_port_or_header_stops_the_run_before_any_article_is_read_or_image_fetched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "a.md").write_text("![x](http://img.test/a.jpg)\n", encoding="utf-8")
+    for line in ("connect_to = { 'img.test' = '127.0.0.1:99999' }", "headers = { 'img.test' = { X = \"a\\nb\" } }"):
+        path = tmp_path / "c.toml"
+        path.write_text(f"[fetch]\nallow_networks = ['127.0.0.1/32']\n{line}\n", encoding="utf-8")
+        assert main(["run", str(site), "--config", str(path), "-q"]) == 2
+        captured = capsys.readouterr()
+        assert captured.err.startswith(f"archiver: {path}: [fetch] ") and "Traceback" not in captured.err
+        assert captured.out == ""  # no summary: nothing was scanned or fetched
+        assert not (tmp_path / ".archiver").exists()

@@ -115,6 +115,8 @@ def _rows(p: Plan, sources: dict[str, list[str]], usage: dict[str, list[str]], s
             canonical, sha in p.pinned, m.transform if m else None, m.phash_distance if m else None,
             m.dhash_distance if m else None, m.grey_distance if m else None, tuple(sources.get(sha, ())),
             tuple(usage.get(sha, ())),
+            None if a.info.chroma is None else "greyscale" if a.info.greyscale else "colour",
+            a.info.colours or None,
         )
 
     rows = [GroupRow("near", tuple(member(x.sha256, x.match, i == 0) for i, x in enumerate(g.members)))

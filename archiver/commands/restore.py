@@ -22,7 +22,7 @@ from archiver.articles.journal import record_key, settle_pending, sha256, write_
 from archiver.articles.rewrite import render, unified_diff
 from archiver.articles.spans import undo
 from archiver.config import Config
-from archiver.errors import ArticleError, ManifestError
+from archiver.errors import ArticleError, ConfigError, ManifestError
 from archiver.find.refs import find_refs
 from archiver.manifest.rows import RewrittenArticle
 from archiver.manifest.sqlite import Manifest
@@ -119,6 +119,9 @@ def _unrecorded(paths: Sequence[Path], cfg: Config, recorded: set[str]) -> list[
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
+    for p in args.paths:  # as `run` and `verify`: a PATH that is not there is a usage error (exit 2)
+        if not p.exists():
+            raise ConfigError(f"{p}: no such file or folder")
     manifest_path = cfg.resolve_path(cfg.manifest.path)
     if not manifest_path.exists():
         raise ManifestError(f"{manifest_path}: no manifest (nothing was rewritten, so nothing to restore)")

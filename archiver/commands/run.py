@@ -47,7 +47,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     try:
         run = Run(cfg, paths, manifest, store, dry_run=args.dry_run, retry_dead=args.retry_dead,
                   workdir=workdir, executor=executor)
-        progress = Progress(run.stats, enabled=not args.quiet)
+        progress = Progress(run.stats, enabled=not args.quiet, dry_run=args.dry_run)
         terminal.attach(progress)
 
         async def main() -> None:

@@ -7,6 +7,7 @@ import argparse
 from archiver.config import Config
 from archiver.errors import EXIT_OK
 from archiver.manifest.sqlite import Manifest
+from archiver.model import Outcome
 from archiver.terminal import say
 
 
@@ -20,8 +21,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         c = m.counts()
         failures = m.failures(20)
         lost = m.lost_objects()
+    total = sum(c[str(o)] for o in Outcome)
     say(f"manifest: {path}",
-        f"URLs: {c['archived']} archived, {c['dead']} dead, {c['rejected']} rejected, "
+        f"{total} URLs: {c['archived']} archived, {c['dead']} dead, {c['rejected']} rejected, "
         f"{c['failed']} failed (a re-run retries these)",
         f"assets: {c['assets']} ({c['bytes_original']:,} bytes), renditions: {c['renditions']} "
         f"({c['bytes_renditions']:,} bytes); {c['duplicate_urls']} URLs are exact duplicates, "

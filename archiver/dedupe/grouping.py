@@ -13,8 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from archiver.image.similarity import Match, Signature
+from archiver.model import GREY_CHROMA
 
 LOSSLESS_FORMATS = frozenset({"png", "gif", "bmp", "tiff"})
+# A palette image using more colours than this is a photo reduced to a palette (a GIF of a photo), not flat art
+# drawn in a few colours: its format is lossless, its picture is not.
+FLAT_ART_COLOURS = 64
 
 
 @dataclass(frozen=True)
@@ -28,10 +32,30 @@ class AssetInfo:
     height: int | None
     first_seen: float
     signature: Signature | None  # None: not a raster image (SVG), never grouped
+    colours: int | None = None  # palette colours used (0: not a palette image; None: unknown)
+    chroma: float | None = None  # mean chroma (below GREY_CHROMA: greyscale; None: unknown)
 
     @property
     def area(self) -> int:
         return (self.width or 0) * (self.height or 0)
+
+    @property
+    def greyscale(self) -> bool:
+        return self.chroma is not None and self.chroma < GREY_CHROMA
+
+    @property
+    def quantised(self) -> bool:
+        """A colour picture reduced to a palette of more than FLAT_ART_COLOURS colours (a GIF of a photo)."""
+        return (self.colours or 0) > FLAT_ART_COLOURS and not self.greyscale
+
+    @property
+    def fidelity(self) -> int:
+        """The "lossless" criterion: 0 a lossless full-colour (or flat-art palette, or greyscale) image, 1 a photo
+        format (JPEG, WebP, ...), 2 a photo quantised to a palette, whatever its format: a lossless format does not
+        make a 256-colour GIF of a photo better than the full-colour JPEG it was made from."""
+        if self.quantised:
+            return 2
+        return 0 if self.format in LOSSLESS_FORMATS else 1
 
 
 @dataclass(frozen=True)
@@ -52,13 +76,16 @@ class Group:
 
 
 def preference_key(asset: AssetInfo, prefer: Sequence[str]) -> tuple[object, ...]:
-    """Sort key: smaller is the better canonical. Criteria as in ``[dedupe] prefer``; sha256 breaks ties."""
+    """Sort key: smaller is the better canonical. Criteria as in ``[dedupe] prefer``; sha256 breaks ties.
+    "colour" puts a colour copy before a greyscale one; "lossless" ranks by ``AssetInfo.fidelity``."""
     parts: list[object] = []
     for criterion in prefer:
-        if criterion == "area":
+        if criterion == "colour":
+            parts.append(1 if asset.greyscale else 0)
+        elif criterion == "area":
             parts.append(-asset.area)
         elif criterion == "lossless":
-            parts.append(0 if asset.format in LOSSLESS_FORMATS else 1)
+            parts.append(asset.fidelity)
         elif criterion == "bytes":
             parts.append(-asset.bytes)
         elif criterion == "first_seen":

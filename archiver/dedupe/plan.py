@@ -12,7 +12,7 @@ import io
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
@@ -21,7 +21,8 @@ from archiver.dedupe.grouping import AssetInfo, Group
 from archiver.dedupe.pairs import groups_from_pairs, update_pairs
 from archiver.errors import ArchiverError
 from archiver.image import similarity
-from archiver.image.process import flatten
+from archiver.image.process import flatten, mean_chroma, palette_colours
+from archiver.manifest.rows import PairRow
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION, Asset, ImageFormat
 from archiver.storage import Store
@@ -74,6 +75,8 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, re
         log.info("every image was already searched for near-duplicates at distance %d", max_distance)
     started = time.monotonic()
     pairs = manifest.recorded_pairs(max_distance, SIMILARITY_RULE_VERSION)
+    assets = _with_colour(manifest, store, assets, pairs)
+    by_sha = {a.info.sha256: a for a in assets}
     groups = groups_from_pairs([a.info for a in assets], pairs, max_distance, d.prefer, pinned, excluded)
     log.info("grouped %d assets from %d pairs in %.1fs", len(assets), len(pairs), time.monotonic() - started)
     mapping = {public_url(b, by_sha[m.sha256].key): public_url(b, by_sha[g.canonical].key)
@@ -88,19 +91,65 @@ def _load_assets(manifest: Manifest, store: Store) -> list[ArchivedAsset]:
     for sha, width, key in manifest.renditions():
         thumbs[sha].append((width, key))
     out: list[ArchivedAsset] = []
-    for sha, fmt, mime, ext, size, w, h, first, key, ph, dh, pv, dv, grey in manifest.asset_rows():
+    for r in manifest.asset_rows():
         sig = None
-        if ph is not None:
-            sig = _signature(pv, dv, grey) or _backfill(manifest, store, sha, thumbs.get(sha, []))
-            if sig is not None and pv is None:
+        if r.phash is not None:
+            sig = _signature(r.phash_variants, r.dhash_variants, r.grey) or _backfill(
+                manifest, store, r.sha256, thumbs.get(r.sha256, []))
+            if sig is not None and r.phash_variants is None:
                 manifest.record_asset(
-                    Asset(sha, ImageFormat(fmt, mime, ext), size, w, h, ph, dh, phash_variants=sig.phash,
-                          dhash_variants=sig.dhash, grey=sig.grey),
-                    key, [],
+                    Asset(r.sha256, ImageFormat(r.format, r.mime, r.ext), r.bytes, r.width, r.height, r.phash,
+                          r.dhash, phash_variants=sig.phash, dhash_variants=sig.dhash, grey=sig.grey),
+                    r.key, [],
                 )
-        info = AssetInfo(sha, fmt, size, w, h, first, sig)
-        out.append(ArchivedAsset(info, mime, ext, key, ph, dh, tuple(thumbs.get(sha, []))))
+        info = AssetInfo(r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen, sig, r.colours, r.chroma)
+        out.append(ArchivedAsset(info, r.mime, r.ext, r.key, r.phash, r.dhash, tuple(thumbs.get(r.sha256, []))))
     return out
+
+
+_PALETTE_FORMATS = frozenset({"gif", "png", "bmp", "tiff", "ico"})  # the formats a palette image can come in
+
+
+def _with_colour(manifest: Manifest, store: Store, assets: list[ArchivedAsset],
+                 pairs: list[PairRow]) -> list[ArchivedAsset]:
+    """The assets, with the colour of those archived before it was recorded measured now where a group may need it
+    (a member of a recorded pair, or an asset with the same hashes as another): chroma from the largest stored
+    thumbnail, palette colours from the original (palette formats only). Recorded, so measured once."""
+    classes: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = defaultdict(int)
+    for a in assets:
+        if a.info.signature is not None:
+            classes[a.info.signature.phash, a.info.signature.dhash] += 1
+    paired = {sha for p in pairs for sha in (p.a, p.b)}
+    measured: list[tuple[str, int | None, float | None]] = []
+    out = []
+    for a in assets:
+        sig = a.info.signature
+        if sig is not None and a.info.chroma is None and (a.info.sha256 in paired or classes[sig.phash, sig.dhash] > 1):
+            colours, chroma = _measure_colour(store, a)
+            measured.append((a.info.sha256, colours, chroma))
+            a = replace(a, info=replace(a.info, colours=colours, chroma=chroma))
+        out.append(a)
+    if measured:
+        manifest.record_colour(measured)
+        log.info("measured the colour of %d images archived before it was recorded", len(measured))
+    return out
+
+
+def _measure_colour(store: Store, a: ArchivedAsset) -> tuple[int | None, float | None]:
+    colours: int | None = 0
+    chroma: float | None = None
+    try:
+        if a.thumbs:
+            with Image.open(io.BytesIO(store.get(a.thumbs[-1][1]))) as im:
+                im.load()
+                chroma = mean_chroma(im)
+        if a.info.format in _PALETTE_FORMATS:
+            with Image.open(io.BytesIO(store.get(a.key))) as im:
+                colours = palette_colours(im) if im.mode in ("P", "PA", "1") else 0
+    except (ArchiverError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        log.warning("%s: cannot measure its colour (%s); judged as colour, full colour", a.info.sha256, exc)
+        return None, None
+    return colours, chroma
 
 
 def _signature(pv: str | None, dv: str | None, grey: str | None) -> similarity.Signature | None:

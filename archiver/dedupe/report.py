@@ -14,6 +14,7 @@ overwritten or deleted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -50,6 +51,8 @@ class MemberRow:
     grey_distance: float | None = None  # mean grey-level difference of the 8x8 thumbnails; -1: unknown
     source_urls: tuple[str, ...] = ()
     articles: tuple[str, ...] = ()
+    colour: str | None = None  # "colour" or "greyscale"; None: not measured
+    palette_colours: int | None = None  # colours a palette image uses (a GIF); None: not a palette image
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, m
                   "groups": [_export_group(i + 1, g) for i, g in enumerate(ordered)]}
         _write(json_path, (_escaped(json.dumps(export, ensure_ascii=False, indent=1)) + "\n").encode("utf-8"))
     except OSError as exc:
-        raise ArchiverError(f"cannot write the report: {exc.filename or ''}: {exc.strerror or exc}") from exc
+        raise ArchiverError(f"cannot write the report {html_path}: {exc.strerror or exc}") from exc
     return ReportFiles(html_path, json_path, data_dir, pages)
 
 
@@ -176,7 +179,11 @@ def _export_group(number: int, g: GroupRow) -> dict[str, object]:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """All or nothing: a reader sees the old file or the new one."""
+    """All or nothing: a reader sees the old file or the new one. Only a regular file is ever replaced: a report
+    path naming a folder, a device (/dev/full) or a socket is refused, never renamed over."""
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(path.lstat().st_mode):
+            raise ArchiverError(f"cannot write the report: {path}: not a regular file (left as it is)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
@@ -210,6 +217,8 @@ section h2{font-size:14px;margin:0 0 6px;font-weight:600}
 .thumb img{max-width:188px;max-height:140px}
 .badge{display:inline-block;background:#2a7d2a;color:#fff;border-radius:3px;padding:0 4px;font-weight:600}
 .pin{background:#7d5a2a}
+.grey{background:#555}
+.note{color:#8a4b00}
 ul{margin:2px 0;padding-left:16px}
 details summary{cursor:pointer}
 .muted{color:#666}
@@ -265,9 +274,11 @@ function card(m) {
   const head = el("div");
   if (m.canonical) head.appendChild(el("span", "badge", "canonical"));
   if (m.pinned) head.appendChild(el("span", "badge pin", "pinned"));
+  if (m.colour === "greyscale") head.appendChild(el("span", "badge grey", "greyscale"));
   c.appendChild(head);
   const dims = m.width ? m.width + "×" + m.height : "?";
-  c.appendChild(el("div", null, dims + " · " + m.format + " · " + size(m.bytes)));
+  const palette = m.palette_colours ? " (" + m.palette_colours + "-colour palette)" : "";
+  c.appendChild(el("div", null, dims + " · " + m.format + palette + " · " + size(m.bytes)));
   if (!m.canonical && m.transform !== null) {
     const grey = m.grey_distance !== null && m.grey_distance >= 0 ? " · grey " + m.grey_distance : "";
     c.appendChild(el("div", null, "pHash " + m.phash_distance + " · dHash " + m.dhash_distance + grey + " · " + m.transform));
@@ -288,6 +299,8 @@ function render(page) {
     const what = g.kind === "exact" ? "one image, " + g.members[0].source_urls_total + " URLs"
       : g.members.length + " near-duplicate images";
     s.appendChild(el("h2", null, "#" + g.n + " · " + what + " · " + g.articles + " article(s)"));
+    const tones = new Set(g.members.map((m) => m.colour).filter((c) => c));
+    if (tones.size > 1) s.appendChild(el("div", "note", "colour and greyscale copies of one picture"));
     const row = el("div", "members");
     for (const m of g.members) row.appendChild(card(m));
     s.appendChild(row);

@@ -52,7 +52,16 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from yarl import URL
 
 from archiver.config import FetchConfig
-from archiver.errors import DeadLink, FetchError, Refused, TransientFetchError, UrlError
+from archiver.errors import (
+    DeadLink,
+    FetchError,
+    GuardRefused,
+    Refused,
+    TooManyRedirects,
+    TransientFetchError,
+    UnknownHost,
+    UrlError,
+)
 from archiver.fetch.body import CHUNK, RATE_WINDOW, BodyReader, FetchStats
 from archiver.fetch.guard import AddressRefused, Guard, GuardedResolver
 from archiver.fetch.pauses import HostPauses, host_key
@@ -226,13 +235,15 @@ class Fetcher:
                 raise DeadLink(redact(url), f"redirect loop at {redact(result)}")
             seen.add(result)
             current = result
-        raise DeadLink(redact(url), f"more than {self._cfg.max_redirects} redirects (last: {redact(current)})")
+        raise TooManyRedirects(redact(url), f"more than {self._cfg.max_redirects} redirects (last: {redact(current)})")
 
     async def _check_hop(self, url: str, current: str, host: str, via: str) -> Proxy | None:
         """Guard checks aiohttp cannot do for us: IP-literal hosts, and targets hidden behind a proxy. Returns the
         proxy this hop goes through (None: direct, guarded by the resolver as aiohttp connects)."""
         try:
             self._guard.check_url_host(current)
+        except GuardRefused as exc:
+            raise GuardRefused(redact(url), via + exc.reason, address=exc.address) from None
         except Refused as exc:
             raise Refused(redact(url), via + exc.reason) from None
         proxy = self._proxies.for_url(urlsplit(current).scheme, host) if self._proxies else None
@@ -240,7 +251,7 @@ class Fetcher:
             try:
                 await self._resolver.resolve(host, urlsplit(current).port or 0, socket.AF_UNSPEC)
             except AddressRefused as exc:
-                raise Refused(redact(url), via + exc.reason) from None
+                raise GuardRefused(redact(url), via + exc.reason, address=exc.address) from None
             except OSError as exc:
                 raise self._dns_error(url, exc) from exc
         return proxy
@@ -264,7 +275,7 @@ class Fetcher:
     @staticmethod
     def _dns_error(url: str, err: OSError) -> FetchError | Retry:
         if isinstance(err, socket.gaierror) and err.errno in _NXDOMAIN:
-            return DeadLink(redact(url), "host not found (NXDOMAIN)")
+            return UnknownHost(redact(url), "host not found (NXDOMAIN)")
         return Retry(f"DNS lookup failed: {err.strerror or err}")
 
     async def _request(
@@ -300,7 +311,7 @@ class Fetcher:
         except aiohttp.ClientConnectorError as exc:
             err = exc.os_error
             if isinstance(err, AddressRefused):
-                raise Refused(redact(url), via + err.reason) from exc
+                raise GuardRefused(redact(url), via + err.reason, address=err.address) from exc
             if isinstance(exc, aiohttp.ClientConnectorDNSError):
                 raise self._dns_error(url, err) from exc
             if isinstance(exc, aiohttp.ClientProxyConnectionError):

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from archiver.errors import Refused
+from archiver.errors import GuardRefused, Refused
 from archiver.redaction import redact
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -39,10 +39,11 @@ _V4_COMPAT = ipaddress.ip_network("::/96")
 class AddressRefused(OSError):
     """Raised inside aiohttp's connector when no resolved address may be used; fetch.py turns it into Refused."""
 
-    def __init__(self, host: str, reason: str) -> None:
+    def __init__(self, host: str, reason: str, address: str | None = None) -> None:
         super().__init__(reason)
         self.host = host
         self.reason = reason
+        self.address = address  # one refused address, for the allow_networks hint
 
 
 def _parse_ipv4_part(part: str) -> int | None:
@@ -147,7 +148,7 @@ class Guard:
             why = _why_unsafe(cand)
             if why is not None:
                 shown = str(addr) if cand is addr else f"{addr} (embeds {cand})"
-                raise Refused(ip, f"{why} {shown} refused by the SSRF guard (see [fetch] allow_networks)")
+                raise GuardRefused(ip, f"{why} {shown} refused by the SSRF guard (see [fetch] allow_networks)", address=str(addr))
 
     def check_url_host(self, url: str) -> None:
         """Check a URL whose host is an IP literal in any spelling (or ``localhost``); host names pass here
@@ -169,6 +170,8 @@ class Guard:
                 raise Refused(host, f"numeric host {host!r} is not a valid IPv4 address")
             if isinstance(v4, ipaddress.IPv4Address):
                 self.check_address(str(v4))
+        except GuardRefused as exc:
+            raise GuardRefused(redact(url), exc.reason, address=exc.address) from None
         except Refused as exc:
             raise Refused(redact(url), exc.reason) from None
 
@@ -235,17 +238,18 @@ class GuardedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         results = await self._lookup(host, port, family)
         allowed: list[ResolveResult] = []
-        refusal: Refused | None = None
+        refusal: GuardRefused | None = None
         for result in results:
             try:
                 self._guard.check_address(result["host"])
-            except Refused as exc:
+            except GuardRefused as exc:
                 refusal = refusal or exc
                 continue
             allowed.append(result)
         if not allowed:
             reason = refusal.reason if refusal else "the host resolved to no address"
-            raise AddressRefused(host, f"{host} resolves to a {reason}" if refusal else reason)
+            raise AddressRefused(host, f"{host} resolves to a {reason}" if refusal else reason,
+                                 refusal.address if refusal else None)
         return allowed
 
     async def resolve_unguarded(self, host: str, port: int) -> list[ResolveResult]:

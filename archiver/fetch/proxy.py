@@ -21,6 +21,7 @@ from urllib.request import getproxies, proxy_bypass
 
 from yarl import URL
 
+from archiver.errors import ConfigError
 from archiver.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ class Proxy:
 
 def parse(value: str) -> Proxy | None:
     """A proxy variable's value (``http://user:pw@proxy.example:3128``, ``proxy.example:3128``) as a Proxy; None
-    (with a warning) when it cannot be used."""
+    when it cannot be used (not a URL, not http://, no host, port 0)."""
     text = value.strip()
     if "://" not in text:
         text = "http://" + text
@@ -51,10 +52,8 @@ def parse(value: str) -> Proxy | None:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        log.warning("proxy %s: not a valid URL; ignored", redact(value))
         return None
-    if parts.scheme.lower() != "http" or not parts.hostname:
-        log.warning("proxy %s: only http:// proxies are supported; ignored", redact(value))
+    if parts.scheme.lower() != "http" or not parts.hostname or port == 0:
         return None
     authorization = None
     if parts.username is not None or parts.password is not None:
@@ -71,9 +70,13 @@ class Proxies:
         self._by_scheme: dict[str, Proxy] = {}
         for scheme in SCHEMES:
             value = found.get(scheme)
-            proxy = parse(value) if value else None
-            if proxy is not None:
-                self._by_scheme[scheme] = proxy
+            if not value:
+                continue
+            proxy = parse(value)
+            if proxy is None:  # a proxy the user set and we would silently not use: stop at start-up instead
+                raise ConfigError(f"{scheme}_proxy in the environment: {redact(value)!r} is not a proxy URL such as "
+                                  "http://proxy.example:3128")
+            self._by_scheme[scheme] = proxy
 
     def __bool__(self) -> bool:
         return bool(self._by_scheme)

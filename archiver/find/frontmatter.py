@@ -57,17 +57,76 @@ def split_front_matter(text: str) -> FrontMatter | None:
     return None
 
 
-def front_matter_refs(text: str, fm: FrontMatter, fields: Sequence[str]) -> list[Found]:
-    """References in the configured fields: a field's own scalar, or image-like strings nested under it."""
+@dataclass(frozen=True)
+class Notice:
+    """Something about an article's front matter a site generator would choke on (the article is still read)."""
+
+    line: int
+    message: str
+
+
+def _line_of(text: str, offset: int) -> int:
+    return len(_BREAK.findall(text, 0, offset)) + 1
+
+
+def unclosed_front_matter(text: str) -> Notice | None:
+    """A ``---``/``+++`` block opened at the start of ``text`` and never closed (its text is read as body)."""
+    m = _OPEN.match(text)
+    if m is None or split_front_matter(text) is not None:
+        return None
+    return Notice(_line_of(text, m.start(1)),
+                  f"front matter opened with {m.group(1)} is never closed: read as part of the body")
+
+
+def _toml_notice(text: str, fm: FrontMatter) -> Notice | None:
+    import tomllib
+
+    try:
+        tomllib.loads(text[fm.content_start : fm.content_end])
+    except tomllib.TOMLDecodeError as exc:
+        where = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        line = _line_of(text, fm.content_start) + (int(where.group(1)) - 1 if where else 0)
+        why = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+        return Notice(line, f"front matter is not valid TOML ({why}): a site generator will refuse it")
+    return None
+
+
+def _yaml_notice(text: str, fm: FrontMatter, exc: BaseException | None, root: object) -> Notice | None:
+    start = _line_of(text, fm.content_start)
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        why = " ".join(str(exc.problem or exc.context or "syntax error").split())
+        return Notice(start + exc.problem_mark.line, f"front matter is not valid YAML ({why}): "
+                                                     "a site generator will refuse it")
+    if exc is not None:
+        return Notice(start, f"front matter cannot be read as YAML ({type(exc).__name__})")
+    if root is not None and not isinstance(root, yaml.MappingNode):
+        return Notice(start, "front matter is not a YAML mapping of keys to values: a site generator will refuse it")
+    return None
+
+
+def front_matter_refs(
+    text: str, fm: FrontMatter, fields: Sequence[str], notices: list[Notice] | None = None
+) -> list[Found]:
+    """References in the configured fields: a field's own scalar, or image-like strings nested under it.
+    With ``notices``, a block a site generator could not parse (invalid YAML or TOML) adds a Notice there."""
     wanted = sorted({tuple(f.split(".")) for f in fields if f}, key=len, reverse=True)  # most specific first
     roots = {w[0] for w in wanted}
+    notice: Notice | None = None
     if fm.kind == "toml":
         values = list(_toml_values(text, fm))
+        if notices is not None:
+            notice = _toml_notice(text, fm)
     else:
+        holder: list[yaml.Node | None] = []
         try:
-            values = list(_yaml_values(text, fm.content_start, fm.content_end, roots))
-        except (yaml.YAMLError, RecursionError, ValueError):
+            values = list(_yaml_values(text, fm.content_start, fm.content_end, roots, holder))
+        except (yaml.YAMLError, RecursionError, ValueError) as exc:
             values = list(_yaml_lines(text, fm))
+            notice = _yaml_notice(text, fm, exc, None)
+        else:
+            notice = _yaml_notice(text, fm, None, holder[0] if holder else None)
+    if notice is not None and notices is not None:
+        notices.append(notice)
     out: list[Found] = []
     for v in values:
         for w in wanted:
@@ -100,8 +159,9 @@ def _nested_ok(path: KeyPath, value: str) -> bool:
 # --- YAML through PyYAML's composer --------------------------------------------------------------
 
 
-def _yaml_values(text: str, start: int, end: int, roots: set[str]) -> Iterator[_Value]:
+def _yaml_values(text: str, start: int, end: int, roots: set[str], holder: list[yaml.Node | None]) -> Iterator[_Value]:
     root = yaml.compose(text[start:end], Loader=yaml.SafeLoader)
+    holder.append(root)
     if not isinstance(root, yaml.MappingNode):
         return
     seen: set[int] = set()

@@ -16,7 +16,7 @@ import bisect
 import re
 from collections.abc import Sequence
 
-from archiver.find.frontmatter import front_matter_refs, split_front_matter
+from archiver.find.frontmatter import Notice, front_matter_refs, split_front_matter, unclosed_front_matter
 from archiver.find.html import HtmlScanner
 from archiver.find.markdown import line_starts, scan_markdown
 from archiver.find.scan import Found, decode_html, decode_markdown, usable
@@ -37,16 +37,20 @@ HTML_KINDS = frozenset({
 })
 
 
-def find_refs(text: str, fmt: str, fields: Sequence[str]) -> list[ImageRef]:
-    """fmt is "markdown" or "html". fields = config articles.front_matter_fields (dotted paths allowed)."""
+def find_refs(text: str, fmt: str, fields: Sequence[str], notices: list[Notice] | None = None) -> list[ImageRef]:
+    """fmt is "markdown" or "html". fields = config articles.front_matter_fields (dotted paths allowed).
+    With ``notices``, front matter a site generator could not parse (never closed, invalid YAML or TOML) adds a
+    ``Notice`` (line, message) there; the article is read all the same."""
     if fmt not in ("markdown", "html"):
         raise ValueError(f"unknown article format {fmt!r} (expected 'markdown' or 'html')")
     found: list[Found] = []
     body_start = 0
     fm = split_front_matter(text)
     if fm is not None:
-        found.extend(front_matter_refs(text, fm, fields))
+        found.extend(front_matter_refs(text, fm, fields, notices))
         body_start = fm.body_start
+    elif notices is not None and (unclosed := unclosed_front_matter(text)) is not None:
+        notices.append(unclosed)
     masked = mask_template_blocks(text, body_start)
     if fmt == "html":
         scanner = HtmlScanner()

@@ -43,6 +43,7 @@ class UrlState(NamedTuple):
     attempts: int
     asset: str | None
     http_status: int | None = None
+    cause: str | None = None  # a model.Cause: the setting that decided a refusal (None: the URL or its bytes did)
 
 
 class StoredAsset(NamedTuple):
@@ -75,6 +76,8 @@ class AssetRow(NamedTuple):
     phash_variants: str | None  # 8 comma-separated hex hashes
     dhash_variants: str | None
     grey: str | None
+    colours: int | None  # palette colours used (0: not a palette image); None: not known yet
+    chroma: float | None  # mean chroma (~0: greyscale); None: not known yet
 
 
 class StoredObject(NamedTuple):

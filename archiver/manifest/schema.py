@@ -127,10 +127,34 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX lost_objects_asset ON lost_objects(asset);
     """,
+    # 7: why a URL was refused when a setting decided it (model.Cause), and a digest of those settings
+    # (config.settings_fingerprint): such refusals are tried again once the settings change
+    """
+    ALTER TABLE urls ADD COLUMN cause TEXT;
+    ALTER TABLE urls ADD COLUMN settings TEXT;
+    """,
+    # 8: colour, for the canonical choice: palette colours used (0: not a palette image) and mean chroma (~0: a
+    # greyscale picture); NULL for assets archived before, filled in by `dedupe` where a group needs them
+    """
+    ALTER TABLE assets ADD COLUMN colours INTEGER;
+    ALTER TABLE assets ADD COLUMN chroma REAL;
+    """,
 )
 
 
+def check_ours(conn: sqlite3.Connection, path: Path | None) -> None:
+    """Refuse a database that is not an archiver manifest (schema 0 with tables of its own), before anything (a
+    migration, a journal mode) changes it."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0 and conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1").fetchone():
+        raise ManifestError(
+            f"{path}: not an archiver manifest (a database with other tables, left as it is); [manifest] path must "
+            "name an archiver manifest or a new file"
+        )
+
+
 def migrate(conn: sqlite3.Connection, path: Path | None) -> None:
+    check_ours(conn, path)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > len(MIGRATIONS):
         raise ManifestError(

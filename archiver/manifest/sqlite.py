@@ -8,18 +8,18 @@ at any moment leaves a consistent database.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from archiver.errors import ManifestError
 from archiver.manifest.articles import ArticleRecords
+from archiver.manifest.connection import connect, folder_hint, make_folder, read_only, take_lock
 from archiver.manifest.lost import LostObjects
 from archiver.manifest.rows import (
     ArchivedUrl,
@@ -34,7 +34,7 @@ from archiver.manifest.rows import (
     VariantRow,
     url_key,
 )
-from archiver.manifest.schema import MIGRATIONS, migrate
+from archiver.manifest.schema import MIGRATIONS, check_ours, migrate
 from archiver.model import Asset, Outcome
 from archiver.redaction import redact, redact_text
 
@@ -66,32 +66,36 @@ class Manifest(ArticleRecords, LostObjects):
         lock_fd = None
         try:
             if path is None:
-                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                conn = connect(":memory:", None, isolation_level=None)
             else:
-                _make_folder(path)
+                make_folder(path)
                 if lock:
-                    lock_fd = _take_lock(path)
-                conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+                    lock_fd = take_lock(path)
+                conn = connect(path, path, isolation_level=None, timeout=30)
+                check_ours(conn, path)  # before the journal mode changes its header
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             migrate(conn, path)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ManifestError) as exc:
             if lock_fd is not None:
                 os.close(lock_fd)
-            raise ManifestError(f"{path}: cannot open manifest: {exc}{_folder_hint(path)}") from exc
+            if isinstance(exc, ManifestError):
+                raise
+            raise ManifestError(f"{path}: cannot open manifest: {exc}{folder_hint(path)}") from exc
         return cls(conn, path, lock_fd)
 
     @classmethod
     def snapshot(cls, path: Path) -> Manifest:
         """An in-memory copy of an existing manifest (for --dry-run: reads the real one, writes nowhere)."""
         mem = cls.open(None)
+        mem._db.where = str(path)  # type: ignore[attr-defined]
         if path.exists():
-            src, _version = _read_only(path)
+            src, _version = read_only(path)
             try:
                 src.backup(mem._db)
             except sqlite3.Error as exc:
-                raise ManifestError(f"{path}: cannot read manifest: {exc}{_folder_hint(path)}") from exc
+                raise ManifestError(f"{path}: cannot read manifest: {exc}{folder_hint(path)}") from exc
             finally:
                 src.close()
             migrate(mem._db, path)
@@ -102,7 +106,7 @@ class Manifest(ArticleRecords, LostObjects):
         """For reading only (status, verify): no lock, no copy; an older schema is migrated in a memory copy."""
         if not path.exists():
             raise ManifestError(f"{path}: no manifest yet (run `archiver run` first)")
-        conn, version = _read_only(path)
+        conn, version = read_only(path)
         if version == len(MIGRATIONS):
             return cls(conn, path, None)
         conn.close()
@@ -146,7 +150,7 @@ class Manifest(ArticleRecords, LostObjects):
             chunk = batch[i : i + 500]
             marks = ",".join("?" * len(chunk))
             for row in self._db.execute(
-                f"SELECT url, status, reason, attempts, asset, http_status FROM urls WHERE url IN ({marks})",
+                f"SELECT url, status, reason, attempts, asset, http_status, cause FROM urls WHERE url IN ({marks})",
                 chunk,
             ):
                 out[by_key[row[0]]] = _url_state(row)
@@ -164,20 +168,49 @@ class Manifest(ArticleRecords, LostObjects):
         final_url: str | None = None,
         etag: str | None = None,
         last_modified: str | None = None,
+        cause: str | None = None,
+        settings: str | None = None,
     ) -> None:
+        """One URL's outcome; ``cause`` and ``settings``: the setting that decided a refusal and the digest of
+        the settings it was decided under (config.settings_fingerprint)."""
         now = time.time()
         with self._tx() as db:
             db.execute(
                 """INSERT INTO urls (url, status, reason, http_status, attempts, asset, final_url, etag,
-                                     last_modified, first_seen, last_tried)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?)
+                                     last_modified, first_seen, last_tried, cause, settings)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
                    ON CONFLICT(url) DO UPDATE SET status=excluded.status, reason=excluded.reason,
                      http_status=excluded.http_status, attempts=urls.attempts + excluded.attempts,
                      asset=excluded.asset, final_url=excluded.final_url, etag=excluded.etag,
-                     last_modified=excluded.last_modified, last_tried=excluded.last_tried""",
+                     last_modified=excluded.last_modified, last_tried=excluded.last_tried,
+                     cause=excluded.cause, settings=excluded.settings""",
                 (url_key(url), status, _text(redact_text(reason)) if reason else reason, http_status, attempts, asset,
-                 redact(final_url) if final_url else None, etag, last_modified, now, now),
+                 redact(final_url) if final_url else None, etag, last_modified, now, now, cause, settings),
             )
+
+    def record_rejections(self, rows: Iterable[tuple[str, str, str | None, str | None]]) -> None:
+        """URLs refused before any request, as (URL as shown, reason, cause, settings digest), in one transaction;
+        a row already recorded alike is left as it is (a second run writes nothing)."""
+        now = time.time()
+        with self._tx() as db:
+            db.executemany(
+                """INSERT INTO urls (url, status, reason, attempts, first_seen, last_tried, cause, settings)
+                   VALUES (?, 'rejected', ?, 0, ?, ?, ?, ?)
+                   ON CONFLICT(url) DO UPDATE SET status=excluded.status, reason=excluded.reason,
+                     asset=NULL, last_tried=excluded.last_tried, cause=excluded.cause, settings=excluded.settings
+                   WHERE urls.status IS NOT 'rejected' OR urls.reason IS NOT excluded.reason
+                     OR urls.cause IS NOT excluded.cause OR urls.settings IS NOT excluded.settings""",
+                [(url_key(url), reason, now, now, cause, settings) for url, reason, cause, settings in rows],
+            )
+
+    def forget_stale_refusals(self, fingerprints: Mapping[str, str]) -> int:
+        """Forget the dead and rejected URLs whose cause's settings are not ``fingerprints[cause]`` any more (they
+        are tried again, and recorded again if the refusal still holds); returns how many."""
+        with self._tx() as db:
+            return sum(db.execute(
+                "DELETE FROM urls WHERE status IN ('dead', 'rejected') AND cause = ? AND settings IS NOT ?",
+                (cause, digest),
+            ).rowcount for cause, digest in fingerprints.items())
 
     # -- assets --------------------------------------------------------------------------------
     def asset(self, sha256: str) -> StoredAsset | None:
@@ -200,15 +233,17 @@ class Manifest(ArticleRecords, LostObjects):
         with self._tx() as db:
             db.execute(
                 """INSERT INTO assets (sha256, format, mime, ext, bytes, width, height, frames, phash, dhash,
-                                       key, first_seen, phash_variants, dhash_variants, grey)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
+                                       key, first_seen, phash_variants, dhash_variants, grey, colours, chroma)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
                      phash_variants=COALESCE(assets.phash_variants, excluded.phash_variants),
                      dhash_variants=COALESCE(assets.dhash_variants, excluded.dhash_variants),
-                     grey=COALESCE(assets.grey, excluded.grey)""",
+                     grey=COALESCE(assets.grey, excluded.grey),
+                     colours=COALESCE(assets.colours, excluded.colours),
+                     chroma=COALESCE(assets.chroma, excluded.chroma)""",
                 (asset.sha256, asset.format.name, asset.format.mime, asset.format.ext, asset.size, asset.width,
                  asset.height, asset.frames, asset.phash, asset.dhash, key, now,
                  ",".join(asset.phash_variants) or None, ",".join(asset.dhash_variants) or None,
-                 asset.grey or None),
+                 asset.grey or None, asset.colours, asset.chroma),
             )
             for r, rkey in zip(asset.renditions, rendition_keys, strict=True):
                 db.execute(
@@ -311,8 +346,14 @@ class Manifest(ArticleRecords, LostObjects):
         """Every asset, by sha256: what grouping needs."""
         return [AssetRow(*r) for r in self._db.execute(
             "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
-            "phash_variants, dhash_variants, grey FROM assets ORDER BY sha256"
+            "phash_variants, dhash_variants, grey, colours, chroma FROM assets ORDER BY sha256"
         )]
+
+    def record_colour(self, rows: Iterable[tuple[str, int | None, float | None]]) -> None:
+        """(sha256, palette colours, chroma) measured later for assets archived before they were recorded."""
+        with self._tx() as db:
+            db.executemany("UPDATE assets SET colours = COALESCE(colours, ?), chroma = COALESCE(chroma, ?) "
+                           "WHERE sha256 = ?", [(colours, chroma, sha) for sha, colours, chroma in rows])
 
     def archived_urls(self) -> list[ArchivedUrl]:
         """(url as stored, asset sha256) of every archived URL, oldest first."""
@@ -344,7 +385,7 @@ class Manifest(ArticleRecords, LostObjects):
         return [
             _url_state(row)
             for row in self._db.execute(
-                "SELECT url, status, reason, attempts, asset, http_status FROM urls "
+                "SELECT url, status, reason, attempts, asset, http_status, cause FROM urls "
                 "WHERE status != 'archived' ORDER BY last_tried DESC LIMIT ?",
                 (limit,),
             )
@@ -354,77 +395,3 @@ class Manifest(ArticleRecords, LostObjects):
 def _url_state(row: Sequence[object]) -> UrlState:
     url, status, *rest = row
     return UrlState(url, Outcome(status), *rest)  # type: ignore[arg-type]
-
-
-def _read_only(path: Path) -> tuple[sqlite3.Connection, int]:
-    """A read-only connection to the manifest and its schema version.
-
-    In a folder we cannot write (read-only media, another user's folder) SQLite cannot create the shared-memory file
-    a WAL database needs to be read: then the file is read as it is on disk (``immutable``), which is exact unless a
-    writer's log is beside it (then the error says so)."""
-    conn = None
-    try:
-        try:
-            conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, check_same_thread=False)
-            return conn, conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.OperationalError:
-            if conn is not None:
-                conn.close()
-                conn = None
-            if os.access(path.parent, os.W_OK) or _wal_of(path).exists():
-                raise
-            conn = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro&immutable=1", uri=True, check_same_thread=False)
-            return conn, conn.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.Error as exc:
-        if conn is not None:
-            conn.close()
-        raise ManifestError(f"{path}: cannot read manifest: {exc}{_folder_hint(path)}") from exc
-
-
-def _make_folder(path: Path) -> None:
-    """The manifest's folder, created if missing; ManifestError (one line) if it cannot be."""
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise ManifestError(f"{path}: cannot create the manifest's folder: {folder} (or a folder above it) "
-                            "is a file") from None
-    except OSError as exc:
-        raise ManifestError(f"{path}: cannot create the manifest's folder {folder}: {exc.strerror or exc}") from None
-
-
-def _folder_hint(path: Path | None) -> str:
-    """Why SQLite may have failed: it writes its log and lock files beside the manifest."""
-    if path is None or not path.parent.is_dir() or os.access(path.parent, os.W_OK):
-        return ""
-    return f" (the folder {path.parent} is not writable: the manifest needs to write files beside itself)"
-
-
-def _wal_of(path: Path) -> Path:
-    return path.with_name(path.name + "-wal")
-
-
-def _uri_path(path: Path) -> str:
-    """``path`` for a ``file:`` URI: characters SQLite's URI parser would read as syntax are percent-encoded,
-    and a file name that is not UTF-8 keeps its bytes."""
-    from urllib.parse import quote
-
-    return quote(os.fsencode(path.absolute()), safe="/")
-
-
-def _take_lock(path: Path) -> int:
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise ManifestError(
-            f"{path}: cannot open the lock file {lock_path}: {exc.strerror or exc}{_folder_hint(path)}"
-        ) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise ManifestError(
-            f"{path}: another archiver run is using this manifest; wait for it to finish"
-        ) from None
-    return fd

@@ -11,9 +11,10 @@ from archiver.articles.journal import Journal, sha256, write_recorded
 from archiver.articles.rewrite import Replacement, render, unified_diff
 from archiver.config import ArticlesConfig, Config
 from archiver.errors import ArticleError, UrlError
+from archiver.find.frontmatter import Notice
 from archiver.find.refs import find_refs
-from archiver.model import ArticleReplacement
-from archiver.redaction import has_secret
+from archiver.model import ArticleReplacement, Cause
+from archiver.redaction import has_secret, redact
 from archiver.storage.keys import ParsedKey, archive_key, public_bases
 from archiver.terminal import shown_path
 from archiver.urls import resolve
@@ -52,9 +53,11 @@ class Scanned:
 
     refs: int  # image references
     done: int  # of those, already pointing at the archive
-    rejected: tuple[tuple[str, str, int], ...]  # (URL as written, reason, line): URLs that cannot be fetched
+    # (URL as shown, reason, line, cause): URLs that cannot be fetched (shown: redacted, long ones cut short)
+    rejected: tuple[tuple[str, str, int, Cause | None], ...]
     work: ArticleWork  # the URLs to settle (none: nothing to do)
     archived: tuple[tuple[str, str, int], ...] = ()  # (URL as written, sha256 of its original, line): the done ones
+    notices: tuple[Notice, ...] = ()  # front matter a site generator would refuse (the article is still read)
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,11 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
     """Read an article (ArticleError if we cannot) and resolve the image URLs it uses."""
     article = load_article(path)
     refs = done = 0
-    rejected: list[tuple[str, str, int]] = []
+    rejected: list[tuple[str, str, int, Cause | None]] = []
     archived: list[tuple[str, str, int]] = []
     work = ArticleWork(path, set())
-    for ref in find_refs(article.text, article.format, cfg.front_matter_fields):
+    notices: list[Notice] = []
+    for ref in find_refs(article.text, article.format, cfg.front_matter_fields, notices):
         refs += 1
         if (parsed := own.key(ref.url)) is not None:
             done += 1
@@ -83,11 +87,11 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
         try:
             url = resolve(ref.url, cfg.base_url)
         except UrlError as exc:
-            rejected.append((ref.url, exc.reason, ref.line))
+            rejected.append((redact(exc.url), exc.reason, ref.line, exc.cause))
             continue
         work.uses.setdefault(url, []).append(ref.line)
         work.pending.add(url)
-    return Scanned(refs, done, tuple(rejected), work, tuple(archived))
+    return Scanned(refs, done, tuple(rejected), work, tuple(archived), tuple(notices))
 
 
 def _secret_span(span: str, url: str) -> bool:

@@ -21,17 +21,17 @@ from archiver import scratch
 from archiver.articles.files import iter_article_paths
 from archiver.articles.journal import settle_pending
 from archiver.articles.rewrite import remove_stale_temp_files
-from archiver.config import Config
-from archiver.errors import ArticleError, FetchError, ImageError, ManifestError, StorageError
+from archiver.config import Config, settings_fingerprint
+from archiver.errors import ArticleError, FetchError, GuardRefused, ImageError, ManifestError, StorageError
 from archiver.faults import crash_point
 from archiver.fetch.client import Fetcher
 from archiver.image.pool import make_executor
 from archiver.manifest.sqlite import Manifest
-from archiver.model import SIMILARITY_RULE_VERSION, Outcome
-from archiver.redaction import redact
+from archiver.model import SIMILARITY_RULE_VERSION, Cause, Outcome
+from archiver.redaction import redact, redact_text
 from archiver.run.articles import ArticleWork, OwnUrls, rewrite_article, scan_article
 from archiver.run.assets import AssetArchiver
-from archiver.run.report import SKIPPED, Problem, RunReport, Stats
+from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
 from archiver.storage import Store
 from archiver.terminal import shown_path
 
@@ -75,6 +75,9 @@ class Run:
         self._lost_why: dict[str, str] = {}  # why a lost asset could not be stored again
         self._lost_sources_of: dict[str, str] = {}  # source URL fetched again -> the lost asset it should give back
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._done: set[str] = set()  # URLs with their outcome: each gets exactly one
+        self._refused_at_scan: dict[str, tuple[str, Cause | None]] = {}  # URL as shown -> (reason, cause)
+        self._fingerprints = {cause: settings_fingerprint(cfg, cause) for cause in Cause}
         self.stop_reason: str | None = None
 
     # -- stopping ------------------------------------------------------------------------------
@@ -115,12 +118,20 @@ class Run:
             except ArticleError as exc:
                 self._problem(Problem(SKIPPED, exc.reason, article=shown_path(path), line=exc.line))
                 continue
+            except Exception as exc:  # a scanner fault on odd input: this article is reported, the rest go on
+                log.debug("unexpected error scanning %s", path, exc_info=True)
+                self._problem(Problem(Outcome.FAILED, f"internal error: {_describe(exc)}", article=str(path)))
+                continue
             self.stats.articles += 1
+            for notice in scanned.notices:
+                self._problem(Problem(WARNING, notice.message, article=str(path), line=notice.line))
             self.stats.refs += scanned.refs
             self.stats.refs_done += scanned.done
-            for raw, reason, line in scanned.rejected:
-                self.stats.rejected += 1
-                self._problem(Problem(Outcome.REJECTED, reason, redact(raw), shown_path(path), line))
+            for shown, reason, line, cause in scanned.rejected:
+                if shown not in self._refused_at_scan:  # one outcome per unique URL, a problem per reference
+                    self._refused_at_scan[shown] = (reason, cause)
+                    self.stats.rejected += 1
+                self._problem(Problem(Outcome.REJECTED, reason, shown, shown_path(path), line))
             for raw, sha, line in scanned.archived:
                 if sha in self._assets.lost:
                     self._lost_refs[sha].append((path, line, raw))
@@ -131,8 +142,16 @@ class Run:
 
     # -- settling URLs -------------------------------------------------------------------------
     async def execute(self) -> RunReport:
+        fetcher = Fetcher(self.cfg.fetch, self.workdir)  # before the scan: what it refuses (proxies) stops the run now
+        retried = self.manifest.forget_stale_refusals(self._fingerprints)
+        if retried:
+            log.info("%d URLs refused under other settings are evaluated again", retried)
         await asyncio.to_thread(self._scan)
-        self.stats.urls = len(self._users)
+        self.stats.urls = len(self._users) + len(self._refused_at_scan)
+        self.manifest.record_rejections(
+            (shown, reason, cause, self._fingerprints[cause] if cause else None)
+            for shown, (reason, cause) in self._refused_at_scan.items()
+        )
         known = self.manifest.url_states(self._users)
         todo: list[str] = []
         for url in self._users:
@@ -142,24 +161,25 @@ class Run:
                 self.stats.urls_known += 1
                 self._settled(url, self.store.url_for(stored.key))
             elif state and state.status.final and not self.retry_dead:
+                if state.cause == Cause.GUARD:
+                    self.report.guard_refused += 1
                 self._failed_url(url, state.status, f"{state.reason} (earlier run; --retry-dead to try again)")
             else:
                 todo.append(url)  # new, to retry, or archived as an object that is missing or corrupt in storage
         todo += self._lost_sources(todo)
         if todo:
-            async with Fetcher(self.cfg.fetch, self.workdir) as fetcher:
+            async with fetcher:
                 limit = self.cfg.fetch.concurrency * 4
                 for url in _interleave_hosts(todo):
                     if len(self._in_flight) >= limit and not self.stop_reason:
                         await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
                     if self.stop_reason:
-                        self.stats.not_attempted += 1
                         continue
                     task = asyncio.create_task(self._settle(fetcher, url))
                     self._in_flight.add(task)
                     task.add_done_callback(self._in_flight.discard)
                 if self._in_flight:
-                    await asyncio.gather(*self._in_flight, return_exceptions=True)
+                    await asyncio.wait(self._in_flight)  # _settle never raises; cancelled: left for a re-run
         if self.stop_reason:
             # stopped early: rewrite every article with what is archived so far; a re-run does the rest
             for work in self._articles.values():
@@ -177,6 +197,7 @@ class Run:
         self.report.diffs.sort()
         self.report.replaced = sorted(self._assets.replaced)
         self.report.stopped = self.stop_reason
+        self.stats.not_attempted = self.stats.urls - self.stats.settled  # never started, or abandoned
         if not self.dry_run:  # also catches up images a killed run stored but never searched
             self._record_near_duplicates()
         return self.report
@@ -210,12 +231,36 @@ class Run:
         update_pairs(self.manifest, self.cfg.dedupe.max_distance)
 
     async def _settle(self, fetcher: Fetcher, url: str) -> None:
+        """Give ``url`` its one recorded outcome; an error nobody expected is that URL's failure, never silence."""
+        try:
+            await self._fetch_and_archive(fetcher, url)
+        except Exception as exc:  # not CancelledError: an abandoned URL is left for a re-run (not attempted)
+            self._unexpected(url, exc)
+
+    def _unexpected(self, url: str, exc: BaseException) -> None:
+        log.debug("unexpected error settling %s", redact(url), exc_info=exc)
+        if url in self._done:
+            log.error("%s: internal error after its outcome was recorded: %s", redact(url), _describe(exc))
+            return
+        reason = f"internal error: {_describe(exc)}"
+        try:
+            self.manifest.record_url(url, Outcome.FAILED, reason=reason)
+        except Exception as again:  # the manifest itself failing: still report the URL
+            reason += f" (not recorded: {_describe(again)})"
+        self._failed_url(url, Outcome.FAILED, reason)
+
+    async def _fetch_and_archive(self, fetcher: Fetcher, url: str) -> None:
         try:
             download = await fetcher.fetch(url)
         except FetchError as exc:
             self.manifest.record_url(
-                url, exc.outcome, reason=exc.reason, http_status=exc.status, attempts=exc.attempts
+                url, exc.outcome, reason=exc.reason, http_status=exc.status, attempts=exc.attempts,
+                cause=exc.cause, settings=self._fingerprints[exc.cause] if exc.cause else None,
             )
+            if isinstance(exc, GuardRefused):
+                self.report.guard_refused += 1
+                if exc.address:
+                    self.report.guard_addresses.add(exc.address)
             self._failed_url(url, exc.outcome, exc.reason)
             return
         crash_point("fetched")
@@ -224,16 +269,13 @@ class Run:
         try:
             key = await self._assets.archive(download)
         except (ImageError, StorageError) as exc:
-            self.manifest.record_url(url, exc.outcome, reason=exc.message, attempts=download.attempts)
+            self.manifest.record_url(
+                url, exc.outcome, reason=exc.message, attempts=download.attempts,
+                cause=exc.cause, settings=self._fingerprints[exc.cause] if exc.cause else None,
+            )
             if isinstance(exc, StorageError):
                 self.report.storage_error = exc.message
             self._failed_url(url, exc.outcome, exc.message)
-            return
-        except Exception as exc:  # a worker crash or an environment fault: report it, keep the run going
-            log.debug("unexpected error archiving %s", redact(url), exc_info=True)
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-            self.manifest.record_url(url, Outcome.FAILED, reason=reason, attempts=download.attempts)
-            self._failed_url(url, Outcome.FAILED, reason)
             return
         finally:
             download.path.unlink(missing_ok=True)
@@ -270,7 +312,7 @@ class Run:
         self._url_done(url)
 
     def _url_done(self, url: str) -> None:
-        self.stats.settled += 1
+        self._done.add(url)
         for path in self._users[url]:
             work = self._articles[path]
             work.pending.discard(url)
@@ -291,10 +333,20 @@ class Run:
         except ManifestError as exc:  # not written, as its record cannot be; or written and not yet confirmed
             self._problem(Problem(Outcome.FAILED, exc.message, article=shown_path(work.path)))
             return
+        except Exception as exc:  # reported with the article, and the other rewrites go on
+            log.debug("unexpected error rewriting %s", work.path, exc_info=True)
+            self._problem(Problem(Outcome.FAILED, f"internal error: {_describe(exc)}", article=str(work.path)))
+            return
         if done is not None:
             self.stats.articles_rewritten += 1
             if done.diff is not None:
                 self.report.diffs.append(done.diff)
+
+
+def _describe(exc: BaseException) -> str:
+    """An unexpected error in one line: its type and message, any URL in it redacted."""
+    text = redact_text(" ".join(str(exc).split()))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _interleave_hosts(urls: Sequence[str]) -> list[str]:

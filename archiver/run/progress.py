@@ -1,11 +1,15 @@
-"""What the user sees of a run: its live status line (archiver.terminal) and the summary at the end."""
+"""What the user sees of a run: its live status line (archiver.terminal) and the summary at the end.
+
+One vocabulary everywhere (the summary, the status line, `archiver status`): each unique URL is archived, dead,
+rejected or failed (model.Outcome, what the manifest records) or not attempted (left for a re-run), and those
+counts add up to the unique URLs found. A dry run says what would be archived, uploaded and rewritten."""
 
 from __future__ import annotations
 
 from typing import TextIO
 
 from archiver.model import Outcome
-from archiver.run.report import SKIPPED, RunReport, Stats
+from archiver.run.report import SKIPPED, WARNING, RunReport, Stats
 from archiver.terminal import StatusLine, shown
 
 
@@ -13,19 +17,23 @@ def _rate(stats: Stats, elapsed: float) -> float:
     return stats.settled / elapsed if elapsed > 0 else 0.0
 
 
-def status_line(stats: Stats, elapsed: float) -> str:
+def status_line(stats: Stats, elapsed: float, *, dry_run: bool = False) -> str:
+    would = "would be " if dry_run else ""
     return (
-        f"articles {stats.articles} · urls {stats.settled}/{stats.urls} · fetched {stats.fetched} · "
-        f"uploaded {stats.uploaded} · failed {stats.failed + stats.dead + stats.rejected} · "
-        f"rewritten {stats.articles_rewritten} · {_rate(stats, elapsed):.1f} urls/s"
+        f"articles {stats.articles} · urls {stats.settled}/{stats.urls}: {stats.archived} {would}archived, "
+        f"{stats.dead} dead, {stats.rejected} rejected, {stats.failed} failed · fetched {stats.fetched} · "
+        f"{'would upload' if dry_run else 'uploaded'} {stats.uploaded} · {would}rewritten {stats.articles_rewritten}"
+        f" · {_rate(stats, elapsed):.1f} urls/s"
     )
 
 
 class Progress(StatusLine):
     """The run's status line over its ``Stats``."""
 
-    def __init__(self, stats: Stats, stream: TextIO | None = None, *, enabled: bool = True) -> None:
-        super().__init__(lambda: status_line(stats, self.elapsed), stream, enabled=enabled)
+    def __init__(
+        self, stats: Stats, stream: TextIO | None = None, *, enabled: bool = True, dry_run: bool = False
+    ) -> None:
+        super().__init__(lambda: status_line(stats, self.elapsed, dry_run=dry_run), stream, enabled=enabled)
         self.stats = stats
 
 
@@ -45,37 +53,57 @@ def summary(report: RunReport, elapsed: float, *, dry_run: bool = False) -> str:
 def summary_lines(report: RunReport, elapsed: float, *, dry_run: bool = False) -> list[str]:
     """The lines of the summary, as composed (a server's reason phrase, a URL, a file name as they came)."""
     s = report.stats
+    would = "would be " if dry_run else ""
+    left = f", {s.not_attempted} not attempted" if s.not_attempted else ""
     lines = [
         f"{'dry run: ' if dry_run else ''}{s.articles} articles scanned, {s.articles_rewritten} "
-        f"{'would be ' if dry_run else ''}rewritten; {s.refs} image references, {s.refs_done} of them "
-        f"already pointing at the archive",
-        f"{s.urls} unique image URLs: {s.archived} archived ({s.urls_known} from earlier runs, "
-        f"{s.fetched} fetched), {s.dead} dead, {s.rejected} rejected, {s.failed} failed",
-        f"{s.assets_new} new images, {s.duplicates} duplicates of stored images; objects uploaded "
-        f"{s.uploaded}, already stored {s.already_stored}; {_size(s.bytes_fetched)} fetched in "
-        f"{elapsed:.1f} s ({s.fetched / elapsed if elapsed > 0 else 0:.1f} images/s)",
+        f"{would}rewritten; {s.refs} image references, {s.refs_done} of them already pointing at the archive",
+        f"{s.urls} unique image URLs: {s.archived} {would}archived ({s.urls_known} by earlier runs), {s.dead} dead, "
+        f"{s.rejected} rejected, {s.failed} failed{left}",
+        f"{s.fetched} images fetched ({_size(s.bytes_fetched)} in {elapsed:.1f} s, "
+        f"{s.fetched / elapsed if elapsed > 0 else 0:.1f} images/s): {s.assets_new} new, {s.duplicates} duplicates "
+        f"of stored images; objects {'that would be uploaded' if dry_run else 'uploaded'} {s.uploaded}, "
+        f"already stored {s.already_stored}",
     ]
     if s.restored:
         lines.append(f"{s.restored} images missing or corrupt in storage (found by verify) stored again")
     if report.replaced:
         lines.append(f"replaced {len(report.replaced)} objects that held other bytes than their key names:")
         lines.extend(f"  {r}" for r in report.replaced)
+    if report.guard_refused and not s.archived:
+        lines.append(_guard_hint(report))
     if report.stopped:
         lines.append(
             f"stopped early: {report.stopped}; {s.not_attempted} URLs not attempted — run again to finish"
         )
     if report.storage_error:
         lines.append(f"storage error: {report.storage_error}")
-    if report.problems:
+    problems = [p for p in report.problems if p.outcome != WARNING]
+    warnings = [p for p in report.problems if p.outcome == WARNING]
+    if problems:
         lines.append("")
-        lines.append(f"Not archived ({len(report.problems)}):")
+        lines.append(f"Not archived ({len(problems)}):")
         order = {Outcome.FAILED: 0, SKIPPED: 1, Outcome.REJECTED: 2, Outcome.DEAD: 3}
-        for p in sorted(
-            report.problems, key=lambda p: (order.get(p.outcome, 9), p.article or "", p.line or 0, p.url or "")
-        ):
+        for p in sorted(problems, key=lambda p: (order.get(p.outcome, 9), p.article or "", p.line or 0, p.url or "")):
             where = p.article or ""
             if p.line:
                 where += f":{p.line}"
             parts = [x for x in (where, p.url) if x]
             lines.append(f"  [{p.outcome}] {'  '.join(parts)}  — {p.reason}")
+    if warnings:
+        lines.append("")
+        lines.append(f"Warnings ({len(warnings)}; these articles were archived all the same):")
+        for p in sorted(warnings, key=lambda p: (p.article or "", p.line or 0)):
+            lines.append(f"  {p.article}:{p.line}  — {p.reason}")
     return lines
+
+
+def _guard_hint(report: RunReport) -> str:
+    """Nothing archived and URLs refused by the address guard: say how to allow a network (e.g. a local origin)."""
+    nets = sorted(f"{a}/{128 if ':' in a else 32}" for a in report.guard_addresses)[:5] or ["127.0.0.1/32"]
+    example = ", ".join(f'"{n}"' for n in nets)
+    return (
+        f"nothing archived: the address guard refused {report.guard_refused} URLs (private, loopback or reserved "
+        f"addresses); to fetch from such a network on purpose, list it in [fetch] allow_networks, e.g. "
+        f"allow_networks = [{example}]"
+    )

@@ -67,6 +67,8 @@ def check_object(store: Store, target: Target, deep: bool) -> Finding | None:
         data = store.get(target.key)
     except StorageError as exc:
         return Finding(target, "unchecked", exc.message)
+    except Exception as exc:  # a fault no store translated: this object's finding, the other checks go on
+        return Finding(target, "unchecked", f"internal error: {type(exc).__name__}: {exc}")
     reason = corruption(target, data) or (proof.reason if proof.state == "different" else None)
     return Finding(target, "corrupt", reason) if reason else None
 

@@ -174,3 +174,59 @@ def test_restore_after_apply_and_undo_gives_back_the_original_articles(
     assert main(["restore", "--config", str(library.config)]) == 0, capsys.readouterr()
     originals = {"post.md": POST, "page.html": PAGE, "other.md": OTHER}
     assert library.articles() == {k: v.encode("utf-8") for k, v in originals.items()}
+
+
+def _colour_library(tmp_path: Path, origin: Server) -> tuple[Path, dict[str, str]]:
+    """One photo as a full-colour JPEG, a 256-colour GIF and a larger greyscale JPEG, archived by `run`."""
+    from PIL import Image
+
+    from tests.support.library import FIXTURES
+    from tests.support.site import write_config
+
+    base = Image.open(FIXTURES / "skimage_astronaut.png").convert("RGB").resize((384, 384))
+    bodies = {"/p/photo.jpg": encode(base, "JPEG", quality=88), "/p/photo.gif": encode(base.quantize(256), "GIF"),
+              "/p/grey.jpg": encode(base.convert("L").resize((512, 512)), "JPEG", quality=92)}
+    for path, body in bodies.items():
+        origin.add(path, body, "image/gif" if path.endswith("gif") else "image/jpeg")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "a.md").write_text("".join(f"![x](http://photos.test{p})\n" for p in bodies))
+    cfg = write_config(tmp_path, origin)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    return cfg, {p: hashlib.sha256(b).hexdigest() for p, b in bodies.items()}
+
+
+def _colour_group(tmp_path: Path) -> dict:  # type: ignore[type-arg]
+    report = json.loads((tmp_path / "report" / "dedupe.json").read_text(encoding="utf-8"))
+    (group,) = report["groups"]
+    return group
+
+
+def test_the_canonical_is_the_full_colour_photo_and_the_report_shows_greyscale_and_palette(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, sha = _colour_library(tmp_path, origin)
+    assert main(["dedupe", "--config", str(cfg)]) == 0
+    group = _colour_group(tmp_path)
+    assert group["canonical"] == sha["/p/photo.jpg"]  # not the "lossless" GIF, not the larger greyscale copy
+    members = {m["sha256"]: m for m in group["members"]}
+    assert members[sha["/p/grey.jpg"]]["colour"] == "greyscale"
+    assert members[sha["/p/photo.jpg"]]["colour"] == members[sha["/p/photo.gif"]]["colour"] == "colour"
+    assert members[sha["/p/photo.gif"]]["palette_colours"] == 256
+    assert members[sha["/p/photo.jpg"]]["palette_colours"] is None
+    page = (tmp_path / "report" / "dedupe.html").read_text(encoding="utf-8")
+    assert '"greyscale"' in page and "colour and greyscale copies of one picture" in page and "-colour palette" in page
+
+
+def test_the_colour_of_images_archived_before_it_was_recorded_is_measured_once_where_a_group_needs_it(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, sha = _colour_library(tmp_path, origin)
+    db_path = tmp_path / ".archiver" / "manifest.sqlite3"
+    with sqlite3.connect(db_path) as db:  # as a manifest from before schema 6 has them
+        db.execute("UPDATE assets SET colours = NULL, chroma = NULL")
+    assert main(["dedupe", "--config", str(cfg)]) == 0
+    assert _colour_group(tmp_path)["canonical"] == sha["/p/photo.jpg"]
+    with sqlite3.connect(db_path) as db:
+        measured = {s: (c, round(ch)) for s, c, ch in db.execute("SELECT sha256, colours, chroma FROM assets")}
+    assert measured[sha["/p/photo.gif"]][0] == 256 and measured[sha["/p/photo.jpg"]][0] == 0
+    assert measured[sha["/p/grey.jpg"]][1] == 0 and measured[sha["/p/photo.jpg"]][1] > 10

@@ -163,6 +163,18 @@ def test_paths_restore_only_those_articles(two_generations: dict, capsys: pytest
     assert _generations(two_generations["db"], html) == 2 and _generations(two_generations["db"], md) == 0
 
 
+def test_a_path_that_does_not_exist_is_a_usage_error_as_for_run_and_verify(
+    two_generations: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = str(two_generations["cfg"])
+    missing = two_generations["cfg"].parent / "missing.md"
+    rewritten = two_generations["rewritten"]
+    for command in ("run", "verify", "restore"):
+        assert main([command, str(missing), "--config", cfg, "-q"]) == 2, command
+        assert capsys.readouterr().err == f"archiver: {missing}: no such file or folder\n"
+    assert all(p.read_bytes() == data for p, data in rewritten.items())  # nothing restored
+
+
 def test_a_read_only_article_is_reported_and_kept_for_a_later_restore(
     two_generations: dict, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from archiver.config import ImagesConfig
+from archiver.config import DedupeConfig, ImagesConfig
 from archiver.dedupe.grouping import AssetInfo, preference_key
 from archiver.dedupe.reference import build_groups, candidate_pairs
 from archiver.fetch.sniff import sniff
@@ -37,7 +37,7 @@ def asset(tmp: Path, data: bytes, first_seen: float = 0.0) -> AssetInfo:
     assert fmt is not None
     a = process(str(path), fmt, sha, len(data), ImagesConfig())
     return AssetInfo(sha, fmt.name, len(data), a.width, a.height, first_seen,
-                     Signature(a.phash_variants, a.dhash_variants))
+                     Signature(a.phash_variants, a.dhash_variants), a.colours, a.chroma)
 
 
 def photo(name: str = "skimage_astronaut.png") -> Image.Image:
@@ -154,3 +154,38 @@ def test_identical_signatures_group_completely(n: int, tmp_path: Path) -> None:
     many = [AssetInfo(f"{i:064x}", "jpeg", 100 + i, 10, 10, float(i), one.signature) for i in range(n)]
     (g,) = build_groups(many, 10, PREFER)
     assert len(g.members) == n and g.canonical == many[-1].sha256  # same area and format: most bytes
+
+
+DEFAULT_PREFER = DedupeConfig().prefer
+
+
+def test_a_full_colour_photo_is_preferred_to_its_256_colour_gif_and_to_a_greyscale_copy(tmp_path: Path) -> None:
+    """"lossless" does not make a GIF of a photo (a palette of 256 colours) better than the full-colour JPEG it was
+    made from, and a colour copy is preferred to a greyscale one even when the greyscale one is larger."""
+    base = photo().resize((384, 384))
+    jpeg = asset(tmp_path, encode(base, quality=88))
+    gif = asset(tmp_path, encode(base.quantize(256), "GIF"))
+    grey = asset(tmp_path, encode(base.convert("L").resize((512, 512)), quality=92))  # larger, greyscale
+    assert (gif.colours, jpeg.colours) == (256, 0) and gif.quantised and not jpeg.quantised
+    assert grey.greyscale and not jpeg.greyscale and not gif.greyscale
+    assert (jpeg.fidelity, gif.fidelity) == (1, 2)
+    for order in ([gif, jpeg, grey], [grey, gif, jpeg]):
+        (group,) = build_groups(order, 10, DEFAULT_PREFER)
+        assert {m.sha256 for m in group.members} == {jpeg.sha256, gif.sha256, grey.sha256}  # one picture
+        assert group.canonical == jpeg.sha256
+    # the old order ("area" first, then "lossless" by format alone) picked the greyscale copy, then the GIF
+    assert sorted([jpeg, gif], key=lambda a: preference_key(a, ("lossless",)))[0] == jpeg
+
+
+def test_flat_art_in_a_small_palette_and_greyscale_palettes_stay_lossless(tmp_path: Path) -> None:
+    art = Image.new("RGB", (240, 160), (250, 250, 245))
+    draw = ImageDraw.Draw(art)
+    for i, colour in enumerate([(200, 30, 30), (30, 120, 200), (20, 160, 60), (240, 200, 20)]):
+        draw.rectangle((20 + 50 * i, 30, 60 + 50 * i, 130), fill=colour)
+    png = asset(tmp_path, encode(art.quantize(8), "PNG"))
+    jpeg = asset(tmp_path, encode(art, quality=90))
+    assert 0 < (png.colours or 0) <= 8 and png.fidelity == 0 and jpeg.fidelity == 1
+    (group,) = build_groups([jpeg, png], 10, DEFAULT_PREFER)
+    assert group.canonical == png.sha256  # drawn in a few colours: the palette PNG is exact
+    grey_gif = asset(tmp_path, encode(photo().convert("L").resize((200, 200)).convert("P"), "GIF"))
+    assert grey_gif.greyscale and grey_gif.fidelity == 0  # 256 grey levels are a greyscale picture, exactly

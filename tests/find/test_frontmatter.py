@@ -159,3 +159,29 @@ def test_front_matter_in_an_html_article() -> None:
 def test_front_matter_is_not_scanned_as_markdown() -> None:
     text = "---\ndescription: '![x](/not-a-body-image.png)'\n---\n"
     assert find_refs(text, "markdown", DEFAULT_FIELDS) == []
+
+
+def notices(text: str) -> list[tuple[int, str]]:
+    found: list = []
+    refs = find_refs(text, "markdown", DEFAULT_FIELDS, found)
+    assert refs == find_refs(text, "markdown", DEFAULT_FIELDS)  # asking for notices changes nothing else
+    return [(n.line, n.message) for n in found]
+
+
+def test_front_matter_a_generator_would_refuse_gives_a_notice_at_its_line() -> None:
+    assert notices("\n\n---\ntitle: x\n\n![a](http://i.example/a.jpg)\n") == [
+        (3, "front matter opened with --- is never closed: read as part of the body")]
+    assert notices("+++\ntitle = 'x'\n") == [
+        (1, "front matter opened with +++ is never closed: read as part of the body")]
+    [(line, message)] = notices("---\r\ntitle: ok\r\nimage: 'unterminated\r\ncover: x\r\n---\r\nbody")
+    assert line == 5 and message.startswith("front matter is not valid YAML (")  # where the parser gave up
+    [(line, message)] = notices("\ufeff+++\ntitle = 'x'\n[image]\npath = \n+++\n")
+    assert line == 4 and message.startswith("front matter is not valid TOML (")
+    assert notices("---\n- a\n- b\n---\n") == [
+        (2, "front matter is not a YAML mapping of keys to values: a site generator will refuse it")]
+
+
+def test_front_matter_generators_read_gives_no_notice() -> None:
+    for text in ("---\ntitle: x\n---\nbody", "---\n---\n", "+++\ntitle = 'x'\n+++\n", "no front matter\n---\n",
+                 "---\nimage: &a /x.jpg\ncover: *a\n...\nbody"):
+        assert notices(text) == [], text

@@ -152,6 +152,38 @@ def test_encodings_line_endings_and_binaries(site: Path, origin: Server, capsys:
     assert "10 articles scanned" in out  # the 7 refused files are not counted as scanned
 
 
+def test_front_matter_a_site_generator_would_refuse_is_archived_with_a_warning_at_file_and_line(
+    site: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unclosed block, invalid YAML, invalid TOML and YAML that is not a mapping: each is warned about with its
+    file and line, and the article is processed as before (the run's outcome and exit code are unchanged)."""
+    articles = {
+        "unclosed.md": (f"\n---\ntitle: never closed\n\n![x]({IMG}/a.jpg)\n", 2, "front matter opened with --- is never closed"),
+        "bad-yaml.md": (f"---\ntitle: x\ntags: [a, b\ncover: {IMG}/b.png\n---\n![x]({IMG}/a.jpg)\n", 4,
+                        "front matter is not valid YAML (expected ',' or ']', but got ':')"),
+        "tab-yaml.md": (f"---\r\ntitle: x\r\n\tcover: y\r\n---\r\n![x]({IMG}/a.jpg)\r\n", 3,
+                        "front matter is not valid YAML"),
+        "bad-toml.md": (f"+++\ntitle = 'x'\ntitle = 'again'\n+++\n![x]({IMG}/a.jpg)\n", 3,
+                        "front matter is not valid TOML (Cannot overwrite a value)"),
+        "not-a-mapping.md": (f"---\njust a sentence\n---\n![x]({IMG}/a.jpg)\n", 2,
+                             "front matter is not a YAML mapping"),
+    }
+    for name, (text, _, _) in articles.items():
+        (site / name).write_bytes(text.encode())
+    (site / "fine.md").write_text(f"---\ntitle: fine\ncover: {IMG}/b.png\n---\n![x]({IMG}/a.jpg)\n")
+    code, out, err = run(write_config(site.parent, origin), capsys)
+    assert code == 0, out + err  # warnings are not failures
+    assert "Traceback" not in out + err
+    assert f"Warnings ({len(articles)}; these articles were archived all the same):" in out
+    for name, (text, line, message) in articles.items():
+        warning = next(x for x in out.splitlines() if f"{site / name}:" in x and "front matter" in x)
+        assert warning.startswith(f"  {site / name}:{line}  — {message}"), warning
+        expected = text.replace(f"{IMG}/a.jpg", A_NEW).replace(f"{IMG}/b.png", B_NEW)  # as before (line scan)
+        assert (site / name).read_bytes() == expected.encode(), name
+    assert "fine.md" not in out
+    assert "unclosed.md:2: front matter opened with --- is never closed" not in err  # -q: the summary only
+
+
 def test_a_50_mb_article_is_processed_in_bounded_time(
     site: Path, origin: Server, capsys: pytest.CaptureFixture[str]
 ) -> None:

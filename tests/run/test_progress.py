@@ -54,13 +54,32 @@ def test_on_a_terminal_a_status_line_is_redrawn_in_place(tmp_path: Path, origin:
 
 def test_not_on_a_terminal_progress_is_plain_lines() -> None:
     stream = io.StringIO()
-    stats = Stats(articles=3, urls=10, settled=4, fetched=4, uploaded=8)
+    stats = Stats(articles=3, urls=10, archived=2, dead=1, rejected=1, fetched=4, uploaded=8)
     progress = Progress(stats, stream)
     assert not progress.tty
     progress.draw()
     line = stream.getvalue()
     assert line.endswith("\n") and "\r" not in line and "\x1b" not in line
-    assert "urls 4/10" in line and "uploaded 8" in line
+    assert "urls 4/10: 2 archived, 1 dead, 1 rejected, 0 failed" in line and "uploaded 8" in line
+
+
+def test_the_status_line_and_the_summary_use_the_outcomes_vocabulary_and_a_dry_run_says_would() -> None:
+    """The status line says "dead" for what the summary calls dead (it used to call dead and rejected "failed"),
+    and a dry run says what would be archived, uploaded and rewritten."""
+    stats = Stats(articles=1, urls=6, archived=2, dead=1, rejected=1, failed=1, not_attempted=1, uploaded=4,
+                  articles_rewritten=1)
+    stream = io.StringIO()
+    Progress(stats, stream, dry_run=True).draw()
+    line = stream.getvalue()
+    assert "urls 5/6: 2 would be archived, 1 dead, 1 rejected, 1 failed" in line
+    assert "would upload 4" in line and "would be rewritten 1" in line and "uploaded 4" not in line
+    text = summary(RunReport(stats), 1.0, dry_run=True)
+    assert "6 unique image URLs: 2 would be archived (0 by earlier runs), 1 dead, 1 rejected, 1 failed, " \
+           "1 not attempted" in text
+    assert "objects that would be uploaded 4" in text and "1 would be rewritten" in text
+    real = summary(RunReport(stats), 1.0)
+    assert "6 unique image URLs: 2 archived (0 by earlier runs)" in real and "objects uploaded 4" in real
+    assert "would" not in real
 
 
 def test_summary_lists_every_image_not_archived_with_article_line_url_and_reason() -> None:
