@@ -192,13 +192,25 @@ def _fill_gap(text: str, written: Sequence[tuple[int, str]], first: int, stop: i
         if at is None:
             at = _find(text, w, pos + drift, cursor)
             j = next_same.get(i)
-            if at is not None and (
-                at + len(w) > limit or claimed[w, at] > 0 or (j is not None and at == written[j][0] + drift)
-            ):
-                at = None  # past the next anchor, or exactly where a later span of ours belongs: removed
+            if at is not None and at + len(w) > limit:
+                at = None  # past the next anchor
+            elif at is not None and (claimed[w, at] > 0 or (j is not None and at == written[j][0] + drift)):
+                # exactly where a later span of ours belongs: this one was removed, unless taking it here lets as
+                # many of the spans after it match (an edit before both moved them all: more spans found so)
+                taken = 1 + _matching(text, written, i + 1, stop, at - pos, limit)
+                left = max(_matching(text, written, i + 1, stop, d, limit) for d in (drift, right))
+                if taken <= left:
+                    at = None
         if at is not None:
             found[i] = at
             drift, cursor = at - pos, at + len(w)
+
+
+def _matching(text: str, written: Sequence[tuple[int, str]], first: int, stop: int, drift: int, limit: int,
+              ahead: int = 16) -> int:
+    """How many of the next ``ahead`` spans from ``first`` are exactly where ``drift`` puts them."""
+    return sum(1 for pos, w in written[first : min(stop, first + ahead)]
+               if pos + drift >= 0 and pos + drift + len(w) <= limit and text.startswith(w, pos + drift))
 
 
 def _find(text: str, needle: str, want: int, cursor: int) -> int | None:
