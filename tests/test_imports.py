@@ -19,7 +19,8 @@ from tests.support.site import write_config
 ROOT = ROOT_DIR
 # The CLI's own needs: argument parsing, config, logging, the manifest (status), the error tree.
 CLI_NEEDS = ("argparse", "asyncio", "contextlib", "logging", "signal", "sqlite3", "tomllib", "fcntl", "idna",
-             "dataclasses", "typing", "hashlib", "ipaddress", "urllib.parse", "json")
+             "dataclasses", "typing", "hashlib", "ipaddress", "urllib.parse", "json",
+             "html", "html.entities")  # the redaction every printed error goes through
 # What a run with nothing to fetch needs on top: walking and decoding articles, finding references, the fetch
 # stage's modules (imported, not used), the local store, and the process pool.
 RUN_NEEDS = CLI_NEEDS + ("aiohttp", "yarl", "tenacity", "yaml", "markdown_it", "charset_normalizer", "difflib",

@@ -148,6 +148,8 @@ def _holds(path: Path, kind: str) -> bool:
 
 
 def _refuse_unless_ours(path: Path, kind: str) -> None:
+    if os.path.lexists(path) and not path.is_symlink() and not path.is_file():
+        raise ArchiverError(f"cannot write the report: {shown_path(path)}: not a regular file (left as it is)")
     if os.path.lexists(path) and not _holds(path, kind):
         raise ArchiverError(f"{shown_path(path)} exists and is not a report archiver wrote: not overwritten; remove "
                             "it or choose another report path (--report, --json, [dedupe] report)")
