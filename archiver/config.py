@@ -78,6 +78,14 @@ class ImagesConfig:
     thumbnail_format: str = _key("webp", 'rendition format: "webp", "jpeg" or "png"')
     thumbnail_quality: int = _key(80, "rendition encoder quality, 1-100 (webp, jpeg)")
     max_pixels: int = _key(50_000_000, "images with more pixels are refused before decoding (decompression bombs)")
+    max_jpeg_scans: int = _key(
+        100, "JPEG scans allowed (each is a pass over the whole image; real JPEGs have 1-20): more are refused before "
+        "decoding"
+    )
+    max_decode_seconds: float = _key(
+        20.0, "CPU seconds one image may cost to decode, hash and thumbnail; beyond, its worker is killed and the "
+        "image rejected as too costly to decode"
+    )
 
 
 @dataclass(frozen=True)
@@ -214,6 +222,10 @@ def _validate(cfg: Config, where: str) -> None:
         raise bad("[images] thumbnail_quality", "must be 1-100")
     if im.max_pixels < 1:
         raise bad("[images] max_pixels", "must be at least 1")
+    if im.max_jpeg_scans < 1:
+        raise bad("[images] max_jpeg_scans", "must be at least 1")
+    if not im.max_decode_seconds > 0:
+        raise bad("[images] max_decode_seconds", "must be more than 0")
     if st.backend not in ("local", "s3"):
         raise bad("[storage] backend", f'{st.backend!r} is not "local" or "s3"')
     if st.backend == "s3" and not 3 <= len(st.bucket) <= 63:

@@ -10,7 +10,9 @@
     │   ├── NotAnImage            the body is not an image by its bytes (HTML error page, ...)
     │   ├── TooLarge              body over fetch.max_bytes
     │   └── TransientFetchError   retries exhausted on timeouts, resets, 408/429/5xx, short bodies
-    ├── ImageError                the bytes claim an image format but cannot be decoded, or exceed max_pixels
+    ├── ImageError                the bytes claim an image format but cannot be decoded, exceed max_pixels or
+    │   │                         cost too much to decode (max_jpeg_scans, max_decode_seconds)
+    │   └── WorkerDied            the worker decoding it died (a crash, the OOM killer): failed, worth a re-run
     ├── StorageError              the object store refused or failed an operation
     └── ManifestError             the manifest database is unusable (locked, corrupt, newer schema)
 
@@ -114,13 +116,19 @@ class TransientFetchError(FetchError):
 
 
 class ImageError(ArchiverError):
-    """The bytes look like an image but cannot be decoded, or exceed images.max_pixels."""
+    """The bytes look like an image but cannot be decoded, exceed images.max_pixels, or are too costly to decode."""
 
     outcome = Outcome.REJECTED
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class WorkerDied(ImageError):
+    """The process decoding the image died (a crash, the OOM killer): not known to be the image's fault."""
+
+    outcome = Outcome.FAILED
 
 
 class StorageError(ArchiverError):

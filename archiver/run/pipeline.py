@@ -13,7 +13,6 @@ import logging
 import tempfile
 from collections import defaultdict, deque
 from collections.abc import Sequence
-from concurrent.futures import Executor
 from pathlib import Path
 
 from archiver import scratch
@@ -23,7 +22,7 @@ from archiver.config import Config
 from archiver.errors import ArticleError, FetchError, ImageError, StorageError
 from archiver.faults import crash_point
 from archiver.fetch.client import Fetcher
-from archiver.image.pool import make_executor
+from archiver.image.pool import ImagePool, make_pool
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION, Outcome
 from archiver.redaction import redact
@@ -48,7 +47,7 @@ class Run:
         dry_run: bool = False,
         retry_dead: bool = False,
         workdir: Path,
-        executor: Executor | None = None,
+        pool: ImagePool | None = None,
     ) -> None:
         self.cfg = cfg
         self.paths = list(paths)
@@ -59,7 +58,7 @@ class Run:
         self.workdir = workdir
         self.report = RunReport(Stats())
         self.stats = self.report.stats
-        self._assets = AssetArchiver(cfg, manifest, store, self.stats, executor, self.request_stop)
+        self._assets = AssetArchiver(cfg, manifest, store, self.stats, pool, self.request_stop)
         self._own = OwnUrls.of(cfg)
         self._archived: dict[str, str] = {}  # resolved URL -> public URL of the stored original
         self._articles: dict[Path, ArticleWork] = {}
@@ -73,7 +72,8 @@ class Run:
         """Start nothing new; give in-flight URLs ``grace`` seconds, then abandon them (a second call: now).
 
         Called from signal handlers (SIGINT/SIGTERM) and when storage stays unavailable. Abandoned URLs are
-        simply not recorded: their temp files are removed, and a re-run picks them up.
+        not recorded but counted as not attempted: their temp files are removed, an image being decoded has its
+        worker killed (never waited for), and a re-run picks them up.
         """
         loop = asyncio.get_running_loop()
         if self.stop_reason is None:
@@ -95,6 +95,8 @@ class Run:
                 for stale in remove_stale_temp_files(root):
                     log.info("removed %s left by an interrupted run", stale)
         for path in iter_article_paths(self.paths, cfg.extensions):
+            if self.stop_reason:  # interrupted while scanning: what was not scanned is left for a re-run
+                break
             try:
                 scanned = scan_article(path, cfg, self._own)
             except ArticleError as exc:
@@ -151,7 +153,7 @@ class Run:
             await asyncio.gather(*self._rewrites)
         self.report.diffs.sort()
         self.report.stopped = self.stop_reason
-        if not self.dry_run:  # also catches up images a killed run stored but never searched
+        if not self.dry_run and not self.stop_reason:  # the next run catches up what a stopped one did not search
             self._record_near_duplicates()
         return self.report
 
@@ -165,6 +167,13 @@ class Run:
         update_pairs(self.manifest, self.cfg.dedupe.max_distance)
 
     async def _settle(self, fetcher: Fetcher, url: str) -> None:
+        try:
+            await self._settle_one(fetcher, url)
+        except asyncio.CancelledError:  # abandoned by a stop: nothing recorded, left for a re-run
+            self.stats.not_attempted += 1
+            raise
+
+    async def _settle_one(self, fetcher: Fetcher, url: str) -> None:
         try:
             download = await fetcher.fetch(url)
         except FetchError as exc:
@@ -275,4 +284,4 @@ def prepare_workdir(manifest_path: Path | None) -> Path:
     return scratch.create(manifest_path.parent)
 
 
-__all__ = ["Run", "make_executor", "prepare_workdir"]
+__all__ = ["Run", "make_pool", "prepare_workdir"]

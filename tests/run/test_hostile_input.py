@@ -16,7 +16,6 @@ import re
 import time
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,10 +24,10 @@ from PIL import Image
 from archiver.articles.files import DEFAULT_MAX_BYTES
 from archiver.cli import main
 from archiver.config import ImagesConfig
-from archiver.errors import ImageError, UrlError
+from archiver.errors import ImageError, UrlError, WorkerDied
 from archiver.fetch.sniff import sniff
 from archiver.image import process as imaging
-from archiver.run.pipeline import make_executor
+from archiver.run.pipeline import make_pool
 from archiver.urls import MAX_URL_LENGTH, resolve
 from tests.support.images import make_jpeg, make_png
 from tests.support.origin import Server
@@ -544,18 +543,18 @@ def _run_broken(tmp_path: Path, count: int, max_size: int) -> None:
     jobs = _broken_files(tmp_path, count, max_size)
     cfg = ImagesConfig()
     rejected = 0
-    with make_executor() as pool:
-        assert isinstance(pool, ProcessPoolExecutor)
+    with make_pool(cfg.max_decode_seconds) as pool:
         rss: dict[int, list[int]] = {}
         for done in range(0, count, 50):
             futures = [pool.submit(imaging.process, *job, cfg) for job in jobs[done : done + 50]]
             for future in futures:
                 try:
-                    future.result(timeout=60)  # a crashed worker would raise BrokenProcessPool here
-                except ImageError:
+                    future.result(timeout=60)
+                except ImageError as exc:
+                    assert not isinstance(exc, WorkerDied), exc  # a crashed worker
                     rejected += 1
             if done + 50 in (100, count):
-                rss[done + 50] = _rss_kb(sorted(pool._processes))  # the pool's worker processes
+                rss[done + 50] = _rss_kb(sorted(pool.worker_pids()))  # the pool's worker processes
     print(f"worker RSS kB after 100 and {count}: {rss}; rejected {rejected}")
     assert rejected >= count // 2  # most are refused; a byte flip in pixel data can still decode
     for early, late in zip(rss[100], rss[count], strict=True):
