@@ -83,7 +83,7 @@ def test_a_signal_stops_the_run_within_seconds_with_a_summary_and_a_rerun_finish
     sent = time.monotonic()
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
-    assert time.monotonic() - sent < 5  # finishes or abandons in-flight items quickly
+    assert time.monotonic() - sent < 10  # in-flight items get 3 s of grace, then are abandoned
     assert proc.returncode == 130, err
     assert f"stopped early: interrupted ({sig.name})" in out and "URLs not attempted" in out
     assert "Traceback" not in err
