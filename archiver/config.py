@@ -42,6 +42,10 @@ class ArticlesConfig:
     extensions: tuple[str, ...] = _key(
         (".md", ".markdown", ".html", ".htm"), "file name endings that are articles"
     )
+    max_refs: int = _key(
+        20_000, "image references per article; an article with more, or with more than 5 times as many lines, "
+        "Markdown elements or front-matter values, is skipped and reported (scanning holds them all in memory)"
+    )
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,8 @@ def _validate(cfg: Config, where: str) -> None:
     bad_chars = set(" \t\r\n\"'<>()[]{}\\`")
     if not st.public_base_url or bad_chars & set(st.public_base_url):
         raise bad("[storage] public_base_url", "must be a URL or path without spaces, quotes, brackets or parentheses")
+    if cfg.articles.max_refs < 1:
+        raise bad("[articles] max_refs", "must be at least 1")
     if cfg.articles.base_url and not cfg.articles.base_url.startswith(("http://", "https://")):
         raise bad("[articles] base_url", "must be an http:// or https:// URL")
 

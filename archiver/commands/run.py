@@ -86,7 +86,9 @@ def _rewrite_to_canonical(cfg: Config, manifest: Manifest, store: Store) -> None
     from archiver.dedupe.plan import plan
 
     groups = plan(cfg, manifest, store, cfg.dedupe.max_distance)
-    result = canonical.apply_canonical(manifest, groups.articles, groups.mapping, cfg.articles.front_matter_fields)
+    result = canonical.apply_canonical(
+        manifest, groups.articles, groups.mapping, cfg.articles.front_matter_fields, cfg.articles.max_refs
+    )
     if result.spans:
         print(f"dedupe: {result.articles} articles rewritten to canonical copies ({result.spans} references)")
     for problem in result.problems:

@@ -25,7 +25,7 @@ from PIL import Image
 from archiver.articles.files import iter_article_paths, load_article
 from archiver.config import Config
 from archiver.errors import ArticleError, ConfigError, StorageError
-from archiver.find.refs import find_refs
+from archiver.find.refs import article_refs
 from archiver.manifest.sqlite import Manifest
 from archiver.storage import Store, open_store
 from archiver.storage.keys import archive_key, parse_key, public_bases
@@ -94,11 +94,12 @@ def scan_articles(paths: Sequence[Path], cfg: Config) -> Usage:
     for path in iter_article_paths(paths, cfg.articles.extensions):
         try:
             article = load_article(path)
+            refs = article_refs(article, cfg.articles.front_matter_fields, cfg.articles.max_refs)
         except ArticleError as exc:
             usage.skipped.append(exc.message)
             continue
         usage.articles += 1
-        for ref in find_refs(article.text, article.format, cfg.articles.front_matter_fields):
+        for ref in refs:
             parsed = archive_key(ref.url, bases)
             if parsed is None:
                 continue

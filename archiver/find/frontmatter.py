@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from archiver.find.scan import Found, is_image_path, looks_like_url
+from archiver.find.scan import Found, TooLarge, is_image_path, looks_like_url, too_much
 from archiver.model import RefKind
 
 KeyPath = tuple[str | int, ...]  # a key path in front matter: ("image", "path"), ("gallery", 0, "url")
@@ -57,15 +57,16 @@ def split_front_matter(text: str) -> FrontMatter | None:
     return None
 
 
-def front_matter_refs(text: str, fm: FrontMatter, fields: Sequence[str]) -> list[Found]:
-    """References in the configured fields: a field's own scalar, or image-like strings nested under it."""
+def front_matter_refs(text: str, fm: FrontMatter, fields: Sequence[str], max_nodes: int | None = None) -> list[Found]:
+    """References in the configured fields: a field's own scalar, or image-like strings nested under it.
+    TooLarge if the YAML holds more than ``max_nodes`` values (PyYAML keeps ~1 KB per value while composing)."""
     wanted = sorted({tuple(f.split(".")) for f in fields if f}, key=len, reverse=True)  # most specific first
     roots = {w[0] for w in wanted}
     if fm.kind == "toml":
         values = list(_toml_values(text, fm))
     else:
         try:
-            values = list(_yaml_values(text, fm.content_start, fm.content_end, roots))
+            values = list(_yaml_values(text, fm.content_start, fm.content_end, roots, max_nodes))
         except (yaml.YAMLError, RecursionError, ValueError):
             values = list(_yaml_lines(text, fm))
     out: list[Found] = []
@@ -100,8 +101,27 @@ def _nested_ok(path: KeyPath, value: str) -> bool:
 # --- YAML through PyYAML's composer --------------------------------------------------------------
 
 
-def _yaml_values(text: str, start: int, end: int, roots: set[str]) -> Iterator[_Value]:
-    root = yaml.compose(text[start:end], Loader=yaml.SafeLoader)
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe composer, counting the nodes it composes: past ``max_nodes``, TooLarge."""
+
+    def __init__(self, stream: str, max_nodes: int | None) -> None:
+        super().__init__(stream)
+        self.max_nodes = self.nodes_left = max_nodes
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.nodes_left is not None:
+            self.nodes_left -= 1
+            if self.nodes_left < 0:
+                raise TooLarge(too_much("values in its front matter", self.max_nodes or 0))
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+
+
+def _yaml_values(text: str, start: int, end: int, roots: set[str], max_nodes: int | None) -> Iterator[_Value]:
+    loader = _BoundedLoader(text[start:end], max_nodes)
+    try:
+        root = loader.get_single_node()
+    finally:
+        loader.dispose()  # type: ignore[no-untyped-call]
     if not isinstance(root, yaml.MappingNode):
         return
     seen: set[int] = set()

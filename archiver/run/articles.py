@@ -11,7 +11,7 @@ from archiver.articles.files import load_article
 from archiver.articles.rewrite import Replacement, render, unified_diff, write_atomic
 from archiver.config import ArticlesConfig, Config
 from archiver.errors import UrlError
-from archiver.find.refs import find_refs
+from archiver.find.refs import article_refs
 from archiver.model import ArticleReplacement
 from archiver.redaction import has_secret
 from archiver.storage.keys import archive_key, public_bases
@@ -63,12 +63,13 @@ class Rewritten:
 
 
 def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
-    """Read an article (ArticleError if we cannot) and resolve the image URLs it uses."""
+    """Read an article (ArticleError if we cannot, or if it holds more than articles.max_refs references) and
+    resolve the image URLs it uses."""
     article = load_article(path)
     refs = done = 0
     rejected: list[tuple[str, str, int]] = []
     work = ArticleWork(path, set())
-    for ref in find_refs(article.text, article.format, cfg.front_matter_fields):
+    for ref in article_refs(article, cfg.front_matter_fields, cfg.max_refs):
         refs += 1
         if ref.url in own:
             done += 1
@@ -91,7 +92,7 @@ def rewrite_article(
     article = load_article(path)
     repls: list[Replacement] = []
     record: list[ArticleReplacement] = []
-    for ref in find_refs(article.text, article.format, cfg.front_matter_fields):
+    for ref in article_refs(article, cfg.front_matter_fields, cfg.max_refs):
         if ref.url in own:
             continue
         try:

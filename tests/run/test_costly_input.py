@@ -60,3 +60,39 @@ def test_an_image_too_costly_to_decode_is_rejected_and_the_run_goes_on(
     for data in GOOD.values():
         assert f"/archive/{key(data, 'jpg')}" in text
     assert "Traceback" not in err
+
+
+_PEAK = (
+    "import re, sys\nfrom archiver.cli import main\ncode = main(sys.argv[1:])\n"
+    "print('PEAK_KB', re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+    "raise SystemExit(code)\n"
+)
+
+
+@pytest.mark.parametrize("fmt", ["html", "markdown"])
+def test_an_article_with_a_million_references_is_skipped_in_bounded_memory(
+    tmp_path: Path, origin: Server, fmt: str
+) -> None:
+    """~1.5 KB per reference while an article is scanned: a million of them took 1.1 GB (HTML) to 1.5 GB
+    (Markdown) before. Past [articles] max_refs (20 000) the article is skipped and reported; the rest is archived."""
+    import subprocess
+    import sys
+
+    from tests.support.paths import ROOT_DIR
+
+    article = _site(tmp_path, origin, GOOD)
+    line = "".join(f'<img src="{IMG}/c/good{i % 4}.jpg">' for i in range(1_000_000))
+    many = tmp_path / "site" / f"many.{'html' if fmt == 'html' else 'md'}"
+    many.write_text(f"<p>{line}</p>\n" if fmt == "html" else f"# many\n\n<div>{line}</div>\n", encoding="utf-8")
+    before = many.read_bytes()
+    cfg = write_config(tmp_path, origin)
+    done = subprocess.run([sys.executable, "-c", _PEAK, "run", "--config", str(cfg), "-q"], cwd=ROOT_DIR,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"[skipped] {many}  — more than 20,000 image references (articles.max_refs)" in done.stdout
+    assert "4 unique image URLs: 4 archived" in done.stdout
+    assert many.read_bytes() == before
+    assert all(f"/archive/{key(data, 'jpg')}" in article.read_text(encoding="utf-8") for data in GOOD.values())
+    peak_mb = int(done.stdout.split("PEAK_KB")[1].split()[0]) / 1024
+    print(f"{fmt}: peak RSS {peak_mb:.0f} MB for a {len(before) / 1e6:.0f} MB article")
+    assert peak_mb < 400  # the article's own bytes and text, a few copies; not a million references
