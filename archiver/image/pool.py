@@ -25,20 +25,21 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Executor, Future
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
 from archiver.errors import ImageError, WorkerDied
+from archiver.image.worker import SIGNALS, STARTED, serve
 
 T = TypeVar("T")
-PARENT_CHECK_SECONDS = 0.5
+DEPTH = 2  # jobs sent to a worker at once: the running one and the next
 TICK = 0.05  # how often a busy slot checks its worker's CPU time and whether its job was abandoned
 WALL_FACTOR = 10  # a job also ends after this many times its budget in wall-clock time (a stuck worker)
-_STARTED = "started"  # a worker's message: the job is unpickled (its module imported), the clock starts now
-_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 def default_workers() -> int:
@@ -68,14 +69,12 @@ def cpu_seconds(pid: int) -> float | None:
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+@dataclass(eq=False)
 class _Job:
-    __slots__ = ("fn", "args", "future", "abandoned")
-
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.fn = fn
-        self.args = args
-        self.future: Future[Any] = Future()
-        self.abandoned = False
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    future: Future[Any] = field(default_factory=Future)
+    abandoned: bool = False  # its caller gave up on it: its worker is killed, it ends cancelled
 
 
 class ImagePool(Executor):
@@ -141,10 +140,12 @@ class ImagePool(Executor):
             if future.cancel():
                 return
             for slot in self._slots:
-                job = slot.job
-                if job is not None and job.future is future:
-                    job.abandoned = True
-                    slot.kill()
+                for i, job in enumerate(slot.sent):
+                    if job.future is future:
+                        job.abandoned = True
+                        if i == 0:  # running: now; queued behind it: its slot kills it when its turn comes
+                            slot.kill()
+                        return
 
     def terminate(self) -> None:
         """End everything now: pending jobs cancelled, running jobs abandoned (their workers killed), all joined."""
@@ -159,28 +160,16 @@ class ImagePool(Executor):
     # -- inside ----------------------------------------------------------------------------------
     def _close(self, cancel_futures: bool, kill: bool) -> None:
         with self._lock:
-            if cancel_futures:
-                self._cancel_pending = True  # a job a slot is taking right now is cancelled there
-                ends = 0
-                while True:
-                    try:
-                        job = self._jobs.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        ends += 1
-                    else:
-                        job.future.cancel()
-                for _ in range(ends):
-                    self._jobs.put(None)
+            self._cancel_pending |= cancel_futures  # the slots cancel what they take from the queue from now on
             if not self._closed:
                 self._closed = True
                 for _ in self._slots:
                     self._jobs.put(None)
             if kill:
                 for slot in self._slots:
-                    if slot.job is not None:
-                        slot.job.abandoned = True
+                    for job in slot.sent:
+                        job.abandoned = True
+                    if slot.sent:
                         slot.kill()
 
     def _join(self) -> None:
@@ -190,13 +179,17 @@ class ImagePool(Executor):
 
 
 class _Slot:
-    """One worker process and the thread that feeds it jobs, watches its budget and replaces it when it dies."""
+    """One worker process and the thread that feeds it jobs, watches its budget and replaces it when it dies.
+
+    The thread keeps one job queued in the worker behind the running one (``DEPTH``), so a worker never waits for
+    this process (whose GIL is busy with fetching and storing) between two images. When a worker dies or is killed,
+    its running job gets the outcome and the queued one is sent again to the new worker."""
 
     def __init__(self, pool: ImagePool, index: int) -> None:
         self.pool = pool
         self.proc: BaseProcess | None = None
         self.conn: Connection | None = None
-        self.job: _Job | None = None  # the job running now (read and written under the pool's lock)
+        self.sent: deque[_Job] = deque()  # sent to the worker, in order; the first runs (under the pool's lock)
         self.thread = threading.Thread(target=self._serve, name=f"image-slot-{index}", daemon=True)
 
     def kill(self) -> None:
@@ -208,75 +201,83 @@ class _Slot:
     def _serve(self) -> None:
         # Workers are started from this thread with SIGINT and SIGTERM blocked: a new process inherits the mask,
         # so a Ctrl-C that arrives while it starts stays pending until the worker has set them to be ignored.
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        closing = False
         try:
             while True:
-                job = self.pool._jobs.get()
-                if job is None:
-                    return
-                if self.pool._cancel_pending:
-                    job.future.cancel()
-                if not job.future.set_running_or_notify_cancel():
-                    continue
-                with self.pool._lock:
-                    self.job = job
-                try:
-                    ok, value = self._run(job)
-                except BaseException as exc:  # a bug here must not leave the caller waiting for ever
-                    ok, value = False, exc
-                with self.pool._lock:
-                    self.job = None
-                if job.abandoned:
-                    job.future.set_exception(CancelledError())
-                elif ok:
-                    job.future.set_result(value)
-                else:
-                    job.future.set_exception(value)
+                while not closing and len(self.sent) < DEPTH:
+                    try:
+                        job = self.pool._jobs.get(block=not self.sent)
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        closing = True
+                    elif self.pool._cancel_pending:
+                        job.future.cancel()
+                    elif job.future.set_running_or_notify_cancel():
+                        self._send(job)
+                if not self.sent:
+                    return  # closing, and every job sent is done
+                self._wait()
+        except BaseException as exc:  # a bug here must not leave callers waiting for ever
+            with self.pool._lock:
+                jobs = list(self.sent)
+                self.sent.clear()
+            for job in jobs:
+                job.future.set_exception(exc)
+            raise
         finally:
             self._stop_worker()
 
-    def _run(self, job: _Job) -> tuple[bool, Any]:
-        """(True, result) or (False, exception) of one job, the worker killed if it goes over its budget."""
-        if self.proc is not None and not self.proc.is_alive():  # it died while idle: not this job's fault
-            self._reap()
-        if self.proc is None:
-            self._start_worker()
-        assert self.proc is not None and self.conn is not None
-        pid = self.proc.pid
-        assert pid is not None
-        try:
-            self.conn.send((job.fn, job.args))
-        except (OSError, EOFError):
-            return False, self._died()
-        except Exception as exc:  # the job cannot be pickled: the worker never saw it
-            return False, exc
-        budget = self.pool.budget
-        sent = time.monotonic()
+    def _send(self, job: _Job) -> None:
+        """Hand ``job`` to the worker (a new one if there is none, or it died while idle)."""
+        for _ in range(2):
+            if self.proc is not None and not self.proc.is_alive():
+                self._reap()
+            if self.proc is None:
+                self._start_worker()
+            assert self.conn is not None
+            try:
+                self.conn.send((job.fn, job.args))
+            except (OSError, EOFError):  # it died just now: once more with a new one
+                self._reap()
+                continue
+            except Exception as exc:  # the job cannot be pickled: the worker never saw it
+                job.future.set_exception(exc)
+                return
+            with self.pool._lock:
+                self.sent.append(job)
+            return
+        job.future.set_exception(WorkerDied("cannot start an image worker"))
+
+    def _wait(self) -> None:
+        """Until the running job ends: its result, or its worker killed (over budget, abandoned) or dead."""
+        assert self.proc is not None and self.conn is not None and self.proc.pid is not None
+        job, pid, budget = self.sent[0], self.proc.pid, self.pool.budget
+        since = time.monotonic()
         clock: tuple[float | None, float] | None = None  # (CPU seconds, monotonic) when the job started
         while True:
             if self.conn.poll(TICK):
                 try:
                     message = self.conn.recv()
                 except (OSError, EOFError):
-                    return False, self._died()
+                    return self._lost()
                 except Exception as exc:  # a result that cannot be unpickled here
-                    return False, exc
-                if message == _STARTED:
+                    return self._done(False, exc)
+                if message == STARTED:
                     clock = (cpu_seconds(pid), time.monotonic())
                     continue
-                ok, value = message
-                return bool(ok), value
+                return self._done(*message)
             if job.abandoned:
-                return False, self._died()
+                return self._lost()
             if budget is None:
                 continue
             now = time.monotonic()
-            if now - sent > WALL_FACTOR * budget:
-                self._kill_now()
-                return False, ImageError(
-                    f"too costly to decode: no result after {now - sent:.0f} s (images.max_decode_seconds "
-                    f"is {budget:g} s of CPU)"
-                )
+            if now - since > WALL_FACTOR * budget:
+                return self._lost(ImageError(
+                    f"too costly to decode: no result after {now - since:.0f} s (images.max_decode_seconds is "
+                    f"{budget:g} s of CPU)"
+                ))
             if clock is not None:
                 cpu = cpu_seconds(pid)
                 if cpu is not None and clock[0] is not None:
@@ -284,38 +285,57 @@ class _Slot:
                 else:
                     used, unit = now - clock[1], "s"
                 if used > budget:
-                    self._kill_now()
-                    return False, ImageError(
-                        f"too costly to decode: more than {budget:g} {unit} (images.max_decode_seconds)"
+                    return self._lost(
+                        ImageError(f"too costly to decode: more than {budget:g} {unit} (images.max_decode_seconds)")
                     )
+
+    def _done(self, ok: bool, value: Any) -> None:
+        with self.pool._lock:
+            job = self.sent.popleft()
+        if job.abandoned:
+            job.future.set_exception(CancelledError())
+        elif ok:
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(value)
+
+    def _lost(self, error: BaseException | None = None) -> None:
+        """The worker is killed (over budget, abandoned) or died: the running job gets ``error`` (or WorkerDied, or
+        is cancelled if abandoned); the jobs queued behind it go to a new worker."""
+        with self.pool._lock:
+            self.kill()
+        code = self._reap()
+        with self.pool._lock:
+            job = self.sent.popleft()
+            rest = list(self.sent)
+            self.sent.clear()
+        if job.abandoned:
+            job.future.set_exception(CancelledError())
+        else:
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
+            job.future.set_exception(
+                error or WorkerDied(f"the image worker died ({how}) while decoding; a re-run will try again")
+            )
+        for queued in rest:
+            if queued.abandoned:
+                queued.future.set_exception(CancelledError())
+            else:
+                self._send(queued)
 
     def _start_worker(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         parent_end, child_end = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_worker_main, args=(child_end, os.getpid()), name="archiver-image-worker",
+        proc = ctx.Process(target=serve, args=(child_end, os.getpid()), name="archiver-image-worker",
                            daemon=True)
         proc.start()
         child_end.close()
         with self.pool._lock:
             self.proc, self.conn = proc, parent_end
 
-    def _kill_now(self) -> None:
-        with self.pool._lock:
-            self.kill()
-        self._reap()
-
-    def _died(self) -> WorkerDied:
-        """The worker is gone (or abandoned: kill it): reap it; the error its job gets."""
-        if self.proc is not None and self.proc.is_alive():
-            with self.pool._lock:
-                self.kill()
-        code = self._reap()
-        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
-        return WorkerDied(f"the image worker died ({how}) while decoding; a re-run will try again")
-
     def _reap(self) -> int | None:
-        proc, conn = self.proc, self.conn
+        """Forget the worker (killed or gone) and wait for it; its exit code."""
         with self.pool._lock:
+            proc, conn = self.proc, self.conn
             self.proc, self.conn = None, None
         if conn is not None:
             conn.close()
@@ -346,42 +366,3 @@ class _Slot:
 def _kill_all(slots: list[_Slot]) -> None:
     for slot in slots:
         slot.kill()
-
-
-def _worker_main(conn: Connection, parent: int) -> None:
-    """A worker: ignore SIGINT and SIGTERM (the parent decides), watch the parent, run jobs until told to stop."""
-    for sig in _SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)  # blocked by the slot that started us; now ignored
-    watch_parent(parent)
-    while True:
-        try:
-            job = conn.recv()
-        except EOFError:
-            return
-        except Exception as exc:  # the job's function cannot be imported here
-            conn.send((False, RuntimeError(f"cannot load the job: {type(exc).__name__}: {exc}")))
-            continue
-        if job is None:
-            return
-        conn.send(_STARTED)
-        fn, args = job
-        try:
-            result: tuple[bool, Any] = (True, fn(*args))
-        except Exception as exc:
-            result = (False, exc)
-        try:
-            conn.send(result)
-        except Exception as exc:  # an exception (or result) that cannot be pickled
-            conn.send((False, RuntimeError(f"{type(exc).__name__}: {exc}")))
-
-
-def watch_parent(parent: int) -> None:
-    """In a worker: exit as soon as ``parent`` is no longer this process's parent (it died; we were re-parented)."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(PARENT_CHECK_SECONDS)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
