@@ -58,6 +58,7 @@ WEBP_METHOD = 2
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start of frame, by coding process
 _PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+_SCAN_HEAD = 64 * 1024  # read to settle a baseline JPEG's scan count; a progressive one is mapped whole
 _JUNK_SCAN = 1024  # bytes searched for a JPEG SOI when something precedes it
 _BACKGROUND = (255, 255, 255)  # transparency is flattened onto this before hashing and for JPEG output
 _ORIENT = {
@@ -126,26 +127,31 @@ def _source(path: str, fmt: ImageFormat) -> BinaryIO:
 
 def _jpeg_scans(fp: BinaryIO, limit: int) -> int:
     """How many scans (SOS segments) the first image of the JPEG in ``fp`` has, counted up to ``limit + 1``: marker
-    segments are skipped by their length, entropy-coded data up to the next marker; nothing is decoded."""
+    segments are skipped by their length, entropy-coded data up to the next marker; nothing is decoded. A baseline
+    JPEG is settled by its first 64 KiB (one scan holds every component: libjpeg reads no other)."""
     if isinstance(fp, io.BytesIO):
         with fp.getbuffer() as view:
-            return _count_scans(view, limit)
-    try:
-        data = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ)
-    except (ValueError, OSError):  # an empty file: Pillow will say what is wrong with it
-        return 0
-    with data:
-        return _count_scans(data, limit)
+            return _count_scans(view, limit, whole=True) or 0
+    head = fp.read(_SCAN_HEAD)
+    fp.seek(0)
+    counted = _count_scans(head, limit, whole=len(head) < _SCAN_HEAD)
+    if counted is not None:
+        return counted
+    with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return _count_scans(data, limit, whole=True) or 0
 
 
-def _count_scans(data: bytes | memoryview | mmap.mmap, limit: int) -> int:
+def _count_scans(data: bytes | memoryview | mmap.mmap, limit: int, *, whole: bool) -> int | None:
+    """The scans in ``data`` (a JPEG from its SOI), or None if it ends before that is settled and is not ``whole``."""
     pos, end, scans = 2, len(data), 0  # after SOI
     components, progressive = 0, True
-    while pos + 4 <= end and scans <= limit:
+    while scans <= limit:
+        if pos + 4 > end:
+            return scans if whole else None
         if data[pos] != 0xFF:  # entropy-coded data, or junk between segments
             found = _NEXT_MARKER.search(data, pos)
             if found is None:
-                break
+                return scans if whole else None
             pos = found.start()
             continue
         marker = data[pos + 1]
