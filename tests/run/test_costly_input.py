@@ -96,3 +96,28 @@ def test_an_article_with_a_million_references_is_skipped_in_bounded_memory(
     peak_mb = int(done.stdout.split("PEAK_KB")[1].split()[0]) / 1024
     print(f"{fmt}: peak RSS {peak_mb:.0f} MB for a {len(before) / 1e6:.0f} MB article")
     assert peak_mb < 400  # the article's own bytes and text, a few copies; not a million references
+
+
+def test_every_command_that_scans_articles_reports_one_past_max_refs(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run, verify and dedupe read articles: each names the one past the bound (lowered after a first run) and goes
+    on; none scans it."""
+    _site(tmp_path, origin, GOOD)  # 4 references
+    big = tmp_path / "site" / "big.md"
+    big.write_text("".join(f"![]({IMG}/c/good{i % 4}.jpg)\n" for i in range(5)), encoding="utf-8")
+    cfg = write_config(tmp_path, origin)
+    config = cfg.read_text()
+    cfg.write_text(config.replace("[articles]\n", "[articles]\nmax_refs = 5\n", 1))
+    code, out, err = _run(cfg, capsys)
+    assert code == 0 and "[skipped]" not in out and f"{IMG}/c/" not in big.read_text(), out + err
+    cfg.write_text(config.replace("[articles]\n", "[articles]\nmax_refs = 4\n", 1))
+    reason = f"{big}: more than 4 image references (articles.max_refs)"
+    code, out, err = _run(cfg, capsys)
+    assert code == 0 and f"[skipped] {big}  — more than 4 image references (articles.max_refs)" in out, out + err
+    assert main(["verify", "--config", str(cfg)]) == 0
+    captured = capsys.readouterr()
+    assert f"note: article not scanned: {reason}" in captured.out, captured.out + captured.err
+    assert main(["dedupe", "--config", str(cfg), "--apply"]) == 1  # an article --apply could not read: exit 1
+    captured = capsys.readouterr()
+    assert reason in captured.out + captured.err and "Traceback" not in captured.err
