@@ -48,6 +48,10 @@ class ArticlesConfig:
         False, "archive (and rewrite) articles reached through a symlink that leads outside the folders given "
         "(PATHs, or root); false: such links are reported and what they lead to is never changed"
     )
+    max_refs: int = _key(
+        20_000, "image references per article; an article with more, or with more than 5 times as many lines, "
+        "Markdown elements or front-matter values, is skipped and reported (scanning holds them all in memory)"
+    )
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,14 @@ class ImagesConfig:
     thumbnail_format: str = _key("webp", 'rendition format: "webp", "jpeg" or "png"')
     thumbnail_quality: int = _key(80, "rendition encoder quality, 1-100 (webp, jpeg)")
     max_pixels: int = _key(50_000_000, "images with more pixels are refused before decoding (decompression bombs)")
+    max_jpeg_scans: int = _key(
+        100, "JPEG scans allowed (each is a pass over the whole image; real JPEGs have 1-20): more are refused before "
+        "decoding"
+    )
+    max_decode_seconds: float = _key(
+        20.0, "CPU seconds one image may cost to decode, hash and thumbnail; beyond, its worker is killed and the "
+        "image rejected as too costly to decode"
+    )
 
 
 @dataclass(frozen=True)
@@ -226,6 +238,10 @@ def _validate(cfg: Config, where: str) -> None:
         raise bad("[images] thumbnail_quality", "must be 1-100")
     if im.max_pixels < 1:
         raise bad("[images] max_pixels", "must be at least 1")
+    if im.max_jpeg_scans < 1:
+        raise bad("[images] max_jpeg_scans", "must be at least 1")
+    if not im.max_decode_seconds > 0:
+        raise bad("[images] max_decode_seconds", "must be more than 0")
     if st.backend not in ("local", "s3"):
         raise bad("[storage] backend", f'{st.backend!r} is not "local" or "s3"')
     if st.backend == "s3" and not 3 <= len(st.bucket) <= 63:
@@ -247,6 +263,8 @@ def _validate(cfg: Config, where: str) -> None:
     for ending in cfg.articles.extensions:
         if not ending.strip(". ") or any(c in ending for c in "/\\") or _CONTROL.search(ending):
             raise bad("[articles] extensions", f"{ending!r} is not a file name ending such as \".md\"")
+    if cfg.articles.max_refs < 1:
+        raise bad("[articles] max_refs", "must be at least 1")
     base = cfg.articles.base_url
     if base:
         from urllib.parse import urlsplit

@@ -14,8 +14,10 @@
     │   ├── NotAnImage            the body is not an image by its bytes (HTML error page, ...)
     │   ├── TooLarge              body over fetch.max_bytes
     │   └── TransientFetchError   retries exhausted on timeouts, resets, 408/429/5xx, short bodies
-    ├── ImageError                the bytes claim an image format but cannot be decoded
-    │   └── TooManyPixels         more than images.max_pixels
+    ├── ImageError                the bytes claim an image format but cannot be decoded, or cost too much to
+    │   │                         decode (max_jpeg_scans, max_decode_seconds)
+    │   ├── TooManyPixels         more than images.max_pixels
+    │   └── WorkerDied            the worker decoding it died (a crash, the OOM killer): failed, worth a re-run
     ├── StorageError              the object store refused or failed an operation
     └── ManifestError             the manifest database is unusable (locked, corrupt, newer schema)
 
@@ -152,7 +154,7 @@ class TransientFetchError(FetchError):
 
 
 class ImageError(ArchiverError):
-    """The bytes look like an image but cannot be decoded, or exceed images.max_pixels."""
+    """The bytes look like an image but cannot be decoded, exceed images.max_pixels, or are too costly to decode."""
 
     outcome = Outcome.REJECTED
 
@@ -165,6 +167,12 @@ class TooManyPixels(ImageError):
     """More pixels than images.max_pixels: refused before decoding."""
 
     cause = Cause.MAX_PIXELS
+
+
+class WorkerDied(ImageError):
+    """The process decoding the image died (a crash, the OOM killer): not known to be the image's fault."""
+
+    outcome = Outcome.FAILED
 
 
 class StorageError(ArchiverError):

@@ -1,10 +1,12 @@
 """Benchmark of the image stage: naive pipeline vs archiver.image.process.process, and the WebP method's cost.
 
-Usage: python bench/bench_imaging.py [FOLDER] [--generated N] [--repeat R]
+Usage: python bench/bench_imaging.py [FOLDER] [--generated N] [--repeat R] [--workers W]
 
 FOLDER defaults to /work/shared/corpus/images (its .jpg/.jpeg/.png files are used); N generated
 1600×1000 baseline JPEGs (~300 KB, photo-like) are added. Both pipelines run in this one process,
-one image after the other, each image R times; the best of the R runs counts. Prints a table.
+one image after the other, each image R times; the best of the R runs counts. Prints a table. Then the same
+images through W worker processes (default: the cores): concurrent.futures' ProcessPoolExecutor against the
+pipeline's own pool (archiver.image.pool: a CPU budget per image, enforced from outside the workers).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from PIL import Image, ImageOps  # noqa: E402
 
 import archiver.image.process  # noqa: E402
 from archiver.config import ImagesConfig  # noqa: E402
+from archiver.image.pool import default_workers, make_pool  # noqa: E402
 from archiver.image.process import WEBP_METHOD, process  # noqa: E402
 from archiver.model import ImageFormat  # noqa: E402
 
@@ -91,6 +94,25 @@ def compare(paths: list[Path], repeat: int, cfg: ImagesConfig) -> tuple[float, f
     return t_naive, t_ours, t_ours_m4
 
 
+def through_pools(paths: list[Path], repeat: int, cfg: ImagesConfig, workers: int) -> tuple[float, float]:
+    """Seconds for every image through ``workers`` processes (best of ``repeat``): ProcessPoolExecutor, ImagePool."""
+    import multiprocessing
+    from concurrent.futures import Executor, ProcessPoolExecutor
+
+    jobs = [(str(p), PNG if p.suffix.lower() == ".png" else JPEG, "0" * 64, p.stat().st_size, cfg) for p in paths]
+
+    def timed(pool: Executor) -> float:
+        for f in [pool.submit(process, *jobs[0]) for _ in range(2 * workers)]:  # start and warm every worker
+            f.result()
+        return best_of(lambda: [f.result() for f in [pool.submit(process, *job) for job in jobs]], repeat)
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as executor:
+        t_executor = timed(executor)
+    with make_pool(cfg.max_decode_seconds, workers) as pool:
+        t_pool = timed(pool)
+    return t_executor, t_pool
+
+
 def webp_methods(paths: list[Path], repeat: int) -> list[tuple[str, int, float, float]]:
     """(mode, method, ms per encode, mean KB) for 320 px thumbnails, RGB and RGBA."""
     thumbs: dict[str, list[Image.Image]] = {"RGB": [], "RGBA": []}
@@ -129,6 +151,7 @@ def main() -> None:
     ap.add_argument("folder", nargs="?", default="/work/shared/corpus/images")
     ap.add_argument("--generated", type=int, default=20, help="generated 1600×1000 JPEGs (default 20)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per image; the best counts (default 3)")
+    ap.add_argument("--workers", type=int, default=default_workers(), help="worker processes (default: the cores)")
     args = ap.parse_args()
     warnings.simplefilter("ignore")  # Pillow's "malformed MPO" notice from the naive pipeline
     folder = Path(args.folder)
@@ -151,6 +174,11 @@ def main() -> None:
         row("all", *totals)
         kb = statistics.mean(p.stat().st_size for p in gen) / 1024 if gen else 0
         print(f"(generated JPEGs: mean {kb:.0f} KB; 'process m4' = process() with WebP method 4, naive's encoder)")
+        every = real + gen
+        t_executor, t_pool = through_pools(every, args.repeat, cfg, args.workers)
+        print(f"\nThe {len(every)} images through {args.workers} worker processes, best of {args.repeat}:")
+        print(f"  ProcessPoolExecutor {len(every) / t_executor:7.1f} img/s")
+        print(f"  ImagePool (budget)  {len(every) / t_pool:7.1f} img/s  ({t_pool / t_executor - 1:+.1%} time)")
         print(f"\nWebP encode of {WIDTH}px thumbnails (quality 80), per image, over the same images:")
         print(f"{'mode':5} {'method':>6} {'ms':>8} {'mean KB':>8}")
         for mode, method, ms, kb in webp_methods(real[:10] + gen[:2], args.repeat):

@@ -23,7 +23,7 @@ from archiver.dedupe import canonical
 from archiver.dedupe.plan import Plan, plan, source_urls
 from archiver.dedupe.report import GroupRow, MemberRow, write_report
 from archiver.errors import ArticleError, ConfigError, ManifestError
-from archiver.find.refs import find_refs
+from archiver.find.refs import article_refs
 from archiver.image import similarity
 from archiver.manifest.sqlite import Manifest
 from archiver.model import DISTANCE_LIMIT
@@ -62,10 +62,10 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             return _report_rewrite("undo", canonical.undo_canonical(manifest))
         store = open_store(cfg)
         p = plan(cfg, manifest, store, max_distance, rescan=args.rescan)
-        usage = _usage(p.articles, p.forms, fields)  # before --apply: who used which copy
+        usage = _usage(p.articles, p.forms, fields, cfg.articles.max_refs)  # before --apply: who used which copy
         html = args.report or cfg.resolve_path(d.report)
         rows = _rows(p, source_urls(manifest), usage, store, html.parent)
-        applied = canonical.apply_canonical(manifest, p.articles, p.mapping, fields) if args.apply else None
+        applied = canonical.apply_canonical(manifest, p.articles, p.mapping, fields, cfg.articles.max_refs) if args.apply else None
         meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "max_distance": max_distance,
                 "prefer": list(d.prefer), "applied": bool(args.apply)}
         files = write_report(rows, html, args.json or html.with_suffix(".json"), meta)
@@ -86,17 +86,18 @@ def _report_rewrite(what: str, result: canonical.RewriteResult) -> int:
     return 1 if result.problems else 0
 
 
-def _usage(paths: list[str], forms: dict[str, str], fields: tuple[str, ...]) -> dict[str, list[str]]:
+def _usage(paths: list[str], forms: dict[str, str], fields: tuple[str, ...], max_refs: int) -> dict[str, list[str]]:
     """asset sha256 -> articles whose text uses its archive URL."""
     out: dict[str, list[str]] = defaultdict(list)
     for path in paths:
         try:
             article = load_article(Path(path))
+            refs = article_refs(article, fields, max_refs)
         except ArticleError as exc:
             log.warning("%s", exc)
             continue
         seen: set[str] = set()
-        for ref in find_refs(article.text, article.format, fields):
+        for ref in refs:
             sha = forms.get(article.text[ref.start : ref.end])
             if sha and sha not in seen:
                 seen.add(sha)

@@ -23,7 +23,7 @@ from archiver.articles.rewrite import render, unified_diff
 from archiver.articles.spans import undo
 from archiver.config import Config
 from archiver.errors import ArticleError, ConfigError, ManifestError
-from archiver.find.refs import find_refs
+from archiver.find.refs import article_refs
 from archiver.manifest.rows import RewrittenArticle
 from archiver.manifest.sqlite import Manifest
 from archiver.model import RESTORE
@@ -109,10 +109,10 @@ def _unrecorded(paths: Sequence[Path], cfg: Config, recorded: set[str]) -> list[
             continue
         try:
             article = load_article(path)
+            refs = article_refs(article, cfg.articles.front_matter_fields, cfg.articles.max_refs)
         except ArticleError:
             continue
-        lines = [ref.line for ref in find_refs(article.text, article.format, cfg.articles.front_matter_fields)
-                 if archive_key(ref.url, bases) is not None]
+        lines = [ref.line for ref in refs if archive_key(ref.url, bases) is not None]
         if lines:
             out.append((path, sorted(set(lines))))
     return out

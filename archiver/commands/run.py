@@ -10,7 +10,7 @@ from pathlib import Path
 from archiver import scratch, terminal
 from archiver.config import Config
 from archiver.errors import EXIT_INTERRUPTED, ConfigError
-from archiver.image.pool import make_executor
+from archiver.image.pool import make_pool
 from archiver.manifest.sqlite import Manifest
 from archiver.run.pipeline import Run, prepare_workdir
 from archiver.run.progress import Progress, summary_lines
@@ -43,10 +43,10 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         manifest = Manifest.open(manifest_path)
     # a dry run must not touch the real run's scratch folder (a real run may be using it right now)
     workdir = prepare_workdir(None if args.dry_run else manifest_path)
-    executor = make_executor()
+    pool = make_pool(cfg.images.max_decode_seconds)  # workers start with the first image to decode
     try:
         run = Run(cfg, paths, manifest, store, dry_run=args.dry_run, retry_dead=args.retry_dead,
-                  workdir=workdir, executor=executor)
+                  workdir=workdir, pool=pool)
         progress = Progress(run.stats, enabled=not args.quiet, dry_run=args.dry_run)
         terminal.attach(progress)
 
@@ -66,7 +66,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             _rewrite_to_canonical(cfg, manifest, store)
     finally:
         terminal.attach(None)
-        executor.shutdown(cancel_futures=True)
+        pool.terminate()  # kills a worker still decoding (an abandoned image): stopping never waits for one
         manifest.close()
         store.close()
         scratch.remove(workdir)
@@ -85,7 +85,9 @@ def _rewrite_to_canonical(cfg: Config, manifest: Manifest, store: Store) -> None
     from archiver.dedupe.plan import plan
 
     groups = plan(cfg, manifest, store, cfg.dedupe.max_distance)
-    result = canonical.apply_canonical(manifest, groups.articles, groups.mapping, cfg.articles.front_matter_fields)
+    result = canonical.apply_canonical(
+        manifest, groups.articles, groups.mapping, cfg.articles.front_matter_fields, cfg.articles.max_refs
+    )
     if result.spans:
         terminal.say(f"dedupe: {result.articles} articles rewritten to canonical copies ({result.spans} references)")
     terminal.say(*(f"  {problem}" for problem in result.problems))

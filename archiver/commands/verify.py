@@ -30,7 +30,7 @@ from archiver.articles.files import iter_article_paths, load_article
 from archiver.config import Config, FetchConfig
 from archiver.errors import ArticleError, ConfigError, FetchError, ManifestError
 from archiver.fetch.client import Fetcher
-from archiver.find.refs import find_refs
+from archiver.find.refs import article_refs
 from archiver.manifest.rows import LostObject
 from archiver.manifest.sqlite import Manifest
 from archiver.redaction import redact
@@ -78,11 +78,12 @@ def scan_articles(paths: Sequence[Path], cfg: Config) -> Usage:
                                    follow_outside=cfg.articles.follow_symlinks_outside, on_skip=skipped):
         try:
             article = load_article(path)
+            refs = article_refs(article, cfg.articles.front_matter_fields, cfg.articles.max_refs)
         except ArticleError as exc:
             usage.skipped.append(exc.message)
             continue
         usage.articles += 1
-        for ref in find_refs(article.text, article.format, cfg.articles.front_matter_fields):
+        for ref in refs:
             parsed = archive_key(ref.url, bases)
             if parsed is None:
                 continue
@@ -183,7 +184,7 @@ def remember(manifest_path: Path, targets: dict[str, Target], findings: list[Fin
 def repair_findings(cfg: Config, manifest_path: Path, findings: list[Finding]) -> tuple[list[str], set[str]]:
     """Re-create what verify found (``archiver.run.repair``): the lines to print, and the keys of the missing,
     corrupt or unchecked objects that are not repaired."""
-    from archiver.image.pool import make_executor
+    from archiver.image.pool import make_pool
     from archiver.run.pipeline import prepare_workdir
     from archiver.run.repair import repair
 
@@ -198,11 +199,11 @@ def repair_findings(cfg: Config, manifest_path: Path, findings: list[Finding]) -
     store.check()
     manifest = Manifest.open(manifest_path)
     workdir = prepare_workdir(manifest_path)
-    executor = make_executor()
+    pool = make_pool(cfg.images.max_decode_seconds)
     try:
-        done = asyncio.run(repair(cfg, manifest, store, todo, workdir, executor))
+        done = asyncio.run(repair(cfg, manifest, store, todo, workdir, pool))
     finally:
-        executor.shutdown(cancel_futures=True)
+        pool.terminate()
         manifest.close()
         store.close()
         scratch.remove(workdir)

@@ -19,7 +19,7 @@ from archiver.articles.journal import sha256, write_recorded
 from archiver.articles.rewrite import Replacement, render
 from archiver.articles.spans import undo
 from archiver.errors import ArticleError, ManifestError
-from archiver.find.refs import find_refs
+from archiver.find.refs import article_refs
 from archiver.manifest.sqlite import Manifest
 from archiver.model import ArticleReplacement
 from archiver.terminal import shown_path
@@ -36,16 +36,18 @@ class RewriteResult:
 
 
 def apply_canonical(
-    manifest: Manifest, articles: Iterable[str], mapping: Mapping[str, str], fields: Sequence[str]
+    manifest: Manifest, articles: Iterable[str], mapping: Mapping[str, str], fields: Sequence[str],
+    max_refs: int | None = None,
 ) -> RewriteResult:
-    """Replace every span that holds a key of ``mapping`` (an archive URL) by its value, in each article."""
+    """Replace every span that holds a key of ``mapping`` (an archive URL) by its value, in each article (one with
+    more than ``max_refs`` references, articles.max_refs, is reported, not scanned)."""
     result = RewriteResult()
     for path in articles:
         try:
             article = load_article(Path(path))
             repls: list[Replacement] = []
             record: list[ArticleReplacement] = []
-            for ref in find_refs(article.text, article.format, fields):
+            for ref in article_refs(article, fields, max_refs):
                 span = article.text[ref.start : ref.end]
                 new = mapping.get(span)
                 if new is not None and new != span:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from archiver.find.scan import Found, is_image_path, looks_like_url
+from archiver.find.scan import Found, TooLarge, is_image_path, looks_like_url, too_much
 from archiver.model import RefKind
 
 KeyPath = tuple[str | int, ...]  # a key path in front matter: ("image", "path"), ("gallery", 0, "url")
@@ -105,10 +105,12 @@ def _yaml_notice(text: str, fm: FrontMatter, exc: BaseException | None, root: ob
 
 
 def front_matter_refs(
-    text: str, fm: FrontMatter, fields: Sequence[str], notices: list[Notice] | None = None
+    text: str, fm: FrontMatter, fields: Sequence[str], notices: list[Notice] | None = None,
+    max_nodes: int | None = None,
 ) -> list[Found]:
     """References in the configured fields: a field's own scalar, or image-like strings nested under it.
-    With ``notices``, a block a site generator could not parse (invalid YAML or TOML) adds a Notice there."""
+    With ``notices``, a block a site generator could not parse (invalid YAML or TOML) adds a Notice there.
+    TooLarge if the YAML holds more than ``max_nodes`` values (PyYAML keeps ~1 KB per value while composing)."""
     wanted = sorted({tuple(f.split(".")) for f in fields if f}, key=len, reverse=True)  # most specific first
     roots = {w[0] for w in wanted}
     notice: Notice | None = None
@@ -119,7 +121,7 @@ def front_matter_refs(
     else:
         holder: list[yaml.Node | None] = []
         try:
-            values = list(_yaml_values(text, fm.content_start, fm.content_end, roots, holder))
+            values = list(_yaml_values(text, fm.content_start, fm.content_end, roots, holder, max_nodes))
         except (yaml.YAMLError, RecursionError, ValueError) as exc:
             values = list(_yaml_lines(text, fm))
             notice = _yaml_notice(text, fm, exc, None)
@@ -159,8 +161,29 @@ def _nested_ok(path: KeyPath, value: str) -> bool:
 # --- YAML through PyYAML's composer --------------------------------------------------------------
 
 
-def _yaml_values(text: str, start: int, end: int, roots: set[str], holder: list[yaml.Node | None]) -> Iterator[_Value]:
-    root = yaml.compose(text[start:end], Loader=yaml.SafeLoader)
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe composer, counting the nodes it composes: past ``max_nodes``, TooLarge."""
+
+    def __init__(self, stream: str, max_nodes: int | None) -> None:
+        super().__init__(stream)
+        self.max_nodes = self.nodes_left = max_nodes
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.nodes_left is not None:
+            self.nodes_left -= 1
+            if self.nodes_left < 0:
+                raise TooLarge(too_much("values in its front matter", self.max_nodes or 0))
+        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+
+
+def _yaml_values(
+    text: str, start: int, end: int, roots: set[str], holder: list[yaml.Node | None], max_nodes: int | None
+) -> Iterator[_Value]:
+    loader = _BoundedLoader(text[start:end], max_nodes)
+    try:
+        root = loader.get_single_node()
+    finally:
+        loader.dispose()  # type: ignore[no-untyped-call]
     holder.append(root)
     if not isinstance(root, yaml.MappingNode):
         return

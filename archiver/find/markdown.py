@@ -12,9 +12,18 @@ from dataclasses import dataclass, field
 
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import normalizeReference
+from markdown_it.rules_block import StateBlock
 
 from archiver.find.html import HtmlScanner, Tag, parse_tag, resume_after
-from archiver.find.scan import ASCII_PUNCT, Found, decode_markdown, is_image_path
+from archiver.find.scan import (
+    ASCII_PUNCT,
+    Found,
+    FoundList,
+    TooLarge,
+    decode_markdown,
+    is_image_path,
+    too_much,
+)
 from archiver.find.tags import OPENER, template_tag
 from archiver.model import RefKind
 
@@ -43,18 +52,23 @@ def line_starts(text: str, start: int = 0) -> list[int]:
     return [start] + [m.end() for m in _LINE_BREAK.finditer(text, start)]
 
 
-def scan_markdown(text: str, start: int) -> list[Found]:
-    """Every image reference in the Markdown body ``text[start:]``."""
-    env: dict[str, object] = {}
+def scan_markdown(
+    text: str, start: int, max_refs: int | None = None, max_blocks: int | None = None
+) -> list[Found]:
+    """Every image reference in the Markdown body ``text[start:]``; TooLarge past ``max_refs`` references or
+    ``max_blocks`` markdown-it tokens (a paragraph makes three, a list item five; ~400 bytes each while the article
+    is scanned)."""
+    env: dict[str, object] = {_BUDGET: max_blocks}
     # Only the block structure is used: inline parsing is skipped (it cost a third of the time, and
     # mdurl's encoder is slow on multi-megabyte data: URIs).
     parser = MarkdownIt("commonmark", {"maxNesting": MAX_NESTING}).disable("inline")
+    parser.block.ruler.before("table", "archiver_budget", _budget)
     tokens = parser.parse(text[start:], env)
     starts = line_starts(text, start) + [len(text)]
     last = len(starts) - 2
     covered = [False] * (last + 1)
-    html = HtmlScanner()
-    inline = _Inline(text, html)
+    html = HtmlScanner(found=FoundList(max_refs))
+    inline = _Inline(text, html, found=FoundList(max_refs))
     for tok in tokens:
         if tok.map is None or tok.type not in ("fence", "code_block", "html_block", "paragraph_open",
                                                "heading_open", "hr"):
@@ -79,6 +93,18 @@ def scan_markdown(text: str, start: int) -> list[Found]:
         if label in inline.image_labels or is_image_path(found.url):
             out.append(found)
     return out
+
+
+_BUDGET = "archiver.max_blocks"
+
+
+def _budget(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+    """A block rule tried first at every block start: it matches nothing, but stops a parse whose tokens pass the
+    budget in ``env`` (a deep nest of quotes or lists makes many tokens per line)."""
+    limit = state.env.get(_BUDGET)
+    if limit is not None and len(state.tokens) > limit:
+        raise TooLarge(too_much("Markdown elements (paragraphs, list items, quotes, ...)", limit))
+    return False
 
 
 def _scan_dropped_lines(text: str, starts: list[int], covered: list[bool], inline: _Inline) -> None:

@@ -8,6 +8,11 @@ Hexo/Octopress ``{% img %}`` tags (tags.py). Kinds: the newer syntaxes report un
 starting with ``{`` names a template tag, whose URL is written literally. Liquid/Hugo blocks whose
 content is code or literal text (``raw``, ``highlight``, ``codeblock``, ``comment``) are blanked out
 first, keeping every offset.
+
+Memory: scanning holds every reference found (and markdown-it every line and block). With ``max_refs``, an article
+with more references than that, or more than ``STRUCTURE_PER_REF`` times as many lines, Markdown elements or
+front-matter values, raises
+TooLarge as soon as it is seen, so what one article can cost stays bounded whatever it holds.
 """
 
 from __future__ import annotations
@@ -16,11 +21,22 @@ import bisect
 import re
 from collections.abc import Sequence
 
+from archiver.errors import ArticleError
 from archiver.find.frontmatter import Notice, front_matter_refs, split_front_matter, unclosed_front_matter
 from archiver.find.html import HtmlScanner
 from archiver.find.markdown import line_starts, scan_markdown
-from archiver.find.scan import Found, decode_html, decode_markdown, usable
-from archiver.model import ImageRef, RefKind
+from archiver.find.scan import (
+    STRUCTURE_PER_REF,
+    Found,
+    FoundList,
+    TooLarge,
+    decode_html,
+    decode_markdown,
+    too_many_refs,
+    too_much,
+    usable,
+)
+from archiver.model import Article, ImageRef, RefKind
 
 _TEMPLATE_BLOCKS = (
     re.compile(
@@ -37,28 +53,50 @@ HTML_KINDS = frozenset({
 })
 
 
-def find_refs(text: str, fmt: str, fields: Sequence[str], notices: list[Notice] | None = None) -> list[ImageRef]:
+def find_refs(
+    text: str, fmt: str, fields: Sequence[str], notices: list[Notice] | None = None, max_refs: int | None = None
+) -> list[ImageRef]:
     """fmt is "markdown" or "html". fields = config articles.front_matter_fields (dotted paths allowed).
+
     With ``notices``, front matter a site generator could not parse (never closed, invalid YAML or TOML) adds a
-    ``Notice`` (line, message) there; the article is read all the same."""
+    ``Notice`` (line, message) there; the article is read all the same. ``max_refs`` (config articles.max_refs):
+    TooLarge for an article with more references than that, or more than STRUCTURE_PER_REF times as many lines,
+    Markdown elements or front-matter values; None: no bound."""
     if fmt not in ("markdown", "html"):
         raise ValueError(f"unknown article format {fmt!r} (expected 'markdown' or 'html')")
-    found: list[Found] = []
+    max_structure = None if max_refs is None else STRUCTURE_PER_REF * max_refs
+    if max_structure is not None:
+        lines = text.count("\n") + text.count("\r") - text.count("\r\n") + 1
+        if lines > max_structure:
+            raise TooLarge(too_much("lines", max_structure))
+    found = FoundList(max_refs)
     body_start = 0
     fm = split_front_matter(text)
     if fm is not None:
-        found.extend(front_matter_refs(text, fm, fields, notices))
+        found.extend(front_matter_refs(text, fm, fields, notices, max_structure))
         body_start = fm.body_start
     elif notices is not None and (unclosed := unclosed_front_matter(text)) is not None:
         notices.append(unclosed)
     masked = mask_template_blocks(text, body_start)
     if fmt == "html":
-        scanner = HtmlScanner()
+        scanner = HtmlScanner(found=FoundList(max_refs))
         scanner.scan(masked, body_start, len(masked))
         found.extend(scanner.found)
     else:
-        found.extend(scan_markdown(masked, body_start))
+        found.extend(scan_markdown(masked, body_start, max_refs, max_structure))
+    if max_refs is not None and len(found) > max_refs:
+        raise TooLarge(too_many_refs(max_refs))
     return _finish(text, found)
+
+
+def article_refs(
+    article: Article, fields: Sequence[str], max_refs: int | None, notices: list[Notice] | None = None
+) -> list[ImageRef]:
+    """``find_refs`` of a loaded article; an article too large to scan is an ArticleError naming it."""
+    try:
+        return find_refs(article.text, article.format, fields, notices, max_refs)
+    except TooLarge as exc:
+        raise ArticleError(article.path, exc.reason) from None
 
 
 def mask_template_blocks(text: str, start: int) -> str:

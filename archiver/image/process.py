@@ -1,10 +1,11 @@
 """The image stage: one reduced-size decode per image gives its dimensions, thumbnails and perceptual hashes.
 
-``process`` runs in a ProcessPoolExecutor worker; it is pure (no shared state besides Pillow's own
+``process`` runs in a worker of archiver.image.pool, which bounds its CPU time from outside; it is pure (no shared state besides Pillow's own
 ``Image.MAX_IMAGE_PIXELS``, which it sets to ``cfg.max_pixels`` in the worker) and deterministic: the
 same bytes and config give byte-identical renditions (all metadata stripped, fixed encoder settings).
 
-Pipeline, from ONE decode: open (header only) → refuse over ``max_pixels`` → read EXIF orientation →
+Pipeline, from ONE decode: a JPEG with more than ``max_jpeg_scans`` scans is refused (libjpeg makes a pass over
+the whole image per scan, and gives no limit of its own) → open (header only) → refuse over ``max_pixels`` → read EXIF orientation →
 ``draft()`` at the exact size the largest rendition needs (JPEG decodes at 1/2, 1/4, 1/8) → normalise
 the mode to 8-bit L/RGB/RGBA (CMYK and non-sRGB profiles converted to sRGB) → resize to the largest
 rendition → orient → pHash/dHash from that image (transparency flattened on white) → smaller
@@ -18,6 +19,8 @@ and share the same bytes, so every configured width can be looked up (and its st
 from __future__ import annotations
 
 import io
+import mmap
+import re
 import warnings
 from contextlib import suppress
 from typing import BinaryIO
@@ -50,6 +53,12 @@ _MAX_SIDE = {"webp": 16383, "jpeg": 65500, "png": 1 << 24}  # encoder limits per
 # libwebp method 0-6 trades encode time for size; bench/bench_imaging.py measures it: method 2 is
 # ~2x faster than the default 4 on 320 px thumbnails for a few % more bytes, 6 can take 0.9 s on RGBA.
 WEBP_METHOD = 2
+# After a scan's header its entropy-coded data runs to the next marker: 0xFF then anything but a stuffed 0x00, a
+# restart marker (0xD0-0xD7) or a fill byte (0xFF).
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start of frame, by coding process
+_PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+_SCAN_HEAD = 64 * 1024  # read to settle a baseline JPEG's scan count; a progressive one is mapped whole
 _JUNK_SCAN = 1024  # bytes searched for a JPEG SOI when something precedes it
 _BACKGROUND = (255, 255, 255)  # transparency is flattened onto this before hashing and for JPEG output
 _ORIENT = {
@@ -74,6 +83,11 @@ def process(path: str, fmt: ImageFormat, sha256: str, size: int, cfg: ImagesConf
     with _source(path, fmt) as fp:
         if fmt.name == "gif" and not _gif_complete(fp):
             raise ImageError("truncated or corrupt GIF: its blocks end before the trailer")
+        if fmt.name == "jpeg" and _jpeg_scans(fp, cfg.max_jpeg_scans) > cfg.max_jpeg_scans:
+            raise ImageError(
+                f"too costly to decode: more than images.max_jpeg_scans ({cfg.max_jpeg_scans}) JPEG scans "
+                "(progressive passes over the whole image; real JPEGs have 1-20)"
+            )
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # corrupt-EXIF chatter etc.: not the user's concern
@@ -109,6 +123,54 @@ def _source(path: str, fmt: ImageFormat) -> BinaryIO:
     with fp:
         data = fp.read()
     return io.BytesIO(head[start:] + data)
+
+
+def _jpeg_scans(fp: BinaryIO, limit: int) -> int:
+    """How many scans (SOS segments) the first image of the JPEG in ``fp`` has, counted up to ``limit + 1``: marker
+    segments are skipped by their length, entropy-coded data up to the next marker; nothing is decoded. A baseline
+    JPEG is settled by its first 64 KiB (one scan holds every component: libjpeg reads no other)."""
+    if isinstance(fp, io.BytesIO):
+        with fp.getbuffer() as view:
+            return _count_scans(view, limit, whole=True) or 0
+    head = fp.read(_SCAN_HEAD)
+    fp.seek(0)
+    counted = _count_scans(head, limit, whole=len(head) < _SCAN_HEAD)
+    if counted is not None:
+        return counted
+    with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return _count_scans(data, limit, whole=True) or 0
+
+
+def _count_scans(data: bytes | memoryview | mmap.mmap, limit: int, *, whole: bool) -> int | None:
+    """The scans in ``data`` (a JPEG from its SOI), or None if it ends before that is settled and is not ``whole``."""
+    pos, end, scans = 2, len(data), 0  # after SOI
+    components, progressive = 0, True
+    while scans <= limit:
+        if pos + 4 > end:
+            return scans if whole else None
+        if data[pos] != 0xFF:  # entropy-coded data, or junk between segments
+            found = _NEXT_MARKER.search(data, pos)
+            if found is None:
+                return scans if whole else None
+            pos = found.start()
+            continue
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI: what follows (an MPO's other images) is not decoded
+            break
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # no length field
+            pos += 2
+            continue
+        if marker in _SOF and pos + 10 <= end:
+            components, progressive = data[pos + 9], marker in _PROGRESSIVE_SOF
+        elif marker == 0xDA:
+            scans += 1
+            if scans == 1 and not progressive and pos + 5 <= end and data[pos + 4] == components:
+                return 1  # sequential with every component in one scan: libjpeg reads no other scan
+        pos += 2 + ((data[pos + 2] << 8) | data[pos + 3])
+    return scans
 
 
 def _gif_complete(fp: BinaryIO) -> bool:

@@ -12,7 +12,7 @@ from archiver.articles.rewrite import Replacement, render, unified_diff
 from archiver.config import ArticlesConfig, Config
 from archiver.errors import ArticleError, UrlError
 from archiver.find.frontmatter import Notice
-from archiver.find.refs import find_refs
+from archiver.find.refs import article_refs
 from archiver.model import ArticleReplacement, Cause
 from archiver.redaction import has_secret, redact
 from archiver.storage.keys import ParsedKey, archive_key, public_bases
@@ -71,14 +71,15 @@ class Rewritten:
 
 
 def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
-    """Read an article (ArticleError if we cannot) and resolve the image URLs it uses."""
+    """Read an article (ArticleError if we cannot, or if it holds more than articles.max_refs references) and
+    resolve the image URLs it uses."""
     article = load_article(path)
     refs = done = 0
     rejected: list[tuple[str, str, int, Cause | None]] = []
     archived: list[tuple[str, str, int]] = []
     work = ArticleWork(path, set())
     notices: list[Notice] = []
-    for ref in find_refs(article.text, article.format, cfg.front_matter_fields, notices):
+    for ref in article_refs(article, cfg.front_matter_fields, cfg.max_refs, notices):
         refs += 1
         if (parsed := own.key(ref.url)) is not None:
             done += 1
@@ -117,7 +118,7 @@ def rewrite_article(
     article = load_article(path)
     repls: list[Replacement] = []
     record: list[ArticleReplacement] = []
-    for ref in find_refs(article.text, article.format, cfg.front_matter_fields):
+    for ref in article_refs(article, cfg.front_matter_fields, cfg.max_refs):
         if ref.url in own:
             continue
         try:

@@ -1,4 +1,7 @@
-"""The images of one run: each download processed in the worker pool, its objects stored once, its asset recorded."""
+"""The images of one run: each download processed in the worker pool, its objects stored once, its asset recorded.
+
+The pool (archiver.image.pool) bounds each image's CPU time; a task cancelled while its image is being decoded
+(the run is stopping) kills that worker instead of waiting for it."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import Executor
 from pathlib import Path
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential, wait_random
@@ -15,6 +17,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 from archiver.config import Config
 from archiver.errors import StorageError
 from archiver.faults import crash_point
+from archiver.image.pool import ImagePool
 from archiver.manifest.sqlite import Manifest
 from archiver.model import Asset, Download
 from archiver.redaction import redact
@@ -38,7 +41,7 @@ class AssetArchiver:
         manifest: Manifest,
         store: Store,
         stats: Stats,
-        executor: Executor | None,
+        pool: ImagePool | None,
         request_stop: Callable[[str, float], None],
         *,
         lost: set[str] | None = None,
@@ -47,7 +50,7 @@ class AssetArchiver:
         self.manifest = manifest
         self.store = store
         self.stats = stats
-        self._executor = executor
+        self._pool = pool
         self._request_stop = request_stop
         self._asset_locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._store_slots = asyncio.Semaphore(cfg.storage.concurrency)
@@ -68,11 +71,9 @@ class AssetArchiver:
                 process,  # here, not at the top: only the image workers need Pillow and SciPy
             )
 
-            loop = asyncio.get_running_loop()
-            asset: Asset = await loop.run_in_executor(
-                self._executor, process, str(download.path), download.format, sha, download.size,
-                self.cfg.images,
-            )
+            job = (str(download.path), download.format, sha, download.size, self.cfg.images)
+            # no pool (an embedding program's choice): in a thread of this process, without a CPU budget
+            asset: Asset = await (self._pool.run(process, *job) if self._pool else asyncio.to_thread(process, *job))
             crash_point("processed")
             prefix = self.cfg.storage.prefix
             key = original_key(prefix, sha, download.format.ext)

@@ -14,7 +14,6 @@ import os
 import tempfile
 from collections import defaultdict, deque
 from collections.abc import Sequence
-from concurrent.futures import Executor
 from pathlib import Path
 
 from archiver import scratch
@@ -25,7 +24,7 @@ from archiver.config import Config, settings_fingerprint
 from archiver.errors import ArticleError, FetchError, GuardRefused, ImageError, ManifestError, StorageError
 from archiver.faults import crash_point
 from archiver.fetch.client import Fetcher
-from archiver.image.pool import make_executor
+from archiver.image.pool import ImagePool, make_pool
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION, Cause, Outcome
 from archiver.redaction import redact, redact_text
@@ -51,7 +50,7 @@ class Run:
         dry_run: bool = False,
         retry_dead: bool = False,
         workdir: Path,
-        executor: Executor | None = None,
+        pool: ImagePool | None = None,
     ) -> None:
         self.cfg = cfg
         self.paths = list(paths)
@@ -62,7 +61,7 @@ class Run:
         self.workdir = workdir
         self.report = RunReport(Stats())
         self.stats = self.report.stats
-        self._assets = AssetArchiver(cfg, manifest, store, self.stats, executor, self.request_stop)
+        self._assets = AssetArchiver(cfg, manifest, store, self.stats, pool, self.request_stop)
         self._own = OwnUrls.of(cfg)
         # where articles may be written: the real folders given (None: anywhere a symlink leads, by configuration)
         self._roots = None if cfg.articles.follow_symlinks_outside else [Path(os.path.realpath(p)) for p in paths]
@@ -85,7 +84,8 @@ class Run:
         """Start nothing new; give in-flight URLs ``grace`` seconds, then abandon them (a second call: now).
 
         Called from signal handlers (SIGINT/SIGTERM) and when storage stays unavailable. Abandoned URLs are
-        simply not recorded: their temp files are removed, and a re-run picks them up.
+        not recorded but counted as not attempted: their temp files are removed, an image being decoded has its
+        worker killed (never waited for), and a re-run picks them up.
         """
         loop = asyncio.get_running_loop()
         if self.stop_reason is None:
@@ -113,6 +113,8 @@ class Run:
 
         for path in iter_article_paths(self.paths, cfg.extensions, follow_outside=cfg.follow_symlinks_outside,
                                        on_skip=skipped):
+            if self.stop_reason:  # interrupted while scanning: what was not scanned is left for a re-run
+                break
             try:
                 scanned = scan_article(path, cfg, self._own)
             except ArticleError as exc:
@@ -198,7 +200,7 @@ class Run:
         self.report.replaced = sorted(self._assets.replaced)
         self.report.stopped = self.stop_reason
         self.stats.not_attempted = self.stats.urls - self.stats.settled  # never started, or abandoned
-        if not self.dry_run:  # also catches up images a killed run stored but never searched
+        if not self.dry_run and not self.stop_reason:  # the next run catches up what a stopped one did not search
             self._record_near_duplicates()
         return self.report
 
@@ -250,6 +252,13 @@ class Run:
         self._failed_url(url, Outcome.FAILED, reason)
 
     async def _fetch_and_archive(self, fetcher: Fetcher, url: str) -> None:
+        try:
+            await self._settle_one(fetcher, url)
+        except asyncio.CancelledError:  # abandoned by a stop: nothing recorded, left for a re-run
+            self.stats.not_attempted += 1
+            raise
+
+    async def _settle_one(self, fetcher: Fetcher, url: str) -> None:
         try:
             download = await fetcher.fetch(url)
         except FetchError as exc:
@@ -377,4 +386,4 @@ def prepare_workdir(manifest_path: Path | None) -> Path:
         raise ManifestError(f"{parent}: cannot create a scratch folder for downloads: {exc.strerror or exc}") from None
 
 
-__all__ = ["Run", "make_executor", "prepare_workdir"]
+__all__ = ["Run", "make_pool", "prepare_workdir"]

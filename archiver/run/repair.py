@@ -16,13 +16,13 @@ import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterable
-from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from archiver.config import Config, ImagesConfig
 from archiver.errors import ArchiverError, FetchError
 from archiver.fetch.client import Fetcher
+from archiver.image.pool import ImagePool
 from archiver.manifest.rows import LostObject, StoredAsset
 from archiver.manifest.sqlite import Manifest
 from archiver.model import Download, ImageFormat
@@ -44,7 +44,7 @@ class Repair:
 
 
 async def repair(cfg: Config, manifest: Manifest, store: Store, objects: Iterable[LostObject], workdir: Path,
-                 executor: Executor | None) -> Repair:
+                 pool: ImagePool | None) -> Repair:
     """Re-create ``objects`` (each an original or a thumbnail of an asset the manifest knows), asset by asset."""
     by_asset: dict[str, list[LostObject]] = defaultdict(list)
     for o in objects:
@@ -56,7 +56,7 @@ async def repair(cfg: Config, manifest: Manifest, store: Store, objects: Iterabl
         async def one(sha: str, lost: list[LostObject]) -> None:
             async with slots:
                 try:
-                    await _repair_asset(cfg, manifest, store, fetcher, executor, sha, lost, workdir, result)
+                    await _repair_asset(cfg, manifest, store, fetcher, pool, sha, lost, workdir, result)
                 except ArchiverError as exc:
                     for o in lost:
                         result.lost[o.key] = exc.message
@@ -65,7 +65,7 @@ async def repair(cfg: Config, manifest: Manifest, store: Store, objects: Iterabl
     return result
 
 
-async def _repair_asset(cfg: Config, manifest: Manifest, store: Store, fetcher: Fetcher, executor: Executor | None,
+async def _repair_asset(cfg: Config, manifest: Manifest, store: Store, fetcher: Fetcher, pool: ImagePool | None,
                         sha: str, lost: list[LostObject], workdir: Path, result: Repair) -> None:
     asset = manifest.asset(sha)
     if asset is None:
@@ -83,7 +83,7 @@ async def _repair_asset(cfg: Config, manifest: Manifest, store: Store, fetcher: 
             return
     try:
         for images in _rendition_configs(cfg, manifest, asset):
-            archiver = AssetArchiver(replace(cfg, images=images), manifest, store, result.stats, executor,
+            archiver = AssetArchiver(replace(cfg, images=images), manifest, store, result.stats, pool,
                                      lambda reason, grace: None, lost={sha})
             await archiver.archive(download)
     finally:

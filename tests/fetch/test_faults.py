@@ -55,7 +55,7 @@ def test_connection_refused_is_retried_then_transient(tmp_path: Path) -> None:
         err, elapsed = fail(f"http://127.0.0.1:{s.getsockname()[1]}/a.jpg", tmp_path)
     assert isinstance(err, TransientFetchError) and err.outcome == "failed"
     assert "connection failed" in err.reason and err.attempts == 3
-    assert elapsed < 3.0  # backoff is short; generous for a loaded CI machine
+    assert elapsed < 10  # ~0.05 s: backoff is short (0.01 s); generous for a loaded machine
 
 
 def test_reset_mid_body_is_retried_and_the_retry_is_intact(origin: Server, tmp_path: Path) -> None:
@@ -78,36 +78,36 @@ def test_stall_before_headers_is_ended_by_the_timeout(origin: Server, tmp_path: 
     cfg = replace(CFG, timeout=0.3, retries=1)
     err, elapsed = fail(origin.url("/slow"), tmp_path, cfg)
     assert isinstance(err, TransientFetchError) and "timed out" in err.reason and err.attempts == 2
-    assert 0.6 <= elapsed < SLOW_SECONDS - 2  # two attempts of 0.3 s, not the server's 5 s
+    assert 0.6 <= elapsed < SLOW_SECONDS / 3  # two attempts of 0.3 s, not the server's 30 s
 
 
 def test_stall_mid_body_is_ended_by_the_timeout(origin: Server, tmp_path: Path) -> None:
     cfg = replace(CFG, timeout=0.4, retries=1, min_rate=0)
     err, elapsed = fail(origin.url("/stall-body"), tmp_path, cfg)
     assert isinstance(err, TransientFetchError) and "timed out" in err.reason and err.attempts == 2
-    assert 0.8 <= elapsed < SLOW_SECONDS - 2
+    assert 0.8 <= elapsed < SLOW_SECONDS / 3
 
 
 def test_stall_mid_body_is_ended_by_min_rate_before_the_timeout(origin: Server, tmp_path: Path) -> None:
-    cfg = replace(CFG, timeout=5.0, retries=0, min_rate=1024)
+    cfg = replace(CFG, timeout=25.0, retries=0, min_rate=1024)
     err, elapsed = fail(origin.url("/stall-body"), tmp_path, cfg, rate_window=0.3)
     assert isinstance(err, TransientFetchError) and err.reason.startswith("too slow: 0 bytes in 0.3s")
-    assert 0.3 <= elapsed < 2.5  # the 5 s timeout did not end it
+    assert 0.3 <= elapsed < 10  # the 25 s timeout did not end it
 
 
 def test_trickle_is_ended_by_min_rate_well_before_the_timeout(origin: Server, tmp_path: Path) -> None:
-    cfg = replace(CFG, timeout=10.0, retries=1, min_rate=1024)
+    cfg = replace(CFG, timeout=30.0, retries=1, min_rate=1024)
     err, elapsed = fail(origin.url("/trickle/100"), tmp_path, cfg, rate_window=0.4)
     assert isinstance(err, TransientFetchError) and err.outcome == "failed"
     assert "under min_rate 1024 bytes/s" in err.reason and err.attempts == 2
-    assert elapsed < 2.0  # 40 KB at 100 bytes/s would take 400 s; the timeout alone 20 s
+    assert elapsed < 20  # ~0.8 s; 40 KB at 100 bytes/s would take 400 s, the timeout alone 60 s
 
 
 def test_min_rate_zero_leaves_a_trickle_to_the_timeout(origin: Server, tmp_path: Path) -> None:
     cfg = replace(CFG, timeout=0.6, retries=0, min_rate=0)
     err, elapsed = fail(origin.url("/trickle/100"), tmp_path, cfg, rate_window=0.1)
     assert isinstance(err, TransientFetchError) and "timed out" in err.reason
-    assert 0.6 <= elapsed < 3.0  # ended by the 0.6 s timeout, not by a 0.1 s rate window
+    assert 0.6 <= elapsed < 20  # ended by the 0.6 s timeout, not by a 0.1 s rate window (nor after 400 s)
 
 
 def test_a_body_faster_than_min_rate_is_kept(origin: Server, tmp_path: Path) -> None:
@@ -152,7 +152,7 @@ def test_retry_after_seconds_and_http_date_are_honoured(origin: Server, tmp_path
     results = _timed_fetches(cfg, urls, tmp_path)
     for (status, form), (d, elapsed) in zip(RETRY_AFTER, results, strict=True):
         assert d.attempts == 2 and d.path.read_bytes() == JPEG
-        assert 0.95 <= elapsed < 2.5, (status, form, elapsed)  # backoff alone would be 0.01 s
+        assert 0.95 <= elapsed < 10, (status, form, elapsed)  # backoff alone would be 0.01 s; max_backoff 60
 
 
 def test_retry_after_is_capped_by_max_backoff(origin: Server, tmp_path: Path) -> None:
@@ -160,7 +160,7 @@ def test_retry_after_is_capped_by_max_backoff(origin: Server, tmp_path: Path) ->
     cfg = _to_origin(replace(CFG, max_backoff=0.2), origin, *(urlsplit(u).hostname or "" for u in urls))
     results = _timed_fetches(cfg, urls, tmp_path)
     for d, elapsed in results:
-        assert d.attempts == 2 and elapsed < 5.0  # capped at 0.2 s, not the 30 s asked for
+        assert d.attempts == 2 and elapsed < 15  # capped at 0.2 s, not the 30 s asked for
 
 
 # --- a host that says "slow down" is paused as a whole ---------------------------------------------------
@@ -196,11 +196,11 @@ def test_a_429_with_retry_after_pauses_its_host_while_other_hosts_flow(
     origin: Server, tmp_path: Path, pause_log: pytest.LogCaptureFixture
 ) -> None:
     # Two global slots only: if the six URLs queued on the paused host held slots while they wait, the
-    # other host could not be served until the pause ends.
+    # other host could not be served until the pause ends (2 s: ten times what the other host needs, idle).
     cfg = _to_origin(replace(CFG, concurrency=2, per_host=2, max_backoff=5.0), origin, PAUSED, OTHER)
 
     async def body(f: Fetcher) -> tuple[list[float], list[float]]:
-        first = asyncio.create_task(_done_at(f, f"http://{PAUSED}/retry-after/429/first?seconds=1"))
+        first = asyncio.create_task(_done_at(f, f"http://{PAUSED}/retry-after/429/first?seconds=2"))
         await _until(lambda: _pauses(pause_log))
         paused = [asyncio.create_task(_done_at(f, f"http://{PAUSED}/hold/p{i}?s=0.02")) for i in range(6)]
         await asyncio.sleep(0.01)  # they queue first
@@ -210,9 +210,9 @@ def test_a_429_with_retry_after_pauses_its_host_while_other_hosts_flow(
     _, other_done = run(cfg, tmp_path, body)
     first, *later = origin.arrivals(PAUSED)
     assert first.path == "/retry-after/429/first" and len(later) == 7  # its retry and the six others
-    assert min(a.at for a in later) >= first.at + 0.95, "a request reached the paused host within Retry-After"
+    assert min(a.at for a in later) >= first.at + 1.95, "a request reached the paused host within Retry-After"
     assert max(other_done) < min(a.at for a in later), "the other host waited for the paused one"
-    assert _pauses(pause_log) == [f"pausing {PAUSED}:80 for 1 s (429 Retry-After)"]  # once, host:port only
+    assert _pauses(pause_log) == [f"pausing {PAUSED}:80 for 2 s (429 Retry-After)"]  # once, host:port only
     assert origin.max_in_flight(PAUSED) <= 2 and origin.max_in_flight(OTHER) <= 2
     assert origin.max_in_flight() <= 2
 
@@ -233,7 +233,7 @@ def test_a_host_pause_is_capped_by_max_backoff(
     elapsed = run(cfg, tmp_path, body)
     first, *later = origin.arrivals(PAUSED)
     assert min(a.at for a in later) >= first.at + 0.25  # paused for max_backoff ...
-    assert max(elapsed) < 5.0  # ... not the 30 s asked for
+    assert max(elapsed) < 15  # ... not the 30 s asked for
     assert _pauses(pause_log) == [f"pausing {PAUSED}:80 for 0.3 s (503 Retry-After)"]
 
 
@@ -316,33 +316,37 @@ def test_a_5xx_storm_on_one_host_does_not_hold_up_the_others(
     storm = [f"http://storm.example.test/storm/{i}?s=0.05" for i in range(40)]
     calm = [f"http://calm.example.test/hold/{i}?s=0.05" for i in range(40)]
 
-    async def body(f: Fetcher) -> tuple[list[float], list[tuple[FetchError, float]]]:
-        start = time.monotonic()
-
-        async def ok(url: str) -> float:
+    async def body(f: Fetcher) -> list[FetchError]:
+        async def ok(url: str) -> None:
             d = await f.fetch(url)
             assert d.path.read_bytes() == JPEG
-            return time.monotonic() - start
 
-        async def failing(url: str) -> tuple[FetchError, float]:
+        async def failing(url: str) -> FetchError:
             with pytest.raises(TransientFetchError) as info:
                 await f.fetch(url)
-            return info.value, time.monotonic() - start
+            return info.value
 
-        bad = asyncio.gather(*(failing(u) for u in storm))
-        good = asyncio.gather(*(ok(u) for u in calm))
-        return list(await good), list(await bad)
+        bad = asyncio.gather(*(failing(u) for u in storm))  # the storm's URLs queue first
+        await asyncio.gather(*(ok(u) for u in calm))
+        return list(await bad)
 
-    calm_done, storm_failed = run(cfg, tmp_path, body)
-    assert all(err.attempts == 4 and err.status == 500 for err, _ in storm_failed)
+    storm_failed = run(cfg, tmp_path, body)
+    assert all(err.attempts == 4 and err.status == 500 for err in storm_failed)
     assert origin.total_hits() == 40 + 40 * 4
-    first_storm_failure = min(t for _, t in storm_failed)
-    assert max(calm_done) < first_storm_failure, "the healthy host waited for the failing host"
-    # ... and it was not slowed beyond its fair share of the slots (40 requests of 0.05 s, at most
-    # per_host at once and half the global slots): ~1.1 s measured idle, up to 1.8 s on a loaded machine;
-    # 2.1 s if the storm queues in front, and more if calm requests wait out storm backoffs in a slot.
-    fair_share = 40 * 0.05 / min(per_host, concurrency // 2)
-    assert max(calm_done) < 2 * fair_share
+    # The order the requests reached the origin, not seconds (a busy machine slows both hosts alike, and once
+    # made this test fail on a wall-clock bound): the healthy host's requests went in turn with the storm's, never
+    # behind its queue or its retries. Before the healthy host's k-th request, at most k + 2 × concurrency of the
+    # storm's had arrived (measured: about k + per_host, idle or with the cores saturated); a healthy host queued
+    # behind the storm's first attempts comes after 40 of them, behind its retries after all 160.
+    storm_seen = calm_seen = lead = 0
+    for arrival in origin.arrivals():
+        if arrival.host == "storm.example.test":
+            storm_seen += 1
+        elif arrival.host == "calm.example.test":
+            lead = max(lead, storm_seen - calm_seen)
+            calm_seen += 1
+    assert calm_seen == 40
+    assert lead <= 2 * concurrency, f"the storm host was {lead} requests ahead of the healthy host"
     # The limits held all along: never more than per_host on one host, nor concurrency in total.
     assert origin.max_in_flight("storm.example.test") <= per_host
     assert origin.max_in_flight("calm.example.test") <= per_host
@@ -497,11 +501,11 @@ def test_dns_server_failures_are_retried_then_transient(tmp_path: Path, answer: 
 
 
 def test_dns_that_never_answers_is_bounded_by_connect_timeout(tmp_path: Path) -> None:
-    cfg = replace(CFG, connect_timeout=0.2, timeout=5.0, retries=1)
+    cfg = replace(CFG, connect_timeout=0.2, timeout=30.0, retries=1)
     err, elapsed = fail("http://silent.example.test/a.jpg", tmp_path, cfg, resolver=ScriptedResolver(None))
     assert isinstance(err, TransientFetchError) and err.attempts == 2
     assert err.reason == "DNS lookup failed: DNS lookup timed out after 0.2s"
-    assert 0.4 <= elapsed < 3.0  # two 0.2 s lookups, well inside the 5 s timeout
+    assert 0.4 <= elapsed < 10  # two 0.2 s lookups, well inside the 30 s timeout
 
 
 def test_dns_recovering_after_a_failure_succeeds(origin: Server, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""Stops the run must survive: SIGINT/SIGTERM, the S3 server going away mid-run, a second run on the same
-manifest, and articles that cannot be written (read-only, disk full)."""
+"""Stops the run must survive: SIGINT/SIGTERM (also Ctrl-C to the whole process group during a long decode), the
+S3 server going away mid-run, a second run on the same manifest, and articles that cannot be written (read-only,
+disk full)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from archiver.cli import main
-from tests.support.images import make_jpeg
+from archiver.image.pool import cpu_seconds
+from tests.support.images import make_jpeg, make_scan_bomb
 from tests.support.origin import Server
 from tests.support.paths import ROOT_DIR
 
@@ -81,7 +83,7 @@ def test_a_signal_stops_the_run_within_seconds_with_a_summary_and_a_rerun_finish
     sent = time.monotonic()
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
-    assert time.monotonic() - sent < 5  # finishes or abandons in-flight items quickly
+    assert time.monotonic() - sent < 10  # in-flight items get 3 s of grace, then are abandoned
     assert proc.returncode == 130, err
     assert f"stopped early: interrupted ({sig.name})" in out and "URLs not attempted" in out
     assert "Traceback" not in err
@@ -93,6 +95,80 @@ def test_a_signal_stops_the_run_within_seconds_with_a_summary_and_a_rerun_finish
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert _original_urls_left(tmp_path / "site") == 0
+
+
+def _group(pgid: int) -> list[int]:
+    """The processes (zombies aside) of process group ``pgid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _summary_counts(out: str) -> dict[str, int]:
+    line = next(x for x in out.splitlines() if "unique image URLs:" in x)
+    counts = {"urls": int(line.split()[0])}
+    counts.update({word: int(n) for n, word in re.findall(r"(\d+) (archived|dead|rejected|failed)", line)})
+    counts["not attempted"] = int(re.search(r"(\d+) URLs not attempted", out).group(1))  # type: ignore[union-attr]
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("sig", "to_group"),
+    [(signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["ctrl-c-to-the-process-group", "sigterm-to-the-run"],
+)
+def test_a_signal_during_a_long_decode_stops_within_seconds(
+    tmp_path: Path, origin: Server, sig: signal.Signals, to_group: bool
+) -> None:
+    """A worker is inside a decode that would take half a minute (the scan bomb, limits lifted) when the run is
+    stopped: by Ctrl-C in a terminal, which sends SIGINT to the run AND its image workers (one process group), or by
+    SIGTERM to the run alone. The workers ignore signals, the run abandons that image (its worker is killed, not
+    waited for) and stops: exit 130 within seconds, no traceback, nothing "failed": the image in flight and every URL
+    not started are "not attempted"; no worker is left; a re-run finishes."""
+    lifted = "[images]\nmax_jpeg_scans = 100000\nmax_decode_seconds = 600"
+    cfg = _site(tmp_path, origin, n=12, delay=0.0, extra=lifted)
+    for i in range(6):  # slow to fetch: some in flight, most not started when the signal comes
+        origin.add(f"/s/{i}.jpg", make_jpeg(64, 48, seed=950 + i), "image/jpeg", delay=2.0)
+    origin.add("/i/bomb.jpg", make_scan_bomb(), "image/jpeg")
+    slow = "".join(f'<img src="http://img.test/s/{i}.jpg">\n' for i in range(6))
+    (tmp_path / "site" / "bomb.md").write_text(f'<img src="http://img.test/i/bomb.jpg">\n{slow}', encoding="utf-8")
+    proc = _start(cfg, start_new_session=True)  # its own process group, as a shell job has
+    deadline = time.monotonic() + 60
+    while not any((cpu_seconds(pid) or 0) > 1.0 for pid in _group(proc.pid) if pid != proc.pid):
+        assert time.monotonic() < deadline and proc.poll() is None, "no worker ever got deep into the decode"
+        time.sleep(0.05)
+    sent = time.monotonic()
+    if to_group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 15  # 3 s of grace, then the decode (~30 s more) is abandoned
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert "[failed]" not in out and f"stopped early: interrupted ({sig.name})" in out
+    counts = _summary_counts(out)
+    assert counts["failed"] == counts["dead"] == counts["rejected"] == 0, out
+    assert counts["not attempted"] >= 2  # the image being decoded, and at least one URL never started
+    assert counts["archived"] + counts["not attempted"] == counts["urls"] == 19, out
+    deadline = time.monotonic() + 5
+    while _group(proc.pid) and time.monotonic() < deadline:
+        print({pid: Path(f"/proc/{pid}/cmdline").read_bytes() for pid in _group(proc.pid)})
+        time.sleep(0.05)
+    assert _group(proc.pid) == []  # no worker left behind
+
+    cfg.write_text(cfg.read_text().replace(lifted, ""))  # the default scan limit refuses the bomb at once
+    proc = _start(cfg)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert "1 rejected, 0 failed" in out and "too costly to decode" in out
+    assert _original_urls_left(tmp_path / "site") == 1  # the bomb's URL, left as it was
 
 
 def test_storage_outage_mid_run_is_waited_out(tmp_path: Path, origin: Server, s3_env) -> None:

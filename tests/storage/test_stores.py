@@ -345,7 +345,7 @@ def test_s3_unreachable_endpoint_fails_fast(s3_env: SeaweedS3) -> None:
     started = time.monotonic()
     with pytest.raises(StorageError, match=f"cannot reach endpoint http://127.0.0.1:{port}"):
         S3Store(cfg).check()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 20  # ~1 s: one retry; not the minute a default client would retry for
 
 
 def test_s3_concurrent_puts_share_one_client(s3_store: S3Store) -> None:
