@@ -54,7 +54,7 @@ HTML_KINDS = frozenset({
 
 
 def find_refs(
-    text: str, fmt: str, fields: Sequence[str], notices: list[Notice] | None = None, max_refs: int | None = None
+    text: str, fmt: str, fields: Sequence[str], *, notices: list[Notice] | None = None, max_refs: int | None = None
 ) -> list[ImageRef]:
     """fmt is "markdown" or "html". fields = config articles.front_matter_fields (dotted paths allowed).
 
@@ -94,7 +94,7 @@ def article_refs(
 ) -> list[ImageRef]:
     """``find_refs`` of a loaded article; an article too large to scan is an ArticleError naming it."""
     try:
-        return find_refs(article.text, article.format, fields, notices, max_refs)
+        return find_refs(article.text, article.format, fields, notices=notices, max_refs=max_refs)
     except TooLarge as exc:
         raise ArticleError(article.path, exc.reason) from None
 

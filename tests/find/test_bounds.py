@@ -17,7 +17,7 @@ IMG = "http://img.test/a.jpg"
 
 def bounded(text: str, fmt: str, max_refs: int) -> str:
     with pytest.raises(TooLarge) as info:
-        find_refs(text, fmt, DEFAULT_FIELDS, max_refs)
+        find_refs(text, fmt, DEFAULT_FIELDS, max_refs=max_refs)
     return info.value.reason
 
 
@@ -32,13 +32,13 @@ def bounded(text: str, fmt: str, max_refs: int) -> str:
     ids=["markdown", "html", "html-block", "front-matter"],
 )
 def test_more_references_than_max_refs(text: str, fmt: str) -> None:
-    assert len(find_refs(text, fmt, DEFAULT_FIELDS, 11)) == 11
+    assert len(find_refs(text, fmt, DEFAULT_FIELDS, max_refs=11)) == 11
     assert bounded(text, fmt, 10) == "more than 10 image references (articles.max_refs)"
 
 
 def test_more_lines_than_five_per_allowed_reference() -> None:
     text = "just prose\n" * 50  # 51 lines, no image at all
-    assert find_refs(text, "markdown", DEFAULT_FIELDS, 11) == []
+    assert find_refs(text, "markdown", DEFAULT_FIELDS, max_refs=11) == []
     assert bounded(text, "markdown", 10) == "more than 50 lines (5 × articles.max_refs)"
     assert bounded(text.replace("\n", "\r\n"), "html", 10) == "more than 50 lines (5 × articles.max_refs)"
 
@@ -47,14 +47,14 @@ def test_more_markdown_elements_than_five_per_allowed_reference() -> None:
     """A deep nest of quotes makes many markdown-it tokens on few lines: ~400 bytes each."""
     text = "> " * 90 + "x\n"
     assert bounded(text, "markdown", 10).startswith("more than 50 Markdown elements")
-    assert find_refs(text, "markdown", DEFAULT_FIELDS, 40) == []
+    assert find_refs(text, "markdown", DEFAULT_FIELDS, max_refs=40) == []
 
 
 def test_more_front_matter_values_than_five_per_allowed_reference() -> None:
     """One line of YAML can hold any number of values: PyYAML keeps ~1 KB per value while composing."""
     text = "---\nimage: [" + ", ".join(["a"] * 60) + "]\n---\nbody\n"
     assert bounded(text, "markdown", 10) == "more than 50 values in its front matter (5 × articles.max_refs)"
-    assert find_refs(text, "markdown", DEFAULT_FIELDS, 20) == []
+    assert find_refs(text, "markdown", DEFAULT_FIELDS, max_refs=20) == []
 
 
 def test_no_bound_without_max_refs() -> None:

@@ -163,7 +163,7 @@ def test_front_matter_is_not_scanned_as_markdown() -> None:
 
 def notices(text: str) -> list[tuple[int, str]]:
     found: list = []
-    refs = find_refs(text, "markdown", DEFAULT_FIELDS, found)
+    refs = find_refs(text, "markdown", DEFAULT_FIELDS, notices=found)
     assert refs == find_refs(text, "markdown", DEFAULT_FIELDS)  # asking for notices changes nothing else
     return [(n.line, n.message) for n in found]
 
