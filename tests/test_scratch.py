@@ -75,7 +75,7 @@ def test_two_concurrent_runs_with_two_manifests_in_one_folder_both_succeed(tmp_p
     slow = {f"/slow-{i}.jpg": make_jpeg(64, 48, seed=40 + i) for i in range(4)}
     fast = {f"/fast-{i}.jpg": make_jpeg(64, 48, seed=50 + i) for i in range(4)}
     for path, body in slow.items():
-        origin.add(path, body, "image/jpeg", delay=2.0)  # the first run's downloads are in flight meanwhile
+        origin.add(path, body, "image/jpeg", delay=8.0)  # the first run's downloads are in flight meanwhile
     for path, body in fast.items():
         origin.add(path, body, "image/jpeg")
     configs = {}
@@ -83,7 +83,7 @@ def test_two_concurrent_runs_with_two_manifests_in_one_folder_both_succeed(tmp_p
         (tmp_path / name).mkdir()
         refs = "".join(f"![x](http://img.news.test{p})\n" for p in images)
         (tmp_path / name / "post.md").write_text(refs, encoding="utf-8")
-        cfg = write_config(tmp_path, origin, storage=(
+        cfg = write_config(tmp_path, origin, timeout=30, storage=(
             f'[storage]\nbackend = "local"\npath = "archive"\n[manifest]\npath = "{name}.sqlite3"'))
         configs[name] = cfg.rename(tmp_path / f"{name}.toml")  # the same folder: manifests side by side
 

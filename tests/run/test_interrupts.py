@@ -134,7 +134,7 @@ def test_a_signal_during_a_long_decode_stops_within_seconds(
     lifted = "[images]\nmax_jpeg_scans = 100000\nmax_decode_seconds = 600"
     cfg = _site(tmp_path, origin, n=12, delay=0.0, extra=lifted)
     for i in range(6):  # slow to fetch: some in flight, most not started when the signal comes
-        origin.add(f"/s/{i}.jpg", make_jpeg(64, 48, seed=950 + i), "image/jpeg", delay=2.0)
+        origin.add(f"/s/{i}.jpg", make_jpeg(64, 48, seed=950 + i), "image/jpeg", delay=30.0)  # still in flight
     origin.add("/i/bomb.jpg", make_scan_bomb(), "image/jpeg")
     slow = "".join(f'<img src="http://img.test/s/{i}.jpg">\n' for i in range(6))
     (tmp_path / "site" / "bomb.md").write_text(f'<img src="http://img.test/i/bomb.jpg">\n{slow}', encoding="utf-8")
@@ -163,6 +163,8 @@ def test_a_signal_during_a_long_decode_stops_within_seconds(
         time.sleep(0.05)
     assert _group(proc.pid) == []  # no worker left behind
 
+    for i in range(6):  # the re-run finds them quick to fetch
+        origin.add(f"/s/{i}.jpg", make_jpeg(64, 48, seed=950 + i), "image/jpeg")
     cfg.write_text(cfg.read_text().replace(lifted, ""))  # the default scan limit refuses the bomb at once
     proc = _start(cfg)
     out, err = proc.communicate(timeout=120)
