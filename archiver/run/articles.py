@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from archiver.articles.files import load_article, outside_roots
 from archiver.articles.journal import Journal, sha256, write_recorded
+from archiver.articles.responsive import Options, Shown, additions
 from archiver.articles.rewrite import Replacement, render, unified_diff
 from archiver.config import ArticlesConfig, Config
 from archiver.errors import ArticleError, UrlError
 from archiver.find.frontmatter import Notice
 from archiver.find.refs import article_refs
-from archiver.model import ArticleReplacement, Cause
+from archiver.manifest.rows import ShownImage
+from archiver.model import ArticleReplacement, Cause, ImageRef
 from archiver.redaction import has_secret, redact
 from archiver.storage.keys import ParsedKey, archive_key, public_bases
 from archiver.terminal import shown_path
@@ -35,6 +37,35 @@ class OwnUrls:
 
     def key(self, raw: str) -> ParsedKey | None:
         return archive_key(raw, self.bases)
+
+
+@dataclass(frozen=True)
+class Responsive:
+    """``[rewrite] responsive``: how an archived image is shown (``image``: the manifest's record of an original by
+    its SHA-256; ``url_for``: a key's public URL) and the attributes to add."""
+
+    options: Options
+    image: Callable[[str], ShownImage | None]
+    url_for: Callable[[str], str]
+
+    @classmethod
+    def of(cls, cfg: Config, image: Callable[[str], ShownImage | None], url_for: Callable[[str], str]) -> Responsive:
+        rw = cfg.rewrite
+        opts = Options(rw.sizes, rw.loading, rw.decoding, rw.picture, cfg.images.output_formats)
+        return cls(opts, image, url_for)
+
+    def shown(self, url: str, own: OwnUrls) -> Shown | None:
+        """The image at the archive URL ``url`` (an original's), as a page can show it; None: not one we know."""
+        parsed = own.key(url)
+        if parsed is None or parsed.width is not None:
+            return None
+        img = self.image(parsed.sha256)
+        if img is None:
+            return None
+        renditions: dict[str, list[tuple[int, str]]] = {}
+        for r in img.renditions:
+            renditions.setdefault(r.format, []).append((r.pixel_width, self.url_for(r.key)))
+        return Shown(img.width, img.height, url, {f: tuple(c) for f, c in renditions.items()}, img.frames > 1)
 
 
 @dataclass
@@ -107,19 +138,23 @@ def _secret_span(span: str, url: str) -> bool:
 
 def rewrite_article(
     path: Path, archived: Mapping[str, str], cfg: ArticlesConfig, own: OwnUrls, journal: Journal, *, dry_run: bool,
-    roots: Sequence[Path] | None = None,
+    roots: Sequence[Path] | None = None, responsive: Responsive | None = None,
 ) -> Rewritten | None:
     """Re-read the article (it may have changed since the scan), splice archived URLs in, write atomically
     (only if the file still holds the bytes read) with its record in ``journal`` (``write_recorded``); a dry run
     writes nothing and returns the diff. None: no change. ``roots``: the real folders the article must still be
-    in (a symlink on its way may have changed since the scan); None: anywhere."""
+    in (a symlink on its way may have changed since the scan); None: anywhere. ``responsive``: also insert what each
+    archived ``<img>`` lacks (archiver.articles.responsive), recorded with the URL spans."""
     if roots is not None and (real := outside_roots(path, roots)) is not None:
         raise ArticleError(path, f"now leads to {shown_path(real)}, outside the folders given; not written")
     article = load_article(path)
     repls: list[Replacement] = []
     record: list[ArticleReplacement] = []
-    for ref in article_refs(article, cfg.front_matter_fields, cfg.max_refs):
+    refs = article_refs(article, cfg.front_matter_fields, cfg.max_refs)
+    now: dict[tuple[int, int], str] = {}  # span -> the archive URL it holds, or will
+    for ref in refs:
         if ref.url in own:
+            now[ref.start, ref.end] = ref.url
             continue
         try:
             public = archived.get(resolve(ref.url, cfg.base_url))
@@ -127,11 +162,22 @@ def rewrite_article(
             continue
         if public is None:
             continue
+        now[ref.start, ref.end] = public
         repls.append(Replacement(ref.start, ref.end, public))
         span = article.text[ref.start : ref.end]
         # a span carrying credentials or secret values is not kept in the manifest ("" = not kept)
         record.append(ArticleReplacement(ref.start, ref.end, "" if _secret_span(span, ref.url) else span, public,
                                          ref.url))
+    if responsive is not None:
+
+        def shown_for(ref: ImageRef) -> Shown | None:
+            url = now.get((ref.start, ref.end))
+            return None if url is None else responsive.shown(url, own)
+
+        for ins in additions(article.text, refs, shown_for, responsive.options):
+            repls.append(Replacement(ins.at, ins.at, ins.text))
+            record.append(ArticleReplacement(ins.at, ins.at, "", ins.text, ins.url))
+        record.sort(key=lambda r: (r.start, r.end))
     if not repls:
         return None
     new = render(article, repls)

@@ -97,8 +97,8 @@ class AssetArchiver:
         have = self.manifest.rendition_keys(sha)
         if ext == "svg":
             return True
-        fmt = self.cfg.images.thumbnail_format
-        return all((w, fmt) in have for w in self.cfg.images.thumbnails)
+        images = self.cfg.images
+        return all((w, fmt) in have for fmt in images.output_formats for w in images.thumbnails)
 
     async def _put(self, key: str, data: bytes | Path, mime: str, meta: dict[str, str], size: int, sha: str) -> None:
         """Store one object unless the store proves it holds these very bytes (size, type and the checksum it keeps:

@@ -28,7 +28,7 @@ from archiver.image.pool import ImagePool, make_pool
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION, Cause, Outcome
 from archiver.redaction import redact, redact_text
-from archiver.run.articles import ArticleWork, OwnUrls, rewrite_article, scan_article
+from archiver.run.articles import ArticleWork, OwnUrls, Responsive, rewrite_article, scan_article
 from archiver.run.assets import AssetArchiver
 from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
 from archiver.storage import Store
@@ -63,6 +63,7 @@ class Run:
         self.stats = self.report.stats
         self._assets = AssetArchiver(cfg, manifest, store, self.stats, pool, self.request_stop)
         self._own = OwnUrls.of(cfg)
+        self._responsive = Responsive.of(cfg, manifest.shown_image, store.url_for) if cfg.rewrite.responsive else None
         # where articles may be written: the real folders given (None: anywhere a symlink leads, by configuration)
         self._roots = None if cfg.articles.follow_symlinks_outside else [Path(os.path.realpath(p)) for p in paths]
         self._archived: dict[str, str] = {}  # resolved URL -> public URL of the stored original
@@ -139,8 +140,8 @@ class Run:
                     self._lost_refs[sha].append((path, line, raw))
             for url in scanned.work.uses:
                 self._users[url].append(path)
-            if scanned.work.uses:
-                self._articles[path] = scanned.work
+            if scanned.work.uses or (self._responsive is not None and scanned.archived):
+                self._articles[path] = scanned.work  # responsive: its archived <img>s may lack attributes
 
     # -- settling URLs -------------------------------------------------------------------------
     async def execute(self) -> RunReport:
@@ -182,6 +183,10 @@ class Run:
                     task.add_done_callback(self._in_flight.discard)
                 if self._in_flight:
                     await asyncio.wait(self._in_flight)  # _settle never raises; cancelled: left for a re-run
+        for work in self._articles.values():  # responsive: articles whose every URL was archived before
+            if not work.pending and not work.scheduled:
+                work.scheduled = True
+                self._rewrites.append(asyncio.ensure_future(self._rewrite(work)))
         if self.stop_reason:
             # stopped early: rewrite every article with what is archived so far; a re-run does the rest
             for work in self._articles.values():
@@ -334,7 +339,7 @@ class Run:
         try:
             done = await asyncio.to_thread(
                 rewrite_article, work.path, self._archived, self.cfg.articles, self._own, self.manifest,
-                dry_run=self.dry_run, roots=self._roots,
+                dry_run=self.dry_run, roots=self._roots, responsive=self._responsive,
             )
         except ArticleError as exc:
             self._problem(Problem(Outcome.FAILED, exc.reason, article=shown_path(work.path), line=exc.line))

@@ -100,7 +100,7 @@ def _rendition_configs(cfg: Config, manifest: Manifest, asset: StoredAsset) -> l
         formats[fmt].append(width)
     if not formats:
         return [cfg.images]
-    return [replace(cfg.images, thumbnails=tuple(sorted(widths)), thumbnail_format=fmt)
+    return [replace(cfg.images, thumbnails=tuple(sorted(widths)), thumbnail_format=fmt, formats=())
             for fmt, widths in sorted(formats.items())]
 
 
