@@ -1,0 +1,97 @@
+"""`[rewrite] responsive`: the real pipeline adds what archived <img>s lack (width, height, srcset, sizes, loading,
+decoding, optionally <picture>), changes no other byte, is idempotent, and restore removes exactly what it added."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from archiver.cli import main
+from tests.support.images import make_jpeg, make_png
+from tests.support.origin import Server
+from tests.support.site import sha, snapshot, write_config
+
+RESPONSIVE = '[images]\nthumbnails = [160, 320, 4000]\nformats = ["webp", "avif"]\n[rewrite]\nresponsive = true\n'
+
+MD = (
+    "---\r\n"
+    "title: t\r\n"
+    "cover: http://img.news.test/a.jpg\r\n"
+    "---\r\n"
+    "Intro ![md](http://img.news.test/a.jpg)\r\n"
+    '<p><img alt="a<b" src="http://img.news.test/a.jpg"></p>\r\n'
+    '<img src=http://img.news.test/b.png width=100 loading=eager />\r\n'
+    '<img src="http://img.news.test/a.jpg" srcset="http://img.news.test/a.jpg 1x" decoding="sync" />\r\n'
+    "\r\n```\n<img src=\"http://img.news.test/a.jpg\">\n```\n\n"
+    '<IMG SRC="http://img.news.test/anim.gif">'
+)
+
+
+def _jpeg_rotated(width: int, height: int) -> bytes:
+    """A JPEG stored ``width`` x ``height`` with EXIF orientation 6: shown ``height`` x ``width``."""
+    import io
+
+    im = Image.open(io.BytesIO(make_jpeg(width, height, seed=5)))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", exif=exif, quality=85)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def site(tmp_path: Path, origin: Server) -> dict[str, object]:
+    gif = _gif()
+    bodies = {"/a.jpg": _jpeg_rotated(800, 600), "/b.png": make_png(500, 250, seed=3), "/anim.gif": gif}
+    for path, body in bodies.items():
+        origin.add(path, body, "image/jpeg")
+    (tmp_path / "site").mkdir()
+    article = tmp_path / "site" / "post.md"
+    article.write_bytes(MD.encode("utf-8"))
+    cfg = write_config(tmp_path, origin)
+    cfg.write_text(cfg.read_text(encoding="utf-8") + RESPONSIVE, encoding="utf-8")
+    return {"article": article, "cfg": cfg, "bodies": bodies}
+
+
+def _gif() -> bytes:
+    import io
+
+    frames = [Image.new("RGB", (300, 200), c) for c in ("red", "blue")]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buf.getvalue()
+
+
+def test_run_adds_missing_attributes_restore_removes_them(site: dict[str, object], tmp_path: Path) -> None:
+    article, cfg, bodies = site["article"], site["cfg"], site["bodies"]
+    assert isinstance(article, Path) and isinstance(cfg, Path) and isinstance(bodies, dict)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    text = article.read_bytes().decode("utf-8")
+    a = sha(bodies["/a.jpg"])
+    first = re.search(r'<p><img alt="a<b" src="([^"]+)"([^>]*)></p>', text)
+    assert first is not None
+    base = first.group(1).rsplit("/", 1)[0]
+    assert first.group(2) == (
+        f' width="600" height="800" srcset="{base}/{a}-160w.webp 160w, {base}/{a}-320w.webp 320w, '
+        f'{first.group(1)} 600w" sizes="100vw" loading="lazy" decoding="async"'
+    )
+    # the author's width kept, the height from the aspect ratio; their loading kept; "/>" kept after the value
+    b = sha(bodies["/b.png"])
+    assert re.search(rf'<img src=\S+{b}\.png width=100 loading=eager height="50" srcset="\S+-160w\.webp 160w, '
+                     rf'\S+-320w\.webp 320w, \S+{b}\.png 500w" sizes="100vw" decoding="async" />', text), text
+    # an author's srcset: no srcset or sizes added; decoding="sync" kept; " />" keeps its space
+    assert re.search(r'srcset="\S+ 1x" decoding="sync" width="600" height="800" loading="lazy" />', text), text
+    # code fences and Markdown images untouched; an animated GIF gets its size but no srcset of a still frame
+    assert '\r\n\r\n```\n<img src="http://img.news.test/a.jpg">\n```\n\n' in text
+    assert re.search(r"Intro !\[md\]\(\S+\.jpg\)\r\n", text)
+    assert re.search(r'<IMG SRC="\S+\.gif" width="300" height="200" loading="lazy" decoding="async">$', text), text
+    # idempotent: a second run changes nothing
+    before = snapshot(tmp_path / "site")
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert snapshot(tmp_path / "site") == before
+    # restore: byte-identical
+    assert main(["restore", "--config", str(cfg)]) == 0
+    assert article.read_bytes() == MD.encode("utf-8")
