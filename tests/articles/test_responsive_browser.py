@@ -57,10 +57,12 @@ MIME = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp", "avif": "
 
 
 def _serve(origin: Server, tmp: Path, name: str, html: str) -> str:
-    """Serve the archive folder under /archive/ and ``html`` (with the harness) as /NAME; the page's URL."""
+    """Serve the archive folder under /archive/ and ``html`` (with the harness) as /NAME; the page's URL. Every
+    object arrives 1.5 s late, long after the text is laid out: an image without its size reserved moves
+    the text below it whatever the machine's speed."""
     for obj in sorted((tmp / "archive").rglob("*.*")):
         origin.add("/archive/" + obj.relative_to(tmp / "archive").as_posix(), obj.read_bytes(),
-                   MIME[obj.suffix[1:]])
+                   MIME[obj.suffix[1:]], headers={"Cache-Control": "no-store"}, delay=1.5)
     return origin.add(f"/{name}", html.replace("</body>", HARNESS + "</body>").encode(), "text/html")
 
 
