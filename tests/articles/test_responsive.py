@@ -95,3 +95,54 @@ def test_run_adds_missing_attributes_restore_removes_them(site: dict[str, object
     # restore: byte-identical
     assert main(["restore", "--config", str(cfg)]) == 0
     assert article.read_bytes() == MD.encode("utf-8")
+
+
+def test_turned_on_after_an_earlier_run_restore_undoes_both_and_counts_references(
+    site: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    article, cfg = site["article"], site["cfg"]
+    assert isinstance(article, Path) and isinstance(cfg, Path)
+    plain = cfg.read_text(encoding="utf-8").replace("responsive = true", "responsive = false")
+    cfg.write_text(plain, encoding="utf-8")
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    archived = article.read_bytes()
+    assert b"-160w.webp" not in archived and b"loading=\"lazy\"" not in archived
+    # a dry run shows the attributes it would add, and writes nothing
+    cfg.write_text(plain.replace("responsive = false", "responsive = true"), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["run", "--config", str(cfg), "--dry-run"]) == 0
+    diff = capsys.readouterr().out
+    assert '+<p><img alt="a<b" src="/archive/' in diff and 'loading="lazy" decoding="async"></p>' in diff
+    assert article.read_bytes() == archived
+    # the real run: every URL was archived before, and the article still gets its attributes
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    text = article.read_bytes().decode("utf-8")
+    assert text.count('loading="lazy"') == 3 and text.count('sizes="100vw"') == 2
+    assert main(["run", "--config", str(cfg), "-q"]) == 0 and article.read_bytes().decode("utf-8") == text
+    capsys.readouterr()
+    assert main(["restore", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    # the seven image references (front matter, Markdown, four <img>s; none in code): the attributes are not counted
+    assert "restored 7 of 7 URLs (byte-identical to before its first rewrite)" in out, out
+    assert article.read_bytes() == MD.encode("utf-8")
+
+
+def test_restore_reports_added_attributes_the_author_edited(
+    site: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    article, cfg = site["article"], site["cfg"]
+    assert isinstance(article, Path) and isinstance(cfg, Path)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    text = article.read_bytes().decode("utf-8")
+    edited = text.replace('width="300" height="200" loading="lazy"', 'width="150" height="100" loading="lazy"')
+    assert edited != text
+    article.write_bytes(edited.encode("utf-8"))
+    capsys.readouterr()
+    assert main(["restore", "--config", str(cfg)]) == 1
+    out = capsys.readouterr().out
+    assert "added by [rewrite] responsive and edited since; left as is" in out, out
+    assert "restored 7 of 7 URLs" in out
+    now = article.read_bytes().decode("utf-8")
+    assert now.endswith('<IMG SRC="http://img.news.test/anim.gif" width="150" height="100" loading="lazy" '
+                        'decoding="async">')
+    assert now.startswith(MD[: MD.index("<IMG")])  # everything else as it was
