@@ -21,10 +21,19 @@ from archiver.articles.files import iter_article_paths
 from archiver.articles.journal import settle_pending
 from archiver.articles.rewrite import remove_stale_temp_files
 from archiver.config import Config, settings_fingerprint
-from archiver.errors import ArticleError, FetchError, GuardRefused, ImageError, ManifestError, StorageError
+from archiver.errors import (
+    ArchiverError,
+    ArticleError,
+    FetchError,
+    GuardRefused,
+    ImageError,
+    ManifestError,
+    StorageError,
+)
 from archiver.faults import crash_point
 from archiver.fetch.client import Fetcher
 from archiver.image.pool import ImagePool, make_pool
+from archiver.manifest.rows import StoredAsset
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION, Cause, Outcome
 from archiver.redaction import redact, redact_text
@@ -72,6 +81,7 @@ class Run:
         self._rewrites: list[asyncio.Future[None]] = []
         # archive URLs in the articles whose objects verify found missing or corrupt: sha256 -> [(path, line, url)]
         self._lost_refs: dict[str, list[tuple[Path, int, str]]] = defaultdict(list)
+        self._shown: set[str] = set()  # originals the articles already point at (their renditions are completed)
         self._lost_why: dict[str, str] = {}  # why a lost asset could not be stored again
         self._lost_sources_of: dict[str, str] = {}  # source URL fetched again -> the lost asset it should give back
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -138,6 +148,8 @@ class Run:
             for raw, sha, line in scanned.archived:
                 if sha in self._assets.lost:
                     self._lost_refs[sha].append((path, line, raw))
+                else:
+                    self._shown.add(sha)
             for url in scanned.work.uses:
                 self._users[url].append(path)
             if scanned.work.uses or (self._responsive is not None and scanned.archived):
@@ -157,12 +169,16 @@ class Run:
         )
         known = self.manifest.url_states(self._users)
         todo: list[str] = []
+        incomplete: dict[str, tuple[StoredAsset, list[str]]] = {}
         for url in self._users:
             state = known.get(url)
             stored = self.manifest.asset(state.asset) if state and state.asset else None
             if state and state.status == Outcome.ARCHIVED and stored and stored.sha256 not in self._assets.lost:
                 self.stats.urls_known += 1
-                self._settled(url, self.store.url_for(stored.key))
+                if self._assets.renditions_complete(stored.sha256, stored.ext):
+                    self._settled(url, self.store.url_for(stored.key))
+                else:  # a width or format configured since it was archived: made from the stored original first
+                    incomplete.setdefault(stored.sha256, (stored, []))[1].append(url)
             elif state and state.status.final and not self.retry_dead:
                 if state.cause == Cause.GUARD:
                     self.report.guard_refused += 1
@@ -170,6 +186,12 @@ class Run:
             else:
                 todo.append(url)  # new, to retry, or archived as an object that is missing or corrupt in storage
         todo += self._lost_sources(todo)
+        for sha in sorted(self._shown - incomplete.keys()):
+            stored = self.manifest.asset(sha)
+            if stored is not None and not self._assets.renditions_complete(sha, stored.ext):
+                incomplete[sha] = (stored, [])
+        if incomplete:
+            await self._complete_renditions(list(incomplete.values()))
         if todo:
             async with fetcher:
                 limit = self.cfg.fetch.concurrency * 4
@@ -208,6 +230,25 @@ class Run:
         if not self.dry_run and not self.stop_reason:  # the next run catches up what a stopped one did not search
             self._record_near_duplicates()
         return self.report
+
+    async def _complete_renditions(self, assets: list[tuple[StoredAsset, list[str]]]) -> None:
+        """Give archived images the renditions configured since (from their stored originals), then settle their
+        URLs as archived: the originals are there either way, and an image whose renditions could not be made keeps
+        those it has (logged)."""
+        slots = asyncio.Semaphore(max(2, self.cfg.storage.concurrency))
+
+        async def one(stored: StoredAsset, urls: list[str]) -> None:
+            async with slots:
+                if not self.stop_reason:
+                    try:
+                        await self._assets.complete(stored, self.workdir)
+                    except ArchiverError as exc:
+                        log.warning("%s: the renditions configured since it was archived could not be made: %s",
+                                    stored.key, exc.message)
+            for url in urls:
+                self._settled(url, self.store.url_for(stored.key))
+
+        await asyncio.gather(*(one(stored, urls) for stored, urls in assets))
 
     def _lost_sources(self, todo: list[str]) -> list[str]:
         """One source URL to fetch again for each lost asset the articles point at (through an archive URL) and no

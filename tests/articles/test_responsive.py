@@ -146,3 +146,26 @@ def test_restore_reports_added_attributes_the_author_edited(
     assert now.endswith('<IMG SRC="http://img.news.test/anim.gif" width="150" height="100" loading="lazy" '
                         'decoding="async">')
     assert now.startswith(MD[: MD.index("<IMG")])  # everything else as it was
+
+
+def test_widths_and_formats_configured_later_are_made_from_the_stored_originals(
+    site: dict[str, object], origin: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    article, cfg, bodies = site["article"], site["cfg"], site["bodies"]
+    assert isinstance(article, Path) and isinstance(cfg, Path) and isinstance(bodies, dict)
+    full = cfg.read_text(encoding="utf-8")
+    cfg.write_text(full.replace(RESPONSIVE, ""), encoding="utf-8")  # the defaults: one 320 px WebP
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    a = sha(bodies["/a.jpg"])
+    assert sorted(p.name for p in (tmp_path / "archive").rglob(f"{a}*")) == [f"{a}-320w.webp", f"{a}.jpg"]
+    hits = origin.total_hits()
+    cfg.write_text(full, encoding="utf-8")
+    capsys.readouterr()
+    assert main(["run", "--config", str(cfg)]) == 0
+    assert "3 archived images given the rendition widths or formats configured since" in capsys.readouterr().out
+    assert origin.total_hits() == hits  # made from the stored originals, nothing fetched
+    made = sorted(p.name for p in (tmp_path / "archive").rglob(f"{a}*"))
+    assert made == sorted([f"{a}.jpg"] + [f"{a}-{w}w.{f}" for w in (160, 320, 4000) for f in ("avif", "webp")])
+    assert f"{a}-160w.webp 160w" in article.read_bytes().decode("utf-8")
+    snap = snapshot(tmp_path)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0 and snapshot(tmp_path) == snap
