@@ -4,12 +4,17 @@ span engine removes exactly what was added (with the URL spans of the same rewri
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from archiver import config
 from archiver.articles.responsive import Insertion, Options, Shown, additions, img_tag
 from archiver.articles.rewrite import Replacement, splice
 from archiver.articles.spans import undo
+from archiver.errors import ConfigError
 from archiver.find.refs import find_refs
 from archiver.model import ArticleReplacement, ImageRef, RefKind
 
@@ -176,3 +181,34 @@ def test_responsive_rewrite_is_idempotent_keeps_the_author_and_restores_exactly(
     if edit is not None:
         done = undo(edit + new, [record])
         assert done.text == edit + text and not done.problems
+
+
+# -- configuration -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[images]\nformats = ["webp", "heic"]\n', "[images] formats: 'heic' is not one of webp, jpeg, png, avif"),
+        ('[images]\nformats = ["webp", "webp"]\n', "[images] formats: lists a format twice"),
+        ('[images]\nthumbnail_format = "gif"\n', "[images] thumbnail_format: 'gif' is not one of"),
+        ('[rewrite]\nsizes = ""\n', "[rewrite] sizes: must not be empty"),
+        ('[rewrite]\nsizes = \'50vw" onload="x\'\n', "[rewrite] sizes: "),
+        ("[rewrite]\nloading = \"lazy\\n\"\n", "[rewrite] loading: "),
+        ("[rewrite]\nresponsive = 1\n", "[rewrite] responsive: expected boolean"),
+        ("[rewrite]\nsrcset = true\n", "unknown key [rewrite] srcset"),
+    ],
+)
+def test_bad_settings_name_the_file_and_key(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "archiver.toml"
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    assert str(path) in str(caught.value) and message in str(caught.value)
+
+
+def test_settings_as_the_readme_shows_them(tmp_path: Path) -> None:
+    path = tmp_path / "archiver.toml"
+    path.write_text('[images]\nthumbnails = [320, 640, 1280]\nformats = ["webp", "avif"]\n[rewrite]\nresponsive = true\n'
+                    'sizes = "(min-width: 800px) 760px, 100vw"\npicture = true\n', encoding="utf-8")
+    cfg = config.load(path)
+    assert cfg.images.output_formats == ("webp", "avif") and cfg.rewrite.responsive and cfg.rewrite.picture
+    assert config.Config().rewrite.responsive is False and config.Config().images.output_formats == ("webp",)
