@@ -169,3 +169,20 @@ def test_widths_and_formats_configured_later_are_made_from_the_stored_originals(
     assert f"{a}-160w.webp 160w" in article.read_bytes().decode("utf-8")
     snap = snapshot(tmp_path)
     assert main(["run", "--config", str(cfg), "-q"]) == 0 and snapshot(tmp_path) == snap
+
+
+def test_verify_deep_reads_every_rendition_and_repair_remakes_a_lost_avif(
+    site: dict[str, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, bodies = site["cfg"], site["bodies"]
+    assert isinstance(cfg, Path) and isinstance(bodies, dict)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert main(["verify", "--config", str(cfg), "--deep"]) == 0
+    a = sha(bodies["/a.jpg"])
+    lost = next((tmp_path / "archive").rglob(f"{a}-160w.avif"))
+    data = lost.read_bytes()
+    lost.unlink()
+    assert main(["verify", "--config", str(cfg)]) == 1
+    assert main(["verify", "--config", str(cfg), "--repair"]) == 0
+    assert lost.read_bytes() == data  # the same bytes: renditions are deterministic, AVIF included
+    assert main(["verify", "--config", str(cfg), "--deep"]) == 0
