@@ -24,7 +24,10 @@ from archiver.model import ImageRef, RefKind
 _WS = " \t\n\f\r"
 _PICTURE = re.compile(r"<(/?)picture[\t\n\f\r />]", re.IGNORECASE)
 _NUMBER = re.compile(r"[\t\n\f\r ]*([0-9]+)(?:\.0*)?[\t\n\f\r ]*")
+_IMG = re.compile(r"<img[\t\n\f\r />]", re.IGNORECASE)
 _LOOK_BACK = 65_536  # how far before a src value its tag may start (attributes before src)
+_LOOK_AHEAD = 65_536  # and how far after it the tag may end: past either, the <img> is left as it is
+_CANDIDATES = 8  # "<img" starts tried before a src value (one in an attribute value before src is passed over)
 _MIME = {"avif": "image/avif", "webp": "image/webp", "jpeg": "image/jpeg", "png": "image/png"}
 _SOURCE_ORDER = ("avif", "webp", "jpeg", "png")  # a browser takes the first <source> it supports: smallest first
 
@@ -69,11 +72,12 @@ def additions(text: str, refs: Sequence[ImageRef], shown_for: Callable[[ImageRef
     """The insertions that make each archived ``<img>`` in ``text`` responsive, by position (one per position)."""
     pictures = [(m.start(), bool(m.group(1))) for m in _PICTURE.finditer(text)]
     starts = [p for p, _ in pictures]
+    imgs = img_starts(text)
     by_at: dict[int, list[Insertion]] = {}
     for ref in refs:
         if ref.kind != RefKind.IMG_SRC or ref.field != "src":
             continue
-        found = img_tag(text, ref)
+        found = img_tag(text, ref, imgs)
         if found is None:
             continue
         shown = shown_for(ref)
@@ -87,20 +91,26 @@ def additions(text: str, refs: Sequence[ImageRef], shown_for: Callable[[ImageRef
     return [Insertion(at, "".join(i.text for i in group), group[0].url) for at, group in sorted(by_at.items())]
 
 
-def img_tag(text: str, ref: ImageRef) -> tuple[int, Tag] | None:
-    """The ``<img>`` tag whose ``src`` value holds ``ref``'s span, and where it starts; None if it is in none."""
-    pos, floor = ref.start, max(0, ref.start - _LOOK_BACK)
-    for _ in range(64):
-        lt = text.rfind("<", floor, pos)
-        if lt < 0:
+def img_tag(text: str, ref: ImageRef, starts: Sequence[int] | None = None) -> tuple[int, Tag] | None:
+    """The ``<img>`` tag whose ``src`` value holds ``ref``'s span, and where it starts; None if it is in none.
+    ``starts``: where each ``<img`` of the text starts (``img_starts``), when several refs are looked up."""
+    starts = img_starts(text) if starts is None else starts
+    i = bisect.bisect_left(starts, ref.start)
+    limit = min(len(text), ref.end + _LOOK_AHEAD)
+    for lt in reversed(starts[max(0, i - _CANDIDATES) : i]):  # the nearest first; an alt="<img …" may come between
+        if ref.start - lt > _LOOK_BACK:
             return None
-        tag = parse_tag(text, lt, len(text))
-        if tag is not None and tag.name == "img" and not tag.closing:
+        tag = parse_tag(text, lt, limit)
+        if tag is not None and not tag.closing:
             src = tag.get("src")
             if src is not None and src.start <= ref.start and ref.end <= src.end:
                 return lt, tag
-        pos = lt
     return None
+
+
+def img_starts(text: str) -> list[int]:
+    """Where each ``<img`` tag may start, in order (one pass over the text)."""
+    return [m.start() for m in _IMG.finditer(text)]
 
 
 def _for_img(text: str, lt: int, tag: Tag, shown: Shown, opts: Options, in_picture: bool) -> list[Insertion]:
