@@ -170,9 +170,15 @@ def rewrite_article(
                                          ref.url))
     if responsive is not None:
 
+        seen: dict[str, Shown | None] = {}  # one manifest lookup per image, however often the article shows it
+
         def shown_for(ref: ImageRef) -> Shown | None:
             url = now.get((ref.start, ref.end))
-            return None if url is None else responsive.shown(url, own)
+            if url is None:
+                return None
+            if url not in seen:
+                seen[url] = responsive.shown(url, own)
+            return seen[url]
 
         for ins in additions(article.text, refs, shown_for, responsive.options):
             repls.append(Replacement(ins.at, ins.at, ins.text))
