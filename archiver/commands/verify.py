@@ -331,7 +331,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     unvouched = sum(1 for f in findings if f.read == "no checksum")
     if unvouched and not args.repair:
         say(f"note: {unvouched} objects have no checksum in the store (stored before checksums were kept, or in "
-            "parts), so verify read them; --repair stores them again with one")
+            f"parts){'' if args.deep else ', so verify read them'}; --repair stores them again with one")
     for line in repaired + public:
         say(line)
     originals = sum(1 for t in targets.values() if not t.width)
