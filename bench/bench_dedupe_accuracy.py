@@ -634,7 +634,46 @@ def pipeline(args: argparse.Namespace, real: list[str]) -> tuple[list[tuple[Item
     return results, jobs_tiles
 
 
-RULES = {"archiver": compare}
+def _best(a: Signature, b: Signature) -> tuple[float, int, int, int]:
+    """(m, p, d, t) under the transform compare() picks."""
+    scored = []
+    for t, inv in enumerate(similarity._INVERSE):
+        p = min((a._p[t] ^ b._p[0]).bit_count(), (b._p[inv] ^ a._p[0]).bit_count())
+        d = min((a._d[t] ^ b._d[0]).bit_count(), (b._d[inv] ^ a._d[0]).bit_count())
+        scored.append((p + d, p, d, t))
+    low = min(s[0] for s in scored)
+    tied = [s for s in scored if s[0] == low]
+    return min(((similarity._grey_distance(a, b, t), p, d, t) for _, p, d, t in tied), key=lambda s: (s[0], s[3]))
+
+
+def rule_1(a: Signature, b: Signature, k: int, tone=None) -> Match | None:  # type: ignore[no-untyped-def]
+    """Rule version 1 (A and B on raw grey levels); with ``tone``, also C: B with the tone taken out by ``tone``."""
+    m, p, d, t = _best(a, b)
+    if min(p, d) > k:
+        return None
+    if 0 <= m <= similarity.PIXEL_CONFIRMED or (max(p, d) <= k + similarity.HASH_SLACK and (
+            m <= similarity.HASH_CONFIRMED or (tone is not None and tone(a, b, t)))):
+        return Match(TRANSFORMS[t], p, d, m)
+    return None
+
+
+def _ranks_close(a: Signature, b: Signature, t: int) -> bool:
+    """Rank comparison: the 64 cells' ranks, mean absolute difference over the 55 closest <= 3.5 ranks (a gamma
+    or tone curve keeps the order of the cells; measured: tone edits <= 3.3)."""
+    if a._g is None or b._g is None:
+        return False
+    ra = np.argsort(np.argsort(similarity._APPLY[t](a._g), axis=None, kind="stable"), kind="stable")
+    rb = np.argsort(np.argsort(b._g, axis=None, kind="stable"), kind="stable")
+    return float(np.sort(np.abs(ra - rb))[:similarity._GREY_KEEP].mean()) <= 3.5
+
+
+RULES = {
+    "archiver": compare,  # rule 2: A, B, C (mean/variance-normalised cells), D (framed)
+    "rule 1": rule_1,  # A, B on raw grey levels (the rule before issue 11)
+    "1+z-cells": lambda a, b, k: rule_1(a, b, k, lambda a, b, t: 0 <= similarity._tone_distance(a, b, t)
+                                        <= similarity.TONE_CONFIRMED),  # C without D
+    "1+ranks": lambda a, b, k: rule_1(a, b, k, _ranks_close),  # C with ranks instead of normalised cells
+}
 
 
 def run(args: argparse.Namespace) -> None:
