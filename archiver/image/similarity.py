@@ -61,7 +61,7 @@ TONE_FLOOR = 4.0  # grey levels: _toned divides by the grid's contrast, but neve
 CROP_INSETS = (0.0, 1 / 32, 2 / 32, 3 / 32, 4 / 32)  # window insets tried per side by _framed_distance
 _FRAMED_KEEP = 31  # cells compared in zf: the 31 closest of the inner 36
 TONE_CONFIRMED = 0.15  # rule C: z at most this (a fraction of the pictures' contrast)
-FRAMED_CONFIRMED = 0.06  # rule D: zf at most this
+FRAMED_CONFIRMED = 0.10  # rule D: zf at most this
 # ``compare`` must stay monotone in max_distance (a pair accepted at N is accepted at every larger N): recorded
 # pairs are filtered by the smallest distance that accepts them. Changing its decision: bump
 # model.SIMILARITY_RULE_VERSION.
@@ -181,6 +181,7 @@ def _crop_matrices(insets: tuple[float, ...]) -> np.ndarray:
 
 
 _CROPS = _crop_matrices(CROP_INSETS)
+_CROPS_T = np.ascontiguousarray(_CROPS.transpose(0, 2, 1))
 
 
 def _framed_distance(a: Signature, b: Signature) -> float:
@@ -191,8 +192,8 @@ def _framed_distance(a: Signature, b: Signature) -> float:
         return -1.0
     best = np.inf
     for x, y in ((a._g, b._g), (b._g, a._g)):
-        windows = np.einsum("rij,jk,clk->rcil", _CROPS, x.astype(np.float64), _CROPS)[..., 1:-1, 1:-1]
-        diff = np.abs(_toned(windows) - _toned(y[1:-1, 1:-1].astype(np.float64))).reshape(*windows.shape[:2], -1)
+        windows = ((_CROPS @ x)[:, None] @ _CROPS_T[None])[..., 1:-1, 1:-1]  # every (rows, columns) window
+        diff = np.abs(_toned(windows) - _toned(y[1:-1, 1:-1])).reshape(*windows.shape[:2], -1)
         best = min(best, float(np.partition(diff, _FRAMED_KEEP - 1, axis=-1)[..., :_FRAMED_KEEP].mean(axis=-1).min()))
     return best
 
