@@ -1,21 +1,26 @@
-"""Accuracy of near-duplicate detection (archiver.image.similarity.compare): precision and recall per transform family.
+"""Accuracy of near-duplicate detection (archiver.image.similarity.compare): recall per edit family against a plain pHash, precision.
 
-Usage: python bench/bench_dedupe_accuracy.py [--generated N] [--distinct N] [--seed S] [--workers W]
-       [--max-distance D] [--corpus FOLDER]
+Usage: python bench/bench_dedupe_accuracy.py [--generated N] [--distinct N] [--layouts N] [--seed S] [--workers W]
+       [--max-distance D] [--corpus FOLDER] [--cache FILE] [--rules NAME,...]
 
 The set: every real photo listed in REAL_PHOTOS (from the corpus folder, see its SOURCES.md) plus N
 generated photo-like sources (see ``photo_like``) are the *sources*. Each source gets derived copies
-in every transform family (FAMILIES below). On top, --distinct images that are near-duplicates of
-nothing: generated photo-like images (other seeds) and non-overlapping quarter tiles of the larger
-real photos (real photo statistics, same textures: the hardest negatives here). Every file goes
-through archiver.image.process.process (the real pipeline: draft decode, EXIF orientation, flattening,
-thumbnail, hashes), and its Asset's phash_variants/dhash_variants make the Signature.
+in every edit family (FAMILIES below): the first ten (resize, recompress, format, EXIF orientation, rotation,
+mirror, crop 1-5 %, corner watermark, caption strip over or added below) and the edits people make before
+republishing a photo (issue 11): brightness scaled or shifted by 3-10 %, contrast, gamma, saturation (greyscale
+included), colour balance, sharpening or blur, crops of 2-5 % and 5-10 % per side, a border, letterboxing to
+another aspect ratio, a line of text over the picture, another JPEG chroma subsampling, a screenshot at another
+scale (PNG). Hard negatives, each its own picture: --distinct generated photo-like images and the four quarters
+of the larger real photos (same textures); "same scene shot twice": four windows of 70 % of each larger real
+photo, one per corner, 30 % of the frame apart (a window's pairs with its own source are not counted: it is a
+15 % crop of it); "same layout": --layouts page templates (title bar, frame, footer) each around 6 different
+pictures. Every file goes through archiver.image.process.process (the real pipeline: draft decode, EXIF
+orientation, flattening, thumbnail, hashes, grey thumbnail), which gives its Signature.
 
-Candidates: all pairs whose pHash is within --max-distance (default 10) under some transform, by
-numpy brute force (identity hash of one against the 8 variant hashes of the other, both ways).
-Decision: compare() on every candidate pair. A detected pair is correct when both images come from
-the same source. Recall per family counts (source, derived copy) pairs; for rotations and mirrors
-the transform compare() reports must also be the one applied ("transform ok").
+Candidates: all pairs whose pHash or dHash is within --max-distance (default 10) under some transform, by numpy
+brute force (what archiver.dedupe.index finds). Each rule of RULES decides every candidate; "plain pHash" is the
+identity pHash within --max-distance, no confirmation (what imagededup and most tools do). Recall per family
+counts (source, copy) pairs; precision counts every decided pair (copies of one source with each other too).
 
 Photo-like generator: six scene kinds drawn from a seeded numpy RNG, each with film grain, optional
 blur and vignetting: landscape (sky gradient, fractal mountain and ground, sun), blobs (colour

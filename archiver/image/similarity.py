@@ -142,26 +142,35 @@ def _grey_distance(a: Signature, b: Signature, t: int) -> float:
     return float(diff[:_GREY_KEEP].mean())
 
 
-def _toned(g: np.ndarray) -> np.ndarray:
-    """Grids (..., 8, 8) with their tone taken out: mean 0 and root-mean-square 1, or divided by TONE_FLOOR when
-    flatter than that (a near-flat picture keeps its small contrast instead of amplified noise)."""
-    g = g - g.mean(axis=(-2, -1), keepdims=True)
-    return g / np.maximum(np.sqrt((g * g).mean(axis=(-2, -1), keepdims=True)), TONE_FLOOR)
+def _toned(g: np.ndarray, w: np.ndarray | bool = True) -> np.ndarray:
+    """Cells (..., n) with their tone taken out, measured on the cells where ``w``: shifted to mean 0 and scaled to
+    root-mean-square 1, or divided by TONE_FLOOR when flatter than that (a near-flat picture keeps its small
+    contrast instead of amplified noise)."""
+    g, w = np.broadcast_arrays(g, w)
+    n = w.sum(axis=-1, keepdims=True)
+    c = g - (g * w).sum(axis=-1, keepdims=True) / n
+    return c / np.maximum(np.sqrt((c * c * w).sum(axis=-1, keepdims=True) / n), TONE_FLOOR)
 
 
-def _closest(diff: np.ndarray) -> np.ndarray:
-    """Mean of the _GREY_KEEP smallest of the last two axes' 64 values."""
-    flat = diff.reshape(*diff.shape[:-2], -1)
-    return np.partition(flat, _GREY_KEEP - 1, axis=-1)[..., :_GREY_KEEP].mean(axis=-1)
+def _tone_free(x: np.ndarray, y: np.ndarray, keep: int) -> np.ndarray:
+    """Mean absolute difference of the ``keep`` closest cells of x (..., n) and y (n,), the tone taken out of both
+    on those cells only: measured on all cells, the closest picked, the tone measured again on them, the closest
+    picked again; so a caption bar or a watermark, left out of the comparison, does not skew the normalisation."""
+    w: np.ndarray | bool = True
+    for _ in range(2):
+        diff = np.abs(_toned(x, w) - _toned(y, w))
+        w = diff <= np.partition(diff, keep - 1, axis=-1)[..., keep - 1:keep]  # the closest (ties: a few more)
+    diff = np.abs(_toned(x, w) - _toned(y, w))
+    return (diff * w).sum(axis=-1) / w.sum(axis=-1)
 
 
 def _tone_distance(a: Signature, b: Signature, t: int) -> float:
-    """z: like m, on grids with their tone taken out (_toned), so a brightness, contrast, gamma or colour-balance
-    change barely moves it; in units of the pictures' own contrast: ~0.02 for a recompressed copy, 0.05-0.15 for
-    a tone change, ~0.8 for unrelated pictures."""
+    """z: like m, on grids with their tone taken out (_tone_free), so a brightness, contrast, gamma or
+    colour-balance change barely moves it; in units of the pictures' own contrast: ~0.02 for a recompressed
+    copy, 0.05-0.15 for a tone change, ~0.8 for unrelated pictures."""
     if a._g is None or b._g is None:
         return -1.0
-    return float(_closest(np.abs(_toned(_APPLY[t](a._g)) - _toned(b._g))))
+    return float(_tone_free(_APPLY[t](a._g).ravel().astype(np.float64), b._g.ravel().astype(np.float64), _GREY_KEEP))
 
 
 def _crop_matrices(insets: tuple[float, ...]) -> np.ndarray:
@@ -193,8 +202,8 @@ def _framed_distance(a: Signature, b: Signature) -> float:
     best = np.inf
     for x, y in ((a._g, b._g), (b._g, a._g)):
         windows = ((_CROPS @ x)[:, None] @ _CROPS_T[None])[..., 1:-1, 1:-1]  # every (rows, columns) window
-        diff = np.abs(_toned(windows) - _toned(y[1:-1, 1:-1])).reshape(*windows.shape[:2], -1)
-        best = min(best, float(np.partition(diff, _FRAMED_KEEP - 1, axis=-1)[..., :_FRAMED_KEEP].mean(axis=-1).min()))
+        inner = y[1:-1, 1:-1].ravel().astype(np.float64)
+        best = min(best, float(_tone_free(windows.reshape(-1, inner.size), inner, _FRAMED_KEEP).min()))
     return best
 
 
