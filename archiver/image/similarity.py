@@ -5,24 +5,26 @@ table): for a candidate pair, the transform t is the one with the smallest pHash
 directions, so compare(a, b) and compare(b, a) agree); under t, p and d are the pHash and dHash distances, m is
 how far the 8x8 grey thumbnails are apart (mean absolute grey-level difference over the 55 closest of the 64
 cells: up to 9 cells (14 %) may differ at will, which is what a caption strip or a corner watermark changes) and
-z the same with the tone taken out (each grid shifted to mean 0 and scaled to unit root-mean-square, ``_toned``:
-a brightness, contrast, gamma or colour-balance change moves the grey levels of every cell, not the picture). A
-pair is a near-duplicate when min(p, d) <= max_distance (it is a candidate) and
+z the same with the tone taken out (``_tone_free``: each grid shifted to mean 0 and scaled to unit
+root-mean-square on the compared cells, which are picked again once normalised; a brightness, contrast, gamma or
+colour-balance change moves the grey level of every cell, not the picture). A pair is a near-duplicate when
+min(p, d) <= max_distance (it is a candidate) and
   A. m <= 2.0 (pixel-confirmed: the pictures agree cell by cell outside at most 9 cells); or
   B. max(p, d) <= max_distance + 2 and m <= 5.0 (hash-confirmed: BOTH hashes agree, and the thumbnails
      differ by a few grey levels at most, as a 1-5 % crop shifts them); or
   C. max(p, d) <= max_distance + 2 and z <= 0.15 (B with the tone taken out: 0.15 of the picture's contrast);
-or, as plain pHash decides it, in the picture's own orientation:
-  D. the identity pHash distance p0 <= max_distance and zf <= 0.06, where zf is z between one grid and the best
-     window of the other (insets of 0-12.5 % per side, compared on the inner 6x6 cells): a crop, a border or
-     bars added, once the framing is found, must agree as closely as a recompressed or re-toned copy does.
-Rule 1 (A and B only) was tuned on a set without tone changes: it refused most brightness and gamma changes that
-a plain pHash finds. Measured with rule 2 (seed 7, 6 000 images; README): tone changes, sharpening, blur,
-chroma subsampling and screenshots at another scale have z <= 0.1 (gamma up to 0.23) against 0.8 for unrelated
-pictures; crops, borders and letterboxing move z up to 0.4-0.8 but zf stays small once the window is found.
-Unrelated pairs with small z or zf: look-alike layouts (generated head-and-shoulders portraits, textures, one
-page template around different pictures) reach z 0.1-0.2 and zf 0.06-0.1, which is where C and D stop; two
-mirror-image quarters or windows of one retina photo (p 0-2, z 0.06-0.07) remain false pairs, as in rule 1.
+or, as a plain pHash decides it, in the picture's own orientation:
+  D. the identity pHash distance p0 <= max_distance and zf <= 0.10, where zf is z between one grid and the best
+     window of the other (insets of 0-12.5 % per side, compared on the inner 6x6 cells, the 31 closest): a crop,
+     a border or bars added, once the framing is found, must agree to a tenth of the picture's contrast.
+Rule 1 (A and B) was tuned on a set without tone changes and refused most brightness and gamma changes that a
+plain pHash finds. Measured for rule 2 (bench, seed 7): tone edits, sharpening, blur, chroma subsampling and
+screenshots at another scale have z <= 0.1 (gamma up to 0.2) against ~0.8 for unrelated pictures; crops,
+borders and letterboxing move z up to 0.4-0.8 while zf stays under 0.1 for most. Unrelated pictures with small
+z or zf are look-alike layouts (generated head-and-shoulders portraits, landscapes with one horizon, page
+templates): zf 0.06-0.1, which is where D stops; two mirror-image quarters or windows of one retina photo
+(p 0-2, z 0.06) remain false pairs, as under rule 1. A larger stored thumbnail would separate them; the 8x8 grid
+cannot (README, Deduplication).
 """
 
 from __future__ import annotations
