@@ -38,15 +38,15 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if args.dry_run:
         manifest = Manifest.snapshot(manifest_path)
         store = NullStore(store)
-    else:
-        store.check()
+    else:  # the store is checked before the first fetch: a run with nothing to fetch does not contact it
         manifest = Manifest.open(manifest_path)
     # a dry run must not touch the real run's scratch folder (a real run may be using it right now)
     workdir = prepare_workdir(None if args.dry_run else manifest_path)
     pool = make_pool(cfg.images.max_decode_seconds)  # workers start with the first image to decode
     try:
         run = Run(cfg, paths, manifest, store, dry_run=args.dry_run, retry_dead=args.retry_dead,
-                  workdir=workdir, pool=pool)
+                  workdir=workdir, pool=pool,
+                  check_store=not args.dry_run)
         progress = Progress(run.stats, enabled=not args.quiet, dry_run=args.dry_run)
         terminal.attach(progress)
 

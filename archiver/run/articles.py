@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 
 from archiver.articles.files import load_article, outside_roots
@@ -13,7 +16,7 @@ from archiver.config import ArticlesConfig, Config
 from archiver.errors import ArticleError, UrlError
 from archiver.find.frontmatter import Notice
 from archiver.find.refs import article_refs
-from archiver.model import ArticleReplacement, Cause
+from archiver.model import Article, ArticleReplacement, Cause
 from archiver.redaction import has_secret, redact
 from archiver.storage.keys import ParsedKey, archive_key, public_bases
 from archiver.terminal import shown_path
@@ -58,6 +61,12 @@ class Scanned:
     work: ArticleWork  # the URLs to settle (none: nothing to do)
     archived: tuple[tuple[str, str, int], ...] = ()  # (URL as written, sha256 of its original, line): the done ones
     notices: tuple[Notice, ...] = ()  # front matter a site generator would refuse (the article is still read)
+    sha256: str = ""  # of the bytes scanned
+
+    @property
+    def settled(self) -> bool:
+        """Nothing to do and nothing to report: every reference already points at the archive."""
+        return self.refs == self.done and not self.rejected and not self.notices and not self.work.uses
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,26 @@ class Rewritten:
     after: str  # sha256 of the bytes written
     replaced: list[ArticleReplacement]
     diff: str | None  # a dry run's unified diff; None when the file was written
+    settled_refs: int | None = None  # the bytes written point only at the archive, with this many references
+
+
+@cache
+def _finder_code() -> str:
+    """A digest of the code that decides what a scan finds (a new finder must not trust an old verdict)."""
+    digest = hashlib.sha256()
+    here = Path(__file__).resolve().parent.parent
+    for path in sorted([*here.joinpath("find").glob("*.py"), here / "articles" / "files.py", Path(__file__).resolve(),
+                        here / "urls.py", here / "storage" / "keys.py"]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def scan_fingerprint(cfg: Config) -> str:
+    """What a scan's verdict depends on besides the article's bytes: the settings that decide which references
+    are found and which point at the archive, and the finder's own code."""
+    a = cfg.articles
+    settings = [sorted(a.front_matter_fields), a.base_url, a.max_refs, list(public_bases(cfg)), _finder_code()]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
@@ -92,7 +121,19 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
             continue
         work.uses.setdefault(url, []).append(ref.line)
         work.pending.add(url)
-    return Scanned(refs, done, tuple(rejected), work, tuple(archived), tuple(notices))
+    return Scanned(refs, done, tuple(rejected), work, tuple(archived), tuple(notices), sha256(article.raw))
+
+
+def _all_archived(article: Article, cfg: ArticlesConfig, own: OwnUrls) -> int | None:
+    """The number of references when every one points at the archive (and the front matter raises no warning);
+    else None."""
+    notices: list[Notice] = []
+    refs = 0
+    for ref in article_refs(article, cfg.front_matter_fields, cfg.max_refs, notices):
+        if ref.url not in own:
+            return None
+        refs += 1
+    return None if notices else refs
 
 
 def _secret_span(span: str, url: str) -> bool:
@@ -107,12 +148,13 @@ def _secret_span(span: str, url: str) -> bool:
 
 def rewrite_article(
     path: Path, archived: Mapping[str, str], cfg: ArticlesConfig, own: OwnUrls, journal: Journal, *, dry_run: bool,
-    roots: Sequence[Path] | None = None,
+    roots: Sequence[Path] | None = None, check_settled: bool = False,
 ) -> Rewritten | None:
     """Re-read the article (it may have changed since the scan), splice archived URLs in, write atomically
     (only if the file still holds the bytes read) with its record in ``journal`` (``write_recorded``); a dry run
     writes nothing and returns the diff. None: no change. ``roots``: the real folders the article must still be
-    in (a symlink on its way may have changed since the scan); None: anywhere."""
+    in (a symlink on its way may have changed since the scan); None: anywhere. ``check_settled``: read the bytes
+    written as a later scan would, to tell whether every reference now points at the archive (settled_refs)."""
     if roots is not None and (real := outside_roots(path, roots)) is not None:
         raise ArticleError(path, f"now leads to {shown_path(real)}, outside the folders given; not written")
     article = load_article(path)
@@ -140,6 +182,10 @@ def rewrite_article(
     diff = None
     if dry_run:
         diff = unified_diff(article, new.decode(article.encoding))
-    else:
-        write_recorded(journal, article, new, [record], "archive")
-    return Rewritten(sha256(article.raw), sha256(new), record, diff)
+        return Rewritten(sha256(article.raw), sha256(new), record, diff)
+    write_recorded(journal, article, new, [record], "archive")
+    done = Rewritten(sha256(article.raw), sha256(new), record, diff)
+    if check_settled:  # what was written, read as a later run will: fully archived?
+        written = replace(article, raw=new, text=new.decode(article.encoding), state=None)
+        done = replace(done, settled_refs=_all_archived(written, cfg, own))
+    return done

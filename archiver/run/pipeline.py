@@ -15,24 +15,34 @@ import tempfile
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from archiver import scratch
-from archiver.articles.files import iter_article_paths
-from archiver.articles.journal import settle_pending
+from archiver.articles.files import iter_article_paths, read_raw
+from archiver.articles.journal import settle_pending, sha256
 from archiver.articles.rewrite import remove_stale_temp_files
 from archiver.config import Config, settings_fingerprint
 from archiver.errors import ArticleError, FetchError, GuardRefused, ImageError, ManifestError, StorageError
 from archiver.faults import crash_point
-from archiver.fetch.client import Fetcher
 from archiver.image.pool import ImagePool, make_pool
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION, Cause, Outcome
 from archiver.redaction import redact, redact_text
-from archiver.run.articles import ArticleWork, OwnUrls, rewrite_article, scan_article
+from archiver.run.articles import (
+    ArticleWork,
+    OwnUrls,
+    Scanned,
+    rewrite_article,
+    scan_article,
+    scan_fingerprint,
+)
 from archiver.run.assets import AssetArchiver
 from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
 from archiver.storage import Store
 from archiver.terminal import shown_path
+
+if TYPE_CHECKING:
+    from archiver.fetch.client import Fetcher
 
 log = logging.getLogger("archiver")
 
@@ -51,12 +61,14 @@ class Run:
         retry_dead: bool = False,
         workdir: Path,
         pool: ImagePool | None = None,
+        check_store: bool = False,
     ) -> None:
         self.cfg = cfg
         self.paths = list(paths)
         self.manifest = manifest
         self.store = store
         self.dry_run = dry_run
+        self.check_store = check_store  # check the store (Store.check) before the first fetch
         self.retry_dead = retry_dead
         self.workdir = workdir
         self.report = RunReport(Stats())
@@ -77,6 +89,9 @@ class Run:
         self._done: set[str] = set()  # URLs with their outcome: each gets exactly one
         self._refused_at_scan: dict[str, tuple[str, Cause | None]] = {}  # URL as shown -> (reason, cause)
         self._fingerprints = {cause: settings_fingerprint(cfg, cause) for cause in Cause}
+        self._scan_fp = scan_fingerprint(cfg)
+        self._settled_bytes: list[tuple[str, int]] = []  # (sha256, references) of article bytes found fully archived
+        self._clean: set[Path] = set()  # articles whose scan found nothing to refuse and nothing to warn about
         self.stop_reason: str | None = None
 
     # -- stopping ------------------------------------------------------------------------------
@@ -111,10 +126,18 @@ class Run:
         def skipped(path: Path, why: str) -> None:  # a symlink loop, a link outside the folders given, ...
             self._problem(Problem(SKIPPED, why, article=shown_path(path)))
 
+        # Bytes a run found fully archived are not parsed again (hashing is ~100x cheaper), unless verify found
+        # objects missing: every archive URL must then be read, to store again what the articles point at.
+        known = not self._assets.lost
         for path in iter_article_paths(self.paths, cfg.extensions, follow_outside=cfg.follow_symlinks_outside,
                                        on_skip=skipped):
             if self.stop_reason:  # interrupted while scanning: what was not scanned is left for a re-run
                 break
+            if known and (refs := self._known_settled(path)) is not None:
+                self.stats.articles += 1
+                self.stats.refs += refs
+                self.stats.refs_done += refs
+                continue
             try:
                 scanned = scan_article(path, cfg, self._own)
             except ArticleError as exc:
@@ -141,10 +164,27 @@ class Run:
                 self._users[url].append(path)
             if scanned.work.uses:
                 self._articles[path] = scanned.work
+            self._note_scanned(path, scanned)
+
+    def _known_settled(self, path: Path) -> int | None:
+        """The references of an article whose bytes a run found fully archived (under these settings), or None."""
+        try:
+            raw = read_raw(path)
+        except ArticleError:
+            return None  # the scan reports it
+        return self.manifest.settled_refs(sha256(raw), self._scan_fp)
+
+    def _note_scanned(self, path: Path, scanned: Scanned) -> None:
+        if scanned.settled:
+            self._settled_bytes.append((scanned.sha256, scanned.refs))
+        elif not scanned.rejected and not scanned.notices:
+            self._clean.add(path)
 
     # -- settling URLs -------------------------------------------------------------------------
     async def execute(self) -> RunReport:
-        fetcher = Fetcher(self.cfg.fetch, self.workdir)  # before the scan: what it refuses (proxies) stops the run now
+        from archiver.fetch.proxy import Proxies
+
+        Proxies()  # before the scan: a proxy setting that cannot work stops the run now
         retried = self.manifest.forget_stale_refusals(self._fingerprints)
         if retried:
             log.info("%d URLs refused under other settings are evaluated again", retried)
@@ -170,6 +210,13 @@ class Run:
                 todo.append(url)  # new, to retry, or archived as an object that is missing or corrupt in storage
         todo += self._lost_sources(todo)
         if todo:
+            # Only a run with something to fetch loads the HTTP client and contacts the store (a run with nothing
+            # new stays well under a second, even with S3).
+            from archiver.fetch.client import Fetcher
+
+            fetcher = Fetcher(self.cfg.fetch, self.workdir)
+            if self.check_store:
+                await asyncio.to_thread(self.store.check)  # one clear error before anything is fetched
             async with fetcher:
                 limit = self.cfg.fetch.concurrency * 4
                 for url in _interleave_hosts(todo):
@@ -196,6 +243,11 @@ class Run:
                 for path, line, raw in uses:
                     self._problem(Problem(Outcome.FAILED, f"its object is missing or corrupt in storage (found by "
                                           f"verify) and could not be stored again: {why}", raw, str(path), line))
+        if not self.dry_run:
+            try:
+                self.manifest.record_settled(self._settled_bytes, self._scan_fp)
+            except ManifestError as exc:  # only a later run's speed depends on it
+                log.warning("%s", exc.message)
         self.report.diffs.sort()
         self.report.replaced = sorted(self._assets.replaced)
         self.report.stopped = self.stop_reason
@@ -332,9 +384,10 @@ class Run:
     # -- rewriting -----------------------------------------------------------------------------
     async def _rewrite(self, work: ArticleWork) -> None:
         try:
+            every = work.path in self._clean and all(u in self._archived for u in work.uses)
             done = await asyncio.to_thread(
                 rewrite_article, work.path, self._archived, self.cfg.articles, self._own, self.manifest,
-                dry_run=self.dry_run, roots=self._roots,
+                dry_run=self.dry_run, roots=self._roots, check_settled=every and not self.dry_run,
             )
         except ArticleError as exc:
             self._problem(Problem(Outcome.FAILED, exc.reason, article=shown_path(work.path), line=exc.line))
@@ -347,6 +400,8 @@ class Run:
             self._problem(Problem(Outcome.FAILED, f"internal error: {_describe(exc)}", article=str(work.path)))
             return
         if done is not None:
+            if done.settled_refs is not None:
+                self._settled_bytes.append((done.after, done.settled_refs))
             self.stats.articles_rewritten += 1
             if done.diff is not None:
                 self.report.diffs.append(done.diff)
