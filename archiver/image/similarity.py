@@ -14,17 +14,18 @@ min(p, d) <= max_distance (it is a candidate) and
      differ by a few grey levels at most, as a 1-5 % crop shifts them); or
   C. max(p, d) <= max_distance + 2 and z <= 0.15 (B with the tone taken out: 0.15 of the picture's contrast);
 or, as a plain pHash decides it, in the picture's own orientation:
-  D. the identity pHash distance p0 <= max_distance and zf <= 0.10, where zf is z between one grid and the best
+  D. the identity pHash distance p0 <= max_distance and zf <= 0.06, where zf is z between one grid and the best
      window of the other (insets of 0-12.5 % per side, compared on the inner 6x6 cells, the 31 closest): a crop,
-     a border or bars added, once the framing is found, must agree to a tenth of the picture's contrast.
+     a border or bars added, once the framing is found, must agree as closely as a re-toned copy does.
 Rule 1 (A and B) was tuned on a set without tone changes and refused most brightness and gamma changes that a
 plain pHash finds. Measured for rule 2 (bench, seed 7): tone edits, sharpening, blur, chroma subsampling and
 screenshots at another scale have z <= 0.1 (gamma up to 0.2) against ~0.8 for unrelated pictures; crops,
 borders and letterboxing move z up to 0.4-0.8 while zf stays under 0.1 for most. Unrelated pictures with small
 z or zf are look-alike layouts (generated head-and-shoulders portraits, landscapes with one horizon, page
-templates): zf 0.06-0.1, which is where D stops; two mirror-image quarters or windows of one retina photo
-(p 0-2, z 0.06) remain false pairs, as under rule 1. A larger stored thumbnail would separate them; the 8x8 grid
-cannot (README, Deduplication).
+templates): zf from 0.06 (0.10 let 8 such pairs through on seed 7), which is where D stops; two mirror-image
+quarters or windows of one retina photo (p 0-2, z 0.06) remain false pairs, as under rule 1. Borders, bars and
+crops of 5-10 % that only zf could confirm stay below a plain pHash's recall: a larger stored thumbnail would
+separate them from look-alikes; the 8x8 grid cannot (README, Deduplication).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ TONE_FLOOR = 4.0  # grey levels: _toned divides by the grid's contrast, but neve
 CROP_INSETS = (0.0, 1 / 32, 2 / 32, 3 / 32, 4 / 32)  # window insets tried per side by _framed_distance
 _FRAMED_KEEP = 31  # cells compared in zf: the 31 closest of the inner 36
 TONE_CONFIRMED = 0.15  # rule C: z at most this (a fraction of the pictures' contrast)
-FRAMED_CONFIRMED = 0.10  # rule D: zf at most this
+FRAMED_CONFIRMED = 0.06  # rule D: zf at most this
 # ``compare`` must stay monotone in max_distance (a pair accepted at N is accepted at every larger N): recorded
 # pairs are filtered by the smallest distance that accepts them. Changing its decision: bump
 # model.SIMILARITY_RULE_VERSION.
