@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 from archiver import scratch, terminal
 from archiver.config import Config
 from archiver.errors import EXIT_INTERRUPTED, ConfigError
+from archiver.image.formats import writable
 from archiver.image.pool import make_pool
 from archiver.manifest.sqlite import Manifest
 from archiver.run.pipeline import Run, prepare_workdir
@@ -33,6 +35,10 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         if not p.exists():
             why = "a broken symlink, or a symlink loop" if p.is_symlink() else "no such file or folder"
             raise ConfigError(f"{shown_path(p)}: {why}")
+    images, messages = writable(cfg.images)
+    if messages:  # AVIF without an encoder: said once, at start-up, and the other formats are made
+        terminal.say(*messages)
+        cfg = replace(cfg, images=images)
     manifest_path = cfg.resolve_path(cfg.manifest.path)
     store: Store = open_store(cfg)
     if args.dry_run:

@@ -26,6 +26,8 @@ from archiver.manifest.rows import (
     AssetRow,
     PairRow,
     RenditionRow,
+    ShownImage,
+    ShownRendition,
     SignatureRow,
     StoredAsset,
     StoredObject,
@@ -259,6 +261,18 @@ class Manifest(ArticleRecords, LostObjects):
                 "SELECT width, format, key FROM renditions WHERE asset=?", (sha256,)
             )
         }
+
+    def shown_image(self, sha256: str) -> ShownImage | None:
+        """What a page needs to show the asset responsively (``[rewrite] responsive``); None: not archived."""
+        with self._write_lock:  # read from the rewrite threads: one statement at a time on the connection
+            row = self._db.execute("SELECT width, height, frames, key FROM assets WHERE sha256=?", (sha256,)).fetchone()
+            if row is None:
+                return None
+            reps = self._db.execute(
+                "SELECT width, format, pixel_width, pixel_height, key FROM renditions WHERE asset=? "
+                "ORDER BY format, pixel_width, width", (sha256,)
+            ).fetchall()
+        return ShownImage(sha256, row[0], row[1], row[2], row[3], tuple(ShownRendition(*r) for r in reps))
 
     def record_asset(self, asset: Asset, key: str, rendition_keys: Sequence[str]) -> None:
         now = time.time()

@@ -67,6 +67,9 @@ def summary_lines(report: RunReport, elapsed: float, *, dry_run: bool = False) -
     ]
     if s.restored:
         lines.append(f"{s.restored} images missing or corrupt in storage (found by verify) stored again")
+    if s.renditions_added:
+        lines.append(f"{s.renditions_added} archived images given the rendition widths or formats configured since "
+                     "(from their stored originals)")
     if report.replaced:
         lines.append(f"replaced {len(report.replaced)} objects that held other bytes than their key names:")
         lines.extend(f"  {r}" for r in report.replaced)
