@@ -318,7 +318,12 @@ def _toml_keys(dotted: str) -> tuple[str, ...]:
 def _toml_values(text: str, fm: FrontMatter) -> Iterator[_Value]:
     """``key = "value"`` lines under ``[table]`` headers; inline tables and one-line arrays of strings."""
     table: tuple[str, ...] = ()
+    open_string: str | None = None  # the delimiter of a multi-line string being skipped (''' or """)
     for off, line in _lines(text, fm.content_start, fm.content_end):
+        if open_string is not None:  # text inside a string: never a key, a table or a field
+            if _closes(line, open_string):
+                open_string = None
+            continue
         s = line.strip()
         if s.startswith("["):
             head = re.match(r"\[\[?([^\]]*)\]\]?", s)
@@ -330,6 +335,8 @@ def _toml_values(text: str, fm: FrontMatter) -> Iterator[_Value]:
         path = table + _toml_keys(m.group(1))
         value = line[m.end() :]
         if value.startswith(('"""', "'''")):
+            if not _closes(value[3:], value[:3]):
+                open_string = value[:3]
             continue
         if value.startswith(("'", '"')):
             sm = _TOML_STR.match(line, m.end())
@@ -343,6 +350,21 @@ def _toml_values(text: str, fm: FrontMatter) -> Iterator[_Value]:
                 sm = _TOML_STR.match(line, km.end())
                 if sm:
                     yield from _toml_str(off, sm, path + _toml_keys(km.group(1)))
+
+
+def _closes(rest: str, delimiter: str) -> bool:
+    """Whether a multi-line TOML string ends in ``rest`` (a backslash escapes a quote only in basic strings)."""
+    if delimiter == "'''":
+        return delimiter in rest
+    i = 0
+    while i < len(rest):
+        if rest[i] == "\\":
+            i += 2
+            continue
+        if rest.startswith(delimiter, i):
+            return True
+        i += 1
+    return False
 
 
 def _toml_str(off: int, sm: re.Match[str], path: KeyPath) -> Iterator[_Value]:
