@@ -29,7 +29,10 @@ def _key(default: Any, doc: str) -> Any:
     return field(default=default, metadata={"doc": doc})
 
 
-DEFAULT_FIELDS = ("headimg", "thumbnail", "cover", "image", "banner", "feature", "featured_image")
+DEFAULT_FIELDS = (
+    "headimg", "thumbnail", "cover", "image", "banner", "feature", "featured_image",
+    "gallery*", "images", "photos", "resources",  # lists: Minimal Mistakes galleries, Hugo images/resources, Hexo photos
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ class ArticlesConfig:
         "", "resolves root-relative and relative image URLs; empty: such URLs are reported, not guessed"
     )
     front_matter_fields: tuple[str, ...] = _key(
-        DEFAULT_FIELDS, "front-matter keys holding image URLs; dotted paths reach nested keys (image.path)"
+        DEFAULT_FIELDS, "front-matter keys holding image URLs; dotted paths reach nested keys (image.path) and list "
+        "entries' keys (gallery.image_path); * and ? match any characters in a key (gallery* is gallery2 too)"
     )
     extensions: tuple[str, ...] = _key(
         (".md", ".markdown", ".html", ".htm"), "file name endings that are articles"
