@@ -104,12 +104,17 @@ def front_matter_refs(
 ) -> list[Found]:
     """References in the configured fields: a field's own scalar, or image-like strings nested under it.
     With ``notices``, a block a site generator could not parse (invalid YAML or TOML) adds a Notice there.
-    TooLarge if the YAML holds more than ``max_nodes`` values (PyYAML keeps ~1 KB per value while composing)."""
+    TooLarge if the YAML holds more than ``max_nodes`` values (PyYAML keeps ~1 KB per value while composing), or
+    the TOML more than ``max_nodes`` strings."""
     wanted = sorted({tuple(f.split(".")) for f in fields if f}, key=len, reverse=True)  # most specific first
     roots = {w[0] for w in wanted}
     notice: Notice | None = None
     if fm.kind == "toml":
-        values = list(toml_values(text, fm.content_start, fm.content_end))
+        values = []
+        for value in toml_values(text, fm.content_start, fm.content_end):
+            values.append(value)
+            if max_nodes is not None and len(values) > max_nodes:
+                raise TooLarge(too_much("values in its front matter", max_nodes))
         if notices is not None:
             notice = _toml_notice(text, fm)
     else:
