@@ -67,6 +67,7 @@ class Cause(StrEnum):
     MAX_BYTES = "max-bytes"  # body over [fetch] max_bytes
     MAX_PIXELS = "max-pixels"  # image over [images] max_pixels
     MAX_REDIRECTS = "max-redirects"  # more than [fetch] max_redirects hops
+    FORBIDDEN = "forbidden"  # 403: the host may want a Referer or a cookie, [fetch] headers and cookies
 
 
 class RefKind(StrEnum):
