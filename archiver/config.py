@@ -45,6 +45,11 @@ class ArticlesConfig:
     base_url: str = _key(
         "", "resolves root-relative and relative image URLs; empty: such URLs are reported, not guessed"
     )
+    site_root: str = _key(
+        "", "the folder your site serves at its root (Jekyll: the site's folder, Hugo: static, Hexo: source): "
+        "root-relative image paths (/images/x.png) are archived from the files there, no HTTP; empty: they resolve "
+        "against base_url"
+    )
     front_matter_fields: tuple[str, ...] = _key(
         DEFAULT_FIELDS, "front-matter keys holding image URLs; dotted paths reach nested keys (image.path) and list "
         "entries' keys (gallery.image_path); * and ? match any characters in a key (gallery* is gallery2 too)"
@@ -429,6 +434,9 @@ def from_mapping(data: dict[str, Any], where: str = "<config>", source: Path | N
     cfg = Config(**sections, source=source)
     if cfg.fetch.cookies.strip():  # kept as an absolute path: the fetcher has no config file to resolve it against
         cfg = replace(cfg, fetch=replace(cfg.fetch, cookies=str(cfg.resolve_path(cfg.fetch.cookies).absolute())))
+    if cfg.articles.site_root.strip():  # likewise for the scan
+        site_root = str(cfg.resolve_path(cfg.articles.site_root).absolute())
+        cfg = replace(cfg, articles=replace(cfg.articles, site_root=site_root))
     _validate(cfg, where)
     return cfg
 

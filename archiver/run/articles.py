@@ -15,6 +15,7 @@ from archiver.find.frontmatter import Notice
 from archiver.find.refs import article_refs
 from archiver.model import ArticleReplacement, Cause
 from archiver.redaction import has_secret, redact
+from archiver.run.local import LocalRoots, locate
 from archiver.storage.keys import ParsedKey, archive_key, public_bases
 from archiver.terminal import shown_path
 from archiver.urls import resolve
@@ -70,9 +71,9 @@ class Rewritten:
     diff: str | None  # a dry run's unified diff; None when the file was written
 
 
-def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
+def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls, local: LocalRoots | None = None) -> Scanned:
     """Read an article (ArticleError if we cannot, or if it holds more than articles.max_refs references) and
-    resolve the image URLs it uses."""
+    resolve the image URLs it uses (``local``: where images on disk may be read; None: only URLs)."""
     article = load_article(path)
     refs = done = 0
     rejected: list[tuple[str, str, int, Cause | None]] = []
@@ -86,7 +87,7 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
             archived.append((ref.url, parsed.sha256, ref.line))
             continue
         try:
-            url = resolve(ref.url, cfg.base_url)
+            url = locate(ref.url, path, cfg, local)
         except UrlError as exc:
             rejected.append((redact(exc.url), exc.reason, ref.line, exc.cause))
             continue
@@ -107,7 +108,7 @@ def _secret_span(span: str, url: str) -> bool:
 
 def rewrite_article(
     path: Path, archived: Mapping[str, str], cfg: ArticlesConfig, own: OwnUrls, journal: Journal, *, dry_run: bool,
-    roots: Sequence[Path] | None = None,
+    roots: Sequence[Path] | None = None, local: LocalRoots | None = None,
 ) -> Rewritten | None:
     """Re-read the article (it may have changed since the scan), splice archived URLs in, write atomically
     (only if the file still holds the bytes read) with its record in ``journal`` (``write_recorded``); a dry run
@@ -122,7 +123,7 @@ def rewrite_article(
         if ref.url in own:
             continue
         try:
-            public = archived.get(resolve(ref.url, cfg.base_url))
+            public = archived.get(locate(ref.url, path, cfg, local))
         except UrlError:
             continue
         if public is None:

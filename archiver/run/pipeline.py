@@ -24,12 +24,14 @@ from archiver.config import Config, settings_fingerprint
 from archiver.errors import ArticleError, FetchError, GuardRefused, ImageError, ManifestError, StorageError
 from archiver.faults import crash_point
 from archiver.fetch.client import Fetcher
+from archiver.fetch.local import read_local
 from archiver.image.pool import ImagePool, make_pool
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION, Cause, Outcome
 from archiver.redaction import redact, redact_text
 from archiver.run.articles import ArticleWork, OwnUrls, rewrite_article, scan_article
 from archiver.run.assets import AssetArchiver
+from archiver.run.local import LocalRoots, is_local
 from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
 from archiver.storage import Store
 from archiver.terminal import shown_path
@@ -63,6 +65,7 @@ class Run:
         self.stats = self.report.stats
         self._assets = AssetArchiver(cfg, manifest, store, self.stats, pool, self.request_stop)
         self._own = OwnUrls.of(cfg)
+        self._local = LocalRoots.of(cfg.articles, self.paths)  # where images on disk may be read from
         # where articles may be written: the real folders given (None: anywhere a symlink leads, by configuration)
         self._roots = None if cfg.articles.follow_symlinks_outside else [Path(os.path.realpath(p)) for p in paths]
         self._archived: dict[str, str] = {}  # resolved URL -> public URL of the stored original
@@ -116,7 +119,7 @@ class Run:
             if self.stop_reason:  # interrupted while scanning: what was not scanned is left for a re-run
                 break
             try:
-                scanned = scan_article(path, cfg, self._own)
+                scanned = scan_article(path, cfg, self._own, self._local)
             except ArticleError as exc:
                 self._problem(Problem(SKIPPED, exc.reason, article=shown_path(path), line=exc.line))
                 continue
@@ -162,7 +165,7 @@ class Run:
             if state and state.status == Outcome.ARCHIVED and stored and stored.sha256 not in self._assets.lost:
                 self.stats.urls_known += 1
                 self._settled(url, self.store.url_for(stored.key))
-            elif state and state.status.final and not self.retry_dead:
+            elif state and state.status.final and not self.retry_dead and not is_local(url):  # a file: look again
                 if state.cause == Cause.GUARD:
                     self.report.guard_refused += 1
                 self._failed_url(url, state.status, f"{state.reason} (earlier run; --retry-dead to try again)")
@@ -260,7 +263,11 @@ class Run:
 
     async def _settle_one(self, fetcher: Fetcher, url: str) -> None:
         try:
-            download = await fetcher.fetch(url)
+            if is_local(url):
+                roots = None if self._local.follow_outside else self._local.real()
+                download = await asyncio.to_thread(read_local, url, self.workdir, self.cfg.fetch.max_bytes, roots)
+            else:
+                download = await fetcher.fetch(url)
         except FetchError as exc:
             self.manifest.record_url(
                 url, exc.outcome, reason=exc.reason, http_status=exc.status, attempts=exc.attempts,
@@ -334,7 +341,7 @@ class Run:
         try:
             done = await asyncio.to_thread(
                 rewrite_article, work.path, self._archived, self.cfg.articles, self._own, self.manifest,
-                dry_run=self.dry_run, roots=self._roots,
+                dry_run=self.dry_run, roots=self._roots, local=self._local,
             )
         except ArticleError as exc:
             self._problem(Problem(Outcome.FAILED, exc.reason, article=shown_path(work.path), line=exc.line))
