@@ -84,6 +84,9 @@ class RefKind(StrEnum):
     CSS_URL = "css-url"  # url(…) in an inline style attribute
     POSTER = "poster"  # <video poster>
     META_IMAGE = "meta-image"  # og:image / twitter:image <meta content>, <link rel="image_src" href>
+    # Hexo {% asset_img [class] name.jpg … %}: the span runs from the tag's name to the file name (literal), as the
+    # rewrite turns the tag into {% img [class] URL … %}
+    ASSET_TAG = "asset-tag"
 
 
 @dataclass(frozen=True)

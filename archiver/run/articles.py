@@ -13,7 +13,8 @@ from archiver.config import ArticlesConfig, Config
 from archiver.errors import ArticleError, UrlError
 from archiver.find.frontmatter import Notice
 from archiver.find.refs import article_refs
-from archiver.model import ArticleReplacement, Cause
+from archiver.find.tags import asset_rewrite
+from archiver.model import ArticleReplacement, Cause, RefKind
 from archiver.redaction import has_secret, redact
 from archiver.run.local import LocalRoots, locate
 from archiver.storage.keys import ParsedKey, archive_key, public_bases
@@ -87,7 +88,7 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls, local: LocalRoot
             archived.append((ref.url, parsed.sha256, ref.line))
             continue
         try:
-            url = locate(ref.url, path, cfg, local)
+            url = locate(ref.url, path, cfg, local, asset=ref.kind == RefKind.ASSET_TAG)
         except UrlError as exc:
             rejected.append((redact(exc.url), exc.reason, ref.line, exc.cause))
             continue
@@ -123,13 +124,15 @@ def rewrite_article(
         if ref.url in own:
             continue
         try:
-            public = archived.get(locate(ref.url, path, cfg, local))
+            public = archived.get(locate(ref.url, path, cfg, local, asset=ref.kind == RefKind.ASSET_TAG))
         except UrlError:
             continue
         if public is None:
             continue
-        repls.append(Replacement(ref.start, ref.end, public))
         span = article.text[ref.start : ref.end]
+        if ref.kind == RefKind.ASSET_TAG:  # {% asset_img cls a.jpg … %} -> {% img cls URL … %}, as Hexo renders it
+            public = asset_rewrite(span, ref.url, public)
+        repls.append(Replacement(ref.start, ref.end, public))
         # a span carrying credentials or secret values is not kept in the manifest ("" = not kept)
         record.append(ArticleReplacement(ref.start, ref.end, "" if _secret_span(span, ref.url) else span, public,
                                          ref.url))

@@ -53,10 +53,16 @@ class LocalRoots:
         return any(path == f or path.is_relative_to(f) for f in self.folders)
 
 
-def locate(raw: str, article: Path, cfg: ArticlesConfig, roots: LocalRoots | None) -> str:
+def locate(raw: str, article: Path, cfg: ArticlesConfig, roots: LocalRoots | None, *, asset: bool = False) -> str:
     """The URL reference ``raw`` of ``article`` stands for: a ``file://`` URL for an image on disk, else the
-    absolute http(s) URL of urls.resolve. UrlError when it can be neither (outside the allowed folders included)."""
+    absolute http(s) URL of urls.resolve. UrlError when it can be neither (outside the allowed folders included).
+    ``asset``: the name in a Hexo ``{% asset_img %}``, a file of the post's asset folder and nothing else."""
     text = raw.strip()
+    if asset:
+        if roots is None:
+            raise UrlError(raw, "a post asset: read only by `archiver run`")
+        here = Path(os.path.abspath(article)).parent
+        return _allowed(raw, Path(os.path.normpath(here / article.stem / unquote(urlsplit(text).path))), roots)
     if roots is None or not text or _SCHEME.match(text) or text.startswith(("//", "\\\\", "#", "?")):
         return resolve(raw, cfg.base_url)
     parts = urlsplit(text)

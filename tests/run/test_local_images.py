@@ -106,3 +106,24 @@ def test_nothing_outside_the_allowed_folders_is_read(tmp_path: Path, capsys: pyt
     out = capsys.readouterr().out
     assert "1 archived" in out and f"/archive/{key(secret, 'jpg')}" in post.read_text(encoding="utf-8")
     assert "../../../outside/secret.jpg" in post.read_text(encoding="utf-8")
+
+
+def test_hexo_asset_img_is_archived_from_the_asset_folder_and_becomes_the_img_tag(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, bodies = site(tmp_path, 'base_url = "http://blog.test/"')
+    post = tmp_path / "source/_posts/post.md"
+    text = ("---\ntitle: x\n---\n{% asset_img left a.jpg 300 \"A title\" \"alt\" %}\n"
+            "{% asset_img gone.jpg %}\n\n![same file](a.jpg)\n")
+    post.write_text(text, encoding="utf-8")
+    assert main(["run", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    ka = key(bodies["post/a.jpg"], "jpg")
+    assert "1 archived" in out and f"[dead] {post}:5  file://{post.parent}/post/gone.jpg  — no such file" in out
+    assert origin.total_hits() == 0  # an asset's name is never fetched from base_url, found or not
+    assert post.read_text(encoding="utf-8") == text.replace(
+        "asset_img left a.jpg", f"img left /archive/{ka}").replace("(a.jpg)", f"(/archive/{ka})")
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert "0 rewritten" in capsys.readouterr().out  # the img tag is read as the archive's URL
+    assert main(["restore", "--config", str(cfg), "-q"]) == 0
+    assert post.read_text(encoding="utf-8") == text
