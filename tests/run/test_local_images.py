@@ -127,3 +127,25 @@ def test_hexo_asset_img_is_archived_from_the_asset_folder_and_becomes_the_img_ta
     assert "0 rewritten" in capsys.readouterr().out  # the img tag is read as the archive's URL
     assert main(["restore", "--config", str(cfg), "-q"]) == 0
     assert post.read_text(encoding="utf-8") == text
+
+
+def test_verify_repair_and_run_store_a_lost_local_original_again_from_its_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, bodies = site(tmp_path)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    ka, kb = key(bodies["post/a.jpg"], "jpg"), key(bodies["images/b.png"], "png")
+    (tmp_path / "archive" / ka).unlink()
+    (tmp_path / "archive" / kb).write_bytes(b"corrupt")
+    capsys.readouterr()
+    assert main(["verify", "--config", str(cfg), "-q"]) == 1
+    assert main(["verify", "--config", str(cfg), "-q", "--repair"]) == 0
+    out = capsys.readouterr().out
+    source = tmp_path / "source/_posts/post/a.jpg"
+    assert f"repaired: {ka} (from file://{source})" in out and "0 could not be repaired" in out
+    assert (tmp_path / "archive" / ka).read_bytes() == bodies["post/a.jpg"]
+    assert (tmp_path / "archive" / kb).read_bytes() == bodies["images/b.png"]
+    (tmp_path / "archive" / ka).unlink()
+    assert main(["verify", "--config", str(cfg), "-q"]) == 1
+    assert main(["run", "--config", str(cfg), "-q"]) == 0  # run, too, stores it again from the file
+    assert (tmp_path / "archive" / ka).read_bytes() == bodies["post/a.jpg"]
