@@ -165,7 +165,7 @@ def _name_matches(name: str | int, pattern: str) -> bool:
 
 def field_roots_match(key: str, roots: set[str]) -> bool:
     """A top-level front-matter key that some configured field (wildcards allowed) starts with."""
-    return any(_name_matches(key, r) for r in roots)
+    return key in roots or any(fnmatch.fnmatchcase(key, r) for r in roots if "*" in r or "?" in r)
 
 
 def _path_name(path: KeyPath) -> str:
