@@ -68,7 +68,7 @@ class _Scanner:
         text = self.text
         ch = text[pos]
         if text.startswith(('"""', "'''"), pos):
-            close = text.find(text[pos : pos + 3], pos + 3, self.end)
+            close = _close_multiline(text, pos + 3, self.end, text[pos : pos + 3])
             if close < 0:
                 raise _Stop
             while close + 3 < self.end and text[close + 3] == text[pos]:  # """a"""" ends at the last quotes
@@ -119,6 +119,21 @@ class _Scanner:
         if m is None:
             raise _Stop
         return m.end()
+
+
+def _close_multiline(text: str, pos: int, end: int, delimiter: str) -> int:
+    """Where a multi-line string opened before ``pos`` closes (-1: never); a backslash escapes a quote only in a
+    basic (double-quoted) string."""
+    if delimiter == "'''":
+        return text.find(delimiter, pos, end)
+    while pos < end:
+        if text[pos] == "\\":
+            pos += 2
+            continue
+        if text.startswith(delimiter, pos, end):
+            return pos
+        pos += 1
+    return -1
 
 
 def toml_values(text: str, start: int, end: int) -> Iterator[Value]:

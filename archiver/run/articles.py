@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -172,6 +173,22 @@ def _all_archived(article: Article, cfg: ArticlesConfig, own: OwnUrls) -> int | 
     return None if notices else refs
 
 
+def _secrets_masked(article: Article, record: Sequence[ArticleReplacement]) -> Article:
+    """The article as a dry run's diff shows it: each span that carries a secret (not kept: ``original`` "")
+    redacted as a whole, even when it runs over several lines (a diff masked line by line would show the part of
+    a split URL that holds the secret)."""
+    text = article.text
+    for r in sorted(record, key=lambda r: r.start, reverse=True):
+        if r.original or r.start == r.end:
+            continue
+        span = re.sub(r"[\t\n\r]", "", text[r.start : r.end])  # as a browser reads it
+        shown = redact(span)
+        if has_secret(shown) or shown == span:
+            shown = "***"
+        text = text[: r.start] + shown + text[r.end :]
+    return replace(article, text=text)
+
+
 def _secret_span(span: str, url: str) -> bool:
     """Whether the span as written, or the absolute URL it spells (``url``: decoded), carries a secret."""
     if has_secret(span) or has_secret(url):
@@ -244,7 +261,7 @@ def rewrite_article(
         return None
     diff = None
     if dry_run:
-        diff = unified_diff(article, new.decode(article.encoding))
+        diff = unified_diff(_secrets_masked(article, record), new.decode(article.encoding))
         return Rewritten(sha256(article.raw), sha256(new), record, diff)
     write_recorded(journal, article, new, [record], "archive")
     done = Rewritten(sha256(article.raw), sha256(new), record, diff)
