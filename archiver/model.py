@@ -67,6 +67,7 @@ class Cause(StrEnum):
     MAX_BYTES = "max-bytes"  # body over [fetch] max_bytes
     MAX_PIXELS = "max-pixels"  # image over [images] max_pixels
     MAX_REDIRECTS = "max-redirects"  # more than [fetch] max_redirects hops
+    FORBIDDEN = "forbidden"  # 403: the host may want a Referer or a cookie, [fetch] headers and cookies
 
 
 class RefKind(StrEnum):
@@ -83,6 +84,9 @@ class RefKind(StrEnum):
     CSS_URL = "css-url"  # url(…) in an inline style attribute
     POSTER = "poster"  # <video poster>
     META_IMAGE = "meta-image"  # og:image / twitter:image <meta content>, <link rel="image_src" href>
+    # Hexo {% asset_img [class] name.jpg … %}: the span runs from the tag's name to the file name (literal), as the
+    # rewrite turns the tag into {% img [class] URL … %}
+    ASSET_TAG = "asset-tag"
 
 
 @dataclass(frozen=True)
