@@ -44,7 +44,10 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if args.dry_run:
         manifest = Manifest.snapshot(manifest_path)
         store = NullStore(store)
-    else:  # the store is checked before the first fetch: a run with nothing to fetch does not contact it
+    else:
+        if cfg.storage.backend != "s3":  # a folder: checked now (cheap), which removes killed runs' scratch folders
+            store.check()
+        # S3 is checked before the first fetch: a run with nothing to fetch does not contact it (nor load boto3)
         manifest = Manifest.open(manifest_path)
     # a dry run must not touch the real run's scratch folder (a real run may be using it right now)
     workdir = prepare_workdir(None if args.dry_run else manifest_path)
@@ -52,7 +55,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     try:
         run = Run(cfg, paths, manifest, store, dry_run=args.dry_run, retry_dead=args.retry_dead,
                   workdir=workdir, pool=pool,
-                  check_store=not args.dry_run)
+                  check_store=not args.dry_run and cfg.storage.backend == "s3")
         progress = Progress(run.stats, enabled=not args.quiet, dry_run=args.dry_run)
         terminal.attach(progress)
 
