@@ -30,4 +30,6 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("restore", "archiver.commands.restore", "put the original URLs back into articles"),
     Command("dedupe", "archiver.commands.dedupe",
             "group exact and near-duplicate images, report them, optionally rewrite to a canonical copy"),
+    Command("report", "archiver.commands.report",
+            "an HTML page and a CSV of every image not archived, by host and reason, with the articles using it"),
 )}

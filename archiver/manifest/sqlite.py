@@ -381,6 +381,14 @@ class Manifest(ArticleRecords, LostObjects):
         ).fetchone()[0]
         return out
 
+    def unarchived(self) -> Iterator[UrlState]:
+        """Every URL recorded as dead, rejected or failed, by URL (streamed)."""
+        for row in self._db.execute(
+            "SELECT url, status, reason, attempts, asset, http_status, cause FROM urls WHERE status != 'archived' "
+            "ORDER BY url"
+        ):
+            yield _url_state(row)
+
     def failures(self, limit: int = 20) -> list[UrlState]:
         return [
             _url_state(row)
