@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from archiver.articles.files import iter_article_paths, load_article
 from archiver.config import Config
-from archiver.errors import ArchiverError, ArticleError, UrlError
+from archiver.errors import ArchiverError, ArticleError, ConfigError, UrlError
 from archiver.find.refs import article_refs
 from archiver.manifest.rows import UrlState, url_key
 from archiver.model import Cause, Outcome
@@ -365,7 +365,7 @@ def _holds(path: Path, mark: bytes) -> bool:
 
 def _refuse_unless_ours(path: Path, mark: bytes) -> None:
     if os.path.lexists(path) and not _holds(path, mark):
-        raise ArchiverError(f"{shown_path(path)} exists and is not a report archiver wrote: not overwritten; remove "
+        raise ConfigError(f"{shown_path(path)} exists and is not a report archiver wrote: not overwritten; remove "
                             "it or choose another report path")
 
 
