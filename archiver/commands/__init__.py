@@ -30,6 +30,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("restore", "archiver.commands.restore", "put the original URLs back into articles"),
     Command("dedupe", "archiver.commands.dedupe",
             "group exact and near-duplicate images, report them, optionally rewrite to a canonical copy"),
+    Command("export", "archiver.commands.export",
+            "every archived image with its URLs, renditions, size and a tiny placeholder, as JSON or CSV for a site"),
     Command("report", "archiver.commands.report",
             "an HTML page and a CSV of every image not archived, by host and reason, with the articles using it"),
 )}
