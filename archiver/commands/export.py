@@ -25,18 +25,12 @@ from archiver.manifest.sqlite import Manifest
 from archiver.storage import Store, open_store
 from archiver.terminal import UNPRINTABLE, say, shown_path
 
-EXAMPLES = """examples:
-  archiver export data/images.json                   # Hugo: site.Data.images, keyed by source URL
-  archiver export --format csv --key public images.csv
-"""
 CSV_FIELDS = ("key", "source_urls", "url", "sha256", "width", "height", "bytes", "content_type", "format",
               "first_archived", "srcset", "placeholder")
 WINDOW = 32  # placeholders being made at once (store reads overlap; results stay in manifest order)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = EXAMPLES
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("output", nargs="?", type=Path, metavar="PATH",
                         help="file to write (replaced atomically); default: standard output")
     parser.add_argument("--format", choices=("json", "csv"), default=None,

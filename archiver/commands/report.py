@@ -14,15 +14,9 @@ from archiver.run.failure_report import csv_path_for, from_manifest, scan_uses, 
 from archiver.terminal import say, shown_path
 
 DEFAULT_OUTPUT = "report/failures.html"
-EXAMPLES = """examples:
-  archiver report                                  # report/failures.html and report/failures.csv
-  archiver report source/_posts --output /tmp/broken-images.html
-"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = EXAMPLES
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                         help="articles to find the failed images in (default: [articles] root)")
     parser.add_argument("--output", type=Path, metavar="PATH",
