@@ -56,7 +56,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     try:
         run = Run(cfg, paths, manifest, store, dry_run=args.dry_run, retry_dead=args.retry_dead,
                   workdir=workdir, pool=pool)
-        progress = Progress(run.stats, enabled=not args.quiet, dry_run=args.dry_run)
+        progress = Progress(run.stats, enabled=not args.quiet, dry_run=args.dry_run, paused=run.paused_hosts)
         terminal.attach(progress)
 
         async def main() -> None:

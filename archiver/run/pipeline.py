@@ -78,6 +78,11 @@ class Run:
         self._refused_at_scan: dict[str, tuple[str, Cause | None]] = {}  # URL as shown -> (reason, cause)
         self._fingerprints = {cause: settings_fingerprint(cfg, cause) for cause in Cause}
         self.stop_reason: str | None = None
+        self._fetcher: Fetcher | None = None
+
+    def paused_hosts(self) -> list[tuple[str, float]]:
+        """The hosts the fetcher has paused right now, with the seconds left (for the status line)."""
+        return self._fetcher.paused_hosts() if self._fetcher is not None else []
 
     # -- stopping ------------------------------------------------------------------------------
     def request_stop(self, reason: str, grace: float = 3.0) -> None:
@@ -145,6 +150,7 @@ class Run:
     # -- settling URLs -------------------------------------------------------------------------
     async def execute(self) -> RunReport:
         fetcher = Fetcher(self.cfg.fetch, self.workdir)  # before the scan: what it refuses (proxies) stops the run now
+        self._fetcher = fetcher
         retried = self.manifest.forget_stale_refusals(self._fingerprints)
         if retried:
             log.info("%d URLs refused under other settings are evaluated again", retried)
