@@ -163,3 +163,52 @@ def test_export_streams_a_large_manifest_in_bounded_memory(tmp_path: Path, capsy
     assert size > 15_000_000  # ~ 800 bytes an entry
     assert peak < 3_000_000, peak  # a fraction of the output: entries are written as they are read
     assert len(json.loads(out.read_text(encoding="utf-8"))) == n
+
+
+HUGO_LAYOUT = """{{ with index site.Data.images .Params.cover }}<img id="cover" src="{{ .url }}" srcset="{{ .srcset }}" \
+width="{{ .width }}" height="{{ .height }}" loading="lazy" style="background:url({{ .placeholder | safeURL }}) center/cover">\
+{{ end }}
+"""
+
+
+def test_a_real_hugo_build_uses_the_export_as_its_data_file(tmp_path: Path, origin: Server) -> None:
+    """The README's Hugo example, built by Debian's hugo (required, like chromium: CI installs it)."""
+    import html
+    import re
+    import shutil
+    import subprocess
+
+    from tests.support.images import make_jpeg
+
+    hugo = shutil.which("hugo")
+    assert hugo, "hugo is not installed: apt-get install -y hugo (CI installs it)"
+    body = make_jpeg(800, 500, seed=21)
+    origin.add("/cover.jpg", body, "image/jpeg")
+    site = tmp_path / "hugo"
+    (site / "content" / "posts").mkdir(parents=True)
+    (site / "layouts" / "_default").mkdir(parents=True)
+    (site / "hugo.toml").write_text('baseURL = "https://example.org/"\ntitle = "t"\n', encoding="utf-8")
+    (site / "layouts" / "_default" / "single.html").write_text(HUGO_LAYOUT, encoding="utf-8")
+    (site / "content" / "posts" / "p.md").write_text(
+        "---\ntitle: p\ncover: http://photos.test/cover.jpg\n---\nbody\n", encoding="utf-8")
+    cfg = write_config(tmp_path, origin, storage='[storage]\nbackend = "local"\npath = "hugo/static/archive"\n'
+                                                 'public_base_url = "/archive/"')
+    assert main(["run", "--config", str(cfg), "-q", str(site / "content")]) == 0
+    # the articles now hold archive URLs: key the data file by them
+    assert main(["export", "--config", str(cfg), "--key", "public", str(site / "data" / "images.json")]) == 0
+    done = subprocess.run([hugo, "--quiet", "-s", str(site), "-d", str(tmp_path / "public")], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "public" / "posts" / "p" / "index.html").read_text(encoding="utf-8")
+    tag = re.search(r'<img id="cover"[^>]*>', page)
+    assert tag, page
+    attrs = {k: html.unescape(v) for k, v in re.findall(r'([a-z-]+)="([^"]*)"', tag.group())}
+    data = json.loads((site / "data" / "images.json").read_text(encoding="utf-8"))
+    (url,) = data
+    e = data[url]
+    assert attrs["src"] == url == e["url"] and url.startswith("/archive/")
+    assert (tmp_path / "public" / url.lstrip("/")).read_bytes() == body  # static/ published as is
+    assert attrs["srcset"] == e["srcset"] and attrs["srcset"].endswith(f"{url} 800w")
+    assert (attrs["width"], attrs["height"]) == ("800", "500")
+    assert attrs["style"] == f"background:url({e['placeholder']}) center/cover"
+    assert max(_placeholder(str(e["placeholder"])).size) == 16

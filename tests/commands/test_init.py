@@ -4,6 +4,8 @@ file; and a first real run with it puts the archive where the generator publishe
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,14 @@ def test_a_first_run_with_the_written_config_archives_into_the_published_folder(
     assert [p.read_bytes() for p in stored] == [body]
     key = stored[0].relative_to(tmp_path / "static" / "archive").as_posix()
     assert f"![pic](/archive/{key})" in post.read_text(encoding="utf-8")
+    # a real Hugo build publishes the archive where the rewritten article points (required, like chromium)
+    hugo = shutil.which("hugo")
+    assert hugo, "hugo is not installed: apt-get install -y hugo (CI installs it)"
+    (tmp_path / "layouts" / "_default").mkdir(parents=True)
+    (tmp_path / "layouts" / "_default" / "single.html").write_text("{{ .Content }}\n", encoding="utf-8")
+    done = subprocess.run([hugo, "--quiet", "-d", str(tmp_path / "public")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "public" / "posts" / "hello" / "index.html").read_text(encoding="utf-8")
+    assert f'src="/archive/{key}"' in page
+    assert (tmp_path / "public" / "archive" / key).read_bytes() == body
