@@ -75,11 +75,12 @@ class Failure:
 
 @dataclass(frozen=True)
 class Unread:
-    """An article that could not be read (its images were not even looked for)."""
+    """An article that could not be read (its images were not looked for), or not written (``failed``)."""
 
     article: str
     line: int | None
     reason: str
+    outcome: str = SKIPPED
 
 
 def hint(f: Failure) -> str:
@@ -127,7 +128,7 @@ def from_problems(problems: Iterable[Problem], states: Mapping[str, UrlState]) -
         if p.outcome == WARNING:
             continue
         if p.url is None or p.outcome == SKIPPED:
-            unread.append(Unread(p.article or "", p.line, p.reason))
+            unread.append(Unread(p.article or "", p.line, p.reason, str(p.outcome)))
             continue
         if p.url not in by_url:
             state = states.get(p.url)
@@ -273,7 +274,7 @@ def _csv(hosts: Sequence[HostGroup], unread: Sequence[Unread]) -> str:
                     writer.writerow([_cell(h.host), f.outcome, status, _cell(f.reason), r.hint, _cell(f.url),
                                      _cell(shown_path(article)), "" if line is None else str(line)])
     for u in unread:
-        writer.writerow(["", SKIPPED, "", _cell(u.reason), "", "", _cell(shown_path(u.article)),
+        writer.writerow(["", u.outcome, "", _cell(u.reason), "", "", _cell(shown_path(u.article)),
                          "" if u.line is None else str(u.line)])
     return out.getvalue()
 
@@ -326,7 +327,7 @@ def _html(hosts: Sequence[HostGroup], unread: Sequence[Unread], meta: Mapping[st
             parts.append("</tbody></table>")
         parts.append("</section>")
     if unread:
-        parts.append(f'<section id="unread"><h2>Articles not read ({len(unread)})</h2><ul>')
+        parts.append(f'<section id="unread"><h2>Articles not read or not written ({len(unread)})</h2><ul>')
         parts.extend(f"<li>{_e(_where(u.article, u.line))} — {_e(u.reason)}</li>" for u in unread)
         parts.append("</ul></section>")
     parts.append("</body></html>\n")

@@ -58,7 +58,7 @@ def test_hostile_urls_and_file_names_cannot_run_load_or_hide_anything(tmp_path: 
     assert "post-\\xe9\\x1b[2J\\u202egpj.md:3" in body
     assert "\u202e" not in dom and "\x1b" not in dom
     assert 'href="javascript:' not in dom  # shown, never a link
-    assert "3 URLs on 3 hosts" in body and "Articles not read (1)" in body
+    assert "3 URLs on 3 hosts" in body and "Articles not read or not written (1)" in body
     html_source = files.html.read_text(encoding="utf-8")
     tags: list[tuple[str, list[tuple[str, str | None]]]] = []
 
