@@ -42,6 +42,7 @@ URLS_SHOWN = 500  # per reason on the page; the CSV has every one
 USES_SHOWN = 20  # articles per URL on the page
 _EARLIER = " (earlier run; --retry-dead to try again)"
 _STATUS = re.compile(r"(\d{3})\b")
+_STATUS_PHRASE = re.compile(r"(\d{3}(?: [A-Za-z][A-Za-z' -]*)?)(?:[(:;,—.]|$)")
 CSV_HEADER = ("host", "outcome", "http_status", "reason", "hint", "url", "article", "line")
 _HTML_MARK = b"<title>archiver: images not archived</title>"
 _CSV_MARK = (",".join(CSV_HEADER) + "\r\n").encode()
@@ -112,9 +113,8 @@ def hint(f: Failure) -> str:
 def _label(f: Failure) -> str:
     """The reason a group is named by: the reason recorded, without what the summary adds."""
     reason = f.reason.removesuffix(_EARLIER)
-    if f.status in (401, 403):  # one group whatever wording a version used for hotlink protection
-        reason = reason.split(" (", 1)[0]
-    return reason
+    m = _STATUS_PHRASE.match(reason)  # "403 Forbidden (hotlink protection? ...)": one group per status and phrase,
+    return m.group(1).strip() if m else reason  # whatever a version of the archiver added after it
 
 
 # -- building the rows -------------------------------------------------------------------------------

@@ -119,7 +119,9 @@ def test_csv_keeps_hostile_names_as_data_and_defuses_formulas(tmp_path: Path) ->
 
 
 def test_hosts_and_reasons_are_ordered_by_size_with_one_headline_each() -> None:
-    fs = [Failure(f"http://big.test/{i}.jpg", "dead", "403 Forbidden (hotlink protection? ...)", 403) for i in range(5)]
+    fs = [Failure(f"http://big.test/{i}.jpg", "dead", "403 Forbidden (hotlink protection? ...)", 403) for i in range(3)]
+    fs += [Failure(f"http://big.test/{i}.png", "dead", "403 Forbidden — the host may need a Referer or cookie", 403)
+           for i in range(2)]  # another wording of the same answer: one group
     fs += [Failure("http://big.test/x.jpg", "dead", "404 Not Found", 404)]
     fs += [Failure("http://small.test/y.jpg", "rejected", "not an image (text/html)", None)]
     hosts = group(fs)
