@@ -105,6 +105,8 @@ def hint(f: Failure) -> str:
         return "rate-limited: lower [fetch] per_host and run again"
     if f.outcome == Outcome.FAILED:
         return "a re-run retries these"
+    if f.host == "(no host)" and f.outcome == Outcome.REJECTED and ":" in f.url.split("/", 1)[0]:
+        return "not an http(s) URL: nothing to archive"
     if "not an image" in f.reason.lower():
         return "the server answers with something else than an image (often an HTML error page)"
     return ""

@@ -129,3 +129,5 @@ def test_hosts_and_reasons_are_ordered_by_size_with_one_headline_each() -> None:
     assert hosts[0].headline == ("big.test: 5 images 403 Forbidden — set a Referer (or a cookie) for this host in "
                                  "[fetch] headers (and 1 more for 1 other reasons)")
     assert hosts[1].headline.startswith("small.test: 1 image not an image (text/html) — the server answers")
+    (js,) = group([Failure("javascript:alert(1)", "rejected", "javascript: URLs are never fetched")])
+    assert js.headline == "(no host): 1 image javascript: URLs are never fetched — not an http(s) URL: nothing to archive"
