@@ -126,6 +126,7 @@ def from_problems(problems: Iterable[Problem], states: Mapping[str, UrlState]) -
     by_url: dict[str, Failure] = {}
     uses: dict[str, list[tuple[str, int | None]]] = defaultdict(list)
     unread: list[Unread] = []
+    seen: set[tuple[str, str, int | None]] = set()
     for p in problems:
         if p.outcome == WARNING:
             continue
@@ -138,7 +139,8 @@ def from_problems(problems: Iterable[Problem], states: Mapping[str, UrlState]) -
                 p.url, str(p.outcome), (state.reason if state and state.reason else p.reason),
                 state.http_status if state else None, state.cause if state else None,
             )
-        if p.article and (p.article, p.line) not in uses[p.url]:
+        if p.article and (p.url, p.article, p.line) not in seen:
+            seen.add((p.url, p.article, p.line))
             uses[p.url].append((p.article, p.line))
     failures = [Failure(f.url, f.outcome, f.reason, f.http_status, f.cause, tuple(uses[u])) for u, f in by_url.items()]
     return failures, unread
@@ -175,8 +177,8 @@ def scan_uses(paths: Sequence[Path], cfg: Config, wanted: set[str]) -> tuple[dic
                 key = url_key(resolve(ref.url, a.base_url))
             except UrlError as exc:
                 key = url_key(redact(exc.url))
-            if key in wanted and (shown_path(path), ref.line) not in uses[key]:
-                uses[key].append((shown_path(path), ref.line))
+            if key in wanted and (not uses[key] or uses[key][-1] != (shown_path(path), ref.line)):
+                uses[key].append((shown_path(path), ref.line))  # one entry per line (refs come in text order)
     return uses, unread
 
 

@@ -45,7 +45,9 @@ def test_init_detects_the_site_and_writes_a_config_that_loads(
 ) -> None:
     make(tmp_path)
     assert main(["init", str(tmp_path)]) == 0
-    assert f"for a {kind} site" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert f"for a {kind} site" in said
+    assert ("exclude: [archiver.toml, report]" in said) == (kind == "jekyll")
     written = tmp_path / "archiver.toml"
     text = written.read_text(encoding="utf-8")
     assert text.startswith(f"# archiver configuration for this {kind} site")
