@@ -84,9 +84,17 @@ class FetchConfig:
 
 @dataclass(frozen=True)
 class ImagesConfig:
-    thumbnails: tuple[int, ...] = _key((320,), "thumbnail widths in px; one rendition per width, never upscaled")
-    thumbnail_format: str = _key("webp", 'rendition format: "webp", "jpeg" or "png"')
-    thumbnail_quality: int = _key(80, "rendition encoder quality, 1-100 (webp, jpeg)")
+    thumbnails: tuple[int, ...] = _key(
+        (320,), "rendition widths in px, e.g. [320, 640, 1280]; one rendition per width and format, never upscaled"
+    )
+    thumbnail_format: str = _key(
+        "webp", 'rendition format when `formats` is empty: "webp", "jpeg", "png" or "avif"'
+    )
+    formats: tuple[str, ...] = _key(
+        (), 'rendition formats, e.g. ["avif", "webp"]: every width in each (empty: [thumbnail_format]); all made '
+        "from one decode; AVIF is left out, with a message at start-up, where the installed Pillow cannot write it"
+    )
+    thumbnail_quality: int = _key(80, "rendition encoder quality, 1-100 (webp, jpeg, avif)")
     max_pixels: int = _key(50_000_000, "images with more pixels are refused before decoding (decompression bombs)")
     max_jpeg_scans: int = _key(
         100, "JPEG scans allowed (each is a pass over the whole image; real JPEGs have 1-20): more are refused before "
@@ -96,6 +104,11 @@ class ImagesConfig:
         20.0, "CPU seconds one image may cost to decode, hash and thumbnail; beyond, its worker is killed and the "
         "image rejected as too costly to decode"
     )
+
+    @property
+    def output_formats(self) -> tuple[str, ...]:
+        """The rendition formats, in the order configured (``formats``, else ``thumbnail_format`` alone)."""
+        return self.formats or (self.thumbnail_format,)
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,21 @@ class DedupeConfig:
 
 
 @dataclass(frozen=True)
+class RewriteConfig:
+    responsive: bool = _key(
+        False, "give each HTML <img> whose image is archived what it lacks of width, height, srcset (the renditions), "
+        "sizes, loading and decoding; never an attribute the author wrote (restore removes them)"
+    )
+    sizes: str = _key("100vw", "the sizes attribute added with a srcset (how wide the image is shown)")
+    loading: str = _key("lazy", 'the loading attribute added ("lazy"; empty: none added)')
+    decoding: str = _key("async", 'the decoding attribute added ("async"; empty: none added)')
+    picture: bool = _key(
+        False, "with responsive and several [images] formats: wrap the <img> in a <picture> with a <source> per "
+        "other format (AVIF first), unless it is in one already"
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     articles: ArticlesConfig = ArticlesConfig()
     fetch: FetchConfig = FetchConfig()
@@ -145,6 +173,7 @@ class Config:
     storage: StorageConfig = StorageConfig()
     manifest: ManifestConfig = ManifestConfig()
     dedupe: DedupeConfig = DedupeConfig()
+    rewrite: RewriteConfig = RewriteConfig()
     source: Path | None = None  # the file it was read from; relative paths in it resolve against its folder
 
     def resolve_path(self, value: str) -> Path:
@@ -162,6 +191,7 @@ SECTIONS: dict[str, type] = {
     "storage": StorageConfig,
     "manifest": ManifestConfig,
     "dedupe": DedupeConfig,
+    "rewrite": RewriteConfig,
 }
 
 
@@ -232,8 +262,21 @@ def _validate(cfg: Config, where: str) -> None:
     _validate_http(f, bad)
     if not im.thumbnails or any(w < 1 for w in im.thumbnails):
         raise bad("[images] thumbnails", "must list widths of at least 1 px")
-    if im.thumbnail_format not in ("webp", "jpeg", "png"):
-        raise bad("[images] thumbnail_format", f"{im.thumbnail_format!r} is not one of webp, jpeg, png")
+    if im.thumbnail_format not in RENDITION_FORMATS:
+        raise bad("[images] thumbnail_format", f"{im.thumbnail_format!r} is not one of {', '.join(RENDITION_FORMATS)}")
+    for name in im.formats:
+        if name not in RENDITION_FORMATS:
+            raise bad("[images] formats", f"{name!r} is not one of {', '.join(RENDITION_FORMATS)}")
+    if len(set(im.formats)) != len(im.formats):
+        raise bad("[images] formats", "lists a format twice")
+    rw = cfg.rewrite
+    for name in ("sizes", "loading", "decoding"):
+        value = getattr(rw, name)
+        if any(c in value for c in "\"<>&") or _CONTROL.search(value) or value != value.strip():
+            raise bad(f"[rewrite] {name}", f"{value!r} must be an attribute value without quotes, <, >, & or "
+                                           "surrounding spaces")
+    if not rw.sizes:
+        raise bad("[rewrite] sizes", 'must not be empty (the default is "100vw")')
     if not 1 <= im.thumbnail_quality <= 100:
         raise bad("[images] thumbnail_quality", "must be 1-100")
     if im.max_pixels < 1:
@@ -278,6 +321,7 @@ def _validate(cfg: Config, where: str) -> None:
             raise bad("[articles] base_url", f"{base!r} must be an http:// or https:// URL with a host")
 
 
+RENDITION_FORMATS = ("webp", "jpeg", "png", "avif")
 # Control characters (HTAB allowed, as HTTP allows it inside a header value): never in a header, a URL or a name.
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # RFC 9110 token: what a header name may be made of.

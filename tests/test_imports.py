@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tests.support.origin import Server
 from tests.support.paths import ROOT_DIR
+from tests.support.seaweed import SeaweedS3
 from tests.support.site import write_config
 
 ROOT = ROOT_DIR
@@ -21,16 +22,18 @@ ROOT = ROOT_DIR
 CLI_NEEDS = ("argparse", "asyncio", "contextlib", "logging", "signal", "sqlite3", "tomllib", "fcntl", "idna",
              "dataclasses", "typing", "hashlib", "ipaddress", "urllib.parse", "json",
              "html", "html.entities")  # the redaction every printed error goes through
-# What a run with nothing to fetch needs on top: walking and decoding articles, finding references, the fetch
-# stage's modules (imported, not used), the local store, and the process pool.
-RUN_NEEDS = CLI_NEEDS + ("aiohttp", "yarl", "tenacity", "yaml", "markdown_it", "charset_normalizer", "difflib",
+# What a run with nothing to fetch needs on top: walking and decoding articles, finding references, the proxy
+# settings' check, the local store, and the process pool.
+RUN_NEEDS = CLI_NEEDS + ("yarl", "tenacity", "yaml", "markdown_it", "charset_normalizer", "difflib",
                          "concurrent.futures.process", "concurrent.futures.thread", "multiprocessing.spawn",
                          "multiprocessing.synchronize", "multiprocessing.queues", "multiprocessing.connection",
                          "multiprocessing.resource_tracker", "runpy", "queue", "secrets", "shutil", "tempfile", "html",
                          "html.entities", "socket", "email.utils", "urllib.request", "bisect", "codecs", "stat",
-                         "threading", "random", "time", "uuid", "aiohttp.abc", "aiohttp.resolver")
-NEVER_ON_A_NOOP_RUN = ("numba", "scipy", "numpy", "PIL", "imagehash", "boto3", "botocore", "archiver.dedupe",
-                       "archiver.image.similarity", "archiver.image.process")
+                         "threading", "random", "time", "uuid")
+# Nothing to fetch: no HTTP client, no S3 client (the store is made at its first use), no image or dedupe stack.
+NEVER_ON_A_NOOP_RUN = ("numba", "scipy", "numpy", "PIL", "imagehash", "boto3", "botocore", "aiohttp",
+                       "archiver.dedupe", "archiver.image.similarity", "archiver.image.process",
+                       "archiver.fetch.client", "archiver.storage.s3")
 
 
 def _loaded(code: str, *args: str) -> list[str]:
@@ -69,4 +72,29 @@ def test_a_run_with_nothing_new_loads_only_what_it_needs(tmp_path: Path, origin:
     )
     loaded = _loaded(code, "run", "--config", str(cfg), "-q")
     assert _extra(loaded, _closure(RUN_NEEDS)) == []
+    assert [m for m in loaded if m.split(".")[0] in NEVER_ON_A_NOOP_RUN or m in NEVER_ON_A_NOOP_RUN] == []
+
+
+def test_a_run_with_nothing_new_on_s3_loads_neither_boto3_nor_the_http_client(
+    tmp_path: Path, origin: Server, s3_env: SeaweedS3
+) -> None:
+    """The usual second run over an S3 archive: every article already points at the archive, so it neither loads
+    boto3 and aiohttp nor contacts the store (the store is checked before the first fetch of a run that has one)."""
+    from archiver.cli import main
+    from tests.support.images import make_jpeg
+
+    bucket = s3_env.make_bucket("noop")
+    cfg = write_config(tmp_path, origin, storage=f'[storage]\nbackend = "s3"\nbucket = "{bucket}"\n'
+                                                 f'endpoint_url = "{s3_env.endpoint_url}"')
+    origin.add("/news/a.jpg", make_jpeg(seed=5), "image/jpeg")
+    url = "http://img.news.test/news/a.jpg"
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "post.md").write_text(f"---\nheadimg: {url}\n---\n![a]({url})\n", encoding="utf-8")
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert "img.news.test" not in (tmp_path / "site" / "post.md").read_text(encoding="utf-8")
+    code = (
+        "import json, sys; from archiver.cli import main; code = main(sys.argv[1:]); "
+        "print(json.dumps(sorted(sys.modules))); raise SystemExit(code)"
+    )
+    loaded = _loaded(code, "run", "--config", str(cfg), "-q")
     assert [m for m in loaded if m.split(".")[0] in NEVER_ON_A_NOOP_RUN or m in NEVER_ON_A_NOOP_RUN] == []

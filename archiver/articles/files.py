@@ -183,6 +183,11 @@ def load_article(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Article:
     return Article(path=path, raw=raw, text=text, encoding=encoding, format=detect_format(path), state=state)
 
 
+def read_raw(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """An article's bytes, with load_article's checks (ArticleError), undecoded."""
+    return _read(path, max_bytes)[0]
+
+
 def _read(path: Path, max_bytes: int) -> tuple[bytes, FileState]:
     too_large = f"larger than the {max_bytes}-byte limit for an article"
     try:

@@ -220,6 +220,26 @@ def remove_stale_temp_files(folder: Path) -> list[Path]:
     return removed
 
 
+def remove_stale_temp_files_beside(articles: Sequence[Path]) -> list[Path]:
+    """Delete the temp files killed writers left in the folders of ``articles`` (not below them): what `restore`
+    and `dedupe` clean up before they write, as `run` does for its whole tree."""
+    removed: list[Path] = []
+    for folder in sorted({Path(p).parent for p in articles}):
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for name in names:
+            candidate = folder / name
+            if is_stale_temp(name) and not candidate.is_symlink():
+                try:
+                    candidate.unlink()
+                except OSError:
+                    continue
+                removed.append(candidate)
+    return removed
+
+
 def unified_diff(article: Article, new_text: str) -> str:
     """A unified diff (no context lines) from the article's text to ``new_text``; "" when nothing changed.
 

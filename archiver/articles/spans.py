@@ -35,6 +35,7 @@ from archiver.model import ArticleReplacement
 
 SECRET_KEPT_NOT = "the original URL held a secret (credentials, a token or a signature), which the manifest does not keep"
 NO_LONGER_THERE = "no longer there (edited since); left as is"
+ADDED_EDITED = "added by [rewrite] responsive and edited since; left as is"
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ class Undone:
     problems: list[Unrestored] = field(default_factory=list)  # one per reference not put back
     # per undone generation, newest first: (generation, the replacements made, in the text each was applied to)
     steps: list[tuple[int, list[ArticleReplacement]]] = field(default_factory=list)
+
+
+def inserted(r: ArticleReplacement) -> bool:
+    """Whether the span is an insertion of ours (text added where there was none: responsive attributes), not a URL."""
+    return r.start == r.end and not r.original
 
 
 def spans_after(reps: Sequence[ArticleReplacement]) -> list[tuple[int, int]]:
@@ -242,6 +248,8 @@ def undo(
     oldest: dict[int, tuple[int, int]] = {}  # reference -> its span in the oldest chosen generation
     for span, rid in sorted(ref_of.items(), reverse=True):
         oldest[rid] = span
+    # what we inserted (attributes, [rewrite] responsive) is removed like any span, but is not an image reference
+    oldest = {rid: (m, n) for rid, (m, n) in oldest.items() if not inserted(gens[m][n])}
     put_back: set[tuple[int, int]] = set()
     reported: set[int] = set()
     result = Undone(text, total=len(oldest))
@@ -270,8 +278,12 @@ def undo(
             problem: Unrestored | None = None
             if here is None or pos is None or result.text[here : here + pos[1] - pos[0]] != rep.replacement:
                 guess = here if here is not None else _guess(pos, now, written)
-                problem = Unrestored(_line(starts, guess, result.text), rep.replacement, _shown(rep),
-                                     NO_LONGER_THERE, k)
+                if inserted(rep):
+                    problem = Unrestored(_line(starts, guess, result.text), rep.replacement.strip(), "nothing",
+                                         ADDED_EDITED, k)
+                else:
+                    problem = Unrestored(_line(starts, guess, result.text), rep.replacement, _shown(rep),
+                                         NO_LONGER_THERE, k)
             elif not rep.original and rep.end > rep.start:
                 problem = Unrestored(_line(starts, here, result.text), rep.replacement, _shown(rep),
                                      SECRET_KEPT_NOT + "; left as is", k)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from archiver.articles.files import iter_article_paths, load_article
 from archiver.articles.journal import record_key, settle_pending, sha256, write_recorded
-from archiver.articles.rewrite import render, unified_diff
+from archiver.articles.rewrite import remove_stale_temp_files_beside, render, unified_diff
 from archiver.articles.spans import undo
 from archiver.config import Config
 from archiver.errors import ArticleError, ConfigError, ManifestError
@@ -28,7 +28,7 @@ from archiver.manifest.rows import RewrittenArticle
 from archiver.manifest.sqlite import Manifest
 from archiver.model import RESTORE
 from archiver.storage.keys import archive_key, public_bases
-from archiver.terminal import say, say_block
+from archiver.terminal import say, say_block, shown_path
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -134,6 +134,10 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             if not any(_under(a.path, [Path(os.path.realpath(given))]) for a in known):
                 say(f"{given}: no article rewritten by archiver here; nothing to restore")
         wanted = [Path(os.path.realpath(p)) for p in args.paths]
+        if not dry:  # a restore (or run) killed while writing left a temp copy beside the article
+            for stale in remove_stale_temp_files_beside([a.path for a in known if not wanted or _under(a.path, wanted)]):
+                if not args.quiet:
+                    say(f"removed {shown_path(stale)} left by an interrupted write")
         for entry in known:
             if wanted and not _under(entry.path, wanted):
                 continue

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 from archiver import scratch, terminal
 from archiver.config import Config
 from archiver.errors import EXIT_FAILED, EXIT_INTERRUPTED, ArchiverError, ConfigError
+from archiver.image.formats import writable
 from archiver.image.pool import make_pool
 from archiver.manifest.sqlite import Manifest
 from archiver.run.pipeline import Run, prepare_workdir
@@ -41,13 +43,16 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         from archiver.run.failure_report import check_report_paths
 
         check_report_paths(args.report)
+    images, messages = writable(cfg.images)
+    if messages:  # AVIF without an encoder: said once, at start-up, and the other formats are made
+        terminal.say(*messages)
+        cfg = replace(cfg, images=images)
     manifest_path = cfg.resolve_path(cfg.manifest.path)
     store: Store = open_store(cfg)
     if args.dry_run:
         manifest = Manifest.snapshot(manifest_path)
         store = NullStore(store)
-    else:
-        store.check()
+    else:  # the store is checked before the first fetch: a run with nothing to fetch does not contact it
         manifest = Manifest.open(manifest_path)
     # a dry run must not touch the real run's scratch folder (a real run may be using it right now)
     workdir = prepare_workdir(None if args.dry_run else manifest_path)
@@ -55,7 +60,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     pool = make_pool(cfg.images.max_decode_seconds)  # workers start with the first image to decode
     try:
         run = Run(cfg, paths, manifest, store, dry_run=args.dry_run, retry_dead=args.retry_dead,
-                  workdir=workdir, pool=pool)
+                  workdir=workdir, pool=pool,
+                  check_store=not args.dry_run)
         progress = Progress(run.stats, enabled=not args.quiet, dry_run=args.dry_run, paused=run.paused_hosts)
         terminal.attach(progress)
 

@@ -94,6 +94,16 @@ def _embedded_v4(addr: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return found
 
 
+def _unspecified(addr: IPAddress) -> bool:
+    """0.0.0.0/8 ("this network") and ::, also inside IPv6 forms that carry an IPv4 address."""
+    if isinstance(addr, ipaddress.IPv6Address):
+        return addr.is_unspecified or any(_unspecified(v4) for v4 in _embedded_v4(addr))
+    return addr in _THIS_NETWORK
+
+
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+
+
 def _why_unsafe(addr: IPAddress) -> str | None:
     if addr.is_loopback:
         return "loopback address"
@@ -132,6 +142,9 @@ class Guard:
             addr: IPAddress = ipaddress.ip_address(text)
         except ValueError:
             raise Refused(ip, f"{ip!r} is not an IP address") from None
+        if _unspecified(addr):  # "this host": connecting to it reaches the machine's own services (loopback)
+            raise Refused(ip, "unspecified address (it reaches this machine itself) refused by the SSRF guard, "
+                              "whatever [fetch] allow_networks says")
         if self._is_allowed(addr):
             return
         candidates: list[IPAddress] = [addr]

@@ -62,6 +62,15 @@ def parse(value: str) -> Proxy | None:
     return Proxy(parts.hostname.lower(), port or 80, authorization)
 
 
+def _shown(value: str) -> str:
+    """A proxy setting as printed: everything before its last '@' is credentials, however malformed the value
+    (``user:pw@host:port`` without a scheme reads as a URL of scheme ``user``, whose userinfo redact cannot see)."""
+    if "@" in value:
+        scheme, sep, rest = value.partition("://")
+        value = f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}" if sep and "@" in rest else "***@" + value.rsplit("@", 1)[1]
+    return redact(value)
+
+
 class Proxies:
     """The proxies the environment configures, by target scheme; ``for_url`` says which one a request uses."""
 
@@ -74,7 +83,7 @@ class Proxies:
                 continue
             proxy = parse(value)
             if proxy is None:  # a proxy the user set and we would silently not use: stop at start-up instead
-                raise ConfigError(f"{scheme}_proxy in the environment: {redact(value)!r} is not a proxy URL such as "
+                raise ConfigError(f"{scheme}_proxy in the environment: {_shown(value)!r} is not a proxy URL such as "
                                   "http://proxy.example:3128")
             self._by_scheme[scheme] = proxy
 

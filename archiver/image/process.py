@@ -48,11 +48,15 @@ _OUTPUT_FORMATS: dict[str, ImageFormat] = {
     "webp": ImageFormat("webp", "image/webp", "webp"),
     "jpeg": ImageFormat("jpeg", "image/jpeg", "jpg"),
     "png": ImageFormat("png", "image/png", "png"),
+    "avif": ImageFormat("avif", "image/avif", "avif"),
 }
-_MAX_SIDE = {"webp": 16383, "jpeg": 65500, "png": 1 << 24}  # encoder limits per side
+_MAX_SIDE = {"webp": 16383, "jpeg": 65500, "png": 1 << 24, "avif": 16384}  # encoder limits per side
 # libwebp method 0-6 trades encode time for size; bench/bench_imaging.py measures it: method 2 is
 # ~2x faster than the default 4 on 320 px thumbnails for a few % more bytes, 6 can take 0.9 s on RGBA.
 WEBP_METHOD = 2
+# libavif/aom speed 0-10 trades encode time for size; bench/bench_imaging.py measures it: speed 8 is ~3x faster than
+# the default 6 for a few % more bytes. One thread: the pool already keeps every core busy, and the bytes stay the same.
+AVIF_SPEED = 8
 # After a scan's header its entropy-coded data runs to the next marker: 0xFF then anything but a stuffed 0x00, a
 # restart marker (0xD0-0xD7) or a fill byte (0xFF).
 _NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
@@ -212,8 +216,8 @@ def _process_open(im: Image.Image, fmt: ImageFormat, sha256: str, size: int, cfg
     orientation = _orientation(im)
     swap = orientation in (5, 6, 7, 8)
     dw, dh = (h, w) if swap else (w, h)
-    plan = _plan(dw, dh, cfg)
-    _, tw, th = plan[-1]  # the largest rendition
+    plans = {name: _plan(dw, dh, cfg, name) for name in cfg.output_formats}
+    tw, th = max(((rw, rh) for plan in plans.values() for _, rw, rh in plan), key=lambda s: s[0] * s[1])
     im.draft("RGB", (th, tw) if swap else (tw, th))  # JPEG: decode at the smallest scale still >= target
     icc = im.info.get("icc_profile")
     base = _eight_bit(im)
@@ -226,13 +230,16 @@ def _process_open(im: Image.Image, fmt: ImageFormat, sha256: str, size: int, cfg
     phash, dhash = sig.phash[0], sig.dhash[0]
     big = _srgb(big, icc)
     chroma = mean_chroma(big)
-    encoded: dict[tuple[int, int], bytes] = {}
-    for _, rw, rh in plan:
-        if (rw, rh) not in encoded:
-            img = big if (rw, rh) == big.size else big.resize((rw, rh), Image.Resampling.LANCZOS)
-            encoded[rw, rh] = _encode(img, cfg)
-    out_fmt = _OUTPUT_FORMATS[cfg.thumbnail_format]
-    renditions = [Rendition(width, rw, rh, out_fmt, encoded[rw, rh]) for width, rw, rh in plan]
+    sized: dict[tuple[int, int], Image.Image] = {}  # each size resized once, whatever the formats
+    encoded: dict[tuple[str, int, int], bytes] = {}
+    renditions = []
+    for name, plan in plans.items():
+        for width, rw, rh in plan:
+            if (name, rw, rh) not in encoded:
+                if (rw, rh) not in sized:
+                    sized[rw, rh] = big if (rw, rh) == big.size else big.resize((rw, rh), Image.Resampling.LANCZOS)
+                encoded[name, rw, rh] = encode(sized[rw, rh], name, cfg.thumbnail_quality)
+            renditions.append(Rendition(width, rw, rh, _OUTPUT_FORMATS[name], encoded[name, rw, rh]))
     return Asset(sha256=sha256, format=fmt, size=size, width=dw, height=dh, phash=phash, dhash=dhash,
                  frames=frames, renditions=tuple(renditions), phash_variants=sig.phash, dhash_variants=sig.dhash,
                  grey=sig.grey, colours=colours, chroma=chroma)
@@ -263,9 +270,9 @@ def mean_chroma(im: Image.Image) -> float:
     return round(total / (sample.width * sample.height), 2)
 
 
-def _plan(dw: int, dh: int, cfg: ImagesConfig) -> list[tuple[int, int, int]]:
+def _plan(dw: int, dh: int, cfg: ImagesConfig, fmt: str) -> list[tuple[int, int, int]]:
     """(configured width, pixel width, pixel height) per configured width, smallest first; no upscaling."""
-    limit = _MAX_SIDE[cfg.thumbnail_format]
+    limit = _MAX_SIDE[fmt]
     plan = []
     for width in sorted(set(cfg.thumbnails)):
         scale = min(1.0, width / dw, limit / dh)
@@ -325,13 +332,14 @@ def flatten(im: Image.Image) -> Image.Image:
     return out
 
 
-def _encode(im: Image.Image, cfg: ImagesConfig) -> bytes:
+def encode(im: Image.Image, fmt: str, q: int) -> bytes:
     """Encoded rendition bytes without any metadata (no EXIF, ICC, XMP: sRGB is the web's default)."""
-    fmt, q = cfg.thumbnail_format, cfg.thumbnail_quality
     im.info = {}  # a fresh image from resize/transpose: its copied info must not reach the encoder
     buf = io.BytesIO()
     if fmt == "webp":
         im.save(buf, "WEBP", quality=q, method=WEBP_METHOD)
+    elif fmt == "avif":
+        im.save(buf, "AVIF", quality=q, speed=AVIF_SPEED, max_threads=1)
     elif fmt == "jpeg":
         flatten(im).save(buf, "JPEG", quality=q, optimize=True)
     else:

@@ -104,6 +104,28 @@ class LostObject(NamedTuple):
     reason: str
 
 
+class ShownRendition(NamedTuple):
+    """A stored rendition as a page shows it: its configured width, format, pixel size and key."""
+
+    width: int
+    format: str  # "webp", "jpeg", "png", "avif"
+    pixel_width: int
+    pixel_height: int
+    key: str
+
+
+class ShownImage(NamedTuple):
+    """An archived image as a page shows it (``[rewrite] responsive``): its intrinsic size after EXIF orientation
+    (None: not known, SVG), frames, original key and renditions, smallest first."""
+
+    sha256: str
+    width: int | None
+    height: int | None
+    frames: int
+    key: str
+    renditions: tuple[ShownRendition, ...]
+
+
 class RenditionRow(NamedTuple):
     asset: str
     width: int

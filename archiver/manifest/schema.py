@@ -139,6 +139,16 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE assets ADD COLUMN colours INTEGER;
     ALTER TABLE assets ADD COLUMN chroma REAL;
     """,
+    # 9: article contents a run found fully archived (every reference already points at the archive), under the
+    # scan's fingerprint (run.articles.scan_fingerprint): a later run reads such a file and hashes it, and skips
+    # parsing it when the same bytes are recorded under the same fingerprint
+    """
+    CREATE TABLE settled_articles (
+        sha256 TEXT PRIMARY KEY,           -- of the article's bytes
+        fingerprint TEXT NOT NULL,         -- the settings and finder code the scan ran under
+        refs INTEGER NOT NULL              -- its image references, every one pointing at the archive
+    );
+    """,
 )
 
 

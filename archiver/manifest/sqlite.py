@@ -28,6 +28,8 @@ from archiver.manifest.rows import (
     ExportedRendition,
     PairRow,
     RenditionRow,
+    ShownImage,
+    ShownRendition,
     SignatureRow,
     StoredAsset,
     StoredObject,
@@ -214,6 +216,38 @@ class Manifest(ArticleRecords, LostObjects):
                 (cause, digest),
             ).rowcount for cause, digest in fingerprints.items())
 
+    # -- articles known to be fully archived ---------------------------------------------------
+    def settled_refs(self, sha256: str, fingerprint: str) -> int | None:
+        """The reference count of article bytes hashing to ``sha256`` recorded as fully archived under
+        ``fingerprint`` (None: not recorded, or under other settings or finder code)."""
+        try:
+            row = self._db.execute(
+                "SELECT refs FROM settled_articles WHERE sha256 = ? AND fingerprint = ?", (sha256, fingerprint)
+            ).fetchone()
+        except sqlite3.Error:  # a manifest read as it is (a dry run's snapshot of an older schema): scan
+            return None
+        return None if row is None else int(row[0])
+
+    def record_settled(self, rows: Iterable[tuple[str, int]], fingerprint: str) -> None:
+        """Article contents found fully archived, as (sha256, references), in one transaction; rows recorded under
+        another fingerprint are dropped (they can never match again). A second run writes nothing."""
+        rows = list(rows)
+        stale = self._db.execute(
+            "SELECT 1 FROM settled_articles WHERE fingerprint IS NOT ? LIMIT 1", (fingerprint,)
+        ).fetchone()
+        if not rows and not stale:
+            return
+        with self._tx() as db:
+            if stale:
+                db.execute("DELETE FROM settled_articles WHERE fingerprint IS NOT ?", (fingerprint,))
+            db.executemany(
+                """INSERT INTO settled_articles (sha256, fingerprint, refs) VALUES (?, ?, ?)
+                   ON CONFLICT(sha256) DO UPDATE SET fingerprint=excluded.fingerprint, refs=excluded.refs
+                   WHERE settled_articles.fingerprint IS NOT excluded.fingerprint
+                     OR settled_articles.refs IS NOT excluded.refs""",
+                [(sha, fingerprint, refs) for sha, refs in rows],
+            )
+
     # -- assets --------------------------------------------------------------------------------
     def asset(self, sha256: str) -> StoredAsset | None:
         row = self._db.execute(
@@ -229,6 +263,18 @@ class Manifest(ArticleRecords, LostObjects):
                 "SELECT width, format, key FROM renditions WHERE asset=?", (sha256,)
             )
         }
+
+    def shown_image(self, sha256: str) -> ShownImage | None:
+        """What a page needs to show the asset responsively (``[rewrite] responsive``); None: not archived."""
+        with self._write_lock:  # read from the rewrite threads: one statement at a time on the connection
+            row = self._db.execute("SELECT width, height, frames, key FROM assets WHERE sha256=?", (sha256,)).fetchone()
+            if row is None:
+                return None
+            reps = self._db.execute(
+                "SELECT width, format, pixel_width, pixel_height, key FROM renditions WHERE asset=? "
+                "ORDER BY format, pixel_width, width", (sha256,)
+            ).fetchall()
+        return ShownImage(sha256, row[0], row[1], row[2], row[3], tuple(ShownRendition(*r) for r in reps))
 
     def record_asset(self, asset: Asset, key: str, rendition_keys: Sequence[str]) -> None:
         now = time.time()

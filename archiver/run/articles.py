@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 
 from archiver.articles.files import load_article, outside_roots
 from archiver.articles.journal import Journal, sha256, write_recorded
+from archiver.articles.responsive import Options, Shown, additions
 from archiver.articles.rewrite import Replacement, render, unified_diff
 from archiver.config import ArticlesConfig, Config
 from archiver.errors import ArticleError, UrlError
 from archiver.find.frontmatter import Notice
 from archiver.find.refs import article_refs
-from archiver.model import ArticleReplacement, Cause
+from archiver.manifest.rows import ShownImage
+from archiver.model import Article, ArticleReplacement, Cause, ImageRef
 from archiver.redaction import has_secret, redact
 from archiver.storage.keys import ParsedKey, archive_key, public_bases
 from archiver.terminal import shown_path
@@ -37,6 +42,35 @@ class OwnUrls:
         return archive_key(raw, self.bases)
 
 
+@dataclass(frozen=True)
+class Responsive:
+    """``[rewrite] responsive``: how an archived image is shown (``image``: the manifest's record of an original by
+    its SHA-256; ``url_for``: a key's public URL) and the attributes to add."""
+
+    options: Options
+    image: Callable[[str], ShownImage | None]
+    url_for: Callable[[str], str]
+
+    @classmethod
+    def of(cls, cfg: Config, image: Callable[[str], ShownImage | None], url_for: Callable[[str], str]) -> Responsive:
+        rw = cfg.rewrite
+        opts = Options(rw.sizes, rw.loading, rw.decoding, rw.picture, cfg.images.output_formats)
+        return cls(opts, image, url_for)
+
+    def shown(self, url: str, own: OwnUrls) -> Shown | None:
+        """The image at the archive URL ``url`` (an original's), as a page can show it; None: not one we know."""
+        parsed = own.key(url)
+        if parsed is None or parsed.width is not None:
+            return None
+        img = self.image(parsed.sha256)
+        if img is None:
+            return None
+        renditions: dict[str, list[tuple[int, str]]] = {}
+        for r in img.renditions:
+            renditions.setdefault(r.format, []).append((r.pixel_width, self.url_for(r.key)))
+        return Shown(img.width, img.height, url, {f: tuple(c) for f, c in renditions.items()}, img.frames > 1)
+
+
 @dataclass
 class ArticleWork:
     """One article's part in a run: the URLs it uses and those not yet settled."""
@@ -58,6 +92,12 @@ class Scanned:
     work: ArticleWork  # the URLs to settle (none: nothing to do)
     archived: tuple[tuple[str, str, int], ...] = ()  # (URL as written, sha256 of its original, line): the done ones
     notices: tuple[Notice, ...] = ()  # front matter a site generator would refuse (the article is still read)
+    sha256: str = ""  # of the bytes scanned
+
+    @property
+    def settled(self) -> bool:
+        """Nothing to do and nothing to report: every reference already points at the archive."""
+        return self.refs == self.done and not self.rejected and not self.notices and not self.work.uses
 
 
 @dataclass(frozen=True)
@@ -68,6 +108,28 @@ class Rewritten:
     after: str  # sha256 of the bytes written
     replaced: list[ArticleReplacement]
     diff: str | None  # a dry run's unified diff; None when the file was written
+    settled_refs: int | None = None  # the bytes written point only at the archive, with this many references
+    changed: bool = True  # False: nothing to write (returned only to say the bytes are settled)
+
+
+@cache
+def _finder_code() -> str:
+    """A digest of the code that decides what a scan finds (a new finder must not trust an old verdict)."""
+    digest = hashlib.sha256()
+    here = Path(__file__).resolve().parent.parent
+    for path in sorted([*here.joinpath("find").glob("*.py"), here / "articles" / "files.py", here / "articles" / "responsive.py", Path(__file__).resolve(),
+                        here / "urls.py", here / "storage" / "keys.py"]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def scan_fingerprint(cfg: Config) -> str:
+    """What a scan's verdict depends on besides the article's bytes: the settings that decide which references
+    are found and which point at the archive, and the finder's own code."""
+    a = cfg.articles
+    settings = [sorted(a.front_matter_fields), a.base_url, a.max_refs, list(public_bases(cfg)), _finder_code(),
+                repr(cfg.rewrite), repr(cfg.images.thumbnails), repr(cfg.images.output_formats)]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
@@ -92,7 +154,19 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
             continue
         work.uses.setdefault(url, []).append(ref.line)
         work.pending.add(url)
-    return Scanned(refs, done, tuple(rejected), work, tuple(archived), tuple(notices))
+    return Scanned(refs, done, tuple(rejected), work, tuple(archived), tuple(notices), sha256(article.raw))
+
+
+def _all_archived(article: Article, cfg: ArticlesConfig, own: OwnUrls) -> int | None:
+    """The number of references when every one points at the archive (and the front matter raises no warning);
+    else None."""
+    notices: list[Notice] = []
+    refs = 0
+    for ref in article_refs(article, cfg.front_matter_fields, cfg.max_refs, notices):
+        if ref.url not in own:
+            return None
+        refs += 1
+    return None if notices else refs
 
 
 def _secret_span(span: str, url: str) -> bool:
@@ -107,19 +181,26 @@ def _secret_span(span: str, url: str) -> bool:
 
 def rewrite_article(
     path: Path, archived: Mapping[str, str], cfg: ArticlesConfig, own: OwnUrls, journal: Journal, *, dry_run: bool,
-    roots: Sequence[Path] | None = None,
+    roots: Sequence[Path] | None = None, responsive: Responsive | None = None, check_settled: bool = False,
 ) -> Rewritten | None:
     """Re-read the article (it may have changed since the scan), splice archived URLs in, write atomically
     (only if the file still holds the bytes read) with its record in ``journal`` (``write_recorded``); a dry run
     writes nothing and returns the diff. None: no change. ``roots``: the real folders the article must still be
-    in (a symlink on its way may have changed since the scan); None: anywhere."""
+    in (a symlink on its way may have changed since the scan); None: anywhere. ``responsive``: also insert what each
+    archived ``<img>`` lacks (archiver.articles.responsive), recorded with the URL spans. ``check_settled``: tell
+    whether the bytes left (written or not) point only at the archive, as a later scan would read them
+    (``settled_refs``; an unchanged article is then returned with ``changed`` false)."""
     if roots is not None and (real := outside_roots(path, roots)) is not None:
         raise ArticleError(path, f"now leads to {shown_path(real)}, outside the folders given; not written")
     article = load_article(path)
     repls: list[Replacement] = []
     record: list[ArticleReplacement] = []
-    for ref in article_refs(article, cfg.front_matter_fields, cfg.max_refs):
+    notices: list[Notice] = []
+    refs = article_refs(article, cfg.front_matter_fields, cfg.max_refs, notices)
+    now: dict[tuple[int, int], str] = {}  # span -> the archive URL it holds, or will
+    for ref in refs:
         if ref.url in own:
+            now[ref.start, ref.end] = ref.url
             continue
         try:
             public = archived.get(resolve(ref.url, cfg.base_url))
@@ -127,19 +208,41 @@ def rewrite_article(
             continue
         if public is None:
             continue
+        now[ref.start, ref.end] = public
         repls.append(Replacement(ref.start, ref.end, public))
         span = article.text[ref.start : ref.end]
         # a span carrying credentials or secret values is not kept in the manifest ("" = not kept)
         record.append(ArticleReplacement(ref.start, ref.end, "" if _secret_span(span, ref.url) else span, public,
                                          ref.url))
-    if not repls:
-        return None
-    new = render(article, repls)
+    if responsive is not None:
+
+        seen: dict[str, Shown | None] = {}  # one manifest lookup per image, however often the article shows it
+
+        def shown_for(ref: ImageRef) -> Shown | None:
+            url = now.get((ref.start, ref.end))
+            if url is None:
+                return None
+            if url not in seen:
+                seen[url] = responsive.shown(url, own)
+            return seen[url]
+
+        for ins in additions(article.text, refs, shown_for, responsive.options):
+            repls.append(Replacement(ins.at, ins.at, ins.text))
+            record.append(ArticleReplacement(ins.at, ins.at, "", ins.text, ins.url))
+        record.sort(key=lambda r: (r.start, r.end))
+    new = render(article, repls) if repls else article.raw
     if new == article.raw:
+        if check_settled and not notices and all(ref.url in own for ref in refs):  # nothing to add: settled as is
+            sha = sha256(article.raw)
+            return Rewritten(sha, sha, [], None, settled_refs=len(refs), changed=False)
         return None
     diff = None
     if dry_run:
         diff = unified_diff(article, new.decode(article.encoding))
-    else:
-        write_recorded(journal, article, new, [record], "archive")
-    return Rewritten(sha256(article.raw), sha256(new), record, diff)
+        return Rewritten(sha256(article.raw), sha256(new), record, diff)
+    write_recorded(journal, article, new, [record], "archive")
+    done = Rewritten(sha256(article.raw), sha256(new), record, diff)
+    if check_settled:  # what was written, read as a later run will: fully archived?
+        written = replace(article, raw=new, text=new.decode(article.encoding), state=None)
+        done = replace(done, settled_refs=_all_archived(written, cfg, own))
+    return done

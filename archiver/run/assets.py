@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -15,11 +16,12 @@ from pathlib import Path
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential, wait_random
 
 from archiver.config import Config
-from archiver.errors import StorageError
+from archiver.errors import ArchiverError, StorageError
 from archiver.faults import crash_point
 from archiver.image.pool import ImagePool
+from archiver.manifest.rows import StoredAsset
 from archiver.manifest.sqlite import Manifest
-from archiver.model import Asset, Download
+from archiver.model import Asset, Download, ImageFormat
 from archiver.redaction import redact
 from archiver.run.report import Stats
 from archiver.storage import Store, prove
@@ -64,7 +66,7 @@ class AssetArchiver:
         sha = download.sha256
         async with self._asset_locks[sha]:
             stored = self.manifest.asset(sha)
-            if stored and self._renditions_complete(sha, stored.ext) and sha not in self.lost:
+            if stored and self.renditions_complete(sha, stored.ext) and sha not in self.lost:
                 self.stats.duplicates += 1
                 return stored.key
             from archiver.image.process import (
@@ -93,12 +95,28 @@ class AssetArchiver:
             self.lost.discard(sha)
             return key
 
-    def _renditions_complete(self, sha: str, ext: str) -> bool:
+    async def complete(self, stored: StoredAsset, workdir: Path) -> None:
+        """Make the configured renditions an archived asset lacks (a width or format added to the config since it was
+        archived) from its stored original; nothing if that cannot be read (verify finds it). ArchiverError: not
+        made (the asset keeps the renditions it has)."""
+        if self.renditions_complete(stored.sha256, stored.ext):
+            return
+        download = await asyncio.to_thread(stored_original, self.store, stored, workdir)
+        if download is None:
+            return
+        try:
+            await self.archive(download)
+            self.stats.renditions_added += 1
+        finally:
+            download.path.unlink(missing_ok=True)
+
+    def renditions_complete(self, sha: str, ext: str) -> bool:
+        """Whether the manifest records every configured width in every configured format for the asset."""
         have = self.manifest.rendition_keys(sha)
         if ext == "svg":
             return True
-        fmt = self.cfg.images.thumbnail_format
-        return all((w, fmt) in have for w in self.cfg.images.thumbnails)
+        images = self.cfg.images
+        return all((w, fmt) in have for fmt in images.output_formats for w in images.thumbnails)
 
     async def _put(self, key: str, data: bytes | Path, mime: str, meta: dict[str, str], size: int, sha: str) -> None:
         """Store one object unless the store proves it holds these very bytes (size, type and the checksum it keeps:
@@ -143,3 +161,17 @@ class AssetArchiver:
                 self._storage_down = f"storage unavailable for {self.cfg.storage.retry_for:g}s: {exc.message}"
                 self._request_stop("storage unavailable", 0.0)
             raise
+
+
+def stored_original(store: Store, asset: StoredAsset, workdir: Path) -> Download | None:
+    """The stored original as a download, if it still hashes to its key (else None: fetch it from its source)."""
+    try:
+        data = store.get(asset.key)
+    except ArchiverError:
+        return None
+    if hashlib.sha256(data).hexdigest() != asset.sha256:
+        return None
+    path = workdir / f"repair-{asset.sha256[:16]}-{os.getpid()}.part"
+    path.write_bytes(data)
+    fmt = ImageFormat(asset.format, asset.mime, asset.ext, raster=asset.format != "svg")
+    return Download(asset.key, asset.key, path, len(data), asset.sha256, fmt, 200)

@@ -15,24 +15,44 @@ import tempfile
 from collections import defaultdict, deque
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from archiver import scratch
-from archiver.articles.files import iter_article_paths
-from archiver.articles.journal import settle_pending
+from archiver.articles.files import iter_article_paths, read_raw
+from archiver.articles.journal import settle_pending, sha256
 from archiver.articles.rewrite import remove_stale_temp_files
 from archiver.config import Config, settings_fingerprint
-from archiver.errors import ArticleError, FetchError, GuardRefused, ImageError, ManifestError, StorageError
+from archiver.errors import (
+    ArchiverError,
+    ArticleError,
+    FetchError,
+    GuardRefused,
+    ImageError,
+    ManifestError,
+    StorageError,
+)
 from archiver.faults import crash_point
-from archiver.fetch.client import Fetcher
 from archiver.image.pool import ImagePool, make_pool
+from archiver.manifest.rows import StoredAsset
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION, Cause, Outcome
 from archiver.redaction import redact, redact_text
-from archiver.run.articles import ArticleWork, OwnUrls, rewrite_article, scan_article
+from archiver.run.articles import (
+    ArticleWork,
+    OwnUrls,
+    Responsive,
+    Scanned,
+    rewrite_article,
+    scan_article,
+    scan_fingerprint,
+)
 from archiver.run.assets import AssetArchiver
 from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
 from archiver.storage import Store
 from archiver.terminal import shown_path
+
+if TYPE_CHECKING:
+    from archiver.fetch.client import Fetcher
 
 log = logging.getLogger("archiver")
 
@@ -51,18 +71,21 @@ class Run:
         retry_dead: bool = False,
         workdir: Path,
         pool: ImagePool | None = None,
+        check_store: bool = False,
     ) -> None:
         self.cfg = cfg
         self.paths = list(paths)
         self.manifest = manifest
         self.store = store
         self.dry_run = dry_run
+        self.check_store = check_store  # check the store (Store.check) before the first fetch
         self.retry_dead = retry_dead
         self.workdir = workdir
         self.report = RunReport(Stats())
         self.stats = self.report.stats
         self._assets = AssetArchiver(cfg, manifest, store, self.stats, pool, self.request_stop)
         self._own = OwnUrls.of(cfg)
+        self._responsive = Responsive.of(cfg, manifest.shown_image, store.url_for) if cfg.rewrite.responsive else None
         # where articles may be written: the real folders given (None: anywhere a symlink leads, by configuration)
         self._roots = None if cfg.articles.follow_symlinks_outside else [Path(os.path.realpath(p)) for p in paths]
         self._archived: dict[str, str] = {}  # resolved URL -> public URL of the stored original
@@ -71,12 +94,16 @@ class Run:
         self._rewrites: list[asyncio.Future[None]] = []
         # archive URLs in the articles whose objects verify found missing or corrupt: sha256 -> [(path, line, url)]
         self._lost_refs: dict[str, list[tuple[Path, int, str]]] = defaultdict(list)
+        self._shown: set[str] = set()  # originals the articles already point at (their renditions are completed)
         self._lost_why: dict[str, str] = {}  # why a lost asset could not be stored again
         self._lost_sources_of: dict[str, str] = {}  # source URL fetched again -> the lost asset it should give back
         self._in_flight: set[asyncio.Task[None]] = set()
         self._done: set[str] = set()  # URLs with their outcome: each gets exactly one
         self._refused_at_scan: dict[str, tuple[str, Cause | None]] = {}  # URL as shown -> (reason, cause)
         self._fingerprints = {cause: settings_fingerprint(cfg, cause) for cause in Cause}
+        self._scan_fp = scan_fingerprint(cfg)
+        self._settled_bytes: list[tuple[str, int]] = []  # (sha256, references) of article bytes found fully archived
+        self._clean: set[Path] = set()  # articles whose scan found nothing to refuse and nothing to warn about
         self.stop_reason: str | None = None
         self._fetcher: Fetcher | None = None
 
@@ -116,10 +143,18 @@ class Run:
         def skipped(path: Path, why: str) -> None:  # a symlink loop, a link outside the folders given, ...
             self._problem(Problem(SKIPPED, why, article=shown_path(path)))
 
+        # Bytes a run found fully archived are not parsed again (hashing is ~100x cheaper), unless verify found
+        # objects missing: every archive URL must then be read, to store again what the articles point at.
+        known = not self._assets.lost
         for path in iter_article_paths(self.paths, cfg.extensions, follow_outside=cfg.follow_symlinks_outside,
                                        on_skip=skipped):
             if self.stop_reason:  # interrupted while scanning: what was not scanned is left for a re-run
                 break
+            if known and (refs := self._known_settled(path)) is not None:
+                self.stats.articles += 1
+                self.stats.refs += refs
+                self.stats.refs_done += refs
+                continue
             try:
                 scanned = scan_article(path, cfg, self._own)
             except ArticleError as exc:
@@ -142,15 +177,34 @@ class Run:
             for raw, sha, line in scanned.archived:
                 if sha in self._assets.lost:
                     self._lost_refs[sha].append((path, line, raw))
+                else:
+                    self._shown.add(sha)
             for url in scanned.work.uses:
                 self._users[url].append(path)
-            if scanned.work.uses:
-                self._articles[path] = scanned.work
+            if scanned.work.uses or (self._responsive is not None and scanned.archived):
+                self._articles[path] = scanned.work  # responsive: its archived <img>s may lack attributes
+            self._note_scanned(path, scanned)
+
+    def _known_settled(self, path: Path) -> int | None:
+        """The references of an article whose bytes a run found fully archived (under these settings), or None."""
+        try:
+            raw = read_raw(path)
+        except ArticleError:
+            return None  # the scan reports it
+        return self.manifest.settled_refs(sha256(raw), self._scan_fp)
+
+    def _note_scanned(self, path: Path, scanned: Scanned) -> None:
+        # responsive: an article of archive URLs may still lack attributes; its rewrite tells (check_settled)
+        if scanned.settled and (self._responsive is None or not scanned.archived):
+            self._settled_bytes.append((scanned.sha256, scanned.refs))
+        elif not scanned.rejected and not scanned.notices:
+            self._clean.add(path)
 
     # -- settling URLs -------------------------------------------------------------------------
     async def execute(self) -> RunReport:
-        fetcher = Fetcher(self.cfg.fetch, self.workdir)  # before the scan: what it refuses (proxies) stops the run now
-        self._fetcher = fetcher
+        from archiver.fetch.proxy import Proxies
+
+        Proxies()  # before the scan: a proxy setting that cannot work stops the run now
         retried = self.manifest.forget_stale_refusals(self._fingerprints)
         if retried:
             log.info("%d URLs refused under other settings are evaluated again", retried)
@@ -162,12 +216,16 @@ class Run:
         )
         known = self.manifest.url_states(self._users)
         todo: list[str] = []
+        incomplete: dict[str, tuple[StoredAsset, list[str]]] = {}
         for url in self._users:
             state = known.get(url)
             stored = self.manifest.asset(state.asset) if state and state.asset else None
             if state and state.status == Outcome.ARCHIVED and stored and stored.sha256 not in self._assets.lost:
                 self.stats.urls_known += 1
-                self._settled(url, self.store.url_for(stored.key))
+                if self._assets.renditions_complete(stored.sha256, stored.ext):
+                    self._settled(url, self.store.url_for(stored.key))
+                else:  # a width or format configured since it was archived: made from the stored original first
+                    incomplete.setdefault(stored.sha256, (stored, []))[1].append(url)
             elif state and state.status.final and not self.retry_dead:
                 if state.cause == Cause.GUARD:
                     self.report.guard_refused += 1
@@ -175,7 +233,21 @@ class Run:
             else:
                 todo.append(url)  # new, to retry, or archived as an object that is missing or corrupt in storage
         todo += self._lost_sources(todo)
+        for sha in sorted(self._shown - incomplete.keys()):
+            stored = self.manifest.asset(sha)
+            if stored is not None and not self._assets.renditions_complete(sha, stored.ext):
+                incomplete[sha] = (stored, [])
+        if incomplete:
+            await self._complete_renditions(list(incomplete.values()))
         if todo:
+            # Only a run with something to fetch loads the HTTP client and contacts the store (a run with nothing
+            # new stays well under a second, even with S3).
+            from archiver.fetch.client import Fetcher
+
+            fetcher = Fetcher(self.cfg.fetch, self.workdir)
+            self._fetcher = fetcher  # the status line shows the hosts it pauses
+            if self.check_store:
+                await asyncio.to_thread(self.store.check)  # one clear error before anything is fetched
             async with fetcher:
                 limit = self.cfg.fetch.concurrency * 4
                 for url in _interleave_hosts(todo):
@@ -188,6 +260,10 @@ class Run:
                     task.add_done_callback(self._in_flight.discard)
                 if self._in_flight:
                     await asyncio.wait(self._in_flight)  # _settle never raises; cancelled: left for a re-run
+        for work in self._articles.values():  # responsive: articles whose every URL was archived before
+            if not work.pending and not work.scheduled:
+                work.scheduled = True
+                self._rewrites.append(asyncio.ensure_future(self._rewrite(work)))
         if self.stop_reason:
             # stopped early: rewrite every article with what is archived so far; a re-run does the rest
             for work in self._articles.values():
@@ -202,6 +278,11 @@ class Run:
                 for path, line, raw in uses:
                     self._problem(Problem(Outcome.FAILED, f"its object is missing or corrupt in storage (found by "
                                           f"verify) and could not be stored again: {why}", raw, str(path), line))
+        if not self.dry_run:
+            try:
+                self.manifest.record_settled(self._settled_bytes, self._scan_fp)
+            except ManifestError as exc:  # only a later run's speed depends on it
+                log.warning("%s", exc.message)
         self.report.diffs.sort()
         self.report.replaced = sorted(self._assets.replaced)
         self.report.stopped = self.stop_reason
@@ -209,6 +290,25 @@ class Run:
         if not self.dry_run and not self.stop_reason:  # the next run catches up what a stopped one did not search
             self._record_near_duplicates()
         return self.report
+
+    async def _complete_renditions(self, assets: list[tuple[StoredAsset, list[str]]]) -> None:
+        """Give archived images the renditions configured since (from their stored originals), then settle their
+        URLs as archived: the originals are there either way, and an image whose renditions could not be made keeps
+        those it has (logged)."""
+        slots = asyncio.Semaphore(max(2, self.cfg.storage.concurrency))
+
+        async def one(stored: StoredAsset, urls: list[str]) -> None:
+            async with slots:
+                if not self.stop_reason:
+                    try:
+                        await self._assets.complete(stored, self.workdir)
+                    except ArchiverError as exc:
+                        log.warning("%s: the renditions configured since it was archived could not be made: %s",
+                                    stored.key, exc.message)
+            for url in urls:
+                self._settled(url, self.store.url_for(stored.key))
+
+        await asyncio.gather(*(one(stored, urls) for stored, urls in assets))
 
     def _lost_sources(self, todo: list[str]) -> list[str]:
         """One source URL to fetch again for each lost asset the articles point at (through an archive URL) and no
@@ -338,9 +438,11 @@ class Run:
     # -- rewriting -----------------------------------------------------------------------------
     async def _rewrite(self, work: ArticleWork) -> None:
         try:
+            every = work.path in self._clean and all(u in self._archived for u in work.uses)
             done = await asyncio.to_thread(
                 rewrite_article, work.path, self._archived, self.cfg.articles, self._own, self.manifest,
-                dry_run=self.dry_run, roots=self._roots,
+                dry_run=self.dry_run, roots=self._roots, responsive=self._responsive,
+                check_settled=every and not self.dry_run,
             )
         except ArticleError as exc:
             self._problem(Problem(Outcome.FAILED, exc.reason, article=shown_path(work.path), line=exc.line))
@@ -353,6 +455,10 @@ class Run:
             self._problem(Problem(Outcome.FAILED, f"internal error: {_describe(exc)}", article=str(work.path)))
             return
         if done is not None:
+            if done.settled_refs is not None:
+                self._settled_bytes.append((done.after, done.settled_refs))
+            if not done.changed:
+                return
             self.stats.articles_rewritten += 1
             if done.diff is not None:
                 self.report.diffs.append(done.diff)

@@ -108,6 +108,9 @@ def summary_lines(report: RunReport, elapsed: float, *, dry_run: bool = False) -
     ]
     if s.restored:
         lines.append(f"{s.restored} images missing or corrupt in storage (found by verify) stored again")
+    if s.renditions_added:
+        lines.append(f"{s.renditions_added} archived images given the rendition widths or formats configured since "
+                     "(from their stored originals)")
     if report.replaced:
         lines.append(f"replaced {len(report.replaced)} objects that held other bytes than their key names:")
         lines.extend(f"  {r}" for r in report.replaced)
@@ -139,9 +142,21 @@ def summary_lines(report: RunReport, elapsed: float, *, dry_run: bool = False) -
     return lines
 
 
+def _unspecified(address: str) -> bool:
+    """0.0.0.0/8 and :: are refused whatever allow_networks says: never suggest allowing them."""
+    import ipaddress
+
+    try:
+        addr = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return True
+    return addr.is_unspecified or (addr.version == 4 and addr in ipaddress.ip_network("0.0.0.0/8"))
+
+
 def _guard_hint(report: RunReport) -> str:
     """Nothing archived and URLs refused by the address guard: say how to allow a network (e.g. a local origin)."""
-    nets = sorted(f"{a}/{128 if ':' in a else 32}" for a in report.guard_addresses)[:5] or ["127.0.0.1/32"]
+    nets = sorted(f"{a}/{128 if ':' in a else 32}" for a in report.guard_addresses if not _unspecified(a))[:5]
+    nets = nets or ["127.0.0.1/32"]
     example = ", ".join(f'"{n}"' for n in nets)
     return (
         f"nothing archived: the address guard refused {report.guard_refused} URLs (private, loopback or reserved "

@@ -11,9 +11,7 @@ and recording the asset ends its "lost" marks.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -25,9 +23,9 @@ from archiver.fetch.client import Fetcher
 from archiver.image.pool import ImagePool
 from archiver.manifest.rows import LostObject, StoredAsset
 from archiver.manifest.sqlite import Manifest
-from archiver.model import Download, ImageFormat
+from archiver.model import Download
 from archiver.redaction import redact
-from archiver.run.assets import AssetArchiver
+from archiver.run.assets import AssetArchiver, stored_original
 from archiver.run.report import Stats
 from archiver.storage import Store
 
@@ -74,7 +72,7 @@ async def _repair_asset(cfg: Config, manifest: Manifest, store: Store, fetcher: 
         return
     download, source = None, "the stored original"
     if all(o.key != asset.key or o.state == "unproven" for o in lost):  # it may still hash to its key: read it
-        download = await asyncio.to_thread(_stored_original, store, asset, workdir)
+        download = await asyncio.to_thread(stored_original, store, asset, workdir)
     if download is None:  # the original itself is missing or corrupt: its sources give it back, or nothing does
         download, source = await _fetch_source(manifest, fetcher, asset)
         if download is None:
@@ -100,22 +98,8 @@ def _rendition_configs(cfg: Config, manifest: Manifest, asset: StoredAsset) -> l
         formats[fmt].append(width)
     if not formats:
         return [cfg.images]
-    return [replace(cfg.images, thumbnails=tuple(sorted(widths)), thumbnail_format=fmt)
+    return [replace(cfg.images, thumbnails=tuple(sorted(widths)), thumbnail_format=fmt, formats=())
             for fmt, widths in sorted(formats.items())]
-
-
-def _stored_original(store: Store, asset: StoredAsset, workdir: Path) -> Download | None:
-    """The stored original as a download, if it still hashes to its key (else None: fetch it from its source)."""
-    try:
-        data = store.get(asset.key)
-    except ArchiverError:
-        return None
-    if hashlib.sha256(data).hexdigest() != asset.sha256:
-        return None
-    path = workdir / f"repair-{asset.sha256[:16]}-{os.getpid()}.part"
-    path.write_bytes(data)
-    fmt = ImageFormat(asset.format, asset.mime, asset.ext, raster=asset.format != "svg")
-    return Download(asset.key, asset.key, path, len(data), asset.sha256, fmt, 200)
 
 
 async def _fetch_source(manifest: Manifest, fetcher: Fetcher, asset: StoredAsset) -> tuple[Download | None, str]:

@@ -45,6 +45,7 @@ class Stats:
     uploaded: int = 0
     already_stored: int = 0  # proven to hold these bytes (size, type, checksum): not uploaded
     restored: int = 0  # images whose objects verify found missing or corrupt, stored again
+    renditions_added: int = 0  # archived images given the rendition widths or formats configured since
     archived: int = 0  # these four: URLs with their outcome (model.Outcome)
     dead: int = 0
     rejected: int = 0

@@ -12,9 +12,9 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from archiver.config import Config
+from archiver.config import Config, StorageConfig
 from archiver.errors import StorageError
 from archiver.storage.keys import check_config
 
@@ -117,10 +117,39 @@ def open_store(cfg: Config) -> Store:
 
         return LocalStore(cfg.resolve_path(st.path), st.public_base_url)
     if st.backend == "s3":
-        from archiver.storage.s3 import S3Store
-
-        return S3Store(st)
+        return _DeferredS3(st)
     raise StorageError(f'[storage] backend: {st.backend!r} is not "local" or "s3"')
+
+
+class _DeferredS3:
+    """The S3 store, made at its first use: a command that ends up storing and reading nothing (a run with nothing
+    new) neither loads boto3 nor contacts the endpoint. Public URLs need neither."""
+
+    def __init__(self, cfg: StorageConfig) -> None:
+        self._cfg = cfg
+        self._real: Store | None = None
+
+    def _store(self) -> Store:
+        if self._real is None:
+            from archiver.storage.s3 import S3Store
+
+            self._real = S3Store(self._cfg)
+        return self._real
+
+    def url_for(self, key: str) -> str:
+        from archiver.storage.keys import public_url
+
+        return public_url(self._cfg.public_base_url, key)
+
+    def close(self) -> None:
+        if self._real is not None:
+            self._real.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store(), name)
+
+    def __repr__(self) -> str:
+        return repr(self._store())
 
 
 __all__ = ["Proof", "Store", "Stored", "file_sha256", "open_store", "prove"]

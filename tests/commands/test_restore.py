@@ -347,3 +347,27 @@ def test_undo_uses_the_recorded_offsets_not_the_nearest_copy(
     # and with paragraphs added since the rewrite: one at the end holding a copy of each archive URL
     edited = undo(rewritten + "\n/archive/A /archive/B", [gen])
     assert edited.text == text + "\n/archive/A /archive/B" and not edited.problems
+
+
+def test_a_restore_killed_while_writing_leaves_no_temp_copy_after_the_next_restore(
+    two_generations: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by review: the temp copy a killed restore left beside an article was removed only by `run`."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.support.paths import ROOT_DIR
+
+    cfg, originals = str(two_generations["cfg"]), two_generations["originals"]
+    env = dict(os.environ, ARCHIVER_CRASH_AT="article-temp:1")
+    killed = subprocess.run([sys.executable, "-m", "archiver", "restore", "--config", cfg, "-q"],
+                            cwd=ROOT_DIR, env=env, capture_output=True, text=True, timeout=120)
+    assert killed.returncode != 0
+    folders = {p.parent for p in originals}
+    assert any(n.startswith(".archiver-tmp-") for f in folders for n in os.listdir(f))  # the killed write's copy
+    assert main(["restore", "--config", cfg]) == 0
+    assert "left by an interrupted write" in capsys.readouterr().out
+    assert not any(n.startswith(".archiver-tmp-") for f in folders for n in os.listdir(f))
+    for path, data in originals.items():
+        assert path.read_bytes() == data, path

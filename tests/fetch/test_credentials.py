@@ -125,3 +125,15 @@ def test_an_https_target_through_the_proxy_gets_the_login_on_the_connect_only(
     (seen,) = forward_proxy.seen
     assert (seen.method, seen.target) == ("CONNECT", "img.example.test:443")
     assert seen.proxy_authorization == basic("proxy-user", "pw")
+
+
+@pytest.mark.parametrize("value", ["user:s3cretpw@proxy.example:31x28", "http://user:s3cretpw@proxy.example:31x28",
+                                   "socks9://user:s3cretpw@proxy.example", "us@er:s3cretpw@proxy.example:bad"])
+def test_a_malformed_proxy_setting_never_prints_its_password(value: str) -> None:
+    """Found by review: without a scheme, ``user:`` read as one and the password was printed in the error."""
+    from archiver.errors import ConfigError
+    from archiver.fetch.proxy import Proxies
+
+    with pytest.raises(ConfigError) as caught:
+        Proxies({"http": value})
+    assert "s3cretpw" not in caught.value.message and "proxy.example" in caught.value.message

@@ -318,3 +318,12 @@ def test_the_proxy_is_reached_by_the_address_its_name_resolved_to(
     asyncio.run(two())
     assert dns.asked.count("proxy.test") == 1
     assert forward_proxy.targets() == ["http://img.example.test/image.jpg", "http://img.example.test/image.png"]
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "0.1.2.3", "::", "::ffff:0.0.0.0"])
+def test_unspecified_addresses_are_refused_even_when_allowed(address: str) -> None:
+    """Found by review: connecting to 0.0.0.0 reaches this machine's own services (loopback) on Linux, and the
+    run's hint suggested allowing it. It is refused whatever allow_networks says."""
+    guard = Guard(["0.0.0.0/8", "::/128", "::ffff:0:0/96"])
+    with pytest.raises(Refused, match="unspecified"):
+        guard.check_address(address)

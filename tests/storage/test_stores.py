@@ -358,7 +358,7 @@ def test_s3_concurrent_puts_share_one_client(s3_store: S3Store) -> None:
 
 def test_open_store_s3_uses_the_credential_chain(s3_env: SeaweedS3) -> None:
     store = open_store(Config(storage=s3_config(s3_env, s3_env.make_bucket("open"))))
-    assert isinstance(store, S3Store)
+    assert "S3Store(bucket=" in repr(store)  # made at its first use (a run with nothing new never loads boto3)
     store.check()
     store.put("k/x.png", b"png", "image/png", {})
     assert store.get("k/x.png") == b"png"
