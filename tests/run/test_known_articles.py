@@ -87,3 +87,26 @@ def test_changed_bytes_new_settings_and_lost_objects_are_parsed_again(
     parsed.clear()
     assert main(["run", "--config", str(cfg), "-q"]) == 0
     assert len(parsed) == 2 and victim.exists()
+
+
+def test_responsive_articles_are_settled_once_their_attributes_are_added(
+    tmp_path: Path, origin: Server, site: dict[str, bytes], capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An article of archive URLs is not settled while [rewrite] responsive may still add attributes to it: the
+    run that turns responsive on reads every article and adds them; the run after reads none and changes nothing."""
+    cfg = write_config(tmp_path, origin)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    text = cfg.read_text().replace("[storage]", "[rewrite]\nresponsive = true\n[storage]", 1)
+    cfg.write_text(text)
+    parsed = _no_parsing(monkeypatch)
+    before = {p: p.read_bytes() for p in (tmp_path / "site").rglob("*.md")}
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert len(parsed) == 2
+    after = {p: p.read_bytes() for p in before}
+    assert any(b'decoding="async"' in after[p] and b'decoding="async"' not in before[p] for p in before)
+    capsys.readouterr()
+    parsed.clear()
+    snap = snapshot(tmp_path)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert parsed == [] and snapshot(tmp_path) == snap
