@@ -107,6 +107,8 @@ def hint(f: Failure) -> str:
         return "a re-run retries these"
     if f.host == "(no host)" and f.outcome == Outcome.REJECTED and ":" in f.url.split("/", 1)[0]:
         return "not an http(s) URL: nothing to archive"
+    if "local path" in f.reason.lower():
+        return "a file on disk outside the articles' folders: set [articles] site_root, or fix the path"
     if "not an image" in f.reason.lower():
         return "the server answers with something else than an image (often an HTML error page)"
     return ""

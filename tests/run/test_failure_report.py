@@ -61,7 +61,8 @@ def test_run_report_lists_every_image_not_archived_by_host_and_reason(
     (gone,) = by_url["http://photos.test/gone.jpg"]
     assert gone["http_status"] == "404" and gone["hint"].startswith("gone at the source")
     (rel,) = by_url["../relative.jpg"]
-    assert rel["outcome"] == "rejected" and rel["hint"] == "a relative URL: set [articles] base_url"
+    assert rel["outcome"] == "rejected", rel  # a path on disk outside the articles' folders (local images)
+    assert rel["hint"] == "a file on disk outside the articles' folders: set [articles] site_root, or fix the path"
     page = out.read_text(encoding="utf-8")
     assert "img.news.test: 3 images 403 Forbidden — set a Referer (or a cookie) for this host in [fetch] headers" in page
 
