@@ -67,7 +67,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _common(parser, None)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for name, cmd in COMMANDS.items():
-        p = sub.add_parser(name, help=cmd.help)
+        epilog = "examples:\n" + "\n".join(f"  {line}" for line in cmd.examples) if cmd.examples else None
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         _common(p, argparse.SUPPRESS)
         if named not in COMMANDS or named == name:
             cmd.load().add_arguments(p)
@@ -132,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with _logging(args):
         try:
-            return int(COMMANDS[args.command].load().command(args, _config(args)))
+            module = COMMANDS[args.command].load()
+            cfg = _config(args) if getattr(module, "NEEDS_CONFIG", True) else Config()  # init writes one
+            return int(module.command(args, cfg))
         except ArchiverError as exc:
             _say(f"archiver: {exc}")
             return exc.exit_code

@@ -17,17 +17,47 @@ class Command:
     name: str
     module: str
     help: str
+    examples: tuple[str, ...] = ()  # shown at the end of the command's --help: "command line  # what it does"
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
 
 
 COMMANDS: dict[str, Command] = {c.name: c for c in (
-    Command("run", "archiver.commands.run", "archive the images of articles and rewrite the articles"),
-    Command("status", "archiver.commands.status", "counts and recent failures from the manifest"),
+    Command("init", "archiver.commands.init",
+            "write a commented archiver.toml fitted to the Hexo, Hugo or Jekyll site in this folder", (
+                "archiver init                     # detect the site here and write ./archiver.toml",
+                "archiver init --site hugo         # a Hugo site: articles in content/, the archive in static/",
+            )),
+    Command("run", "archiver.commands.run", "archive the images of articles and rewrite the articles", (
+        "archiver run --dry-run            # fetch and check everything, print the diff, write nothing",
+        "archiver run source/_posts --report report/failures.html",
+    )),
+    Command("status", "archiver.commands.status", "counts and recent failures from the manifest", (
+        "archiver status --config site/archiver.toml",
+    )),
     Command("verify", "archiver.commands.verify",
-            "check that every archived object exists (and with --deep, is intact)"),
-    Command("restore", "archiver.commands.restore", "put the original URLs back into articles"),
+            "check that every archived object exists (and with --deep, is intact)", (
+                "archiver verify --deep            # read every object and check its hash",
+                "archiver verify --repair          # re-create what is missing or corrupt",
+            )),
+    Command("restore", "archiver.commands.restore", "put the original URLs back into articles", (
+        "archiver restore --dry-run        # show what would be put back",
+        "archiver restore source/_posts/2021-10-31-launch.md",
+    )),
     Command("dedupe", "archiver.commands.dedupe",
-            "group exact and near-duplicate images, report them, optionally rewrite to a canonical copy"),
+            "group exact and near-duplicate images, report them, optionally rewrite to a canonical copy", (
+                "archiver dedupe                   # write report/dedupe.html",
+                "archiver dedupe --apply           # point articles at each group's canonical copy (--undo reverts)",
+            )),
+    Command("report", "archiver.commands.report",
+            "an HTML page and a CSV of every image not archived, by host and reason, with the articles using it", (
+                "archiver report                   # report/failures.html and report/failures.csv",
+                "archiver report source/_posts --output /tmp/broken-images.html",
+            )),
+    Command("export", "archiver.commands.export",
+            "every archived image with its URLs, renditions, size and a tiny placeholder, as JSON or CSV for a site", (
+                "archiver export data/images.json  # Hugo: site.Data.images, keyed by source URL",
+                "archiver export --format csv --key public images.csv",
+            )),
 )}

@@ -10,12 +10,13 @@ from pathlib import Path
 
 from archiver import scratch, terminal
 from archiver.config import Config
-from archiver.errors import EXIT_INTERRUPTED, ConfigError
+from archiver.errors import EXIT_FAILED, EXIT_INTERRUPTED, ArchiverError, ConfigError
 from archiver.image.formats import writable
 from archiver.image.pool import make_pool
 from archiver.manifest.sqlite import Manifest
 from archiver.run.pipeline import Run, prepare_workdir
 from archiver.run.progress import Progress, summary_lines
+from archiver.run.report import RunReport
 from archiver.storage import Store, open_store
 from archiver.storage.null import NullStore
 from archiver.terminal import shown_path
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fetch and report, write nothing; print the diff a real run would make")
     parser.add_argument("--retry-dead", action="store_true",
                         help="fetch again URLs an earlier run found dead or rejected")
+    parser.add_argument("--report", type=Path, metavar="PATH",
+                        help="also write an HTML page (PATH) and a CSV beside it of every image not archived, by "
+                             "host and reason, with the articles that use it")
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
@@ -35,6 +39,10 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         if not p.exists():
             why = "a broken symlink, or a symlink loop" if p.is_symlink() else "no such file or folder"
             raise ConfigError(f"{shown_path(p)}: {why}")
+    if args.report:
+        from archiver.run.failure_report import check_report_paths
+
+        check_report_paths(args.report)
     images, messages = writable(cfg.images)
     if messages:  # AVIF without an encoder: said once, at start-up, and the other formats are made
         terminal.say(*messages)
@@ -51,12 +59,13 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         manifest = Manifest.open(manifest_path)
     # a dry run must not touch the real run's scratch folder (a real run may be using it right now)
     workdir = prepare_workdir(None if args.dry_run else manifest_path)
+    report_failed = False
     pool = make_pool(cfg.images.max_decode_seconds)  # workers start with the first image to decode
     try:
         run = Run(cfg, paths, manifest, store, dry_run=args.dry_run, retry_dead=args.retry_dead,
                   workdir=workdir, pool=pool,
                   check_store=not args.dry_run and cfg.storage.backend == "s3")
-        progress = Progress(run.stats, enabled=not args.quiet, dry_run=args.dry_run)
+        progress = Progress(run.stats, enabled=not args.quiet, dry_run=args.dry_run, paused=run.paused_hosts)
         terminal.attach(progress)
 
         async def main() -> None:
@@ -71,6 +80,12 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
 
         asyncio.run(main())
         report = run.report
+        report_line = None
+        if args.report:
+            try:
+                report_line = _failure_report(args.report, report, manifest, paths, dry_run=args.dry_run)
+            except ArchiverError as exc:
+                report_line, report_failed = f"report not written: {exc}", True
         if cfg.dedupe.rewrite_to_canonical and not args.dry_run and not report.stopped:
             _rewrite_to_canonical(cfg, manifest, store)
     finally:
@@ -83,9 +98,27 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         for diff in report.diffs:
             terminal.say_block(diff)
     terminal.say(*summary_lines(report, progress.elapsed, dry_run=args.dry_run))
+    if report_line:
+        terminal.say(report_line)
     if report.stopped and report.stopped.startswith("interrupted"):
         return EXIT_INTERRUPTED
-    return report.exit_code
+    return max(report.exit_code, EXIT_FAILED if report_failed else 0)
+
+
+def _failure_report(path: Path, report: RunReport, manifest: Manifest, paths: list[Path], *, dry_run: bool) -> str:
+    """--report: the run's problems as an HTML page and a CSV (archiver.run.failure_report, loaded only here)."""
+    import time
+
+    from archiver.run.failure_report import csv_path_for, from_problems, write_failure_report
+
+    states = manifest.url_states({p.url for p in report.problems if p.url})
+    failures, unread = from_problems(report.problems, states)
+    meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "articles": ", ".join(shown_path(p) for p in paths)}
+    if dry_run:
+        meta["run"] = "dry run"
+    files = write_failure_report(failures, unread, path, meta)
+    return (f"report: {files.urls} images not archived, on {files.hosts} hosts: {shown_path(files.html)} and "
+            f"{shown_path(csv_path_for(files.html))}")
 
 
 def _rewrite_to_canonical(cfg: Config, manifest: Manifest, store: Store) -> None:

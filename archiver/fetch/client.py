@@ -151,6 +151,10 @@ class Fetcher:
         exc = state.outcome.exception() if state.outcome else None
         return retry_delay(self._cfg, exc, state.attempt_number)
 
+    def paused_hosts(self) -> list[tuple[str, float]]:
+        """(host, seconds left) of the hosts paused now ("slow down" answers), longest first."""
+        return self._pauses.paused()
+
     async def fetch(self, url: str) -> Download:
         """Download ``url`` (absolute, from urls.resolve); the caller deletes ``Download.path``."""
         result = await self._retrying(url, "GET")

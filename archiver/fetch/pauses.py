@@ -63,6 +63,11 @@ class HostPauses:
             return 0.0
         return left
 
+    def paused(self) -> list[tuple[str, float]]:
+        """(host, seconds left) of every host paused now, the longest pause first (for the status line)."""
+        now = self._clock()
+        return sorted(((h, until - now) for h, until in self._until.items() if until > now), key=lambda x: -x[1])
+
     async def wait(self, host: str) -> None:
         """Return once ``host`` is not paused (sleeping again if the pause was extended meanwhile)."""
         while (left := self.remaining(host)) > 0:

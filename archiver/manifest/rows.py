@@ -186,3 +186,27 @@ class PairRow(NamedTuple):
     b: str
     phash_distance: int
     dhash_distance: int
+
+
+class ExportedRendition(NamedTuple):
+    width: int  # the configured width it was made for
+    format: str
+    pixel_width: int
+    pixel_height: int
+    bytes: int
+    key: str
+
+
+class ExportedAsset(NamedTuple):
+    """An archived image with what a downstream site needs (``archiver export``)."""
+
+    sha256: str
+    format: str
+    mime: str
+    bytes: int
+    width: int | None
+    height: int | None
+    first_seen: float
+    key: str
+    sources: list[str]  # the archived URLs that gave these bytes, as the manifest keys them, oldest first
+    renditions: list[ExportedRendition]  # by width, then format

@@ -24,6 +24,8 @@ from archiver.manifest.lost import LostObjects
 from archiver.manifest.rows import (
     ArchivedUrl,
     AssetRow,
+    ExportedAsset,
+    ExportedRendition,
     PairRow,
     RenditionRow,
     ShownImage,
@@ -426,6 +428,29 @@ class Manifest(ArticleRecords, LostObjects):
             "GROUP BY asset)"
         ).fetchone()[0]
         return out
+
+    def exported_assets(self) -> Iterator[ExportedAsset]:
+        """Every asset at least one archived URL resolves to, oldest first, with its source URLs and renditions;
+        streamed (one asset in memory at a time)."""
+        cursor = self._db.execute(
+            "SELECT sha256, format, mime, bytes, width, height, first_seen, key FROM assets a WHERE EXISTS "
+            "(SELECT 1 FROM urls u WHERE u.asset = a.sha256 AND u.status = 'archived') ORDER BY first_seen, sha256"
+        )
+        for sha, fmt, mime, size, width, height, first_seen, key in cursor:
+            sources = [u for (u,) in self._db.execute(
+                "SELECT url FROM urls WHERE asset = ? AND status = 'archived' ORDER BY first_seen, url", (sha,))]
+            renditions = [ExportedRendition(*r) for r in self._db.execute(
+                "SELECT width, format, pixel_width, pixel_height, bytes, key FROM renditions WHERE asset = ? "
+                "ORDER BY width, format", (sha,))]
+            yield ExportedAsset(sha, fmt, mime, size, width, height, first_seen, key, sources, renditions)
+
+    def unarchived(self) -> Iterator[UrlState]:
+        """Every URL recorded as dead, rejected or failed, by URL (streamed)."""
+        for row in self._db.execute(
+            "SELECT url, status, reason, attempts, asset, http_status, cause FROM urls WHERE status != 'archived' "
+            "ORDER BY url"
+        ):
+            yield _url_state(row)
 
     def failures(self, limit: int = 20) -> list[UrlState]:
         return [

@@ -108,6 +108,11 @@ class Run:
         self._settled_bytes: list[tuple[str, int]] = []  # (sha256, references) of article bytes found fully archived
         self._clean: set[Path] = set()  # articles whose scan found nothing to refuse and nothing to warn about
         self.stop_reason: str | None = None
+        self._fetcher: Fetcher | None = None
+
+    def paused_hosts(self) -> list[tuple[str, float]]:
+        """The hosts the fetcher has paused right now, with the seconds left (for the status line)."""
+        return self._fetcher.paused_hosts() if self._fetcher is not None else []
 
     # -- stopping ------------------------------------------------------------------------------
     def request_stop(self, reason: str, grace: float = 3.0) -> None:
@@ -243,6 +248,7 @@ class Run:
             from archiver.fetch.client import Fetcher
 
             fetcher = Fetcher(self.cfg.fetch, self.workdir)
+            self._fetcher = fetcher  # the status line shows the hosts it pauses
             if self.check_store:
                 await asyncio.to_thread(self.store.check)  # one clear error before anything is fetched
             async with fetcher:

@@ -6,6 +6,7 @@ counts add up to the unique URLs found. A dry run says what would be archived, u
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from archiver.model import Outcome
@@ -17,23 +18,63 @@ def _rate(stats: Stats, elapsed: float) -> float:
     return stats.settled / elapsed if elapsed > 0 else 0.0
 
 
-def status_line(stats: Stats, elapsed: float, *, dry_run: bool = False) -> str:
+def _duration(seconds: float) -> str:
+    s = int(seconds + 0.5)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _eta(stats: Stats, elapsed: float) -> str:
+    """Time left at the rate of this run's own work (URLs settled from the manifest cost nothing, so they are not
+    counted in the rate); "--" before there is a rate."""
+    left = stats.urls - stats.settled
+    if left <= 0:
+        return "0s"
+    worked = stats.settled - stats.urls_known
+    if worked <= 0 or elapsed <= 0:
+        return "--"
+    return _duration(left * elapsed / worked)
+
+
+def _host(key: str) -> str:
+    return key.removesuffix(":443").removesuffix(":80")
+
+
+def status_line(stats: Stats, elapsed: float, *, dry_run: bool = False,
+                paused: Sequence[tuple[str, float]] = ()) -> str:
+    """What rclone's -P users expect: done/total with a percentage, bytes and their rate, URLs per second, the time
+    left, and the hosts paused now (a "slow down" answer) with the seconds left."""
     would = "would be " if dry_run else ""
-    return (
-        f"articles {stats.articles} · urls {stats.settled}/{stats.urls}: {stats.archived} {would}archived, "
-        f"{stats.dead} dead, {stats.rejected} rejected, {stats.failed} failed · fetched {stats.fetched} · "
+    if not stats.urls and stats.settled == 0:
+        return f"articles {stats.articles} · scanning for image references, {stats.refs} so far"
+    percent = 100 * stats.settled // stats.urls if stats.urls else 100
+    byte_rate = stats.bytes_fetched / elapsed if elapsed > 0 else 0.0
+    line = (
+        f"articles {stats.articles} · urls {stats.settled}/{stats.urls} ({percent}%): {stats.archived} {would}archived, "
+        f"{stats.dead} dead, {stats.rejected} rejected, {stats.failed} failed · fetched {stats.fetched} "
+        f"({_size(stats.bytes_fetched)}, {_size(int(byte_rate))}/s) · "
         f"{'would upload' if dry_run else 'uploaded'} {stats.uploaded} · {would}rewritten {stats.articles_rewritten}"
-        f" · {_rate(stats, elapsed):.1f} urls/s"
+        f" · {_rate(stats, elapsed):.1f} urls/s · ETA {_eta(stats, elapsed)}"
     )
+    if paused:
+        shown = ", ".join(f"{_host(h)} ({_duration(left)})" for h, left in paused[:3])
+        more = f" and {len(paused) - 3} more" if len(paused) > 3 else ""
+        line += f" · paused: {shown}{more}"
+    return line
 
 
 class Progress(StatusLine):
-    """The run's status line over its ``Stats``."""
+    """The run's status line over its ``Stats`` (and ``paused``: the hosts paused now, from the fetcher)."""
 
     def __init__(
-        self, stats: Stats, stream: TextIO | None = None, *, enabled: bool = True, dry_run: bool = False
+        self, stats: Stats, stream: TextIO | None = None, *, enabled: bool = True, dry_run: bool = False,
+        paused: Callable[[], Sequence[tuple[str, float]]] | None = None,
     ) -> None:
-        super().__init__(lambda: status_line(stats, self.elapsed, dry_run=dry_run), stream, enabled=enabled)
+        super().__init__(lambda: status_line(stats, self.elapsed, dry_run=dry_run, paused=paused() if paused else ()),
+                         stream, enabled=enabled)
         self.stats = stats
 
 

@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from archiver.fetch.pauses import HostPauses, host_key
 from archiver.run.pipeline import Problem, RunReport, Stats
-from archiver.run.progress import Progress, summary
+from archiver.run.progress import Progress, status_line, summary
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
 from tests.support.paths import ROOT_DIR
@@ -60,7 +61,33 @@ def test_not_on_a_terminal_progress_is_plain_lines() -> None:
     progress.draw()
     line = stream.getvalue()
     assert line.endswith("\n") and "\r" not in line and "\x1b" not in line
-    assert "urls 4/10: 2 archived, 1 dead, 1 rejected, 0 failed" in line and "uploaded 8" in line
+    assert "urls 4/10 (40%): 2 archived, 1 dead, 1 rejected, 0 failed" in line and "uploaded 8" in line
+
+
+def test_the_status_line_shows_percentage_bytes_rate_eta_and_the_hosts_paused() -> None:
+    """What rclone -P users expect: done/total (percent), bytes and their rate, URLs/s, the time left, and the hosts
+    a "slow down" answer paused, with the seconds left (from the fetcher's own pauses, on a fake clock)."""
+    now = [1000.0]
+    pauses = HostPauses(clock=lambda: now[0])
+    pauses.pause(host_key("https://cdn.example.com/a.jpg"), 42, "429 Retry-After")
+    pauses.pause(host_key("http://img.test:8080/b.jpg"), 5, "503 Retry-After")
+    # 40 URLs, 10 of them known from an earlier run (no work): 15 settled by this run's work in 30 s -> 30 s left
+    stats = Stats(articles=7, urls=40, urls_known=10, archived=20, dead=3, rejected=1, failed=1, fetched=15,
+                  bytes_fetched=3 * 1024 * 1024, uploaded=30, articles_rewritten=2)
+    line = status_line(stats, 30.0, paused=pauses.paused())
+    assert "urls 25/40 (62%): 20 archived, 3 dead, 1 rejected, 1 failed" in line
+    assert "fetched 15 (3.0 MB, 102.4 KB/s)" in line and "0.8 urls/s" in line and "ETA 30s" in line
+    assert line.endswith(" · paused: cdn.example.com (42s), img.test:8080 (5s)")
+    now[0] += 6  # one pause is over
+    assert status_line(stats, 30.0, paused=pauses.paused()).endswith(" · paused: cdn.example.com (36s)")
+    stats.archived += 15
+    assert "ETA 0s" in status_line(stats, 60.0) and "paused" not in status_line(stats, 60.0)
+    assert "ETA --" in status_line(Stats(articles=1, urls=5), 3.0)
+    assert status_line(Stats(articles=3, refs=12), 1.0) == "articles 3 · scanning for image references, 12 so far"
+    assert "ETA 1h23m" in status_line(Stats(urls=5001, archived=1, fetched=1), 1.0)
+    stream = io.StringIO()
+    Progress(stats, stream, paused=lambda: [("cdn.example.com:443", 3.0)]).draw()
+    assert "paused: cdn.example.com (3s)" in stream.getvalue()
 
 
 def test_the_status_line_and_the_summary_use_the_outcomes_vocabulary_and_a_dry_run_says_would() -> None:
@@ -71,7 +98,7 @@ def test_the_status_line_and_the_summary_use_the_outcomes_vocabulary_and_a_dry_r
     stream = io.StringIO()
     Progress(stats, stream, dry_run=True).draw()
     line = stream.getvalue()
-    assert "urls 5/6: 2 would be archived, 1 dead, 1 rejected, 1 failed" in line
+    assert "urls 5/6 (83%): 2 would be archived, 1 dead, 1 rejected, 1 failed" in line
     assert "would upload 4" in line and "would be rewritten 1" in line and "uploaded 4" not in line
     text = summary(RunReport(stats), 1.0, dry_run=True)
     assert "6 unique image URLs: 2 would be archived (0 by earlier runs), 1 dead, 1 rejected, 1 failed, " \
