@@ -168,7 +168,7 @@ def locate(text: str, written: Sequence[tuple[int, str]], unchanged: bool) -> li
 
 def locate_spans(
     text: str, written: Sequence[tuple[int, str]], unchanged: bool,
-    contexts: Sequence[str] | None = None, keys: Sequence[Hashable] | None = None,
+    contexts: Sequence[str] | None = None, keys: Sequence[Hashable] | None = None, eras: Sequence[int] | None = None,
 ) -> tuple[list[int | None], set[int]]:
     """Where each of our spans is in ``text`` now (``_locate_by_offsets``), and the spans left unattributed
     because the evidence does not tell which occurrence is theirs (the ambiguous ones).
@@ -176,7 +176,8 @@ def locate_spans(
     ``keys``: spans with the same string and the same key are interchangeable (putting back one for the other
     writes the same text); by default all spans with the same string are. Where spans with the same string are not
     interchangeable, an occurrence is attributed only with identity evidence (``_attribute``), never by order
-    alone once the occurrences no longer match the spans one to one."""
+    alone once the occurrences no longer match the spans one to one. ``eras``: spans of different eras were
+    recorded on either side of an edit made outside archiver, so their recorded offsets do not order them."""
     found = _locate_by_offsets(text, written, unchanged)
     if unchanged:
         return found, set()
@@ -189,7 +190,8 @@ def locate_spans(
         if len(idx) < 2 or keys is None or len({keys[i] for i in idx}) == 1:
             continue
         pairs, unsure = _attribute(text, w, [written[i][0] for i in idx],
-                                   [contexts[i] if contexts else "" for i in idx], anchors)
+                                   [contexts[i] if contexts else "" for i in idx], anchors,
+                                   [eras[i] if eras else 0 for i in idx])
         for n, i in enumerate(idx):
             found[i] = pairs.get(n)
         ambiguous |= {idx[n] for n in unsure}
@@ -205,7 +207,7 @@ def _occurrences(text: str, w: str) -> list[int]:
 
 
 def _attribute(text: str, w: str, starts: Sequence[int], contexts: Sequence[str],
-               shifts: Sequence[int]) -> tuple[dict[int, int], set[int]]:
+               shifts: Sequence[int], eras: Sequence[int]) -> tuple[dict[int, int], set[int]]:
     """Which occurrence of ``w`` in ``text`` each span (recorded at ``starts``, sorted) is: (span -> position, the
     spans that are there but cannot be told apart). Evidence, strongest first:
 
@@ -215,7 +217,8 @@ def _attribute(text: str, w: str, starts: Sequence[int], contexts: Sequence[str]
        remaining span exactly on an occurrence, and only one such shift does;
     3. there, as many occurrences as spans: one to one, in order.
 
-    Otherwise the spans there are ambiguous (if an occurrence is left for them) or gone (if none is)."""
+    2 and 3 only among spans of one era (their recorded offsets are comparable). Otherwise the spans there are
+    ambiguous (if an occurrence is left for them) or gone (if none is)."""
     occ = _occurrences(text, w)
     holds = [[o for o in occ if ctx and context_holds(text, o, w, ctx)] for ctx in contexts]
     claimed = Counter(o for hs in holds for o in hs)
@@ -230,6 +233,9 @@ def _attribute(text: str, w: str, starts: Sequence[int], contexts: Sequence[str]
         spans = list(range(n0 + 1, n1))
         free = [o for o in occ if o0 < o < o1 and o + len(w) <= len(text)]
         if not spans or not free:
+            continue
+        if len({eras[n] for n in spans}) > 1:
+            unsure.update(spans)
             continue
         near = {0} | set(shifts) | {o - starts[n] for n, o in ordered}
         fits = [d for d in sorted(near) if all(starts[n] + d in free for n in spans)]
@@ -382,6 +388,7 @@ def undo(
     for span, rid in sorted(ref_of.items(), reverse=True):
         oldest[rid] = span
     # what we inserted (attributes, [rewrite] responsive) is removed like any span, but is not an image reference
+    oldest_span = dict(oldest)
     oldest = {rid: (m, n) for rid, (m, n) in oldest.items() if not inserted(gens[m][n])}
     put_back: set[tuple[int, int]] = set()
     reported: set[int] = set()
@@ -393,6 +400,7 @@ def undo(
         seq = [m for m in range(len(gens)) if m <= k or m not in chosen]
         holds: dict[int, str] = {}  # start -> what is written there (a newer generation may have taken it over)
         context: dict[int, str] = {}  # start -> the context its writer recorded
+        era: dict[int, int] = {}  # start -> how many edits outside archiver came before its writer
         key: dict[int, Hashable] = {}  # start -> what undoing it writes (a landmark's: nothing, in this step)
         mine: list[tuple[int, int] | None] = []
         for x, m in enumerate(seq):
@@ -404,10 +412,15 @@ def undo(
                 if pos is not None:
                     holds[pos[0]] = gens[m][n].replacement
                     context[pos[0]] = gens[m][n].context
-                    key[pos[0]] = ("undo", gens[m][n].original) if m == k else ("landmark",)
+                    era[pos[0]] = sum(1 for j in edited_before if j <= m)
+                    # spans of this step are interchangeable only if putting them back writes the same, now and
+                    # when the older generations of their references are undone
+                    first = oldest_span.get(ref_of[m, n]) if (m, n) in ref_of else None
+                    key[pos[0]] = (("undo", gens[m][n].original, gens[first[0]][first[1]].original if first else "")
+                                   if m == k else ("landmark",))
         written = sorted(holds.items())
         found, unsure = locate_spans(result.text, written, exact, [context[p] for p, _ in written],
-                                     [key[p] for p, _ in written])
+                                     [key[p] for p, _ in written], [era[p] for p, _ in written])
         now = dict(zip((p for p, _ in written), found, strict=True))
         ambiguous = {written[i][0] for i in unsure}
         moot_possible = any(j > k for j in edited_before)
