@@ -68,7 +68,8 @@ def write_recorded(journal: Journal, article: Article, data: bytes,
     be written (then neither was the article), or not confirmed (then the next run settles it)."""
     key = record_key(article.path) if key is None else key
     before, after = sha256(article.raw), sha256(data)
-    generations = with_contexts(article.text, generations)  # identity evidence for undo
+    with contextlib.suppress(ValueError):  # identity evidence for undo; spans that do not fit the text keep none
+        generations = with_contexts(article.text, generations)
     intended = False
 
     def intend() -> None:
