@@ -6,6 +6,7 @@ Unknown keys and wrong types raise ConfigError naming the file and the key.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import tomllib
@@ -13,11 +14,14 @@ import types
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from archiver import __version__
 from archiver.errors import ConfigError
 from archiver.model import DISTANCE_LIMIT, Cause
+
+if TYPE_CHECKING:
+    import http.cookiejar
 
 
 def _key(default: Any, doc: str) -> Any:
@@ -29,7 +33,10 @@ def _key(default: Any, doc: str) -> Any:
     return field(default=default, metadata={"doc": doc})
 
 
-DEFAULT_FIELDS = ("headimg", "thumbnail", "cover", "image", "banner", "feature", "featured_image")
+DEFAULT_FIELDS = (
+    "headimg", "thumbnail", "cover", "image", "banner", "feature", "featured_image",
+    "gallery*", "images", "photos", "resources",  # lists: Minimal Mistakes galleries, Hugo images/resources, Hexo photos
+)
 
 
 @dataclass(frozen=True)
@@ -38,8 +45,14 @@ class ArticlesConfig:
     base_url: str = _key(
         "", "resolves root-relative and relative image URLs; empty: such URLs are reported, not guessed"
     )
+    site_root: str = _key(
+        "", "the folder your site serves at its root (Jekyll: the site's folder, Hugo: static, Hexo: source): "
+        "root-relative image paths (/images/x.png) are archived from the files there, no HTTP; empty: they resolve "
+        "against base_url"
+    )
     front_matter_fields: tuple[str, ...] = _key(
-        DEFAULT_FIELDS, "front-matter keys holding image URLs; dotted paths reach nested keys (image.path)"
+        DEFAULT_FIELDS, "front-matter keys holding image URLs; dotted paths reach nested keys (image.path) and list "
+        "entries' keys (gallery.image_path); * and ? match any characters in a key (gallery* is gallery2 too)"
     )
     extensions: tuple[str, ...] = _key(
         (".md", ".markdown", ".html", ".htm"), "file name endings that are articles"
@@ -79,6 +92,10 @@ class FetchConfig:
     connect_to: dict[str, str] = _key(
         types.MappingProxyType({}),
         'like curl --connect-to: connect to another address for a host, e.g. {"img.example.com" = "127.0.0.1:8080"}',
+    )
+    cookies: str = _key(
+        "", 'a Netscape cookie file ("cookies.txt", as curl and browser extensions export it): each cookie is sent '
+        "only to the domain and path it names; empty: no cookies"
     )
 
 
@@ -260,6 +277,8 @@ def _validate(cfg: Config, where: str) -> None:
         except ValueError:
             raise bad("[fetch] allow_networks", f"{net!r} is not a CIDR network") from None
     _validate_http(f, bad)
+    if f.cookies:
+        read_cookie_file(f.cookies, f"{where}: [fetch] cookies")
     if not im.thumbnails or any(w < 1 for w in im.thumbnails):
         raise bad("[images] thumbnails", "must list widths of at least 1 px")
     if im.thumbnail_format not in RENDITION_FORMATS:
@@ -380,6 +399,63 @@ def _check_host_key(where: str, host: str, bad: Any) -> None:
                                      'e.g. "img.example.com"') from None
 
 
+_COOKIE_FLAGS = ("TRUE", "FALSE")
+
+
+def read_cookie_file(path: str, where: str = "[fetch] cookies") -> http.cookiejar.MozillaCookieJar:
+    """The cookies of a Netscape cookie file (curl's ``-c``, browser exports; ``#HttpOnly_`` lines included), read
+    with the standard library. Every line is checked first, so a file it would refuse (or half read) is a
+    ConfigError naming ``where``, the file and the line, never a cookie's value. Session cookies (no expiry) are
+    kept: an export is made to be used; expired ones are dropped."""
+    import http.cookiejar
+    import time
+
+    def bad(why: str) -> ConfigError:
+        return ConfigError(f"{where}: {path}: {why}")
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise bad(f"cannot read the cookie file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise bad("the cookie file is not UTF-8 text") from None
+    lines = text.splitlines()
+    if not lines or not re.match(r"#( Netscape)? HTTP Cookie File", lines[0]):
+        raise bad('not a Netscape cookie file: its first line must be "# Netscape HTTP Cookie File"')
+    for number, line in enumerate(lines[1:], start=2):
+        line = line.removeprefix("#HttpOnly_")
+        if not line.strip() or line.strip().startswith(("#", "$")):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 7:
+            raise bad(f"line {number} has {len(parts)} tab-separated fields; a cookie line has 7 (domain, "
+                      "include subdomains, path, secure, expiry, name, value)")
+        domain, subdomains, _path, secure, expires = parts[:5]
+        if subdomains not in _COOKIE_FLAGS or secure not in _COOKIE_FLAGS:
+            raise bad(f"line {number}: the include-subdomains and secure fields must be TRUE or FALSE")
+        if (subdomains == "TRUE") != domain.startswith("."):
+            raise bad(f"line {number}: include subdomains is {subdomains} but the domain "
+                      f"{'does not start' if subdomains == 'TRUE' else 'starts'} with a dot")
+        if expires and not expires.isdigit():
+            raise bad(f"line {number}: the expiry must be a number of seconds since 1970 (or empty)")
+        if not domain.strip(".") or _CONTROL.search(line.replace("\t", " ")):
+            raise bad(f"line {number}: a cookie needs a domain and no control characters")
+    jar = http.cookiejar.MozillaCookieJar(
+        policy=http.cookiejar.DefaultCookiePolicy(strict_ns_domain=http.cookiejar.DefaultCookiePolicy.DomainStrictNonDomain)
+    )
+    try:
+        jar.load(path, ignore_discard=True, ignore_expires=True)
+    except (OSError, http.cookiejar.LoadError):
+        raise bad("the standard library could not read it as a Netscape cookie file") from None
+    now = time.time()
+    for cookie in list(jar):
+        if cookie.expires == 0:  # curl and browser exports write 0 for a session cookie
+            cookie.expires, cookie.discard = None, True
+        elif cookie.is_expired(now):
+            jar.clear(cookie.domain, cookie.path, cookie.name)
+    return jar
+
+
 def from_mapping(data: dict[str, Any], where: str = "<config>", source: Path | None = None) -> Config:
     """Build a Config from parsed TOML (a dict), checking every key and type."""
     sections: dict[str, Any] = {}
@@ -400,6 +476,11 @@ def from_mapping(data: dict[str, Any], where: str = "<config>", source: Path | N
             kwargs[key] = _coerce(raw, hints[key], f"{where}: [{section}] {key}")
         sections[section] = cls(**kwargs)
     cfg = Config(**sections, source=source)
+    if cfg.fetch.cookies.strip():  # kept as an absolute path: the fetcher has no config file to resolve it against
+        cfg = replace(cfg, fetch=replace(cfg.fetch, cookies=str(cfg.resolve_path(cfg.fetch.cookies).absolute())))
+    if cfg.articles.site_root.strip():  # likewise for the scan
+        site_root = str(cfg.resolve_path(cfg.articles.site_root).absolute())
+        cfg = replace(cfg, articles=replace(cfg.articles, site_root=site_root))
     _validate(cfg, where)
     return cfg
 
@@ -430,13 +511,12 @@ CAUSE_SETTINGS: dict[Cause, tuple[tuple[str, str], ...]] = {
     Cause.MAX_BYTES: (("fetch", "max_bytes"),),
     Cause.MAX_PIXELS: (("images", "max_pixels"),),
     Cause.MAX_REDIRECTS: (("fetch", "max_redirects"),),
+    Cause.FORBIDDEN: (("fetch", "headers"), ("fetch", "cookies")),  # the cookie file's bytes count too
 }
 
 
 def settings_fingerprint(cfg: Config, cause: Cause) -> str:
     """A short digest of the settings a refusal for ``cause`` depends on (equal settings, equal digest)."""
-    import hashlib
-
     values = []
     for section, key in CAUSE_SETTINGS[cause]:
         value = getattr(getattr(cfg, section), key)
@@ -445,6 +525,11 @@ def settings_fingerprint(cfg: Config, cause: Cause) -> str:
         elif isinstance(value, tuple):
             value = sorted(value)
         values.append(f"{section}.{key}={value!r}")
+        if (section, key) == ("fetch", "cookies") and value:
+            try:
+                values.append(hashlib.sha256(Path(value).read_bytes()).hexdigest())
+            except OSError:
+                values.append("unreadable")
     return hashlib.sha256("\n".join(values).encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 

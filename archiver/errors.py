@@ -128,6 +128,12 @@ class UnknownHost(DeadLink):
     cause = Cause.UNKNOWN_HOST
 
 
+class Forbidden(DeadLink):
+    """403: often hotlink protection, which a per-host Referer or a cookie ([fetch] headers, cookies) gets past."""
+
+    cause = Cause.FORBIDDEN
+
+
 class TooManyRedirects(DeadLink):
     """More redirect hops than fetch.max_redirects."""
 

@@ -36,7 +36,7 @@ class Article:
 # Version of the near-duplicate decision rule (archiver.image.similarity.compare) and of the signatures it reads.
 # Bump whenever the decision of ``compare`` (or a signature) changes: recorded pairs of another version are
 # dropped and every asset is searched again. Here, not in similarity, so a run can check it without SciPy.
-SIMILARITY_RULE_VERSION = 1
+SIMILARITY_RULE_VERSION = 2  # 2: tone-normalised and framed confirmations (issue 11)
 # The largest Hamming distance the near-duplicate search supports (the hash index's probes grow like C(22, k/3)
 # per hash beyond it); [dedupe] max_distance and --max-distance are checked against it.
 DISTANCE_LIMIT = 16
@@ -67,6 +67,7 @@ class Cause(StrEnum):
     MAX_BYTES = "max-bytes"  # body over [fetch] max_bytes
     MAX_PIXELS = "max-pixels"  # image over [images] max_pixels
     MAX_REDIRECTS = "max-redirects"  # more than [fetch] max_redirects hops
+    FORBIDDEN = "forbidden"  # 403: the host may want a Referer or a cookie, [fetch] headers and cookies
 
 
 class RefKind(StrEnum):
@@ -83,6 +84,9 @@ class RefKind(StrEnum):
     CSS_URL = "css-url"  # url(…) in an inline style attribute
     POSTER = "poster"  # <video poster>
     META_IMAGE = "meta-image"  # og:image / twitter:image <meta content>, <link rel="image_src" href>
+    # Hexo {% asset_img [class] name.jpg … %}: the span runs from the tag's name to the file name (literal), as the
+    # rewrite turns the tag into {% img [class] URL … %}
+    ASSET_TAG = "asset-tag"
 
 
 @dataclass(frozen=True)

@@ -100,7 +100,7 @@ def test_a_report_path_naming_a_pipe_or_a_folder_is_refused_and_left_as_it_is(
     folder = tmp_path / "out"
     folder.mkdir()
     for option, target in (("--report", fifo), ("--json", fifo), ("--report", folder)):
-        assert main(["dedupe", "--config", str(archived), option, str(target)]) == 1
+        assert main(["dedupe", "--config", str(archived), option, str(target)]) == 2  # a usage error
         assert capsys.readouterr().err == f"archiver: cannot write the report: {target}: not a regular file " \
                                           "(left as it is)\n"
     assert stat.S_ISFIFO(fifo.lstat().st_mode) and folder.is_dir() and not any(folder.iterdir())

@@ -150,9 +150,13 @@ HTML = f"""\
 <p><img src="http://img.test/h8.jpg?X-Amz-Credential={SECRET}&amp;X-Amz-Signature={SECRET}&amp;w=300"></p>
 <p><img srcset="http://img.test/h9.jpg?sig={SECRET} 2x"></p>
 <p><img src="http://img.test/h10.jpg?session_id={SECRET}"></p>
+<p><img src="http://img.test/h11.jpg?tok
+en={SECRET}&amp;x=1"></p>
+<img src="http://img.test/h12.jpg?a=1&amp;
+  sig={SECRET}">
 """
 IMAGES = ["/m1.jpg", "/m2.jpg", "/m3.jpg", "/m4.jpg", "/m5.jpg", "/m6.jpg", "/m7.jpg", f"/m8.jpg;jsessionid={SECRET}",
-          "/m9.jpg", "/m10.jpg", "/m11.jpg", "/r1.jpg"] + [f"/h{i}.jpg" for i in range(1, 11)]
+          "/m9.jpg", "/m10.jpg", "/m11.jpg", "/r1.jpg"] + [f"/h{i}.jpg" for i in range(1, 13)]
 
 
 def _spelling_site(tmp_path: Path, origin: Server, storage: str) -> Path:

@@ -80,6 +80,8 @@ def iter_article_paths(
         st = _stat_given(given)
         if stat.S_ISDIR(st.st_mode):
             yield from walk.folder(given, top=True)
+        elif st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
+            walk.on_skip(given, hard_links(st.st_nlink))
         elif _first_visit(st, walk.seen_files):
             yield given
 
@@ -118,6 +120,13 @@ def _first_visit(st: os.stat_result, seen: set[tuple[int, int]]) -> bool:
 LOOP = "a symlink loop (it leads back to itself); skipped"
 
 
+def hard_links(n: int) -> str:
+    """Why an article with several names (hard links) is skipped: a rewrite is a new file renamed into place,
+    which would leave the other names with the old text, and make a second run see them as new articles."""
+    return (f"has {n} names (hard links): a rewrite would give this name a new file and leave the others as they "
+            "are; skipped, nothing changed (copy it to a file of its own to archive its images)")
+
+
 @dataclass
 class _Walk:
     endings: tuple[str, ...]
@@ -147,9 +156,11 @@ class _Walk:
                 continue
             if stat.S_ISDIR(st.st_mode):
                 yield from self.folder(path)
-            elif (stat.S_ISREG(st.st_mode) and entry.name.lower().endswith(self.endings)
-                  and _first_visit(st, self.seen_files)):
-                yield path
+            elif stat.S_ISREG(st.st_mode) and entry.name.lower().endswith(self.endings):
+                if st.st_nlink > 1:
+                    self.on_skip(path, hard_links(st.st_nlink))
+                elif _first_visit(st, self.seen_files):
+                    yield path
 
     def _follow(self, entry: os.DirEntry[str], path: Path) -> os.stat_result | None:
         """The entry's status through any symlink, or None (reported when it matters) if it is not to be walked."""

@@ -163,6 +163,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         manifest.close()
     root = cfg.resolve_path(cfg.articles.root)
     scanned = list(args.paths) or ([root] if root.is_dir() else [])
+    if not scanned:  # what the manifest records is restored; unrecorded articles cannot be looked for
+        say(f"note: {shown_path(root)} ([articles] root): no such folder; articles there that this manifest has no "
+            "record of were not looked for")
     left = _unrecorded(scanned, cfg, {a.path for a in known}) if scanned else []
     for path, lines in left:
         say(f"{path}: lines {', '.join(map(str, lines))}: references to the archive that this manifest "

@@ -2,9 +2,10 @@
 
 Objects come from the manifest (originals and thumbnails) and from the articles (every reference that is
 ours: ``public_base_url`` + a content-addressed key). Each is checked with a HEAD: its size, type and the checksum
-the store keeps must match what the manifest recorded (``storage.prove``; a local folder keeps no checksum, so
-there the size is checked). With ``--deep`` its bytes are read too: an original must hash to the SHA-256 its key
-names, a thumbnail must decode as an image of the recorded format and size. Checks run concurrently
+the store keeps must match what the manifest recorded (``storage.prove``); an S3 object without a checksum, and an
+object the manifest records as missing or corrupt, is read (its size proves nothing); a local folder keeps no
+checksum, so there the size is checked. With ``--deep`` every object's bytes are read: an original must hash to
+the SHA-256 its key names, a thumbnail must decode as an image of the recorded format and size. Checks run concurrently
 (``storage.concurrency`` threads) with a progress line; the report names each missing or corrupt object and the
 articles (file:line) that use it, and the manifest remembers them (so `run` stores them again before it points an
 article at them). ``--repair`` re-creates them (archiver.run.repair); ``--public`` asks every archive URL the
@@ -140,16 +141,27 @@ def public_url_problems(cfg: Config, urls: dict[str, Target | None], workdir: Pa
     return asyncio.run(main())
 
 
-def _check_public(cfg: Config, usage: Usage, known: dict[str, Target]) -> tuple[int, list[str]]:
+def public_urls(cfg: Config, usage: Usage) -> dict[str, str]:
+    """The absolute URL a reader asks for each archive URL the articles use -> its key, for ``--public``. A relative
+    one (a relative ``public_base_url``) cannot be asked without ``[articles] base_url``: a configuration error,
+    refused before anything is checked (exit 2), with how many URLs it leaves unchecked."""
+    urls = {(urljoin(cfg.articles.base_url, raw) if cfg.articles.base_url else raw): key
+            for raw, key in usage.urls.items()}
+    relative = sum(1 for url in urls if not url.startswith(("http://", "https://")))
+    if relative:
+        where = shown_path(cfg.source) if cfg.source else "the default settings"
+        raise ConfigError(
+            f"{where}: verify --public: {relative} public URLs could not be checked: public_base_url is relative "
+            f"({cfg.storage.public_base_url!r}) and [articles] base_url is empty; set base_url to the site's address")
+    return urls
+
+
+def _check_public(cfg: Config, usage: Usage, urls: dict[str, str], known: dict[str, Target]) -> tuple[int, list[str]]:
     """(URLs asked, lines to print) for ``--public``."""
     lines: list[str] = []
     asked: dict[str, Target | None] = {}
     where: dict[str, list[str]] = defaultdict(list)
-    for raw, key in usage.urls.items():
-        url = urljoin(cfg.articles.base_url, raw) if cfg.articles.base_url else raw
-        if not url.startswith(("http://", "https://")):
-            lines.append(f"public: {raw}: not checked: a relative URL, and [articles] base_url is empty")
-            continue
+    for url, key in urls.items():
         asked[url] = known.get(key) or target_for_key(key)
         where[url] += [f"{a}:{n}" for a, n in usage.users.get(key, [])]
     if asked:
@@ -165,11 +177,12 @@ def _check_public(cfg: Config, usage: Usage, known: dict[str, Target]) -> tuple[
 
 # -- the manifest's memory, and --repair ------------------------------------------------------------------
 def remember(manifest_path: Path, targets: dict[str, Target], findings: list[Finding]) -> str | None:
-    """Mark in the manifest the objects found missing or corrupt, unmark those found intact; a note if it is busy."""
+    """Mark in the manifest the objects found missing or corrupt, unmark those proven intact (by the store's checksum
+    or by their bytes: a size that matches proves nothing); a note if it is busy."""
     found = [LostObject(f.target.key, f.target.sha256, f.status, f.reason)
              for f in findings if f.target.known and f.status in ("missing", "corrupt")]
-    bad = {f.target.key for f in findings if f.status != "unproven"}
-    intact = [k for k, t in targets.items() if t.known and k not in bad]
+    unproven = {f.target.key for f in findings if f.status != "intact"}
+    intact = [k for k, t in targets.items() if t.known and k not in unproven]
     try:
         with Manifest.open(manifest_path) as manifest:
             if found or {o.key for o in manifest.lost_objects()} & set(intact):
@@ -181,18 +194,31 @@ def remember(manifest_path: Path, targets: dict[str, Target], findings: list[Fin
     return None
 
 
-def repair_findings(cfg: Config, manifest_path: Path, findings: list[Finding]) -> tuple[list[str], set[str]]:
-    """Re-create what verify found (``archiver.run.repair``): the lines to print, and the keys of the missing,
-    corrupt or unchecked objects that are not repaired."""
+def repair_findings(cfg: Config, manifest_path: Path, findings: list[Finding],
+                    scope: set[str] | None) -> tuple[list[str], set[str]]:
+    """Re-create what verify found (``archiver.run.repair``) and every object the manifest records as missing or
+    corrupt (those of ``scope``, when verify was given PATHs: an earlier ``--deep`` may have found what this plain
+    verify cannot see), and give a checksum to the objects stored without one: the lines to print, and the keys
+    of the missing, corrupt or unchecked objects that are not repaired."""
     from archiver.image.pool import make_pool
     from archiver.run.pipeline import prepare_workdir
     from archiver.run.repair import repair
 
-    todo = [LostObject(f.target.key, f.target.sha256, f.status, f.reason) for f in findings if f.target.known
-            and f.status in ("missing", "corrupt", "unproven")]
+    todo = {f.target.key: LostObject(f.target.key, f.target.sha256, f.status, f.reason) for f in findings
+            if f.target.known and f.status in ("missing", "corrupt")}
+    todo.update({f.target.key: LostObject(f.target.key, f.target.sha256, "unproven", f.reason) for f in findings
+                 if f.target.known and f.status == "intact" and f.read == "no checksum"})
     lines = [f"lost: {f.target.key}: cannot be re-created: the manifest does not know it"
              for f in findings if not f.target.known and f.status in ("missing", "corrupt")]
-    unrepaired = {f.target.key for f in findings if f.status != "unproven"}
+    unrepaired = {f.target.key for f in findings if f.status in ("missing", "corrupt", "unchecked")}
+    manifest = Manifest.open(manifest_path)
+    try:
+        recorded = [o for o in manifest.lost_objects() if scope is None or o.key in scope]
+    finally:
+        manifest.close()
+    for o in recorded:
+        todo.setdefault(o.key, o)
+        unrepaired.add(o.key)
     if not todo:
         return lines, unrepaired
     store = open_store(cfg)
@@ -201,7 +227,7 @@ def repair_findings(cfg: Config, manifest_path: Path, findings: list[Finding]) -
     workdir = prepare_workdir(manifest_path)
     pool = make_pool(cfg.images.max_decode_seconds)
     try:
-        done = asyncio.run(repair(cfg, manifest, store, todo, workdir, pool))
+        done = asyncio.run(repair(cfg, manifest, store, list(todo.values()), workdir, pool))
     finally:
         pool.terminate()
         manifest.close()
@@ -233,9 +259,11 @@ def _article_paths(args: argparse.Namespace, cfg: Config, manifest: Manifest | N
                 raise ConfigError(f"{shown_path(p)}: {why}")
         return list(args.paths)
     root = cfg.resolve_path(cfg.articles.root)
-    paths = [root] if root.exists() else []
+    if not root.exists():  # as `run`: checking nothing must not look like "all is well"
+        why = "a broken symlink, or a symlink loop" if root.is_symlink() else "no such file or folder"
+        raise ConfigError(f"{shown_path(root)}: {why} ([articles] root; or name the articles as PATHs)")
     known = manifest_article_paths(manifest) if manifest else []
-    return paths + [Path(p) for p in known if Path(p).is_file()]
+    return [root] + [Path(p) for p in known if Path(p).is_file()]
 
 
 def _describe(target: Target) -> str:
@@ -247,6 +275,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     manifest = Manifest.open_readonly(manifest_path) if manifest_path.exists() else None
     try:
         known = manifest_targets(manifest) if manifest else {}
+        recorded = frozenset(o.key for o in manifest.lost_objects()) if manifest else frozenset()
         paths = _article_paths(args, cfg, manifest)
     finally:
         if manifest:
@@ -254,6 +283,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if args.repair and manifest is None:
         raise ManifestError(f"{manifest_path}: no manifest: --repair re-creates what the manifest records")
     usage = scan_articles(paths, cfg) if paths else Usage()
+    urls = public_urls(cfg, usage) if args.public else {}
     targets: dict[str, Target] = {} if args.paths else dict(known)
     for key in usage.users:
         target = known.get(key) or target_for_key(key)
@@ -269,14 +299,15 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         started = time.monotonic()
         status = VerifyStatus(len(targets), enabled=not args.quiet)
         ordered = sorted(targets.values(), key=lambda t: t.key)
-        findings = check_all(store, ordered, args.deep, cfg.storage.concurrency, status)
+        findings = check_all(store, ordered, args.deep, cfg.storage.concurrency, status, recorded)
         elapsed = time.monotonic() - started
     finally:
         store.close()
     notes = [f"note: no manifest at {manifest_path}; only the articles' references were checked"] if not manifest else [
         note for note in [remember(manifest_path, targets, findings)] if note]
-    repaired, unrepaired = repair_findings(cfg, manifest_path, findings) if args.repair else ([], set())
-    asked, public = _check_public(cfg, usage, known) if args.public else (0, [])
+    scope = set(targets) if args.paths else None
+    repaired, unrepaired = repair_findings(cfg, manifest_path, findings, scope) if args.repair else ([], set())
+    asked, public = _check_public(cfg, usage, urls, known) if args.public else (0, [])
 
     affected: dict[str, set[int]] = defaultdict(set)
     for note in notes + [f"note: article not scanned: {n}" for n in usage.skipped]:
@@ -285,9 +316,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     for k, users in usage.users.items():
         if (t := targets.get(k)) is not None and not t.width:
             by_hash[t.sha256].extend(users)
-    unproven = [f for f in findings if f.status == "unproven"]
     for f in findings:
-        if f.status == "unproven":
+        if f.status in ("unproven", "intact"):
             continue
         users = by_hash.get(f.target.sha256, []) if f.target.width else usage.users.get(f.target.key, [])
         for article, line in users:
@@ -298,21 +328,26 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         say(f"articles affected ({len(affected)}):")
         for article in sorted(affected):
             say(f"  {article}: lines {', '.join(str(n) for n in sorted(affected[article]))}")
-    if unproven and not args.deep:
-        say(f"note: {len(unproven)} objects have no checksum in the store (stored before checksums were kept, or "
-              "in parts): their size and type match, their content is unproven; --deep reads them, --repair stores "
-              "them again with one")
+    unvouched = sum(1 for f in findings if f.read == "no checksum")
+    if unvouched and not args.repair:
+        say(f"note: {unvouched} objects have no checksum in the store (stored before checksums were kept, or in "
+            f"parts){'' if args.deep else ', so verify read them'}; --repair stores them again with one")
     for line in repaired + public:
         say(line)
     originals = sum(1 for t in targets.values() if not t.width)
+    reread = sum(1 for f in findings if f.read == "recorded")
+    local = cfg.storage.backend == "local"  # no checksum kept: without --deep, sizes are compared
     counts = {s: sum(1 for f in findings if f.status == s) for s in ("missing", "corrupt", "unchecked")}
     say(
         f"verify{' --deep' if args.deep else ''}: {len(targets)} objects checked ({originals} originals, "
         f"{len(targets) - originals} thumbnails) in {elapsed:.1f} s; {usage.articles} articles scanned, "
         f"{usage.references} references to the archive; {counts['missing']} missing, {counts['corrupt']} corrupt, "
-        f"{counts['unchecked']} could not be checked" + ("" if args.deep else " (--deep also checks contents)")
+        f"{counts['unchecked']} could not be checked"
+        + ("" if args.deep or local else f"; {unvouched} read because the store keeps no checksum for them")
+        + (f"; {reread} recorded missing or corrupt read again" if reread and not args.deep else "")
+        + (" (--deep also checks contents)" if local and not args.deep else "")
         + (f"; {len(unrepaired)} could not be repaired" if args.repair else "")
         + (f"; {len(public)} of {asked} public URLs do not work" if args.public else "")
     )
-    bad = {f.target.key for f in findings if f.status != "unproven"}
+    bad = {f.target.key for f in findings if f.status in ("missing", "corrupt", "unchecked")}
     return 1 if (unrepaired if args.repair else bad) or public else 0

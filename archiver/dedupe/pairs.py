@@ -152,8 +152,10 @@ def _candidates(variants: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
 
 
 def _accepted_from(a: Signature, b: Signature, m: Match, max_distance: int) -> int:
-    """The smallest max_distance at which ``compare`` accepts the pair (bisection: it is monotone in it)."""
-    lo, hi = min(m.phash_distance, m.dhash_distance), max_distance  # refused below lo, accepted at hi
+    """The smallest max_distance at which ``compare`` accepts the pair (bisection: it is monotone in it). From 0:
+    a pair accepted in its own orientation (rule D) may also be accepted under another transform at a smaller
+    distance than the one the Match reports, and the other way round."""
+    lo, hi = 0, max_distance  # accepted at hi
     while lo < hi:
         mid = (lo + hi) // 2
         if compare(a, b, mid) is None:

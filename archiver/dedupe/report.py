@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, ConfigError
 from archiver.terminal import UNPRINTABLE, shown_path
 
 PAGE_SIZE = 50
@@ -149,9 +149,9 @@ def _holds(path: Path, kind: str) -> bool:
 
 def _refuse_unless_ours(path: Path, kind: str) -> None:
     if os.path.lexists(path) and not path.is_symlink() and not path.is_file():
-        raise ArchiverError(f"cannot write the report: {shown_path(path)}: not a regular file (left as it is)")
+        raise ConfigError(f"cannot write the report: {shown_path(path)}: not a regular file (left as it is)")
     if os.path.lexists(path) and not _holds(path, kind):
-        raise ArchiverError(f"{shown_path(path)} exists and is not a report archiver wrote: not overwritten; remove "
+        raise ConfigError(f"{shown_path(path)} exists and is not a report archiver wrote: not overwritten; remove "
                             "it or choose another report path (--report, --json, [dedupe] report)")
 
 

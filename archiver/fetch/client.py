@@ -1,7 +1,7 @@
 """Downloads one URL to a temporary file: guarded, rate-limited, retried, redirect-checked, sniffed while streaming.
 
-Errors (archiver.errors): Refused (guard or scheme, at any redirect hop), DeadLink (404/410, other 4xx such as
-403 hotlink protection, unknown host), NotAnImage (first bytes are not an image: reading stops at once),
+Errors (archiver.errors): Refused (guard or scheme, at any redirect hop), DeadLink (404/410, other 4xx, unknown
+host; Forbidden for a 403, often hotlink protection), NotAnImage (first bytes are not an image: reading stops at once),
 TooLarge (Content-Length or streamed bytes over max_bytes), TransientFetchError (timeouts, resets, 408/429/5xx,
 truncated bodies, bodies slower than ``min_rate``, DNS failures other than NXDOMAIN, still failing after
 ``retries`` more attempts). Every error carries ``attempts`` and ``status``; its URL is redacted (no
@@ -24,7 +24,7 @@ a connection they arrive on is closed, not reused. Bodies are decoded (gzip, def
 
 Credentials and proxies: the session does not trust the environment (no ``~/.netrc``, whose ``default`` entry
 would go to every host); a request carries only the credentials configured for its own host (``user:pw@`` in its
-URL, ``[fetch] headers`` for that host). Proxies come from HTTP_PROXY/HTTPS_PROXY/NO_PROXY (archiver.fetch.proxy),
+URL, ``[fetch] headers`` for that host, the cookies of ``[fetch] cookies`` that name it). Proxies come from HTTP_PROXY/HTTPS_PROXY/NO_PROXY (archiver.fetch.proxy),
 with their own ``user:pw@`` sent to the proxy only. The proxy's name is resolved without the guard (the
 operator chose it) and aiohttp connects to that address, so the trust covers the connection to the proxy and
 nothing else: every target, on the proxy's host name or not, direct or proxied, redirects included, is guarded.
@@ -63,6 +63,7 @@ from archiver.errors import (
     UrlError,
 )
 from archiver.fetch.body import CHUNK, RATE_WINDOW, BodyReader, FetchStats
+from archiver.fetch.cookies import Cookies, with_cookies
 from archiver.fetch.guard import AddressRefused, Guard, GuardedResolver
 from archiver.fetch.pauses import HostPauses, host_key
 from archiver.fetch.proxy import Proxies, Proxy
@@ -116,6 +117,7 @@ class Fetcher:
         self._proxy_addresses: dict[Proxy, str] = {}
         self._resolver = GuardedResolver(self._guard, cfg.connect_to, base=resolver, timeout=cfg.connect_timeout)
         self._headers = {host.lower(): dict(h) for host, h in cfg.headers.items()}
+        self._cookies = Cookies(cfg.cookies) if cfg.cookies else None  # a bad file: ConfigError, before any request
         self._session: aiohttp.ClientSession | None = None
         self._global: asyncio.Semaphore | None = None
         self._per_host: dict[str, asyncio.Semaphore] = {}
@@ -286,6 +288,8 @@ class Fetcher:
         redirects."""
         assert self._session is not None
         headers = self._headers.get(host, {})
+        if self._cookies is not None:
+            headers = with_cookies(headers, self._cookies.header(current))
         via_proxy: dict[str, object] = {}
         if proxy is not None:
             via_proxy["proxy"] = proxy.url(await self._proxy_address(proxy))

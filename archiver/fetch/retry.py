@@ -9,11 +9,12 @@ import time
 import aiohttp
 
 from archiver.config import FetchConfig
-from archiver.errors import DeadLink
+from archiver.errors import DeadLink, Forbidden
 from archiver.redaction import redact
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 RETRY_STATUS = frozenset({408, 425, 429})  # and every 5xx
+FORBIDDEN_REASON = "403 Forbidden — the host may need a Referer or cookie, see [fetch] headers"
 
 
 class Retry(Exception):
@@ -81,6 +82,5 @@ def check_status(url: str, resp: aiohttp.ClientResponse) -> None:
     if status in RETRY_STATUS or status >= 500:
         raise Retry(status_text(resp), status, retry_after(resp.headers.get("Retry-After")))
     if status == 403:
-        reason = "403 Forbidden (hotlink protection? a per-host Referer in [fetch] headers may help)"
-        raise DeadLink(redact(url), reason, status=status)
+        raise Forbidden(redact(url), FORBIDDEN_REASON, status=status)
     raise DeadLink(redact(url), status_text(resp), status=status)

@@ -7,6 +7,7 @@ value (no escapes, no folding), so replacing the span can never change anything 
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -14,13 +15,14 @@ from dataclasses import dataclass
 import yaml
 
 from archiver.find.scan import Found, TooLarge, is_image_path, looks_like_url, too_much
+from archiver.find.toml_values import KeyPath, Value, toml_values
 from archiver.model import RefKind
 
-KeyPath = tuple[str | int, ...]  # a key path in front matter: ("image", "path"), ("gallery", 0, "url")
 _BREAK = re.compile(r"\r\n|\r|\n")
 _OPEN = re.compile(r"\ufeff?(?:[ \t]*(?:\r\n|\r|\n))*(---|\+\+\+)[ \t]*(?:\r\n|\r|\n)")
 _PROPS = re.compile(r"(?:[&!][^\s]*[ \t]+)*")  # YAML anchor and tag before a scalar
-_NOT_IMAGE_KEYS = ("link", "href", "credit", "caption", "alt", "title")
+_TEXT_KEYS = ("credit", "caption", "alt", "title")  # a key holding text about a picture, never the picture
+_LINK_KEYS = ("link", "href")  # a key holding where a picture links to: an image only when it names an image file
 _STR_TAG = "tag:yaml.org,2002:str"
 
 
@@ -30,14 +32,6 @@ class FrontMatter:
     content_start: int  # first character after the opening delimiter line
     content_end: int  # start of the closing delimiter line
     body_start: int  # first character after the closing delimiter line
-
-
-@dataclass(frozen=True)
-class _Value:
-    path: KeyPath
-    start: int
-    end: int
-    value: str
 
 
 def split_front_matter(text: str) -> FrontMatter | None:
@@ -110,12 +104,17 @@ def front_matter_refs(
 ) -> list[Found]:
     """References in the configured fields: a field's own scalar, or image-like strings nested under it.
     With ``notices``, a block a site generator could not parse (invalid YAML or TOML) adds a Notice there.
-    TooLarge if the YAML holds more than ``max_nodes`` values (PyYAML keeps ~1 KB per value while composing)."""
+    TooLarge if the YAML holds more than ``max_nodes`` values (PyYAML keeps ~1 KB per value while composing), or
+    the TOML more than ``max_nodes`` strings."""
     wanted = sorted({tuple(f.split(".")) for f in fields if f}, key=len, reverse=True)  # most specific first
     roots = {w[0] for w in wanted}
     notice: Notice | None = None
     if fm.kind == "toml":
-        values = list(_toml_values(text, fm))
+        values = []
+        for value in toml_values(text, fm.content_start, fm.content_end):
+            values.append(value)
+            if max_nodes is not None and len(values) > max_nodes:
+                raise TooLarge(too_much("values in its front matter", max_nodes))
         if notices is not None:
             notice = _toml_notice(text, fm)
     else:
@@ -132,14 +131,41 @@ def front_matter_refs(
     out: list[Found] = []
     for v in values:
         for w in wanted:
-            if v.path[: len(w)] != w:
+            rest = _match(v.path, w)
+            if rest is None:
                 continue
             name = _path_name(v.path)
-            direct = len(v.path) == len(w)
+            direct = not any(isinstance(p, str) for p in rest) and (not rest or len(w) > 1)
             if _direct_ok(v.value) if direct else _nested_ok(v.path, v.value):
                 out.append(Found(v.value, v.start, v.end, RefKind.FRONT_MATTER, name))
             break
     return out
+
+
+def _match(path: KeyPath, field: tuple[str, ...]) -> KeyPath | None:
+    """What of ``path`` is left below ``field`` (a dotted field with ``*``/``?`` wildcards; the list indices
+    between its parts are passed over: ``gallery.image_path`` names ``gallery[3].image_path``), or None."""
+    i = 0
+    for part in field:
+        while i < len(path) and isinstance(path[i], int) and i:
+            i += 1
+        if i >= len(path) or not isinstance(path[i], str) or not _name_matches(path[i], part):
+            return None
+        i += 1
+    return path[i:]
+
+
+def _name_matches(name: str | int, pattern: str) -> bool:
+    if isinstance(name, int):
+        return False
+    if "*" in pattern or "?" in pattern:
+        return fnmatch.fnmatchcase(name, pattern)
+    return name == pattern
+
+
+def field_roots_match(key: str, roots: set[str]) -> bool:
+    """A top-level front-matter key that some configured field (wildcards allowed) starts with."""
+    return key in roots or any(fnmatch.fnmatchcase(key, r) for r in roots if "*" in r or "?" in r)
 
 
 def _path_name(path: KeyPath) -> str:
@@ -152,10 +178,22 @@ def _direct_ok(value: str) -> bool:
 
 
 def _nested_ok(path: KeyPath, value: str) -> bool:
+    """An image-valued key under a configured field: a value naming an image file, or a URL under a key that is
+    not text (alt, title, caption, credit) or a link (link, href, and the ``url`` of a list entry, which gallery
+    themes wrap around the entry's picture: those are images only when they name an image file). A Hugo
+    ``resources`` entry's ``src`` counts only as an absolute URL: a bundle path or glob names a page resource
+    that Hugo matches by path, and a URL in its place would detach the entry's metadata."""
     if not _direct_ok(value):
         return False
     key = next((p for p in reversed(path) if isinstance(p, str)), "").lower()
-    return is_image_path(value) or (looks_like_url(value) and not any(w in key for w in _NOT_IMAGE_KEYS))
+    if any(w in key for w in _TEXT_KEYS):
+        return False
+    if path[0] == "resources" and any(isinstance(p, int) for p in path[:2]) and key == "src":
+        v = value.strip().lower()
+        return v.startswith(("http://", "https://", "//")) and not any(c in v for c in "*?[")
+    if any(w in key for w in _LINK_KEYS) or (key == "url" and any(isinstance(p, int) for p in path)):
+        return is_image_path(value)
+    return is_image_path(value) or looks_like_url(value)
 
 
 # --- YAML through PyYAML's composer --------------------------------------------------------------
@@ -178,7 +216,7 @@ class _BoundedLoader(yaml.SafeLoader):
 
 def _yaml_values(
     text: str, start: int, end: int, roots: set[str], holder: list[yaml.Node | None], max_nodes: int | None
-) -> Iterator[_Value]:
+) -> Iterator[Value]:
     loader = _BoundedLoader(text[start:end], max_nodes)
     try:
         root = loader.get_single_node()
@@ -189,18 +227,18 @@ def _yaml_values(
         return
     seen: set[int] = set()
     for key, node in root.value:
-        if isinstance(key, yaml.ScalarNode) and key.value in roots:
+        if isinstance(key, yaml.ScalarNode) and field_roots_match(key.value, roots):
             yield from _walk(text, start, node, (key.value,), seen)
 
 
-def _walk(text: str, base: int, node: yaml.Node, path: KeyPath, seen: set[int]) -> Iterator[_Value]:
+def _walk(text: str, base: int, node: yaml.Node, path: KeyPath, seen: set[int]) -> Iterator[Value]:
     if id(node) in seen or len(path) > 32:
         return
     seen.add(id(node))
     if isinstance(node, yaml.ScalarNode):
         span = _scalar_span(text, base, node)
         if span is not None:
-            yield _Value(path, span[0], span[1], text[span[0] : span[1]])
+            yield Value(path, span[0], span[1], text[span[0] : span[1]])
     elif isinstance(node, yaml.MappingNode):
         for key, child in node.value:
             if isinstance(key, yaml.ScalarNode):
@@ -249,9 +287,10 @@ def _lines(text: str, start: int, end: int) -> Iterator[tuple[int, str]]:
         pos = br.end() if br else end
 
 
-def _yaml_lines(text: str, fm: FrontMatter) -> Iterator[_Value]:
-    """Read ``key: value`` lines of invalid YAML, nesting by indentation; anything unclear is skipped."""
-    stack: list[tuple[int, KeyPath]] = []  # (indent, path) of the open mapping keys
+def _yaml_lines(text: str, fm: FrontMatter) -> Iterator[Value]:
+    """Read ``key: value`` lines of invalid YAML, nesting by indentation; anything unclear is skipped.
+    A list entry that is a mapping (``- url: a.jpg`` then ``  alt: x``) gives its keys under the entry's index."""
+    stack: list[tuple[int, KeyPath, bool]] = []  # (indent, path, is a list entry) of the open keys and entries
     items: dict[KeyPath, int] = {}
     for off, line in _lines(text, fm.content_start, fm.content_end):
         body = line.lstrip(" ")
@@ -259,7 +298,7 @@ def _yaml_lines(text: str, fm: FrontMatter) -> Iterator[_Value]:
         if not body.strip() or body.startswith("#") or "\t" in line[:indent]:
             continue
         if body.startswith("- ") or body.rstrip() == "-":
-            while stack and stack[-1][0] > indent:
+            while stack and (stack[-1][0] > indent or (stack[-1][0] == indent and stack[-1][2])):
                 stack.pop()
             if not stack:
                 continue
@@ -267,8 +306,13 @@ def _yaml_lines(text: str, fm: FrontMatter) -> Iterator[_Value]:
             index = items.get(parent, 0)
             items[parent] = index + 1
             rest_at = indent + 2
-            yield from _yaml_scalar(text, off + rest_at, line[rest_at:], (*parent, index))
-            continue
+            entry = (*parent, index)
+            m = _YAML_KEY.match(line, rest_at)
+            if m is None:
+                yield from _yaml_scalar(text, off + rest_at, line[rest_at:], entry)
+                continue
+            stack.append((indent, entry, True))
+            indent, body = rest_at, line[rest_at:]
         m = _YAML_KEY.match(body)
         while stack and stack[-1][0] >= indent:
             stack.pop()
@@ -278,12 +322,12 @@ def _yaml_lines(text: str, fm: FrontMatter) -> Iterator[_Value]:
         if key[:1] in "'\"":
             key = key[1:-1]
         path = (*stack[-1][1], key) if stack else (key,)
-        stack.append((indent, path))
+        stack.append((indent, path, False))
         rest_at = indent + m.end()
         yield from _yaml_scalar(text, off + rest_at, line[rest_at:], path)
 
 
-def _yaml_scalar(text: str, off: int, rest: str, path: KeyPath) -> Iterator[_Value]:
+def _yaml_scalar(text: str, off: int, rest: str, path: KeyPath) -> Iterator[Value]:
     props = _PROPS.match(rest)
     skip = props.end() if props else 0
     value = rest[skip:]
@@ -298,56 +342,9 @@ def _yaml_scalar(text: str, off: int, rest: str, path: KeyPath) -> Iterator[_Val
             return
         if tail and not tail.startswith("#"):
             return
-        yield _Value(path, off + skip + 1, off + skip + 1 + len(inner), inner)
+        yield Value(path, off + skip + 1, off + skip + 1 + len(inner), inner)
         return
     cut = re.search(r"[ \t]#", value)
     plain = (value[: cut.start()] if cut else value).rstrip()
     if plain and not plain.endswith(":") and ": " not in plain:
-        yield _Value(path, off + skip, off + skip + len(plain), plain)
-
-
-_TOML_KEY = re.compile(r"""[ \t]*((?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*'))*)[ \t]*=[ \t]*""")
-_TOML_STR = re.compile(r""""((?:[^"\\\n]|\\.)*)"|'([^'\n]*)'""")
-_TOML_PART = re.compile(r"""[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*'""")
-
-
-def _toml_keys(dotted: str) -> tuple[str, ...]:
-    return tuple(p.strip("\"'") for p in _TOML_PART.findall(dotted))
-
-
-def _toml_values(text: str, fm: FrontMatter) -> Iterator[_Value]:
-    """``key = "value"`` lines under ``[table]`` headers; inline tables and one-line arrays of strings."""
-    table: tuple[str, ...] = ()
-    for off, line in _lines(text, fm.content_start, fm.content_end):
-        s = line.strip()
-        if s.startswith("["):
-            head = re.match(r"\[\[?([^\]]*)\]\]?", s)
-            table = _toml_keys(head.group(1)) if head else ()
-            continue
-        m = _TOML_KEY.match(line)
-        if m is None:
-            continue
-        path = table + _toml_keys(m.group(1))
-        value = line[m.end() :]
-        if value.startswith(('"""', "'''")):
-            continue
-        if value.startswith(("'", '"')):
-            sm = _TOML_STR.match(line, m.end())
-            if sm:
-                yield from _toml_str(off, sm, path)
-        elif value.startswith("["):
-            for i, sm in enumerate(_TOML_STR.finditer(line, m.end())):
-                yield from _toml_str(off, sm, (*path, i))
-        elif value.startswith("{"):
-            for km in _TOML_KEY.finditer(line, m.end() + 1):
-                sm = _TOML_STR.match(line, km.end())
-                if sm:
-                    yield from _toml_str(off, sm, path + _toml_keys(km.group(1)))
-
-
-def _toml_str(off: int, sm: re.Match[str], path: KeyPath) -> Iterator[_Value]:
-    group = 1 if sm.group(1) is not None else 2
-    inner = sm.group(group)
-    if "\\" in inner and group == 1:
-        return
-    yield _Value(path, off + sm.start(group), off + sm.end(group), inner)
+        yield Value(path, off + skip, off + skip + len(plain), plain)

@@ -117,6 +117,8 @@ def _consistent(text: str, f: Found) -> bool:
     raw = text[f.start : f.end]
     if f.kind in LITERAL_KINDS:
         return raw == f.url
+    if f.kind == RefKind.ASSET_TAG:  # from the tag's name to the asset's name
+        return raw.startswith("asset_") and raw.endswith(f.url) and not any(c in raw for c in "\r\n")
     if f.kind in HTML_KINDS or (f.kind == RefKind.LINK_HREF and f.field):
         return decode_html(raw)[0] == f.url
     return decode_markdown(raw) == f.url or raw == f.url

@@ -9,8 +9,12 @@ Only tags whose URL is a literal are read, and only these (the list the README d
 - Hexo ``{% img %}`` / ``{% image %}`` and Jekyll/Octopress ``{% img %}``:
   ``{% img [class names] URL [width] [height] ["title" ["alt"]] %}``. The URL is the first argument that
   looks like one (a scheme or a leading ``/``), as Hexo decides; it is reported when it is http(s),
-  protocol-relative or root-relative. ``{% asset_img name %}`` names a file of the post's asset folder,
-  not a URL, and is not read.
+  protocol-relative or root-relative.
+- Hexo ``{% asset_img [class names] name.jpg [width] [height] [title [alt]] %}`` (and ``asset_image``): a file of
+  the post's asset folder, the first bare argument that names an image file and is not a URL. Its span runs from
+  the tag's name to the end of the file name (``RefKind.ASSET_TAG``): Hexo renders ``asset_img`` by putting the
+  asset's URL in place of the name and calling ``img`` with the same arguments, so the rewrite writes ``img``,
+  the arguments before the name as they were, and the archive URL.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from archiver.model import RefKind
 SHORTCODES = frozenset({"figure", "img", "image"})
 SHORTCODE_LINKS = frozenset({"figure"})  # shortcodes whose ``link`` is read when it names an image file
 LIQUID_TAGS = frozenset({"img", "image"})
+ASSET_TAGS = frozenset({"asset_img", "asset_image"})  # Hexo: an asset of the post, rendered as img / image
+ASSET_PREFIX = "asset_"
 OPENER = re.compile(r"\{\{[<%]|\{%")
 _SHORTCODE = re.compile(r"\{\{([<%])[ \t\r\n]*([A-Za-z][\w-]*)")
 _LIQUID = re.compile(r"\{%-?[ \t\r\n]*([A-Za-z_][\w-]*)")
@@ -46,7 +52,31 @@ def template_tag(text: str, pos: int, limit: int) -> tuple[int, list[Found]] | N
     m = _LIQUID.match(text, pos, stop)
     if m is not None and m.group(1) in LIQUID_TAGS:
         return _liquid(text, m, stop)
+    if m is not None and m.group(1) in ASSET_TAGS:
+        return _asset(text, m, stop)
     return None
+
+
+def asset_rewrite(span: str, name: str, url: str) -> str:
+    """What an ``asset_img`` span (``asset_img [class names] name``) becomes when ``name`` is archived at ``url``:
+    ``img [class names] url``, the tag Hexo renders it with."""
+    return span[len(ASSET_PREFIX) : len(span) - len(name)] + url
+
+
+def _asset(text: str, m: re.Match[str], stop: int) -> tuple[int, list[Found]] | None:
+    close = text.find("%}", m.end(), stop)
+    if close < 0:
+        return None
+    end = close + 2
+    body_end = close - 1 if text[close - 1] == "-" and close - 1 >= m.end() else close
+    for tok in re.finditer(r"\S+", text[m.end() : body_end]):
+        word = tok.group(0)
+        if word[0] in "\"'" or _HEXO_URL.match(word) or "{" in word:
+            continue  # a quoted argument, a URL, a template expression: never the asset's name
+        if is_image_path(word):
+            a = m.end() + tok.start()
+            return end, [Found(word, m.start(1), a + len(word), RefKind.ASSET_TAG, "{% " + m.group(1) + " %}")]
+    return end, []
 
 
 def _shortcode(text: str, m: re.Match[str], stop: int) -> tuple[int, list[Found]] | None:

@@ -23,10 +23,11 @@ import multiprocessing.util
 import os
 import queue
 import signal
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Executor, Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -178,6 +179,26 @@ class ImagePool(Executor):
                 slot.thread.join()
 
 
+_START_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _without_main_script() -> Iterator[None]:
+    """Start a spawned worker without it running the parent's main script again (multiprocessing does, to find
+    functions defined there; our jobs are functions of importable modules). The console script imports the whole
+    CLI: skipping it makes a worker start faster and shortens the moment in which a Ctrl-C reaches a worker that
+    does not ignore SIGINT yet (its disposition is set as the first thing ``serve`` does)."""
+    main = sys.modules.get("__main__")
+    with _START_LOCK:
+        hide = main is not None and getattr(main, "__spec__", None) is None and "__file__" in main.__dict__
+        saved = main.__dict__.pop("__file__") if hide and main is not None else None
+        try:
+            yield
+        finally:
+            if hide and main is not None:
+                main.__file__ = saved
+
+
 class _Slot:
     """One worker process and the thread that feeds it jobs, watches its budget and replaces it when it dies.
 
@@ -309,7 +330,9 @@ class _Slot:
             job = self.sent.popleft()
             rest = list(self.sent)
             self.sent.clear()
-        if job.abandoned:
+        if job.abandoned or code in (-signal.SIGINT, -signal.SIGTERM):
+            # abandoned, or interrupted with the run (a Ctrl-C that reached a worker before it could ignore it):
+            # not attempted, left for a re-run, never a failure
             job.future.set_exception(CancelledError())
         else:
             how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}"
@@ -327,7 +350,8 @@ class _Slot:
         parent_end, child_end = ctx.Pipe(duplex=True)
         proc = ctx.Process(target=serve, args=(child_end, os.getpid()), name="archiver-image-worker",
                            daemon=True)
-        proc.start()
+        with _without_main_script():
+            proc.start()
         child_end.close()
         with self.pool._lock:
             self.proc, self.conn = proc, parent_end

@@ -1,21 +1,31 @@
 """Near-duplicate signals (pHash/dHash of the 8 dihedral transforms, an 8x8 grey thumbnail) and the pair decision.
 
-The decision rule (``compare``), measured by bench/bench_dedupe_accuracy.py (README has the table): for a
-candidate pair, the transform t is the one with the smallest pHash + dHash distances (both directions,
-so compare(a, b) and compare(b, a) agree); under t, p and d are the pHash and dHash distances and m is
-how far the 8x8 grey thumbnails are apart (mean absolute grey-level difference over the 55 closest of
-the 64 cells: up to 9 cells (14 %) may differ at will, which is what a caption strip or a corner
-watermark changes). A pair is a near-duplicate when min(p, d) <= max_distance (it is a candidate) and
+The decision rule (``compare``, rule version 2), measured by bench/bench_dedupe_accuracy.py (README has the
+table): for a candidate pair, the transform t is the one with the smallest pHash + dHash distances (both
+directions, so compare(a, b) and compare(b, a) agree); under t, p and d are the pHash and dHash distances, m is
+how far the 8x8 grey thumbnails are apart (mean absolute grey-level difference over the 55 closest of the 64
+cells: up to 9 cells (14 %) may differ at will, which is what a caption strip or a corner watermark changes) and
+z the same with the tone taken out (``_tone_free``: each grid shifted to mean 0 and scaled to unit
+root-mean-square on the compared cells, which are picked again once normalised; a brightness, contrast, gamma or
+colour-balance change moves the grey level of every cell, not the picture). A pair is a near-duplicate when
+min(p, d) <= max_distance (it is a candidate) and
   A. m <= 2.0 (pixel-confirmed: the pictures agree cell by cell outside at most 9 cells); or
   B. max(p, d) <= max_distance + 2 and m <= 5.0 (hash-confirmed: BOTH hashes agree, and the thumbnails
-     differ by a few grey levels at most, as a 1-5 % crop shifts them).
-Measured (tuning set: 2 300 images, seed 1; checked on 6 200 images, seed 7): resize/recompress/format/
-EXIF/rotation/mirror copies have p <= 8, d <= 7, m <= 1.2; watermarks and caption strips drawn over the
-picture have d <= 10 and m <= 0.1 but p up to 24 (pHash alone misses half of the strips); crops have p
-up to 16, d up to 20, m up to 8. Distinct pairs with min(p, d) <= 10: near-flat images have m >= 3.5 but
-p >= 20; look-alike layouts (generated head-and-shoulders portraits) reach p 8-12, d 5-12 with m 5.5-9,
-which is why B stops at m 5 (9 let 34 such pairs through on seed 7); two mirror-image quarters of one
-retina photo (p 0, d 7, m 3.0) are the one false pair left, the price of crop recall.
+     differ by a few grey levels at most, as a 1-5 % crop shifts them); or
+  C. max(p, d) <= max_distance + 2 and z <= 0.15 (B with the tone taken out: 0.15 of the picture's contrast);
+or, as a plain pHash decides it, in the picture's own orientation:
+  D. the identity pHash distance p0 <= max_distance and zf <= 0.06, where zf is z between one grid and the best
+     window of the other (insets of 0-12.5 % per side, compared on the inner 6x6 cells, the 31 closest): a crop,
+     a border or bars added, once the framing is found, must agree as closely as a re-toned copy does.
+Rule 1 (A and B) was tuned on a set without tone changes and refused most brightness and gamma changes that a
+plain pHash finds. Measured for rule 2 (bench, seed 7): tone edits, sharpening, blur, chroma subsampling and
+screenshots at another scale have z <= 0.1 (gamma up to 0.2) against ~0.8 for unrelated pictures; crops,
+borders and letterboxing move z up to 0.4-0.8 while zf stays under 0.1 for most. Unrelated pictures with small
+z or zf are look-alike layouts (generated head-and-shoulders portraits, landscapes with one horizon, page
+templates): zf from 0.06 (0.10 let 8 such pairs through on seed 7), which is where D stops; two mirror-image
+quarters or windows of one retina photo (p 0-2, z 0.06) remain false pairs, as under rule 1. Borders, bars and
+crops of 5-10 % that only zf could confirm stay below a plain pHash's recall: a larger stored thumbnail would
+separate them from look-alikes; the 8x8 grid cannot (README, Deduplication).
 """
 
 from __future__ import annotations
@@ -50,6 +60,11 @@ _GREY_KEEP = 55  # cells compared in m: the 55 closest of 64
 PIXEL_CONFIRMED = 2.0  # rule A: m at most this (grey levels)
 HASH_CONFIRMED = 5.0  # rule B: m at most this, with both hashes within max_distance + 2
 HASH_SLACK = 2
+TONE_FLOOR = 4.0  # grey levels: _toned divides by the grid's contrast, but never by less than this
+CROP_INSETS = (0.0, 1 / 32, 2 / 32, 3 / 32, 4 / 32)  # window insets tried per side by _framed_distance
+_FRAMED_KEEP = 31  # cells compared in zf: the 31 closest of the inner 36
+TONE_CONFIRMED = 0.15  # rule C: z at most this (a fraction of the pictures' contrast)
+FRAMED_CONFIRMED = 0.06  # rule D: zf at most this
 # ``compare`` must stay monotone in max_distance (a pair accepted at N is accepted at every larger N): recorded
 # pairs are filtered by the smallest distance that accepts them. Changing its decision: bump
 # model.SIMILARITY_RULE_VERSION.
@@ -130,6 +145,71 @@ def _grey_distance(a: Signature, b: Signature, t: int) -> float:
     return float(diff[:_GREY_KEEP].mean())
 
 
+def _toned(g: np.ndarray, w: np.ndarray | bool = True) -> np.ndarray:
+    """Cells (..., n) with their tone taken out, measured on the cells where ``w``: shifted to mean 0 and scaled to
+    root-mean-square 1, or divided by TONE_FLOOR when flatter than that (a near-flat picture keeps its small
+    contrast instead of amplified noise)."""
+    g, w = np.broadcast_arrays(g, w)
+    n = w.sum(axis=-1, keepdims=True)
+    c = g - (g * w).sum(axis=-1, keepdims=True) / n
+    return c / np.maximum(np.sqrt((c * c * w).sum(axis=-1, keepdims=True) / n), TONE_FLOOR)
+
+
+def _tone_free(x: np.ndarray, y: np.ndarray, keep: int) -> np.ndarray:
+    """Mean absolute difference of the ``keep`` closest cells of x (..., n) and y (n,), the tone taken out of both
+    on those cells only: measured on all cells, the closest picked, the tone measured again on them, the closest
+    picked again; so a caption bar or a watermark, left out of the comparison, does not skew the normalisation."""
+    w: np.ndarray | bool = True
+    for _ in range(2):
+        diff = np.abs(_toned(x, w) - _toned(y, w))
+        w = diff <= np.partition(diff, keep - 1, axis=-1)[..., keep - 1:keep]  # the closest (ties: a few more)
+    diff = np.abs(_toned(x, w) - _toned(y, w))
+    return (diff * w).sum(axis=-1) / w.sum(axis=-1)
+
+
+def _tone_distance(a: Signature, b: Signature, t: int) -> float:
+    """z: like m, on grids with their tone taken out (_tone_free), so a brightness, contrast, gamma or
+    colour-balance change barely moves it; in units of the pictures' own contrast: ~0.02 for a recompressed
+    copy, 0.05-0.15 for a tone change, ~0.8 for unrelated pictures."""
+    if a._g is None or b._g is None:
+        return -1.0
+    return float(_tone_free(_APPLY[t](a._g).ravel().astype(np.float64), b._g.ravel().astype(np.float64), _GREY_KEEP))
+
+
+def _crop_matrices(insets: tuple[float, ...]) -> np.ndarray:
+    """(k, 8, 8) linear maps taking an 8x8 grid's rows (or columns) to those of its window [u0, 1 - u1] for each
+    pair of insets: box averages of the grid read as a piecewise-constant picture."""
+    out = []
+    for u0 in insets:
+        for u1 in insets:
+            edges = np.linspace(u0, 1 - u1, _GREY_SIDE + 1)
+            r = np.zeros((_GREY_SIDE, _GREY_SIDE))
+            for k in range(_GREY_SIDE):
+                for i in range(_GREY_SIDE):
+                    overlap = min(edges[k + 1], (i + 1) / _GREY_SIDE) - max(edges[k], i / _GREY_SIDE)
+                    r[k, i] = max(0.0, overlap) / (edges[k + 1] - edges[k])
+            out.append(r)
+    return np.stack(out)
+
+
+_CROPS = _crop_matrices(CROP_INSETS)
+_CROPS_T = np.ascontiguousarray(_CROPS.transpose(0, 2, 1))
+
+
+def _framed_distance(a: Signature, b: Signature) -> float:
+    """zf: the smallest tone-free distance (identity orientation) between one grid and a window of the other, cut
+    with insets of CROP_INSETS per side (0-12.5 %: a crop, a border or bars added), compared on the inner 6x6
+    cells only (the outer ring of a grid mixes a border with the picture) over the _FRAMED_KEEP closest."""
+    if a._g is None or b._g is None:
+        return -1.0
+    best = np.inf
+    for x, y in ((a._g, b._g), (b._g, a._g)):
+        windows = ((_CROPS @ x)[:, None] @ _CROPS_T[None])[..., 1:-1, 1:-1]  # every (rows, columns) window
+        inner = y[1:-1, 1:-1].ravel().astype(np.float64)
+        best = min(best, float(_tone_free(windows.reshape(-1, inner.size), inner, _FRAMED_KEEP).min()))
+    return best
+
+
 def compare(a: Signature, b: Signature, max_distance: int) -> Match | None:
     """The decision for one candidate pair: a Match when ``b`` is a near-duplicate of ``a`` (else None).
 
@@ -145,10 +225,12 @@ def compare(a: Signature, b: Signature, max_distance: int) -> Match | None:
     tied = [s for s in scored if s[0] == low]  # symmetric pictures: let the thumbnails break the tie
     best = min(((_grey_distance(a, b, t), p, d, t) for _, p, d, t in tied), key=lambda s: (s[0], s[3]))
     m, p, d, t = best
-    if min(p, d) > max_distance:
-        return None
-    pixel_ok = 0.0 <= m <= PIXEL_CONFIRMED
-    hashes_ok = max(p, d) <= max_distance + HASH_SLACK and m <= HASH_CONFIRMED
-    if not (pixel_ok or hashes_ok):
-        return None
-    return Match(TRANSFORMS[t], p, d, round(m, 2))
+    if min(p, d) <= max_distance:
+        if 0.0 <= m <= PIXEL_CONFIRMED:  # A
+            return Match(TRANSFORMS[t], p, d, round(m, 2))
+        if max(p, d) <= max_distance + HASH_SLACK and (m <= HASH_CONFIRMED or _tone_distance(a, b, t) <= TONE_CONFIRMED):
+            return Match(TRANSFORMS[t], p, d, round(m, 2))  # B, and C: B with the tone taken out
+    _, p0, d0, _ = scored[0]
+    if p0 <= max_distance and 0.0 <= _framed_distance(a, b) <= FRAMED_CONFIRMED:  # D: the picture as plain pHash
+        return Match(TRANSFORMS[0], p0, d0, round(_grey_distance(a, b, 0), 2))
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -17,9 +18,11 @@ from archiver.config import ArticlesConfig, Config
 from archiver.errors import ArticleError, UrlError
 from archiver.find.frontmatter import Notice
 from archiver.find.refs import article_refs
+from archiver.find.tags import asset_rewrite
 from archiver.manifest.rows import ShownImage
-from archiver.model import Article, ArticleReplacement, Cause, ImageRef
+from archiver.model import Article, ArticleReplacement, Cause, ImageRef, RefKind
 from archiver.redaction import has_secret, redact
+from archiver.run.local import LocalRoots, locate
 from archiver.storage.keys import ParsedKey, archive_key, public_bases
 from archiver.terminal import shown_path
 from archiver.urls import resolve
@@ -118,6 +121,7 @@ def _finder_code() -> str:
     digest = hashlib.sha256()
     here = Path(__file__).resolve().parent.parent
     for path in sorted([*here.joinpath("find").glob("*.py"), here / "articles" / "files.py", here / "articles" / "responsive.py", Path(__file__).resolve(),
+                        here / "run" / "local.py",
                         here / "urls.py", here / "storage" / "keys.py"]):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
@@ -127,14 +131,14 @@ def scan_fingerprint(cfg: Config) -> str:
     """What a scan's verdict depends on besides the article's bytes: the settings that decide which references
     are found and which point at the archive, and the finder's own code."""
     a = cfg.articles
-    settings = [sorted(a.front_matter_fields), a.base_url, a.max_refs, list(public_bases(cfg)), _finder_code(),
+    settings = [sorted(a.front_matter_fields), a.base_url, a.site_root, a.max_refs, list(public_bases(cfg)), _finder_code(),
                 repr(cfg.rewrite), repr(cfg.images.thumbnails), repr(cfg.images.output_formats)]
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
+def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls, local: LocalRoots | None = None) -> Scanned:
     """Read an article (ArticleError if we cannot, or if it holds more than articles.max_refs references) and
-    resolve the image URLs it uses."""
+    resolve the image URLs it uses (``local``: where images on disk may be read; None: only URLs)."""
     article = load_article(path)
     refs = done = 0
     rejected: list[tuple[str, str, int, Cause | None]] = []
@@ -148,7 +152,7 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls) -> Scanned:
             archived.append((ref.url, parsed.sha256, ref.line))
             continue
         try:
-            url = resolve(ref.url, cfg.base_url)
+            url = locate(ref.url, path, cfg, local, asset=ref.kind == RefKind.ASSET_TAG)
         except UrlError as exc:
             rejected.append((redact(exc.url), exc.reason, ref.line, exc.cause))
             continue
@@ -169,6 +173,22 @@ def _all_archived(article: Article, cfg: ArticlesConfig, own: OwnUrls) -> int | 
     return None if notices else refs
 
 
+def _secrets_masked(article: Article, record: Sequence[ArticleReplacement]) -> Article:
+    """The article as a dry run's diff shows it: each span that carries a secret (not kept: ``original`` "")
+    redacted as a whole, even when it runs over several lines (a diff masked line by line would show the part of
+    a split URL that holds the secret)."""
+    text = article.text
+    for r in sorted(record, key=lambda r: r.start, reverse=True):
+        if r.original or r.start == r.end:
+            continue
+        span = re.sub(r"[\t\n\r]", "", text[r.start : r.end])  # as a browser reads it
+        shown = redact(span)
+        if has_secret(shown) or shown == span:
+            shown = "***"
+        text = text[: r.start] + shown + text[r.end :]
+    return replace(article, text=text)
+
+
 def _secret_span(span: str, url: str) -> bool:
     """Whether the span as written, or the absolute URL it spells (``url``: decoded), carries a secret."""
     if has_secret(span) or has_secret(url):
@@ -182,6 +202,7 @@ def _secret_span(span: str, url: str) -> bool:
 def rewrite_article(
     path: Path, archived: Mapping[str, str], cfg: ArticlesConfig, own: OwnUrls, journal: Journal, *, dry_run: bool,
     roots: Sequence[Path] | None = None, responsive: Responsive | None = None, check_settled: bool = False,
+    local: LocalRoots | None = None,
 ) -> Rewritten | None:
     """Re-read the article (it may have changed since the scan), splice archived URLs in, write atomically
     (only if the file still holds the bytes read) with its record in ``journal`` (``write_recorded``); a dry run
@@ -203,14 +224,16 @@ def rewrite_article(
             now[ref.start, ref.end] = ref.url
             continue
         try:
-            public = archived.get(resolve(ref.url, cfg.base_url))
+            public = archived.get(locate(ref.url, path, cfg, local, asset=ref.kind == RefKind.ASSET_TAG))
         except UrlError:
             continue
         if public is None:
             continue
         now[ref.start, ref.end] = public
-        repls.append(Replacement(ref.start, ref.end, public))
         span = article.text[ref.start : ref.end]
+        if ref.kind == RefKind.ASSET_TAG:  # {% asset_img cls a.jpg … %} -> {% img cls URL … %}, as Hexo renders it
+            public = asset_rewrite(span, ref.url, public)
+        repls.append(Replacement(ref.start, ref.end, public))
         # a span carrying credentials or secret values is not kept in the manifest ("" = not kept)
         record.append(ArticleReplacement(ref.start, ref.end, "" if _secret_span(span, ref.url) else span, public,
                                          ref.url))
@@ -238,7 +261,7 @@ def rewrite_article(
         return None
     diff = None
     if dry_run:
-        diff = unified_diff(article, new.decode(article.encoding))
+        diff = unified_diff(_secrets_masked(article, record), new.decode(article.encoding))
         return Rewritten(sha256(article.raw), sha256(new), record, diff)
     write_recorded(journal, article, new, [record], "archive")
     done = Rewritten(sha256(article.raw), sha256(new), record, diff)

@@ -32,6 +32,7 @@ from archiver.errors import (
     StorageError,
 )
 from archiver.faults import crash_point
+from archiver.fetch.local import read_local
 from archiver.image.pool import ImagePool, make_pool
 from archiver.manifest.rows import StoredAsset
 from archiver.manifest.sqlite import Manifest
@@ -47,6 +48,7 @@ from archiver.run.articles import (
     scan_fingerprint,
 )
 from archiver.run.assets import AssetArchiver
+from archiver.run.local import LocalRoots, is_local
 from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
 from archiver.storage import Store
 from archiver.terminal import shown_path
@@ -85,6 +87,7 @@ class Run:
         self.stats = self.report.stats
         self._assets = AssetArchiver(cfg, manifest, store, self.stats, pool, self.request_stop)
         self._own = OwnUrls.of(cfg)
+        self._local = LocalRoots.of(cfg.articles, self.paths)  # where images on disk may be read from
         self._responsive = Responsive.of(cfg, manifest.shown_image, store.url_for) if cfg.rewrite.responsive else None
         # where articles may be written: the real folders given (None: anywhere a symlink leads, by configuration)
         self._roots = None if cfg.articles.follow_symlinks_outside else [Path(os.path.realpath(p)) for p in paths]
@@ -151,7 +154,7 @@ class Run:
                 self.stats.refs_done += refs
                 continue
             try:
-                scanned = scan_article(path, cfg, self._own)
+                scanned = scan_article(path, cfg, self._own, self._local)
             except ArticleError as exc:
                 self._problem(Problem(SKIPPED, exc.reason, article=shown_path(path), line=exc.line))
                 continue
@@ -221,7 +224,7 @@ class Run:
                     self._settled(url, self.store.url_for(stored.key))
                 else:  # a width or format configured since it was archived: made from the stored original first
                     incomplete.setdefault(stored.sha256, (stored, []))[1].append(url)
-            elif state and state.status.final and not self.retry_dead:
+            elif state and state.status.final and not self.retry_dead and not is_local(url):  # a file: look again
                 if state.cause == Cause.GUARD:
                     self.report.guard_refused += 1
                 self._failed_url(url, state.status, f"{state.reason} (earlier run; --retry-dead to try again)")
@@ -360,7 +363,11 @@ class Run:
 
     async def _settle_one(self, fetcher: Fetcher, url: str) -> None:
         try:
-            download = await fetcher.fetch(url)
+            if is_local(url):
+                roots = None if self._local.follow_outside else self._local.real()
+                download = await asyncio.to_thread(read_local, url, self.workdir, self.cfg.fetch.max_bytes, roots)
+            else:
+                download = await fetcher.fetch(url)
         except FetchError as exc:
             self.manifest.record_url(
                 url, exc.outcome, reason=exc.reason, http_status=exc.status, attempts=exc.attempts,
@@ -436,7 +443,7 @@ class Run:
             done = await asyncio.to_thread(
                 rewrite_article, work.path, self._archived, self.cfg.articles, self._own, self.manifest,
                 dry_run=self.dry_run, roots=self._roots, responsive=self._responsive,
-                check_settled=every and not self.dry_run,
+                check_settled=every and not self.dry_run, local=self._local,
             )
         except ArticleError as exc:
             self._problem(Problem(Outcome.FAILED, exc.reason, article=shown_path(work.path), line=exc.line))

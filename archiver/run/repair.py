@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from pathlib import Path
 from archiver.config import Config, ImagesConfig
 from archiver.errors import ArchiverError, FetchError
 from archiver.fetch.client import Fetcher
+from archiver.fetch.local import LOCAL_PREFIX, read_local
 from archiver.image.pool import ImagePool
 from archiver.manifest.rows import LostObject, StoredAsset
 from archiver.manifest.sqlite import Manifest
@@ -74,7 +76,7 @@ async def _repair_asset(cfg: Config, manifest: Manifest, store: Store, fetcher: 
     if all(o.key != asset.key or o.state == "unproven" for o in lost):  # it may still hash to its key: read it
         download = await asyncio.to_thread(stored_original, store, asset, workdir)
     if download is None:  # the original itself is missing or corrupt: its sources give it back, or nothing does
-        download, source = await _fetch_source(manifest, fetcher, asset)
+        download, source = await _fetch_source(manifest, fetcher, asset, _local_roots(cfg), workdir, cfg.fetch.max_bytes)
         if download is None:
             for o in lost:
                 result.lost[o.key] = source
@@ -102,15 +104,29 @@ def _rendition_configs(cfg: Config, manifest: Manifest, asset: StoredAsset) -> l
             for fmt, widths in sorted(formats.items())]
 
 
-async def _fetch_source(manifest: Manifest, fetcher: Fetcher, asset: StoredAsset) -> tuple[Download | None, str]:
-    """(the first source URL's download that hashes to the key, "its URL"), else (None, why none did)."""
+def _local_roots(cfg: Config) -> list[Path] | None:
+    """Where a local source may be read from again: ``[articles] root`` and ``site_root`` (real paths); None:
+    anywhere a symlink leads (``follow_symlinks_outside``)."""
+    if cfg.articles.follow_symlinks_outside:
+        return None
+    folders = [cfg.resolve_path(cfg.articles.root)] + ([Path(cfg.articles.site_root)] if cfg.articles.site_root else [])
+    return [Path(os.path.realpath(f)) for f in folders]
+
+
+async def _fetch_source(manifest: Manifest, fetcher: Fetcher, asset: StoredAsset, local_roots: list[Path] | None,
+                        workdir: Path, max_bytes: int) -> tuple[Download | None, str]:
+    """(the first source URL's download that hashes to the key, "its URL"), else (None, why none did). A file on
+    disk (a ``file://`` source) is read again from there, inside ``local_roots``."""
     why: list[str] = []
     for url in manifest.source_urls(asset.sha256):
         if "#sha256=" in url:  # kept redacted: the secret it carried is not in the manifest
             why.append(f"{url.split('#', 1)[0]}: held a secret, which the manifest does not keep")
             continue
         try:
-            download = await fetcher.fetch(url)
+            if url.startswith(LOCAL_PREFIX):
+                download = await asyncio.to_thread(read_local, url, workdir, max_bytes, local_roots)
+            else:
+                download = await fetcher.fetch(url)
         except FetchError as exc:
             why.append(f"{redact(url)}: {exc.reason}")
             continue

@@ -39,9 +39,15 @@ class Target:
 
 @dataclass(frozen=True)
 class Finding:
+    """What one check found. Bad: "missing", "corrupt", "unchecked" (a storage error). Not bad: "unproven" (its
+    size and type match, its content was not read: a local folder without --deep), "intact" (read and proven,
+    reported only when ``read`` says why it was read without --deep, or that the store keeps no checksum)."""
+
     target: Target
-    status: str  # "missing" | "corrupt" | "unchecked" (storage error) | "unproven" (no checksum: size checked)
+    status: str
     reason: str
+    read: str = ""  # "no checksum": the store vouches for none, so its bytes were read; "recorded": the
+    # manifest records it missing or corrupt, so its bytes were read to prove it (or not)
 
 
 def target_for_key(key: str) -> Target | None:
@@ -53,24 +59,35 @@ def target_for_key(key: str) -> Target | None:
     return Target(key, parsed.sha256, parsed.width, fmt, digest=None if parsed.width else parsed.sha256)
 
 
-def check_object(store: Store, target: Target, deep: bool) -> Finding | None:
-    """Without ``deep``: size, type and the store's checksum (no download); with: the bytes themselves too."""
+def check_object(store: Store, target: Target, deep: bool, recorded: bool = False) -> Finding | None:
+    """Size, type and the checksum the store keeps, without a download; the bytes themselves too with ``deep``,
+    or when the store keeps no checksum for the object (an S3 object uploaded without one: its size alone proves
+    nothing), or when the manifest records it missing or corrupt (``recorded``: only proof ends that record).
+    A local folder keeps no checksum: there, without ``deep`` and unless ``recorded``, its size is what is checked
+    ("unproven"). None: proven by the store's checksum or by its bytes."""
+    read = ""
     try:
         proof = prove(store, target.key, target.length, target.digest, target.mime, read_local=False)
         if proof.state == "missing":
             return Finding(target, "missing", "not in storage")
         if proof.state == "different" and not deep:
             return Finding(target, "corrupt", proof.reason)
-        if not deep:  # a local folder keeps no checksum: without --deep, its size is what is checked
-            unproven = proof.state == "unproven" and store.local_path(target.key) is None
-            return Finding(target, "unproven", proof.reason) if unproven else None
+        local = store.local_path(target.key) is not None
+        if proof.state == "unproven" and not local:
+            read = "no checksum"
+        elif recorded and proof.state != "ok":
+            read = "recorded"
+        if not deep and not read:
+            return Finding(target, "unproven", proof.reason) if proof.state == "unproven" else None
         data = store.get(target.key)
     except StorageError as exc:
-        return Finding(target, "unchecked", exc.message)
+        return Finding(target, "unchecked", exc.message, read)
     except Exception as exc:  # a fault no store translated: this object's finding, the other checks go on
-        return Finding(target, "unchecked", f"internal error: {type(exc).__name__}: {exc}")
+        return Finding(target, "unchecked", f"internal error: {type(exc).__name__}: {exc}", read)
     reason = corruption(target, data) or (proof.reason if proof.state == "different" else None)
-    return Finding(target, "corrupt", reason) if reason else None
+    if reason:
+        return Finding(target, "corrupt", reason, read)
+    return Finding(target, "intact", "its bytes were read", read) if read else None
 
 
 def corruption(target: Target, data: bytes) -> str | None:
@@ -120,11 +137,13 @@ class VerifyStatus(StatusLine):
 
 
 def check_all(
-    store: Store, targets: Iterable[Target], deep: bool, workers: int, status: VerifyStatus
+    store: Store, targets: Iterable[Target], deep: bool, workers: int, status: VerifyStatus,
+    recorded: frozenset[str] = frozenset(),
 ) -> list[Finding]:
-    """Check every target with ``workers`` threads (at most 4 per worker queued at a time)."""
+    """Check every target with ``workers`` threads (at most 4 per worker queued at a time); ``recorded``: the keys
+    the manifest records as missing or corrupt (read unless the store's checksum proves them)."""
     findings: list[Finding] = []
-    counts = {"missing": 0, "corrupt": 0, "unchecked": 0, "unproven": 0}
+    counts = {"missing": 0, "corrupt": 0, "unchecked": 0, "unproven": 0, "intact": 0}
     done = 0
     pending: set[Future[Finding | None]] = set()
 
@@ -143,7 +162,7 @@ def check_all(
             if len(pending) >= workers * 4:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 collect(finished)
-            pending.add(pool.submit(check_object, store, target, deep))
+            pending.add(pool.submit(check_object, store, target, deep, target.key in recorded))
         collect(wait(pending).done)
     status.clear()
     return sorted(findings, key=lambda f: (f.status, f.target.key))

@@ -122,6 +122,10 @@ def public_base_problem(base: str) -> str | None:
     parts = urlsplit(base)
     if parts.query or parts.fragment or "?" in base or "#" in base:
         return "has a query or fragment: the key would not be part of the path"
+    if base and not (parts.scheme or base.startswith("/")):
+        return (f"is relative: each page would look for the images under its own address (on a post at "
+                f"/2024/01/01/hello/, {base}87/68/….png means /2024/01/01/hello/{base}87/…); write {'/' + base!r} "
+                "(from the site's root) or a full URL")
     if base.endswith("/") or (parts.scheme and parts.netloc and not parts.path):
         return None
     return (f"does not end with '/': the key would be glued to {base.rsplit('/', 1)[-1]!r} "

@@ -54,11 +54,11 @@ class Bucket:
         else:
             self.client.delete_object(Bucket=self.bucket, Key=k)
 
-    def write(self, k: str, data: bytes) -> None:
+    def write(self, k: str, data: bytes, content_type: str = "image/jpeg") -> None:
         if self.s3 is None:
             (self.root / k).write_bytes(data)
         else:
-            self.client.put_object(Bucket=self.bucket, Key=k, Body=data, ContentType="image/jpeg")
+            self.client.put_object(Bucket=self.bucket, Key=k, Body=data, ContentType=content_type)
 
 
 @pytest.fixture(params=["s3", "local"])
@@ -183,7 +183,8 @@ def test_repair_needs_the_manifest_and_unproven_objects_get_a_checksum(
     head = s3_env.client().head_object(Bucket=archive.bucket, Key=ka, ChecksumMode="ENABLED")
     assert head["ChecksumSHA256"] and archive.read(ka) == a
     assert main(["verify", "--config", str(archive.config), "-q"]) == 0
-    assert "no checksum" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "note: " not in out and "; 0 read because the store keeps no checksum for them" in out
 
     (tmp_path / ".archiver/manifest.sqlite3").unlink()
     assert main(["verify", "--config", str(archive.config), "-q", "--repair"]) == 2
@@ -200,3 +201,41 @@ def test_the_manifest_marks_survive_and_thumbnails_record_their_sha256(
     assert len(rows) == 4
     for k, digest in rows:
         assert hashlib.sha256((tmp_path / "archive" / k).read_bytes()).hexdigest() == digest
+
+
+def test_what_verify_deep_found_stays_recorded_until_proven_and_plain_repair_repairs_it(
+    tmp_path: Path, site: dict[str, bytes], archive: Bucket, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: a plain verify cleared the record --deep made (the size still matched), and `verify --repair`
+    printed "0 could not be repaired", exit 0, leaving the corrupt thumbnail."""
+    t = thumb(archive.key(site["/news/b.png"], "png"))
+    good = archive.read(t)
+    assert good is not None
+    bad = good[:40] + bytes(x ^ 0xFF for x in good[40:80]) + good[80:]  # same size, other bytes
+
+    def verify(*extra: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main(["verify", "--config", str(archive.config), "-q", *extra])
+        return code, capsys.readouterr().out
+
+    archive.write(t, bad, "image/webp")
+    if archive.s3 is None:  # a local folder keeps no checksum: a plain verify compares the size, which matches
+        assert verify()[0] == 0
+    assert verify("--deep")[0] == 1 and lost_marks(tmp_path) == [(t, "corrupt")]
+    code, out = verify()
+    assert code == 1 and f"corrupt: {t} (thumbnail 320w of " in out and "0 missing, 1 corrupt" in out
+    if archive.s3 is None:
+        assert "; 1 recorded missing or corrupt read again" in out
+    assert lost_marks(tmp_path) == [(t, "corrupt")]  # still recorded: nothing proved it intact
+    assert main(["status", "--config", str(archive.config)]) == 0
+    assert "objects missing or corrupt in storage (found by verify): 1;" in capsys.readouterr().out
+
+    archive.write(t, good, "image/webp")  # put right by hand: the plain verify reads it, proves it, ends the record
+    assert verify()[0] == 0 and lost_marks(tmp_path) == []
+
+    archive.write(t, bad, "image/webp")
+    assert verify("--deep")[0] == 1
+    code, out = verify("--repair")
+    assert code == 0 and f"repaired: {t} (from the stored original)" in out and "0 could not be repaired" in out
+    assert archive.read(t) == good and lost_marks(tmp_path) == []
+    assert verify("--deep")[0] == 0

@@ -5,6 +5,7 @@ with the articles (file:line) that use it, and the exit code says whether all is
 from __future__ import annotations
 
 import io
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -126,15 +127,17 @@ def test_s3_missing_and_corrupt_objects(
     assert f"missing: {thumb(ka)} (thumbnail 320w of {ka}): not in storage; used by" in out
     assert f"corrupt: {kc} (original): it holds " in out
     assert f"corrupt: {kd} (original): its content hashes to {sha(same_size)[:16]}…, not to the" in out
-    # the right bytes, but uploaded without a checksum (as this archiver did before): unproven, not corrupt
+    assert "; 0 read because the store keeps no checksum for them" in out  # every other object: its checksum
+    # the right bytes, but uploaded without a checksum (as this archiver did before): read, and found intact
     s3.put_object(Bucket=bucket, Key=kd, Body=site["/d.jpg"], ContentType="image/jpeg")
     code, out = run_and_verify(cfg, capsys)
-    assert code == 1 and "1 missing, 2 corrupt" in out
-    assert "note: 1 objects have no checksum in the store" in out and f"{kd} (original)" not in out
+    assert code == 1 and "1 missing, 2 corrupt" in out and f"{kd} (original)" not in out
+    assert "note: 1 objects have no checksum in the store (stored before checksums were kept, or in parts), so " \
+           "verify read them" in out and "; 1 read because the store keeps no checksum for them" in out
     code, out = run_and_verify(cfg, capsys, "--deep")
     jekyll = tmp_path / "site/_posts/jekyll.md"
     uses_c = ", ".join(f"{jekyll}:{n}" for n in lines_with(JEKYLL, "/assets/c.jpg"))
-    assert code == 1 and "1 missing, 2 corrupt" in out and "no checksum" not in out  # --deep read it: intact
+    assert code == 1 and "1 missing, 2 corrupt" in out and f"{kd} (original)" not in out  # --deep read it: intact
     assert f"corrupt: {kc} (original): its " in out and f"its key names; used by {uses_c}" in out
     assert f"corrupt: {thumb(kc)} (thumbnail 320w of {kc}): not a readable image" in out
 
@@ -146,6 +149,7 @@ def test_wrong_credentials_are_one_clear_error(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret-plugh")
     cfg = write_config(tmp_path, origin, storage=(
         f'[storage]\nbackend = "s3"\nbucket = "{bucket}"\nendpoint_url = "{s3_env.endpoint_url}"'))
+    (tmp_path / "site").mkdir()
     assert main(["verify", "--config", str(cfg), "-q"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "wrong credentials" in err and "plugh" not in err
@@ -227,6 +231,58 @@ def test_public_asks_every_archive_url_as_a_reader_would(
 def test_public_with_a_relative_base_and_no_base_url_says_what_it_cannot_check(
     local: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Before: "5 of 0 public URLs do not work", exit 1: the URLs could not be asked at all (no host), a
+    configuration error (exit 2, as the README's exit-code table says), refused before anything is checked."""
     local.write_text(local.read_text().replace('base_url = "http://blog.test/"', 'base_url = ""'))
-    code, out = run_and_verify(local, capsys, "--public")
-    assert "public: /archive/" in out and "not checked: a relative URL, and [articles] base_url is empty" in out
+    capsys.readouterr()
+    assert main(["verify", "--config", str(local), "-q", "--public"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert (f"{local}: verify --public: 4 public URLs could not be checked: public_base_url is relative ('/archive/') "
+            "and [articles] base_url is empty; set base_url to the site's address") in captured.err
+    code, out = run_and_verify(local, capsys)  # without --public: nothing to ask, the objects are checked
+    assert code == 0 and "0 missing, 0 corrupt" in out
+
+
+def test_s3_object_tampered_without_a_checksum_is_read_and_found_corrupt(
+    tmp_path: Path, origin: Server, site: dict[str, bytes], s3_env, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    """Before: same length, same type and metadata, no checksum: "0 corrupt", exit 0, and a note "unproven"."""
+    bucket = s3_env.make_bucket("tampered")
+    cfg = write_config(tmp_path, origin, storage=(
+        f'[storage]\nbackend = "s3"\nbucket = "{bucket}"\nendpoint_url = "{s3_env.endpoint_url}"\n'
+        f'prefix = "media/"\npublic_base_url = "{s3_env.endpoint_url}/{bucket}/"'))
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    s3, d = s3_env.client(), site["/d.jpg"]
+    kd = "media/" + key(d, "jpg")
+    head = s3.head_object(Bucket=bucket, Key=kd)
+    tampered = d[:100] + bytes(b ^ 0x55 for b in d[100:200]) + d[200:]
+    s3.put_object(Bucket=bucket, Key=kd, Body=tampered, ContentType=head["ContentType"], Metadata=head["Metadata"])
+    after = s3.head_object(Bucket=bucket, Key=kd, ChecksumMode="ENABLED")
+    assert (after["ContentLength"], after["ContentType"], after["Metadata"]) == (
+        len(d), head["ContentType"], head["Metadata"]) and "ChecksumSHA256" not in after
+
+    code, out = run_and_verify(cfg, capsys)
+    assert code == 1 and "0 missing, 1 corrupt, 0 could not be checked" in out
+    assert f"corrupt: {kd} (original): its {len(d)} bytes hash to {sha(tampered)[:16]}…, not to the" in out
+    assert "; 1 read because the store keeps no checksum for them" in out  # the 7 others: their checksum, no read
+    with sqlite3.connect(tmp_path / ".archiver/manifest.sqlite3") as db:
+        assert db.execute("SELECT key, state FROM lost_objects").fetchall() == [(kd, "corrupt")]
+    assert main(["run", "--config", str(cfg), "-q"]) == 0  # recorded lost: run stores it again
+    assert s3.get_object(Bucket=bucket, Key=kd)["Body"].read() == d
+    code, out = run_and_verify(cfg, capsys)
+    assert code == 0 and "0 missing, 0 corrupt" in out and "; 0 read because the store keeps no checksum" in out
+
+
+def test_a_missing_articles_root_is_refused_as_run_refuses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: in an empty folder verify said "0 articles scanned ... 0 missing", exit 0."""
+    monkeypatch.chdir(tmp_path)
+    for command in ("run", "verify"):
+        assert main([command, "-q"]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and "source/_posts: no such file or folder" in captured.err
+    assert main(["restore", "-q"]) == 2 and "no manifest" in capsys.readouterr().err
+    (tmp_path / "p.md").write_text("text\n", encoding="utf-8")
+    assert main(["verify", "-q", "p.md"]) == 0  # articles named as PATHs need no root

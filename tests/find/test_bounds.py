@@ -55,6 +55,8 @@ def test_more_front_matter_values_than_five_per_allowed_reference() -> None:
     text = "---\nimage: [" + ", ".join(["a"] * 60) + "]\n---\nbody\n"
     assert bounded(text, "markdown", 10) == "more than 50 values in its front matter (5 × articles.max_refs)"
     assert find_refs(text, "markdown", DEFAULT_FIELDS, max_refs=20) == []
+    toml = "+++\nimages = [" + ", ".join(['"a"'] * 60) + "]\n+++\nbody\n"
+    assert bounded(toml, "markdown", 10) == "more than 50 values in its front matter (5 × articles.max_refs)"
 
 
 def test_no_bound_without_max_refs() -> None:

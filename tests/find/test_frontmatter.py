@@ -185,3 +185,15 @@ def test_front_matter_generators_read_gives_no_notice() -> None:
     for text in ("---\ntitle: x\n---\nbody", "---\n---\n", "+++\ntitle = 'x'\n+++\n", "no front matter\n---\n",
                  "---\nimage: &a /x.jpg\ncover: *a\n...\nbody"):
         assert notices(text) == [], text
+
+
+def test_toml_multi_line_strings_hold_text_not_fields() -> None:
+    """Found by review: a line inside a multi-line string that looked like ``cover = "…"`` was rewritten (changing
+    the string's text), and a ``[table]`` line inside one moved the fields after it into that table."""
+    text = (
+        '+++\ntitle = "t"\nsummary = """\ncover = "http://x.example/p1.png"\n[image]\n"""\n'
+        "note = '''\nthumbnail = \"/no.png\"\n'''\n"
+        'escaped = """ a \\""" still open\nimage = "/no2.png"\n"""\n'
+        'one_line = """ closed """\nimage = "/yes.png"\n+++\nbody\n'
+    )
+    assert pairs(text) == [("image", "/yes.png")]

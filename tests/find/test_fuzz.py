@@ -19,6 +19,7 @@ from archiver.articles.rewrite import Replacement, splice
 from archiver.config import DEFAULT_FIELDS
 from archiver.find.refs import HTML_KINDS, LITERAL_KINDS, find_refs
 from archiver.find.scan import decode_html, decode_markdown
+from archiver.find.tags import asset_rewrite
 from archiver.model import ImageRef, RefKind
 
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
@@ -87,6 +88,8 @@ def decodes_to(text: str, ref: ImageRef) -> bool:
     raw = text[ref.start : ref.end]
     if ref.kind in LITERAL_KINDS:  # front matter, shortcodes, template tags
         return raw == ref.url
+    if ref.kind == RefKind.ASSET_TAG:  # from the tag's name to the asset's name, which the rewrite turns into img
+        return raw.startswith("asset_") and raw.endswith(ref.url)
     if ref.kind in HTML_KINDS:
         return decode_html(raw)[0] == ref.url
     if ref.kind == RefKind.LINK_HREF and ref.field:  # <a href>: an HTML attribute
@@ -97,7 +100,14 @@ def decodes_to(text: str, ref: ImageRef) -> bool:
 def rewrite(text: str, fmt: str) -> str:
     """What the pipeline does to an article whose every image is archived: each found URL becomes NEW."""
     refs = find_refs(text, fmt, DEFAULT_FIELDS)
-    return splice(text, [Replacement(r.start, r.end, NEW) for r in refs if r.url != NEW])
+    return splice(text, [Replacement(r.start, r.end, new_text(text, r)) for r in refs if r.url != NEW])
+
+
+def new_text(text: str, ref: ImageRef) -> str:
+    """What the pipeline writes over the span: NEW, or for an asset tag ``img … NEW``."""
+    if ref.kind == RefKind.ASSET_TAG:
+        return asset_rewrite(text[ref.start : ref.end], ref.url, NEW)
+    return NEW
 
 
 def check(text: str, fmt: str) -> None:
@@ -111,15 +121,15 @@ def check(text: str, fmt: str) -> None:
         assert ref.url.strip(), ref
 
     chosen = [r for i, r in enumerate(refs) if i % 2 == 0]  # replace a subset: the others stay as written
-    new_text = splice(text, [Replacement(r.start, r.end, NEW) for r in chosen])
+    written = splice(text, [Replacement(r.start, r.end, new_text(text, r)) for r in chosen])
     # every character outside the replaced spans is kept, in order
     pos, out = 0, 0
     for r in chosen:
-        gap = r.start - pos
-        assert new_text[out : out + gap] == text[pos : r.start]
-        assert new_text[out + gap : out + gap + len(NEW)] == NEW
-        pos, out = r.end, out + gap + len(NEW)
-    assert new_text[out:] == text[pos:]
+        gap, new = r.start - pos, new_text(text, r)
+        assert written[out : out + gap] == text[pos : r.start]
+        assert written[out + gap : out + gap + len(new)] == new
+        pos, out = r.end, out + gap + len(new)
+    assert written[out:] == text[pos:]
 
     once = rewrite(text, fmt)
     assert rewrite(once, fmt) == once

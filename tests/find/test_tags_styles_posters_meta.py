@@ -9,6 +9,7 @@ import pytest
 from archiver.articles.rewrite import Replacement, splice
 from archiver.config import DEFAULT_FIELDS
 from archiver.find.refs import find_refs
+from archiver.find.tags import asset_rewrite
 from archiver.model import ImageRef, RefKind
 
 K = RefKind
@@ -121,9 +122,29 @@ def test_hexo_img_tag_shapes() -> None:
     )
 
 
+def test_hexo_asset_img_names_a_file_and_is_rewritten_to_the_img_tag_hexo_renders_it_with() -> None:
+    text = (
+        "{% asset_img name.jpg This is an image %}\n\n"
+        "{% asset_img left half sub/b.png 300 200 \"Title text\" \"alt text\" %}\n\n"
+        "{%- asset_image c.webp -%} {% asset_img \"quoted name.jpg\" %} {% asset_img /abs.jpg %}"
+        " {% asset_img not-an-image %} `{% asset_img code.jpg %}`\n"
+    )
+    assert found(text) == [
+        (K.ASSET_TAG, "{% asset_img %}", "name.jpg"),
+        (K.ASSET_TAG, "{% asset_img %}", "sub/b.png"),
+        (K.ASSET_TAG, "{% asset_image %}", "c.webp"),
+    ]
+    spans = [text[r.start : r.end] for r in refs(text)]
+    assert spans == ["asset_img name.jpg", "asset_img left half sub/b.png", "asset_image c.webp"]
+    out = splice(text, [Replacement(r.start, r.end, asset_rewrite(text[r.start : r.end], r.url, NEW))
+                        for r in refs(text)])
+    assert out == text.replace("asset_img name.jpg", f"img {NEW}").replace(
+        "asset_img left half sub/b.png", f"img left half {NEW}").replace("asset_image c.webp", f"image {NEW}")
+    assert [(r.kind, r.url) for r in refs(out)] == [(K.TEMPLATE_TAG, NEW)] * 3  # read as our URL next time
+
+
 def test_hexo_tags_not_read() -> None:
     text = (
-        "{% asset_img name.jpg This is an image %}\n\n"  # a file of the post's asset folder, not a URL
         "{% img relative/path.jpg %} {% img ftp://h.test/x.jpg /later.jpg %} {% img {{ site.url }}/y.jpg %}\n\n"
         "`{% img /code.jpg %}`\n\n{% raw %}{% img /raw.jpg %}{% endraw %}\n\n{% img /unclosed.jpg\n"
     )

@@ -40,6 +40,13 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+def interrupted_like_a_starting_worker(sig: int) -> None:
+    """What a Ctrl-C does to a worker that has not yet set SIGINT to be ignored: it dies of the signal."""
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+    time.sleep(60)
+
+
 def _gone(pid: int, within: float = 10.0) -> bool:
     """True once process ``pid`` no longer runs (a zombie counts as gone), waiting up to ``within`` seconds."""
     deadline = time.monotonic() + within
@@ -177,3 +184,13 @@ def test_a_pool_nobody_shuts_down_does_not_hang_the_exit(tmp_path: Path) -> None
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "leaving" in done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_worker_interrupted_with_the_run_abandons_its_job_never_fails_it(sig: int) -> None:
+    """Found by review: a Ctrl-C that reached a worker while it started made its URL "failed" (the worker died of
+    signal 2); a worker dying of SIGINT or SIGTERM leaves its job not attempted (cancelled), for a re-run."""
+    with ImagePool(1) as pool:
+        with pytest.raises(CancelledError):
+            pool.submit(interrupted_like_a_starting_worker, sig).result()
+        assert pool.submit(spin, 0.01).result() > 0  # a new worker takes the next job

@@ -255,7 +255,8 @@ def test_wrong_s3_credentials_fail_once_at_start(
 @pytest.mark.parametrize(
     ("storage", "key_named"),
     [('prefix = "../elsewhere"', "[storage] prefix"), ('prefix = "a b"', "[storage] prefix"),
-     ('public_base_url = "https://cdn.example.com/bucket"', "[storage] public_base_url")],
+     ('public_base_url = "https://cdn.example.com/bucket"', "[storage] public_base_url"),
+     ('public_base_url = "archive/"', "[storage] public_base_url")],  # relative: broken on every post page
 )
 def test_storage_settings_that_cannot_work_are_refused_at_start_naming_file_and_key(
     tmp_path: Path, origin: Server, site: dict[str, bytes], capsys: pytest.CaptureFixture[str], storage: str,

@@ -19,9 +19,9 @@ def _no_parsing(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     parsed: list[Path] = []
     real = pipeline.scan_article
 
-    def counting(path, cfg, own):  # type: ignore[no-untyped-def]
+    def counting(path, cfg, own, *args):  # type: ignore[no-untyped-def]
         parsed.append(path)
-        return real(path, cfg, own)
+        return real(path, cfg, own, *args)
 
     monkeypatch.setattr(pipeline, "scan_article", counting)
     return parsed

@@ -98,3 +98,29 @@ def test_a_link_changed_to_lead_outside_after_the_scan_is_not_written(tmp_path: 
         rewrite_article(link, {"http://img.news.test/a.jpg": "/archive/a.jpg"}, cfg.articles, OwnUrls.of(cfg), m,
                         dry_run=False, roots=[site.resolve()])
     assert (outside / "private.md").read_bytes() == ARTICLE
+
+
+def test_hard_linked_articles_are_reported_and_left_whole(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by review: of two names of one file, the first was rewritten (a new file renamed into place, which
+    split the link) and the second silently skipped; the next run then wrote the second. Both names are now
+    reported and neither is changed; a second run does the same and writes nothing."""
+    import os
+
+    origin.add("/a.jpg", make_jpeg(160, 120, seed=62), "image/jpeg")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "a.md").write_bytes(ARTICLE)
+    os.link(site / "a.md", site / "b.md")
+    (site / "c.md").write_bytes(ARTICLE)
+    cfg = str(write_config(tmp_path, origin))
+    for _ in range(2):
+        assert main(["run", "--config", cfg, "-q"]) == 0
+        out = capsys.readouterr().out
+        for name in ("a.md", "b.md"):
+            assert f"[skipped] {site}/{name}  — has 2 names (hard links)" in out, out
+        assert (site / "a.md").read_bytes() == ARTICLE and os.stat(site / "a.md").st_nlink == 2
+        assert (site / "c.md").read_bytes() != ARTICLE  # the article of its own is archived
+    assert main(["run", str(site / "b.md"), "--config", cfg, "-q"]) == 0
+    assert "has 2 names (hard links)" in capsys.readouterr().out

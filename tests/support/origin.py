@@ -36,6 +36,8 @@ Built-in routes of the origin:
     /redirect-private    302 to http://169.254.169.254/latest/meta-data/ (the guard must refuse it)
     /redirect-loop       302 to itself
     /redirect-scheme     302 to file:///etc/passwd
+    /hotlink/{name}      the JPEG only with ``Referer: http://blog.test/...`` (hotlink protection), else 403
+    /cookie-gate/{name}  the JPEG only with the cookie ``gate=open``, else 403
 Every request is counted per path (``hits``), its headers kept (``last_headers``) and its arrival logged
 (``arrivals(host)``: time.monotonic(), Host header, path); /hold and /storm also count requests in flight per
 Host header (``max_in_flight(host)``).
@@ -443,7 +445,19 @@ def origin_routes(server: Server) -> list[web.RouteDef]:
     async def redirect_scheme(request: web.Request) -> web.StreamResponse:
         raise web.HTTPFound("file:///etc/passwd")
 
+    async def hotlink(request: web.Request) -> web.StreamResponse:
+        if not request.headers.get("Referer", "").startswith("http://blog.test/"):
+            return web.Response(status=403, body=HTML, content_type="text/html")
+        return _image()
+
+    async def cookie_gate(request: web.Request) -> web.StreamResponse:
+        if request.cookies.get("gate") != "open":
+            return web.Response(status=403, body=HTML, content_type="text/html")
+        return _image()
+
     return [
+        web.get("/hotlink/{name}", hotlink),
+        web.get("/cookie-gate/{name}", cookie_gate),
         web.get("/fail/{n}/{key}", fail),
         web.get("/429/{key}", too_many),
         web.get("/404", status(404)),

@@ -1,0 +1,94 @@
+"""Which references are images on disk, and the ``file://`` URL that stands for each in the manifest and the run.
+
+A reference without a scheme is a file of the site when it can be found: a relative path (``a.jpg``,
+``img/a.jpg``, ``../images/a.png``) in the post's asset folder (Hexo: ``post/`` beside ``post.md``) or beside the
+article (a Hugo page bundle); a root-relative path (``/images/x.png``) under ``[articles] site_root`` when that is
+set. Such a reference is archived from disk (archiver.fetch.local), with no HTTP. A relative path found on disk
+nowhere is fetched from ``[articles] base_url`` as before when there is one, else it stands for the file beside
+the article, which the run reports missing, with its article and line. A path that leads outside the allowed
+folders (the folders given, the folder of a file given, ``root`` and ``site_root``), ``../../etc/passwd`` for one, is
+refused here; a symlink leading out is refused when the file is read, as for articles.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from archiver.config import ArticlesConfig
+from archiver.errors import UrlError
+from archiver.fetch.local import LOCAL_PREFIX, file_url
+from archiver.urls import resolve
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
+@dataclass(frozen=True)
+class LocalRoots:
+    """The folders local images may be read from: absolute and normalised (lexical), and as real paths."""
+
+    folders: tuple[Path, ...]
+    site_root: Path | None
+    follow_outside: bool = False
+
+    @classmethod
+    def of(cls, cfg: ArticlesConfig, paths: Sequence[Path], root: Path | None = None) -> LocalRoots:
+        folders = [p if p.is_dir() else p.parent for p in paths]
+        if root is not None:
+            folders.append(root)
+        site = Path(cfg.site_root) if cfg.site_root else None
+        if site is not None:
+            folders.append(site)
+        return cls(tuple(Path(os.path.abspath(f)) for f in folders), site and Path(os.path.abspath(site)),
+                   cfg.follow_symlinks_outside)
+
+    def real(self) -> tuple[Path, ...]:
+        return tuple(Path(os.path.realpath(f)) for f in self.folders)
+
+    def holds(self, path: Path) -> bool:
+        return any(path == f or path.is_relative_to(f) for f in self.folders)
+
+
+def locate(raw: str, article: Path, cfg: ArticlesConfig, roots: LocalRoots | None, *, asset: bool = False) -> str:
+    """The URL reference ``raw`` of ``article`` stands for: a ``file://`` URL for an image on disk, else the
+    absolute http(s) URL of urls.resolve. UrlError when it can be neither (outside the allowed folders included).
+    ``asset``: the name in a Hexo ``{% asset_img %}``, a file of the post's asset folder and nothing else."""
+    text = raw.strip()
+    if asset:
+        if roots is None:
+            raise UrlError(raw, "a post asset: read only by `archiver run`")
+        here = Path(os.path.abspath(article)).parent
+        return _allowed(raw, Path(os.path.normpath(here / article.stem / unquote(urlsplit(text).path))), roots)
+    if roots is None or not text or _SCHEME.match(text) or text.startswith(("//", "\\\\", "#", "?")):
+        return resolve(raw, cfg.base_url)
+    parts = urlsplit(text)
+    if not parts.path:
+        return resolve(raw, cfg.base_url)
+    rel = unquote(parts.path)
+    if rel.startswith("/"):
+        if roots.site_root is None:
+            return resolve(raw, cfg.base_url)
+        return _allowed(raw, Path(os.path.normpath(roots.site_root / rel.lstrip("/"))), roots)
+    here = Path(os.path.abspath(article)).parent
+    candidates = [Path(os.path.normpath(here / article.stem / rel)), Path(os.path.normpath(here / rel))]
+    for candidate in candidates:
+        if os.path.lexists(candidate) and roots.holds(candidate):
+            return _allowed(raw, candidate, roots)
+    if cfg.base_url:
+        return resolve(raw, cfg.base_url)
+    return _allowed(raw, candidates[0] if (here / article.stem).is_dir() else candidates[1], roots)
+
+
+def _allowed(raw: str, path: Path, roots: LocalRoots) -> str:
+    if not roots.holds(path):
+        raise UrlError(raw, "a local path outside the allowed folders (the articles' folders and [articles] "
+                            "site_root): never read")
+    return file_url(path)
+
+
+def is_local(url: str) -> bool:
+    return url.startswith(LOCAL_PREFIX)
