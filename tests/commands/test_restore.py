@@ -278,6 +278,87 @@ def test_no_manifest_is_a_clear_error(tmp_path: Path, origin: Server, capsys: py
     assert "no manifest" in capsys.readouterr().err
 
 
+# -- spans holding the same archive URL; an article reverted outside archiver -------------------------------------
+@pytest.mark.parametrize("alts", [("a", "b"), ("x", "x")])
+def test_two_urls_with_the_same_bytes_and_a_deleted_line_never_swap(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str], alts: tuple[str, str]
+) -> None:
+    """Two source URLs with identical bytes share one archive URL; the author deletes the first: restore never gives
+    the second the first one's URL. Told apart by their alt text, the second is restored; identical lines are left
+    pointing at the archive and reported as ambiguous."""
+    origin.add("/same.png", make_png(120, 90, seed=41), "image/png")
+    site = tmp_path / "site"
+    site.mkdir()
+    article = site / "a.md"
+    article.write_text(f"intro\n![{alts[0]}](http://img.news.test/same.png?from=A)\ntext\n"
+                       f"![{alts[1]}](http://img.news.test/same.png?from=B)\nend\n")
+    cfg = write_config(tmp_path, origin)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    lines = article.read_text().splitlines(keepends=True)
+    assert lines[1][len(alts[0]) + 4 :] == lines[3][len(alts[1]) + 4 :]  # one archive URL for both
+    ours = lines[3]
+    article.write_text("".join(lines[:1] + lines[2:]))  # the author deletes line 2
+    capsys.readouterr()
+    assert main(["restore", "--config", str(cfg)]) == 1
+    out = capsys.readouterr().out
+    text = article.read_text()
+    assert "from=A" not in text
+    if alts[0] != alts[1]:
+        assert text == "intro\ntext\n![b](http://img.news.test/same.png?from=B)\nend\n"
+        assert "no longer there" in out and "ambiguous" not in out
+    else:
+        assert text == "intro\ntext\n" + ours + "end\n"
+        assert "ambiguous after an edit; left pointing at the archive" in out
+
+
+def test_an_article_reverted_outside_archiver_and_rewritten_again_restores_cleanly(
+    tmp_path: Path, origin: Server, images: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run, `git checkout -- source` (the original bytes back), run again, restore: no false failures."""
+    site = tmp_path / "site"
+    (site / "posts").mkdir(parents=True)
+    article = site / "posts" / "crlf.md"
+    original = CRLF_MD.replace("/later.jpg", "/b.png").encode("utf-8")
+    article.write_bytes(original)
+    cfg = write_config(tmp_path, origin)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    rewritten = article.read_bytes()
+    article.write_bytes(original)  # reverted outside archiver
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert article.read_bytes() == rewritten
+    db = tmp_path / ".archiver/manifest.sqlite3"
+    assert _generations(db, article) == 1  # the older generation is moot: dropped with the new one's record
+    capsys.readouterr()
+    assert main(["restore", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "no longer there" not in out and "0 URLs could not be restored" in out
+    assert article.read_bytes() == original
+
+
+def test_a_url_reverted_by_hand_and_rewritten_again_is_not_a_failure(
+    tmp_path: Path, origin: Server, images: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A generation that read an article edited outside archiver: spans of the older one that edit undid (and that
+    left no trace) are moot, not "no longer there"."""
+    site = tmp_path / "site"
+    site.mkdir()
+    article = site / "a.md"
+    original = "![a](http://img.news.test/a.jpg)\n![b](http://img.news.test/b.png?w=1)\n"
+    article.write_text(original)
+    cfg = write_config(tmp_path, origin)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    first = article.read_text().splitlines(keepends=True)
+    # the author puts the first URL back by hand and adds a paragraph; the next run rewrites it again
+    article.write_text("![a](http://img.news.test/a.jpg)\n" + first[1] + "more\n")
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert article.read_text() == first[0] + first[1] + "more\n"
+    capsys.readouterr()
+    assert main(["restore", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "restored 2 of 2 URLs" in out and "no longer there" not in out
+    assert article.read_text() == original + "more\n"
+
+
 # -- the undo algorithm itself -------------------------------------------------------------------------
 def _apply(text: str, spans: list[tuple[int, int]], new: list[str]) -> tuple[str, list[ArticleReplacement]]:
     gen = [ArticleReplacement(a, b, text[a:b], n, text[a:b]) for (a, b), n in zip(spans, new, strict=True)]
