@@ -269,6 +269,8 @@ def _validate(cfg: Config, where: str) -> None:
         if not math.isfinite(value) or value < 0 or (positive and value == 0):
             least = "more than 0" if positive else "0 or more"
             raise bad(f"[{section}] {name}", f"must be a number of seconds, {least} (got {value})")
+        if value > MAX_SECONDS:  # a wait no run should make: a hostile Retry-After would hang it for good
+            raise bad(f"[{section}] {name}", f"must be at most {MAX_SECONDS:g} seconds (one day; got {value:g})")
     import ipaddress
 
     for net in f.allow_networks:
@@ -454,6 +456,9 @@ def read_cookie_file(path: str, where: str = "[fetch] cookies") -> http.cookieja
         elif cookie.is_expired(now):
             jar.clear(cookie.domain, cookie.path, cookie.name)
     return jar
+
+
+MAX_SECONDS = 86400.0
 
 
 def from_mapping(data: dict[str, Any], where: str = "<config>", source: Path | None = None) -> Config:

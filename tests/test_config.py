@@ -145,6 +145,7 @@ def test_max_distance_limit_is_the_hash_index_limit() -> None:
         ("[fetch]\nconnect_timeout = inf\n", "[fetch] connect_timeout: must be a number of seconds"),
         ("[fetch]\nbackoff = -1\n", "[fetch] backoff: must be a number of seconds, 0 or more"),
         ("[fetch]\nmax_backoff = nan\n", "[fetch] max_backoff"),
+        ("[fetch]\nmax_backoff = 1e308\n", "[fetch] max_backoff: must be at most 86400 seconds"),  # review: a hang
         ("[storage]\nretry_for = -5\n", "[storage] retry_for"),
         ("[storage]\ncache_control = \"public\\r\\nX: 1\"\n", "[storage] cache_control: must not contain control"),
         ("[storage]\npath = ''\n", "[storage] path: must name a folder"),
