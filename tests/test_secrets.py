@@ -62,7 +62,8 @@ def test_a_fake_secret_never_leaves_the_article(
 def test_wrong_secret_key_is_not_echoed(tmp_path: Path, s3_env, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    (tmp_path / "site").mkdir()
+    (tmp_path / "site").mkdir()  # something to fetch: S3 is checked before the first fetch
+    (tmp_path / "site" / "a.md").write_text("![a](http://img.test/a.jpg)\n", encoding="utf-8")
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         f'[storage]\nbackend = "s3"\nbucket = "whatever-bucket"\nendpoint_url = "{s3_env.endpoint_url}"\n'
