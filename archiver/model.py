@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -183,6 +183,3 @@ class ArticleReplacement:
     original: str
     replacement: str
     url: str
-    # identity evidence: the text around the span where this rewrite wrote it, as digests
-    # (archiver.articles.spans.span_context); "" when not recorded (manifests written before it was)
-    context: str = field(default="", compare=False)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Protocol
 
 from archiver.articles.rewrite import write_atomic
-from archiver.articles.spans import with_contexts
 from archiver.errors import ArticleError, ManifestError
 from archiver.faults import crash_point
 from archiver.model import RESTORE, Article, ArticleReplacement
@@ -68,8 +67,6 @@ def write_recorded(journal: Journal, article: Article, data: bytes,
     be written (then neither was the article), or not confirmed (then the next run settles it)."""
     key = record_key(article.path) if key is None else key
     before, after = sha256(article.raw), sha256(data)
-    with contextlib.suppress(ValueError):  # identity evidence for undo; spans that do not fit the text keep none
-        generations = with_contexts(article.text, generations)
     intended = False
 
     def intend() -> None:

@@ -25,10 +25,9 @@ put back is reported once.
 from __future__ import annotations
 
 import bisect
-import hashlib
 from collections import Counter
-from collections.abc import Collection, Hashable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 
 from archiver.articles.rewrite import Replacement, splice
 from archiver.find.markdown import line_starts
@@ -37,8 +36,6 @@ from archiver.model import ArticleReplacement
 SECRET_KEPT_NOT = "the original URL held a secret (credentials, a token or a signature), which the manifest does not keep"
 NO_LONGER_THERE = "no longer there (edited since); left as is"
 ADDED_EDITED = "added by [rewrite] responsive and edited since; left as is"
-AMBIGUOUS = "ambiguous after an edit; left pointing at the archive"
-CONTEXT_CAP = 80  # characters of context kept (as a digest) on each side of a span, within its line
 
 
 @dataclass(frozen=True)
@@ -118,137 +115,7 @@ def references(gens: Sequence[Sequence[ArticleReplacement]], chosen: Collection[
     return ref_of
 
 
-# -- identity evidence --------------------------------------------------------------------------
-def _digest(s: str) -> str:
-    return hashlib.sha256(s.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-
-
-def span_context(text: str, start: int, end: int, prev_end: int = 0, next_start: int | None = None) -> str:
-    """The text around ``text[start:end]`` (within its line, not past the neighbouring spans ``prev_end`` and
-    ``next_start``, at most ``CONTEXT_CAP`` characters a side), as "length:digest:length:digest": what tells one
-    copy of an archive URL from another once an edit has moved them (the alt text, the attribute, the key)."""
-    left_from = max(text.rfind("\n", 0, start) + 1, prev_end, start - CONTEXT_CAP)
-    line_end = text.find("\n", end)
-    right_to = min(len(text) if line_end < 0 else line_end, len(text) if next_start is None else next_start,
-                   end + CONTEXT_CAP)
-    left, right = text[left_from:start], text[end:max(end, right_to)]
-    return f"{len(left)}:{_digest(left)}:{len(right)}:{_digest(right)}"
-
-
-def context_holds(text: str, at: int, written: str, context: str) -> bool:
-    """Whether the text around ``written`` at ``at`` is what ``span_context`` recorded."""
-    try:
-        left_n, left, right_n, right = context.split(":")
-        ln, rn = int(left_n), int(right_n)
-    except ValueError:
-        return False
-    end = at + len(written)
-    return (at - ln >= 0 and end + rn <= len(text) and _digest(text[at - ln : at]) == left
-            and _digest(text[end : end + rn]) == right)
-
-
-def with_contexts(text: str, generations: Sequence[Sequence[ArticleReplacement]]) -> list[list[ArticleReplacement]]:
-    """The ``generations`` (each in the text the one before left, the first in ``text``) with each span's
-    ``context`` in the text its generation wrote: what undo uses to tell spans holding the same URL apart."""
-    out: list[list[ArticleReplacement]] = []
-    for gen in generations:
-        reps = sorted(gen, key=lambda r: (r.start, r.end))
-        text = splice(text, [Replacement(r.start, r.end, r.replacement) for r in reps])
-        where = spans_after(reps)
-        out.append([replace(r, context=span_context(text, s, e, where[n - 1][1] if n else 0,
-                                                    where[n + 1][0] if n + 1 < len(where) else None))
-                    for n, (r, (s, e)) in enumerate(zip(reps, where, strict=True))])
-    return out
-
-
 def locate(text: str, written: Sequence[tuple[int, str]], unchanged: bool) -> list[int | None]:
-    """``locate_spans`` without identity evidence: every span with the same string is interchangeable."""
-    return locate_spans(text, written, unchanged)[0]
-
-
-def locate_spans(
-    text: str, written: Sequence[tuple[int, str]], unchanged: bool,
-    contexts: Sequence[str] | None = None, keys: Sequence[Hashable] | None = None, eras: Sequence[int] | None = None,
-) -> tuple[list[int | None], set[int]]:
-    """Where each of our spans is in ``text`` now (``_locate_by_offsets``), and the spans left unattributed
-    because the evidence does not tell which occurrence is theirs (the ambiguous ones).
-
-    ``keys``: spans with the same string and the same key are interchangeable (putting back one for the other
-    writes the same text); by default all spans with the same string are. Where spans with the same string are not
-    interchangeable, an occurrence is attributed only with identity evidence (``_attribute``), never by order
-    alone once the occurrences no longer match the spans one to one. ``eras``: spans of different eras were
-    recorded on either side of an edit made outside archiver, so their recorded offsets do not order them."""
-    found = _locate_by_offsets(text, written, unchanged)
-    if unchanged:
-        return found, set()
-    groups: dict[str, list[int]] = {}
-    for i, (_, w) in enumerate(written):
-        groups.setdefault(w, []).append(i)
-    anchors = [at - written[i][0] for i, at in _anchors(text, written, {w: len(ix) for w, ix in groups.items()})]
-    ambiguous: set[int] = set()
-    for w, idx in groups.items():
-        if len(idx) < 2 or keys is None or len({keys[i] for i in idx}) == 1:
-            continue
-        pairs, unsure = _attribute(text, w, [written[i][0] for i in idx],
-                                   [contexts[i] if contexts else "" for i in idx], anchors,
-                                   [eras[i] if eras else 0 for i in idx])
-        for n, i in enumerate(idx):
-            found[i] = pairs.get(n)
-        ambiguous |= {idx[n] for n in unsure}
-    return found, ambiguous
-
-
-def _occurrences(text: str, w: str) -> list[int]:
-    out, at = [], text.find(w)
-    while at >= 0:
-        out.append(at)
-        at = text.find(w, at + 1)
-    return out
-
-
-def _attribute(text: str, w: str, starts: Sequence[int], contexts: Sequence[str],
-               shifts: Sequence[int], eras: Sequence[int]) -> tuple[dict[int, int], set[int]]:
-    """Which occurrence of ``w`` in ``text`` each span (recorded at ``starts``, sorted) is: (span -> position, the
-    spans that are there but cannot be told apart). Evidence, strongest first:
-
-    1. its context (``span_context``) holds at exactly one occurrence, and no other span's context holds there;
-    2. between two spans so attributed (or the ends of the text), the recorded offsets shifted by one of the
-       edits' shifts (0 at the start of the text, an attributed span's, a unique URL's: ``shifts``) put every
-       remaining span exactly on an occurrence, and only one such shift does;
-    3. there, as many occurrences as spans: one to one, in order.
-
-    2 and 3 only among spans of one era (their recorded offsets are comparable). Otherwise the spans there are
-    ambiguous (if an occurrence is left for them) or gone (if none is)."""
-    occ = _occurrences(text, w)
-    holds = [[o for o in occ if ctx and context_holds(text, o, w, ctx)] for ctx in contexts]
-    claimed = Counter(o for hs in holds for o in hs)
-    pairs = {n: hs[0] for n, hs in enumerate(holds) if len(hs) == 1 and claimed[hs[0]] == 1}
-    ordered = sorted(pairs.items())
-    if any(a[1] >= b[1] for a, b in zip(ordered, ordered[1:], strict=False)):  # moved about: only identity holds
-        rest = [n for n in range(len(starts)) if n not in pairs]
-        return pairs, (set(rest) if len(occ) > len(pairs) else set())
-    unsure: set[int] = set()
-    bounds = [(-1, -1), *ordered, (len(starts), len(text) + 1)]
-    for (n0, o0), (n1, o1) in zip(bounds, bounds[1:], strict=False):
-        spans = list(range(n0 + 1, n1))
-        free = [o for o in occ if o0 < o < o1 and o + len(w) <= len(text)]
-        if not spans or not free:
-            continue
-        if len({eras[n] for n in spans}) > 1:
-            unsure.update(spans)
-            continue
-        near = {0} | set(shifts) | {o - starts[n] for n, o in ordered}
-        fits = [d for d in sorted(near) if all(starts[n] + d in free for n in spans)]
-        if len({tuple(starts[n] + d for n in spans) for d in fits}) == 1:
-            pairs.update((n, starts[n] + fits[0]) for n in spans)
-        elif len(spans) == len(free):
-            pairs.update(zip(spans, free, strict=True))
-        else:
-            unsure.update(spans)
-    return pairs, unsure
-
-
-def _locate_by_offsets(text: str, written: Sequence[tuple[int, str]], unchanged: bool) -> list[int | None]:
     """Where each of our spans (``written``: its start in the text of our last write and what it holds there,
     sorted by start) is in ``text`` now; None for one that is gone. ``unchanged``: the article is byte for byte
     what we last wrote, so the recorded offsets are exact.
@@ -368,19 +235,13 @@ def undo(
     which: Collection[int] | None = None,
     *,
     unchanged: bool = False,
-    edited_before: Collection[int] = (),
 ) -> Undone:
     """``text`` with the generations ``which`` (default: all) undone, newest first; the others stay.
 
     ``unchanged``: ``text`` is exactly what our last rewrite wrote (its hash matches the manifest's). Each chosen
     generation is undone on the text as the newer ones left it: its spans, and every other span of ours as
     landmarks, are carried to where they are in that text (through the newer generations that stay) and found
-    there (``locate_spans``), so an edit the author made between two of our rewrites only shifts the search.
-
-    ``edited_before``: the generations whose rewrite read an article edited outside archiver since the previous
-    one (``Generation.edited_before``); a span older than one of them that is not found and of which the text holds
-    no trace (no occurrence of what it wrote that is not another span's) was undone by that edit: it is moot, not
-    reported and not counted."""
+    there (``locate``), so an edit the author made between two of our rewrites only shifts the search."""
     gens = [sorted(g, key=lambda r: (r.start, r.end)) for g in generations]
     chosen = sorted(set(range(len(gens))) if which is None else set(which), reverse=True)
     ref_of = references(gens, chosen)
@@ -388,20 +249,15 @@ def undo(
     for span, rid in sorted(ref_of.items(), reverse=True):
         oldest[rid] = span
     # what we inserted (attributes, [rewrite] responsive) is removed like any span, but is not an image reference
-    oldest_span = dict(oldest)
     oldest = {rid: (m, n) for rid, (m, n) in oldest.items() if not inserted(gens[m][n])}
     put_back: set[tuple[int, int]] = set()
     reported: set[int] = set()
-    moot: set[int] = set()  # references an edit outside archiver undid before a newer rewrite of ours
     result = Undone(text, total=len(oldest))
     exact = unchanged
     for k in chosen:
         # the text as it should be now: generations up to k, and the newer ones that stay
         seq = [m for m in range(len(gens)) if m <= k or m not in chosen]
         holds: dict[int, str] = {}  # start -> what is written there (a newer generation may have taken it over)
-        context: dict[int, str] = {}  # start -> the context its writer recorded
-        era: dict[int, int] = {}  # start -> how many edits outside archiver came before its writer
-        key: dict[int, Hashable] = {}  # start -> what undoing it writes (a landmark's: nothing, in this step)
         mine: list[tuple[int, int] | None] = []
         for x, m in enumerate(seq):
             later = [gens[y] for y in seq[x + 1 :]]
@@ -411,19 +267,8 @@ def undo(
                     mine.append(pos)
                 if pos is not None:
                     holds[pos[0]] = gens[m][n].replacement
-                    context[pos[0]] = gens[m][n].context
-                    era[pos[0]] = sum(1 for j in edited_before if j <= m)
-                    # spans of this step are interchangeable only if putting them back writes the same, now and
-                    # when the older generations of their references are undone
-                    first = oldest_span.get(ref_of[m, n]) if (m, n) in ref_of else None
-                    key[pos[0]] = (("undo", gens[m][n].original, gens[first[0]][first[1]].original if first else "")
-                                   if m == k else ("landmark",))
         written = sorted(holds.items())
-        found, unsure = locate_spans(result.text, written, exact, [context[p] for p, _ in written],
-                                     [key[p] for p, _ in written], [era[p] for p, _ in written])
-        now = dict(zip((p for p, _ in written), found, strict=True))
-        ambiguous = {written[i][0] for i in unsure}
-        moot_possible = any(j > k for j in edited_before)
+        now = dict(zip((p for p, _ in written), locate(result.text, written, exact), strict=True))
         exact = False
         starts = line_starts(result.text)
         step: list[ArticleReplacement] = []
@@ -433,12 +278,7 @@ def undo(
             problem: Unrestored | None = None
             if here is None or pos is None or result.text[here : here + pos[1] - pos[0]] != rep.replacement:
                 guess = here if here is not None else _guess(pos, now, written)
-                if pos is not None and pos[0] in ambiguous:
-                    problem = Unrestored(_line(starts, guess, result.text), rep.replacement, _shown(rep), AMBIGUOUS, k)
-                elif moot_possible and here is None and not _traced(result.text, rep.replacement, now, holds):
-                    moot.add(rid)
-                    reported.add(rid)
-                elif inserted(rep):
+                if inserted(rep):
                     problem = Unrestored(_line(starts, guess, result.text), rep.replacement.strip(), "nothing",
                                          ADDED_EDITED, k)
                 else:
@@ -458,14 +298,7 @@ def undo(
             result.text = splice(result.text, [Replacement(r.start, r.end, r.replacement) for r in step])
             result.steps.append((k, step))
     result.restored = sum(1 for span in oldest.values() if span in put_back)
-    result.total -= sum(1 for rid, span in oldest.items() if rid in moot and span not in put_back)
     return result
-
-
-def _traced(text: str, written: str, now: dict[int, int | None], holds: dict[int, str]) -> bool:
-    """Whether ``text`` holds an occurrence of ``written`` that is not one of our other spans found there."""
-    others = sum(1 for p, at in now.items() if at is not None and holds[p] == written)
-    return len(_occurrences(text, written)) > others
 
 
 def _guess(pos: tuple[int, int] | None, now: dict[int, int | None], written: Sequence[tuple[int, str]]) -> int:

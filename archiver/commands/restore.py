@@ -63,9 +63,7 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
         if not dry:
             manifest.forget_article(entry.path)
         return _Outcome(0, False, [f"{shown}: already as before its first rewrite"], [])
-    gens = manifest.article_generations(entry.path)
-    done = undo(article.text, [g.replacements for g in gens], unchanged=current == entry.sha256_after,
-                edited_before=[i for i, g in enumerate(gens) if g.edited_before])
+    done = undo(article.text, manifest.article_replacements(entry.path), unchanged=current == entry.sha256_after)
     new = render(replace(article, text=done.text), []) if done.text != article.text else article.raw
     lines = []
     diff = unified_diff(article, done.text) if dry and new != article.raw else ""

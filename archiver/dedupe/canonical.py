@@ -17,7 +17,7 @@ from pathlib import Path
 from archiver.articles.files import load_article
 from archiver.articles.journal import sha256, write_recorded
 from archiver.articles.rewrite import Replacement, render
-from archiver.articles.spans import NO_LONGER_THERE, undo
+from archiver.articles.spans import undo
 from archiver.errors import ArticleError, ManifestError
 from archiver.find.refs import article_refs
 from archiver.manifest.sqlite import Manifest
@@ -88,15 +88,10 @@ def _undo_article(manifest: Manifest, path: str, sha_after: str, result: Rewrite
     except ArticleError as exc:
         result.problems.append(f"{exc} (not restored)")
         return
-    done = undo(article.text, [g.replacements for g in gens], outstanding, unchanged=sha_after == sha256(article.raw),
-                edited_before=[i for i, g in enumerate(gens) if g.edited_before])
+    done = undo(article.text, [g.replacements for g in gens], outstanding, unchanged=sha_after == sha256(article.raw))
     for p in done.problems:
-        if p.reason == NO_LONGER_THERE:
-            result.problems.append(f"{shown_path(path)}: {p.ours} (written by dedupe --apply) is no longer there; "
-                                   "left as it is")
-        else:
-            result.problems.append(f"{shown_path(path)}:{p.line}: {p.ours} (written by dedupe --apply, was "
-                                   f"{p.original}): {p.reason}")
+        result.problems.append(f"{shown_path(path)}: {p.ours} (written by dedupe --apply) is no longer there; "
+                               "left as it is")
     if not done.steps:
         return
     # recorded as what they are: one rewrite generation per undone one, from dedupe's URLs back to the previous

@@ -54,12 +54,12 @@ class ArticleRecords:
     def article_generations(self, path: str) -> list[Generation]:
         """Every rewrite generation of an article with its reason ("archive", "dedupe", ...), oldest first."""
         gens: dict[int, Generation] = {}
-        for seq, reason, edited, *rest in self._db.execute(
-            "SELECT seq, reason, edited_before, start, end, original, replacement, url, context FROM replacements "
-            "WHERE article=? ORDER BY seq, start",
+        for seq, reason, *rest in self._db.execute(
+            "SELECT seq, reason, start, end, original, replacement, url FROM replacements WHERE article=? "
+            "ORDER BY seq, start",
             (stored_path(path),),
         ):
-            gens.setdefault(seq, Generation(reason, [], bool(edited)))[1].append(ArticleReplacement(*rest))
+            gens.setdefault(seq, Generation(reason, []))[1].append(ArticleReplacement(*rest))
         return [gens[k] for k in sorted(gens)]
 
     def article_replacements(self, path: str) -> list[list[ArticleReplacement]]:
@@ -102,8 +102,8 @@ class ArticleRecords:
             before, after, reason, generations = row
             if reason == RESTORE:
                 _forget(db, key)
-            for n, spans in enumerate(json.loads(generations)):  # spans of a write recorded before contexts: 5 fields
-                _add_generation(db, key, before, after, [(*s, "")[:6] for s in spans], reason, first=n == 0)
+            for spans in json.loads(generations):
+                _add_generation(db, key, before, after, [tuple(s) for s in spans], reason)
             db.execute("DELETE FROM pending_writes WHERE path=?", (key,))
 
     def abandon_rewrite(self, path: str) -> None:
@@ -117,31 +117,20 @@ class ArticleRecords:
         return sorted(PendingWrite(read_path(p), b, a, r) for p, b, a, r in rows)
 
 
-_Span = tuple[int, int, str, str, str, str]
+_Span = tuple[int, int, str, str, str]
 
 
 def _stored_spans(replacements: Sequence[ArticleReplacement]) -> list[_Span]:
     # a span that held a secret is never stored as written (not even in the write-ahead record)
-    return [(r.start, r.end, "" if has_secret(r.original) else r.original, r.replacement, url_key(r.url), r.context)
+    return [(r.start, r.end, "" if has_secret(r.original) else r.original, r.replacement, url_key(r.url))
             for r in replacements]
 
 
 def _add_generation(
     db: sqlite3.Connection, key: str | bytes, sha_before: str, sha_after: str, spans: Sequence[Sequence[object]],
-    reason: str, *, first: bool = True,
+    reason: str,
 ) -> None:
-    """Append a generation. ``first``: it is the first (or only) generation of its write, so ``sha_before`` is the
-    article as the write read it: if that is the article as it was before our first rewrite (reverted outside
-    archiver, e.g. by ``git checkout``), the older generations are moot and dropped; if it is not what our previous
-    rewrite wrote, the generation is marked ``edited_before`` (undo does not report an older span that left no trace)."""
-    row = db.execute("SELECT sha256_before, sha256_after FROM articles WHERE path=?", (key,)).fetchone()
-    edited = False
-    if row is not None and first:
-        if sha_before == row[0]:
-            _forget(db, key)
-            row = None
-        else:
-            edited = sha_before != row[1]
+    row = db.execute("SELECT sha256_before FROM articles WHERE path=?", (key,)).fetchone()
     seq = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM replacements WHERE article=?", (key,)).fetchone()[0]
     db.execute(
         """INSERT INTO articles (path, sha256_before, sha256_after, rewritten_at) VALUES (?,?,?,?)
@@ -149,9 +138,8 @@ def _add_generation(
         (key, row[0] if row else sha_before, sha_after, time.time()),
     )
     db.executemany(
-        "INSERT INTO replacements (article, seq, start, end, original, replacement, url, context, reason, edited_before)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?)",
-        [(key, seq, *span, reason, int(edited)) for span in spans],
+        "INSERT INTO replacements (article, seq, start, end, original, replacement, url, reason) VALUES (?,?,?,?,?,?,?,?)",
+        [(key, seq, *span, reason) for span in spans],
     )
 
 

@@ -152,7 +152,6 @@ class Generation(NamedTuple):
 
     reason: str
     replacements: list[ArticleReplacement]
-    edited_before: bool = False  # the article was edited outside archiver between our previous rewrite and this one
 
 
 class ArchivedUrl(NamedTuple):

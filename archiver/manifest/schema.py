@@ -149,13 +149,6 @@ MIGRATIONS: tuple[str, ...] = (
         refs INTEGER NOT NULL              -- its image references, every one pointing at the archive
     );
     """,
-    # 10: identity evidence for undo (archiver.articles.spans): the digests of the text around each span as its
-    # rewrite wrote it, and whether the article was edited outside archiver before that rewrite (its bytes were not
-    # what our previous one wrote); both empty/0 for generations recorded before
-    """
-    ALTER TABLE replacements ADD COLUMN context TEXT NOT NULL DEFAULT '';
-    ALTER TABLE replacements ADD COLUMN edited_before INTEGER NOT NULL DEFAULT 0;
-    """,
 )
 
 

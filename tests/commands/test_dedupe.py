@@ -230,31 +230,3 @@ def test_the_colour_of_images_archived_before_it_was_recorded_is_measured_once_w
         measured = {s: (c, round(ch)) for s, c, ch in db.execute("SELECT sha256, colours, chroma FROM assets")}
     assert measured[sha["/p/photo.gif"]][0] == 256 and measured[sha["/p/photo.jpg"]][0] == 0
     assert measured[sha["/p/grey.jpg"]][1] == 0 and measured[sha["/p/photo.jpg"]][1] > 10
-
-
-def test_undo_after_a_deleted_line_never_gives_one_image_another_ones_url(
-    library: Library, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Three near-duplicates in one article, all rewritten to the canonical by --apply; the author deletes the
-    first line: undo puts back the second one's own URL, leaves the third (which --apply never touched) alone and
-    reports the first as gone; restore then gives each its own original."""
-    three = library.root / "site" / "three.md"
-    three.write_bytes(b"![one](http://photos.test/b/small.jpg)\n![two](http://photos.test/c/rot.jpg)\n"
-                      b"![three](http://photos.test/a/original.png)\n")
-    assert main(["run", "--config", str(library.config), "-q"]) == 0
-    canonical = library.archive_url("/a/original.png")
-    small, rot = library.archive_url("/b/small.jpg"), library.archive_url("/c/rot.jpg")
-    assert main(["dedupe", "--config", str(library.config), "--apply"]) == 0
-    assert three.read_text() == f"![one]({canonical})\n![two]({canonical})\n![three]({canonical})\n"
-    three.write_text(f"![two]({canonical})\n![three]({canonical})\n")  # the author deletes image "one"
-    capsys.readouterr()
-    assert main(["dedupe", "--config", str(library.config), "--undo"]) == 1
-    out = capsys.readouterr().out
-    assert three.read_text() == f"![two]({rot})\n![three]({canonical})\n"
-    assert f"three.md: {canonical} (written by dedupe --apply) is no longer there; left as it is" in out
-    assert small not in three.read_text()
-    # the undo read an edited article: "one", deleted without trace before it, is moot for restore (reported once,
-    # by the undo), and the two references left are each restored to their own original
-    assert main(["restore", "--config", str(library.config), str(three)]) == 0
-    assert three.read_text() == "![two](http://photos.test/c/rot.jpg)\n![three](http://photos.test/a/original.png)\n"
-    assert "restored 2 of 2 URLs" in capsys.readouterr().out
