@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import socket
+import stat
 import tempfile
 from pathlib import Path
 
@@ -128,3 +129,16 @@ def remove_stale(parent: Path) -> list[Path]:
         if remove(path):
             removed.append(path)
     return removed
+
+
+def is_ours(path: Path, *, contains: tuple[bytes, ...] = (), starts: tuple[bytes, ...] = ()) -> bool:
+    """Whether ``path`` is a regular file (not a symlink) that the archiver wrote, by the mark it writes in its first
+    KiB: one of ``contains`` anywhere there, or one of ``starts`` at its start. A report replaces only such a file."""
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return False
+        with path.open("rb") as handle:
+            head = handle.read(1024)
+    except OSError:
+        return False
+    return any(mark in head for mark in contains) or head.startswith(starts)

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from archiver.errors import ArchiverError, ConfigError
+from archiver.scratch import is_ours
 from archiver.terminal import UNPRINTABLE, shown_path
 
 PAGE_SIZE = 50
@@ -135,16 +136,9 @@ _PAGE_MARK = b"dedupeReportPage("
 
 def _holds(path: Path, kind: str) -> bool:
     """Whether ``path`` is a regular file (not a symlink) that is a report file of this ``kind`` (html, json, page)."""
-    try:
-        if not stat.S_ISREG(path.lstat().st_mode):
-            return False
-        with path.open("rb") as handle:
-            head = handle.read(1024)
-    except OSError:
-        return False
     if kind == "html":
-        return _HTML_MARK in head
-    return head.startswith(_JSON_MARKS if kind == "json" else _PAGE_MARK)
+        return is_ours(path, contains=(_HTML_MARK,))
+    return is_ours(path, starts=_JSON_MARKS if kind == "json" else (_PAGE_MARK,))
 
 
 def _refuse_unless_ours(path: Path, kind: str) -> None:

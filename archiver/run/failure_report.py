@@ -20,7 +20,6 @@ import io
 import os
 import re
 import secrets
-import stat
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from archiver.manifest.rows import UrlState, url_key
 from archiver.model import Cause, Outcome
 from archiver.redaction import redact
 from archiver.run.report import SKIPPED, WARNING, Problem
+from archiver.scratch import is_ours
 from archiver.terminal import printable, shown_path
 from archiver.urls import resolve
 
@@ -359,19 +359,9 @@ a,code{word-break:break-all}
 </style></head><body>"""
 
 
-def _holds(path: Path, mark: bytes) -> bool:
-    try:
-        if not stat.S_ISREG(path.lstat().st_mode):
-            return False
-        with path.open("rb") as handle:
-            head = handle.read(1024)
-    except OSError:
-        return False
-    return mark in head if mark is _HTML_MARK else head.startswith(mark)
-
-
 def _refuse_unless_ours(path: Path, mark: bytes) -> None:
-    if os.path.lexists(path) and not _holds(path, mark):
+    ours = is_ours(path, contains=(mark,)) if mark is _HTML_MARK else is_ours(path, starts=(mark,))
+    if os.path.lexists(path) and not ours:
         raise ConfigError(f"{shown_path(path)} exists and is not a report archiver wrote: not overwritten; remove "
                             "it or choose another report path")
 
