@@ -63,12 +63,19 @@ def asset_rewrite(span: str, name: str, url: str) -> str:
     return span[len(ASSET_PREFIX) : len(span) - len(name)] + url
 
 
-def _asset(text: str, m: re.Match[str], stop: int) -> tuple[int, list[Found]] | None:
+def _tag_end(text: str, m: re.Match[str], stop: int) -> tuple[int, int] | None:
+    """Where a ``{% … %}`` tag opened by ``m`` ends, and where its body ends (before a ``-%}`` trim marker)."""
     close = text.find("%}", m.end(), stop)
     if close < 0:
         return None
-    end = close + 2
-    body_end = close - 1 if text[close - 1] == "-" and close - 1 >= m.end() else close
+    return close + 2, close - 1 if text[close - 1] == "-" and close - 1 >= m.end() else close
+
+
+def _asset(text: str, m: re.Match[str], stop: int) -> tuple[int, list[Found]] | None:
+    bounds = _tag_end(text, m, stop)
+    if bounds is None:
+        return None
+    end, body_end = bounds
     for tok in re.finditer(r"\S+", text[m.end() : body_end]):
         word = tok.group(0)
         if word[0] in "\"'" or _HEXO_URL.match(word) or "{" in word:
@@ -133,11 +140,10 @@ def _value(text: str, i: int, stop: int, closer: str) -> tuple[int, int, int, bo
 
 
 def _liquid(text: str, m: re.Match[str], stop: int) -> tuple[int, list[Found]] | None:
-    close = text.find("%}", m.end(), stop)
-    if close < 0:
+    bounds = _tag_end(text, m, stop)
+    if bounds is None:
         return None
-    end = close + 2
-    body_end = close - 1 if text[close - 1] == "-" and close - 1 >= m.end() else close
+    end, body_end = bounds
     for tok in re.finditer(r"\S+", text[m.end() : body_end]):
         word = tok.group(0)
         if _HEXO_URL.match(word) is None:
