@@ -10,7 +10,7 @@ read is skipped to the end of its line, so invalid TOML still gives what can saf
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 KeyPath = tuple[str | int, ...]  # a key path in front matter: ("image", "path"), ("gallery", 0, "url")
@@ -90,35 +90,42 @@ class _Scanner:
             self.found.append(Value(path, pos + 1, close, text[pos + 1 : close]))
             return close + 1
         if ch == "[":
-            pos, index = self.skip(pos + 1), 0
-            while pos < self.end and text[pos] != "]":
-                pos = self.skip(self.value(pos, (*path, index), depth + 1))
+            index = 0
+
+            def element(pos: int) -> int:
+                nonlocal index
                 index += 1
-                if pos < self.end and text[pos] == ",":
-                    pos = self.skip(pos + 1)
-                elif pos < self.end and text[pos] != "]":
-                    raise _Stop
-            if pos >= self.end:
-                raise _Stop
-            return pos + 1
+                return self.value(pos, (*path, index - 1), depth + 1)
+
+            return self.items(pos + 1, "]", element)
         if ch == "{":
-            pos = self.skip(pos + 1)
-            while pos < self.end and text[pos] != "}":
+
+            def pair(pos: int) -> int:
                 parts, pos = self.keys(pos)
                 if not text.startswith("=", pos):
                     raise _Stop
-                pos = self.skip(self.value(self.ws(pos + 1), (*path, *parts), depth + 1))
-                if pos < self.end and text[pos] == ",":
-                    pos = self.skip(pos + 1)
-                elif pos < self.end and text[pos] != "}":
-                    raise _Stop
-            if pos >= self.end:
-                raise _Stop
-            return pos + 1
+                return self.value(self.ws(pos + 1), (*path, *parts), depth + 1)
+
+            return self.items(pos + 1, "}", pair)
         m = _BARE.match(text, pos, self.end)
         if m is None:
             raise _Stop
         return m.end()
+
+    def items(self, pos: int, close: str, item: Callable[[int], int]) -> int:
+        """The comma-separated items of an array or an inline table opened before ``pos``, each read by ``item``;
+        returns where its ``close`` bracket ends."""
+        text = self.text
+        pos = self.skip(pos)
+        while pos < self.end and text[pos] != close:
+            pos = self.skip(item(pos))
+            if pos < self.end and text[pos] == ",":
+                pos = self.skip(pos + 1)
+            elif pos < self.end and text[pos] != close:
+                raise _Stop
+        if pos >= self.end:
+            raise _Stop
+        return pos + 1
 
 
 def _close_multiline(text: str, pos: int, end: int, delimiter: str) -> int:
