@@ -9,13 +9,14 @@ An object under a content-addressed key is trusted only once ``prove`` has match
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from archiver.config import Config, StorageConfig
-from archiver.errors import StorageError
+from archiver.errors import ConfigError, StorageError
 from archiver.storage.keys import check_config
 
 
@@ -115,7 +116,12 @@ def open_store(cfg: Config) -> Store:
     if st.backend == "local":
         from archiver.storage.local import LocalStore
 
-        return LocalStore(cfg.resolve_path(st.path), st.public_base_url)
+        root = cfg.resolve_path(st.path)
+        if os.path.realpath(root) == os.path.realpath("/"):
+            where = f"{cfg.source}: " if cfg.source else ""
+            raise ConfigError(f"{where}[storage] path: {st.path!r} is the root of the file system; give the archive "
+                              "a folder of its own (e.g. \"archive\")")
+        return LocalStore(root, st.public_base_url)
     if st.backend == "s3":
         return _DeferredS3(st)
     raise StorageError(f'[storage] backend: {st.backend!r} is not "local" or "s3"')

@@ -248,6 +248,14 @@ def test_open_store_local_path_is_relative_to_root(tmp_path: Path) -> None:
     assert isinstance(absolute, LocalStore) and absolute.root == tmp_path / "abs"
 
 
+@pytest.mark.parametrize("path", ["/", "/..", "../../../../../../../../../../../../../.."])
+def test_a_local_store_at_the_root_of_the_file_system_is_refused(tmp_path: Path, path: str) -> None:
+    # objects under ab/cd/… and a scratch folder in / : a typo no one means
+    cfg = Config(storage=StorageConfig(backend="local", path=path), source=tmp_path / "archiver.toml")
+    with pytest.raises(ConfigError, match=r"archiver.toml: \[storage\] path: .* root of the file system"):
+        open_store(cfg)
+
+
 # -- S3 (real SeaweedFS) ----------------------------------------------------------------------------
 
 
