@@ -97,7 +97,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if args.dry_run:
         for diff in report.diffs:
             terminal.say_block(diff)
-    terminal.say(*summary_lines(report, progress.elapsed, dry_run=args.dry_run))
+    terminal.say(*summary_lines(report, progress.elapsed, dry_run=args.dry_run, bounded=not args.quiet))
     if report_line:
         terminal.say(report_line)
     if report.stopped and report.stopped.startswith("interrupted"):

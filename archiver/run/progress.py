@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from archiver.model import Outcome
-from archiver.run.report import SKIPPED, WARNING, RunReport, Stats
+from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
 from archiver.terminal import StatusLine, shown
 
 
@@ -91,8 +91,10 @@ def summary(report: RunReport, elapsed: float, *, dry_run: bool = False) -> str:
     return "\n".join(shown(line) for line in summary_lines(report, elapsed, dry_run=dry_run))
 
 
-def summary_lines(report: RunReport, elapsed: float, *, dry_run: bool = False) -> list[str]:
-    """The lines of the summary, as composed (a server's reason phrase, a URL, a file name as they came)."""
+def summary_lines(report: RunReport, elapsed: float, *, dry_run: bool = False, bounded: bool = False) -> list[str]:
+    """The lines of the summary, as composed (a server's reason phrase, a URL, a file name as they came).
+    ``bounded``: each problem was logged as it happened, so a long list is cut to one line per host and the first
+    PROBLEMS_SHOWN (a quiet run logs none of them: its summary lists every one)."""
     s = report.stats
     would = "would be " if dry_run else ""
     left = f", {s.not_attempted} not attempted" if s.not_attempted else ""
@@ -127,19 +129,43 @@ def summary_lines(report: RunReport, elapsed: float, *, dry_run: bool = False) -
     if problems:
         lines.append("")
         lines.append(f"Not archived ({len(problems)}):")
+        shown = PROBLEMS_SHOWN if bounded else len(problems)
+        if len(problems) > shown:
+            lines.extend(_by_host(problems))
         order = {Outcome.FAILED: 0, SKIPPED: 1, Outcome.REJECTED: 2, Outcome.DEAD: 3}
-        for p in sorted(problems, key=lambda p: (order.get(p.outcome, 9), p.article or "", p.line or 0, p.url or "")):
+        ordered = sorted(problems, key=lambda p: (order.get(p.outcome, 9), p.article or "", p.line or 0, p.url or ""))
+        for p in ordered[:shown]:
             where = p.article or ""
             if p.line:
                 where += f":{p.line}"
             parts = [x for x in (where, p.url) if x]
             lines.append(f"  [{p.outcome}] {'  '.join(parts)}  — {p.reason}")
+        if len(ordered) > shown:
+            lines.append(f"  … and {len(ordered) - shown} more (each logged above as it happened); "
+                         "`archiver report` writes a page and a CSV of every one, grouped by host and reason")
     if warnings:
         lines.append("")
         lines.append(f"Warnings ({len(warnings)}; these articles were archived all the same):")
         for p in sorted(warnings, key=lambda p: (p.article or "", p.line or 0)):
             lines.append(f"  {p.article}:{p.line}  — {p.reason}")
     return lines
+
+
+PROBLEMS_SHOWN = 30  # lines of the summary's "Not archived" list; beyond it, one headline per host first
+HOSTS_SHOWN = 10
+
+
+def _by_host(problems: list[Problem]) -> list[str]:
+    """A long list starts with what a site owner acts on: one line per host ("cdn.example: 412 images 403
+    Forbidden — set a Referer …"), the largest first."""
+    from archiver.run.failure_report import from_problems, group
+
+    hosts = group(from_problems(problems, {})[0])
+    lines = [f"  {h.headline}" for h in hosts[:HOSTS_SHOWN]]
+    if len(hosts) > HOSTS_SHOWN:
+        lines.append(f"  … and {sum(h.urls for h in hosts[HOSTS_SHOWN:])} URLs on {len(hosts) - HOSTS_SHOWN} "
+                     "other hosts")
+    return [*lines, f"  the first {PROBLEMS_SHOWN}:"] if lines else []
 
 
 def _unspecified(address: str) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from archiver.fetch.pauses import HostPauses, host_key
 from archiver.run.pipeline import Problem, RunReport, Stats
-from archiver.run.progress import Progress, status_line, summary
+from archiver.run.progress import Progress, status_line, summary, summary_lines
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
 from tests.support.paths import ROOT_DIR
@@ -122,3 +122,22 @@ def test_summary_lists_every_image_not_archived_with_article_line_url_and_reason
     assert text.index("[failed]") < text.index("[dead]")  # what a re-run may fix comes first
     assert report.exit_code == 1
     assert RunReport(Stats(), [Problem("dead", "404")]).exit_code == 0
+
+
+def test_a_long_list_of_images_not_archived_starts_with_one_headline_per_host_and_is_bounded() -> None:
+    """412 images refused by one CDN: the summary's first lines say so and what to do; it does not print all 412
+    again (each was logged as it happened) but says where every one is listed."""
+    report = RunReport(Stats(urls=420, dead=420))
+    report.problems += [Problem("dead", "403 Forbidden", f"https://cdn.example/i/{i}.jpg", f"posts/{i}.md", 3)
+                        for i in range(412)]
+    report.problems += [Problem("dead", "404 Not Found", f"https://old.example/{i}.png", "posts/x.md", i)
+                        for i in range(8)]
+    assert sum(" — " in line for line in summary(report, 1.0).splitlines()) == 420  # quiet: none was logged
+    lines = summary_lines(report, 1.0, bounded=True)
+    start = lines.index("Not archived (420):")
+    assert lines[start + 1] == "  cdn.example: 412 images 403 Forbidden — set a Referer (or a cookie) for this host " \
+                               "in [fetch] headers"
+    assert lines[start + 2].startswith("  old.example: 8 images 404 Not Found — gone at the source")
+    listed = [line for line in lines if line.startswith("  [dead]")]
+    assert len(listed) == 30
+    assert "… and 390 more" in lines[-1] and "archiver report" in lines[-1]
