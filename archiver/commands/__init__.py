@@ -60,4 +60,10 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                 "archiver export data/images.json  # Hugo: site.Data.images, keyed by source URL",
                 "archiver export --format csv --key public images.csv",
             )),
+    Command("gc", "archiver.commands.gc",
+            "delete stored images that no article and no manifest record uses any more (after deleted articles or "
+            "dedupe --apply)", (
+                "archiver gc --dry-run             # list what would be deleted, with sizes; change nothing",
+                "archiver gc --grace 0 --max-delete 5000   # delete now what nothing uses, up to 5000 objects",
+            )),
 )}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 from archiver.errors import ManifestError
@@ -36,8 +37,16 @@ def connect(target: str | Path, path: Path | None, **kwargs: object) -> Connecti
     return conn
 
 
-def take_lock(path: Path) -> int:
-    """The exclusive lock beside the manifest (``<name>.lock``): one writing run at a time. Returns its fd."""
+GC_BATCH_WAIT = 120.0  # seconds a command waits for a gc batch to release the manifest (a batch takes ~1 s)
+
+
+def take_lock(path: Path, *, wait: float | None = None) -> int:
+    """The exclusive lock beside the manifest (``<name>.lock``): one writing command at a time. Returns its fd.
+
+    Held by another run: ManifestError at once. Held by `archiver gc` (which takes it only for one short batch of
+    deletions at a time, while it holds ``<name>.gc.lock``): wait for the batch to end, so a run started during a
+    gc goes ahead (and wins: gc re-checks every candidate under this lock). ``wait``: seconds to wait whoever holds
+    it (None: only for gc, up to GC_BATCH_WAIT; ``inf``: until it is free)."""
     lock_path = path.with_name(path.name + ".lock")
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -45,14 +54,62 @@ def take_lock(path: Path) -> int:
         raise ManifestError(
             f"{path}: cannot open the lock file {lock_path}: {exc.strerror or exc}{folder_hint(path)}"
         ) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    deadline = time.monotonic() + (GC_BATCH_WAIT if wait is None else wait)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        if time.monotonic() < deadline and (wait is not None or gc_running(path)):
+            time.sleep(0.05)
+            continue
         os.close(fd)
         raise ManifestError(
             f"{path}: another archiver run is using this manifest; wait for it to finish"
         ) from None
+
+
+def release_lock(fd: int) -> None:
+    os.close(fd)  # closing the last descriptor releases the flock
+
+
+def gc_lock_path(path: Path) -> Path:
+    return path.with_name(path.name + ".gc.lock")
+
+
+def take_gc_lock(path: Path) -> int:
+    """The lock `archiver gc` holds from start to end (one gc at a time; a run that finds the manifest's lock taken
+    while this one is held knows it is a gc batch, and waits)."""
+    lock_path = gc_lock_path(path)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot open the lock file {lock_path}: {exc.strerror or exc}"
+                            f"{folder_hint(path)}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ManifestError(f"{path}: another archiver gc is using this manifest; wait for it to finish") from None
     return fd
+
+
+def gc_running(path: Path) -> bool:
+    """Whether an `archiver gc` holds the manifest's gc lock right now."""
+    try:
+        fd = os.open(gc_lock_path(path), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
 
 
 def read_only(path: Path) -> tuple[sqlite3.Connection, int]:

@@ -149,6 +149,16 @@ MIGRATIONS: tuple[str, ...] = (
         refs INTEGER NOT NULL              -- its image references, every one pointing at the archive
     );
     """,
+    # 10: `archiver gc`'s journal: the objects whose records it removed, kept until the store has deleted them too,
+    # so a gc killed in between finishes the job on its next run (and skips a key a run has recorded again since)
+    """
+    CREATE TABLE gc_deletions (
+        key TEXT PRIMARY KEY,
+        asset TEXT NOT NULL,               -- the original's sha256 (no reference: its row is gone)
+        bytes INTEGER NOT NULL,
+        recorded_at REAL NOT NULL
+    );
+    """,
 )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from archiver.errors import ManifestError
 from archiver.manifest.articles import ArticleRecords
 from archiver.manifest.connection import connect, folder_hint, make_folder, read_only, take_lock
+from archiver.manifest.gc import GcRecords
 from archiver.manifest.lost import LostObjects
 from archiver.manifest.rows import (
     ArchivedUrl,
@@ -55,7 +56,7 @@ def _text(text: str) -> str:
     return text
 
 
-class Manifest(ArticleRecords, LostObjects):
+class Manifest(ArticleRecords, LostObjects, GcRecords):
     """Open with ``Manifest.open(path)``; ``None`` gives a throw-away in-memory manifest."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None, lock_fd: int | None) -> None:
