@@ -120,7 +120,7 @@ def _kept_lines(result: Result, opts: Options) -> list[str]:
         if n := result.kept[reason]:
             if reason == "recent":
                 text += f" ({opts.grace_days:g} days)"
-            lines.append(f"  {n:>7}  {text} ({_size(result.kept_bytes[reason])})")
+            lines.append(f"  {n:>7} {text} ({_size(result.kept_bytes[reason])})")
     return lines
 
 
@@ -156,3 +156,6 @@ def _print_done(result: Result, opts: Options) -> None:
     else:
         say("nothing deleted")
     say(*_kept_lines(result, opts))
+    if result.late:
+        say(f"{_plural(result.late, 'image')} planned for deletion {'was' if result.late == 1 else 'were'} found in "
+            "use when checked again under the lock: kept")

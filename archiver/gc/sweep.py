@@ -63,6 +63,7 @@ class Result:
     kept: Counter[str] = field(default_factory=Counter)  # reason -> images
     kept_objects: Counter[str] = field(default_factory=Counter)
     kept_bytes: Counter[str] = field(default_factory=Counter)
+    late: int = 0  # planned, then found in use when checked again under the lock
     journal_objects: int = 0  # deletions a killed gc left, finished now
     journal_bytes: int = 0
     images: int = 0  # recorded when planned
@@ -192,6 +193,7 @@ class Sweeper:
                 for a in fresh:
                     if (reason := held.get(a.sha256)) is not None:
                         result.keep(reason, a)
+                        result.late += 1
                         log.info("gc: kept %s: %s since the plan", a.objects[0].key, REASONS[reason])
                     else:
                         go.append(a)
