@@ -22,7 +22,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "articles": {"find"},
     "run": {"find", "fetch", "image", "storage", "manifest", "articles", "dedupe"},
     "dedupe": {"find", "image", "storage", "manifest", "articles"},
-    "commands": {"find", "fetch", "image", "storage", "manifest", "articles", "run", "dedupe"},
+    "gc": {"find", "storage", "manifest", "articles", "run"},
+    "commands": {"find", "fetch", "image", "storage", "manifest", "articles", "run", "dedupe", "gc"},
     "cli": {"commands"},
     "__main__": {"cli"},
 }
