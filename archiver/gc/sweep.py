@@ -187,6 +187,10 @@ class Sweeper:
             fd = self._locked(waiting)
             try:
                 self.usage.refresh()
+                if self.usage.blind and not self.opts.force:
+                    result.error = ("cannot tell what these use, so nothing more is deleted: "
+                                    + "; ".join(self.usage.blind[:5]))
+                    return
                 fresh = self.manifest.gc_assets([a.sha256 for a in batch])  # those a run has not dropped
                 held, undo = self.holds(fresh)
                 go = []

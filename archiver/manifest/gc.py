@@ -71,21 +71,19 @@ class GcRecords:
 
     def gc_assets(self, shas: Sequence[str] | None = None) -> list[GcAsset]:
         """Every asset (or those of ``shas`` still recorded) with its objects, by sha256."""
-        where, params = "", []
         out: list[GcAsset] = []
         for chunk in ([None] if shas is None else list(_chunks(list(shas)))):
-            if chunk is not None:
-                where, params = f"WHERE a.sha256 IN ({_marks(len(chunk))})", list(chunk)
+            which, params = ("IS NOT NULL", []) if chunk is None else (f"IN ({_marks(len(chunk))})", list(chunk))
             rows = self._db.execute(
                 "SELECT a.sha256, a.key, a.bytes, CASE WHEN u.t IS NOT NULL AND u.t > a.first_seen THEN u.t "
                 "ELSE a.first_seen END FROM assets a LEFT JOIN (SELECT asset, MAX(last_tried) AS t FROM urls "
-                f"WHERE asset IS NOT NULL GROUP BY asset) u ON u.asset = a.sha256 {where} ORDER BY a.sha256", params,
+                f"WHERE asset {which} GROUP BY asset) u ON u.asset = a.sha256 WHERE a.sha256 {which} "
+                "ORDER BY a.sha256", params + params,
             ).fetchall()
             reps: dict[str, list[GcObject]] = {}
-            rwhere = where.replace("a.sha256", "asset")
             for sha, key, size, width, fmt in self._db.execute(
-                f"SELECT asset, key, bytes, width, format FROM renditions {rwhere} ORDER BY asset, width, format",
-                params,
+                f"SELECT asset, key, bytes, width, format FROM renditions WHERE asset {which} "
+                "ORDER BY asset, width, format", params,
             ):
                 reps.setdefault(sha, []).append(GcObject(key, size, width, fmt))
             out += (GcAsset(sha, (GcObject(key, size), *reps.get(sha, ())), float(t)) for sha, key, size, t in rows)
@@ -95,10 +93,11 @@ class GcRecords:
         """asset sha256 -> the URLs (as stored) recorded as archived to it, for ``shas``."""
         out: dict[str, set[str]] = {}
         for chunk in _chunks(list(shas)):
-            for url, sha in self._db.execute(
-                f"SELECT url, asset FROM urls WHERE status = 'archived' AND asset IN ({_marks(len(chunk))})", chunk
+            for url, sha, status in self._db.execute(  # status tested here: a planner would pick its index
+                f"SELECT url, asset, status FROM urls WHERE asset IN ({_marks(len(chunk))})", chunk
             ):
-                out.setdefault(sha, set()).add(url)
+                if status == "archived":
+                    out.setdefault(sha, set()).add(url)
         return out
 
     def pending_write_texts(self) -> list[tuple[str, list[str]]]:
