@@ -34,6 +34,7 @@ class FileUse:
 
     stamp: tuple[int, int, int]  # (size, mtime_ns, inode) when read
     keys: frozenset[str] = frozenset()  # archive URLs, as keys (a base stripped)
+    shas: frozenset[str] = frozenset()  # the SHA-256 those keys name when they have the content-addressed shape
     urls: frozenset[str] = frozenset()  # other image URLs, resolved and keyed as the manifest keys them
     raw: bytes | None = None  # the bytes of a file that could not be parsed: searched for keys instead
     unreadable: str | None = None  # why not even its bytes could be read
@@ -114,7 +115,8 @@ class Usage:
             except UrlError:
                 continue
             urls.add(url_key(url))
-        return FileUse(stamp, frozenset(keys), frozenset(urls))
+        shas = frozenset(p.sha256 for k in keys if (p := parse_key(k)) is not None)
+        return FileUse(stamp, frozenset(keys), shas, frozenset(urls))
 
     def archive_key(self, url: str) -> str | None:
         """The key of an archive URL (one of the public bases + a key), else None."""
@@ -131,20 +133,18 @@ class Usage:
         among the bytes."""
         asset_of_key = {k: sha for sha, keys in keys_of.items() for k in keys}
         asset_of_url = {u: sha for sha, urls in urls_of.items() for u in urls}
+        key_set, sha_set, url_set = set(asset_of_key), set(keys_of), set(asset_of_url)
         out: dict[str, Path] = {}
         unparsed: list[tuple[Path, bytes]] = []
-        for path, use in self.files.items():
+        for path, use in self.files.items():  # set intersections: a batch of 100 against 100 000 references is cheap
             if use.raw is not None:
                 unparsed.append((path, use.raw))
-            for key in use.keys:
-                sha = asset_of_key.get(key)
-                if sha is None and (parsed := parse_key(key)) is not None:
-                    sha = parsed.sha256 if parsed.sha256 in keys_of else None
-                if sha is not None:
-                    out.setdefault(sha, path)
-            for url in use.urls:
-                if (sha := asset_of_url.get(url)) is not None:
-                    out.setdefault(sha, path)
+            for key in use.keys & key_set:
+                out.setdefault(asset_of_key[key], path)
+            for sha in use.shas & sha_set:  # a key of the content-addressed shape: the fallback
+                out.setdefault(sha, path)
+            for url in use.urls & url_set:
+                out.setdefault(asset_of_url[url], path)
         for path, raw in unparsed:
             text = raw.decode("latin-1")
             for sha, keys in keys_of.items():
