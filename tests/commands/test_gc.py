@@ -316,3 +316,30 @@ def test_a_run_started_during_a_gc_batch_waits_for_it(tmp_path: Path, local: Arc
         assert main(["run", "--config", str(local.config), "-q"]) == 2
     finally:
         release_lock(fd)
+
+
+def test_an_article_the_finder_cannot_read_and_a_pending_write_keep_what_they_name(
+    tmp_path: Path, site: dict[str, bytes], local: Archive, capsys: pytest.CaptureFixture[str]
+) -> None:
+    b = local.key(site["/news/b.png"], "png")
+    d = local.key(site["/d.jpg"], "jpg")
+    hexo(tmp_path).unlink()
+    cfg = tmp_path / "archiver.toml"
+    cfg.write_text(cfg.read_text().replace('base_url = "http://blog.test/"',
+                                           'base_url = "http://blog.test/"\nmax_refs = 2'))
+    # more references than max_refs: the finder refuses it; its bytes are searched for the keys instead
+    (tmp_path / "site" / "big.md").write_text(
+        "".join(f"![x{i}](http://other.test/{i}.jpg)\n" for i in range(5)) + f"![b]({local.url(b)})\n",
+        encoding="utf-8")
+    (tmp_path / "site" / "_posts" / "jekyll.md").unlink()  # d (and c) now unused, but d is in a pending write
+    with local.db() as db:
+        db.execute("INSERT INTO pending_writes (path, sha256_before, sha256_after, reason, replacements, started_at) "
+                   "VALUES (?, 'x', 'y', 'archive', ?, 0)",
+                   (str(tmp_path / "site" / "gone.md"), f'[[[0, 5, "http://photos.test/d.jpg", "{local.url(d)}", '
+                                                        '"http://photos.test/d.jpg"]]]'))
+    capsys.readouterr()
+    assert gc(local, "--grace", "0") == 0
+    out = capsys.readouterr().out
+    assert "1 used by an article on disk" in out and "1 named by an article write an interrupted command" in out, out
+    assert "deleted 4 objects of 2 images" in out  # a.jpg and c.jpg
+    assert local.has(b) and local.has(d) and local.has(thumb(d))
