@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +40,11 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         if not p.exists():
             why = "a broken symlink, or a symlink loop" if p.is_symlink() else "no such file or folder"
             raise ConfigError(f"{shown_path(p)}: {why}")
+    site_root = cfg.articles.site_root
+    if site_root and not os.path.isdir(site_root):  # else every /images/x.png would be "no such file", exit 0
+        where = f"{cfg.source}: " if cfg.source else ""
+        raise ConfigError(f"{where}[articles] site_root: {shown_path(Path(site_root))}: no such folder (the folder "
+                          "your site serves at its root: Hugo static/, Hexo source/, a Jekyll site's root)")
     if args.report:
         from archiver.run.failure_report import check_report_paths
 
