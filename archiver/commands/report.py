@@ -11,7 +11,7 @@ from archiver.config import Config
 from archiver.errors import EXIT_OK, ConfigError
 from archiver.manifest.sqlite import Manifest
 from archiver.run.failure_report import csv_path_for, from_manifest, scan_uses, write_failure_report
-from archiver.terminal import say, shown_path
+from archiver.terminal import count, say, shown_path
 
 DEFAULT_OUTPUT = "report/failures.html"
 
@@ -36,6 +36,6 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     failures = from_manifest(rows, uses)
     meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "articles": ", ".join(shown_path(p) for p in paths)}
     files = write_failure_report(failures, unread, output, meta)
-    say(f"{files.urls} images not archived, on {files.hosts} hosts: {shown_path(files.html)} and "
+    say(f"{count(files.urls, 'image')} not archived, on {count(files.hosts, 'host')}: {shown_path(files.html)} and "
         f"{shown_path(csv_path_for(files.html))}")
     return EXIT_OK

@@ -20,7 +20,7 @@ from archiver.run.progress import Progress, summary_lines
 from archiver.run.report import RunReport
 from archiver.storage import Store, open_store
 from archiver.storage.null import NullStore
-from archiver.terminal import shown_path
+from archiver.terminal import count, shown_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,7 +123,7 @@ def _failure_report(path: Path, report: RunReport, manifest: Manifest, paths: li
     if dry_run:
         meta["run"] = "dry run"
     files = write_failure_report(failures, unread, path, meta)
-    return (f"report: {files.urls} images not archived, on {files.hosts} hosts: {shown_path(files.html)} and "
+    return (f"report: {count(files.urls, 'image')} not archived, on {count(files.hosts, 'host')}: {shown_path(files.html)} and "
             f"{shown_path(csv_path_for(files.html))}")
 
 
