@@ -149,6 +149,10 @@ class StorageConfig:
 @dataclass(frozen=True)
 class ManifestConfig:
     path: str = _key(".archiver/manifest.sqlite3", "SQLite manifest: every URL, asset, object and article")
+    url: str = _key(
+        "", "PostgreSQL manifest instead (postgresql://user@host:5432/db; needs `pip install 'archiver[postgres]'`); "
+        "the environment's ARCHIVER_MANIFEST_URL wins; keep the password in ~/.pgpass or PGPASSWORD, not here"
+    )
 
 
 @dataclass(frozen=True)
@@ -322,6 +326,10 @@ def _validate(cfg: Config, where: str) -> None:
             raise bad(f"[storage] {name}", "must name a folder")
     if not cfg.manifest.path.strip():
         raise bad("[manifest] path", "must name a file")
+    if cfg.manifest.url.strip():
+        from archiver.manifest.target import check_url
+
+        check_url(cfg.manifest.url.strip(), f"{where}: [manifest] url")
     if not d.report.strip():
         raise bad("[dedupe] report", "must name a file")
     for ending in cfg.articles.extensions:

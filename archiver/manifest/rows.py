@@ -160,7 +160,7 @@ class ArchivedUrl(NamedTuple):
 
 
 class VariantRow(NamedTuple):
-    rowid: int  # the asset's id for one search (stable while the manifest is open)
+    rowid: int  # the asset's id (assets.id, stable)
     phash_variants: str
     dhash_variants: str
     grey: str | None

@@ -1,9 +1,10 @@
-"""The manifest: a SQLite (WAL) record of every URL, asset, stored object and rewritten article.
+"""The manifest: a SQLite (WAL) or PostgreSQL record of every URL, asset, stored object and rewritten article.
 
 It is the run's memory: a second run reads it to skip what is done, ``status`` summarises it, and
 restore/verify read the replaced spans and object keys from it (the article records: manifest/articles.py). One process writes at a time (an
-exclusive lock file beside the database); every write is its own short transaction, so a run killed
-at any moment leaves a consistent database.
+exclusive lock file beside the database; in PostgreSQL a session advisory lock); every write is its own short transaction, so a run killed
+at any moment leaves a consistent database. One class for both databases: queries are written once in the subset
+both accept (manifest/dialect.py translates placeholders and DDL types for PostgreSQL: manifest/postgres.py).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from archiver.manifest.rows import (
     url_key,
 )
 from archiver.manifest.schema import MIGRATIONS, check_ours, migrate
+from archiver.manifest.target import is_postgres
 from archiver.model import Asset, Outcome
 from archiver.redaction import redact, redact_text
 
@@ -56,9 +58,10 @@ def _text(text: str) -> str:
 
 
 class Manifest(ArticleRecords, LostObjects):
-    """Open with ``Manifest.open(path)``; ``None`` gives a throw-away in-memory manifest."""
+    """Open with ``Manifest.open(path)`` (or a PostgreSQL URL); ``None`` gives a throw-away in-memory manifest.
+    ``path``: how messages name it (the file, or the URL with its password hidden)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None, lock_fd: int | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path | str | None, lock_fd: int | None) -> None:
         self._db = conn
         self.path = path
         self._lock_fd = lock_fd
@@ -66,7 +69,10 @@ class Manifest(ArticleRecords, LostObjects):
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path | None, *, lock: bool = True) -> Manifest:
+    def open(cls, path: Path | str | None, *, lock: bool = True) -> Manifest:
+        if is_postgres(path):
+            return cls._open_postgres(str(path), lock=lock)
+        assert not isinstance(path, str)
         lock_fd = None
         try:
             if path is None:
@@ -90,9 +96,33 @@ class Manifest(ArticleRecords, LostObjects):
         return cls(conn, path, lock_fd)
 
     @classmethod
-    def snapshot(cls, path: Path) -> Manifest:
+    def _open_postgres(cls, url: str, *, lock: bool, create: bool = True) -> Manifest:
+        from archiver.manifest import postgres
+
+        conn = postgres.connect(url)
+        try:
+            if not create and conn.dialect.version(conn) == 0 and not conn.dialect.has_tables(conn):
+                raise ManifestError(f"{conn.where}: no manifest yet (run `archiver run` first)")
+            if lock:
+                postgres.take_lock(conn)
+            migrate(conn, conn.where)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, conn.where, None)  # type: ignore[arg-type]
+
+    @classmethod
+    def snapshot(cls, path: Path | str) -> Manifest:
         """An in-memory copy of an existing manifest (for --dry-run: reads the real one, writes nowhere)."""
         mem = cls.open(None)
+        if is_postgres(path):
+            from archiver.manifest.copy import copy_manifest
+
+            with cls._open_postgres(str(path), lock=False, create=False) as src:
+                mem._db.where = src._db.where  # type: ignore[attr-defined]
+                copy_manifest(src, mem)
+            return mem
+        assert isinstance(path, Path)
         mem._db.where = str(path)  # type: ignore[attr-defined]
         if path.exists():
             src, _version = read_only(path)
@@ -106,8 +136,12 @@ class Manifest(ArticleRecords, LostObjects):
         return mem
 
     @classmethod
-    def open_readonly(cls, path: Path) -> Manifest:
-        """For reading only (status, verify): no lock, no copy; an older schema is migrated in a memory copy."""
+    def open_readonly(cls, path: Path | str) -> Manifest:
+        """For reading only (status, verify): no lock, no copy; an older schema is migrated in a memory copy (in
+        PostgreSQL, in place: a migration is one transaction, safe beside a running writer)."""
+        if is_postgres(path):
+            return cls._open_postgres(str(path), lock=False, create=False)
+        assert isinstance(path, Path)
         if not path.exists():
             raise ManifestError(f"{path}: no manifest yet (run `archiver run` first)")
         conn, version = read_only(path)
@@ -134,7 +168,7 @@ class Manifest(ArticleRecords, LostObjects):
         threads that rewrite articles, and everything else from its event loop)."""
         with self._write_lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(self._db.dialect.begin)  # type: ignore[attr-defined]
                 try:
                     yield self._db
                 except BaseException:
@@ -293,10 +327,17 @@ class Manifest(ArticleRecords, LostObjects):
                  ",".join(asset.phash_variants) or None, ",".join(asset.dhash_variants) or None,
                  asset.grey or None, asset.colours, asset.chroma),
             )
+            if db.execute("SELECT id FROM assets WHERE sha256=?", (asset.sha256,)).fetchone()[0] is None:
+                new_id = db.execute(
+                    "UPDATE counters SET value = value + 1 WHERE name = 'assets' RETURNING value"
+                ).fetchone()[0]
+                db.execute("UPDATE assets SET id=? WHERE sha256=?", (new_id, asset.sha256))
             for r, rkey in zip(asset.renditions, rendition_keys, strict=True):
                 db.execute(
-                    """INSERT OR REPLACE INTO renditions (asset, width, format, pixel_width, pixel_height,
-                                                          bytes, key, sha256) VALUES (?,?,?,?,?,?,?,?)""",
+                    """INSERT INTO renditions (asset, width, format, pixel_width, pixel_height, bytes, key, sha256)
+                       VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(asset, width, format) DO UPDATE SET
+                         pixel_width=excluded.pixel_width, pixel_height=excluded.pixel_height, bytes=excluded.bytes,
+                         key=excluded.key, sha256=excluded.sha256""",
                     (asset.sha256, r.width, r.format.name, r.pixel_width, r.pixel_height, len(r.data), rkey,
                      hashlib.sha256(r.data).hexdigest()),
                 )
@@ -305,24 +346,22 @@ class Manifest(ArticleRecords, LostObjects):
 
     # -- near-duplicate search -----------------------------------------------------------------
     def variant_batches(self, size: int = 65_536) -> Iterator[list[VariantRow]]:
-        """(rowid, phash variants, dhash variants, grey) of every asset with variants, by rowid, ``size`` at a time.
-
-        The rowid is the asset's id for one search (stable while this manifest is open: one writer)."""
+        """(id, phash variants, dhash variants, grey) of every asset with variants, by id, ``size`` at a time."""
         cur = self._db.execute(
-            "SELECT rowid, phash_variants, dhash_variants, grey FROM assets "
-            "WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL ORDER BY rowid"
+            "SELECT id, phash_variants, dhash_variants, grey FROM assets "
+            "WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL ORDER BY id"
         )
         while rows := cur.fetchmany(size):
             yield [VariantRow(*r) for r in rows]
 
     def unsearched(self, max_distance: int, rule: int, limit: int = -1) -> list[UnsearchedAsset]:
-        """(rowid, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
-        ``rule``, by rowid (the first ``limit`` of them; -1: all)."""
+        """(id, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
+        ``rule``, by id (the first ``limit`` of them; -1: all)."""
         return [UnsearchedAsset(*r) for r in self._db.execute(
-            "SELECT a.rowid, a.sha256 FROM assets a LEFT JOIN pair_searches s ON s.asset = a.sha256 "
+            "SELECT a.id, a.sha256 FROM assets a LEFT JOIN pair_searches s ON s.asset = a.sha256 "
             "WHERE a.phash_variants IS NOT NULL AND a.dhash_variants IS NOT NULL "
-            "AND (s.asset IS NULL OR s.rule != ? OR s.max_distance < ?) ORDER BY a.rowid LIMIT ?",
-            (rule, max_distance, limit),
+            "AND (s.asset IS NULL OR s.rule != ? OR s.max_distance < ?) ORDER BY a.id LIMIT ?",
+            (rule, max_distance, limit if limit >= 0 else 2**62),
         )]
 
     def searched_below(self, max_distance: int, rule: int) -> int:
@@ -332,14 +371,14 @@ class Manifest(ArticleRecords, LostObjects):
         ).fetchone()[0]
 
     def signature_rows(self, rowids: Iterable[int]) -> list[SignatureRow]:
-        """(rowid, sha256, phash variants, dhash variants, grey) of the given assets."""
+        """(id, sha256, phash variants, dhash variants, grey) of the given assets."""
         out: list[SignatureRow] = []
         batch = sorted(set(rowids))
         for i in range(0, len(batch), 500):
             chunk = batch[i : i + 500]
             out += (SignatureRow(*r) for r in self._db.execute(
-                "SELECT rowid, sha256, phash_variants, dhash_variants, grey FROM assets "
-                f"WHERE rowid IN ({','.join('?' * len(chunk))})", chunk,
+                "SELECT id, sha256, phash_variants, dhash_variants, grey FROM assets "
+                f"WHERE id IN ({','.join('?' * len(chunk))})", chunk,
             ))
         return out
 
@@ -357,12 +396,17 @@ class Manifest(ArticleRecords, LostObjects):
             else:
                 db.execute("DELETE FROM near_duplicates WHERE rule != ?", (rule,))
             db.executemany(
-                "INSERT OR REPLACE INTO near_duplicates (a, b, phash_distance, dhash_distance, transform, "
-                "grey_distance, min_distance, rule) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO near_duplicates (a, b, phash_distance, dhash_distance, transform, grey_distance, "
+                "min_distance, rule) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(a, b) DO UPDATE SET "
+                "phash_distance=excluded.phash_distance, dhash_distance=excluded.dhash_distance, "
+                "transform=excluded.transform, grey_distance=excluded.grey_distance, "
+                "min_distance=excluded.min_distance, rule=excluded.rule",
                 [(*p, rule) for p in pairs],
             )
             db.executemany(
-                "INSERT OR REPLACE INTO pair_searches (asset, max_distance, rule, searched_at) VALUES (?,?,?,?)",
+                "INSERT INTO pair_searches (asset, max_distance, rule, searched_at) VALUES (?,?,?,?) "
+                "ON CONFLICT(asset) DO UPDATE SET max_distance=excluded.max_distance, rule=excluded.rule, "
+                "searched_at=excluded.searched_at",
                 [(sha, max_distance, rule, now) for sha in searched],
             )
 
@@ -415,17 +459,17 @@ class Manifest(ArticleRecords, LostObjects):
         for status, n in self._db.execute("SELECT status, COUNT(*) FROM urls GROUP BY status"):
             out[status] = n
         out["assets"], out["bytes_original"] = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM assets"
+            "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM assets"
         ).fetchone()
         out["renditions"], out["bytes_renditions"] = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM renditions"
+            "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM renditions"
         ).fetchone()
         out["articles"] = self._db.execute("SELECT COUNT(*) FROM articles").fetchone()[0]
         out["articles_pending"] = self._db.execute("SELECT COUNT(*) FROM pending_writes").fetchone()[0]
         out["near_duplicate_pairs"] = self._db.execute("SELECT COUNT(*) FROM near_duplicates").fetchone()[0]
         out["duplicate_urls"] = self._db.execute(
-            "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM urls WHERE asset IS NOT NULL "
-            "GROUP BY asset)"
+            "SELECT CAST(COALESCE(SUM(n - 1), 0) AS BIGINT) FROM (SELECT COUNT(*) AS n FROM urls "
+            "WHERE asset IS NOT NULL GROUP BY asset) AS g"
         ).fetchone()[0]
         return out
 

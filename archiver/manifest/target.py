@@ -1,0 +1,62 @@
+"""Where the manifest lives: the SQLite file at ``[manifest] path``, or the PostgreSQL database of ``[manifest] url``
+(the environment's ``ARCHIVER_MANIFEST_URL`` wins over both)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from archiver.errors import ConfigError
+
+if TYPE_CHECKING:
+    from archiver.config import Config
+
+ENV_URL = "ARCHIVER_MANIFEST_URL"
+SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(target: object) -> bool:
+    return isinstance(target, str) and target.startswith(SCHEMES)
+
+
+def check_url(url: str, key: str) -> None:
+    """ConfigError naming ``key`` unless ``url`` is a PostgreSQL URL."""
+    if not is_postgres(url):
+        from archiver.redaction import redact
+
+        raise ConfigError(f"{key}: {redact(url)!r} is not a PostgreSQL URL (postgresql://user@host:port/database)")
+
+
+def parse_target(value: str, key: str, cfg: Config | None = None) -> Path | str:
+    """A manifest named on the command line: a PostgreSQL URL, or a SQLite file (relative to the cwd)."""
+    if "://" in value:
+        check_url(value, key)
+        return value
+    return Path(value).expanduser()
+
+
+def manifest_target(cfg: Config) -> Path | str:
+    """The configured manifest: a PostgreSQL URL, or the SQLite file's path."""
+    env = os.environ.get(ENV_URL, "").strip()
+    if env:
+        check_url(env, ENV_URL)
+        return env
+    if cfg.manifest.url.strip():
+        return cfg.manifest.url.strip()
+    return cfg.resolve_path(cfg.manifest.path)
+
+
+def shown(target: Path | str) -> str:
+    """How messages name the manifest (a URL without its password)."""
+    if is_postgres(target):
+        from archiver.redaction import redact
+
+        return redact(str(target))
+    return str(target)
+
+
+def local_folder(cfg: Config) -> Path:
+    """The folder of this machine's own files beside the manifest (scratch folders of downloads): the SQLite file's
+    folder, which a PostgreSQL manifest keeps too."""
+    return cfg.resolve_path(cfg.manifest.path)
