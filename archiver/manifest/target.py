@@ -56,7 +56,12 @@ def shown(target: Path | str) -> str:
     return str(target)
 
 
-def local_folder(cfg: Config) -> Path:
-    """The folder of this machine's own files beside the manifest (scratch folders of downloads): the SQLite file's
-    folder, which a PostgreSQL manifest keeps too."""
+def local_path(cfg: Config) -> Path:
+    """``[manifest] path``: the SQLite manifest, and in any case the file whose folder holds this machine's own files
+    (the scratch folders of downloads), which a PostgreSQL manifest keeps too."""
     return cfg.resolve_path(cfg.manifest.path)
+
+
+def exists(target: Path | str) -> bool:
+    """Whether there may be a manifest to read (a PostgreSQL database says so when it is opened)."""
+    return is_postgres(target) or Path(target).exists()
