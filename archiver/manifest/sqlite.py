@@ -47,6 +47,10 @@ from archiver.redaction import redact, redact_text
 __all__ = ["Manifest", "url_key"]
 
 
+class NoManifest(ManifestError):
+    """An empty PostgreSQL database where a manifest was to be read."""
+
+
 def _text(text: str) -> str:
     """Text SQLite can store: a lone surrogate (a byte a server or a file name held that is not UTF-8) as its
     ``\\udcXX`` escape, not an error that would leave the URL without an outcome."""
@@ -97,12 +101,13 @@ class Manifest(ArticleRecords, LostObjects):
 
     @classmethod
     def _open_postgres(cls, url: str, *, lock: bool, create: bool = True) -> Manifest:
+        """``create``: make the schema in an empty database (else an empty one is "no manifest yet")."""
         from archiver.manifest import postgres
 
         conn = postgres.connect(url)
         try:
             if not create and conn.dialect.version(conn) == 0 and not conn.dialect.has_tables(conn):
-                raise ManifestError(f"{conn.where}: no manifest yet (run `archiver run` first)")
+                raise NoManifest(f"{conn.where}: no manifest yet (run `archiver run` first)")
             if lock:
                 postgres.take_lock(conn)
             migrate(conn, conn.where)
@@ -118,9 +123,14 @@ class Manifest(ArticleRecords, LostObjects):
         if is_postgres(path):
             from archiver.manifest.copy import copy_manifest
 
-            with cls._open_postgres(str(path), lock=False, create=False) as src:
+            try:
+                src = cls._open_postgres(str(path), lock=False, create=False)
+            except NoManifest as exc:
+                mem._db.where = exc.message.split(": no manifest")[0]  # type: ignore[attr-defined]
+                return mem
+            with src:
                 mem._db.where = src._db.where  # type: ignore[attr-defined]
-                copy_manifest(src, mem)
+                copy_manifest(src, mem, replace=True)
             return mem
         assert isinstance(path, Path)
         mem._db.where = str(path)  # type: ignore[attr-defined]

@@ -131,3 +131,10 @@ def manifest_env(manifest_backend: str, request: pytest.FixtureRequest, monkeypa
     url = request.getfixturevalue("postgres_server").new_database()
     monkeypatch.setenv("ARCHIVER_MANIFEST_URL", url)
     return url
+
+
+def manifest_db(target: Path | str) -> object:
+    """The connection of a manifest opened for reading, on either backend (``execute`` takes the same SQL)."""
+    from archiver.manifest.sqlite import Manifest
+
+    return Manifest.open_readonly(target)._db
