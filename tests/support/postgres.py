@@ -133,8 +133,37 @@ def manifest_env(manifest_backend: str, request: pytest.FixtureRequest, monkeypa
     return url
 
 
-def manifest_db(target: Path | str) -> object:
-    """The connection of a manifest opened for reading, on either backend (``execute`` takes the same SQL)."""
-    from archiver.manifest.sqlite import Manifest
 
-    return Manifest.open_readonly(target)._db
+class manifest_db:  # noqa: N801 - used like sqlite3.connect
+    """A manifest's connection for a test's own SQL, on either backend (``execute`` takes the same SQL; a write
+    commits at once); usable with ``with`` (closed at its end) as sqlite3's is."""
+
+    def __init__(self, target: Path | str) -> None:
+        from archiver.manifest.sqlite import Manifest
+
+        self._manifest = Manifest.open(target, lock=False)
+
+    def execute(self, sql: str, parameters: tuple = ()) -> object:
+        return self._manifest._db.execute(sql, parameters)
+
+    def close(self) -> None:
+        self._manifest.close()
+
+    def __enter__(self) -> manifest_db:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def manifest_contents(target: Path | str) -> object:
+    """What a manifest holds: the SQLite file's bytes, or each PostgreSQL table's row count and digest."""
+    if not isinstance(target, str):
+        return Path(target).read_bytes()
+    from archiver.manifest.copy import digest
+    from archiver.manifest.schema import TABLES
+
+    with manifest_db(target) as db:
+        conn = db._manifest._db
+        return {t: digest(conn, t, [d[0] for d in conn.execute(f"SELECT * FROM {t} LIMIT 0").description])
+                for t in TABLES}
