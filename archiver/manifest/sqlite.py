@@ -117,6 +117,16 @@ class Manifest(ArticleRecords, LostObjects):
         return cls(conn, conn.where, None)  # type: ignore[arg-type]
 
     @classmethod
+    def open_existing(cls, path: Path | str) -> Manifest:
+        """A manifest that must exist already (``NoManifest`` if not), opened for writing, with the writer's lock."""
+        if is_postgres(path):
+            return cls._open_postgres(str(path), lock=True, create=False)
+        assert isinstance(path, Path)
+        if not path.exists():
+            raise NoManifest(f"{path}: no manifest yet")
+        return cls.open(path)
+
+    @classmethod
     def snapshot(cls, path: Path | str) -> Manifest:
         """An in-memory copy of an existing manifest (for --dry-run: reads the real one, writes nowhere)."""
         mem = cls.open(None)
