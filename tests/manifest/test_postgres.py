@@ -106,7 +106,7 @@ def test_an_unreachable_server_is_one_line_without_the_password(
     tmp_path: Path, postgres_server: PostgresServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "archiver.toml").write_text(
-        f'[manifest]\nurl = "postgresql://archiver:s3cret@127.0.0.1:1/nowhere"\n', encoding="utf-8")
+        '[manifest]\nurl = "postgresql://archiver:s3cret@127.0.0.1:1/nowhere"\n', encoding="utf-8")
     assert main(["status", "--config", str(tmp_path / "archiver.toml")]) == 2
     err = capsys.readouterr().err
     assert "cannot open manifest" in err and "s3cret" not in err and len(err.strip().splitlines()) == 1
