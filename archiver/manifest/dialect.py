@@ -11,6 +11,8 @@ from typing import Any
 class SQLiteDialect:
     name = "sqlite"
     begin = "BEGIN IMMEDIATE"  # the write lock at once: a busy writer is waited for, not met mid-transaction
+    now = "((julianday('now') - 2440587.5) * 86400.0)"  # the database's clock, in seconds since the epoch
+    skip_locked = ""  # one writer at a time: nothing to skip
 
     def version(self, conn: Any) -> int:
         return int(conn.execute("PRAGMA user_version").fetchone()[0])
@@ -29,6 +31,8 @@ class SQLiteDialect:
 class PostgresDialect:
     name = "postgresql"
     begin = "BEGIN"
+    now = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS DOUBLE PRECISION)"
+    skip_locked = " FOR UPDATE SKIP LOCKED"  # a row another worker is claiming is passed over, not waited for
 
     def version(self, conn: Any) -> int:
         if conn.execute("SELECT to_regclass('archiver_schema')").fetchone()[0] is None:

@@ -164,13 +164,25 @@ MIGRATIONS: tuple[str, ...] = (
     );
     INSERT INTO counters (name, value) SELECT 'assets', COALESCE(MAX(id), 0) FROM assets;
     """,
+    # 11: the work queue: URLs waiting for a worker, and each one's claim (who, until when, and its fencing token,
+    # raised at every claim so that the results of a holder whose lease expired and was claimed again are refused)
+    """
+    CREATE TABLE queue (
+        url TEXT PRIMARY KEY,              -- as urls.url (rows.url_key)
+        enqueued_at REAL NOT NULL,
+        claimed_by TEXT,                   -- the worker holding it; NULL: waiting
+        lease_until REAL,                  -- the database's clock; a lease that passed is anyone's to claim
+        token INTEGER NOT NULL DEFAULT 0   -- the fencing token of the latest claim
+    );
+    CREATE INDEX queue_lease ON queue(lease_until);
+    """,
 )
 
 # Every table, in an order where each row's references are copied before it (migrate-manifest); a migration that adds
 # a table adds it here (a test compares this with the schema).
 TABLES: tuple[str, ...] = (
     "assets", "renditions", "urls", "articles", "replacements", "near_duplicates", "pair_searches",
-    "pending_writes", "lost_objects", "settled_articles", "counters",
+    "pending_writes", "lost_objects", "settled_articles", "counters", "queue",
 )
 
 

@@ -22,6 +22,7 @@ from archiver.errors import ManifestError
 from archiver.manifest.articles import ArticleRecords
 from archiver.manifest.connection import connect, folder_hint, make_folder, read_only, take_lock
 from archiver.manifest.lost import LostObjects
+from archiver.manifest.queue import WorkQueue
 from archiver.manifest.rows import (
     ArchivedUrl,
     AssetRow,
@@ -61,7 +62,7 @@ def _text(text: str) -> str:
     return text
 
 
-class Manifest(ArticleRecords, LostObjects):
+class Manifest(ArticleRecords, LostObjects, WorkQueue):
     """Open with ``Manifest.open(path)`` (or a PostgreSQL URL); ``None`` gives a throw-away in-memory manifest.
     ``path``: how messages name it (the file, or the URL with its password hidden)."""
 
@@ -231,20 +232,28 @@ class Manifest(ArticleRecords, LostObjects):
     ) -> None:
         """One URL's outcome; ``cause`` and ``settings``: the setting that decided a refusal and the digest of
         the settings it was decided under (config.settings_fingerprint)."""
-        now = time.time()
         with self._tx() as db:
-            db.execute(
-                """INSERT INTO urls (url, status, reason, http_status, attempts, asset, final_url, etag,
-                                     last_modified, first_seen, last_tried, cause, settings)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-                   ON CONFLICT(url) DO UPDATE SET status=excluded.status, reason=excluded.reason,
-                     http_status=excluded.http_status, attempts=urls.attempts + excluded.attempts,
-                     asset=excluded.asset, final_url=excluded.final_url, etag=excluded.etag,
-                     last_modified=excluded.last_modified, last_tried=excluded.last_tried,
-                     cause=excluded.cause, settings=excluded.settings""",
-                (url_key(url), status, _text(redact_text(reason)) if reason else reason, http_status, attempts, asset,
-                 redact(final_url) if final_url else None, etag, last_modified, now, now, cause, settings),
-            )
+            self._upsert_url(db, url, status, reason=reason, asset=asset, http_status=http_status,
+                             attempts=attempts, final_url=final_url, etag=etag, last_modified=last_modified,
+                             cause=cause, settings=settings)
+
+    def _upsert_url(self, db: sqlite3.Connection, url: str, status: Outcome, *, reason: str | None = None,
+                    asset: str | None = None, http_status: int | None = None, attempts: int = 0,
+                    final_url: str | None = None, etag: str | None = None, last_modified: str | None = None,
+                    cause: str | None = None, settings: str | None = None) -> None:
+        now = time.time()
+        db.execute(
+            """INSERT INTO urls (url, status, reason, http_status, attempts, asset, final_url, etag,
+                                 last_modified, first_seen, last_tried, cause, settings)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+               ON CONFLICT(url) DO UPDATE SET status=excluded.status, reason=excluded.reason,
+                 http_status=excluded.http_status, attempts=urls.attempts + excluded.attempts,
+                 asset=excluded.asset, final_url=excluded.final_url, etag=excluded.etag,
+                 last_modified=excluded.last_modified, last_tried=excluded.last_tried,
+                 cause=excluded.cause, settings=excluded.settings""",
+            (url_key(url), status, _text(redact_text(reason)) if reason else reason, http_status, attempts, asset,
+             redact(final_url) if final_url else None, etag, last_modified, now, now, cause, settings),
+        )
 
     def record_rejections(self, rows: Iterable[tuple[str, str, str | None, str | None]]) -> None:
         """URLs refused before any request, as (URL as shown, reason, cause, settings digest), in one transaction;
