@@ -7,6 +7,7 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from archiver.manifest.rows import BYTES_MARK, bytes_of_text
 from archiver.manifest.schema import TABLES
 
 if TYPE_CHECKING:
@@ -26,6 +27,8 @@ def _columns(db: Any, table: str) -> list[str]:
 
 
 def _canonical(value: object) -> object:
+    if isinstance(value, str) and value.startswith(BYTES_MARK):  # bytes as a PostgreSQL manifest keeps them
+        return {"bytes": value[len(BYTES_MARK):]}
     if isinstance(value, memoryview | bytearray):
         return {"bytes": bytes(value).hex()}
     if isinstance(value, bytes):
@@ -52,8 +55,12 @@ def _quoted(column: str) -> str:
     return f'"{column}"'
 
 
-def row_counts(m: Manifest) -> dict[str, int]:
-    return {t: int(m._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in TABLES}
+def _value(value: object) -> object:
+    """A value as any manifest takes it: bytes kept as text (PostgreSQL) become bytes again; the PostgreSQL
+    connection turns bytes into that text."""
+    if isinstance(value, str) and value.startswith(BYTES_MARK):
+        return bytes_of_text(value)
+    return bytes(value) if isinstance(value, memoryview) else value
 
 
 def copy_manifest(src: Manifest, dst: Manifest, *, replace: bool = False) -> dict[str, TableDigest]:
@@ -86,7 +93,7 @@ def copy_manifest(src: Manifest, dst: Manifest, *, replace: bool = False) -> dic
                    f"VALUES ({', '.join('?' * len(cols))})")
             cur = src_db.execute(f"SELECT {', '.join(_quoted(c) for c in cols)} FROM {t}")
             while batch := cur.fetchmany(BATCH):
-                db.executemany(sql, [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in batch])
+                db.executemany(sql, [tuple(_value(v) for v in r) for r in batch])
         for t in TABLES:
             got = digest(db, t, columns[t])
             if got != expected[t]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from archiver.errors import ConfigError, ManifestError
 from archiver.manifest.dialect import POSTGRES, WRITER_LOCK, postgres_query
+from archiver.manifest.rows import text_of_bytes
 from archiver.redaction import redact, redact_text
 
 try:
@@ -35,6 +36,11 @@ def _message(exc: BaseException) -> str:
     return redact_text(text[0] if text else type(exc).__name__)
 
 
+def _params(parameters: Sequence[object]) -> tuple[object, ...]:
+    """Bytes (an article path that is not UTF-8: rows.stored_path) as the text PostgreSQL's TEXT columns can hold."""
+    return tuple(text_of_bytes(p) if isinstance(p, bytes) else p for p in parameters)
+
+
 class PgConnection:
     """The calls the manifest makes on a sqlite3 connection (``execute``, ``executemany``, ``executescript``), on one
     psycopg connection in autocommit mode (the manifest begins and ends its own transactions)."""
@@ -49,13 +55,13 @@ class PgConnection:
     def execute(self, sql: str, parameters: Sequence[object] = (), /) -> Any:
         try:
             cur = self._raw.cursor()
-            cur.execute(postgres_query(sql), tuple(parameters))
+            cur.execute(postgres_query(sql), _params(parameters))
             return cur
         except psycopg.Error as exc:
             raise ManifestError(f"{self.where}: {_message(exc)}") from exc
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[object]], /) -> Any:
-        rows = [tuple(p) for p in parameters]
+        rows = [_params(p) for p in parameters]
         try:
             cur = self._raw.cursor()
             if rows:

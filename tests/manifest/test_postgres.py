@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -44,6 +45,9 @@ def _fill(m: Manifest) -> None:
 
     m.mark_lost([LostObject(f"{b}-320w.webp", b, "missing", "404")])
     m.record_settled([("9" * 64, 3)], "fp")
+    m.record_article(os.fsdecode(b"/site/caf\xe9.md"), "1" * 64, "2" * 64,
+                     [ArticleReplacement(0, 4, "http", "/archive/x", "https://x/1.jpg")])
+    m.enqueue(["https://x/queued.jpg"])
 
 
 def _digests(target: Path | str) -> dict[str, object]:
@@ -69,13 +73,16 @@ def test_migrate_manifest_round_trip_sqlite_postgresql_sqlite_gives_equal_conten
         _fill(m)
     assert main(["migrate-manifest", "--from", str(first), "--to", postgres_url]) == 0
     out = capsys.readouterr().out
-    assert "verified: every table's row count and checksum are equal" in out and "urls 4" in out
+    assert "verified: every table's row count and checksum are equal" in out and "urls 4" in out and "queue 1" in out
     assert _digests(postgres_url) == _digests(first)
     with Manifest.open_readonly(postgres_url) as pg, Manifest.open_readonly(first) as lite:
         assert pg.counts() == lite.counts()
         assert pg.article_generations("/site/p.md") == lite.article_generations("/site/p.md")
         assert pg.asset_rows() == lite.asset_rows() and pg.pending_rewrites() == lite.pending_rewrites()
         assert list(pg.exported_assets()) == list(lite.exported_assets())
+        assert pg.rewritten_articles() == lite.rewritten_articles()  # a Latin-1 file name among them
+        latin1 = os.fsdecode(b"/site/caf\xe9.md")
+        assert pg.article_generations(latin1) == lite.article_generations(latin1) != []
 
     assert main(["migrate-manifest", "--from", postgres_url, "--to", str(back)]) == 0
     assert _dump(back) == _dump(first)
