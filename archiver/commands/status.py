@@ -22,6 +22,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         c = m.counts()
         failures = m.failures(20)
         lost = m.lost_objects()
+        queue = m.queue_depth()
     total = sum(c[str(o)] for o in Outcome)
     say(f"manifest: {shown(path)}",
         f"{total} URLs: {c['archived']} archived, {c['dead']} dead, {c['rejected']} rejected, "
@@ -33,6 +34,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if c["articles_pending"]:
         say(f"article writes of an interrupted command not yet settled: {c['articles_pending']} (the next run, "
             "restore or dedupe settles them)")
+    if any(queue):
+        say(f"queue: {queue.waiting} waiting, {queue.claimed} claimed by a worker, {queue.expired} with a lease "
+            "that passed (the next claim takes them)")
     if lost:
         say(f"objects missing or corrupt in storage (found by verify): {len(lost)}; `archiver verify --repair` "
             "re-creates them, `archiver run` stores again those its articles use")

@@ -6,6 +6,9 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
+from archiver.cli import main
 from archiver.manifest.queue import Claim, QueueDepth, UrlResult
 from archiver.manifest.sqlite import Manifest
 from archiver.model import Outcome
@@ -81,3 +84,17 @@ def test_workers_claiming_at_once_settle_every_url_exactly_once(manifest_target:
     with Manifest.open_readonly(manifest_target) as m:
         assert m.counts()["dead"] == 120 and m.queue_depth() == QueueDepth(0, 0, 0)
         assert {s.attempts for s in m.url_states(urls).values()} == {1}
+
+
+def test_status_shows_the_queue(
+    manifest_target: Path | str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Manifest.open(manifest_target) as m:
+        m.enqueue(["https://x/a.jpg", "https://x/b.jpg", "https://x/c.jpg"])
+        m.claim("w1", 1, lease=60)
+    config = tmp_path / "archiver.toml"
+    key = f'url = "{manifest_target}"' if isinstance(manifest_target, str) else f'path = "{manifest_target}"'
+    config.write_text(f"[manifest]\n{key}\n", encoding="utf-8")
+    monkeypatch.delenv("ARCHIVER_MANIFEST_URL", raising=False)
+    assert main(["status", "--config", str(config)]) == 0
+    assert "queue: 2 waiting, 1 claimed by a worker, 0 with a lease that passed" in capsys.readouterr().out
