@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from archiver.config import POSTGRES_SCHEMES, Config
 from archiver.errors import ConfigError
 
-if TYPE_CHECKING:
-    from archiver.config import Config
-
 ENV_URL = "ARCHIVER_MANIFEST_URL"
-SCHEMES = ("postgresql://", "postgres://")
+SCHEMES = POSTGRES_SCHEMES
 
 
 def is_postgres(target: object) -> bool:
@@ -28,7 +25,7 @@ def check_url(url: str, key: str) -> None:
         raise ConfigError(f"{key}: {redact(url)!r} is not a PostgreSQL URL (postgresql://user@host:port/database)")
 
 
-def parse_target(value: str, key: str, cfg: Config | None = None) -> Path | str:
+def parse_target(value: str, key: str) -> Path | str:
     """A manifest named on the command line: a PostgreSQL URL, or a SQLite file (relative to the cwd)."""
     if "://" in value:
         check_url(value, key)
