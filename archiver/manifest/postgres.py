@@ -6,7 +6,6 @@ Imported only when a PostgreSQL URL is configured: the embedded SQLite default n
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -50,7 +49,6 @@ class PgConnection:
     def __init__(self, raw: Any, where: str) -> None:
         self._raw = raw
         self.where = where
-        self._lock = threading.RLock()
 
     def execute(self, sql: str, parameters: Sequence[object] = (), /) -> Any:
         try:
