@@ -15,6 +15,7 @@ from archiver.errors import EXIT_FAILED, EXIT_INTERRUPTED, ArchiverError, Config
 from archiver.image.formats import writable
 from archiver.image.pool import make_pool
 from archiver.manifest.sqlite import Manifest
+from archiver.manifest.target import local_path, manifest_target
 from archiver.run.pipeline import Run, prepare_workdir
 from archiver.run.progress import Progress, summary_lines
 from archiver.run.report import RunReport
@@ -53,7 +54,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if messages:  # AVIF without an encoder: said once, at start-up, and the other formats are made
         terminal.say(*messages)
         cfg = replace(cfg, images=images)
-    manifest_path = cfg.resolve_path(cfg.manifest.path)
+    manifest_path = manifest_target(cfg)
     store: Store = open_store(cfg)
     if args.dry_run:
         manifest = Manifest.snapshot(manifest_path)
@@ -64,7 +65,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         # S3 is checked before the first fetch: a run with nothing to fetch does not contact it (nor load boto3)
         manifest = Manifest.open(manifest_path)
     # a dry run must not touch the real run's scratch folder (a real run may be using it right now)
-    workdir = prepare_workdir(None if args.dry_run else manifest_path)
+    workdir = prepare_workdir(None if args.dry_run else local_path(cfg))
     report_failed = False
     pool = make_pool(cfg.images.max_decode_seconds)  # workers start with the first image to decode
     try:
