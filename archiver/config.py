@@ -146,9 +146,16 @@ class StorageConfig:
     )
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 @dataclass(frozen=True)
 class ManifestConfig:
     path: str = _key(".archiver/manifest.sqlite3", "SQLite manifest: every URL, asset, object and article")
+    url: str = _key(
+        "", "PostgreSQL manifest instead (postgresql://user@host:5432/db; needs `pip install 'archiver[postgres]'`); "
+        "the environment's ARCHIVER_MANIFEST_URL wins; keep the password in ~/.pgpass or PGPASSWORD, not here"
+    )
 
 
 @dataclass(frozen=True)
@@ -322,6 +329,9 @@ def _validate(cfg: Config, where: str) -> None:
             raise bad(f"[storage] {name}", "must name a folder")
     if not cfg.manifest.path.strip():
         raise bad("[manifest] path", "must name a file")
+    url = cfg.manifest.url.strip()
+    if url and not url.startswith(POSTGRES_SCHEMES):  # the URL itself is not shown: it may hold a password
+        raise bad("[manifest] url", "is not a PostgreSQL URL (postgresql://user@host:port/database)")
     if not d.report.strip():
         raise bad("[dedupe] report", "must name a file")
     for ending in cfg.articles.extensions:
@@ -404,6 +414,14 @@ def _check_host_key(where: str, host: str, bad: Any) -> None:
 _COOKIE_FLAGS = ("TRUE", "FALSE")
 
 
+def _public_suffix(domain: str) -> bool:
+    """Whether ``domain`` is a public suffix (``com``, ``co.uk``, ``github.io``), by the Public Suffix List that the
+    ``publicsuffixlist`` package ships (the list browsers use to refuse such cookies)."""
+    from publicsuffixlist import PublicSuffixList
+
+    return not domain or PublicSuffixList().is_public(domain.lower().rstrip("."))
+
+
 def read_cookie_file(path: str, where: str = "[fetch] cookies") -> http.cookiejar.MozillaCookieJar:
     """The cookies of a Netscape cookie file (curl's ``-c``, browser exports; ``#HttpOnly_`` lines included), read
     with the standard library. Every line is checked first, so a file it would refuse (or half read) is a
@@ -438,6 +456,9 @@ def read_cookie_file(path: str, where: str = "[fetch] cookies") -> http.cookieja
         if (subdomains == "TRUE") != domain.startswith("."):
             raise bad(f"line {number}: include subdomains is {subdomains} but the domain "
                       f"{'does not start' if subdomains == 'TRUE' else 'starts'} with a dot")
+        if subdomains == "TRUE" and _public_suffix(domain[1:]):
+            raise bad(f"line {number}: {domain} is a public suffix: a cookie for it would go to every site under "
+                      "it, which a browser never does; name the site's own domain")
         if expires and not expires.isdigit():
             raise bad(f"line {number}: the expiry must be a number of seconds since 1970 (or empty)")
         if not domain.strip(".") or _CONTROL.search(line.replace("\t", " ")):

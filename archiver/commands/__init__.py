@@ -60,6 +60,11 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                 "archiver export data/images.json  # Hugo: site.Data.images, keyed by source URL",
                 "archiver export --format csv --key public images.csv",
             )),
+    Command("migrate-manifest", "archiver.commands.migrate_manifest",
+            "copy the manifest into PostgreSQL (or back into a SQLite file), verified by counts and checksums", (
+                "archiver migrate-manifest --to postgresql://archiver@db.internal/archive",
+                "archiver migrate-manifest --from postgresql://archiver@db.internal/archive --to manifest.sqlite3",
+            )),
     Command("gc", "archiver.commands.gc",
             "delete stored images that no article and no manifest record uses any more (after deleted articles or "
             "dedupe --apply)", (

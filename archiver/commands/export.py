@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TextIO
 
 from archiver.config import Config
-from archiver.errors import EXIT_OK, ArchiverError
+from archiver.errors import EXIT_OK, ArchiverError, ConfigError
 from archiver.manifest.rows import ExportedAsset
 from archiver.manifest.sqlite import Manifest
+from archiver.manifest.target import manifest_target
+from archiver.scratch import is_ours
 from archiver.storage import Store, open_store
 from archiver.terminal import UNPRINTABLE, say, shown_path
 
@@ -32,7 +34,8 @@ WINDOW = 32  # placeholders being made at once (store reads overlap; results sta
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("output", nargs="?", type=Path, metavar="PATH",
-                        help="file to write (replaced atomically); default: standard output")
+                        help="file to write (replaced atomically; an existing file only if an earlier export wrote "
+                             "it); default: standard output")
     parser.add_argument("--format", choices=("json", "csv"), default=None,
                         help="json (an object keyed by URL) or csv; default: from PATH's extension, else json")
     parser.add_argument("--key", choices=("source", "public", "sha256"), default="source",
@@ -164,14 +167,34 @@ def _output(path: Path | None) -> Iterator[TextIO]:
         tmp.unlink(missing_ok=True)
 
 
+def _is_export(path: Path) -> bool:
+    """Whether ``path`` is a regular file an earlier export wrote (JSON or CSV, by its first KiB)."""
+    header = (",".join(CSV_FIELDS) + "\r\n").encode()
+    if is_ours(path, starts=(header, b"{}\n")):
+        return True
+    return is_ours(path, starts=(b"{\n",)) and is_ours(path, contains=(b'"sha256":',)) and is_ours(
+        path, contains=(b'"first_archived":',))
+
+
+def check_output(path: Path | None) -> None:
+    """An export replaces only a file an earlier export wrote: never an article, a config, the manifest or any
+    other file that happens to be at ``path`` (ConfigError, before any work)."""
+    if path is None or str(path) == "-" or not os.path.lexists(path):
+        return
+    if not _is_export(path):
+        raise ConfigError(f"{shown_path(path)} exists and is not an export archiver wrote: not overwritten; remove "
+                          "it or choose another path")
+
+
 def command(args: argparse.Namespace, cfg: Config) -> int:
     fmt = args.format or ("csv" if args.output and args.output.suffix.lower() == ".csv" else "json")
+    check_output(args.output)
     store = open_store(cfg)
     missing: list[str] = []
     try:
         if not args.no_placeholders:
             store.check(write=False)
-        with Manifest.open_readonly(cfg.resolve_path(cfg.manifest.path)) as m:
+        with Manifest.open_readonly(manifest_target(cfg)) as m:
             make = None if args.no_placeholders else placeholder_maker(store, missing)
             rows = with_placeholders(m.exported_assets(), make)
             try:

@@ -15,6 +15,7 @@ from archiver.gc.sweep import REASONS, Options, Result, Sweeper
 from archiver.gc.usage import Usage
 from archiver.manifest.connection import release_lock, take_gc_lock, take_lock
 from archiver.manifest.sqlite import Manifest
+from archiver.manifest.target import is_postgres, manifest_target
 from archiver.storage import open_store
 from archiver.terminal import say, shown_path
 
@@ -56,7 +57,11 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if not math.isfinite(args.grace) or args.grace < 0:
         raise ConfigError(f"--grace: {args.grace:g} is not a number of days (0 or more)")
     opts = Options(args.grace, args.max_delete, args.force, args.forget_undo)
-    manifest_path = cfg.resolve_path(cfg.manifest.path)
+    target = manifest_target(cfg)
+    if is_postgres(target) or not isinstance(target, Path):
+        raise ConfigError("[manifest] path: `archiver gc` works on a SQLite manifest for now (its batches take the "
+                          "manifest file's lock, which a PostgreSQL manifest does not have)")
+    manifest_path = target
     if not manifest_path.exists():
         raise ManifestError(f"{manifest_path}: no manifest yet (run `archiver run` first)")
     root = cfg.resolve_path(cfg.articles.root)

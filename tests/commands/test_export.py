@@ -212,3 +212,29 @@ def test_a_real_hugo_build_uses_the_export_as_its_data_file(tmp_path: Path, orig
     assert (attrs["width"], attrs["height"]) == ("800", "500")
     assert attrs["style"] == f"background:url({e['placeholder']}) center/cover"
     assert max(_placeholder(str(e["placeholder"])).size) == 16
+
+
+def test_export_never_overwrites_a_file_it_did_not_write(
+    tmp_path: Path, origin: Server, site: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A slip of the PATH argument (the manifest, the config, an article, a hand-written data file) is refused with
+    exit 2 and the file unchanged; an earlier export, JSON or CSV, is replaced."""
+    cfg = write_config(tmp_path, origin)
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    article = next((tmp_path / "site").rglob("*.md"))
+    data_file = tmp_path / "data.json"
+    data_file.write_text('{"mine": 1}\n')
+    manifest = next(p for p in tmp_path.rglob("*.sqlite3"))
+    for victim in (manifest, cfg, article, data_file):
+        before = victim.read_bytes()
+        capsys.readouterr()
+        assert main(["export", "--config", str(cfg), str(victim)]) == 2
+        assert "exists and is not an export archiver wrote" in capsys.readouterr().err
+        assert victim.read_bytes() == before
+    for name in ("images.json", "images.csv"):
+        out = tmp_path / name
+        assert main(["export", "--config", str(cfg), str(out)]) == 0
+        assert main(["export", "--config", str(cfg), "--key", "public", str(out)]) == 0
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}\n")
+    assert main(["export", "--config", str(cfg), str(empty)]) == 0 and len(json.loads(empty.read_text())) == 4

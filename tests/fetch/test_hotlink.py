@@ -102,6 +102,9 @@ def test_a_cookie_joins_a_configured_cookie_header(origin: Server, tmp_path: Pat
      "line 3: include subdomains is TRUE but the domain does not start with a dot"),
     (f"# Netscape HTTP Cookie File\n.a.test\tTRUE\t/\tno\t0\tgate\t{SECRET}\n", "must be TRUE or FALSE"),
     (f"# Netscape HTTP Cookie File\n.a.test\tTRUE\t/\tFALSE\tsoon\tgate\t{SECRET}\n", "the expiry must be a number"),
+    # a browser never sends a cookie set for a public suffix to every site under it (the standard library would)
+    *((f"# Netscape HTTP Cookie File\n.{suffix}\tTRUE\t/\tFALSE\t0\tgate\t{SECRET}\n",
+       f"line 2: .{suffix} is a public suffix") for suffix in ("com", "co.uk", "github.io", "CO.UK")),
 ])
 def test_a_cookie_file_that_cannot_work_is_refused_at_start_up(tmp_path: Path, content: str | None, why: str) -> None:
     jar = tmp_path / "cookies.txt"

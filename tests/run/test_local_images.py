@@ -149,3 +149,17 @@ def test_verify_repair_and_run_store_a_lost_local_original_again_from_its_file(
     assert main(["verify", "--config", str(cfg), "-q"]) == 1
     assert main(["run", "--config", str(cfg), "-q"]) == 0  # run, too, stores it again from the file
     assert (tmp_path / "archive" / ka).read_bytes() == bodies["post/a.jpg"]
+
+
+def test_a_site_root_that_is_not_a_folder_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo (`statc`) would make every /images/x.png "no such file" in a run that exits 0: refused, exit 2."""
+    cfg, _ = site(tmp_path)
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace('site_root = "source"', 'site_root = "sourc"'),
+                   encoding="utf-8")
+    post = tmp_path / "source/_posts/post.md"
+    assert main(["run", "--config", str(cfg), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}: [articles] site_root: {tmp_path / 'sourc'}: no such folder" in err
+    assert post.read_bytes() == POST.encode("utf-8") and not (tmp_path / "archive").exists()
