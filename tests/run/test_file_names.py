@@ -103,6 +103,7 @@ def test_a_manifest_written_before_paths_were_kept_as_bytes_is_migrated_and_rest
                      "ALTER TABLE urls DROP COLUMN cause; ALTER TABLE urls DROP COLUMN settings; "
                      "ALTER TABLE assets DROP COLUMN colours; ALTER TABLE assets DROP COLUMN chroma; DROP TABLE settled_articles; "
                      "DROP INDEX assets_id; ALTER TABLE assets DROP COLUMN id; DROP TABLE counters; DROP TABLE queue; "
+                     "DROP TABLE gc_deletions; "
                      "PRAGMA user_version=4;")
     db.close()
     assert main(["restore", "--config", cfg]) == 0
