@@ -136,6 +136,10 @@ class StorageConfig:
     endpoint_url: str = _key("", "S3-compatible endpoint; empty means AWS")
     region: str = _key("us-east-1", "S3 region")
     prefix: str = _key("", "key prefix inside the bucket or folder: letters, digits, '.', '_', '~', '-' and '/'")
+    key_template: str = _key(
+        "", 'object keys people can browse, e.g. "{yyyy}/{mm}/{name}-{sha8}.{ext}" (placeholders: README "Key '
+        'layouts"); empty: content-addressed keys ab/cd/<sha256>.<ext>. Changing it moves nothing until `archiver rekey`'
+    )
     public_base_url: str = _key(
         "/archive/", "a folder URL, ending in '/' (a bare origin may omit it): a rewritten URL is it + the object key"
     )
@@ -315,6 +319,13 @@ def _validate(cfg: Config, where: str) -> None:
     bad_chars = set(" \t\r\n\"'<>()[]{}\\`")
     if not st.public_base_url or bad_chars & set(st.public_base_url):
         raise bad("[storage] public_base_url", "must be a URL or path without spaces, quotes, brackets or parentheses")
+    if st.key_template:
+        from archiver.storage.template import KeyTemplate, TemplateError
+
+        try:
+            KeyTemplate.parse(st.key_template)
+        except TemplateError as exc:
+            raise bad("[storage] key_template", f"{st.key_template!r} {exc}") from None
     if _CONTROL.search(st.cache_control):
         raise bad("[storage] cache_control", "must not contain control characters (it is an HTTP header)")
     for name in ("path",):

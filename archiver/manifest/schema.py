@@ -149,6 +149,24 @@ MIGRATIONS: tuple[str, ...] = (
         refs INTEGER NOT NULL              -- its image references, every one pointing at the archive
     );
     """,
+    # 10: key layouts ([storage] key_template): the URL an asset was first archived from (its key's {host} and
+    # {name}; NULL before 10: the oldest archived URL stands in), keys looked up by value (a templated key is read
+    # back from the manifest, never from its shape), and `archiver rekey`'s moves until each is done: the object
+    # copied to its new key, the articles re-pointed, the new key recorded, the old object deleted
+    """
+    ALTER TABLE assets ADD COLUMN source TEXT;
+    CREATE INDEX assets_key ON assets(key);
+    CREATE INDEX renditions_key ON renditions(key);
+    CREATE TABLE rekey_moves (
+        old_key TEXT PRIMARY KEY,
+        new_key TEXT NOT NULL,
+        asset TEXT NOT NULL REFERENCES assets(sha256),
+        width INTEGER,                     -- NULL: the original; else the thumbnail's configured width
+        format TEXT,                       -- the thumbnail's format
+        state TEXT NOT NULL                -- planned | copied | repointed | recorded
+    );
+    CREATE INDEX rekey_moves_new ON rekey_moves(new_key);
+    """,
 )
 
 

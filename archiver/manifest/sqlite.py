@@ -20,6 +20,7 @@ from pathlib import Path
 from archiver.errors import ManifestError
 from archiver.manifest.articles import ArticleRecords
 from archiver.manifest.connection import connect, folder_hint, make_folder, read_only, take_lock
+from archiver.manifest.keys import KeyRecords
 from archiver.manifest.lost import LostObjects
 from archiver.manifest.rows import (
     ArchivedUrl,
@@ -55,7 +56,7 @@ def _text(text: str) -> str:
     return text
 
 
-class Manifest(ArticleRecords, LostObjects):
+class Manifest(ArticleRecords, LostObjects, KeyRecords):
     """Open with ``Manifest.open(path)``; ``None`` gives a throw-away in-memory manifest."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path | None, lock_fd: int | None) -> None:
@@ -276,13 +277,17 @@ class Manifest(ArticleRecords, LostObjects):
             ).fetchall()
         return ShownImage(sha256, row[0], row[1], row[2], row[3], tuple(ShownRendition(*r) for r in reps))
 
-    def record_asset(self, asset: Asset, key: str, rendition_keys: Sequence[str]) -> None:
-        now = time.time()
+    def record_asset(self, asset: Asset, key: str, rendition_keys: Sequence[str], source: str | None = None,
+                     archived_at: float | None = None) -> None:
+        """An asset and its objects' keys; ``source`` (redacted) and ``archived_at``: the URL and time its key was
+        made from (kept from its first record)."""
+        now = time.time() if archived_at is None else archived_at
         with self._tx() as db:
             db.execute(
                 """INSERT INTO assets (sha256, format, mime, ext, bytes, width, height, frames, phash, dhash,
-                                       key, first_seen, phash_variants, dhash_variants, grey, colours, chroma)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
+                                       key, first_seen, phash_variants, dhash_variants, grey, colours, chroma,
+                                       source)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
                      phash_variants=COALESCE(assets.phash_variants, excluded.phash_variants),
                      dhash_variants=COALESCE(assets.dhash_variants, excluded.dhash_variants),
                      grey=COALESCE(assets.grey, excluded.grey),
@@ -291,12 +296,14 @@ class Manifest(ArticleRecords, LostObjects):
                 (asset.sha256, asset.format.name, asset.format.mime, asset.format.ext, asset.size, asset.width,
                  asset.height, asset.frames, asset.phash, asset.dhash, key, now,
                  ",".join(asset.phash_variants) or None, ",".join(asset.dhash_variants) or None,
-                 asset.grey or None, asset.colours, asset.chroma),
+                 asset.grey or None, asset.colours, asset.chroma, redact(source) if source else None),
             )
             for r, rkey in zip(asset.renditions, rendition_keys, strict=True):
                 db.execute(
-                    """INSERT OR REPLACE INTO renditions (asset, width, format, pixel_width, pixel_height,
-                                                          bytes, key, sha256) VALUES (?,?,?,?,?,?,?,?)""",
+                    """INSERT INTO renditions (asset, width, format, pixel_width, pixel_height, bytes, key, sha256)
+                       VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (asset, width, format) DO UPDATE SET
+                         pixel_width=excluded.pixel_width, pixel_height=excluded.pixel_height,
+                         bytes=excluded.bytes, key=excluded.key, sha256=excluded.sha256""",
                     (asset.sha256, r.width, r.format.name, r.pixel_width, r.pixel_height, len(r.data), rkey,
                      hashlib.sha256(r.data).hexdigest()),
                 )
