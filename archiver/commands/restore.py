@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from archiver.find.refs import article_refs
 from archiver.manifest.rows import RewrittenArticle
 from archiver.manifest.sqlite import Manifest
 from archiver.model import RESTORE
-from archiver.storage.keys import KeyLookup, ParsedKey, archive_key, public_bases
+from archiver.storage.keys import KeyLookup, ParsedKey, archive_key, current_url, public_bases
 from archiver.terminal import say, say_block, shown_path
 
 
@@ -52,18 +52,20 @@ class _Outcome:
     diff: str = ""  # a dry run's unified diff, printed before the lines
 
 
-def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _Outcome:
+def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool,
+                 current: Callable[[str], str] | None = None) -> _Outcome:
     """Undo one article's rewrites (write it and forget it unless ``dry``). ArticleError: not restored; ManifestError:
     not restored because its record cannot be written, or restored and its record not yet confirmed."""
     path = Path(entry.path)
     shown = path
     article = load_article(path)
-    current = sha256(article.raw)
-    if current == entry.sha256_before:  # restored already (e.g. by hand)
+    sha_now = sha256(article.raw)
+    if sha_now == entry.sha256_before:  # restored already (e.g. by hand)
         if not dry:
             manifest.forget_article(entry.path)
         return _Outcome(0, False, [f"{shown}: already as before its first rewrite"], [])
-    done = undo(article.text, manifest.article_replacements(entry.path), unchanged=current == entry.sha256_after)
+    done = undo(article.text, manifest.article_replacements(entry.path), unchanged=sha_now == entry.sha256_after,
+                current=current)
     new = render(replace(article, text=done.text), []) if done.text != article.text else article.raw
     lines = []
     diff = unified_diff(article, done.text) if dry and new != article.raw else ""
@@ -74,7 +76,7 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
             manifest.forget_article(entry.path)
     if sha256(new) == entry.sha256_before:
         state = "byte-identical to before its first rewrite"
-    elif current != entry.sha256_after:
+    elif sha_now != entry.sha256_after:
         state = "it was edited since it was rewritten: those edits are kept"
     else:
         state = "some URLs stay as they are"
@@ -131,6 +133,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     articles = spans = unrestored = failed = 0
     try:
         known = manifest.rewritten_articles()
+        now = current_url(public_bases(cfg), manifest.moved_keys())  # objects `rekey` moved: their URLs now
         for given in args.paths:
             if not any(_under(a.path, [Path(os.path.realpath(given))]) for a in known):
                 say(f"{given}: no article rewritten by archiver here; nothing to restore")
@@ -143,7 +146,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             if wanted and not _under(entry.path, wanted):
                 continue
             try:
-                outcome = _restore_one(manifest, entry, dry=dry)
+                outcome = _restore_one(manifest, entry, dry=dry, current=now)
             except ArticleError as exc:
                 failed += 1
                 say(f"{exc.message} (not restored)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, NamedTuple
@@ -96,7 +97,9 @@ class KeyRecords:
             db.executemany("UPDATE rekey_moves SET state=? WHERE old_key=?", [(state, k) for k in old_keys])
 
     def record_moved(self, moves: Iterable[Move]) -> None:
-        """The new keys of moved objects, in one transaction with their moves' state ("recorded")."""
+        """The new keys of moved objects, in one transaction with their moves' state ("recorded") and the history
+        restore and dedupe --undo read (``moved_keys``)."""
+        now = time.time()
         with self._tx() as db:
             for m in moves:
                 if m.width is None:
@@ -105,6 +108,17 @@ class KeyRecords:
                     db.execute("UPDATE renditions SET key=? WHERE asset=? AND key=?", (m.new_key, m.asset, m.old_key))
                 db.execute("UPDATE lost_objects SET key=? WHERE key=?", (m.new_key, m.old_key))
                 db.execute("UPDATE rekey_moves SET state='recorded' WHERE old_key=?", (m.old_key,))
+                db.execute("INSERT INTO moved_keys (old_key, new_key, moved_at) VALUES (?, ?, ?) ON CONFLICT (old_key) "
+                           "DO UPDATE SET new_key=excluded.new_key, moved_at=excluded.moved_at",
+                           (m.old_key, m.new_key, now))
+                db.execute("DELETE FROM moved_keys WHERE old_key=?", (m.new_key,))  # moved back: its own key again
+
+    def moved_keys(self) -> dict[str, str]:
+        """Old key -> the key rekey moved its object to (follow the chain: a key may have moved twice)."""
+        try:
+            return dict(self._db.execute("SELECT old_key, new_key FROM moved_keys"))
+        except sqlite3.Error:  # a manifest read as it is, of an older schema: nothing was ever moved
+            return {}
 
     def finish_moves(self, old_keys: Iterable[str]) -> None:
         with self._tx() as db:

@@ -166,6 +166,11 @@ MIGRATIONS: tuple[str, ...] = (
         state TEXT NOT NULL                -- planned | copied | repointed | recorded
     );
     CREATE INDEX rekey_moves_new ON rekey_moves(new_key);
+    CREATE TABLE moved_keys (              -- every key rekey moved an object away from: restore and dedupe --undo
+        old_key TEXT PRIMARY KEY,          -- put back the URL of the object's key now, never of a deleted one
+        new_key TEXT NOT NULL,
+        moved_at REAL NOT NULL
+    );
     """,
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,6 +62,10 @@ class Store(Protocol):
 
     def get(self, key: str) -> bytes:
         """The object's bytes (for verify and tests)."""
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Remove the objects under ``keys`` (`archiver gc`, only keys the manifest records as ours); a key with no
+        object is not an error (a re-run after a kill deletes again what is already gone)."""
 
     def url_for(self, key: str) -> str:
         """The public URL a rewritten article uses: ``public_base_url + key``."""

@@ -7,7 +7,7 @@ by looking it up there (``archive_key``'s ``lookup``), never by its shape."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
@@ -210,3 +210,21 @@ def archive_key(url: str, bases: tuple[str, ...], lookup: KeyLookup | None = Non
             if parsed is not None:
                 return parsed
     return None
+
+
+def current_url(bases: tuple[str, ...], moved: Mapping[str, str]) -> Callable[[str], str] | None:
+    """Text with every archive URL in it as it is now, after `archiver rekey` moved objects (``moved``: old key ->
+    new key, chains followed): a URL, or an attribute [rewrite] responsive added (a srcset lists several); None when
+    nothing ever moved."""
+    if not moved:
+        return None
+    pattern = re.compile("(" + "|".join(re.escape(b) for b in bases) + r")([A-Za-z0-9._~/-]+)")
+
+    def key_now(key: str) -> str:
+        seen: set[str] = set()
+        while key in moved and key not in seen:
+            seen.add(key)
+            key = moved[key]
+        return key
+
+    return lambda text: pattern.sub(lambda m: m[1] + key_now(m[2]), text)

@@ -15,7 +15,7 @@ import shutil
 import stat
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from archiver import scratch
@@ -133,6 +133,31 @@ class LocalStore:
             raise StorageError(f"local store: no object {key!r} in {self.root}") from exc
         except OSError as exc:
             raise StorageError(f"local store: cannot read {path}: {exc.strerror or exc}") from exc
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """Unlink each object's file, then the shard folders (``ab/cd/``) left empty; a folder that still holds
+        anything, and every file not named by ``keys``, stays."""
+        folders: set[Path] = set()
+        for key in keys:
+            path = self._path(key)
+            try:
+                if path.is_symlink() or not path.is_file():
+                    if not path.exists():
+                        continue
+                    raise StorageError(f"local store: refusing to delete {path}: not a regular file")
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StorageError(f"local store: cannot delete {path}: {exc.strerror or exc}") from exc
+            folders.add(path.parent)
+        for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+            while folder != self.root and folder.is_relative_to(self.root):
+                try:
+                    folder.rmdir()  # only an empty folder: never anything else in it
+                except OSError:
+                    break
+                folder = folder.parent
 
     def url_for(self, key: str) -> str:
         return public_url(self.public_base_url, key)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from archiver.errors import StorageError
@@ -46,6 +46,10 @@ class NullStore:
         if self.inner is None:
             raise StorageError(f"dry run: no object {key!r} (nothing is stored)")
         return self.inner.get(key)
+
+    def delete(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            check_key(key)
 
     def local_path(self, key: str) -> Path | None:
         return self.inner.local_path(key) if self.inner is not None else None

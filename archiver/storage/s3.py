@@ -10,7 +10,7 @@ import base64
 import contextlib
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
@@ -266,6 +266,21 @@ class S3Store:
                 return bytes(body.read())
             finally:
                 body.close()
+
+    def delete(self, keys: Sequence[str]) -> None:
+        """DeleteObjects, 1 000 keys a request (S3's limit); a key with no object counts as deleted (S3 says so
+        too). A key the server refuses to delete is a StorageError naming it."""
+        keys = [check_key(k) for k in keys]
+        for i in range(0, len(keys), 1000):
+            chunk = keys[i : i + 1000]
+            with self._errors(f"DELETE {len(chunk)} objects"):
+                answer = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True})
+            errors = [e for e in answer.get("Errors", []) if e.get("Code") not in ("NoSuchKey",)]
+            if errors:
+                first = errors[0]
+                raise StorageError(f"S3 DELETE {first.get('Key')}: {first.get('Code')}: {first.get('Message')} "
+                                   f"({len(errors)} of {len(chunk)} objects not deleted)")
 
     def url_for(self, key: str) -> str:
         return public_url(self.cfg.public_base_url, key)
