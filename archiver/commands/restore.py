@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from archiver.find.refs import article_refs
 from archiver.manifest.rows import RewrittenArticle
 from archiver.manifest.sqlite import Manifest
 from archiver.model import RESTORE
-from archiver.storage.keys import KeyLookup, ParsedKey, archive_key, current_url, public_bases
+from archiver.storage.keys import KeyLookup, ParsedKey, archive_key, public_bases
 from archiver.terminal import say, say_block, shown_path
 
 
@@ -52,8 +52,7 @@ class _Outcome:
     diff: str = ""  # a dry run's unified diff, printed before the lines
 
 
-def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool,
-                 current: Callable[[str], str] | None = None) -> _Outcome:
+def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _Outcome:
     """Undo one article's rewrites (write it and forget it unless ``dry``). ArticleError: not restored; ManifestError:
     not restored because its record cannot be written, or restored and its record not yet confirmed."""
     path = Path(entry.path)
@@ -64,8 +63,8 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool,
         if not dry:
             manifest.forget_article(entry.path)
         return _Outcome(0, False, [f"{shown}: already as before its first rewrite"], [])
-    done = undo(article.text, manifest.article_replacements(entry.path), unchanged=sha_now == entry.sha256_after,
-                current=current)
+    # every generation is undone, `rekey`'s too (each as recorded): no URL of a moved object needs translating
+    done = undo(article.text, manifest.article_replacements(entry.path), unchanged=sha_now == entry.sha256_after)
     new = render(replace(article, text=done.text), []) if done.text != article.text else article.raw
     lines = []
     diff = unified_diff(article, done.text) if dry and new != article.raw else ""
@@ -133,7 +132,6 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     articles = spans = unrestored = failed = 0
     try:
         known = manifest.rewritten_articles()
-        now = current_url(public_bases(cfg), manifest.moved_keys())  # objects `rekey` moved: their URLs now
         for given in args.paths:
             if not any(_under(a.path, [Path(os.path.realpath(given))]) for a in known):
                 say(f"{given}: no article rewritten by archiver here; nothing to restore")
@@ -146,7 +144,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             if wanted and not _under(entry.path, wanted):
                 continue
             try:
-                outcome = _restore_one(manifest, entry, dry=dry, current=now)
+                outcome = _restore_one(manifest, entry, dry=dry)
             except ArticleError as exc:
                 failed += 1
                 say(f"{exc.message} (not restored)")

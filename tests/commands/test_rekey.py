@@ -235,3 +235,43 @@ def test_rekey_on_seaweedfs_copies_on_the_server_and_deletes_the_old_keys(
 
 def test_name_placeholder_matches_the_source_name() -> None:
     assert source_name("http://img.news.test/photos/Caf%C3%A9%20Terrace.JPG") == "cafe-terrace"
+
+
+def test_dedupe_undo_and_restore_after_a_rekey(tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    """dedupe --apply, then rekey: --undo puts back each image's URL as it is now (never a deleted key), and
+    restore gives back the articles as first written."""
+    from tests.support.library import OTHER as LIB_OTHER
+    from tests.support.library import PAGE as LIB_PAGE
+    from tests.support.library import POST as LIB_POST
+    from tests.support.library import build_library
+
+    lib = build_library(tmp_path, origin)
+    archived = lib.articles()
+    assert main(["dedupe", "--config", str(lib.config), "--apply"]) == 0
+    applied = lib.articles()
+    assert applied != archived
+    with lib.config.open("a", encoding="utf-8") as f:
+        f.write(f'\nkey_template = "{TEMPLATE}"\n')
+    assert main(["rekey", "--config", str(lib.config), "-q"]) == 0
+    with sqlite3.connect(tmp_path / ".archiver/manifest.sqlite3") as db:
+        moved = dict(db.execute("SELECT old_key, new_key FROM moved_keys"))
+    assert moved and all(new.startswith(_month()) for new in moved.values())
+
+    def now(data: bytes) -> bytes:
+        text = data.decode("utf-8")
+        for old, new in moved.items():
+            text = text.replace(f"/archive/{old}", f"/archive/{new}")
+        return text.encode("utf-8")
+
+    assert lib.articles() == {name: now(raw) for name, raw in applied.items()}
+    capsys.readouterr()
+    assert main(["dedupe", "--config", str(lib.config), "--undo"]) == 0
+    assert "undo: 2 articles restored (6 references)" in capsys.readouterr().out
+    assert lib.articles() == {name: now(raw) for name, raw in archived.items()}
+    archive = tmp_path / "archive"
+    for raw in lib.articles().values():
+        for url in re.findall(r"/archive/[^\s\"')]+", raw.decode("utf-8")):
+            assert (archive / url.removeprefix("/archive/")).is_file(), url
+    assert main(["restore", "--config", str(lib.config), "-q"]) == 0
+    originals = {"post.md": LIB_POST, "page.html": LIB_PAGE, "other.md": LIB_OTHER}
+    assert lib.articles() == {k: v.encode("utf-8") for k, v in originals.items()}
