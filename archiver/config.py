@@ -319,13 +319,6 @@ def _validate(cfg: Config, where: str) -> None:
     bad_chars = set(" \t\r\n\"'<>()[]{}\\`")
     if not st.public_base_url or bad_chars & set(st.public_base_url):
         raise bad("[storage] public_base_url", "must be a URL or path without spaces, quotes, brackets or parentheses")
-    if st.key_template:
-        from archiver.storage.template import KeyTemplate, TemplateError
-
-        try:
-            KeyTemplate.parse(st.key_template)
-        except TemplateError as exc:
-            raise bad("[storage] key_template", f"{st.key_template!r} {exc}") from None
     if _CONTROL.search(st.cache_control):
         raise bad("[storage] cache_control", "must not contain control characters (it is an HTTP header)")
     for name in ("path",):

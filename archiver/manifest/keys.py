@@ -10,7 +10,14 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, NamedTuple
 
-from archiver.storage.keys import ParsedKey
+
+class KeyRecord(NamedTuple):
+    """Whose object a key is: the original's SHA-256, and for a thumbnail its configured width."""
+
+    key: str
+    sha256: str
+    ext: str
+    width: int | None = None
 
 
 class KeyedAsset(NamedTuple):
@@ -42,23 +49,23 @@ class KeyRecords:
 
         def _tx(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
-    def key_record(self, key: str) -> ParsedKey | None:
+    def key_record(self, key: str) -> KeyRecord | None:
         """The asset (and for a thumbnail, its width) that ``key`` belongs to, as recorded, or as a pending rekey
         move's old or new key; None: not a key of ours."""
         with self._write_lock:  # read from the rewrite threads too: one statement at a time on the connection
             try:
                 row = self._db.execute("SELECT sha256, ext FROM assets WHERE key=?", (key,)).fetchone()
                 if row:
-                    return ParsedKey(key, "", row[0], row[1])
+                    return KeyRecord(key, row[0], row[1])
                 row = self._db.execute("SELECT asset, width, key FROM renditions WHERE key=?", (key,)).fetchone()
                 if row:
-                    return ParsedKey(key, "", row[0], key.rsplit(".", 1)[-1], row[1])
+                    return KeyRecord(key, row[0], key.rsplit(".", 1)[-1], row[1])
                 row = self._db.execute(
                     "SELECT asset, width FROM rekey_moves WHERE old_key=? OR new_key=?", (key, key)
                 ).fetchone()
             except sqlite3.Error:  # a manifest read as it is, of an older schema (a dry run's snapshot)
                 return None
-        return ParsedKey(key, "", row[0], key.rsplit(".", 1)[-1], row[1]) if row else None
+        return KeyRecord(key, row[0], key.rsplit(".", 1)[-1], row[1]) if row else None
 
     def key_owner(self, key: str) -> str | None:
         """The SHA-256 of the asset whose original or thumbnail has ``key`` (or will have, by a pending rekey)."""

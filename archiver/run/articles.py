@@ -19,6 +19,7 @@ from archiver.errors import ArticleError, UrlError
 from archiver.find.frontmatter import Notice
 from archiver.find.refs import article_refs
 from archiver.find.tags import asset_rewrite
+from archiver.manifest.keys import KeyRecord
 from archiver.manifest.rows import ShownImage
 from archiver.model import Article, ArticleReplacement, Cause, ImageRef, RefKind
 from archiver.redaction import has_secret, redact
@@ -37,7 +38,15 @@ class OwnUrls:
     lookup: KeyLookup | None = None
 
     @classmethod
-    def of(cls, cfg: Config, lookup: KeyLookup | None = None) -> OwnUrls:
+    def of(cls, cfg: Config, records: Callable[[str], KeyRecord | None] | None = None) -> OwnUrls:
+        """``records``: the manifest's ``key_record``."""
+        if records is None:
+            return cls(public_bases(cfg))
+
+        def lookup(key: str) -> ParsedKey | None:
+            r = records(key)
+            return None if r is None else ParsedKey(key, "", r.sha256, r.ext, r.width)
+
         return cls(public_bases(cfg), lookup)
 
     def __contains__(self, raw: str) -> bool:
