@@ -141,6 +141,7 @@ class AssetArchiver:
                          None)
             if owner is not None:
                 self.widened.append(f"{key}: the key of other bytes (sha256 {owner[:16]}…)")
+                log.info("storage: %s; a longer hash is used", self.widened[-1])
                 continue
             for k in (key, *thumbs):
                 self._reserved[k] = parts.sha256
@@ -152,6 +153,7 @@ class AssetArchiver:
             for k in (key, *thumbs):
                 self._reserved.pop(k, None)
             self.widened.append(f"{key}: the store holds other bytes there ({proof.reason})")
+            log.info("storage: %s; a longer hash is used", self.widened[-1])
         return key
 
     def renditions_complete(self, sha: str, ext: str) -> bool:
