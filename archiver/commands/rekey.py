@@ -67,6 +67,9 @@ def plan(cfg: Config, manifest: Manifest, store: Store) -> list[Move]:
                 break
             if prove(store, new, None, a.sha256).state != "different":
                 break
+        else:  # every form is another image's key: it stays where it is
+            say(f"{a.key}: stays (every key the template gives it belongs to other bytes)")
+            continue
         chosen.update(dict.fromkeys(keys, a.sha256))
         if new != a.key:
             moves.append(Move(a.key, new, a.sha256, None, None, "planned"))
