@@ -181,8 +181,13 @@ def _rekey(cfg: Config, manifest: Manifest, store: Store, moves: list[Move]) -> 
     # 3. re-point the articles
     pending = [m for m in ready if m.state in ("planned", "copied")]
     if pending:
-        result = apply_canonical(manifest, _article_paths(cfg, manifest), _mapping(cfg, pending),
+        recorded = {p for p, _, _ in manifest.rewritten_articles()}
+        paths = _article_paths(cfg, manifest)
+        result = apply_canonical(manifest, paths, _mapping(cfg, pending),
                                  cfg.articles.front_matter_fields, cfg.articles.max_refs, reason=REASON)
+        # articles with archive URLs pasted by hand: re-pointed, but still not restore's to undo
+        for path in {p for p, _, _ in manifest.rewritten_articles()} - recorded:
+            manifest.forget_article(path)
         if result.problems:  # an article not re-pointed may still use any old key: none is deleted this time
             problems += [f"{p} (not re-pointed; its objects keep their old keys until a rekey succeeds)"
                          for p in result.problems]

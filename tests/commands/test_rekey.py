@@ -275,3 +275,23 @@ def test_dedupe_undo_and_restore_after_a_rekey(tmp_path: Path, origin: Server, c
     assert main(["restore", "--config", str(lib.config), "-q"]) == 0
     originals = {"post.md": LIB_POST, "page.html": LIB_PAGE, "other.md": LIB_OTHER}
     assert lib.articles() == {k: v.encode("utf-8") for k, v in originals.items()}
+
+
+def test_an_article_with_archive_urls_pasted_by_hand_is_re_pointed_and_stays_unrecorded(
+    tmp_path: Path, origin: Server, images: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = _site(tmp_path, origin, "")
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    b = images["/b.png"]
+    pasted = tmp_path / "site/pasted.md"
+    pasted.write_text(f"Copied from another post: ![b](/archive/{key(b, 'png')})\n", encoding="utf-8")
+    cfg = _config(tmp_path, origin, TEMPLATE)
+    assert main(["rekey", "--config", str(cfg), "-q"]) == 0
+    new = f"/archive/{_month()}/b-{sha(b)[:8]}.png"
+    assert pasted.read_text(encoding="utf-8") == f"Copied from another post: ![b]({new})\n"
+    assert (tmp_path / "archive" / new.removeprefix("/archive/")).read_bytes() == b
+    capsys.readouterr()
+    assert main(["restore", "--config", str(cfg)]) == 1  # restore cannot give back what it never rewrote
+    out = capsys.readouterr().out
+    assert "pasted.md: lines 1: references to the archive that this manifest has no record of" in out, out
+    assert pasted.read_text(encoding="utf-8") == f"Copied from another post: ![b]({new})\n"
