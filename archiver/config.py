@@ -136,6 +136,10 @@ class StorageConfig:
     endpoint_url: str = _key("", "S3-compatible endpoint; empty means AWS")
     region: str = _key("us-east-1", "S3 region")
     prefix: str = _key("", "key prefix inside the bucket or folder: letters, digits, '.', '_', '~', '-' and '/'")
+    key_template: str = _key(
+        "", 'object keys people can browse, e.g. "{yyyy}/{mm}/{name}-{sha8}.{ext}" (placeholders: README "Key '
+        'layouts"); empty: content-addressed keys ab/cd/<sha256>.<ext>. Changing it moves nothing until `archiver rekey`'
+    )
     public_base_url: str = _key(
         "/archive/", "a folder URL, ending in '/' (a bare origin may omit it): a rewritten URL is it + the object key"
     )

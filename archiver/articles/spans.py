@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from archiver.articles.rewrite import Replacement, splice
@@ -235,13 +235,19 @@ def undo(
     which: Collection[int] | None = None,
     *,
     unchanged: bool = False,
+    current: Callable[[str], str] | None = None,
 ) -> Undone:
     """``text`` with the generations ``which`` (default: all) undone, newest first; the others stay.
 
     ``unchanged``: ``text`` is exactly what our last rewrite wrote (its hash matches the manifest's). Each chosen
     generation is undone on the text as the newer ones left it: its spans, and every other span of ours as
     landmarks, are carried to where they are in that text (through the newer generations that stay) and found
-    there (``locate``), so an edit the author made between two of our rewrites only shifts the search."""
+    there (``locate``), so an edit the author made between two of our rewrites only shifts the search.
+
+    ``current``: an archive URL as it is now (`archiver rekey` moved its object to another key and re-pointed the
+    article: what a generation wrote is found under its new URL, and what it put back is the new URL too, never the
+    URL of a deleted object)."""
+    now_url = current or (lambda url: url)
     gens = [sorted(g, key=lambda r: (r.start, r.end)) for g in generations]
     chosen = sorted(set(range(len(gens))) if which is None else set(which), reverse=True)
     ref_of = references(gens, chosen)
@@ -266,7 +272,7 @@ def undo(
                 if m == k:
                     mine.append(pos)
                 if pos is not None:
-                    holds[pos[0]] = gens[m][n].replacement
+                    holds[pos[0]] = now_url(gens[m][n].replacement)
         written = sorted(holds.items())
         now = dict(zip((p for p, _ in written), locate(result.text, written, exact), strict=True))
         exact = False
@@ -276,7 +282,8 @@ def undo(
             rid = ref_of[k, n]
             here = now.get(pos[0]) if pos is not None else None
             problem: Unrestored | None = None
-            if here is None or pos is None or result.text[here : here + pos[1] - pos[0]] != rep.replacement:
+            wrote = now_url(rep.replacement)
+            if here is None or pos is None or result.text[here : here + len(wrote)] != wrote:
                 guess = here if here is not None else _guess(pos, now, written)
                 if inserted(rep):
                     problem = Unrestored(_line(starts, guess, result.text), rep.replacement.strip(), "nothing",
@@ -288,8 +295,7 @@ def undo(
                 problem = Unrestored(_line(starts, here, result.text), rep.replacement, _shown(rep),
                                      SECRET_KEPT_NOT + "; left as is", k)
             else:
-                step.append(ArticleReplacement(here, here + len(rep.replacement), rep.replacement, rep.original,
-                                               rep.url))
+                step.append(ArticleReplacement(here, here + len(wrote), wrote, now_url(rep.original), rep.url))
                 put_back.add((k, n))
             if problem is not None and rid not in reported:  # a reference is reported once, at its newest span
                 reported.add(rid)

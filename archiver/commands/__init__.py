@@ -55,6 +55,11 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                 "archiver report                   # report/failures.html and report/failures.csv",
                 "archiver report source/_posts --output /tmp/broken-images.html",
             )),
+    Command("rekey", "archiver.commands.rekey",
+            "move stored images to the keys [storage] key_template gives now, re-point the articles, delete the old", (
+                "archiver rekey --dry-run          # list what would move and how many articles would change",
+                "archiver rekey                    # copy, re-point, record, delete; a killed rekey is finished by the next",
+            )),
     Command("export", "archiver.commands.export",
             "every archived image with its URLs, renditions, size and a tiny placeholder, as JSON or CSV for a site", (
                 "archiver export data/images.json  # Hugo: site.Data.images, keyed by source URL",

@@ -29,6 +29,7 @@ from archiver.manifest.sqlite import Manifest
 from archiver.manifest.target import exists, manifest_target, shown
 from archiver.model import DISTANCE_LIMIT
 from archiver.storage import Store, open_store
+from archiver.storage.keys import current_url, public_bases
 from archiver.terminal import say, shown_path
 
 log = logging.getLogger("archiver")
@@ -60,7 +61,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     with Manifest.open(manifest_path) as manifest:
         settle_pending(manifest)  # article writes a killed command left between their rename and their record
         if args.undo:
-            return _report_rewrite("undo", canonical.undo_canonical(manifest))
+            now = current_url(public_bases(cfg), manifest.moved_keys())  # objects `rekey` moved: their URLs now
+            return _report_rewrite("undo", canonical.undo_canonical(manifest, now))
         store = open_store(cfg)
         p = plan(cfg, manifest, store, max_distance, rescan=args.rescan)
         usage = _usage(p.articles, p.forms, fields, cfg.articles.max_refs)  # before --apply: who used which copy

@@ -28,7 +28,7 @@ from archiver.manifest.rows import RewrittenArticle
 from archiver.manifest.sqlite import Manifest
 from archiver.manifest.target import exists, manifest_target, shown
 from archiver.model import RESTORE
-from archiver.storage.keys import archive_key, public_bases
+from archiver.storage.keys import KeyLookup, ParsedKey, archive_key, public_bases
 from archiver.terminal import say, say_block, shown_path
 
 
@@ -59,12 +59,13 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
     path = Path(entry.path)
     shown = path
     article = load_article(path)
-    current = sha256(article.raw)
-    if current == entry.sha256_before:  # restored already (e.g. by hand)
+    sha_now = sha256(article.raw)
+    if sha_now == entry.sha256_before:  # restored already (e.g. by hand)
         if not dry:
             manifest.forget_article(entry.path)
         return _Outcome(0, False, [f"{shown}: already as before its first rewrite"], [])
-    done = undo(article.text, manifest.article_replacements(entry.path), unchanged=current == entry.sha256_after)
+    # every generation is undone, `rekey`'s too (each as recorded): no URL of a moved object needs translating
+    done = undo(article.text, manifest.article_replacements(entry.path), unchanged=sha_now == entry.sha256_after)
     new = render(replace(article, text=done.text), []) if done.text != article.text else article.raw
     lines = []
     diff = unified_diff(article, done.text) if dry and new != article.raw else ""
@@ -75,7 +76,7 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
             manifest.forget_article(entry.path)
     if sha256(new) == entry.sha256_before:
         state = "byte-identical to before its first rewrite"
-    elif current != entry.sha256_after:
+    elif sha_now != entry.sha256_after:
         state = "it was edited since it was rewritten: those edits are kept"
     else:
         state = "some URLs stay as they are"
@@ -99,7 +100,8 @@ def _open(manifest_path: Path | str, dry: bool) -> Manifest:
     return manifest
 
 
-def _unrecorded(paths: Sequence[Path], cfg: Config, recorded: set[str]) -> list[tuple[Path, list[int]]]:
+def _unrecorded(paths: Sequence[Path], cfg: Config, recorded: set[str],
+                lookup: KeyLookup | None = None) -> list[tuple[Path, list[int]]]:
     """The articles under ``paths`` the manifest has no record of that still reference the archive, with the lines:
     restore cannot put their originals back (rewritten under another manifest, or the URLs were pasted by hand)."""
     bases = public_bases(cfg)
@@ -113,7 +115,7 @@ def _unrecorded(paths: Sequence[Path], cfg: Config, recorded: set[str]) -> list[
             refs = article_refs(article, cfg.articles.front_matter_fields, cfg.articles.max_refs)
         except ArticleError:
             continue
-        lines = [ref.line for ref in refs if archive_key(ref.url, bases) is not None]
+        lines = [ref.line for ref in refs if archive_key(ref.url, bases, lookup) is not None]
         if lines:
             out.append((path, sorted(set(lines))))
     return out
@@ -158,6 +160,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             if outcome.diff and (dry or not args.quiet):  # the diff a dry run is asked for, even with -q
                 say_block(outcome.diff)
             say(*(outcome.errors if args.quiet else outcome.lines + outcome.errors))
+        ours = {o.key: o.sha256 for o in manifest.objects()}  # templated keys are known by value, not by shape
     finally:
         manifest.close()
     root = cfg.resolve_path(cfg.articles.root)
@@ -165,7 +168,10 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if not scanned:  # what the manifest records is restored; unrecorded articles cannot be looked for
         say(f"note: {shown_path(root)} ([articles] root): no such folder; articles there that this manifest has no "
             "record of were not looked for")
-    left = _unrecorded(scanned, cfg, {a.path for a in known}) if scanned else []
+    def lookup(key: str) -> ParsedKey | None:
+        return ParsedKey(key, "", ours[key], key.rsplit(".", 1)[-1]) if key in ours else None
+
+    left = _unrecorded(scanned, cfg, {a.path for a in known}, lookup) if scanned else []
     for path, lines in left:
         say(f"{path}: lines {', '.join(map(str, lines))}: references to the archive that this manifest "
             "has no record of; restore cannot put their original URLs back")

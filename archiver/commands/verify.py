@@ -21,7 +21,7 @@ import socket
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -38,7 +38,7 @@ from archiver.manifest.target import exists, local_path, manifest_target, shown
 from archiver.redaction import redact
 from archiver.storage import open_store
 from archiver.storage.audit import Finding, Target, VerifyStatus, check_all, target_for_key
-from archiver.storage.keys import archive_key, public_bases
+from archiver.storage.keys import ParsedKey, archive_key, public_bases
 from archiver.terminal import say, shown_path
 
 
@@ -70,8 +70,16 @@ class Usage:
     skipped: list[str] = field(default_factory=list)
 
 
-def scan_articles(paths: Sequence[Path], cfg: Config) -> Usage:
+def scan_articles(paths: Sequence[Path], cfg: Config, known: Mapping[str, Target] | None = None) -> Usage:
+    """Where the articles use archive URLs: content-addressed keys by their shape, templated ones (``[storage]
+    key_template``) when ``known`` (the manifest's objects, by key) has them."""
     bases = public_bases(cfg)
+    targets = known or {}
+
+    def lookup(key: str) -> ParsedKey | None:
+        t = targets.get(key)
+        return None if t is None else ParsedKey(key, "", t.sha256, key.rsplit(".", 1)[-1], t.width)
+
     usage = Usage()
     def skipped(path: Path, why: str) -> None:
         usage.skipped.append(f"{shown_path(path)}: {why}")
@@ -86,7 +94,7 @@ def scan_articles(paths: Sequence[Path], cfg: Config) -> Usage:
             continue
         usage.articles += 1
         for ref in refs:
-            parsed = archive_key(ref.url, bases)
+            parsed = archive_key(ref.url, bases, lookup)
             if parsed is None:
                 continue
             usage.references += 1
@@ -283,7 +291,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             manifest.close()
     if args.repair and manifest is None:
         raise ManifestError(f"{shown(manifest_path)}: no manifest: --repair re-creates what the manifest records")
-    usage = scan_articles(paths, cfg) if paths else Usage()
+    usage = scan_articles(paths, cfg, known) if paths else Usage()
     urls = public_urls(cfg, usage) if args.public else {}
     targets: dict[str, Target] = {} if args.paths else dict(known)
     for key in usage.users:

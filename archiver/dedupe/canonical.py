@@ -10,7 +10,7 @@ An undo is itself recorded as a generation with reason "dedupe-undo", so apply â
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -37,7 +37,7 @@ class RewriteResult:
 
 def apply_canonical(
     manifest: Manifest, articles: Iterable[str], mapping: Mapping[str, str], fields: Sequence[str],
-    max_refs: int | None = None,
+    max_refs: int | None = None, reason: str = REASON_APPLY,
 ) -> RewriteResult:
     """Replace every span that holds a key of ``mapping`` (an archive URL) by its value, in each article (one with
     more than ``max_refs`` references, articles.max_refs, is reported, not scanned)."""
@@ -55,7 +55,7 @@ def apply_canonical(
                     record.append(ArticleReplacement(ref.start, ref.end, span, new, span))
             if not repls:
                 continue
-            write_recorded(manifest, article, render(article, repls), [record], REASON_APPLY, key=path)
+            write_recorded(manifest, article, render(article, repls), [record], reason, key=path)
         except ArticleError as exc:
             result.problems.append(str(exc))
             continue
@@ -67,17 +67,19 @@ def apply_canonical(
     return result
 
 
-def undo_canonical(manifest: Manifest) -> RewriteResult:
-    """Put back the URLs that ``apply_canonical`` replaced, in every article it rewrote and not yet undone."""
+def undo_canonical(manifest: Manifest, current: Callable[[str], str] | None = None) -> RewriteResult:
+    """Put back the URLs that ``apply_canonical`` replaced, in every article it rewrote and not yet undone
+    (``current``: archive URLs as they are now, after `archiver rekey` moved objects; spans.undo)."""
     result = RewriteResult()
     applied = manifest.articles_rewritten_for(REASON_APPLY)
     for path, _before, after in manifest.rewritten_articles():
         if path in applied:
-            _undo_article(manifest, path, after, result)
+            _undo_article(manifest, path, after, result, current)
     return result
 
 
-def _undo_article(manifest: Manifest, path: str, sha_after: str, result: RewriteResult) -> None:
+def _undo_article(manifest: Manifest, path: str, sha_after: str, result: RewriteResult,
+                  current: Callable[[str], str] | None = None) -> None:
     gens = manifest.article_generations(path)
     last_undo = max((i for i, g in enumerate(gens) if g.reason == REASON_UNDO), default=-1)
     outstanding = [i for i in range(last_undo + 1, len(gens)) if gens[i].reason == REASON_APPLY]
@@ -88,7 +90,8 @@ def _undo_article(manifest: Manifest, path: str, sha_after: str, result: Rewrite
     except ArticleError as exc:
         result.problems.append(f"{exc} (not restored)")
         return
-    done = undo(article.text, [g.replacements for g in gens], outstanding, unchanged=sha_after == sha256(article.raw))
+    done = undo(article.text, [g.replacements for g in gens], outstanding, unchanged=sha_after == sha256(article.raw),
+                current=current)
     for p in done.problems:
         result.problems.append(f"{shown_path(path)}: {p.ours} (written by dedupe --apply) is no longer there; "
                                "left as it is")

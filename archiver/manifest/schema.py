@@ -186,13 +186,37 @@ MIGRATIONS: tuple[str, ...] = (
         recorded_at REAL NOT NULL
     );
     """,
+    # 13: key layouts ([storage] key_template): the URL an asset was first archived from (its key's {host} and
+    # {name}; NULL before 13: the oldest archived URL stands in), keys looked up by value (a templated key is read
+    # back from the manifest, never from its shape), and `archiver rekey`'s moves until each is done: the object
+    # copied to its new key, the articles re-pointed, the new key recorded, the old object deleted
+    """
+    ALTER TABLE assets ADD COLUMN source TEXT;
+    CREATE INDEX assets_key ON assets(key);
+    CREATE INDEX renditions_key ON renditions(key);
+    CREATE TABLE rekey_moves (
+        old_key TEXT PRIMARY KEY,
+        new_key TEXT NOT NULL,
+        asset TEXT NOT NULL REFERENCES assets(sha256),
+        width INTEGER,                     -- NULL: the original; else the thumbnail's configured width
+        format TEXT,                       -- the thumbnail's format
+        state TEXT NOT NULL                -- planned | copied | repointed | recorded
+    );
+    CREATE INDEX rekey_moves_new ON rekey_moves(new_key);
+    CREATE TABLE moved_keys (              -- every key rekey moved an object away from: restore and dedupe --undo
+        old_key TEXT PRIMARY KEY,          -- put back the URL of the object's key now, never of a deleted one
+        new_key TEXT NOT NULL,
+        moved_at REAL NOT NULL
+    );
+    """,
 )
 
 # Every table, in an order where each row's references are copied before it (migrate-manifest); a migration that adds
 # a table adds it here (a test compares this with the schema).
 TABLES: tuple[str, ...] = (
     "assets", "renditions", "urls", "articles", "replacements", "near_duplicates", "pair_searches",
-    "pending_writes", "lost_objects", "settled_articles", "counters", "queue", "gc_deletions",
+    "pending_writes", "lost_objects", "settled_articles", "counters", "queue", "gc_deletions", "rekey_moves",
+    "moved_keys",
 )
 
 

@@ -22,6 +22,7 @@ from archiver.errors import ManifestError
 from archiver.manifest.articles import ArticleRecords
 from archiver.manifest.connection import connect, folder_hint, make_folder, read_only, take_lock
 from archiver.manifest.gc import GcRecords
+from archiver.manifest.keys import KeyRecords
 from archiver.manifest.lost import LostObjects
 from archiver.manifest.queue import WorkQueue
 from archiver.manifest.rows import (
@@ -63,7 +64,7 @@ def _text(text: str) -> str:
     return text
 
 
-class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords):
+class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
     """Open with ``Manifest.open(path)`` (or a PostgreSQL URL); ``None`` gives a throw-away in-memory manifest.
     ``path``: how messages name it (the file, or the URL with its password hidden)."""
 
@@ -340,13 +341,17 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords):
             ).fetchall()
         return ShownImage(sha256, row[0], row[1], row[2], row[3], tuple(ShownRendition(*r) for r in reps))
 
-    def record_asset(self, asset: Asset, key: str, rendition_keys: Sequence[str]) -> None:
-        now = time.time()
+    def record_asset(self, asset: Asset, key: str, rendition_keys: Sequence[str], source: str | None = None,
+                     archived_at: float | None = None) -> None:
+        """An asset and its objects' keys; ``source`` (redacted) and ``archived_at``: the URL and time its key was
+        made from (kept from its first record)."""
+        now = time.time() if archived_at is None else archived_at
         with self._tx() as db:
             db.execute(
                 """INSERT INTO assets (sha256, format, mime, ext, bytes, width, height, frames, phash, dhash,
-                                       key, first_seen, phash_variants, dhash_variants, grey, colours, chroma)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
+                                       key, first_seen, phash_variants, dhash_variants, grey, colours, chroma,
+                                       source)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
                      phash_variants=COALESCE(assets.phash_variants, excluded.phash_variants),
                      dhash_variants=COALESCE(assets.dhash_variants, excluded.dhash_variants),
                      grey=COALESCE(assets.grey, excluded.grey),
@@ -355,7 +360,7 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords):
                 (asset.sha256, asset.format.name, asset.format.mime, asset.format.ext, asset.size, asset.width,
                  asset.height, asset.frames, asset.phash, asset.dhash, key, now,
                  ",".join(asset.phash_variants) or None, ",".join(asset.dhash_variants) or None,
-                 asset.grey or None, asset.colours, asset.chroma),
+                 asset.grey or None, asset.colours, asset.chroma, redact(source) if source else None),
             )
             if db.execute("SELECT id FROM assets WHERE sha256=?", (asset.sha256,)).fetchone()[0] is None:
                 new_id = db.execute(

@@ -19,30 +19,41 @@ from archiver.errors import ArticleError, UrlError
 from archiver.find.frontmatter import Notice
 from archiver.find.refs import article_refs
 from archiver.find.tags import asset_rewrite
+from archiver.manifest.keys import KeyRecord
 from archiver.manifest.rows import ShownImage
 from archiver.model import Article, ArticleReplacement, Cause, ImageRef, RefKind
 from archiver.redaction import has_secret, redact
 from archiver.run.local import LocalRoots, locate
-from archiver.storage.keys import ParsedKey, archive_key, public_bases
+from archiver.storage.keys import KeyLookup, ParsedKey, archive_key, public_bases
 from archiver.terminal import shown_path
 from archiver.urls import resolve
 
 
 @dataclass(frozen=True)
 class OwnUrls:
-    """The URLs this archiver wrote (public_base_url + a content-addressed key): never fetched again."""
+    """The URLs this archiver wrote (public_base_url + a content-addressed key, or a key the manifest records:
+    ``lookup``, for templated keys): never fetched again."""
 
     bases: tuple[str, ...]
+    lookup: KeyLookup | None = None
 
     @classmethod
-    def of(cls, cfg: Config) -> OwnUrls:
-        return cls(public_bases(cfg))
+    def of(cls, cfg: Config, records: Callable[[str], KeyRecord | None] | None = None) -> OwnUrls:
+        """``records``: the manifest's ``key_record``."""
+        if records is None:
+            return cls(public_bases(cfg))
+
+        def lookup(key: str) -> ParsedKey | None:
+            r = records(key)
+            return None if r is None else ParsedKey(key, "", r.sha256, r.ext, r.width)
+
+        return cls(public_bases(cfg), lookup)
 
     def __contains__(self, raw: str) -> bool:
-        return archive_key(raw, self.bases) is not None
+        return archive_key(raw, self.bases, self.lookup) is not None
 
     def key(self, raw: str) -> ParsedKey | None:
-        return archive_key(raw, self.bases)
+        return archive_key(raw, self.bases, self.lookup)
 
 
 @dataclass(frozen=True)

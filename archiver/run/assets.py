@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,8 @@ from archiver.model import Asset, Download, ImageFormat
 from archiver.redaction import redact
 from archiver.run.report import Stats
 from archiver.storage import Store, prove
-from archiver.storage.keys import original_key, rendition_key
+from archiver.storage.keys import templated_key
+from archiver.storage.template import KeyParts, KeyTemplate, rendition_of
 
 log = logging.getLogger("archiver")
 
@@ -60,6 +62,8 @@ class AssetArchiver:
         # assets with an object verify found missing or corrupt: stored again before any article points at them
         self.lost: set[str] = {o.asset for o in manifest.lost_objects()} if lost is None else lost
         self.replaced: list[str] = []  # "key: why" of each object that held other bytes than its key names
+        self.widened: list[str] = []  # "key: why" of each templated key taken by other bytes (a longer hash used)
+        self._reserved: dict[str, str] = {}  # templated key -> the asset it was chosen for, until it is recorded
 
     async def archive(self, download: Download) -> str:
         """Make sure the bytes and their renditions are stored; return the original's key."""
@@ -77,16 +81,24 @@ class AssetArchiver:
             # no pool (an embedding program's choice): in a thread of this process, without a CPU budget
             asset: Asset = await (self._pool.run(process, *job) if self._pool else asyncio.to_thread(process, *job))
             crash_point("processed")
-            prefix = self.cfg.storage.prefix
-            key = original_key(prefix, sha, download.format.ext)
+            # a key is made once, when the bytes are first archived, and reused whatever URL brings them later
+            now = time.time()
+            if stored is not None:
+                key, ext = stored.key, stored.ext
+            else:
+                ext = download.format.ext
+                key = await self._choose_key(KeyParts(sha, ext, download.url, now), download)
+            have = self.manifest.rendition_keys(sha)
             meta = {"source-url": redact(download.url)}
             await self._put(key, download.path, download.format.mime, meta, download.size, sha)
             rkeys = []
             for r in asset.renditions:
-                rkey = rendition_key(prefix, sha, r.width, r.format.ext)
+                rkey = have.get((r.width, r.format.name)) or rendition_of(key, ext, r.width, r.format.ext)
                 await self._put(rkey, r.data, r.format.mime, meta, len(r.data), hashlib.sha256(r.data).hexdigest())
                 rkeys.append(rkey)
-            self.manifest.record_asset(asset, key, rkeys)
+            self.manifest.record_asset(asset, key, rkeys, download.url, now)
+            for k in (key, *rkeys):
+                self._reserved.pop(k, None)
             crash_point("recorded-asset")
             if stored is None:
                 self.stats.assets_new += 1
@@ -109,6 +121,40 @@ class AssetArchiver:
             self.stats.renditions_added += 1
         finally:
             download.path.unlink(missing_ok=True)
+
+    async def _choose_key(self, parts: KeyParts, download: Download) -> str:
+        """A new asset's key: under ``[storage] key_template``, the first of its renderings (the hash widened 8 → 16
+        → 64 digits) that no other asset's original or thumbnail has or is being given, and under which the store
+        holds nothing or these very bytes; never another content's object. Content-addressed without a template."""
+        text = self.cfg.storage.key_template
+        if not text:
+            return templated_key(self.cfg, parts)
+        images = self.cfg.images
+        exts = {"jpeg": "jpg"}
+        key = ""
+        for width in KeyTemplate.parse(text).widths():
+            key = templated_key(self.cfg, parts, width)
+            thumbs = [rendition_of(key, parts.ext, w, exts.get(f, f)) for f in images.output_formats
+                      for w in images.thumbnails]
+            owner = next((o for k in (key, *thumbs)
+                          if (o := self._reserved.get(k) or self.manifest.key_owner(k)) not in (None, parts.sha256)),
+                         None)
+            if owner is not None:
+                self.widened.append(f"{key}: the key of other bytes (sha256 {owner[:16]}…)")
+                log.info("storage: %s; a longer hash is used", self.widened[-1])
+                continue
+            for k in (key, *thumbs):
+                self._reserved[k] = parts.sha256
+            async with self._store_slots:
+                proof = await asyncio.to_thread(prove, self.store, key, download.size, parts.sha256,
+                                                download.format.mime)
+            if proof.state != "different" or width == 64:
+                return key  # a full-hash key holding other bytes is corrupt: replaced, as any content-addressed key
+            for k in (key, *thumbs):
+                self._reserved.pop(k, None)
+            self.widened.append(f"{key}: the store holds other bytes there ({proof.reason})")
+            log.info("storage: %s; a longer hash is used", self.widened[-1])
+        return key
 
     def renditions_complete(self, sha: str, ext: str) -> bool:
         """Whether the manifest records every configured width in every configured format for the asset."""

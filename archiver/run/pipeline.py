@@ -86,7 +86,7 @@ class Run:
         self.report = RunReport(Stats())
         self.stats = self.report.stats
         self._assets = AssetArchiver(cfg, manifest, store, self.stats, pool, self.request_stop)
-        self._own = OwnUrls.of(cfg)
+        self._own = OwnUrls.of(cfg, manifest.key_record)
         self._local = LocalRoots.of(cfg.articles, self.paths)  # where images on disk may be read from
         self._responsive = Responsive.of(cfg, manifest.shown_image, store.url_for) if cfg.rewrite.responsive else None
         # where articles may be written: the real folders given (None: anywhere a symlink leads, by configuration)

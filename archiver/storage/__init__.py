@@ -67,6 +67,10 @@ class Store(Protocol):
         """Remove the objects under ``keys`` (`archiver gc`, only keys the manifest records as ours); a key with no
         object is not an error (a re-run after a kill deletes again what is already gone)."""
 
+    def copy(self, source: str, key: str) -> None:
+        """Copy the object under ``source`` to ``key`` (`archiver rekey`), on the server where the store can (S3
+        CopyObject), all or nothing; the caller proves the copy."""
+
     def url_for(self, key: str) -> str:
         """The public URL a rewritten article uses: ``public_base_url + key``."""
 

@@ -1,15 +1,20 @@
 """Object keys and their public URLs: written (``original_key``, ``rendition_key``, ``public_url``) and read back
 (``parse_key``, ``archive_key``) here only; ``check_config`` refuses at start-up a prefix or a public base URL that
-cannot work. Keys are content-addressed, sharded names that can never escape the configured prefix."""
+cannot work. Keys are content-addressed, sharded names that can never escape the configured prefix, or, with
+``[storage] key_template``, names made from it (template.py) and recorded in the manifest: such a key is read back
+by looking it up there (``archive_key``'s ``lookup``), never by its shape."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from archiver.errors import ConfigError, StorageError
+from archiver.storage.template import NAME_MAX as TEMPLATE_NAME_MAX
+from archiver.storage.template import KeyParts, KeyTemplate, rendition_of
 
 if TYPE_CHECKING:
     from archiver.config import Config
@@ -52,6 +57,16 @@ def rendition_key(prefix: str, sha256: str, width: int, ext: str) -> str:
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise ValueError(f"not a rendition width: {width!r}")
     return f"{normalise_prefix(prefix)}{sha256[:2]}/{sha256[2:4]}/{sha256}-{width}w.{ext}"
+
+
+def templated_key(cfg: Config, parts: KeyParts, width: int | None = None) -> str:
+    """An original's key under ``[storage] key_template`` (with ``[storage] prefix``); the content-addressed key
+    when no template is set. ``width``: every hash placeholder at least this wide (after a collision)."""
+    prefix = normalise_prefix(cfg.storage.prefix)
+    if not cfg.storage.key_template:
+        return original_key(prefix, parts.sha256, parts.ext)
+    _check(parts.sha256, parts.ext)
+    return check_key(prefix + KeyTemplate.parse(cfg.storage.key_template).render(parts, width))
 
 
 def check_key(key: str) -> str:
@@ -106,6 +121,8 @@ def check_config(cfg: Config) -> None:
                           f"(an S3 key has at most {MAX_KEY_BYTES} bytes)")
     if cfg.storage.backend == "local" and any(len(seg.encode()) > NAME_MAX for seg in prefix.split("/")):
         raise ConfigError(f"{where}[storage] prefix: a folder name is longer than {NAME_MAX} bytes")
+    if cfg.storage.key_template:
+        _check_template(cfg, prefix, widest, where)
     base = cfg.storage.public_base_url
     why = public_base_problem(base)
     if why:
@@ -113,6 +130,32 @@ def check_config(cfg: Config) -> None:
 
 
 NAME_MAX = 255  # bytes in one file name on the usual file systems
+
+
+def _check_template(cfg: Config, prefix: str, widest: int, where: str) -> None:
+    """The longest key the template can make (a 253-character host, a 64-character name, the full hash, a
+    five-letter extension, the widest thumbnail) must be a safe key of at most 1024 bytes, and for a local folder
+    have no file name longer than 255 bytes."""
+    text = cfg.storage.key_template
+    try:
+        template = KeyTemplate.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}[storage] key_template: {text!r} {exc}") from None
+    host = ".".join(["h" * 63] * 4)[:253]
+    parts = KeyParts("f" * 64, "xxxxx", f"https://{host}/{'n' * TEMPLATE_NAME_MAX}.jpg", 4102444800.0)
+    original = prefix + template.render(parts, 64)
+    longest = rendition_of(original, "xxxxx", widest, "xxxxx")
+    try:
+        check_key(longest)
+    except StorageError:
+        if len(longest.encode()) > MAX_KEY_BYTES:
+            raise ConfigError(f"{where}[storage] key_template: {text!r} can make keys of {len(longest.encode())} "
+                              f"bytes with [storage] prefix (an S3 key has at most {MAX_KEY_BYTES})") from None
+        raise ConfigError(f"{where}[storage] key_template: {text!r} makes keys that are not safe relative keys "
+                          f"(e.g. {longest[:80]!r}…)") from None
+    if cfg.storage.backend == "local" and any(len(seg.encode()) > NAME_MAX for seg in longest.split("/")):
+        raise ConfigError(f"{where}[storage] key_template: {text!r} can make a file name longer than {NAME_MAX} "
+                          "bytes; put a '/' between long placeholders such as {host} and {name}")
 
 
 def public_base_problem(base: str) -> str | None:
@@ -152,11 +195,36 @@ def public_url(public_base_url: str, key: str) -> str:
     return _folder(public_base_url) + check_key(key)
 
 
-def archive_key(url: str, bases: tuple[str, ...]) -> ParsedKey | None:
-    """The key ``url`` points at when it is one of our archive URLs (a base + a content-addressed key), else None."""
+KeyLookup = Callable[[str], "ParsedKey | None"]
+
+
+def archive_key(url: str, bases: tuple[str, ...], lookup: KeyLookup | None = None) -> ParsedKey | None:
+    """The key ``url`` points at when it is one of our archive URLs (a base + a content-addressed key, or a key
+    ``lookup`` knows: the manifest's record of templated keys, ``Manifest.key_record``), else None."""
     for base in bases:
         if url.startswith(base):
             parsed = parse_key(url[len(base):])
+            if parsed is None and lookup is not None:
+                rest = url[len(base):]
+                parsed = lookup(rest) if rest and "?" not in rest and "#" not in rest else None
             if parsed is not None:
                 return parsed
     return None
+
+
+def current_url(bases: tuple[str, ...], moved: Mapping[str, str]) -> Callable[[str], str] | None:
+    """Text with every archive URL in it as it is now, after `archiver rekey` moved objects (``moved``: old key ->
+    new key, chains followed): a URL, or an attribute [rewrite] responsive added (a srcset lists several); None when
+    nothing ever moved."""
+    if not moved:
+        return None
+    pattern = re.compile("(" + "|".join(re.escape(b) for b in bases) + r")([A-Za-z0-9._~/-]+)")
+
+    def key_now(key: str) -> str:
+        seen: set[str] = set()
+        while key in moved and key not in seen:
+            seen.add(key)
+            key = moved[key]
+        return key
+
+    return lambda text: pattern.sub(lambda m: m[1] + key_now(m[2]), text)

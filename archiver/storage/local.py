@@ -134,6 +134,13 @@ class LocalStore:
         except OSError as exc:
             raise StorageError(f"local store: cannot read {path}: {exc.strerror or exc}") from exc
 
+    def copy(self, source: str, key: str) -> None:
+        """A copy of the file, written as any object is (temp file, fsync, rename)."""
+        src = self._path(source)
+        if not src.is_file():
+            raise StorageError(f"local store: no object {source!r} in {self.root}")
+        self.put(key, src, "", {})
+
     def delete(self, keys: Sequence[str]) -> None:
         """Unlink each object's file, then the shard folders (``ab/cd/``) left empty; a folder that still holds
         anything, and every file not named by ``keys``, stays."""

@@ -47,6 +47,10 @@ class NullStore:
             raise StorageError(f"dry run: no object {key!r} (nothing is stored)")
         return self.inner.get(key)
 
+    def copy(self, source: str, key: str) -> None:
+        check_key(source)
+        self.put(key, b"", "", {})
+
     def delete(self, keys: Sequence[str]) -> None:
         for key in keys:
             check_key(key)

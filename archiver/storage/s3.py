@@ -267,6 +267,15 @@ class S3Store:
             finally:
                 body.close()
 
+    def copy(self, source: str, key: str) -> None:
+        """CopyObject on the server (no bytes through this machine), with the type, metadata and Cache-Control of
+        the source, and a SHA-256 checksum the server computes and keeps (what ``prove`` reads)."""
+        check_key(source)
+        check_key(key)
+        with self._errors(f"COPY {source} to {key}"):
+            self._client.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source},
+                                     MetadataDirective="COPY", ChecksumAlgorithm="SHA256")
+
     def delete(self, keys: Sequence[str]) -> None:
         """DeleteObjects, 1 000 keys a request (S3's limit); a key with no object counts as deleted (S3 says so
         too). A key the server refuses to delete is a StorageError naming it."""

@@ -104,7 +104,8 @@ def test_a_manifest_written_before_paths_were_kept_as_bytes_is_migrated_and_rest
                      "ALTER TABLE assets DROP COLUMN colours; ALTER TABLE assets DROP COLUMN chroma; DROP TABLE settled_articles; "
                      "DROP INDEX assets_id; ALTER TABLE assets DROP COLUMN id; DROP TABLE counters; DROP TABLE queue; "
                      "DROP TABLE gc_deletions; "
-                     "PRAGMA user_version=4;")
+                     "ALTER TABLE assets DROP COLUMN source; DROP INDEX assets_key; DROP INDEX renditions_key; "
+                     "DROP TABLE rekey_moves; DROP TABLE moved_keys; PRAGMA user_version=4;")
     db.close()
     assert main(["restore", "--config", cfg]) == 0
     assert x.read_bytes() == latin1_site[x]
