@@ -34,6 +34,7 @@ from archiver.find.refs import article_refs
 from archiver.manifest.keys import Move
 from archiver.manifest.rows import StoredObject
 from archiver.manifest.sqlite import Manifest
+from archiver.manifest.target import exists, manifest_target, shown
 from archiver.storage import Store, open_store, prove
 from archiver.storage.keys import public_bases, public_url, templated_key
 from archiver.storage.template import WIDTHS, KeyParts, KeyTemplate, rendition_of
@@ -110,9 +111,9 @@ def _article_paths(cfg: Config, manifest: Manifest) -> list[str]:
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
-    manifest_path = cfg.resolve_path(cfg.manifest.path)
-    if not manifest_path.exists():
-        raise ManifestError(f"{manifest_path}: no manifest yet (run `archiver run` first)")
+    manifest_path = manifest_target(cfg)
+    if not exists(manifest_path):
+        raise ManifestError(f"{shown(manifest_path)}: no manifest yet (run `archiver run` first)")
     dry = bool(args.dry_run)
     store = open_store(cfg)
     manifest = Manifest.snapshot(manifest_path) if dry else Manifest.open(manifest_path)

@@ -69,7 +69,7 @@ def _objects(archive: Path) -> set[str]:
 
 
 def test_templated_keys_are_readable_made_once_and_read_back_from_the_manifest(
-    tmp_path: Path, origin: Server, images: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+    manifest_env: str | None, tmp_path: Path, origin: Server, images: dict[str, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = _site(tmp_path, origin, TEMPLATE)
     assert main(["run", "--config", str(cfg), "-q"]) == 0
@@ -131,7 +131,7 @@ def test_a_short_hash_taken_by_other_bytes_is_widened_never_overwritten(
 
 
 def test_changing_the_template_moves_nothing_until_rekey_which_moves_everything_once(
-    tmp_path: Path, origin: Server, images: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+    manifest_env: str | None, tmp_path: Path, origin: Server, images: dict[str, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = _site(tmp_path, origin, "")  # content-addressed first
     assert main(["run", "--config", str(cfg), "-q"]) == 0
