@@ -6,6 +6,7 @@ What holds an image (its original and every rendition, which go together):
              on disk included), or a URL the manifest archived to it that a run would point the article at;
 ``pending``  an article write a killed command left recorded names it;
 ``undo``     `dedupe --undo` would put back its URL (unless ``forget_undo``);
+``rekey``    an unfinished `archiver rekey` is moving it (its articles may point at either key until it ends);
 ``recent``   the manifest recorded archiving it less than the grace period ago;
 ``limit``    deleting it would pass ``max_delete`` objects in this run.
 
@@ -42,6 +43,7 @@ REASONS = {
     "article": "used by an article on disk",
     "pending": "named by an article write an interrupted command left pending",
     "undo": "kept for `dedupe --undo` (an applied dedupe replaced them; --forget-undo lets them go)",
+    "rekey": "being moved by an unfinished `archiver rekey` (run it again to finish)",
     "recent": "archived within the grace period",
     "limit": "over --max-delete this run (the next gc takes them)",
 }
@@ -119,6 +121,10 @@ class Sweeper:
             undo.append((article, seq, sha))
             if not self.opts.forget_undo:
                 out.setdefault(sha, "undo")
+        moving = {m.asset for m in self.manifest.moves()}
+        for sha in keys_of:
+            if sha in moving:
+                out.setdefault(sha, "rekey")
         limit = self.now() - self.opts.grace_days * 86400
         for a in assets:
             if a.last_archived > limit:

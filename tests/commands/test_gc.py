@@ -343,3 +343,24 @@ def test_an_article_the_finder_cannot_read_and_a_pending_write_keep_what_they_na
     assert "1 used by an article on disk" in out and "1 named by an article write an interrupted command" in out, out
     assert "deleted 4 objects of 2 images" in out  # a.jpg and c.jpg
     assert local.has(b) and local.has(d) and local.has(thumb(d))
+
+
+def test_an_image_an_unfinished_rekey_is_moving_is_kept(
+    tmp_path: Path, site: dict[str, bytes], local: Archive, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rekey killed after re-pointing the articles but before recording the new keys leaves the old keys recorded
+    and no article using them: gc must not delete what the rekey is still moving."""
+    import hashlib
+
+    b = local.key(site["/news/b.png"], "png")
+    sha = hashlib.sha256(site["/news/b.png"]).hexdigest()
+    hexo(tmp_path).unlink()  # nothing uses b.png any more (as after the rekey re-pointed it)
+    with local.db() as db:
+        db.execute("INSERT INTO rekey_moves (old_key, new_key, asset, width, format, state) "
+                   "VALUES (?, ?, ?, NULL, NULL, 'repointed')", (b, "moved/" + b, sha))
+    assert gc(local, "--grace", "0") == 0
+    out = capsys.readouterr().out
+    assert "1 being moved by an unfinished `archiver rekey`" in out and local.has(b), out
+    with local.db() as db:
+        db.execute("DELETE FROM rekey_moves")
+    assert gc(local, "--grace", "0") == 0 and not local.has(b)
