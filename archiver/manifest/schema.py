@@ -149,6 +149,17 @@ MIGRATIONS: tuple[str, ...] = (
         refs INTEGER NOT NULL              -- its image references, every one pointing at the archive
     );
     """,
+    # 10: the state of the on-disk index of hash variants beside the manifest (dedupe/segments.py), as its last
+    # update left it: an index whose generation file says otherwise is stale and is rebuilt from the assets
+    """
+    CREATE TABLE hash_index (
+        name TEXT PRIMARY KEY,             -- which index (one today: 'variants')
+        token TEXT NOT NULL,               -- random, made with the index: another index folder never matches
+        generation INTEGER NOT NULL,       -- bumped by every update of the index
+        assets INTEGER NOT NULL,           -- assets indexed
+        checksum TEXT NOT NULL             -- of the indexed (asset id, signature digest) pairs
+    );
+    """,
 )
 
 

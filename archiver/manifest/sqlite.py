@@ -64,6 +64,13 @@ class Manifest(ArticleRecords, LostObjects):
         self._lock_fd = lock_fd
         self._write_lock = threading.RLock()
 
+    @property
+    def index_folder(self) -> Path | None:
+        """Where the on-disk indexes beside this manifest live (None: in memory, or opened without the lock)."""
+        if self.path is None or self._lock_fd is None:
+            return None
+        return self.path.with_name(self.path.name + ".index")
+
     # -- opening -----------------------------------------------------------------------------
     @classmethod
     def open(cls, path: Path | None, *, lock: bool = True) -> Manifest:
@@ -279,6 +286,10 @@ class Manifest(ArticleRecords, LostObjects):
     def record_asset(self, asset: Asset, key: str, rendition_keys: Sequence[str]) -> None:
         now = time.time()
         with self._tx() as db:
+            if asset.phash_variants:  # variants given to an asset recorded without them: the variant index
+                db.execute(           # (which only reads assets added after it) must be made again
+                    "DELETE FROM hash_index WHERE EXISTS (SELECT 1 FROM assets WHERE sha256 = ? AND "
+                    "(phash_variants IS NULL OR dhash_variants IS NULL))", (asset.sha256,))
             db.execute(
                 """INSERT INTO assets (sha256, format, mime, ext, bytes, width, height, frames, phash, dhash,
                                        key, first_seen, phash_variants, dhash_variants, grey, colours, chroma)
@@ -314,6 +325,42 @@ class Manifest(ArticleRecords, LostObjects):
         )
         while rows := cur.fetchmany(size):
             yield [VariantRow(*r) for r in rows]
+
+    def variant_rows_after(self, last_id: int, size: int = 65_536) -> Iterator[list[SignatureRow]]:
+        """(id, sha256, phash variants, dhash variants, grey) of the assets with variants whose id is above
+        ``last_id``, by id, ``size`` at a time: what the on-disk variant index has not seen yet (ids only grow)."""
+        cur = self._db.execute(
+            "SELECT rowid, sha256, phash_variants, dhash_variants, grey FROM assets "
+            "WHERE rowid > ? AND phash_variants IS NOT NULL AND dhash_variants IS NOT NULL ORDER BY rowid",
+            (last_id,),
+        )
+        while rows := cur.fetchmany(size):
+            yield [SignatureRow(*r) for r in rows]
+
+    def asset_shas(self, ids: Iterable[int]) -> dict[int, str]:
+        """The sha256 of each asset id (ids the manifest does not know are left out)."""
+        out: dict[int, str] = {}
+        batch = sorted(set(ids))
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            out.update(self._db.execute(
+                f"SELECT rowid, sha256 FROM assets WHERE rowid IN ({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    def hash_index_state(self, name: str) -> tuple[str, int, int, str] | None:
+        """(token, generation, assets, checksum) the last update of the on-disk index ``name`` recorded."""
+        row = self._db.execute(
+            "SELECT token, generation, assets, checksum FROM hash_index WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (row[0], int(row[1]), int(row[2]), row[3])
+
+    def record_hash_index_state(self, name: str, token: str, generation: int, assets: int, checksum: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO hash_index (name, token, generation, assets, checksum) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (name) DO UPDATE SET token=excluded.token, generation=excluded.generation, "
+                "assets=excluded.assets, checksum=excluded.checksum",
+                (name, token, generation, assets, checksum),
+            )
 
     def unsearched(self, max_distance: int, rule: int, limit: int = -1) -> list[UnsearchedAsset]:
         """(rowid, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
