@@ -62,7 +62,8 @@ if AVAILABLE:
         with target block ``o ^ outer`` and, for each inner pattern ``highs[p]`` (remaining low radius
         ``radii[p]``, highest bit ``tops[p]``, -1 for 0), every source bucket of the block probes word
         ``word ^ (outer << inner | highs[p])``: both blocks stay in cache for all inner patterns.
-        ``src_blocks[o]`` is the first index of ``src_buckets`` (ascending keys) in block ``o``.
+        ``src_blocks[o]`` is the first index of ``src_buckets`` (ascending keys) in block ``o``; the values of
+        source bucket ``q`` are at ``src_off[q]:src_off[q + 1]`` (compact: one entry per non-empty bucket).
         With ``same`` (sources are the targets) each pair is kept once: from the smaller key
         (``outer_top`` is the highest bit of ``outer``, -1 for 0), bucket-mates by position. A pair some
         earlier chunk finds (``popcount(x & mask) <= radius``) is skipped. Returns (count, o, p, q):
@@ -97,7 +98,7 @@ if AVAILABLE:
                     m = dst_occ[w] & lowmask[r, sb]
                     if same and top < 0:  # only the bucket itself and larger keys in this word
                         m &= ~((one << np.uint64(sb)) - one)
-                    i0, i1 = src_off[s], src_off[s + 1]
+                    i0, i1 = src_off[q], src_off[q + 1]
                     n0 = n
                     while m:
                         t = (w << LOW) | np.int64(_lowest_bit(m))

@@ -53,7 +53,7 @@ log = logging.getLogger("archiver")
 
 NAME = "variants"
 FORMAT = 1
-LAYOUT_MIN = 8_192  # classes from which a segment keeps probe tables (below: compared flat, ~0.03 s per 1 000 queries)
+LAYOUT_MIN = 1_024  # classes from which a segment keeps probe tables (below: compared flat, ~0.05 s per 1 000 queries)
 TIER = 4  # merge the newest segment into the one before while it is at least 1/TIER of its size
 T = len(TRANSFORMS)
 _SEGMENT = re.compile(r"seg-[0-9a-f]{16}-[0-9]{8}")
@@ -305,15 +305,13 @@ class VariantIndex:
         within ``k`` of the other's identity hash: what ``similarity.compare`` can accept at ``k``."""
         found: list[tuple[np.ndarray, np.ndarray]] = []
         for kind in ("ph", "dh"):
-            qv = self.variants(kind, q)
+            flat = self.variants(kind, q).ravel()  # all variants of the searched classes, one query set per kind
             for s in self.segments:
-                # a variant of an indexed class near a searched class's identity hash
-                qi, e = _search(s, kind, qv[:, 0], k, identity_only=False)
-                found.append((q[qi], s.first + e // T))
-                # a variant of a searched class near an indexed class's identity hash
-                if T > 1:
-                    qi, e = _search(s, kind, qv[:, 1:].ravel(), k, identity_only=True)
-                    found.append((q[qi // (T - 1)], s.first + e))
+                qi, e = _search(s, kind, flat, k)
+                # a searched class's identity hash near any variant of an indexed class, or any variant of a
+                # searched class near an indexed class's identity hash
+                keep = (qi % T == 0) | (e % T == 0)
+                found.append((q[qi[keep] // T], s.first + e[keep] // T))
         if not found:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         a, b = (np.concatenate(z) for z in zip(*found, strict=True))
@@ -323,13 +321,10 @@ class VariantIndex:
         return packed // (self.classes + 1), packed % (self.classes + 1)
 
 
-def _search(s: Segment, kind: str, queries: np.ndarray, k: int, *, identity_only: bool
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """(query index, position) of the segment's variants (flat position class * T + t; with ``identity_only``,
-    class positions of identity hashes) within ``k`` of each query."""
+def _search(s: Segment, kind: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(query index, flat position class * T + t) of the segment's variants within ``k`` of each query."""
     if s.tables is None or kind not in s.tables:
-        targets = s.variants(kind)[:, 0] if identity_only else s.variants(kind).ravel()
-        qi, e, _ = near(targets, queries, k)
+        qi, e, _ = near(s.variants(kind).ravel(), queries, k)
         return qi, e
     ids, starts, layouts = s.tables[kind]
     engine = "compiled" if kernel.AVAILABLE else "numpy"
@@ -337,11 +332,10 @@ def _search(s: Segment, kind: str, queries: np.ndarray, k: int, *, identity_only
     parts = []
     for lo in range(0, queries.size, _QUERY_BLOCK):  # bounded memory for the query tables of a rescan
         qi, e, _ = idx.query(queries[lo:lo + _QUERY_BLOCK], k)
-        parts.append((qi + lo, e))
-    qi, e = (np.concatenate(x) for x in zip(*parts, strict=True)) if parts else (np.zeros(0, np.int64),) * 2
-    if identity_only:
-        keep = e % T == 0
-        return qi[keep], e[keep] // T
+        parts.append((qi + lo, e.astype(np.int64)))
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    qi, e = (np.concatenate(x) for x in zip(*parts, strict=True))
     return qi, e
 
 
@@ -379,7 +373,7 @@ def _tables(seg: Segment) -> dict[str, tuple[np.ndarray, np.ndarray, tuple[_Layo
                           la.buckets)
             lay.__dict__["words"] = la.words if kernel.AVAILABLE else kernel.occupancy_words(np.diff(la.offsets))
             layouts.append(lay)
-        out[kind] = (idx.ids, idx.starts, tuple(layouts))
+        out[kind] = (idx.ids.astype(np.int32), idx.starts.astype(np.int32), tuple(layouts))
     return out
 
 
