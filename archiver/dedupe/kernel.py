@@ -130,3 +130,34 @@ if AVAILABLE:
                 q = 0
             p = 0
         return n, nblocks, 0, 0
+
+
+if AVAILABLE:
+    @njit(cache=True, nogil=True)
+    def brute(queries, targets, k, out_q, out_t):  # type: ignore[no-untyped-def]
+        """Every (query index, target index) within ``k`` bits, comparing all pairs: for a few thousand targets
+        this beats any index. Returns the count, or -1 when ``out_*`` are too small (call again with larger)."""
+        n = 0
+        cap = out_q.size
+        kk = np.uint64(k)
+        for i in range(queries.size):
+            q = queries[i]
+            for j in range(targets.size):
+                if _popcount(q ^ targets[j]) <= kk:
+                    if n == cap:
+                        return -1
+                    out_q[n] = i
+                    out_t[n] = j
+                    n += 1
+        return n
+
+
+def all_near(queries: np.ndarray, targets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(query index, target index) of every pair within ``k`` bits, by comparing them all (compiled loop)."""
+    cap = 1 << 16
+    while True:
+        out_q, out_t = np.empty(cap, np.int64), np.empty(cap, np.int64)
+        n = brute(queries, targets, k, out_q, out_t)
+        if n >= 0:
+            return out_q[:n], out_t[:n]
+        cap *= 4
