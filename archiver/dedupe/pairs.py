@@ -36,13 +36,20 @@ class PairSearch:
     seconds: float
 
 
-def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False) -> PairSearch:
+def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False, compact: bool = False) -> PairSearch:
     """Search the assets not yet searched at >= ``max_distance`` under ``SIMILARITY_RULE_VERSION`` (every asset
     with ``rescan``) against the whole archive; record their confirmed pairs and marks in one transaction.
 
     Assets with the same signature (a blank or templated image archived many times) are searched once and their
-    pairs expanded; pairs between assets with the same hashes are not recorded (grouping joins them anyway)."""
+    pairs expanded; pairs between assets with the same hashes are not recorded (grouping joins them anyway).
+    The candidates come from the on-disk variant index (``segments.VariantIndex``), brought up to date first;
+    ``compact`` (and ``rescan``) merge its segments into one."""
     started = time.monotonic()
+    if compact:
+        index = VariantIndex.open(manifest)
+        n = len(index.segments)
+        index.compact(manifest)
+        log.info("near-duplicate index: %d segments merged into one (%d assets)", n, index.assets)
     widened = 0 if rescan else manifest.searched_below(max_distance, SIMILARITY_RULE_VERSION)
     todo = manifest.unsearched(max_distance, -1 if rescan else SIMILARITY_RULE_VERSION)  # no mark has rule -1
     if not todo:

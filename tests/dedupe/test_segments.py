@@ -64,8 +64,19 @@ def test_segments_searched_batch_by_batch_give_the_from_scratch_pairs_and_groups
         _record(mem, sigs, 0)
         update_pairs(mem, 10)
         assert _pairs(mem) == incremental
+    with Manifest.open(tmp_path / "m.sqlite3") as m:  # `dedupe --compact`: one segment, nothing searched again
+        assert update_pairs(m, 10, compact=True).searched == 0
+        assert len(VariantIndex.open(m).segments) == 1 and _pairs(m) == incremental
+        _record(m, sigs[:3], 5000)  # other assets with the same signatures: members of existing classes
+        assert update_pairs(m, 10).searched == 3 and VariantIndex.open(m).classes == index.classes
+        incremental = _pairs(m)
+    with Manifest.open(None) as mem:
+        _record(mem, sigs, 0)
+        _record(mem, sigs[:3], 5000)
+        update_pairs(mem, 10)
+        assert _pairs(mem) == incremental
     with Manifest.open(tmp_path / "m.sqlite3") as m:  # compacted by a rescan: one segment, the same pairs
-        assert update_pairs(m, 10, rescan=True).searched == len(sigs)
+        assert update_pairs(m, 10, rescan=True).searched == len(sigs) + 3
         assert _pairs(m) == incremental and len(VariantIndex.open(m).segments) == 1
         assert update_pairs(m, 10).searched == 0
     assert _rebuilt(caplog) == []
