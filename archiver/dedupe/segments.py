@@ -176,11 +176,17 @@ class VariantIndex:
 
     def update(self, manifest: Manifest) -> int:
         """Index the assets the manifest gained since the last update; returns how many."""
-        added = 0
-        for batch in manifest.variant_rows_after(self.last_id, 262_144):
-            added += self._append(*digests(batch), batch[-1][0], batch[-1][1])
-            self._merge(force=False)
-            self._commit(manifest)
+        parts, last = [], None
+        for batch in manifest.variant_rows_after(self.last_id, 65_536):  # parsed a batch at a time: the text goes
+            parts.append(digests(batch))                                  # (one segment for all: no merge cascade)
+            last = batch[-1]
+        if last is None:
+            return 0
+        ids, ph, dh, dig = (np.concatenate(x) for x in zip(*parts, strict=True))
+        del parts
+        added = self._append(ids, ph, dh, dig, last[0], last[1])
+        self._merge(force=False)
+        self._commit(manifest)
         return added
 
     def compact(self, manifest: Manifest) -> None:
