@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from archiver.dedupe import kernel
-from archiver.dedupe.index import HashIndex, _Layout, near, plan
+from archiver.dedupe.index import BRUTE_FORCE_WORK, HashIndex, _Layout, near, plan
 from archiver.image.similarity import TRANSFORMS
 from archiver.manifest.rows import SignatureRow
 from archiver.manifest.sqlite import Manifest
@@ -329,6 +329,8 @@ class VariantIndex:
 
 def _search(s: Segment, kind: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(query index, flat position class * T + t) of the segment's variants within ``k`` of each query."""
+    if s.tables is None and queries.size * s.classes * T > BRUTE_FORCE_WORK:
+        s.tables = _tables(s)  # a flat segment asked many queries (a rescan, an index in memory): tables in memory
     if s.tables is None or kind not in s.tables:
         targets = np.ascontiguousarray(s.variants(kind)).ravel()
         if kernel.AVAILABLE:
