@@ -60,6 +60,7 @@ _SEGMENT = re.compile(r"seg-[0-9a-f]{16}-[0-9]{8}")
 _BASE_FILES = ("phash", "dhash", "rep", "digest", "digest_class", "member_id", "member_class", "by_class")
 _TABLE = re.compile(r"(?:ph|dh)-(?:ids|starts|c[0-9]-(?:order|values|offsets|words))")
 _QUERY_BLOCK = 1 << 20
+_WHOLE = 4  # searching at least 1/_WHOLE of the classes: one in-memory index of everything beats the segments
 _WIDTH = 17 * T - 1  # "h0,h1,...": 16 hex digits each, comma-separated
 
 
@@ -310,6 +311,8 @@ class VariantIndex:
         """Class pairs (x < y), each involving a class of ``q``, where some variant of one (pHash or dHash) is
         within ``k`` of the other's identity hash: what ``similarity.compare`` can accept at ``k``."""
         found: list[tuple[np.ndarray, np.ndarray]] = []
+        if q.size * _WHOLE >= self.classes:  # most of the archive (a first search, a rescan): one index in memory
+            return self._candidates_whole(q, k)
         for kind in ("ph", "dh"):
             flat = self.variants(kind, q).ravel()  # all variants of the searched classes, one query set per kind
             for s in self.segments:
@@ -320,6 +323,28 @@ class VariantIndex:
                 found.append((q[qi[keep] // T], s.first + e[keep] // T))
         if not found:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        a, b = (np.concatenate(z) for z in zip(*found, strict=True))
+        keep = a != b
+        lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+        packed = np.unique(lo * (self.classes + 1) + hi)
+        return packed // (self.classes + 1), packed % (self.classes + 1)
+
+
+    def _candidates_whole(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``candidates`` when most classes are searched: the variants of every class in one in-memory index, and
+        only the two queries needed (a searched identity hash against every variant; the other variants of a
+        searched class against the identity hashes of the classes not searched), not every variant against all."""
+        everything = np.arange(self.classes)
+        rest = np.setdiff1d(everything, q, assume_unique=True)
+        found = []
+        for kind in ("ph", "dh"):
+            v = self.variants(kind, everything)
+            qi, e, _ = near(v.ravel(), v[q, 0], k)
+            found.append((q[qi], e // T))
+            if rest.size and T > 1:
+                qi, e, _ = near(v[rest, 0], v[q, 1:].ravel(), k)
+                found.append((q[qi // (T - 1)], rest[e]))
+            del v
         a, b = (np.concatenate(z) for z in zip(*found, strict=True))
         keep = a != b
         lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])

@@ -42,8 +42,8 @@ def _rebuilt(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_segments_searched_batch_by_batch_give_the_from_scratch_pairs_and_groups(
         tmp_path: Path, small_segments: None, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "archiver")
-    sigs = synthetic_signatures(260, seed=11)
-    cuts = [0, 400, 430, 431, 445, 470, 500, 560, 600, 620, 621, len(sigs)]
+    sigs = synthetic_signatures(150, seed=11)
+    cuts = [0, 200, 230, 231, 245, 270, 300, 330, 345, 346, len(sigs)]
     most = 0
     with Manifest.open(tmp_path / "m.sqlite3") as m:
         for lo, hi in zip(cuts, cuts[1:], strict=False):
