@@ -99,6 +99,7 @@ def test_a_manifest_written_before_paths_were_kept_as_bytes_is_migrated_and_rest
     db.executescript("DROP TABLE pending_writes; DROP TABLE lost_objects; ALTER TABLE renditions DROP COLUMN sha256; "
                      "ALTER TABLE urls DROP COLUMN cause; ALTER TABLE urls DROP COLUMN settings; "
                      "ALTER TABLE assets DROP COLUMN colours; ALTER TABLE assets DROP COLUMN chroma; DROP TABLE settled_articles; "
+                     "DROP TABLE hash_index; "
                      "PRAGMA user_version=4;")
     db.close()
     assert main(["restore", "--config", cfg]) == 0
