@@ -1,53 +1,49 @@
-"""Benchmark: adding 1 000 assets to an archive of N, incremental near-duplicate search vs full recomputation.
+"""Benchmark: adding 1 000 assets to an archive of N, this tree's incremental near-duplicate search side by side
+with another revision's (``--baseline``, e.g. the code before the on-disk variant index).
 
-Usage: python bench/bench_dedupe_incremental.py [--n 100000] [--add 1000] [--distance 10] [--seed 1] [--no-old]
+Usage: python bench/bench_dedupe_incremental.py [--n 100000] [--add 1000] [--distance 10] [--seed 1]
+                                                [--baseline REV] [--check]
 
-One process, side by side: a manifest of N synthetic assets (signatures written straight into the assets
-table: random pHash/dHash variants and grey thumbnails, a quarter of them near copies of earlier pictures with
-0-8 bits flipped per variant, 1 % identical "blank" images) is searched once (``update_pairs``), then ``--add``
-assets are added (half near copies of archived pictures) and timed:
-  incremental   dedupe.update_pairs: only the new assets, against the whole archive
-  rescan        dedupe.update_pairs(rescan=True): every asset again (the new path's full recomputation)
-  old dedupe    grouping.build_groups over every asset from scratch (what `archiver dedupe` did before)
-  groups        dedupe.groups_from_pairs from the recorded pairs (what `archiver dedupe` does now)
-The last two must give the same groups (checked). Signature loading is timed on its own (both dedupes pay it).
-Wall and CPU seconds; peak RSS is VmHWM, reset before each step.
+A manifest of N synthetic assets (signatures written straight into the assets table: random pHash/dHash variants
+and grey thumbnails, a quarter of them near copies of earlier pictures with 0-8 bits flipped per variant, 1 %
+identical "blank" images) is made once and copied for each implementation (the baseline's tree is extracted with
+``git archive REV``). Each step then runs in a fresh child process per implementation (so peak RSS, VmHWM, is that
+of a run doing only this step, interpreter and imports included):
+  first    update_pairs over the whole archive (the first search; builds the on-disk index)
+  add      update_pairs after ``--add`` new assets (half near copies of archived pictures): search + record
+  group    every signature loaded + groups_from_pairs from the recorded pairs (what `archiver dedupe` groups from)
+  rescan   update_pairs(rescan=True): every asset searched again
+The recorded pairs after ``add`` and after ``rescan``, and the groups, must be equal across implementations (checked);
+``--check`` also compares the groups with reference.build_groups from scratch (slow at 1 M).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import os
+import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, os.environ.get("BENCH_ARCHIVER_ROOT") or str(HERE.parent))
 
-from peakmem import peak_mb, reset_peak  # noqa: E402
+from peakmem import peak_mb  # noqa: E402
 
 from archiver.dedupe.grouping import AssetInfo  # noqa: E402
-from archiver.dedupe.pairs import groups_from_pairs, update_pairs  # noqa: E402
-from archiver.dedupe.reference import build_groups  # noqa: E402
 from archiver.image.similarity import Signature  # noqa: E402
 from archiver.manifest.sqlite import Manifest  # noqa: E402
 from archiver.model import SIMILARITY_RULE_VERSION  # noqa: E402
 
 PREFER = ("area", "lossless", "bytes", "first_seen")
-
-
-def measure(label: str, fn: Callable[[], object]) -> object:
-    reset_peak()
-    w, c = time.perf_counter(), time.process_time()
-    out = fn()
-    print(f"  {label:<44} {time.perf_counter() - w:8.2f} s wall {time.process_time() - c:8.2f} s CPU "
-          f"{peak_mb():7.0f} MB peak", flush=True)
-    return out
 
 
 def _masks(rng: np.random.Generator, shape: tuple[int, ...], max_bits: int) -> np.ndarray:
@@ -100,41 +96,130 @@ def load_infos(m: Manifest) -> list[AssetInfo]:
             for sha, fmt, _mime, _ext, size, w, h, first, _key, _p, _d, pv, dv, grey, _c, _ch in m.asset_rows()]
 
 
+def child(step: str, path: Path, distance: int, check: bool) -> None:
+    """One step in this process, its figures as one JSON line on stdout."""
+    from archiver.dedupe.pairs import groups_from_pairs, update_pairs
+
+    out: dict[str, object] = {}
+    w, c = time.perf_counter(), time.process_time()
+    with Manifest.open(path) as m:
+        if step in ("first", "add", "rescan"):
+            prof = None
+            if os.environ.get("BENCH_PROFILE") == step:  # where the time goes, on stderr
+                import cProfile
+
+                prof = cProfile.Profile()
+                prof.enable()
+            s = update_pairs(m, distance, rescan=step == "rescan")
+            if prof is not None:
+                import pstats
+
+                prof.disable()
+                pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
+            out.update(searched=s.searched, archive=s.archive, pairs=s.pairs)
+        else:
+            infos = load_infos(m)
+            out["load_s"] = time.perf_counter() - w
+            pairs = m.recorded_pairs(distance, SIMILARITY_RULE_VERSION)
+            groups = groups_from_pairs(infos, pairs, distance, PREFER)  # type: ignore[arg-type]
+            out["groups"] = len(groups)
+            out["digest"] = hashlib.sha256(repr(groups).encode()).hexdigest()[:16]
+    out.update(wall=time.perf_counter() - w, cpu=time.process_time() - c, peak_mb=peak_mb())
+    if step == "group" and check:
+        from archiver.dedupe.reference import build_groups
+
+        assert build_groups(infos, distance, PREFER) == groups, "groups differ from the from-scratch computation"
+        out["checked"] = True
+    print(json.dumps(out), flush=True)
+
+
+def pair_rows(path: Path) -> str:
+    db = sqlite3.connect(path)
+    rows = db.execute("SELECT a, b, phash_distance, dhash_distance, transform, min_distance FROM near_duplicates "
+                      "ORDER BY a, b").fetchall()
+    db.close()
+    return hashlib.sha256(repr(rows).encode()).hexdigest()[:16] + f" ({len(rows):,} rows)"
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--add", type=int, default=1_000)
     ap.add_argument("--distance", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--no-old", action="store_true", help="skip the from-scratch build_groups (slow at 1 M)")
+    ap.add_argument("--baseline", help="a git revision to run side by side (its archiver/ tree)")
+    ap.add_argument("--check", action="store_true", help="compare the groups with build_groups from scratch")
+    ap.add_argument("--steps", default="first,add,group,rescan")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        child(args.child, args.manifest, args.distance, args.check)
+        return
     rng = np.random.default_rng(args.seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "manifest.sqlite3"
-        Manifest.open(path).close()
-        db = sqlite3.connect(path)
-        print(f"archive of {args.n:,} assets, adding {args.add:,}, distance <= {args.distance}")
+    steps = args.steps.split(",")
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
+        impls = {"this tree": HERE.parent}
+        if args.baseline:
+            base = Path(tmp) / "baseline"
+            base.mkdir()
+            subprocess.run(f"git -C {HERE.parent} archive {args.baseline} archiver | tar -x -C {base}",
+                           shell=True, check=True)
+            impls = {f"baseline {args.baseline}": base, **impls}
+        first_root = next(iter(impls.values()))
+        seed_path = Path(tmp) / "seed.sqlite3"
+        subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+                        "from archiver.manifest.sqlite import Manifest; Manifest.open(Path(sys.argv[2])).close()",
+                        str(first_root), str(seed_path)], check=True)
+        print(f"archive of {args.n:,} assets, adding {args.add:,}, distance <= {args.distance}", flush=True)
         archive = synthetic(rng, args.n, None, 0.25)
-        measure(f"write {args.n:,} synthetic assets", lambda: insert(db, 0, archive))
-        with Manifest.open(path) as m:
-            s = measure(f"first search of the archive ({args.n:,})", lambda: update_pairs(m, args.distance))
-            print(f"    {s.pairs:,} pairs")  # type: ignore[attr-defined]
-            insert(db, args.n, synthetic(rng, args.add, archive, 0.5))
-            s = measure(f"incremental: update_pairs, {args.add:,} new", lambda: update_pairs(m, args.distance))
-            print(f"    searched {s.searched:,} against {s.archive:,}: {s.pairs:,} pairs")  # type: ignore[attr-defined]
-            infos = measure("load every signature (both dedupes)", lambda: load_infos(m))
-            pairs = m.recorded_pairs(args.distance, SIMILARITY_RULE_VERSION)
-            new = measure("groups from the recorded pairs (dedupe now)",
-                          lambda: groups_from_pairs(infos, pairs, args.distance, PREFER))  # type: ignore[arg-type]
-            s = measure(f"rescan: update_pairs over all {args.n + args.add:,}",
-                        lambda: update_pairs(m, args.distance, rescan=True))
-            assert set(m.recorded_pairs(args.distance, SIMILARITY_RULE_VERSION)) == set(pairs), "rescan found other pairs"
-            if not args.no_old:
-                old = measure("old dedupe: build_groups from scratch",
-                              lambda: build_groups(infos, args.distance, PREFER))  # type: ignore[arg-type]
-                assert old == new, "groups differ from the from-scratch computation"
-            print(f"  {len(new):,} groups; identical to the full recomputation: "  # type: ignore[arg-type]
-                  f"{'yes' if not args.no_old else 'not checked (--no-old)'}")
+        w = time.perf_counter()
+        db = sqlite3.connect(seed_path)
+        insert(db, 0, archive)
+        db.close()
+        print(f"  wrote {args.n:,} synthetic assets in {time.perf_counter() - w:.1f} s", flush=True)
+        added = synthetic(rng, args.add, archive, 0.5)
+        del archive
+        paths = {}
+        for name in impls:
+            paths[name] = Path(tmp) / name.replace(" ", "-") / "manifest.sqlite3"
+            paths[name].parent.mkdir()
+            shutil.copy(seed_path, paths[name])
+        seed_path.unlink()
+        results: dict[str, dict[str, dict[str, object]]] = {name: {} for name in impls}
+        for step in steps:
+            if step == "add":
+                for path in paths.values():
+                    db = sqlite3.connect(path)
+                    insert(db, args.n, added)
+                    db.close()
+            for name, root in impls.items():
+                env = {**os.environ, "BENCH_ARCHIVER_ROOT": str(root)}
+                proc = subprocess.run([sys.executable, __file__, "--child", step, "--manifest", str(paths[name]),
+                                       "--distance", str(args.distance)] + (["--check"] if args.check else []),
+                                      env=env, capture_output=True, text=True)
+                if os.environ.get("BENCH_PROFILE") == step:
+                    print(proc.stderr, flush=True)
+                if proc.returncode:
+                    print(f"  {step:<7} {name:<26} failed: {proc.stderr.strip().splitlines()[-1:]}", flush=True)
+                    results[name][step] = {}
+                    continue
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                results[name][step] = r
+                extra = "" if step != "add" else f", index on disk {du(paths[name].with_name(paths[name].name + '.index')) / 1e6:,.0f} MB"
+                print(f"  {step:<7} {name:<26} {r['wall']:8.2f} s wall {r['cpu']:8.2f} s CPU {r['peak_mb']:7.0f} MB peak"
+                      f"  {({k: v for k, v in r.items() if k not in ('wall', 'cpu', 'peak_mb')})}{extra}", flush=True)
+                if step in ("add", "rescan"):
+                    r["pairs_digest"] = pair_rows(paths[name])
+            if step in ("add", "rescan", "group") and len(impls) > 1:
+                key = "digest" if step == "group" else "pairs_digest"
+                seen = {results[n][step].get(key) for n in impls}
+                print(f"    {step}: {'equal' if len(seen) == 1 else 'DIFFERENT'} across implementations: {seen}",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--undo", action="store_true", help="put back the URLs an earlier --apply replaced")
     parser.add_argument("--rescan", action="store_true",
                         help="search the whole archive for near-duplicate pairs again instead of only new images")
+    parser.add_argument("--compact", action="store_true",
+                        help="merge the on-disk near-duplicate index beside the manifest into one segment first")
     parser.add_argument("--report", type=Path, metavar="PATH", help="HTML report (default: [dedupe] report)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="JSON export (default: the report's path, .json)")
 
@@ -64,7 +66,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             now = current_url(public_bases(cfg), manifest.moved_keys())  # objects `rekey` moved: their URLs now
             return _report_rewrite("undo", canonical.undo_canonical(manifest, now))
         store = open_store(cfg)
-        p = plan(cfg, manifest, store, max_distance, rescan=args.rescan)
+        p = plan(cfg, manifest, store, max_distance, rescan=args.rescan, compact=args.compact)
         usage = _usage(p.articles, p.forms, fields, cfg.articles.max_refs)  # before --apply: who used which copy
         html = args.report or cfg.resolve_path(d.report)
         rows = _rows(p, source_urls(manifest), usage, store, html.parent)

@@ -87,7 +87,7 @@ class _CompiledJoin(_Join):
         while state[0] < self.blocks[ci].size - 1:
             buf = np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap, np.int8)
             n, *state = kernel.probe(
-                la.buckets, self.blocks[ci], la.offsets, la.sorted_values, la.order, lb.offsets, lb.sorted_values,
+                la.buckets, self.blocks[ci], la.bucket_starts, la.sorted_values, la.order, lb.offsets, lb.sorted_values,
                 lb.order, lb.words, inner, ho, ho_top, highs, radii, tops, self.lowmask, self.k, self.same,
                 em, er, *buf, *state)
             if n:
@@ -243,7 +243,7 @@ class HashIndex:
             raise ValueError(f"index built for distance <= {self.max_distance}, asked for {k}")
         new = _as_hashes(new)
         qvalues, qids, qstarts = _groups(new)
-        qlayouts = tuple(_Layout.build(qvalues, c) for c in self.chunks)
+        qlayouts = tuple(_Layout.sparse(qvalues, c) for c in self.chunks)  # no bucket table: O(queries)
         qsizes, sizes = np.diff(qstarts), np.diff(self.starts)
         out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for qv, ev, d in self._run(self._join(qlayouts, k)):

@@ -69,6 +69,23 @@ class _Layout:
         np.cumsum(counts, out=offsets[1:])
         return cls(order, sorted_values, item_keys, offsets, np.flatnonzero(counts))
 
+    @classmethod
+    def sparse(cls, values: np.ndarray, chunk: Chunk) -> _Layout:
+        """A layout for the searching side only (its buckets and where each starts, no table of every bucket):
+        O(n) to make, where ``build`` pays for 2**bits offsets however few the values."""
+        keys = chunk.keys(values).astype(np.int32)
+        order = np.argsort(keys, kind="stable")
+        item_keys = keys[order]
+        buckets, first = np.unique(item_keys, return_index=True)
+        layout = cls(order, values[order], item_keys, None, buckets.astype(np.int64))  # type: ignore[arg-type]
+        layout.__dict__["bucket_starts"] = np.r_[first, order.size].astype(np.int64)
+        return layout
+
+    @cached_property
+    def bucket_starts(self) -> np.ndarray:
+        """Where each non-empty bucket's values start (``buckets`` order), then the number of values."""
+        return np.r_[self.offsets[self.buckets], self.order.size].astype(np.int64)
+
     @cached_property
     def occupied(self) -> np.ndarray:
         return np.minimum(np.diff(self.offsets), 2).astype(np.uint8)

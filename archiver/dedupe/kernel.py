@@ -62,7 +62,8 @@ if AVAILABLE:
         with target block ``o ^ outer`` and, for each inner pattern ``highs[p]`` (remaining low radius
         ``radii[p]``, highest bit ``tops[p]``, -1 for 0), every source bucket of the block probes word
         ``word ^ (outer << inner | highs[p])``: both blocks stay in cache for all inner patterns.
-        ``src_blocks[o]`` is the first index of ``src_buckets`` (ascending keys) in block ``o``.
+        ``src_blocks[o]`` is the first index of ``src_buckets`` (ascending keys) in block ``o``; the values of
+        source bucket ``q`` are at ``src_off[q]:src_off[q + 1]`` (compact: one entry per non-empty bucket).
         With ``same`` (sources are the targets) each pair is kept once: from the smaller key
         (``outer_top`` is the highest bit of ``outer``, -1 for 0), bucket-mates by position. A pair some
         earlier chunk finds (``popcount(x & mask) <= radius``) is skipped. Returns (count, o, p, q):
@@ -97,7 +98,7 @@ if AVAILABLE:
                     m = dst_occ[w] & lowmask[r, sb]
                     if same and top < 0:  # only the bucket itself and larger keys in this word
                         m &= ~((one << np.uint64(sb)) - one)
-                    i0, i1 = src_off[s], src_off[s + 1]
+                    i0, i1 = src_off[q], src_off[q + 1]
                     n0 = n
                     while m:
                         t = (w << LOW) | np.int64(_lowest_bit(m))
@@ -129,3 +130,34 @@ if AVAILABLE:
                 q = 0
             p = 0
         return n, nblocks, 0, 0
+
+
+if AVAILABLE:
+    @njit(cache=True, nogil=True)
+    def brute(queries, targets, k, out_q, out_t):  # type: ignore[no-untyped-def]
+        """Every (query index, target index) within ``k`` bits, comparing all pairs: for a few thousand targets
+        this beats any index. Returns the count, or -1 when ``out_*`` are too small (call again with larger)."""
+        n = 0
+        cap = out_q.size
+        kk = np.uint64(k)
+        for i in range(queries.size):
+            q = queries[i]
+            for j in range(targets.size):
+                if _popcount(q ^ targets[j]) <= kk:
+                    if n == cap:
+                        return -1
+                    out_q[n] = i
+                    out_t[n] = j
+                    n += 1
+        return n
+
+
+def all_near(queries: np.ndarray, targets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(query index, target index) of every pair within ``k`` bits, by comparing them all (compiled loop)."""
+    cap = 1 << 16
+    while True:
+        out_q, out_t = np.empty(cap, np.int64), np.empty(cap, np.int64)
+        n = brute(queries, targets, k, out_q, out_t)
+        if n >= 0:
+            return out_q[:n], out_t[:n]
+        cap *= 4

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from archiver.dedupe.grouping import AssetInfo, Group, greedy_groups, signature_classes
-from archiver.dedupe.index import near
-from archiver.image.similarity import TRANSFORMS, Match, Signature, compare
+from archiver.dedupe.segments import VariantIndex
+from archiver.image.similarity import Match, Signature, compare
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION
 
@@ -36,13 +36,20 @@ class PairSearch:
     seconds: float
 
 
-def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False) -> PairSearch:
+def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False, compact: bool = False) -> PairSearch:
     """Search the assets not yet searched at >= ``max_distance`` under ``SIMILARITY_RULE_VERSION`` (every asset
     with ``rescan``) against the whole archive; record their confirmed pairs and marks in one transaction.
 
     Assets with the same signature (a blank or templated image archived many times) are searched once and their
-    pairs expanded; pairs between assets with the same hashes are not recorded (grouping joins them anyway)."""
+    pairs expanded; pairs between assets with the same hashes are not recorded (grouping joins them anyway).
+    The candidates come from the on-disk variant index (``segments.VariantIndex``), brought up to date first;
+    ``compact`` (and ``rescan``) merge its segments into one."""
     started = time.monotonic()
+    if compact:
+        index = VariantIndex.open(manifest)
+        n = len(index.segments)
+        index.compact(manifest)
+        log.info("near-duplicate index: %d segments merged into one (%d assets)", n, index.assets)
     widened = 0 if rescan else manifest.searched_below(max_distance, SIMILARITY_RULE_VERSION)
     todo = manifest.unsearched(max_distance, -1 if rescan else SIMILARITY_RULE_VERSION)  # no mark has rule -1
     if not todo:
@@ -50,31 +57,28 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False)
     if widened:
         log.info("%d assets were searched for near-duplicates at a distance below %d: searching them again at %d",
                  widened, max_distance, max_distance)
-    ids, phash, dhash, key = _variants(manifest)
+    index = VariantIndex.open(manifest)
+    if rescan:
+        index.compact(manifest)
     wanted = np.array([r for r, _ in todo], dtype=np.int64)
-    q = np.searchsorted(ids, wanted)
-    ok = (q < ids.size) & (ids[np.minimum(q, ids.size - 1)] == wanted)
-    q = q[ok]
+    qcls = index.classes_of(wanted)
+    ok = qcls >= 0
     searched = [sha for (_, sha), good in zip(todo, ok, strict=True) if good]
     if not searched:  # only assets whose stored variants do not parse: nothing to search
-        return PairSearch(0, int(ids.size), 0, widened, time.monotonic() - started)
-    _, first, cls = np.unique(key, return_index=True, return_inverse=True)  # classes of identical signatures
-    del key
-    cls = cls.ravel()
-    qc = np.unique(cls[q])
-    packed = np.unique(np.concatenate([_candidates(v[first], qc, max_distance) for v in (phash, dhash)]))
-    del phash, dhash
-    x, y = packed // first.size, packed % first.size
-    members = _members(cls, np.unique(np.concatenate([x, y])))
-    rows = {rid: (sha, pv, dv, grey) for rid, sha, pv, dv, grey in
-            manifest.signature_rows(ids[np.concatenate(list(members.values()) or [np.zeros(0, np.int64)])].tolist())}
-    is_searched = np.zeros(ids.size, dtype=bool)
-    is_searched[q] = True
+        return PairSearch(0, index.assets, 0, widened, time.monotonic() - started)
+    x, y = index.candidates(np.unique(qcls[ok]), max_distance)
+    involved = np.unique(np.concatenate([x, y]))
+    members = index.members(involved)
+    reps = dict(zip(involved.tolist(), index.reps(involved).tolist(), strict=True))
+    rows = {rid: (pv, dv, grey) for rid, _sha, pv, dv, grey in manifest.signature_rows(reps.values())}
+    is_searched = set(wanted[ok].tolist())
+    shas = manifest.asset_shas(np.concatenate([members[c] for c in involved.tolist()]).tolist()
+                               if involved.size else [])
     sigs: dict[int, Signature] = {}
 
     def signature_of(c: int) -> Signature:
         if c not in sigs:
-            _, pv, dv, grey = rows[int(ids[first[c]])]
+            pv, dv, grey = rows[reps[c]]
             sigs[c] = Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey or "")
         return sigs[c]
 
@@ -89,9 +93,9 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False)
         accepted_from, back = _accepted_from(a, b, m, max_distance), None
         for i in members[c].tolist():
             for j in members[d].tolist():
-                if not (is_searched[i] or is_searched[j]):
+                if not (i in is_searched or j in is_searched):
                     continue  # recorded when the later of the two was searched
-                sa, sb = rows[int(ids[i])][0], rows[int(ids[j])][0]
+                sa, sb = shas[i], shas[j]
                 if sa < sb:
                     pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance,
                                   accepted_from))
@@ -102,53 +106,7 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False)
                     pairs.append((sb, sa, back.phash_distance, back.dhash_distance, back.transform,
                                   back.grey_distance, accepted_from))
     manifest.record_pair_search(pairs, searched, max_distance, SIMILARITY_RULE_VERSION, replace_all=rescan)
-    return PairSearch(len(searched), int(ids.size), len(pairs), widened, time.monotonic() - started)
-
-
-def _members(cls: np.ndarray, wanted: np.ndarray) -> dict[int, np.ndarray]:
-    """Positions of the members of each wanted class."""
-    order = np.argsort(cls, kind="stable")
-    starts = np.searchsorted(cls[order], wanted)
-    ends = np.searchsorted(cls[order], wanted, side="right")
-    return {int(c): order[s:e] for c, s, e in zip(wanted, starts, ends, strict=True)}
-
-
-def _variants(manifest: Manifest) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Asset ids (ascending), (n, 8) uint64 pHash and dHash variants of every asset that has them, and a key per
-    asset equal for equal signatures (variants and grey)."""
-    ids, ph, dh, keys = [], [], [], []
-    width = 17 * len(TRANSFORMS) - 1  # "h0,h1,...": 16 hex digits each, comma-separated
-    for rows in manifest.variant_batches():
-        good = [r for r in rows if len(r[1]) == width and len(r[2]) == width and len(r[3] or "") in (0, 128)]
-        ids.append(np.array([r[0] for r in good], dtype=np.int64))
-        for col, out in ((1, ph), (2, dh)):
-            raw = bytes.fromhex("".join(r[col] for r in good).replace(",", ""))
-            out.append(np.frombuffer(raw, dtype=">u8").astype(np.uint64).reshape(-1, len(TRANSFORMS)))
-        grey = np.frombuffer(bytes.fromhex("".join((r[3] or "0" * 128) + ("01" if r[3] else "00") for r in good)),
-                             dtype=np.uint8).reshape(-1, 65)
-        keys.append(np.concatenate([ph[-1].view(np.uint8), dh[-1].view(np.uint8), grey], axis=1))
-    if not ids:
-        empty = np.zeros((0, len(TRANSFORMS)), dtype=np.uint64)
-        return np.zeros(0, dtype=np.int64), empty, empty, np.zeros(0, dtype="V1")
-    key = np.ascontiguousarray(np.concatenate(keys))
-    return np.concatenate(ids), np.concatenate(ph), np.concatenate(dh), key.view(f"V{key.shape[1]}").ravel()
-
-
-def _candidates(variants: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
-    """Packed position pairs x * n + y (x < y) within ``k`` under some transform, each involving a searched
-    position of ``q``: some variant of any asset near a searched asset's identity hash, and some variant of a
-    searched asset near the identity hash of an asset not searched (the rest: among searched ones, both
-    directions are covered by the first query)."""
-    n, t = variants.shape
-    qi, e, _ = near(variants.ravel(), variants[q, 0], k)
-    found = [(e // t, q[qi])]
-    rest = np.setdiff1d(np.arange(n), q, assume_unique=True)
-    if rest.size and t > 1:
-        qi, e, _ = near(variants[rest, 0], variants[q, 1:].ravel(), k)
-        found.append((q[qi // (t - 1)], rest[e]))
-    a, b = (np.concatenate(z) for z in zip(*found, strict=True))
-    keep = a != b
-    return np.minimum(a[keep], b[keep]) * n + np.maximum(a[keep], b[keep])
+    return PairSearch(len(searched), index.assets, len(pairs), widened, time.monotonic() - started)
 
 
 def _accepted_from(a: Signature, b: Signature, m: Match, max_distance: int) -> int:

@@ -56,7 +56,8 @@ class Plan:
     articles: list[str]  # the articles the manifest knows we rewrote
 
 
-def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, rescan: bool = False) -> Plan:
+def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, rescan: bool = False,
+         compact: bool = False) -> Plan:
     """Group the archive (computing missing hash variants, searching the assets not yet searched at this distance,
     or all with ``rescan``) from the recorded pairs; no article is touched.
     Also what a run with ``[dedupe] rewrite_to_canonical`` needs: ``canonical.apply_canonical(…, plan.mapping, …)``."""
@@ -67,7 +68,7 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, re
     forms = {public_url(b, a.key): a.info.sha256 for a in assets for b in bases}
     pinned = _resolve(manifest, d.canonical, forms, by_sha, "canonical")
     excluded = _resolve(manifest, d.exclude, forms, by_sha, "exclude")
-    search = update_pairs(manifest, max_distance, rescan=rescan)
+    search = update_pairs(manifest, max_distance, rescan=rescan, compact=compact)
     if search.searched:
         log.info("searched %d images for near-duplicates against %d in %.1fs (%d pairs)", search.searched,
                  search.archive, search.seconds, search.pairs)

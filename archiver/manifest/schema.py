@@ -209,6 +209,17 @@ MIGRATIONS: tuple[str, ...] = (
         moved_at REAL NOT NULL
     );
     """,
+    # 14: the state of the on-disk index of hash variants beside the manifest (dedupe/segments.py), as its last
+    # update left it: an index whose generation file says otherwise is stale and is rebuilt from the assets
+    """
+    CREATE TABLE hash_index (
+        name TEXT PRIMARY KEY,             -- which index (one today: 'variants')
+        token TEXT NOT NULL,               -- random, made with the index: another index folder never matches
+        generation INTEGER NOT NULL,       -- bumped by every update of the index
+        assets INTEGER NOT NULL,           -- assets indexed
+        checksum TEXT NOT NULL             -- of the indexed (asset id, signature digest) pairs
+    );
+    """,
 )
 
 # Every table, in an order where each row's references are copied before it (migrate-manifest); a migration that adds
@@ -216,7 +227,7 @@ MIGRATIONS: tuple[str, ...] = (
 TABLES: tuple[str, ...] = (
     "assets", "renditions", "urls", "articles", "replacements", "near_duplicates", "pair_searches",
     "pending_writes", "lost_objects", "settled_articles", "counters", "queue", "gc_deletions", "rekey_moves",
-    "moved_keys",
+    "moved_keys", "hash_index",
 )
 
 

@@ -74,6 +74,14 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
         self._lock_fd = lock_fd
         self._write_lock = threading.RLock()
 
+    @property
+    def index_folder(self) -> Path | None:
+        """Where the on-disk indexes beside this manifest live (None: in memory, or opened without the lock; a
+        PostgreSQL manifest too, for now: its searcher builds the index in memory)."""
+        if not isinstance(self.path, Path) or self._lock_fd is None:
+            return None
+        return self.path.with_name(self.path.name + ".index")
+
     # -- opening -----------------------------------------------------------------------------
     @classmethod
     def open(cls, path: Path | str | None, *, lock: bool = True) -> Manifest:
@@ -347,6 +355,10 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
         made from (kept from its first record)."""
         now = time.time() if archived_at is None else archived_at
         with self._tx() as db:
+            if asset.phash_variants:  # variants given to an asset recorded without them: the variant index
+                db.execute(           # (which only reads assets added after it) must be made again
+                    "DELETE FROM hash_index WHERE EXISTS (SELECT 1 FROM assets WHERE sha256 = ? AND "
+                    "(phash_variants IS NULL OR dhash_variants IS NULL))", (asset.sha256,))
             db.execute(
                 """INSERT INTO assets (sha256, format, mime, ext, bytes, width, height, frames, phash, dhash,
                                        key, first_seen, phash_variants, dhash_variants, grey, colours, chroma,
@@ -388,6 +400,42 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
         )
         while rows := cur.fetchmany(size):
             yield [VariantRow(*r) for r in rows]
+
+    def variant_rows_after(self, last_id: int, size: int = 65_536) -> Iterator[list[SignatureRow]]:
+        """(id, sha256, phash variants, dhash variants, grey) of the assets with variants whose id is above
+        ``last_id``, by id, ``size`` at a time: what the on-disk variant index has not seen yet (ids only grow)."""
+        cur = self._db.execute(
+            "SELECT id, sha256, phash_variants, dhash_variants, grey FROM assets "
+            "WHERE id > ? AND phash_variants IS NOT NULL AND dhash_variants IS NOT NULL ORDER BY id",
+            (last_id,),
+        )
+        while rows := cur.fetchmany(size):
+            yield [SignatureRow(*r) for r in rows]
+
+    def asset_shas(self, ids: Iterable[int]) -> dict[int, str]:
+        """The sha256 of each asset id (ids the manifest does not know are left out)."""
+        out: dict[int, str] = {}
+        batch = sorted(set(ids))
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            out.update(self._db.execute(
+                f"SELECT id, sha256 FROM assets WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    def hash_index_state(self, name: str) -> tuple[str, int, int, str] | None:
+        """(token, generation, assets, checksum) the last update of the on-disk index ``name`` recorded."""
+        row = self._db.execute(
+            "SELECT token, generation, assets, checksum FROM hash_index WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (row[0], int(row[1]), int(row[2]), row[3])
+
+    def record_hash_index_state(self, name: str, token: str, generation: int, assets: int, checksum: str) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO hash_index (name, token, generation, assets, checksum) VALUES (?,?,?,?,?) "
+                "ON CONFLICT (name) DO UPDATE SET token=excluded.token, generation=excluded.generation, "
+                "assets=excluded.assets, checksum=excluded.checksum",
+                (name, token, generation, assets, checksum),
+            )
 
     def unsearched(self, max_distance: int, rule: int, limit: int = -1) -> list[UnsearchedAsset]:
         """(id, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
