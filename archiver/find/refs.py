@@ -134,6 +134,6 @@ def _finish(text: str, found: list[Found]) -> list[ImageRef]:
         if not usable(f.url, text[f.start : f.end]) or not _consistent(text, f):
             continue
         line = bisect.bisect_right(lines, f.start)
-        refs.append(ImageRef(f.url, f.start, f.end, f.kind, line, f.field))
+        refs.append(ImageRef(f.url, f.start, f.end, f.kind, line, f.field, f.in_picture))
         last_end = f.end
     return refs
