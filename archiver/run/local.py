@@ -62,25 +62,45 @@ def locate(raw: str, article: Path, cfg: ArticlesConfig, roots: LocalRoots | Non
         if roots is None:
             raise UrlError(raw, "a post asset: read only by `archiver run`")
         here = Path(os.path.abspath(article)).parent
-        return _allowed(raw, Path(os.path.normpath(here / article.stem / unquote(urlsplit(text).path))), roots)
+        return _allowed(raw, _existing([Path(os.path.normpath(here / article.stem / name))
+                                        for name in _names(urlsplit(text).path)]), roots)
     if roots is None or not text or _SCHEME.match(text) or text.startswith(("//", "\\\\", "#", "?")):
         return resolve(raw, cfg.base_url)
     parts = urlsplit(text)
     if not parts.path:
         return resolve(raw, cfg.base_url)
-    rel = unquote(parts.path)
-    if rel.startswith("/"):
+    names = _names(parts.path)
+    if names[0].startswith("/"):
         if roots.site_root is None:
             return resolve(raw, cfg.base_url)
-        return _allowed(raw, Path(os.path.normpath(roots.site_root / rel.lstrip("/"))), roots)
+        site_root = roots.site_root
+        return _allowed(raw, _existing([Path(os.path.normpath(site_root / n.lstrip("/"))) for n in names]), roots)
     here = Path(os.path.abspath(article)).parent
-    candidates = [Path(os.path.normpath(here / article.stem / rel)), Path(os.path.normpath(here / rel))]
-    for candidate in candidates:
-        if os.path.lexists(candidate) and roots.holds(candidate):
-            return _allowed(raw, candidate, roots)
+    for folder in (here / article.stem, here):
+        for rel in names:
+            candidate = Path(os.path.normpath(folder / rel))
+            if os.path.lexists(candidate) and roots.holds(candidate):
+                return _allowed(raw, candidate, roots)
     if cfg.base_url:
         return resolve(raw, cfg.base_url)
-    return _allowed(raw, candidates[0] if (here / article.stem).is_dir() else candidates[1], roots)
+    folder = here / article.stem if (here / article.stem).is_dir() else here
+    return _allowed(raw, Path(os.path.normpath(folder / names[0])), roots)
+
+
+def _names(path: str) -> list[str]:
+    """The file names a percent-encoded path can stand for, most likely first. Escapes that are UTF-8 have one
+    reading. Others (``caf%E9.jpg``, written by a Latin-1 editor) stand for the bytes as they are, as a web server
+    serving the folder reads them (a file named in Latin-1), and for those bytes read as Latin-1 (``café.jpg``
+    named in UTF-8): each is looked for before the file is called missing."""
+    try:
+        return [unquote(path, errors="strict")]
+    except UnicodeDecodeError:
+        return [unquote(path, errors="surrogateescape"), unquote(path, encoding="latin-1")]
+
+
+def _existing(candidates: list[Path]) -> Path:
+    """The first candidate that exists (a dangling symlink counts: reading it says why), else the first."""
+    return next((c for c in candidates if os.path.lexists(c)), candidates[0])
 
 
 def _allowed(raw: str, path: Path, roots: LocalRoots) -> str:
