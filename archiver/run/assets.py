@@ -23,6 +23,7 @@ from archiver.manifest.rows import StoredAsset
 from archiver.manifest.sqlite import Manifest
 from archiver.model import Asset, Download, ImageFormat
 from archiver.redaction import redact
+from archiver.run.local import shown_source
 from archiver.run.report import Stats
 from archiver.storage import Store, prove
 from archiver.storage.keys import original_key, rendition_key
@@ -79,7 +80,8 @@ class AssetArchiver:
             crash_point("processed")
             prefix = self.cfg.storage.prefix
             key = original_key(prefix, sha, download.format.ext)
-            meta = {"source-url": redact(download.url)}
+            # a local file's absolute path (folder and user names) never goes into the store: its site path does
+            meta = {"source-url": redact(shown_source(download.url, self.cfg))}
             await self._put(key, download.path, download.format.mime, meta, download.size, sha)
             rkeys = []
             for r in asset.renditions:

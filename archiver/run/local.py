@@ -17,11 +17,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
-from archiver.config import ArticlesConfig
+from archiver.config import ArticlesConfig, Config
 from archiver.errors import UrlError
-from archiver.fetch.local import LOCAL_PREFIX, file_url
+from archiver.fetch.local import LOCAL_PREFIX, file_path, file_url
 from archiver.urls import resolve
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
@@ -112,3 +112,33 @@ def _allowed(raw: str, path: Path, roots: LocalRoots) -> str:
 
 def is_local(url: str) -> bool:
     return url.startswith(LOCAL_PREFIX)
+
+
+def shown_source(url: str, cfg: Config) -> str:
+    """How a source URL is shown beyond this machine (``export`` keys and sources, a stored object's ``source-url``).
+
+    A local image's ``file://`` URL holds the absolute path, folder and user names included: a file under
+    ``[articles] site_root`` is shown as the root-relative path the site serves it at (``/images/x.png``), joined to
+    ``[articles] base_url`` when set (``https://your.site/images/x.png``, as the same reference would resolve without
+    ``site_root``); any other file as its path relative to the config file's folder (``source/_posts/p/a.jpg``).
+    Other URLs are returned as they are. The manifest keeps the ``file://`` URL: this is only how it is shown."""
+    if not is_local(url):
+        return url
+    path = Path(os.path.abspath(file_path(url)))
+    if cfg.articles.site_root.strip():
+        site = Path(os.path.abspath(cfg.resolve_path(cfg.articles.site_root)))
+        if path.is_relative_to(site):
+            rel = "/" + _encoded(path.relative_to(site).as_posix())
+            if cfg.articles.base_url:
+                try:
+                    return resolve(rel, cfg.articles.base_url)
+                except UrlError:
+                    return rel
+            return rel
+    folder = Path(os.path.abspath(cfg.source.parent if cfg.source is not None else Path.cwd()))
+    return _encoded(Path(os.path.relpath(path, folder)).as_posix())
+
+
+def _encoded(path: str) -> str:
+    """A path as a URL path: percent-encoded bytes, as file_url writes them (ASCII, fit for object metadata)."""
+    return quote(os.fsencode(path), safe="/")
