@@ -147,10 +147,10 @@ def test_hexo_asset_img_names_a_file_and_is_rewritten_to_the_img_tag_hexo_render
     assert [(r.kind, r.url) for r in refs(out)] == [(K.TEMPLATE_TAG, NEW)] * 4  # read as our URL next time
     # what names no image file that can be read is reported, never skipped in silence
     notices: list[Notice] = []
-    find_refs(text + '{% asset_img {{ page.cover }} %}\n{% asset_img "a\\"b.jpg" %}\n', "markdown", (),
-              notices=notices)
+    assert not find_refs(text + '{% asset_img {{ page.cover }} %}\n{% asset_img "a\\"b.jpg" %}\n'
+                         '{% asset_img "never closed.jpg %}\n', "markdown", (), notices=notices)[4:]
     assert [(n.line, n.message.split(":")[0]) for n in notices] == [(5, "{% asset_img %}")] * 2 + [
-        (6, "{% asset_img %}"), (7, "{% asset_img %}")]
+        (6, "{% asset_img %}"), (7, "{% asset_img %}"), (8, "{% asset_img %}")]
     assert "/abs.jpg" not in str(notices) and "template expression ({{" in notices[2].message
     assert "backslash" in notices[3].message
 
