@@ -88,8 +88,11 @@ def _asset(text: str, m: re.Match[str], stop: int) -> tuple[int, list[Found]] | 
     for tok in _ARG.finditer(text, m.end(), body_end):
         quoted = tok.lastindex is not None
         word = tok.group(tok.lastindex) if quoted else tok.group(0)
-        if _HEXO_URL.match(word) or not word.strip() or (not quoted and word[0] in "\"'"):
-            continue  # a URL (Hexo finds no asset by it), an empty argument, a quote never closed
+        if not quoted and word[0] in "\"'":  # a quote never closed: what follows is no argument Hexo can read
+            unreadable = unreadable or f"a quote is never closed ({text[tok.start() : body_end].strip()}): not archived"
+            break
+        if _HEXO_URL.match(word) or not word.strip():
+            continue  # a URL (Hexo finds no asset by it) or an empty argument
         if "{" in word:  # a template expression: its value is known only when the site is built
             shown = text[tok.start() : body_end].strip()
             unreadable = unreadable or f"its file name is a template expression ({shown}): not archived"
