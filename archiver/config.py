@@ -146,9 +146,16 @@ class StorageConfig:
     )
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 @dataclass(frozen=True)
 class ManifestConfig:
     path: str = _key(".archiver/manifest.sqlite3", "SQLite manifest: every URL, asset, object and article")
+    url: str = _key(
+        "", "PostgreSQL manifest instead (postgresql://user@host:5432/db; needs `pip install 'archiver[postgres]'`); "
+        "the environment's ARCHIVER_MANIFEST_URL wins; keep the password in ~/.pgpass or PGPASSWORD, not here"
+    )
 
 
 @dataclass(frozen=True)
@@ -322,6 +329,9 @@ def _validate(cfg: Config, where: str) -> None:
             raise bad(f"[storage] {name}", "must name a folder")
     if not cfg.manifest.path.strip():
         raise bad("[manifest] path", "must name a file")
+    url = cfg.manifest.url.strip()
+    if url and not url.startswith(POSTGRES_SCHEMES):  # the URL itself is not shown: it may hold a password
+        raise bad("[manifest] url", "is not a PostgreSQL URL (postgresql://user@host:port/database)")
     if not d.report.strip():
         raise bad("[dedupe] report", "must name a file")
     for ending in cfg.articles.extensions:

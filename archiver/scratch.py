@@ -142,3 +142,13 @@ def is_ours(path: Path, *, contains: tuple[bytes, ...] = (), starts: tuple[bytes
     except OSError:
         return False
     return any(mark in head for mark in contains) or head.startswith(starts)
+
+
+FAILURE_PAGE_MARK = b"<title>archiver: images not archived</title>"  # `run --report`, `archiver report`
+DEDUPE_PAGE_MARK = b"<title>archiver: duplicate images</title>"  # `archiver dedupe --report`
+
+
+def is_report_page(path: Path) -> bool:
+    """Whether ``path`` is an HTML report the archiver wrote: never read as an article (its links are the failed
+    images' URLs), wherever the user put it."""
+    return path.suffix.lower() in (".html", ".htm") and is_ours(path, contains=(FAILURE_PAGE_MARK, DEDUPE_PAGE_MARK))

@@ -63,6 +63,11 @@ def shown(text: str, *, lines: bool = False) -> str:
     return printable(redact_text(text), lines=lines)
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 image``, ``2 images``: a number and its noun, in the plural unless it is one."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def say(*lines: str, file: TextIO | None = None) -> None:
     """Print each line through ``shown`` (stdout unless ``file``): how every command prints."""
     out = file or sys.stdout

@@ -31,7 +31,7 @@ RUN_NEEDS = CLI_NEEDS + ("yarl", "tenacity", "yaml", "markdown_it", "charset_nor
                          "html.entities", "socket", "email.utils", "urllib.request", "bisect", "codecs", "stat",
                          "threading", "random", "time", "uuid")
 # Nothing to fetch: no HTTP client, no S3 client (the store is made at its first use), no image or dedupe stack.
-NEVER_ON_A_NOOP_RUN = ("numba", "scipy", "numpy", "PIL", "imagehash", "boto3", "botocore", "aiohttp",
+NEVER_ON_A_NOOP_RUN = ("numba", "scipy", "numpy", "PIL", "imagehash", "boto3", "botocore", "aiohttp", "psycopg",
                        "archiver.dedupe", "archiver.image.similarity", "archiver.image.process",
                        "archiver.fetch.client", "archiver.storage.s3")
 

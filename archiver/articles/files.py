@@ -17,6 +17,7 @@ from charset_normalizer import from_bytes
 from archiver.articles.rewrite import TEMP_PREFIX
 from archiver.errors import ArticleError
 from archiver.model import Article, FileState
+from archiver.scratch import is_report_page
 from archiver.terminal import shown_path
 
 log = logging.getLogger("archiver")
@@ -82,6 +83,8 @@ def iter_article_paths(
             yield from walk.folder(given, top=True)
         elif st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
             walk.on_skip(given, hard_links(st.st_nlink))
+        elif is_report_page(given):
+            walk.on_skip(given, "a report archiver wrote, not an article")
         elif _first_visit(st, walk.seen_files):
             yield given
 
@@ -159,6 +162,8 @@ class _Walk:
             elif stat.S_ISREG(st.st_mode) and entry.name.lower().endswith(self.endings):
                 if st.st_nlink > 1:
                     self.on_skip(path, hard_links(st.st_nlink))
+                elif is_report_page(path):
+                    log.debug("%s: a report archiver wrote, not an article", shown_path(path))
                 elif _first_visit(st, self.seen_files):
                     yield path
 

@@ -60,4 +60,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
                 "archiver export --key public data/images.json  # Hugo: site.Data.images, keyed by the URLs the articles now hold",
                 "archiver export images.csv  # one row per source URL (the default key)",
             )),
+    Command("migrate-manifest", "archiver.commands.migrate_manifest",
+            "copy the manifest into PostgreSQL (or back into a SQLite file), verified by counts and checksums", (
+                "archiver migrate-manifest --to postgresql://archiver@db.internal/archive",
+                "archiver migrate-manifest --from postgresql://archiver@db.internal/archive --to manifest.sqlite3",
+            )),
 )}

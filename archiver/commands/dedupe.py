@@ -26,6 +26,7 @@ from archiver.errors import ArticleError, ConfigError, ManifestError
 from archiver.find.refs import article_refs
 from archiver.image import similarity
 from archiver.manifest.sqlite import Manifest
+from archiver.manifest.target import exists, manifest_target, shown
 from archiver.model import DISTANCE_LIMIT
 from archiver.storage import Store, open_store
 from archiver.terminal import say, shown_path
@@ -52,9 +53,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     max_distance = d.max_distance if args.max_distance is None else args.max_distance
     if not 0 <= max_distance <= DISTANCE_LIMIT:
         raise ConfigError(f"--max-distance: {max_distance} is not 0-{DISTANCE_LIMIT}")
-    manifest_path = cfg.resolve_path(cfg.manifest.path)
-    if not manifest_path.exists():
-        raise ManifestError(f"{manifest_path}: no manifest yet (run `archiver run` first)")
+    manifest_path = manifest_target(cfg)
+    if not exists(manifest_path):
+        raise ManifestError(f"{shown(manifest_path)}: no manifest yet (run `archiver run` first)")
     fields = cfg.articles.front_matter_fields
     with Manifest.open(manifest_path) as manifest:
         settle_pending(manifest)  # article writes a killed command left between their rename and their record

@@ -22,6 +22,7 @@ from archiver.config import Config
 from archiver.errors import EXIT_OK, ArchiverError, ConfigError
 from archiver.manifest.rows import ExportedAsset
 from archiver.manifest.sqlite import Manifest
+from archiver.manifest.target import manifest_target
 from archiver.run.local import shown_source
 from archiver.scratch import is_ours
 from archiver.storage import Store, open_store
@@ -203,7 +204,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     try:
         if not args.no_placeholders:
             store.check(write=False)
-        with Manifest.open_readonly(cfg.resolve_path(cfg.manifest.path)) as m:
+        with Manifest.open_readonly(manifest_target(cfg)) as m:
             make = None if args.no_placeholders else placeholder_maker(store, missing)
             rows = with_placeholders(shown_sources(m.exported_assets(), cfg), make)
             try:

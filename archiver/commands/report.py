@@ -10,8 +10,9 @@ from pathlib import Path
 from archiver.config import Config
 from archiver.errors import EXIT_OK, ConfigError
 from archiver.manifest.sqlite import Manifest
+from archiver.manifest.target import manifest_target
 from archiver.run.failure_report import csv_path_for, from_manifest, scan_uses, write_failure_report
-from archiver.terminal import say, shown_path
+from archiver.terminal import count, say, shown_path
 
 DEFAULT_OUTPUT = "report/failures.html"
 
@@ -30,12 +31,12 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         if not p.exists():
             raise ConfigError(f"{shown_path(p)}: no such file or folder")
     output = args.output or cfg.resolve_path(DEFAULT_OUTPUT)
-    with Manifest.open_readonly(cfg.resolve_path(cfg.manifest.path)) as m:
+    with Manifest.open_readonly(manifest_target(cfg)) as m:
         rows = list(m.unarchived())
     uses, unread = scan_uses(paths, cfg, {r.url for r in rows})
     failures = from_manifest(rows, uses)
     meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "articles": ", ".join(shown_path(p) for p in paths)}
     files = write_failure_report(failures, unread, output, meta)
-    say(f"{files.urls} images not archived, on {files.hosts} hosts: {shown_path(files.html)} and "
+    say(f"{count(files.urls, 'image')} not archived, on {count(files.hosts, 'host')}: {shown_path(files.html)} and "
         f"{shown_path(csv_path_for(files.html))}")
     return EXIT_OK

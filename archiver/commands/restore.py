@@ -26,6 +26,7 @@ from archiver.errors import ArticleError, ConfigError, ManifestError
 from archiver.find.refs import article_refs
 from archiver.manifest.rows import RewrittenArticle
 from archiver.manifest.sqlite import Manifest
+from archiver.manifest.target import exists, manifest_target, shown
 from archiver.model import RESTORE
 from archiver.storage.keys import archive_key, public_bases
 from archiver.terminal import say, say_block, shown_path
@@ -85,7 +86,7 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
     return _Outcome(done.restored, new != article.raw, lines, errors, diff)
 
 
-def _open(manifest_path: Path, dry: bool) -> Manifest:
+def _open(manifest_path: Path | str, dry: bool) -> Manifest:
     """The manifest, with the article writes a killed command left pending settled first (in memory for a dry run)."""
     if not dry:
         manifest = Manifest.open(manifest_path)
@@ -122,9 +123,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     for p in args.paths:  # as `run` and `verify`: a PATH that is not there is a usage error (exit 2)
         if not p.exists():
             raise ConfigError(f"{p}: no such file or folder")
-    manifest_path = cfg.resolve_path(cfg.manifest.path)
-    if not manifest_path.exists():
-        raise ManifestError(f"{manifest_path}: no manifest (nothing was rewritten, so nothing to restore)")
+    manifest_path = manifest_target(cfg)
+    if not exists(manifest_path):
+        raise ManifestError(f"{shown(manifest_path)}: no manifest (nothing was rewritten, so nothing to restore)")
     dry = bool(args.dry_run)
     manifest = _open(manifest_path, dry)
     articles = spans = unrestored = failed = 0

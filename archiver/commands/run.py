@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -14,12 +15,13 @@ from archiver.errors import EXIT_FAILED, EXIT_INTERRUPTED, ArchiverError, Config
 from archiver.image.formats import writable
 from archiver.image.pool import make_pool
 from archiver.manifest.sqlite import Manifest
+from archiver.manifest.target import local_path, manifest_target
 from archiver.run.pipeline import Run, prepare_workdir
 from archiver.run.progress import Progress, summary_lines
 from archiver.run.report import RunReport
 from archiver.storage import Store, open_store
 from archiver.storage.null import NullStore
-from archiver.terminal import shown_path
+from archiver.terminal import count, shown_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +41,11 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         if not p.exists():
             why = "a broken symlink, or a symlink loop" if p.is_symlink() else "no such file or folder"
             raise ConfigError(f"{shown_path(p)}: {why}")
+    site_root = cfg.articles.site_root
+    if site_root and not os.path.isdir(site_root):  # else every /images/x.png would be "no such file", exit 0
+        where = f"{cfg.source}: " if cfg.source else ""
+        raise ConfigError(f"{where}[articles] site_root: {shown_path(Path(site_root))}: no such folder (the folder "
+                          "your site serves at its root: Hugo static/, Hexo source/, a Jekyll site's root)")
     if args.report:
         from archiver.run.failure_report import check_report_paths
 
@@ -47,7 +54,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if messages:  # AVIF without an encoder: said once, at start-up, and the other formats are made
         terminal.say(*messages)
         cfg = replace(cfg, images=images)
-    manifest_path = cfg.resolve_path(cfg.manifest.path)
+    manifest_path = manifest_target(cfg)
     store: Store = open_store(cfg)
     if args.dry_run:
         manifest = Manifest.snapshot(manifest_path)
@@ -58,7 +65,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         # S3 is checked before the first fetch: a run with nothing to fetch does not contact it (nor load boto3)
         manifest = Manifest.open(manifest_path)
     # a dry run must not touch the real run's scratch folder (a real run may be using it right now)
-    workdir = prepare_workdir(None if args.dry_run else manifest_path)
+    workdir = prepare_workdir(None if args.dry_run else local_path(cfg))
     report_failed = False
     pool = make_pool(cfg.images.max_decode_seconds)  # workers start with the first image to decode
     try:
@@ -117,7 +124,7 @@ def _failure_report(path: Path, report: RunReport, manifest: Manifest, paths: li
     if dry_run:
         meta["run"] = "dry run"
     files = write_failure_report(failures, unread, path, meta)
-    return (f"report: {files.urls} images not archived, on {files.hosts} hosts: {shown_path(files.html)} and "
+    return (f"report: {count(files.urls, 'image')} not archived, on {count(files.hosts, 'host')}: {shown_path(files.html)} and "
             f"{shown_path(csv_path_for(files.html))}")
 
 

@@ -7,6 +7,7 @@ import argparse
 from archiver.config import Config
 from archiver.errors import EXIT_OK
 from archiver.manifest.sqlite import Manifest
+from archiver.manifest.target import manifest_target, shown
 from archiver.model import Outcome
 from archiver.terminal import say
 
@@ -16,13 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
-    path = cfg.resolve_path(cfg.manifest.path)
+    path = manifest_target(cfg)
     with Manifest.open_readonly(path) as m:
         c = m.counts()
         failures = m.failures(20)
         lost = m.lost_objects()
+        queue = m.queue_depth()
     total = sum(c[str(o)] for o in Outcome)
-    say(f"manifest: {path}",
+    say(f"manifest: {shown(path)}",
         f"{total} URLs: {c['archived']} archived, {c['dead']} dead, {c['rejected']} rejected, "
         f"{c['failed']} failed (a re-run retries these)",
         f"assets: {c['assets']} ({c['bytes_original']:,} bytes), renditions: {c['renditions']} "
@@ -32,6 +34,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if c["articles_pending"]:
         say(f"article writes of an interrupted command not yet settled: {c['articles_pending']} (the next run, "
             "restore or dedupe settles them)")
+    if any(queue):
+        say(f"queue: {queue.waiting} waiting, {queue.claimed} claimed by a worker, {queue.expired} with a lease "
+            "that passed (the next claim takes them)")
     if lost:
         say(f"objects missing or corrupt in storage (found by verify): {len(lost)}; `archiver verify --repair` "
             "re-creates them, `archiver run` stores again those its articles use")

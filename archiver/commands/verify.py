@@ -34,6 +34,7 @@ from archiver.fetch.client import Fetcher
 from archiver.find.refs import article_refs
 from archiver.manifest.rows import LostObject
 from archiver.manifest.sqlite import Manifest
+from archiver.manifest.target import exists, local_path, manifest_target, shown
 from archiver.redaction import redact
 from archiver.storage import open_store
 from archiver.storage.audit import Finding, Target, VerifyStatus, check_all, target_for_key
@@ -176,7 +177,7 @@ def _check_public(cfg: Config, usage: Usage, urls: dict[str, str], known: dict[s
 
 
 # -- the manifest's memory, and --repair ------------------------------------------------------------------
-def remember(manifest_path: Path, targets: dict[str, Target], findings: list[Finding]) -> str | None:
+def remember(manifest_path: Path | str, targets: dict[str, Target], findings: list[Finding]) -> str | None:
     """Mark in the manifest the objects found missing or corrupt, unmark those proven intact (by the store's checksum
     or by their bytes: a size that matches proves nothing); a note if it is busy."""
     found = [LostObject(f.target.key, f.target.sha256, f.status, f.reason)
@@ -194,7 +195,7 @@ def remember(manifest_path: Path, targets: dict[str, Target], findings: list[Fin
     return None
 
 
-def repair_findings(cfg: Config, manifest_path: Path, findings: list[Finding],
+def repair_findings(cfg: Config, manifest_path: Path | str, findings: list[Finding],
                     scope: set[str] | None) -> tuple[list[str], set[str]]:
     """Re-create what verify found (``archiver.run.repair``) and every object the manifest records as missing or
     corrupt (those of ``scope``, when verify was given PATHs: an earlier ``--deep`` may have found what this plain
@@ -224,7 +225,7 @@ def repair_findings(cfg: Config, manifest_path: Path, findings: list[Finding],
     store = open_store(cfg)
     store.check()
     manifest = Manifest.open(manifest_path)
-    workdir = prepare_workdir(manifest_path)
+    workdir = prepare_workdir(local_path(cfg))
     pool = make_pool(cfg.images.max_decode_seconds)
     try:
         done = asyncio.run(repair(cfg, manifest, store, list(todo.values()), workdir, pool))
@@ -271,8 +272,8 @@ def _describe(target: Target) -> str:
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
-    manifest_path = cfg.resolve_path(cfg.manifest.path)
-    manifest = Manifest.open_readonly(manifest_path) if manifest_path.exists() else None
+    manifest_path = manifest_target(cfg)
+    manifest = Manifest.open_readonly(manifest_path) if exists(manifest_path) else None
     try:
         known = manifest_targets(manifest) if manifest else {}
         recorded = frozenset(o.key for o in manifest.lost_objects()) if manifest else frozenset()
@@ -281,7 +282,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         if manifest:
             manifest.close()
     if args.repair and manifest is None:
-        raise ManifestError(f"{manifest_path}: no manifest: --repair re-creates what the manifest records")
+        raise ManifestError(f"{shown(manifest_path)}: no manifest: --repair re-creates what the manifest records")
     usage = scan_articles(paths, cfg) if paths else Usage()
     urls = public_urls(cfg, usage) if args.public else {}
     targets: dict[str, Target] = {} if args.paths else dict(known)

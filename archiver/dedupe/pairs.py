@@ -114,7 +114,7 @@ def _members(cls: np.ndarray, wanted: np.ndarray) -> dict[int, np.ndarray]:
 
 
 def _variants(manifest: Manifest) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Rowids (ascending), (n, 8) uint64 pHash and dHash variants of every asset that has them, and a key per
+    """Asset ids (ascending), (n, 8) uint64 pHash and dHash variants of every asset that has them, and a key per
     asset equal for equal signatures (variants and grey)."""
     ids, ph, dh, keys = [], [], [], []
     width = 17 * len(TRANSFORMS) - 1  # "h0,h1,...": 16 hex digits each, comma-separated

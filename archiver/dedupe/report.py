@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from archiver.errors import ArchiverError, ConfigError
-from archiver.scratch import is_ours
+from archiver.scratch import DEDUPE_PAGE_MARK, is_ours
 from archiver.terminal import UNPRINTABLE, shown_path
 
 PAGE_SIZE = 50
@@ -129,7 +129,7 @@ def _escaped(text: str) -> str:
 
 # How each file of a report is recognised: the page by its title; the JSON export by its first key (as this version
 # writes it, or as versions before it did); a data page by its first call.
-_HTML_MARK = b"<title>archiver: duplicate images</title>"
+_HTML_MARK = DEDUPE_PAGE_MARK
 _JSON_MARKS = (b'{\n "report": "archiver dedupe"', b'{\n "generated": ')
 _PAGE_MARK = b"dedupeReportPage("
 

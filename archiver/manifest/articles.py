@@ -55,7 +55,7 @@ class ArticleRecords:
         """Every rewrite generation of an article with its reason ("archive", "dedupe", ...), oldest first."""
         gens: dict[int, Generation] = {}
         for seq, reason, *rest in self._db.execute(
-            "SELECT seq, reason, start, end, original, replacement, url FROM replacements WHERE article=? "
+            "SELECT seq, reason, start, \"end\", original, replacement, url FROM replacements WHERE article=? "
             "ORDER BY seq, start",
             (stored_path(path),),
         ):
@@ -138,7 +138,7 @@ def _add_generation(
         (key, row[0] if row else sha_before, sha_after, time.time()),
     )
     db.executemany(
-        "INSERT INTO replacements (article, seq, start, end, original, replacement, url, reason) VALUES (?,?,?,?,?,?,?,?)",
+        'INSERT INTO replacements (article, seq, start, "end", original, replacement, url, reason) VALUES (?,?,?,?,?,?,?,?)',
         [(key, seq, *span, reason) for span in spans],
     )
 

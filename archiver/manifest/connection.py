@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from archiver.errors import ManifestError
+from archiver.manifest.dialect import SQLITE
 
 
 class Connection(sqlite3.Connection):
@@ -15,6 +16,7 @@ class Connection(sqlite3.Connection):
     hand-edited database is one clear line (exit 2), wherever the query that meets it is."""
 
     where = "manifest"
+    dialect = SQLITE
 
     def execute(self, sql: str, parameters: object = (), /) -> sqlite3.Cursor:
         try:

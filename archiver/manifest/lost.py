@@ -31,7 +31,9 @@ class LostObjects:
         with self._tx() as db:
             db.executemany("DELETE FROM lost_objects WHERE key=?", [(k,) for k in checked])
             db.executemany(
-                "INSERT OR REPLACE INTO lost_objects (key, asset, state, reason, found_at) VALUES (?,?,?,?,?)",
+                "INSERT INTO lost_objects (key, asset, state, reason, found_at) VALUES (?,?,?,?,?) ON CONFLICT(key) "
+                "DO UPDATE SET asset=excluded.asset, state=excluded.state, reason=excluded.reason, "
+                "found_at=excluded.found_at",
                 [(o.key, o.asset, o.state, o.reason, now) for o in found],
             )
 

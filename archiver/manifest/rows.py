@@ -33,7 +33,23 @@ def stored_path(path: str) -> str | bytes:
 
 def read_path(value: str | bytes) -> str:
     """The path ``stored_path`` stored, as Python names the file again."""
+    if isinstance(value, str) and value.startswith(BYTES_MARK):
+        value = bytes_of_text(value)
     return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+# PostgreSQL's TEXT holds only UTF-8: there a BLOB path is kept as this mark and the bytes in hex (a stored path is
+# absolute, so it never begins with the mark otherwise). The PostgreSQL connection writes bytes so; read_path and
+# migrate-manifest read them back.
+BYTES_MARK = "\uffff"
+
+
+def text_of_bytes(value: bytes) -> str:
+    return BYTES_MARK + value.hex()
+
+
+def bytes_of_text(value: str) -> bytes:
+    return bytes.fromhex(value[len(BYTES_MARK):])
 
 
 class UrlState(NamedTuple):
@@ -160,7 +176,7 @@ class ArchivedUrl(NamedTuple):
 
 
 class VariantRow(NamedTuple):
-    rowid: int  # the asset's id for one search (stable while the manifest is open)
+    rowid: int  # the asset's id (assets.id, stable)
     phash_variants: str
     dhash_variants: str
     grey: str | None

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
+from typing import Any
 
 from archiver.errors import ManifestError
+from archiver.manifest.dialect import SQLITE
 
 # Each entry migrates the schema from version i to i+1; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -149,26 +150,60 @@ MIGRATIONS: tuple[str, ...] = (
         refs INTEGER NOT NULL              -- its image references, every one pointing at the archive
     );
     """,
+    # 10: an explicit id per asset (the near-duplicate search's index; SQLite's rowid has no PostgreSQL twin), numbered
+    # in the order the assets were first seen, and the counter new ids are drawn from (a row lock in PostgreSQL, so
+    # writers on several machines never draw the same id)
+    """
+    ALTER TABLE assets ADD COLUMN id INTEGER;
+    UPDATE assets SET id = n.id FROM (SELECT sha256, ROW_NUMBER() OVER (ORDER BY first_seen, sha256) AS id
+                                      FROM assets) AS n WHERE n.sha256 = assets.sha256;
+    CREATE UNIQUE INDEX assets_id ON assets(id);
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    INSERT INTO counters (name, value) SELECT 'assets', COALESCE(MAX(id), 0) FROM assets;
+    """,
+    # 11: the work queue: URLs waiting for a worker, and each one's claim (who, until when, and its fencing token,
+    # raised at every claim so that the results of a holder whose lease expired and was claimed again are refused)
+    """
+    CREATE TABLE queue (
+        url TEXT PRIMARY KEY,              -- as urls.url (rows.url_key)
+        enqueued_at REAL NOT NULL,
+        claimed_by TEXT,                   -- the worker holding it; NULL: waiting
+        lease_until REAL,                  -- the database's clock; a lease that passed is anyone's to claim
+        token INTEGER NOT NULL DEFAULT 0   -- the fencing token of the latest claim
+    );
+    CREATE INDEX queue_lease ON queue(lease_until);
+    """,
+)
+
+# Every table, in an order where each row's references are copied before it (migrate-manifest); a migration that adds
+# a table adds it here (a test compares this with the schema).
+TABLES: tuple[str, ...] = (
+    "assets", "renditions", "urls", "articles", "replacements", "near_duplicates", "pair_searches",
+    "pending_writes", "lost_objects", "settled_articles", "counters", "queue",
 )
 
 
-def check_ours(conn: sqlite3.Connection, path: Path | None) -> None:
+def check_ours(conn: Any, path: Path | str | None) -> None:
     """Refuse a database that is not an archiver manifest (schema 0 with tables of its own), before anything (a
     migration, a journal mode) changes it."""
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version == 0 and conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' LIMIT 1").fetchone():
-        raise ManifestError(
-            f"{path}: not an archiver manifest (a database with other tables, left as it is); [manifest] path must "
-            "name an archiver manifest or a new file"
-        )
+    dialect = getattr(conn, "dialect", SQLITE)
+    if dialect.version(conn) == 0 and dialect.has_tables(conn):
+        key = "[manifest] path must name an archiver manifest or a new file" if dialect is SQLITE else \
+            "[manifest] url must name an archiver manifest or an empty database (or schema)"
+        raise ManifestError(f"{path}: not an archiver manifest (a database with other tables, left as it is); {key}")
 
 
-def migrate(conn: sqlite3.Connection, path: Path | None) -> None:
+def migrate(conn: Any, path: Path | str | None) -> None:
+    """Bring the schema to the latest version: the same migrations on SQLite and PostgreSQL (dialect.py)."""
     check_ours(conn, path)
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    dialect = getattr(conn, "dialect", SQLITE)
+    version = dialect.version(conn)
     if version > len(MIGRATIONS):
         raise ManifestError(
             f"{path}: manifest schema {version} is newer than this archiver knows ({len(MIGRATIONS)}); upgrade"
         )
     for i in range(version, len(MIGRATIONS)):
-        conn.executescript("BEGIN;" + MIGRATIONS[i] + f"; PRAGMA user_version={i + 1}; COMMIT;")
+        dialect.apply(conn, i, MIGRATIONS[i])

@@ -1,9 +1,10 @@
-"""The manifest: a SQLite (WAL) record of every URL, asset, stored object and rewritten article.
+"""The manifest: a SQLite (WAL) or PostgreSQL record of every URL, asset, stored object and rewritten article.
 
 It is the run's memory: a second run reads it to skip what is done, ``status`` summarises it, and
 restore/verify read the replaced spans and object keys from it (the article records: manifest/articles.py). One process writes at a time (an
-exclusive lock file beside the database); every write is its own short transaction, so a run killed
-at any moment leaves a consistent database.
+exclusive lock file beside the database; in PostgreSQL a session advisory lock); every write is its own short transaction, so a run killed
+at any moment leaves a consistent database. One class for both databases: queries are written once in the subset
+both accept (manifest/dialect.py translates placeholders and DDL types for PostgreSQL: manifest/postgres.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from archiver.errors import ManifestError
 from archiver.manifest.articles import ArticleRecords
 from archiver.manifest.connection import connect, folder_hint, make_folder, read_only, take_lock
 from archiver.manifest.lost import LostObjects
+from archiver.manifest.queue import WorkQueue
 from archiver.manifest.rows import (
     ArchivedUrl,
     AssetRow,
@@ -39,10 +41,15 @@ from archiver.manifest.rows import (
     url_key,
 )
 from archiver.manifest.schema import MIGRATIONS, check_ours, migrate
+from archiver.manifest.target import is_postgres
 from archiver.model import Asset, Outcome
 from archiver.redaction import redact, redact_text
 
 __all__ = ["Manifest", "url_key"]
+
+
+class NoManifest(ManifestError):
+    """An empty PostgreSQL database where a manifest was to be read."""
 
 
 def _text(text: str) -> str:
@@ -55,10 +62,11 @@ def _text(text: str) -> str:
     return text
 
 
-class Manifest(ArticleRecords, LostObjects):
-    """Open with ``Manifest.open(path)``; ``None`` gives a throw-away in-memory manifest."""
+class Manifest(ArticleRecords, LostObjects, WorkQueue):
+    """Open with ``Manifest.open(path)`` (or a PostgreSQL URL); ``None`` gives a throw-away in-memory manifest.
+    ``path``: how messages name it (the file, or the URL with its password hidden)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | None, lock_fd: int | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path | str | None, lock_fd: int | None) -> None:
         self._db = conn
         self.path = path
         self._lock_fd = lock_fd
@@ -66,7 +74,10 @@ class Manifest(ArticleRecords, LostObjects):
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path | None, *, lock: bool = True) -> Manifest:
+    def open(cls, path: Path | str | None, *, lock: bool = True) -> Manifest:
+        if is_postgres(path):
+            return cls._open_postgres(str(path), lock=lock)
+        assert not isinstance(path, str)
         lock_fd = None
         try:
             if path is None:
@@ -90,9 +101,49 @@ class Manifest(ArticleRecords, LostObjects):
         return cls(conn, path, lock_fd)
 
     @classmethod
-    def snapshot(cls, path: Path) -> Manifest:
+    def _open_postgres(cls, url: str, *, lock: bool, create: bool = True) -> Manifest:
+        """``create``: make the schema in an empty database (else an empty one is "no manifest yet")."""
+        from archiver.manifest import postgres
+
+        conn = postgres.connect(url)
+        try:
+            if not create and conn.dialect.version(conn) == 0 and not conn.dialect.has_tables(conn):
+                raise NoManifest(f"{conn.where}: no manifest yet (run `archiver run` first)")
+            if lock:
+                postgres.take_lock(conn)
+            migrate(conn, conn.where)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, conn.where, None)  # type: ignore[arg-type]
+
+    @classmethod
+    def open_existing(cls, path: Path | str) -> Manifest:
+        """A manifest that must exist already (``NoManifest`` if not), opened for writing, with the writer's lock."""
+        if is_postgres(path):
+            return cls._open_postgres(str(path), lock=True, create=False)
+        assert isinstance(path, Path)
+        if not path.exists():
+            raise NoManifest(f"{path}: no manifest yet")
+        return cls.open(path)
+
+    @classmethod
+    def snapshot(cls, path: Path | str) -> Manifest:
         """An in-memory copy of an existing manifest (for --dry-run: reads the real one, writes nowhere)."""
         mem = cls.open(None)
+        if is_postgres(path):
+            from archiver.manifest.copy import copy_manifest
+
+            try:
+                src = cls._open_postgres(str(path), lock=False, create=False)
+            except NoManifest as exc:
+                mem._db.where = exc.message.split(": no manifest")[0]  # type: ignore[attr-defined]
+                return mem
+            with src:
+                mem._db.where = src._db.where  # type: ignore[attr-defined]
+                copy_manifest(src, mem, replace=True)
+            return mem
+        assert isinstance(path, Path)
         mem._db.where = str(path)  # type: ignore[attr-defined]
         if path.exists():
             src, _version = read_only(path)
@@ -106,8 +157,12 @@ class Manifest(ArticleRecords, LostObjects):
         return mem
 
     @classmethod
-    def open_readonly(cls, path: Path) -> Manifest:
-        """For reading only (status, verify): no lock, no copy; an older schema is migrated in a memory copy."""
+    def open_readonly(cls, path: Path | str) -> Manifest:
+        """For reading only (status, verify): no lock, no copy; an older schema is migrated in a memory copy (in
+        PostgreSQL, in place: a migration is one transaction, safe beside a running writer)."""
+        if is_postgres(path):
+            return cls._open_postgres(str(path), lock=False, create=False)
+        assert isinstance(path, Path)
         if not path.exists():
             raise ManifestError(f"{path}: no manifest yet (run `archiver run` first)")
         conn, version = read_only(path)
@@ -134,7 +189,7 @@ class Manifest(ArticleRecords, LostObjects):
         threads that rewrite articles, and everything else from its event loop)."""
         with self._write_lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(self._db.dialect.begin)  # type: ignore[attr-defined]
                 try:
                     yield self._db
                 except BaseException:
@@ -177,20 +232,28 @@ class Manifest(ArticleRecords, LostObjects):
     ) -> None:
         """One URL's outcome; ``cause`` and ``settings``: the setting that decided a refusal and the digest of
         the settings it was decided under (config.settings_fingerprint)."""
-        now = time.time()
         with self._tx() as db:
-            db.execute(
-                """INSERT INTO urls (url, status, reason, http_status, attempts, asset, final_url, etag,
-                                     last_modified, first_seen, last_tried, cause, settings)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
-                   ON CONFLICT(url) DO UPDATE SET status=excluded.status, reason=excluded.reason,
-                     http_status=excluded.http_status, attempts=urls.attempts + excluded.attempts,
-                     asset=excluded.asset, final_url=excluded.final_url, etag=excluded.etag,
-                     last_modified=excluded.last_modified, last_tried=excluded.last_tried,
-                     cause=excluded.cause, settings=excluded.settings""",
-                (url_key(url), status, _text(redact_text(reason)) if reason else reason, http_status, attempts, asset,
-                 redact(final_url) if final_url else None, etag, last_modified, now, now, cause, settings),
-            )
+            self._upsert_url(db, url, status, reason=reason, asset=asset, http_status=http_status,
+                             attempts=attempts, final_url=final_url, etag=etag, last_modified=last_modified,
+                             cause=cause, settings=settings)
+
+    def _upsert_url(self, db: sqlite3.Connection, url: str, status: Outcome, *, reason: str | None = None,
+                    asset: str | None = None, http_status: int | None = None, attempts: int = 0,
+                    final_url: str | None = None, etag: str | None = None, last_modified: str | None = None,
+                    cause: str | None = None, settings: str | None = None) -> None:
+        now = time.time()
+        db.execute(
+            """INSERT INTO urls (url, status, reason, http_status, attempts, asset, final_url, etag,
+                                 last_modified, first_seen, last_tried, cause, settings)
+               VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+               ON CONFLICT(url) DO UPDATE SET status=excluded.status, reason=excluded.reason,
+                 http_status=excluded.http_status, attempts=urls.attempts + excluded.attempts,
+                 asset=excluded.asset, final_url=excluded.final_url, etag=excluded.etag,
+                 last_modified=excluded.last_modified, last_tried=excluded.last_tried,
+                 cause=excluded.cause, settings=excluded.settings""",
+            (url_key(url), status, _text(redact_text(reason)) if reason else reason, http_status, attempts, asset,
+             redact(final_url) if final_url else None, etag, last_modified, now, now, cause, settings),
+        )
 
     def record_rejections(self, rows: Iterable[tuple[str, str, str | None, str | None]]) -> None:
         """URLs refused before any request, as (URL as shown, reason, cause, settings digest), in one transaction;
@@ -293,10 +356,17 @@ class Manifest(ArticleRecords, LostObjects):
                  ",".join(asset.phash_variants) or None, ",".join(asset.dhash_variants) or None,
                  asset.grey or None, asset.colours, asset.chroma),
             )
+            if db.execute("SELECT id FROM assets WHERE sha256=?", (asset.sha256,)).fetchone()[0] is None:
+                new_id = db.execute(
+                    "UPDATE counters SET value = value + 1 WHERE name = 'assets' RETURNING value"
+                ).fetchone()[0]
+                db.execute("UPDATE assets SET id=? WHERE sha256=?", (new_id, asset.sha256))
             for r, rkey in zip(asset.renditions, rendition_keys, strict=True):
                 db.execute(
-                    """INSERT OR REPLACE INTO renditions (asset, width, format, pixel_width, pixel_height,
-                                                          bytes, key, sha256) VALUES (?,?,?,?,?,?,?,?)""",
+                    """INSERT INTO renditions (asset, width, format, pixel_width, pixel_height, bytes, key, sha256)
+                       VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(asset, width, format) DO UPDATE SET
+                         pixel_width=excluded.pixel_width, pixel_height=excluded.pixel_height, bytes=excluded.bytes,
+                         key=excluded.key, sha256=excluded.sha256""",
                     (asset.sha256, r.width, r.format.name, r.pixel_width, r.pixel_height, len(r.data), rkey,
                      hashlib.sha256(r.data).hexdigest()),
                 )
@@ -305,24 +375,22 @@ class Manifest(ArticleRecords, LostObjects):
 
     # -- near-duplicate search -----------------------------------------------------------------
     def variant_batches(self, size: int = 65_536) -> Iterator[list[VariantRow]]:
-        """(rowid, phash variants, dhash variants, grey) of every asset with variants, by rowid, ``size`` at a time.
-
-        The rowid is the asset's id for one search (stable while this manifest is open: one writer)."""
+        """(id, phash variants, dhash variants, grey) of every asset with variants, by id, ``size`` at a time."""
         cur = self._db.execute(
-            "SELECT rowid, phash_variants, dhash_variants, grey FROM assets "
-            "WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL ORDER BY rowid"
+            "SELECT id, phash_variants, dhash_variants, grey FROM assets "
+            "WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL ORDER BY id"
         )
         while rows := cur.fetchmany(size):
             yield [VariantRow(*r) for r in rows]
 
     def unsearched(self, max_distance: int, rule: int, limit: int = -1) -> list[UnsearchedAsset]:
-        """(rowid, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
-        ``rule``, by rowid (the first ``limit`` of them; -1: all)."""
+        """(id, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
+        ``rule``, by id (the first ``limit`` of them; -1: all)."""
         return [UnsearchedAsset(*r) for r in self._db.execute(
-            "SELECT a.rowid, a.sha256 FROM assets a LEFT JOIN pair_searches s ON s.asset = a.sha256 "
+            "SELECT a.id, a.sha256 FROM assets a LEFT JOIN pair_searches s ON s.asset = a.sha256 "
             "WHERE a.phash_variants IS NOT NULL AND a.dhash_variants IS NOT NULL "
-            "AND (s.asset IS NULL OR s.rule != ? OR s.max_distance < ?) ORDER BY a.rowid LIMIT ?",
-            (rule, max_distance, limit),
+            "AND (s.asset IS NULL OR s.rule != ? OR s.max_distance < ?) ORDER BY a.id LIMIT ?",
+            (rule, max_distance, limit if limit >= 0 else 2**62),
         )]
 
     def searched_below(self, max_distance: int, rule: int) -> int:
@@ -332,14 +400,14 @@ class Manifest(ArticleRecords, LostObjects):
         ).fetchone()[0]
 
     def signature_rows(self, rowids: Iterable[int]) -> list[SignatureRow]:
-        """(rowid, sha256, phash variants, dhash variants, grey) of the given assets."""
+        """(id, sha256, phash variants, dhash variants, grey) of the given assets."""
         out: list[SignatureRow] = []
         batch = sorted(set(rowids))
         for i in range(0, len(batch), 500):
             chunk = batch[i : i + 500]
             out += (SignatureRow(*r) for r in self._db.execute(
-                "SELECT rowid, sha256, phash_variants, dhash_variants, grey FROM assets "
-                f"WHERE rowid IN ({','.join('?' * len(chunk))})", chunk,
+                "SELECT id, sha256, phash_variants, dhash_variants, grey FROM assets "
+                f"WHERE id IN ({','.join('?' * len(chunk))})", chunk,
             ))
         return out
 
@@ -357,12 +425,17 @@ class Manifest(ArticleRecords, LostObjects):
             else:
                 db.execute("DELETE FROM near_duplicates WHERE rule != ?", (rule,))
             db.executemany(
-                "INSERT OR REPLACE INTO near_duplicates (a, b, phash_distance, dhash_distance, transform, "
-                "grey_distance, min_distance, rule) VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO near_duplicates (a, b, phash_distance, dhash_distance, transform, grey_distance, "
+                "min_distance, rule) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(a, b) DO UPDATE SET "
+                "phash_distance=excluded.phash_distance, dhash_distance=excluded.dhash_distance, "
+                "transform=excluded.transform, grey_distance=excluded.grey_distance, "
+                "min_distance=excluded.min_distance, rule=excluded.rule",
                 [(*p, rule) for p in pairs],
             )
             db.executemany(
-                "INSERT OR REPLACE INTO pair_searches (asset, max_distance, rule, searched_at) VALUES (?,?,?,?)",
+                "INSERT INTO pair_searches (asset, max_distance, rule, searched_at) VALUES (?,?,?,?) "
+                "ON CONFLICT(asset) DO UPDATE SET max_distance=excluded.max_distance, rule=excluded.rule, "
+                "searched_at=excluded.searched_at",
                 [(sha, max_distance, rule, now) for sha in searched],
             )
 
@@ -415,17 +488,17 @@ class Manifest(ArticleRecords, LostObjects):
         for status, n in self._db.execute("SELECT status, COUNT(*) FROM urls GROUP BY status"):
             out[status] = n
         out["assets"], out["bytes_original"] = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM assets"
+            "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM assets"
         ).fetchone()
         out["renditions"], out["bytes_renditions"] = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM renditions"
+            "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM renditions"
         ).fetchone()
         out["articles"] = self._db.execute("SELECT COUNT(*) FROM articles").fetchone()[0]
         out["articles_pending"] = self._db.execute("SELECT COUNT(*) FROM pending_writes").fetchone()[0]
         out["near_duplicate_pairs"] = self._db.execute("SELECT COUNT(*) FROM near_duplicates").fetchone()[0]
         out["duplicate_urls"] = self._db.execute(
-            "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM urls WHERE asset IS NOT NULL "
-            "GROUP BY asset)"
+            "SELECT CAST(COALESCE(SUM(n - 1), 0) AS BIGINT) FROM (SELECT COUNT(*) AS n FROM urls "
+            "WHERE asset IS NOT NULL GROUP BY asset) AS g"
         ).fetchone()[0]
         return out
 

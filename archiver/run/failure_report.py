@@ -34,7 +34,7 @@ from archiver.manifest.rows import UrlState, url_key
 from archiver.model import Cause, Outcome
 from archiver.redaction import redact
 from archiver.run.report import SKIPPED, WARNING, Problem
-from archiver.scratch import is_ours
+from archiver.scratch import FAILURE_PAGE_MARK, is_ours
 from archiver.terminal import printable, shown_path
 from archiver.urls import resolve
 
@@ -44,7 +44,7 @@ _EARLIER = " (earlier run; --retry-dead to try again)"
 _STATUS = re.compile(r"(\d{3})\b")
 _STATUS_PHRASE = re.compile(r"(\d{3}(?: [A-Za-z][A-Za-z' -]*)?)(?:[(:;,—.]|$)")
 CSV_HEADER = ("host", "outcome", "http_status", "reason", "hint", "url", "article", "line")
-_HTML_MARK = b"<title>archiver: images not archived</title>"
+_HTML_MARK = FAILURE_PAGE_MARK
 _CSV_MARK = (",".join(CSV_HEADER) + "\r\n").encode()
 
 
@@ -198,7 +198,11 @@ def csv_path_for(html_path: Path) -> Path:
 
 
 def check_report_paths(html_path: Path) -> None:
-    """Refuse, before any work, a report path (or the CSV beside it) that holds a file this report did not write."""
+    """Refuse, before any work, a report path (or the CSV beside it) that holds a file this report did not write,
+    and a path naming the CSV itself (the page would take the CSV's place)."""
+    if html_path.suffix.lower() == ".csv":
+        raise ConfigError(f"{shown_path(html_path)}: the report is an HTML page and its CSV is written beside it; "
+                          f"give the page's path, e.g. {shown_path(html_path.with_suffix('.html'))}")
     _refuse_unless_ours(html_path, _HTML_MARK)
     _refuse_unless_ours(csv_path_for(html_path), _CSV_MARK)
 
@@ -209,9 +213,8 @@ def write_failure_report(failures: Sequence[Failure], unread: Sequence[Unread], 
     that is not such a report, or on an I/O error."""
     csv_file = csv_path_for(html_path)
     hosts = group(failures)
+    check_report_paths(html_path)
     try:
-        for path, mark in ((html_path, _HTML_MARK), (csv_file, _CSV_MARK)):
-            _refuse_unless_ours(path, mark)
         _write(csv_file, _csv(hosts, unread).encode("utf-8"))
         _write(html_path, _html(hosts, unread, meta).encode("utf-8"))
     except OSError as exc:

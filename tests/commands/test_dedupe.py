@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -13,11 +14,12 @@ from archiver.cli import main
 from archiver.dedupe.report import write_report
 from tests.support.library import OTHER, PAGE, POST, Library, build_library, encode, key, synthetic_groups  # noqa: F401
 from tests.support.origin import Server
+from tests.support.postgres import manifest_db
 from tests.support.site import snapshot
 
 
 @pytest.fixture
-def library(tmp_path: Path, origin: Server) -> Library:
+def library(manifest_env: str | None, tmp_path: Path, origin: Server) -> Library:
     return build_library(tmp_path, origin)
 
 
@@ -48,7 +50,7 @@ def test_dedupe_groups_picks_the_canonical_and_changes_nothing_without_apply(
     assert sorted(Path(a).name for a in members[sha["/b/small.jpg"]]["articles"]) == ["page.html", "post.md"]
     assert near["articles"] == 3
     assert exact["kind"] == "exact" and exact["canonical"] == sha["/d/rocket.jpg"] and exact["articles"] == 2
-    db = sqlite3.connect(library.root / ".archiver" / "manifest.sqlite3")
+    db = manifest_db(os.environ.get("ARCHIVER_MANIFEST_URL") or library.root / ".archiver" / "manifest.sqlite3")
     assert ("rot90",) in db.execute("SELECT transform FROM near_duplicates").fetchall()
 
 
@@ -126,13 +128,13 @@ def test_pins_excludes_and_max_distance_from_config_and_flags(
 
 
 def test_assets_archived_before_variants_get_them_from_their_thumbnail(library: Library) -> None:
-    db_path = library.root / ".archiver" / "manifest.sqlite3"
-    with sqlite3.connect(db_path) as db:
+    db_path = os.environ.get("ARCHIVER_MANIFEST_URL") or library.root / ".archiver" / "manifest.sqlite3"
+    with manifest_db(db_path) as db:
         db.execute("UPDATE assets SET phash_variants=NULL, dhash_variants=NULL")
     assert main(["dedupe", "--config", str(library.config)]) == 0
     (near,) = [g for g in read_json(library)["groups"] if g["kind"] == "near"]
     assert len(near["members"]) == 3
-    db = sqlite3.connect(db_path)
+    db = manifest_db(db_path)
     rows = db.execute("SELECT phash, phash_variants, dhash_variants FROM assets").fetchall()
     assert all(pv and len(pv.split(",")) == 8 and len(dv.split(",")) == 8 for _p, pv, dv in rows)
 

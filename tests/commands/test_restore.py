@@ -3,7 +3,6 @@ URL back byte for byte, keeps user edits, reports what it cannot restore, and is
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from archiver.model import ArticleReplacement
 from tests.support.images import make_jpeg, make_png
 from tests.support.library import OTHER, PAGE, POST, build_library
 from tests.support.origin import Server
+from tests.support.postgres import manifest_contents, manifest_db
 from tests.support.site import key, write_config
 
 # CRLF, front matter, an entity in a URL, srcset, no final newline
@@ -51,7 +51,7 @@ def images(origin: Server) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def two_generations(tmp_path: Path, origin: Server, images: dict[str, bytes]) -> dict[str, object]:
+def two_generations(manifest_env: str | None, tmp_path: Path, origin: Server, images: dict[str, bytes]) -> dict[str, object]:
     """Articles rewritten in two runs: the first leaves /later.jpg (503), the second archives it."""
     site = tmp_path / "site"
     (site / "posts").mkdir(parents=True)
@@ -65,11 +65,11 @@ def two_generations(tmp_path: Path, origin: Server, images: dict[str, bytes]) ->
     rewritten = {p: p.read_bytes() for p in originals}
     for path, data in rewritten.items():
         assert b"img.news.test" not in data and b"photos.test" not in data, path
-    return {"cfg": cfg, "originals": originals, "rewritten": rewritten, "db": tmp_path / ".archiver/manifest.sqlite3"}
+    return {"cfg": cfg, "originals": originals, "rewritten": rewritten, "db": manifest_env or tmp_path / ".archiver/manifest.sqlite3"}
 
 
-def _generations(db: Path, article: Path) -> int:
-    with sqlite3.connect(db) as conn:
+def _generations(db: Path | str, article: Path) -> int:
+    with manifest_db(db) as conn:
         return conn.execute(
             "SELECT COUNT(DISTINCT seq) FROM replacements WHERE article=?", (str(article.resolve()),)
         ).fetchone()[0]
@@ -87,7 +87,7 @@ def test_restore_gives_back_the_exact_original_bytes(
         assert path.read_bytes() == data, path
         assert f"{path}: restored" in out
     assert out.count("byte-identical to before its first rewrite") == 2
-    with sqlite3.connect(db) as conn:
+    with manifest_db(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM articles").fetchone()[0] == 0
         assert conn.execute("SELECT COUNT(*) FROM replacements").fetchone()[0] == 0
 
@@ -141,13 +141,13 @@ def test_dry_run_prints_the_diff_and_changes_nothing(
     two_generations: dict, images: dict[str, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = two_generations["db"]
-    before = db.read_bytes()
+    before = manifest_contents(db)
     capsys.readouterr()
     assert main(["restore", "--config", str(two_generations["cfg"]), "--dry-run"]) == 0
     out = capsys.readouterr().out
     for path, data in two_generations["rewritten"].items():
         assert path.read_bytes() == data
-    assert db.read_bytes() == before
+    assert manifest_contents(db) == before
     kc = f"/archive/{key(images['/c.jpg'], 'jpg')}"
     assert '-<img data-src="/archive/' in out and f'src="{kc}">' in out
     assert '+<img data-src="http://img.news.test/later.jpg" src="http://photos.test/c.jpg">' in out

@@ -36,16 +36,16 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         Manifest.open(path)
 
 
-def test_second_writer_is_refused_with_a_clear_message(tmp_path: Path) -> None:
-    path = tmp_path / "manifest.sqlite3"
+def test_second_writer_is_refused_with_a_clear_message(manifest_target: Path | str) -> None:
+    path = manifest_target
     with Manifest.open(path), pytest.raises(ManifestError, match="another archiver run"):
         Manifest.open(path)
     Manifest.open(path).close()  # the lock is released on close
 
 
-def test_url_asset_and_article_records(tmp_path: Path) -> None:
+def test_url_asset_and_article_records(manifest_target: Path | str) -> None:
     sha = "a" * 64
-    with Manifest.open(tmp_path / "m.sqlite3") as m:
+    with Manifest.open(manifest_target) as m:
         m.record_url("https://x/1.jpg", "failed", reason="timeout", attempts=5)
         m.record_asset(_asset(sha), "aa/aa/" + sha + ".jpg", ["aa/aa/" + sha + "-320w.webp"])
         m.record_url("https://x/1.jpg", "archived", asset=sha, attempts=1)
@@ -62,9 +62,12 @@ def test_url_asset_and_article_records(tmp_path: Path) -> None:
         assert counts["archived"] == 2 and counts["dead"] == 1 and counts["duplicate_urls"] == 1
         assert counts["articles"] == 1
         assert [f.url for f in m.failures()] == ["https://x/gone.jpg"]
-    snap = Manifest.snapshot(tmp_path / "m.sqlite3")
+        assert counts["bytes_original"] == 1234 and counts["bytes_renditions"] == 10
+        assert m.article_generations("/p.md")[1].replacements == [ArticleReplacement(1, 2, "o2", "n2", "o2")]
+    snap = Manifest.snapshot(manifest_target)
     snap.record_url("https://z/new.jpg", "dead")  # writes go to memory only
-    assert Manifest.open_readonly(tmp_path / "m.sqlite3").counts()["dead"] == 1
+    assert snap.counts() == {**counts, "dead": 2}
+    assert Manifest.open_readonly(manifest_target).counts()["dead"] == 1
 
 
 def test_status_of_missing_manifest_is_a_clear_error(tmp_path: Path) -> None:
@@ -97,14 +100,16 @@ def test_migration_4_drops_untracked_pairs_and_leaves_every_asset_to_search(tmp_
     migrate(sqlite3.connect(path), path)  # at the current version: nothing to do
 
 
-def test_pairs_and_search_marks_are_recorded_together_or_not_at_all(tmp_path: Path) -> None:
+def test_pairs_and_search_marks_are_recorded_together_or_not_at_all(manifest_target: Path | str) -> None:
     a, b, c = "a" * 64, "b" * 64, "c" * 64
-    with Manifest.open(tmp_path / "m.sqlite3") as m:
+    with Manifest.open(manifest_target) as m:
         for sha in (a, b, c):
             m.record_asset(_variant_asset(sha), sha, [])
         with pytest.raises(ManifestError):  # a pair not in (a < b) order fails the CHECK: the marks roll back too
             m.record_pair_search([(b, a, 1, 2, "identity", 0.5, 1)], [a, b], 10, 1)
         assert len(m.unsearched(10, 1)) == 3 and m.recorded_pairs(10, 1) == []
+        assert [r.rowid for r in m.unsearched(10, 1)] == [1, 2, 3]  # ids in the order first seen
+        assert [r.sha256 for r in m.signature_rows([3, 1])] == [a, c]
         m.record_pair_search([(a, b, 3, 9, "rot90", 4.5, 7), (a, c, 0, 1, "identity", 0.0, 0)], [a, b, c], 8, 1)
         assert m.unsearched(8, 1) == [] and len(m.unsearched(9, 1)) == 3 and len(m.unsearched(8, 2)) == 3
         assert m.searched_below(10, 1) == 3 and m.searched_below(8, 1) == 0

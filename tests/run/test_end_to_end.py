@@ -18,6 +18,7 @@ from archiver.cli import main
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
 from tests.support.paths import FIXTURES_DIR, ROOT_DIR
+from tests.support.postgres import manifest_db
 from tests.support.site import HEXO, JEKYLL, key, sha, snapshot, write_config
 
 FIXTURES = FIXTURES_DIR / "images"
@@ -28,7 +29,7 @@ def expected_article(raw: str, mapping: dict[str, str]) -> bytes:
 
 
 def test_run_archives_rewrites_and_second_run_changes_nothing(
-    tmp_path: Path, origin: Server, site: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+    manifest_env: str | None, tmp_path: Path, origin: Server, site: dict[str, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = write_config(tmp_path, origin)
     assert main(["run", "--config", str(cfg), "-q"]) == 0
@@ -78,7 +79,7 @@ def test_run_archives_rewrites_and_second_run_changes_nothing(
 
 
 def test_failures_are_reported_left_in_place_and_retried_by_a_rerun(
-    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+    manifest_env: str | None, tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good = make_jpeg(320, 240, seed=21)
     origin.add("/ok.jpg", good, "image/jpeg")
@@ -126,7 +127,7 @@ def test_failures_are_reported_left_in_place_and_retried_by_a_rerun(
 
 
 def test_dry_run_prints_the_diff_and_writes_nothing(
-    tmp_path: Path, origin: Server, site: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+    manifest_env: str | None, tmp_path: Path, origin: Server, site: dict[str, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = write_config(tmp_path, origin)
     before = snapshot(tmp_path)
@@ -169,7 +170,7 @@ def test_requests_carry_no_referer_and_per_host_headers_apply(
     assert origin.last_headers("/d.jpg")["Referer"] == "http://photos.test/"
 
 
-def test_exact_and_near_duplicates(tmp_path: Path, origin: Server) -> None:
+def test_exact_and_near_duplicates(manifest_env: str | None, tmp_path: Path, origin: Server) -> None:
     hopper = (FIXTURES / "pillow_hopper.jpg").read_bytes()
     progressive = (FIXTURES / "derived_hopper_progressive.jpg").read_bytes()
     rocket = (FIXTURES / "skimage_rocket.jpg").read_bytes()
@@ -191,7 +192,7 @@ def test_exact_and_near_duplicates(tmp_path: Path, origin: Server) -> None:
     assert text.count(f"/archive/{key(hopper, 'jpg')}") == 2  # two URLs, one object
     originals = [p for p in (tmp_path / "archive").rglob("*.jpg")]
     assert len(originals) == 3
-    db = sqlite3.connect(tmp_path / ".archiver" / "manifest.sqlite3")
+    db = manifest_db(manifest_env or tmp_path / ".archiver" / "manifest.sqlite3")
     assert db.execute("SELECT COUNT(DISTINCT asset), COUNT(*) FROM urls").fetchone() == (3, 4)
     pairs = db.execute("SELECT a, b, phash_distance FROM near_duplicates").fetchall()
     assert [(set(p[:2]), p[2] <= 8) for p in pairs] == [({sha(hopper), sha(progressive)}, True)]
@@ -297,7 +298,7 @@ def test_svg_and_animated_images_are_archived_and_rerun_is_a_no_op(
     assert origin.total_hits() == hits and "objects uploaded 0" in capsys.readouterr().out
 
 
-def test_rewrite_to_canonical_during_run(tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rewrite_to_canonical_during_run(manifest_env: str | None, tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]) -> None:
     hopper = (FIXTURES / "pillow_hopper.jpg").read_bytes()
     progressive = (FIXTURES / "derived_hopper_progressive.jpg").read_bytes()
     origin.add("/hopper.jpg", hopper, "image/jpeg")

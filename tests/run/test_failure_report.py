@@ -132,3 +132,31 @@ def test_hosts_and_reasons_are_ordered_by_size_with_one_headline_each() -> None:
     assert hosts[1].headline.startswith("small.test: 1 image not an image (text/html) — the server answers")
     (js,) = group([Failure("javascript:alert(1)", "rejected", "javascript: URLs are never fetched")])
     assert js.headline == "(no host): 1 image javascript: URLs are never fetched — not an http(s) URL: nothing to archive"
+
+
+def test_a_report_inside_the_articles_is_not_read_as_one_and_a_csv_path_is_refused(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Jekyll user runs `archiver run . --report report/failures.html`: the page lands among the articles. Its links
+    are the failed images' URLs; the next run must not take it for an article (and once one of those images comes
+    back, rewrite the report and make every later `restore` fail on it). A path ending in .csv names the CSV the
+    page would replace: refused before the run."""
+    cfg = _site(tmp_path, origin)
+    site = tmp_path / "site"
+    page = site / "report" / "failures.html"
+    assert main(["run", str(site), "--config", str(cfg), "-q", "--report", str(page)]) == 0
+    capsys.readouterr()
+    origin.add("/hot/0.jpg", make_jpeg(64, 48, seed=9), "image/jpeg")  # the CDN lets it through now
+    before = page.read_bytes()
+    assert main(["run", str(site), "--config", str(cfg), "-q", "--retry-dead"]) == 0
+    out = capsys.readouterr().out
+    assert "2 articles scanned" in out and page.read_bytes() == before
+    assert main(["run", str(page), "--config", str(cfg), "-q"]) == 0  # named on its own: skipped, said so
+    assert "failures.html  — a report archiver wrote, not an article" in capsys.readouterr().out
+    assert main(["restore", "--config", str(cfg), str(site)]) == 0
+    assert page.read_bytes() == before
+    hits = origin.total_hits()
+    assert main(["run", "--config", str(cfg), "-q", "--report", str(tmp_path / "failures.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "the report is an HTML page and its CSV is written beside it" in err and "failures.html" in err
+    assert origin.total_hits() == hits and not (tmp_path / "failures.csv").exists()

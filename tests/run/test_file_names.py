@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from archiver.cli import main
+from archiver.manifest.rows import text_of_bytes
 from archiver.manifest.schema import MIGRATIONS
 from archiver.manifest.sqlite import Manifest
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
+from tests.support.postgres import manifest_db
 from tests.support.site import write_config
 
 LATIN1 = b"caf\xe9.md"  # "café.md" as Latin-1 bytes: not valid UTF-8
@@ -40,7 +42,7 @@ def latin1_site(tmp_path: Path, origin: Server) -> dict[Path, bytes]:
 
 
 def test_a_latin1_file_name_is_rewritten_recorded_printed_and_restored(
-    tmp_path: Path, origin: Server, latin1_site: dict[Path, bytes], capsys: pytest.CaptureFixture[str]
+    manifest_env: str | None, tmp_path: Path, origin: Server, latin1_site: dict[Path, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = str(write_config(tmp_path, origin))
     assert main(["run", "--config", cfg, "-q"]) == 0  # the dead link is reported, not an error
@@ -51,13 +53,14 @@ def test_a_latin1_file_name_is_rewritten_recorded_printed_and_restored(
     for path, data in latin1_site.items():
         assert path.read_bytes() != data and b"img.news.test/a.jpg" not in path.read_bytes(), path
 
-    with Manifest.open_readonly(tmp_path / ".archiver" / "manifest.sqlite3") as m:
+    target = manifest_env or tmp_path / ".archiver" / "manifest.sqlite3"
+    with Manifest.open_readonly(target) as m:
         assert sorted(a.path for a in m.rewritten_articles()) == sorted(str(p) for p in latin1_site)
         assert m.pending_rewrites() == []
-    db = sqlite3.connect(tmp_path / ".archiver" / "manifest.sqlite3")
-    stored = {row[0] for row in db.execute("SELECT path FROM articles")}
-    assert bytes(tmp_path) + b"/site/" + LATIN1 in stored  # the file name's own bytes, not a mangled spelling
-    db.close()
+    with manifest_db(target) as db:
+        stored = {row[0] for row in db.execute("SELECT path FROM articles")}
+    own = bytes(tmp_path) + b"/site/" + LATIN1  # the file name's own bytes, not a mangled spelling
+    assert own in stored if manifest_env is None else text_of_bytes(own) in stored  # PostgreSQL: its TEXT form
 
     assert main(["status", "--config", cfg]) == 0
     assert "articles rewritten: 3" in capsys.readouterr().out
@@ -99,6 +102,7 @@ def test_a_manifest_written_before_paths_were_kept_as_bytes_is_migrated_and_rest
     db.executescript("DROP TABLE pending_writes; DROP TABLE lost_objects; ALTER TABLE renditions DROP COLUMN sha256; "
                      "ALTER TABLE urls DROP COLUMN cause; ALTER TABLE urls DROP COLUMN settings; "
                      "ALTER TABLE assets DROP COLUMN colours; ALTER TABLE assets DROP COLUMN chroma; DROP TABLE settled_articles; "
+                     "DROP INDEX assets_id; ALTER TABLE assets DROP COLUMN id; DROP TABLE counters; DROP TABLE queue; "
                      "PRAGMA user_version=4;")
     db.close()
     assert main(["restore", "--config", cfg]) == 0

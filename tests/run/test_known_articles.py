@@ -3,7 +3,6 @@ scan's fingerprint), and never trusts that record for bytes, settings or finder 
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import archiver.run.pipeline as pipeline
 from archiver.cli import main
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
+from tests.support.postgres import manifest_db
 from tests.support.site import snapshot, write_config
 
 
@@ -28,14 +28,14 @@ def _no_parsing(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 def test_second_run_parses_no_article_and_reports_the_same(
-    tmp_path: Path, origin: Server, site: dict[str, bytes], capsys: pytest.CaptureFixture[str],
+    manifest_env: str | None, tmp_path: Path, origin: Server, site: dict[str, bytes], capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cfg = write_config(tmp_path, origin)
     assert main(["run", "--config", str(cfg), "-q"]) == 0
     first = capsys.readouterr().out
     assert "2 articles scanned, 2 rewritten" in first
-    rows = sqlite3.connect(tmp_path / ".archiver/manifest.sqlite3").execute("SELECT count(*) FROM settled_articles")
+    rows = manifest_db(manifest_env or tmp_path / ".archiver/manifest.sqlite3").execute("SELECT count(*) FROM settled_articles")
     assert rows.fetchone()[0] == 2  # both articles were written pointing only at the archive
 
     parsed = _no_parsing(monkeypatch)
@@ -50,7 +50,7 @@ def test_second_run_parses_no_article_and_reports_the_same(
 
 
 def test_changed_bytes_new_settings_and_lost_objects_are_parsed_again(
-    tmp_path: Path, origin: Server, site: dict[str, bytes], capsys: pytest.CaptureFixture[str],
+    manifest_env: str | None, tmp_path: Path, origin: Server, site: dict[str, bytes], capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cfg = write_config(tmp_path, origin)

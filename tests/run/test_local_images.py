@@ -180,3 +180,17 @@ def test_quoted_asset_names_and_latin1_escapes_are_read_and_what_cannot_be_read_
     assert "0 rewritten" in out and f"{post}:10" in out  # settled, and still reported
     assert main(["restore", "--config", str(cfg), "-q"]) == 0
     assert post.read_text(encoding="utf-8") == text
+
+
+def test_a_site_root_that_is_not_a_folder_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A typo (`statc`) would make every /images/x.png "no such file" in a run that exits 0: refused, exit 2."""
+    cfg, _ = site(tmp_path)
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace('site_root = "source"', 'site_root = "sourc"'),
+                   encoding="utf-8")
+    post = tmp_path / "source/_posts/post.md"
+    assert main(["run", "--config", str(cfg), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"{cfg}: [articles] site_root: {tmp_path / 'sourc'}: no such folder" in err
+    assert post.read_bytes() == POST.encode("utf-8") and not (tmp_path / "archive").exists()

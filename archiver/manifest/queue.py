@@ -1,0 +1,126 @@
+"""The work queue in the manifest's own tables: URLs waiting for a worker, claimed in batches under a lease with a
+fencing token, and completed (the URL's outcome recorded and its queue row removed) in one transaction.
+
+PostgreSQL: a claim takes rows with ``SELECT … FOR UPDATE SKIP LOCKED``, so any number of workers claim at once
+without waiting for each other or taking the same row. SQLite: one writer, so a plain ``UPDATE … RETURNING`` in a
+write transaction. Leases are timed by the database's clock, never a worker's (machines' clocks disagree).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from archiver.manifest.rows import url_key
+from archiver.model import Outcome
+
+
+class Claim(NamedTuple):
+    url: str  # as the manifest keys it
+    token: int  # the fencing token: complete() and renew() refuse any other
+
+
+class UrlResult(NamedTuple):
+    """What a worker found for a URL, as ``Manifest.record_url`` takes it."""
+
+    status: Outcome
+    reason: str | None = None
+    asset: str | None = None
+    http_status: int | None = None
+    attempts: int = 0
+    final_url: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    cause: str | None = None
+    settings: str | None = None
+
+
+class QueueDepth(NamedTuple):
+    waiting: int  # never claimed, or released
+    claimed: int  # under a live lease
+    expired: int  # claimed, lease passed: the next claim takes them
+
+
+class WorkQueue:
+    """Part of ``Manifest`` (which provides ``_db``, ``_tx`` and ``_upsert_url``)."""
+
+    if TYPE_CHECKING:
+        _db: Any
+
+        def _tx(self) -> AbstractContextManager[Any]: ...
+
+        def _upsert_url(self, db: Any, url: str, status: Outcome, **fields: object) -> None: ...
+
+    def enqueue(self, urls: Iterable[str]) -> int:
+        """Add URLs to the queue (one already there stays as it is, claim and all); returns how many were added."""
+        now = time.time()
+        keys = sorted({url_key(u) for u in urls})
+        if not keys:
+            return 0
+        with self._tx() as db:
+            before = db.execute("SELECT COUNT(*) FROM queue").fetchone()[0]
+            db.executemany("INSERT INTO queue (url, enqueued_at) VALUES (?, ?) ON CONFLICT(url) DO NOTHING",
+                           [(k, now) for k in keys])
+            return int(db.execute("SELECT COUNT(*) FROM queue").fetchone()[0] - before)
+
+    def claim(self, worker: str, n: int, lease: float) -> list[Claim]:
+        """Up to ``n`` URLs nobody holds (waiting, or whose lease passed), oldest first, held by ``worker`` for
+        ``lease`` seconds; each claim raises the URL's fencing token."""
+        d = self._db.dialect
+        with self._tx() as db:
+            rows = db.execute(
+                f"UPDATE queue SET claimed_by = ?, lease_until = {d.now} + ?, token = token + 1 WHERE url IN ("
+                f"SELECT url FROM queue WHERE lease_until IS NULL OR lease_until < {d.now} "
+                f"ORDER BY enqueued_at, url LIMIT ?{d.skip_locked}) RETURNING url, token",
+                (worker, lease, n),
+            ).fetchall()
+        return sorted(Claim(u, int(t)) for u, t in rows)
+
+    def renew(self, worker: str, claims: Iterable[Claim], lease: float) -> list[Claim]:
+        """Extend the leases ``worker`` still holds by ``lease`` seconds from now; returns those it still holds
+        (a claim another worker took after its lease passed is not among them: drop its work)."""
+        d = self._db.dialect
+        held = []
+        with self._tx() as db:
+            for c in claims:
+                if db.execute(f"UPDATE queue SET lease_until = {d.now} + ? WHERE url = ? AND token = ? "
+                              "AND claimed_by = ?", (lease, c.url, c.token, worker)).rowcount:
+                    held.append(c)
+        return held
+
+    def complete(self, url: str, token: int, result: UrlResult) -> bool:
+        """Record the URL's outcome and take it off the queue, in one transaction, if ``token`` is still its claim's
+        token; False (nothing recorded) when the lease passed and another worker claimed it since: a late
+        result is never recorded twice."""
+        key = url_key(url)
+        with self._tx() as db:
+            # the delete checks and takes the row at once: a claim racing it either sees no row or raises the
+            # token first (then this deletes nothing)
+            if db.execute("DELETE FROM queue WHERE url = ? AND token = ? RETURNING url", (key, token)).fetchone() \
+                    is None:
+                return False
+            fields = result._asdict()
+            del fields["status"]
+            self._upsert_url(db, url, result.status, **fields)
+        return True
+
+    def release(self, claims: Iterable[Claim]) -> None:
+        """Give back claims unfinished (a worker stopping): waiting again at once, not after the lease."""
+        with self._tx() as db:
+            db.executemany("UPDATE queue SET claimed_by = NULL, lease_until = NULL WHERE url = ? AND token = ?",
+                           [(c.url, c.token) for c in claims])
+
+    def queue_depth(self) -> QueueDepth:
+        d = self._db.dialect
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(CASE WHEN lease_until IS NULL THEN 1 ELSE 0 END), 0), "
+            f"COALESCE(SUM(CASE WHEN lease_until >= {d.now} THEN 1 ELSE 0 END), 0), "
+            f"COALESCE(SUM(CASE WHEN lease_until < {d.now} THEN 1 ELSE 0 END), 0) FROM queue"
+        ).fetchone()
+        return QueueDepth(*(int(v) for v in row))
+
+    def queued(self) -> Iterator[tuple[str, str | None, int]]:
+        """(url, holder, token) of every queued URL, by URL."""
+        yield from self._db.execute("SELECT url, claimed_by, token FROM queue ORDER BY url")
