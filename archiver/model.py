@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from enum import StrEnum
 from pathlib import Path
 
@@ -104,6 +105,9 @@ class ImageRef:
     kind: RefKind
     line: int
     field: str = ""  # front-matter key path ("cover.url") or attribute name ("data-src"), for reports
+    # an <img src> inside a <picture> element (tags in comments and attribute values are not tags); derived from the
+    # text and the span, so it takes no part in equality
+    in_picture: bool = dataclass_field(default=False, compare=False)
 
 
 @dataclass(frozen=True)

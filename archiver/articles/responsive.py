@@ -22,7 +22,6 @@ from archiver.find.html import LAZY_SRCSET, Tag, parse_tag
 from archiver.model import ImageRef, RefKind
 
 _WS = " \t\n\f\r"
-_PICTURE = re.compile(r"<(/?)picture[\t\n\f\r />]", re.IGNORECASE)
 _NUMBER = re.compile(r"[\t\n\f\r ]*([0-9]+)(?:\.0*)?[\t\n\f\r ]*")
 _IMG = re.compile(r"<img[\t\n\f\r />]", re.IGNORECASE)
 _LOOK_BACK = 65_536  # how far before a src value its tag may start (attributes before src)
@@ -70,8 +69,6 @@ def fallback_format(formats: Sequence[str]) -> str:
 def additions(text: str, refs: Sequence[ImageRef], shown_for: Callable[[ImageRef], Shown | None],
               opts: Options) -> list[Insertion]:
     """The insertions that make each archived ``<img>`` in ``text`` responsive, by position (one per position)."""
-    pictures = [(m.start(), bool(m.group(1))) for m in _PICTURE.finditer(text)]
-    starts = [p for p, _ in pictures]
     imgs = img_starts(text)
     by_at: dict[int, list[Insertion]] = {}
     for ref in refs:
@@ -84,9 +81,8 @@ def additions(text: str, refs: Sequence[ImageRef], shown_for: Callable[[ImageRef
         if shown is None:
             continue
         lt, tag = found
-        i = bisect.bisect_left(starts, lt)
-        in_picture = i > 0 and not pictures[i - 1][1]
-        for ins in _for_img(text, lt, tag, shown, opts, in_picture):
+        # the finder's own reading: a <picture> in a comment, an attribute value or a code block is no <picture>
+        for ins in _for_img(text, lt, tag, shown, opts, ref.in_picture):
             by_at.setdefault(ins.at, []).append(ins)
     return [Insertion(at, "".join(i.text for i in group), group[0].url) for at, group in sorted(by_at.items())]
 

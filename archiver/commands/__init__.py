@@ -62,8 +62,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             )),
     Command("export", "archiver.commands.export",
             "every archived image with its URLs, renditions, size and a tiny placeholder, as JSON or CSV for a site", (
-                "archiver export data/images.json  # Hugo: site.Data.images, keyed by source URL",
-                "archiver export --format csv --key public images.csv",
+                "archiver export --key public data/images.json  # Hugo: site.Data.images, keyed by the URLs the articles now hold",
+                "archiver export images.csv  # one row per source URL (the default key)",
             )),
     Command("migrate-manifest", "archiver.commands.migrate_manifest",
             "copy the manifest into PostgreSQL (or back into a SQLite file), verified by counts and checksums", (

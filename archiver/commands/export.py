@@ -23,6 +23,7 @@ from archiver.errors import EXIT_OK, ArchiverError, ConfigError
 from archiver.manifest.rows import ExportedAsset
 from archiver.manifest.sqlite import Manifest
 from archiver.manifest.target import manifest_target
+from archiver.run.local import shown_source
 from archiver.scratch import is_ours
 from archiver.storage import Store, open_store
 from archiver.terminal import UNPRINTABLE, say, shown_path
@@ -80,6 +81,15 @@ def keys(asset: ExportedAsset, store: Store, by: str) -> list[str]:
     if by == "source":
         return asset.sources
     return [store.url_for(asset.key)] if by == "public" else [asset.sha256]
+
+
+def shown_sources(assets: Iterator[ExportedAsset], cfg: Config) -> Iterator[ExportedAsset]:
+    """Each asset with its sources as they are shown beyond this machine: an image read from disk by its site path
+    (``/images/x.png``, or ``base_url`` + that path), never by the ``file://`` URL naming this machine's folders
+    (archiver.run.local.shown_source); two sources shown alike are listed once."""
+    for asset in assets:
+        shown = list(dict.fromkeys(shown_source(url, cfg) for url in asset.sources))
+        yield asset._replace(sources=shown) if shown != asset.sources else asset
 
 
 # -- placeholders, made a few at a time in manifest order ---------------------------------------------
@@ -196,7 +206,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             store.check(write=False)
         with Manifest.open_readonly(manifest_target(cfg)) as m:
             make = None if args.no_placeholders else placeholder_maker(store, missing)
-            rows = with_placeholders(m.exported_assets(), make)
+            rows = with_placeholders(shown_sources(m.exported_assets(), cfg), make)
             try:
                 with _output(args.output) as out:
                     n = (write_csv if fmt == "csv" else write_json)(out, rows, store, args.key)

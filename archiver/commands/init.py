@@ -22,6 +22,8 @@ SITES = ("hexo", "hugo", "jekyll")
 NEEDS_CONFIG = False  # the CLI does not load a config for this command: it writes one
 HUGO_CONFIGS = ("hugo.toml", "hugo.yaml", "hugo.yml", "hugo.json", "config.toml", "config.yaml", "config.yml",
                 "config.json")
+# Hugo's configuration directory: config/_default/, then the environment `hugo` builds with (production) on top
+HUGO_CONFIG_DIRS = ("config/_default", "config/production")
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class Site:
     url: str  # the site's own URL ("" unknown): resolves root-relative image URLs
     path_prefix: str  # the path the site is served under ("/" or "/blog/")
     found_in: str  # the file that told us (for the comment)
+    site_root: str = ""  # the folder the site serves at its root (Hugo static/, Hexo source/, Jekyll's root)
+    site_root_exists: bool = False
 
     @property
     def public_base_url(self) -> str:
@@ -66,6 +70,31 @@ def _hugo_settings(path: Path) -> dict[str, Any]:
     return _yaml(path)
 
 
+def _hugo_config(folder: Path) -> tuple[dict[str, Any], str]:
+    """Hugo's settings as ``hugo`` builds the site: the root config file (hugo.* before config.*), then
+    config/_default/, then config/production/ on top (keys compared without case, as Hugo does); and the file that
+    gave the last baseURL (or the first found)."""
+    merged: dict[str, Any] = {}
+    found_in = ""
+    for where in ("", *HUGO_CONFIG_DIRS):
+        name = next((n for n in HUGO_CONFIGS if (folder / where / n).is_file()), "")
+        if not name:
+            continue
+        shown = f"{where}/{name}" if where else name
+        settings = {str(k).lower(): v for k, v in _hugo_settings(folder / where / name).items()}
+        if not found_in or "baseurl" in settings:
+            found_in = shown
+        merged.update(settings)
+    return merged, found_in
+
+
+def _folder(value: Any, default: str) -> str:
+    """A folder setting: a string, or the first of a list (Hugo's staticDir may list several)."""
+    if isinstance(value, list):
+        value = next((v for v in value if isinstance(v, str) and v.strip("/")), "")
+    return str(value).strip("/") if isinstance(value, str) and value.strip("/") else default
+
+
 def _prefix(url: str) -> str:
     path = urlsplit(url).path if url else ""
     return "/" + path.strip("/") + "/" if path.strip("/") else "/"
@@ -82,13 +111,13 @@ def _is_hexo(folder: Path) -> bool:
 
 def detect(folder: Path) -> str | None:
     """Which generator the site in ``folder`` uses: Hexo (``package.json`` naming hexo, or ``scaffolds/``), Hugo
-    (a ``hugo.*`` or ``config.*`` with ``content/``), Jekyll (``_config.yml`` with ``_posts/``, or a Gemfile naming
+    (a ``hugo.*``, a ``config.*`` with ``content/``, or either in ``config/_default/``), Jekyll (``_config.yml`` with ``_posts/``, or a Gemfile naming
     jekyll); None when it is none of them."""
     if (folder / "_config.yml").is_file() and _is_hexo(folder):
         return "hexo"
     if any((folder / name).is_file() for name in HUGO_CONFIGS[:4]) or (
         (folder / "content").is_dir() and any((folder / name).is_file() for name in HUGO_CONFIGS)
-    ):
+    ) or any((folder / HUGO_CONFIG_DIRS[0] / name).is_file() for name in HUGO_CONFIGS):
         return "hugo"
     gemfile = folder / "Gemfile"
     if (folder / "_config.yml").is_file() and (
@@ -108,21 +137,22 @@ def describe(folder: Path, kind: str) -> Site:
         prefix = "/" + root.strip("/") + "/" if root.strip("/") else "/"
         # Hexo's url already holds the sub-folder the site is served under (root repeats it as a path)
         return Site("hexo", f"{source}/_posts", f"{source}/archive", url.rstrip("/") + "/" if url else "", prefix,
-                    "_config.yml")
+                    "_config.yml", source, (folder / source).is_dir())
     if kind == "hugo":
-        found = next((name for name in HUGO_CONFIGS if (folder / name).is_file()), "")
-        cfg = _hugo_settings(folder / found) if found else {}
-        url = str(cfg.get("baseURL") or cfg.get("baseurl") or "")
-        content = str(cfg.get("contentDir") or "content").strip("/")
-        static = str(cfg.get("staticDir") or "static").strip("/")
-        return Site("hugo", content, f"{static}/archive", url, _prefix(url), found or "(no config file found)")
+        cfg, found = _hugo_config(folder)
+        url = str(cfg.get("baseurl") or "")
+        content = _folder(cfg.get("contentdir"), "content")
+        static = _folder(cfg.get("staticdir"), "static")
+        return Site("hugo", content, f"{static}/archive", url, _prefix(url), found or "(no config file found)",
+                    static, (folder / static).is_dir())
     cfg = _yaml(folder / "_config.yml")
     url = str(cfg.get("url") or "").rstrip("/")
     baseurl = str(cfg.get("baseurl") or "")
     prefix = "/" + baseurl.strip("/") + "/" if baseurl.strip("/") else "/"
     source = str(cfg.get("source") or ".").strip("/") or "."
     inside = "" if source == "." else f"{source}/"
-    return Site("jekyll", f"{inside}_posts", f"{inside}archive", url + prefix if url else "", prefix, "_config.yml")
+    return Site("jekyll", f"{inside}_posts", f"{inside}archive", url + prefix if url else "", prefix, "_config.yml",
+                source, (folder / source).is_dir())
 
 
 def _q(value: str) -> str:
@@ -142,6 +172,7 @@ def render(site: Site) -> str:
                  if site.url else
                  "# the site's URL, e.g. \"https://example.com/\": root-relative image URLs (/images/x.png) are\n"
                  "# resolved against it; empty: such URLs are reported, not guessed")
+    site_root = _site_root_lines(site)
     jekyll_note = ("# Jekyll publishes every file of the site's root that _config.yml does not exclude: add this file\n"
                    "# and the report folder there, e.g.  exclude: [archiver.toml, report]\n") if site.kind == "jekyll" else ""
     return f"""# archiver configuration for this {site.kind} site, written by `archiver init`.
@@ -153,10 +184,13 @@ def render(site: Site) -> str:
 root = {_q(site.articles)}
 {base_note}
 base_url = {_q(site.url)}
-
+{site_root}
 [fetch]
 # Some CDNs refuse images without their own site's Referer (403, "hotlink protection"); give one per host:
 # headers = {{ "cdn.example.com" = {{ Referer = "https://example.com/" }} }}
+# Others need a login cookie: a Netscape cookie file (as curl or a browser extension exports it). Keep it in
+# .archiver/ (a folder starting with "." is never published), never in a folder the site publishes:
+# cookies = ".archiver/cookies.txt"
 
 [storage]
 # A local archive inside the site: {_HOW_SERVED[site.kind]},
@@ -176,6 +210,22 @@ public_base_url = {_q(site.public_base_url)}
 # starting with "." is not published by {site.kind}
 path = ".archiver/manifest.sqlite3"
 """
+
+
+def _site_root_lines(site: Site) -> str:
+    """``[articles] site_root``: the folder the site serves at its root, so that ``/images/x.png`` is read from
+    disk. Commented out when that folder does not exist yet, or when the site is served under a sub-path (its
+    articles then write ``/blog/images/x.png``, which is no file under that folder: fetched from base_url instead)."""
+    why = ("# the folder this site serves at its root: root-relative image paths (/images/x.png) are archived from\n"
+           "# the files there, no HTTP (a path missing there is reported, never fetched)\n")
+    line = f"site_root = {_q(site.site_root)}\n"
+    if not site.site_root_exists:
+        return why + f"# ({site.site_root}/ does not exist yet: uncomment once it does)\n# " + line
+    if site.path_prefix != "/":
+        return (why + f"# This site is served under {site.path_prefix}: a path written {site.path_prefix}images/x.png is no "
+                f"file under\n# {site.site_root}/, so it stays commented (such paths are fetched from base_url):\n# "
+                + line)
+    return why + line
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:

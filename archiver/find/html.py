@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from archiver.find.css import css_urls
 from archiver.find.scan import Found, decode_html, is_image_path
@@ -154,6 +154,8 @@ def tag_refs(text: str, tag: Tag, in_picture: bool) -> list[Found]:
     out: list[Found] = []
     if tag.name == "img":
         _single(text, tag.get("src"), RefKind.IMG_SRC, out)
+        if in_picture and out:  # responsive.py wraps an <img> in a <picture> only when it is in none
+            out[-1] = replace(out[-1], in_picture=True)
         _srcset(text, tag.get("srcset"), RefKind.SRCSET, out)
         for name in LAZY_SINGLE:
             _single(text, tag.get(name), RefKind.LAZY_ATTR, out)

@@ -86,7 +86,7 @@ def find_refs(
         found.extend(scan_markdown(masked, body_start, max_refs, max_structure))
     if max_refs is not None and len(found) > max_refs:
         raise TooLarge(too_many_refs(max_refs))
-    return _finish(text, found)
+    return _finish(text, found, notices)
 
 
 def article_refs(
@@ -124,16 +124,20 @@ def _consistent(text: str, f: Found) -> bool:
     return decode_markdown(raw) == f.url or raw == f.url
 
 
-def _finish(text: str, found: list[Found]) -> list[ImageRef]:
+def _finish(text: str, found: list[Found], notices: list[Notice] | None = None) -> list[ImageRef]:
     lines = line_starts(text)
     refs: list[ImageRef] = []
     last_end = -1
     for f in sorted(found, key=lambda f: (f.start, f.end)):
+        if f.problem:  # what the author wrote that names an image no one can read: reported, never guessed
+            if notices is not None:
+                notices.append(Notice(bisect.bisect_right(lines, f.start), f"{f.field}: {f.problem}"))
+            continue
         if not 0 <= f.start < f.end <= len(text) or f.start < last_end:
             continue
         if not usable(f.url, text[f.start : f.end]) or not _consistent(text, f):
             continue
         line = bisect.bisect_right(lines, f.start)
-        refs.append(ImageRef(f.url, f.start, f.end, f.kind, line, f.field))
+        refs.append(ImageRef(f.url, f.start, f.end, f.kind, line, f.field, f.in_picture))
         last_end = f.end
     return refs

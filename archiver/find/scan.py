@@ -30,6 +30,8 @@ class Found:
     end: int
     kind: RefKind
     field: str = ""
+    in_picture: bool = False  # an <img src> inside a <picture> element, as the HTML tokenizer reads the text
+    problem: str = ""  # not a reference: something the author wrote that cannot be read (reported as a notice)
 
 
 # Lines, markdown-it tokens and YAML values allowed per allowed reference (articles.max_refs); real articles have

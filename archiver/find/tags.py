@@ -11,7 +11,8 @@ Only tags whose URL is a literal are read, and only these (the list the README d
   looks like one (a scheme or a leading ``/``), as Hexo decides; it is reported when it is http(s),
   protocol-relative or root-relative.
 - Hexo ``{% asset_img [class names] name.jpg [width] [height] [title [alt]] %}`` (and ``asset_image``): a file of
-  the post's asset folder, the first bare argument that names an image file and is not a URL. Its span runs from
+  the post's asset folder, the first argument (bare, or quoted as Hexo's Nunjucks lexer reads ``"my pic.jpg"``) that
+  names an image file and is not a URL; a tag naming none that can be read is reported. Its span runs from
   the tag's name to the end of the file name (``RefKind.ASSET_TAG``): Hexo renders ``asset_img`` by putting the
   asset's URL in place of the name and calling ``img`` with the same arguments, so the rewrite writes ``img``,
   the arguments before the name as they were, and the archive URL.
@@ -71,19 +72,40 @@ def _tag_end(text: str, m: re.Match[str], stop: int) -> tuple[int, int] | None:
     return close + 2, close - 1 if text[close - 1] == "-" and close - 1 >= m.end() else close
 
 
+_ARG = re.compile(r"\"((?:[^\"\\]|\\.)*)\"|'((?:[^'\\]|\\.)*)'|\S+")  # Nunjucks: "quoted", 'quoted' or bare
+
+
 def _asset(text: str, m: re.Match[str], stop: int) -> tuple[int, list[Found]] | None:
+    """Hexo looks each argument (quotes removed, as its Nunjucks lexer reads them) up among the post's assets: the
+    first that names an image file and is not a URL is the asset. A tag whose name cannot be read (a template
+    expression, a backslash escape in quotes) or that names no image file is reported (``Found.problem``)."""
     bounds = _tag_end(text, m, stop)
     if bounds is None:
         return None
     end, body_end = bounds
-    for tok in re.finditer(r"\S+", text[m.end() : body_end]):
-        word = tok.group(0)
-        if word[0] in "\"'" or _HEXO_URL.match(word) or "{" in word:
-            continue  # a quoted argument, a URL, a template expression: never the asset's name
+    tag = "{% " + m.group(1) + " %}"
+    unreadable = ""
+    for tok in _ARG.finditer(text, m.end(), body_end):
+        quoted = tok.lastindex is not None
+        word = tok.group(tok.lastindex) if quoted else tok.group(0)
+        if not quoted and word[0] in "\"'":  # a quote never closed: what follows is no argument Hexo can read
+            unreadable = unreadable or f"a quote is never closed ({text[tok.start() : body_end].strip()}): not archived"
+            break
+        if _HEXO_URL.match(word) or not word.strip():
+            continue  # a URL (Hexo finds no asset by it) or an empty argument
+        if "{" in word:  # a template expression: its value is known only when the site is built
+            shown = text[tok.start() : body_end].strip()
+            unreadable = unreadable or f"its file name is a template expression ({shown}): not archived"
+            continue
+        if quoted and "\\" in word:
+            if is_image_path(word.replace("\\", "")):
+                unreadable = unreadable or f"its quoted file name has a backslash escape ({word}): not archived"
+            continue
         if is_image_path(word):
-            a = m.end() + tok.start()
-            return end, [Found(word, m.start(1), a + len(word), RefKind.ASSET_TAG, "{% " + m.group(1) + " %}")]
-    return end, []
+            a = tok.start(tok.lastindex) if quoted else tok.start()
+            return end, [Found(word, m.start(1), a + len(word), RefKind.ASSET_TAG, tag)]
+    why = unreadable or "no argument names an image file of the post's asset folder (name.jpg): not archived"
+    return end, [Found("", m.start(), end, RefKind.ASSET_TAG, tag, problem=why)]
 
 
 def _shortcode(text: str, m: re.Match[str], stop: int) -> tuple[int, list[Found]] | None:
@@ -144,12 +166,13 @@ def _liquid(text: str, m: re.Match[str], stop: int) -> tuple[int, list[Found]] |
     if bounds is None:
         return None
     end, body_end = bounds
-    for tok in re.finditer(r"\S+", text[m.end() : body_end]):
-        word = tok.group(0)
-        if _HEXO_URL.match(word) is None:
+    for tok in _ARG.finditer(text, m.end(), body_end):
+        quoted = tok.lastindex is not None  # "URL" is the URL to Hexo's lexer (and the asset_img rewrite writes it)
+        word = tok.group(tok.lastindex) if quoted else tok.group(0)
+        if _HEXO_URL.match(word) is None or (quoted and "\\" in word):
             continue
         if _FETCHABLE.match(word) is None:  # the tag's URL, but not one to fetch (ftp:, mailto:, …)
             return end, []
-        a = m.end() + tok.start()
+        a = tok.start(tok.lastindex) if quoted else tok.start()
         return end, [Found(word, a, a + len(word), RefKind.TEMPLATE_TAG, "{% " + m.group(1) + " %}")]
     return end, []

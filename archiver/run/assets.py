@@ -24,6 +24,7 @@ from archiver.manifest.rows import StoredAsset
 from archiver.manifest.sqlite import Manifest
 from archiver.model import Asset, Download, ImageFormat
 from archiver.redaction import redact
+from archiver.run.local import shown_source
 from archiver.run.report import Stats
 from archiver.storage import Store, prove
 from archiver.storage.keys import templated_key
@@ -89,7 +90,8 @@ class AssetArchiver:
                 ext = download.format.ext
                 key = await self._choose_key(KeyParts(sha, ext, download.url, now), download)
             have = self.manifest.rendition_keys(sha)
-            meta = {"source-url": redact(download.url)}
+            # a local file's absolute path (folder and user names) never goes into the store: its site path does
+            meta = {"source-url": redact(shown_source(download.url, self.cfg))}
             await self._put(key, download.path, download.format.mime, meta, download.size, sha)
             rkeys = []
             for r in asset.renditions:

@@ -17,11 +17,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
-from archiver.config import ArticlesConfig
+from archiver.config import ArticlesConfig, Config
 from archiver.errors import UrlError
-from archiver.fetch.local import LOCAL_PREFIX, file_url
+from archiver.fetch.local import LOCAL_PREFIX, file_path, file_url
 from archiver.urls import resolve
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
@@ -62,25 +62,45 @@ def locate(raw: str, article: Path, cfg: ArticlesConfig, roots: LocalRoots | Non
         if roots is None:
             raise UrlError(raw, "a post asset: read only by `archiver run`")
         here = Path(os.path.abspath(article)).parent
-        return _allowed(raw, Path(os.path.normpath(here / article.stem / unquote(urlsplit(text).path))), roots)
+        return _allowed(raw, _existing([Path(os.path.normpath(here / article.stem / name))
+                                        for name in _names(urlsplit(text).path)]), roots)
     if roots is None or not text or _SCHEME.match(text) or text.startswith(("//", "\\\\", "#", "?")):
         return resolve(raw, cfg.base_url)
     parts = urlsplit(text)
     if not parts.path:
         return resolve(raw, cfg.base_url)
-    rel = unquote(parts.path)
-    if rel.startswith("/"):
+    names = _names(parts.path)
+    if names[0].startswith("/"):
         if roots.site_root is None:
             return resolve(raw, cfg.base_url)
-        return _allowed(raw, Path(os.path.normpath(roots.site_root / rel.lstrip("/"))), roots)
+        site_root = roots.site_root
+        return _allowed(raw, _existing([Path(os.path.normpath(site_root / n.lstrip("/"))) for n in names]), roots)
     here = Path(os.path.abspath(article)).parent
-    candidates = [Path(os.path.normpath(here / article.stem / rel)), Path(os.path.normpath(here / rel))]
-    for candidate in candidates:
-        if os.path.lexists(candidate) and roots.holds(candidate):
-            return _allowed(raw, candidate, roots)
+    for folder in (here / article.stem, here):
+        for rel in names:
+            candidate = Path(os.path.normpath(folder / rel))
+            if os.path.lexists(candidate) and roots.holds(candidate):
+                return _allowed(raw, candidate, roots)
     if cfg.base_url:
         return resolve(raw, cfg.base_url)
-    return _allowed(raw, candidates[0] if (here / article.stem).is_dir() else candidates[1], roots)
+    folder = here / article.stem if (here / article.stem).is_dir() else here
+    return _allowed(raw, Path(os.path.normpath(folder / names[0])), roots)
+
+
+def _names(path: str) -> list[str]:
+    """The file names a percent-encoded path can stand for, most likely first. Escapes that are UTF-8 have one
+    reading. Others (``caf%E9.jpg``, written by a Latin-1 editor) stand for the bytes as they are, as a web server
+    serving the folder reads them (a file named in Latin-1), and for those bytes read as Latin-1 (``café.jpg``
+    named in UTF-8): each is looked for before the file is called missing."""
+    try:
+        return [unquote(path, errors="strict")]
+    except UnicodeDecodeError:
+        return [unquote(path, errors="surrogateescape"), unquote(path, encoding="latin-1")]
+
+
+def _existing(candidates: list[Path]) -> Path:
+    """The first candidate that exists (a dangling symlink counts: reading it says why), else the first."""
+    return next((c for c in candidates if os.path.lexists(c)), candidates[0])
 
 
 def _allowed(raw: str, path: Path, roots: LocalRoots) -> str:
@@ -92,3 +112,33 @@ def _allowed(raw: str, path: Path, roots: LocalRoots) -> str:
 
 def is_local(url: str) -> bool:
     return url.startswith(LOCAL_PREFIX)
+
+
+def shown_source(url: str, cfg: Config) -> str:
+    """How a source URL is shown beyond this machine (``export`` keys and sources, a stored object's ``source-url``).
+
+    A local image's ``file://`` URL holds the absolute path, folder and user names included: a file under
+    ``[articles] site_root`` is shown as the root-relative path the site serves it at (``/images/x.png``), joined to
+    ``[articles] base_url`` when set (``https://your.site/images/x.png``, as the same reference would resolve without
+    ``site_root``); any other file as its path relative to the config file's folder (``source/_posts/p/a.jpg``).
+    Other URLs are returned as they are. The manifest keeps the ``file://`` URL: this is only how it is shown."""
+    if not is_local(url):
+        return url
+    path = Path(os.path.abspath(file_path(url)))
+    if cfg.articles.site_root.strip():
+        site = Path(os.path.abspath(cfg.resolve_path(cfg.articles.site_root)))
+        if path.is_relative_to(site):
+            rel = "/" + _encoded(path.relative_to(site).as_posix())
+            if cfg.articles.base_url:
+                try:
+                    return resolve(rel, cfg.articles.base_url)
+                except UrlError:
+                    return rel
+            return rel
+    folder = Path(os.path.abspath(cfg.source.parent if cfg.source is not None else Path.cwd()))
+    return _encoded(Path(os.path.relpath(path, folder)).as_posix())
+
+
+def _encoded(path: str) -> str:
+    """A path as a URL path: percent-encoded bytes, as file_url writes them (ASCII, fit for object metadata)."""
+    return quote(os.fsencode(path), safe="/")

@@ -213,3 +213,23 @@ def test_settings_as_the_readme_shows_them(tmp_path: Path) -> None:
     cfg = config.load(path)
     assert cfg.images.output_formats == ("webp", "avif") and cfg.rewrite.responsive and cfg.rewrite.picture
     assert config.Config().rewrite.responsive is False and config.Config().images.output_formats == ("webp",)
+
+
+def test_picture_is_the_element_the_browser_reads_not_the_word_in_a_comment_or_an_attribute() -> None:
+    """A "<picture>" or "</picture>" in a comment or an attribute value is text: the author's real <picture> gets
+    no second one nested in it (its <source media> would stop applying), and an <img> outside any gets its own."""
+    opts = Options(loading="", decoding="", picture=True, formats=("webp", "avif"))
+    authors = (f'<picture><source srcset="/big.webp" media="(min-width: 800px)"><!-- was </picture> -->'
+               f'<img src="{A}" alt="x"></picture>')
+    out = _add(authors, opts)
+    assert out.count("<picture>") == 1 and out.count("</picture>") == 2 and "image/avif" not in out  # 1 in the comment
+    assert 'width="800"' in out  # the attributes are still added
+    for before in ("<!-- <picture> -->", '<div title="<picture>">', "<p data-x='</picture><picture>'>"):
+        out = _add(f'{before}<img src="{A}">', opts)
+        assert out.startswith(f'{before}<picture><source type="image/avif"'), out
+        assert out.endswith("</picture>") and _add(out, opts) == out
+    # Markdown: a <picture> shown in a code block is not one either
+    md = f'```html\n<picture>\n```\n\n<img src="{A}">\n'
+    refs = find_refs(md, "markdown", ())
+    found = additions(md, refs, lambda ref: SHOWN, opts)
+    assert any(i.text.startswith("<picture>") for i in found)

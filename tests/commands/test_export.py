@@ -238,3 +238,44 @@ def test_export_never_overwrites_a_file_it_did_not_write(
     empty = tmp_path / "empty.json"
     empty.write_text("{}\n")
     assert main(["export", "--config", str(cfg), str(empty)]) == 0 and len(json.loads(empty.read_text())) == 4
+
+
+def test_images_read_from_disk_are_exported_and_stored_under_their_site_path_never_this_machines_folders(
+    tmp_path: Path, s3_env, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`/images/x.png` under site_root is exported as base_url + /images/x.png (as the README says) and a page
+    bundle's image by its path in the site; neither the export nor the stored objects' source-url name the absolute
+    folder (user names), while the manifest keeps its file:// URL (no re-archiving)."""
+    from tests.support.images import make_jpeg, make_png
+
+    site = tmp_path / "home" / "alice-secret" / "blog"
+    (site / "static" / "images").mkdir(parents=True)
+    (site / "content" / "p").mkdir(parents=True)
+    x, a = make_png(400, 300, seed=71), make_jpeg(500, 300, seed=72)
+    (site / "static" / "images" / "x é.png").write_bytes(x)
+    (site / "content" / "p" / "a.jpg").write_bytes(a)
+    (site / "content" / "p" / "index.md").write_text("![](/images/x%20%C3%A9.png)\n![](a.jpg)\n", encoding="utf-8")
+    bucket = s3_env.make_bucket("localkeys")
+    cfg = site / "archiver.toml"
+    cfg.write_text(f'[articles]\nroot = "content"\nsite_root = "static"\nbase_url = "https://blog.example/"\n'
+                   f'[storage]\nbackend = "s3"\nbucket = "{bucket}"\nendpoint_url = "{s3_env.endpoint_url}"\n'
+                   f'public_base_url = "https://media.example/"\n[manifest]\npath = ".archiver/m.sqlite3"\n',
+                   encoding="utf-8")
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["export", "--config", str(cfg), "--no-placeholders"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert sorted(data) == ["content/p/a.jpg", "https://blog.example/images/x%20%C3%A9.png"]
+    assert data["content/p/a.jpg"]["sources"] == ["content/p/a.jpg"]
+    assert main(["export", "--config", str(cfg), "--no-placeholders", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert sorted(r["source_urls"] for r in rows) == sorted(data)
+    s3 = s3_env.client()
+    metas = [s3.head_object(Bucket=bucket, Key=o["Key"])["Metadata"]["source-url"]
+             for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert len(metas) == 4 and set(metas) == set(data)  # originals and renditions
+    assert "alice-secret" not in str(metas) + json.dumps(data)
+    with sqlite3.connect(site / ".archiver" / "m.sqlite3") as db:  # the manifest's identity is unchanged
+        urls = {u for (u,) in db.execute("SELECT url FROM urls")}
+    assert {u.split("/blog/", 1)[1] for u in urls if u.startswith("file://")} == {
+        "static/images/x%20%C3%A9.png", "content/p/a.jpg"}

@@ -117,3 +117,82 @@ def test_a_first_run_with_the_written_config_archives_into_the_published_folder(
     page = (tmp_path / "public" / "posts" / "hello" / "index.html").read_text(encoding="utf-8")
     assert f'src="/archive/{key}"' in page
     assert (tmp_path / "public" / "archive" / key).read_bytes() == body
+
+
+@pytest.mark.parametrize(("layout", "base", "public", "found_in"), [
+    ({"config/_default/hugo.toml": 'baseURL = "https://ex.org/sub/"\n'}, "https://ex.org/sub/", "/sub/archive/",
+     "config/_default/hugo.toml"),
+    ({"config/_default/config.yaml": "baseURL: https://ex.org/\ntitle: x\n"}, "https://ex.org/", "/archive/",
+     "config/_default/config.yaml"),
+    # `hugo` builds for production: config/production/ overrides _default, and keys are read without case
+    ({"config/_default/hugo.toml": 'baseurl = "http://localhost:1313/"\n',
+      "config/production/hugo.toml": 'baseURL = "https://ex.org/docs/"\n', "config/_default/params.toml": "a = 1\n"},
+     "https://ex.org/docs/", "/docs/archive/", "config/production/hugo.toml"),
+])
+def test_init_reads_hugos_configuration_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: dict[str, str], base: str, public: str, found_in: str
+) -> None:
+    """A Hugo site configured in config/_default/ (many themes' example sites) is detected and its baseURL read:
+    a site served under /sub/ gets public_base_url /sub/archive/, where its built pages find the images."""
+    for name, text in layout.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    assert main(["init", str(tmp_path)]) == 0
+    assert "for a hugo site" in capsys.readouterr().out
+    written = (tmp_path / "archiver.toml").read_text(encoding="utf-8")
+    assert f"# from {found_in}:" in written
+    cfg = load(tmp_path / "archiver.toml")
+    assert (cfg.articles.root, cfg.articles.base_url, cfg.storage.public_base_url) == ("content", base, public)
+
+
+def _hexo_at_root(root: Path) -> None:
+    _hexo(root)
+    (root / "_config.yml").write_text("title: Blog\nurl: https://example.com\nroot: /\n", encoding="utf-8")
+
+
+def _hugo_with_static(root: Path) -> None:
+    _hugo(root)
+    (root / "static").mkdir()
+
+
+def _jekyll_at_root(root: Path) -> None:
+    _jekyll(root)
+    (root / "_config.yml").write_text('url: "https://me.github.io"\n', encoding="utf-8")
+
+
+@pytest.mark.parametrize(("make", "site_root"), [
+    (_hexo_at_root, "source"), (_hugo_with_static, "static"), (_jekyll_at_root, "."),
+    (_hugo, ""), (_hexo, ""), (_jekyll, ""),  # no static/ yet; served under /blog/ or /notes/: left commented
+])
+def test_init_writes_site_root_and_suggests_the_cookie_file_in_the_unpublished_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make, site_root: str
+) -> None:
+    make(tmp_path)
+    assert main(["init", str(tmp_path)]) == 0
+    text = (tmp_path / "archiver.toml").read_text(encoding="utf-8")
+    cfg = load(tmp_path / "archiver.toml")
+    expected = str((tmp_path / site_root).absolute()) if site_root else ""
+    assert cfg.articles.site_root == expected
+    assert "site_root = " in text  # written, commented out when it cannot be used as it is
+    assert '# cookies = ".archiver/cookies.txt"' in text and cfg.fetch.cookies == ""
+    assert "\ncookies" not in text  # never an active cookie file, never one at the published root
+
+
+def test_a_first_run_reads_the_sites_own_images_from_disk(
+    tmp_path: Path, origin: Server, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With what init wrote, /images/x.png in an article is the file static/images/x.png: no HTTP, even with the
+    site not online yet."""
+    _hugo_with_static(tmp_path)
+    (tmp_path / "static" / "images").mkdir()
+    (tmp_path / "static" / "images" / "x.jpg").write_bytes(body := make_jpeg(150, 100, seed=11))
+    post = tmp_path / "content" / "posts" / "hello.md"
+    post.write_text("---\ntitle: hi\n---\n![x](/images/x.jpg)\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["init"]) == 0
+    assert main(["run"]) == 0
+    out = capsys.readouterr().out
+    assert "1 archived" in out and "0 dead" in out and origin.total_hits() == 0, out
+    stored = list((tmp_path / "static" / "archive").rglob("*.jpg"))
+    assert [p.read_bytes() for p in stored] == [body]
+    assert "![x](/archive/" in post.read_text(encoding="utf-8")

@@ -8,6 +8,7 @@ import pytest
 
 from archiver.articles.rewrite import Replacement, splice
 from archiver.config import DEFAULT_FIELDS
+from archiver.find.frontmatter import Notice
 from archiver.find.refs import find_refs
 from archiver.find.tags import asset_rewrite
 from archiver.model import ImageRef, RefKind
@@ -133,14 +134,25 @@ def test_hexo_asset_img_names_a_file_and_is_rewritten_to_the_img_tag_hexo_render
         (K.ASSET_TAG, "{% asset_img %}", "name.jpg"),
         (K.ASSET_TAG, "{% asset_img %}", "sub/b.png"),
         (K.ASSET_TAG, "{% asset_image %}", "c.webp"),
+        (K.ASSET_TAG, "{% asset_img %}", "quoted name.jpg"),  # Hexo's lexer takes "quoted name.jpg" as one name
     ]
     spans = [text[r.start : r.end] for r in refs(text)]
-    assert spans == ["asset_img name.jpg", "asset_img left half sub/b.png", "asset_image c.webp"]
+    assert spans == ["asset_img name.jpg", "asset_img left half sub/b.png", "asset_image c.webp",
+                     'asset_img "quoted name.jpg']
     out = splice(text, [Replacement(r.start, r.end, asset_rewrite(text[r.start : r.end], r.url, NEW))
                         for r in refs(text)])
     assert out == text.replace("asset_img name.jpg", f"img {NEW}").replace(
-        "asset_img left half sub/b.png", f"img left half {NEW}").replace("asset_image c.webp", f"image {NEW}")
-    assert [(r.kind, r.url) for r in refs(out)] == [(K.TEMPLATE_TAG, NEW)] * 3  # read as our URL next time
+        "asset_img left half sub/b.png", f"img left half {NEW}").replace("asset_image c.webp", f"image {NEW}").replace(
+        'asset_img "quoted name.jpg"', f'img "{NEW}"')
+    assert [(r.kind, r.url) for r in refs(out)] == [(K.TEMPLATE_TAG, NEW)] * 4  # read as our URL next time
+    # what names no image file that can be read is reported, never skipped in silence
+    notices: list[Notice] = []
+    assert not find_refs(text + '{% asset_img {{ page.cover }} %}\n{% asset_img "a\\"b.jpg" %}\n'
+                         '{% asset_img "never closed.jpg %}\n', "markdown", (), notices=notices)[4:]
+    assert [(n.line, n.message.split(":")[0]) for n in notices] == [(5, "{% asset_img %}")] * 2 + [
+        (6, "{% asset_img %}"), (7, "{% asset_img %}"), (8, "{% asset_img %}")]
+    assert "/abs.jpg" not in str(notices) and "template expression ({{" in notices[2].message
+    assert "backslash" in notices[3].message and "never closed" in notices[4].message
 
 
 def test_hexo_tags_not_read() -> None:

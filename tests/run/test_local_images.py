@@ -4,6 +4,7 @@ reported with article:line; nothing outside the allowed folders is ever read, th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,36 @@ def test_verify_repair_and_run_store_a_lost_local_original_again_from_its_file(
     assert main(["verify", "--config", str(cfg), "-q"]) == 1
     assert main(["run", "--config", str(cfg), "-q"]) == 0  # run, too, stores it again from the file
     assert (tmp_path / "archive" / ka).read_bytes() == bodies["post/a.jpg"]
+
+
+def test_quoted_asset_names_and_latin1_escapes_are_read_and_what_cannot_be_read_is_reported(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`{% asset_img "my pic.jpg" "T" %}` (Hexo's lexer takes the quoted name) is archived; `caf%E9.jpg` (a Latin-1
+    escape) finds the file named café.jpg, and `%E9` a file named in Latin-1 bytes; a tag naming no readable file is
+    a warning with article:line, on every run, never silence."""
+    cfg, bodies = site(tmp_path)
+    posts = tmp_path / "source/_posts"
+    (posts / "post" / "my pic.jpg").write_bytes(spaced := make_jpeg(320, 240, seed=91))
+    (posts / "post" / "café.jpg").write_bytes(cafe := make_jpeg(330, 240, seed=92))
+    (tmp_path / "source/images").joinpath(os.fsdecode(b"l\xe9gume.png")).write_bytes(leg := make_png(50, 40, seed=93))
+    post = posts / "post.md"
+    text = ('---\ntitle: x\n---\n{% asset_img "my pic.jpg" "A title" %}\n\n![](post/caf%E9.jpg)\n\n'
+            "![](/images/l%E9gume.png)\n\n{% asset_img {{ page.cover }} %}\n")
+    post.write_text(text, encoding="utf-8")
+    assert main(["run", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "3 archived" in out and "0 dead" in out and origin.total_hits() == 0, out
+    assert f"{post}:10" in out and "template expression ({{ page.cover }})" in out
+    ks, kc, kl = key(spaced, "jpg"), key(cafe, "jpg"), key(leg, "png")
+    assert post.read_text(encoding="utf-8") == text.replace(
+        'asset_img "my pic.jpg"', f'img "/archive/{ks}"').replace("post/caf%E9.jpg", f"/archive/{kc}").replace(
+        "/images/l%E9gume.png", f"/archive/{kl}")
+    assert main(["run", "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "0 rewritten" in out and f"{post}:10" in out  # settled, and still reported
+    assert main(["restore", "--config", str(cfg), "-q"]) == 0
+    assert post.read_text(encoding="utf-8") == text
 
 
 def test_a_site_root_that_is_not_a_folder_is_refused_before_the_run(
