@@ -39,6 +39,10 @@ class Site:
 
     @property
     def public_base_url(self) -> str:
+        if self.kind == "hexo" and self.path_prefix != "/" and self.url:
+            # Hexo's {% img %} tag (what an asset_img becomes) passes a root-relative URL through url_for, which
+            # prepends `root` again (/blog/blog/archive/…): under a sub-path, a full URL is left as it is
+            return f"{self.url}{Path(self.archive).name}/"
         return f"{self.path_prefix}{Path(self.archive).name}/"
 
 

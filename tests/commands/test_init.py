@@ -35,7 +35,8 @@ def _jekyll(root: Path) -> None:
 
 
 @pytest.mark.parametrize(("make", "kind", "articles", "archive", "public", "base"), [
-    (_hexo, "hexo", "source/_posts", "source/archive", "/blog/archive/", "https://example.com/blog/"),
+    # Hexo under /blog/: a full URL, since {% img %} would prepend root to /blog/archive/… once more
+    (_hexo, "hexo", "source/_posts", "source/archive", "https://example.com/blog/archive/", "https://example.com/blog/"),
     (_hugo, "hugo", "content", "static/archive", "/archive/", "https://example.org/"),
     (_jekyll, "jekyll", "_posts", "archive", "/notes/archive/", "https://me.github.io/notes/"),
 ])
