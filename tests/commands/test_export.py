@@ -165,9 +165,9 @@ def test_export_streams_a_large_manifest_in_bounded_memory(tmp_path: Path, capsy
     assert len(json.loads(out.read_text(encoding="utf-8"))) == n
 
 
-HUGO_LAYOUT = """{{ with index site.Data.images .Params.cover }}<img id="cover" src="{{ .url }}" srcset="{{ .srcset }}" \
-width="{{ .width }}" height="{{ .height }}" loading="lazy" style="background:url({{ .placeholder | safeURL }}) center/cover">\
-{{ end }}
+HUGO_LAYOUT = """{{ with .Params.cover }}{{ with index site.Data.images . }}<img id="cover" src="{{ .url }}" \
+srcset="{{ .srcset }}" width="{{ .width }}" height="{{ .height }}" loading="lazy" \
+style="background:url({{ .placeholder | safeURL }}) center/cover">{{ end }}{{ end }}
 """
 
 
@@ -191,6 +191,7 @@ def test_a_real_hugo_build_uses_the_export_as_its_data_file(tmp_path: Path, orig
     (site / "layouts" / "_default" / "single.html").write_text(HUGO_LAYOUT, encoding="utf-8")
     (site / "content" / "posts" / "p.md").write_text(
         "---\ntitle: p\ncover: http://photos.test/cover.jpg\n---\nbody\n", encoding="utf-8")
+    (site / "content" / "posts" / "plain.md").write_text("---\ntitle: no cover\n---\nbody\n", encoding="utf-8")
     cfg = write_config(tmp_path, origin, storage='[storage]\nbackend = "local"\npath = "hugo/static/archive"\n'
                                                  'public_base_url = "/archive/"')
     assert main(["run", "--config", str(cfg), "-q", str(site / "content")]) == 0
