@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
 
 from archiver.config import Config
@@ -82,11 +81,15 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         with manifest:
             if not args.dry_run:
                 store.check()
-            extra = [Path(p) for p in manifest.recorded_article_paths()]
-            extra += [Path(p) for p, _texts in manifest.pending_write_texts()]
-            real_root = os.path.realpath(root)
-            extra = [p for p in extra if not os.path.realpath(p).startswith(real_root + os.sep)]
-            sweeper = Sweeper(manifest, manifest_path, store, Usage(cfg, [root], extra), opts)
+            def known_articles(m: Manifest = manifest) -> list[Path]:
+                """Every article the manifest records or a pending write names, wherever it is: read even when the
+                walk of the root skips it (a hidden folder, another extension), and read again before each batch
+                (a concurrent run may have rewritten one more)."""
+                paths = [Path(p) for p in m.recorded_article_paths()]
+                return paths + [Path(p) for p, _texts in m.pending_write_texts()]
+
+            usage = Usage(cfg, [root], known_articles(), extra_source=known_articles)
+            sweeper = Sweeper(manifest, manifest_path, store, usage, opts)
             said: list[bool] = []
 
             def waiting() -> None:

@@ -196,6 +196,14 @@ def _rekey(cfg: Config, manifest: Manifest, store: Store, moves: list[Move]) -> 
             return 1
         say(f"re-pointed {result.spans} URLs in {result.articles} articles")
         manifest.move_state([m.old_key for m in pending], "repointed")
+    # before anything is deleted: no article may still hold an old key, in any form (a hard-linked or symlinked
+    # article the rewrite skipped, `#center`/`?w=` suffixes, another public base, a hand-written link)
+    held = _still_used(cfg, manifest, ready)
+    if held:
+        say(f"{len(held)} old keys are still used by articles that could not be re-pointed; nothing is deleted "
+            "(fix these articles, or point them at the new keys by hand, then run rekey again):",
+            *(f"  {path}: {key}" for key, path in sorted(held.items())[:20]))
+        return 1
     # 4. record the new keys, 5. delete the old objects
     manifest.record_moved([m for m in ready if m.state != "recorded"])
     crash_point("rekey-recorded")
@@ -208,6 +216,30 @@ def _rekey(cfg: Config, manifest: Manifest, store: Store, moves: list[Move]) -> 
         say(*(f"  {p}" for p in problems))
         return 1
     return 0
+
+
+def _still_used(cfg: Config, manifest: Manifest, moves: list[Move]) -> dict[str, str]:
+    """Old key -> an article that still holds it, read as gc reads the articles (symlinks followed, hard-linked
+    files read, recorded articles wherever they are, every form of a key in the bytes)."""
+    from archiver.gc.usage import Usage
+    from archiver.terminal import shown_path
+
+    old = {m.old_key for m in moves}
+    new_suffixes = {k.split("/", i)[-1] for m in moves for k in (m.new_key,) for i in range(1, k.count("/") + 1)}
+    ambiguous = old & new_suffixes  # "<sha>.jpg" is also the tail of "ab/cd/<sha>.jpg": trust parsed URLs only
+    root = cfg.resolve_path(cfg.articles.root)
+    known = [Path(p) for p in manifest.recorded_article_paths()] + [Path(p) for p, _ in manifest.pending_write_texts()]
+    usage = Usage(cfg, [root] if root.is_dir() else [], known)
+    usage.refresh()
+    held: dict[str, str] = {}
+    for path, use in usage.files.items():
+        hits = (use.keys & old) | ((use.tokens & old) - ambiguous)
+        if use.raw:
+            text = use.raw.decode("latin-1")
+            hits |= {k for k in old - ambiguous if k in text}
+        for key in hits:
+            held.setdefault(key, shown_path(path))
+    return held
 
 
 def _batches(moves: list[Move], size: int) -> list[list[Move]]:

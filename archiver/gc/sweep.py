@@ -98,10 +98,16 @@ class Sweeper:
         keys_of = {a.sha256: [o.key for o in a.objects] for a in assets}
         asset_of_key = {k: sha for sha, keys in keys_of.items() for k in keys}
 
+        moved = self.manifest.moved_keys()  # a URL recorded before a rekey names the key its object has now
+
         def asset_of(text: str) -> str | None:
             key = self.usage.archive_key(text)
             if key is None:
                 return None
+            seen: set[str] = set()
+            while key in moved and key not in seen:
+                seen.add(key)
+                key = moved[key]
             sha = asset_of_key.get(key)
             if sha is None and (parsed := parse_key(key)) is not None and parsed.sha256 in keys_of:
                 sha = parsed.sha256

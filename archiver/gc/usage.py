@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,12 +33,16 @@ log = logging.getLogger("archiver")
 class FileUse:
     """What one article file references."""
 
-    stamp: tuple[int, int, int]  # (size, mtime_ns, inode) when read
+    stamp: tuple[int, ...]  # (size, mtime_ns, inode, ctime_ns) when read
     keys: frozenset[str] = frozenset()  # archive URLs, as keys (a base stripped)
     shas: frozenset[str] = frozenset()  # the SHA-256 those keys name when they have the content-addressed shape
     urls: frozenset[str] = frozenset()  # other image URLs, resolved and keyed as the manifest keys them
     raw: bytes | None = None  # the bytes of a file that could not be parsed: searched for keys instead
     unreadable: str | None = None  # why not even its bytes could be read
+    # whatever in its bytes could be a key, whatever the form around it (another public base, `#center`, `?w=300`,
+    # a hand-written link the finder does not read as an image): the safety net under keys/shas/urls
+    tokens: frozenset[str] = frozenset()
+    hexes: frozenset[str] = frozenset()  # 64-hex-digit runs: the SHA-256 a content-addressed key holds
 
 
 @dataclass
@@ -46,7 +51,8 @@ class Usage:
 
     cfg: Config
     roots: list[Path]
-    extra: list[Path]  # article files outside the roots that the manifest knows
+    extra: list[Path]  # article files the manifest knows (outside the roots, or skipped by the walk)
+    extra_source: Callable[[], list[Path]] | None = None  # read again at every refresh (a run may add some)
     files: dict[Path, FileUse] = field(default_factory=dict)
     blind: list[str] = field(default_factory=list)  # what could not be read at all (a folder, a broken link)
 
@@ -68,6 +74,8 @@ class Usage:
 
         found: list[Path] = []
         found += iter_article_paths(self.roots, self.cfg.articles.extensions, follow_outside=True, on_skip=skipped)
+        if self.extra_source is not None:
+            self.extra = self.extra_source()
         found += [p for p in self.extra if p.is_file()]
         read: list[Path] = []
         seen: set[Path] = set()
@@ -81,7 +89,8 @@ class Usage:
             except OSError as exc:
                 blind.append(f"{shown_path(path)}: {exc.strerror or exc}")
                 continue
-            stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
+            # ctime too: an edit that keeps size and restores mtime (cp -p, rsync -t) still changes it
+            stamp = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
             old = self.files.get(path)
             if old is not None and old.stamp == stamp:
                 continue
@@ -92,7 +101,16 @@ class Usage:
         self.blind = blind + [f"{shown_path(p)}: {u.unreadable}" for p, u in self.files.items() if u.unreadable]
         return read
 
-    def _read(self, path: Path, stamp: tuple[int, int, int]) -> FileUse:
+    def _read(self, path: Path, stamp: tuple[int, ...]) -> FileUse:
+        try:
+            raw = path.read_bytes()
+        except OSError as err:
+            return FileUse(stamp, raw=b"", unreadable=str(err.strerror or err))
+        tokens, hexes = key_tokens(raw)
+        use = self._parse(path, stamp)
+        return FileUse(use.stamp, use.keys, use.shas, use.urls, use.raw, use.unreadable, tokens, hexes)
+
+    def _parse(self, path: Path, stamp: tuple[int, ...]) -> FileUse:
         a = self.cfg.articles
         try:
             article = load_article(path)
@@ -145,9 +163,34 @@ class Usage:
                 out.setdefault(sha, path)
             for url in use.urls & url_set:
                 out.setdefault(asset_of_url[url], path)
+            for key in use.tokens & key_set:  # the safety net: a key in any form, under any base
+                out.setdefault(asset_of_key[key], path)
+            for sha in use.hexes & sha_set:
+                out.setdefault(sha, path)
         for path, raw in unparsed:
             text = raw.decode("latin-1")
             for sha, keys in keys_of.items():
                 if sha not in out and (sha in text or any(k in text for k in keys)):
                     out[sha] = path
         return out
+
+
+# a run of the characters a key is made of (RFC 3986 unreserved and "/") that ends like a file name
+_CANDIDATE = re.compile(rb"[A-Za-z0-9._~/-]*\.[A-Za-z0-9]{1,5}(?![A-Za-z0-9])")
+_HEX64 = re.compile(rb"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
+
+
+def key_tokens(raw: bytes) -> tuple[frozenset[str], frozenset[str]]:
+    """What in ``raw`` could be an object key: each candidate run and every suffix of it that starts after a "/"
+    (``/archive/2026/12/x.jpg`` gives ``archive/2026/12/x.jpg``, ``2026/12/x.jpg``, ``12/x.jpg``, ``x.jpg``), and
+    every 64-hex-digit run. Cheap to keep per article, whatever the article's size."""
+    tokens: set[str] = set()
+    for m in _CANDIDATE.finditer(raw):
+        run = m.group().decode("ascii")
+        tokens.add(run)
+        i = run.find("/")
+        while i != -1:
+            if i + 1 < len(run):
+                tokens.add(run[i + 1 :])
+            i = run.find("/", i + 1)
+    return frozenset(tokens), frozenset(h.decode("ascii") for h in _HEX64.findall(raw))

@@ -364,3 +364,35 @@ def test_an_image_an_unfinished_rekey_is_moving_is_kept(
     with local.db() as db:
         db.execute("DELETE FROM rekey_moves")
     assert gc(local, "--grace", "0") == 0 and not local.has(b)
+
+
+def test_gc_keeps_what_articles_hold_in_forms_and_places_its_walk_does_not_read(
+    tmp_path: Path, origin: Server, site: dict[str, bytes], local: Archive, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found by review, each used to delete an image an article still shows: the public base URL changed in the
+    config before the articles were re-pointed; a recorded article in a hidden folder the walk skips; a form the
+    finder does not read as an image (`…png#center` in a link)."""
+    b = local.key(site["/news/b.png"], "png")
+    text = hexo(tmp_path).read_text(encoding="utf-8")
+    assert local.url(b) in text
+    cfg_text = local.config.read_text(encoding="utf-8")
+    local.config.write_text(cfg_text.replace('public_base_url = "/archive/"',
+                                             'public_base_url = "https://cdn.example.com/media/"'), encoding="utf-8")
+    assert gc(local, "--grace", "0") == 0
+    assert local.has(b) and local.has(thumb(b)), capsys.readouterr().out
+    local.config.write_text(cfg_text, encoding="utf-8")
+    # the only user of b.png moves to a hidden folder (recorded by a run there), another keeps a hand-written link
+    hidden = tmp_path / "site" / ".drafts"
+    hidden.mkdir()
+    moved = hidden / "draft.md"
+    moved.write_text("![b](http://img.news.test/news/b.png)\n", encoding="utf-8")
+    assert main(["run", "--config", str(local.config), "-q", str(moved)]) == 0
+    assert local.url(b) in moved.read_text(encoding="utf-8")  # rewritten, so recorded
+    hexo(tmp_path).unlink()
+    assert gc(local, "--grace", "0") == 0 and local.has(b)
+    moved.unlink()
+    (tmp_path / "site" / "note.md").write_text(f"see [the chart]({local.url(b)}#center)\n", encoding="utf-8")
+    assert gc(local, "--grace", "0") == 0 and local.has(b)
+    (tmp_path / "site" / "note.md").unlink()
+    capsys.readouterr()
+    assert gc(local, "--grace", "0") == 0 and not local.has(b)  # nothing holds it now: it goes
