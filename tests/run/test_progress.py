@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,7 +50,8 @@ def test_on_a_terminal_a_status_line_is_redrawn_in_place(tmp_path: Path, origin:
     assert proc.wait(60) == 0
     screen = b"".join(chunks).decode()
     assert "\r\x1b[Karticles 1 · urls " in screen  # redrawn in place, not scrolled
-    assert "fetched 6" in screen or "urls 6/6" in screen or "urls 4/6" in screen
+    # progress was drawn while the run went on (how far it got between two redraws depends on the machine's load)
+    assert re.search(r"(fetched [1-6] |urls [1-6]/6)", screen), screen
     assert "6 unique image URLs: 6 archived" in out  # the summary goes to stdout
 
 
