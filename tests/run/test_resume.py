@@ -142,26 +142,38 @@ CRASH_POINTS = [
 @pytest.mark.timeout(900)  # 49 runs and 24 restores: ~110 s on the 2 idle cores, 3x that when they are shared
 def test_sigkill_at_every_crash_point_then_rerun_matches_uninterrupted_run(tmp_path: Path, origin: Server) -> None:
     assert len(CRASH_POINTS) >= 24
+    expected = _uninterrupted(tmp_path, origin)
+    for name, nth in CRASH_POINTS:
+        folder = tmp_path / f"{name}-{nth}"
+        cfg, originals = _killed_then_resumed(folder, origin, name, nth, expected)
+        assert not [p for p in (folder / "site").rglob("*") if p.name.startswith(TEMP_PREFIX)]
+        _restores_to(cfg, originals, f"{name}:{nth}")
+        shutil.rmtree(folder)
+
+
+def _uninterrupted(tmp_path: Path, origin: Server) -> tuple[dict, dict]:
+    """The site and archive an uninterrupted SQLite run ends with: what every resumed run must equal."""
     for i in range(N_IMAGES):
         origin.add(f"/k/{i}.jpg", make_jpeg(320, 240, seed=700 + i), "image/jpeg")
     ref = tmp_path / "ref"
     proc = _start(_site(ref, origin))
     assert proc.wait(120) == 0, proc.stderr.read().decode() if proc.stderr else ""
-    expected_site, expected_archive = _files(ref / "site"), _files(ref / "archive")
-    for name, nth in CRASH_POINTS:
-        folder = tmp_path / f"{name}-{nth}"
-        cfg = _site(folder, origin)
-        originals = _files(folder / "site")
-        proc = _start(cfg, crash_at=f"{name}:{nth}")
-        assert proc.wait(120) == -signal.SIGKILL, f"{name}:{nth} was never reached"
-        proc = _start(cfg)
-        assert proc.wait(120) == 0, proc.stderr.read().decode() if proc.stderr else ""
-        assert _files(folder / "site") == expected_site, f"{name}:{nth}"
-        archive = _files(folder / "archive")
-        assert archive == expected_archive, f"{name}:{nth}: temp files left, or objects differ"
-        assert not [p for p in (folder / "site").rglob("*") if p.name.startswith(TEMP_PREFIX)]
-        _restores_to(cfg, originals, f"{name}:{nth}")
-        shutil.rmtree(folder)
+    return _files(ref / "site"), _files(ref / "archive")
+
+
+def _killed_then_resumed(folder: Path, origin: Server, name: str, nth: int, expected: tuple[dict, dict],
+                         manifest_url: str = "") -> tuple[Path, dict]:
+    """A run SIGKILLed at ``name:nth``, then run again: it ends with ``expected`` (site, archive). Returns the config
+    and the articles as they were before the first run (for the restore that follows)."""
+    cfg = _site(folder, origin)
+    originals = _files(folder / "site")
+    proc = _start(cfg, crash_at=f"{name}:{nth}", manifest_url=manifest_url)
+    assert proc.wait(120) == -signal.SIGKILL, f"{name}:{nth} was never reached"
+    proc = _start(cfg, manifest_url=manifest_url)  # with PostgreSQL: the killed run's lock went with its connection
+    assert proc.wait(120) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    assert _files(folder / "site") == expected[0], f"{name}:{nth}"
+    assert _files(folder / "archive") == expected[1], f"{name}:{nth}: temp files left, or objects differ"
+    return cfg, originals
 
 
 # the points where a PostgreSQL manifest's commits matter: around every manifest write and the article journal
@@ -175,23 +187,11 @@ def test_sigkill_at_manifest_crash_points_with_a_postgresql_manifest(
 ) -> None:
     """The crash points of the manifest's writes, with the manifest in PostgreSQL (each case its own database): the
     resumed run ends byte-identical to an uninterrupted SQLite run, and restore gives back every article."""
-    for i in range(N_IMAGES):
-        origin.add(f"/k/{i}.jpg", make_jpeg(320, 240, seed=700 + i), "image/jpeg")
-    ref = tmp_path / "ref"
-    proc = _start(_site(ref, origin))
-    assert proc.wait(120) == 0, proc.stderr.read().decode() if proc.stderr else ""
-    expected_site, expected_archive = _files(ref / "site"), _files(ref / "archive")
+    expected = _uninterrupted(tmp_path, origin)
     for name, nth in PG_CRASH_POINTS:
         folder = tmp_path / f"{name}-{nth}"
-        cfg = _site(folder, origin)
-        originals = _files(folder / "site")
         url = postgres_server.new_database()
-        proc = _start(cfg, crash_at=f"{name}:{nth}", manifest_url=url)
-        assert proc.wait(120) == -signal.SIGKILL, f"{name}:{nth} was never reached"
-        proc = _start(cfg, manifest_url=url)  # the killed run's lock went with its connection
-        assert proc.wait(120) == 0, proc.stderr.read().decode() if proc.stderr else ""
-        assert _files(folder / "site") == expected_site, f"{name}:{nth}"
-        assert _files(folder / "archive") == expected_archive, f"{name}:{nth}: temp files left, or objects differ"
+        cfg, originals = _killed_then_resumed(folder, origin, name, nth, expected, manifest_url=url)
         assert not (folder / ".archiver" / "manifest.sqlite3").exists()  # the manifest was in PostgreSQL
         monkeypatch.setenv("ARCHIVER_MANIFEST_URL", url)
         _restores_to(cfg, originals, f"{name}:{nth}")
