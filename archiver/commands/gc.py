@@ -11,7 +11,7 @@ from archiver.config import Config
 from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError, ManifestError
 from archiver.faults import crash_point
 from archiver.gc.sweep import REASONS, Options, Result, Sweeper
-from archiver.gc.usage import Usage
+from archiver.gc.usage import Usage, known_articles
 from archiver.manifest.connection import release_lock, take_gc_lock, take_lock
 from archiver.manifest.sqlite import Manifest
 from archiver.manifest.target import is_postgres, manifest_target
@@ -81,14 +81,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         with manifest:
             if not args.dry_run:
                 store.check()
-            def known_articles(m: Manifest = manifest) -> list[Path]:
-                """Every article the manifest records or a pending write names, wherever it is: read even when the
-                walk of the root skips it (a hidden folder, another extension), and read again before each batch
-                (a concurrent run may have rewritten one more)."""
-                paths = [Path(p) for p in m.recorded_article_paths()]
-                return paths + [Path(p) for p, _texts in m.pending_write_texts()]
-
-            usage = Usage(cfg, [root], known_articles(), extra_source=known_articles)
+            # read again before each batch: a concurrent run may have rewritten one more
+            usage = Usage(cfg, [root], known_articles(manifest), extra_source=lambda: known_articles(manifest))
             sweeper = Sweeper(manifest, manifest_path, store, usage, opts)
             said: list[bool] = []
 

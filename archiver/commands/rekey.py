@@ -221,15 +221,14 @@ def _rekey(cfg: Config, manifest: Manifest, store: Store, moves: list[Move]) -> 
 def _still_used(cfg: Config, manifest: Manifest, moves: list[Move]) -> dict[str, str]:
     """Old key -> an article that still holds it, read as gc reads the articles (symlinks followed, hard-linked
     files read, recorded articles wherever they are, every form of a key in the bytes)."""
-    from archiver.gc.usage import Usage
+    from archiver.gc.usage import Usage, known_articles
     from archiver.terminal import shown_path
 
     old = {m.old_key for m in moves}
     new_suffixes = {k.split("/", i)[-1] for m in moves for k in (m.new_key,) for i in range(1, k.count("/") + 1)}
     ambiguous = old & new_suffixes  # "<sha>.jpg" is also the tail of "ab/cd/<sha>.jpg": trust parsed URLs only
     root = cfg.resolve_path(cfg.articles.root)
-    known = [Path(p) for p in manifest.recorded_article_paths()] + [Path(p) for p, _ in manifest.pending_write_texts()]
-    usage = Usage(cfg, [root] if root.is_dir() else [], known)
+    usage = Usage(cfg, [root] if root.is_dir() else [], known_articles(manifest))
     usage.refresh()
     held: dict[str, str] = {}
     for path, use in usage.files.items():

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from archiver.articles.files import iter_article_paths, load_article
 from archiver.config import Config
@@ -25,6 +26,9 @@ from archiver.model import RefKind
 from archiver.run.local import LocalRoots, locate
 from archiver.storage.keys import parse_key, public_bases
 from archiver.terminal import shown_path
+
+if TYPE_CHECKING:
+    from archiver.manifest.sqlite import Manifest
 
 log = logging.getLogger("archiver")
 
@@ -173,6 +177,13 @@ class Usage:
                 if sha not in out and (sha in text or any(k in text for k in keys)):
                     out[sha] = path
         return out
+
+
+def known_articles(manifest: Manifest) -> list[Path]:
+    """Every article the manifest records or a pending write names, wherever it is: read even when the walk of the
+    root skips it (a hidden folder, another extension)."""
+    paths = [Path(p) for p in manifest.recorded_article_paths()]
+    return paths + [Path(p) for p, _texts in manifest.pending_write_texts()]
 
 
 # a run of the characters a key is made of (RFC 3986 unreserved and "/") that ends like a file name
