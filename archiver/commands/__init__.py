@@ -33,6 +33,11 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
         "archiver run --dry-run            # fetch and check everything, print the diff, write nothing",
         "archiver run source/_posts --report report/failures.html",
     )),
+    Command("worker", "archiver.commands.worker",
+            "claim queued URLs from a PostgreSQL manifest and archive them, until SIGTERM (any number, any machines)", (
+                "ARCHIVER_MANIFEST_URL=postgresql://archiver@db.internal/archive archiver worker",
+                "archiver worker --config site/archiver.toml --batch 16 --lease 30",
+            )),
     Command("status", "archiver.commands.status", "counts and recent failures from the manifest", (
         "archiver status --config site/archiver.toml",
     )),

@@ -15,7 +15,7 @@ from archiver.errors import EXIT_FAILED, EXIT_INTERRUPTED, ArchiverError, Config
 from archiver.image.formats import writable
 from archiver.image.pool import make_pool
 from archiver.manifest.sqlite import Manifest
-from archiver.manifest.target import local_path, manifest_target
+from archiver.manifest.target import is_postgres, local_path, manifest_target, shown
 from archiver.run.pipeline import Run, prepare_workdir
 from archiver.run.progress import Progress, summary_lines
 from archiver.run.report import RunReport
@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fetch and report, write nothing; print the diff a real run would make")
     parser.add_argument("--retry-dead", action="store_true",
                         help="fetch again URLs an earlier run found dead or rejected")
+    parser.add_argument("--no-process", action="store_true",
+                        help="with a PostgreSQL manifest: queue the URLs and leave them to `archiver worker` "
+                             "processes, waiting for their outcomes (this run still fetches itself the URLs that "
+                             "carry a secret, which the manifest keeps redacted, and images on disk)")
     parser.add_argument("--report", type=Path, metavar="PATH",
                         help="also write an HTML page (PATH) and a CSV beside it of every image not archived, by "
                              "host and reason, with the articles that use it")
@@ -55,6 +59,11 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         terminal.say(*messages)
         cfg = replace(cfg, images=images)
     manifest_path = manifest_target(cfg)
+    if args.no_process and (args.dry_run or not is_postgres(manifest_path)):
+        why = "a dry run settles every URL itself" if args.dry_run else \
+            f"{shown(manifest_path)} is a SQLite manifest, which has no workers (they need [manifest] url = " \
+            "\"postgresql://…\" or ARCHIVER_MANIFEST_URL)"
+        raise ConfigError(f"--no-process: {why}")
     store: Store = open_store(cfg)
     if args.dry_run:
         manifest = Manifest.snapshot(manifest_path)
@@ -71,7 +80,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     try:
         run = Run(cfg, paths, manifest, store, dry_run=args.dry_run, retry_dead=args.retry_dead,
                   workdir=workdir, pool=pool,
-                  check_store=not args.dry_run and cfg.storage.backend == "s3")
+                  check_store=not args.dry_run and cfg.storage.backend == "s3", process=not args.no_process)
         progress = Progress(run.stats, enabled=not args.quiet, dry_run=args.dry_run, paused=run.paused_hosts)
         terminal.attach(progress)
 

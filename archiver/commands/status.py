@@ -6,8 +6,9 @@ import argparse
 
 from archiver.config import Config
 from archiver.errors import EXIT_OK
+from archiver.manifest.queue import LIVE
 from archiver.manifest.sqlite import Manifest
-from archiver.manifest.target import manifest_target, shown
+from archiver.manifest.target import is_postgres, manifest_target, shown
 from archiver.model import Outcome
 from archiver.terminal import say
 
@@ -23,6 +24,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         failures = m.failures(20)
         lost = m.lost_objects()
         queue = m.queue_depth()
+        fleet = m.workers() if is_postgres(path) else None
+        recent = m.completed_since(60) if is_postgres(path) else 0
     total = sum(c[str(o)] for o in Outcome)
     say(f"manifest: {shown(path)}",
         f"{total} URLs: {c['archived']} archived, {c['dead']} dead, {c['rejected']} rejected, "
@@ -34,9 +37,16 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if c["articles_pending"]:
         say(f"article writes of an interrupted command not yet settled: {c['articles_pending']} (the next run, "
             "restore or dedupe settles them)")
-    if any(queue):
+    if any(queue) or fleet is not None:
         say(f"queue: {queue.waiting} waiting, {queue.claimed} claimed by a worker, {queue.expired} with a lease "
             "that passed (the next claim takes them)")
+    if fleet is not None:
+        live = [w for w in fleet if w.silent_for < LIVE]
+        say(f"workers: {len(live)} live; {recent} URLs completed in the last minute")
+        for w in fleet:
+            state = "" if w.silent_for < LIVE else "  (silent: killed, paused or cut off; its claims pass to others)"
+            say(f"  {w.host} pid {w.pid}  last heartbeat {w.silent_for:.0f}s ago  holds {w.held} URLs  "
+                f"done {w.done}{state}")
     if lost:
         say(f"objects missing or corrupt in storage (found by verify): {len(lost)}; `archiver verify --repair` "
             "re-creates them, `archiver run` stores again those its articles use")

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from archiver.manifest.rows import url_key
 from archiver.model import Outcome
 
+HEARTBEAT = 10.0  # the longest wait between two heartbeats (and lease renewals) of a worker
+LIVE = 3 * HEARTBEAT  # a worker heard from within this many seconds is alive (`archiver status`)
+
 
 class Claim(NamedTuple):
     url: str  # as the manifest keys it
@@ -41,6 +44,18 @@ class QueueDepth(NamedTuple):
     waiting: int  # never claimed, or released
     claimed: int  # under a live lease
     expired: int  # claimed, lease passed: the next claim takes them
+
+
+class WorkerRow(NamedTuple):
+    """A worker's heartbeat row, as `archiver status` shows it."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    silent_for: float  # seconds since its last heartbeat, by the database's clock
+    held: int
+    done: int
 
 
 class WorkQueue:
@@ -106,6 +121,13 @@ class WorkQueue:
             self._upsert_url(db, url, result.status, **fields)
         return True
 
+    def record_result(self, url: str, result: UrlResult) -> None:
+        """Record a URL's outcome outside the queue (a URL the run settles itself)."""
+        fields = result._asdict()
+        del fields["status"]
+        with self._tx() as db:
+            self._upsert_url(db, url, result.status, **fields)
+
     def release(self, claims: Iterable[Claim]) -> None:
         """Give back claims unfinished (a worker stopping): waiting again at once, not after the lease."""
         with self._tx() as db:
@@ -124,3 +146,48 @@ class WorkQueue:
     def queued(self) -> Iterator[tuple[str, str | None, int]]:
         """(url, holder, token) of every queued URL, by URL."""
         yield from self._db.execute("SELECT url, claimed_by, token FROM queue ORDER BY url")
+
+    # -- the workers' heartbeats -----------------------------------------------------------------
+    def heartbeat(self, worker: str, host: str, pid: int, *, held: int, done: int) -> None:
+        """Write (or create) ``worker``'s heartbeat row: alive now, by the database's clock."""
+        d = self._db.dialect
+        with self._tx() as db:
+            db.execute(
+                f"INSERT INTO workers (id, host, pid, started_at, heartbeat_at, held, done) VALUES "
+                f"(?, ?, ?, {d.now}, {d.now}, ?, ?) ON CONFLICT(id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, "
+                "held = excluded.held, done = excluded.done",
+                (worker, host, pid, held, done),
+            )
+
+    def remove_worker(self, worker: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM workers WHERE id = ?", (worker,))
+
+    def workers(self) -> list[WorkerRow]:
+        """Every worker row, the most recently heard from first."""
+        d = self._db.dialect
+        return [WorkerRow(i, h, int(p), float(s), max(0.0, float(a)), int(n), int(k)) for i, h, p, s, a, n, k in
+                self._db.execute(f"SELECT id, host, pid, started_at, {d.now} - heartbeat_at, held, done FROM workers "
+                                 "ORDER BY heartbeat_at DESC, id")]
+
+    def completed_since(self, seconds: float) -> int:
+        """URLs whose outcome was recorded in the last ``seconds`` (by whoever: workers and runs)."""
+        return int(self._db.execute("SELECT COUNT(*) FROM urls WHERE last_tried >= ?",
+                                    (time.time() - seconds,)).fetchone()[0])
+
+    def unqueued_states(self, urls: Iterable[str]) -> dict[str, tuple[Outcome, str | None, str | None, int | None,
+                                                                       str | None]]:
+        """For the URLs (as given) that have a recorded outcome and are not in the queue (any more): (status, reason,
+        asset, http status, cause). What a run waiting for the fleet polls; one statement per 500 URLs."""
+        by_key = {url_key(u): u for u in urls}
+        batch = list(by_key)
+        out = {}
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for url, status, reason, asset, http_status, cause in self._db.execute(
+                f"SELECT u.url, u.status, u.reason, u.asset, u.http_status, u.cause FROM urls u WHERE u.url IN "
+                f"({marks}) AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.url = u.url)", chunk,
+            ):
+                out[by_key[url]] = (Outcome(status), reason, asset, http_status, cause)
+        return out

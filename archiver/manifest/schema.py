@@ -220,6 +220,19 @@ MIGRATIONS: tuple[str, ...] = (
         checksum TEXT NOT NULL             -- of the indexed (asset id, signature digest) pairs
     );
     """,
+    # 15: the workers serving the queue (`archiver worker`, and a run settling URLs itself): one row each, its
+    # heartbeat written by the database's clock while it lives, removed when it exits cleanly (`archiver status`)
+    """
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,               -- host:pid:random, as queue.claimed_by names it
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,          -- the database's clock, seconds since the epoch
+        heartbeat_at REAL NOT NULL,        -- likewise: a worker silent for long was killed or is paused
+        held INTEGER NOT NULL DEFAULT 0,   -- URLs it holds claims on
+        done INTEGER NOT NULL DEFAULT 0    -- URLs it completed since it started
+    );
+    """,
 )
 
 # Every table, in an order where each row's references are copied before it (migrate-manifest); a migration that adds
@@ -227,7 +240,7 @@ MIGRATIONS: tuple[str, ...] = (
 TABLES: tuple[str, ...] = (
     "assets", "renditions", "urls", "articles", "replacements", "near_duplicates", "pair_searches",
     "pending_writes", "lost_objects", "settled_articles", "counters", "queue", "gc_deletions", "rekey_moves",
-    "moved_keys", "hash_index",
+    "moved_keys", "hash_index", "workers",
 )
 
 

@@ -75,6 +75,11 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
         self._write_lock = threading.RLock()
 
     @property
+    def shared(self) -> bool:
+        """A manifest many processes write at once (PostgreSQL): runs queue their URLs for the workers."""
+        return self._db.dialect.name == "postgresql"  # type: ignore[attr-defined]
+
+    @property
     def index_folder(self) -> Path | None:
         """Where the on-disk indexes beside this manifest live (None: in memory, or opened without the lock; a
         PostgreSQL manifest too, for now: its searcher builds the index in memory)."""

@@ -25,19 +25,17 @@ from archiver.config import Config, settings_fingerprint
 from archiver.errors import (
     ArchiverError,
     ArticleError,
-    FetchError,
     GuardRefused,
-    ImageError,
     ManifestError,
     StorageError,
 )
 from archiver.faults import crash_point
-from archiver.fetch.local import read_local
 from archiver.image.pool import ImagePool, make_pool
-from archiver.manifest.rows import StoredAsset
+from archiver.manifest.queue import UrlResult
+from archiver.manifest.rows import StoredAsset, url_key
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION, Cause, Outcome
-from archiver.redaction import redact, redact_text
+from archiver.redaction import redact
 from archiver.run.articles import (
     ArticleWork,
     OwnUrls,
@@ -50,13 +48,16 @@ from archiver.run.articles import (
 from archiver.run.assets import AssetArchiver
 from archiver.run.local import LocalRoots, is_local
 from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
+from archiver.run.settle import Settled, Settler, describe, guard_address, make_fetcher
 from archiver.storage import Store
 from archiver.terminal import shown_path
 
 if TYPE_CHECKING:
     from archiver.fetch.client import Fetcher
+    from archiver.run.worker import QueueWorker
 
 log = logging.getLogger("archiver")
+POLL = 0.5  # seconds between two reads of the states of the URLs a run waits for the workers to settle
 
 
 class Run:
@@ -74,6 +75,8 @@ class Run:
         workdir: Path,
         pool: ImagePool | None = None,
         check_store: bool = False,
+        process: bool = True,
+        lease: float = 60.0,
     ) -> None:
         self.cfg = cfg
         self.paths = list(paths)
@@ -88,6 +91,7 @@ class Run:
         self._assets = AssetArchiver(cfg, manifest, store, self.stats, pool, self.request_stop)
         self._own = OwnUrls.of(cfg, manifest.key_record)
         self._local = LocalRoots.of(cfg.articles, self.paths)  # where images on disk may be read from
+        self._settler = Settler(cfg, self._assets, self.stats, workdir, self._local)
         self._responsive = Responsive.of(cfg, manifest.shown_image, store.url_for) if cfg.rewrite.responsive else None
         # where articles may be written: the real folders given (None: anywhere a symlink leads, by configuration)
         self._roots = None if cfg.articles.follow_symlinks_outside else [Path(os.path.realpath(p)) for p in paths]
@@ -109,6 +113,9 @@ class Run:
         self._clean: set[Path] = set()  # articles whose scan found nothing to refuse and nothing to warn about
         self.stop_reason: str | None = None
         self._fetcher: Fetcher | None = None
+        self.process = process  # a shared manifest: settle queued URLs here too, beside the workers
+        self.lease = lease
+        self._worker: QueueWorker | None = None
 
     def paused_hosts(self) -> list[tuple[str, float]]:
         """The hosts the fetcher has paused right now, with the seconds left (for the status line)."""
@@ -129,6 +136,8 @@ class Run:
             loop.call_later(grace, self._abandon_in_flight)
         else:
             self._abandon_in_flight()
+        if self._worker is not None:
+            self._worker.stop(reason, grace)
 
     def _abandon_in_flight(self) -> None:
         for task in list(self._in_flight):
@@ -165,7 +174,7 @@ class Run:
                 continue
             except Exception as exc:  # a scanner fault on odd input: this article is reported, the rest go on
                 log.debug("unexpected error scanning %s", path, exc_info=True)
-                self._problem(Problem(Outcome.FAILED, f"internal error: {_describe(exc)}", article=str(path)))
+                self._problem(Problem(Outcome.FAILED, f"internal error: {describe(exc)}", article=str(path)))
                 continue
             self.stats.articles += 1
             for notice in scanned.notices:
@@ -245,24 +254,15 @@ class Run:
         if todo:
             # Only a run with something to fetch loads the HTTP client and contacts the store (a run with nothing
             # new stays well under a second, even with S3).
-            from archiver.fetch.client import Fetcher
-
-            fetcher = Fetcher(self.cfg.fetch, self.workdir)
+            fetcher = make_fetcher(self.cfg, self.workdir, self.manifest)
             self._fetcher = fetcher  # the status line shows the hosts it pauses
             if self.check_store:
                 await asyncio.to_thread(self.store.check)  # one clear error before anything is fetched
             async with fetcher:
-                limit = self.cfg.fetch.concurrency * 4
-                for url in _interleave_hosts(todo):
-                    if len(self._in_flight) >= limit and not self.stop_reason:
-                        await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
-                    if self.stop_reason:
-                        continue
-                    task = asyncio.create_task(self._settle(fetcher, url))
-                    self._in_flight.add(task)
-                    task.add_done_callback(self._in_flight.discard)
-                if self._in_flight:
-                    await asyncio.wait(self._in_flight)  # _settle never raises; cancelled: left for a re-run
+                if self.manifest.shared and not self.dry_run:
+                    await self._settle_with_fleet(fetcher, todo)
+                else:
+                    await self._settle_here(fetcher, todo)
         for work in self._articles.values():  # responsive: articles whose every URL was archived before
             if not work.pending and not work.scheduled:
                 work.scheduled = True
@@ -293,6 +293,63 @@ class Run:
         if not self.dry_run and not self.stop_reason:  # the next run catches up what a stopped one did not search
             self._record_near_duplicates()
         return self.report
+
+    async def _settle_here(self, fetcher: Fetcher, urls: list[str]) -> None:
+        """Settle ``urls`` in this process, ``4 × [fetch] concurrency`` at a time, hosts interleaved."""
+        limit = self.cfg.fetch.concurrency * 4
+        for url in _interleave_hosts(urls):
+            if len(self._in_flight) >= limit and not self.stop_reason:
+                await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+            if self.stop_reason:
+                continue
+            task = asyncio.create_task(self._settle(fetcher, url))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        if self._in_flight:
+            await asyncio.wait(self._in_flight)  # _settle never raises; cancelled: left for a re-run
+
+    async def _settle_with_fleet(self, fetcher: Fetcher, todo: list[str]) -> None:
+        """A shared (PostgreSQL) manifest: queue the URLs for the workers, settle them here too through the same
+        worker loop (unless ``process`` is off), and learn the outcomes the others record by polling the URLs'
+        states. A URL the manifest keeps without its secret, or an image on disk, is settled here: no worker could
+        fetch or read it."""
+        own = [u for u in todo if url_key(u) != u or is_local(u)]
+        queued = [u for u in todo if url_key(u) == u and not is_local(u)]
+        waiting = set(queued)
+        if queued:
+            added = self.manifest.enqueue(queued)
+            if not self.process:
+                log.warning("%d URLs queued for the workers (`archiver worker`); waiting for their outcomes", added)
+
+        def from_worker(settled: Settled, recorded: bool) -> None:
+            if recorded and settled.url in waiting:
+                waiting.discard(settled.url)
+                self._report_settled(settled)
+
+        jobs = [self._poll_fleet(waiting)]
+        if own:
+            jobs.append(self._settle_here(fetcher, own))
+        if self.process and queued:
+            from archiver.run.worker import QueueWorker
+
+            self._worker = QueueWorker(self.manifest, self._settler, batch=self.cfg.fetch.concurrency * 4,
+                                       lease=self.lease, on_settled=from_worker)
+            jobs.append(self._worker.serve(fetcher, done=lambda: not waiting))
+        await asyncio.gather(*jobs)
+
+    async def _poll_fleet(self, waiting: set[str]) -> None:
+        """Until every URL in ``waiting`` has left the queue with its outcome recorded (or the run stops): read their
+        states every POLL seconds, in batches, and report each as this run's own."""
+        while waiting and not self.stop_reason:
+            for url, (status, reason, asset, http_status, cause) in self.manifest.unqueued_states(waiting).items():
+                waiting.discard(url)
+                stored = self.manifest.asset(asset) if asset else None
+                if status == Outcome.ARCHIVED and stored is None:
+                    status, reason = Outcome.FAILED, "recorded as archived by a worker, but its asset is not recorded"
+                result = UrlResult(status, reason=reason, asset=asset, http_status=http_status, cause=cause)
+                self._report_settled(Settled(url, result, key=stored.key if stored else None))
+            if waiting and not self.stop_reason:
+                await asyncio.sleep(POLL)
 
     async def _complete_renditions(self, assets: list[tuple[StoredAsset, list[str]]]) -> None:
         """Give archived images the renditions configured since (from their stored originals), then settle their
@@ -351,13 +408,13 @@ class Run:
     def _unexpected(self, url: str, exc: BaseException) -> None:
         log.debug("unexpected error settling %s", redact(url), exc_info=exc)
         if url in self._done:
-            log.error("%s: internal error after its outcome was recorded: %s", redact(url), _describe(exc))
+            log.error("%s: internal error after its outcome was recorded: %s", redact(url), describe(exc))
             return
-        reason = f"internal error: {_describe(exc)}"
+        reason = f"internal error: {describe(exc)}"
         try:
             self.manifest.record_url(url, Outcome.FAILED, reason=reason)
         except Exception as again:  # the manifest itself failing: still report the URL
-            reason += f" (not recorded: {_describe(again)})"
+            reason += f" (not recorded: {describe(again)})"
         self._failed_url(url, Outcome.FAILED, reason)
 
     async def _fetch_and_archive(self, fetcher: Fetcher, url: str) -> None:
@@ -368,46 +425,25 @@ class Run:
             raise
 
     async def _settle_one(self, fetcher: Fetcher, url: str) -> None:
-        try:
-            if is_local(url):
-                roots = None if self._local.follow_outside else self._local.real()
-                download = await asyncio.to_thread(read_local, url, self.workdir, self.cfg.fetch.max_bytes, roots)
-            else:
-                download = await fetcher.fetch(url)
-        except FetchError as exc:
-            self.manifest.record_url(
-                url, exc.outcome, reason=exc.reason, http_status=exc.status, attempts=exc.attempts,
-                cause=exc.cause, settings=self._fingerprints[exc.cause] if exc.cause else None,
-            )
-            if isinstance(exc, GuardRefused):
-                self.report.guard_refused += 1
-                if exc.address:
-                    self.report.guard_addresses.add(exc.address)
-            self._failed_url(url, exc.outcome, exc.reason)
+        settled = await self._settler.settle(fetcher, url)
+        self.manifest.record_result(url, settled.result)
+        self._report_settled(settled)
+
+    def _report_settled(self, settled: Settled) -> None:
+        """Count and report a URL's recorded outcome (by this run, or by a worker)."""
+        url, result = settled.url, settled.result
+        if result.status == Outcome.ARCHIVED and settled.key is not None:
+            crash_point("recorded-url")
+            log.debug("archived %s as %s", redact(url), settled.key)
+            self._settled(url, self.store.url_for(settled.key))
             return
-        crash_point("fetched")
-        self.stats.fetched += 1
-        self.stats.bytes_fetched += download.size
-        try:
-            key = await self._assets.archive(download)
-        except (ImageError, StorageError) as exc:
-            self.manifest.record_url(
-                url, exc.outcome, reason=exc.message, attempts=download.attempts,
-                cause=exc.cause, settings=self._fingerprints[exc.cause] if exc.cause else None,
-            )
-            if isinstance(exc, StorageError):
-                self.report.storage_error = exc.message
-            self._failed_url(url, exc.outcome, exc.message)
-            return
-        finally:
-            download.path.unlink(missing_ok=True)
-        self.manifest.record_url(
-            url, Outcome.ARCHIVED, asset=download.sha256, http_status=download.status, attempts=download.attempts,
-            final_url=download.final_url, etag=download.etag, last_modified=download.last_modified,
-        )
-        crash_point("recorded-url")
-        log.debug("archived %s as %s", redact(url), key)
-        self._settled(url, self.store.url_for(key))
+        if isinstance(settled.error, GuardRefused) or result.cause == Cause.GUARD:
+            self.report.guard_refused += 1
+            if address := guard_address(settled):
+                self.report.guard_addresses.add(address)
+        if isinstance(settled.error, StorageError):
+            self.report.storage_error = settled.error.message
+        self._failed_url(url, result.status, settled.problem or "")
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _problem(self, problem: Problem) -> None:
@@ -459,7 +495,7 @@ class Run:
             return
         except Exception as exc:  # reported with the article, and the other rewrites go on
             log.debug("unexpected error rewriting %s", work.path, exc_info=True)
-            self._problem(Problem(Outcome.FAILED, f"internal error: {_describe(exc)}", article=str(work.path)))
+            self._problem(Problem(Outcome.FAILED, f"internal error: {describe(exc)}", article=str(work.path)))
             return
         if done is not None:
             if done.settled_refs is not None:
@@ -469,12 +505,6 @@ class Run:
             self.stats.articles_rewritten += 1
             if done.diff is not None:
                 self.report.diffs.append(done.diff)
-
-
-def _describe(exc: BaseException) -> str:
-    """An unexpected error in one line: its type and message, any URL in it redacted."""
-    text = redact_text(" ".join(str(exc).split()))
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _interleave_hosts(urls: Sequence[str]) -> list[str]:

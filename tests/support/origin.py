@@ -81,6 +81,7 @@ class Content:
     headers: tuple[tuple[str, str], ...] = ()
     status: int = 200
     delay: float = 0.0  # seconds before answering
+    gate: threading.Event | None = None  # answered only once the test sets it (a request held deterministically)
 
 
 @dataclass(frozen=True)
@@ -182,11 +183,13 @@ class Server:
         headers: dict[str, str] | None = None,
         status: int = 200,
         delay: float = 0.0,
+        gate: threading.Event | None = None,
     ) -> str:
-        """Serve ``body`` at ``path`` (after ``delay`` seconds) until the next reset; returns its URL."""
+        """Serve ``body`` at ``path`` (after ``delay`` seconds, and once ``gate`` is set if given) until the next
+        reset; returns its URL."""
         with self._state.lock:
             self._state.content[path] = Content(
-                body, content_type, tuple((headers or {}).items()), status, delay
+                body, content_type, tuple((headers or {}).items()), status, delay, gate
             )
         return self.url(path)
 
@@ -246,6 +249,8 @@ def origin_routes(server: Server) -> list[web.RouteDef]:
         if added is not None:
             if added.delay:
                 await asyncio.sleep(added.delay)
+            while added.gate is not None and not added.gate.is_set():
+                await asyncio.sleep(0.01)
             resp = web.Response(body=added.body, status=added.status, headers=dict(added.headers))
             resp.content_type = added.content_type
             return resp
