@@ -17,6 +17,7 @@ from archiver.manifest.rows import url_key
 from archiver.model import Outcome
 
 HEARTBEAT = 10.0  # the longest wait between two heartbeats (and lease renewals) of a worker
+RUN_PREFIX = "run:"  # the id of a run's own worker starts with this
 LIVE = 3 * HEARTBEAT  # a worker heard from within this many seconds is alive (`archiver status`)
 
 
@@ -133,6 +134,15 @@ class WorkQueue:
         with self._tx() as db:
             db.executemany("UPDATE queue SET claimed_by = NULL, lease_until = NULL WHERE url = ? AND token = ?",
                            [(c.url, c.token) for c in claims])
+
+    def release_runs(self) -> int:
+        """Give back the claims of earlier runs' own workers (ids starting ``run:``) and forget their rows: the
+        caller holds the single writer's lock, so any earlier run has ended (killed, most likely), and its claims
+        need not wait out their leases. Returns how many claims were released."""
+        with self._tx() as db:
+            db.execute(f"DELETE FROM workers WHERE id LIKE '{RUN_PREFIX}%'")
+            return int(db.execute("UPDATE queue SET claimed_by = NULL, lease_until = NULL "
+                                  f"WHERE claimed_by LIKE '{RUN_PREFIX}%'").rowcount)
 
     def queue_depth(self) -> QueueDepth:
         d = self._db.dialect

@@ -31,7 +31,7 @@ from archiver.errors import (
 )
 from archiver.faults import crash_point
 from archiver.image.pool import ImagePool, make_pool
-from archiver.manifest.queue import UrlResult
+from archiver.manifest.queue import RUN_PREFIX, UrlResult
 from archiver.manifest.rows import StoredAsset, url_key
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION, Cause, Outcome
@@ -316,6 +316,8 @@ class Run:
         own = [u for u in todo if url_key(u) != u or is_local(u)]
         queued = [u for u in todo if url_key(u) == u and not is_local(u)]
         waiting = set(queued)
+        if released := self.manifest.release_runs():
+            log.info("%d URLs an interrupted run held are queued again", released)
         if queued:
             added = self.manifest.enqueue(queued)
             if not self.process:
@@ -329,11 +331,11 @@ class Run:
         jobs = [self._poll_fleet(waiting)]
         if own:
             jobs.append(self._settle_here(fetcher, own))
-        if self.process and queued:
-            from archiver.run.worker import QueueWorker
+        if self.process and queued and not self.stop_reason:
+            from archiver.run.worker import QueueWorker, worker_id
 
             self._worker = QueueWorker(self.manifest, self._settler, batch=self.cfg.fetch.concurrency * 4,
-                                       lease=self.lease, on_settled=from_worker)
+                                       lease=self.lease, on_settled=from_worker, name=RUN_PREFIX + worker_id())
             jobs.append(self._worker.serve(fetcher, done=lambda: not waiting))
         await asyncio.gather(*jobs)
 
