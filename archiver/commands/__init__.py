@@ -35,8 +35,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     )),
     Command("worker", "archiver.commands.worker",
             "claim queued URLs from a PostgreSQL manifest and archive them, until SIGTERM (any number, any machines)", (
-                "ARCHIVER_MANIFEST_URL=postgresql://archiver@db.internal/archive archiver worker",
-                "archiver worker --config site/archiver.toml --batch 16 --lease 30",
+                "archiver worker --config site/archiver.toml   # [manifest] url (or ARCHIVER_MANIFEST_URL): PostgreSQL",
+                "archiver worker --batch 16 --lease 30         # 16 URLs at a time; lost to others 30 s after a kill",
             )),
     Command("status", "archiver.commands.status", "counts and recent failures from the manifest", (
         "archiver status --config site/archiver.toml",
