@@ -64,3 +64,21 @@ def test_a_fragment_follows_the_archive_url_and_a_second_run_changes_nothing(
 
     assert main(["restore", "--config", str(cfg), "-q"]) == 0
     assert post.read_text(encoding="utf-8") == ARTICLE
+
+
+def test_re_pointing_an_archive_url_keeps_its_fragment(tmp_path: Path) -> None:
+    """What rekey and `dedupe --apply` do to an article (dedupe.canonical.apply_canonical): ``old.jpg#center`` becomes
+    ``new.jpg#center``; a span whose fragment could not be copied safely is left as it is."""
+    from archiver.dedupe.canonical import apply_canonical
+    from archiver.manifest.sqlite import Manifest
+
+    post = tmp_path / "post.md"
+    post.write_text("![a](https://cdn.example/old.jpg#center)\n![b](https://cdn.example/old.jpg)\n"
+                    '<img src="https://cdn.example/old.jpg#a&amp;b">\n', encoding="utf-8")
+    with Manifest.open(None) as manifest:
+        result = apply_canonical(manifest, [str(post)], {"https://cdn.example/old.jpg": "https://cdn.example/new.jpg"},
+                                 ("cover",))
+    assert result.spans == 2 and not result.problems
+    assert post.read_text(encoding="utf-8") == (
+        "![a](https://cdn.example/new.jpg#center)\n![b](https://cdn.example/new.jpg)\n"
+        '<img src="https://cdn.example/old.jpg#a&amp;b">\n')
