@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from archiver.config import ManifestConfig
 from archiver.errors import ConfigError, ManifestError
 from archiver.manifest.dialect import POSTGRES, WRITER_LOCK, postgres_query
 from archiver.manifest.rows import text_of_bytes
@@ -23,6 +24,7 @@ else:
     _MISSING = None
 
 CONNECT_TIMEOUT = 10  # seconds
+RECONNECT_FOR = ManifestConfig().reconnect_for
 
 
 def shown(url: str) -> str:
@@ -46,9 +48,11 @@ class PgConnection:
 
     dialect = POSTGRES
 
-    def __init__(self, raw: Any, where: str) -> None:
+    def __init__(self, raw: Any, where: str, url: str = "", reconnect_for: float | None = None) -> None:
         self._raw = raw
         self.where = where
+        self.url = url
+        self.reconnect_for = RECONNECT_FOR if reconnect_for is None else reconnect_for
 
     def execute(self, sql: str, parameters: Sequence[object] = (), /) -> Any:
         try:
@@ -78,7 +82,7 @@ class PgConnection:
         self._raw.close()
 
 
-def connect(url: str) -> PgConnection:
+def connect(url: str, *, reconnect_for: float | None = None) -> PgConnection:
     """A connection to the manifest's database; ConfigError (exit 2) without psycopg, ManifestError when the server
     cannot be reached or refuses us."""
     where = shown(url)
@@ -94,7 +98,7 @@ def connect(url: str) -> PgConnection:
         raise ManifestError(f"{where}: cannot open manifest: {_message(exc)}") from None
     except Exception as exc:  # a URL libpq cannot parse
         raise ConfigError(f"[manifest] url: {where}: {_message(exc)}") from None
-    return PgConnection(raw, where)
+    return PgConnection(raw, where, url, reconnect_for)
 
 
 def take_lock(conn: PgConnection) -> None:
