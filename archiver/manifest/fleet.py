@@ -56,21 +56,20 @@ class FleetRecords:
         """One of the first ``limit`` slots of ``host`` for ``holder`` (for ``lease`` seconds), unless
         ``paused_host`` (default: ``host``) is paused; ``make_rows``: add the host's slot rows first if missing."""
         d = self._db.dialect
-        with self._tx() as db:
-            row = db.execute(f"SELECT paused_until - {d.now} FROM host_pauses WHERE host = ? AND paused_until > "
-                             f"{d.now}", (paused_host or host,)).fetchone()
-            if row is not None and row[0] > 0:
-                return SlotClaim(None, float(row[0]))
-            if make_rows:
+        with self._tx() as db:  # (no answer here depends on the clock: a transaction replayed after a lost
+            if make_rows:       # connection must read what it read the first time, manifest/postgres.py)
                 db.executemany("INSERT INTO host_slots (host, slot) VALUES (?, ?) ON CONFLICT (host, slot) DO NOTHING",
                                [(host, i) for i in range(limit)])
             got = db.execute(
                 f"UPDATE host_slots SET holder = ?, lease_until = {d.now} + ? WHERE host = ? AND slot = ("
                 f"SELECT slot FROM host_slots WHERE host = ? AND slot < ? AND (lease_until IS NULL OR lease_until < "
-                f"{d.now}) ORDER BY slot LIMIT 1{d.skip_locked}) RETURNING slot",
-                (holder, lease, host, host, limit),
+                f"{d.now}) ORDER BY slot LIMIT 1{d.skip_locked}) AND NOT EXISTS (SELECT 1 FROM host_pauses WHERE "
+                f"host = ? AND paused_until > {d.now}) RETURNING slot",
+                (holder, lease, host, host, limit, paused_host or host),
             ).fetchone()
-        return SlotClaim(None if got is None else int(got[0]), 0.0)
+        if got is not None:
+            return SlotClaim(int(got[0]), 0.0)
+        return SlotClaim(None, self.host_paused(paused_host or host))
 
     def release_slots(self, holder: str, slots: list[tuple[str, int]]) -> None:
         """Free the given (host, slot) pairs if ``holder`` still holds them."""
@@ -101,8 +100,7 @@ class FleetRecords:
                 "UPDATE SET paused_until = excluded.paused_until, why = excluded.why "
                 "WHERE excluded.paused_until > host_pauses.paused_until", (host, max(0.0, seconds), why),
             ).rowcount
-            left = db.execute(f"SELECT paused_until - {d.now} FROM host_pauses WHERE host = ?", (host,)).fetchone()
-        return max(0.0, float(left[0])) if left else 0.0, bool(changed)
+        return self.host_paused(host), bool(changed)
 
     def host_paused(self, host: str) -> float:
         """Seconds ``host`` stays paused (0.0: not paused)."""
