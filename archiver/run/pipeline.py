@@ -29,6 +29,7 @@ from archiver.errors import (
     GuardRefused,
     ImageError,
     ManifestError,
+    ManifestUnavailable,
     StorageError,
 )
 from archiver.faults import crash_point
@@ -108,6 +109,7 @@ class Run:
         self._settled_bytes: list[tuple[str, int]] = []  # (sha256, references) of article bytes found fully archived
         self._clean: set[Path] = set()  # articles whose scan found nothing to refuse and nothing to warn about
         self.stop_reason: str | None = None
+        self._manifest_down: ManifestUnavailable | None = None  # the run stops, and fails with it
         self._fetcher: Fetcher | None = None
 
     def paused_hosts(self) -> list[tuple[str, float]]:
@@ -286,6 +288,8 @@ class Run:
                 self.manifest.record_settled(self._settled_bytes, self._scan_fp)
             except ManifestError as exc:  # only a later run's speed depends on it
                 log.warning("%s", exc.message)
+        if self._manifest_down is not None:
+            raise self._manifest_down  # the command's one line, exit 1 (what was stored and not recorded: a re-run)
         self.report.diffs.sort()
         self.report.replaced = sorted(self._assets.replaced)
         self.report.stopped = self.stop_reason
@@ -345,6 +349,10 @@ class Run:
         """Give ``url`` its one recorded outcome; an error nobody expected is that URL's failure, never silence."""
         try:
             await self._fetch_and_archive(fetcher, url)
+        except ManifestUnavailable as exc:  # nothing more can be recorded: stop; the URL is left for a re-run
+            if self._manifest_down is None:
+                self._manifest_down = exc
+                self.request_stop(exc.message, grace=0.0)
         except Exception as exc:  # not CancelledError: an abandoned URL is left for a re-run (not attempted)
             self._unexpected(url, exc)
 
