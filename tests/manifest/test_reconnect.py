@@ -5,6 +5,7 @@ server of this module's own (the session's server stays up for the other tests).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -30,10 +31,8 @@ def own_server() -> Iterator[PostgresServer]:
     try:
         yield server
     finally:
-        try:
+        with contextlib.suppress(BaseException):  # a test may have stopped it already
             server.stop("immediate")
-        except BaseException:  # noqa: BLE001 - stopped by a test already
-            pass
         shutil.rmtree(base, ignore_errors=True)
 
 

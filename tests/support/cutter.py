@@ -5,6 +5,7 @@ committed; the client never hears of it)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -39,10 +40,8 @@ class Cutter:
 
     def _close(self, *socks: socket.socket) -> None:
         for s in socks:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
     def _pump(self, src: socket.socket, dst: socket.socket, state: dict[str, bool], upward: bool) -> None:
