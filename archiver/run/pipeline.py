@@ -265,6 +265,10 @@ class Run:
                     task.add_done_callback(self._in_flight.discard)
                 if self._in_flight:
                     await asyncio.wait(self._in_flight)  # _settle never raises; cancelled: left for a re-run
+        if self._manifest_down is not None:  # nothing more can be recorded: no rewrite either (a re-run does them)
+            if self._rewrites:
+                await asyncio.gather(*self._rewrites)
+            raise self._manifest_down  # the command's one line, exit 1
         for work in self._articles.values():  # responsive: articles whose every URL was archived before
             if not work.pending and not work.scheduled:
                 work.scheduled = True
@@ -288,8 +292,6 @@ class Run:
                 self.manifest.record_settled(self._settled_bytes, self._scan_fp)
             except ManifestError as exc:  # only a later run's speed depends on it
                 log.warning("%s", exc.message)
-        if self._manifest_down is not None:
-            raise self._manifest_down  # the command's one line, exit 1 (what was stored and not recorded: a re-run)
         self.report.diffs.sort()
         self.report.replaced = sorted(self._assets.replaced)
         self.report.stopped = self.stop_reason
@@ -352,7 +354,7 @@ class Run:
         except ManifestUnavailable as exc:  # nothing more can be recorded: stop; the URL is left for a re-run
             if self._manifest_down is None:
                 self._manifest_down = exc
-                self.request_stop(exc.message, grace=0.0)
+                self.request_stop("the manifest's PostgreSQL server is unavailable", grace=0.0)
         except Exception as exc:  # not CancelledError: an abandoned URL is left for a re-run (not attempted)
             self._unexpected(url, exc)
 
