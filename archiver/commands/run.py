@@ -35,11 +35,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "host and reason, with the articles that use it")
 
 
+def _default_root_hint(cfg: Config) -> str:
+    """Why the articles' folder was looked for there: the config's ``[articles] root``, or, without a config, the
+    default (with the archiver.toml of a folder above, when there is one: run from there or pass --config)."""
+    if cfg.source:
+        return f" ([articles] root of {cfg.source})"
+    here = Path.cwd()
+    above = next((d / "archiver.toml" for d in here.parents if (d / "archiver.toml").is_file()), None)
+    hint = (f"; {shown_path(above)} is in a folder above: run from there, or pass --config {shown_path(above)}"
+            if above else "; run `archiver init` in your site's folder, pass --config, or name the articles as PATHs")
+    return f" (the default [articles] root: no archiver.toml in {shown_path(here)}{hint})"
+
+
 def command(args: argparse.Namespace, cfg: Config) -> int:
     paths = list(args.paths) or [cfg.resolve_path(cfg.articles.root)]
     for p in paths:
         if not p.exists():
             why = "a broken symlink, or a symlink loop" if p.is_symlink() else "no such file or folder"
+            if not args.paths:
+                why += _default_root_hint(cfg)
             raise ConfigError(f"{shown_path(p)}: {why}")
     site_root = cfg.articles.site_root
     if site_root and not os.path.isdir(site_root):  # else every /images/x.png would be "no such file", exit 0
@@ -138,5 +152,6 @@ def _rewrite_to_canonical(cfg: Config, manifest: Manifest, store: Store) -> None
         manifest, groups.articles, groups.mapping, cfg.articles.front_matter_fields, cfg.articles.max_refs
     )
     if result.spans:
-        terminal.say(f"dedupe: {result.articles} articles rewritten to canonical copies ({result.spans} references)")
+        terminal.say(f"dedupe: {terminal.count(result.articles, 'article')} rewritten to canonical copies "
+                     f"({terminal.count(result.spans, 'reference')})")
     terminal.say(*(f"  {problem}" for problem in result.problems))

@@ -433,9 +433,9 @@ class Run:
         if url in self._lost_sources_of:
             self._lost_why[self._lost_sources_of[url]] = f"{redact(url)}: {reason}"
         shown = redact(url)
-        for path in self._users[url]:
-            lines = self._articles[path].uses.get(url, [None])
-            self._problem(Problem(outcome, reason, shown, shown_path(path), lines[0]))
+        for path in self._users[url]:  # every line that uses it: each is a place the image is missing from
+            for line in dict.fromkeys(self._articles[path].uses.get(url, [None])):
+                self._problem(Problem(outcome, reason, shown, shown_path(path), line))
         self._url_done(url)
 
     def _settled(self, url: str, public_url: str) -> None:
