@@ -126,8 +126,9 @@ def test_a_429_seen_by_one_process_pauses_the_others(origin: Server, fleet_manif
     assert [x for x in later if x.at < first.at + 3.0] == []  # nobody, in either process, before the pause ended
 
 
-def test_a_killed_holders_slot_comes_free_after_its_lease(origin: Server, fleet_manifest: Path | str,
-                                                          tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP])
+def test_a_killed_or_stopped_holders_slot_comes_free_after_its_lease(
+        origin: Server, fleet_manifest: Path | str, tmp_path: Path, sig: signal.Signals) -> None:
     cfg = replace(FAST, per_host=1, concurrency=4, timeout=60.0)
     host = f"127.0.0.1:{origin.port}"
     a = Worker(fleet_manifest, [origin.url("/gate/held")], cfg, tmp_path / "a", holder="worker-a", lease=1.0)
@@ -135,16 +136,23 @@ def test_a_killed_holders_slot_comes_free_after_its_lease(origin: Server, fleet_
                lease=1.0, wait=True)
     try:
         assert origin.gate_reached("held").wait(30)  # a holds the host's one slot, its request in flight
-        os.kill(a.proc.pid, signal.SIGKILL)
-        a.kill()
-        killed_at = time.monotonic()
+        os.kill(a.proc.pid, sig)
+        stopped_at = time.monotonic()
         with manifest_db(fleet_manifest) as db:  # nobody released it: the row is still a's
             assert db.execute("SELECT holder FROM host_slots WHERE host = ? AND holder IS NOT NULL",
                               (host,)).fetchall() == [("worker-a",)]
         b.go()
-        _all_ok(b.results())
+        _all_ok(b.results())  # after a's lease passed: a renews nothing while killed or stopped
+        if sig == signal.SIGSTOP:
+            os.kill(a.proc.pid, signal.SIGCONT)
+            origin.open_gate("held")
+            _all_ok(a.results())  # a finishes its request; its late release frees nothing of b's
+            with manifest_db(fleet_manifest) as db:
+                assert db.execute("SELECT COUNT(*) FROM host_slots WHERE holder IS NOT NULL").fetchone()[0] == 0
     finally:
         origin.open_gate("held")
+        if a.proc.poll() is None:
+            os.kill(a.proc.pid, signal.SIGCONT)
         a.kill()
         b.kill()
-    assert [x.at > killed_at for x in origin.arrivals(host) if x.path == "/image.jpg"] == [True]
+    assert [x.at > stopped_at for x in origin.arrivals(host) if x.path == "/image.jpg"] == [True]
