@@ -79,6 +79,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
                 "%s: serving the queue of %s (batch %d, lease %gs)", worker.name, shown(target), batch, args.lease)
             async with make_fetcher(cfg, workdir, manifest) as fetcher:
                 await worker.serve(fetcher)
+            if worker.unavailable is not None:
+                raise worker.unavailable  # one line, exit 1
             logging.getLogger("archiver.worker").info(
                 "%s: stopped: %d URLs done, %d results refused (lease lost)", worker.name, worker.done, worker.refused)
 

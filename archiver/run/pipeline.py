@@ -27,6 +27,7 @@ from archiver.errors import (
     ArticleError,
     GuardRefused,
     ManifestError,
+    ManifestUnavailable,
     StorageError,
 )
 from archiver.faults import crash_point
@@ -117,6 +118,7 @@ class Run:
         self._settled_bytes: list[tuple[str, int]] = []  # (sha256, references) of article bytes found fully archived
         self._clean: set[Path] = set()  # articles whose scan found nothing to refuse and nothing to warn about
         self.stop_reason: str | None = None
+        self._manifest_down: ManifestUnavailable | None = None  # the run stops, and fails with it
         self._fetcher: Fetcher | None = None
         self.process = process  # a shared manifest: settle queued URLs here too, beside the workers
         self.lease = lease
@@ -271,6 +273,10 @@ class Run:
                     await self._settle_with_fleet(fetcher, todo)
                 else:
                     await self._settle_here(fetcher, todo)
+        if self._manifest_down is not None:  # nothing more can be recorded: no rewrite either (a re-run does them)
+            if self._rewrites:
+                await asyncio.gather(*self._rewrites)
+            raise self._manifest_down  # the command's one line, exit 1
         for work in self._articles.values():  # responsive: articles whose every URL was archived before
             if not work.pending and not work.scheduled:
                 work.scheduled = True
@@ -346,12 +352,20 @@ class Run:
                                        lease=self.lease, on_settled=from_worker, name=RUN_PREFIX + worker_id())
             jobs.append(self._worker.serve(fetcher, done=lambda: not waiting))
         await asyncio.gather(*jobs)
+        if self._worker is not None and self._worker.unavailable is not None and self._manifest_down is None:
+            self._manifest_down = self._worker.unavailable
 
     async def _poll_fleet(self, waiting: set[str]) -> None:
         """Until every URL in ``waiting`` has left the queue with its outcome recorded (or the run stops): read their
         states every POLL seconds, in batches, and report each as this run's own."""
         while waiting and not self.stop_reason:
-            for url, (status, reason, asset, http_status, cause) in self.manifest.unqueued_states(waiting).items():
+            try:
+                states = self.manifest.unqueued_states(waiting)
+            except ManifestUnavailable as exc:  # nothing more can be learnt or recorded: stop
+                self._manifest_down = self._manifest_down or exc
+                self.request_stop("the manifest's PostgreSQL server is unavailable", grace=0.0)
+                return
+            for url, (status, reason, asset, http_status, cause) in states.items():
                 waiting.discard(url)
                 stored = self.manifest.asset(asset) if asset else None
                 if status == Outcome.ARCHIVED and stored is None:
@@ -412,6 +426,10 @@ class Run:
         """Give ``url`` its one recorded outcome; an error nobody expected is that URL's failure, never silence."""
         try:
             await self._fetch_and_archive(fetcher, url)
+        except ManifestUnavailable as exc:  # nothing more can be recorded: stop; the URL is left for a re-run
+            if self._manifest_down is None:
+                self._manifest_down = exc
+                self.request_stop("the manifest's PostgreSQL server is unavailable", grace=0.0)
         except Exception as exc:  # not CancelledError: an abandoned URL is left for a re-run (not attempted)
             self._unexpected(url, exc)
 

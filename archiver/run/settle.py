@@ -49,11 +49,15 @@ class Settled:
 
 
 def make_fetcher(cfg: Config, workdir: Path, manifest: Manifest) -> Fetcher:
-    """The one place a run or a worker makes its HTTP client (fleet-wide politeness is wired in here)."""
+    """The one place a run or a worker makes its HTTP client: with a shared (PostgreSQL) manifest, its per-host slots
+    and pauses are the fleet's (archiver.run.fleet); a SQLite run keeps its own, as always."""
     from archiver.fetch.client import Fetcher  # only a run with something to fetch loads aiohttp
 
-    del manifest  # the fleet's shared per-host slots and pauses will be read through it
-    return Fetcher(cfg.fetch, workdir)
+    if not manifest.shared:
+        return Fetcher(cfg.fetch, workdir)
+    from archiver.run.fleet import fleet_gate
+
+    return Fetcher(cfg.fetch, workdir, gate=fleet_gate(manifest, cfg.fetch))
 
 
 class Settler:

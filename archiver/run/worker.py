@@ -17,7 +17,7 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from archiver.errors import ManifestError
+from archiver.errors import ManifestError, ManifestUnavailable
 from archiver.manifest.queue import HEARTBEAT, Claim, UrlResult
 from archiver.model import Outcome
 from archiver.redaction import redact
@@ -59,6 +59,7 @@ class QueueWorker:
         self.stop_reason: str | None = None
         self.done = 0  # completions accepted
         self.refused = 0  # completions refused: the lease had passed and another worker took the URL
+        self.unavailable: ManifestUnavailable | None = None  # the manifest's server gone for good: the worker stopped
         self._state = ""
 
     # -- stopping --------------------------------------------------------------------------------
@@ -135,6 +136,11 @@ class QueueWorker:
             settled = await self.settler.settle(fetcher, claim.url)
         try:
             recorded = self.manifest.complete(claim.url, claim.token, settled.result)
+        except ManifestUnavailable as exc:  # nothing more can be recorded: stop; the leases pass to the others
+            recorded = False
+            if self.unavailable is None:
+                self.unavailable = exc
+                self.stop("the manifest's PostgreSQL server is unavailable", 0.0)
         except ManifestError as exc:  # not recorded: the lease passes and another worker settles it again
             log.warning("%s: %s: not recorded: %s", self.name, redact(claim.url), exc.message)
             recorded = False
@@ -160,6 +166,8 @@ class QueueWorker:
         every = min(self.lease / 3, HEARTBEAT)
         while True:
             await asyncio.sleep(every)
+            if self.unavailable is not None:
+                return
             try:
                 held = list(self._held.values())
                 if held:
