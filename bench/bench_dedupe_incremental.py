@@ -85,10 +85,15 @@ def insert(db: sqlite3.Connection, start: int, sigs: tuple[np.ndarray, np.ndarra
         dv = ",".join(f"{int(v):016x}" for v in dh[i])
         w = 200 + (start + i) % 1000
         rows.append((sha, "jpeg", "image/jpeg", "jpg", 1000 + i, w, w, pv[:16], dv[:16], f"{sha}.jpg",
-                     float(start + i), pv, dv, grey[i].astype(np.uint8).tobytes().hex()))
+                     float(start + i), pv, dv, grey[i].astype(np.uint8).tobytes().hex(), start + i + 1))
+    has_id = any(c[1] == "id" for c in db.execute("PRAGMA table_info(assets)"))  # the explicit ids of schema 10
+    cols = "sha256, format, mime, ext, bytes, width, height, phash, dhash, key, first_seen, phash_variants, " \
+           "dhash_variants, grey" + (", id" if has_id else "")
     with db:
-        db.executemany("INSERT INTO assets (sha256, format, mime, ext, bytes, width, height, phash, dhash, key, "
-                       "first_seen, phash_variants, dhash_variants, grey) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        db.executemany(f"INSERT INTO assets ({cols}) VALUES ({','.join('?' * cols.count(','))},?)",
+                       [r if has_id else r[:-1] for r in rows])
+        if has_id:
+            db.execute("UPDATE counters SET value = ? WHERE name = 'assets'", (start + len(rows),))
 
 
 def load_infos(m: Manifest) -> list[AssetInfo]:

@@ -439,18 +439,22 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
 
     def unsearched(self, max_distance: int, rule: int, limit: int = -1) -> list[UnsearchedAsset]:
         """(id, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
-        ``rule``, by id (the first ``limit`` of them; -1: all)."""
-        return [UnsearchedAsset(*r) for r in self._db.execute(
-            "SELECT a.id, a.sha256 FROM assets a LEFT JOIN pair_searches s ON s.asset = a.sha256 "
-            "WHERE a.phash_variants IS NOT NULL AND a.dhash_variants IS NOT NULL "
-            "AND (s.asset IS NULL OR s.rule != ? OR s.max_distance < ?) ORDER BY a.id LIMIT ?",
-            (rule, max_distance, limit if limit >= 0 else 2**62),
-        )]
+        ``rule``, by id (the first ``limit`` of them; -1: all). Reads only those assets (the index on ``search_mark``,
+        migration 15): what a run adds, not the archive."""
+        low, high = _mark(rule, max_distance), _mark(rule + 1, 0)  # searched: low <= mark < high
+        n = limit if limit >= 0 else 2**62
+        rows = []
+        for test, args in (("IS NULL", ()), ("< ?", (low,)), (">= ?", (high,))):  # each a range of the index (sorted
+            rows += self._db.execute(                                         # here: an ORDER BY makes SQLite
+                "SELECT id, sha256 FROM assets WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL "
+                f"AND search_mark {test} LIMIT ?", (*args, n)).fetchall()     # walk every asset by id instead)
+        return [UnsearchedAsset(*r) for r in sorted(rows)[:n]]
 
     def searched_below(self, max_distance: int, rule: int) -> int:
         """How many assets were searched under ``rule`` but at a smaller distance than ``max_distance``."""
         return self._db.execute(
-            "SELECT COUNT(*) FROM pair_searches WHERE rule = ? AND max_distance < ?", (rule, max_distance)
+            "SELECT COUNT(*) FROM assets WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL "
+            "AND search_mark >= ? AND search_mark < ?", (_mark(rule, 0), _mark(rule, max_distance))
         ).fetchone()[0]
 
     def signature_rows(self, rowids: Iterable[int]) -> list[SignatureRow]:
@@ -471,13 +475,15 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
         distance, smallest accepting max_distance) found by searching ``searched`` against every asset, and
         their marks (searched at ``max_distance`` under ``rule``). Pairs of another rule are dropped; all pairs
         when ``replace_all`` (a search of the whole archive from scratch)."""
-        now = time.time()
+        now, searched = time.time(), list(searched)
         with self._tx() as db:
             if replace_all:
                 db.execute("DELETE FROM pair_searches")
                 db.execute("DELETE FROM near_duplicates")
-            else:
-                db.execute("DELETE FROM near_duplicates WHERE rule != ?", (rule,))
+                db.execute("UPDATE assets SET search_mark = NULL WHERE search_mark IS NOT NULL")
+            else:  # two ranges, not "!=": both read through the index on rule
+                db.execute("DELETE FROM near_duplicates WHERE rule < ?", (rule,))
+                db.execute("DELETE FROM near_duplicates WHERE rule > ?", (rule,))
             db.executemany(
                 "INSERT INTO near_duplicates (a, b, phash_distance, dhash_distance, transform, grey_distance, "
                 "min_distance, rule) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(a, b) DO UPDATE SET "
@@ -492,6 +498,8 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
                 "searched_at=excluded.searched_at",
                 [(sha, max_distance, rule, now) for sha in searched],
             )
+            db.executemany("UPDATE assets SET search_mark = ? WHERE sha256 = ?",
+                           [(_mark(rule, max_distance), sha) for sha in searched])
 
     def recorded_pairs(self, max_distance: int, rule: int) -> list[PairRow]:
         """(a, b, pHash distance, dHash distance) of the recorded pairs the rule accepts at ``max_distance``."""
@@ -588,6 +596,11 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
                 (limit,),
             )
         ]
+
+
+def _mark(rule: int, max_distance: int) -> int:
+    """An asset's ``search_mark``: searched at ``max_distance`` (below 1000) under ``rule``."""
+    return rule * 1000 + max_distance
 
 
 def _url_state(row: Sequence[object]) -> UrlState:
