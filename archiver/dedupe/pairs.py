@@ -18,7 +18,7 @@ import numpy as np
 
 from archiver.dedupe.grouping import AssetInfo, Group, greedy_groups, signature_classes
 from archiver.dedupe.segments import VariantIndex
-from archiver.image.similarity import Match, Signature, compare
+from archiver.image.similarity import Judged, Match, Signature, compare
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION
 
@@ -87,10 +87,11 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
         a, b = signature_of(c), signature_of(d)
         if (a.phash, a.dhash) == (b.phash, b.dhash):  # the same hashes: one class for grouping, no pair needed
             continue
-        m = compare(a, b, max_distance)
+        judged = Judged(a, b)
+        m = judged.decide(max_distance)
         if m is None:
             continue
-        accepted_from, back = _accepted_from(a, b, m, max_distance), None
+        accepted_from, back = _accepted_from(judged, max_distance), None
         for i in members[c].tolist():
             for j in members[d].tolist():
                 if not (i in is_searched or j in is_searched):
@@ -109,14 +110,14 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     return PairSearch(len(searched), index.assets, len(pairs), widened, time.monotonic() - started)
 
 
-def _accepted_from(a: Signature, b: Signature, m: Match, max_distance: int) -> int:
-    """The smallest max_distance at which ``compare`` accepts the pair (bisection: it is monotone in it). From 0:
-    a pair accepted in its own orientation (rule D) may also be accepted under another transform at a smaller
-    distance than the one the Match reports, and the other way round."""
+def _accepted_from(judged: Judged, max_distance: int) -> int:
+    """The smallest max_distance at which the pair is accepted (bisection: the decision is monotone in it; each
+    measurement made once, by ``judged``). From 0: a pair accepted in its own orientation (rule D) may also be
+    accepted under another transform at a smaller distance than the one the Match reports, and the other way round."""
     lo, hi = 0, max_distance  # accepted at hi
     while lo < hi:
         mid = (lo + hi) // 2
-        if compare(a, b, mid) is None:
+        if judged.decide(mid) is None:
             lo = mid + 1
         else:
             hi = mid

@@ -11,7 +11,7 @@ Layout (``<manifest>.index/variants/``):
     phash.npy dhash.npy   (n, 8) uint64 variants of each new class        rep.npy   a member id per class
     digest.npy            (n,) V16 digests, sorted (digest_class.npy: their class ids)
     member_id.npy         int64 asset ids, ascending             member_class.npy   their class ids
-    by_class.npy          member positions ordered by class
+    class_sorted.npy class_members.npy   the members' class ids ascending, and their asset ids in that order
     {ph,dh}-ids.npy {ph,dh}-starts.npy {ph,dh}-c<i>-{order,values,offsets,words}.npy
                           a segment of >= LAYOUT_MIN classes also keeps the probe tables of ``index.HashIndex`` over
                           its 8 n variants of each hash, memory-mapped when searched (smaller ones are compared flat)
@@ -52,12 +52,14 @@ from archiver.model import DISTANCE_LIMIT
 log = logging.getLogger("archiver")
 
 NAME = "variants"
-FORMAT = 1
+FORMAT = 2  # 2: members by class as (class, asset id) arrays (1: positions, gathered whole to be read)
 LAYOUT_MIN = 4_096  # classes from which a segment keeps probe tables (below: compared flat, ~0.1 s per 1 000 classes)
 TIER = 4  # merge the newest segment into the one before while it is at least 1/TIER of its size
 T = len(TRANSFORMS)
 _SEGMENT = re.compile(r"seg-[0-9a-f]{16}-[0-9]{8}")
-_BASE_FILES = ("phash", "dhash", "rep", "digest", "digest_class", "member_id", "member_class", "by_class")
+_BASE_FILES = ("phash", "dhash", "rep", "digest", "digest_class", "member_id", "member_class", "class_sorted",
+               "class_members")
+_OLD_FILES = ("by_class",)  # written by format 1: its segment folders are still ours to remove
 _TABLE = re.compile(r"(?:ph|dh)-(?:ids|starts|c[0-9]-(?:order|values|offsets|words))")
 _QUERY_BLOCK = 1 << 20
 _WHOLE = 4  # searching at least 1/_WHOLE of the classes: one in-memory index of everything beats the segments
@@ -79,7 +81,8 @@ class Segment:
     digest_class: np.ndarray  # class id of each sorted digest
     member_id: np.ndarray  # int64 ascending
     member_class: np.ndarray  # int64
-    by_class: np.ndarray  # positions of members, ordered by class (stable)
+    class_sorted: np.ndarray  # member_class ascending (stable)
+    class_members: np.ndarray  # member_id in that order
     tables: dict[str, tuple[np.ndarray, np.ndarray, tuple[_Layout, ...]]] | None = None  # kind -> ids, starts, layouts
 
     @property
@@ -283,12 +286,12 @@ class VariantIndex:
     def members(self, classes: np.ndarray) -> dict[int, np.ndarray]:
         """Asset ids of each class's members."""
         parts: dict[int, list[np.ndarray]] = {int(c): [] for c in classes}
-        for s in self.segments:
-            mc = s.member_class[s.by_class]
-            lo, hi = np.searchsorted(mc, classes), np.searchsorted(mc, classes, side="right")
+        for s in self.segments:  # O(classes asked x log members): no pass over a whole segment
+            lo = np.searchsorted(s.class_sorted, classes)
+            hi = np.searchsorted(s.class_sorted, classes, side="right")
             for c, a, b in zip(classes.tolist(), lo.tolist(), hi.tolist(), strict=True):
                 if b > a:
-                    parts[c].append(s.member_id[s.by_class[a:b]])
+                    parts[c].append(np.asarray(s.class_members[a:b]))
         return {c: np.concatenate(p) if p else np.zeros(0, np.int64) for c, p in parts.items()}
 
     def reps(self, classes: np.ndarray) -> np.ndarray:
@@ -385,9 +388,11 @@ def _wants_merge(segs: list[Segment]) -> bool:
 def _segment(name: str, first: int, ph: np.ndarray, dh: np.ndarray, rep: np.ndarray, dig: np.ndarray,
              member_id: np.ndarray, member_class: np.ndarray) -> Segment:
     order = np.argsort(dig, kind="stable")
+    by_class = np.argsort(member_class, kind="stable")
     return Segment(name, first, np.ascontiguousarray(ph), np.ascontiguousarray(dh), rep.astype(np.int64),
                    dig[order], (first + order).astype(np.int64), member_id.astype(np.int64),
-                   member_class.astype(np.int64), np.argsort(member_class, kind="stable"))
+                   member_class.astype(np.int64), member_class[by_class].astype(np.int64),
+                   member_id[by_class].astype(np.int64))
 
 
 def _concat(a: Segment, b: Segment, name: str) -> Segment:
@@ -414,7 +419,7 @@ def _tables(seg: Segment) -> dict[str, tuple[np.ndarray, np.ndarray, tuple[_Layo
 
 
 def _is_ours(f: Path) -> bool:
-    return f.suffix == ".npy" and (f.stem in _BASE_FILES or bool(_TABLE.fullmatch(f.stem)))
+    return f.suffix == ".npy" and (f.stem in _BASE_FILES or f.stem in _OLD_FILES or bool(_TABLE.fullmatch(f.stem)))
 
 
 def _save(folder: Path, name: str, arr: np.ndarray) -> None:
@@ -446,7 +451,8 @@ def _read_segment(folder: Path, first: int) -> Segment:
     seg = Segment(folder.name, first, *(load(n) for n in _BASE_FILES))
     n = seg.classes
     if seg.phash.shape != (n, T) or seg.dhash.shape != (n, T) or seg.digest.size != n or \
-            seg.member_id.size != seg.member_class.size:
+            seg.member_id.size != seg.member_class.size or seg.class_sorted.size != seg.member_id.size or \
+            seg.class_members.size != seg.member_id.size:
         raise ValueError(f"{folder.name}: arrays of inconsistent sizes")
     if (folder / "ph-ids.npy").exists():
         tables = {}
