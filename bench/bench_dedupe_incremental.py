@@ -96,9 +96,13 @@ def insert(db: sqlite3.Connection, start: int, sigs: tuple[np.ndarray, np.ndarra
             db.execute("UPDATE counters SET value = ? WHERE name = 'assets'", (start + len(rows),))
 
 
-def load_infos(m: Manifest) -> list[AssetInfo]:
+def infos_of(rows: list) -> list[AssetInfo]:
     return [AssetInfo(sha, fmt, size, w, h, first, Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey))
-            for sha, fmt, _mime, _ext, size, w, h, first, _key, _p, _d, pv, dv, grey, _c, _ch in m.asset_rows()]
+            for sha, fmt, _mime, _ext, size, w, h, first, _key, _p, _d, pv, dv, grey, _c, _ch in rows]
+
+
+def load_infos(m: Manifest) -> list[AssetInfo]:
+    return infos_of(m.asset_rows())
 
 
 def child(step: str, path: Path, distance: int, check: bool) -> None:
@@ -123,9 +127,16 @@ def child(step: str, path: Path, distance: int, check: bool) -> None:
                 pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
             out.update(searched=s.searched, archive=s.archive, pairs=s.pairs)
         else:
-            infos = load_infos(m)
+            from archiver.dedupe import pairs as pairs_module
+
+            if hasattr(pairs_module, "groupable"):  # only the assets that can be in a group are read
+                pairs, ids = pairs_module.groupable(m, distance)
+                infos = infos_of(m.asset_rows_of(ids))
+            else:  # the code before it: every signature loaded
+                infos = load_infos(m)
+                pairs = m.recorded_pairs(distance, SIMILARITY_RULE_VERSION)
             out["load_s"] = time.perf_counter() - w
-            pairs = m.recorded_pairs(distance, SIMILARITY_RULE_VERSION)
+            out["loaded"] = len(infos)
             groups = groups_from_pairs(infos, pairs, distance, PREFER)  # type: ignore[arg-type]
             out["groups"] = len(groups)
             out["digest"] = hashlib.sha256(repr(groups).encode()).hexdigest()[:16]
@@ -133,7 +144,9 @@ def child(step: str, path: Path, distance: int, check: bool) -> None:
     if step == "group" and check:
         from archiver.dedupe.reference import build_groups
 
-        assert build_groups(infos, distance, PREFER) == groups, "groups differ from the from-scratch computation"
+        with Manifest.open(path) as m:
+            everything = load_infos(m)
+        assert build_groups(everything, distance, PREFER) == groups, "groups differ from the from-scratch computation"
         out["checked"] = True
     print(json.dumps(out), flush=True)
 

@@ -104,6 +104,16 @@ def digests(rows: Iterable[SignatureRow]) -> tuple[np.ndarray, np.ndarray, np.nd
     return ids, ph, dh, dig
 
 
+def _mix(v: np.ndarray) -> np.ndarray:
+    """A 64-bit mix of each row of ``v`` (uint64): equal rows, equal keys."""
+    with np.errstate(over="ignore"):
+        h = np.full(v.shape[0], 0x243F6A8885A308D3, dtype=np.uint64)
+        for j in range(v.shape[1]):
+            h = (h ^ v[:, j]) * np.uint64(0x9E3779B97F4A7C15)
+            h ^= h >> np.uint64(29)
+        return h
+
+
 def _checksum(ids: np.ndarray, classes: np.ndarray, start: int = 0) -> int:
     """Order-independent (a sum mod 2**64) mix of (asset id, class id) pairs, added to ``start``."""
     with np.errstate(over="ignore"):
@@ -308,6 +318,29 @@ class VariantIndex:
             inside = (classes >= s.first) & (classes < s.first + s.classes)
             out[inside] = s.variants(kind)[classes[inside] - s.first]
         return out
+
+    def shared_hash_classes(self, block: int = 1 << 18) -> np.ndarray:
+        """The classes whose assets share their hashes (8 pHash and 8 dHash variants) with another asset: classes
+        of two members or more, and classes whose variants equal another class's (the same hashes, another grey
+        thumbnail). Reads each segment's arrays a block at a time: O(classes) time, ~16 bytes per class of memory."""
+        counts = np.zeros(self.classes, dtype=np.int64)
+        keys = np.empty(self.classes, dtype=np.uint64)
+        for s in self.segments:
+            for lo in range(0, s.member_class.size, block):
+                counts += np.bincount(np.asarray(s.member_class[lo:lo + block]), minlength=self.classes)
+            for lo in range(0, s.classes, block):
+                v = np.concatenate([np.asarray(s.phash[lo:lo + block]), np.asarray(s.dhash[lo:lo + block])], axis=1)
+                keys[s.first + lo:s.first + lo + v.shape[0]] = _mix(v)
+        order = np.argsort(keys, kind="stable")
+        k = keys[order]
+        run = np.flatnonzero(k[1:] == k[:-1])
+        maybe = np.unique(np.concatenate([order[run], order[run + 1]]))  # equal keys: equal variants, or a collision
+        same = np.zeros(0, dtype=np.int64)
+        if maybe.size:
+            v = np.concatenate([self.variants("ph", maybe), self.variants("dh", maybe)], axis=1)
+            _, inverse, n = np.unique(v, axis=0, return_inverse=True, return_counts=True)
+            same = maybe[n[inverse.ravel()] > 1]
+        return np.union1d(np.flatnonzero(counts > 1), same)
 
     # -- search -------------------------------------------------------------------------------------
     def candidates(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -422,6 +422,28 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
                 f"SELECT id, sha256 FROM assets WHERE id IN ({','.join('?' * len(chunk))})", chunk))
         return out
 
+    def asset_ids(self, shas: Iterable[str]) -> dict[str, int]:
+        """The id of each asset sha256 (those the manifest does not know are left out)."""
+        out: dict[str, int] = {}
+        batch = sorted(set(shas))
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            out.update(self._db.execute(
+                f"SELECT sha256, id FROM assets WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    def asset_rows_of(self, ids: Iterable[int]) -> list[AssetRow]:
+        """``asset_rows`` of the given asset ids only, by sha256."""
+        out: list[AssetRow] = []
+        batch = sorted(set(ids))
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            out += (AssetRow(*r) for r in self._db.execute(
+                "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
+                "phash_variants, dhash_variants, grey, colours, chroma FROM assets "
+                f"WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return sorted(out, key=lambda r: r.sha256)
+
     def hash_index_state(self, name: str) -> tuple[str, int, int, str] | None:
         """(token, generation, assets, checksum) the last update of the on-disk index ``name`` recorded."""
         row = self._db.execute(
