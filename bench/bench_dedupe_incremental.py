@@ -141,6 +141,9 @@ def child(step: str, path: Path, distance: int, check: bool) -> None:
             out["groups"] = len(groups)
             out["digest"] = hashlib.sha256(repr(groups).encode()).hexdigest()[:16]
     out.update(wall=time.perf_counter() - w, cpu=time.process_time() - c, peak_mb=peak_mb())
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    if "RssFile" in status:  # of the peak, what is file pages (the index's memory-mapped arrays) at the end
+        out["file_mb"] = round(int(status["RssFile"].split()[0]) / 1024)
     if step == "group" and check:
         from archiver.dedupe.reference import build_groups
 
@@ -228,7 +231,9 @@ def main() -> None:
                     continue
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 results[name][step] = r
-                extra = "" if step != "add" else f", index on disk {du(paths[name].with_name(paths[name].name + '.index')) / 1e6:,.0f} MB"
+                size = du(paths[name].with_name(paths[name].name + ".index"))
+                extra = "" if step != "add" else \
+                    f", index on disk {size / 1e6:,.0f} MB ({size / 1e9 * 1e6 / (args.n + args.add):.2f} GB per million)"
                 print(f"  {step:<7} {name:<26} {r['wall']:8.2f} s wall {r['cpu']:8.2f} s CPU {r['peak_mb']:7.0f} MB peak"
                       f"  {({k: v for k, v in r.items() if k not in ('wall', 'cpu', 'peak_mb')})}{extra}", flush=True)
                 if step in ("add", "rescan"):
