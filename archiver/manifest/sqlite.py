@@ -547,11 +547,20 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
         """(asset sha256, width, key) of every stored thumbnail, by asset then width."""
         return [RenditionRow(*r) for r in self._db.execute("SELECT asset, width, key FROM renditions ORDER BY asset, width")]
 
-    def asset_rows(self) -> list[AssetRow]:
-        """Every asset, by sha256: what grouping needs."""
+    def asset_rows(self, *, well_formed: int | None = None) -> list[AssetRow]:
+        """Every asset, by sha256: what grouping needs. With ``well_formed`` (the length of a well-formed variants
+        field), the variants and grey thumbnail of the assets whose fields have that form come back as "" (read
+        later, for the few assets that can be in a group: ``asset_rows_of``); the others' as they are."""
+        if well_formed is None:
+            fields, args = "phash_variants, dhash_variants, grey", ()
+        else:
+            ok = "LENGTH(phash_variants) = ? AND LENGTH(dhash_variants) = ? AND (grey IS NULL OR LENGTH(grey) = 128)"
+            fields = (f"CASE WHEN {ok} THEN '' ELSE phash_variants END, CASE WHEN {ok} THEN '' ELSE dhash_variants END, "
+                      f"CASE WHEN {ok} THEN '' ELSE grey END")
+            args = (well_formed,) * 6
         return [AssetRow(*r) for r in self._db.execute(
-            "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
-            "phash_variants, dhash_variants, grey, colours, chroma FROM assets ORDER BY sha256"
+            f"SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, {fields}, colours, "
+            "chroma FROM assets ORDER BY sha256", args
         )]
 
     def record_colour(self, rows: Iterable[tuple[str, int | None, float | None]]) -> None:
