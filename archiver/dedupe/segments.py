@@ -14,7 +14,8 @@ Layout (``<manifest>.index/variants/``):
     class_sorted.npy class_members.npy   the members' class ids ascending, and their asset ids in that order
     {ph,dh}-ids.npy {ph,dh}-starts.npy {ph,dh}-c<i>-{order,values,offsets,words}.npy
                           a segment of >= LAYOUT_MIN classes also keeps the probe tables of ``index.HashIndex`` over
-                          its 8 n variants of each hash, memory-mapped when searched (smaller ones are compared flat)
+                          its 8 n variants of each hash, and ({p0,d0}-…) over its n identity hashes, memory-mapped when
+                          searched (smaller ones are compared flat)
 
 Updating: a run appends one segment with the assets above the last indexed id (``Manifest.variant_rows_after``),
 so it reads and writes O(k) for k new assets. Every file of a new segment is written and fsynced, then a new
@@ -52,7 +53,7 @@ from archiver.model import DISTANCE_LIMIT
 log = logging.getLogger("archiver")
 
 NAME = "variants"
-FORMAT = 2  # 2: members by class as (class, asset id) arrays (1: positions, gathered whole to be read)
+FORMAT = 3  # 3: probe tables of the identity hashes too; 2: members by class as (class, asset id) arrays
 LAYOUT_MIN = 4_096  # classes from which a segment keeps probe tables (below: compared flat, ~0.1 s per 1 000 classes)
 TIER = 4  # merge the newest segment into the one before while it is at least 1/TIER of its size
 T = len(TRANSFORMS)
@@ -60,7 +61,9 @@ _SEGMENT = re.compile(r"seg-[0-9a-f]{16}-[0-9]{8}")
 _BASE_FILES = ("phash", "dhash", "rep", "digest", "digest_class", "member_id", "member_class", "class_sorted",
                "class_members")
 _OLD_FILES = ("by_class",)  # written by format 1: its segment folders are still ours to remove
-_TABLE = re.compile(r"(?:ph|dh)-(?:ids|starts|c[0-9]-(?:order|values|offsets|words))")
+_TABLE = re.compile(r"(?:ph|dh|p0|d0)-(?:ids|starts|c[0-9]-(?:order|values|offsets|words))")
+_IDENTITY = {"ph": "p0", "dh": "d0"}  # the probe tables of the identity hashes only
+_KINDS = ("ph", "dh", "p0", "d0")
 _QUERY_BLOCK = 1 << 20
 _WHOLE = 4  # searching at least 1/_WHOLE of the classes: one in-memory index of everything beats the segments
 _WIDTH = VARIANTS_WIDTH = 17 * T - 1  # "h0,h1,...": 16 hex digits each, comma-separated
@@ -90,7 +93,7 @@ class Segment:
         return int(self.rep.size)
 
     def variants(self, kind: str) -> np.ndarray:
-        return self.phash if kind == "ph" else self.dhash
+        return self.phash if kind[0] == "p" else self.dhash
 
 
 def digests(rows: Iterable[SignatureRow]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -350,13 +353,17 @@ class VariantIndex:
         if q.size * _WHOLE >= self.classes:  # most of the archive (a first search, a rescan): one index in memory
             return self._candidates_whole(q, k)
         for kind in ("ph", "dh"):
-            flat = self.variants(kind, q).ravel()  # all variants of the searched classes, one query set per kind
+            v = self.variants(kind, q)
+            identity, others = np.ascontiguousarray(v[:, 0]), np.ascontiguousarray(v[:, 1:]).ravel()
             for s in self.segments:
-                qi, e = _search(s, kind, flat, k)
-                # a searched class's identity hash near any variant of an indexed class, or any variant of a
-                # searched class near an indexed class's identity hash
-                keep = (qi % T == 0) | (e % T == 0)
-                found.append((q[qi[keep] // T], s.first + e[keep] // T))
+                # a searched class's identity hash near any variant of an indexed class (the table of every
+                # variant), or another variant of a searched class near an indexed class's identity hash (the
+                # table of identity hashes only: 1/T of the values, so these T - 1 queries cost far less)
+                qi, e = _search(s, kind, identity, k)
+                found.append((q[qi], s.first + e // T))
+                if T > 1:
+                    qi, e = _search(s, kind, others, k, identity=True)
+                    found.append((q[qi // (T - 1)], s.first + e // T))
         if not found:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         a, b = (np.concatenate(z) for z in zip(*found, strict=True))
@@ -388,17 +395,22 @@ class VariantIndex:
         return packed // (self.classes + 1), packed % (self.classes + 1)
 
 
-def _search(s: Segment, kind: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(query index, flat position class * T + t) of the segment's variants within ``k`` of each query."""
-    if s.tables is None and queries.size * s.classes * T > BRUTE_FORCE_WORK:
+def _search(s: Segment, kind: str, queries: np.ndarray, k: int, *, identity: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(query index, flat position class * T + t) of the segment's variants within ``k`` of each query; with
+    ``identity``, of its identity hashes only (t = 0)."""
+    if s.tables is None and queries.size * s.classes * (1 if identity else T) > BRUTE_FORCE_WORK:
         s.tables = _tables(s)  # a flat segment asked many queries (a rescan, an index in memory): tables in memory
-    if s.tables is None or kind not in s.tables:
-        targets = np.ascontiguousarray(s.variants(kind)).ravel()
+    key = _IDENTITY[kind] if identity else kind
+    if s.tables is None or key not in s.tables:
+        v = s.variants(kind)
+        targets = np.ascontiguousarray(v[:, 0] if identity else v).ravel()
         if kernel.AVAILABLE:
-            return kernel.all_near(np.ascontiguousarray(queries), targets, k)
-        qi, e, _ = near(targets, queries, k)
-        return qi, e
-    ids, starts, layouts = s.tables[kind]
+            qi, e = kernel.all_near(np.ascontiguousarray(queries), targets, k)
+        else:
+            qi, e, _ = near(targets, queries, k)
+        return qi, e * T if identity else e
+    ids, starts, layouts = s.tables[key]
     engine = "compiled" if kernel.AVAILABLE else "numpy"
     idx = HashIndex(k, np.zeros(0, np.uint64), ids, starts, layouts, 0, engine)
     parts = []
@@ -408,7 +420,7 @@ def _search(s: Segment, kind: str, queries: np.ndarray, k: int) -> tuple[np.ndar
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     qi, e = (np.concatenate(x) for x in zip(*parts, strict=True))
-    return qi, e
+    return qi, e * T if identity else e
 
 
 def _wants_merge(segs: list[Segment]) -> bool:
@@ -439,8 +451,10 @@ def _concat(a: Segment, b: Segment, name: str) -> Segment:
 
 def _tables(seg: Segment) -> dict[str, tuple[np.ndarray, np.ndarray, tuple[_Layout, ...]]]:
     out = {}
-    for kind in ("ph", "dh"):
-        idx = HashIndex.build(seg.variants(kind).ravel(), DISTANCE_LIMIT)
+    for kind in _KINDS:
+        v = seg.variants(kind)
+        idx = HashIndex.build(np.ascontiguousarray(v[:, 0]) if kind in _IDENTITY.values() else v.ravel(),
+                              DISTANCE_LIMIT)
         layouts = []
         for la in idx.layouts:
             lay = _Layout(la.order.astype(np.int32), la.sorted_values, la.item_keys, la.offsets.astype(np.int32),
@@ -489,7 +503,7 @@ def _read_segment(folder: Path, first: int) -> Segment:
         raise ValueError(f"{folder.name}: arrays of inconsistent sizes")
     if (folder / "ph-ids.npy").exists():
         tables = {}
-        for kind in ("ph", "dh"):
+        for kind in _KINDS:
             layouts = []
             for i, c in enumerate(plan(DISTANCE_LIMIT)):
                 order, values, offsets, words = (load(f"{kind}-c{i}-{p}") for p in ("order", "values", "offsets",
