@@ -181,3 +181,17 @@ def resolve(raw: str, base_url: str) -> str:
     path = _quote(_remove_dot_segments(parts.path), _PATH_SAFE)
     query = _quote(parts.query, _QUERY_SAFE)
     return urlunsplit((scheme, f"{userinfo}{host}{port}", path, query, ""))
+
+
+_KEPT_FRAGMENT = re.compile(r"#[A-Za-z0-9._~!$*+,;=:@/?%-]+\Z")
+
+
+def kept_fragment(raw: str) -> str:
+    """The ``#fragment`` of a URL as written (``#center``, an SVG sprite's ``#icon``), to follow the archive URL that
+    replaces it; "" when there is none, or when it holds a character that could change the meaning of the text
+    around it (quotes, ``&``, brackets, spaces: then it is dropped, as the fetch dropped it)."""
+    at = raw.find("#")
+    if at < 0:
+        return ""
+    fragment = raw[at:].rstrip(_STRIP)
+    return fragment if _KEPT_FRAGMENT.match(fragment) else ""

@@ -122,3 +122,18 @@ def test_file_names_the_terminal_cannot_show_are_printed_escaped(tmp_path: Path,
     result = archiver("run", "--config", str(cfg), cwd=tmp_path, env={"PYTHONIOENCODING": "ascii"})
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert "\\u65b0\\u95fb.md:1  http://img.news.test/404" in result.stdout
+
+
+def test_run_from_a_subfolder_without_a_config_says_where_the_config_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sub = tmp_path / "site" / "posts"
+    sub.mkdir(parents=True)
+    monkeypatch.chdir(sub)
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "no archiver.toml in" in err and "archiver init" in err and "Traceback" not in err
+    (tmp_path / "archiver.toml").write_text('[articles]\nroot = "site/posts"\n', encoding="utf-8")
+    assert main(["run"]) == 2
+    assert f"{tmp_path / 'archiver.toml'} is in a folder above: run from there, or pass --config" in \
+        capsys.readouterr().err

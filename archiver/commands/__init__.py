@@ -31,7 +31,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             )),
     Command("run", "archiver.commands.run", "archive the images of articles and rewrite the articles", (
         "archiver run --dry-run            # fetch and check everything, print the diff, write nothing",
-        "archiver run source/_posts --report report/failures.html",
+        "archiver run --watch              # then archive new and changed articles as they are written",
     )),
     Command("status", "archiver.commands.status", "counts and recent failures from the manifest", (
         "archiver status --config site/archiver.toml",

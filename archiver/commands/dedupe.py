@@ -30,7 +30,7 @@ from archiver.manifest.target import exists, manifest_target, shown
 from archiver.model import DISTANCE_LIMIT
 from archiver.storage import Store, open_store
 from archiver.storage.keys import current_url, public_bases
-from archiver.terminal import say, shown_path
+from archiver.terminal import count, say, shown_path
 
 log = logging.getLogger("archiver")
 THUMB_MIN_WIDTH = 188  # the report's thumbnail box
@@ -74,8 +74,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "max_distance": max_distance,
                 "prefer": list(d.prefer), "applied": bool(args.apply)}
         files = write_report(rows, html, args.json or html.with_suffix(".json"), meta)
-    say(f"{len(p.groups)} near-duplicate groups ({sum(len(g.members) for g in p.groups)} images), "
-          f"{sum(r.kind == 'exact' for r in rows)} images archived from several URLs")
+    say(f"{count(len(p.groups), 'near-duplicate group')} ({count(sum(len(g.members) for g in p.groups), 'image')}), "
+        f"{count(sum(r.kind == 'exact' for r in rows), 'image')} archived from several URLs")
     say(f"report: {files.html} ({files.pages} pages); JSON: {files.json}")
     if applied is None:
         say("nothing rewritten (use --apply to point articles at the canonical copies)")
@@ -85,7 +85,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
 
 def _report_rewrite(what: str, result: canonical.RewriteResult) -> int:
     verb = "rewritten to canonical copies" if what == "apply" else "restored"
-    say(f"{what}: {result.articles} articles {verb} ({result.spans} references)")
+    say(f"{what}: {count(result.articles, 'article')} {verb} ({count(result.spans, 'reference')})")
     for p in result.problems:
         say(f"  {p}")
     return 1 if result.problems else 0

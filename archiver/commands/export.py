@@ -26,7 +26,7 @@ from archiver.manifest.target import manifest_target
 from archiver.run.local import shown_source
 from archiver.scratch import is_ours
 from archiver.storage import Store, open_store
-from archiver.terminal import UNPRINTABLE, say, shown_path
+from archiver.terminal import UNPRINTABLE, count, say, shown_path
 
 CSV_FIELDS = ("key", "source_urls", "url", "sha256", "width", "height", "bytes", "content_type", "format",
               "first_archived", "srcset", "placeholder")
@@ -220,6 +220,6 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if args.output:
         say(f"exported {n} entries ({fmt}, keyed by {args.key}) to {shown_path(args.output)}")
     if missing:
-        say(f"{len(missing)} images have no placeholder (their thumbnail could not be read; `archiver verify` "
-            f"checks the store), e.g. {missing[0]}", file=sys.stderr)
+        say(f"{count(len(missing), 'image')} {'has' if len(missing) == 1 else 'have'} no placeholder (their "
+            f"thumbnail could not be read; `archiver verify` checks the store), e.g. {missing[0]}", file=sys.stderr)
     return EXIT_OK

@@ -177,8 +177,9 @@ def render(site: Site) -> str:
                  "# the site's URL, e.g. \"https://example.com/\": root-relative image URLs (/images/x.png) are\n"
                  "# resolved against it; empty: such URLs are reported, not guessed")
     site_root = _site_root_lines(site)
-    jekyll_note = ("# Jekyll publishes every file of the site's root that _config.yml does not exclude: add this file\n"
-                   "# and the report folder there, e.g.  exclude: [archiver.toml, report]\n") if site.kind == "jekyll" else ""
+    jekyll_note = ("# Jekyll publishes every file of the site's root that _config.yml does not exclude: append this\n"
+                   "# file and the report folder to its exclude: list (one list; a second exclude: key replaces the\n"
+                   "# first), e.g.  exclude: [archiver.toml, report]\n") if site.kind == "jekyll" else ""
     return f"""# archiver configuration for this {site.kind} site, written by `archiver init`.
 # Every key not set here keeps its default; config.example.toml (in the archiver's sources) lists them all.
 # Relative paths are relative to this file's folder. S3 credentials never go here (see [storage] below).
@@ -253,7 +254,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         handle.write(render(site))
     say(f"wrote {shown_path(target)} for a {kind} site: articles in {site.articles}/, archive in {site.archive}/ "
         f"served at {site.public_base_url}" + ("" if site.url else "; set [articles] base_url to your site's URL"),
-        *(["jekyll publishes the site's root: add `exclude: [archiver.toml, report]` to _config.yml"]
+        *(["jekyll publishes the site's root: append archiver.toml and report to the `exclude:` list of _config.yml "
+           "(e.g. `exclude: [archiver.toml, report]`; one list: a second `exclude:` key replaces the first)"]
           if kind == "jekyll" else []),
         "next: `archiver run --dry-run` shows what a run would change; then `archiver run --report "
         "report/failures.html`")

@@ -29,7 +29,7 @@ from archiver.manifest.sqlite import Manifest
 from archiver.manifest.target import exists, manifest_target, shown
 from archiver.model import RESTORE
 from archiver.storage.keys import KeyLookup, ParsedKey, archive_key, public_bases
-from archiver.terminal import say, say_block, shown_path
+from archiver.terminal import count, say, say_block, shown_path
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -176,8 +176,10 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         say(f"{path}: lines {', '.join(map(str, lines))}: references to the archive that this manifest "
             "has no record of; restore cannot put their original URLs back")
     say(
-        f"{'dry run: ' if dry else ''}{articles} articles {'would be ' if dry else ''}restored, {spans} URLs "
-        f"put back; {unrestored} URLs could not be restored, {failed} articles could not be restored"
-        + (f"; {len(left)} articles with references to the archive have no record to restore from" if left else "")
+        f"{'dry run: ' if dry else ''}{count(articles, 'article')} {'would be ' if dry else ''}restored, "
+        f"{count(spans, 'URL')} put back; {count(unrestored, 'URL')} could not be restored, "
+        f"{count(failed, 'article')} could not be restored"
+        + (f"; {count(len(left), 'article')} with references to the archive "
+           f"{'has' if len(left) == 1 else 'have'} no record to restore from" if left else "")
     )
     return 1 if unrestored or failed or left else 0

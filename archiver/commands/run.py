@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from archiver import scratch, terminal
 from archiver.config import Config
@@ -23,6 +25,9 @@ from archiver.storage import Store, open_store
 from archiver.storage.null import NullStore
 from archiver.terminal import count, shown_path
 
+if TYPE_CHECKING:
+    from archiver.run.watch import Watcher
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="article files or folders")
@@ -33,13 +38,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", type=Path, metavar="PATH",
                         help="also write an HTML page (PATH) and a CSV beside it of every image not archived, by "
                              "host and reason, with the articles that use it")
+    parser.add_argument("--watch", action="store_true",
+                        help="after the run, keep watching the articles' folders and archive new and changed "
+                             "articles as they are written (Ctrl-C or SIGTERM stops it, exit 0)")
+    parser.add_argument("--poll", type=float, metavar="SECONDS",
+                        help="with --watch: look for changes every SECONDS instead of relying on the operating "
+                             "system's change events (network and container folders, where those do not arrive)")
+
+
+def _default_root_hint(cfg: Config) -> str:
+    """Why the articles' folder was looked for there: the config's ``[articles] root``, or, without a config, the
+    default (with the archiver.toml of a folder above, when there is one: run from there or pass --config)."""
+    if cfg.source:
+        return f" ([articles] root of {cfg.source})"
+    here = Path.cwd()
+    above = next((d / "archiver.toml" for d in here.parents if (d / "archiver.toml").is_file()), None)
+    hint = (f"; {shown_path(above)} is in a folder above: run from there, or pass --config {shown_path(above)}"
+            if above else "; run `archiver init` in your site's folder, pass --config, or name the articles as PATHs")
+    return f" (the default [articles] root: no archiver.toml in {shown_path(here)}{hint})"
+
+
+def _check_watch(args: argparse.Namespace) -> None:
+    if args.poll is not None and not args.watch:
+        raise ConfigError("--poll: only with --watch")
+    if args.poll is not None and not 0.05 <= args.poll <= 3600:
+        raise ConfigError(f"--poll: {args.poll:g} seconds is not between 0.05 and 3600")
+    if args.watch and args.dry_run:
+        raise ConfigError("--watch: not with --dry-run (a dry run writes nothing to watch for)")
+    if args.watch and args.report:
+        raise ConfigError("--watch: not with --report (`archiver report` writes the report from the manifest at any "
+                          "time, also while a watching run goes on)")
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
+    _check_watch(args)
     paths = list(args.paths) or [cfg.resolve_path(cfg.articles.root)]
     for p in paths:
         if not p.exists():
             why = "a broken symlink, or a symlink loop" if p.is_symlink() else "no such file or folder"
+            if not args.paths:
+                why += _default_root_hint(cfg)
             raise ConfigError(f"{shown_path(p)}: {why}")
     site_root = cfg.articles.site_root
     if site_root and not os.path.isdir(site_root):  # else every /images/x.png would be "no such file", exit 0
@@ -75,17 +113,40 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         progress = Progress(run.stats, enabled=not args.quiet, dry_run=args.dry_run, paused=run.paused_hosts)
         terminal.attach(progress)
 
+        stop = asyncio.Event()
+        current: list[Run | None] = [run]  # the run a signal stops: the first, then each cycle of --watch (None: idle)
+
+        def interrupted(name: str) -> None:
+            stop.set()
+            if (busy := current[0]) is not None:
+                busy.request_stop(f"interrupted ({name})")
+
         async def main() -> None:
             loop = asyncio.get_running_loop()
             for sig, name in ((signal.SIGINT, "SIGINT"), (signal.SIGTERM, "SIGTERM")):
-                loop.add_signal_handler(sig, run.request_stop, f"interrupted ({name})")
+                loop.add_signal_handler(sig, interrupted, name)
+            watcher = None
+            if args.watch:  # before the first run: an article written during it is seen
+                from archiver.run.watch import Watcher
+
+                watcher = Watcher(paths, cfg.articles.extensions, poll=args.poll,
+                                  follow_outside=cfg.articles.follow_symlinks_outside)
+                await watcher.start(stop)
             progress.start()
             try:
                 await run.execute()
             finally:
                 await progress.stop()
+            if watcher is not None and not stop.is_set() and not run.report.stopped:
+                watched.append(True)
+                await _watch(watcher, stop, current, lambda changed: Run(
+                    cfg, paths, manifest, store, workdir=workdir, pool=pool, only=changed,
+                    check_store=cfg.storage.backend == "s3"), progress, run.report, cfg, manifest, store)
 
+        watched: list[bool] = []
         asyncio.run(main())
+        if watched:
+            return 0  # each cycle printed its summary; a signal is how a watch ends
         report = run.report
         report_line = None
         if args.report:
@@ -110,6 +171,33 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if report.stopped and report.stopped.startswith("interrupted"):
         return EXIT_INTERRUPTED
     return max(report.exit_code, EXIT_FAILED if report_failed else 0)
+
+
+async def _watch(watcher: Watcher, stop: asyncio.Event, current: list[Run | None], make_run: Callable[[set[str]], Run],
+                 progress: Progress, first: RunReport, cfg: Config, manifest: Manifest, store: Store) -> None:
+    """--watch: print the first run's summary, then run again over each batch of new or changed articles until a
+    signal; a cycle that found nothing to do (the run's own rewrites come back as changes) prints nothing."""
+    terminal.say(*summary_lines(first, progress.elapsed, bounded=True))
+    if cfg.dedupe.rewrite_to_canonical and not first.stopped:
+        _rewrite_to_canonical(cfg, manifest, store)
+    terminal.say(watcher.describe())
+    current[0] = None
+    while (changed := await watcher.next()) is not None:
+        run = current[0] = make_run(changed)
+        started = asyncio.get_running_loop().time()
+        try:
+            await run.execute()
+        finally:
+            current[0] = None
+        s = run.report.stats
+        if s.urls or s.articles_rewritten or run.report.problems:
+            terminal.say(*summary_lines(run.report, asyncio.get_running_loop().time() - started, bounded=True))
+            if cfg.dedupe.rewrite_to_canonical and s.assets_new and not run.report.stopped:
+                _rewrite_to_canonical(cfg, manifest, store)
+        if run.report.stopped:
+            if not stop.is_set():  # stopped by itself (storage unavailable): the watch ends, with its reason said
+                terminal.say(f"watch: stopped ({run.report.stopped})")
+            break
 
 
 def _failure_report(path: Path, report: RunReport, manifest: Manifest, paths: list[Path], *, dry_run: bool) -> str:
@@ -138,5 +226,6 @@ def _rewrite_to_canonical(cfg: Config, manifest: Manifest, store: Store) -> None
         manifest, groups.articles, groups.mapping, cfg.articles.front_matter_fields, cfg.articles.max_refs
     )
     if result.spans:
-        terminal.say(f"dedupe: {result.articles} articles rewritten to canonical copies ({result.spans} references)")
+        terminal.say(f"dedupe: {terminal.count(result.articles, 'article')} rewritten to canonical copies "
+                     f"({terminal.count(result.spans, 'reference')})")
     terminal.say(*(f"  {problem}" for problem in result.problems))

@@ -39,7 +39,7 @@ from archiver.redaction import redact
 from archiver.storage import open_store
 from archiver.storage.audit import Finding, Target, VerifyStatus, check_all, target_for_key
 from archiver.storage.keys import ParsedKey, archive_key, public_bases
-from archiver.terminal import say, shown_path
+from archiver.terminal import count, say, shown_path
 
 
 # -- what to check ---------------------------------------------------------------------------------
@@ -339,7 +339,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             say(f"  {article}: lines {', '.join(str(n) for n in sorted(affected[article]))}")
     unvouched = sum(1 for f in findings if f.read == "no checksum")
     if unvouched and not args.repair:
-        say(f"note: {unvouched} objects have no checksum in the store (stored before checksums were kept, or in "
+        say(f"note: {count(unvouched, 'object')} {'has' if unvouched == 1 else 'have'} no checksum in the store (stored before checksums were kept, or in "
             f"parts){'' if args.deep else ', so verify read them'}; --repair stores them again with one")
     for line in repaired + public:
         say(line)
@@ -348,9 +348,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     local = cfg.storage.backend == "local"  # no checksum kept: without --deep, sizes are compared
     counts = {s: sum(1 for f in findings if f.status == s) for s in ("missing", "corrupt", "unchecked")}
     say(
-        f"verify{' --deep' if args.deep else ''}: {len(targets)} objects checked ({originals} originals, "
-        f"{len(targets) - originals} thumbnails) in {elapsed:.1f} s; {usage.articles} articles scanned, "
-        f"{usage.references} references to the archive; {counts['missing']} missing, {counts['corrupt']} corrupt, "
+        f"verify{' --deep' if args.deep else ''}: {count(len(targets), 'object')} checked "
+        f"({count(originals, 'original')}, {count(len(targets) - originals, 'thumbnail')}) in {elapsed:.1f} s; "
+        f"{count(usage.articles, 'article')} scanned, {count(usage.references, 'reference')} to the archive; {counts['missing']} missing, {counts['corrupt']} corrupt, "
         f"{counts['unchecked']} could not be checked"
         + ("" if args.deep or local else f"; {unvouched} read because the store keeps no checksum for them")
         + (f"; {reread} recorded missing or corrupt read again" if reread and not args.deep else "")

@@ -23,6 +23,7 @@ from archiver.find.refs import article_refs
 from archiver.manifest.sqlite import Manifest
 from archiver.model import ArticleReplacement
 from archiver.terminal import shown_path
+from archiver.urls import kept_fragment
 
 REASON_APPLY = "dedupe"
 REASON_UNDO = "dedupe-undo"
@@ -50,6 +51,9 @@ def apply_canonical(
             for ref in article_refs(article, fields, max_refs):
                 span = article.text[ref.start : ref.end]
                 new = mapping.get(span)
+                if new is None and (fragment := kept_fragment(span)):  # "…/key.jpg#center" keeps its fragment
+                    new = mapping.get(span[: span.find("#")])
+                    new = None if new is None else new + fragment
                 if new is not None and new != span:
                     repls.append(Replacement(ref.start, ref.end, new))
                     record.append(ArticleReplacement(ref.start, ref.end, span, new, span))

@@ -26,7 +26,7 @@ from archiver.redaction import has_secret, redact
 from archiver.run.local import LocalRoots, locate
 from archiver.storage.keys import KeyLookup, ParsedKey, archive_key, public_bases
 from archiver.terminal import shown_path
-from archiver.urls import resolve
+from archiver.urls import kept_fragment, resolve
 
 
 @dataclass(frozen=True)
@@ -244,6 +244,8 @@ def rewrite_article(
         span = article.text[ref.start : ref.end]
         if ref.kind == RefKind.ASSET_TAG:  # {% asset_img cls a.jpg … %} -> {% img cls URL … %}, as Hexo renders it
             public = asset_rewrite(span, ref.url, public)
+        else:  # "a.jpg#center": the fragment is never fetched, but it means something to the page
+            public += kept_fragment(ref.url)
         repls.append(Replacement(ref.start, ref.end, public))
         # a span carrying credentials or secret values is not kept in the manifest ("" = not kept)
         record.append(ArticleReplacement(ref.start, ref.end, "" if _secret_span(span, ref.url) else span, public,

@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +50,7 @@ from archiver.run.articles import (
 from archiver.run.assets import AssetArchiver
 from archiver.run.local import LocalRoots, is_local
 from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
+from archiver.run.watch import article_key
 from archiver.storage import Store
 from archiver.terminal import shown_path
 
@@ -74,8 +75,12 @@ class Run:
         workdir: Path,
         pool: ImagePool | None = None,
         check_store: bool = False,
+        only: Collection[str] | None = None,
     ) -> None:
+        """``only``: scan just these articles (run.watch.article_key) among those under ``paths``
+        (`run --watch`: the files that changed), walked with the same rules."""
         self.cfg = cfg
+        self._only = None if only is None else set(only)
         self.paths = list(paths)
         self.manifest = manifest
         self.store = store
@@ -144,7 +149,8 @@ class Run:
                     log.info("removed %s left by an interrupted run", shown_path(stale))
 
         def skipped(path: Path, why: str) -> None:  # a symlink loop, a link outside the folders given, ...
-            self._problem(Problem(SKIPPED, why, article=shown_path(path)))
+            if self._only is None or article_key(path) in self._only:
+                self._problem(Problem(SKIPPED, why, article=shown_path(path)))
 
         # Bytes a run found fully archived are not parsed again (hashing is ~100x cheaper), unless verify found
         # objects missing: every archive URL must then be read, to store again what the articles point at.
@@ -153,6 +159,8 @@ class Run:
                                        on_skip=skipped):
             if self.stop_reason:  # interrupted while scanning: what was not scanned is left for a re-run
                 break
+            if self._only is not None and article_key(path) not in self._only:
+                continue
             if known and (refs := self._known_settled(path)) is not None:
                 self.stats.articles += 1
                 self.stats.refs += refs
@@ -423,9 +431,9 @@ class Run:
         if url in self._lost_sources_of:
             self._lost_why[self._lost_sources_of[url]] = f"{redact(url)}: {reason}"
         shown = redact(url)
-        for path in self._users[url]:
-            lines = self._articles[path].uses.get(url, [None])
-            self._problem(Problem(outcome, reason, shown, shown_path(path), lines[0]))
+        for path in self._users[url]:  # every line that uses it: each is a place the image is missing from
+            for line in dict.fromkeys(self._articles[path].uses.get(url, [None])):
+                self._problem(Problem(outcome, reason, shown, shown_path(path), line))
         self._url_done(url)
 
     def _settled(self, url: str, public_url: str) -> None:

@@ -11,7 +11,7 @@ from typing import TextIO
 
 from archiver.model import Outcome
 from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
-from archiver.terminal import StatusLine, shown
+from archiver.terminal import StatusLine, count, shown
 
 
 def _rate(stats: Stats, elapsed: float) -> float:
@@ -99,28 +99,29 @@ def summary_lines(report: RunReport, elapsed: float, *, dry_run: bool = False, b
     would = "would be " if dry_run else ""
     left = f", {s.not_attempted} not attempted" if s.not_attempted else ""
     lines = [
-        f"{'dry run: ' if dry_run else ''}{s.articles} articles scanned, {s.articles_rewritten} "
-        f"{would}rewritten; {s.refs} image references, {s.refs_done} of them already pointing at the archive",
-        f"{s.urls} unique image URLs: {s.archived} {would}archived ({s.urls_known} by earlier runs), {s.dead} dead, "
-        f"{s.rejected} rejected, {s.failed} failed{left}",
-        f"{s.fetched} images fetched ({_size(s.bytes_fetched)} in {elapsed:.1f} s, "
-        f"{s.fetched / elapsed if elapsed > 0 else 0:.1f} images/s): {s.assets_new} new, {s.duplicates} duplicates "
-        f"of stored images; objects {'that would be uploaded' if dry_run else 'uploaded'} {s.uploaded}, "
+        f"{'dry run: ' if dry_run else ''}{count(s.articles, 'article')} scanned, {s.articles_rewritten} "
+        f"{would}rewritten; {count(s.refs, 'image reference')}, {s.refs_done} of them already pointing at the archive",
+        f"{count(s.urls, 'unique image URL')}: {s.archived} {would}archived ({s.urls_known} by earlier runs), "
+        f"{s.dead} dead, {s.rejected} rejected, {s.failed} failed{left}",
+        f"{count(s.fetched, 'image')} fetched ({_size(s.bytes_fetched)} in {elapsed:.1f} s, "
+        f"{s.fetched / elapsed if elapsed > 0 else 0:.1f} images/s): {s.assets_new} new, "
+        f"{count(s.duplicates, 'duplicate')} of stored images; objects "
+        f"{'that would be uploaded' if dry_run else 'uploaded'} {s.uploaded}, "
         f"already stored {s.already_stored}",
     ]
     if s.restored:
-        lines.append(f"{s.restored} images missing or corrupt in storage (found by verify) stored again")
+        lines.append(f"{count(s.restored, 'image')} missing or corrupt in storage (found by verify) stored again")
     if s.renditions_added:
-        lines.append(f"{s.renditions_added} archived images given the rendition widths or formats configured since "
-                     "(from their stored originals)")
+        lines.append(f"{count(s.renditions_added, 'archived image')} given the rendition widths or formats "
+                     "configured since (from their stored originals)")
     if report.replaced:
-        lines.append(f"replaced {len(report.replaced)} objects that held other bytes than their key names:")
+        lines.append(f"replaced {count(len(report.replaced), 'object')} that held other bytes than their key names:")
         lines.extend(f"  {r}" for r in report.replaced)
     if report.guard_refused and not s.archived:
         lines.append(_guard_hint(report))
     if report.stopped:
         lines.append(
-            f"stopped early: {report.stopped}; {s.not_attempted} URLs not attempted — run again to finish"
+            f"stopped early: {report.stopped}; {count(s.not_attempted, 'URL')} not attempted — run again to finish"
         )
     if report.storage_error:
         lines.append(f"storage error: {report.storage_error}")

@@ -200,13 +200,15 @@ KeyLookup = Callable[[str], "ParsedKey | None"]
 
 def archive_key(url: str, bases: tuple[str, ...], lookup: KeyLookup | None = None) -> ParsedKey | None:
     """The key ``url`` points at when it is one of our archive URLs (a base + a content-addressed key, or a key
-    ``lookup`` knows: the manifest's record of templated keys, ``Manifest.key_record``), else None."""
+    ``lookup`` knows: the manifest's record of templated keys, ``Manifest.key_record``), else None. A ``#fragment``
+    is not part of the key (a run keeps one it replaced: ``urls.kept_fragment``)."""
+    url = url.split("#", 1)[0]
     for base in bases:
         if url.startswith(base):
             parsed = parse_key(url[len(base):])
             if parsed is None and lookup is not None:
                 rest = url[len(base):]
-                parsed = lookup(rest) if rest and "?" not in rest and "#" not in rest else None
+                parsed = lookup(rest) if rest and "?" not in rest else None
             if parsed is not None:
                 return parsed
     return None

@@ -21,7 +21,7 @@ PLACEHOLDERS: dict[str, str] = {
     "dd": "day of the month, 01-31",
     "host": "the source URL's host, lower case (IDNA: xn--…), 'local' for a file on disk",
     "name": "the source file name without its extension: letters, digits, '.', '_', '-' only, at most 64, "
-            "never empty ('image')",
+            "never empty ('image'), never a name Windows reserves (con → con_)",
     "sha256": "the SHA-256 of the bytes, 64 hex digits",
     "sha16": "its first 16 hex digits",
     "sha8": "its first 8 hex digits",
@@ -113,6 +113,10 @@ def source_host(url: str) -> str:
     return host[:253] or "unknown"
 
 
+_WINDOWS_RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                               *(f"lpt{i}" for i in range(10))})
+
+
 def source_name(url: str) -> str:
     """The file name of ``url`` (its last path segment) without its extension, as a key segment: percent-escapes
     decoded (bytes that are not UTF-8 read as Latin-1), accents folded to ASCII (``café`` → ``cafe``), every run of
@@ -128,6 +132,9 @@ def source_name(url: str) -> str:
         name = stem
     name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     name = _NAME_CHARS.sub("-", name).lower().strip(".-_")[:NAME_MAX].strip(".-_")
+    head, dot, rest = name.partition(".")
+    if head in _WINDOWS_RESERVED:  # "con.jpg", "aux.tar" cannot be files on Windows (a synced bucket, a copied folder)
+        name = f"{head}_{dot}{rest}"
     return name or "image"
 
 

@@ -33,7 +33,7 @@ def test_dedupe_groups_picks_the_canonical_and_changes_nothing_without_apply(
     before = snapshot(library.root / "site") | snapshot(library.root / "archive")
     assert main(["dedupe", "--config", str(library.config)]) == 0
     out = capsys.readouterr().out
-    assert "1 near-duplicate groups (3 images), 1 images archived from several URLs" in out
+    assert "1 near-duplicate group (3 images), 1 image archived from several URLs" in out
     assert "nothing rewritten" in out
     assert snapshot(library.root / "site") | snapshot(library.root / "archive") == before
     report = read_json(library)

@@ -127,7 +127,7 @@ def test_a_missing_thumbnail_leaves_that_placeholder_null_and_says_so(
     capsys.readouterr()
     out = tmp_path / "images.json"
     assert main(["export", "--config", str(cfg), str(out)]) == 0
-    assert "1 images have no placeholder" in capsys.readouterr().err
+    assert "1 image has no placeholder" in capsys.readouterr().err
     data = json.loads(out.read_text(encoding="utf-8"))
     assert sum(e["placeholder"] is None for e in data.values()) == 1
     assert main(["export", "--config", str(cfg), "--no-placeholders", str(out)]) == 0

@@ -62,7 +62,7 @@ def test_a_manifest_in_a_folder_nobody_may_write_is_one_line_and_status_still_re
         code, out, err = cli_unprivileged(["status", "--config", str(cfg)], folder)
         assert "articles rewritten: 0" in out
         code, out, err = cli_unprivileged(["run", "--dry-run", "--config", str(cfg)], folder)  # reads it too
-        assert code == 0 and "dry run: 1 articles scanned" in out, (out, err)
+        assert code == 0 and "dry run: 1 article scanned" in out, (out, err)
 
 
 def test_a_manifest_folder_nobody_may_create_is_one_line() -> None:

@@ -300,9 +300,9 @@ def test_an_article_with_archive_urls_pasted_by_hand_is_re_pointed_and_stays_unr
 def test_rekey_deletes_no_old_key_an_article_it_could_not_re_point_still_holds(
     tmp_path: Path, origin: Server, images: dict[str, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A hard-linked article (a snapshot with `ln`) and a hand-written form (`…jpg#center`) are not re-pointed by the
-    span rewrite: rekey says which old keys they still hold and deletes nothing; every URL in every article still
-    names an object (found by review: they used to dangle)."""
+    """A hard-linked article (a snapshot with `ln`) is not re-pointed by the span rewrite: rekey says which old keys
+    it still holds and deletes nothing; every URL in every article still names an object (found by review: they used
+    to dangle). A hand-written `…jpg#center` is re-pointed, its fragment kept."""
     cfg = _site(tmp_path, origin, TEMPLATE)
     assert main(["run", "--config", str(cfg), "-q"]) == 0
     archive = tmp_path / "archive"
@@ -320,3 +320,5 @@ def test_rekey_deletes_no_old_key_an_article_it_could_not_re_point_still_holds(
     assert before <= _objects(archive)  # every old object is still there
     for url in _archive_urls(tmp_path / "site"):
         assert (archive / url.removeprefix("/archive/").split("#")[0]).is_file(), url
+    hand = (tmp_path / "site/hand.md").read_text(encoding="utf-8")
+    assert urls[0] not in hand and hand.endswith("#center)\n"), hand

@@ -161,7 +161,7 @@ def test_run_stores_again_what_verify_found_missing_before_pointing_articles_at_
     capsys.readouterr()
     hits = origin.hits("/news/a.jpg")
     assert main(["run", "--config", str(archive.config), "-q"]) == 0
-    assert "1 images missing or corrupt in storage (found by verify) stored again" in capsys.readouterr().out
+    assert "1 image missing or corrupt in storage (found by verify) stored again" in capsys.readouterr().out
     assert archive.read(ka) == a and origin.hits("/news/a.jpg") == hits + 1 and lost_marks(tmp_path) == []
     assert main(["run", "--config", str(archive.config), "-q"]) == 0
     assert origin.hits("/news/a.jpg") == hits + 1  # once repaired, nothing more
@@ -177,7 +177,7 @@ def test_repair_needs_the_manifest_and_unproven_objects_get_a_checksum(
     archive.write(ka, a)  # the right bytes, uploaded without a checksum (as archives made before it was kept)
     capsys.readouterr()
     assert main(["verify", "--config", str(archive.config), "-q"]) == 0
-    assert "note: 1 objects have no checksum in the store" in capsys.readouterr().out
+    assert "note: 1 object has no checksum in the store" in capsys.readouterr().out
     assert main(["verify", "--config", str(archive.config), "-q", "--repair"]) == 0
     assert f"repaired: {ka} (from the stored original)" in capsys.readouterr().out
     head = s3_env.client().head_object(Bucket=archive.bucket, Key=ka, ChecksumMode="ENABLED")

@@ -233,7 +233,7 @@ def test_articles_that_reference_the_archive_without_a_record_are_named_never_ca
     assert f"{copy}: lines 3, 7, 8, 9: references to the archive that this manifest has no record of" in out
     assert out.rstrip().endswith(
         "2 articles restored, 10 URLs put back; 0 URLs could not be restored, 0 articles could not be restored; "
-        "1 articles with references to the archive have no record to restore from")
+        "1 article with references to the archive has no record to restore from")
     for path, data in two_generations["originals"].items():
         assert path.read_bytes() == data
     assert copy.read_bytes() == two_generations["rewritten"][crlf]  # left as it is
@@ -269,7 +269,7 @@ def test_quiet_restore_prints_the_summary_and_the_errors_only(
     out = capsys.readouterr().out.splitlines()
     assert out == [
         f"  {path}:9: {ka} (was http://img.news.test/a.jpg): no longer there (edited since); left as is",
-        "2 articles restored, 9 URLs put back; 1 URLs could not be restored, 0 articles could not be restored",
+        "2 articles restored, 9 URLs put back; 1 URL could not be restored, 0 articles could not be restored",
     ]
 
 

@@ -132,7 +132,7 @@ def test_s3_missing_and_corrupt_objects(
     s3.put_object(Bucket=bucket, Key=kd, Body=site["/d.jpg"], ContentType="image/jpeg")
     code, out = run_and_verify(cfg, capsys)
     assert code == 1 and "1 missing, 2 corrupt" in out and f"{kd} (original)" not in out
-    assert "note: 1 objects have no checksum in the store (stored before checksums were kept, or in parts), so " \
+    assert "note: 1 object has no checksum in the store (stored before checksums were kept, or in parts), so " \
            "verify read them" in out and "; 1 read because the store keeps no checksum for them" in out
     code, out = run_and_verify(cfg, capsys, "--deep")
     jekyll = tmp_path / "site/_posts/jekyll.md"

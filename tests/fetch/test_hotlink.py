@@ -14,11 +14,11 @@ from archiver.config import FetchConfig, from_mapping
 from archiver.errors import ConfigError, Forbidden
 from archiver.model import Cause
 from tests.support.fetching import LOOPBACK, fetch_with, run
-from tests.support.origin import JPEG, Server
+from tests.support.origin import GATE_COOKIE, JPEG, Server
 
 HINT = "403 Forbidden — the host may need a Referer or cookie, see [fetch] headers"
 HOSTS = ("cdn.hotlink.test", "img.cdn.hotlink.test", "xcdn.hotlink.test", "other.test", "blog.test")
-SECRET = "open"
+SECRET = GATE_COOKIE
 
 
 def _cfg(origin: Server, **kw: object) -> FetchConfig:

@@ -312,7 +312,7 @@ def test_rewrite_to_canonical_during_run(manifest_env: str | None, tmp_path: Pat
     cfg = write_config(tmp_path, origin)
     cfg.write_text(cfg.read_text() + "\n[dedupe]\nrewrite_to_canonical = true\n", encoding="utf-8")
     assert main(["run", "--config", str(cfg), "-q"]) == 0
-    assert "dedupe: 1 articles rewritten to canonical copies (1 references)" in capsys.readouterr().out
+    assert "dedupe: 1 article rewritten to canonical copies (1 reference)" in capsys.readouterr().out
     text = article.read_text(encoding="utf-8")
     canonical = f"/archive/{key(hopper, 'jpg')}"  # same pixels and format: the larger file wins
     assert text == f"![a]({canonical})\n\ntext  \n![b]({canonical})\n"

@@ -34,7 +34,8 @@ def _site(tmp: Path, origin: Server) -> Path:
     site.mkdir()
     (site / "a.md").write_text(
         "# A\n\n![0](http://img.news.test/hot/0.jpg)\n![1](http://img.news.test/hot/1.jpg)\n"
-        "![ok](http://photos.test/ok.jpg)\n![gone](http://photos.test/gone.jpg)\n", encoding="utf-8")
+        "![ok](http://photos.test/ok.jpg)\n![gone](http://photos.test/gone.jpg)\n![1 again](http://img.news.test/hot/1.jpg)\n",
+        encoding="utf-8")
     (site / "b.md").write_text("x\n\n![0 again](http://img.news.test/hot/0.jpg)\n![2](http://img.news.test/hot/2.jpg)\n"
                                "![rel](../relative.jpg)\n", encoding="utf-8")
     return write_config(tmp, origin, base_url="", retries=0)
@@ -56,6 +57,8 @@ def test_run_report_lists_every_image_not_archived_by_host_and_reason(
                               "http://img.news.test/hot/2.jpg", "http://photos.test/gone.jpg"]
     hot0 = by_url["http://img.news.test/hot/0.jpg"]
     assert sorted((r["article"].rsplit("/", 1)[-1], r["line"]) for r in hot0) == [("a.md", "3"), ("b.md", "3")]
+    hot1 = by_url["http://img.news.test/hot/1.jpg"]  # used twice in one article: both lines are places to fix
+    assert sorted((r["article"].rsplit("/", 1)[-1], r["line"]) for r in hot1) == [("a.md", "4"), ("a.md", "7")]
     assert {r["host"] for r in hot0} == {"img.news.test"} and {r["http_status"] for r in hot0} == {"403"}
     assert {r["outcome"] for r in hot0} == {"dead"} and "Referer" in hot0[0]["hint"]
     (gone,) = by_url["http://photos.test/gone.jpg"]

@@ -328,7 +328,7 @@ URL_LINES: list[tuple[str, str | None, str]] = [
     (f"![angle brackets](<{IMG}/a b.jpg>)", "/a b.jpg", "![angle brackets](<NEW>)"),
     (f"<img src=\"{IMG}/odd[1]{{2}}^|`.jpg\">", "/odd[1]{2}^|`.jpg", "<img src=\"NEW\">"),
     (f"<img src=\"{IMG}/q.jpg?a=1&amp;b=&lt;2&gt;\">", "/q.jpg", "<img src=\"NEW\">"),
-    (f"![fragment]({IMG}/a.jpg#top)", "/a.jpg", "![fragment](NEW)"),
+    (f"![fragment]({IMG}/a.jpg#top)", "/a.jpg", "![fragment](NEW#top)"),  # the fragment follows the archive URL
     (f"![dot segments]({IMG}/x/../y/./../a.jpg)", "/a.jpg", "![dot segments](NEW)"),
     (f"![encoded dots]({IMG}/x/%2e%2E/a.jpg)", "/a.jpg", "![encoded dots](NEW)"),
     ("![relative](../img/rel.jpg)", "/img/rel.jpg", "![relative](NEW)"),

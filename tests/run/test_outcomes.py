@@ -27,7 +27,7 @@ from tests.support.paths import ROOT_DIR
 from tests.support.site import write_config
 
 SUMMARY = re.compile(
-    r"(\d+) unique image URLs: (\d+) archived \(\d+ by earlier runs\), (\d+) dead, (\d+) rejected, (\d+) failed"
+    r"(\d+) unique image URLs?: (\d+) archived \(\d+ by earlier runs\), (\d+) dead, (\d+) rejected, (\d+) failed"
     r"(?:, (\d+) not attempted)?"
 )
 STATUS = re.compile(r"(\d+) URLs: (\d+) archived, (\d+) dead, (\d+) rejected, (\d+) failed")

@@ -53,7 +53,7 @@ def test_links_outside_are_reported_and_never_written_loops_never_abort(
     site = linked["site"]
     assert linked["private"].read_bytes() == ARTICLE and linked["diary"].read_bytes() == ARTICLE  # untouched
     assert linked["ok"].read_bytes() != ARTICLE  # the article inside was archived
-    assert "1 articles scanned, 1 rewritten" in out
+    assert "1 article scanned, 1 rewritten" in out
     assert f"[skipped] {site}/to-private.md  — a symlink to {linked['private']}, outside the folders given" in out
     assert f"[skipped] {site}/to-notes  — a symlink to {linked['diary'].parent}, outside the folders given" in out
     for loop in ("loop.md", "sub/ping.md", "sub/pong.md"):

@@ -36,6 +36,10 @@ DEC_4_2026 = 1796385600.0  # 2026-12-04 12:00 UTC
     ("https://cdn.test/日本語.jpg", "image"),
     ("file:///site/source/_posts/hello/Cover%20Image.png", "cover-image"),
     ("https://cdn.test/img?id=7", "img"),
+    ("https://cdn.test/CON.jpg", "con_"),  # names Windows reserves, with any extension
+    ("https://cdn.test/aux.tar.gz", "aux_.tar"),
+    ("https://cdn.test/com1.png", "com1_"),
+    ("https://cdn.test/console.png", "console"),
 ])
 def test_name_is_a_safe_bounded_never_empty_segment(url: str, name: str) -> None:
     got = source_name(url)

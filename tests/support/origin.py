@@ -37,7 +37,7 @@ Built-in routes of the origin:
     /redirect-loop       302 to itself
     /redirect-scheme     302 to file:///etc/passwd
     /hotlink/{name}      the JPEG only with ``Referer: http://blog.test/...`` (hotlink protection), else 403
-    /cookie-gate/{name}  the JPEG only with the cookie ``gate=open``, else 403
+    /cookie-gate/{name}  the JPEG only with the cookie ``gate=GATE_COOKIE``, else 403
 Every request is counted per path (``hits``), its headers kept (``last_headers``) and its arrival logged
 (``arrivals(host)``: time.monotonic(), Host header, path); /hold and /storm also count requests in flight per
 Host header (``max_in_flight(host)``).
@@ -65,6 +65,7 @@ from tests.support.images import make_gif, make_jpeg, make_png, make_png_bomb, m
 
 SLOW_SECONDS = 30.0  # far beyond any test's timeouts, so a bound between them survives a busy machine
 HOLD_SECONDS = 0.1
+GATE_COOKIE = "s3cr3t-c00kie"  # /cookie-gate/ opens to it (never a word a temp path holds: xdist's "popen-gw0")
 OVERSIZE_BYTES = 3 * 1024 * 1024
 JPEG = make_jpeg(640, 480, seed=1)
 SVG = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>\n'
@@ -451,7 +452,7 @@ def origin_routes(server: Server) -> list[web.RouteDef]:
         return _image()
 
     async def cookie_gate(request: web.Request) -> web.StreamResponse:
-        if request.cookies.get("gate") != "open":
+        if request.cookies.get("gate") != GATE_COOKIE:
             return web.Response(status=403, body=HTML, content_type="text/html")
         return _image()
 
