@@ -160,6 +160,10 @@ class ManifestConfig:
         "", "PostgreSQL manifest instead (postgresql://user@host:5432/db; needs `pip install 'archiver[postgres]'`); "
         "the environment's ARCHIVER_MANIFEST_URL wins; keep the password in ~/.pgpass or PGPASSWORD, not here"
     )
+    reconnect_for: float = _key(
+        60.0, "PostgreSQL manifest: seconds to wait for the server after the connection is lost (a restart, a "
+        "failover) before giving up with an error; statements and transactions are retried on a new connection"
+    )
 
 
 @dataclass(frozen=True)
@@ -274,7 +278,7 @@ def _validate(cfg: Config, where: str) -> None:
     if f.retries < 0:
         raise bad("[fetch] retries", "must be 0 or more")
     for section, name in (("fetch", "timeout"), ("fetch", "connect_timeout"), ("fetch", "backoff"),
-                          ("fetch", "max_backoff"), ("storage", "retry_for")):
+                          ("fetch", "max_backoff"), ("storage", "retry_for"), ("manifest", "reconnect_for")):
         value = getattr(getattr(cfg, section), name)
         positive = name.endswith("timeout")
         if not math.isfinite(value) or value < 0 or (positive and value == 0):

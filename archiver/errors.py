@@ -20,6 +20,7 @@
     │   └── WorkerDied            the worker decoding it died (a crash, the OOM killer): failed, worth a re-run
     ├── StorageError              the object store refused or failed an operation
     └── ManifestError             the manifest database is unusable (locked, corrupt, newer schema)
+        └── ManifestUnavailable   its PostgreSQL server unreachable for [manifest] reconnect_for (exit 1)
 
 Errors from aiohttp, botocore, Pillow and sqlite3 are translated at the stage boundary with
 ``raise ... from exc``; nothing above a stage sees a third-party exception.
@@ -199,3 +200,9 @@ class ManifestError(ArchiverError):
     """The manifest database cannot be used (locked by another run, corrupt, newer schema)."""
 
     exit_code = EXIT_USAGE
+
+
+class ManifestUnavailable(ManifestError):
+    """A PostgreSQL manifest's server stayed unreachable for ``[manifest] reconnect_for`` seconds: worth a re-run."""
+
+    exit_code = EXIT_FAILED

@@ -60,7 +60,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if not exists(manifest_path):
         raise ManifestError(f"{shown(manifest_path)}: no manifest yet (run `archiver run` first)")
     fields = cfg.articles.front_matter_fields
-    with Manifest.open(manifest_path) as manifest:
+    with Manifest.open(manifest_path, reconnect_for=cfg.manifest.reconnect_for) as manifest:
         settle_pending(manifest)  # article writes a killed command left between their rename and their record
         if args.undo:
             now = current_url(public_bases(cfg), manifest.moved_keys())  # objects `rekey` moved: their URLs now

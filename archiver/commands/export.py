@@ -204,7 +204,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     try:
         if not args.no_placeholders:
             store.check(write=False)
-        with Manifest.open_readonly(manifest_target(cfg)) as m:
+        with Manifest.open_readonly(manifest_target(cfg), reconnect_for=cfg.manifest.reconnect_for) as m:
             make = None if args.no_placeholders else placeholder_maker(store, missing)
             rows = with_placeholders(shown_sources(m.exported_assets(), cfg), make)
             try:

@@ -75,7 +75,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         else:
             fd = take_lock(manifest_path, wait=float("inf"))  # a migration, if any, under the lock
             try:
-                manifest = Manifest.open(manifest_path, lock=False)
+                manifest = Manifest.open(manifest_path, lock=False, reconnect_for=cfg.manifest.reconnect_for)
             finally:
                 release_lock(fd)
         with manifest:

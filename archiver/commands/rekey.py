@@ -116,7 +116,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         raise ManifestError(f"{shown(manifest_path)}: no manifest yet (run `archiver run` first)")
     dry = bool(args.dry_run)
     store = open_store(cfg)
-    manifest = Manifest.snapshot(manifest_path) if dry else Manifest.open(manifest_path)
+    manifest = Manifest.snapshot(manifest_path) if dry else Manifest.open(manifest_path, reconnect_for=cfg.manifest.reconnect_for)
     try:
         store.check(write=not dry)
         settle_pending(manifest)  # article writes a killed command left between their rename and their record

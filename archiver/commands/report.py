@@ -31,7 +31,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         if not p.exists():
             raise ConfigError(f"{shown_path(p)}: no such file or folder")
     output = args.output or cfg.resolve_path(DEFAULT_OUTPUT)
-    with Manifest.open_readonly(manifest_target(cfg)) as m:
+    with Manifest.open_readonly(manifest_target(cfg), reconnect_for=cfg.manifest.reconnect_for) as m:
         rows = list(m.unarchived())
     uses, unread = scan_uses(paths, cfg, {r.url for r in rows})
     failures = from_manifest(rows, uses)

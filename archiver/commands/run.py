@@ -101,7 +101,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         if cfg.storage.backend != "s3":  # a folder: checked now (cheap), which removes killed runs' scratch folders
             store.check()
         # S3 is checked before the first fetch: a run with nothing to fetch does not contact it (nor load boto3)
-        manifest = Manifest.open(manifest_path)
+        manifest = Manifest.open(manifest_path, reconnect_for=cfg.manifest.reconnect_for)
     # a dry run must not touch the real run's scratch folder (a real run may be using it right now)
     workdir = prepare_workdir(None if args.dry_run else local_path(cfg))
     report_failed = False

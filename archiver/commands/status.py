@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
     path = manifest_target(cfg)
-    with Manifest.open_readonly(path) as m:
+    with Manifest.open_readonly(path, reconnect_for=cfg.manifest.reconnect_for) as m:
         c = m.counts()
         failures = m.failures(20)
         lost = m.lost_objects()

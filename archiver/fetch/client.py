@@ -11,7 +11,7 @@ Time bounds: ``connect_timeout`` covers DNS and the TCP connect; ``timeout`` cov
 and body); after the first body byte, ``min_rate`` bytes/s measured over a sliding window of RATE_WINDOW seconds
 ends a trickle long before ``timeout``. Waits between attempts (backoff, Retry-After in seconds or as an
 HTTP date, both capped by ``max_backoff``) hold no slot: other URLs, of this host and others, go on meanwhile.
-A host that says "slow down" (429, or 503 with Retry-After) is paused as a whole (archiver.fetch.pauses): no
+A host that says "slow down" (429, or 503 with Retry-After) is paused as a whole (the gate: archiver.fetch.gate): no
 request to it starts before the pause ends, and its waiting URLs hold no slot either; a redirect hop that
 lands on a paused host ends that attempt (retried after the pause). Slots and pauses are per ``host:port``
 of the URL, never of the address it resolves to.
@@ -37,7 +37,6 @@ target ourselves and apply the guard. The proxy resolves it again later: a DNS a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import ipaddress
 import socket
@@ -64,8 +63,9 @@ from archiver.errors import (
 )
 from archiver.fetch.body import CHUNK, RATE_WINDOW, BodyReader, FetchStats
 from archiver.fetch.cookies import Cookies, with_cookies
+from archiver.fetch.gate import HostGate, LocalGate
 from archiver.fetch.guard import AddressRefused, Guard, GuardedResolver
-from archiver.fetch.pauses import HostPauses, host_key
+from archiver.fetch.pauses import host_key
 from archiver.fetch.proxy import Proxies, Proxy
 from archiver.fetch.retry import REDIRECTS, Retry, check_status, host_pause, retry_delay, short, status_text
 from archiver.model import Download
@@ -100,7 +100,8 @@ class Fetcher:
     """One HTTP session per run; ``fetch(url)`` downloads one absolute URL to a temp file in ``workdir``.
 
     ``resolver`` replaces the system resolver under the guard (tests use it to simulate DNS answers);
-    ``rate_window`` is the window of ``min_rate`` (tests shorten it)."""
+    ``rate_window`` is the window of ``min_rate`` (tests shorten it); ``gate`` holds the slots and pauses
+    (archiver.fetch.gate; default: this process's own, ``LocalGate``), and is closed with the fetcher."""
 
     def __init__(
         self,
@@ -109,6 +110,7 @@ class Fetcher:
         *,
         resolver: AbstractResolver | None = None,
         rate_window: float = RATE_WINDOW,
+        gate: HostGate | None = None,
     ) -> None:
         self._cfg = cfg
         self._workdir = workdir
@@ -119,9 +121,7 @@ class Fetcher:
         self._headers = {host.lower(): dict(h) for host, h in cfg.headers.items()}
         self._cookies = Cookies(cfg.cookies) if cfg.cookies else None  # a bad file: ConfigError, before any request
         self._session: aiohttp.ClientSession | None = None
-        self._global: asyncio.Semaphore | None = None
-        self._per_host: dict[str, asyncio.Semaphore] = {}
-        self._pauses = HostPauses()
+        self._gate: HostGate | None = gate
         self.stats = FetchStats()
         self._body = BodyReader(workdir, cfg.max_bytes, cfg.min_rate, rate_window, self.stats)
 
@@ -135,7 +135,8 @@ class Fetcher:
             headers={"User-Agent": self._cfg.user_agent, "Accept": ACCEPT},
             cookie_jar=aiohttp.DummyCookieJar(),
         )
-        self._global = asyncio.Semaphore(self._cfg.concurrency)
+        if self._gate is None:
+            self._gate = LocalGate(self._cfg.concurrency, self._cfg.per_host)
         return self
 
     async def __aexit__(
@@ -145,6 +146,8 @@ class Fetcher:
             await self._session.close()
             await self._resolver.close()
             self._session = None
+        if self._gate is not None:
+            await self._gate.aclose()
 
     def _wait(self, state: RetryCallState) -> float:
         self.stats.retries += 1
@@ -153,7 +156,7 @@ class Fetcher:
 
     def paused_hosts(self) -> list[tuple[str, float]]:
         """(host, seconds left) of the hosts paused now ("slow down" answers), longest first."""
-        return self._pauses.paused()
+        return self._gate.paused() if self._gate is not None else []
 
     async def fetch(self, url: str) -> Download:
         """Download ``url`` (absolute, from urls.resolve); the caller deletes ``Download.path``."""
@@ -198,30 +201,15 @@ class Fetcher:
             exc.attempts = attempt_no
             raise
 
-    def _host_semaphore(self, host: str) -> asyncio.Semaphore:
-        sem = self._per_host.get(host)
-        if sem is None:
-            sem = self._per_host[host] = asyncio.Semaphore(self._cfg.per_host)
-        return sem
-
     async def _attempt(self, url: str, target: str, attempt_no: int, method: str = "GET") -> Download | Head:
-        """One attempt, once the URL's host is not paused and this task holds a per-host and a global slot.
-
-        Per-host slot first (by the URL's own host, also across its redirect hops), then a global slot: tasks
-        queued behind a busy host never sit on global slots that other hosts could use. A pause that began
-        while the task queued sends it back to wait, giving its slots to others."""
-        assert self._global is not None
-        key = host_key(target)
-        while True:
-            await self._pauses.wait(key)
-            async with contextlib.AsyncExitStack() as slots:
-                await slots.enter_async_context(self._host_semaphore(key))
-                if self._pauses.remaining(key):
-                    continue
-                await slots.enter_async_context(self._global)
-                if self._pauses.remaining(key):
-                    continue
-                return await self._hops(url, target, attempt_no, method)
+        """One attempt, once the URL's host is not paused and this task holds a per-host and a global slot (the
+        gate's: archiver.fetch.gate). The slot is the URL's own host's, also across its redirect hops."""
+        assert self._gate is not None
+        slot = await self._gate.acquire(host_key(target))
+        try:
+            return await self._hops(url, target, attempt_no, method)
+        finally:
+            await asyncio.shield(self._gate.release(slot))
 
     async def _hops(self, url: str, target: str, attempt_no: int, method: str = "GET") -> Download | Head:
         current = target
@@ -230,7 +218,7 @@ class Fetcher:
             host = (urlsplit(current).hostname or "").lower()
             key = host_key(current)
             via = f"redirect to {redact(current)}: " if hop else ""
-            paused = self._pauses.remaining(key)
+            paused = self._gate.remaining(key) if self._gate is not None else 0.0
             if paused:
                 raise Retry(f"{via}{key} asked to slow down; paused", retry_after=paused)
             proxy = await self._check_hop(url, current, host, via)
@@ -308,7 +296,7 @@ class Fetcher:
             ) as resp:
                 if resp.status in REDIRECTS:
                     return self._next_hop(url, current, resp)
-                self._check_status(url, resp, key, attempt_no)
+                await self._check_status(url, resp, key, attempt_no)
                 if method == "HEAD":
                     length = resp.headers.get("Content-Length", "")
                     return Head(resp.status, redact(current), int(length) if length.isdigit() else None,
@@ -352,11 +340,11 @@ class Fetcher:
         except UrlError as exc:
             raise Refused(redact(url), f"redirect to {exc.url}: {exc.reason}", status=resp.status) from None
 
-    def _check_status(self, url: str, resp: aiohttp.ClientResponse, key: str, attempt_no: int) -> None:
+    async def _check_status(self, url: str, resp: aiohttp.ClientResponse, key: str, attempt_no: int) -> None:
         try:
             check_status(url, resp)
         except Retry as exc:
             pause = host_pause(self._cfg, exc, attempt_no)
-            if pause is not None:
-                self._pauses.pause(key, *pause)
+            if pause is not None and self._gate is not None:
+                await self._gate.pause(key, *pause)
             raise

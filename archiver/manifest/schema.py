@@ -220,7 +220,23 @@ MIGRATIONS: tuple[str, ...] = (
         checksum TEXT NOT NULL             -- of the indexed (asset id, signature digest) pairs
     );
     """,
-    # 15: each asset's latest near-duplicate search beside it (rule * 1000 + max_distance, as in pair_searches; NULL:
+    # 15: fleet-wide politeness (manifest/fleet.py): connection slots per host (host '*': the global ones), each
+    # held under a lease on the database's clock, and host pauses ("slow down" answers) every worker reads
+    """
+    CREATE TABLE host_slots (
+        host TEXT NOT NULL,                -- host:port, or '*' for the fleet-wide concurrency slots
+        slot INTEGER NOT NULL,             -- 0 .. per_host - 1 (concurrency - 1)
+        holder TEXT,                       -- the process holding it (NULL: free)
+        lease_until REAL,                  -- database clock, seconds since the epoch; passed: free
+        PRIMARY KEY (host, slot)
+    );
+    CREATE TABLE host_pauses (
+        host TEXT PRIMARY KEY,
+        paused_until REAL NOT NULL,        -- database clock: no request to the host before
+        why TEXT
+    );
+    """,
+    # 16: each asset's latest near-duplicate search beside it (rule * 1000 + max_distance, as in pair_searches; NULL:
     # never searched), indexed over the assets with hash variants, so that finding what a run must search reads only
     # those assets (not a join of every asset with pair_searches); the recorded pairs indexed by rule (dropping the
     # pairs of another rule reads only those)
@@ -239,7 +255,7 @@ MIGRATIONS: tuple[str, ...] = (
 TABLES: tuple[str, ...] = (
     "assets", "renditions", "urls", "articles", "replacements", "near_duplicates", "pair_searches",
     "pending_writes", "lost_objects", "settled_articles", "counters", "queue", "gc_deletions", "rekey_moves",
-    "moved_keys", "hash_index",
+    "moved_keys", "hash_index", "host_slots", "host_pauses",
 )
 
 

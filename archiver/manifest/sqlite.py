@@ -21,6 +21,7 @@ from pathlib import Path
 from archiver.errors import ManifestError
 from archiver.manifest.articles import ArticleRecords
 from archiver.manifest.connection import connect, folder_hint, make_folder, read_only, take_lock
+from archiver.manifest.fleet import FleetRecords
 from archiver.manifest.gc import GcRecords
 from archiver.manifest.keys import KeyRecords
 from archiver.manifest.lost import LostObjects
@@ -64,9 +65,11 @@ def _text(text: str) -> str:
     return text
 
 
-class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
+class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, FleetRecords):
     """Open with ``Manifest.open(path)`` (or a PostgreSQL URL); ``None`` gives a throw-away in-memory manifest.
-    ``path``: how messages name it (the file, or the URL with its password hidden)."""
+    ``path``: how messages name it (the file, or the URL with its password hidden). ``reconnect_for``: seconds a
+    PostgreSQL manifest waits for its server to come back after losing the connection (manifest/postgres.py;
+    None: ``[manifest] reconnect_for``'s default)."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path | str | None, lock_fd: int | None) -> None:
         self._db = conn
@@ -84,9 +87,9 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path | str | None, *, lock: bool = True) -> Manifest:
+    def open(cls, path: Path | str | None, *, lock: bool = True, reconnect_for: float | None = None) -> Manifest:
         if is_postgres(path):
-            return cls._open_postgres(str(path), lock=lock)
+            return cls._open_postgres(str(path), lock=lock, reconnect_for=reconnect_for)
         assert not isinstance(path, str)
         lock_fd = None
         try:
@@ -111,11 +114,12 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
         return cls(conn, path, lock_fd)
 
     @classmethod
-    def _open_postgres(cls, url: str, *, lock: bool, create: bool = True) -> Manifest:
+    def _open_postgres(cls, url: str, *, lock: bool, create: bool = True,
+                       reconnect_for: float | None = None) -> Manifest:
         """``create``: make the schema in an empty database (else an empty one is "no manifest yet")."""
         from archiver.manifest import postgres
 
-        conn = postgres.connect(url)
+        conn = postgres.connect(url, reconnect_for=reconnect_for)
         try:
             if not create and conn.dialect.version(conn) == 0 and not conn.dialect.has_tables(conn):
                 raise NoManifest(f"{conn.where}: no manifest yet (run `archiver run` first)")
@@ -128,10 +132,10 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
         return cls(conn, conn.where, None)  # type: ignore[arg-type]
 
     @classmethod
-    def open_existing(cls, path: Path | str) -> Manifest:
+    def open_existing(cls, path: Path | str, *, reconnect_for: float | None = None) -> Manifest:
         """A manifest that must exist already (``NoManifest`` if not), opened for writing, with the writer's lock."""
         if is_postgres(path):
-            return cls._open_postgres(str(path), lock=True, create=False)
+            return cls._open_postgres(str(path), lock=True, create=False, reconnect_for=reconnect_for)
         assert isinstance(path, Path)
         if not path.exists():
             raise NoManifest(f"{path}: no manifest yet")
@@ -167,11 +171,11 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
         return mem
 
     @classmethod
-    def open_readonly(cls, path: Path | str) -> Manifest:
+    def open_readonly(cls, path: Path | str, *, reconnect_for: float | None = None) -> Manifest:
         """For reading only (status, verify): no lock, no copy; an older schema is migrated in a memory copy (in
         PostgreSQL, in place: a migration is one transaction, safe beside a running writer)."""
         if is_postgres(path):
-            return cls._open_postgres(str(path), lock=False, create=False)
+            return cls._open_postgres(str(path), lock=False, create=False, reconnect_for=reconnect_for)
         assert isinstance(path, Path)
         if not path.exists():
             raise ManifestError(f"{path}: no manifest yet (run `archiver run` first)")
@@ -462,7 +466,7 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords):
     def unsearched(self, max_distance: int, rule: int, limit: int = -1) -> list[UnsearchedAsset]:
         """(id, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
         ``rule``, by id (the first ``limit`` of them; -1: all). Reads only those assets (the index on ``search_mark``,
-        migration 15): what a run adds, not the archive."""
+        migration 16): what a run adds, not the archive."""
         low, high = _mark(rule, max_distance), _mark(rule + 1, 0)  # searched: low <= mark < high
         n = limit if limit >= 0 else 2**62
         rows = []

@@ -29,6 +29,7 @@ from archiver.errors import (
     GuardRefused,
     ImageError,
     ManifestError,
+    ManifestUnavailable,
     StorageError,
 )
 from archiver.faults import crash_point
@@ -113,6 +114,7 @@ class Run:
         self._settled_bytes: list[tuple[str, int]] = []  # (sha256, references) of article bytes found fully archived
         self._clean: set[Path] = set()  # articles whose scan found nothing to refuse and nothing to warn about
         self.stop_reason: str | None = None
+        self._manifest_down: ManifestUnavailable | None = None  # the run stops, and fails with it
         self._fetcher: Fetcher | None = None
 
     def paused_hosts(self) -> list[tuple[str, float]]:
@@ -271,6 +273,10 @@ class Run:
                     task.add_done_callback(self._in_flight.discard)
                 if self._in_flight:
                     await asyncio.wait(self._in_flight)  # _settle never raises; cancelled: left for a re-run
+        if self._manifest_down is not None:  # nothing more can be recorded: no rewrite either (a re-run does them)
+            if self._rewrites:
+                await asyncio.gather(*self._rewrites)
+            raise self._manifest_down  # the command's one line, exit 1
         for work in self._articles.values():  # responsive: articles whose every URL was archived before
             if not work.pending and not work.scheduled:
                 work.scheduled = True
@@ -353,6 +359,10 @@ class Run:
         """Give ``url`` its one recorded outcome; an error nobody expected is that URL's failure, never silence."""
         try:
             await self._fetch_and_archive(fetcher, url)
+        except ManifestUnavailable as exc:  # nothing more can be recorded: stop; the URL is left for a re-run
+            if self._manifest_down is None:
+                self._manifest_down = exc
+                self.request_stop("the manifest's PostgreSQL server is unavailable", grace=0.0)
         except Exception as exc:  # not CancelledError: an abandoned URL is left for a re-run (not attempted)
             self._unexpected(url, exc)
 

@@ -127,7 +127,7 @@ def test_pairs_and_search_marks_are_recorded_together_or_not_at_all(manifest_tar
 
 def test_the_assets_to_search_are_found_through_an_index_not_by_reading_every_asset(tmp_path: Path) -> None:
     """What a run must search (``unsearched``, ``searched_below``, dropping another rule's pairs) is read through
-    the indexes of migration 15: the cost of a run grows with what it adds, not with the archive."""
+    the indexes of migration 16: the cost of a run grows with what it adds, not with the archive."""
     with Manifest.open(tmp_path / "m.sqlite3") as m:
         statements: list[str] = []
         m._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
@@ -143,10 +143,10 @@ def test_the_assets_to_search_are_found_through_an_index_not_by_reading_every_as
             assert "SCAN" not in plan and "USING" in plan, (sql, plan)
 
 
-def test_migration_15_copies_the_search_marks_beside_the_assets(tmp_path: Path) -> None:
-    path = tmp_path / "v14.sqlite3"
+def test_migration_16_copies_the_search_marks_beside_the_assets(tmp_path: Path) -> None:
+    path = tmp_path / "v15.sqlite3"
     db = sqlite3.connect(path, isolation_level=None)
-    for i, script in enumerate(MIGRATIONS[:14]):
+    for i, script in enumerate(MIGRATIONS[:15]):
         db.executescript("BEGIN;" + script + f"; PRAGMA user_version={i + 1}; COMMIT;")
     for n, sha in enumerate(("a" * 64, "b" * 64, "c" * 64, "d" * 64), 1):
         db.execute("INSERT INTO assets (sha256, format, mime, ext, bytes, key, first_seen, phash_variants, "

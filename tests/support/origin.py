@@ -29,6 +29,7 @@ Built-in routes of the origin:
     /retry-after/{status}/{key}?seconds=N|date=N   once per key: that status with Retry-After as N seconds
                          or as an HTTP date N seconds ahead; then the JPEG
     /hold/{key}          the JPEG after HOLD_SECONDS (or ?s=...); ``max_in_flight()`` says how many were served at once
+    /gate/{key}          the JPEG once the test calls ``open_gate(key)``; ``gate_reached(key)`` is set on arrival
     /storm/{key}         500 after HOLD_SECONDS (or ?s=...), every time (counted in ``max_in_flight`` like /hold)
     /loop/{n}/{i}        302 to /loop/{n}/{i+1 mod n}: a redirect cycle of length n
     /redirect/{n}        n redirects (alternately relative and absolute Location), then the image
@@ -103,6 +104,7 @@ class _State:
     in_flight: Counter[str] = field(default_factory=Counter)  # by Host header; "" is the total
     max_in_flight: Counter[str] = field(default_factory=Counter)
     arrivals: list[Arrival] = field(default_factory=list)
+    gates: dict[str, tuple[threading.Event, threading.Event]] = field(default_factory=dict)  # (reached, open)
 
 
 class Server:
@@ -217,8 +219,22 @@ class Server:
         with self._state.lock:
             return self._state.max_in_flight[host]
 
+    def _gate(self, key: str) -> tuple[threading.Event, threading.Event]:
+        with self._state.lock:
+            return self._state.gates.setdefault(key, (threading.Event(), threading.Event()))
+
+    def gate_reached(self, key: str) -> threading.Event:
+        """Set once a request to /gate/{key} has arrived (it waits for ``open_gate(key)``)."""
+        return self._gate(key)[0]
+
+    def open_gate(self, key: str) -> None:
+        self._gate(key)[1].set()
+
     def reset(self) -> None:
         with self._state.lock:
+            for _reached, opened in self._state.gates.values():
+                opened.set()  # no request left waiting
+            self._state.gates.clear()
             self._state.in_flight.clear()
             self._state.max_in_flight.clear()
             self._state.hits.clear()
@@ -313,6 +329,13 @@ def origin_routes(server: Server) -> list[web.RouteDef]:
             server.hold(-1, request.host)
         if request.path.startswith("/storm/"):
             return web.Response(status=500, text="storm")
+        return _image()
+
+    async def gate(request: web.Request) -> web.StreamResponse:
+        reached, opened = server._gate(request.match_info["key"])
+        reached.set()
+        while not opened.is_set():
+            await asyncio.sleep(0.01)
         return _image()
 
     async def gzipped(request: web.Request) -> web.StreamResponse:
@@ -472,6 +495,7 @@ def origin_routes(server: Server) -> list[web.RouteDef]:
         web.get("/gzip", gzipped),
         web.get("/hold/{key}", hold),
         web.get("/storm/{key}", hold),
+        web.get("/gate/{key}", gate),
         web.get("/encoded/{name}", encoded),
         web.get("/gzip-bomb", gzip_bomb),
         web.get("/chunked/{pieces}", chunked),
