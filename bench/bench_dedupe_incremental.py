@@ -85,15 +85,24 @@ def insert(db: sqlite3.Connection, start: int, sigs: tuple[np.ndarray, np.ndarra
         dv = ",".join(f"{int(v):016x}" for v in dh[i])
         w = 200 + (start + i) % 1000
         rows.append((sha, "jpeg", "image/jpeg", "jpg", 1000 + i, w, w, pv[:16], dv[:16], f"{sha}.jpg",
-                     float(start + i), pv, dv, grey[i].astype(np.uint8).tobytes().hex()))
+                     float(start + i), pv, dv, grey[i].astype(np.uint8).tobytes().hex(), start + i + 1))
+    has_id = any(c[1] == "id" for c in db.execute("PRAGMA table_info(assets)"))  # the explicit ids of schema 10
+    cols = "sha256, format, mime, ext, bytes, width, height, phash, dhash, key, first_seen, phash_variants, " \
+           "dhash_variants, grey" + (", id" if has_id else "")
     with db:
-        db.executemany("INSERT INTO assets (sha256, format, mime, ext, bytes, width, height, phash, dhash, key, "
-                       "first_seen, phash_variants, dhash_variants, grey) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        db.executemany(f"INSERT INTO assets ({cols}) VALUES ({','.join('?' * cols.count(','))},?)",
+                       [r if has_id else r[:-1] for r in rows])
+        if has_id:
+            db.execute("UPDATE counters SET value = ? WHERE name = 'assets'", (start + len(rows),))
+
+
+def infos_of(rows: list) -> list[AssetInfo]:
+    return [AssetInfo(sha, fmt, size, w, h, first, Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey))
+            for sha, fmt, _mime, _ext, size, w, h, first, _key, _p, _d, pv, dv, grey, _c, _ch in rows]
 
 
 def load_infos(m: Manifest) -> list[AssetInfo]:
-    return [AssetInfo(sha, fmt, size, w, h, first, Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey))
-            for sha, fmt, _mime, _ext, size, w, h, first, _key, _p, _d, pv, dv, grey, _c, _ch in m.asset_rows()]
+    return infos_of(m.asset_rows())
 
 
 def child(step: str, path: Path, distance: int, check: bool) -> None:
@@ -118,17 +127,29 @@ def child(step: str, path: Path, distance: int, check: bool) -> None:
                 pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
             out.update(searched=s.searched, archive=s.archive, pairs=s.pairs)
         else:
-            infos = load_infos(m)
+            from archiver.dedupe import pairs as pairs_module
+
+            if hasattr(pairs_module, "groupable"):  # only the assets that can be in a group are read
+                pairs, ids = pairs_module.groupable(m, distance)
+                infos = infos_of(m.asset_rows_of(ids))
+            else:  # the code before it: every signature loaded
+                infos = load_infos(m)
+                pairs = m.recorded_pairs(distance, SIMILARITY_RULE_VERSION)
             out["load_s"] = time.perf_counter() - w
-            pairs = m.recorded_pairs(distance, SIMILARITY_RULE_VERSION)
+            out["loaded"] = len(infos)
             groups = groups_from_pairs(infos, pairs, distance, PREFER)  # type: ignore[arg-type]
             out["groups"] = len(groups)
             out["digest"] = hashlib.sha256(repr(groups).encode()).hexdigest()[:16]
     out.update(wall=time.perf_counter() - w, cpu=time.process_time() - c, peak_mb=peak_mb())
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    if "RssFile" in status:  # of the peak, what is file pages (the index's memory-mapped arrays) at the end
+        out["file_mb"] = round(int(status["RssFile"].split()[0]) / 1024)
     if step == "group" and check:
         from archiver.dedupe.reference import build_groups
 
-        assert build_groups(infos, distance, PREFER) == groups, "groups differ from the from-scratch computation"
+        with Manifest.open(path) as m:
+            everything = load_infos(m)
+        assert build_groups(everything, distance, PREFER) == groups, "groups differ from the from-scratch computation"
         out["checked"] = True
     print(json.dumps(out), flush=True)
 
@@ -210,7 +231,9 @@ def main() -> None:
                     continue
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 results[name][step] = r
-                extra = "" if step != "add" else f", index on disk {du(paths[name].with_name(paths[name].name + '.index')) / 1e6:,.0f} MB"
+                size = du(paths[name].with_name(paths[name].name + ".index"))
+                extra = "" if step != "add" else \
+                    f", index on disk {size / 1e6:,.0f} MB ({size / 1e9 * 1e6 / (args.n + args.add):.2f} GB per million)"
                 print(f"  {step:<7} {name:<26} {r['wall']:8.2f} s wall {r['cpu']:8.2f} s CPU {r['peak_mb']:7.0f} MB peak"
                       f"  {({k: v for k, v in r.items() if k not in ('wall', 'cpu', 'peak_mb')})}{extra}", flush=True)
                 if step in ("add", "rescan"):

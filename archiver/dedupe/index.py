@@ -244,10 +244,11 @@ class HashIndex:
         new = _as_hashes(new)
         qvalues, qids, qstarts = _groups(new)
         qlayouts = tuple(_Layout.sparse(qvalues, c) for c in self.chunks)  # no bucket table: O(queries)
-        qsizes, sizes = np.diff(qstarts), np.diff(self.starts)
+        qsizes = np.diff(qstarts)
         out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for qv, ev, d in self._run(self._join(qlayouts, k)):
-            for seg, a, b in _expand(qstarts[qv], qsizes[qv], self.starts[ev], sizes[ev]):
+            start = self.starts[ev].astype(np.int64)  # the sizes of the values hit only: no pass over the index
+            for seg, a, b in _expand(qstarts[qv], qsizes[qv], start, self.starts[ev + 1] - start):
                 out.append((qids[a], self.ids[b], d[seg]))
         if not out:
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8)

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archiver.dedupe.grouping import AssetInfo, Group, greedy_groups, signature_classes
+from archiver.dedupe.grouping import AssetInfo, Group, greedy_class_groups, signature_classes
 from archiver.dedupe.segments import VariantIndex
-from archiver.image.similarity import Match, Signature, compare
+from archiver.image.similarity import Judged, Match, Signature, compare
+from archiver.manifest.rows import PairRow
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION
 
@@ -87,10 +88,11 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
         a, b = signature_of(c), signature_of(d)
         if (a.phash, a.dhash) == (b.phash, b.dhash):  # the same hashes: one class for grouping, no pair needed
             continue
-        m = compare(a, b, max_distance)
+        judged = Judged(a, b)
+        m = judged.decide(max_distance)
         if m is None:
             continue
-        accepted_from, back = _accepted_from(a, b, m, max_distance), None
+        accepted_from, back = _accepted_from(judged, max_distance), None
         for i in members[c].tolist():
             for j in members[d].tolist():
                 if not (i in is_searched or j in is_searched):
@@ -109,14 +111,14 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     return PairSearch(len(searched), index.assets, len(pairs), widened, time.monotonic() - started)
 
 
-def _accepted_from(a: Signature, b: Signature, m: Match, max_distance: int) -> int:
-    """The smallest max_distance at which ``compare`` accepts the pair (bisection: it is monotone in it). From 0:
-    a pair accepted in its own orientation (rule D) may also be accepted under another transform at a smaller
-    distance than the one the Match reports, and the other way round."""
+def _accepted_from(judged: Judged, max_distance: int) -> int:
+    """The smallest max_distance at which the pair is accepted (bisection: the decision is monotone in it; each
+    measurement made once, by ``judged``). From 0: a pair accepted in its own orientation (rule D) may also be
+    accepted under another transform at a smaller distance than the one the Match reports, and the other way round."""
     lo, hi = 0, max_distance  # accepted at hi
     while lo < hi:
         mid = (lo + hi) // 2
-        if compare(a, b, mid) is None:
+        if judged.decide(mid) is None:
             lo = mid + 1
         else:
             hi = mid
@@ -135,8 +137,10 @@ def groups_from_pairs(
     pairs (a, b, pHash distance, dHash distance) accepted at ``max_distance``, which must be complete.
 
     The same steps: assets with identical hashes are one class (its first asset by sha256 speaks for it); a
-    class's neighbours are the recorded pairs between class heads; the greedy complete-linkage pass is the same,
-    and each member's match to its canonical is computed again by ``compare`` (a few pairs only).
+    class's neighbours are the recorded pairs between class heads; the greedy complete-linkage pass is the same
+    (worked class by class: ``grouping.greedy_class_groups``), and each member's match to its canonical is computed
+    again by ``compare`` (a few pairs only). ``assets`` may be only those ``groupable`` names: the others can be in
+    no group.
     """
     excluded_set = set(excluded)
     usable = sorted((a for a in assets if a.signature is not None and a.sha256 not in excluded_set),
@@ -159,4 +163,18 @@ def groups_from_pairs(
     def match(a: int, b: int) -> Match | None:
         return compare(sigs[a], sigs[b], max_distance) or compare(sigs[min(a, b)], sigs[max(a, b)], max_distance)
 
-    return greedy_groups(usable, classes, near, linked, match, prefer, set(pinned))
+    return greedy_class_groups(usable, classes, near, linked, match, prefer, set(pinned))
+
+
+def groupable(manifest: Manifest, max_distance: int) -> tuple[list[PairRow], list[int]]:
+    """The recorded pairs accepted at ``max_distance`` (under the current rule) and the ids of every asset that can
+    be in a group: an end of one of those pairs, or a member of a class of identical hashes of two assets or more.
+    The others (nearly all of an archive) form no group whatever the settings, so ``groups_from_pairs`` needs the
+    signatures of these only: memory grows with the pairs and the copies, not with the archive. The classes come
+    from the on-disk index (read a segment block at a time), brought up to date first."""
+    pairs = manifest.recorded_pairs(max_distance, SIMILARITY_RULE_VERSION)
+    index = VariantIndex.open(manifest)
+    several = index.shared_hash_classes()
+    ids = np.concatenate([v for v in index.members(several).values()] or [np.zeros(0, np.int64)])
+    ends = manifest.asset_ids({sha for p in pairs for sha in (p[0], p[1])})
+    return pairs, sorted(set(ids.tolist()) | set(ends.values()))

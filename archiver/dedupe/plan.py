@@ -18,13 +18,14 @@ from PIL import Image
 
 from archiver.config import Config
 from archiver.dedupe.grouping import AssetInfo, Group
-from archiver.dedupe.pairs import groups_from_pairs, update_pairs
+from archiver.dedupe.pairs import groupable, groups_from_pairs, update_pairs
+from archiver.dedupe.segments import VARIANTS_WIDTH
 from archiver.errors import ArchiverError
 from archiver.image import similarity
 from archiver.image.process import flatten, mean_chroma, palette_colours
 from archiver.manifest.rows import PairRow
 from archiver.manifest.sqlite import Manifest
-from archiver.model import SIMILARITY_RULE_VERSION, Asset, ImageFormat
+from archiver.model import Asset, ImageFormat
 from archiver.storage import Store
 from archiver.storage.keys import public_bases, public_url
 
@@ -69,17 +70,21 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, re
     pinned = _resolve(manifest, d.canonical, forms, by_sha, "canonical")
     excluded = _resolve(manifest, d.exclude, forms, by_sha, "exclude")
     search = update_pairs(manifest, max_distance, rescan=rescan, compact=compact)
+    started = time.monotonic()
+    pairs, ids = groupable(manifest, max_distance)  # the signatures of the assets that can be in a group, only
+    sigs = {r.sha256: _signature(r.phash_variants, r.dhash_variants, r.grey) for r in manifest.asset_rows_of(ids)}
+    assets = [replace(a, info=replace(a.info, signature=sigs[a.info.sha256])) if a.info.sha256 in sigs else a
+              for a in assets]
     if search.searched:
         log.info("searched %d images for near-duplicates against %d in %.1fs (%d pairs)", search.searched,
                  search.archive, search.seconds, search.pairs)
     else:
         log.info("every image was already searched for near-duplicates at distance %d", max_distance)
-    started = time.monotonic()
-    pairs = manifest.recorded_pairs(max_distance, SIMILARITY_RULE_VERSION)
     assets = _with_colour(manifest, store, assets, pairs)
     by_sha = {a.info.sha256: a for a in assets}
     groups = groups_from_pairs([a.info for a in assets], pairs, max_distance, d.prefer, pinned, excluded)
-    log.info("grouped %d assets from %d pairs in %.1fs", len(assets), len(pairs), time.monotonic() - started)
+    log.info("grouped %d assets (%d that can be in a group) from %d pairs in %.1fs", len(assets), len(sigs),
+             len(pairs), time.monotonic() - started)
     mapping = {public_url(b, by_sha[m.sha256].key): public_url(b, by_sha[g.canonical].key)
                for g in groups for m in g.members[1:] for b in bases}
     articles = [path for path, _before, _after in manifest.rewritten_articles()]
@@ -87,14 +92,15 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, re
 
 
 def _load_assets(manifest: Manifest, store: Store) -> list[ArchivedAsset]:
-    """Every asset, with its signature; variants missing (archived before they existed) are computed now."""
+    """Every asset; variants missing (archived before they existed) are computed now. Well-formed signatures are
+    not read here (``plan`` reads those of the assets that can be in a group): their ``info.signature`` is None."""
     thumbs: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for sha, width, key in manifest.renditions():
         thumbs[sha].append((width, key))
     out: list[ArchivedAsset] = []
-    for r in manifest.asset_rows():
+    for r in manifest.asset_rows(well_formed=VARIANTS_WIDTH):
         sig = None
-        if r.phash is not None:
+        if r.phash is not None and r.phash_variants != "":
             sig = _signature(r.phash_variants, r.dhash_variants, r.grey) or _backfill(
                 manifest, store, r.sha256, thumbs.get(r.sha256, []))
             if sig is not None and r.phash_variants is None:

@@ -11,10 +11,11 @@ Layout (``<manifest>.index/variants/``):
     phash.npy dhash.npy   (n, 8) uint64 variants of each new class        rep.npy   a member id per class
     digest.npy            (n,) V16 digests, sorted (digest_class.npy: their class ids)
     member_id.npy         int64 asset ids, ascending             member_class.npy   their class ids
-    by_class.npy          member positions ordered by class
+    class_sorted.npy class_members.npy   the members' class ids ascending, and their asset ids in that order
     {ph,dh}-ids.npy {ph,dh}-starts.npy {ph,dh}-c<i>-{order,values,offsets,words}.npy
                           a segment of >= LAYOUT_MIN classes also keeps the probe tables of ``index.HashIndex`` over
-                          its 8 n variants of each hash, memory-mapped when searched (smaller ones are compared flat)
+                          its 8 n variants of each hash, and ({p0,d0}-…) over its n identity hashes, memory-mapped when
+                          searched (smaller ones are compared flat)
 
 Updating: a run appends one segment with the assets above the last indexed id (``Manifest.variant_rows_after``),
 so it reads and writes O(k) for k new assets. Every file of a new segment is written and fsynced, then a new
@@ -52,16 +53,20 @@ from archiver.model import DISTANCE_LIMIT
 log = logging.getLogger("archiver")
 
 NAME = "variants"
-FORMAT = 1
+FORMAT = 3  # 3: probe tables of the identity hashes too; 2: members by class as (class, asset id) arrays
 LAYOUT_MIN = 4_096  # classes from which a segment keeps probe tables (below: compared flat, ~0.1 s per 1 000 classes)
 TIER = 4  # merge the newest segment into the one before while it is at least 1/TIER of its size
 T = len(TRANSFORMS)
 _SEGMENT = re.compile(r"seg-[0-9a-f]{16}-[0-9]{8}")
-_BASE_FILES = ("phash", "dhash", "rep", "digest", "digest_class", "member_id", "member_class", "by_class")
-_TABLE = re.compile(r"(?:ph|dh)-(?:ids|starts|c[0-9]-(?:order|values|offsets|words))")
+_BASE_FILES = ("phash", "dhash", "rep", "digest", "digest_class", "member_id", "member_class", "class_sorted",
+               "class_members")
+_OLD_FILES = ("by_class",)  # written by format 1: its segment folders are still ours to remove
+_TABLE = re.compile(r"(?:ph|dh|p0|d0)-(?:ids|starts|c[0-9]-(?:order|values|offsets|words))")
+_IDENTITY = {"ph": "p0", "dh": "d0"}  # the probe tables of the identity hashes only
+_KINDS = ("ph", "dh", "p0", "d0")
 _QUERY_BLOCK = 1 << 20
 _WHOLE = 4  # searching at least 1/_WHOLE of the classes: one in-memory index of everything beats the segments
-_WIDTH = 17 * T - 1  # "h0,h1,...": 16 hex digits each, comma-separated
+_WIDTH = VARIANTS_WIDTH = 17 * T - 1  # "h0,h1,...": 16 hex digits each, comma-separated
 
 
 class StaleIndex(Exception):
@@ -79,7 +84,8 @@ class Segment:
     digest_class: np.ndarray  # class id of each sorted digest
     member_id: np.ndarray  # int64 ascending
     member_class: np.ndarray  # int64
-    by_class: np.ndarray  # positions of members, ordered by class (stable)
+    class_sorted: np.ndarray  # member_class ascending (stable)
+    class_members: np.ndarray  # member_id in that order
     tables: dict[str, tuple[np.ndarray, np.ndarray, tuple[_Layout, ...]]] | None = None  # kind -> ids, starts, layouts
 
     @property
@@ -87,7 +93,7 @@ class Segment:
         return int(self.rep.size)
 
     def variants(self, kind: str) -> np.ndarray:
-        return self.phash if kind == "ph" else self.dhash
+        return self.phash if kind[0] == "p" else self.dhash
 
 
 def digests(rows: Iterable[SignatureRow]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -99,6 +105,16 @@ def digests(rows: Iterable[SignatureRow]) -> tuple[np.ndarray, np.ndarray, np.nd
     dig = np.array([hashlib.blake2b(f"{r[2]}|{r[3]}|{r[4] or '-'}".encode(), digest_size=16).digest() for r in good],
                    dtype="V16")
     return ids, ph, dh, dig
+
+
+def _mix(v: np.ndarray) -> np.ndarray:
+    """A 64-bit mix of each row of ``v`` (uint64): equal rows, equal keys."""
+    with np.errstate(over="ignore"):
+        h = np.full(v.shape[0], 0x243F6A8885A308D3, dtype=np.uint64)
+        for j in range(v.shape[1]):
+            h = (h ^ v[:, j]) * np.uint64(0x9E3779B97F4A7C15)
+            h ^= h >> np.uint64(29)
+        return h
 
 
 def _checksum(ids: np.ndarray, classes: np.ndarray, start: int = 0) -> int:
@@ -283,12 +299,12 @@ class VariantIndex:
     def members(self, classes: np.ndarray) -> dict[int, np.ndarray]:
         """Asset ids of each class's members."""
         parts: dict[int, list[np.ndarray]] = {int(c): [] for c in classes}
-        for s in self.segments:
-            mc = s.member_class[s.by_class]
-            lo, hi = np.searchsorted(mc, classes), np.searchsorted(mc, classes, side="right")
+        for s in self.segments:  # O(classes asked x log members): no pass over a whole segment
+            lo = np.searchsorted(s.class_sorted, classes)
+            hi = np.searchsorted(s.class_sorted, classes, side="right")
             for c, a, b in zip(classes.tolist(), lo.tolist(), hi.tolist(), strict=True):
                 if b > a:
-                    parts[c].append(s.member_id[s.by_class[a:b]])
+                    parts[c].append(np.asarray(s.class_members[a:b]))
         return {c: np.concatenate(p) if p else np.zeros(0, np.int64) for c, p in parts.items()}
 
     def reps(self, classes: np.ndarray) -> np.ndarray:
@@ -306,6 +322,29 @@ class VariantIndex:
             out[inside] = s.variants(kind)[classes[inside] - s.first]
         return out
 
+    def shared_hash_classes(self, block: int = 1 << 18) -> np.ndarray:
+        """The classes whose assets share their hashes (8 pHash and 8 dHash variants) with another asset: classes
+        of two members or more, and classes whose variants equal another class's (the same hashes, another grey
+        thumbnail). Reads each segment's arrays a block at a time: O(classes) time, ~16 bytes per class of memory."""
+        counts = np.zeros(self.classes, dtype=np.int64)
+        keys = np.empty(self.classes, dtype=np.uint64)
+        for s in self.segments:
+            for lo in range(0, s.member_class.size, block):
+                counts += np.bincount(np.asarray(s.member_class[lo:lo + block]), minlength=self.classes)
+            for lo in range(0, s.classes, block):
+                v = np.concatenate([np.asarray(s.phash[lo:lo + block]), np.asarray(s.dhash[lo:lo + block])], axis=1)
+                keys[s.first + lo:s.first + lo + v.shape[0]] = _mix(v)
+        order = np.argsort(keys, kind="stable")
+        k = keys[order]
+        run = np.flatnonzero(k[1:] == k[:-1])
+        maybe = np.unique(np.concatenate([order[run], order[run + 1]]))  # equal keys: equal variants, or a collision
+        same = np.zeros(0, dtype=np.int64)
+        if maybe.size:
+            v = np.concatenate([self.variants("ph", maybe), self.variants("dh", maybe)], axis=1)
+            _, inverse, n = np.unique(v, axis=0, return_inverse=True, return_counts=True)
+            same = maybe[n[inverse.ravel()] > 1]
+        return np.union1d(np.flatnonzero(counts > 1), same)
+
     # -- search -------------------------------------------------------------------------------------
     def candidates(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Class pairs (x < y), each involving a class of ``q``, where some variant of one (pHash or dHash) is
@@ -314,13 +353,17 @@ class VariantIndex:
         if q.size * _WHOLE >= self.classes:  # most of the archive (a first search, a rescan): one index in memory
             return self._candidates_whole(q, k)
         for kind in ("ph", "dh"):
-            flat = self.variants(kind, q).ravel()  # all variants of the searched classes, one query set per kind
+            v = self.variants(kind, q)
+            identity, others = np.ascontiguousarray(v[:, 0]), np.ascontiguousarray(v[:, 1:]).ravel()
             for s in self.segments:
-                qi, e = _search(s, kind, flat, k)
-                # a searched class's identity hash near any variant of an indexed class, or any variant of a
-                # searched class near an indexed class's identity hash
-                keep = (qi % T == 0) | (e % T == 0)
-                found.append((q[qi[keep] // T], s.first + e[keep] // T))
+                # a searched class's identity hash near any variant of an indexed class (the table of every
+                # variant), or another variant of a searched class near an indexed class's identity hash (the
+                # table of identity hashes only: 1/T of the values, so these T - 1 queries cost far less)
+                qi, e = _search(s, kind, identity, k)
+                found.append((q[qi], s.first + e // T))
+                if T > 1:
+                    qi, e = _search(s, kind, others, k, identity=True)
+                    found.append((q[qi // (T - 1)], s.first + e // T))
         if not found:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         a, b = (np.concatenate(z) for z in zip(*found, strict=True))
@@ -352,17 +395,22 @@ class VariantIndex:
         return packed // (self.classes + 1), packed % (self.classes + 1)
 
 
-def _search(s: Segment, kind: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(query index, flat position class * T + t) of the segment's variants within ``k`` of each query."""
-    if s.tables is None and queries.size * s.classes * T > BRUTE_FORCE_WORK:
+def _search(s: Segment, kind: str, queries: np.ndarray, k: int, *, identity: bool = False
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(query index, flat position class * T + t) of the segment's variants within ``k`` of each query; with
+    ``identity``, of its identity hashes only (t = 0)."""
+    if s.tables is None and queries.size * s.classes * (1 if identity else T) > BRUTE_FORCE_WORK:
         s.tables = _tables(s)  # a flat segment asked many queries (a rescan, an index in memory): tables in memory
-    if s.tables is None or kind not in s.tables:
-        targets = np.ascontiguousarray(s.variants(kind)).ravel()
+    key = _IDENTITY[kind] if identity else kind
+    if s.tables is None or key not in s.tables:
+        v = s.variants(kind)
+        targets = np.ascontiguousarray(v[:, 0] if identity else v).ravel()
         if kernel.AVAILABLE:
-            return kernel.all_near(np.ascontiguousarray(queries), targets, k)
-        qi, e, _ = near(targets, queries, k)
-        return qi, e
-    ids, starts, layouts = s.tables[kind]
+            qi, e = kernel.all_near(np.ascontiguousarray(queries), targets, k)
+        else:
+            qi, e, _ = near(targets, queries, k)
+        return qi, e * T if identity else e
+    ids, starts, layouts = s.tables[key]
     engine = "compiled" if kernel.AVAILABLE else "numpy"
     idx = HashIndex(k, np.zeros(0, np.uint64), ids, starts, layouts, 0, engine)
     parts = []
@@ -372,7 +420,7 @@ def _search(s: Segment, kind: str, queries: np.ndarray, k: int) -> tuple[np.ndar
     if not parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     qi, e = (np.concatenate(x) for x in zip(*parts, strict=True))
-    return qi, e
+    return qi, e * T if identity else e
 
 
 def _wants_merge(segs: list[Segment]) -> bool:
@@ -385,9 +433,11 @@ def _wants_merge(segs: list[Segment]) -> bool:
 def _segment(name: str, first: int, ph: np.ndarray, dh: np.ndarray, rep: np.ndarray, dig: np.ndarray,
              member_id: np.ndarray, member_class: np.ndarray) -> Segment:
     order = np.argsort(dig, kind="stable")
+    by_class = np.argsort(member_class, kind="stable")
     return Segment(name, first, np.ascontiguousarray(ph), np.ascontiguousarray(dh), rep.astype(np.int64),
                    dig[order], (first + order).astype(np.int64), member_id.astype(np.int64),
-                   member_class.astype(np.int64), np.argsort(member_class, kind="stable"))
+                   member_class.astype(np.int64), member_class[by_class].astype(np.int64),
+                   member_id[by_class].astype(np.int64))
 
 
 def _concat(a: Segment, b: Segment, name: str) -> Segment:
@@ -401,8 +451,10 @@ def _concat(a: Segment, b: Segment, name: str) -> Segment:
 
 def _tables(seg: Segment) -> dict[str, tuple[np.ndarray, np.ndarray, tuple[_Layout, ...]]]:
     out = {}
-    for kind in ("ph", "dh"):
-        idx = HashIndex.build(seg.variants(kind).ravel(), DISTANCE_LIMIT)
+    for kind in _KINDS:
+        v = seg.variants(kind)
+        idx = HashIndex.build(np.ascontiguousarray(v[:, 0]) if kind in _IDENTITY.values() else v.ravel(),
+                              DISTANCE_LIMIT)
         layouts = []
         for la in idx.layouts:
             lay = _Layout(la.order.astype(np.int32), la.sorted_values, la.item_keys, la.offsets.astype(np.int32),
@@ -414,7 +466,7 @@ def _tables(seg: Segment) -> dict[str, tuple[np.ndarray, np.ndarray, tuple[_Layo
 
 
 def _is_ours(f: Path) -> bool:
-    return f.suffix == ".npy" and (f.stem in _BASE_FILES or bool(_TABLE.fullmatch(f.stem)))
+    return f.suffix == ".npy" and (f.stem in _BASE_FILES or f.stem in _OLD_FILES or bool(_TABLE.fullmatch(f.stem)))
 
 
 def _save(folder: Path, name: str, arr: np.ndarray) -> None:
@@ -446,11 +498,12 @@ def _read_segment(folder: Path, first: int) -> Segment:
     seg = Segment(folder.name, first, *(load(n) for n in _BASE_FILES))
     n = seg.classes
     if seg.phash.shape != (n, T) or seg.dhash.shape != (n, T) or seg.digest.size != n or \
-            seg.member_id.size != seg.member_class.size:
+            seg.member_id.size != seg.member_class.size or seg.class_sorted.size != seg.member_id.size or \
+            seg.class_members.size != seg.member_id.size:
         raise ValueError(f"{folder.name}: arrays of inconsistent sizes")
     if (folder / "ph-ids.npy").exists():
         tables = {}
-        for kind in ("ph", "dh"):
+        for kind in _KINDS:
             layouts = []
             for i, c in enumerate(plan(DISTANCE_LIMIT)):
                 order, values, offsets, words = (load(f"{kind}-c{i}-{p}") for p in ("order", "values", "offsets",

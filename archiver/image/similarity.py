@@ -216,21 +216,46 @@ def compare(a: Signature, b: Signature, max_distance: int) -> Match | None:
     Symmetric: compare(b, a) decides the same and reports the inverse transform (the rule in the module
     docstring only uses quantities that are the same from both sides).
     """
-    scored = []
-    for t, inv in enumerate(_INVERSE):
-        p = min((a._p[t] ^ b._p[0]).bit_count(), (b._p[inv] ^ a._p[0]).bit_count())
-        d = min((a._d[t] ^ b._d[0]).bit_count(), (b._d[inv] ^ a._d[0]).bit_count())
-        scored.append((p + d, p, d, t))
-    low = min(s[0] for s in scored)
-    tied = [s for s in scored if s[0] == low]  # symmetric pictures: let the thumbnails break the tie
-    best = min(((_grey_distance(a, b, t), p, d, t) for _, p, d, t in tied), key=lambda s: (s[0], s[3]))
-    m, p, d, t = best
-    if min(p, d) <= max_distance:
-        if 0.0 <= m <= PIXEL_CONFIRMED:  # A
-            return Match(TRANSFORMS[t], p, d, round(m, 2))
-        if max(p, d) <= max_distance + HASH_SLACK and (m <= HASH_CONFIRMED or _tone_distance(a, b, t) <= TONE_CONFIRMED):
-            return Match(TRANSFORMS[t], p, d, round(m, 2))  # B, and C: B with the tone taken out
-    _, p0, d0, _ = scored[0]
-    if p0 <= max_distance and 0.0 <= _framed_distance(a, b) <= FRAMED_CONFIRMED:  # D: the picture as plain pHash
-        return Match(TRANSFORMS[0], p0, d0, round(_grey_distance(a, b, 0), 2))
-    return None
+    return Judged(a, b).decide(max_distance)
+
+
+class Judged:
+    """What ``compare`` measures of one pair, each measured at most once (none depends on ``max_distance``), and the
+    decision at any distance: ``decide(k)`` is ``compare(a, b, k)``, so the smallest accepting distance costs one
+    measurement, not one per distance tried."""
+
+    def __init__(self, a: Signature, b: Signature) -> None:
+        self.a, self.b = a, b
+        scored = []
+        for t, inv in enumerate(_INVERSE):
+            p = min((a._p[t] ^ b._p[0]).bit_count(), (b._p[inv] ^ a._p[0]).bit_count())
+            d = min((a._d[t] ^ b._d[0]).bit_count(), (b._d[inv] ^ a._d[0]).bit_count())
+            scored.append((p + d, p, d, t))
+        low = min(s[0] for s in scored)
+        tied = [s for s in scored if s[0] == low]  # symmetric pictures: let the thumbnails break the tie
+        self.best = min(((_grey_distance(a, b, t), p, d, t) for _, p, d, t in tied), key=lambda s: (s[0], s[3]))
+        _, self.p0, self.d0, _ = scored[0]
+        self._tone: float | None = None
+        self._framed: float | None = None
+
+    def tone(self) -> float:
+        if self._tone is None:
+            self._tone = _tone_distance(self.a, self.b, self.best[3])
+        return self._tone
+
+    def framed(self) -> float:
+        if self._framed is None:
+            self._framed = _framed_distance(self.a, self.b)
+        return self._framed
+
+    def decide(self, max_distance: int) -> Match | None:
+        m, p, d, t = self.best
+        if min(p, d) <= max_distance:
+            if 0.0 <= m <= PIXEL_CONFIRMED:  # A
+                return Match(TRANSFORMS[t], p, d, round(m, 2))
+            if max(p, d) <= max_distance + HASH_SLACK and (m <= HASH_CONFIRMED or self.tone() <= TONE_CONFIRMED):
+                return Match(TRANSFORMS[t], p, d, round(m, 2))  # B, and C: B with the tone taken out
+        p0, d0 = self.p0, self.d0
+        if p0 <= max_distance and 0.0 <= self.framed() <= FRAMED_CONFIRMED:  # D: the picture as plain pHash
+            return Match(TRANSFORMS[0], p0, d0, round(_grey_distance(self.a, self.b, 0), 2))
+        return None

@@ -236,7 +236,19 @@ MIGRATIONS: tuple[str, ...] = (
         why TEXT
     );
     """,
-    # 16: the workers serving the queue (`archiver worker`, and a run settling URLs itself): one row each, its
+    # 16: each asset's latest near-duplicate search beside it (rule * 1000 + max_distance, as in pair_searches; NULL:
+    # never searched), indexed over the assets with hash variants, so that finding what a run must search reads only
+    # those assets (not a join of every asset with pair_searches); the recorded pairs indexed by rule (dropping the
+    # pairs of another rule reads only those)
+    """
+    ALTER TABLE assets ADD COLUMN search_mark INTEGER;
+    UPDATE assets SET search_mark = (SELECT s.rule * 1000 + s.max_distance FROM pair_searches s
+                                     WHERE s.asset = assets.sha256);
+    CREATE INDEX assets_search_mark ON assets(search_mark, id)
+        WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL;
+    CREATE INDEX near_duplicates_rule ON near_duplicates(rule, min_distance);
+    """,
+    # 17: the workers serving the queue (`archiver worker`, and a run settling URLs itself): one row each, its
     # heartbeat written by the database's clock while it lives, removed when it exits cleanly (`archiver status`)
     """
     CREATE TABLE workers (

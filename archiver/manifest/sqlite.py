@@ -431,6 +431,28 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
                 f"SELECT id, sha256 FROM assets WHERE id IN ({','.join('?' * len(chunk))})", chunk))
         return out
 
+    def asset_ids(self, shas: Iterable[str]) -> dict[str, int]:
+        """The id of each asset sha256 (those the manifest does not know are left out)."""
+        out: dict[str, int] = {}
+        batch = sorted(set(shas))
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            out.update(self._db.execute(
+                f"SELECT sha256, id FROM assets WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    def asset_rows_of(self, ids: Iterable[int]) -> list[AssetRow]:
+        """``asset_rows`` of the given asset ids only, by sha256."""
+        out: list[AssetRow] = []
+        batch = sorted(set(ids))
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            out += (AssetRow(*r) for r in self._db.execute(
+                "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
+                "phash_variants, dhash_variants, grey, colours, chroma FROM assets "
+                f"WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        return sorted(out, key=lambda r: r.sha256)
+
     def hash_index_state(self, name: str) -> tuple[str, int, int, str] | None:
         """(token, generation, assets, checksum) the last update of the on-disk index ``name`` recorded."""
         row = self._db.execute(
@@ -448,18 +470,22 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
 
     def unsearched(self, max_distance: int, rule: int, limit: int = -1) -> list[UnsearchedAsset]:
         """(id, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
-        ``rule``, by id (the first ``limit`` of them; -1: all)."""
-        return [UnsearchedAsset(*r) for r in self._db.execute(
-            "SELECT a.id, a.sha256 FROM assets a LEFT JOIN pair_searches s ON s.asset = a.sha256 "
-            "WHERE a.phash_variants IS NOT NULL AND a.dhash_variants IS NOT NULL "
-            "AND (s.asset IS NULL OR s.rule != ? OR s.max_distance < ?) ORDER BY a.id LIMIT ?",
-            (rule, max_distance, limit if limit >= 0 else 2**62),
-        )]
+        ``rule``, by id (the first ``limit`` of them; -1: all). Reads only those assets (the index on ``search_mark``,
+        migration 16): what a run adds, not the archive."""
+        low, high = _mark(rule, max_distance), _mark(rule + 1, 0)  # searched: low <= mark < high
+        n = limit if limit >= 0 else 2**62
+        rows = []
+        for test, args in (("IS NULL", ()), ("< ?", (low,)), (">= ?", (high,))):  # each a range of the index (sorted
+            rows += self._db.execute(                                         # here: an ORDER BY makes SQLite
+                "SELECT id, sha256 FROM assets WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL "
+                f"AND search_mark {test} LIMIT ?", (*args, n)).fetchall()     # walk every asset by id instead)
+        return [UnsearchedAsset(*r) for r in sorted(rows)[:n]]
 
     def searched_below(self, max_distance: int, rule: int) -> int:
         """How many assets were searched under ``rule`` but at a smaller distance than ``max_distance``."""
         return self._db.execute(
-            "SELECT COUNT(*) FROM pair_searches WHERE rule = ? AND max_distance < ?", (rule, max_distance)
+            "SELECT COUNT(*) FROM assets WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL "
+            "AND search_mark >= ? AND search_mark < ?", (_mark(rule, 0), _mark(rule, max_distance))
         ).fetchone()[0]
 
     def signature_rows(self, rowids: Iterable[int]) -> list[SignatureRow]:
@@ -480,13 +506,15 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         distance, smallest accepting max_distance) found by searching ``searched`` against every asset, and
         their marks (searched at ``max_distance`` under ``rule``). Pairs of another rule are dropped; all pairs
         when ``replace_all`` (a search of the whole archive from scratch)."""
-        now = time.time()
+        now, searched = time.time(), list(searched)
         with self._tx() as db:
             if replace_all:
                 db.execute("DELETE FROM pair_searches")
                 db.execute("DELETE FROM near_duplicates")
-            else:
-                db.execute("DELETE FROM near_duplicates WHERE rule != ?", (rule,))
+                db.execute("UPDATE assets SET search_mark = NULL WHERE search_mark IS NOT NULL")
+            else:  # two ranges, not "!=": both read through the index on rule
+                db.execute("DELETE FROM near_duplicates WHERE rule < ?", (rule,))
+                db.execute("DELETE FROM near_duplicates WHERE rule > ?", (rule,))
             db.executemany(
                 "INSERT INTO near_duplicates (a, b, phash_distance, dhash_distance, transform, grey_distance, "
                 "min_distance, rule) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(a, b) DO UPDATE SET "
@@ -501,6 +529,8 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
                 "searched_at=excluded.searched_at",
                 [(sha, max_distance, rule, now) for sha in searched],
             )
+            db.executemany("UPDATE assets SET search_mark = ? WHERE sha256 = ?",
+                           [(_mark(rule, max_distance), sha) for sha in searched])
 
     def recorded_pairs(self, max_distance: int, rule: int) -> list[PairRow]:
         """(a, b, pHash distance, dHash distance) of the recorded pairs the rule accepts at ``max_distance``."""
@@ -526,11 +556,20 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         """(asset sha256, width, key) of every stored thumbnail, by asset then width."""
         return [RenditionRow(*r) for r in self._db.execute("SELECT asset, width, key FROM renditions ORDER BY asset, width")]
 
-    def asset_rows(self) -> list[AssetRow]:
-        """Every asset, by sha256: what grouping needs."""
+    def asset_rows(self, *, well_formed: int | None = None) -> list[AssetRow]:
+        """Every asset, by sha256: what grouping needs. With ``well_formed`` (the length of a well-formed variants
+        field), the variants and grey thumbnail of the assets whose fields have that form come back as "" (read
+        later, for the few assets that can be in a group: ``asset_rows_of``); the others' as they are."""
+        if well_formed is None:
+            fields, args = "phash_variants, dhash_variants, grey", ()
+        else:
+            ok = "LENGTH(phash_variants) = ? AND LENGTH(dhash_variants) = ? AND (grey IS NULL OR LENGTH(grey) = 128)"
+            fields = (f"CASE WHEN {ok} THEN '' ELSE phash_variants END, CASE WHEN {ok} THEN '' ELSE dhash_variants END, "
+                      f"CASE WHEN {ok} THEN '' ELSE grey END")
+            args = (well_formed,) * 6
         return [AssetRow(*r) for r in self._db.execute(
-            "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
-            "phash_variants, dhash_variants, grey, colours, chroma FROM assets ORDER BY sha256"
+            f"SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, {fields}, colours, "
+            "chroma FROM assets ORDER BY sha256", args
         )]
 
     def record_colour(self, rows: Iterable[tuple[str, int | None, float | None]]) -> None:
@@ -597,6 +636,11 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
                 (limit,),
             )
         ]
+
+
+def _mark(rule: int, max_distance: int) -> int:
+    """An asset's ``search_mark``: searched at ``max_distance`` (below 1000) under ``rule``."""
+    return rule * 1000 + max_distance
 
 
 def _url_state(row: Sequence[object]) -> UrlState:

@@ -189,3 +189,44 @@ def test_flat_art_in_a_small_palette_and_greyscale_palettes_stay_lossless(tmp_pa
     assert group.canonical == png.sha256  # drawn in a few colours: the palette PNG is exact
     grey_gif = asset(tmp_path, encode(photo().convert("L").resize((200, 200)).convert("P"), "GIF"))
     assert grey_gif.greyscale and grey_gif.fidelity == 0  # 256 grey levels are a greyscale picture, exactly
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_class_by_class_pass_forms_the_member_by_member_groups(seed: int) -> None:
+    """greedy_class_groups (what groups_from_pairs uses) equals greedy_groups (what the from-scratch reference uses)
+    on random graphs: big and small classes, ties in distance, links that break complete linkage, pinned assets."""
+    import numpy as np
+
+    from archiver.dedupe.grouping import Classes, greedy_class_groups, greedy_groups
+    from archiver.image.similarity import Match
+
+    rng = np.random.default_rng(seed)
+    n_classes = 60
+    sizes = [int(rng.choice([1, 1, 1, 2, 3, 40])) for _ in range(n_classes)]
+    cls = [c for c, k in enumerate(sizes) for _ in range(k)]
+    rng.shuffle(cls)
+    sig = Signature(("0" * 16,) * 8, ("0" * 16,) * 8)
+    usable = [AssetInfo(f"{i:064x}", "jpeg", int(rng.integers(1, 5)), int(rng.integers(1, 4)), 1, float(i), sig)
+              for i in range(len(cls))]
+    by_class: dict[int, list[int]] = {}
+    for k, c in enumerate(cls):
+        by_class.setdefault(c, []).append(k)
+    classes = Classes(cls, [sig] * n_classes, by_class, {usable[ks[0]].sha256: c for c, ks in by_class.items()})
+    links = {(a, b) for a in range(n_classes) for b in range(a + 1, n_classes) if rng.random() < 0.12}
+    near: dict[int, list[tuple[int, int, int]]] = {}
+    for a, b in sorted(links):
+        pd, dd = int(rng.integers(0, 3)), int(rng.integers(0, 3))
+        near.setdefault(a, []).append((pd, dd, b))
+        near.setdefault(b, []).append((pd, dd, a))
+
+    def linked(a: int, b: int) -> bool:
+        return a == b or (min(a, b), max(a, b)) in links
+
+    def match(a: int, b: int) -> Match:
+        return Match("identity", a, b, 0.0)
+
+    pinned = {usable[int(k)].sha256 for k in rng.choice(len(usable), 5, replace=False)}
+    for pins in (set(), pinned):
+        expected = greedy_groups(usable, classes, near, linked, match, PREFER, pins)
+        assert greedy_class_groups(usable, classes, near, linked, match, PREFER, pins) == expected
+        assert len(expected) > 3

@@ -215,3 +215,23 @@ def test_three_runs_one_killed_then_dedupe_equals_a_full_recomputation(
             for g in got["groups"] if g["kind"] == "near"), n
         assert got == dedupe("--max-distance", str(n), "--rescan"), n
     assert "searching them again at 12" in capsys.readouterr().err
+
+
+def test_a_pair_measured_once_decides_as_compare_at_every_distance() -> None:
+    """similarity.Judged (each measurement made once) decides as compare at every distance, so the smallest
+    accepting distance recorded with a pair is the one a bisection over compare finds."""
+    from archiver.dedupe.pairs import _accepted_from
+    from archiver.dedupe.reference import candidate_pairs
+    from archiver.image.similarity import Judged, compare
+
+    sigs = synthetic_signatures(60, seed=21)
+    seen = 0
+    for i, j in candidate_pairs(sigs, 14)[:80]:
+        for x, y in ((sigs[i], sigs[j]), (sigs[j], sigs[i])):
+            judged = Judged(x, y)
+            decisions = [compare(x, y, k) for k in range(13)]
+            assert [judged.decide(k) for k in range(13)] == decisions
+            if decisions[12] is not None:
+                seen += 1
+                assert _accepted_from(judged, 12) == next(k for k, d in enumerate(decisions) if d is not None)
+    assert seen >= 5

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from archiver.dedupe import segments
-from archiver.dedupe.pairs import groups_from_pairs, update_pairs
+from archiver.dedupe.pairs import groupable, groups_from_pairs, update_pairs
 from archiver.dedupe.reference import build_groups
 from archiver.dedupe.segments import VariantIndex
 from archiver.image.similarity import Signature
@@ -91,8 +91,9 @@ def test_identical_signatures_are_one_class(tmp_path: Path, small_segments: None
     rng = np.random.default_rng(2)
     blank = _sig([0] * 8, [0] * 8, np.full((8, 8), 128))
     near_blank = _sig([1 << 40] * 8, [3] * 8, np.full((8, 8), 129))
+    other_grey = _sig([0] * 8, [0] * 8, np.full((8, 8), 140))  # the blank's hashes, another grey: one class to group
     others = synthetic_signatures(120, seed=4)
-    sigs = [blank] * 3000 + [near_blank] * 40 + others
+    sigs = [blank] * 3000 + [near_blank] * 40 + [other_grey] * 2 + others
     order = rng.permutation(len(sigs))
     sigs = [sigs[i] for i in order]
     with Manifest.open(tmp_path / "m.sqlite3") as m:
@@ -101,12 +102,23 @@ def test_identical_signatures_are_one_class(tmp_path: Path, small_segments: None
         _record(m, sigs[2000:], 2000)
         update_pairs(m, 10)
         index = VariantIndex.open(m)
-        assert index.classes <= len(others) + 2 and index.assets == len(sigs)
+        assert index.classes <= len(others) + 3 and index.assets == len(sigs)
         blank_class = index.classes_of(np.array([1], dtype=np.int64))  # rowid 1: the first recorded asset
         assert index.members(blank_class)[int(blank_class[0])].size == sum(1 for s in sigs if s == sigs[0])
         infos = _infos(m)
         assert groups_from_pairs(infos, m.recorded_pairs(10, SIMILARITY_RULE_VERSION), 10, PREFER) == \
             build_groups(infos, 10, PREFER)
+        # grouping reads only the assets that can be in a group: the pairs' ends and the classes of shared hashes
+        pairs, ids = groupable(m, 10)
+        wanted = {r.sha256 for r in m.asset_rows_of(ids)}
+        some = [a for a in infos if a.sha256 in wanted]
+        assert len(some) == len(ids) < len(infos)
+        grey_sha = next(a.sha256 for a in infos if a.signature == other_grey)
+        assert grey_sha in {a.sha256 for a in some}
+        by_sig = {a.signature: a.sha256 for a in infos}
+        for pinned, excluded in (((), ()), ((by_sig[near_blank], grey_sha), (by_sig[blank],))):
+            assert groups_from_pairs(some, pairs, 10, PREFER, pinned, excluded) == \
+                build_groups(infos, 10, PREFER, pinned, excluded)
 
 
 _KILLER = """

@@ -116,8 +116,48 @@ def test_pairs_and_search_marks_are_recorded_together_or_not_at_all(manifest_tar
         assert sorted(m.recorded_pairs(8, 1)) == [(a, b, 3, 9), (a, c, 0, 1)]
         assert m.recorded_pairs(6, 1) == [(a, c, 0, 1)]  # accepted only from distance 7 on
         assert m.recorded_pairs(8, 2) == []
+        assert len(m.unsearched(8, 0)) == 3 and m.searched_below(8, 0) == 0  # a mark of a later rule is not one
         m.record_pair_search([], [c], 8, 2)  # another rule: the old rule's pairs go
         assert m.counts()["near_duplicate_pairs"] == 0
+        assert [r.sha256 for r in m.unsearched(8, 1)] == [c] and [r.sha256 for r in m.unsearched(8, 2)] == [a, b]
+        assert m.unsearched(8, 2, limit=1) == m.unsearched(8, 2)[:1]
+        m.record_pair_search([], [a], 8, 2, replace_all=True)  # a rescan: every other mark goes
+        assert [r.sha256 for r in m.unsearched(8, 2)] == [b, c]
+
+
+def test_the_assets_to_search_are_found_through_an_index_not_by_reading_every_asset(tmp_path: Path) -> None:
+    """What a run must search (``unsearched``, ``searched_below``, dropping another rule's pairs) is read through
+    the indexes of migration 16: the cost of a run grows with what it adds, not with the archive."""
+    with Manifest.open(tmp_path / "m.sqlite3") as m:
+        statements: list[str] = []
+        m._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        m.unsearched(10, 3)
+        m.unsearched(10, 3, limit=1)
+        m.searched_below(10, 3)
+        m.record_pair_search([], [], 10, 3)
+        m._db.set_trace_callback(None)  # type: ignore[attr-defined]
+        reads = [s for s in statements if "assets" in s or "near_duplicates" in s]
+        assert len(reads) >= 6
+        for sql in reads:
+            plan = " ".join(r[3] for r in m._db.execute("EXPLAIN QUERY PLAN " + sql))
+            assert "SCAN" not in plan and "USING" in plan, (sql, plan)
+
+
+def test_migration_16_copies_the_search_marks_beside_the_assets(tmp_path: Path) -> None:
+    path = tmp_path / "v15.sqlite3"
+    db = sqlite3.connect(path, isolation_level=None)
+    for i, script in enumerate(MIGRATIONS[:15]):
+        db.executescript("BEGIN;" + script + f"; PRAGMA user_version={i + 1}; COMMIT;")
+    for n, sha in enumerate(("a" * 64, "b" * 64, "c" * 64, "d" * 64), 1):
+        db.execute("INSERT INTO assets (sha256, format, mime, ext, bytes, key, first_seen, phash_variants, "
+                   "dhash_variants, id) VALUES (?, 'jpeg', 'image/jpeg', 'jpg', 1, ?, 0, ?, ?, ?)",
+                   (sha, sha, ",".join(["f" * 16] * 8), ",".join(["0" * 16] * 8), n))
+    db.executemany("INSERT INTO pair_searches (asset, max_distance, rule, searched_at) VALUES (?, ?, ?, 0)",
+                   [("a" * 64, 10, 2), ("b" * 64, 8, 2), ("c" * 64, 10, 1)])
+    db.close()
+    with Manifest.open(path) as m:
+        assert [r.sha256 for r in m.unsearched(10, 2)] == ["b" * 64, "c" * 64, "d" * 64]
+        assert [r.sha256 for r in m.unsearched(8, 2)] == ["c" * 64, "d" * 64] and m.searched_below(10, 2) == 1
 
 
 def test_a_manifest_whose_folder_name_holds_uri_syntax_is_read_where_it_is(tmp_path: Path) -> None:

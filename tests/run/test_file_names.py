@@ -99,13 +99,15 @@ def test_a_manifest_written_before_paths_were_kept_as_bytes_is_migrated_and_rest
     assert main(["run", "--config", cfg, "-q"]) == 0
     db_path = tmp_path / ".archiver" / "manifest.sqlite3"
     db = sqlite3.connect(db_path, isolation_level=None)
-    db.executescript("DROP TABLE pending_writes; DROP TABLE lost_objects; ALTER TABLE renditions DROP COLUMN sha256; "
+    db.executescript("DROP INDEX assets_search_mark; ALTER TABLE assets DROP COLUMN search_mark; "
+                     "DROP INDEX near_duplicates_rule; DROP TABLE host_slots; DROP TABLE host_pauses; "
+                     "DROP TABLE pending_writes; DROP TABLE lost_objects; ALTER TABLE renditions DROP COLUMN sha256; "
                      "ALTER TABLE urls DROP COLUMN cause; ALTER TABLE urls DROP COLUMN settings; "
                      "ALTER TABLE assets DROP COLUMN colours; ALTER TABLE assets DROP COLUMN chroma; DROP TABLE settled_articles; "
                      "DROP INDEX assets_id; ALTER TABLE assets DROP COLUMN id; DROP TABLE counters; DROP TABLE queue; "
                      "DROP TABLE gc_deletions; "
                      "ALTER TABLE assets DROP COLUMN source; DROP INDEX assets_key; DROP INDEX renditions_key; "
-                     "DROP TABLE rekey_moves; DROP TABLE moved_keys; DROP TABLE hash_index; DROP TABLE host_slots; DROP TABLE host_pauses; "
+                     "DROP TABLE rekey_moves; DROP TABLE moved_keys; DROP TABLE hash_index; "
                      "DROP TABLE workers; "
                      "PRAGMA user_version=4;")
     db.close()
