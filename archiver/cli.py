@@ -80,6 +80,12 @@ def _config(args: argparse.Namespace) -> Config:
     path = args.config
     if path is None and Path(DEFAULT_CONFIG).is_file():
         path = Path(DEFAULT_CONFIG)
+    if path is None and (args.command != "run" or getattr(args, "paths", None)):  # (run without PATH: its error says)
+        above = next((d / DEFAULT_CONFIG for d in Path.cwd().parents if (d / DEFAULT_CONFIG).is_file()), None)
+        if above is not None:  # the defaults would make a new manifest here, with none of that config's settings
+            logging.getLogger("archiver").warning(
+                "no %s in this folder, so the defaults are used; %s is in a folder above: run from there, or pass "
+                "--config %s", DEFAULT_CONFIG, above, above)
     return load(path)
 
 

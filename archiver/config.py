@@ -157,7 +157,7 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 class ManifestConfig:
     path: str = _key(".archiver/manifest.sqlite3", "SQLite manifest: every URL, asset, object and article")
     url: str = _key(
-        "", "PostgreSQL manifest instead (postgresql://user@host:5432/db; needs `pip install 'archiver[postgres]'`); "
+        "", "PostgreSQL manifest instead (postgresql://user@host:5432/db; needs psycopg: `pip install -e '.[postgres]'` in the checkout); "
         "the environment's ARCHIVER_MANIFEST_URL wins; keep the password in ~/.pgpass or PGPASSWORD, not here"
     )
     reconnect_for: float = _key(

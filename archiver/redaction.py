@@ -47,6 +47,7 @@ _STRIP = "".join(chr(c) for c in range(0x21))  # C0 controls and space: a browse
 # A token of free text that may be a URL (or a part of one with a query, fragment, path parameter or credentials)
 _TEXT_TOKEN = re.compile(r"[^\s\"'<>`\x00-\x1f\x7f]+")
 _URL_START = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*:[/\\]|(?<![:/\\])[/\\]{2}")
+_DATABASE = re.compile(r"(?i)postgres(?:ql)?://")
 _URLISH = re.compile(r"[?#;@]|[:/\\][/\\]|%[0-9A-Fa-f]{2}")
 
 
@@ -123,7 +124,11 @@ def _redact(text: str, depth: int) -> str:
     if span is not None:
         at = out.rfind("@", *span)
         if at >= 0:
-            out = out[: span[0]] + MASK + out[at:]
+            user, colon, _password = out[span[0] : at].partition(":")
+            if _DATABASE.match(out):  # a database's user name is not a secret (its password is): "user:***@"
+                out = out[: span[0]] + user + (colon + MASK if colon else "") + out[at:]
+            else:  # a user name alone can be a token (https://TOKEN@host)
+                out = out[: span[0]] + MASK + out[at:]
     head, hash_, fragment = out.partition("#")
     path, q, query = head.partition("?")
     if ";" in path or "=" in path:

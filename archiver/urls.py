@@ -189,9 +189,11 @@ _KEPT_FRAGMENT = re.compile(r"#[A-Za-z0-9._~!$*+,;=:@/?%-]+\Z")
 def kept_fragment(raw: str) -> str:
     """The ``#fragment`` of a URL as written (``#center``, an SVG sprite's ``#icon``), to follow the archive URL that
     replaces it; "" when there is none, or when it holds a character that could change the meaning of the text
-    around it (quotes, ``&``, brackets, spaces: then it is dropped, as the fetch dropped it)."""
+    around it (quotes, ``&``, brackets, spaces: then it is dropped, as the fetch dropped it), or a secret value."""
     at = raw.find("#")
     if at < 0:
         return ""
     fragment = raw[at:].rstrip(_STRIP)
-    return fragment if _KEPT_FRAGMENT.match(fragment) else ""
+    if not _KEPT_FRAGMENT.match(fragment) or redact("http://h/" + fragment) != "http://h/" + fragment:
+        return ""  # "#access_token=…": a secret never goes into the archive URL (nor the manifest's record of it)
+    return fragment

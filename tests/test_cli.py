@@ -137,3 +137,17 @@ def test_run_from_a_subfolder_without_a_config_says_where_the_config_is(
     assert main(["run"]) == 2
     assert f"{tmp_path / 'archiver.toml'} is in a folder above: run from there, or pass --config" in \
         capsys.readouterr().err
+    # with a PATH (or another command) the defaults work, but with none of that config's settings: said first
+    (sub / "a.md").write_text("no images\n", encoding="utf-8")
+    assert main(["run", "a.md"]) == 0
+    assert f"the defaults are used; {tmp_path / 'archiver.toml'} is in a folder above" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lease", ["inf", "1e300", "0.5", "nan"])
+def test_a_worker_lease_that_would_strand_urls_is_refused(
+    lease: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--lease inf`: a killed worker's URLs would wait for good (found by review)."""
+    monkeypatch.setenv("ARCHIVER_MANIFEST_URL", "postgresql://nobody@127.0.0.1:1/none")
+    assert main(["worker", "--lease", lease]) == 2
+    assert "--lease must be between 1 and 3600 seconds" in capsys.readouterr().err

@@ -4,6 +4,7 @@ checksums, in one transaction on the target (archiver.manifest.copy)."""
 from __future__ import annotations
 
 import argparse
+import os
 
 from archiver.config import Config
 from archiver.errors import EXIT_OK, ConfigError, ManifestError
@@ -39,5 +40,6 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         say(f'use it: [manifest] url = "{shown(target)}" in the config, or {ENV_URL}=… in the environment '
             "(keep the password in ~/.pgpass or PGPASSWORD)")
     else:
-        say(f'use it: [manifest] path = "{target}" (and no [manifest] url nor {ENV_URL})')
+        # the config reads a relative path from its own folder, not from where this command ran: say it whole
+        say(f'use it: [manifest] path = "{os.path.abspath(target)}" (and no [manifest] url nor {ENV_URL})')
     return EXIT_OK

@@ -185,7 +185,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
 async def _watch(watcher: Watcher, stop: asyncio.Event, current: list[Run | None], make_run: Callable[[set[str]], Run],
                  progress: Progress, first: RunReport, cfg: Config, manifest: Manifest, store: Store) -> None:
     """--watch: print the first run's summary, then run again over each batch of new or changed articles until a
-    signal; a cycle that found nothing to do (the run's own rewrites come back as changes) prints nothing."""
+    signal; a batch that did nothing new (the run's own rewrites come back as changes; an edit elsewhere in an
+    article whose dead image an earlier run reported) prints nothing."""
     terminal.say(*summary_lines(first, progress.elapsed, bounded=True))
     if cfg.dedupe.rewrite_to_canonical and not first.stopped:
         _rewrite_to_canonical(cfg, manifest, store)
@@ -199,7 +200,8 @@ async def _watch(watcher: Watcher, stop: asyncio.Event, current: list[Run | None
         finally:
             current[0] = None
         s = run.report.stats
-        if s.urls or s.articles_rewritten or run.report.problems:
+        news = [p for p in run.report.problems if "(earlier run;" not in p.reason]  # not what a batch said already
+        if s.fetched or s.articles_rewritten or s.archived > s.urls_known or news:
             terminal.say(*summary_lines(run.report, asyncio.get_running_loop().time() - started, bounded=True))
             if cfg.dedupe.rewrite_to_canonical and s.assets_new and not run.report.stopped:
                 _rewrite_to_canonical(cfg, manifest, store)
@@ -207,6 +209,8 @@ async def _watch(watcher: Watcher, stop: asyncio.Event, current: list[Run | None
             if not stop.is_set():  # stopped by itself (storage unavailable): the watch ends, with its reason said
                 terminal.say(f"watch: stopped ({run.report.stopped})")
             break
+    if stop.is_set():
+        terminal.say("watch: stopped; a run (or --watch) again picks up what changed since")
 
 
 def _failure_report(path: Path, report: RunReport, manifest: Manifest, paths: list[Path], *, dry_run: bool) -> str:

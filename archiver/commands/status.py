@@ -10,7 +10,7 @@ from archiver.manifest.queue import LIVE
 from archiver.manifest.sqlite import Manifest
 from archiver.manifest.target import is_postgres, manifest_target, shown
 from archiver.model import Outcome
-from archiver.terminal import say
+from archiver.terminal import count, say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,10 +42,10 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             "that passed (the next claim takes them)")
     if fleet is not None:
         live = [w for w in fleet if w.silent_for < LIVE]
-        say(f"workers: {len(live)} live; {recent} URLs completed in the last minute")
+        say(f"workers: {len(live)} live; {count(recent, 'URL')} completed in the last minute")
         for w in fleet:
             state = "" if w.silent_for < LIVE else "  (silent: killed, paused or cut off; its claims pass to others)"
-            say(f"  {w.host} pid {w.pid}  last heartbeat {w.silent_for:.0f}s ago  holds {w.held} URLs  "
+            say(f"  {w.host} pid {w.pid}  last heartbeat {w.silent_for:.0f}s ago  holds {count(w.held, 'URL')}  "
                 f"done {w.done}{state}")
     if lost:
         say(f"objects missing or corrupt in storage (found by verify): {len(lost)}; `archiver verify --repair` "
@@ -54,5 +54,5 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         say("", "last failures:")
         for f in failures:
             code = f" HTTP {f.http_status}" if f.http_status else ""
-            say(f"  [{f.status}] {f.url}  — {f.reason}{code} ({f.attempts} attempts)")
+            say(f"  [{f.status}] {f.url}  — {f.reason}{code} ({count(f.attempts, 'attempt')})")
     return EXIT_OK

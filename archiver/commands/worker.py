@@ -21,8 +21,12 @@ from archiver.run.report import Stats
 from archiver.run.settle import Settler, make_fetcher
 from archiver.run.worker import QueueWorker
 from archiver.storage import open_store
+from archiver.terminal import count
 
 DEFAULT_LEASE = 60.0
+
+
+MAX_LEASE = 3600.0  # seconds: how long at most a killed worker's URLs wait for another
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +47,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             f"{shown(target)} is a SQLite file, which one `archiver run` at a time writes")
     if args.batch is not None and args.batch < 1:
         raise ConfigError("--batch must be at least 1")
-    if not args.lease >= 1:
-        raise ConfigError("--lease must be at least 1 second")
+    if not 1 <= args.lease <= MAX_LEASE:  # "inf" would keep a killed worker's URLs from every other worker for good
+        raise ConfigError(f"--lease must be between 1 and {MAX_LEASE:g} seconds")
     batch = args.batch or cfg.fetch.concurrency * 4
     images, messages = writable(cfg.images)
     if messages:
@@ -52,7 +56,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         cfg = replace(cfg, images=images)
     store = open_store(cfg)
     store.check()  # a worker stores every image it settles: a store it cannot use is said now (exit 2)
-    manifest = Manifest.open(target, lock=False)  # many workers: the run's single-writer lock is not theirs
+    manifest = Manifest.open(target, lock=False, reconnect_for=cfg.manifest.reconnect_for)  # no writer lock: many
     workdir = prepare_workdir(local_path(cfg))
     pool = make_pool(cfg.images.max_decode_seconds)
     own = logging.getLogger("archiver.worker")  # state changes are shown (not every retry of the others)
@@ -82,7 +86,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             if worker.unavailable is not None:
                 raise worker.unavailable  # one line, exit 1
             logging.getLogger("archiver.worker").info(
-                "%s: stopped: %d URLs done, %d results refused (lease lost)", worker.name, worker.done, worker.refused)
+                "%s: stopped: %s done, %s refused because their lease had passed", worker.name,
+                count(worker.done, "URL"), count(worker.refused, "result"))
 
         asyncio.run(main())
     finally:

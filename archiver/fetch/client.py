@@ -299,7 +299,7 @@ class Fetcher:
                 await self._check_status(url, resp, key, attempt_no)
                 if method == "HEAD":
                     length = resp.headers.get("Content-Length", "")
-                    return Head(resp.status, redact(current), int(length) if length.isdigit() else None,
+                    return Head(resp.status, redact(current), int(length) if length.isascii() and length.isdigit() else None,
                                 resp.headers.get("Content-Type"))
                 return await self._body.read(url, current, resp, attempt_no)
         except (FetchError, Retry):

@@ -52,7 +52,7 @@ def _parse_ipv4_part(part: str) -> int | None:
             return int(part[2:] or "0", 16)
         if len(part) > 1 and part.startswith("0"):
             return int(part, 8)
-        return int(part, 10) if part.isdigit() else None
+        return int(part, 10) if part.isascii() and part.isdigit() else None
     except ValueError:
         return None
 

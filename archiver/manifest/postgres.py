@@ -355,8 +355,8 @@ def connect(url: str, *, reconnect_for: float | None = None) -> PgConnection:
     where = shown(url)
     if psycopg is None:
         raise ConfigError(
-            f"[manifest] url: {where}: a PostgreSQL manifest needs psycopg, which is not installed: "
-            "pip install 'archiver[postgres]'"
+            f"{where}: a PostgreSQL manifest needs psycopg, which is not installed: pip install -e '.[postgres]' in "
+            "the checkout (or pip install 'psycopg[binary]' psycopg_pool)"
         ) from _MISSING
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,

@@ -17,8 +17,11 @@ from archiver.manifest.rows import url_key
 from archiver.model import Outcome
 
 HEARTBEAT = 10.0  # the longest wait between two heartbeats (and lease renewals) of a worker
-RUN_PREFIX = "run:"  # the id of a run's own worker starts with this
+RUN_PREFIX = "run/"  # the id of a run's own worker starts with this ("/" is in no host name: a host called "run" is not one)
 LIVE = 3 * HEARTBEAT  # a worker heard from within this many seconds is alive (`archiver status`)
+
+
+FORGET_SILENT = 600.0  # seconds: a worker row silent this long is forgotten (heartbeats come every 10 s at most)
 
 
 class Claim(NamedTuple):
@@ -159,9 +162,12 @@ class WorkQueue:
 
     # -- the workers' heartbeats -----------------------------------------------------------------
     def heartbeat(self, worker: str, host: str, pid: int, *, held: int, done: int) -> None:
-        """Write (or create) ``worker``'s heartbeat row: alive now, by the database's clock."""
+        """Write (or create) ``worker``'s heartbeat row: alive now, by the database's clock. Rows silent for
+        FORGET_SILENT seconds go (a worker that died with its database unreachable could not remove its own; one
+        that was only paused writes its row again when it resumes)."""
         d = self._db.dialect
         with self._tx() as db:
+            db.execute(f"DELETE FROM workers WHERE heartbeat_at < {d.now} - ?", (FORGET_SILENT,))
             db.execute(
                 f"INSERT INTO workers (id, host, pid, started_at, heartbeat_at, held, done) VALUES "
                 f"(?, ?, ?, {d.now}, {d.now}, ?, ?) ON CONFLICT(id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, "

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import tempfile
+import time
 from collections import defaultdict, deque
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -52,7 +53,7 @@ from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
 from archiver.run.settle import Settled, Settler, describe, guard_address, make_fetcher
 from archiver.run.watch import article_key
 from archiver.storage import Store
-from archiver.terminal import shown_path
+from archiver.terminal import count, shown_path
 
 if TYPE_CHECKING:
     from archiver.fetch.client import Fetcher
@@ -60,6 +61,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("archiver")
 POLL = 0.5  # seconds between two reads of the states of the URLs a run waits for the workers to settle
+NO_WORKER_CHECK = 5.0  # seconds between two looks at the workers' heartbeats of a --no-process run
+NO_WORKER_GRACE = 15.0  # seconds without a live worker before a --no-process run says so
+LIVE_WITHIN = 30.0  # a worker heard from this recently is alive (as `archiver status` shows it)
 
 
 class Run:
@@ -335,7 +339,8 @@ class Run:
         if queued:
             added = self.manifest.enqueue(queued)
             if not self.process:
-                log.warning("%d URLs queued for the workers (`archiver worker`); waiting for their outcomes", added)
+                log.warning("%s queued for the workers (`archiver worker`); waiting for their outcomes",
+                            count(added, "URL"))
 
         def from_worker(settled: Settled, recorded: bool) -> None:
             if recorded and settled.url in waiting:
@@ -358,7 +363,23 @@ class Run:
     async def _poll_fleet(self, waiting: set[str]) -> None:
         """Until every URL in ``waiting`` has left the queue with its outcome recorded (or the run stops): read their
         states every POLL seconds, in batches, and report each as this run's own."""
+        alone_since: float | None = None  # --no-process: since when no live worker was seen (said once)
+        checked = said = 0.0
         while waiting and not self.stop_reason:
+            now = time.monotonic()
+            if not self.process and not said and now - checked >= NO_WORKER_CHECK:
+                checked = now
+                try:
+                    live = any(w.silent_for < LIVE_WITHIN and not w.id.startswith(RUN_PREFIX)
+                               for w in self.manifest.workers())
+                except ManifestUnavailable:
+                    live = True  # said below
+                alone_since = None if live else (alone_since or now)
+                if alone_since is not None and now - alone_since >= NO_WORKER_GRACE:
+                    said = now
+                    log.warning("no live `archiver worker` on this manifest: %s wait in the queue; start workers, "
+                                "or run without --no-process (Ctrl-C leaves them queued for the workers)",
+                                count(len(waiting), "URL"))
             try:
                 states = self.manifest.unqueued_states(waiting)
             except ManifestUnavailable as exc:  # nothing more can be learnt or recorded: stop

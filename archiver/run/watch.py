@@ -69,7 +69,7 @@ class Watcher:
             try:
                 import watchfiles  # noqa: F401
             except ImportError:
-                log.warning("watch: the watchfiles package is not installed (pip install 'archiver[watch]'); "
+                log.warning("watch: the watchfiles package is not installed (pip install watchfiles, or -e '.[watch]' in the checkout); "
                             "polling every %g s instead", self._interval())
                 self._native = False
         if self._native:
@@ -81,7 +81,10 @@ class Watcher:
         from watchfiles import Change, awatch
 
         try:
-            async for changes in awatch(*self.paths, stop_event=stop, debounce=DEBOUNCE_MS, step=50,
+            # a file given is watched through its folder: an editor's save, or the run's own atomic rewrite, puts a
+            # new file in its place, and a watch on the old one would see nothing more
+            watched = list(dict.fromkeys(p if p.is_dir() else p.parent for p in self.paths))
+            async for changes in awatch(*watched, stop_event=stop, debounce=DEBOUNCE_MS, step=50,
                                         recursive=True, ignore_permission_denied=True):
                 changed = {article_key(p) for kind, p in changes if kind != Change.deleted and self._wanted(p)}
                 if changed:

@@ -22,6 +22,7 @@ from archiver.manifest.queue import HEARTBEAT, Claim, UrlResult
 from archiver.model import Outcome
 from archiver.redaction import redact
 from archiver.run.settle import Settled, Settler
+from archiver.terminal import count
 
 if TYPE_CHECKING:
     from archiver.fetch.client import Fetcher
@@ -101,9 +102,9 @@ class QueueWorker:
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
                 if claims:
-                    self._say("working", f"working (claimed {len(claims)} URLs)")
+                    self._say("working", f"working (claimed {count(len(claims), 'URL')})")
                 if not self._tasks:
-                    self._say("idle", f"idle: the queue is empty ({self.done} URLs done so far)")
+                    self._say("idle", f"idle: the queue is empty ({count(self.done, 'URL')} done so far)")
                 waker = asyncio.ensure_future(self._wake.wait())
                 try:  # until a URL is done, a stop, or the next poll of the queue
                     await asyncio.wait([*self._tasks, waker], timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
@@ -122,7 +123,7 @@ class QueueWorker:
             try:
                 if unfinished:
                     self.manifest.release(unfinished)
-                    log.info("%s: released %d URLs it had not finished", self.name, len(unfinished))
+                    log.info("%s: released %s it had not finished", self.name, count(len(unfinished), "URL"))
                 self._held.clear()
                 self.manifest.remove_worker(self.name)
             except ManifestError as exc:  # the leases pass on their own: another worker takes the URLs then

@@ -295,6 +295,7 @@ def test_no_slot_is_held_while_waiting_to_retry(origin: Server, tmp_path: Path) 
 def test_retry_after_parsing() -> None:
     assert retry_after("3") == 3.0
     assert retry_after(None) is None and retry_after("soon") is None
+    assert retry_after("²") is None and retry_after("①") is None  # digits to str.isdigit, not numbers (was a crash)
     assert 0 <= (retry_after("Wed, 21 Oct 2015 07:28:00 GMT") or 0) == 0.0
     future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
     assert 25 < (retry_after(future) or 0) <= 30

@@ -30,6 +30,8 @@ ARTICLE = (
     ("http://h/a.jpg#a b", ""),
     ("http://h/a.jpg#", ""),
     ("http://h/a.jpg#t=1)![x](y", ""),  # would end a Markdown link
+    ("http://h/a.jpg#access_token=abc123", ""),  # a secret: never copied into the archive URL or the manifest
+    ("http://h/a.jpg#xywh=0,0,10,10", "#xywh=0,0,10,10"),
 ])
 def test_only_a_fragment_safe_in_any_context_is_kept(raw: str, kept: str) -> None:
     assert kept_fragment(raw) == kept

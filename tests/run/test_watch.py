@@ -104,3 +104,32 @@ def test_watch_options_that_cannot_work_are_refused(
     (tmp_path / "a.md").write_text("x\n", encoding="utf-8")
     assert main(["run", str(tmp_path / "a.md"), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_file_given_is_still_watched_after_its_own_rewrite(tmp_path: Path, origin: Server) -> None:
+    """`run --watch post.md`: the run's atomic rewrite puts a new file in its place; later edits are still seen (a
+    watch on the file itself lost it: found by review)."""
+    bodies = [make_jpeg(100, 80, seed=950 + i) for i in range(3)]
+    for i, body in enumerate(bodies):
+        origin.add(f"/f/{i}.jpg", body, "image/jpeg")
+    cfg = write_config(tmp_path, origin)
+    post = tmp_path / "site" / "post.md"
+    post.parent.mkdir()
+    post.write_text("![0](http://img.news.test/f/0.jpg)\n", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "archiver", "run", str(post), "--config", str(cfg), "--watch", "-q"],
+                            cwd=ROOT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT_DIR)})
+    try:
+        Lines(proc).wait_for("for new and changed articles")
+        for i in (1, 2):  # two edits after the first rewrite, each rewritten in turn
+            with post.open("a", encoding="utf-8") as f:
+                f.write(f"![{i}](http://img.news.test/f/{i}.jpg)\n")
+            _until(lambda i=i: f"f/{i}.jpg" not in post.read_text(encoding="utf-8"), f"edit {i} was not archived")
+        assert post.read_text(encoding="utf-8") == "".join(
+            f"![{i}](/archive/{key(b, 'jpg')})\n" for i, b in enumerate(bodies))
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -210,7 +210,7 @@ def test_a_paused_worker_past_its_lease_has_its_late_results_refused(
             _until(lambda: any(w.pid == a.pid and w.held == 0 for w in m.workers()), "A dropped its late work")
             _, aerr = _stop(a)
             assert a.returncode == 0, aerr
-            assert f"stopped: 0 URLs done, {len(urls)} results refused (lease lost)" in aerr
+            assert f"stopped: 0 URLs done, {len(urls)} results refused because their lease had passed" in aerr
             assert "lease lost" in aerr
             _, berr = _stop(b)
             assert b.returncode == 0, berr
