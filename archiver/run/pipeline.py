@@ -52,7 +52,7 @@ from archiver.run.local import LocalRoots, is_local
 from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
 from archiver.run.settle import Settled, Settler, describe, guard_address, make_fetcher
 from archiver.run.watch import article_key
-from archiver.storage import Store
+from archiver.storage import Store, prove
 from archiver.terminal import count, shown_path
 
 if TYPE_CHECKING:
@@ -124,6 +124,7 @@ class Run:
         self.stop_reason: str | None = None
         self._manifest_down: ManifestUnavailable | None = None  # the run stops, and fails with it
         self._fetcher: Fetcher | None = None
+        self._proven: dict[str, bool] = {}  # asset -> whether this run's store holds the original a worker stored
         self.process = process  # a shared manifest: settle queued URLs here too, beside the workers
         self.lease = lease
         self._worker: QueueWorker | None = None
@@ -347,7 +348,7 @@ class Run:
                 waiting.discard(settled.url)
                 self._report_settled(settled)
 
-        jobs = [self._poll_fleet(waiting)]
+        jobs = [self._poll_fleet(fetcher, waiting)]
         if own:
             jobs.append(self._settle_here(fetcher, own))
         if self.process and queued and not self.stop_reason:
@@ -360,7 +361,7 @@ class Run:
         if self._worker is not None and self._worker.unavailable is not None and self._manifest_down is None:
             self._manifest_down = self._worker.unavailable
 
-    async def _poll_fleet(self, waiting: set[str]) -> None:
+    async def _poll_fleet(self, fetcher: Fetcher, waiting: set[str]) -> None:
         """Until every URL in ``waiting`` has left the queue with its outcome recorded (or the run stops): read their
         states every POLL seconds, in batches, and report each as this run's own."""
         alone_since: float | None = None  # --no-process: since when no live worker was seen (said once)
@@ -391,10 +392,34 @@ class Run:
                 stored = self.manifest.asset(asset) if asset else None
                 if status == Outcome.ARCHIVED and stored is None:
                     status, reason = Outcome.FAILED, "recorded as archived by a worker, but its asset is not recorded"
+                elif status == Outcome.ARCHIVED and stored is not None and not await self._in_own_store(stored):
+                    # a worker with another [storage] (or an object lost since): never point an article at an object
+                    # this run's store lacks; fetched and stored here, as verify's lost objects are
+                    log.warning("%s: archived by a worker, but %s is not in this run's store (do the workers use the "
+                                "same [storage]?); storing it here", redact(url), stored.key)
+                    self._assets.lost.add(stored.sha256)
+                    task = asyncio.create_task(self._settle(fetcher, url))
+                    self._in_flight.add(task)
+                    task.add_done_callback(self._in_flight.discard)
+                    continue
                 result = UrlResult(status, reason=reason, asset=asset, http_status=http_status, cause=cause)
                 self._report_settled(Settled(url, result, key=stored.key if stored else None))
             if waiting and not self.stop_reason:
                 await asyncio.sleep(POLL)
+        if self._in_flight:  # URLs stored here again (above); _settle never raises
+            await asyncio.wait(self._in_flight)
+
+    async def _in_own_store(self, stored: StoredAsset) -> bool:
+        """Whether this run's store holds the original a worker recorded (once per asset: its size and checksum,
+        without a download, as storage.prove judges)."""
+        if stored.sha256 not in self._proven:
+            try:
+                proof = await asyncio.to_thread(prove, self.store, stored.key, stored.bytes, stored.sha256,
+                                                stored.mime, read_local=False)  # a folder: its size (hashing: verify)
+            except StorageError:  # cannot be asked now: the worker's record stands (verify checks it later)
+                return True
+            self._proven[stored.sha256] = proof.state in ("ok", "unproven")
+        return self._proven[stored.sha256]
 
     async def _complete_renditions(self, assets: list[tuple[StoredAsset, list[str]]]) -> None:
         """Give archived images the renditions configured since (from their stored originals), then settle their

@@ -5,6 +5,7 @@ a local store. Each test waits on conditions (rows in the manifest, requests at 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from archiver.model import Outcome
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
 from tests.support.paths import ROOT_DIR
+from tests.support.postgres import PostgresServer
 from tests.support.site import write_config
 
 HOST = "img.fleet.test"
@@ -283,3 +285,27 @@ def test_status_lists_live_workers_the_queue_and_recent_completions(
         _, err = _stop(w)
         assert w.returncode == 0, err
         assert m.workers() == []
+
+
+def test_a_worker_storing_elsewhere_never_leaves_an_article_pointing_at_a_missing_object(
+    tmp_path: Path, origin: Server, postgres_server: PostgresServer
+) -> None:
+    """A worker whose [storage] differs from the run's (a careless deployment): the run finds the objects the worker
+    recorded missing from its own store and stores them there itself, so every archive URL an article holds names
+    an object of the run's store (found by review: the run exited 0 with articles pointing at nothing)."""
+    url = postgres_server.new_database()
+    cfg, _ = _corpus(tmp_path, origin, articles=2, per=2)
+    other = tmp_path / "worker.toml"
+    other.write_text(cfg.read_text(encoding="utf-8").replace('path = "archive"', 'path = "elsewhere"'),
+                     encoding="utf-8")
+    with _processes() as procs:
+        procs.append(_worker(other, url, "--batch", "1"))
+        run = _archiver(url, "run", "--config", str(cfg), "--no-process", "-q")
+        procs.append(run)
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, out + err  # the dead link is reported, nothing failed
+        assert "images missing or corrupt in storage" in out and "stored again" in out
+    archive = tmp_path / "archive"
+    for post in (tmp_path / "site").glob("*.md"):
+        for key in re.findall(r"/archive/([0-9a-f/]+\.jpg)", post.read_text(encoding="utf-8")):
+            assert (archive / key).is_file(), key
