@@ -197,4 +197,4 @@ def test_a_missing_psycopg_is_one_line_saying_what_to_install(tmp_path: Path, po
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "archiver.toml")], cwd=ROOT_DIR,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "pip install 'archiver[postgres]'" in done.stderr and "Traceback" not in done.stderr
+    assert "pip install -e '.[postgres]' in the checkout" in done.stderr and "Traceback" not in done.stderr
