@@ -5,13 +5,9 @@ server of this module's own (the session's server stays up for the other tests).
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -20,27 +16,19 @@ from archiver.errors import EXIT_FAILED, ManifestError, ManifestUnavailable
 from archiver.manifest.sqlite import Manifest
 from archiver.model import Outcome
 from tests.support.cutter import Cutter
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, own_postgres
 
 
 @pytest.fixture(scope="module")
 def own_server() -> Iterator[PostgresServer]:
-    base = Path(tempfile.mkdtemp(prefix="archiver-pg-restart-"))
-    server = PostgresServer(base)
-    server.start()
-    try:
+    with own_postgres("archiver-pg-restart-") as server:
         yield server
-    finally:
-        with contextlib.suppress(BaseException):  # a test may have stopped it already
-            server.stop("immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
 def server(own_server: PostgresServer) -> Iterator[PostgresServer]:
     yield own_server
-    if not (own_server.data / "postmaster.pid").exists():
-        own_server.start()  # a test that stopped it for good: up again for the next
+    own_server.start_if_stopped()
 
 
 def _restart(server: PostgresServer) -> None:

@@ -5,13 +5,10 @@ is busy; the server is this module's own (the session's stays up for the other t
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +17,7 @@ import pytest
 from tests.support.images import make_jpeg
 from tests.support.origin import Server
 from tests.support.paths import ROOT_DIR
-from tests.support.postgres import PostgresServer, manifest_db
+from tests.support.postgres import PostgresServer, manifest_db, own_postgres
 from tests.support.site import LOCAL_STORAGE, write_config
 
 N = 12
@@ -28,22 +25,14 @@ N = 12
 
 @pytest.fixture(scope="module")
 def own_server() -> Iterator[PostgresServer]:
-    base = Path(tempfile.mkdtemp(prefix="archiver-pg-run-"))
-    server = PostgresServer(base)
-    server.start()
-    try:
+    with own_postgres("archiver-pg-run-") as server:
         yield server
-    finally:
-        with contextlib.suppress(BaseException):  # a test may have stopped it already
-            server.stop("immediate")
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
 def server(own_server: PostgresServer) -> Iterator[PostgresServer]:
     yield own_server
-    if not (own_server.data / "postmaster.pid").exists():
-        own_server.start()  # a test that stopped it for good: up again for the next
+    own_server.start_if_stopped()
 
 
 def _site(tmp: Path, origin: Server, reconnect_for: float = 60) -> Path:

@@ -7,6 +7,7 @@ creates, from a data folder that user owns.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -72,6 +73,11 @@ class PostgresServer:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"), "-w", "-t", "60",
                   "-o", options, "start")
 
+    def start_if_stopped(self) -> None:
+        """Up again after a test that stopped it for good, for the tests that follow."""
+        if not (self.data / "postmaster.pid").exists():
+            self.start()
+
     def stop(self, mode: str = "fast") -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
@@ -87,6 +93,21 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {name}")
         return self.url(name)
+
+
+@contextlib.contextmanager
+def own_postgres(prefix: str) -> Iterator[PostgresServer]:
+    """A server of its own in a temp folder, for tests that stop and restart it; stopped and removed afterwards
+    (already stopped by a test: fine)."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    server = PostgresServer(base)
+    server.start()
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(BaseException):  # a test may have stopped it already
+            server.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
