@@ -141,7 +141,7 @@ CRASH_POINTS = [
 ]
 
 
-@pytest.mark.timeout(900)  # 33 runs and 16 restores: ~75 s on the 2 idle cores, 3x that when they are shared
+@pytest.mark.timeout(900)  # 33 runs and 16 restores (24 points took ~110 s on the 2 idle cores, 3x when shared)
 def test_sigkill_at_every_crash_point_then_rerun_matches_uninterrupted_run(tmp_path: Path, origin: Server) -> None:
     assert len(CRASH_POINTS) >= 16
     expected = _uninterrupted(tmp_path, origin)
