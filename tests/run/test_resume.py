@@ -141,26 +141,40 @@ CRASH_POINTS = [
 ]
 
 
-@pytest.mark.timeout(900)  # 33 runs and 16 restores (24 points took ~110 s on the 2 idle cores, 3x when shared)
-def test_sigkill_at_every_crash_point_then_rerun_matches_uninterrupted_run(tmp_path: Path, origin: Server) -> None:
-    assert len(CRASH_POINTS) >= 16
-    expected = _uninterrupted(tmp_path, origin)
-    for name, nth in CRASH_POINTS:
-        folder = tmp_path / f"{name}-{nth}"
-        cfg, originals = _killed_then_resumed(folder, origin, name, nth, expected)
-        assert not [p for p in (folder / "site").rglob("*") if p.name.startswith(TEMP_PREFIX)]
-        _restores_to(cfg, originals, f"{name}:{nth}")
-        shutil.rmtree(folder)
-
-
-def _uninterrupted(tmp_path: Path, origin: Server) -> tuple[dict, dict]:
-    """The site and archive an uninterrupted SQLite run ends with: what every resumed run must equal."""
+def _serve_reference_images(origin: Server) -> None:
     for i in range(N_IMAGES):
         origin.add(f"/k/{i}.jpg", make_jpeg(320, 240, seed=700 + i), "image/jpeg")
-    ref = tmp_path / "ref"
-    proc = _start(_site(ref, origin))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(origin_server: Server, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
+    """The site and archive an uninterrupted SQLite run ends with: what every resumed run must equal. Computed once
+    for this module's crash-point tests (each of them serves the same images again: its origin starts empty)."""
+    origin_server.reset()
+    _serve_reference_images(origin_server)
+    ref = tmp_path_factory.mktemp("uninterrupted")
+    proc = _start(_site(ref, origin_server))
     assert proc.wait(120) == 0, proc.stderr.read().decode() if proc.stderr else ""
-    return _files(ref / "site"), _files(ref / "archive")
+    expected = _files(ref / "site"), _files(ref / "archive")
+    origin_server.reset()
+    shutil.rmtree(ref)
+    return expected
+
+
+def test_every_durable_step_has_a_crash_point() -> None:
+    assert len(CRASH_POINTS) >= 16
+
+
+# one test per crash point (each ~2 runs and a restore), so that pytest-xdist's workers share them out
+@pytest.mark.parametrize(("name", "nth"), CRASH_POINTS, ids=[f"{name}:{nth}" for name, nth in CRASH_POINTS])
+def test_sigkill_at_a_crash_point_then_rerun_matches_uninterrupted_run(
+    tmp_path: Path, origin: Server, uninterrupted: tuple[dict, dict], name: str, nth: int
+) -> None:
+    _serve_reference_images(origin)
+    folder = tmp_path / f"{name}-{nth}"
+    cfg, originals = _killed_then_resumed(folder, origin, name, nth, uninterrupted)
+    assert not [p for p in (folder / "site").rglob("*") if p.name.startswith(TEMP_PREFIX)]
+    _restores_to(cfg, originals, f"{name}:{nth}")
 
 
 def _killed_then_resumed(folder: Path, origin: Server, name: str, nth: int, expected: tuple[dict, dict],
@@ -185,15 +199,16 @@ PG_CRASH_POINTS = [("recorded-url", 25), ("article-intended", 1), ("recorded-art
 
 @pytest.mark.timeout(600)
 def test_sigkill_at_manifest_crash_points_with_a_postgresql_manifest(
-    tmp_path: Path, origin: Server, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, origin: Server, uninterrupted: tuple[dict, dict], postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The crash points of the manifest's writes, with the manifest in PostgreSQL (each case its own database): the
     resumed run ends byte-identical to an uninterrupted SQLite run, and restore gives back every article."""
-    expected = _uninterrupted(tmp_path, origin)
+    _serve_reference_images(origin)
     for name, nth in PG_CRASH_POINTS:
         folder = tmp_path / f"{name}-{nth}"
         url = postgres_server.new_database()
-        cfg, originals = _killed_then_resumed(folder, origin, name, nth, expected, manifest_url=url)
+        cfg, originals = _killed_then_resumed(folder, origin, name, nth, uninterrupted, manifest_url=url)
         assert not (folder / ".archiver" / "manifest.sqlite3").exists()  # the manifest was in PostgreSQL
         monkeypatch.setenv("ARCHIVER_MANIFEST_URL", url)
         _restores_to(cfg, originals, f"{name}:{nth}")
