@@ -403,8 +403,10 @@ def _search(s: Segment, kind: str, queries: np.ndarray, k: int, *, identity: boo
             ) -> tuple[np.ndarray, np.ndarray]:
     """(query index, flat position class * T + t) of the segment's variants within ``k`` of each query; with
     ``identity``, of its identity hashes only (t = 0)."""
-    if s.tables is None and queries.size * s.classes * (1 if identity else T) > BRUTE_FORCE_WORK:
-        s.tables = _tables(s)  # a flat segment asked many queries (a rescan, an index in memory): tables in memory
+    if s.tables is None and (kernel.AVAILABLE or queries.size * s.classes * (1 if identity else T) > BRUTE_FORCE_WORK):
+        # a flat segment: its tables in memory (a few ms for 4 096 classes), so that a run loads one compiled
+        # function (``kernel.lookup``: ~0.3 s each, even from numba's cache), or when asked many queries (a rescan)
+        s.tables = _tables(s)
     key = _IDENTITY[kind] if identity else kind
     if s.tables is None or key not in s.tables:
         v = s.variants(kind)

@@ -104,7 +104,10 @@ class Table:
             counts = np.bincount(keys, minlength=1 << bits)
             offsets = np.zeros((1 << bits) + 1, dtype=np.int32)
             np.cumsum(counts, out=offsets[1:])
-            chunks.append(Chunk(shift, bits, offsets, values[order], order.astype(np.int32)))
+            parts = offsets, values[order], order.astype(np.int32)
+            for a in parts:  # read-only like the memory-mapped ones: one compiled signature of kernel.lookup
+                a.flags.writeable = False
+            chunks.append(Chunk(shift, bits, *parts))
             shift += bits
         return cls(int(values.size), tuple(chunks))
 
