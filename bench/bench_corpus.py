@@ -102,9 +102,9 @@ def prepare_site(site: Path, dominant: float, limit: int | None) -> list[str]:
     return collect_urls(site)
 
 
-def run_archiver(config: Path, env: dict[str, str]) -> tuple[float, dict[str, float], str, str]:
+def run_archiver(config: Path, env: dict[str, str], prefix: tuple[str, ...] = ()) -> tuple[float, dict[str, float], str, str]:
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _WRAPPER, "run", "--config", str(config), "-q"],
+    proc = subprocess.run([*prefix, sys.executable, "-c", _WRAPPER, "run", "--config", str(config), "-q"],
                           capture_output=True, text=True, cwd=ROOT, env=env)
     elapsed = time.perf_counter() - started
     if proc.returncode not in (0, 1):
@@ -124,6 +124,8 @@ def main() -> int:
     ap.add_argument("--limit", type=int, help="only the first N articles")
     ap.add_argument("--workers", type=int, help="[run] workers, if the archiver has the key")
     ap.add_argument("--local", action="store_true", help="a local folder instead of SeaweedFS")
+    ap.add_argument("--profile", metavar="FILE", help="sample the first run and its workers with py-spy into FILE "
+                    "(collapsed stacks; py-spy must be installed; the figures of a profiled run are not comparable)")
     args = ap.parse_args()
 
     from tests.support.seaweed import SeaweedS3
@@ -173,7 +175,11 @@ def main() -> int:
         weed_cpu0 = rig.process_cpu(weed_pid) if weed_pid else 0.0
         cores = rig.CoreMeter()
         cores.start()
-        first, st1, out1, _err1 = run_archiver(config, env)
+        prefix: tuple[str, ...] = ()
+        if args.profile:
+            prefix = (shutil.which("py-spy") or "py-spy", "record", "--subprocesses", "--rate", "250",
+                      "--format", "raw", "--output", args.profile, "--")
+        first, st1, out1, _err1 = run_archiver(config, env, prefix)
         busy = cores.stop()
         origin_cpu = rig.process_cpu(origin.proc.pid) - origin_cpu0
         weed_cpu = (rig.process_cpu(weed_pid) - weed_cpu0) if weed_pid else 0.0

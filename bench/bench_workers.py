@@ -67,8 +67,9 @@ def _archiver(cfg: Path, *args: str, manifest_url: str | None = None) -> subproc
     env.pop("ARCHIVER_MANIFEST_URL", None)
     if manifest_url:
         env["ARCHIVER_MANIFEST_URL"] = manifest_url
+    out = open(cfg.parent / f"{args[0]}-{len(list(cfg.parent.glob(args[0] + '-*.out')))}.out", "wb")  # noqa: SIM115
     return subprocess.Popen([sys.executable, "-m", "archiver", *args, "--config", str(cfg), "-q"], cwd=cfg.parent,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            env=env, stdout=out, stderr=subprocess.PIPE)
 
 
 def _tree_cpu(pid: int) -> float:
@@ -113,8 +114,12 @@ def _row(name: str, work: Path, n: int, origin: rig.Origin, args: argparse.Names
     if run.returncode != 0:
         raise SystemExit(f"{name}: run exited {run.returncode}: {err[-2000:]}")
     stored = sum(1 for p in (work / "archive").rglob("*") if p.is_file() and "-" not in p.name)
+    requests = origin.requests() - before
+    summary = ""
+    if requests != n or stored != n:  # not every image once: what the run said, printed under the table
+        summary = (work / "run-0.out").read_text(errors="replace") + err[-2000:]
     return {"name": name, "wall": wall, "rate": n / wall, "cpu": run_cpu + fleet_cpu, "busy": busy,
-            "requests": origin.requests() - before, "stored": stored}
+            "requests": requests, "stored": stored, "summary": summary}
 
 
 def main() -> None:
@@ -159,6 +164,9 @@ def main() -> None:
         busy = " ".join(f"{b * 100:.0f}%" for b in r["busy"])  # type: ignore[union-attr]
         print(f"{r['name']:34} {r['wall']:7.1f} {r['rate']:9.1f} {r['cpu']:7.1f} "
               f"{r['cpu'] / args.images * 1000:11.1f} {busy:>12} {r['requests']:9} {r['stored']:7}")
+    for r in rows:
+        if r["summary"]:
+            print(f"\n{r['name']}: not every image requested and stored once; the run said:\n{r['summary']}")
 
 
 if __name__ == "__main__":

@@ -87,10 +87,10 @@ def _restore_one(manifest: Manifest, entry: RewrittenArticle, *, dry: bool) -> _
     return _Outcome(done.restored, new != article.raw, lines, errors, diff)
 
 
-def _open(manifest_path: Path | str, dry: bool) -> Manifest:
+def _open(manifest_path: Path | str, dry: bool, reconnect_for: float) -> Manifest:
     """The manifest, with the article writes a killed command left pending settled first (in memory for a dry run)."""
     if not dry:
-        manifest = Manifest.open(manifest_path)
+        manifest = Manifest.open(manifest_path, reconnect_for=reconnect_for)
     else:
         manifest = Manifest.open_readonly(manifest_path)
         if manifest.pending_rewrites():
@@ -129,7 +129,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     if not exists(manifest_path):
         raise ManifestError(f"{shown(manifest_path)}: no manifest (nothing was rewritten, so nothing to restore)")
     dry = bool(args.dry_run)
-    manifest = _open(manifest_path, dry)
+    manifest = _open(manifest_path, dry, cfg.manifest.reconnect_for)
     articles = spans = unrestored = failed = 0
     try:
         known = manifest.rewritten_articles()

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from archiver import scratch, terminal
+from archiver import cputime, scratch, terminal
 from archiver.config import Config
 from archiver.errors import EXIT_FAILED, EXIT_INTERRUPTED, ArchiverError, ConfigError
 from archiver.image.formats import writable
@@ -72,6 +72,18 @@ def _check_watch(args: argparse.Namespace) -> None:
     if args.watch and args.report:
         raise ConfigError("--watch: not with --report (`archiver report` writes the report from the manifest at any "
                           "time, also while a watching run goes on)")
+
+
+def _write_stage_stats() -> None:
+    """ARCHIVER_STAGE_STATS (the benchmarks): CPU seconds by stage, the image workers' (ended by now) and the rest."""
+    if not cputime.ENABLED:
+        return
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = cputime.spent()
+    cputime.write({"fetch, loop and the rest": me.ru_utime + me.ru_stime - sum(spent.values()),
+                   "image workers": kids.ru_utime + kids.ru_stime})
 
 
 def command(args: argparse.Namespace, cfg: Config) -> int:
@@ -171,6 +183,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         manifest.close()
         store.close()
         scratch.remove(workdir)
+        _write_stage_stats()
     if args.dry_run:
         for diff in report.diffs:
             terminal.say_block(diff)

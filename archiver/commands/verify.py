@@ -185,7 +185,8 @@ def _check_public(cfg: Config, usage: Usage, urls: dict[str, str], known: dict[s
 
 
 # -- the manifest's memory, and --repair ------------------------------------------------------------------
-def remember(manifest_path: Path | str, targets: dict[str, Target], findings: list[Finding]) -> str | None:
+def remember(manifest_path: Path | str, targets: dict[str, Target], findings: list[Finding],
+             reconnect_for: float) -> str | None:
     """Mark in the manifest the objects found missing or corrupt, unmark those proven intact (by the store's checksum
     or by their bytes: a size that matches proves nothing); a note if it is busy."""
     found = [LostObject(f.target.key, f.target.sha256, f.status, f.reason)
@@ -193,7 +194,7 @@ def remember(manifest_path: Path | str, targets: dict[str, Target], findings: li
     unproven = {f.target.key for f in findings if f.status != "intact"}
     intact = [k for k, t in targets.items() if t.known and k not in unproven]
     try:
-        with Manifest.open(manifest_path) as manifest:
+        with Manifest.open(manifest_path, reconnect_for=reconnect_for) as manifest:
             if found or {o.key for o in manifest.lost_objects()} & set(intact):
                 manifest.mark_lost(found, intact)
     except ManifestError as exc:
@@ -220,7 +221,7 @@ def repair_findings(cfg: Config, manifest_path: Path | str, findings: list[Findi
     lines = [f"lost: {f.target.key}: cannot be re-created: the manifest does not know it"
              for f in findings if not f.target.known and f.status in ("missing", "corrupt")]
     unrepaired = {f.target.key for f in findings if f.status in ("missing", "corrupt", "unchecked")}
-    manifest = Manifest.open(manifest_path)
+    manifest = Manifest.open(manifest_path, reconnect_for=cfg.manifest.reconnect_for)
     try:
         recorded = [o for o in manifest.lost_objects() if scope is None or o.key in scope]
     finally:
@@ -232,7 +233,7 @@ def repair_findings(cfg: Config, manifest_path: Path | str, findings: list[Findi
         return lines, unrepaired
     store = open_store(cfg)
     store.check()
-    manifest = Manifest.open(manifest_path)
+    manifest = Manifest.open(manifest_path, reconnect_for=cfg.manifest.reconnect_for)
     workdir = prepare_workdir(local_path(cfg))
     pool = make_pool(cfg.images.max_decode_seconds)
     try:
@@ -313,7 +314,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     finally:
         store.close()
     notes = [f"note: no manifest at {manifest_path}; only the articles' references were checked"] if not manifest else [
-        note for note in [remember(manifest_path, targets, findings)] if note]
+        note for note in [remember(manifest_path, targets, findings, cfg.manifest.reconnect_for)] if note]
     scope = set(targets) if args.paths else None
     repaired, unrepaired = repair_findings(cfg, manifest_path, findings, scope) if args.repair else ([], set())
     asked, public = _check_public(cfg, usage, urls, known) if args.public else (0, [])

@@ -12,9 +12,10 @@ Layout (``<manifest>.index/variants/``):
     digest.npy            (n,) V16 digests, sorted (digest_class.npy: their class ids)
     member_id.npy         int64 asset ids, ascending             member_class.npy   their class ids
     class_sorted.npy class_members.npy   the members' class ids ascending, and their asset ids in that order
-    {ph,dh}-ids.npy {ph,dh}-starts.npy {ph,dh}-c<i>-{order,values,offsets,words}.npy
-                          a segment of >= LAYOUT_MIN classes also keeps the probe tables of ``index.HashIndex`` over
-                          its 8 n variants of each hash, and ({p0,d0}-…) over its n identity hashes, memory-mapped when
+    {ph,dh,p0,d0}-c<i>-{offsets,values,order}.npy
+                          a segment of >= LAYOUT_MIN classes also keeps the probe tables (``tables.Table``, format 4:
+                          per chunk the values sorted by its key, their positions, the run offsets) over its 8 n
+                          variants of each hash, and ({p0,d0}-…) over its n identity hashes, memory-mapped when
                           searched (smaller ones are compared flat)
 
 Updating: a run appends one segment with the assets above the last indexed id (``Manifest.variant_rows_after``),
@@ -44,16 +45,17 @@ from pathlib import Path
 import numpy as np
 
 from archiver.dedupe import kernel
-from archiver.dedupe.index import BRUTE_FORCE_WORK, HashIndex, _Layout, near, plan
+from archiver.dedupe.index import BRUTE_FORCE_WORK, near
+from archiver.dedupe.tables import Table
 from archiver.image.similarity import TRANSFORMS
 from archiver.manifest.rows import SignatureRow
 from archiver.manifest.sqlite import Manifest
-from archiver.model import DISTANCE_LIMIT
 
 log = logging.getLogger("archiver")
 
 NAME = "variants"
-FORMAT = 3  # 3: probe tables of the identity hashes too; 2: members by class as (class, asset id) arrays
+FORMAT = 4  # 4: tables.Table (16-bit chunks, runs of values); 3: probe tables of the identity hashes too;
+            # 2: members by class as (class, asset id) arrays
 LAYOUT_MIN = 4_096  # classes from which a segment keeps probe tables (below: compared flat, ~0.1 s per 1 000 classes)
 TIER = 4  # merge the newest segment into the one before while it is at least 1/TIER of its size
 T = len(TRANSFORMS)
@@ -86,7 +88,7 @@ class Segment:
     member_class: np.ndarray  # int64
     class_sorted: np.ndarray  # member_class ascending (stable)
     class_members: np.ndarray  # member_id in that order
-    tables: dict[str, tuple[np.ndarray, np.ndarray, tuple[_Layout, ...]]] | None = None  # kind -> ids, starts, layouts
+    tables: dict[str, Table] | None = None  # kind -> its probe table (tables.Table)
 
     @property
     def classes(self) -> int:
@@ -176,7 +178,9 @@ class VariantIndex:
         except (OSError, ValueError) as exc:
             raise StaleIndex(f"unreadable ({exc})") from exc
         ours = (meta.get("token"), meta.get("generation"), meta.get("assets"), meta.get("checksum"))
-        if meta.get("format") != FORMAT or ours != state:
+        if meta.get("format") != FORMAT:
+            raise StaleIndex(f"written in format {meta.get('format')}, this version reads format {FORMAT}")
+        if ours != state:
             raise StaleIndex(f"generation {ours[1]} with {ours[2]} assets does not match the manifest's record "
                              f"(generation {state[1]} with {state[2]})")
         last_id, last_sha = int(meta["last_id"]), meta.get("last_sha")
@@ -399,8 +403,10 @@ def _search(s: Segment, kind: str, queries: np.ndarray, k: int, *, identity: boo
             ) -> tuple[np.ndarray, np.ndarray]:
     """(query index, flat position class * T + t) of the segment's variants within ``k`` of each query; with
     ``identity``, of its identity hashes only (t = 0)."""
-    if s.tables is None and queries.size * s.classes * (1 if identity else T) > BRUTE_FORCE_WORK:
-        s.tables = _tables(s)  # a flat segment asked many queries (a rescan, an index in memory): tables in memory
+    if s.tables is None and (kernel.AVAILABLE or queries.size * s.classes * (1 if identity else T) > BRUTE_FORCE_WORK):
+        # a flat segment: its tables in memory (a few ms for 4 096 classes), so that a run loads one compiled
+        # function (``kernel.lookup``: ~0.3 s each, even from numba's cache), or when asked many queries (a rescan)
+        s.tables = _tables(s)
     key = _IDENTITY[kind] if identity else kind
     if s.tables is None or key not in s.tables:
         v = s.variants(kind)
@@ -410,16 +416,7 @@ def _search(s: Segment, kind: str, queries: np.ndarray, k: int, *, identity: boo
         else:
             qi, e, _ = near(targets, queries, k)
         return qi, e * T if identity else e
-    ids, starts, layouts = s.tables[key]
-    engine = "compiled" if kernel.AVAILABLE else "numpy"
-    idx = HashIndex(k, np.zeros(0, np.uint64), ids, starts, layouts, 0, engine)
-    parts = []
-    for lo in range(0, queries.size, _QUERY_BLOCK):  # bounded memory for the query tables of a rescan
-        qi, e, _ = idx.query(queries[lo:lo + _QUERY_BLOCK], k)
-        parts.append((qi + lo, e.astype(np.int64)))
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    qi, e = (np.concatenate(x) for x in zip(*parts, strict=True))
+    qi, e = s.tables[key].search(queries, k)
     return qi, e * T if identity else e
 
 
@@ -449,20 +446,9 @@ def _concat(a: Segment, b: Segment, name: str) -> Segment:
                     np.concatenate([a.member_class, b.member_class]))
 
 
-def _tables(seg: Segment) -> dict[str, tuple[np.ndarray, np.ndarray, tuple[_Layout, ...]]]:
-    out = {}
-    for kind in _KINDS:
-        v = seg.variants(kind)
-        idx = HashIndex.build(np.ascontiguousarray(v[:, 0]) if kind in _IDENTITY.values() else v.ravel(),
-                              DISTANCE_LIMIT)
-        layouts = []
-        for la in idx.layouts:
-            lay = _Layout(la.order.astype(np.int32), la.sorted_values, la.item_keys, la.offsets.astype(np.int32),
-                          la.buckets)
-            lay.__dict__["words"] = la.words if kernel.AVAILABLE else kernel.occupancy_words(np.diff(la.offsets))
-            layouts.append(lay)
-        out[kind] = (idx.ids.astype(np.int32), idx.starts.astype(np.int32), tuple(layouts))
-    return out
+def _tables(seg: Segment) -> dict[str, Table]:
+    return {kind: Table.build(np.ascontiguousarray(seg.variants(kind)[:, 0]) if kind in _IDENTITY.values()
+                              else seg.variants(kind).ravel()) for kind in _KINDS}
 
 
 def _is_ours(f: Path) -> bool:
@@ -480,13 +466,10 @@ def _write_segment(folder: Path, seg: Segment) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name in _BASE_FILES:
         _save(folder, name, getattr(seg, name))
-    for kind, (ids, starts, layouts) in (seg.tables or {}).items():
-        _save(folder, f"{kind}-ids", ids)
-        _save(folder, f"{kind}-starts", starts)
-        for i, la in enumerate(layouts):
-            for part, arr in (("order", la.order), ("values", la.sorted_values), ("offsets", la.offsets),
-                              ("words", la.words)):
-                _save(folder, f"{kind}-c{i}-{part}", arr)
+    for kind, table in (seg.tables or {}).items():
+        for i, c in enumerate(table.chunks):
+            for part in ("offsets", "values", "order"):
+                _save(folder, f"{kind}-c{i}-{part}", getattr(c, part))
     _fsync_dir(folder)
     _fsync_dir(folder.parent)
 
@@ -501,20 +484,14 @@ def _read_segment(folder: Path, first: int) -> Segment:
             seg.member_id.size != seg.member_class.size or seg.class_sorted.size != seg.member_id.size or \
             seg.class_members.size != seg.member_id.size:
         raise ValueError(f"{folder.name}: arrays of inconsistent sizes")
-    if (folder / "ph-ids.npy").exists():
+    if (folder / "ph-c0-offsets.npy").exists():
         tables = {}
         for kind in _KINDS:
-            layouts = []
-            for i, c in enumerate(plan(DISTANCE_LIMIT)):
-                order, values, offsets, words = (load(f"{kind}-c{i}-{p}") for p in ("order", "values", "offsets",
-                                                                                      "words"))
-                if offsets.size != (1 << c.bits) + 1:
-                    raise ValueError(f"{folder.name}: probe table of the wrong size")
-                keys = None if kernel.AVAILABLE else np.repeat(np.arange(1 << c.bits, dtype=np.int32), np.diff(offsets))
-                lay = _Layout(order, values, keys, offsets, np.zeros(0, np.int64))  # type: ignore[arg-type]
-                lay.__dict__["words"] = words
-                layouts.append(lay)
-            tables[kind] = (load(f"{kind}-ids"), load(f"{kind}-starts"), tuple(layouts))
+            parts, i = [], 0
+            while (folder / f"{kind}-c{i}-offsets.npy").exists():
+                parts.append(tuple(load(f"{kind}-c{i}-{p}") for p in ("offsets", "values", "order")))
+                i += 1
+            tables[kind] = Table.assemble(n if kind in _IDENTITY.values() else n * T, parts)
         seg.tables = tables
     return seg
 

@@ -25,7 +25,7 @@ class ArticleRecords:
     _db: sqlite3.Connection
     path: object
 
-    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+    def _tx(self, *, durable: bool = False) -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
 
     # -- generations ------------------------------------------------------------------------------
@@ -81,7 +81,7 @@ class ArticleRecords:
         is already pending: then the article must not be written."""
         key = stored_path(path)
         spans = json.dumps([_stored_spans(g) for g in generations], ensure_ascii=False)
-        with self._tx() as db:
+        with self._tx(durable=True) as db:  # on disk before the rename it announces, power cut or not
             if db.execute("SELECT 1 FROM pending_writes WHERE path=?", (key,)).fetchone():
                 raise ManifestError(f"{self.path or 'manifest'}: an earlier write of this article is still pending")
             db.execute(

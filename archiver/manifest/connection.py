@@ -8,6 +8,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from archiver.cputime import stage
 from archiver.errors import ManifestError
 from archiver.manifest.dialect import SQLITE
 
@@ -21,13 +22,15 @@ class Connection(sqlite3.Connection):
 
     def execute(self, sql: str, parameters: object = (), /) -> sqlite3.Cursor:
         try:
-            return super().execute(sql, parameters)  # type: ignore[arg-type]
+            with stage("manifest"):
+                return super().execute(sql, parameters)  # type: ignore[arg-type]
         except sqlite3.Error as exc:
             raise ManifestError(f"{self.where}: {exc}") from exc
 
     def executemany(self, sql: str, parameters: object, /) -> sqlite3.Cursor:
         try:
-            return super().executemany(sql, parameters)  # type: ignore[arg-type]
+            with stage("manifest"):
+                return super().executemany(sql, parameters)  # type: ignore[arg-type]
         except sqlite3.Error as exc:
             raise ManifestError(f"{self.where}: {exc}") from exc
 

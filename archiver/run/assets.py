@@ -17,6 +17,7 @@ from pathlib import Path
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential, wait_random
 
 from archiver.config import Config
+from archiver.cputime import timed
 from archiver.errors import ArchiverError, StorageError
 from archiver.faults import crash_point
 from archiver.image.pool import ImagePool
@@ -168,7 +169,8 @@ class AssetArchiver:
 
     async def _put(self, key: str, data: bytes | Path, mime: str, meta: dict[str, str], size: int, sha: str) -> None:
         """Store one object unless the store proves it holds these very bytes (size, type and the checksum it keeps:
-        an object that merely exists may hold anything); replace one that does not. Wait out a store that is
+        an object that merely exists may hold anything); replace one that does not. On S3 the first request is a
+        PUT that creates the key only if it is free; only a key already taken is proven. Wait out a store that is
         briefly unavailable."""
 
         def worth_waiting(exc: BaseException) -> bool:
@@ -186,14 +188,27 @@ class AssetArchiver:
                     if self._storage_down:
                         raise StorageError(self._storage_down)
                     async with self._store_slots:
-                        proof = await asyncio.to_thread(prove, self.store, key, size, sha, mime)
+                        # an S3 store: one conditional PUT in the usual case, a new object (no HEAD before it);
+                        # an object already there (or a server without conditional writes) is proven as below
+                        if (put_new := getattr(self.store, "put_if_absent", None)) is not None:
+                            try:
+                                created = await asyncio.to_thread(timed("store", put_new), key, data, mime, meta, sha)
+                            except StorageError as exc:  # refused (access denied...): prove and put say why
+                                if exc.transient:
+                                    raise
+                                created = None
+                            if created:
+                                crash_point("stored")
+                                self.stats.uploaded += 1
+                                return
+                        proof = await asyncio.to_thread(timed("store", prove), self.store, key, size, sha, mime)
                         if proof.ok:
                             self.stats.already_stored += 1
                             return
                         if proof.state == "different":
                             log.warning("storage: %s: %s; replacing it with the bytes its key names", key, proof.reason)
                         try:
-                            await asyncio.to_thread(self.store.put, key, data, mime, meta, sha)
+                            await asyncio.to_thread(timed("store", self.store.put), key, data, mime, meta, sha)
                         except StorageError as exc:
                             if proof.state != "different":
                                 raise

@@ -23,6 +23,7 @@ from archiver.articles.files import iter_article_paths, read_raw
 from archiver.articles.journal import settle_pending, sha256
 from archiver.articles.rewrite import remove_stale_temp_files
 from archiver.config import Config, settings_fingerprint
+from archiver.cputime import stage, timed
 from archiver.errors import (
     ArchiverError,
     ArticleError,
@@ -464,9 +465,10 @@ class Run:
         by the rule `archiver dedupe` uses; recorded with their "searched" marks in one transaction."""
         if not self.manifest.unsearched(self.cfg.dedupe.max_distance, SIMILARITY_RULE_VERSION, limit=1):
             return  # the usual second run: nothing to search, so no need to load SciPy, numba and the index
-        from archiver.dedupe.pairs import update_pairs
+        with stage("near-duplicate search"):
+            from archiver.dedupe.pairs import update_pairs
 
-        update_pairs(self.manifest, self.cfg.dedupe.max_distance)
+            update_pairs(self.manifest, self.cfg.dedupe.max_distance)
 
     async def _settle(self, fetcher: Fetcher, url: str) -> None:
         """Give ``url`` its one recorded outcome; an error nobody expected is that URL's failure, never silence."""
@@ -557,7 +559,7 @@ class Run:
         try:
             every = work.path in self._clean and all(u in self._archived for u in work.uses)
             done = await asyncio.to_thread(
-                rewrite_article, work.path, self._archived, self.cfg.articles, self._own, self.manifest,
+                timed("rewrite", rewrite_article), work.path, self._archived, self.cfg.articles, self._own, self.manifest,
                 dry_run=self.dry_run, roots=self._roots, responsive=self._responsive,
                 check_settled=every and not self.dry_run, local=self._local,
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from archiver.redaction import redact
 from archiver.storage import Stored, file_sha256
 from archiver.storage.keys import check_key, public_url
 
+log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 MAX_METADATA_VALUE = 1024
 MAX_METADATA_TOTAL = 2000  # S3 allows 2 KB of user metadata (names + values) in all
@@ -114,6 +116,7 @@ class S3Store:
         self._session = boto3.session.Session()
         self._client = self._make_client(max_attempts, connect_timeout, read_timeout)
         self._timeouts = (connect_timeout, read_timeout)
+        self._conditional = True  # until the server refuses If-None-Match on a PUT
         self._transfer = TransferConfig(
             multipart_threshold=multipart_threshold,
             multipart_chunksize=max(5 * MiB, min(multipart_threshold, 512 * MiB)),
@@ -236,8 +239,36 @@ class S3Store:
         """One PUT with ``x-amz-checksum-sha256`` (the server checks the bytes against it and keeps it, so a later
         HEAD proves the content); a file above the multipart threshold (5 GiB by default: S3's limit for one PUT)
         goes in parts, with a composite checksum that proves the parts, not the whole."""
+        self._put(key, data, content_type, metadata, sha256, {})
+
+    def put_if_absent(self, key: str, data: bytes | Path, content_type: str, metadata: Mapping[str, str],
+                      sha256: str | None = None) -> bool | None:
+        """One PUT that creates ``key`` only where nothing is stored yet (``If-None-Match: *``): True when it did;
+        False when an object is already there (HTTP 412, or 409 while another upload of it is under way), nothing
+        written; None when the server refuses conditional writes (then never asked again: prove and put instead)
+        or the file is one for a multipart upload. A server that ignores the header overwrites: with keys that name
+        their content, the same bytes."""
+        if not self._conditional or (isinstance(data, Path) and data.stat().st_size > self._transfer.multipart_threshold):
+            return None
+        try:
+            self._put(key, data, content_type, metadata, sha256, {"IfNoneMatch": "*"})
+        except StorageError as exc:
+            code = getattr(exc.__cause__, "response", {}).get("Error", {}).get("Code", "")
+            status = getattr(exc.__cause__, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                return False
+            if code in ("NotImplemented", "InvalidArgument", "InvalidRequest") or status in (400, 501):
+                log.info("S3 endpoint %s: no conditional PUT (%s); checking each object before its upload instead",
+                         self.where, code or status)
+                self._conditional = False
+                return None
+            raise
+        return True
+
+    def _put(self, key: str, data: bytes | Path, content_type: str, metadata: Mapping[str, str],
+             sha256: str | None, condition: dict[str, str]) -> None:
         check_key(key)
-        extra: dict[str, Any] = {"ContentType": content_type, "Metadata": s3_metadata(metadata)}
+        extra: dict[str, Any] = {"ContentType": content_type, "Metadata": s3_metadata(metadata), **condition}
         if self.cfg.cache_control:
             extra["CacheControl"] = self.cfg.cache_control
         with self._errors(f"PUT {key}"):

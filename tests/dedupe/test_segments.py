@@ -3,6 +3,7 @@ leaves the previous generation valid; an index that does not match the manifest 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -205,6 +206,15 @@ def test_an_index_that_does_not_match_the_manifest_is_rebuilt_with_one_log_line(
         _record(mem, sigs[50:70], 500)
         update_pairs(mem, 10)
         assert _pairs(mem) == got
+    # an index written by another version (another format): rebuilt, with a line naming the format
+    gen = tmp_path / "m.sqlite3.index" / "variants" / "GENERATION"
+    meta = json.loads(gen.read_text())
+    gen.write_text(json.dumps({**meta, "format": 3}))
+    caplog.clear()
+    with Manifest.open(path) as m:
+        assert VariantIndex.open(m).assets == 70
+        assert _pairs(m) == got
+    assert len(_rebuilt(caplog)) == 1 and "format 3" in _rebuilt(caplog)[0]
     # a corrupt segment file: rebuilt, never read wrong
     seg = next(p for p in (tmp_path / "m.sqlite3.index" / "variants").iterdir() if p.is_dir())
     (seg / "phash.npy").write_bytes(b"not an array")

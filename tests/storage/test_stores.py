@@ -543,3 +543,17 @@ def test_local_prove_hashes_the_file_when_asked(tmp_path: Path) -> None:
     (tmp_path / key).write_bytes(bytes(reversed(data)))  # same size, other bytes
     assert prove(store, key, len(data), digest).state == "different"
     assert prove(store, key, len(data), digest, read_local=False).state == "unproven"  # verify without --deep
+
+
+def test_s3_put_if_absent_creates_a_free_key_and_leaves_a_taken_one_alone(
+    s3_store: S3Store, s3_server: SeaweedS3
+) -> None:
+    """The run's usual upload is one conditional PUT (no HEAD before it): a free key is written, a taken one is
+    left as it is for the caller to prove (HTTP 412), whatever bytes are offered."""
+    key = original_key("media/", SHA, "png")
+    assert s3_store.put_if_absent(key, b"\x89PNG first", "image/png", {"source-url": "https://example.com/a.png"}) is True
+    assert s3_store.get(key) == b"\x89PNG first"
+    assert s3_store.put_if_absent(key, b"\x89PNG other bytes", "image/png", {}) is False
+    assert s3_store.get(key) == b"\x89PNG first"
+    head = s3_server.client().head_object(Bucket=s3_store.bucket, Key=key)
+    assert head["ContentType"] == "image/png" and head["Metadata"] == {"source-url": "https://example.com/a.png"}

@@ -1,0 +1,207 @@
+"""Probe tables of one segment's hashes (index format 4): a query costs what it reads, not what the segment holds.
+
+A table splits the 64 bits of its values into ``m`` chunks (widths chosen from the table's size, see ``widths``)
+and keeps, per chunk, the values sorted by that chunk's key (``values``), their positions (``order``) and where
+each key's run starts (``offsets``, 2**bits + 1 entries). A query at distance ``k`` probes, in each chunk ``i``,
+every key within radius ``r_i`` of its own (radii with ``sum(r_i + 1) >= k + 1``: by the pigeonhole principle a
+value within ``k`` is within ``r_i`` of the query in some chunk), and compares the values of those runs with a
+popcount; a pair is kept from the first chunk where it qualifies only, so nothing is reported twice.
+
+Why it changed from format 3 (three chunks of 22/21/21 bits, an occupancy bitmap, two random reads per occupied
+bucket): a memory read that misses the cache costs ~60–100 ns, comparing one more value of a run read in order
+~1 ns. With 16-bit chunks a query reads ~430 runs of ``n / 65 536`` values each instead of ~3 600 single
+buckets, and the offsets of a chunk (256 KB) stay in the cache. ``widths`` picks the widths from that cost model.
+
+Tables are searched one chunk at a time and the pages of a memory-mapped chunk are handed back to the kernel
+(``madvise(MADV_DONTNEED)``; they stay in the page cache) once it is done, so the resident size of a search is one
+chunk of one table, not the segment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import combinations
+from math import comb
+
+import numpy as np
+
+from archiver.dedupe import kernel
+
+_MISS_NS, _COMPARE_NS = 100.0, 3.0  # the cost model of ``widths``: a probed run, one more value compared in it
+_PLAN_DISTANCE = 10  # the distance the widths are chosen for (the default; any distance <= 64 stays exact)
+_MAX_BITS = 24  # offsets of 2**24 + 1 int32 (64 MB) at most
+_THREADS_FROM = 2_048  # queries from which the search is split over threads
+_CAP = 1 << 16
+
+
+def radii(widths: tuple[int, ...], k: int) -> tuple[int, ...]:
+    """Probe radii of each chunk for distance ``k``: ``sum(r + 1) == k + 1``, spread evenly, wider chunks first
+    (a radius of -1: the chunk is not probed)."""
+    cover, m = k + 1, len(widths)
+    r = [cover // m + (1 if i < cover % m else 0) - 1 for i in range(m)]
+    return tuple(min(x, b) for x, b in zip(r, widths, strict=True))
+
+
+def _split(m: int) -> tuple[int, ...]:
+    return tuple(64 // m + (1 if i < 64 % m else 0) for i in range(m))
+
+
+def _probes(bits: int, r: int) -> int:
+    return sum(comb(bits, w) for w in range(r + 1))
+
+
+def widths(n: int) -> tuple[int, ...]:
+    """The chunk widths for a table of ``n`` values: the split into 3 or 4 chunks of the lowest modelled query cost
+    (probed runs × a run's first read + values compared × a compare) at distance 10. Measured (1 core, 4 000
+    random queries at distance 10): 4 chunks of 16 bits took 7.6 / 35 / 162 µs a query against 0.2 / 1.6 / 8 M
+    values, 3 chunks 34 / 80 / 294 µs, 5, 6 or 8 chunks more than 4; 3 win again from ~19 M values."""
+    best: tuple[float, tuple[int, ...]] | None = None
+    for m in (3, 4):
+        w = _split(m)
+        if max(w) > _MAX_BITS:
+            continue
+        cost = sum(_probes(b, r) * (_MISS_NS + n / (1 << b) * _COMPARE_NS)
+                   for b, r in zip(w, radii(w, _PLAN_DISTANCE), strict=True) if r >= 0)
+        if best is None or cost < best[0]:
+            best = (cost, w)
+    assert best is not None
+    return best[1]
+
+
+def patterns(bits: int, r: int) -> np.ndarray:
+    """Every flip mask of at most ``r`` of ``bits`` bits (int64), lightest first."""
+    return np.array([sum(1 << b for b in c) for w in range(min(r, bits) + 1) for c in combinations(range(bits), w)],
+                    dtype=np.int64)
+
+
+@dataclass
+class Chunk:
+    shift: int
+    bits: int
+    offsets: np.ndarray  # int32 (2**bits + 1,): values of key x at offsets[x]:offsets[x + 1]
+    values: np.ndarray  # uint64 sorted by key (stable)
+    order: np.ndarray  # int32 position of each value in the table's input
+
+
+@dataclass
+class Table:
+    """The probe table of ``size`` uint64 values (positions 0 .. size - 1)."""
+
+    size: int
+    chunks: tuple[Chunk, ...]
+
+    @classmethod
+    def build(cls, values: np.ndarray) -> Table:
+        values = np.ascontiguousarray(values, dtype=np.uint64)
+        chunks, shift = [], 0
+        for bits in widths(values.size):
+            keys = ((values >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.int64)
+            order = np.argsort(keys, kind="stable")
+            counts = np.bincount(keys, minlength=1 << bits)
+            offsets = np.zeros((1 << bits) + 1, dtype=np.int32)
+            np.cumsum(counts, out=offsets[1:])
+            parts = offsets, values[order], order.astype(np.int32)
+            for a in parts:  # read-only like the memory-mapped ones: one compiled signature of kernel.lookup
+                a.flags.writeable = False
+            chunks.append(Chunk(shift, bits, *parts))
+            shift += bits
+        return cls(int(values.size), tuple(chunks))
+
+    @classmethod
+    def assemble(cls, size: int, parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> Table:
+        """A table from its arrays as read back ((offsets, values, order) per chunk); ValueError when they do not
+        describe one."""
+        chunks, shift = [], 0
+        for offsets, values, order in parts:
+            bits = int(offsets.size - 1).bit_length() - 1
+            if offsets.size != (1 << bits) + 1 or values.size != size or order.size != size:
+                raise ValueError("probe table arrays of inconsistent sizes")
+            chunks.append(Chunk(shift, bits, offsets, values, order))
+            shift += bits
+        if shift != 64:
+            raise ValueError("probe table chunks do not cover 64 bits")
+        return cls(size, tuple(chunks))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(query index, position) of every value within ``k`` bits of a query, each pair once."""
+        queries = np.ascontiguousarray(queries, dtype=np.uint64)
+        r = radii(tuple(c.bits for c in self.chunks), k)
+        found = []
+        for i, c in enumerate(self.chunks):
+            if r[i] < 0 or not queries.size:
+                continue
+            earlier = [(self.chunks[j], r[j]) for j in range(i) if r[j] >= 0]
+            em = np.array([((1 << e.bits) - 1) << e.shift for e, _ in earlier], dtype=np.uint64)
+            er = np.array([x for _, x in earlier], dtype=np.int64)
+            found.append(_search_chunk(c, patterns(c.bits, r[i]), queries, k, em, er))
+            release(c.values, c.order, c.offsets)  # done with this chunk: its pages go back to the page cache
+        if not found:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        q, p = (np.concatenate(x) for x in zip(*found, strict=True))
+        return q, p
+
+
+def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: np.ndarray, er: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    if not kernel.AVAILABLE:
+        return _search_chunk_numpy(c, pats, queries, k, em, er)
+    n = queries.size
+    threads = min(os.cpu_count() or 1, 4) if n >= _THREADS_FROM else 1
+    bounds = np.linspace(0, n, threads + 1).astype(np.int64)
+
+    def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        outs, cap, start = [], _CAP, lo
+        while start < hi:
+            out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
+            got, start = kernel.lookup(queries, start, hi, c.shift, c.bits, pats, c.offsets, c.values, c.order, k,
+                                       em, er, out_q, out_p)
+            outs.append((out_q[:got], out_p[:got]))
+            if got == 0 and start < hi:  # one query's hits do not fit
+                cap *= 4
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+    if threads == 1:
+        return part(0, n)
+    with ThreadPoolExecutor(threads) as pool:
+        res = list(pool.map(part, bounds[:-1].tolist(), bounds[1:].tolist()))
+    return np.concatenate([x[0] for x in res]), np.concatenate([x[1] for x in res])
+
+
+def _search_chunk_numpy(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: np.ndarray, er: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The same search without numba: the runs of a block of queries gathered at once."""
+    mask = np.uint64((1 << c.bits) - 1)
+    per = max(1.0, pats.size * (1 + c.values.size / (1 << c.bits)))
+    block = max(1, int((1 << 21) / per))
+    qs, ps = [], []
+    for lo in range(0, queries.size, block):
+        q = queries[lo:lo + block]
+        keys = ((q >> np.uint64(c.shift)) & mask).astype(np.int64)
+        probe = (keys[:, None] ^ pats[None, :]).ravel()
+        start = np.asarray(c.offsets[probe], dtype=np.int64)
+        count = np.asarray(c.offsets[probe + 1], dtype=np.int64) - start
+        owner = np.repeat(np.arange(probe.size) // pats.size, count)
+        pos = np.repeat(start - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+        x = q[owner] ^ np.asarray(c.values[pos])
+        keep = np.bitwise_count(x) <= k
+        for m, r in zip(em, er, strict=True):
+            keep &= np.bitwise_count(x & m) > r
+        qs.append(owner[keep] + lo)
+        ps.append(np.asarray(c.order[pos[keep]], dtype=np.int64))
+    if not qs:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(qs), np.concatenate(ps)
+
+
+def release(*arrays: np.ndarray) -> None:
+    """Hand the resident pages of memory-mapped arrays back to the kernel (they stay in the page cache; a later
+    read maps them again). Arrays in memory are left alone."""
+    for a in arrays:
+        mm = getattr(a, "_mmap", None)
+        if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+            with contextlib.suppress(OSError, ValueError):  # closed, or not supported: only memory is at stake
+                mm.madvise(mmap.MADV_DONTNEED)

@@ -1,0 +1,73 @@
+"""The probe tables of index format 4 (dedupe/tables.py): every value within k of a query, each once, as comparing
+every pair finds them — with the compiled loop and without numba, in memory and memory-mapped from disk (with the
+pages of each chunk handed back once searched)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from archiver.dedupe import kernel, tables
+from archiver.dedupe.tables import Table
+
+
+def _brute(q: np.ndarray, v: np.ndarray, k: int) -> set[tuple[int, int]]:
+    d = np.bitwise_count(q[:, None] ^ v[None, :])
+    a, b = np.nonzero(d <= k)
+    return set(zip(a.tolist(), b.tolist(), strict=True))
+
+
+def _values(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64) << np.uint64(1)
+
+
+@pytest.mark.parametrize("engine", ["compiled", "numpy"])
+@pytest.mark.parametrize("n", [1, 700, 20_000])
+def test_a_table_finds_what_comparing_every_pair_finds(n: int, engine: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    if engine == "compiled" and not kernel.AVAILABLE:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(kernel, "AVAILABLE", engine == "compiled")
+    rng = np.random.default_rng(n)
+    v = _values(rng, n)
+    v[n // 2:] = v[: n - n // 2]  # duplicated values: each position is its own answer
+    flips = np.zeros(300, dtype=np.uint64)
+    for _ in range(12):  # near copies of 0-12 flipped bits
+        flips |= np.where(rng.random(300) < 0.5, np.uint64(1) << rng.integers(0, 64, 300).astype(np.uint64),
+                          np.uint64(0))
+    q = np.concatenate([v[rng.integers(0, n, 300)] ^ flips, _values(rng, 100), v[:5]])
+    built = Table.build(v)
+    for i, c in enumerate(built.chunks):
+        for part in ("offsets", "values", "order"):
+            np.save(tmp_path / f"c{i}-{part}.npy", getattr(c, part))
+    mapped = Table.assemble(n, [tuple(np.load(tmp_path / f"c{i}-{p}.npy", mmap_mode="r")
+                                      for p in ("offsets", "values", "order")) for i in range(len(built.chunks))])
+    for k in (0, 1, 4, 10, 16):
+        want = _brute(q, v, k)
+        for table in (built, mapped, mapped):  # the second search of the mapped table reads released pages again
+            qi, pos = table.search(q, k)
+            got = list(zip(qi.tolist(), pos.tolist(), strict=True))
+            assert len(got) == len(set(got)), "a pair reported twice"
+            assert set(got) == want, (k, len(got), len(want))
+
+
+def test_the_widths_cover_64_bits_and_probes_stay_exact_at_every_radius() -> None:
+    for n in (1, 4_096, 10**6, 10**8):
+        w = tables.widths(n)
+        assert sum(w) == 64 and len(w) in (3, 4)
+        for k in range(0, 17):
+            r = tables.radii(w, k)
+            assert sum(x + 1 for x in r) >= k + 1
+
+
+def test_arrays_that_do_not_describe_a_table_are_refused() -> None:
+    t = Table.build(np.arange(100, dtype=np.uint64))
+    parts = [(c.offsets, c.values, c.order) for c in t.chunks]
+    with pytest.raises(ValueError):
+        Table.assemble(100, parts[:-1])
+    with pytest.raises(ValueError):
+        Table.assemble(99, parts)
+    with pytest.raises(ValueError):
+        Table.assemble(100, [(c.offsets[:-1], c.values, c.order) for c in t.chunks])
