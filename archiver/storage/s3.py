@@ -252,9 +252,11 @@ class S3Store:
             return None
         try:
             self._put(key, data, content_type, metadata, sha256, {"IfNoneMatch": "*"})
-        except StorageError as exc:
-            code = getattr(exc.__cause__, "response", {}).get("Error", {}).get("Code", "")
-            status = getattr(exc.__cause__, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+        except StorageError as exc:  # an answer of the server's (a ClientError's response), or none (unreachable)
+            response = getattr(exc.__cause__, "response", None)
+            response = response if isinstance(response, dict) else {}
+            code = str((response.get("Error") or {}).get("Code", ""))
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
             if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
                 return False
             if code in ("NotImplemented", "InvalidArgument", "InvalidRequest") or status in (400, 501):

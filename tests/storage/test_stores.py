@@ -557,3 +557,37 @@ def test_s3_put_if_absent_creates_a_free_key_and_leaves_a_taken_one_alone(
     assert s3_store.get(key) == b"\x89PNG first"
     head = s3_server.client().head_object(Bucket=s3_store.bucket, Key=key)
     assert head["ContentType"] == "image/png" and head["Metadata"] == {"source-url": "https://example.com/a.png"}
+
+
+def test_s3_put_if_absent_to_a_server_that_hangs_up_is_a_transient_storage_error(s3_env: SeaweedS3) -> None:
+    """A connection closed before any answer (a server going down mid-request) has no response to read a status
+    from: the conditional PUT reports it like any PUT (transient, waited out by the run), not as an internal error."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    stop = threading.Event()
+
+    def hang_up() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conn.recv(65536)
+            conn.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    try:
+        cfg = StorageConfig(backend="s3", bucket="b", endpoint_url=f"http://127.0.0.1:{listener.getsockname()[1]}")
+        with pytest.raises(StorageError) as caught:
+            S3Store(cfg, max_attempts=1).put_if_absent(original_key("", SHA, "png"), b"\x89PNG", "image/png", {})
+        assert caught.value.transient
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
