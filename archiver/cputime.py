@@ -11,6 +11,7 @@ sections: `archiver run` reports it as "fetch, loop and the rest".
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -76,12 +77,21 @@ def spent() -> dict[str, float]:
 
 
 def write(extra: dict[str, float]) -> None:
-    """Write the stages (and ``extra``) to the file ``ARCHIVER_STAGE_STATS`` names; a failure is not the run's."""
+    """Write the stages (and ``extra``) to the file ``ARCHIVER_STAGE_STATS`` names: a new file, or one this wrote
+    before (a regular file holding a JSON object), never through a symlink and never over anything else (a manifest
+    or an article named by mistake is left alone). A file not written is one warning; the run's outcome is not its."""
     target = os.environ.get("ARCHIVER_STAGE_STATS")
     if not target:
         return
     try:
-        with open(target, "w", encoding="utf-8") as f:
+        fd = os.open(target, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with os.fdopen(fd, "r+", encoding="utf-8") as f:
+            head = f.read(64)
+            if head and not head.lstrip().startswith("{"):
+                raise OSError("it holds something else than stage figures: not overwritten")
+            f.seek(0)
+            f.truncate()
             json.dump({**spent(), **extra}, f, indent=1)
-    except OSError:
-        pass
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        logging.getLogger("archiver").warning("ARCHIVER_STAGE_STATS=%s: not written: %s", target, why)

@@ -216,13 +216,19 @@ class _BoundedLoader(yaml.SafeLoader):
 
 _CLoader = getattr(yaml, "CSafeLoader", None)  # PyYAML built with libyaml: the same composer, ~10x faster
 _C_LIMIT = 64 * 1024  # characters of front matter composed in C; larger blocks go through the bounded composer
+# where libyaml and the Python composer are known to differ, the Python composer (the reference here) decides: a byte
+# order mark (libyaml leaves it out of its positions), tabs (libyaml accepts some the Python composer refuses), a
+# block scalar header followed by a comment without a space, and deep flow nesting
+_C_DIFFERS = re.compile(r"[\ufeff\t]|[|>][-+0-9]*#")
+_C_FLOW_LIMIT = 100  # flow collections opened in the block beyond which the Python composer decides (its recursion)
 
 
 def _compose(doc: str, max_nodes: int | None) -> yaml.Node | None:
     """The YAML document's node graph. A block of usual size is composed by libyaml (its nesting is capped at 1000
     levels, and a block this small holds few nodes; they are counted after); a block libyaml refuses is composed
     again in Python, whose error (or acceptance) is the one that counts: its messages are the ones reported."""
-    if _CLoader is not None and len(doc) <= _C_LIMIT:
+    if (_CLoader is not None and len(doc) <= _C_LIMIT and not _C_DIFFERS.search(doc)
+            and doc.count("[") + doc.count("{") <= _C_FLOW_LIMIT):
         loader = _CLoader(doc)
         try:
             root = loader.get_single_node()
@@ -242,20 +248,26 @@ def _compose(doc: str, max_nodes: int | None) -> yaml.Node | None:
 
 
 def _nodes(root: yaml.Node | None) -> int:
-    """Nodes as the bounded composer counts them: each composed once (an alias is not a node of its own)."""
+    """Nodes as the bounded composer counts them: one per node event, an alias included (the root, and one per
+    reference from a mapping or a sequence, each node's references counted once)."""
+    if root is None:
+        return 0
     seen: set[int] = set()
-    todo = [root] if root is not None else []
+    todo, count = [root], 1
     while todo:
         node = todo.pop()
         if id(node) in seen:
             continue
         seen.add(id(node))
+        children: list[yaml.Node] = []
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
-                todo += (key, value)
+                children += (key, value)
         elif isinstance(node, yaml.SequenceNode):
-            todo += node.value
-    return len(seen)
+            children = list(node.value)
+        count += len(children)
+        todo += children
+    return count
 
 
 def _yaml_values(

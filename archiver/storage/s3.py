@@ -245,7 +245,8 @@ class S3Store:
                       sha256: str | None = None) -> bool | None:
         """One PUT that creates ``key`` only where nothing is stored yet (``If-None-Match: *``): True when it did;
         False when an object is already there (HTTP 412, or 409 while another upload of it is under way), nothing
-        written; None when the server refuses conditional writes (then never asked again: prove and put instead)
+        written; None when the server does not implement conditional writes (501, or a 400 naming the condition:
+        then never asked again, prove and put instead; any other error is raised as it is)
         or the file is one for a multipart upload. A server that ignores the header overwrites: with keys that name
         their content, the same bytes."""
         if not self._conditional or (isinstance(data, Path) and data.stat().st_size > self._transfer.multipart_threshold):
@@ -259,7 +260,9 @@ class S3Store:
             status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
             if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
                 return False
-            if code in ("NotImplemented", "InvalidArgument", "InvalidRequest") or status in (400, 501):
+            message = str((response.get("Error") or {}).get("Message", "")).lower()
+            if code == "NotImplemented" or status == 501 or (
+                    code in ("InvalidArgument", "InvalidRequest") and ("match" in message or "condition" in message)):
                 log.info("S3 endpoint %s: no conditional PUT (%s); checking each object before its upload instead",
                          self.where, code or status)
                 self._conditional = False
