@@ -34,7 +34,7 @@ from archiver.errors import (
 )
 from archiver.faults import crash_point
 from archiver.image.pool import ImagePool, make_pool
-from archiver.manifest.queue import RUN_PREFIX, UrlResult
+from archiver.manifest.queue import LIVE, RUN_PREFIX, UrlResult
 from archiver.manifest.rows import StoredAsset, url_key
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION, Cause, Outcome
@@ -64,7 +64,6 @@ log = logging.getLogger("archiver")
 POLL = 0.5  # seconds between two reads of the states of the URLs a run waits for the workers to settle
 NO_WORKER_CHECK = 5.0  # seconds between two looks at the workers' heartbeats of a --no-process run
 NO_WORKER_GRACE = 15.0  # seconds without a live worker before a --no-process run says so
-LIVE_WITHIN = 30.0  # a worker heard from this recently is alive (as `archiver status` shows it)
 
 
 class Run:
@@ -372,7 +371,7 @@ class Run:
             if not self.process and not said and now - checked >= NO_WORKER_CHECK:
                 checked = now
                 try:
-                    live = any(w.silent_for < LIVE_WITHIN and not w.id.startswith(RUN_PREFIX)
+                    live = any(w.silent_for < LIVE and not w.id.startswith(RUN_PREFIX)
                                for w in self.manifest.workers())
                 except ManifestUnavailable:
                     live = True  # said below
