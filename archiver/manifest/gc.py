@@ -8,9 +8,9 @@ key that a run has recorded again since. The SQL is portable (SQLite and Postgre
 A gc batch holds the writer's lock (a run, `dedupe`, `restore` hold it for their whole length, so none of them is
 ever in the middle of its work during a batch: as with SQLite's lock file). With PostgreSQL, ``archiver worker``
 processes on other machines record without that lock, so a batch also holds ``GC_BATCH_LOCK`` exclusively (a
-session advisory lock, taken after the re-check's reads would be too late: it is taken first, then the re-check
-reads), and every transaction that records something a gc could be deleting the bytes of takes the same lock
-*shared* (``pg_advisory_xact_lock_shared``, held to its COMMIT) as its first statement:
+session advisory lock, taken before the batch's re-check reads anything and held until its objects are deleted),
+and every transaction that records something a gc could be deleting the bytes of takes the same lock *shared*
+(``pg_advisory_xact_lock_shared``, held to its COMMIT) as its first statement:
 
 - ``gc_barrier()`` before a worker decides "these bytes are already stored" (the asset is recorded, or the store
   proves it holds the object): it waits for a batch under way and returns the number of batches so far (the
