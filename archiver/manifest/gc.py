@@ -133,6 +133,8 @@ class GcRecords:
             db.execute("SELECT pg_advisory_xact_lock_shared(?)", (GC_BATCH_LOCK,))
             return _epoch(db)
 
+    # The lock and the read are two statements, never one: a statement reads the snapshot taken when it starts, so a
+    # read in the statement that waited for the lock would not see what the batch it waited for committed.
     def _gc_epoch_holds(self, db: Any, epoch: int | None, what: str) -> None:
         """First in a transaction recording an asset decided at ``epoch``: AssetGone if a gc batch ran since."""
         if epoch is None or not self.shared:
