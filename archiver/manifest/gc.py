@@ -218,9 +218,17 @@ class GcRecords:
             waiting()
             time.sleep(_POLL)
         start = db.reconnects
+
+        def intact() -> bool:  # asked of the server: a statement on a lost connection reconnects (locks gone)
+            held = db.execute(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = pg_backend_pid() "
+                "AND objsubid = 1 AND CAST(classid AS BIGINT) = ? AND CAST(objid AS BIGINT) = ?",
+                (GC_BATCH_LOCK >> 32, GC_BATCH_LOCK & 0xFFFF_FFFF)).fetchone()[0]
+            return bool(held) and db.reconnects == start
+
         try:
             db.execute("SELECT pg_advisory_lock(?)", (GC_BATCH_LOCK,))  # once the recordings under way committed
-            yield lambda: db.reconnects == start
+            yield intact
         finally:
             if db.reconnects == start:
                 db.execute("SELECT pg_advisory_unlock(?)", (GC_BATCH_LOCK,))

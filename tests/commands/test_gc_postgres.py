@@ -119,6 +119,35 @@ def test_a_gc_killed_mid_way_on_postgresql_is_finished_by_the_next(
     assert main(["verify", "--config", str(pg.config), "-q"]) == 0
 
 
+def test_a_gc_whose_connection_is_lost_mid_batch_deletes_nothing_more(
+    tmp_path: Path, site: dict[str, bytes], pg: Archive, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its session's locks went with the connection: a worker could have proven b stored meanwhile, so the gc stops
+    before the store deletes anything; the journal has the keys, and the next gc finishes them."""
+    b = pg.key(site["/news/b.png"], "png")
+    hexo(tmp_path).unlink()
+    proc = _gc_process(pg.config, crash="gc-recorded:1:stop")  # records gone, objects not yet deleted
+    try:
+        _wait_stopped(proc)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                "CAST(classid AS BIGINT) = %s AND CAST(objid AS BIGINT) = %s",
+                (GC_BATCH_LOCK >> 32, GC_BATCH_LOCK & 0xFFFF_FFFF)).fetchall()
+            assert killed == [(True,)]
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (out, err)
+    assert "connection to PostgreSQL was lost during a batch" in out, out
+    assert pg.has(b) and pg.has(thumb(b)) and _count(postgres_url, "SELECT COUNT(*) FROM gc_deletions") == 2
+    assert main(["verify", "--config", str(pg.config), "-q"]) == 0
+    capsys.readouterr()
+    assert gc(pg, "--grace", "0") == 0
+    assert "finished the deletion of 2 objects an interrupted gc left" in capsys.readouterr().out
+    assert not pg.has(b) and not pg.has(thumb(b))
+
+
 def test_a_run_that_reuses_an_image_gc_planned_to_delete_wins_on_postgresql(
     tmp_path: Path, origin: Server, site: dict[str, bytes], pg: Archive
 ) -> None:
