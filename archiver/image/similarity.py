@@ -176,16 +176,17 @@ def content_box(grey: Image.Image) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-def signature(im: Image.Image) -> Signature:
+def signature(im: Image.Image, *, trim: bool = True) -> Signature:
     """The signature of ``im`` (an oriented, flattened image; any mode) inside its added borders and bars
-    (``content_box``): variant 0 equals imagehash's own hashes of that box (of the whole image for most).
+    (``content_box``; ``trim`` False: the whole frame): variant 0 equals imagehash's own hashes of that box (of the
+    whole image for most).
 
     The variants transform the small images the hashes are computed from (32x32 for pHash, 9x8 and 8x9
     for dHash), not ``im``: the same values as hashing a transformed ``im``, give or take a bit of
     resampling rounding (measured: 0-2 bits on the corpus photos).
     """
     grey = im.convert("L")
-    box = content_box(grey)
+    box = content_box(grey) if trim else (0, 0, grey.width, grey.height)
     if box != (0, 0, grey.width, grey.height):
         grey = grey.crop(box)
     small = np.asarray(grey.resize((_PHASH_SIDE, _PHASH_SIDE), _LANCZOS), dtype=np.float64)
