@@ -67,24 +67,26 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     searched = [sha for (_, sha), good in zip(todo, ok, strict=True) if good]
     if not searched:  # only assets whose stored variants do not parse: nothing to search
         return PairSearch(0, index.assets, 0, widened, time.monotonic() - started)
-    x, y = index.candidates(np.unique(qcls[ok]), max_distance)
+    searched_classes = np.unique(qcls[ok])
+    x, y = index.candidates(searched_classes, max_distance)
     involved = np.unique(np.concatenate([x, y]))
-    members = index.members(involved)
-    reps = dict(zip(involved.tolist(), index.reps(involved).tolist(), strict=True))
-    rows = {rid: (pv, dv, grey) for rid, _sha, pv, dv, grey in manifest.signature_rows(reps.values())}
-    is_searched = set(wanted[ok].tolist())
-    shas = manifest.asset_shas(np.concatenate([members[c] for c in involved.tolist()]).tolist()
-                               if involved.size else [])
+    # one row per pair of classes, between their heads (each class's member with the smallest asset id: it stays
+    # the head while the class gains members; gc deleting it clears its class's marks, see forget_assets)
+    heads, shas = class_heads(manifest, index, involved)
+    rows = {rid: (pv, dv, grey) for rid, _sha, pv, dv, grey in manifest.signature_rows(heads.values())}
+    fresh = set(searched_classes.tolist())
     sigs: dict[int, Signature] = {}
 
     def signature_of(c: int) -> Signature:
         if c not in sigs:
-            pv, dv, grey = rows[reps[c]]
+            pv, dv, grey = rows[heads[c]]
             sigs[c] = Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey or "")
         return sigs[c]
 
     pairs = []
     for c, d in zip(x.tolist(), y.tolist(), strict=True):
+        if c not in heads or d not in heads or not (c in fresh or d in fresh):
+            continue  # recorded when the later of the two classes was searched
         a, b = signature_of(c), signature_of(d)
         if (a.phash, a.dhash) == (b.phash, b.dhash):  # the same hashes: one class for grouping, no pair needed
             continue
@@ -92,23 +94,34 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
         m = judged.decide(max_distance)
         if m is None:
             continue
-        accepted_from, back = _accepted_from(judged, max_distance), None
-        for i in members[c].tolist():
-            for j in members[d].tolist():
-                if not (i in is_searched or j in is_searched):
-                    continue  # recorded when the later of the two was searched
-                sa, sb = shas[i], shas[j]
-                if sa < sb:
-                    pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance,
-                                  accepted_from))
-                else:
-                    back = back or compare(b, a, max_distance)  # the rule is symmetric: never None here
-                    if back is None:
-                        continue
-                    pairs.append((sb, sa, back.phash_distance, back.dhash_distance, back.transform,
-                                  back.grey_distance, accepted_from))
+        accepted_from = _accepted_from(judged, max_distance)
+        sa, sb = shas[heads[c]], shas[heads[d]]
+        if sa > sb:
+            m = compare(b, a, max_distance)  # the rule is symmetric: never None here
+            if m is None:
+                continue
+            sa, sb = sb, sa
+        pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance, accepted_from))
     manifest.record_pair_search(pairs, searched, max_distance, SIMILARITY_RULE_VERSION, replace_all=rescan)
     return PairSearch(len(searched), index.assets, len(pairs), widened, time.monotonic() - started)
+
+
+def class_heads(manifest: Manifest, index: VariantIndex, classes: np.ndarray) -> tuple[dict[int, int], dict[int, str]]:
+    """The head of each class (its member with the smallest asset id still in the manifest: gc may have removed
+    members the index still lists) and the heads' sha256s. Classes with no member left are left out."""
+    members = index.members(classes)
+    first = {c: int(ids.min()) for c, ids in members.items() if ids.size}
+    shas = manifest.asset_shas(first.values())
+    heads = {}
+    for c, i in first.items():
+        if i not in shas:  # its first member is gone: the smallest one left
+            live = manifest.asset_shas(members[c].tolist())
+            if not live:
+                continue
+            i = min(live)
+            shas[i] = live[i]
+        heads[c] = i
+    return heads, shas
 
 
 def _accepted_from(judged: Judged, max_distance: int) -> int:
@@ -141,21 +154,40 @@ def groups_from_pairs(
     (worked class by class: ``grouping.greedy_class_groups``), and each member's match to its canonical is computed
     again by ``compare`` (a few pairs only). ``assets`` may be only those ``groupable`` names: the others can be in
     no group.
+
+    A recorded pair is one row per pair of classes of identical signatures, between their heads (``update_pairs``):
+    an end stands for every asset with its signature, excluded or not, so ``assets`` must hold each end with its
+    signature. A row counts for the pair of grouping classes whose first usable assets have exactly those
+    signatures; when their sha256 order is the other way round from the row's, the distances are those of
+    ``compare`` in the reference's orientation (the first class's signature onto the second's).
     """
     excluded_set = set(excluded)
     usable = sorted((a for a in assets if a.signature is not None and a.sha256 not in excluded_set),
                     key=lambda a: a.sha256)
     classes = signature_classes(usable)
     sigs = classes.sigs
+    signature_of = {a.sha256: a.signature for a in assets if a.signature is not None}
+    class_of = {(sig.phash, sig.dhash): c for c, sig in enumerate(sigs)}
     near: dict[int, list[tuple[int, int, int]]] = {}
     linked_pairs: set[tuple[int, int]] = set()
     for a_sha, b_sha, pd, dd in pairs:
-        ca, cb = classes.heads.get(a_sha), classes.heads.get(b_sha)
-        if ca is None or cb is None or ca == cb:
+        sa, sb = signature_of.get(a_sha), signature_of.get(b_sha)
+        if sa is None or sb is None:
             continue
+        ca, cb = class_of.get((sa.phash, sa.dhash)), class_of.get((sb.phash, sb.dhash))
+        if ca is None or cb is None or ca == cb or sigs[ca] != sa or sigs[cb] != sb:
+            continue  # not between two grouping classes' own signatures (another grey with the same hashes)
+        key = (min(ca, cb), max(ca, cb))
+        if key in linked_pairs:
+            continue
+        if ca > cb:  # recorded the other way round (its heads' sha256 order is not the classes')
+            m = compare(sigs[cb], sigs[ca], max_distance)
+            if m is None:
+                continue
+            pd, dd = m.phash_distance, m.dhash_distance
         near.setdefault(ca, []).append((pd, dd, cb))
         near.setdefault(cb, []).append((pd, dd, ca))
-        linked_pairs.add((min(ca, cb), max(ca, cb)))
+        linked_pairs.add(key)
 
     def linked(a: int, b: int) -> bool:
         return a == b or (min(a, b), max(a, b)) in linked_pairs
