@@ -13,7 +13,9 @@ of a run doing only this step, interpreter and imports included):
   add      update_pairs after ``--add`` new assets (half near copies of archived pictures): search + record
   group    every signature loaded + groups_from_pairs from the recorded pairs (what `archiver dedupe` groups from)
   rescan   update_pairs(rescan=True): every asset searched again
-The recorded pairs after ``add`` and after ``rescan``, and the groups, must be equal across implementations (checked);
+The recorded pairs between class heads after ``add`` and after ``rescan`` (since migration 18 a pair is recorded once
+per pair of classes of identical signatures, between their heads; before, once per member pair, which includes those
+rows), and the groups, must be equal across implementations (checked);
 ``--check`` also compares the groups with reference.build_groups from scratch (slow at 1 M).
 """
 
@@ -155,11 +157,18 @@ def child(step: str, path: Path, distance: int, check: bool) -> None:
 
 
 def pair_rows(path: Path) -> str:
+    """A digest of the rows between class heads (each class of identical signatures' member with the smallest id),
+    and how many rows there are: the code before migration 18 recorded a row per member pair, this one per class
+    pair, and the rows between heads are the same in both."""
     db = sqlite3.connect(path)
+    heads = {sha for (sha,) in db.execute(
+        "SELECT sha256 FROM assets WHERE id IN (SELECT MIN(id) FROM assets WHERE phash_variants IS NOT NULL "
+        "GROUP BY phash_variants, dhash_variants, COALESCE(grey, ''))")}
     rows = db.execute("SELECT a, b, phash_distance, dhash_distance, transform, min_distance FROM near_duplicates "
                       "ORDER BY a, b").fetchall()
     db.close()
-    return hashlib.sha256(repr(rows).encode()).hexdigest()[:16] + f" ({len(rows):,} rows)"
+    kept = [r for r in rows if r[0] in heads and r[1] in heads]
+    return hashlib.sha256(repr(kept).encode()).hexdigest()[:16] + f" ({len(kept):,} between heads of {len(rows):,})"
 
 
 def du(path: Path) -> int:
