@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from archiver.dedupe.grouping import AssetInfo, Group, greedy_class_groups, signature_classes
+from archiver.dedupe.grouping import AssetInfo, Group, greedy_class_groups, preference_key, signature_classes
 from archiver.dedupe.segments import VariantIndex
 from archiver.image.similarity import Judged, Match, Signature, compare
 from archiver.manifest.rows import PairRow
@@ -210,3 +210,90 @@ def groupable(manifest: Manifest, max_distance: int) -> tuple[list[PairRow], lis
     ids = np.concatenate([v for v in index.members(several).values()] or [np.zeros(0, np.int64)])
     ends = manifest.asset_ids({sha for p in pairs for sha in (p[0], p[1])})
     return pairs, sorted(set(ids.tolist()) | set(ends.values()))
+
+
+GROUP_BATCH = 10_000  # assets whose signatures are held at once while grouping (whole components: at least one)
+
+
+def group_batches(manifest: Manifest, max_distance: int, batch: int = GROUP_BATCH
+                  ) -> Iterator[tuple[list[int], list[PairRow]]]:
+    """``groupable``'s assets and pairs cut into batches of whole connected components (assets joined by a recorded
+    pair, by being in one class of identical signatures, or by sharing their hashes with another grey): no group
+    and no candidate crosses a component, so each batch is grouped alone, with the signatures of its assets only.
+    Batches hold about ``batch`` assets (a bigger component is a batch of its own). Read from the index and the
+    pair rows; no signature is read here."""
+    pairs = manifest.recorded_pairs(max_distance, SIMILARITY_RULE_VERSION)
+    index = VariantIndex.open(manifest)
+    several = index.shared_hash_classes()
+    shared = np.concatenate([v for v in index.members(several).values()] or [np.zeros(0, np.int64)])
+    id_of = manifest.asset_ids({sha for p in pairs for sha in (p[0], p[1])})
+    pairs = [p for p in pairs if p[0] in id_of and p[1] in id_of]
+    ends = np.array([id_of[sha] for p in pairs for sha in (p[0], p[1])], dtype=np.int64)
+    ids = np.unique(np.concatenate([shared, ends]))
+    if not ids.size:
+        return
+    cls = index.classes_of(ids)
+    unindexed = cls < 0  # (not expected: an end was searched, so indexed) a node of its own
+    cls[unindexed] = index.classes + np.flatnonzero(unindexed)
+    nodes, node_of = np.unique(cls, return_inverse=True)
+    edges = [node_of[np.searchsorted(ids, ends[0::2])], node_of[np.searchsorted(ids, ends[1::2])]]
+    if several.size:  # classes with the same hashes (another grey) are one grouping class
+        v = np.concatenate([index.variants("ph", several), index.variants("dh", several)], axis=1)
+        _, same = np.unique(v, axis=0, return_inverse=True)
+        same = same.ravel()
+        first = np.full(same.max() + 1, -1, dtype=np.int64)
+        first[same[::-1]] = np.arange(same.size)[::-1]  # the first class of each set of equal hashes
+        pos = np.searchsorted(nodes, several)
+        edges = [np.concatenate([edges[0], pos]), np.concatenate([edges[1], pos[first[same]]])]
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(edges[0].size, dtype=np.int8), (edges[0], edges[1])), shape=(nodes.size, nodes.size))
+    _, label = connected_components(graph, directed=False)
+    comp = label[node_of]  # the component of each asset
+    order = np.argsort(comp, kind="stable")
+    comp_sorted = comp[order]
+    cuts = np.flatnonzero(np.diff(comp_sorted)) + 1
+    rows_of: dict[int, list[PairRow]] = {}
+    for p, a in zip(pairs, ends[0::2].tolist(), strict=True):
+        rows_of.setdefault(int(comp[np.searchsorted(ids, a)]), []).append(p)
+    start, bounds = 0, [*cuts.tolist(), order.size]
+    for i, hi in enumerate(bounds):  # whole components, until a batch holds ``batch`` assets
+        if hi - start >= batch or i == len(bounds) - 1:
+            rows = [p for c in np.unique(comp_sorted[start:hi]).tolist() for p in rows_of.get(c, ())]
+            yield sorted(ids[order[start:hi]].tolist()), rows
+            start = hi
+
+
+def stream_groups(manifest: Manifest, max_distance: int, prefer: Sequence[str],
+                  infos_of: Callable[[list[int]], Sequence[AssetInfo]], pinned: Iterable[str] = (),
+                  excluded: Iterable[str] = (), batch: int = GROUP_BATCH) -> list[Group]:
+    """``groups_from_pairs`` over ``groupable``'s assets, a batch of whole components at a time
+    (``group_batches``): ``infos_of(ids)`` gives the assets of a batch with their signatures, dropped once it is
+    grouped, so the signatures held are those of one batch. The same groups, in the same order: the greedy pass
+    forms groups in the order of their canonical's rank (pinned first, then ``preference_key``), which is how they
+    are put back together."""
+    pinned_set, excluded_set = set(pinned), set(excluded)
+    out: list[tuple[tuple[object, ...], Group]] = []
+    for ids, rows in group_batches(manifest, max_distance, batch):
+        infos = infos_of(ids)
+        by_sha = {a.sha256: a for a in infos}
+        for g in groups_from_pairs(infos, rows, max_distance, prefer, pinned_set, excluded_set):
+            head = by_sha[g.canonical]
+            out.append(((head.sha256 not in pinned_set, *preference_key(head, prefer)), g))
+    out.sort(key=lambda x: x[0])
+    return [g for _, g in out]
+
+
+def infos_from_rows(manifest: Manifest, ids: list[int]) -> list[AssetInfo]:
+    """The assets of ``ids`` with their signatures (those whose stored signature does not parse: without)."""
+    out = []
+    for r in manifest.asset_rows_of(ids):
+        sig = None
+        if r.phash_variants and r.dhash_variants:
+            try:
+                sig = Signature(tuple(r.phash_variants.split(",")), tuple(r.dhash_variants.split(",")), r.grey or "")
+            except ValueError:
+                sig = None
+        out.append(AssetInfo(r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen, sig, r.colours, r.chroma))
+    return out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from archiver.dedupe.pairs import groupable, groups_from_pairs, update_pairs
+from archiver.dedupe.pairs import groupable, groups_from_pairs, infos_from_rows, stream_groups, update_pairs
 from archiver.dedupe.reference import build_groups
 from archiver.image.similarity import Signature, compare
 from archiver.manifest.gc import GcAsset
@@ -39,8 +39,17 @@ def _groups_equal(m: Manifest, pinned: tuple[str, ...] = (), excluded: tuple[str
     pairs, ids = groupable(m, 10)
     wanted = {r.sha256 for r in m.asset_rows_of(ids)}
     some = [a for a in infos if a.sha256 in wanted]
-    assert groups_from_pairs(some, pairs, 10, PREFER, pinned, excluded) == \
-        build_groups(infos, 10, PREFER, pinned, excluded)
+    expected = build_groups(infos, 10, PREFER, pinned, excluded)
+    assert groups_from_pairs(some, pairs, 10, PREFER, pinned, excluded) == expected
+    for batch in (1, 7, 1_000_000):  # a component at a time, a few together, everything at once
+        seen: list[int] = []
+
+        def infos_of(ids: list[int], seen: list[int] = seen) -> list:  # type: ignore[type-arg]
+            seen.extend(ids)
+            return infos_from_rows(m, ids)
+
+        assert stream_groups(m, 10, PREFER, infos_of, pinned, excluded, batch=batch) == expected, batch
+        assert sorted(seen) == sorted(ids)  # each asset that can be in a group read once, no other
 
 
 def _heads(m: Manifest) -> dict[Signature, str]:
