@@ -145,3 +145,23 @@ def test_migration_18_keeps_the_rows_between_class_heads(tmp_path: Path) -> None
         assert sorted(m.recorded_pairs(10, SIMILARITY_RULE_VERSION)) == expected
         assert groups_from_pairs(_infos(m), expected, 10, PREFER) == groups_before
         assert update_pairs(m, 10).searched == 0
+
+
+def test_class_rows_and_gc_of_a_head_on_each_backend(manifest_target: Path | str) -> None:
+    """The same on PostgreSQL (migration 18's index and gc's query of a class's other members are portable SQL)."""
+    rng = np.random.default_rng(5)
+    blank = _sig([0] * 8, [0] * 8, np.full((8, 8), 128))
+    near = [_sig([_flip(0, 3, rng) for _ in range(8)], [_flip(0, 2, rng) for _ in range(8)], np.full((8, 8), 128))
+            for _ in range(3)]
+    sigs = [blank] * 40 + near + synthetic_signatures(10, seed=2)
+    with Manifest.open(manifest_target) as m:
+        _record(m, sigs, 0)
+        update_pairs(m, 10)
+        heads = _heads(m)
+        rows = m.recorded_pairs(10, SIMILARITY_RULE_VERSION)
+        assert sum(heads[blank] in (r.a, r.b) for r in rows) == len(near)  # not 40 per near copy
+        _groups_equal(m)
+        m.forget_assets([GcAsset(heads[blank], (), 0.0)])
+        assert update_pairs(m, 10).searched == 39
+        assert sum(_heads(m)[blank] in (r.a, r.b) for r in m.recorded_pairs(10, SIMILARITY_RULE_VERSION)) == 3
+        _groups_equal(m)
