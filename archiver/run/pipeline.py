@@ -282,6 +282,8 @@ class Run:
             if self._rewrites:
                 await asyncio.gather(*self._rewrites)
             raise self._manifest_down  # the command's one line, exit 1
+        if not self.stop_reason:
+            self._unsettled_failed()
         for work in self._articles.values():  # responsive: articles whose every URL was archived before
             if not work.pending and not work.scheduled:
                 work.scheduled = True
@@ -479,6 +481,18 @@ class Run:
                 self.request_stop("the manifest's PostgreSQL server is unavailable", grace=0.0)
         except Exception as exc:  # not CancelledError: an abandoned URL is left for a re-run (not attempted)
             self._unexpected(url, exc)
+
+    def _unsettled_failed(self) -> None:
+        """The last guard of "every URL ends in exactly one outcome": a run that was not stopped and still has URLs
+        without one (a bug, wherever it is) reports each as failed, at every line that uses it, exit 1 — never a
+        silent exit 0 with images missing. Nothing is recorded for them: the next run settles them as new."""
+        left = [u for u in self._users if u not in self._done]
+        if left:
+            log.error("%s ended without an outcome (an internal error: please report it); run again to settle "
+                      "them", count(len(left), "URL"))
+        for url in left:
+            self._failed_url(url, Outcome.FAILED, "internal error: the run ended without an outcome for it; run "
+                             "again")
 
     def _unexpected(self, url: str, exc: BaseException) -> None:
         log.debug("unexpected error settling %s", redact(url), exc_info=exc)

@@ -182,3 +182,36 @@ def test_a_body_over_max_bytes_is_fetched_again_once_max_bytes_grows_and_not_bef
     cfg.write_text(cfg.read_text().replace(f"max_bytes = {len(body) // 2}", f"max_bytes = {len(body) * 2}"))
     assert main(["run", "--config", str(cfg), "-q"]) == 0
     assert counts(capsys.readouterr().out)["archived"] == 1 and origin.hits("/big.jpg") == 2
+
+
+def test_a_url_a_bug_left_without_an_outcome_is_reported_failed_never_a_silent_exit_0(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's last guard: a URL that no path gave an outcome (simulated by a scheduler that drops one) is named
+    as failed at its line, exit 1, its article keeps its URL; the next run archives it."""
+    from archiver.run.pipeline import Run
+
+    urls = [f"http://img.news.test/lost/{i}.jpg" for i in range(3)]
+    for i, u in enumerate(urls):
+        origin.add(u.removeprefix("http://img.news.test"), make_jpeg(64, 48, seed=900 + i), "image/jpeg")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "a.md").write_text("".join(f"![x]({u})\n" for u in urls), encoding="utf-8")
+    cfg = write_config(tmp_path, origin)
+    settle_here = Run._settle_here
+
+    async def dropping_one(self: Run, fetcher: object, todo: list[str]) -> None:
+        await settle_here(self, fetcher, [u for u in todo if not u.endswith("/2.jpg")])  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Run, "_settle_here", dropping_one)
+    assert main(["run", "--config", str(cfg), "-q"]) == 1
+    out = capsys.readouterr().out
+    assert counts(out) == {"urls": 3, "archived": 2, "dead": 0, "rejected": 0, "failed": 1, "not attempted": 0}
+    assert "a.md:3  http://img.news.test/lost/2.jpg  — internal error: the run ended without an outcome" in out
+    text = (site / "a.md").read_text()
+    assert text.count("/archive/") == 2 and urls[2] in text
+
+    monkeypatch.undo()
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    assert counts(capsys.readouterr().out)["archived"] == 1
+    assert urls[2] not in (site / "a.md").read_text() and origin.hits("/lost/2.jpg") == 1
