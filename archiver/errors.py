@@ -20,7 +20,9 @@
     │   └── WorkerDied            the worker decoding it died (a crash, the OOM killer): failed, worth a re-run
     ├── StorageError              the object store refused or failed an operation
     └── ManifestError             the manifest database is unusable (locked, corrupt, newer schema)
-        └── ManifestUnavailable   its PostgreSQL server unreachable for [manifest] reconnect_for (exit 1)
+        ├── ManifestUnavailable   its PostgreSQL server unreachable for [manifest] reconnect_for (exit 1)
+        └── AssetGone             a concurrent `archiver gc` deleted the image a worker was about to record a URL
+                                  against (or proved stored): nothing recorded; the worker archives it again
 
 Errors from aiohttp, botocore, Pillow and sqlite3 are translated at the stage boundary with
 ``raise ... from exc``; nothing above a stage sees a third-party exception.
@@ -204,5 +206,13 @@ class ManifestError(ArchiverError):
 
 class ManifestUnavailable(ManifestError):
     """A PostgreSQL manifest's server stayed unreachable for ``[manifest] reconnect_for`` seconds: worth a re-run."""
+
+    exit_code = EXIT_FAILED
+
+
+class AssetGone(ManifestError):
+    """A PostgreSQL manifest: an `archiver gc` batch deleted the image (records and objects) that this worker had
+    decided was already stored, between that decision and its record; nothing was recorded, and the URL is to be
+    archived again (manifest/gc.py)."""
 
     exit_code = EXIT_FAILED

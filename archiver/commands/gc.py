@@ -12,7 +12,8 @@ from archiver.errors import EXIT_FAILED, EXIT_OK, ConfigError, ManifestError
 from archiver.faults import crash_point
 from archiver.gc.sweep import REASONS, Options, Result, Sweeper
 from archiver.gc.usage import Usage, known_articles
-from archiver.manifest.connection import release_lock, take_gc_lock, take_lock
+from archiver.manifest.connection import lock_note, release_lock, take_gc_lock, take_lock
+from archiver.manifest.gc import WATCH, watch_refused
 from archiver.manifest.sqlite import Manifest
 from archiver.manifest.target import is_postgres, manifest_target
 from archiver.storage import open_store
@@ -57,33 +58,44 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         raise ConfigError(f"--grace: {args.grace:g} is not a number of days (0 or more)")
     opts = Options(args.grace, args.max_delete, args.force, args.forget_undo)
     target = manifest_target(cfg)
-    if is_postgres(target) or not isinstance(target, Path):
-        raise ConfigError("[manifest] path: `archiver gc` works on a SQLite manifest for now (its batches take the "
-                          "manifest file's lock, which a PostgreSQL manifest does not have)")
-    manifest_path = target
-    if not manifest_path.exists():
-        raise ManifestError(f"{manifest_path}: no manifest yet (run `archiver run` first)")
+    if isinstance(target, Path) and not target.exists():
+        raise ManifestError(f"{target}: no manifest yet (run `archiver run` first)")
     root = cfg.resolve_path(cfg.articles.root)
     if not root.exists():  # as `run` and `verify`: judging against no articles would call everything unused
         why = "a broken symlink, or a symlink loop" if root.is_symlink() else "no such file or folder"
         raise ConfigError(f"{shown_path(root)}: {why} ([articles] root)")
     store = open_store(cfg)
-    gc_fd = None if args.dry_run else take_gc_lock(manifest_path)
+    gc_fd = None if args.dry_run or is_postgres(target) else take_gc_lock(target)
     try:
         if args.dry_run:
-            manifest = Manifest.open_readonly(manifest_path)
-        else:
-            fd = take_lock(manifest_path, wait=float("inf"))  # a migration, if any, under the lock
+            manifest = Manifest.open_readonly(target, reconnect_for=cfg.manifest.reconnect_for)
+        elif is_postgres(target):  # migrated (if need be) under PostgreSQL's own lock; the writer's lock per batch
+            manifest = Manifest.open_existing(target, lock=False, reconnect_for=cfg.manifest.reconnect_for)
             try:
-                manifest = Manifest.open(manifest_path, lock=False, reconnect_for=cfg.manifest.reconnect_for)
+                manifest.take_gc_running()
+            except BaseException:
+                manifest.close()
+                raise
+        else:
+            assert isinstance(target, Path)
+            try:
+                fd = take_lock(target, wait=0.0)
+            except ManifestError:
+                if (note := lock_note(target)) is not None and note.startswith(WATCH):
+                    raise watch_refused(target, note) from None
+                fd = take_lock(target, wait=float("inf"))  # a migration, if any, under the lock
+            try:
+                manifest = Manifest.open(target, lock=False, reconnect_for=cfg.manifest.reconnect_for)
             finally:
                 release_lock(fd)
         with manifest:
             if not args.dry_run:
+                if (watch := manifest.watching_run()) is not None:  # it never ends: refused now, not after a plan
+                    raise watch_refused(manifest.path, watch)
                 store.check()
             # read again before each batch: a concurrent run may have rewritten one more
             usage = Usage(cfg, [root], known_articles(manifest), extra_source=lambda: known_articles(manifest))
-            sweeper = Sweeper(manifest, manifest_path, store, usage, opts)
+            sweeper = Sweeper(manifest, target, store, usage, opts)
             said: list[bool] = []
 
             def waiting() -> None:

@@ -123,6 +123,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             store.check()
         # S3 is checked before the first fetch: a run with nothing to fetch does not contact it (nor load boto3)
         manifest = Manifest.open(manifest_path, reconnect_for=cfg.manifest.reconnect_for)
+        if args.watch:  # a gc refuses at once instead of waiting for a command that does not end
+            manifest.announce_watch()
     # a dry run must not touch the real run's scratch folder (a real run may be using it right now)
     workdir = prepare_workdir(None if args.dry_run else local_path(cfg))
     report_failed = False

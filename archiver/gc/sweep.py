@@ -12,7 +12,8 @@ What holds an image (its original and every rendition, which go together):
 
 Safe under a concurrent run: a run holds the manifest's lock for its whole length, a gc only for one batch; before
 deleting, each batch reads again the articles that changed and the manifest's records of its images, so whatever a
-run (or an editor) made use of in the meantime is kept. The records go first, with a journal of the keys, in one
+run (or an editor) made use of in the meantime is kept. With PostgreSQL, workers record without that lock: a batch
+also holds the gc batch lock, which their recordings take shared (archiver/manifest/gc.py says why that is safe). The records go first, with a journal of the keys, in one
 transaction; then the store deletes the objects; then the journal rows go: a gc killed anywhere leaves either
 records with their objects, or journal rows that the next gc finishes (skipping a key recorded again since).
 """
@@ -26,10 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from archiver.errors import ArchiverError, ManifestError, StorageError
+from archiver.errors import ArchiverError, StorageError
 from archiver.faults import crash_point
 from archiver.gc.usage import Usage
-from archiver.manifest.connection import release_lock, take_lock
 from archiver.manifest.gc import GcAsset
 from archiver.manifest.rows import read_path
 from archiver.manifest.sqlite import Manifest
@@ -38,6 +38,9 @@ from archiver.storage.keys import parse_key
 from archiver.terminal import shown_path
 
 log = logging.getLogger("archiver")
+
+LOST = ("the connection to PostgreSQL was lost during a batch, and the gc's locks with it: nothing more is deleted "
+        "now (the next gc finishes this batch's deletion)")
 
 REASONS = {
     "article": "used by an article on disk",
@@ -80,9 +83,9 @@ class Result:
 
 class Sweeper:
     """One gc over one manifest; ``manifest`` is opened without the lock (``Manifest.open(path, lock=False)``):
-    the sweeper takes it for each batch."""
+    the sweeper takes it for each batch (``Manifest.gc_batch``)."""
 
-    def __init__(self, manifest: Manifest, manifest_path: Path, store: Store, usage: Usage, opts: Options,
+    def __init__(self, manifest: Manifest, manifest_path: Path | str, store: Store, usage: Usage, opts: Options,
                  now: Callable[[], float] = time.time) -> None:
         self.manifest = manifest
         self.path = manifest_path
@@ -167,37 +170,30 @@ class Sweeper:
         return result
 
     # -- deleting ---------------------------------------------------------------------------------
-    def _locked(self, waiting: Callable[[], None]) -> int:
-        try:
-            return take_lock(self.path, wait=0.0)
-        except ManifestError:
-            waiting()
-            return take_lock(self.path, wait=float("inf"))
-
     def finish_journal(self, result: Result, waiting: Callable[[], None]) -> None:
-        """Delete the objects a killed gc removed the records of (not one recorded again since), under the lock."""
+        """Delete the objects a killed gc removed the records of (not one recorded again since), under the batch
+        locks; counted as a batch (``gc_bump``): a worker that proved one of them stored before records nothing."""
         if not self.manifest.gc_journal():
             return
-        fd = self._locked(waiting)
-        try:
+        with self.manifest.gc_batch(waiting) as intact:
             rows = self.manifest.gc_journal()
             keys = [r.key for r in rows]
             again = self.manifest.recorded_keys(keys)
             gone = [r for r in rows if r.key not in again]
+            self.manifest.gc_bump()
+            if not intact():
+                raise ArchiverError(f"{self.manifest.path}: {LOST}")
             self.store.delete([r.key for r in gone])
             self.manifest.gc_journal_done(keys)
             result.journal_objects = len(gone)
             result.journal_bytes = sum(r.bytes for r in gone)
-        finally:
-            release_lock(fd)
 
     def delete(self, result: Result, waiting: Callable[[], None]) -> None:
-        """Delete the planned images batch by batch; each batch re-checked under the manifest's lock."""
+        """Delete the planned images batch by batch; each batch re-checked under the manifest's batch locks."""
         todo = list(result.candidates)
         for i in range(0, len(todo), self.opts.batch):
             batch = todo[i : i + self.opts.batch]
-            fd = self._locked(waiting)
-            try:
+            with self.manifest.gc_batch(waiting) as intact:
                 self.usage.refresh()
                 if self.usage.blind and not self.opts.force:
                     result.error = ("cannot tell what these use, so nothing more is deleted: "
@@ -220,6 +216,9 @@ class Sweeper:
                     self.manifest.finalise_dedupe({(art, seq) for art, seq, sha in undo if sha in going})
                 self.manifest.forget_assets(go)
                 crash_point("gc-recorded")
+                if not intact():  # a worker may have proven one of these stored meanwhile: the journal keeps them
+                    result.error = LOST
+                    return
                 keys = [o.key for a in go for o in a.objects]
                 try:
                     self.store.delete(keys)
@@ -232,5 +231,3 @@ class Sweeper:
                 for a in go:
                     for o in a.objects:
                         log.info("gc: deleted %s (%d bytes)", o.key, o.bytes)
-            finally:
-                release_lock(fd)

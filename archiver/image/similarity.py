@@ -114,14 +114,80 @@ def _hex(bits: np.ndarray) -> str:
     return f"{int(''.join('1' if b else '0' for b in bits.ravel()), 2):016x}"
 
 
+_BAND_TOLERANCE = 8  # grey levels: a pixel of a border line is this close to the line's edge colour ...
+_BAND_SHARE = 0.99  # ... for this share of the line's pixels (JPEG noise, a stray pixel)
+_BAND_FLAT = 2.0  # and the line's mean is this close to the edge colour (a gradient is no border)
+_BAND_STEP = 0.3  # the picture starts: this share of one of the next lines is off the edge colour
+_BAND_MAX = 0.35  # a band reaching this share of the side is a flat region of the picture, not a border
+
+
+def _band(lines: np.ndarray) -> int:
+    """How many leading lines (rows of ``lines``) are an added border or bar: lines of one flat colour (the first
+    line's) followed by a step into the picture; 0 when there is none."""
+    limit = int(len(lines) * _BAND_MAX)
+    if limit < 1:
+        return 0
+    c = float(np.median(lines[0]))
+    near = np.abs(lines[: limit + 8].astype(np.float32) - c)
+    flat = ((near <= _BAND_TOLERANCE).mean(axis=1) >= _BAND_SHARE) & (np.abs(lines[: limit + 8].mean(axis=1) - c)
+                                                                        <= _BAND_FLAT)
+    d = int(np.argmin(flat)) if not flat.all() else len(flat)
+    if d == 0 or d >= limit:
+        return 0
+    # the next lines (past a JPEG block's ringing) are the picture: most of a line off the band's colour, not a
+    # caption's letters on a bar
+    return d if (near[d : d + 8] > _BAND_TOLERANCE).mean(axis=1).max() >= _BAND_STEP else 0
+
+
+def _pair(a: int, b: int) -> tuple[int, int]:
+    """Bands on opposite sides, kept only as a frame or bars are added: on both sides, about as deep (one flat
+    band alone is more often a caption strip or the picture's own background than something added)."""
+    if a and b and abs(a - b) <= max(2, (a + b) // 8):
+        return a, b
+    return 0, 0
+
+
+def content_box(grey: Image.Image) -> tuple[int, int, int, int]:
+    """The box of ``grey`` (mode L) inside borders and letterbox or pillarbox bars of one flat colour, which
+    republished copies add: each side's band is found again after the others are cut (a white frame around a
+    picture letterboxed in black), up to four passes; the whole image when there is none."""
+    a = np.asarray(grey)
+    x0, y0, x1, y1 = 0, 0, a.shape[1], a.shape[0]
+    for _ in range(4):
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            break
+        view = a[y0:y1, x0:x1]
+        # a cheap test first: most pictures have no flat edge line at all
+        edges = (view[0], view[-1], view[:, 0], view[:, -1])
+        if not any((np.abs(e.astype(np.int16) - int(np.median(e))) <= _BAND_TOLERANCE).mean() >= _BAND_SHARE
+                   for e in edges):
+            break
+        top, bottom = _pair(_band(view), _band(view[::-1]))
+        left, right = _pair(_band(view.T), _band(view.T[::-1]))
+        if not (top or bottom or left or right) or y1 - y0 - top - bottom < 16 or x1 - x0 - left - right < 16:
+            break
+        x0, y0, x1, y1 = x0 + left, y0 + top, x1 - right, y1 - bottom
+    if (x0, y0, x1, y1) != (0, 0, a.shape[1], a.shape[0]):
+        # what is left must vary both ways: bars of colour on a plain ground (a chart, flat art) would leave rows
+        # all alike once the ground is cut, and a pHash of that flips on noise; such a picture keeps its ground
+        cells = np.asarray(grey.crop((x0, y0, x1, y1)).resize((8, 8), Image.Resampling.BOX), dtype=np.float32)
+        if min(cells.std(axis=0).mean(), cells.std(axis=1).mean()) < 1.0:
+            return 0, 0, a.shape[1], a.shape[0]
+    return x0, y0, x1, y1
+
+
 def signature(im: Image.Image) -> Signature:
-    """The signature of ``im`` (an oriented, flattened image; any mode): variant 0 equals imagehash's own hashes.
+    """The signature of ``im`` (an oriented, flattened image; any mode) inside its added borders and bars
+    (``content_box``): variant 0 equals imagehash's own hashes of that box (of the whole image for most).
 
     The variants transform the small images the hashes are computed from (32x32 for pHash, 9x8 and 8x9
     for dHash), not ``im``: the same values as hashing a transformed ``im``, give or take a bit of
     resampling rounding (measured: 0-2 bits on the corpus photos).
     """
     grey = im.convert("L")
+    box = content_box(grey)
+    if box != (0, 0, grey.width, grey.height):
+        grey = grey.crop(box)
     small = np.asarray(grey.resize((_PHASH_SIDE, _PHASH_SIDE), _LANCZOS), dtype=np.float64)
     wide = np.asarray(grey.resize((9, 8), _LANCZOS), dtype=np.int16)  # dHash input, 8 rows x 9 cols
     tall = np.asarray(grey.resize((8, 9), _LANCZOS), dtype=np.int16)  # the same for axis-swapping transforms

@@ -63,6 +63,7 @@ def take_lock(path: Path, *, wait: float | None = None) -> int:
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(fd, 0)  # an earlier holder's note (`run --watch`: lock_note) is not this holder's
             return fd
         except BlockingIOError:
             pass
@@ -73,6 +74,25 @@ def take_lock(path: Path, *, wait: float | None = None) -> int:
         raise ManifestError(
             f"{path}: another archiver run is using this manifest; wait for it to finish"
         ) from None
+
+
+def lock_note(path: Path) -> str | None:
+    """What the holder of the manifest's lock wrote in it (a `run --watch` names itself), while it holds it; None
+    when nobody holds it (a note left by an earlier holder is not read) or the holder wrote nothing."""
+    try:
+        fd = os.open(path.with_name(path.name + ".lock"), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or None
+        except OSError:
+            return None
+        return None  # free (closing the descriptor gives the shared lock back)
+    finally:
+        os.close(fd)
 
 
 def release_lock(fd: int) -> None:

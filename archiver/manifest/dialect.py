@@ -68,9 +68,14 @@ class PostgresDialect:
 SQLITE = SQLiteDialect()
 POSTGRES = PostgresDialect()
 
-# Advisory lock keys (64-bit, fixed): the one writing run, and a migration in progress.
+# Advisory lock keys (64-bit, fixed): the one writing run, and a migration in progress; `archiver gc` from start to
+# end (one gc at a time; a run that finds the writer's lock taken while this one is held knows it is a gc batch, and
+# waits); a gc batch's deletion, exclusive, against the shared hold of every transaction that records a URL's outcome
+# against an asset or records an asset (manifest/gc.py says why that is safe).
 WRITER_LOCK = 0x61726368_69766572 & 0x7FFF_FFFF_FFFF_FFFF  # "archiver"
 MIGRATION_LOCK = WRITER_LOCK - 1
+GC_RUNNING_LOCK = WRITER_LOCK - 2
+GC_BATCH_LOCK = WRITER_LOCK - 3
 
 _TYPES = (
     (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),  # SQLite's REAL is a 64-bit float, PostgreSQL's a 32-bit one

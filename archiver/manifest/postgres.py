@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 from archiver.config import ManifestConfig
 from archiver.errors import ConfigError, ManifestError, ManifestUnavailable
-from archiver.manifest.dialect import POSTGRES, WRITER_LOCK, postgres_query
+from archiver.manifest.dialect import GC_RUNNING_LOCK, POSTGRES, WRITER_LOCK, postgres_query
 from archiver.manifest.rows import text_of_bytes
 from archiver.redaction import redact, redact_text
 
@@ -113,6 +113,8 @@ class PgConnection:
         self._owner: int | None = None  # the thread whose transaction it is (others' reads are not part of it)
         self._writer = False  # holds the writer's advisory lock
         self._gave_up = False
+        self.application_name = "archiver"  # as pg_stat_activity shows the session (`run --watch` says so: gc reads it)
+        self.reconnects = 0  # new connections so far: a session lock taken before a change of this is gone
 
     # -- the sqlite3-like calls ------------------------------------------------------------------
     def execute(self, sql: str, parameters: Sequence[object] = (), /) -> Any:
@@ -165,6 +167,12 @@ class PgConnection:
             got = bool(self._statement("execute", "SELECT pg_try_advisory_lock(?)", (WRITER_LOCK,)).fetchone()[0])
             self._writer = got
             return got
+
+    def name_session(self, name: str) -> None:
+        """The session's ``application_name`` (kept across reconnects): how another process sees who holds a lock."""
+        with self._lock:
+            self.application_name = name
+            self._statement("execute", "SELECT set_config('application_name', ?, false)", (name,))
 
     # -- statements and transactions ---------------------------------------------------------------
     def _run(self, kind: str, sql: str, params: Any) -> Any:
@@ -316,7 +324,7 @@ class PgConnection:
         while True:
             left = self.reconnect_for - (time.monotonic() - start)
             try:
-                raw = psycopg.connect(self.url, autocommit=True, application_name="archiver",
+                raw = psycopg.connect(self.url, autocommit=True, application_name=self.application_name,
                                       connect_timeout=max(2, min(CONNECT_TIMEOUT, math.ceil(left))), **_KEEPALIVES)
             except psycopg.Error as again:
                 last = again
@@ -336,6 +344,7 @@ class PgConnection:
             self._raw.close()
         self._raw = raw
         self._gave_up = False
+        self.reconnects += 1
         log.warning("%s: PostgreSQL connection back after %.1f s", self.where, time.monotonic() - start)
 
     def _retake_lock(self, raw: Any, start: float) -> bool:
@@ -370,6 +379,34 @@ def connect(url: str, *, reconnect_for: float | None = None) -> PgConnection:
 
 def take_lock(conn: PgConnection) -> None:
     """The one writing run: a session advisory lock, released when the connection closes (a killed run's session
-    ends with its connection, so a crash never leaves the manifest locked)."""
-    if not conn.take_writer_lock():
-        raise ManifestError(f"{conn.where}: another archiver run is using this manifest; wait for it to finish")
+    ends with its connection, so a crash never leaves the manifest locked). Held by `archiver gc` (which takes it
+    for one short batch of deletions at a time, while it holds GC_RUNNING_LOCK): waited for, up to GC_BATCH_WAIT
+    seconds, as with a SQLite manifest; held by another run: ManifestError at once."""
+    from archiver.manifest.connection import GC_BATCH_WAIT
+
+    deadline = time.monotonic() + GC_BATCH_WAIT
+    while not conn.take_writer_lock():
+        if time.monotonic() > deadline or not gc_running(conn):
+            raise ManifestError(f"{conn.where}: another archiver run is using this manifest; wait for it to finish")
+        time.sleep(0.05)
+
+
+def _held(conn: PgConnection, key: int) -> list[tuple[str, int]]:
+    """(application_name, pid) of the sessions holding advisory lock ``key`` in this database (a 64-bit key is
+    shown in pg_locks as classid: its high half, objid: its low half, objsubid 1)."""
+    return [(str(name or ""), int(pid)) for name, pid in conn.execute(
+        "SELECT a.application_name, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND CAST(l.classid AS BIGINT) = ? "
+        "AND CAST(l.objid AS BIGINT) = ? AND l.database = (SELECT oid FROM pg_database WHERE datname = "
+        "current_database())", (key >> 32, key & 0xFFFF_FFFF)).fetchall()]
+
+
+def gc_running(conn: PgConnection) -> bool:
+    """Whether an `archiver gc` is at work on this manifest (it holds GC_RUNNING_LOCK from start to end)."""
+    return bool(_held(conn, GC_RUNNING_LOCK))
+
+
+def writer(conn: PgConnection) -> tuple[str, int] | None:
+    """(application_name, server pid) of the session holding the writer's lock, if any."""
+    held = _held(conn, WRITER_LOCK)
+    return held[0] if held else None

@@ -63,7 +63,7 @@ class WorkerRow(NamedTuple):
 
 
 class WorkQueue:
-    """Part of ``Manifest`` (which provides ``_db``, ``_tx`` and ``_upsert_url``)."""
+    """Part of ``Manifest`` (which provides ``_db``, ``_tx``, ``_upsert_url`` and ``_gc_asset_holds``)."""
 
     if TYPE_CHECKING:
         _db: Any
@@ -71,6 +71,8 @@ class WorkQueue:
         def _tx(self) -> AbstractContextManager[Any]: ...
 
         def _upsert_url(self, db: Any, url: str, status: Outcome, **fields: object) -> None: ...
+
+        def _gc_asset_holds(self, db: Any, asset: str | None) -> None: ...
 
     def enqueue(self, urls: Iterable[str]) -> int:
         """Add URLs to the queue (one already there stays as it is, claim and all); returns how many were added."""
@@ -115,6 +117,7 @@ class WorkQueue:
         result is never recorded twice."""
         key = url_key(url)
         with self._tx() as db:
+            self._gc_asset_holds(db, result.asset)  # first: a gc batch deleting it is waited for (manifest/gc.py)
             # the delete checks and takes the row at once: a claim racing it either sees no row or raises the
             # token first (then this deletes nothing)
             if db.execute("DELETE FROM queue WHERE url = ? AND token = ? RETURNING url", (key, token)).fetchone() \
@@ -130,6 +133,7 @@ class WorkQueue:
         fields = result._asdict()
         del fields["status"]
         with self._tx() as db:
+            self._gc_asset_holds(db, result.asset)
             self._upsert_url(db, url, result.status, **fields)
 
     def release(self, claims: Iterable[Claim]) -> None:

@@ -137,14 +137,15 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         return cls(conn, conn.where, None)  # type: ignore[arg-type]
 
     @classmethod
-    def open_existing(cls, path: Path | str, *, reconnect_for: float | None = None) -> Manifest:
-        """A manifest that must exist already (``NoManifest`` if not), opened for writing, with the writer's lock."""
+    def open_existing(cls, path: Path | str, *, reconnect_for: float | None = None, lock: bool = True) -> Manifest:
+        """A manifest that must exist already (``NoManifest`` if not), opened for writing, with the writer's lock
+        (``lock=False``: without it, for a caller that takes it when it writes, as gc does for each batch)."""
         if is_postgres(path):
-            return cls._open_postgres(str(path), lock=True, create=False, reconnect_for=reconnect_for)
+            return cls._open_postgres(str(path), lock=lock, create=False, reconnect_for=reconnect_for)
         assert isinstance(path, Path)
         if not path.exists():
             raise NoManifest(f"{path}: no manifest yet")
-        return cls.open(path)
+        return cls.open(path, lock=lock)
 
     @classmethod
     def snapshot(cls, path: Path | str) -> Manifest:
@@ -262,6 +263,7 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         """One URL's outcome; ``cause`` and ``settings``: the setting that decided a refusal and the digest of
         the settings it was decided under (config.settings_fingerprint)."""
         with self._tx() as db:
+            self._gc_asset_holds(db, asset)
             self._upsert_url(db, url, status, reason=reason, asset=asset, http_status=http_status,
                              attempts=attempts, final_url=final_url, etag=etag, last_modified=last_modified,
                              cause=cause, settings=settings)
@@ -369,11 +371,13 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         return ShownImage(sha256, row[0], row[1], row[2], row[3], tuple(ShownRendition(*r) for r in reps))
 
     def record_asset(self, asset: Asset, key: str, rendition_keys: Sequence[str], source: str | None = None,
-                     archived_at: float | None = None) -> None:
+                     archived_at: float | None = None, *, gc_epoch: int | None = None) -> None:
         """An asset and its objects' keys; ``source`` (redacted) and ``archived_at``: the URL and time its key was
-        made from (kept from its first record)."""
+        made from (kept from its first record). ``gc_epoch``: what ``gc_barrier()`` said before the objects were
+        stored or proven (PostgreSQL): AssetGone, nothing recorded, if a gc batch ran since."""
         now = time.time() if archived_at is None else archived_at
         with self._tx() as db:
+            self._gc_epoch_holds(db, gc_epoch, f"image {asset.sha256[:16]}…")
             if asset.phash_variants:  # variants given to an asset recorded without them: the variant index
                 db.execute(           # (which only reads assets added after it) must be made again
                     "DELETE FROM hash_index WHERE EXISTS (SELECT 1 FROM assets WHERE sha256 = ? AND "

@@ -18,7 +18,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_e
 
 from archiver.config import Config
 from archiver.cputime import timed
-from archiver.errors import ArchiverError, StorageError
+from archiver.errors import ArchiverError, AssetGone, StorageError
 from archiver.faults import crash_point
 from archiver.image.pool import ImagePool
 from archiver.manifest.rows import StoredAsset
@@ -32,6 +32,8 @@ from archiver.storage.keys import templated_key
 from archiver.storage.template import KeyParts, KeyTemplate, rendition_of
 
 log = logging.getLogger("archiver")
+
+GC_RACES = 3  # times a URL is archived again after a concurrent gc deleted its bytes meanwhile (then: failed)
 
 
 class AssetArchiver:
@@ -68,47 +70,59 @@ class AssetArchiver:
         self._reserved: dict[str, str] = {}  # templated key -> the asset it was chosen for, until it is recorded
 
     async def archive(self, download: Download) -> str:
-        """Make sure the bytes and their renditions are stored; return the original's key."""
-        sha = download.sha256
-        async with self._asset_locks[sha]:
-            stored = self.manifest.asset(sha)
-            if stored and self.renditions_complete(sha, stored.ext) and sha not in self.lost:
-                self.stats.duplicates += 1
-                return stored.key
-            from archiver.image.process import (
-                process,  # here, not at the top: only the image workers need Pillow and SciPy
-            )
+        """Make sure the bytes and their renditions are stored; return the original's key. With a PostgreSQL
+        manifest, a gc batch that deleted these bytes between the decision that they are stored and their record
+        (AssetGone) makes them stored again (manifest/gc.py)."""
+        async with self._asset_locks[download.sha256]:
+            for _ in range(GC_RACES - 1):
+                try:
+                    return await self._archive(download)
+                except AssetGone as exc:
+                    log.info("%s", exc.message)
+            return await self._archive(download)
 
-            job = (str(download.path), download.format, sha, download.size, self.cfg.images)
-            # no pool (an embedding program's choice): in a thread of this process, without a CPU budget
-            asset: Asset = await (self._pool.run(process, *job) if self._pool else asyncio.to_thread(process, *job))
-            crash_point("processed")
-            # a key is made once, when the bytes are first archived, and reused whatever URL brings them later
-            now = time.time()
-            if stored is not None:
-                key, ext = stored.key, stored.ext
-            else:
-                ext = download.format.ext
-                key = await self._choose_key(KeyParts(sha, ext, download.url, now), download)
-            have = self.manifest.rendition_keys(sha)
-            # a local file's absolute path (folder and user names) never goes into the store: its site path does
-            meta = {"source-url": redact(shown_source(download.url, self.cfg))}
-            await self._put(key, download.path, download.format.mime, meta, download.size, sha)
-            rkeys = []
-            for r in asset.renditions:
-                rkey = have.get((r.width, r.format.name)) or rendition_of(key, ext, r.width, r.format.ext)
-                await self._put(rkey, r.data, r.format.mime, meta, len(r.data), hashlib.sha256(r.data).hexdigest())
-                rkeys.append(rkey)
-            self.manifest.record_asset(asset, key, rkeys, download.url, now)
-            for k in (key, *rkeys):
-                self._reserved.pop(k, None)
-            crash_point("recorded-asset")
-            if stored is None:
-                self.stats.assets_new += 1
-            elif sha in self.lost:
-                self.stats.restored += 1
-            self.lost.discard(sha)
-            return key
+    async def _archive(self, download: Download) -> str:
+        sha = download.sha256
+        epoch = self.manifest.gc_barrier()  # before deciding what is stored
+        stored = self.manifest.asset(sha)
+        if stored and self.renditions_complete(sha, stored.ext) and sha not in self.lost:
+            self.stats.duplicates += 1
+            crash_point("reused")
+            return stored.key
+        from archiver.image.process import (
+            process,  # here, not at the top: only the image workers need Pillow and SciPy
+        )
+
+        job = (str(download.path), download.format, sha, download.size, self.cfg.images)
+        # no pool (an embedding program's choice): in a thread of this process, without a CPU budget
+        asset: Asset = await (self._pool.run(process, *job) if self._pool else asyncio.to_thread(process, *job))
+        crash_point("processed")
+        # a key is made once, when the bytes are first archived, and reused whatever URL brings them later
+        now = time.time()
+        if stored is not None:
+            key, ext = stored.key, stored.ext
+        else:
+            ext = download.format.ext
+            key = await self._choose_key(KeyParts(sha, ext, download.url, now), download)
+        have = self.manifest.rendition_keys(sha)
+        # a local file's absolute path (folder and user names) never goes into the store: its site path does
+        meta = {"source-url": redact(shown_source(download.url, self.cfg))}
+        await self._put(key, download.path, download.format.mime, meta, download.size, sha)
+        rkeys = []
+        for r in asset.renditions:
+            rkey = have.get((r.width, r.format.name)) or rendition_of(key, ext, r.width, r.format.ext)
+            await self._put(rkey, r.data, r.format.mime, meta, len(r.data), hashlib.sha256(r.data).hexdigest())
+            rkeys.append(rkey)
+        self.manifest.record_asset(asset, key, rkeys, download.url, now, gc_epoch=epoch)
+        for k in (key, *rkeys):
+            self._reserved.pop(k, None)
+        crash_point("recorded-asset")
+        if stored is None:
+            self.stats.assets_new += 1
+        elif sha in self.lost:
+            self.stats.restored += 1
+        self.lost.discard(sha)
+        return key
 
     async def complete(self, stored: StoredAsset, workdir: Path) -> None:
         """Make the configured renditions an archived asset lacks (a width or format added to the config since it was

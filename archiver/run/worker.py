@@ -17,10 +17,11 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from archiver.errors import ManifestError, ManifestUnavailable
+from archiver.errors import AssetGone, ManifestError, ManifestUnavailable
 from archiver.manifest.queue import HEARTBEAT, Claim, UrlResult
 from archiver.model import Outcome
 from archiver.redaction import redact
+from archiver.run.assets import GC_RACES
 from archiver.run.settle import Settled, Settler
 from archiver.terminal import count
 
@@ -136,7 +137,15 @@ class QueueWorker:
         else:
             settled = await self.settler.settle(fetcher, claim.url)
         try:
-            recorded = self.manifest.complete(claim.url, claim.token, settled.result)
+            for _ in range(GC_RACES - 1):
+                try:
+                    recorded = self.manifest.complete(claim.url, claim.token, settled.result)
+                    break
+                except AssetGone as exc:  # a gc deleted the image since it was settled: settled again (stored)
+                    log.info("%s: %s: %s", self.name, redact(claim.url), exc.message)
+                    settled = await self.settler.settle(fetcher, claim.url)
+            else:
+                recorded = self.manifest.complete(claim.url, claim.token, settled.result)
         except ManifestUnavailable as exc:  # nothing more can be recorded: stop; the leases pass to the others
             recorded = False
             if self.unavailable is None:
