@@ -1,7 +1,8 @@
 """The near-duplicate groups of the whole archive and what ``--apply`` would do with them.
 
 ``plan`` loads every asset's signature (computing those missing, from stored thumbnails), searches the assets not
-yet searched (``pairs.update_pairs``), groups from the recorded pairs (``pairs.groups_from_pairs``), and maps
+yet searched (``pairs.update_pairs``), groups from the recorded pairs (``pairs.stream_groups``: a batch of whole
+connected components at a time, each with ``pairs.groups_from_pairs``), and maps
 each non-canonical member's archive URL to its canonical's. `archiver dedupe` and a run with
 ``[dedupe] rewrite_to_canonical`` both start from it; no article is touched here.
 """
@@ -18,12 +19,11 @@ from PIL import Image
 
 from archiver.config import Config
 from archiver.dedupe.grouping import AssetInfo, Group
-from archiver.dedupe.pairs import groupable, groups_from_pairs, update_pairs
+from archiver.dedupe.pairs import stream_groups, update_pairs
 from archiver.dedupe.segments import VARIANTS_WIDTH
 from archiver.errors import ArchiverError
 from archiver.image import similarity
 from archiver.image.process import flatten, mean_chroma, palette_colours
-from archiver.manifest.rows import PairRow
 from archiver.manifest.sqlite import Manifest
 from archiver.model import Asset, ImageFormat
 from archiver.storage import Store
@@ -71,20 +71,32 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, re
     excluded = _resolve(manifest, d.exclude, forms, by_sha, "exclude")
     search = update_pairs(manifest, max_distance, rescan=rescan, compact=compact)
     started = time.monotonic()
-    pairs, ids = groupable(manifest, max_distance)  # the signatures of the assets that can be in a group, only
-    sigs = {r.sha256: _signature(r.phash_variants, r.dhash_variants, r.grey) for r in manifest.asset_rows_of(ids)}
-    assets = [replace(a, info=replace(a.info, signature=sigs[a.info.sha256])) if a.info.sha256 in sigs else a
-              for a in assets]
     if search.searched:
         log.info("searched %d images for near-duplicates against %d in %.1fs (%d pairs)", search.searched,
                  search.archive, search.seconds, search.pairs)
     else:
         log.info("every image was already searched for near-duplicates at distance %d", max_distance)
-    assets = _with_colour(manifest, store, assets, pairs)
-    by_sha = {a.info.sha256: a for a in assets}
-    groups = groups_from_pairs([a.info for a in assets], pairs, max_distance, d.prefer, pinned, excluded)
-    log.info("grouped %d assets (%d that can be in a group) from %d pairs in %.1fs", len(assets), len(sigs),
-             len(pairs), time.monotonic() - started)
+    readable = 0
+
+    def infos_of(ids: list[int]) -> list[AssetInfo]:
+        """A batch of whole components (pairs.stream_groups): their signatures read now, their colour measured
+        where it is missing (every asset of a batch can be in a group), the colour kept in ``by_sha``."""
+        nonlocal readable
+        batch = []
+        for r in manifest.asset_rows_of(ids):
+            a = by_sha.get(r.sha256)
+            sig = _signature(r.phash_variants, r.dhash_variants, r.grey)
+            if a is not None and sig is not None:
+                batch.append(replace(a, info=replace(a.info, signature=sig)))
+        readable += len(batch)
+        batch = _with_colour(manifest, store, batch)
+        for a in batch:
+            by_sha[a.info.sha256] = replace(a, info=replace(a.info, signature=None))
+        return [a.info for a in batch]
+
+    groups = stream_groups(manifest, max_distance, d.prefer, infos_of, pinned, excluded)
+    log.info("grouped %d assets (%d that can be in a group) in %.1fs", len(assets), readable,
+             time.monotonic() - started)
     mapping = {public_url(b, by_sha[m.sha256].key): public_url(b, by_sha[g.canonical].key)
                for g in groups for m in g.members[1:] for b in bases}
     articles = [path for path, _before, _after in manifest.rewritten_articles()]
@@ -117,21 +129,14 @@ def _load_assets(manifest: Manifest, store: Store) -> list[ArchivedAsset]:
 _PALETTE_FORMATS = frozenset({"gif", "png", "bmp", "tiff", "ico"})  # the formats a palette image can come in
 
 
-def _with_colour(manifest: Manifest, store: Store, assets: list[ArchivedAsset],
-                 pairs: list[PairRow]) -> list[ArchivedAsset]:
-    """The assets, with the colour of those archived before it was recorded measured now where a group may need it
-    (a member of a recorded pair, or an asset with the same hashes as another): chroma from the largest stored
-    thumbnail, palette colours from the original (palette formats only). Recorded, so measured once."""
-    classes: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = defaultdict(int)
-    for a in assets:
-        if a.info.signature is not None:
-            classes[a.info.signature.phash, a.info.signature.dhash] += 1
-    paired = {sha for p in pairs for sha in (p.a, p.b)}
+def _with_colour(manifest: Manifest, store: Store, assets: list[ArchivedAsset]) -> list[ArchivedAsset]:
+    """The assets (those that can be in a group: an end of a recorded pair, or one of several with the same hashes),
+    with the colour of those archived before it was recorded measured now: chroma from the largest stored thumbnail,
+    palette colours from the original (palette formats only). Recorded, so measured once."""
     measured: list[tuple[str, int | None, float | None]] = []
     out = []
     for a in assets:
-        sig = a.info.signature
-        if sig is not None and a.info.chroma is None and (a.info.sha256 in paired or classes[sig.phash, sig.dhash] > 1):
+        if a.info.signature is not None and a.info.chroma is None:
             colours, chroma = _measure_colour(store, a)
             measured.append((a.info.sha256, colours, chroma))
             a = replace(a, info=replace(a.info, colours=colours, chroma=chroma))
