@@ -28,6 +28,7 @@ from archiver.manifest.sqlite import Manifest
 from archiver.model import Asset, ImageFormat
 from archiver.storage import Store
 from archiver.storage.keys import public_bases, public_url
+from archiver.terminal import count, say
 
 log = logging.getLogger("archiver")
 
@@ -58,12 +59,14 @@ class Plan:
 
 
 def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, rescan: bool = False,
-         compact: bool = False) -> Plan:
+         compact: bool = False, resign: bool = False) -> Plan:
     """Group the archive (computing missing hash variants, searching the assets not yet searched at this distance,
     or all with ``rescan``) from the recorded pairs; no article is touched.
     Also what a run with ``[dedupe] rewrite_to_canonical`` needs: ``canonical.apply_canonical(…, plan.mapping, …)``."""
     d = cfg.dedupe
     assets = _load_assets(manifest, store)
+    if resign and _resign(manifest, store, assets):
+        assets = _load_assets(manifest, store)  # their new hashes
     by_sha = {a.info.sha256: a for a in assets}
     bases = public_bases(cfg)
     forms = {public_url(b, a.key): a.info.sha256 for a in assets for b in bases}
@@ -188,6 +191,44 @@ def _backfill(manifest: Manifest, store: Store, sha: str, thumbs: list[tuple[int
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         log.warning("%s: thumbnail %s does not decode: %s; not grouped", sha, key, exc)
     return None
+
+
+def _resign(manifest: Manifest, store: Store, assets: list[ArchivedAsset]) -> int:
+    """`dedupe --resign`: images archived before signatures were taken inside added borders and letterbox bars
+    (similarity.content_box) get the signature of their content, from their largest stored thumbnail, when that
+    thumbnail has such a frame and the stored signature is not already of its content (identity hashes more than
+    4 bits apart: a thumbnail is a lossy copy). Returns how many were signed again."""
+    done = checked = 0
+    for a in assets:
+        if not a.thumbs or not a.phash or not a.dhash:
+            continue
+        checked += 1
+        try:
+            with Image.open(io.BytesIO(store.get(a.thumbs[-1][1]))) as im:
+                im.load()
+                flat = flatten(im).convert("RGB")
+        except ArchiverError as exc:
+            log.warning("%s: cannot read thumbnail %s: %s; not signed again", a.info.sha256, a.thumbs[-1][1],
+                        exc.message)
+            continue
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            log.warning("%s: thumbnail %s does not decode: %s; not signed again", a.info.sha256, a.thumbs[-1][1],
+                        exc)
+            continue
+        grey = flat.convert("L")
+        if similarity.content_box(grey) == (0, 0, grey.width, grey.height):
+            continue  # no frame: the signature it has is the one it would get now
+        sig = similarity.signature(flat)
+        if _bits(sig.phash[0], a.phash) <= 4 and _bits(sig.dhash[0], a.dhash) <= 4:
+            continue  # signed inside its frame already
+        manifest.resign_asset(a.info.sha256, sig.phash, sig.dhash, sig.grey)
+        done += 1
+    say(f"signed again {count(done, 'image')} of {checked} (the content inside an added border or bars)")
+    return done
+
+
+def _bits(a: str, b: str) -> int:
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
 
 
 def source_urls(manifest: Manifest) -> dict[str, list[str]]:

@@ -455,6 +455,35 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
                 f"SELECT sha256, id FROM assets WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk))
         return out
 
+    def resign_asset(self, sha256: str, phash_variants: Sequence[str], dhash_variants: Sequence[str],
+                     grey: str) -> None:
+        """Give an archived image a new signature (`dedupe --resign`), in one transaction: the near-duplicate pairs
+        recorded for it and for the assets sharing its old or its new signature (a class of identical signatures
+        records its pairs through one head) are dropped and those assets searched again; the on-disk variant index,
+        which holds the old hashes, is made again on its next use."""
+        pv, dv = ",".join(phash_variants), ",".join(dhash_variants)
+        with self._tx() as db:
+            row = db.execute("SELECT phash_variants, dhash_variants, grey FROM assets WHERE sha256 = ?",
+                             (sha256,)).fetchone()
+            if row is None:
+                return
+            affected = {sha256}
+            for p, d, g in (tuple(row), (pv, dv, grey)):
+                if p and d:
+                    affected.update(s for (s,) in db.execute(
+                        "SELECT sha256 FROM assets WHERE substr(phash_variants, 1, 16) = ? AND phash_variants = ? "
+                        "AND dhash_variants = ? AND COALESCE(grey, '') = ?", (p[:16], p, d, g or "")))
+            shas = sorted(affected)
+            for i in range(0, len(shas), 400):
+                part = shas[i : i + 400]
+                m = ",".join("?" * len(part))
+                db.execute(f"DELETE FROM near_duplicates WHERE a IN ({m}) OR b IN ({m})", (*part, *part))
+                db.execute(f"DELETE FROM pair_searches WHERE asset IN ({m})", part)
+                db.execute(f"UPDATE assets SET search_mark = NULL WHERE sha256 IN ({m})", part)
+            db.execute("UPDATE assets SET phash = ?, dhash = ?, phash_variants = ?, dhash_variants = ?, grey = ? "
+                       "WHERE sha256 = ?", (phash_variants[0], dhash_variants[0], pv, dv, grey or None, sha256))
+            db.execute("DELETE FROM hash_index")
+
     def asset_rows_of(self, ids: Iterable[int]) -> list[AssetRow]:
         """``asset_rows`` of the given asset ids only, by sha256."""
         out: list[AssetRow] = []
