@@ -1,5 +1,9 @@
 """Near-duplicate signals (pHash/dHash of the 8 dihedral transforms, an 8x8 grey thumbnail) and the pair decision.
 
+Every signal is taken inside the flat bands a republished copy adds around a picture (a frame, letterbox or
+pillarbox bars: ``content_box``), so such a copy is signed like the picture itself (bench: recall on borders
+0.22 -> 0.99, on letterboxes 0.13 -> 1.00, nothing else changed).
+
 The decision rule (``compare``, rule version 2), measured by bench/bench_dedupe_accuracy.py (README has the
 table): for a candidate pair, the transform t is the one with the smallest pHash + dHash distances (both
 directions, so compare(a, b) and compare(b, a) agree); under t, p and d are the pHash and dHash distances, m is
