@@ -295,5 +295,6 @@ def infos_from_rows(manifest: Manifest, ids: list[int]) -> list[AssetInfo]:
                 sig = Signature(tuple(r.phash_variants.split(",")), tuple(r.dhash_variants.split(",")), r.grey or "")
             except ValueError:
                 sig = None
-        out.append(AssetInfo(r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen, sig, r.colours, r.chroma))
+        out.append(AssetInfo(r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen, sig, r.colours,
+                             r.chroma, r.content))
     return out

@@ -124,7 +124,8 @@ def _load_assets(manifest: Manifest, store: Store) -> list[ArchivedAsset]:
                           r.dhash, phash_variants=sig.phash, dhash_variants=sig.dhash, grey=sig.grey),
                     r.key, [],
                 )
-        info = AssetInfo(r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen, sig, r.colours, r.chroma)
+        info = AssetInfo(r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen, sig, r.colours, r.chroma,
+                         r.content)
         out.append(ArchivedAsset(info, r.mime, r.ext, r.key, r.phash, r.dhash, tuple(thumbs.get(r.sha256, []))))
     return out
 
@@ -216,12 +217,14 @@ def _resign(manifest: Manifest, store: Store, assets: list[ArchivedAsset]) -> in
                         exc)
             continue
         grey = flat.convert("L")
-        if similarity.content_box(grey) == (0, 0, grey.width, grey.height):
+        x0, y0, x1, y1 = similarity.content_box(grey)
+        if (x0, y0, x1, y1) == (0, 0, grey.width, grey.height):
             continue  # no frame: the signature it has is the one it would get now
         sig = similarity.signature(flat)
-        if _bits(sig.phash[0], a.phash) <= 4 and _bits(sig.dhash[0], a.dhash) <= 4:
+        if _bits(sig.phash[0], a.phash) <= 4 and _bits(sig.dhash[0], a.dhash) <= 4 and a.info.content is not None:
             continue  # signed inside its frame already
-        manifest.resign_asset(a.info.sha256, sig.phash, sig.dhash, sig.grey)
+        content = round((x1 - x0) * (y1 - y0) / (grey.width * grey.height), 4)
+        manifest.resign_asset(a.info.sha256, sig.phash, sig.dhash, sig.grey, content)
         done += 1
     say(f"signed again {count(done, 'image')} of {checked} (the content inside an added border or bars)")
     return done

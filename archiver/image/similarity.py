@@ -138,9 +138,10 @@ def _band(lines: np.ndarray) -> int:
     d = int(np.argmin(flat)) if not flat.all() else len(flat)
     if d == 0 or d >= limit:
         return 0
-    # the next lines (past a JPEG block's ringing) are the picture: most of a line off the band's colour, not a
-    # caption's letters on a bar
-    return d if (near[d : d + 8] > _BAND_TOLERANCE).mean(axis=1).max() >= _BAND_STEP else 0
+    # the picture starts at the first of the next lines (past a JPEG block's ringing, which belongs to the band)
+    # with a good share off the band's colour, not a caption's letters on a bar
+    off = np.flatnonzero((near[d : d + 8] > _BAND_TOLERANCE).mean(axis=1) >= _BAND_STEP)
+    return d + int(off[0]) if off.size and d + int(off[0]) < limit else 0
 
 
 def _pair(a: int, b: int) -> tuple[int, int]:

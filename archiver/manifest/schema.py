@@ -283,6 +283,12 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE x.sha256 = near_duplicates.b
     );
     """,
+    # 19: the share of an image's area inside the flat frame or bars a copy added around the picture
+    # (image.similarity.content_box; 1.0 none), so a framed copy does not win the canonical choice by its frame's area;
+    # NULL: archived before it was measured (taken as 1.0; `dedupe --resign` measures it)
+    """
+    ALTER TABLE assets ADD COLUMN content REAL;
+    """,
 )
 
 # Every table, in an order where each row's references are copied before it (migrate-manifest); a migration that adds

@@ -249,7 +249,7 @@ def test_a_copy_with_a_border_or_bars_added_is_found_and_resign_fixes_images_sig
     from tests.support.site import write_config
 
     astronaut = Image.open(FIXTURES / "skimage_astronaut.png").convert("RGB")
-    framed = ImageOps.expand(astronaut.resize((400, 400)), 36, (255, 255, 255))
+    framed = ImageOps.expand(astronaut, 36, (255, 255, 255))  # 584 x 584: more pixels than the original
     boxed = Image.new("RGB", (640, 360), (0, 0, 0))
     boxed.paste(astronaut.resize((360, 360)), (140, 0))
     bodies = {"/o.png": encode(astronaut, "PNG"), "/framed.jpg": encode(framed, "JPEG", quality=88),
@@ -269,6 +269,11 @@ def test_a_copy_with_a_border_or_bars_added_is_found_and_resign_fixes_images_sig
         return [{m["sha256"] for m in g["members"]} for g in groups if g["kind"] == "near"]
 
     assert near_groups() == [set(sha.values())]
+    (group,) = json.loads(report.with_suffix(".json").read_text())["groups"]
+    assert group["canonical"] == sha["/o.png"]  # the frame's pixels do not count as picture: not the framed copy
+    with manifest_db(manifest_env or tmp_path / ".archiver" / "manifest.sqlite3") as db:
+        content = dict(db.execute("SELECT sha256, content FROM assets").fetchall())
+    assert content[sha["/o.png"]] == 1.0 and 0.74 < content[sha["/framed.jpg"]] < 0.80  # 512² / 584²
 
     # the framed copy as an older archiver signed it: the whole frame, border included
     db_path = manifest_env or tmp_path / ".archiver" / "manifest.sqlite3"
@@ -277,7 +282,7 @@ def test_a_copy_with_a_border_or_bars_added_is_found_and_resign_fixes_images_sig
                               (sha["/framed.jpg"],)).fetchone()
         whole = signature(flatten(Image.open(tmp_path / "archive" / thumb)).convert("RGB"), trim=False)
         db.execute("UPDATE assets SET phash = ?, dhash = ?, phash_variants = ?, dhash_variants = ?, grey = ?, "
-                   "search_mark = NULL WHERE sha256 = ?", (whole.phash[0], whole.dhash[0], ",".join(whole.phash),
+                   "search_mark = NULL, content = NULL WHERE sha256 = ?", (whole.phash[0], whole.dhash[0], ",".join(whole.phash),
                                                            ",".join(whole.dhash), whole.grey, sha["/framed.jpg"]))
         db.execute("DELETE FROM near_duplicates")
         db.execute("DELETE FROM pair_searches")
@@ -289,6 +294,8 @@ def test_a_copy_with_a_border_or_bars_added_is_found_and_resign_fixes_images_sig
     assert main(["dedupe", "--config", str(cfg), "--resign", "--report", str(report)]) == 0
     assert "signed again 1 image of 3" in capsys.readouterr().out
     assert near_groups() == [set(sha.values())]
+    (group,) = json.loads(report.with_suffix(".json").read_text())["groups"]
+    assert group["canonical"] == sha["/o.png"]
     assert main(["dedupe", "--config", str(cfg), "--resign", "--report", str(report)]) == 0
     assert "signed again 0 images of 3" in capsys.readouterr().out
     assert near_groups() == [set(sha.values())]
