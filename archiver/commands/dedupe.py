@@ -98,7 +98,12 @@ def _report_rewrite(what: str, result: canonical.RewriteResult) -> int:
 def _usage(paths: list[str], forms: dict[str, str], fields: tuple[str, ...], max_refs: int) -> dict[str, list[str]]:
     """asset sha256 -> articles whose text uses its archive URL."""
     out: dict[str, list[str]] = defaultdict(list)
+    gone = [p for p in paths if not os.path.lexists(p)]
+    if gone:  # deleted since they were archived: they use nothing (said once, not once per article and per run)
+        log.info("%s the manifest knows of deleted since they were archived; not read", count(len(gone), "article"))
     for path in paths:
+        if not os.path.lexists(path):
+            continue
         try:
             article = load_article(Path(path))
             refs = article_refs(article, fields, max_refs)

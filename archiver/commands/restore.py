@@ -130,7 +130,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         raise ManifestError(f"{shown(manifest_path)}: no manifest (nothing was rewritten, so nothing to restore)")
     dry = bool(args.dry_run)
     manifest = _open(manifest_path, dry, cfg.manifest.reconnect_for)
-    articles = spans = unrestored = failed = 0
+    articles = spans = unrestored = failed = gone = 0
     try:
         known = manifest.rewritten_articles()
         for given in args.paths:
@@ -143,6 +143,11 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
                     say(f"removed {shown_path(stale)} left by an interrupted write")
         for entry in known:
             if wanted and not _under(entry.path, wanted):
+                continue
+            if not os.path.lexists(entry.path):  # deleted since: nothing to put back (its record is kept, should it
+                gone += 1                         # come back)
+                if not args.quiet:
+                    say(f"{shown_path(entry.path)}: deleted since archiver rewrote it; nothing to restore")
                 continue
             try:
                 outcome = _restore_one(manifest, entry, dry=dry)
@@ -179,6 +184,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         f"{'dry run: ' if dry else ''}{count(articles, 'article')} {'would be ' if dry else ''}restored, "
         f"{count(spans, 'URL')} put back; {count(unrestored, 'URL')} could not be restored, "
         f"{count(failed, 'article')} could not be restored"
+        + (f"; {count(gone, 'article')} deleted since" if gone else "")
         + (f"; {count(len(left), 'article')} with references to the archive "
            f"{'has' if len(left) == 1 else 'have'} no record to restore from" if left else "")
     )

@@ -10,6 +10,7 @@ An undo is itself recorded as a generation with reason "dedupe-undo", so apply â
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,6 +45,8 @@ def apply_canonical(
     more than ``max_refs`` references, articles.max_refs, is reported, not scanned)."""
     result = RewriteResult()
     for path in articles:
+        if not os.path.lexists(path):  # deleted since it was archived: nothing uses a copy there
+            continue
         try:
             article = load_article(Path(path))
             repls: list[Replacement] = []
@@ -77,7 +80,7 @@ def undo_canonical(manifest: Manifest, current: Callable[[str], str] | None = No
     result = RewriteResult()
     applied = manifest.articles_rewritten_for(REASON_APPLY)
     for path, _before, after in manifest.rewritten_articles():
-        if path in applied:
+        if path in applied and os.path.lexists(path):  # one deleted since has nothing to put back
             _undo_article(manifest, path, after, result, current)
     return result
 

@@ -299,3 +299,19 @@ def test_a_copy_with_a_border_or_bars_added_is_found_and_resign_fixes_images_sig
     assert main(["dedupe", "--config", str(cfg), "--resign", "--report", str(report)]) == 0
     assert "signed again 0 images of 3" in capsys.readouterr().out
     assert near_groups() == [set(sha.values())]
+
+
+def test_an_article_deleted_since_it_was_archived_is_no_error_for_dedupe_or_restore(
+    library: Library, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's clean-up advice is to delete an article and run gc: afterwards neither `dedupe` (with --apply and
+    --undo) nor `restore` reports the article the manifest still knows as a problem, run after run."""
+    (library.root / "site" / "other.md").unlink()
+    for args in ([], ["--apply"], ["--undo"], []):
+        assert main(["dedupe", "--config", str(library.config), *args]) == 0, args
+        out = capsys.readouterr()
+        assert "no such file" not in out.out + out.err, args
+    assert main(["restore", "--config", str(library.config), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "other.md: deleted since archiver rewrote it; nothing to restore" in out
+    assert "0 articles could not be restored; 1 article deleted since" in out
