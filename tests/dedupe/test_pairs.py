@@ -85,7 +85,7 @@ def _record(m: Manifest, sigs: list[Signature], start: int) -> None:
 
 def _infos(m: Manifest) -> list[AssetInfo]:
     return [AssetInfo(sha, fmt, size, w, h, first, Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey))
-            for sha, fmt, _mime, _ext, size, w, h, first, _key, _p, _d, pv, dv, grey, _c, _ch in m.asset_rows()]
+            for sha, fmt, _mime, _ext, size, w, h, first, _key, _p, _d, pv, dv, grey, *_ in m.asset_rows()]
 
 
 def test_incremental_pairs_give_the_from_scratch_groups_at_every_distance(tmp_path: Path) -> None:
