@@ -294,6 +294,16 @@ class GcRecords:
             ))
         return out
 
+    def recorded_owners(self, keys: Sequence[str]) -> dict[str, str]:
+        """Those of ``keys`` that the manifest records as an asset's original or rendition, each with its asset."""
+        out: dict[str, str] = {}
+        for chunk in _chunks(list(keys)):
+            m = _marks(len(chunk))
+            out.update((k, a) for k, a in self._db.execute(
+                f"SELECT key, sha256 FROM assets WHERE key IN ({m}) UNION SELECT key, asset FROM renditions "
+                f"WHERE key IN ({m})", [*chunk, *chunk]))
+        return out
+
     def forget_assets(self, assets: Sequence[GcAsset]) -> None:
         """One transaction: journal every object of ``assets`` and remove every record of them (their URLs' outcomes
         included, so a later run that meets one of those URLs archives it again, and verify does not look for the

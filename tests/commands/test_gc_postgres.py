@@ -148,6 +148,35 @@ def test_a_gc_whose_connection_is_lost_mid_batch_deletes_nothing_more(
     assert not pg.has(b) and not pg.has(thumb(b))
 
 
+def test_a_gc_whose_connection_is_lost_while_the_store_deletes_marks_what_was_recorded_meanwhile(
+    tmp_path: Path, site: dict[str, bytes], pg: Archive, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The session (and its locks) ends after gc checked it and before the store deleted: a run in that gap finds b's
+    object still there, records it and points the article at it; gc then deletes it. gc must say so (exit 1) and
+    mark the object missing, so `verify --repair` stores it again."""
+    b = pg.key(site["/news/b.png"], "png")
+    hexo(tmp_path).unlink()
+    proc = _gc_process(pg.config, crash="gc-deleting:1:stop")  # records gone, intact() passed, nothing deleted yet
+    try:
+        _wait_stopped(proc)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                         "CAST(classid AS BIGINT) = %s AND CAST(objid AS BIGINT) = %s",
+                         (GC_BATCH_LOCK >> 32, GC_BATCH_LOCK & 0xFFFF_FFFF))
+        hexo(tmp_path).write_bytes(HEXO.encode())
+        assert main(["run", "--config", str(pg.config), "-q"]) == 0  # b "already stored": its object is there
+        assert pg.url(b).encode() in hexo(tmp_path).read_bytes()
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (out, err)
+    assert "2 deleted objects recorded again meanwhile are marked missing" in out, out
+    assert not pg.has(b) and _count(postgres_url, "SELECT COUNT(*) FROM lost_objects") == 2
+    assert main(["verify", "--config", str(pg.config), "-q", "--repair"]) == 0  # found missing and repaired
+    assert pg.has(b) and pg.has(thumb(b))
+    assert main(["verify", "--config", str(pg.config), "-q"]) == 0
+
+
 def test_a_run_that_reuses_an_image_gc_planned_to_delete_wins_on_postgresql(
     tmp_path: Path, origin: Server, site: dict[str, bytes], pg: Archive
 ) -> None:
