@@ -135,6 +135,10 @@ def test_the_environment_url_wins_and_a_bad_one_is_named(
     monkeypatch.setenv("ARCHIVER_MANIFEST_URL", "mysql://x/y")
     assert main(["status", "--config", str(tmp_path / "archiver.toml")]) == 2
     assert "ARCHIVER_MANIFEST_URL: 'mysql://x/y' is not a PostgreSQL URL" in capsys.readouterr().err
+    monkeypatch.setenv("ARCHIVER_MANIFEST_URL", "host=db.internal user=archiver password=s3cr3t-pw")  # libpq's form
+    assert main(["status", "--config", str(tmp_path / "archiver.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "ARCHIVER_MANIFEST_URL: is not a PostgreSQL URL" in err and "s3cr3t" not in err, err
     monkeypatch.delenv("ARCHIVER_MANIFEST_URL")
     (tmp_path / "archiver.toml").write_text('[manifest]\nurl = "sqlite:///x"\n', encoding="utf-8")
     assert main(["status", "--config", str(tmp_path / "archiver.toml")]) == 2
