@@ -184,6 +184,13 @@ class Sweeper:
             again = self.manifest.recorded_keys(keys)
             gone = [r for r in rows if r.key not in again]
             self.manifest.gc_bump()
+            # recorded again but no longer stored: a gc that lost its locks while deleting could not mark it
+            missing = {k: a for k, a in self.manifest.recorded_owners(sorted(again)).items()
+                       if not self.store.exists(k)}
+            if missing:
+                self.manifest.mark_lost([LostObject(k, a, "missing", GONE) for k, a in sorted(missing.items())])
+                result.error = (f"{len(missing)} objects an interrupted gc deleted were recorded again meanwhile: "
+                                "marked missing, `archiver verify --repair` stores them again")
             if not intact():
                 raise ArchiverError(f"{self.manifest.path}: {LOST}")
             self.store.delete([r.key for r in gone])

@@ -177,6 +177,29 @@ def test_a_gc_whose_connection_is_lost_while_the_store_deletes_marks_what_was_re
     assert main(["verify", "--config", str(pg.config), "-q"]) == 0
 
 
+def test_the_next_gc_marks_a_journalled_object_recorded_again_but_no_longer_stored(
+    tmp_path: Path, site: dict[str, bytes], pg: Archive, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a gc that lost its locks while deleting, and could not say so (killed, or the server away for good),
+    leaves: a journalled key a run recorded again, whose object is gone. The next gc marks it missing."""
+    b = pg.key(site["/news/b.png"], "png")
+    hexo(tmp_path).unlink()
+    _gc_process(pg.config, crash="gc-recorded:1").communicate(timeout=120)  # journal written, nothing deleted
+    hexo(tmp_path).write_bytes(HEXO.encode())
+    assert main(["run", "--config", str(pg.config), "-q"]) == 0  # b recorded again: "already stored"
+    for key in (b, thumb(b)):  # the late deletion of that gc
+        (tmp_path / "archive" / key).unlink()
+    capsys.readouterr()
+    assert gc(pg, "--grace", "0") == 1
+    assert "2 objects an interrupted gc deleted were recorded again meanwhile: marked missing" in \
+        capsys.readouterr().out
+    assert _count(postgres_url, "SELECT COUNT(*) FROM lost_objects") == 2
+    assert _count(postgres_url, "SELECT COUNT(*) FROM gc_deletions") == 0
+    assert main(["verify", "--config", str(pg.config), "-q", "--repair"]) == 0
+    assert pg.has(b) and pg.has(thumb(b))
+    assert main(["verify", "--config", str(pg.config), "-q"]) == 0
+
+
 def test_a_run_that_reuses_an_image_gc_planned_to_delete_wins_on_postgresql(
     tmp_path: Path, origin: Server, site: dict[str, bytes], pg: Archive
 ) -> None:
