@@ -33,6 +33,7 @@ its session locks with it: it stops before deleting any object (its journal has 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -48,6 +49,7 @@ from archiver.manifest.dialect import GC_BATCH_LOCK, GC_RUNNING_LOCK, WRITER_LOC
 from archiver.manifest.rows import read_path
 
 _CHUNK = 500  # bound parameters per statement
+log = logging.getLogger("archiver")
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,11 @@ class GcRecords:
         batches ran so far, for ``record_asset(gc_epoch=…)``. None on SQLite."""
         if not self.shared:
             return None
+        # said before waiting: a gc suspended (Ctrl-Z) or slow to delete holds every worker here, heartbeats included
+        if self._db.execute("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = "
+                            "'ExclusiveLock' AND CAST(classid AS BIGINT) = ? AND CAST(objid AS BIGINT) = ?",
+                            (GC_BATCH_LOCK >> 32, GC_BATCH_LOCK & 0xFFFF_FFFF)).fetchone()[0]:
+            log.warning("waiting for an archiver gc batch on this manifest to finish (its deletions hold every worker)")
         with self._tx() as db:
             db.execute("SELECT pg_advisory_xact_lock_shared(?)", (GC_BATCH_LOCK,))
             return _epoch(db)

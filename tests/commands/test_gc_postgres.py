@@ -271,6 +271,23 @@ def _waiting_for(url: str, key: int) -> bool:
                             (key >> 32, key & 0xFFFF_FFFF)).fetchone()[0] > 0
 
 
+def test_a_worker_held_by_a_gc_batch_says_so(
+    pg: Archive, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gc suspended mid-batch (Ctrl-Z) holds every worker at its barrier: each says why it waits, not silence."""
+    got: list[int | None] = []
+    with Manifest.open(postgres_url, lock=False) as m, psycopg.connect(postgres_url, autocommit=True) as gc_conn:
+        gc_conn.execute("SELECT pg_advisory_lock(%s)", (GC_BATCH_LOCK,))  # a batch under way
+        barrier = threading.Thread(target=lambda: got.append(m.gc_barrier()))
+        with caplog.at_level("WARNING", logger="archiver"):
+            barrier.start()
+            _until(lambda: _waiting_for(postgres_url, GC_BATCH_LOCK), "the barrier waiting for the batch")
+            gc_conn.execute("SELECT pg_advisory_unlock(%s)", (GC_BATCH_LOCK,))
+            barrier.join(60)
+    assert got and got[0] is not None
+    assert "waiting for an archiver gc batch on this manifest to finish" in caplog.text
+
+
 def test_a_gc_batch_waits_for_a_recording_under_way_and_then_sees_it(
     tmp_path: Path, site: dict[str, bytes], pg: Archive, postgres_url: str
 ) -> None:
