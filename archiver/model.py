@@ -170,6 +170,8 @@ class Asset:
     # image: near 0 for a greyscale picture, whatever its encoding (GREY_CHROMA)
     colours: int | None = None
     chroma: float | None = None
+    # the share of the area inside a flat frame or bars added around the picture (similarity.content_box); 1.0: none
+    content: float = 1.0
 
 
 # Below this mean chroma an image is greyscale (a grey picture in an RGB JPEG measures 0; colour photos 12-70).

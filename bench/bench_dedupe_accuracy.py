@@ -460,6 +460,14 @@ def _edit(im: Image.Image, family: str, k: int, rng: np.random.Generator) -> tup
 # ---------------------------------------------------------------- running the pipeline
 
 
+@dataclass(frozen=True)
+class BenchSignature(Signature):
+    """The archiver's signature, and ``plain``: imagehash's pHash of the whole frame as the image stage saw it
+    (borders and bars included: what most tools compare; the "plain pHash" column)."""
+
+    plain: str = ""
+
+
 def _signature(data: bytes, fmt: str, folder: str) -> Signature:
     """Write the bytes to a file and run the real image stage on it; the Signature process() computed.
 
@@ -473,7 +481,9 @@ def _signature(data: bytes, fmt: str, folder: str) -> Signature:
     caught: list[Signature] = []
 
     def catch(im: Image.Image) -> Signature:
-        caught.append(similarity.signature(im))
+        sig = similarity.signature(im)
+        whole = similarity.signature(im, trim=False).phash[0]
+        caught.append(BenchSignature(sig.phash, sig.dhash, sig.grey, plain=whole))
         return caught[-1]
 
     archiver.image.process.signature = catch  # type: ignore[attr-defined]
@@ -690,18 +700,19 @@ def run(args: argparse.Namespace) -> None:
     cache = Path(args.cache) if args.cache else None
     if cache and cache.is_file():  # the signatures of an earlier run with the same options: rule changes only
         rows = json.loads(cache.read_text())
-        results = [(Item(*r[0]), Signature(tuple(r[1][0]), tuple(r[1][1]), r[1][2])) for r in rows]
+        results = [(Item(*r[0]), BenchSignature(tuple(r[1][0]), tuple(r[1][1]), r[1][2],
+                                                plain=r[1][3] if len(r[1]) > 3 else r[1][0][0])) for r in rows]
     else:
         results, _ = pipeline(args, real)
         if cache:
-            cache.write_text(json.dumps([[astuple(it), [s.phash, s.dhash, s.grey]] for it, s in results]))
+            cache.write_text(json.dumps([[astuple(it), [s.phash, s.dhash, s.grey, s.plain]] for it, s in results]))
     t_pipeline = time.perf_counter() - t0
     items = [r[0] for r in results]
     sigs = [r[1] for r in results]
     t1 = time.perf_counter()
     by_phash = close_pairs([s.phash for s in sigs], args.max_distance)
     by_dhash = close_pairs([s.dhash for s in sigs], args.max_distance)
-    plain = close_pairs([s.phash[:1] for s in sigs], args.max_distance)
+    plain = close_pairs([(s.plain,) for s in sigs], args.max_distance)  # the whole frame, no confirmation
     cands = by_phash | by_dhash
     t_cand = time.perf_counter() - t1
     rules = {name: RULES[name] for name in args.rules.split(",")} if args.rules else RULES

@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--undo", action="store_true", help="put back the URLs an earlier --apply replaced")
     parser.add_argument("--rescan", action="store_true",
                         help="search the whole archive for near-duplicate pairs again instead of only new images")
+    parser.add_argument("--resign", action="store_true",
+                        help="sign again, from their stored thumbnails, images archived before signatures were taken "
+                             "inside added borders and letterbox bars (once, after upgrading)")
     parser.add_argument("--compact", action="store_true",
                         help="merge the on-disk near-duplicate index beside the manifest into one segment first")
     parser.add_argument("--report", type=Path, metavar="PATH", help="HTML report (default: [dedupe] report)")
@@ -66,7 +69,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             now = current_url(public_bases(cfg), manifest.moved_keys())  # objects `rekey` moved: their URLs now
             return _report_rewrite("undo", canonical.undo_canonical(manifest, now))
         store = open_store(cfg)
-        p = plan(cfg, manifest, store, max_distance, rescan=args.rescan, compact=args.compact)
+        p = plan(cfg, manifest, store, max_distance, rescan=args.rescan, compact=args.compact,
+                 resign=args.resign)
         usage = _usage(p.articles, p.forms, fields, cfg.articles.max_refs)  # before --apply: who used which copy
         html = args.report or cfg.resolve_path(d.report)
         rows = _rows(p, source_urls(manifest), usage, store, html.parent)

@@ -34,10 +34,17 @@ class AssetInfo:
     signature: Signature | None  # None: not a raster image (SVG), never grouped
     colours: int | None = None  # palette colours used (0: not a palette image; None: unknown)
     chroma: float | None = None  # mean chroma (below GREY_CHROMA: greyscale; None: unknown)
+    content: float | None = None  # the share of the area inside a frame or bars added around it (None: 1.0)
 
     @property
     def area(self) -> int:
-        return (self.width or 0) * (self.height or 0)
+        """The picture's area: an added frame or bars (``content``) do not make a copy larger. Measured inside a
+        frame within a pixel or two, a framed copy's picture counts 2 % smaller: it never wins a tie against the same
+        picture unframed, only by being larger."""
+        whole = (self.width or 0) * (self.height or 0)
+        if self.content is None or self.content >= 0.999:
+            return whole
+        return int(whole * self.content * 0.98)
 
     @property
     def greyscale(self) -> bool:

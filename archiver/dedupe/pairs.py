@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from archiver.dedupe.grouping import AssetInfo, Group, greedy_class_groups, signature_classes
+from archiver.dedupe.grouping import AssetInfo, Group, greedy_class_groups, preference_key, signature_classes
 from archiver.dedupe.segments import VariantIndex
 from archiver.image.similarity import Judged, Match, Signature, compare
 from archiver.manifest.rows import PairRow
@@ -67,24 +67,26 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     searched = [sha for (_, sha), good in zip(todo, ok, strict=True) if good]
     if not searched:  # only assets whose stored variants do not parse: nothing to search
         return PairSearch(0, index.assets, 0, widened, time.monotonic() - started)
-    x, y = index.candidates(np.unique(qcls[ok]), max_distance)
+    searched_classes = np.unique(qcls[ok])
+    x, y = index.candidates(searched_classes, max_distance)
     involved = np.unique(np.concatenate([x, y]))
-    members = index.members(involved)
-    reps = dict(zip(involved.tolist(), index.reps(involved).tolist(), strict=True))
-    rows = {rid: (pv, dv, grey) for rid, _sha, pv, dv, grey in manifest.signature_rows(reps.values())}
-    is_searched = set(wanted[ok].tolist())
-    shas = manifest.asset_shas(np.concatenate([members[c] for c in involved.tolist()]).tolist()
-                               if involved.size else [])
+    # one row per pair of classes, between their heads (each class's member with the smallest asset id: it stays
+    # the head while the class gains members; gc deleting it clears its class's marks, see forget_assets)
+    heads, shas = class_heads(manifest, index, involved)
+    rows = {rid: (pv, dv, grey) for rid, _sha, pv, dv, grey in manifest.signature_rows(heads.values())}
+    fresh = set(searched_classes.tolist())
     sigs: dict[int, Signature] = {}
 
     def signature_of(c: int) -> Signature:
         if c not in sigs:
-            pv, dv, grey = rows[reps[c]]
+            pv, dv, grey = rows[heads[c]]
             sigs[c] = Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey or "")
         return sigs[c]
 
     pairs = []
     for c, d in zip(x.tolist(), y.tolist(), strict=True):
+        if c not in heads or d not in heads or not (c in fresh or d in fresh):
+            continue  # recorded when the later of the two classes was searched
         a, b = signature_of(c), signature_of(d)
         if (a.phash, a.dhash) == (b.phash, b.dhash):  # the same hashes: one class for grouping, no pair needed
             continue
@@ -92,23 +94,34 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
         m = judged.decide(max_distance)
         if m is None:
             continue
-        accepted_from, back = _accepted_from(judged, max_distance), None
-        for i in members[c].tolist():
-            for j in members[d].tolist():
-                if not (i in is_searched or j in is_searched):
-                    continue  # recorded when the later of the two was searched
-                sa, sb = shas[i], shas[j]
-                if sa < sb:
-                    pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance,
-                                  accepted_from))
-                else:
-                    back = back or compare(b, a, max_distance)  # the rule is symmetric: never None here
-                    if back is None:
-                        continue
-                    pairs.append((sb, sa, back.phash_distance, back.dhash_distance, back.transform,
-                                  back.grey_distance, accepted_from))
+        accepted_from = _accepted_from(judged, max_distance)
+        sa, sb = shas[heads[c]], shas[heads[d]]
+        if sa > sb:
+            m = compare(b, a, max_distance)  # the rule is symmetric: never None here
+            if m is None:
+                continue
+            sa, sb = sb, sa
+        pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance, accepted_from))
     manifest.record_pair_search(pairs, searched, max_distance, SIMILARITY_RULE_VERSION, replace_all=rescan)
     return PairSearch(len(searched), index.assets, len(pairs), widened, time.monotonic() - started)
+
+
+def class_heads(manifest: Manifest, index: VariantIndex, classes: np.ndarray) -> tuple[dict[int, int], dict[int, str]]:
+    """The head of each class (its member with the smallest asset id still in the manifest: gc may have removed
+    members the index still lists) and the heads' sha256s. Classes with no member left are left out."""
+    members = index.members(classes)
+    first = {c: int(ids.min()) for c, ids in members.items() if ids.size}
+    shas = manifest.asset_shas(first.values())
+    heads = {}
+    for c, i in first.items():
+        if i not in shas:  # its first member is gone: the smallest one left
+            live = manifest.asset_shas(members[c].tolist())
+            if not live:
+                continue
+            i = min(live)
+            shas[i] = live[i]
+        heads[c] = i
+    return heads, shas
 
 
 def _accepted_from(judged: Judged, max_distance: int) -> int:
@@ -141,21 +154,40 @@ def groups_from_pairs(
     (worked class by class: ``grouping.greedy_class_groups``), and each member's match to its canonical is computed
     again by ``compare`` (a few pairs only). ``assets`` may be only those ``groupable`` names: the others can be in
     no group.
+
+    A recorded pair is one row per pair of classes of identical signatures, between their heads (``update_pairs``):
+    an end stands for every asset with its signature, excluded or not, so ``assets`` must hold each end with its
+    signature. A row counts for the pair of grouping classes whose first usable assets have exactly those
+    signatures; when their sha256 order is the other way round from the row's, the distances are those of
+    ``compare`` in the reference's orientation (the first class's signature onto the second's).
     """
     excluded_set = set(excluded)
     usable = sorted((a for a in assets if a.signature is not None and a.sha256 not in excluded_set),
                     key=lambda a: a.sha256)
     classes = signature_classes(usable)
     sigs = classes.sigs
+    signature_of = {a.sha256: a.signature for a in assets if a.signature is not None}
+    class_of = {(sig.phash, sig.dhash): c for c, sig in enumerate(sigs)}
     near: dict[int, list[tuple[int, int, int]]] = {}
     linked_pairs: set[tuple[int, int]] = set()
     for a_sha, b_sha, pd, dd in pairs:
-        ca, cb = classes.heads.get(a_sha), classes.heads.get(b_sha)
-        if ca is None or cb is None or ca == cb:
+        sa, sb = signature_of.get(a_sha), signature_of.get(b_sha)
+        if sa is None or sb is None:
             continue
+        ca, cb = class_of.get((sa.phash, sa.dhash)), class_of.get((sb.phash, sb.dhash))
+        if ca is None or cb is None or ca == cb or sigs[ca] != sa or sigs[cb] != sb:
+            continue  # not between two grouping classes' own signatures (another grey with the same hashes)
+        key = (min(ca, cb), max(ca, cb))
+        if key in linked_pairs:
+            continue
+        if ca > cb:  # recorded the other way round (its heads' sha256 order is not the classes')
+            m = compare(sigs[cb], sigs[ca], max_distance)
+            if m is None:
+                continue
+            pd, dd = m.phash_distance, m.dhash_distance
         near.setdefault(ca, []).append((pd, dd, cb))
         near.setdefault(cb, []).append((pd, dd, ca))
-        linked_pairs.add((min(ca, cb), max(ca, cb)))
+        linked_pairs.add(key)
 
     def linked(a: int, b: int) -> bool:
         return a == b or (min(a, b), max(a, b)) in linked_pairs
@@ -178,3 +210,91 @@ def groupable(manifest: Manifest, max_distance: int) -> tuple[list[PairRow], lis
     ids = np.concatenate([v for v in index.members(several).values()] or [np.zeros(0, np.int64)])
     ends = manifest.asset_ids({sha for p in pairs for sha in (p[0], p[1])})
     return pairs, sorted(set(ids.tolist()) | set(ends.values()))
+
+
+GROUP_BATCH = 10_000  # assets whose signatures are held at once while grouping (whole components: at least one)
+
+
+def group_batches(manifest: Manifest, max_distance: int, batch: int = GROUP_BATCH
+                  ) -> Iterator[tuple[list[int], list[PairRow]]]:
+    """``groupable``'s assets and pairs cut into batches of whole connected components (assets joined by a recorded
+    pair, by being in one class of identical signatures, or by sharing their hashes with another grey): no group
+    and no candidate crosses a component, so each batch is grouped alone, with the signatures of its assets only.
+    Batches hold about ``batch`` assets (a bigger component is a batch of its own). Read from the index and the
+    pair rows; no signature is read here."""
+    pairs = manifest.recorded_pairs(max_distance, SIMILARITY_RULE_VERSION)
+    index = VariantIndex.open(manifest)
+    several = index.shared_hash_classes()
+    shared = np.concatenate([v for v in index.members(several).values()] or [np.zeros(0, np.int64)])
+    id_of = manifest.asset_ids({sha for p in pairs for sha in (p[0], p[1])})
+    pairs = [p for p in pairs if p[0] in id_of and p[1] in id_of]
+    ends = np.array([id_of[sha] for p in pairs for sha in (p[0], p[1])], dtype=np.int64)
+    ids = np.unique(np.concatenate([shared, ends]))
+    if not ids.size:
+        return
+    cls = index.classes_of(ids)
+    unindexed = cls < 0  # (not expected: an end was searched, so indexed) a node of its own
+    cls[unindexed] = index.classes + np.flatnonzero(unindexed)
+    nodes, node_of = np.unique(cls, return_inverse=True)
+    edges = [node_of[np.searchsorted(ids, ends[0::2])], node_of[np.searchsorted(ids, ends[1::2])]]
+    if several.size:  # classes with the same hashes (another grey) are one grouping class
+        v = np.concatenate([index.variants("ph", several), index.variants("dh", several)], axis=1)
+        _, same = np.unique(v, axis=0, return_inverse=True)
+        same = same.ravel()
+        first = np.full(same.max() + 1, -1, dtype=np.int64)
+        first[same[::-1]] = np.arange(same.size)[::-1]  # the first class of each set of equal hashes
+        pos = np.searchsorted(nodes, several)
+        edges = [np.concatenate([edges[0], pos]), np.concatenate([edges[1], pos[first[same]]])]
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(edges[0].size, dtype=np.int8), (edges[0], edges[1])), shape=(nodes.size, nodes.size))
+    _, label = connected_components(graph, directed=False)
+    comp = label[node_of]  # the component of each asset
+    order = np.argsort(comp, kind="stable")
+    comp_sorted = comp[order]
+    cuts = np.flatnonzero(np.diff(comp_sorted)) + 1
+    rows_of: dict[int, list[PairRow]] = {}
+    for p, a in zip(pairs, ends[0::2].tolist(), strict=True):
+        rows_of.setdefault(int(comp[np.searchsorted(ids, a)]), []).append(p)
+    start, bounds = 0, [*cuts.tolist(), order.size]
+    for i, hi in enumerate(bounds):  # whole components, until a batch holds ``batch`` assets
+        if hi - start >= batch or i == len(bounds) - 1:
+            rows = [p for c in np.unique(comp_sorted[start:hi]).tolist() for p in rows_of.get(c, ())]
+            yield sorted(ids[order[start:hi]].tolist()), rows
+            start = hi
+
+
+def stream_groups(manifest: Manifest, max_distance: int, prefer: Sequence[str],
+                  infos_of: Callable[[list[int]], Sequence[AssetInfo]], pinned: Iterable[str] = (),
+                  excluded: Iterable[str] = (), batch: int = GROUP_BATCH) -> list[Group]:
+    """``groups_from_pairs`` over ``groupable``'s assets, a batch of whole components at a time
+    (``group_batches``): ``infos_of(ids)`` gives the assets of a batch with their signatures, dropped once it is
+    grouped, so the signatures held are those of one batch. The same groups, in the same order: the greedy pass
+    forms groups in the order of their canonical's rank (pinned first, then ``preference_key``), which is how they
+    are put back together."""
+    pinned_set, excluded_set = set(pinned), set(excluded)
+    out: list[tuple[tuple[object, ...], Group]] = []
+    for ids, rows in group_batches(manifest, max_distance, batch):
+        infos = infos_of(ids)
+        by_sha = {a.sha256: a for a in infos}
+        for g in groups_from_pairs(infos, rows, max_distance, prefer, pinned_set, excluded_set):
+            head = by_sha[g.canonical]
+            out.append(((head.sha256 not in pinned_set, *preference_key(head, prefer)), g))
+    out.sort(key=lambda x: x[0])
+    return [g for _, g in out]
+
+
+def infos_from_rows(manifest: Manifest, ids: list[int]) -> list[AssetInfo]:
+    """The assets of ``ids`` with their signatures (those whose stored signature does not parse: without)."""
+    out = []
+    for r in manifest.asset_rows_of(ids):
+        sig = None
+        if r.phash_variants and r.dhash_variants:
+            try:
+                sig = Signature(tuple(r.phash_variants.split(",")), tuple(r.dhash_variants.split(",")), r.grey or "")
+            except ValueError:
+                sig = None
+        out.append(AssetInfo(r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen, sig, r.colours,
+                             r.chroma, r.content))
+    return out

@@ -1,7 +1,8 @@
 """The near-duplicate groups of the whole archive and what ``--apply`` would do with them.
 
 ``plan`` loads every asset's signature (computing those missing, from stored thumbnails), searches the assets not
-yet searched (``pairs.update_pairs``), groups from the recorded pairs (``pairs.groups_from_pairs``), and maps
+yet searched (``pairs.update_pairs``), groups from the recorded pairs (``pairs.stream_groups``: a batch of whole
+connected components at a time, each with ``pairs.groups_from_pairs``), and maps
 each non-canonical member's archive URL to its canonical's. `archiver dedupe` and a run with
 ``[dedupe] rewrite_to_canonical`` both start from it; no article is touched here.
 """
@@ -18,16 +19,16 @@ from PIL import Image
 
 from archiver.config import Config
 from archiver.dedupe.grouping import AssetInfo, Group
-from archiver.dedupe.pairs import groupable, groups_from_pairs, update_pairs
+from archiver.dedupe.pairs import stream_groups, update_pairs
 from archiver.dedupe.segments import VARIANTS_WIDTH
 from archiver.errors import ArchiverError
 from archiver.image import similarity
 from archiver.image.process import flatten, mean_chroma, palette_colours
-from archiver.manifest.rows import PairRow
 from archiver.manifest.sqlite import Manifest
 from archiver.model import Asset, ImageFormat
 from archiver.storage import Store
 from archiver.storage.keys import public_bases, public_url
+from archiver.terminal import count, say
 
 log = logging.getLogger("archiver")
 
@@ -58,12 +59,14 @@ class Plan:
 
 
 def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, rescan: bool = False,
-         compact: bool = False) -> Plan:
+         compact: bool = False, resign: bool = False) -> Plan:
     """Group the archive (computing missing hash variants, searching the assets not yet searched at this distance,
     or all with ``rescan``) from the recorded pairs; no article is touched.
     Also what a run with ``[dedupe] rewrite_to_canonical`` needs: ``canonical.apply_canonical(…, plan.mapping, …)``."""
     d = cfg.dedupe
     assets = _load_assets(manifest, store)
+    if resign and _resign(manifest, store, assets):
+        assets = _load_assets(manifest, store)  # their new hashes
     by_sha = {a.info.sha256: a for a in assets}
     bases = public_bases(cfg)
     forms = {public_url(b, a.key): a.info.sha256 for a in assets for b in bases}
@@ -71,20 +74,32 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, re
     excluded = _resolve(manifest, d.exclude, forms, by_sha, "exclude")
     search = update_pairs(manifest, max_distance, rescan=rescan, compact=compact)
     started = time.monotonic()
-    pairs, ids = groupable(manifest, max_distance)  # the signatures of the assets that can be in a group, only
-    sigs = {r.sha256: _signature(r.phash_variants, r.dhash_variants, r.grey) for r in manifest.asset_rows_of(ids)}
-    assets = [replace(a, info=replace(a.info, signature=sigs[a.info.sha256])) if a.info.sha256 in sigs else a
-              for a in assets]
     if search.searched:
         log.info("searched %d images for near-duplicates against %d in %.1fs (%d pairs)", search.searched,
                  search.archive, search.seconds, search.pairs)
     else:
         log.info("every image was already searched for near-duplicates at distance %d", max_distance)
-    assets = _with_colour(manifest, store, assets, pairs)
-    by_sha = {a.info.sha256: a for a in assets}
-    groups = groups_from_pairs([a.info for a in assets], pairs, max_distance, d.prefer, pinned, excluded)
-    log.info("grouped %d assets (%d that can be in a group) from %d pairs in %.1fs", len(assets), len(sigs),
-             len(pairs), time.monotonic() - started)
+    readable = 0
+
+    def infos_of(ids: list[int]) -> list[AssetInfo]:
+        """A batch of whole components (pairs.stream_groups): their signatures read now, their colour measured
+        where it is missing (every asset of a batch can be in a group), the colour kept in ``by_sha``."""
+        nonlocal readable
+        batch = []
+        for r in manifest.asset_rows_of(ids):
+            a = by_sha.get(r.sha256)
+            sig = _signature(r.phash_variants, r.dhash_variants, r.grey)
+            if a is not None and sig is not None:
+                batch.append(replace(a, info=replace(a.info, signature=sig)))
+        readable += len(batch)
+        batch = _with_colour(manifest, store, batch)
+        for a in batch:
+            by_sha[a.info.sha256] = replace(a, info=replace(a.info, signature=None))
+        return [a.info for a in batch]
+
+    groups = stream_groups(manifest, max_distance, d.prefer, infos_of, pinned, excluded)
+    log.info("grouped %d assets (%d that can be in a group) in %.1fs", len(assets), readable,
+             time.monotonic() - started)
     mapping = {public_url(b, by_sha[m.sha256].key): public_url(b, by_sha[g.canonical].key)
                for g in groups for m in g.members[1:] for b in bases}
     articles = [path for path, _before, _after in manifest.rewritten_articles()]
@@ -109,7 +124,8 @@ def _load_assets(manifest: Manifest, store: Store) -> list[ArchivedAsset]:
                           r.dhash, phash_variants=sig.phash, dhash_variants=sig.dhash, grey=sig.grey),
                     r.key, [],
                 )
-        info = AssetInfo(r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen, sig, r.colours, r.chroma)
+        info = AssetInfo(r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen, sig, r.colours, r.chroma,
+                         r.content)
         out.append(ArchivedAsset(info, r.mime, r.ext, r.key, r.phash, r.dhash, tuple(thumbs.get(r.sha256, []))))
     return out
 
@@ -117,21 +133,14 @@ def _load_assets(manifest: Manifest, store: Store) -> list[ArchivedAsset]:
 _PALETTE_FORMATS = frozenset({"gif", "png", "bmp", "tiff", "ico"})  # the formats a palette image can come in
 
 
-def _with_colour(manifest: Manifest, store: Store, assets: list[ArchivedAsset],
-                 pairs: list[PairRow]) -> list[ArchivedAsset]:
-    """The assets, with the colour of those archived before it was recorded measured now where a group may need it
-    (a member of a recorded pair, or an asset with the same hashes as another): chroma from the largest stored
-    thumbnail, palette colours from the original (palette formats only). Recorded, so measured once."""
-    classes: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = defaultdict(int)
-    for a in assets:
-        if a.info.signature is not None:
-            classes[a.info.signature.phash, a.info.signature.dhash] += 1
-    paired = {sha for p in pairs for sha in (p.a, p.b)}
+def _with_colour(manifest: Manifest, store: Store, assets: list[ArchivedAsset]) -> list[ArchivedAsset]:
+    """The assets (those that can be in a group: an end of a recorded pair, or one of several with the same hashes),
+    with the colour of those archived before it was recorded measured now: chroma from the largest stored thumbnail,
+    palette colours from the original (palette formats only). Recorded, so measured once."""
     measured: list[tuple[str, int | None, float | None]] = []
     out = []
     for a in assets:
-        sig = a.info.signature
-        if sig is not None and a.info.chroma is None and (a.info.sha256 in paired or classes[sig.phash, sig.dhash] > 1):
+        if a.info.signature is not None and a.info.chroma is None:
             colours, chroma = _measure_colour(store, a)
             measured.append((a.info.sha256, colours, chroma))
             a = replace(a, info=replace(a.info, colours=colours, chroma=chroma))
@@ -183,6 +192,46 @@ def _backfill(manifest: Manifest, store: Store, sha: str, thumbs: list[tuple[int
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         log.warning("%s: thumbnail %s does not decode: %s; not grouped", sha, key, exc)
     return None
+
+
+def _resign(manifest: Manifest, store: Store, assets: list[ArchivedAsset]) -> int:
+    """`dedupe --resign`: images archived before signatures were taken inside added borders and letterbox bars
+    (similarity.content_box) get the signature of their content, from their largest stored thumbnail, when that
+    thumbnail has such a frame and the stored signature is not already of its content (identity hashes more than
+    4 bits apart: a thumbnail is a lossy copy). Returns how many were signed again."""
+    done = checked = 0
+    for a in assets:
+        if not a.thumbs or not a.phash or not a.dhash:
+            continue
+        checked += 1
+        try:
+            with Image.open(io.BytesIO(store.get(a.thumbs[-1][1]))) as im:
+                im.load()
+                flat = flatten(im).convert("RGB")
+        except ArchiverError as exc:
+            log.warning("%s: cannot read thumbnail %s: %s; not signed again", a.info.sha256, a.thumbs[-1][1],
+                        exc.message)
+            continue
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            log.warning("%s: thumbnail %s does not decode: %s; not signed again", a.info.sha256, a.thumbs[-1][1],
+                        exc)
+            continue
+        grey = flat.convert("L")
+        x0, y0, x1, y1 = similarity.content_box(grey)
+        if (x0, y0, x1, y1) == (0, 0, grey.width, grey.height):
+            continue  # no frame: the signature it has is the one it would get now
+        sig = similarity.signature(flat)
+        if _bits(sig.phash[0], a.phash) <= 4 and _bits(sig.dhash[0], a.dhash) <= 4 and a.info.content is not None:
+            continue  # signed inside its frame already
+        content = round((x1 - x0) * (y1 - y0) / (grey.width * grey.height), 4)
+        manifest.resign_asset(a.info.sha256, sig.phash, sig.dhash, sig.grey, content)
+        done += 1
+    say(f"signed again {count(done, 'image')} of {checked} (the content inside an added border or bars)")
+    return done
+
+
+def _bits(a: str, b: str) -> int:
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
 
 
 def source_urls(manifest: Manifest) -> dict[str, list[str]]:

@@ -112,6 +112,21 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+# The other assets with the same signature as a removed asset that heads recorded near-duplicate pairs. A pair is
+# recorded once per pair of classes of identical signatures, between their heads (each class's member with the
+# smallest id: pairs.update_pairs); when gc removes a head, its rows go and the rest of its class is marked unsearched,
+# so the next search records the class's pairs again under its new head. Found through the index on each asset's
+# identity pHash (migration 18).
+_HEIRS = """
+    SELECT s.sha256 FROM assets d JOIN assets s
+        ON substr(s.phash_variants, 1, 16) = substr(d.phash_variants, 1, 16)
+       AND s.phash_variants = d.phash_variants AND s.dhash_variants = d.dhash_variants
+       AND COALESCE(s.grey, '') = COALESCE(d.grey, '') AND s.sha256 <> d.sha256
+    WHERE d.sha256 IN ({m}) AND (EXISTS (SELECT 1 FROM near_duplicates n WHERE n.a = d.sha256)
+                                 OR EXISTS (SELECT 1 FROM near_duplicates n WHERE n.b = d.sha256))
+"""
+
+
 class GcRecords:
     """Part of ``Manifest`` (which provides ``_db`` and ``_tx``)."""
 
@@ -323,6 +338,14 @@ class GcRecords:
                 "ON CONFLICT (key) DO UPDATE SET asset = excluded.asset, bytes = excluded.bytes",
                 [(o.key, a.sha256, o.bytes, now) for a in assets for o in a.objects],
             )
+            gone = set(shas)
+            for chunk in _chunks(shas):  # first, while every row is there: see _HEIRS
+                m, p = _marks(len(chunk)), list(chunk)
+                heirs = [s for (s,) in db.execute(_HEIRS.format(m=m), p) if s not in gone]
+                for part in _chunks(heirs):
+                    hm = _marks(len(part))
+                    db.execute(f"UPDATE assets SET search_mark = NULL WHERE sha256 IN ({hm})", part)
+                    db.execute(f"DELETE FROM pair_searches WHERE asset IN ({hm})", part)
             for chunk in _chunks(shas):
                 m, p = _marks(len(chunk)), list(chunk)
                 db.execute(f"DELETE FROM near_duplicates WHERE a IN ({m}) OR b IN ({m})", p + p)

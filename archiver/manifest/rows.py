@@ -94,6 +94,7 @@ class AssetRow(NamedTuple):
     grey: str | None
     colours: int | None  # palette colours used (0: not a palette image); None: not known yet
     chroma: float | None  # mean chroma (~0: greyscale); None: not known yet
+    content: float | None  # the share of the area inside an added frame or bars; None: not measured (1.0)
 
 
 class StoredObject(NamedTuple):

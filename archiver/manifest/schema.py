@@ -261,6 +261,34 @@ MIGRATIONS: tuple[str, ...] = (
         done INTEGER NOT NULL DEFAULT 0    -- URLs it completed since it started
     );
     """,
+    # 18: near-duplicate pairs recorded once per pair of classes of identical signatures (the same pHash and dHash
+    # variants and grey thumbnail), between the classes' heads: each class's member with the smallest id (ten
+    # thousand copies of a blank image near a copy of it: one row, not ten thousand). The rows between two heads are
+    # kept, the others dropped (a pair between two classes was recorded for every member pair, so the heads' row is
+    # there whenever the pair is complete). The index on each asset's identity pHash finds a class's members (gc
+    # removing a head marks the rest of its class unsearched).
+    """
+    CREATE INDEX assets_identity_phash ON assets((substr(phash_variants, 1, 16)));
+    DELETE FROM near_duplicates WHERE EXISTS (
+        SELECT 1 FROM assets x JOIN assets y
+            ON substr(y.phash_variants, 1, 16) = substr(x.phash_variants, 1, 16)
+           AND y.phash_variants = x.phash_variants AND y.dhash_variants = x.dhash_variants
+           AND COALESCE(y.grey, '') = COALESCE(x.grey, '') AND y.id < x.id
+        WHERE x.sha256 = near_duplicates.a
+    ) OR EXISTS (
+        SELECT 1 FROM assets x JOIN assets y
+            ON substr(y.phash_variants, 1, 16) = substr(x.phash_variants, 1, 16)
+           AND y.phash_variants = x.phash_variants AND y.dhash_variants = x.dhash_variants
+           AND COALESCE(y.grey, '') = COALESCE(x.grey, '') AND y.id < x.id
+        WHERE x.sha256 = near_duplicates.b
+    );
+    """,
+    # 19: the share of an image's area inside the flat frame or bars a copy added around the picture
+    # (image.similarity.content_box; 1.0 none), so a framed copy does not win the canonical choice by its frame's area;
+    # NULL: archived before it was measured (taken as 1.0; `dedupe --resign` measures it)
+    """
+    ALTER TABLE assets ADD COLUMN content REAL;
+    """,
 )
 
 # Every table, in an order where each row's references are copied before it (migrate-manifest); a migration that adds

@@ -385,17 +385,19 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
             db.execute(
                 """INSERT INTO assets (sha256, format, mime, ext, bytes, width, height, frames, phash, dhash,
                                        key, first_seen, phash_variants, dhash_variants, grey, colours, chroma,
-                                       source)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
+                                       source, content)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(sha256) DO UPDATE SET
                      phash_variants=COALESCE(assets.phash_variants, excluded.phash_variants),
                      dhash_variants=COALESCE(assets.dhash_variants, excluded.dhash_variants),
                      grey=COALESCE(assets.grey, excluded.grey),
                      colours=COALESCE(assets.colours, excluded.colours),
-                     chroma=COALESCE(assets.chroma, excluded.chroma)""",
+                     chroma=COALESCE(assets.chroma, excluded.chroma),
+                     content=COALESCE(assets.content, excluded.content)""",
                 (asset.sha256, asset.format.name, asset.format.mime, asset.format.ext, asset.size, asset.width,
                  asset.height, asset.frames, asset.phash, asset.dhash, key, now,
                  ",".join(asset.phash_variants) or None, ",".join(asset.dhash_variants) or None,
-                 asset.grey or None, asset.colours, asset.chroma, redact(source) if source else None),
+                 asset.grey or None, asset.colours, asset.chroma, redact(source) if source else None,
+                 asset.content if asset.phash_variants else None),
             )
             if db.execute("SELECT id FROM assets WHERE sha256=?", (asset.sha256,)).fetchone()[0] is None:
                 new_id = db.execute(
@@ -455,6 +457,36 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
                 f"SELECT sha256, id FROM assets WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk))
         return out
 
+    def resign_asset(self, sha256: str, phash_variants: Sequence[str], dhash_variants: Sequence[str],
+                     grey: str, content: float) -> None:
+        """Give an archived image a new signature (`dedupe --resign`), in one transaction: the near-duplicate pairs
+        recorded for it and for the assets sharing its old or its new signature (a class of identical signatures
+        records its pairs through one head) are dropped and those assets searched again; the on-disk variant index,
+        which holds the old hashes, is made again on its next use."""
+        pv, dv = ",".join(phash_variants), ",".join(dhash_variants)
+        with self._tx() as db:
+            row = db.execute("SELECT phash_variants, dhash_variants, grey FROM assets WHERE sha256 = ?",
+                             (sha256,)).fetchone()
+            if row is None:
+                return
+            affected = {sha256}
+            for p, d, g in (tuple(row), (pv, dv, grey)):
+                if p and d:
+                    affected.update(s for (s,) in db.execute(
+                        "SELECT sha256 FROM assets WHERE substr(phash_variants, 1, 16) = ? AND phash_variants = ? "
+                        "AND dhash_variants = ? AND COALESCE(grey, '') = ?", (p[:16], p, d, g or "")))
+            shas = sorted(affected)
+            for i in range(0, len(shas), 400):
+                part = shas[i : i + 400]
+                m = ",".join("?" * len(part))
+                db.execute(f"DELETE FROM near_duplicates WHERE a IN ({m}) OR b IN ({m})", (*part, *part))
+                db.execute(f"DELETE FROM pair_searches WHERE asset IN ({m})", part)
+                db.execute(f"UPDATE assets SET search_mark = NULL WHERE sha256 IN ({m})", part)
+            db.execute("UPDATE assets SET phash = ?, dhash = ?, phash_variants = ?, dhash_variants = ?, grey = ?, "
+                       "content = ? WHERE sha256 = ?",
+                       (phash_variants[0], dhash_variants[0], pv, dv, grey or None, content, sha256))
+            db.execute("DELETE FROM hash_index")
+
     def asset_rows_of(self, ids: Iterable[int]) -> list[AssetRow]:
         """``asset_rows`` of the given asset ids only, by sha256."""
         out: list[AssetRow] = []
@@ -463,7 +495,7 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
             chunk = batch[i : i + 500]
             out += (AssetRow(*r) for r in self._db.execute(
                 "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
-                "phash_variants, dhash_variants, grey, colours, chroma FROM assets "
+                "phash_variants, dhash_variants, grey, colours, chroma, content FROM assets "
                 f"WHERE id IN ({','.join('?' * len(chunk))})", chunk))
         return sorted(out, key=lambda r: r.sha256)
 
@@ -583,7 +615,7 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
             args = (well_formed,) * 6
         return [AssetRow(*r) for r in self._db.execute(
             f"SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, {fields}, colours, "
-            "chroma FROM assets ORDER BY sha256", args
+            "chroma, content FROM assets ORDER BY sha256", args
         )]
 
     def record_colour(self, rows: Iterable[tuple[str, int | None, float | None]]) -> None:

@@ -232,3 +232,70 @@ def test_the_colour_of_images_archived_before_it_was_recorded_is_measured_once_w
         measured = {s: (c, round(ch)) for s, c, ch in db.execute("SELECT sha256, colours, chroma FROM assets")}
     assert measured[sha["/p/photo.gif"]][0] == 256 and measured[sha["/p/photo.jpg"]][0] == 0
     assert measured[sha["/p/grey.jpg"]][1] == 0 and measured[sha["/p/photo.jpg"]][1] > 10
+
+
+def test_a_copy_with_a_border_or_bars_added_is_found_and_resign_fixes_images_signed_before(
+    manifest_env: str | None, tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Signatures are taken inside an added frame: a copy of the astronaut framed in white and one letterboxed in
+    black group with the original. An archive made before (the framed copy signed whole: simulated by writing the
+    whole-frame signature of its thumbnail into its row) does not group it; `dedupe --resign` signs it again from
+    its thumbnail and it groups; a second --resign changes nothing."""
+    from PIL import Image, ImageOps
+
+    from archiver.image.process import flatten
+    from archiver.image.similarity import signature
+    from tests.support.library import FIXTURES
+    from tests.support.site import write_config
+
+    astronaut = Image.open(FIXTURES / "skimage_astronaut.png").convert("RGB")
+    framed = ImageOps.expand(astronaut, 36, (255, 255, 255))  # 584 x 584: more pixels than the original
+    boxed = Image.new("RGB", (640, 360), (0, 0, 0))
+    boxed.paste(astronaut.resize((360, 360)), (140, 0))
+    bodies = {"/o.png": encode(astronaut, "PNG"), "/framed.jpg": encode(framed, "JPEG", quality=88),
+              "/boxed.jpg": encode(boxed, "JPEG", quality=88)}
+    for path, body in bodies.items():
+        origin.add(path, body, "image/png" if path.endswith("png") else "image/jpeg")
+    sha = {p: hashlib.sha256(b).hexdigest() for p, b in bodies.items()}
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "a.md").write_text("".join(f"![x](http://photos.test{p})\n" for p in bodies))
+    cfg = write_config(tmp_path, origin, storage='[storage]\nbackend = "local"\npath = "archive"\n')
+    assert main(["run", "--config", str(cfg), "-q"]) == 0
+    report = tmp_path / "report" / "d.html"
+
+    def near_groups() -> list[set[str]]:
+        assert main(["dedupe", "--config", str(cfg), "--report", str(report)]) == 0
+        groups = json.loads(report.with_suffix(".json").read_text())["groups"]
+        return [{m["sha256"] for m in g["members"]} for g in groups if g["kind"] == "near"]
+
+    assert near_groups() == [set(sha.values())]
+    (group,) = json.loads(report.with_suffix(".json").read_text())["groups"]
+    assert group["canonical"] == sha["/o.png"]  # the frame's pixels do not count as picture: not the framed copy
+    with manifest_db(manifest_env or tmp_path / ".archiver" / "manifest.sqlite3") as db:
+        content = dict(db.execute("SELECT sha256, content FROM assets").fetchall())
+    assert content[sha["/o.png"]] == 1.0 and 0.74 < content[sha["/framed.jpg"]] < 0.80  # 512² / 584²
+
+    # the framed copy as an older archiver signed it: the whole frame, border included
+    db_path = manifest_env or tmp_path / ".archiver" / "manifest.sqlite3"
+    with manifest_db(db_path) as db:
+        (thumb,) = db.execute("SELECT key FROM renditions WHERE asset = ? ORDER BY width DESC LIMIT 1",
+                              (sha["/framed.jpg"],)).fetchone()
+        whole = signature(flatten(Image.open(tmp_path / "archive" / thumb)).convert("RGB"), trim=False)
+        db.execute("UPDATE assets SET phash = ?, dhash = ?, phash_variants = ?, dhash_variants = ?, grey = ?, "
+                   "search_mark = NULL, content = NULL WHERE sha256 = ?", (whole.phash[0], whole.dhash[0], ",".join(whole.phash),
+                                                           ",".join(whole.dhash), whole.grey, sha["/framed.jpg"]))
+        db.execute("DELETE FROM near_duplicates")
+        db.execute("DELETE FROM pair_searches")
+        db.execute("UPDATE assets SET search_mark = NULL")
+        db.execute("DELETE FROM hash_index")
+    assert near_groups() == [{sha["/o.png"], sha["/boxed.jpg"]}]  # what an archive signed before sees
+    capsys.readouterr()
+
+    assert main(["dedupe", "--config", str(cfg), "--resign", "--report", str(report)]) == 0
+    assert "signed again 1 image of 3" in capsys.readouterr().out
+    assert near_groups() == [set(sha.values())]
+    (group,) = json.loads(report.with_suffix(".json").read_text())["groups"]
+    assert group["canonical"] == sha["/o.png"]
+    assert main(["dedupe", "--config", str(cfg), "--resign", "--report", str(report)]) == 0
+    assert "signed again 0 images of 3" in capsys.readouterr().out
+    assert near_groups() == [set(sha.values())]
