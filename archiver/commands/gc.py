@@ -114,10 +114,12 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             crash_point("gc-planned")
             sweeper.delete(result, waiting)
             _print_done(result, opts)
+            if journal.error:
+                say(f"archiver: {journal.error}")
             if result.error:
                 say(f"archiver: gc stopped: {result.error}")
                 return EXIT_FAILED
-            return EXIT_OK
+            return EXIT_FAILED if journal.error else EXIT_OK
     finally:
         store.close()
         if gc_fd is not None:

@@ -9,6 +9,7 @@ import os
 from archiver.config import Config
 from archiver.errors import EXIT_OK, ConfigError, ManifestError
 from archiver.manifest.copy import copy_manifest
+from archiver.manifest.queue import LIVE
 from archiver.manifest.sqlite import Manifest
 from archiver.manifest.target import ENV_URL, exists, is_postgres, manifest_target, parse_target, shown
 from archiver.terminal import say
@@ -32,6 +33,12 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         raise ManifestError(f"{shown(source)}: no manifest yet (nothing to copy)")
     # the source's writer lock for the whole copy: no run changes it under us
     with Manifest.open_existing(source) as src, Manifest.open(target) as dst:
+        # workers record without the writer's lock: what they record after the copy would be in the source only
+        if live := [w for w in src.workers() if w.silent_for < LIVE]:
+            names = ", ".join(f"{w.host} pid {w.pid}" for w in live[:5])
+            raise ManifestError(f"{shown(source)}: {len(live)} `archiver worker` process(es) are working on it "
+                                f"({names}): what they record after the copy would be missing from it; stop them "
+                                "(SIGTERM) and run migrate-manifest again")
         digests = copy_manifest(src, dst, replace=args.replace)
     rows = ", ".join(f"{t} {d.rows}" for t, d in digests.items() if d.rows)
     say(f"copied {shown(source)} to {shown(target)}: {rows or 'no rows'}",

@@ -31,7 +31,7 @@ from archiver.errors import ArchiverError, StorageError
 from archiver.faults import crash_point
 from archiver.gc.usage import Usage
 from archiver.manifest.gc import GcAsset
-from archiver.manifest.rows import read_path
+from archiver.manifest.rows import LostObject, read_path
 from archiver.manifest.sqlite import Manifest
 from archiver.storage import Store
 from archiver.storage.keys import parse_key
@@ -41,6 +41,9 @@ log = logging.getLogger("archiver")
 
 LOST = ("the connection to PostgreSQL was lost during a batch, and the gc's locks with it: nothing more is deleted "
         "now (the next gc finishes this batch's deletion)")
+
+LOST_DELETING = "the connection to PostgreSQL was lost while the store deleted a batch, and the gc's locks with it"
+GONE = "deleted by an archiver gc whose PostgreSQL connection was lost during the deletion"
 
 REASONS = {
     "article": "used by an article on disk",
@@ -181,12 +184,35 @@ class Sweeper:
             again = self.manifest.recorded_keys(keys)
             gone = [r for r in rows if r.key not in again]
             self.manifest.gc_bump()
+            # recorded again but no longer stored: a gc that lost its locks while deleting could not mark it
+            missing = {k: a for k, a in self.manifest.recorded_owners(sorted(again)).items()
+                       if not self.store.exists(k)}
+            if missing:
+                self.manifest.mark_lost([LostObject(k, a, "missing", GONE) for k, a in sorted(missing.items())])
+                result.error = (f"{len(missing)} objects an interrupted gc deleted were recorded again meanwhile: "
+                                "marked missing, `archiver verify --repair` stores them again")
             if not intact():
                 raise ArchiverError(f"{self.manifest.path}: {LOST}")
             self.store.delete([r.key for r in gone])
+            if not intact():
+                self._deleted_unlocked([r.key for r in gone], result, waiting)
+                self.manifest.gc_journal_done(keys)
+                raise ArchiverError(f"{self.manifest.path}: {result.error}")
             self.manifest.gc_journal_done(keys)
             result.journal_objects = len(gone)
             result.journal_bytes = sum(r.bytes for r in gone)
+
+    def _deleted_unlocked(self, keys: list[str], result: Result, waiting: Callable[[], None]) -> None:
+        """The locks went (a lost PostgreSQL connection) while the store deleted ``keys``: a worker or a run may have
+        proven one of them stored (the object still there) and recorded it meanwhile. Under the locks again, count a
+        batch (a decision taken in the gap records nothing) and mark each deleted key recorded since as missing, so
+        `verify` reports it and `verify --repair` stores it again."""
+        with self.manifest.gc_batch(waiting):
+            self.manifest.gc_bump()
+            again = self.manifest.recorded_owners(keys)
+            self.manifest.mark_lost([LostObject(k, a, "missing", GONE) for k, a in sorted(again.items())])
+        result.error = LOST_DELETING + (f"; {len(again)} deleted objects recorded again meanwhile are marked missing: "
+                                        "`archiver verify --repair` stores them again" if again else "")
 
     def delete(self, result: Result, waiting: Callable[[], None]) -> None:
         """Delete the planned images batch by batch; each batch re-checked under the manifest's batch locks."""
@@ -220,12 +246,17 @@ class Sweeper:
                     result.error = LOST
                     return
                 keys = [o.key for a in go for o in a.objects]
+                crash_point("gc-deleting")
                 try:
                     self.store.delete(keys)
                 except StorageError as exc:
                     result.error = f"{exc} (the next gc finishes the deletion)"
                     return
                 crash_point("gc-deleted")
+                if not intact():
+                    self._deleted_unlocked(keys, result, waiting)
+                    self.manifest.gc_journal_done(keys)
+                    return
                 self.manifest.gc_journal_done(keys)
                 result.deleted += go
                 for a in go:

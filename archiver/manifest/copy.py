@@ -99,6 +99,6 @@ def copy_manifest(src: Manifest, dst: Manifest, *, replace: bool = False) -> dic
             if got != expected[t]:
                 raise ManifestError(
                     f"{dst.path}: the copy of table {t} differs from {src.path} ({got.rows} rows, expected "
-                    f"{expected[t].rows}); nothing was copied"
+                    f"{expected[t].rows}): it changed while being copied (is something writing to it?); nothing was copied"
                 )
     return expected

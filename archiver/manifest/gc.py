@@ -33,6 +33,7 @@ its session locks with it: it stops before deleting any object (its journal has 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -48,6 +49,7 @@ from archiver.manifest.dialect import GC_BATCH_LOCK, GC_RUNNING_LOCK, WRITER_LOC
 from archiver.manifest.rows import read_path
 
 _CHUNK = 500  # bound parameters per statement
+log = logging.getLogger("archiver")
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,11 @@ class GcRecords:
         batches ran so far, for ``record_asset(gc_epoch=…)``. None on SQLite."""
         if not self.shared:
             return None
+        # said before waiting: a gc suspended (Ctrl-Z) or slow to delete holds every worker here, heartbeats included
+        if self._db.execute("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = "
+                            "'ExclusiveLock' AND CAST(classid AS BIGINT) = ? AND CAST(objid AS BIGINT) = ?",
+                            (GC_BATCH_LOCK >> 32, GC_BATCH_LOCK & 0xFFFF_FFFF)).fetchone()[0]:
+            log.warning("waiting for an archiver gc batch on this manifest to finish (its deletions hold every worker)")
         with self._tx() as db:
             db.execute("SELECT pg_advisory_xact_lock_shared(?)", (GC_BATCH_LOCK,))
             return _epoch(db)
@@ -307,6 +314,16 @@ class GcRecords:
                 f"SELECT key FROM assets WHERE key IN ({m}) UNION SELECT key FROM renditions WHERE key IN ({m})",
                 [*chunk, *chunk],
             ))
+        return out
+
+    def recorded_owners(self, keys: Sequence[str]) -> dict[str, str]:
+        """Those of ``keys`` that the manifest records as an asset's original or rendition, each with its asset."""
+        out: dict[str, str] = {}
+        for chunk in _chunks(list(keys)):
+            m = _marks(len(chunk))
+            out.update((k, a) for k, a in self._db.execute(
+                f"SELECT key, sha256 FROM assets WHERE key IN ({m}) UNION SELECT key, asset FROM renditions "
+                f"WHERE key IN ({m})", [*chunk, *chunk]))
         return out
 
     def forget_assets(self, assets: Sequence[GcAsset]) -> None:

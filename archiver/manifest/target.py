@@ -22,7 +22,9 @@ def check_url(url: str, key: str) -> None:
     if not is_postgres(url):
         from archiver.redaction import redact
 
-        raise ConfigError(f"{key}: {redact(url)!r} is not a PostgreSQL URL (postgresql://user@host:port/database)")
+        # only a URL is shown (redacted): a libpq "host=… password=…" string is not one, and redaction judges URLs
+        shown = f"{redact(url)!r} " if "://" in url else ""
+        raise ConfigError(f"{key}: {shown}is not a PostgreSQL URL (postgresql://user@host:port/database)")
 
 
 def parse_target(value: str, key: str) -> Path | str:

@@ -148,6 +148,58 @@ def test_a_gc_whose_connection_is_lost_mid_batch_deletes_nothing_more(
     assert not pg.has(b) and not pg.has(thumb(b))
 
 
+def test_a_gc_whose_connection_is_lost_while_the_store_deletes_marks_what_was_recorded_meanwhile(
+    tmp_path: Path, site: dict[str, bytes], pg: Archive, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The session (and its locks) ends after gc checked it and before the store deleted: a run in that gap finds b's
+    object still there, records it and points the article at it; gc then deletes it. gc must say so (exit 1) and
+    mark the object missing, so `verify --repair` stores it again."""
+    b = pg.key(site["/news/b.png"], "png")
+    hexo(tmp_path).unlink()
+    proc = _gc_process(pg.config, crash="gc-deleting:1:stop")  # records gone, intact() passed, nothing deleted yet
+    try:
+        _wait_stopped(proc)
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+                         "CAST(classid AS BIGINT) = %s AND CAST(objid AS BIGINT) = %s",
+                         (GC_BATCH_LOCK >> 32, GC_BATCH_LOCK & 0xFFFF_FFFF))
+        hexo(tmp_path).write_bytes(HEXO.encode())
+        assert main(["run", "--config", str(pg.config), "-q"]) == 0  # b "already stored": its object is there
+        assert pg.url(b).encode() in hexo(tmp_path).read_bytes()
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, (out, err)
+    assert "2 deleted objects recorded again meanwhile are marked missing" in out, out
+    assert not pg.has(b) and _count(postgres_url, "SELECT COUNT(*) FROM lost_objects") == 2
+    assert main(["verify", "--config", str(pg.config), "-q", "--repair"]) == 0  # found missing and repaired
+    assert pg.has(b) and pg.has(thumb(b))
+    assert main(["verify", "--config", str(pg.config), "-q"]) == 0
+
+
+def test_the_next_gc_marks_a_journalled_object_recorded_again_but_no_longer_stored(
+    tmp_path: Path, site: dict[str, bytes], pg: Archive, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a gc that lost its locks while deleting, and could not say so (killed, or the server away for good),
+    leaves: a journalled key a run recorded again, whose object is gone. The next gc marks it missing."""
+    b = pg.key(site["/news/b.png"], "png")
+    hexo(tmp_path).unlink()
+    _gc_process(pg.config, crash="gc-recorded:1").communicate(timeout=120)  # journal written, nothing deleted
+    hexo(tmp_path).write_bytes(HEXO.encode())
+    assert main(["run", "--config", str(pg.config), "-q"]) == 0  # b recorded again: "already stored"
+    for key in (b, thumb(b)):  # the late deletion of that gc
+        (tmp_path / "archive" / key).unlink()
+    capsys.readouterr()
+    assert gc(pg, "--grace", "0") == 1
+    assert "2 objects an interrupted gc deleted were recorded again meanwhile: marked missing" in \
+        capsys.readouterr().out
+    assert _count(postgres_url, "SELECT COUNT(*) FROM lost_objects") == 2
+    assert _count(postgres_url, "SELECT COUNT(*) FROM gc_deletions") == 0
+    assert main(["verify", "--config", str(pg.config), "-q", "--repair"]) == 0
+    assert pg.has(b) and pg.has(thumb(b))
+    assert main(["verify", "--config", str(pg.config), "-q"]) == 0
+
+
 def test_a_run_that_reuses_an_image_gc_planned_to_delete_wins_on_postgresql(
     tmp_path: Path, origin: Server, site: dict[str, bytes], pg: Archive
 ) -> None:
@@ -217,6 +269,23 @@ def _waiting_for(url: str, key: int) -> bool:
         return conn.execute("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND "
                             "CAST(classid AS BIGINT) = %s AND CAST(objid AS BIGINT) = %s",
                             (key >> 32, key & 0xFFFF_FFFF)).fetchone()[0] > 0
+
+
+def test_a_worker_held_by_a_gc_batch_says_so(
+    pg: Archive, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gc suspended mid-batch (Ctrl-Z) holds every worker at its barrier: each says why it waits, not silence."""
+    got: list[int | None] = []
+    with Manifest.open(postgres_url, lock=False) as m, psycopg.connect(postgres_url, autocommit=True) as gc_conn:
+        gc_conn.execute("SELECT pg_advisory_lock(%s)", (GC_BATCH_LOCK,))  # a batch under way
+        barrier = threading.Thread(target=lambda: got.append(m.gc_barrier()))
+        with caplog.at_level("WARNING", logger="archiver"):
+            barrier.start()
+            _until(lambda: _waiting_for(postgres_url, GC_BATCH_LOCK), "the barrier waiting for the batch")
+            gc_conn.execute("SELECT pg_advisory_unlock(%s)", (GC_BATCH_LOCK,))
+            barrier.join(60)
+    assert got and got[0] is not None
+    assert "waiting for an archiver gc batch on this manifest to finish" in caplog.text
 
 
 def test_a_gc_batch_waits_for_a_recording_under_way_and_then_sees_it(

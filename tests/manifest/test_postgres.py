@@ -92,6 +92,22 @@ def test_migrate_manifest_round_trip_sqlite_postgresql_sqlite_gives_equal_conten
         assert [r.rowid for r in m.unsearched(8, 1)] == [3]
 
 
+def test_migrate_manifest_refuses_a_source_live_workers_are_writing_to(
+    tmp_path: Path, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Workers record without the writer's lock the copy holds: their later results would be in the source only."""
+    with Manifest.open(postgres_url) as m:
+        _fill(m)
+        m.heartbeat("db1:42:abc", "db1", 42, held=3, done=7)
+    target = tmp_path / "copy.sqlite3"
+    assert main(["migrate-manifest", "--from", postgres_url, "--to", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "1 `archiver worker` process(es) are working on it (db1 pid 42)" in err and "Traceback" not in err, err
+    with Manifest.open(postgres_url) as m:
+        m.remove_worker("db1:42:abc")  # stopped: the copy goes ahead
+    assert main(["migrate-manifest", "--from", postgres_url, "--to", str(target)]) == 0
+
+
 def test_migrate_manifest_refuses_a_target_holding_a_manifest_unless_replace(
     tmp_path: Path, postgres_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -135,6 +151,10 @@ def test_the_environment_url_wins_and_a_bad_one_is_named(
     monkeypatch.setenv("ARCHIVER_MANIFEST_URL", "mysql://x/y")
     assert main(["status", "--config", str(tmp_path / "archiver.toml")]) == 2
     assert "ARCHIVER_MANIFEST_URL: 'mysql://x/y' is not a PostgreSQL URL" in capsys.readouterr().err
+    monkeypatch.setenv("ARCHIVER_MANIFEST_URL", "host=db.internal user=archiver password=s3cr3t-pw")  # libpq's form
+    assert main(["status", "--config", str(tmp_path / "archiver.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "ARCHIVER_MANIFEST_URL: is not a PostgreSQL URL" in err and "s3cr3t" not in err, err
     monkeypatch.delenv("ARCHIVER_MANIFEST_URL")
     (tmp_path / "archiver.toml").write_text('[manifest]\nurl = "sqlite:///x"\n', encoding="utf-8")
     assert main(["status", "--config", str(tmp_path / "archiver.toml")]) == 2
