@@ -80,7 +80,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         files = write_report(rows, html, args.json or html.with_suffix(".json"), meta)
     say(f"{count(len(p.groups), 'near-duplicate group')} ({count(sum(len(g.members) for g in p.groups), 'image')}), "
         f"{count(sum(r.kind == 'exact' for r in rows), 'image')} archived from several URLs")
-    say(f"report: {files.html} ({files.pages} pages); JSON: {files.json}")
+    say(f"report: {files.html} ({count(files.pages, 'page')}); JSON: {files.json}")
     if applied is None:
         say("nothing rewritten (use --apply to point articles at the canonical copies)")
         return 0

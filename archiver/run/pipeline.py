@@ -380,7 +380,7 @@ class Run:
                 alone_since = None if live else (alone_since or now)
                 if alone_since is not None and now - alone_since >= NO_WORKER_GRACE:
                     said = now
-                    log.warning("no live `archiver worker` on this manifest: %s wait in the queue; start workers, "
+                    log.warning("no live `archiver worker` on this manifest: %s waiting in the queue; start workers, "
                                 "or run without --no-process (Ctrl-C leaves them queued for the workers)",
                                 count(len(waiting), "URL"))
             try:
