@@ -88,9 +88,18 @@ class WorkQueue:
 
     def claim(self, worker: str, n: int, lease: float) -> list[Claim]:
         """Up to ``n`` URLs nobody holds (waiting, or whose lease passed), oldest first, held by ``worker`` for
-        ``lease`` seconds; each claim raises the URL's fencing token."""
+        ``lease`` seconds, and no more than a fair share of the queue (its URLs split between the live workers, by
+        their heartbeats); each claim raises the URL's fencing token."""
         d = self._db.dialect
         with self._tx() as db:
+            # a fair share: a small queue is split between the live workers, not taken whole by the first to ask
+            # (the count is bounded: a long queue costs no more than a short one)
+            live = max(1, int(db.execute(f"SELECT COUNT(*) FROM workers WHERE heartbeat_at >= {d.now} - ?",
+                                         (LIVE,)).fetchone()[0]))
+            if live > 1:
+                queued = int(db.execute("SELECT COUNT(*) FROM (SELECT 1 FROM queue LIMIT ?) w",
+                                        (n * live,)).fetchone()[0])
+                n = min(n, max(1, -(-queued // live)))
             rows = db.execute(
                 f"UPDATE queue SET claimed_by = ?, lease_until = {d.now} + ?, token = token + 1 WHERE url IN ("
                 f"SELECT url FROM queue WHERE lease_until IS NULL OR lease_until < {d.now} "

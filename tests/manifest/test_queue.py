@@ -36,6 +36,25 @@ def test_claims_are_disjoint_oldest_first_and_completion_records_the_outcome(man
         assert [c.url for c in m.claim("w3", 5, lease=60)] == ["https://x/3.jpg", "https://x/4.jpg"]
 
 
+def test_a_small_queue_is_shared_between_the_live_workers(manifest_target: Path | str) -> None:
+    """Two live workers and 10 URLs: the first to claim takes its half (5), not all 10, however large its batch; a
+    worker alone takes its whole batch; a worker silent for long does not count."""
+    with Manifest.open(manifest_target) as m:
+        m.enqueue([f"https://x/{i}.jpg" for i in range(10)])
+        m.heartbeat("w1", "h", 1, held=0, done=0)
+        alone = m.claim("w1", 64, lease=60)
+        assert len(alone) == 10  # a worker alone takes its whole batch
+        m.release(alone)
+        m.heartbeat("w2", "h", 2, held=0, done=0)
+        first, second = m.claim("w1", 64, lease=60), m.claim("w2", 64, lease=60)
+        assert (len(first), len(second)) == (5, 5)
+        assert {c.url for c in first}.isdisjoint(c.url for c in second)
+        m.release(first + second)
+        with m._tx() as db:  # w2 silent for long: not live
+            db.execute("UPDATE workers SET heartbeat_at = heartbeat_at - 3600 WHERE id = 'w2'")
+        assert len(m.claim("w1", 64, lease=60)) == 10
+
+
 def test_an_expired_lease_is_claimed_again_and_the_late_result_is_refused(manifest_target: Path | str) -> None:
     with Manifest.open(manifest_target) as m:
         m.enqueue(["https://x/a.jpg", "https://x/b.jpg"])
