@@ -405,6 +405,7 @@ class Run:
                     task.add_done_callback(self._in_flight.discard)
                     continue
                 result = UrlResult(status, reason=reason, asset=asset, http_status=http_status, cause=cause)
+                self.stats.by_workers += 1
                 self._report_settled(Settled(url, result, key=stored.key if stored else None))
             if waiting and not self.stop_reason:
                 await asyncio.sleep(POLL)

@@ -109,6 +109,9 @@ def summary_lines(report: RunReport, elapsed: float, *, dry_run: bool = False, b
         f"{'that would be uploaded' if dry_run else 'uploaded'} {s.uploaded}, "
         f"already stored {s.already_stored}",
     ]
+    if s.by_workers:
+        lines.append(f"{count(s.by_workers, 'URL')} settled by `archiver worker` processes (their fetches and "
+                     "uploads are counted by them, not above)")
     if s.restored:
         lines.append(f"{count(s.restored, 'image')} missing or corrupt in storage (found by verify) stored again")
     if s.renditions_added:

@@ -51,6 +51,7 @@ class Stats:
     rejected: int = 0
     failed: int = 0
     not_attempted: int = 0  # left for a re-run because the run stopped early (set when the run ends)
+    by_workers: int = 0  # URLs whose outcome `archiver worker` processes recorded (a PostgreSQL manifest)
 
     @property
     def settled(self) -> int:

@@ -133,6 +133,7 @@ def test_three_workers_and_a_run_that_leaves_processing_to_them_end_like_one_sql
         out, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
         assert "41 archived" in out and "1 dead" in out, out
+        assert "42 URLs settled by `archiver worker` processes" in out, out  # why it fetched nothing itself
         for worker in procs[:3]:
             _, werr = _stop(worker)
             assert worker.returncode == 0, werr
