@@ -152,10 +152,21 @@ def _pair(a: int, b: int) -> tuple[int, int]:
     return 0, 0
 
 
+def _flat_line(grey: Image.Image, box: tuple[int, int, int, int]) -> bool:
+    """Whether one edge line of ``grey`` (a 1-pixel box) is of one flat colour, read without copying the image."""
+    counts = np.bincount(np.asarray(grey.crop(box)).ravel(), minlength=256)  # a histogram: cheaper than a median
+    m = int(np.searchsorted(np.cumsum(counts), (counts.sum() + 1) // 2))  # the (lower) median grey level
+    return bool(counts[max(0, m - _BAND_TOLERANCE) : m + _BAND_TOLERANCE + 1].sum() >= _BAND_SHARE * counts.sum())
+
+
 def content_box(grey: Image.Image) -> tuple[int, int, int, int]:
     """The box of ``grey`` (mode L) inside borders and letterbox or pillarbox bars of one flat colour, which
     republished copies add: each side's band is found again after the others are cut (a white frame around a
     picture letterboxed in black), up to four passes; the whole image when there is none."""
+    w, h = grey.size
+    if w < 16 or h < 16 or not (_flat_line(grey, (0, 0, w, 1)) and _flat_line(grey, (0, h - 1, w, h))
+                                or _flat_line(grey, (0, 0, 1, h)) and _flat_line(grey, (w - 1, 0, w, h))):
+        return 0, 0, w, h  # most pictures: no two opposite edge lines flat, so no frame (and no copy of the pixels)
     a = np.asarray(grey)
     x0, y0, x1, y1 = 0, 0, a.shape[1], a.shape[0]
     for _ in range(4):
