@@ -358,6 +358,19 @@ class PgConnection:
             time.sleep(0.2)
 
 
+_NOT_READY = ("the database system is starting up", "the database system is shutting down",
+              "the database system is in recovery mode", "the database system is not yet accepting connections",
+              "too many clients already", "remaining connection slots are reserved")
+
+
+def _not_there(exc: BaseException) -> bool:
+    """Whether a failed connection met no server (refused, timed out, no route, a name not resolved) or one not ready
+    (starting, stopping, full) rather than a server that answered and refused (a password, a database that does not
+    exist: its message carries the server's FATAL). libpq gives no SQLSTATE for these, so the message decides."""
+    text = str(exc)
+    return "FATAL:" not in text or any(phrase in text for phrase in _NOT_READY)
+
+
 def connect(url: str, *, reconnect_for: float | None = None) -> PgConnection:
     """A connection to the manifest's database; ConfigError (exit 2) without psycopg, ManifestError when the server
     cannot be reached or refuses us."""
@@ -367,13 +380,31 @@ def connect(url: str, *, reconnect_for: float | None = None) -> PgConnection:
             f"{where}: a PostgreSQL manifest needs psycopg, which is not installed: pip install -e '.[postgres]' in "
             "the checkout (or pip install 'psycopg[binary]' psycopg_pool)"
         ) from _MISSING
-    try:
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                              application_name="archiver", **_KEEPALIVES)
-    except psycopg.Error as exc:
-        raise ManifestError(f"{where}: cannot open manifest: {_message(exc)}") from None
-    except Exception as exc:  # a URL libpq cannot parse
-        raise ConfigError(f"[manifest] url: {where}: {_message(exc)}") from None
+    wait = RECONNECT_FOR if reconnect_for is None else reconnect_for
+    start, delay, said = time.monotonic(), BACKOFF_FIRST, False
+    while True:
+        left = wait - (time.monotonic() - start)
+        try:
+            raw = psycopg.connect(url, autocommit=True, connect_timeout=max(2, min(CONNECT_TIMEOUT, math.ceil(left))),
+                                  application_name="archiver", **_KEEPALIVES)
+            break
+        except psycopg.Error as exc:
+            # a server that is not there (yet: restarting, failing over) is waited for, as a lost connection is;
+            # one that answers and refuses (a password, a database that does not exist) is an error at once
+            if not _not_there(exc):
+                raise ManifestError(f"{where}: cannot open manifest: {_message(exc)}") from None
+            if time.monotonic() - start >= wait:
+                raise ManifestUnavailable(f"PostgreSQL unavailable for {wait:g} s: {where}: cannot open manifest: "
+                                          f"{_message(exc)}") from None
+            if not said:
+                said = True
+                log.warning("%s: PostgreSQL not reachable (%s); waiting for up to %g s", where, _message(exc), wait)
+        except Exception as exc:  # a URL libpq cannot parse
+            raise ConfigError(f"[manifest] url: {where}: {_message(exc)}") from None
+        time.sleep(max(0.0, min(delay * random.uniform(0.5, 1.0), wait - (time.monotonic() - start))))
+        delay = min(BACKOFF_MAX, delay * 2)
+    if said:
+        log.warning("%s: PostgreSQL reachable after %.1f s", where, time.monotonic() - start)
     return PgConnection(raw, where, url, reconnect_for)
 
 

@@ -128,11 +128,16 @@ def test_migrate_manifest_refuses_a_target_holding_a_manifest_unless_replace(
 def test_an_unreachable_server_is_one_line_without_the_password(
     tmp_path: Path, postgres_server: PostgresServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A server not there is waited for ([manifest] reconnect_for, as a lost connection is), said once, then one line,
+    exit 1 (a re-run may work); one that answers and refuses (no such database) is an error at once."""
     (tmp_path / "archiver.toml").write_text(
-        '[manifest]\nurl = "postgresql://archiver:s3cret@127.0.0.1:1/nowhere"\n', encoding="utf-8")
-    assert main(["status", "--config", str(tmp_path / "archiver.toml")]) == 2
+        '[manifest]\nurl = "postgresql://archiver:s3cret@127.0.0.1:1/nowhere"\nreconnect_for = 1\n', encoding="utf-8")
+    assert main(["status", "--config", str(tmp_path / "archiver.toml")]) == 1
     err = capsys.readouterr().err
-    assert "cannot open manifest" in err and "s3cret" not in err and len(err.strip().splitlines()) == 1
+    assert "s3cret" not in err and "Traceback" not in err
+    waiting, final = err.strip().splitlines()
+    assert "PostgreSQL not reachable" in waiting and "waiting for up to 1 s" in waiting
+    assert "PostgreSQL unavailable for 1 s" in final and "cannot open manifest" in final
     url = postgres_server.url("nosuchdb", password="s3cret")
     with pytest.raises(ManifestError) as caught:
         Manifest.open(url)
