@@ -25,6 +25,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         lost = m.lost_objects()
         queue = m.queue_depth()
         fleet = m.workers() if is_postgres(path) else None
+        held = m.held_by() if fleet is not None else {}
         recent = m.completed_since(60) if is_postgres(path) else 0
     total = sum(c[str(o)] for o in Outcome)
     say(f"manifest: {shown(path)}",
@@ -45,8 +46,8 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         say(f"workers: {len(live)} live; {count(recent, 'URL')} completed in the last minute")
         for w in fleet:
             state = "" if w.silent_for < LIVE else "  (silent: killed, paused or cut off; its claims pass to others)"
-            say(f"  {w.host} pid {w.pid}  last heartbeat {w.silent_for:.0f}s ago  holds {count(w.held, 'URL')}  "
-                f"done {w.done}{state}")
+            say(f"  {w.host} pid {w.pid}  last heartbeat {w.silent_for:.0f}s ago  holds "
+                f"{count(held.get(w.id, 0), 'URL')}  done {w.done} (at its last heartbeat){state}")
     if lost:
         say(f"objects missing or corrupt in storage (found by verify): {len(lost)}; `archiver verify --repair` "
             "re-creates them, `archiver run` stores again those its articles use")

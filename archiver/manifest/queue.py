@@ -199,6 +199,12 @@ class WorkQueue:
                 self._db.execute(f"SELECT id, host, pid, started_at, {d.now} - heartbeat_at, held, done FROM workers "
                                  "ORDER BY heartbeat_at DESC, id")]
 
+    def held_by(self) -> dict[str, int]:
+        """How many URLs each worker holds under a live lease now (from the queue itself, not its last heartbeat)."""
+        d = self._db.dialect
+        return {str(w): int(n) for w, n in self._db.execute(
+            f"SELECT claimed_by, COUNT(*) FROM queue WHERE lease_until >= {d.now} GROUP BY claimed_by")}
+
     def completed_since(self, seconds: float) -> int:
         """URLs whose outcome was recorded in the last ``seconds`` (by whoever: workers and runs)."""
         return int(self._db.execute("SELECT COUNT(*) FROM urls WHERE last_tried >= ?",

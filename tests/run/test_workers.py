@@ -283,6 +283,7 @@ def test_status_lists_live_workers_the_queue_and_recent_completions(
         assert "queue: 0 waiting, 0 claimed by a worker, 0 with a lease that passed" in out
         assert "workers: 1 live; 2 URLs completed in the last minute" in out
         assert f"pid {w.pid}  last heartbeat" in out
+        assert "holds 0 URLs  done " in out  # what it holds now, from the queue (its heartbeat may say 2 still)
         _, err = _stop(w)
         assert w.returncode == 0, err
         assert m.workers() == []
