@@ -98,3 +98,14 @@ def test_the_readme_layout_names_every_folder() -> None:
     folders = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists())
     assert [f for f in folders if f"{f}/" not in section] == []
     assert [m for m in sorted(BASE) if f"{m}.py" not in section] == []
+
+
+def test_the_checkout_holds_only_the_project_at_its_top_level() -> None:
+    """What git tracks at the top level is the design card's layout and the CI script: stray output a command left
+    there (it happened: logs and tracebacks committed beside the README) fails here."""
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT_DIR, capture_output=True, text=True, check=True).stdout
+    top = {line.split("/", 1)[0] for line in tracked.splitlines()}
+    assert top <= {".ci", ".gitignore", "README.md", "archiver", "bench", "config.example.toml", "examples",
+                   "pyproject.toml", "tests"}, sorted(top)
