@@ -480,9 +480,9 @@ def _signature(data: bytes, fmt: str, folder: str) -> Signature:
         f.write(data)
     caught: list[Signature] = []
 
-    def catch(im: Image.Image) -> Signature:
-        sig = similarity.signature(im)
-        whole = similarity.signature(im, trim=False).phash[0]
+    def catch(im: Image.Image, **box: object) -> Signature:
+        sig = similarity.signature(im, **box)  # type: ignore[arg-type]
+        whole = similarity.signature(im, box=(0, 0, *im.size)).phash[0]
         caught.append(BenchSignature(sig.phash, sig.dhash, sig.grey, plain=whole))
         return caught[-1]
 

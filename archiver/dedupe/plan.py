@@ -177,21 +177,27 @@ def _signature(pv: str | None, dv: str | None, grey: str | None) -> similarity.S
         return None
 
 
+def _thumbnail(store: Store, sha: str, key: str, otherwise: str) -> Image.Image | None:
+    """The stored thumbnail ``key`` decoded and flattened (what the image stage hashes), or None with a warning
+    ending in ``otherwise`` (what then does not happen)."""
+    try:
+        with Image.open(io.BytesIO(store.get(key))) as im:
+            im.load()
+            return flatten(im).convert("RGB")
+    except ArchiverError as exc:
+        log.warning("%s: cannot read thumbnail %s: %s; %s", sha, key, exc, otherwise)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        log.warning("%s: thumbnail %s does not decode: %s; %s", sha, key, exc, otherwise)
+    return None
+
+
 def _backfill(manifest: Manifest, store: Store, sha: str, thumbs: list[tuple[int, str]]) -> similarity.Signature | None:
     """The signature from the largest stored thumbnail (what the image stage hashes), or None with a warning."""
     if not thumbs:
         log.warning("%s: no thumbnail stored; not grouped", sha)
         return None
-    key = thumbs[-1][1]
-    try:
-        with Image.open(io.BytesIO(store.get(key))) as im:
-            im.load()
-            return similarity.signature(flatten(im).convert("RGB"))
-    except ArchiverError as exc:
-        log.warning("%s: cannot read thumbnail %s: %s; not grouped", sha, key, exc)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        log.warning("%s: thumbnail %s does not decode: %s; not grouped", sha, key, exc)
-    return None
+    flat = _thumbnail(store, sha, thumbs[-1][1], "not grouped")
+    return None if flat is None else similarity.signature(flat)
 
 
 def _resign(manifest: Manifest, store: Store, assets: list[ArchivedAsset]) -> int:
@@ -204,27 +210,17 @@ def _resign(manifest: Manifest, store: Store, assets: list[ArchivedAsset]) -> in
         if not a.thumbs or not a.phash or not a.dhash:
             continue
         checked += 1
-        try:
-            with Image.open(io.BytesIO(store.get(a.thumbs[-1][1]))) as im:
-                im.load()
-                flat = flatten(im).convert("RGB")
-        except ArchiverError as exc:
-            log.warning("%s: cannot read thumbnail %s: %s; not signed again", a.info.sha256, a.thumbs[-1][1],
-                        exc.message)
-            continue
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            log.warning("%s: thumbnail %s does not decode: %s; not signed again", a.info.sha256, a.thumbs[-1][1],
-                        exc)
+        flat = _thumbnail(store, a.info.sha256, a.thumbs[-1][1], "not signed again")
+        if flat is None:
             continue
         grey = flat.convert("L")
-        x0, y0, x1, y1 = similarity.content_box(grey)
-        if (x0, y0, x1, y1) == (0, 0, grey.width, grey.height):
+        box = similarity.content_box(grey)
+        if box == (0, 0, grey.width, grey.height):
             continue  # no frame: the signature it has is the one it would get now
-        sig = similarity.signature(flat)
+        sig = similarity.signature(grey, box=box)
         if _bits(sig.phash[0], a.phash) <= 4 and _bits(sig.dhash[0], a.dhash) <= 4 and a.info.content is not None:
             continue  # signed inside its frame already
-        content = round((x1 - x0) * (y1 - y0) / (grey.width * grey.height), 4)
-        manifest.resign_asset(a.info.sha256, sig.phash, sig.dhash, sig.grey, content)
+        manifest.resign_asset(a.info.sha256, sig.phash, sig.dhash, sig.grey, similarity.content_share(box, grey.size))
         done += 1
     say(f"signed again {count(done, 'image')} of {checked} (the content inside an added border or bars)")
     return done

@@ -29,7 +29,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 
 from archiver.config import ImagesConfig
 from archiver.errors import ImageError, TooManyPixels
-from archiver.image.similarity import content_box, signature
+from archiver.image.similarity import content_box, content_share, signature
 from archiver.model import Asset, ImageFormat, Rendition
 
 # The Pillow plugins allowed for each sniffed format: nothing else is ever tried (no EPS/Ghostscript, ...).
@@ -226,10 +226,9 @@ def _process_open(im: Image.Image, fmt: ImageFormat, sha256: str, size: int, cfg
         big = big.transpose(_ORIENT[orientation])
     # Hashes see the stored pixel values (before any profile conversion), like a hash of the full decode.
     grey = flatten(big.convert("RGB") if big.mode == "CMYK" else big).convert("L")
-    sig = signature(grey)  # pHash/dHash of the 8 dihedral transforms; variant 0 is imagehash's own
+    box = content_box(grey)  # inside a frame or bars added around the picture
+    sig = signature(grey, box=box)  # pHash/dHash of the 8 dihedral transforms; variant 0 is imagehash's own
     phash, dhash = sig.phash[0], sig.dhash[0]
-    x0, y0, x1, y1 = content_box(grey)  # the signature's box: inside a frame or bars added around the picture
-    content = round((x1 - x0) * (y1 - y0) / (grey.width * grey.height), 4)
     big = _srgb(big, icc)
     chroma = mean_chroma(big)
     sized: dict[tuple[int, int], Image.Image] = {}  # each size resized once, whatever the formats
@@ -244,7 +243,8 @@ def _process_open(im: Image.Image, fmt: ImageFormat, sha256: str, size: int, cfg
             renditions.append(Rendition(width, rw, rh, _OUTPUT_FORMATS[name], encoded[name, rw, rh]))
     return Asset(sha256=sha256, format=fmt, size=size, width=dw, height=dh, phash=phash, dhash=dhash,
                  frames=frames, renditions=tuple(renditions), phash_variants=sig.phash, dhash_variants=sig.dhash,
-                 grey=sig.grey, colours=colours, chroma=chroma, content=content)
+                 grey=sig.grey, colours=colours, chroma=chroma,
+                 content=content_share(box, grey.size))
 
 
 def palette_colours(im: Image.Image) -> int:

@@ -34,6 +34,7 @@ separate them from look-alikes; the 8x8 grid cannot (README, Deduplication).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -152,11 +153,18 @@ def _pair(a: int, b: int) -> tuple[int, int]:
     return 0, 0
 
 
-def _flat_line(grey: Image.Image, box: tuple[int, int, int, int]) -> bool:
-    """Whether one edge line of ``grey`` (a 1-pixel box) is of one flat colour, read without copying the image."""
-    counts = np.bincount(np.asarray(grey.crop(box)).ravel(), minlength=256)  # a histogram: cheaper than a median
+def _flat(line: np.ndarray) -> bool:
+    """Whether an edge line (uint8 grey levels) is of one flat colour: _BAND_SHARE of it within _BAND_TOLERANCE of
+    its median, read from a histogram (cheaper than a median)."""
+    counts = np.bincount(line.ravel(), minlength=256)
     m = int(np.searchsorted(np.cumsum(counts), (counts.sum() + 1) // 2))  # the (lower) median grey level
     return bool(counts[max(0, m - _BAND_TOLERANCE) : m + _BAND_TOLERANCE + 1].sum() >= _BAND_SHARE * counts.sum())
+
+
+def _opposite_flat(line: Callable[[int], np.ndarray]) -> bool:
+    """Whether two opposite edge lines are flat (``line(i)``: 0 top, 1 bottom, 2 left, 3 right): bands count only
+    in such pairs (``_pair``), so without one there is no frame to look for."""
+    return (_flat(line(0)) and _flat(line(1))) or (_flat(line(2)) and _flat(line(3)))
 
 
 def content_box(grey: Image.Image) -> tuple[int, int, int, int]:
@@ -164,45 +172,48 @@ def content_box(grey: Image.Image) -> tuple[int, int, int, int]:
     republished copies add: each side's band is found again after the others are cut (a white frame around a
     picture letterboxed in black), up to four passes; the whole image when there is none."""
     w, h = grey.size
-    if w < 16 or h < 16 or not (_flat_line(grey, (0, 0, w, 1)) and _flat_line(grey, (0, h - 1, w, h))
-                                or _flat_line(grey, (0, 0, 1, h)) and _flat_line(grey, (w - 1, 0, w, h))):
+    edges = ((0, 0, w, 1), (0, h - 1, w, h), (0, 0, 1, h), (w - 1, 0, w, h))
+    if w < 16 or h < 16 or not _opposite_flat(lambda i: np.asarray(grey.crop(edges[i]))):
         return 0, 0, w, h  # most pictures: no two opposite edge lines flat, so no frame (and no copy of the pixels)
     a = np.asarray(grey)
-    x0, y0, x1, y1 = 0, 0, a.shape[1], a.shape[0]
+    x0, y0, x1, y1 = 0, 0, w, h
     for _ in range(4):
         if x1 - x0 < 16 or y1 - y0 < 16:
             break
         view = a[y0:y1, x0:x1]
-        # a cheap test first: most pictures have no flat edge line at all
-        edges = (view[0], view[-1], view[:, 0], view[:, -1])
-        if not any((np.abs(e.astype(np.int16) - int(np.median(e))) <= _BAND_TOLERANCE).mean() >= _BAND_SHARE
-                   for e in edges):
+        if not _opposite_flat(lambda i, v=view: (v[0], v[-1], v[:, 0], v[:, -1])[i]):  # the first pass: checked
             break
         top, bottom = _pair(_band(view), _band(view[::-1]))
         left, right = _pair(_band(view.T), _band(view.T[::-1]))
         if not (top or bottom or left or right) or y1 - y0 - top - bottom < 16 or x1 - x0 - left - right < 16:
             break
         x0, y0, x1, y1 = x0 + left, y0 + top, x1 - right, y1 - bottom
-    if (x0, y0, x1, y1) != (0, 0, a.shape[1], a.shape[0]):
+    if (x0, y0, x1, y1) != (0, 0, w, h):
         # what is left must vary both ways: bars of colour on a plain ground (a chart, flat art) would leave rows
         # all alike once the ground is cut, and a pHash of that flips on noise; such a picture keeps its ground
         cells = np.asarray(grey.crop((x0, y0, x1, y1)).resize((8, 8), Image.Resampling.BOX), dtype=np.float32)
         if min(cells.std(axis=0).mean(), cells.std(axis=1).mean()) < 1.0:
-            return 0, 0, a.shape[1], a.shape[0]
+            return 0, 0, w, h
     return x0, y0, x1, y1
 
 
-def signature(im: Image.Image, *, trim: bool = True) -> Signature:
-    """The signature of ``im`` (an oriented, flattened image; any mode) inside its added borders and bars
-    (``content_box``; ``trim`` False: the whole frame): variant 0 equals imagehash's own hashes of that box (of the
-    whole image for most).
+def content_share(box: tuple[int, int, int, int], size: tuple[int, int]) -> float:
+    """The share of an image of ``size`` inside ``box`` (``content_box``): what the canonical choice counts as picture."""
+    x0, y0, x1, y1 = box
+    return round((x1 - x0) * (y1 - y0) / (size[0] * size[1]), 4)
+
+
+def signature(im: Image.Image, *, box: tuple[int, int, int, int] | None = None) -> Signature:
+    """The signature of ``im`` (an oriented, flattened image; any mode) inside ``box``, by default its
+    ``content_box`` (inside added borders and bars; a caller that has it already passes it, the whole frame is
+    ``(0, 0, width, height)``): variant 0 equals imagehash's own hashes of that box (of the whole image for most).
 
     The variants transform the small images the hashes are computed from (32x32 for pHash, 9x8 and 8x9
     for dHash), not ``im``: the same values as hashing a transformed ``im``, give or take a bit of
     resampling rounding (measured: 0-2 bits on the corpus photos).
     """
     grey = im.convert("L")
-    box = content_box(grey) if trim else (0, 0, grey.width, grey.height)
+    box = content_box(grey) if box is None else box
     if box != (0, 0, grey.width, grey.height):
         grey = grey.crop(box)
     small = np.asarray(grey.resize((_PHASH_SIDE, _PHASH_SIDE), _LANCZOS), dtype=np.float64)

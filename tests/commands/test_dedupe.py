@@ -280,7 +280,8 @@ def test_a_copy_with_a_border_or_bars_added_is_found_and_resign_fixes_images_sig
     with manifest_db(db_path) as db:
         (thumb,) = db.execute("SELECT key FROM renditions WHERE asset = ? ORDER BY width DESC LIMIT 1",
                               (sha["/framed.jpg"],)).fetchone()
-        whole = signature(flatten(Image.open(tmp_path / "archive" / thumb)).convert("RGB"), trim=False)
+        flat = flatten(Image.open(tmp_path / "archive" / thumb)).convert("RGB")
+        whole = signature(flat, box=(0, 0, *flat.size))
         db.execute("UPDATE assets SET phash = ?, dhash = ?, phash_variants = ?, dhash_variants = ?, grey = ?, "
                    "search_mark = NULL, content = NULL WHERE sha256 = ?", (whole.phash[0], whole.dhash[0], ",".join(whole.phash),
                                                            ",".join(whole.dhash), whole.grey, sha["/framed.jpg"]))

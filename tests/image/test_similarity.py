@@ -41,8 +41,8 @@ def pipeline_signature(path: Path, monkeypatch: pytest.MonkeyPatch) -> Signature
     """The Signature archiver.image.process.process computes for the file (caught on its way into the Asset)."""
     caught: list[Signature] = []
 
-    def catch(im: Image.Image) -> Signature:
-        caught.append(similarity.signature(im))
+    def catch(im: Image.Image, box: tuple[int, int, int, int] | None = None) -> Signature:
+        caught.append(similarity.signature(im, box=box))
         return caught[-1]
 
     monkeypatch.setattr(archiver.image.process, "signature", catch)
