@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -29,18 +28,10 @@ from tests.support.origin import Server
 from tests.support.paths import ROOT_DIR
 from tests.support.postgres import manifest_db
 from tests.support.site import HEXO, sha
+from tests.support.waiting import until
 
 REUSED = "http://img.news.test/news/b.png?w=1&h=2"  # the URL hexo.md uses for b.png (archived by the first run)
 FRESH = "http://img.news.test/news/b.png?from=new"  # the same bytes under a URL never recorded
-
-
-def _until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 @pytest.fixture
@@ -249,7 +240,7 @@ def test_a_worker_that_found_an_image_stored_while_gc_deletes_it_stores_it_again
         assert not pg.has(b)
         os.kill(worker.pid, signal.SIGCONT)
         with Manifest.open(postgres_url, lock=False) as m:
-            _until(lambda: not list(m.queued()), "the worker completed the URL")
+            until(lambda: not list(m.queued()), "the worker completed the URL")
             state = m.url_states([REUSED])[REUSED]
             assert state.status == Outcome.ARCHIVED and state.asset == sha(site["/news/b.png"])
             assert m.asset(state.asset) is not None
@@ -281,7 +272,7 @@ def test_a_worker_held_by_a_gc_batch_says_so(
         barrier = threading.Thread(target=lambda: got.append(m.gc_barrier()))
         with caplog.at_level("WARNING", logger="archiver"):
             barrier.start()
-            _until(lambda: _waiting_for(postgres_url, GC_BATCH_LOCK), "the barrier waiting for the batch")
+            until(lambda: _waiting_for(postgres_url, GC_BATCH_LOCK), "the barrier waiting for the batch")
             gc_conn.execute("SELECT pg_advisory_unlock(%s)", (GC_BATCH_LOCK,))
             barrier.join(60)
     assert got and got[0] is not None
@@ -302,7 +293,7 @@ def test_a_gc_batch_waits_for_a_recording_under_way_and_then_sees_it(
             m._gc_asset_holds(db, sha(site["/news/b.png"]))
             m._upsert_url(db, FRESH, Outcome.ARCHIVED, asset=sha(site["/news/b.png"]), attempts=1)
             proc = _gc_process(pg.config, crash="")
-            _until(lambda: _waiting_for(postgres_url, GC_BATCH_LOCK), "the gc batch waiting for the shared hold")
+            until(lambda: _waiting_for(postgres_url, GC_BATCH_LOCK), "the gc batch waiting for the shared hold")
         out, err = proc.communicate(timeout=120)  # committed: the batch goes on
     assert proc.returncode == 0, err
     assert "nothing deleted" in out and "1 image planned for deletion was found in use" in out, out
@@ -345,8 +336,8 @@ def test_gc_refuses_at_once_beside_a_watching_run(
                 return conn.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name LIKE %s",
                                     (WATCH + "%",)).fetchone()[0] > 0
 
-        _until(watching, "the watching run announced itself")
-        _until(lambda: any(line.startswith("watching ") for line in lines), "the first run done, watching")
+        until(watching, "the watching run announced itself")
+        until(lambda: any(line.startswith("watching ") for line in lines), "the first run done, watching")
         capsys.readouterr()
         assert gc(made, "--grace", "0") == 2
         err = capsys.readouterr().err

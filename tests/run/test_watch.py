@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from tests.support.images import make_jpeg
 from tests.support.origin import Server
 from tests.support.paths import ROOT_DIR
 from tests.support.site import key, write_config
+from tests.support.waiting import until
 
 
 class Lines:
@@ -39,13 +39,6 @@ class Lines:
     def wait_for(self, text: str, timeout: float = 60) -> None:
         with self._cond:
             assert self._cond.wait_for(lambda: any(text in x for x in self.lines), timeout), "".join(self.lines)
-
-
-def _until(check: object, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("poll", [None, 0.2], ids=["events", "polling"])
@@ -72,11 +65,11 @@ def test_new_and_changed_articles_are_archived_as_they_are_written(
         # a new post, written the way editors and generators do (a temp file renamed), and one that grows
         (site / ".new.md.swp").write_text("![b](http://img.news.test/w/b.jpg)\n", encoding="utf-8")
         os.replace(site / ".new.md.swp", site / "new.md")
-        _until(lambda: "/archive/" in (site / "new.md").read_text(encoding="utf-8"), "new.md was not archived")
+        until(lambda: "/archive/" in (site / "new.md").read_text(encoding="utf-8"), "new.md was not archived")
         assert (site / "new.md").read_text(encoding="utf-8") == f"![b](/archive/{key(images['b'], 'jpg')})\n"
         with (site / "first.md").open("a", encoding="utf-8") as f:
             f.write("![c](http://img.news.test/w/c.jpg)\n")
-        _until(lambda: "w/c.jpg" not in (site / "first.md").read_text(encoding="utf-8"), "first.md not archived")
+        until(lambda: "w/c.jpg" not in (site / "first.md").read_text(encoding="utf-8"), "first.md not archived")
         assert (site / "first.md").read_text(encoding="utf-8") == (
             f"![a](/archive/{key(images['a'], 'jpg')})\n![c](/archive/{key(images['c'], 'jpg')})\n")
         assert [origin.hits(f"/w/{n}.jpg") for n in "abc"] == [1, 1, 1]  # each fetched once
@@ -124,7 +117,7 @@ def test_a_file_given_is_still_watched_after_its_own_rewrite(tmp_path: Path, ori
         for i in (1, 2):  # two edits after the first rewrite, each rewritten in turn
             with post.open("a", encoding="utf-8") as f:
                 f.write(f"![{i}](http://img.news.test/f/{i}.jpg)\n")
-            _until(lambda i=i: f"f/{i}.jpg" not in post.read_text(encoding="utf-8"), f"edit {i} was not archived")
+            until(lambda i=i: f"f/{i}.jpg" not in post.read_text(encoding="utf-8"), f"edit {i} was not archived")
         assert post.read_text(encoding="utf-8") == "".join(
             f"![{i}](/archive/{key(b, 'jpg')})\n" for i, b in enumerate(bodies))
         proc.send_signal(signal.SIGTERM)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from tests.support.origin import Server
 from tests.support.paths import ROOT_DIR
 from tests.support.postgres import PostgresServer
 from tests.support.site import write_config
+from tests.support.waiting import until
 
 HOST = "img.fleet.test"
 
@@ -68,15 +69,6 @@ def _archiver(url: str | None, *args: str) -> subprocess.Popen[str]:
 
 def _worker(cfg: Path, url: str | None, *args: str) -> subprocess.Popen[str]:
     return _archiver(url, "worker", "--config", str(cfg), *args)
-
-
-def _until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 def _stop(proc: subprocess.Popen[str], sig: signal.Signals = signal.SIGTERM) -> tuple[str, str]:
@@ -160,11 +152,11 @@ def test_a_worker_killed_mid_batch_loses_its_urls_to_another_after_the_lease(
         with _processes() as procs, Manifest.open(postgres_url, lock=False) as m:
             run = _archiver(postgres_url, "run", "--config", str(cfg), "--no-process", "-q")
             procs.append(run)
-            _until(lambda: m.queue_depth().waiting == len(paths), "the run queued its URLs")
+            until(lambda: m.queue_depth().waiting == len(paths), "the run queued its URLs")
             a = _worker(cfg, postgres_url, "--batch", "10", "--lease", "2")
             procs.append(a)
-            _until(lambda: m.queue_depth().waiting == 0, "worker A claimed every URL")
-            _until(lambda: _arrived(origin, paths), "A's requests arrived")
+            until(lambda: m.queue_depth().waiting == 0, "worker A claimed every URL")
+            until(lambda: _arrived(origin, paths), "A's requests arrived")
             a.kill()  # SIGKILL mid-batch: its requests are held at the origin, nothing of it recorded
             a.communicate(timeout=30)
             assert m.url_states(f"http://{HOST}{p}" for p in paths if "gone" not in p) == {}
@@ -200,17 +192,17 @@ def test_a_paused_worker_past_its_lease_has_its_late_results_refused(
             m.enqueue(urls)
             a = _worker(cfg, postgres_url, "--batch", "10", "--lease", "2")
             procs.append(a)
-            _until(lambda: any(w.pid == a.pid and w.held == len(urls) for w in m.workers()), "A holds every URL")
-            _until(lambda: _arrived(origin, paths), "A's requests arrived")
+            until(lambda: any(w.pid == a.pid and w.held == len(urls) for w in m.workers()), "A holds every URL")
+            until(lambda: _arrived(origin, paths), "A's requests arrived")
             a.send_signal(signal.SIGSTOP)
-            _until(lambda: m.queue_depth().expired == len(urls), "A's leases passed")
+            until(lambda: m.queue_depth().expired == len(urls), "A's leases passed")
             b = _worker(cfg, postgres_url, "--lease", "30")
             procs.append(b)
-            _until(lambda: m.queue_depth().claimed == len(urls), "B claimed A's URLs")
+            until(lambda: m.queue_depth().claimed == len(urls), "B claimed A's URLs")
             gate.set()
-            _until(lambda: m.queue_depth() == QueueDepth(0, 0, 0), "B settled every URL")
+            until(lambda: m.queue_depth() == QueueDepth(0, 0, 0), "B settled every URL")
             a.send_signal(signal.SIGCONT)
-            _until(lambda: any(w.pid == a.pid and w.held == 0 for w in m.workers()), "A dropped its late work")
+            until(lambda: any(w.pid == a.pid and w.held == 0 for w in m.workers()), "A dropped its late work")
             _, aerr = _stop(a)
             assert a.returncode == 0, aerr
             assert f"stopped: 0 URLs done, {len(urls)} results refused because their lease had passed" in aerr
@@ -238,8 +230,8 @@ def test_sigterm_releases_the_claims_and_exits_0_within_seconds(
             m.enqueue(urls)
             w = _worker(cfg, postgres_url, "--batch", "10")
             procs.append(w)
-            _until(lambda: m.queue_depth().claimed == len(urls), "the worker claimed every URL")
-            _until(lambda: _arrived(origin, paths), "its requests arrived")
+            until(lambda: m.queue_depth().claimed == len(urls), "the worker claimed every URL")
+            until(lambda: _arrived(origin, paths), "its requests arrived")
             sent = time.monotonic()
             _, err = _stop(w)
             assert time.monotonic() - sent < 15  # 3 s of grace for what is in flight, then released
@@ -276,7 +268,7 @@ def test_status_lists_live_workers_the_queue_and_recent_completions(
         m.enqueue([f"http://{HOST}/fleet/0.jpg", f"http://{HOST}/fleet/1.jpg"])
         w = _worker(cfg, postgres_url)
         procs.append(w)
-        _until(lambda: m.queue_depth() == QueueDepth(0, 0, 0) and m.workers() != [], "the worker did its URLs")
+        until(lambda: m.queue_depth() == QueueDepth(0, 0, 0) and m.workers() != [], "the worker did its URLs")
         monkeypatch.setenv("ARCHIVER_MANIFEST_URL", postgres_url)
         assert main(["status", "--config", str(cfg)]) == 0
         out = capsys.readouterr().out
