@@ -23,6 +23,10 @@ class SQLiteDialect:
     def tables(self, conn: Any) -> set[str]:
         return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
+    def foreign(self, conn: Any) -> bool:
+        """Schema 0 with tables of its own: another program's database."""
+        return self.version(conn) == 0 and self.has_tables(conn)
+
     def apply(self, conn: Any, index: int, script: str) -> None:
         """Migration ``index`` (to version index + 1), in one transaction."""
         conn.executescript("BEGIN;" + script + f"; PRAGMA user_version={index + 1}; COMMIT;")
@@ -47,6 +51,18 @@ class PostgresDialect:
         return {r[0] for r in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
         )} - {"archiver_schema"}
+
+    def foreign(self, conn: Any) -> bool:
+        """Schema 0 with tables of its own: another program's database. Read under the migration lock: another
+        process migrating the new manifest at this moment commits its first tables and its version together, and
+        the two reads must not fall on either side of that commit (it happened: three workers and a run starting on
+        an empty database, one of them refused it as "not an archiver manifest")."""
+        conn.execute("BEGIN")
+        try:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+            return self.version(conn) == 0 and self.has_tables(conn)
+        finally:
+            conn.execute("COMMIT")
 
     def apply(self, conn: Any, index: int, script: str) -> None:
         """Migration ``index`` in one transaction, under a transaction-scoped advisory lock: two processes opening a

@@ -304,7 +304,7 @@ def check_ours(conn: Any, path: Path | str | None) -> None:
     """Refuse a database that is not an archiver manifest (schema 0 with tables of its own), before anything (a
     migration, a journal mode) changes it."""
     dialect = getattr(conn, "dialect", SQLITE)
-    if dialect.version(conn) == 0 and dialect.has_tables(conn):
+    if dialect.foreign(conn):
         key = "[manifest] path must name an archiver manifest or a new file" if dialect is SQLITE else \
             "[manifest] url must name an archiver manifest or an empty database (or schema)"
         raise ManifestError(f"{path}: not an archiver manifest (a database with other tables, left as it is); {key}")
