@@ -102,7 +102,7 @@ def insert(db: sqlite3.Connection, start: int, sigs: tuple[np.ndarray, np.ndarra
 
 def infos_of(rows: list) -> list[AssetInfo]:
     return [AssetInfo(sha, fmt, size, w, h, first, Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey))
-            for sha, fmt, _mime, _ext, size, w, h, first, _key, _p, _d, pv, dv, grey, _c, _ch in rows]
+            for sha, fmt, _mime, _ext, size, w, h, first, _key, _p, _d, pv, dv, grey, *_colour in rows]
 
 
 def load_infos(m: Manifest) -> list[AssetInfo]:

@@ -179,10 +179,13 @@ def greedy_class_groups(
     match: Callable[[int, int], Match | None],
     prefer: Sequence[str],
     pinned: set[str],
+    match_many: Callable[[list[tuple[int, int]]], list[Match | None]] | None = None,
 ) -> list[Group]:
     """``greedy_groups`` (the same groups, members in the same order) worked class by class: a class of n
     identical signatures is one step, not n candidates, so a head near a class of ten thousand copies costs O(1),
-    not a sort of ten thousand members, however many heads are near it.
+    not a sort of ten thousand members, however many heads are near it. ``match_many`` (optional) gives the matches
+    of many (head class, member class) pairs at once, ``[match(a, b) for a, b in pairs]``, measured once the groups
+    are formed.
 
     Why it is the same: within one head's pass, the candidates of one class share their distances and the
     complete-linkage test (the members so far only grow, and a class is linked to itself), so the first eligible
@@ -197,7 +200,7 @@ def greedy_class_groups(
     free = {c: sorted((k for k in ks if usable[k].sha256 not in pinned), key=position.__getitem__)
             for c, ks in by_class.items()}  # each class's members that may still join a group, by rank
     assigned: set[int] = set()
-    groups: list[Group] = []
+    formed: list[list[int]] = []
     for head in rank:
         if head in assigned:
             continue
@@ -217,11 +220,9 @@ def greedy_class_groups(
             assigned.update(members)
             for c in member_classes:
                 free[c] = [k for k in free[c] if k not in assigned]
-            matches: dict[int, Match | None] = {}
-            for k in members[1:]:
-                if cls[k] not in matches:
-                    matches[cls[k]] = match(hc, cls[k])
-            groups.append(Group(tuple(
-                Member(usable[k].sha256, None if k == head else matches[cls[k]]) for k in members
-            )))
-    return groups
+            formed.append(members)
+    wanted = list(dict.fromkeys((cls[ks[0]], cls[k]) for ks in formed for k in ks[1:]))
+    found = match_many(wanted) if match_many is not None else [match(a, b) for a, b in wanted]
+    matches = dict(zip(wanted, found, strict=True))
+    return [Group(tuple(Member(usable[k].sha256, None if k == ks[0] else matches[cls[ks[0]], cls[k]]) for k in ks))
+            for ks in formed]

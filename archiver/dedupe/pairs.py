@@ -18,7 +18,7 @@ import numpy as np
 
 from archiver.dedupe.grouping import AssetInfo, Group, greedy_class_groups, preference_key, signature_classes
 from archiver.dedupe.segments import VariantIndex
-from archiver.image.similarity import Judged, Match, Signature, compare
+from archiver.image.similarity import JudgedMany, Match, Signature, compare, compare_many
 from archiver.manifest.rows import PairRow
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION
@@ -83,25 +83,34 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
             sigs[c] = Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey or "")
         return sigs[c]
 
-    pairs = []
+    todo_pairs = []
     for c, d in zip(x.tolist(), y.tolist(), strict=True):
         if c not in heads or d not in heads or not (c in fresh or d in fresh):
             continue  # recorded when the later of the two classes was searched
         a, b = signature_of(c), signature_of(d)
-        if (a.phash, a.dhash) == (b.phash, b.dhash):  # the same hashes: one class for grouping, no pair needed
-            continue
-        judged = Judged(a, b)
-        m = judged.decide(max_distance)
+        if (a.phash, a.dhash) != (b.phash, b.dhash):  # the same hashes: one class for grouping, no pair needed
+            todo_pairs.append((c, d))
+    judged = JudgedMany([signature_of(c) for c, _ in todo_pairs], [signature_of(d) for _, d in todo_pairs])
+    accepted_from = judged.accepted_from(max_distance)  # -1: not accepted
+    kept = [(i, c, d) for i, (c, d) in enumerate(todo_pairs) if accepted_from[i] >= 0]
+    forward = judged.decide(max_distance)
+    # rows are oriented by sha256: the pairs found the other way round are measured in that orientation (the rule is
+    # symmetric, so it accepts them too)
+    turned = [(i, c, d) for i, c, d in kept if shas[heads[c]] > shas[heads[d]]]
+    backward = dict(zip((i for i, _, _ in turned),
+                        compare_many([signature_of(d) for _, _, d in turned], [signature_of(c) for _, c, _ in turned],
+                                     max_distance), strict=True))
+    pairs = []
+    for i, c, d in kept:
+        sa, sb = shas[heads[c]], shas[heads[d]]
+        m = forward[i]
+        if sa > sb:
+            m = backward[i]
+            sa, sb = sb, sa
         if m is None:
             continue
-        accepted_from = _accepted_from(judged, max_distance)
-        sa, sb = shas[heads[c]], shas[heads[d]]
-        if sa > sb:
-            m = compare(b, a, max_distance)  # the rule is symmetric: never None here
-            if m is None:
-                continue
-            sa, sb = sb, sa
-        pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance, accepted_from))
+        pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance,
+                      int(accepted_from[i])))
     manifest.record_pair_search(pairs, searched, max_distance, SIMILARITY_RULE_VERSION, replace_all=rescan)
     return PairSearch(len(searched), index.assets, len(pairs), widened, time.monotonic() - started)
 
@@ -122,20 +131,6 @@ def class_heads(manifest: Manifest, index: VariantIndex, classes: np.ndarray) ->
             shas[i] = live[i]
         heads[c] = i
     return heads, shas
-
-
-def _accepted_from(judged: Judged, max_distance: int) -> int:
-    """The smallest max_distance at which the pair is accepted (bisection: the decision is monotone in it; each
-    measurement made once, by ``judged``). From 0: a pair accepted in its own orientation (rule D) may also be
-    accepted under another transform at a smaller distance than the one the Match reports, and the other way round."""
-    lo, hi = 0, max_distance  # accepted at hi
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if judged.decide(mid) is None:
-            lo = mid + 1
-        else:
-            hi = mid
-    return hi
 
 
 def groups_from_pairs(
@@ -169,7 +164,7 @@ def groups_from_pairs(
     signature_of = {a.sha256: a.signature for a in assets if a.signature is not None}
     class_of = {(sig.phash, sig.dhash): c for c, sig in enumerate(sigs)}
     near: dict[int, list[tuple[int, int, int]]] = {}
-    linked_pairs: set[tuple[int, int]] = set()
+    linked_pairs: dict[tuple[int, int], tuple[int, int, int, int]] = {}  # (low, high) -> (ca, cb, pd, dd) as recorded
     for a_sha, b_sha, pd, dd in pairs:
         sa, sb = signature_of.get(a_sha), signature_of.get(b_sha)
         if sa is None or sb is None:
@@ -177,17 +172,20 @@ def groups_from_pairs(
         ca, cb = class_of.get((sa.phash, sa.dhash)), class_of.get((sb.phash, sb.dhash))
         if ca is None or cb is None or ca == cb or sigs[ca] != sa or sigs[cb] != sb:
             continue  # not between two grouping classes' own signatures (another grey with the same hashes)
-        key = (min(ca, cb), max(ca, cb))
-        if key in linked_pairs:
-            continue
-        if ca > cb:  # recorded the other way round (its heads' sha256 order is not the classes')
-            m = compare(sigs[cb], sigs[ca], max_distance)
+        linked_pairs.setdefault((min(ca, cb), max(ca, cb)), (ca, cb, pd, dd))
+    # recorded the other way round (its heads' sha256 order is not the classes'): measured in the classes' order
+    turned = [(lo, hi) for (lo, hi), (ca, _cb, _pd, _dd) in linked_pairs.items() if ca != lo]
+    again = dict(zip(turned, compare_many([sigs[lo] for lo, _ in turned], [sigs[hi] for _, hi in turned],
+                                          max_distance), strict=True))
+    for key, (ca, cb, pd, dd) in list(linked_pairs.items()):
+        if key in again:
+            m = again[key]
             if m is None:
+                del linked_pairs[key]
                 continue
             pd, dd = m.phash_distance, m.dhash_distance
         near.setdefault(ca, []).append((pd, dd, cb))
         near.setdefault(cb, []).append((pd, dd, ca))
-        linked_pairs.add(key)
 
     def linked(a: int, b: int) -> bool:
         return a == b or (min(a, b), max(a, b)) in linked_pairs
@@ -195,7 +193,11 @@ def groups_from_pairs(
     def match(a: int, b: int) -> Match | None:
         return compare(sigs[a], sigs[b], max_distance) or compare(sigs[min(a, b)], sigs[max(a, b)], max_distance)
 
-    return greedy_class_groups(usable, classes, near, linked, match, prefer, set(pinned))
+    def match_many(wanted: list[tuple[int, int]]) -> list[Match | None]:
+        found = compare_many([sigs[a] for a, _ in wanted], [sigs[b] for _, b in wanted], max_distance)
+        return [m or match(a, b) for m, (a, b) in zip(found, wanted, strict=True)]
+
+    return greedy_class_groups(usable, classes, near, linked, match, prefer, set(pinned), match_many)
 
 
 def groupable(manifest: Manifest, max_distance: int) -> tuple[list[PairRow], list[int]]:

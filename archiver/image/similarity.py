@@ -35,7 +35,7 @@ separate them from look-alikes; the 8x8 grid cannot (README, Deduplication).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.fftpack
@@ -78,26 +78,40 @@ FRAMED_CONFIRMED = 0.06  # rule D: zf at most this
 @dataclass(frozen=True)
 class Signature:
     """pHash and dHash (16-hex-digit strings, imagehash's form) of the image under each of TRANSFORMS,
-    and ``grey``: its 8x8 grey thumbnail as 128 hex digits (row-major bytes; "" when unknown)."""
+    and ``grey``: its 8x8 grey thumbnail as 128 hex digits (row-major bytes; "" when unknown).
+
+    Checked when made (ValueError: not 8 + 8 hashes of 16 hex digits, or a grey of another length or not hex); the
+    integers and the grid ``compare`` reads are parsed on first use (``__getattr__``), so the many signatures that
+    grouping reads and never compares one by one (``compare_many`` works from their text) cost no parsing."""
 
     phash: tuple[str, ...]
     dhash: tuple[str, ...]
     grey: str = ""
-    _p: tuple[int, ...] = field(init=False, repr=False, compare=False)
-    _d: tuple[int, ...] = field(init=False, repr=False, compare=False)
-    _g: np.ndarray | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if len(self.phash) != len(TRANSFORMS) or len(self.dhash) != len(TRANSFORMS):
-            raise ValueError(f"a signature needs {len(TRANSFORMS)} pHash and dHash variants")
+        n = len(TRANSFORMS)
+        if len(self.phash) != n or len(self.dhash) != n:
+            raise ValueError(f"a signature needs {n} pHash and dHash variants")
+        if any(len(h) != 16 for h in self.phash) or any(len(h) != 16 for h in self.dhash):
+            raise ValueError("a hash is 16 hex digits")
         if self.grey and len(self.grey) != 2 * _GREY_SIDE * _GREY_SIDE:
             raise ValueError(f"grey thumbnail must be {2 * _GREY_SIDE * _GREY_SIDE} hex digits")
-        object.__setattr__(self, "_p", tuple(int(h, 16) for h in self.phash))
-        object.__setattr__(self, "_d", tuple(int(h, 16) for h in self.dhash))
-        grid = None
-        if self.grey:
-            grid = np.frombuffer(bytes.fromhex(self.grey), np.uint8).reshape(_GREY_SIDE, _GREY_SIDE).astype(np.int16)
-        object.__setattr__(self, "_g", grid)
+        bytes.fromhex("".join(self.phash) + "".join(self.dhash) + self.grey)  # ValueError when not hex
+
+    def __getattr__(self, name: str) -> object:
+        """``_p``, ``_d`` (the hashes as ints) and ``_g`` (the grey grid, int16, or None), parsed once when first
+        read and then plain attributes."""
+        if name == "_p":
+            value: object = tuple(int(h, 16) for h in self.phash)
+        elif name == "_d":
+            value = tuple(int(h, 16) for h in self.dhash)
+        elif name == "_g":
+            value = None if not self.grey else \
+                np.frombuffer(bytes.fromhex(self.grey), np.uint8).reshape(_GREY_SIDE, _GREY_SIDE).astype(np.int16)
+        else:
+            raise AttributeError(name)
+        object.__setattr__(self, name, value)
+        return value
 
 
 @dataclass(frozen=True)
@@ -353,3 +367,105 @@ class Judged:
         if p0 <= max_distance and 0.0 <= self.framed() <= FRAMED_CONFIRMED:  # D: the picture as plain pHash
             return Match(TRANSFORMS[0], p0, d0, round(_grey_distance(self.a, self.b, 0), 2))
         return None
+
+
+# the cells of an 8x8 grid (raveled) under each transform: _APPLY[t](g).ravel() == g.ravel()[_PERM[t]]
+_PERM = np.stack([_APPLY[t](np.arange(_GREY_SIDE * _GREY_SIDE).reshape(_GREY_SIDE, _GREY_SIDE)).ravel()
+                  for t in range(len(TRANSFORMS))])
+
+
+def _parsed(sigs: list[Signature]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(n, T) uint64 pHash and dHash variants, (n, 64) int16 grey cells (0 where unknown) and which have a grey, from
+    the signatures' text at once."""
+    n = len(sigs)
+    ph = np.frombuffer(bytes.fromhex("".join("".join(s.phash) for s in sigs)), ">u8").astype(np.uint64).reshape(n, -1)
+    dh = np.frombuffer(bytes.fromhex("".join("".join(s.dhash) for s in sigs)), ">u8").astype(np.uint64).reshape(n, -1)
+    has = np.array([bool(s.grey) for s in sigs], dtype=bool)
+    grey = np.zeros((n, _GREY_SIDE * _GREY_SIDE), dtype=np.int16)
+    if has.any():
+        cells = bytes.fromhex("".join(s.grey for s in sigs))
+        grey[has] = np.frombuffer(cells, np.uint8).reshape(-1, _GREY_SIDE * _GREY_SIDE)
+    return ph, dh, grey, has
+
+
+class JudgedMany:
+    """``Judged`` for many pairs (a[i], b[i]) at once: the hash distances under every transform, the tie-break by
+    the grey thumbnails and m are whole-array integer arithmetic (m is a mean of integers, so bit for bit the
+    float ``Judged`` computes); z and zf, which rules C and D need for a few pairs only, are measured by ``Judged``
+    itself for those pairs. ``decide(k)[i]`` is ``compare(a[i], b[i], k)``, measured once for every k."""
+
+    def __init__(self, a: list[Signature], b: list[Signature]) -> None:
+        self.a, self.b = a, b
+        n = len(a)
+        self._scalar: dict[int, Judged] = {}
+        if not n:
+            self.p = self.d = self.t = self.p0 = self.d0 = np.zeros(0, np.int64)
+            self.m = np.zeros(0)
+            return
+        pa, da, ga, ha = _parsed(a)
+        pb, db, gb, hb = _parsed(b)
+        inv = np.array(_INVERSE)
+        count = np.bitwise_count
+        p = np.minimum(count(pa ^ pb[:, :1]), count(pb[:, inv] ^ pa[:, :1])).astype(np.int64)
+        d = np.minimum(count(da ^ db[:, :1]), count(db[:, inv] ^ da[:, :1])).astype(np.int64)
+        s = p + d
+        rows, ts = np.nonzero(s == s.min(axis=1, keepdims=True))  # symmetric pictures: every tied transform
+        m = np.full(rows.size, -1.0)
+        grey = ha[rows] & hb[rows]
+        if grey.any():
+            r, t = rows[grey], ts[grey]
+            diff = np.sort(np.abs(np.take_along_axis(ga[r], _PERM[t], axis=1) - gb[r]), axis=1)
+            m[grey] = diff[:, :_GREY_KEEP].mean(axis=1)
+        order = np.lexsort((ts, m, rows))  # per pair: the smallest m, then the first transform
+        first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
+        self.t = ts[first]
+        self.m = m[first]
+        self.p = p[np.arange(n), self.t]
+        self.d = d[np.arange(n), self.t]
+        self.p0, self.d0 = p[:, 0], d[:, 0]
+
+    def _judged(self, i: int) -> Judged:
+        if i not in self._scalar:
+            self._scalar[i] = Judged(self.a[i], self.b[i])
+        return self._scalar[i]
+
+    def accepted(self, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+        """(accepted, by_best): which pairs ``compare`` accepts at ``max_distance``, and of those which by rule A, B
+        or C (reported under the best transform; the others by rule D, under the identity)."""
+        k = max_distance
+        m, p, d = self.m, self.p, self.d
+        cand = np.minimum(p, d) <= k
+        rule_a = cand & (m >= 0.0) & (m <= PIXEL_CONFIRMED)
+        slack = cand & ~rule_a & (np.maximum(p, d) <= k + HASH_SLACK)
+        rule_b = slack & (m <= HASH_CONFIRMED)
+        by_best = rule_a | rule_b
+        for i in np.flatnonzero(slack & ~rule_b).tolist():  # rule C: z, measured for these only
+            by_best[i] = self._judged(i).tone() <= TONE_CONFIRMED
+        accepted = by_best.copy()
+        for i in np.flatnonzero(~by_best & (self.p0 <= k)).tolist():  # rule D: zf, for these only
+            accepted[i] = 0.0 <= self._judged(i).framed() <= FRAMED_CONFIRMED
+        return accepted, by_best
+
+    def decide(self, max_distance: int) -> list[Match | None]:
+        accepted, by_best = self.accepted(max_distance)
+        out: list[Match | None] = [None] * len(self.a)
+        for i in np.flatnonzero(accepted).tolist():
+            if by_best[i]:
+                out[i] = Match(TRANSFORMS[int(self.t[i])], int(self.p[i]), int(self.d[i]), round(float(self.m[i]), 2))
+            else:
+                out[i] = Match(TRANSFORMS[0], int(self.p0[i]), int(self.d0[i]),
+                               round(_grey_distance(self.a[i], self.b[i], 0), 2))
+        return out
+
+    def accepted_from(self, max_distance: int) -> np.ndarray:
+        """The smallest distance at which each pair is accepted (the decision is monotone in it), -1 for a pair not
+        accepted at ``max_distance``."""
+        out = np.full(len(self.a), -1, dtype=np.int64)
+        for k in range(max_distance, -1, -1):
+            out[self.accepted(k)[0]] = k
+        return out
+
+
+def compare_many(a: list[Signature], b: list[Signature], max_distance: int) -> list[Match | None]:
+    """[compare(a[i], b[i], max_distance) for each i], measured array-wise (``JudgedMany``)."""
+    return JudgedMany(a, b).decide(max_distance)

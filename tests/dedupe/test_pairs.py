@@ -217,21 +217,48 @@ def test_three_runs_one_killed_then_dedupe_equals_a_full_recomputation(
     assert "searching them again at 12" in capsys.readouterr().err
 
 
-def test_a_pair_measured_once_decides_as_compare_at_every_distance() -> None:
-    """similarity.Judged (each measurement made once) decides as compare at every distance, so the smallest
-    accepting distance recorded with a pair is the one a bisection over compare finds."""
-    from archiver.dedupe.pairs import _accepted_from
+def test_pairs_measured_at_once_decide_as_compare_at_every_distance() -> None:
+    """similarity.Judged (one pair, each measurement made once) and JudgedMany (many pairs as arrays, what the
+    search and grouping use) decide as compare at every distance, and the smallest accepting distance recorded with a
+    pair is the first distance at which compare accepts it. The pairs include the hard cases of the array path: a
+    picture whose variants are all equal (every transform tied, the grey thumbnails break the tie), signatures
+    without a grey thumbnail, identical signatures, and pairs only rules C (tone) or D (framing) accept."""
+    import numpy as np
+
     from archiver.dedupe.reference import candidate_pairs
-    from archiver.image.similarity import Judged, compare
+    from archiver.image.similarity import Judged, JudgedMany, Signature, compare
 
     sigs = synthetic_signatures(60, seed=21)
-    seen = 0
+    xs, ys = [], []
     for i, j in candidate_pairs(sigs, 14)[:80]:
-        for x, y in ((sigs[i], sigs[j]), (sigs[j], sigs[i])):
-            judged = Judged(x, y)
-            decisions = [compare(x, y, k) for k in range(13)]
-            assert [judged.decide(k) for k in range(13)] == decisions
-            if decisions[12] is not None:
-                seen += 1
-                assert _accepted_from(judged, 12) == next(k for k, d in enumerate(decisions) if d is not None)
-    assert seen >= 5
+        xs += [sigs[i], sigs[j]]
+        ys += [sigs[j], sigs[i]]
+    rng = np.random.default_rng(5)
+    for n in range(300):
+        grid = rng.integers(0, 256, 64)
+        p, d = rng.integers(0, 2**63, 8), rng.integers(0, 2**63, 8)
+        if n % 4 == 0:  # a symmetric picture: all its variants alike
+            p, d = np.full(8, p[0]), np.full(8, d[0])
+        flips = [np.bitwise_or.reduce(1 << rng.integers(0, 63, (8, int(rng.integers(1, 9)))), axis=1) for _ in "pd"]
+        near = np.clip(grid * (1 + rng.normal(0, 0.08)) + rng.integers(-int(n % 30), int(n % 30) + 1, 64), 0, 255)
+
+        def sig(h: np.ndarray, g: np.ndarray | None, e: np.ndarray) -> Signature:
+            return Signature(tuple(f"{int(v):016x}" for v in h), tuple(f"{int(v):016x}" for v in e),
+                             "" if g is None else bytes(g.astype(np.uint8)).hex())
+
+        a = sig(p, None if n % 7 == 3 else grid, d)
+        xs += [a, a, a]
+        ys += [sig(p ^ flips[0], near, d ^ flips[1]), a, sig(rng.integers(0, 2**63, 8), grid, d)]
+    many = JudgedMany(xs, ys)
+    seen = 0
+    for k in range(13):
+        decisions = [compare(x, y, k) for x, y in zip(xs, ys, strict=True)]
+        assert many.decide(k) == decisions
+        assert [Judged(x, y).decide(k) for x, y in zip(xs, ys, strict=True)] == decisions
+        seen = sum(d is not None for d in decisions)
+    first = [next((k for k in range(13) if compare(x, y, k) is not None), -1) for x, y in zip(xs, ys, strict=True)]
+    assert many.accepted_from(12).tolist() == first
+    assert seen >= 300
+    rule_c = [i for i, j in many._scalar.items() if j._tone is not None and j.decide(12) is not None]
+    rule_d = [i for i, j in many._scalar.items() if j._framed is not None and j.decide(12) is not None]
+    assert len(rule_c) >= 5 and len(rule_d) >= 5, (len(rule_c), len(rule_d))  # the scalar measurements ran
