@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from archiver.dedupe.grouping import AssetInfo, Group, greedy_class_groups, preference_key, signature_classes
+from archiver.dedupe.grouping import (
+    AssetInfo,
+    Group,
+    Member,
+    greedy_class_groups,
+    preference_key,
+    signature_classes,
+)
 from archiver.dedupe.segments import VariantIndex
 from archiver.image.similarity import JudgedMany, Match, Signature, compare, compare_many
 from archiver.manifest.rows import PairRow
@@ -218,12 +225,14 @@ GROUP_BATCH = 10_000  # assets whose signatures are held at once while grouping 
 
 
 def group_batches(manifest: Manifest, max_distance: int, batch: int = GROUP_BATCH
-                  ) -> Iterator[tuple[list[int], list[PairRow]]]:
+                  ) -> Iterator[tuple[list[int], list[PairRow], bool]]:
     """``groupable``'s assets and pairs cut into batches of whole connected components (assets joined by a recorded
     pair, by being in one class of identical signatures, or by sharing their hashes with another grey): no group
     and no candidate crosses a component, so each batch is grouped alone, with the signatures of its assets only.
-    Batches hold about ``batch`` assets (a bigger component is a batch of its own). Read from the index and the
-    pair rows; no signature is read here."""
+    Batches hold about ``batch`` assets (a bigger component is a batch of its own). The third item is True for a
+    batch of "pair" components only: two assets joined by one recorded pair, nothing else (most of an archive's
+    components), which ``pair_groups`` groups without the general pass. Read from the index and the pair rows; no
+    signature is read here."""
     pairs = manifest.recorded_pairs(max_distance, SIMILARITY_RULE_VERSION)
     index = VariantIndex.open(manifest)
     several = index.shared_hash_classes()
@@ -251,36 +260,83 @@ def group_batches(manifest: Manifest, max_distance: int, batch: int = GROUP_BATC
     from scipy.sparse.csgraph import connected_components
 
     graph = coo_matrix((np.ones(edges[0].size, dtype=np.int8), (edges[0], edges[1])), shape=(nodes.size, nodes.size))
-    _, label = connected_components(graph, directed=False)
+    count, label = connected_components(graph, directed=False)
     comp = label[node_of]  # the component of each asset
+    row_comp = comp[np.searchsorted(ids, ends[0::2])]
+    # pair components: two assets, one row, neither in a class that shares its hashes with another
+    paired = (np.bincount(comp, minlength=count) == 2) & (np.bincount(row_comp, minlength=count) == 1)
+    paired[comp[np.isin(cls, several)]] = False
+    simple = [p for p, c in zip(pairs, paired[row_comp].tolist(), strict=True) if c]
+    for lo in range(0, len(simple), max(1, batch // 2)):
+        rows = simple[lo:lo + max(1, batch // 2)]
+        yield sorted(id_of[sha] for p in rows for sha in (p[0], p[1])), rows, True
+    rest = ~paired[comp]
+    ids, comp = ids[rest], comp[rest]
+    if not ids.size:
+        return
     order = np.argsort(comp, kind="stable")
     comp_sorted = comp[order]
     cuts = np.flatnonzero(np.diff(comp_sorted)) + 1
     rows_of: dict[int, list[PairRow]] = {}
-    for p, a in zip(pairs, ends[0::2].tolist(), strict=True):
-        rows_of.setdefault(int(comp[np.searchsorted(ids, a)]), []).append(p)
+    for p, c in zip(pairs, row_comp.tolist(), strict=True):
+        if not paired[c]:
+            rows_of.setdefault(c, []).append(p)
     start, bounds = 0, [*cuts.tolist(), order.size]
     for i, hi in enumerate(bounds):  # whole components, until a batch holds ``batch`` assets
         if hi - start >= batch or i == len(bounds) - 1:
             rows = [p for c in np.unique(comp_sorted[start:hi]).tolist() for p in rows_of.get(c, ())]
-            yield sorted(ids[order[start:hi]].tolist()), rows
+            yield sorted(ids[order[start:hi]].tolist()), rows, False
             start = hi
+
+
+def pair_groups(assets: Sequence[AssetInfo], rows: Iterable[PairRow], max_distance: int, prefer: Sequence[str],
+                pinned: set[str], excluded: set[str]) -> list[Group]:
+    """``groups_from_pairs`` for components of two assets joined by one recorded pair (``group_batches``' pair
+    batches), without the general pass: the better-ranked of the two (pinned first, then ``preference_key``) is
+    the canonical and the other joins it, unless that one is pinned too; an excluded asset, or one without a
+    signature, is in no group. The matches are measured all at once (``compare_many``)."""
+    usable = {a.sha256: a for a in assets if a.signature is not None and a.sha256 not in excluded}
+    formed: list[tuple[AssetInfo, AssetInfo, PairRow]] = []
+    out: list[Group] = []
+    for r in rows:
+        a, b = usable.get(r.a), usable.get(r.b)
+        if a is None or b is None:
+            continue
+        sa, sb = a.signature, b.signature
+        assert sa is not None and sb is not None
+        if r.a > r.b or (sa.phash, sa.dhash) == (sb.phash, sb.dhash):  # not as recorded: the general pass decides
+            out += groups_from_pairs([a, b], [r], max_distance, prefer, pinned, excluded)
+            continue
+        ka = (a.sha256 not in pinned, *preference_key(a, prefer))
+        kb = (b.sha256 not in pinned, *preference_key(b, prefer))
+        head, other = (a, b) if ka < kb else (b, a)
+        if other.sha256 not in pinned:
+            formed.append((head, other, r))
+    found = compare_many([h.signature for h, _, _ in formed], [o.signature for _, o, _ in formed],  # type: ignore[misc]
+                         max_distance)
+    for (head, other, r), m in zip(formed, found, strict=True):
+        if m is None:  # (the rule is symmetric: not expected) as ``match`` in groups_from_pairs
+            m = compare(usable[r.a].signature, usable[r.b].signature, max_distance)  # type: ignore[arg-type]
+        out.append(Group((Member(head.sha256, None), Member(other.sha256, m))))
+    return out
 
 
 def stream_groups(manifest: Manifest, max_distance: int, prefer: Sequence[str],
                   infos_of: Callable[[list[int]], Sequence[AssetInfo]], pinned: Iterable[str] = (),
                   excluded: Iterable[str] = (), batch: int = GROUP_BATCH) -> list[Group]:
     """``groups_from_pairs`` over ``groupable``'s assets, a batch of whole components at a time
-    (``group_batches``): ``infos_of(ids)`` gives the assets of a batch with their signatures, dropped once it is
-    grouped, so the signatures held are those of one batch. The same groups, in the same order: the greedy pass
-    forms groups in the order of their canonical's rank (pinned first, then ``preference_key``), which is how they
-    are put back together."""
+    (``group_batches``; batches of two-asset components by ``pair_groups``): ``infos_of(ids)`` gives the assets of a
+    batch with their signatures, dropped once it is grouped, so the signatures held are those of one batch. The same
+    groups, in the same order: the greedy pass forms groups in the order of their canonical's rank (pinned first,
+    then ``preference_key``), which is how they are put back together."""
     pinned_set, excluded_set = set(pinned), set(excluded)
     out: list[tuple[tuple[object, ...], Group]] = []
-    for ids, rows in group_batches(manifest, max_distance, batch):
+    for ids, rows, paired in group_batches(manifest, max_distance, batch):
         infos = infos_of(ids)
         by_sha = {a.sha256: a for a in infos}
-        for g in groups_from_pairs(infos, rows, max_distance, prefer, pinned_set, excluded_set):
+        grouped = pair_groups(infos, rows, max_distance, prefer, pinned_set, excluded_set) if paired else \
+            groups_from_pairs(infos, rows, max_distance, prefer, pinned_set, excluded_set)
+        for g in grouped:
             head = by_sha[g.canonical]
             out.append(((head.sha256 not in pinned_set, *preference_key(head, prefer)), g))
     out.sort(key=lambda x: x[0])
