@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from archiver.dedupe.grouping import AssetInfo
 from archiver.dedupe.pairs import groupable, groups_from_pairs, infos_from_rows, stream_groups, update_pairs
 from archiver.dedupe.reference import build_groups
 from archiver.image.similarity import Signature, compare
@@ -165,3 +166,42 @@ def test_class_rows_and_gc_of_a_head_on_each_backend(manifest_target: Path | str
         assert update_pairs(m, 10).searched == 39
         assert sum(_heads(m)[blank] in (r.a, r.b) for r in m.recorded_pairs(10, SIMILARITY_RULE_VERSION)) == 3
         _groups_equal(m)
+
+
+def test_two_asset_components_grouped_by_the_pair_path_equal_the_from_scratch_groups(tmp_path: Path) -> None:
+    """Most components are two assets joined by one pair (pairs.pair_groups groups them without the general pass):
+    with the worse or the better of a pair pinned, both pinned, one excluded, or one whose signature the caller
+    could not give, the groups equal the from-scratch computation, at every batch size."""
+    from archiver.dedupe.pairs import group_batches
+
+    rng = np.random.default_rng(11)
+    sigs = []
+    for _ in range(40):  # a picture and one near copy: a two-asset component each
+        p = [int(v) for v in rng.integers(0, 2**63, 8)]
+        d = [int(v) for v in rng.integers(0, 2**63, 8)]
+        grey = rng.integers(0, 256, (8, 8))
+        sigs += [_sig(p, d, grey), _sig([_flip(v, 3, rng) for v in p], [_flip(v, 2, rng) for v in d],
+                                        np.clip(grey + rng.integers(-2, 3, (8, 8)), 0, 255))]
+    sigs += synthetic_signatures(30, seed=4)  # and components of every other shape
+    with Manifest.open(tmp_path / "m.sqlite3") as m:
+        _record(m, sigs, 0)
+        update_pairs(m, 10)
+        batches = list(group_batches(m, 10))
+        paired = [r for _ids, rows, two in batches if two for r in rows]
+        assert len(paired) >= 35 and any(not two for *_, two in batches)
+        a, b = zip(*((r.a, r.b) for r in paired), strict=True)
+        _groups_equal(m)
+        _groups_equal(m, pinned=a[:6] + b[6:12] + a[12:15] + b[12:15], excluded=a[20:23] + b[23:26])
+        everything = _infos(m)
+        unsigned = set(a[30:33])  # the caller has no signature for these (it could not read them)
+        infos = [a_ if a_.sha256 not in unsigned else AssetInfo(a_.sha256, a_.format, a_.bytes, a_.width, a_.height,
+                                                                   a_.first_seen, None) for a_ in everything]
+        expected = build_groups(infos, 10, PREFER)
+        assert not any(m_.sha256 in unsigned for g in expected for m_ in g.members)
+        for batch in (1, 7, 1_000_000):
+            def infos_of(ids: list[int]) -> list[AssetInfo]:
+                return [x if x.sha256 not in unsigned else AssetInfo(x.sha256, x.format, x.bytes, x.width, x.height,
+                                                                     x.first_seen, None)
+                        for x in infos_from_rows(m, ids)]
+
+            assert stream_groups(m, 10, PREFER, infos_of, batch=batch) == expected, batch
