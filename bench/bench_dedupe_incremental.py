@@ -136,9 +136,10 @@ def child(step: str, path: Path, distance: int, check: bool) -> None:
             if hasattr(pairs_module, "stream_groups"):  # a batch of whole components at a time
                 loaded: list[int] = []
 
-                def batch_infos(ids: list[int]) -> list[AssetInfo]:
-                    loaded.append(len(ids))
-                    return infos_of(m.asset_rows_of(ids))
+                def batch_infos(keys: list) -> list[AssetInfo]:  # type: ignore[type-arg]
+                    loaded.append(len(keys))  # asset ids (the code before group_batches gave sha256s), or sha256s
+                    by_sha = keys and isinstance(keys[0], str)
+                    return infos_of(m.asset_rows_by_sha(keys) if by_sha else m.asset_rows_of(keys))
 
                 groups = pairs_module.stream_groups(m, distance, PREFER, batch_infos)
                 out.update(loaded=sum(loaded), batches=len(loaded), groups=len(groups),

@@ -225,54 +225,62 @@ GROUP_BATCH = 10_000  # assets whose signatures are held at once while grouping 
 
 
 def group_batches(manifest: Manifest, max_distance: int, batch: int = GROUP_BATCH
-                  ) -> Iterator[tuple[list[int], list[PairRow], bool]]:
-    """``groupable``'s assets and pairs cut into batches of whole connected components (assets joined by a recorded
-    pair, by being in one class of identical signatures, or by sharing their hashes with another grey): no group
-    and no candidate crosses a component, so each batch is grouped alone, with the signatures of its assets only.
-    Batches hold about ``batch`` assets (a bigger component is a batch of its own). The third item is True for a
-    batch of "pair" components only: two assets joined by one recorded pair, nothing else (most of an archive's
-    components), which ``pair_groups`` groups without the general pass. Read from the index and the pair rows; no
-    signature is read here."""
+                  ) -> Iterator[tuple[list[str], list[PairRow], bool]]:
+    """``groupable``'s assets (as sha256s) and pairs cut into batches of whole connected components (assets joined
+    by a recorded pair, by being in one class of identical signatures, or by sharing their hashes with another
+    grey): no group and no candidate crosses a component, so each batch is grouped alone, with the signatures of
+    its assets only. Batches hold about ``batch`` assets (a bigger component is a batch of its own). The third
+    item is True for a batch of "pair" components only: two assets joined by one recorded pair, nothing else (most
+    of an archive's components), which ``pair_groups`` groups without the general pass. Read from the index and the
+    pair rows; no signature is read here, and an asset is looked up only if its class has other members (a pair's
+    ends are their classes' heads: alone in their class unless the index lists the class as shared)."""
     pairs = manifest.recorded_pairs(max_distance, SIMILARITY_RULE_VERSION)
     index = VariantIndex.open(manifest)
-    several = index.shared_hash_classes()
-    shared = np.concatenate([v for v in index.members(several).values()] or [np.zeros(0, np.int64)])
-    id_of = manifest.asset_ids({sha for p in pairs for sha in (p[0], p[1])})
-    pairs = [p for p in pairs if p[0] in id_of and p[1] in id_of]
-    ends = np.array([id_of[sha] for p in pairs for sha in (p[0], p[1])], dtype=np.int64)
-    ids = np.unique(np.concatenate([shared, ends]))
-    if not ids.size:
+    several = index.shared_hash_classes()  # classes of several members, or sharing their hashes with another class
+    members = index.members(several)
+    sha_of = manifest.asset_shas(np.concatenate([*members.values(), np.zeros(0, np.int64)]).tolist())
+    shared = [(c, sha_of[i]) for c, ids in members.items() for i in ids.tolist() if i in sha_of]
+    ends = [sha for p in pairs for sha in (p[0], p[1])]
+    shas = np.array([sha for _, sha in shared] + ends, dtype="S64")  # hex: 64 ASCII bytes, a quarter of str's
+    if not shas.size:
         return
-    cls = index.classes_of(ids)
-    unindexed = cls < 0  # (not expected: an end was searched, so indexed) a node of its own
-    cls[unindexed] = index.classes + np.flatnonzero(unindexed)
-    nodes, node_of = np.unique(cls, return_inverse=True)
-    edges = [node_of[np.searchsorted(ids, ends[0::2])], node_of[np.searchsorted(ids, ends[1::2])]]
+    # nodes: the shared classes (several.size of them), then every other asset on its own
+    keys, first, node = np.unique(shas, return_index=True, return_inverse=True)
+    node = node.ravel()
+    cls_pos = np.searchsorted(several, np.array([c for c, _ in shared], dtype=np.int64))
+    own = np.full(keys.size, -1, dtype=np.int64)
+    own[node[:len(shared)]] = cls_pos  # an asset of a shared class is its class's node
+    alone = own < 0
+    own[alone] = several.size + np.arange(int(alone.sum()))
+    asset_node = own[node]  # per entry of ``shas``
+    end_nodes = asset_node[len(shared):]
+    edges = [end_nodes[0::2], end_nodes[1::2]]
     if several.size:  # classes with the same hashes (another grey) are one grouping class
         v = np.concatenate([index.variants("ph", several), index.variants("dh", several)], axis=1)
         _, same = np.unique(v, axis=0, return_inverse=True)
         same = same.ravel()
-        first = np.full(same.max() + 1, -1, dtype=np.int64)
-        first[same[::-1]] = np.arange(same.size)[::-1]  # the first class of each set of equal hashes
-        pos = np.searchsorted(nodes, several)
-        edges = [np.concatenate([edges[0], pos]), np.concatenate([edges[1], pos[first[same]]])]
+        firsts = np.full(same.max() + 1, -1, dtype=np.int64)
+        firsts[same[::-1]] = np.arange(same.size)[::-1]  # the first class of each set of equal hashes
+        edges = [np.concatenate([edges[0], np.arange(several.size)]), np.concatenate([edges[1], firsts[same]])]
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    graph = coo_matrix((np.ones(edges[0].size, dtype=np.int8), (edges[0], edges[1])), shape=(nodes.size, nodes.size))
+    n = several.size + int(alone.sum())
+    graph = coo_matrix((np.ones(edges[0].size, dtype=np.int8), (edges[0], edges[1])), shape=(n, n))
     count, label = connected_components(graph, directed=False)
-    comp = label[node_of]  # the component of each asset
-    row_comp = comp[np.searchsorted(ids, ends[0::2])]
-    # pair components: two assets, one row, neither in a class that shares its hashes with another
+    comp = label[own]  # the component of each asset (each of ``keys``)
+    row_comp = label[end_nodes[0::2]]
+    # pair components: two assets, one row, neither in a shared class
     paired = (np.bincount(comp, minlength=count) == 2) & (np.bincount(row_comp, minlength=count) == 1)
-    paired[comp[np.isin(cls, several)]] = False
+    paired[label[:several.size]] = False
     simple = [p for p, c in zip(pairs, paired[row_comp].tolist(), strict=True) if c]
-    for lo in range(0, len(simple), max(1, batch // 2)):
-        rows = simple[lo:lo + max(1, batch // 2)]
-        yield sorted(id_of[sha] for p in rows for sha in (p[0], p[1])), rows, True
+    step = max(1, batch // 2)
+    for lo in range(0, len(simple), step):
+        rows = simple[lo:lo + step]
+        yield sorted(sha for p in rows for sha in (p[0], p[1])), rows, True
     rest = ~paired[comp]
-    ids, comp = ids[rest], comp[rest]
-    if not ids.size:
+    keys, comp = keys[rest], comp[rest]
+    if not keys.size:
         return
     order = np.argsort(comp, kind="stable")
     comp_sorted = comp[order]
@@ -285,7 +293,7 @@ def group_batches(manifest: Manifest, max_distance: int, batch: int = GROUP_BATC
     for i, hi in enumerate(bounds):  # whole components, until a batch holds ``batch`` assets
         if hi - start >= batch or i == len(bounds) - 1:
             rows = [p for c in np.unique(comp_sorted[start:hi]).tolist() for p in rows_of.get(c, ())]
-            yield sorted(ids[order[start:hi]].tolist()), rows, False
+            yield sorted(k.decode() for k in keys[order[start:hi]].tolist()), rows, False
             start = hi
 
 
@@ -322,17 +330,17 @@ def pair_groups(assets: Sequence[AssetInfo], rows: Iterable[PairRow], max_distan
 
 
 def stream_groups(manifest: Manifest, max_distance: int, prefer: Sequence[str],
-                  infos_of: Callable[[list[int]], Sequence[AssetInfo]], pinned: Iterable[str] = (),
+                  infos_of: Callable[[list[str]], Sequence[AssetInfo]], pinned: Iterable[str] = (),
                   excluded: Iterable[str] = (), batch: int = GROUP_BATCH) -> list[Group]:
     """``groups_from_pairs`` over ``groupable``'s assets, a batch of whole components at a time
-    (``group_batches``; batches of two-asset components by ``pair_groups``): ``infos_of(ids)`` gives the assets of a
-    batch with their signatures, dropped once it is grouped, so the signatures held are those of one batch. The same
+    (``group_batches``; batches of two-asset components by ``pair_groups``): ``infos_of(shas)`` gives the assets of
+    a batch with their signatures, dropped once it is grouped, so the signatures held are those of one batch. The same
     groups, in the same order: the greedy pass forms groups in the order of their canonical's rank (pinned first,
     then ``preference_key``), which is how they are put back together."""
     pinned_set, excluded_set = set(pinned), set(excluded)
     out: list[tuple[tuple[object, ...], Group]] = []
-    for ids, rows, paired in group_batches(manifest, max_distance, batch):
-        infos = infos_of(ids)
+    for shas, rows, paired in group_batches(manifest, max_distance, batch):
+        infos = infos_of(shas)
         by_sha = {a.sha256: a for a in infos}
         grouped = pair_groups(infos, rows, max_distance, prefer, pinned_set, excluded_set) if paired else \
             groups_from_pairs(infos, rows, max_distance, prefer, pinned_set, excluded_set)
@@ -343,10 +351,10 @@ def stream_groups(manifest: Manifest, max_distance: int, prefer: Sequence[str],
     return [g for _, g in out]
 
 
-def infos_from_rows(manifest: Manifest, ids: list[int]) -> list[AssetInfo]:
-    """The assets of ``ids`` with their signatures (those whose stored signature does not parse: without)."""
+def infos_from_rows(manifest: Manifest, shas: list[str]) -> list[AssetInfo]:
+    """The assets of ``shas`` with their signatures (those whose stored signature does not parse: without)."""
     out = []
-    for r in manifest.asset_rows_of(ids):
+    for r in manifest.asset_rows_by_sha(shas):
         sig = None
         if r.phash_variants and r.dhash_variants:
             try:

@@ -81,12 +81,12 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, re
         log.info("every image was already searched for near-duplicates at distance %d", max_distance)
     readable = 0
 
-    def infos_of(ids: list[int]) -> list[AssetInfo]:
+    def infos_of(shas: list[str]) -> list[AssetInfo]:
         """A batch of whole components (pairs.stream_groups): their signatures read now, their colour measured
         where it is missing (every asset of a batch can be in a group), the colour kept in ``by_sha``."""
         nonlocal readable
         batch = []
-        for r in manifest.asset_rows_of(ids):
+        for r in manifest.asset_rows_by_sha(shas):
             a = by_sha.get(r.sha256)
             sig = _signature(r.phash_variants, r.dhash_variants, r.grey)
             if a is not None and sig is not None:

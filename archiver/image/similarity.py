@@ -449,12 +449,11 @@ class JudgedMany:
     def decide(self, max_distance: int) -> list[Match | None]:
         accepted, by_best = self.accepted(max_distance)
         out: list[Match | None] = [None] * len(self.a)
-        for i in np.flatnonzero(accepted).tolist():
-            if by_best[i]:
-                out[i] = Match(TRANSFORMS[int(self.t[i])], int(self.p[i]), int(self.d[i]), round(float(self.m[i]), 2))
-            else:
-                out[i] = Match(TRANSFORMS[0], int(self.p0[i]), int(self.d0[i]),
-                               round(_grey_distance(self.a[i], self.b[i], 0), 2))
+        ts, ps, ds, ms = self.t.tolist(), self.p.tolist(), self.d.tolist(), self.m.tolist()
+        for i in np.flatnonzero(accepted & by_best).tolist():
+            out[i] = Match(TRANSFORMS[ts[i]], ps[i], ds[i], round(ms[i], 2))
+        for i in np.flatnonzero(accepted & ~by_best).tolist():
+            out[i] = Match(TRANSFORMS[0], int(self.p0[i]), int(self.d0[i]), round(_grey_distance(self.a[i], self.b[i], 0), 2))
         return out
 
     def accepted_from(self, max_distance: int) -> np.ndarray:

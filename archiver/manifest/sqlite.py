@@ -487,6 +487,18 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
                        (phash_variants[0], dhash_variants[0], pv, dv, grey or None, content, sha256))
             db.execute("DELETE FROM hash_index")
 
+    def asset_rows_by_sha(self, shas: Iterable[str]) -> list[AssetRow]:
+        """``asset_rows`` of the given sha256s only (those the manifest does not know are left out), by sha256."""
+        out: list[AssetRow] = []
+        batch = sorted(set(shas))
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            out += (AssetRow(*r) for r in self._db.execute(
+                "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
+                "phash_variants, dhash_variants, grey, colours, chroma, content FROM assets "
+                f"WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk))
+        return sorted(out, key=lambda r: r.sha256)
+
     def asset_rows_of(self, ids: Iterable[int]) -> list[AssetRow]:
         """``asset_rows`` of the given asset ids only, by sha256."""
         out: list[AssetRow] = []

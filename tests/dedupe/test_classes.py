@@ -42,14 +42,14 @@ def _groups_equal(m: Manifest, pinned: tuple[str, ...] = (), excluded: tuple[str
     expected = build_groups(infos, 10, PREFER, pinned, excluded)
     assert groups_from_pairs(some, pairs, 10, PREFER, pinned, excluded) == expected
     for batch in (1, 7, 1_000_000):  # a component at a time, a few together, everything at once
-        seen: list[int] = []
+        seen: list[str] = []
 
-        def infos_of(ids: list[int], seen: list[int] = seen) -> list:  # type: ignore[type-arg]
-            seen.extend(ids)
-            return infos_from_rows(m, ids)
+        def infos_of(shas: list[str], seen: list[str] = seen) -> list:  # type: ignore[type-arg]
+            seen.extend(shas)
+            return infos_from_rows(m, shas)
 
         assert stream_groups(m, 10, PREFER, infos_of, pinned, excluded, batch=batch) == expected, batch
-        assert sorted(seen) == sorted(ids)  # each asset that can be in a group read once, no other
+        assert sorted(seen) == sorted(wanted)  # each asset that can be in a group read once, no other
 
 
 def _heads(m: Manifest) -> dict[Signature, str]:
@@ -199,9 +199,9 @@ def test_two_asset_components_grouped_by_the_pair_path_equal_the_from_scratch_gr
         expected = build_groups(infos, 10, PREFER)
         assert not any(m_.sha256 in unsigned for g in expected for m_ in g.members)
         for batch in (1, 7, 1_000_000):
-            def infos_of(ids: list[int]) -> list[AssetInfo]:
+            def infos_of(shas: list[str]) -> list[AssetInfo]:
                 return [x if x.sha256 not in unsigned else AssetInfo(x.sha256, x.format, x.bytes, x.width, x.height,
                                                                      x.first_seen, None)
-                        for x in infos_from_rows(m, ids)]
+                        for x in infos_from_rows(m, shas)]
 
             assert stream_groups(m, 10, PREFER, infos_of, batch=batch) == expected, batch
