@@ -1,0 +1,75 @@
+"""Adversarial cases for the array decision (similarity.JudgedMany) and the grouping by sha256 (pairs.group_batches,
+pair_groups, stream_groups): each equals the from-scratch reference.build_groups."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from archiver.dedupe.grouping import AssetInfo
+from archiver.dedupe.pairs import groups_from_pairs, infos_from_rows, stream_groups, update_pairs
+from archiver.dedupe.reference import build_groups
+from archiver.image.similarity import Signature, compare
+from archiver.manifest.sqlite import Manifest
+from archiver.model import SIMILARITY_RULE_VERSION, Asset
+from tests.dedupe.test_pairs import JPEG, PREFER
+
+# X is H mirrored with another tone: under flip-h its hashes are closest (pHash 2, dHash 9), but the thumbnails are
+# 30 grey levels apart, so rules A and B refuse it there; rule C (tone) accepts it under flip-h from distance 7,
+# and below that only rule D does, in the identity orientation (pHash 2, dHash 11). Y is a near copy of H (2, 10)
+# that X is not near at 3.
+H = Signature(
+    ("233b97551b803a01", "ab3b97555b903a01", "2b3b95551b903a09", "232b97551b903a01", "2b3b955519903a01",
+     "2b3b97551b983a09", "6b3b97551b903201", "2b3b97551b98ba01"),
+    ("69f4f6634523e3a6", "aa78f252c46fe18c", "7be07340c8236188", "6bf0fe476423e7ed", "eff0b3c2252bc18c",
+     "6ad0f2115527e58c", "6950f260442ba58f", "6af0b2426e22499c"),
+    "aadb88d7d788dbaadbe9bd6767bde9db88bda27878a2bd88d7677883837867d7d7677883837867d788bda27878a2bd88dbe9bd6767bde9db"
+    "aadb88d7d788dbaa")
+X = Signature(
+    ("2b3b97551b903a01",) * 8,
+    ("6bf0f2024423e0ac", "ebf073424423e18c", "6af0f04244a3e18c", "63f0f3424423e08c", "69f0e2624423e18c",
+     "6bf0f0424c27e18c", "63f0f2425423e18e", "6b70f2424423e08d"),
+    "88b06dadad6db088b0bb98535398bbb06d9883616183986dad536169696153adad536169696153ad6d9883616183986db0bb98535398bbb0"
+    "88b06dadad6db088")
+Y = Signature(
+    ("233b97543b803a01", "44e1e14d6b3fce52", "2a34a61d68a54ca4", "64eb3b5439f16a85", "26cf16920fdc8ca2",
+     "3a0c38060fed0617", "11284740fd0b4105", "339934d2b1105aae"),
+    ("694476634129a2a4", "1a0ad24273b212aa", "21937bc94049fef6", "600bf31882898b79", "23e46f2687f04ba2",
+     "3e1abce3bfc67e3b", "7d88cbeb8ef7d326", "7b17953a5fe29a80"),
+    "a9dc87d7d887dca9daeabd6766bce9db88bea27879a3bd87d8677983837767d7d8687783847767d888bda37879a3bc87dbeabc6868beeada"
+    "aadc88d6d787daab")
+
+
+def _store(m: Manifest, sigs: list[tuple[str, Signature, int]]) -> None:
+    for name, sig, width in sigs:
+        sha = hashlib.sha256(name.encode()).hexdigest()
+        m.record_asset(Asset(sha, JPEG, 1000, width, width, sig.phash[0], sig.dhash[0], phash_variants=sig.phash,
+                             dhash_variants=sig.dhash, grey=sig.grey), f"{sha}.jpg", [])
+
+
+def test_rows_searched_at_a_larger_distance_order_the_candidates_as_compare_does_at_the_smaller_one(
+        tmp_path: Path) -> None:
+    """A row stores the match at the distance searched (10: X under flip-h, 2 + 9); grouping at 3 must order H's
+    candidates by the match at 3 (X only by rule D, identity, 2 + 11), as the reference does: Y (2 + 10) comes
+    first and, X not being near Y at 3, X stays out. Ordered by the stored distances, X joins and Y stays out."""
+    assert compare(H, X, 10) is not None and (compare(H, X, 10).transform, compare(H, X, 3).transform) == (  # type: ignore[union-attr]
+        "flip-h", "identity")
+    assert compare(X, Y, 3) is None and compare(X, Y, 10) is not None
+    with Manifest.open(tmp_path / "m.sqlite3") as m:
+        _store(m, [("h", H, 400), ("x", X, 300), ("y", Y, 200)])
+        update_pairs(m, 10)
+        infos = infos_from_rows(m, [hashlib.sha256(n.encode()).hexdigest() for n in "hxy"])
+        expected = build_groups(infos, 3, PREFER)
+        assert [len(g.members) for g in expected] == [2]
+        assert groups_from_pairs(infos, m.recorded_pairs(3, SIMILARITY_RULE_VERSION), 3, PREFER) == expected
+        for batch in (1, 1_000_000):
+            assert stream_groups(m, 3, PREFER, lambda shas: infos_from_rows(m, shas), batch=batch) == expected
+
+
+def test_signature_without_grey_given_as_none() -> None:
+    """A grey read as NULL (None) is an unknown grey, as before the lazy parsing (tests' _infos pass it so)."""
+    sig = Signature(H.phash, H.dhash, None)  # type: ignore[arg-type]
+    assert compare(sig, X, 10) == compare(Signature(H.phash, H.dhash), X, 10)
+
+
+_ = AssetInfo
