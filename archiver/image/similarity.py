@@ -89,6 +89,8 @@ class Signature:
     grey: str = ""
 
     def __post_init__(self) -> None:
+        if self.grey is None:  # a NULL column read as is: unknown, as ""
+            object.__setattr__(self, "grey", "")
         n = len(TRANSFORMS)
         if len(self.phash) != n or len(self.dhash) != n:
             raise ValueError(f"a signature needs {n} pHash and dHash variants")
