@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from archiver.dedupe.grouping import AssetInfo
+import pytest
+
 from archiver.dedupe.pairs import groups_from_pairs, infos_from_rows, stream_groups, update_pairs
 from archiver.dedupe.reference import build_groups
 from archiver.image.similarity import Signature, compare
@@ -72,4 +73,30 @@ def test_signature_without_grey_given_as_none() -> None:
     assert compare(sig, X, 10) == compare(Signature(H.phash, H.dhash), X, 10)
 
 
-_ = AssetInfo
+
+
+
+def test_stored_variants_the_index_read_but_signature_refuses_are_left_out_not_a_crash(tmp_path: Path) -> None:
+    """Variant fields of the right length the index used to read while Signature (which now checks each hash is 16 hex
+    digits, for the array path) refuses them: a 15- and a 17-digit hash, a grey that is not hex, a hash padded with
+    spaces. update_pairs crashed on them (ValueError); they are left out of the index, as of the groups."""
+    good = [("h", H, 400), ("x", X, 300), ("y", Y, 200)]
+    bad = [
+        ("split", ("0" * 15, "0" * 17, *H.phash[2:]), H.dhash, H.grey),
+        ("grey", H.phash, H.dhash, "zz" * 64),
+        ("spaces", (" " + H.phash[0][1:15] + " ", *H.phash[1:]), H.dhash, H.grey),
+    ]
+    for _name, pv, dv, grey in bad:
+        with pytest.raises(ValueError):
+            Signature(pv, dv, grey)
+    with Manifest.open(tmp_path / "m.sqlite3") as m:
+        _store(m, good)
+        for name, pv, dv, grey in bad:
+            sha = hashlib.sha256(name.encode()).hexdigest()
+            m.record_asset(Asset(sha, JPEG, 1000, 500, 500, pv[0], dv[0], phash_variants=pv, dhash_variants=dv,
+                                 grey=grey), f"{sha}.jpg", [])
+        assert update_pairs(m, 10).searched == len(good)
+        infos = infos_from_rows(m, [r.sha256 for r in m.asset_rows()])
+        assert sum(a.signature is None for a in infos) == len(bad)
+        expected = build_groups(infos, 10, PREFER)
+        assert expected and stream_groups(m, 10, PREFER, lambda shas: infos_from_rows(m, shas)) == expected
