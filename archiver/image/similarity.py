@@ -98,7 +98,9 @@ class Signature:
             raise ValueError("a hash is 16 hex digits")
         if self.grey and len(self.grey) != 2 * _GREY_SIDE * _GREY_SIDE:
             raise ValueError(f"grey thumbnail must be {2 * _GREY_SIDE * _GREY_SIDE} hex digits")
-        bytes.fromhex("".join(self.phash) + "".join(self.dhash) + self.grey)  # ValueError when not hex
+        text = "".join(self.phash) + "".join(self.dhash) + self.grey
+        if len(bytes.fromhex(text)) * 2 != len(text):  # ValueError when not hex; fromhex alone skips whitespace
+            raise ValueError("a hash or the grey thumbnail is not hex digits")
 
     def __getattr__(self, name: str) -> object:
         """``_p``, ``_d`` (the hashes as ints) and ``_g`` (the grey grid, int16, or None), parsed once when first
