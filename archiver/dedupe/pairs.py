@@ -32,6 +32,8 @@ from archiver.model import SIMILARITY_RULE_VERSION
 
 log = logging.getLogger("archiver")
 
+MEASURED_AT_ONCE = 65_536  # candidate pairs JudgedMany measures at once in update_pairs (its arrays: ~1.6 KB a pair)
+
 
 @dataclass(frozen=True)
 class PairSearch:
@@ -97,27 +99,29 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
         a, b = signature_of(c), signature_of(d)
         if (a.phash, a.dhash) != (b.phash, b.dhash):  # the same hashes: one class for grouping, no pair needed
             todo_pairs.append((c, d))
-    judged = JudgedMany([signature_of(c) for c, _ in todo_pairs], [signature_of(d) for _, d in todo_pairs])
-    accepted_from = judged.accepted_from(max_distance)  # -1: not accepted
-    kept = [(i, c, d) for i, (c, d) in enumerate(todo_pairs) if accepted_from[i] >= 0]
-    forward = judged.decide(max_distance)
-    # rows are oriented by sha256: the pairs found the other way round are measured in that orientation (the rule is
-    # symmetric, so it accepts them too)
-    turned = [(i, c, d) for i, c, d in kept if shas[heads[c]] > shas[heads[d]]]
-    backward = dict(zip((i for i, _, _ in turned),
-                        compare_many([signature_of(d) for _, _, d in turned], [signature_of(c) for _, c, _ in turned],
-                                     max_distance), strict=True))
     pairs = []
-    for i, c, d in kept:
-        sa, sb = shas[heads[c]], shas[heads[d]]
-        m = forward[i]
-        if sa > sb:
-            m = backward[i]
-            sa, sb = sb, sa
-        if m is None:
-            continue
-        pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance,
-                      int(accepted_from[i])))
+    for lo in range(0, len(todo_pairs), MEASURED_AT_ONCE):  # bounded memory: ~1.6 KB a pair while measured
+        chunk = todo_pairs[lo:lo + MEASURED_AT_ONCE]
+        judged = JudgedMany([signature_of(c) for c, _ in chunk], [signature_of(d) for _, d in chunk])
+        accepted_from = judged.accepted_from(max_distance)  # -1: not accepted
+        kept = [(i, c, d) for i, (c, d) in enumerate(chunk) if accepted_from[i] >= 0]
+        forward = judged.decide(max_distance)
+        # rows are oriented by sha256: the pairs found the other way round are measured in that orientation (the rule
+        # is symmetric, so it accepts them too)
+        turned = [(i, c, d) for i, c, d in kept if shas[heads[c]] > shas[heads[d]]]
+        backward = dict(zip((i for i, _, _ in turned),
+                            compare_many([signature_of(d) for _, _, d in turned],
+                                         [signature_of(c) for _, c, _ in turned], max_distance), strict=True))
+        for i, c, d in kept:
+            sa, sb = shas[heads[c]], shas[heads[d]]
+            m = forward[i]
+            if sa > sb:
+                m = backward[i]
+                sa, sb = sb, sa
+            if m is None:
+                continue
+            pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance,
+                          int(accepted_from[i])))
     manifest.record_pair_search(pairs, searched, max_distance, SIMILARITY_RULE_VERSION, replace_all=rescan)
     return PairSearch(len(searched), index.assets, len(pairs), widened, time.monotonic() - started)
 

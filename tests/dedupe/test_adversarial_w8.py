@@ -100,3 +100,25 @@ def test_stored_variants_the_index_read_but_signature_refuses_are_left_out_not_a
         assert sum(a.signature is None for a in infos) == len(bad)
         expected = build_groups(infos, 10, PREFER)
         assert expected and stream_groups(m, 10, PREFER, lambda shas: infos_from_rows(m, shas)) == expected
+
+
+def test_pairs_measured_a_chunk_at_a_time_record_the_same_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """update_pairs measures its candidates a chunk at a time (bounded memory: JudgedMany's arrays are ~1.6 KB a pair,
+    and a first search of a large archive has millions of candidates): the rows are those measured all at once."""
+    import sqlite3
+
+    from archiver.dedupe import pairs as dedupe
+    from tests.dedupe.test_pairs import _record, synthetic_signatures
+
+    sigs = synthetic_signatures(80, seed=8)
+    rows = []
+    for name, chunk in (("all", 1 << 30), ("chunked", 7)):
+        monkeypatch.setattr(dedupe, "MEASURED_AT_ONCE", chunk)
+        with Manifest.open(tmp_path / f"{name}.sqlite3") as m:
+            _record(m, sigs[:150], 0)
+            update_pairs(m, 10)
+            _record(m, sigs[150:], 150)
+            update_pairs(m, 12)
+        with sqlite3.connect(tmp_path / f"{name}.sqlite3") as db:
+            rows.append(sorted(db.execute("SELECT * FROM near_duplicates").fetchall()))
+    assert len(rows[0]) > 30 and rows[0] == rows[1]
