@@ -122,3 +122,35 @@ def test_pairs_measured_a_chunk_at_a_time_record_the_same_rows(tmp_path: Path, m
         with sqlite3.connect(tmp_path / f"{name}.sqlite3") as db:
             rows.append(sorted(db.execute("SELECT * FROM near_duplicates").fetchall()))
     assert len(rows[0]) > 30 and rows[0] == rows[1]
+
+
+def test_stream_groups_at_every_distance_below_the_search_on_each_backend(manifest_target: Path | str) -> None:
+    """Searched at 12, grouped at every distance up to 12 with pins and exclusions (on either side of two-asset
+    components too), a batch at a time, on SQLite and PostgreSQL (asset_rows_by_sha): the from-scratch groups."""
+    import numpy as np
+
+    from tests.dedupe.test_pairs import _flip, _record, _sig, synthetic_signatures
+
+    rng = np.random.default_rng(17)
+    sigs = synthetic_signatures(70, seed=17)
+    for _ in range(12):  # symmetric pictures (every transform tied) and their copies, some without a grey
+        g = rng.integers(0, 256, (8, 8))
+        g = (g + g[::-1] + g[:, ::-1] + g[::-1, ::-1] + g.T + g.T[::-1] + g.T[:, ::-1] + g.T[::-1, ::-1]) // 8
+        p, d = [int(rng.integers(0, 2**63))] * 8, [int(rng.integers(0, 2**63))] * 8
+        sigs.append(_sig(p, d, g))
+        copy = _sig([_flip(v, int(rng.integers(0, 9)), rng) for v in p], [_flip(v, int(rng.integers(0, 9)), rng)
+                                                                           for v in d], g * 0.8 + 20)
+        sigs.append(copy if rng.random() < 0.7 else Signature(copy.phash, copy.dhash))
+    with Manifest.open(manifest_target) as m:
+        _record(m, [sigs[i] for i in rng.permutation(len(sigs))], 0)
+        update_pairs(m, 12)
+        infos = infos_from_rows(m, [r.sha256 for r in m.asset_rows()])
+        shas = [a.sha256 for a in infos]
+        ends = [s for r in m.recorded_pairs(12, SIMILARITY_RULE_VERSION) for s in (r.a, r.b)]
+        for n in range(0, 13, 2):
+            pinned = [shas[int(i)] for i in rng.choice(len(shas), 6, replace=False)] + ends[n:n + 4]
+            excluded = [shas[int(i)] for i in rng.choice(len(shas), 6, replace=False)] + ends[n + 5:n + 7]
+            expected = build_groups(infos, n, PREFER, pinned, excluded)
+            for batch in (1, 7, 1_000_000):
+                assert stream_groups(m, n, PREFER, lambda s: infos_from_rows(m, s), pinned, excluded,
+                                     batch=batch) == expected, (n, batch)
