@@ -154,3 +154,38 @@ def test_stream_groups_at_every_distance_below_the_search_on_each_backend(manife
             for batch in (1, 7, 1_000_000):
                 assert stream_groups(m, n, PREFER, lambda s: infos_from_rows(m, s), pinned, excluded,
                                      batch=batch) == expected, (n, batch)
+
+
+# compare is not symmetric when rot90 and rot270 tie (pHash + dHash) with equal grey distances (here: no grey, -1.0 for
+# every transform) and split the distance differently: A onto B picks rot90 (pHash 1, dHash 6: max 6 > 3 + 2, refused
+# at 3), B onto A picks its rot90, which is A's rot270 (4, 3: accepted at 3 by rule B).
+A = Signature(
+    ("0af68d49e7df617c", "1e4fce8296f7e9fe", "3770b41daa859483", "1e4fcec2d6f6e9da", "0e8cce04042f207f",
+     "3213c3edb9df494e", "42248ad471a43ff6", "371ed1a835c64c88"),
+    ("669029639736f61b", "6a84e994ef430792", "2577df9def43cc86", "4284411cef430393", "263202e2f8d12f36",
+     "2830b17d11d37b99", "7223969e858460b3", "4ae69e84d4d22d0e"))
+B = Signature(
+    ("1e4fce8296f7e9fa", "3c53e0071f518973", "62fabdb5985d28b9", "03e260c33cbbbd9a", "5a7dd50ea090ab3f",
+     "2fe738d0c2859b93", "0ba10fcca07770af", "548b44264de6b69b"),
+    ("4a84491cef430392", "773a3524c296535c", "1a853d7d76c6b913", "50a6cbb0cdd8016a", "262a35499fbbec4e",
+     "5ef1e2053e6025fc", "5c6fe57ca570f32f", "1bfeddf5d3aec3ad"))
+
+
+@pytest.mark.parametrize("searched", [3, 10])
+def test_a_pair_compare_accepts_in_one_orientation_only_is_grouped_as_the_reference_does(
+        tmp_path: Path, searched: int) -> None:
+    """A is archived first (the search measures it onto B: refused at 3, accepted from 4), B's sha256 is the smaller
+    (the reference measures B onto A: accepted at 3). Searched at 3, no row is recorded; searched at 10, the row says
+    "from 4". Grouped at 3 the reference puts them together; the recorded pairs do not. Pre-existing (a840d78 the
+    same): the rule's tie-break between transforms (smallest grey distance, then the first transform) is not
+    symmetric for rot90 / rot270, the only transforms _INVERSE swaps."""
+    assert compare(A, B, 3) is None and compare(B, A, 3) is not None
+    with Manifest.open(tmp_path / "m.sqlite3") as m:
+        _store(m, [("first", A, 300), ("second", B, 200)])  # sha256("second") < sha256("first")
+        update_pairs(m, searched)
+        infos = infos_from_rows(m, [r.sha256 for r in m.asset_rows()])
+        assert [a.signature for a in infos] == [B, A]
+        expected = build_groups(infos, 3, PREFER)
+        assert len(expected) == 1
+        assert groups_from_pairs(infos, m.recorded_pairs(3, SIMILARITY_RULE_VERSION), 3, PREFER) == expected
+        assert stream_groups(m, 3, PREFER, lambda shas: infos_from_rows(m, shas)) == expected
