@@ -190,8 +190,9 @@ def groups_from_pairs(
     # pair accepted under its best transform at 10 may be accepted only by rule D, in its own orientation, at 3), as
     # can the match of a row recorded the other way round (its heads' sha256 order is not the classes')
     keys = sorted(linked_pairs)
-    found = compare_many([sigs[lo] for lo, _ in keys], [sigs[hi] for _, hi in keys], max_distance)
-    for (lo, hi), m in zip(keys, found, strict=True):
+    measured = dict(zip(keys, compare_many([sigs[lo] for lo, _ in keys], [sigs[hi] for _, hi in keys], max_distance),
+                        strict=True))
+    for (lo, hi), m in measured.items():
         if m is None:  # (not expected: the row is accepted at max_distance, and the rule is symmetric)
             linked_pairs.discard((lo, hi))
             continue
@@ -205,8 +206,11 @@ def groups_from_pairs(
         return compare(sigs[a], sigs[b], max_distance) or compare(sigs[min(a, b)], sigs[max(a, b)], max_distance)
 
     def match_many(wanted: list[tuple[int, int]]) -> list[Match | None]:
-        found = compare_many([sigs[a] for a, _ in wanted], [sigs[b] for _, b in wanted], max_distance)
-        return [m or match(a, b) for m, (a, b) in zip(found, wanted, strict=True)]
+        # a (head, member) pair in the classes' order is a row measured above: compare(sigs[a], sigs[b]) already
+        other = [(a, b) for a, b in wanted if (a, b) not in measured]
+        found = dict(zip(other, compare_many([sigs[a] for a, _ in other], [sigs[b] for _, b in other], max_distance),
+                         strict=True))
+        return [measured.get(w) or found.get(w) or match(*w) for w in wanted]
 
     return greedy_class_groups(usable, classes, near, linked, match, prefer, set(pinned), match_many)
 
