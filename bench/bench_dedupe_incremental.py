@@ -10,7 +10,8 @@ identical "blank" images) is made once and copied for each implementation (the b
 ``git archive REV``). Each step then runs in a fresh child process per implementation (so peak RSS, VmHWM, is that
 of a run doing only this step, interpreter and imports included):
   first    update_pairs over the whole archive (the first search; builds the on-disk index)
-  add      update_pairs after ``--add`` new assets (half near copies of archived pictures): search + record
+  add      update_pairs after ``--add`` new assets (half near copies of archived pictures): search + record;
+           the figures include numba's start-up, which a long-running process pays once (startup_*: that part)
   group    groups from the recorded pairs (what `archiver dedupe` groups from): the code before groupable loads every
            signature; with groupable, only those of the assets that can be in a group; with stream_groups, those of
            one batch of whole connected components at a time
@@ -123,6 +124,12 @@ def child(step: str, path: Path, distance: int, check: bool) -> None:
 
                 prof = cProfile.Profile()
                 prof.enable()
+            from archiver.dedupe import tables
+
+            if step == "add" and hasattr(tables, "warm"):  # numba's start-up (once per process), of the total apart
+                ws, cs = time.perf_counter(), time.process_time()
+                tables.warm()
+                out.update(startup_wall=round(time.perf_counter() - ws, 3), startup_cpu=round(time.process_time() - cs, 3))
             s = update_pairs(m, distance, rescan=step == "rescan")
             if prof is not None:
                 import pstats

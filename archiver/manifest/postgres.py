@@ -25,12 +25,15 @@ Imported only when a PostgreSQL URL is configured: the embedded SQLite default n
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
+import os
 import random
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from archiver.config import ManifestConfig
@@ -60,6 +63,30 @@ _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
 def shown(url: str) -> str:
     """The URL as messages show it: no password, no secret query value."""
     return redact(url)
+
+
+def local_index_folder(where: str) -> Path | None:
+    """This machine's folder for the on-disk indexes of the PostgreSQL manifest ``where`` (its URL as messages show
+    it, without the password): ``$XDG_CACHE_HOME/archiver/pg-<16 hex digits of where>.index`` (``~/.cache`` when
+    XDG_CACHE_HOME is unset or not absolute). Only the process holding the manifest's writer lock searches, so one
+    process at a time writes it, whichever machine it runs on; an index another machine's searcher left stale (the
+    manifest records which generation is current) is rebuilt, with a log line. None, with a warning, when no such
+    folder can be made: the search then builds its index in memory."""
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    try:
+        root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+        folder = root / "archiver" / f"pg-{hashlib.sha256(where.encode()).hexdigest()[:16]}.index"
+        folder.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError, KeyError) as exc:
+        if where not in _NO_INDEX_FOLDER:  # said once per process, not at every search
+            _NO_INDEX_FOLDER.add(where)
+            log.warning("%s: no local folder for its near-duplicate index (%s); searching with one built in memory",
+                        where, exc)
+        return None
+    return folder
+
+
+_NO_INDEX_FOLDER: set[str] = set()
 
 
 def _message(exc: BaseException) -> str:

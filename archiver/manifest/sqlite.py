@@ -71,10 +71,12 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
     PostgreSQL manifest waits for its server to come back after losing the connection (manifest/postgres.py;
     None: ``[manifest] reconnect_for``'s default)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path | str | None, lock_fd: int | None) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path | str | None, lock_fd: int | None, *,
+                 locked: bool = False) -> None:
         self._db = conn
         self.path = path
         self._lock_fd = lock_fd
+        self._locked = locked or lock_fd is not None  # holds the writer's lock (a PostgreSQL manifest: its session)
         self._write_lock = threading.RLock()
 
     @property
@@ -84,9 +86,16 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
 
     @property
     def index_folder(self) -> Path | None:
-        """Where the on-disk indexes beside this manifest live (None: in memory, or opened without the lock; a
-        PostgreSQL manifest too, for now: its searcher builds the index in memory)."""
-        if not isinstance(self.path, Path) or self._lock_fd is None:
+        """Where this manifest's on-disk indexes live: beside a SQLite manifest; for a PostgreSQL manifest, in this
+        machine's cache (``postgres.local_index_folder``). None (the search builds its index in memory): an in-memory
+        manifest, or one opened without the writer's lock (only the lock holder writes the index)."""
+        if not self._locked:
+            return None
+        if self.shared:
+            from archiver.manifest.postgres import local_index_folder
+
+            return local_index_folder(str(self.path))
+        if not isinstance(self.path, Path):
             return None
         return self.path.with_name(self.path.name + ".index")
 
@@ -134,7 +143,7 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         except BaseException:
             conn.close()
             raise
-        return cls(conn, conn.where, None)  # type: ignore[arg-type]
+        return cls(conn, conn.where, None, locked=lock)  # type: ignore[arg-type]
 
     @classmethod
     def open_existing(cls, path: Path | str, *, reconnect_for: float | None = None, lock: bool = True) -> Manifest:
