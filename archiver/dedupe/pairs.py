@@ -32,6 +32,8 @@ from archiver.model import SIMILARITY_RULE_VERSION
 
 log = logging.getLogger("archiver")
 
+MEASURED_AT_ONCE = 65_536  # candidate pairs JudgedMany measures at once in update_pairs (its arrays: ~1.6 KB a pair)
+
 
 @dataclass(frozen=True)
 class PairSearch:
@@ -97,27 +99,29 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
         a, b = signature_of(c), signature_of(d)
         if (a.phash, a.dhash) != (b.phash, b.dhash):  # the same hashes: one class for grouping, no pair needed
             todo_pairs.append((c, d))
-    judged = JudgedMany([signature_of(c) for c, _ in todo_pairs], [signature_of(d) for _, d in todo_pairs])
-    accepted_from = judged.accepted_from(max_distance)  # -1: not accepted
-    kept = [(i, c, d) for i, (c, d) in enumerate(todo_pairs) if accepted_from[i] >= 0]
-    forward = judged.decide(max_distance)
-    # rows are oriented by sha256: the pairs found the other way round are measured in that orientation (the rule is
-    # symmetric, so it accepts them too)
-    turned = [(i, c, d) for i, c, d in kept if shas[heads[c]] > shas[heads[d]]]
-    backward = dict(zip((i for i, _, _ in turned),
-                        compare_many([signature_of(d) for _, _, d in turned], [signature_of(c) for _, c, _ in turned],
-                                     max_distance), strict=True))
     pairs = []
-    for i, c, d in kept:
-        sa, sb = shas[heads[c]], shas[heads[d]]
-        m = forward[i]
-        if sa > sb:
-            m = backward[i]
-            sa, sb = sb, sa
-        if m is None:
-            continue
-        pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance,
-                      int(accepted_from[i])))
+    for lo in range(0, len(todo_pairs), MEASURED_AT_ONCE):  # bounded memory: ~1.6 KB a pair while measured
+        chunk = todo_pairs[lo:lo + MEASURED_AT_ONCE]
+        judged = JudgedMany([signature_of(c) for c, _ in chunk], [signature_of(d) for _, d in chunk])
+        accepted_from = judged.accepted_from(max_distance)  # -1: not accepted
+        kept = [(i, c, d) for i, (c, d) in enumerate(chunk) if accepted_from[i] >= 0]
+        forward = judged.decide(max_distance)
+        # rows are oriented by sha256: the pairs found the other way round are measured in that orientation (the rule
+        # is symmetric, so it accepts them too)
+        turned = [(i, c, d) for i, c, d in kept if shas[heads[c]] > shas[heads[d]]]
+        backward = dict(zip((i for i, _, _ in turned),
+                            compare_many([signature_of(d) for _, _, d in turned],
+                                         [signature_of(c) for _, c, _ in turned], max_distance), strict=True))
+        for i, c, d in kept:
+            sa, sb = shas[heads[c]], shas[heads[d]]
+            m = forward[i]
+            if sa > sb:
+                m = backward[i]
+                sa, sb = sb, sa
+            if m is None:
+                continue
+            pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance,
+                          int(accepted_from[i])))
     manifest.record_pair_search(pairs, searched, max_distance, SIMILARITY_RULE_VERSION, replace_all=rescan)
     return PairSearch(len(searched), index.assets, len(pairs), widened, time.monotonic() - started)
 
@@ -160,8 +164,9 @@ def groups_from_pairs(
     A recorded pair is one row per pair of classes of identical signatures, between their heads (``update_pairs``):
     an end stands for every asset with its signature, excluded or not, so ``assets`` must hold each end with its
     signature. A row counts for the pair of grouping classes whose first usable assets have exactly those
-    signatures; when their sha256 order is the other way round from the row's, the distances are those of
-    ``compare`` in the reference's orientation (the first class's signature onto the second's).
+    signatures. Its distances are not used: a row holds the match at the distance it was searched at, in its heads'
+    sha256 order, and the reference orders candidates by ``compare`` at ``max_distance`` in the classes' order (the
+    first class's signature onto the second's), which is measured again for every row (``compare_many``).
     """
     excluded_set = set(excluded)
     usable = sorted((a for a in assets if a.signature is not None and a.sha256 not in excluded_set),
@@ -171,28 +176,28 @@ def groups_from_pairs(
     signature_of = {a.sha256: a.signature for a in assets if a.signature is not None}
     class_of = {(sig.phash, sig.dhash): c for c, sig in enumerate(sigs)}
     near: dict[int, list[tuple[int, int, int]]] = {}
-    linked_pairs: dict[tuple[int, int], tuple[int, int, int, int]] = {}  # (low, high) -> (ca, cb, pd, dd) as recorded
-    for a_sha, b_sha, pd, dd in pairs:
+    linked_pairs: set[tuple[int, int]] = set()  # (low, high) classes joined by a recorded row
+    for a_sha, b_sha, _pd, _dd in pairs:
         sa, sb = signature_of.get(a_sha), signature_of.get(b_sha)
         if sa is None or sb is None:
             continue
         ca, cb = class_of.get((sa.phash, sa.dhash)), class_of.get((sb.phash, sb.dhash))
         if ca is None or cb is None or ca == cb or sigs[ca] != sa or sigs[cb] != sb:
             continue  # not between two grouping classes' own signatures (another grey with the same hashes)
-        linked_pairs.setdefault((min(ca, cb), max(ca, cb)), (ca, cb, pd, dd))
-    # recorded the other way round (its heads' sha256 order is not the classes'): measured in the classes' order
-    turned = [(lo, hi) for (lo, hi), (ca, _cb, _pd, _dd) in linked_pairs.items() if ca != lo]
-    again = dict(zip(turned, compare_many([sigs[lo] for lo, _ in turned], [sigs[hi] for _, hi in turned],
-                                          max_distance), strict=True))
-    for key, (ca, cb, pd, dd) in list(linked_pairs.items()):
-        if key in again:
-            m = again[key]
-            if m is None:
-                del linked_pairs[key]
-                continue
-            pd, dd = m.phash_distance, m.dhash_distance
-        near.setdefault(ca, []).append((pd, dd, cb))
-        near.setdefault(cb, []).append((pd, dd, ca))
+        linked_pairs.add((min(ca, cb), max(ca, cb)))
+    # the distances that order a head's candidates are compare's in the classes' order AT max_distance, measured
+    # again for every row: a row holds the match at the distance it was searched at, which can differ below it (a
+    # pair accepted under its best transform at 10 may be accepted only by rule D, in its own orientation, at 3), as
+    # can the match of a row recorded the other way round (its heads' sha256 order is not the classes')
+    keys = sorted(linked_pairs)
+    measured = dict(zip(keys, compare_many([sigs[lo] for lo, _ in keys], [sigs[hi] for _, hi in keys], max_distance),
+                        strict=True))
+    for (lo, hi), m in measured.items():
+        if m is None:  # (not expected: the row is accepted at max_distance, and the rule is symmetric)
+            linked_pairs.discard((lo, hi))
+            continue
+        near.setdefault(lo, []).append((m.phash_distance, m.dhash_distance, hi))
+        near.setdefault(hi, []).append((m.phash_distance, m.dhash_distance, lo))
 
     def linked(a: int, b: int) -> bool:
         return a == b or (min(a, b), max(a, b)) in linked_pairs
@@ -201,8 +206,11 @@ def groups_from_pairs(
         return compare(sigs[a], sigs[b], max_distance) or compare(sigs[min(a, b)], sigs[max(a, b)], max_distance)
 
     def match_many(wanted: list[tuple[int, int]]) -> list[Match | None]:
-        found = compare_many([sigs[a] for a, _ in wanted], [sigs[b] for _, b in wanted], max_distance)
-        return [m or match(a, b) for m, (a, b) in zip(found, wanted, strict=True)]
+        # a (head, member) pair in the classes' order is a row measured above: compare(sigs[a], sigs[b]) already
+        other = [(a, b) for a, b in wanted if (a, b) not in measured]
+        found = dict(zip(other, compare_many([sigs[a] for a, _ in other], [sigs[b] for _, b in other], max_distance),
+                         strict=True))
+        return [measured.get(w) or found.get(w) or match(*w) for w in wanted]
 
     return greedy_class_groups(usable, classes, near, linked, match, prefer, set(pinned), match_many)
 

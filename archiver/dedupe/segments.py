@@ -97,12 +97,30 @@ class Segment:
         return self.phash if kind[0] == "p" else self.dhash
 
 
+_COMMAS = "," * (T - 1)  # at every 17th character of a variants field: 8 hashes of 16 characters
+
+
+def _hex(text: str) -> bytes | None:
+    """The bytes of ``text`` when it is hex digits only, else None (``bytes.fromhex`` alone skips whitespace)."""
+    try:
+        out = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return out if len(out) * 2 == len(text) else None
+
+
 def digests(rows: Iterable[SignatureRow]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(asset ids, (n, T) pHash and dHash variants, V16 digests of the whole signature) of the rows that parse."""
-    good = [r for r in rows if len(r[2]) == _WIDTH and len(r[3]) == _WIDTH and len(r[4] or "") in (0, 128)]
+    """(asset ids, (n, T) pHash and dHash variants, V16 digests of the whole signature) of the rows that parse: 8 + 8
+    hashes of 16 hex digits and a grey of 0 or 128, what ``similarity.Signature`` accepts (an asset the index holds is
+    searched, and its signature made)."""
+    good = [r for r in rows if len(r[2]) == _WIDTH and len(r[3]) == _WIDTH and r[2][16::17] == _COMMAS
+            and r[3][16::17] == _COMMAS and len(r[4] or "") in (0, 128)]
+    texts = [_hex("".join(r[c] or "" for r in good).replace(",", "")) for c in (2, 3, 4)]
+    if any(t is None for t in texts):  # (not expected) a row that is not hex digits: left out, as Signature does
+        good = [r for r in good if _hex(f"{r[2]}{r[3]}{r[4] or ''}".replace(",", "")) is not None]
+        texts = [_hex("".join(r[c] or "" for r in good).replace(",", "")) for c in (2, 3)]
     ids = np.array([r[0] for r in good], dtype=np.int64)
-    ph, dh = (np.frombuffer(bytes.fromhex("".join(r[c] for r in good).replace(",", "")), dtype=">u8")
-              .astype(np.uint64).reshape(-1, T) for c in (2, 3))
+    ph, dh = (np.frombuffer(t, dtype=">u8").astype(np.uint64).reshape(-1, T) for t in texts[:2])  # type: ignore[arg-type]
     dig = np.array([hashlib.blake2b(f"{r[2]}|{r[3]}|{r[4] or '-'}".encode(), digest_size=16).digest() for r in good],
                    dtype="V16")
     return ids, ph, dh, dig

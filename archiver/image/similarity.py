@@ -89,6 +89,8 @@ class Signature:
     grey: str = ""
 
     def __post_init__(self) -> None:
+        if self.grey is None:  # a NULL column read as is: unknown, as ""
+            object.__setattr__(self, "grey", "")
         n = len(TRANSFORMS)
         if len(self.phash) != n or len(self.dhash) != n:
             raise ValueError(f"a signature needs {n} pHash and dHash variants")
@@ -96,7 +98,9 @@ class Signature:
             raise ValueError("a hash is 16 hex digits")
         if self.grey and len(self.grey) != 2 * _GREY_SIDE * _GREY_SIDE:
             raise ValueError(f"grey thumbnail must be {2 * _GREY_SIDE * _GREY_SIDE} hex digits")
-        bytes.fromhex("".join(self.phash) + "".join(self.dhash) + self.grey)  # ValueError when not hex
+        text = "".join(self.phash) + "".join(self.dhash) + self.grey
+        if len(bytes.fromhex(text)) * 2 != len(text):  # ValueError when not hex; fromhex alone skips whitespace
+            raise ValueError("a hash or the grey thumbnail is not hex digits")
 
     def __getattr__(self, name: str) -> object:
         """``_p``, ``_d`` (the hashes as ints) and ``_g`` (the grey grid, int16, or None), parsed once when first
