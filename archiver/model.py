@@ -37,7 +37,7 @@ class Article:
 # Version of the near-duplicate decision rule (archiver.image.similarity.compare) and of the signatures it reads.
 # Bump whenever the decision of ``compare`` (or a signature) changes: recorded pairs of another version are
 # dropped and every asset is searched again. Here, not in similarity, so a run can check it without SciPy.
-SIMILARITY_RULE_VERSION = 2  # 2: tone-normalised and framed confirmations (issue 11)
+SIMILARITY_RULE_VERSION = 3  # 2: tone-normalised and framed confirmations (issue 11); 3: ties broken alike from both sides
 # The largest Hamming distance the near-duplicate search supports (the hash index's probes grow like C(22, k/3)
 # per hash beyond it); [dedupe] max_distance and --max-distance are checked against it.
 DISTANCE_LIMIT = 16

@@ -4,7 +4,7 @@ Every signal is taken inside the flat bands a republished copy adds around a pic
 pillarbox bars: ``content_box``), so such a copy is signed like the picture itself (bench: recall on borders
 0.22 -> 0.99, on letterboxes 0.13 -> 1.00, nothing else changed).
 
-The decision rule (``compare``, rule version 2), measured by bench/bench_dedupe_accuracy.py (README has the
+The decision rule (``compare``, rule version 3), measured by bench/bench_dedupe_accuracy.py (README has the
 table): for a candidate pair, the transform t is the one with the smallest pHash + dHash distances (both
 directions, so compare(a, b) and compare(b, a) agree); under t, p and d are the pHash and dHash distances, m is
 how far the 8x8 grey thumbnails are apart (mean absolute grey-level difference over the 55 closest of the 64
@@ -325,10 +325,25 @@ def _framed_distance(a: Signature, b: Signature) -> float:
 def compare(a: Signature, b: Signature, max_distance: int) -> Match | None:
     """The decision for one candidate pair: a Match when ``b`` is a near-duplicate of ``a`` (else None).
 
-    Symmetric: compare(b, a) decides the same and reports the inverse transform (the rule in the module
-    docstring only uses quantities that are the same from both sides).
+    Symmetric: compare(b, a) decides the same, with the same distances (the rule in the module docstring only uses
+    quantities that are the same from both sides, and ties between transforms are broken alike: ``_tie_break``); it
+    reports the inverse transform, or, when a transform and its inverse tie in everything, the same one.
     """
     return Judged(a, b).decide(max_distance)
+
+
+_PAIRED = tuple(min(t, inv) for t, inv in enumerate(_INVERSE))  # a transform and its inverse: one number
+
+
+def _tie_break(s: tuple[float, int, int, int]) -> tuple[float, int, int, int, int]:
+    """The order among transforms tied on pHash + dHash, (m, p, d, t) each: the smaller grey distance m, then the
+    smaller of the two hash distances' maximum, then the smaller pHash distance, then the transform. The same from
+    both sides (rule 3): measuring b onto a under t's inverse gives the same m, p and d, and ``_PAIRED`` counts t and
+    its inverse as one, so compare(a, b) and compare(b, a) pick matching transforms and decide alike. Rule 2 went from
+    m to the transform's index, so when rot90 and rot270 tied with equal m (always, without a grey thumbnail) and
+    split the distance differently (1 + 6 against 4 + 3), one side accepted at 3 and the other refused."""
+    m, p, d, t = s
+    return (m, max(p, d), p, _PAIRED[t], t)
 
 
 class Judged:
@@ -345,7 +360,7 @@ class Judged:
             scored.append((p + d, p, d, t))
         low = min(s[0] for s in scored)
         tied = [s for s in scored if s[0] == low]  # symmetric pictures: let the thumbnails break the tie
-        self.best = min(((_grey_distance(a, b, t), p, d, t) for _, p, d, t in tied), key=lambda s: (s[0], s[3]))
+        self.best = min(((_grey_distance(a, b, t), p, d, t) for _, p, d, t in tied), key=_tie_break)
         _, self.p0, self.d0, _ = scored[0]
         self._tone: float | None = None
         self._framed: float | None = None
@@ -420,7 +435,8 @@ class JudgedMany:
             r, t = rows[grey], ts[grey]
             diff = np.sort(np.abs(np.take_along_axis(ga[r], _PERM[t], axis=1) - gb[r]), axis=1)
             m[grey] = diff[:, :_GREY_KEEP].mean(axis=1)
-        order = np.lexsort((ts, m, rows))  # per pair: the smallest m, then the first transform
+        tp, td = p[rows, ts], d[rows, ts]
+        order = np.lexsort((ts, np.array(_PAIRED)[ts], tp, np.maximum(tp, td), m, rows))  # per pair: _tie_break
         first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
         self.t = ts[first]
         self.m = m[first]

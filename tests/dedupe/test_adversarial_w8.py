@@ -156,9 +156,9 @@ def test_stream_groups_at_every_distance_below_the_search_on_each_backend(manife
                                      batch=batch) == expected, (n, batch)
 
 
-# compare is not symmetric when rot90 and rot270 tie (pHash + dHash) with equal grey distances (here: no grey, -1.0 for
-# every transform) and split the distance differently: A onto B picks rot90 (pHash 1, dHash 6: max 6 > 3 + 2, refused
-# at 3), B onto A picks its rot90, which is A's rot270 (4, 3: accepted at 3 by rule B).
+# rot90 and rot270 tie (pHash + dHash) with equal grey distances (here: no grey, -1.0 for every transform) and split
+# the distance differently: under rule 2, A onto B picked rot90 (pHash 1, dHash 6: max 6 > 3 + 2, refused at 3) and B
+# onto A its rot90, which is A's rot270 (4, 3: accepted at 3 by rule B). Rule 3 breaks the tie alike from both sides.
 A = Signature(
     ("0af68d49e7df617c", "1e4fce8296f7e9fe", "3770b41daa859483", "1e4fcec2d6f6e9da", "0e8cce04042f207f",
      "3213c3edb9df494e", "42248ad471a43ff6", "371ed1a835c64c88"),
@@ -171,39 +171,27 @@ B = Signature(
      "5ef1e2053e6025fc", "5c6fe57ca570f32f", "1bfeddf5d3aec3ad"))
 
 
-ASYMMETRIC = "compare's tie-break between rot90 and rot270 is not symmetric (atk8 finding 2): not fixed, a decision"
-
-
-@pytest.mark.xfail(strict=True, reason=ASYMMETRIC)
 @pytest.mark.parametrize("searched", [3, 10])
-def test_a_pair_compare_accepts_in_one_orientation_only_is_grouped_as_the_reference_does(
-        tmp_path: Path, searched: int) -> None:
-    """A is archived first (the search measures it onto B: refused at 3, accepted from 4), B's sha256 is the smaller
-    (the reference measures B onto A: accepted at 3). Searched at 3, no row is recorded; searched at 10, the row says
-    "from 4". Grouped at 3 the reference puts them together; the recorded pairs do not. Pre-existing (a840d78 the
-    same): the rule's tie-break between transforms (smallest grey distance, then the first transform) is not
-    symmetric for rot90 / rot270, the only transforms _INVERSE swaps."""
-    assert compare(A, B, 3) is None and compare(B, A, 3) is not None
+@pytest.mark.parametrize("first", ["A", "B"])
+def test_a_pair_whose_transforms_tie_is_decided_alike_from_both_sides_and_grouped_as_the_reference_does(
+        tmp_path: Path, searched: int, first: str) -> None:
+    """Whichever of A and B is archived first (the search measures the later onto the earlier; the reference measures
+    in sha256 order), and searched at 3 or 10, the pair is recorded from 3 and grouped at 3 as the reference groups it.
+    Under rule 2 (a840d78 and before) compare accepted A onto B from 4 and B onto A from 3, so one archive order lost
+    the group (no row at 3, a row "from 4" at 10) and the other made one the reference did not."""
+    assert [compare(A, B, k) is None for k in range(13)] == [compare(B, A, k) is None for k in range(13)]
+    assert compare(A, B, 2) is None and compare(A, B, 3) is not None
+    pa, pb = compare(A, B, 3), compare(B, A, 3)
+    assert pa is not None and pb is not None
+    assert (pa.phash_distance, pa.dhash_distance, pa.grey_distance) == (pb.phash_distance, pb.dhash_distance,
+                                                                       pb.grey_distance)
+    older, newer = (A, B) if first == "A" else (B, A)
     with Manifest.open(tmp_path / "m.sqlite3") as m:
-        _store(m, [("first", A, 300), ("second", B, 200)])  # sha256("second") < sha256("first")
+        _store(m, [("first", older, 300), ("second", newer, 200)])  # sha256("second") < sha256("first")
         update_pairs(m, searched)
+        assert [r[0] for r in m._db.execute("SELECT min_distance FROM near_duplicates")] == [3]
         infos = infos_from_rows(m, [r.sha256 for r in m.asset_rows()])
-        assert [a.signature for a in infos] == [B, A]
         expected = build_groups(infos, 3, PREFER)
         assert len(expected) == 1
         assert groups_from_pairs(infos, m.recorded_pairs(3, SIMILARITY_RULE_VERSION), 3, PREFER) == expected
         assert stream_groups(m, 3, PREFER, lambda shas: infos_from_rows(m, shas)) == expected
-
-
-@pytest.mark.xfail(strict=True, reason=ASYMMETRIC)
-def test_a_pair_only_the_archive_order_accepts_is_not_grouped_by_the_pair_path(tmp_path: Path) -> None:
-    """B archived first: the search measures B onto A (accepted from 3), the row says "from 3"; the reference measures
-    A onto B (sha256 order: refused at 3). groups_from_pairs measures the row again and drops it; the pair path
-    (pair_groups) takes the row as accepted and forms the group."""
-    with Manifest.open(tmp_path / "m.sqlite3") as m:
-        _store(m, [("first", B, 300), ("second", A, 200)])
-        update_pairs(m, 10)
-        infos = infos_from_rows(m, [r.sha256 for r in m.asset_rows()])
-        assert [a.signature for a in infos] == [A, B] and build_groups(infos, 3, PREFER) == []
-        assert groups_from_pairs(infos, m.recorded_pairs(3, SIMILARITY_RULE_VERSION), 3, PREFER) == []
-        assert stream_groups(m, 3, PREFER, lambda shas: infos_from_rows(m, shas)) == []

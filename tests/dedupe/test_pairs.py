@@ -255,6 +255,9 @@ def test_pairs_measured_at_once_decide_as_compare_at_every_distance() -> None:
         decisions = [compare(x, y, k) for x, y in zip(xs, ys, strict=True)]
         assert many.decide(k) == decisions
         assert [Judged(x, y).decide(k) for x, y in zip(xs, ys, strict=True)] == decisions
+        turned = [compare(y, x, k) for x, y in zip(xs, ys, strict=True)]  # symmetric: the same decision, distances
+        assert [(d.phash_distance, d.dhash_distance, d.grey_distance) if d else None for d in decisions] == \
+            [(d.phash_distance, d.dhash_distance, d.grey_distance) if d else None for d in turned]
         seen = sum(d is not None for d in decisions)
     first = [next((k for k in range(13) if compare(x, y, k) is not None), -1) for x, y in zip(xs, ys, strict=True)]
     assert many.accepted_from(12).tolist() == first
