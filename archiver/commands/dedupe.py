@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sign again, from their stored thumbnails, images archived before signatures were taken "
                              "inside added borders and letterbox bars (once, after upgrading)")
     parser.add_argument("--compact", action="store_true",
-                        help="merge the on-disk near-duplicate index beside the manifest into one segment first")
+                        help="merge the on-disk near-duplicate index (beside a SQLite manifest; in this machine's "
+                             "cache for a PostgreSQL one) into one segment first")
     parser.add_argument("--report", type=Path, metavar="PATH", help="HTML report (default: [dedupe] report)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="JSON export (default: the report's path, .json)")
 

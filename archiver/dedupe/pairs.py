@@ -59,7 +59,8 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
         index = VariantIndex.open(manifest)
         n = len(index.segments)
         index.compact(manifest)
-        log.info("near-duplicate index: %d segments merged into one (%d assets)", n, index.assets)
+        log.info("near-duplicate index: %s merged into one (%d assets)", "1 segment" if n == 1 else f"{n} segments",
+                 index.assets)
     widened = 0 if rescan else manifest.searched_below(max_distance, SIMILARITY_RULE_VERSION)
     todo = manifest.unsearched(max_distance, -1 if rescan else SIMILARITY_RULE_VERSION)  # no mark has rule -1
     if not todo:

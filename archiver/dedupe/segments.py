@@ -205,8 +205,8 @@ class VariantIndex:
             raise StaleIndex(f"its last asset (id {last_id}) is not in the manifest any more")
         try:
             segments = [_read_segment(folder / name, int(first)) for name, first in meta["segments"]]
-        except (OSError, ValueError, KeyError) as exc:
-            raise StaleIndex(f"a segment cannot be read ({exc})") from exc
+        except (OSError, ValueError, KeyError, EOFError) as exc:  # EOFError: an empty file (np.load)
+            raise StaleIndex(f"a segment cannot be read ({exc or type(exc).__name__})") from exc
         if sum(int(s.member_id.size) for s in segments) != state[2]:
             raise StaleIndex("its segments do not add up to the recorded asset count")
         return cls(folder, meta["token"], int(meta["generation"]), segments, int(meta["assets"]), last_id,

@@ -65,17 +65,19 @@ def shown(url: str) -> str:
     return redact(url)
 
 
-def local_index_folder(where: str) -> Path | None:
+def local_index_folder(where: str, database: str) -> Path | None:
     """This machine's folder for the on-disk indexes of the PostgreSQL manifest ``where`` (its URL as messages show
-    it, without the password): ``$XDG_CACHE_HOME/archiver/pg-<16 hex digits of where>.index`` (``~/.cache`` when
-    XDG_CACHE_HOME is unset or not absolute). Only the process holding the manifest's writer lock searches, so one
+    it), whose database is ``database`` (``PgConnection.database``: host, port and name as the connection resolved
+    them, so the user, the password and options, in the URL or in the environment, do not matter):
+    ``$XDG_CACHE_HOME/archiver/pg-<16 hex digits of database>.index`` (``~/.cache`` when XDG_CACHE_HOME is unset or
+    not absolute). Only the process holding the manifest's writer lock searches, so one
     process at a time writes it, whichever machine it runs on; an index another machine's searcher left stale (the
     manifest records which generation is current) is rebuilt, with a log line. None, with a warning, when no such
     folder can be made: the search then builds its index in memory."""
     base = os.environ.get("XDG_CACHE_HOME", "")
     try:
         root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
-        folder = root / "archiver" / f"pg-{hashlib.sha256(where.encode()).hexdigest()[:16]}.index"
+        folder = root / "archiver" / f"pg-{hashlib.sha256(database.encode()).hexdigest()[:16]}.index"
         folder.mkdir(parents=True, exist_ok=True)
     except (OSError, RuntimeError, KeyError) as exc:
         if where not in _NO_INDEX_FOLDER:  # said once per process, not at every search
@@ -131,6 +133,8 @@ class PgConnection:
 
     def __init__(self, raw: Any, where: str, url: str = "", reconnect_for: float | None = None) -> None:
         self._raw = raw
+        info = getattr(raw, "info", None)  # the database as the connection resolved it (URL, environment, defaults)
+        self.database = f"{info.host}:{info.port}/{info.dbname}" if info is not None else where
         self.where = where
         self.url = url
         self.reconnect_for = RECONNECT_FOR if reconnect_for is None else reconnect_for

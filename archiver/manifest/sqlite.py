@@ -94,7 +94,7 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         if self.shared:
             from archiver.manifest.postgres import local_index_folder
 
-            return local_index_folder(str(self.path))
+            return local_index_folder(str(self.path), self._db.database)  # type: ignore[attr-defined]
         if not isinstance(self.path, Path):
             return None
         return self.path.with_name(self.path.name + ".index")

@@ -46,8 +46,15 @@ def test_the_index_of_a_postgresql_manifest_is_kept_on_this_machine(
         assert (folder / "variants" / "GENERATION").read_text() != generation
         assert not _rebuilt(caplog)
         _groups(m)
-    with Manifest.open(url.replace("pw-one", "pw-two")) as m:
-        assert m.index_folder == folder  # the database's folder, whatever password reaches it
+    with Manifest.open(url.replace("pw-one", "pw-two") + "?sslmode=disable&application_name=other") as m:
+        assert m.index_folder == folder  # the database's folder, whatever password or options reach it
+    monkeypatch.setenv("PGPASSWORD", "pw-one")
+    with Manifest.open(url.replace(":pw-one", "")) as m:
+        assert m.index_folder == folder  # the password in the environment (or ~/.pgpass), not in the URL
+    monkeypatch.delenv("PGPASSWORD")
+    other = postgres_server.new_database()
+    with Manifest.open(other) as m:
+        assert m.index_folder not in (None, folder)  # another database on the same server: a folder of its own
     with Manifest.open(url, lock=False) as m:
         assert m.index_folder is None  # only the writer's lock holder writes it
     # another machine (its own cache) searches next: its index is made from the manifest, and ours is then stale

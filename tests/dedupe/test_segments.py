@@ -222,6 +222,14 @@ def test_an_index_that_does_not_match_the_manifest_is_rebuilt_with_one_log_line(
     with Manifest.open(path) as m:
         assert VariantIndex.open(m).assets == 70
     assert len(_rebuilt(caplog)) == 1
+    # an empty segment file (a disk filled up, a copy cut short): rebuilt too, not an EOFError at every run
+    seg = next(p for p in (tmp_path / "m.sqlite3.index" / "variants").iterdir() if p.is_dir())
+    (seg / "dhash.npy").write_bytes(b"")
+    caplog.clear()
+    with Manifest.open(path) as m:
+        assert VariantIndex.open(m).assets == 70
+        assert _pairs(m) == got
+    assert len(_rebuilt(caplog)) == 1
 
 
 def test_variants_given_later_to_an_old_asset_make_the_index_again(tmp_path: Path,
