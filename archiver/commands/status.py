@@ -30,7 +30,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     total = sum(c[str(o)] for o in Outcome)
     say(f"manifest: {shown(path)}",
         f"{total} URLs: {c['archived']} archived, {c['dead']} dead, {c['rejected']} rejected, "
-        f"{c['failed']} failed (a re-run retries these)",
+        f"{c['failed']} failed" + (" (a re-run retries these)" if c["failed"] else ""),
         f"assets: {c['assets']} ({c['bytes_original']:,} bytes), renditions: {c['renditions']} "
         f"({c['bytes_renditions']:,} bytes); {c['duplicate_urls']} URLs are exact duplicates, "
         f"{c['near_duplicate_pairs']} near-duplicate pairs",

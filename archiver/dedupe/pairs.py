@@ -307,11 +307,13 @@ def group_batches(manifest: Manifest, max_distance: int, batch: int = GROUP_BATC
 
 
 def pair_groups(assets: Sequence[AssetInfo], rows: Iterable[PairRow], max_distance: int, prefer: Sequence[str],
-                pinned: set[str], excluded: set[str]) -> list[Group]:
+                pinned: set[str], excluded: set[str], ranks: dict[str, tuple[object, ...]] | None = None
+                ) -> list[Group]:
     """``groups_from_pairs`` for components of two assets joined by one recorded pair (``group_batches``' pair
     batches), without the general pass: the better-ranked of the two (pinned first, then ``preference_key``) is
     the canonical and the other joins it, unless that one is pinned too; an excluded asset, or one without a
-    signature, is in no group. The matches are measured all at once (``compare_many``)."""
+    signature, is in no group. The matches are measured all at once (``compare_many``). ``ranks`` (optional) gets
+    each canonical's rank, the key ``stream_groups`` orders the groups by."""
     usable = {a.sha256: a for a in assets if a.signature is not None and a.sha256 not in excluded}
     formed: list[tuple[AssetInfo, AssetInfo, PairRow]] = []
     out: list[Group] = []
@@ -329,6 +331,8 @@ def pair_groups(assets: Sequence[AssetInfo], rows: Iterable[PairRow], max_distan
         head, other = (a, b) if ka < kb else (b, a)
         if other.sha256 not in pinned:
             formed.append((head, other, r))
+            if ranks is not None:
+                ranks[head.sha256] = min(ka, kb)
     found = compare_many([h.signature for h, _, _ in formed], [o.signature for _, o, _ in formed],  # type: ignore[misc]
                          max_distance)
     for (head, other, r), m in zip(formed, found, strict=True):
@@ -351,11 +355,15 @@ def stream_groups(manifest: Manifest, max_distance: int, prefer: Sequence[str],
     for shas, rows, paired in group_batches(manifest, max_distance, batch):
         infos = infos_of(shas)
         by_sha = {a.sha256: a for a in infos}
-        grouped = pair_groups(infos, rows, max_distance, prefer, pinned_set, excluded_set) if paired else \
+        ranks: dict[str, tuple[object, ...]] = {}
+        grouped = pair_groups(infos, rows, max_distance, prefer, pinned_set, excluded_set, ranks) if paired else \
             groups_from_pairs(infos, rows, max_distance, prefer, pinned_set, excluded_set)
         for g in grouped:
-            head = by_sha[g.canonical]
-            out.append(((head.sha256 not in pinned_set, *preference_key(head, prefer)), g))
+            rank = ranks.get(g.canonical)
+            if rank is None:
+                head = by_sha[g.canonical]
+                rank = (head.sha256 not in pinned_set, *preference_key(head, prefer))
+            out.append((rank, g))
     out.sort(key=lambda x: x[0])
     return [g for _, g in out]
 
