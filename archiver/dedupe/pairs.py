@@ -254,7 +254,7 @@ def group_batches(manifest: Manifest, max_distance: int, batch: int = GROUP_BATC
     if not shas.size:
         return
     # nodes: the shared classes (several.size of them), then every other asset on its own
-    keys, first, node = np.unique(shas, return_index=True, return_inverse=True)
+    keys, node = np.unique(shas, return_inverse=True)
     node = node.ravel()
     cls_pos = np.searchsorted(several, np.array([c for c, _ in shared], dtype=np.int64))
     own = np.full(keys.size, -1, dtype=np.int64)

@@ -498,26 +498,21 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
 
     def asset_rows_by_sha(self, shas: Iterable[str]) -> list[AssetRow]:
         """``asset_rows`` of the given sha256s only (those the manifest does not know are left out), by sha256."""
-        out: list[AssetRow] = []
-        batch = sorted(set(shas))
-        for i in range(0, len(batch), 500):
-            chunk = batch[i : i + 500]
-            out += (AssetRow(*r) for r in self._db.execute(
-                "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
-                "phash_variants, dhash_variants, grey, colours, chroma, content FROM assets "
-                f"WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk))
-        return sorted(out, key=lambda r: r.sha256)
+        return self._asset_rows_in("sha256", shas)
 
     def asset_rows_of(self, ids: Iterable[int]) -> list[AssetRow]:
         """``asset_rows`` of the given asset ids only, by sha256."""
+        return self._asset_rows_in("id", ids)
+
+    def _asset_rows_in(self, column: str, keys: Iterable[object]) -> list[AssetRow]:
         out: list[AssetRow] = []
-        batch = sorted(set(ids))
+        batch = sorted(set(keys))  # type: ignore[type-var]
         for i in range(0, len(batch), 500):
             chunk = batch[i : i + 500]
             out += (AssetRow(*r) for r in self._db.execute(
                 "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
                 "phash_variants, dhash_variants, grey, colours, chroma, content FROM assets "
-                f"WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+                f"WHERE {column} IN ({','.join('?' * len(chunk))})", chunk))
         return sorted(out, key=lambda r: r.sha256)
 
     def hash_index_state(self, name: str) -> tuple[str, int, int, str] | None:
