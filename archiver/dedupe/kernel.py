@@ -154,40 +154,66 @@ if AVAILABLE:
 
 if AVAILABLE:
     @njit(cache=True, nogil=True)
-    def lookup(queries, start, stop, shift, bits, pats, offsets, values, order, k, earlier_masks, earlier_radii,
+    def probe_order(keys, pats, lo, hi, bits, drop, offsets):  # type: ignore[no-untyped-def]
+        """The probes of ``keys[lo:hi]`` (``bits``-bit keys, each XOR each flip mask of ``pats``) whose run of values
+        is not empty (``offsets``), as ``probe key << 32 | query index``, ordered by ``probe key >> drop`` (a
+        counting sort over ``2 ** (bits - drop)`` buckets): ``lookup`` then reads a chunk's runs in ascending order,
+        each run once for all the queries probing it, and a small table's empty keys are not visited twice."""
+        buckets = 1 << (bits - drop)
+        start = np.zeros(buckets + 1, np.int64)
+        n = 0
+        for i in range(lo, hi):
+            for p in range(pats.size):
+                x = keys[i] ^ pats[p]
+                if offsets[x + 1] > offsets[x]:
+                    start[(x >> drop) + 1] += 1
+                    n += 1
+        for b in range(buckets):
+            start[b + 1] += start[b]
+        out = np.empty(n, np.int64)
+        for i in range(lo, hi):
+            for p in range(pats.size):
+                x = keys[i] ^ pats[p]
+                if offsets[x + 1] > offsets[x]:
+                    b = x >> drop
+                    out[start[b]] = (x << 32) | i
+                    start[b] += 1
+        return out
+
+    @njit(cache=True, nogil=True)
+    def lookup(queries, probes, start, stop, offsets, values, order, k, earlier_masks, earlier_radii,
                out_q, out_p):  # type: ignore[no-untyped-def]
-        """Probe one chunk of a ``tables.Table`` for ``queries[start:stop]``: for each query, every key within the
-        flip masks ``pats`` of its own, comparing the run of values under it; a pair some earlier chunk finds
-        (``popcount(x & mask) <= radius``) is skipped. Fills ``out_*`` with (query index, ``order`` of the value)
-        a whole query at a time; returns (count, the first query not done)."""
+        """Probe one chunk of a ``tables.Table``: for each of ``probes[start:stop]`` (``key << 32 | query index``,
+        from ``probe_order``), compare the query with the run of values under that key; a pair some earlier chunk
+        finds (``popcount(x & mask) <= radius``) is skipped. Fills ``out_*`` with (query index, ``order`` of the
+        value) a whole probe at a time; returns (count, the first probe not done)."""
         cap = out_q.size
         n = 0
         kk = np.uint64(k)
         ne = earlier_masks.size
-        mask = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
-        sh = np.uint64(shift)
+        low = np.int64(0xFFFFFFFF)
         for i in range(start, stop):
-            q = queries[i]
-            key = np.int64((q >> sh) & mask)
+            c = probes[i]
+            key = c >> 32
+            qi = c & low
+            q = queries[qi]
             n0 = n
-            for p in range(pats.size):
-                x0 = key ^ pats[p]
-                for j in range(offsets[x0], offsets[x0 + 1]):
-                    x = q ^ values[j]
-                    if _popcount(x) > kk:
-                        continue
-                    ok = True
-                    for e in range(ne):
-                        if _popcount(x & earlier_masks[e]) <= np.uint64(earlier_radii[e]):
-                            ok = False
-                            break
-                    if not ok:
-                        continue
-                    if n == cap:
-                        return n0, i
-                    out_q[n] = i
-                    out_p[n] = order[j]
-                    n += 1
+            for j in range(offsets[key], offsets[key + 1]):
+                x = q ^ values[j]
+                if _popcount(x) > kk:
+                    continue
+                ok = True
+                for e in range(ne):
+                    if _popcount(x & earlier_masks[e]) <= np.uint64(earlier_radii[e]):
+                        ok = False
+                        break
+                if not ok:
+                    continue
+                if n == cap:
+                    return n0, i
+                out_q[n] = qi
+                out_p[n] = order[j]
+                n += 1
         return n, stop
 
 

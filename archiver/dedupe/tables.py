@@ -12,6 +12,12 @@ bucket): a memory read that misses the cache costs ~60–100 ns, comparing one m
 ~1 ns. With 16-bit chunks a query reads ~430 runs of ``n / 65 536`` values each instead of ~3 600 single
 buckets, and the offsets of a chunk (256 KB) stay in the cache. ``widths`` picks the widths from that cost model.
 
+The compiled search does not probe query by query: it orders a block of probes (query key XOR flip mask, those
+whose run is not empty) by key first (``kernel.probe_order``, a counting sort), so a chunk's runs are read once, in
+ascending order, for all the queries probing them, and the hardware prefetcher streams them instead of each run
+being a cache miss: 2 000 queries against a table of 8 M values took 0.28 s query by query and takes 0.15 s
+(in memory, 1 core). The ordered probes split into contiguous key ranges, one per thread.
+
 Tables are searched one chunk at a time and the pages of a memory-mapped chunk are handed back to the kernel
 (``madvise(MADV_DONTNEED)``; they stay in the page cache) once it is done, so the resident size of a search is one
 chunk of one table, not the segment.
@@ -34,7 +40,10 @@ from archiver.dedupe import kernel
 _MISS_NS, _COMPARE_NS = 100.0, 3.0  # the cost model of ``widths``: a probed run, one more value compared in it
 _PLAN_DISTANCE = 10  # the distance the widths are chosen for (the default; any distance <= 64 stays exact)
 _MAX_BITS = 24  # offsets of 2**24 + 1 int32 (64 MB) at most
-_THREADS_FROM = 2_048  # queries from which the search is split over threads
+_THREADS_FROM = 1 << 17  # probes from which a chunk's search is split over threads
+_MAX_THREADS = 4
+_PROBES = 1 << 21  # probes ordered at once (16 MB): a block of queries
+_ORDER_BITS = 16  # probes are ordered by the top 16 bits of their key (a chunk of 24 bits: runs of 256 keys)
 _CAP = 1 << 16
 
 
@@ -149,26 +158,46 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
                   ) -> tuple[np.ndarray, np.ndarray]:
     if not kernel.AVAILABLE:
         return _search_chunk_numpy(c, pats, queries, k, em, er)
-    n = queries.size
-    threads = min(os.cpu_count() or 1, 4) if n >= _THREADS_FROM else 1
-    bounds = np.linspace(0, n, threads + 1).astype(np.int64)
+    keys = ((queries >> np.uint64(c.shift)) & np.uint64((1 << c.bits) - 1)).astype(np.int64)
+    drop = max(0, c.bits - _ORDER_BITS)
+    block = max(1, _PROBES // pats.size)
+    found = []
+    for lo in range(0, queries.size, block):
+        probes = kernel.probe_order(keys, pats, lo, min(lo + block, queries.size), c.bits, drop, c.offsets)
+        parts = _threads(probes.size)
+        bounds = [probes.size * i // parts for i in range(parts + 1)]
 
-    def part(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        outs, cap, start = [], _CAP, lo
-        while start < hi:
-            out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
-            got, start = kernel.lookup(queries, start, hi, c.shift, c.bits, pats, c.offsets, c.values, c.order, k,
-                                       em, er, out_q, out_p)
-            outs.append((out_q[:got], out_p[:got]))
-            if got == 0 and start < hi:  # one query's hits do not fit
-                cap *= 4
-        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+        def part(lo: int, hi: int, probes: np.ndarray = probes) -> tuple[np.ndarray, np.ndarray]:
+            outs, cap, start = [(np.zeros(0, np.int64), np.zeros(0, np.int64))], _CAP, lo
+            while start < hi:
+                out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
+                got, start = kernel.lookup(queries, probes, start, hi, c.offsets, c.values, c.order, k, em, er,
+                                           out_q, out_p)
+                outs.append((out_q[:got], out_p[:got]))
+                if got == 0 and start < hi:  # one probe's hits do not fit
+                    cap *= 4
+            return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
-    if threads == 1:
-        return part(0, n)
-    with ThreadPoolExecutor(threads) as pool:
-        res = list(pool.map(part, bounds[:-1].tolist(), bounds[1:].tolist()))
-    return np.concatenate([x[0] for x in res]), np.concatenate([x[1] for x in res])
+        found += _pool().map(part, bounds[:-1], bounds[1:]) if parts > 1 else [part(0, probes.size)]
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate([x[0] for x in found]), np.concatenate([x[1] for x in found])
+
+
+def _threads(probes: int) -> int:
+    return min(os.cpu_count() or 1, _MAX_THREADS) if probes >= _THREADS_FROM else 1
+
+
+_pool_of: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The threads a search's parts run in: made once per process (starting threads for each chunk of each search
+    cost ~1.5 ms each), again in a forked child (which has none of its parent's threads)."""
+    global _pool_of
+    if _pool_of is None or _pool_of[0] != os.getpid():
+        _pool_of = (os.getpid(), ThreadPoolExecutor(_MAX_THREADS, thread_name_prefix="archiver-probe"))
+    return _pool_of[1]
 
 
 def _search_chunk_numpy(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: np.ndarray, er: np.ndarray
