@@ -185,35 +185,47 @@ if AVAILABLE:
                out_q, out_p):  # type: ignore[no-untyped-def]
         """Probe one chunk of a ``tables.Table``: for each of ``probes[start:stop]`` (``key << 32 | query index``,
         from ``probe_order``), compare the query with the run of values under that key; a pair some earlier chunk
-        finds (``popcount(x & mask) <= radius``) is skipped. Fills ``out_*`` with (query index, ``order`` of the
-        value) a whole probe at a time; returns (count, the first probe not done)."""
+        finds (``popcount(x & mask) <= radius``) is skipped. Consecutive probes of one key (up to 64) are compared
+        together, each value of the run read once for all of them. Fills ``out_*`` with (query index, ``order`` of
+        the value) a whole group of probes at a time; returns (count, the first probe not done)."""
         cap = out_q.size
         n = 0
         kk = np.uint64(k)
         ne = earlier_masks.size
         low = np.int64(0xFFFFFFFF)
-        for i in range(start, stop):
-            c = probes[i]
-            key = c >> 32
-            qi = c & low
-            q = queries[qi]
+        group = 64
+        qv = np.empty(group, np.uint64)
+        qi = np.empty(group, np.int64)
+        i = start
+        while i < stop:
+            key = probes[i] >> 32
+            m = 0
+            e = i
+            while e < stop and m < group and (probes[e] >> 32) == key:
+                qi[m] = probes[e] & low
+                qv[m] = queries[qi[m]]
+                m += 1
+                e += 1
             n0 = n
             for j in range(offsets[key], offsets[key + 1]):
-                x = q ^ values[j]
-                if _popcount(x) > kk:
-                    continue
-                ok = True
-                for e in range(ne):
-                    if _popcount(x & earlier_masks[e]) <= np.uint64(earlier_radii[e]):
-                        ok = False
-                        break
-                if not ok:
-                    continue
-                if n == cap:
-                    return n0, i
-                out_q[n] = qi
-                out_p[n] = order[j]
-                n += 1
+                v = values[j]
+                for t in range(m):
+                    x = qv[t] ^ v
+                    if _popcount(x) > kk:
+                        continue
+                    ok = True
+                    for f in range(ne):
+                        if _popcount(x & earlier_masks[f]) <= np.uint64(earlier_radii[f]):
+                            ok = False
+                            break
+                    if not ok:
+                        continue
+                    if n == cap:
+                        return n0, i
+                    out_q[n] = qi[t]
+                    out_p[n] = order[j]
+                    n += 1
+            i = e
         return n, stop
 
 

@@ -12,11 +12,12 @@ bucket): a memory read that misses the cache costs ~60–100 ns, comparing one m
 ~1 ns. With 16-bit chunks a query reads ~430 runs of ``n / 65 536`` values each instead of ~3 600 single
 buckets, and the offsets of a chunk (256 KB) stay in the cache. ``widths`` picks the widths from that cost model.
 
-The compiled search does not probe query by query: it orders a block of probes (query key XOR flip mask, those
-whose run is not empty) by key first (``kernel.probe_order``, a counting sort), so a chunk's runs are read once, in
-ascending order, for all the queries probing them, and the hardware prefetcher streams them instead of each run
-being a cache miss: 2 000 queries against a table of 8 M values took 0.28 s query by query and takes 0.15 s
-(in memory, 1 core). The ordered probes split into contiguous key ranges, one per thread.
+The compiled search does not probe query by query: it orders a block of probes (query key XOR flip mask, those whose
+run is not empty) by key first (``kernel.probe_order``, a counting sort), so a chunk's runs are read once, in
+ascending order, for all the queries probing them (each value read once for up to 64 of them, ``kernel.lookup``),
+and the hardware prefetcher streams them instead of each run being a cache miss: 2 000 queries against a table of 8
+million values took 0.28 s query by query and takes 0.15 s (in memory, 1 core). The ordered probes split into
+contiguous key ranges, one per thread.
 
 Tables are searched one chunk at a time and the pages of a memory-mapped chunk are handed back to the kernel
 (``madvise(MADV_DONTNEED)``; they stay in the page cache) once it is done, so the resident size of a search is one
