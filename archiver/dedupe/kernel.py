@@ -154,18 +154,19 @@ if AVAILABLE:
 
 if AVAILABLE:
     @njit(cache=True, nogil=True)
-    def probe_order(keys, pats, lo, hi, bits, drop, offsets):  # type: ignore[no-untyped-def]
-        """The probes of ``keys[lo:hi]`` (``bits``-bit keys, each XOR each flip mask of ``pats``) whose run of values
-        is not empty (``offsets``), as ``probe key << 32 | query index``, ordered by ``probe key >> drop`` (a
-        counting sort over ``2 ** (bits - drop)`` buckets): ``lookup`` then reads a chunk's runs in ascending order,
-        each run once for all the queries probing it, and a small table's empty keys are not visited twice."""
+    def probe_order(keys, pats, lo, hi, bits, drop, offsets, key_lo, key_hi):  # type: ignore[no-untyped-def]
+        """The probes of ``keys[lo:hi]`` (``bits``-bit keys, each XOR each flip mask of ``pats``) that fall in
+        ``[key_lo, key_hi)`` and whose run of values is not empty (``offsets``), as ``probe key << 32 | query
+        index``, ordered by ``probe key >> drop`` (a counting sort over ``2 ** (bits - drop)`` buckets): ``lookup``
+        then reads a chunk's runs in ascending order, each run once for all the queries probing it, and a small
+        table's empty keys are not visited twice."""
         buckets = 1 << (bits - drop)
         start = np.zeros(buckets + 1, np.int64)
         n = 0
         for i in range(lo, hi):
             for p in range(pats.size):
                 x = keys[i] ^ pats[p]
-                if offsets[x + 1] > offsets[x]:
+                if key_lo <= x < key_hi and offsets[x + 1] > offsets[x]:
                     start[(x >> drop) + 1] += 1
                     n += 1
         for b in range(buckets):
@@ -174,7 +175,7 @@ if AVAILABLE:
         for i in range(lo, hi):
             for p in range(pats.size):
                 x = keys[i] ^ pats[p]
-                if offsets[x + 1] > offsets[x]:
+                if key_lo <= x < key_hi and offsets[x + 1] > offsets[x]:
                     b = x >> drop
                     out[start[b]] = (x << 32) | i
                     start[b] += 1

@@ -16,12 +16,14 @@ The compiled search does not probe query by query: it orders a block of probes (
 run is not empty) by key first (``kernel.probe_order``, a counting sort), so a chunk's runs are read once, in
 ascending order, for all the queries probing them (each value read once for up to 64 of them, ``kernel.lookup``),
 and the hardware prefetcher streams them instead of each run being a cache miss: 2 000 queries against a table of 8
-million values took 0.28 s query by query and takes 0.15 s (in memory, 1 core). The ordered probes split into
-contiguous key ranges, one per thread.
+million values took 0.28 s query by query and takes 0.15 s (in memory, 1 core). A chunk is swept in windows of keys
+(~8 MB of values each, ``_WINDOW_BYTES``), each released once swept (below), and threads take a share of the
+windows.
 
-Tables are searched one chunk at a time and the pages of a memory-mapped chunk are handed back to the kernel
-(``madvise(MADV_DONTNEED)``; they stay in the page cache) once it is done, so the resident size of a search is one
-chunk of one table, not the segment.
+Tables are searched one chunk at a time, and the pages of a memory-mapped chunk are handed back to the kernel
+(``madvise(MADV_DONTNEED)``; they stay in the page cache) window by window as the sweep passes them, so the resident
+size of a search is a window per thread, not a chunk (at 10 M images a chunk of the table of every variant is 960
+MB) and not the segment.
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ from archiver.dedupe import kernel
 _MISS_NS, _COMPARE_NS = 100.0, 3.0  # the cost model of ``widths``: a probed run, one more value compared in it
 _PLAN_DISTANCE = 10  # the distance the widths are chosen for (the default; any distance <= 64 stays exact)
 _MAX_BITS = 24  # offsets of 2**24 + 1 int32 (64 MB) at most
-_THREADS_FROM = 1 << 17  # probes from which a chunk's search is split over threads
+_THREADS_FROM = 1 << 17  # probes (queries x flip masks) from which a chunk's search is split over threads
 _MAX_THREADS = 4
 _PROBES = 1 << 21  # probes ordered at once (16 MB): a block of queries
 _ORDER_BITS = 16  # probes are ordered by the top 16 bits of their key (a chunk of 24 bits: runs of 256 keys)
+_WINDOW_BYTES = 8 << 20  # a chunk is swept in windows of keys of ~8 MB of values, each released once swept
 _CAP = 1 << 16
 
 
@@ -162,26 +165,34 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
     keys = ((queries >> np.uint64(c.shift)) & np.uint64((1 << c.bits) - 1)).astype(np.int64)
     drop = max(0, c.bits - _ORDER_BITS)
     block = max(1, _PROBES // pats.size)
-    found = []
-    for lo in range(0, queries.size, block):
-        probes = kernel.probe_order(keys, pats, lo, min(lo + block, queries.size), c.bits, drop, c.offsets)
-        parts = _threads(probes.size)
-        bounds = [probes.size * i // parts for i in range(parts + 1)]
+    parts = _threads(queries.size * pats.size)
+    # windows of keys (whole buckets of the probe order), ~_WINDOW_BYTES of values each, a share of them per thread
+    buckets = 1 << (c.bits - drop)
+    windows = max(parts, min(buckets, c.values.nbytes // _WINDOW_BYTES))
+    edges = [(buckets * i // windows) << drop for i in range(windows + 1)]
 
-        def part(lo: int, hi: int, probes: np.ndarray = probes) -> tuple[np.ndarray, np.ndarray]:
-            outs, cap, start = [(np.zeros(0, np.int64), np.zeros(0, np.int64))], _CAP, lo
-            while start < hi:
-                out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
-                got, start = kernel.lookup(queries, probes, start, hi, c.offsets, c.values, c.order, k, em, er,
-                                           out_q, out_p)
-                outs.append((out_q[:got], out_p[:got]))
-                if got == 0 and start < hi:  # one probe's hits do not fit
-                    cap *= 4
-            return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+    def part(w0: int, w1: int) -> tuple[np.ndarray, np.ndarray]:
+        outs, cap = [(np.zeros(0, np.int64), np.zeros(0, np.int64))], _CAP
+        for b in range(0, queries.size, block):
+            probes = kernel.probe_order(keys, pats, b, min(b + block, queries.size), c.bits, drop, c.offsets,
+                                        edges[w0], edges[w1])
+            cut = np.searchsorted(probes >> (32 + drop), [e >> drop for e in edges[w0:w1 + 1]]).tolist()
+            for w in range(w1 - w0):
+                start = cut[w]
+                while start < cut[w + 1]:
+                    out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
+                    got, start = kernel.lookup(queries, probes, start, cut[w + 1], c.offsets, c.values, c.order, k,
+                                               em, er, out_q, out_p)
+                    outs.append((out_q[:got], out_p[:got]))
+                    if got == 0 and start < cut[w + 1]:  # one group of probes' hits do not fit
+                        cap *= 4
+                release_range(c, edges[w0 + w], edges[w0 + w + 1])  # this window is done (for this block)
+        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
-        found += _pool().map(part, bounds[:-1], bounds[1:]) if parts > 1 else [part(0, probes.size)]
-    if not found:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if parts == 1:
+        return part(0, windows)
+    bounds = [windows * i // parts for i in range(parts + 1)]
+    found = list(_pool().map(part, bounds[:-1], bounds[1:]))
     return np.concatenate([x[0] for x in found]), np.concatenate([x[1] for x in found])
 
 
@@ -235,6 +246,22 @@ def release(*arrays: np.ndarray) -> None:
         if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
             with contextlib.suppress(OSError, ValueError):  # closed, or not supported: only memory is at stake
                 mm.madvise(mmap.MADV_DONTNEED)
+
+
+def release_range(c: Chunk, key_lo: int, key_hi: int) -> None:
+    """``release`` the pages holding only the values and positions of keys ``[key_lo, key_hi)`` of a memory-mapped
+    chunk (whole pages inside the range: a page shared with a neighbouring range is left to the chunk's release)."""
+    lo, hi = int(c.offsets[key_lo]), int(c.offsets[key_hi])
+    for a in (c.values, c.order):
+        mm = getattr(a, "_mmap", None)
+        if mm is None or hi <= lo or not hasattr(mmap, "MADV_DONTNEED"):
+            continue
+        base = int(getattr(a, "offset", 0)) % mmap.ALLOCATIONGRANULARITY  # where the array starts in its mapping
+        first = -(-(base + lo * a.itemsize) // mmap.PAGESIZE) * mmap.PAGESIZE
+        last = (base + hi * a.itemsize) // mmap.PAGESIZE * mmap.PAGESIZE
+        if last > first:
+            with contextlib.suppress(OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
 def warm() -> None:

@@ -73,28 +73,38 @@ def test_arrays_that_do_not_describe_a_table_are_refused() -> None:
         Table.assemble(100, [(c.offsets[:-1], c.values, c.order) for c in t.chunks])
 
 
-@pytest.mark.parametrize("split", [(1 << 21, 1 << 17, 1 << 16), (7, 50, 3)])  # (probes at once, threads from, cap)
+@pytest.mark.parametrize("split", [(1 << 21, 1 << 17, 1 << 16, 8 << 20), (7, 50, 3, 8192)])
 @pytest.mark.parametrize("widths", [(16, 16, 16, 16), (22, 21, 21)])
-def test_ordered_probes_find_every_pair_once_in_blocks_threads_and_small_buffers(
-        split: tuple[int, int, int], widths: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The compiled search orders each block of probes by key (the top 16 bits of a wider key) and splits them over
-    threads; blocks of a few queries, a split from 50 probes and room for 3 hits at a time (fewer than one run of
-    duplicates holds) must find the same pairs, each once."""
+def test_ordered_probes_find_every_pair_once_in_blocks_windows_threads_and_small_buffers(
+        split: tuple[int, int, int, int], widths: tuple[int, ...], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiled search orders each block of probes by key (the top 16 bits of a wider key), sweeps a chunk in
+    windows of keys, releasing each, and gives threads a share of the windows; blocks of a few queries, windows of
+    8 KB of values (their pages released, read again by the next block), a split from 50 probes and
+    room for 3 hits at a time (fewer than one run of duplicates holds) must find the same pairs, each once, in
+    memory and memory-mapped."""
     if not kernel.AVAILABLE:
         pytest.skip("numba is not installed")
     monkeypatch.setattr(tables, "_PROBES", split[0])
     monkeypatch.setattr(tables, "_THREADS_FROM", split[1])
     monkeypatch.setattr(tables, "_CAP", split[2])
+    monkeypatch.setattr(tables, "_WINDOW_BYTES", split[3])
     monkeypatch.setattr(tables, "widths", lambda n: widths)
     rng = np.random.default_rng(5)
     v = _values(rng, 3_000)
     v[2_000:2_010] = v[7]  # a run of ten equal values: more hits for one probe than the buffer holds
     q = np.concatenate([v[rng.integers(0, v.size, 200)] ^ (np.uint64(1) << rng.integers(0, 64, 200).astype(np.uint64)),
                         _values(rng, 50), v[[7, 7]]])
-    table = Table.build(v)
-    assert tuple(c.bits for c in table.chunks) == widths
+    built = Table.build(v)
+    assert tuple(c.bits for c in built.chunks) == widths
+    for i, c in enumerate(built.chunks):
+        for part in ("offsets", "values", "order"):
+            np.save(tmp_path / f"c{i}-{part}.npy", getattr(c, part))
+    mapped = Table.assemble(v.size, [tuple(np.load(tmp_path / f"c{i}-{p}.npy", mmap_mode="r")
+                                           for p in ("offsets", "values", "order")) for i in range(len(widths))])
     for k in (0, 3, 10):
-        qi, pos = table.search(q, k)
-        got = list(zip(qi.tolist(), pos.tolist(), strict=True))
-        assert len(got) == len(set(got)), "a pair reported twice"
-        assert set(got) == _brute(q, v, k)
+        for table in (built, mapped, mapped):
+            qi, pos = table.search(q, k)
+            got = list(zip(qi.tolist(), pos.tolist(), strict=True))
+            assert len(got) == len(set(got)), "a pair reported twice"
+            assert set(got) == _brute(q, v, k)
