@@ -230,6 +230,46 @@ if AVAILABLE:
         return n, stop
 
 
+if AVAILABLE:
+    @njit(cache=True, nogil=True)
+    def lookup_direct(queries, start, stop, shift, bits, pats, offsets, values, order, k, earlier_masks,
+                      earlier_radii, out_q, out_p):  # type: ignore[no-untyped-def]
+        """Probe one chunk of a ``tables.Table`` for ``queries[start:stop]`` query by query (``lookup``'s ordered
+        probes do not pay where most runs are empty): for each query, every key within the flip masks ``pats`` of its
+        own, comparing the run of values under it; a pair some earlier chunk finds
+        (``popcount(x & mask) <= radius``) is skipped. Fills ``out_*`` with (query index, ``order`` of the value)
+        a whole query at a time; returns (count, the first query not done)."""
+        cap = out_q.size
+        n = 0
+        kk = np.uint64(k)
+        ne = earlier_masks.size
+        mask = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
+        sh = np.uint64(shift)
+        for i in range(start, stop):
+            q = queries[i]
+            key = np.int64((q >> sh) & mask)
+            n0 = n
+            for p in range(pats.size):
+                x0 = key ^ pats[p]
+                for j in range(offsets[x0], offsets[x0 + 1]):
+                    x = q ^ values[j]
+                    if _popcount(x) > kk:
+                        continue
+                    ok = True
+                    for e in range(ne):
+                        if _popcount(x & earlier_masks[e]) <= np.uint64(earlier_radii[e]):
+                            ok = False
+                            break
+                    if not ok:
+                        continue
+                    if n == cap:
+                        return n0, i
+                    out_q[n] = i
+                    out_p[n] = order[j]
+                    n += 1
+        return n, stop
+
+
 def all_near(queries: np.ndarray, targets: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(query index, target index) of every pair within ``k`` bits, by comparing them all (compiled loop)."""
     cap = 1 << 16

@@ -12,13 +12,13 @@ bucket): a memory read that misses the cache costs ~60–100 ns, comparing one m
 ~1 ns. With 16-bit chunks a query reads ~430 runs of ``n / 65 536`` values each instead of ~3 600 single
 buckets, and the offsets of a chunk (256 KB) stay in the cache. ``widths`` picks the widths from that cost model.
 
-The compiled search does not probe query by query: it orders a block of probes (query key XOR flip mask, those whose
-run is not empty) by key first (``kernel.probe_order``, a counting sort), so a chunk's runs are read once, in
-ascending order, for all the queries probing them (each value read once for up to 64 of them, ``kernel.lookup``),
-and the hardware prefetcher streams them instead of each run being a cache miss: 2 000 queries against a table of 8
-million values took 0.28 s query by query and takes 0.15 s (in memory, 1 core). A chunk is swept in windows of keys
-(~8 MB of values each, ``_WINDOW_BYTES``), each released once swept (below), and threads take a share of the
-windows.
+The compiled search does not probe query by query (except in a table of fewer values than keys, whose runs are
+mostly empty: ``kernel.lookup_direct``): it orders a block of probes (query key XOR flip mask, those whose run is
+not empty) by key first (``kernel.probe_order``, a counting sort), so a chunk's runs are read once, in ascending
+order, for all the queries probing them (each value read once for up to 64 of them, ``kernel.lookup``), and the
+hardware prefetcher streams them instead of each run being a cache miss: 2 000 queries against a table of 8 million
+values took 0.28 s query by query and takes 0.15 s (in memory, 1 core). A chunk is swept in windows of keys (~8 MB
+of values each, ``_WINDOW_BYTES``), each released once swept (below), and threads take a share of the windows.
 
 Tables are searched one chunk at a time, and the pages of a memory-mapped chunk are handed back to the kernel
 (``madvise(MADV_DONTNEED)``; they stay in the page cache) window by window as the sweep passes them, so the resident
@@ -162,6 +162,8 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
                   ) -> tuple[np.ndarray, np.ndarray]:
     if not kernel.AVAILABLE:
         return _search_chunk_numpy(c, pats, queries, k, em, er)
+    if c.values.size < 1 << c.bits:  # most runs empty: nothing to stream, probing query by query costs less
+        return _search_chunk_direct(c, pats, queries, k, em, er)
     keys = ((queries >> np.uint64(c.shift)) & np.uint64((1 << c.bits) - 1)).astype(np.int64)
     drop = max(0, c.bits - _ORDER_BITS)
     block = max(1, _PROBES // pats.size)
@@ -194,6 +196,19 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
     bounds = [windows * i // parts for i in range(parts + 1)]
     found = list(_pool().map(part, bounds[:-1], bounds[1:]))
     return np.concatenate([x[0] for x in found]), np.concatenate([x[1] for x in found])
+
+
+def _search_chunk_direct(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: np.ndarray, er: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    outs, cap, start = [(np.zeros(0, np.int64), np.zeros(0, np.int64))], _CAP, 0
+    while start < queries.size:
+        out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
+        got, start = kernel.lookup_direct(queries, start, queries.size, c.shift, c.bits, pats, c.offsets, c.values,
+                                          c.order, k, em, er, out_q, out_p)
+        outs.append((out_q[:got], out_p[:got]))
+        if got == 0 and start < queries.size:  # one query's hits do not fit
+            cap *= 4
+    return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
 
 def _threads(probes: int) -> int:

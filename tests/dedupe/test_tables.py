@@ -73,12 +73,13 @@ def test_arrays_that_do_not_describe_a_table_are_refused() -> None:
         Table.assemble(100, [(c.offsets[:-1], c.values, c.order) for c in t.chunks])
 
 
-@pytest.mark.parametrize("split", [(1 << 21, 1 << 17, 1 << 16, 8 << 20), (7, 50, 3, 8192)])
-@pytest.mark.parametrize("widths", [(16, 16, 16, 16), (22, 21, 21)])
+@pytest.mark.parametrize("split", [(1 << 21, 1 << 17, 1 << 16, 8 << 20, 16), (7, 50, 3, 8192, 6)])
+@pytest.mark.parametrize("widths", [(16, 16, 16, 16), (22, 21, 21), (8,) * 8, (12, 12, 10, 10, 10, 10)])
 def test_ordered_probes_find_every_pair_once_in_blocks_windows_threads_and_small_buffers(
-        split: tuple[int, int, int, int], widths: tuple[int, ...], tmp_path: Path,
+        split: tuple[int, int, int, int, int], widths: tuple[int, ...], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The compiled search orders each block of probes by key (the top 16 bits of a wider key), sweeps a chunk in
+    """The compiled search orders each block of probes by key (the top bits of a wider key) where a chunk holds more
+    values than keys (8- and 10-bit chunks of these 3 000 values; wider ones are probed query by query), sweeps it in
     windows of keys, releasing each, and gives threads a share of the windows; blocks of a few queries, windows of
     8 KB of values (their pages released, read again by the next block), a split from 50 probes and
     room for 3 hits at a time (fewer than one run of duplicates holds) must find the same pairs, each once, in
@@ -89,6 +90,7 @@ def test_ordered_probes_find_every_pair_once_in_blocks_windows_threads_and_small
     monkeypatch.setattr(tables, "_THREADS_FROM", split[1])
     monkeypatch.setattr(tables, "_CAP", split[2])
     monkeypatch.setattr(tables, "_WINDOW_BYTES", split[3])
+    monkeypatch.setattr(tables, "_ORDER_BITS", split[4])  # 6: probes of 8-bit keys ordered by their top 6 bits
     monkeypatch.setattr(tables, "widths", lambda n: widths)
     rng = np.random.default_rng(5)
     v = _values(rng, 3_000)
