@@ -286,4 +286,11 @@ def warm() -> None:
     """Load the compiled probe loop now rather than in the first search: numba reads it from its cache and sets up
     its target once per process (~0.5 s of CPU). A long-running process (``archiver worker``, ``run --watch``) pays
     it once; the incremental-search benchmark measures it apart from the search itself."""
-    Table.build(np.arange(2, dtype=np.uint64)).search(np.zeros(1, dtype=np.uint64), 10)
+    Table.build(np.arange(2, dtype=np.uint64)).search(np.zeros(1, dtype=np.uint64), 10)  # kernel.lookup_direct
+    # and the ordered probes (kernel.probe_order, kernel.lookup), which a table that small does not reach: a chunk of
+    # 1 bit holding 2 values, its arrays read-only like a table's
+    parts = np.array([0, 1, 2], np.int32), np.arange(2, dtype=np.uint64), np.arange(2, dtype=np.int32)
+    for a in parts:
+        a.flags.writeable = False
+    _search_chunk(Chunk(0, 1, *parts), patterns(1, 1), np.zeros(1, dtype=np.uint64), 10, np.zeros(1, np.uint64),
+                  np.zeros(1, np.int64))

@@ -3,7 +3,11 @@ and kernel.lookup): what a search holds in memory while it sweeps a chunk in win
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,3 +50,42 @@ def test_a_search_of_many_windows_and_blocks_holds_its_hits_not_a_result_buffer_
     got = list(zip(qi.tolist(), pos.tolist(), strict=True))
     assert len(got) == len(set(got)) and set(got) == _brute(q, v, 10)
     assert peak < 32 << 20, f"{peak / 2**20:.0f} MB held for {qi.size} pairs"
+
+
+_WARM_THEN_SEARCH = """
+import json, sys, tempfile
+from pathlib import Path
+import numpy as np
+from archiver.dedupe import kernel, tables
+from archiver.dedupe.tables import Table
+names = ("lookup_direct", "probe_order", "lookup")
+tables.warm()
+warmed = {f: len(getattr(kernel, f).signatures) for f in names}
+v = np.random.default_rng(1).integers(0, 2**63, 70_000, dtype=np.int64).astype(np.uint64)
+t = Table.build(v)
+tmp = Path(sys.argv[1])
+for i, c in enumerate(t.chunks):
+    for p in ("offsets", "values", "order"):
+        np.save(tmp / f"c{i}-{p}.npy", getattr(c, p))
+mapped = Table.assemble(v.size, [tuple(np.load(tmp / f"c{i}-{p}.npy", mmap_mode="r")
+                                       for p in ("offsets", "values", "order")) for i in range(len(t.chunks))])
+for table in (t, mapped):
+    table.search(v[:100], 10)
+    Table.build(v[:1000]).search(v[:100], 10)
+print(json.dumps([warmed, {f: len(getattr(kernel, f).signatures) for f in names}]))
+"""
+
+
+def test_warm_loads_every_compiled_function_a_search_calls(tmp_path: Path) -> None:
+    """``tables.warm`` (what a long-running process and the benchmarks call so that the first search does not pay
+    numba's loading) searched a table of 2 values, which only reaches kernel.lookup_direct: kernel.probe_order and
+    kernel.lookup (every table of more values than keys: 16-bit chunks from 65 536 values) were still loaded by the
+    first real search. In a fresh process, after warm, searching an ordered table in memory and memory-mapped and a
+    small one must load nothing more."""
+    if not kernel.AVAILABLE:
+        pytest.skip("numba is not installed")
+    out = subprocess.run([sys.executable, "-c", _WARM_THEN_SEARCH, str(tmp_path)], capture_output=True, text=True,
+                         check=True, timeout=300)
+    warmed, searched = json.loads(out.stdout.strip().splitlines()[-1])
+    assert all(n >= 1 for n in warmed.values()), warmed
+    assert searched == warmed
