@@ -175,6 +175,7 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
 
     def part(w0: int, w1: int) -> tuple[np.ndarray, np.ndarray]:
         outs, cap = [(np.zeros(0, np.int64), np.zeros(0, np.int64))], _CAP
+        out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)  # reused: what is found is copied out
         for b in range(0, queries.size, block):
             probes = kernel.probe_order(keys, pats, b, min(b + block, queries.size), c.bits, drop, c.offsets,
                                         edges[w0], edges[w1])
@@ -182,12 +183,13 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
             for w in range(w1 - w0):
                 start = cut[w]
                 while start < cut[w + 1]:
-                    out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
                     got, start = kernel.lookup(queries, probes, start, cut[w + 1], c.offsets, c.values, c.order, k,
                                                em, er, out_q, out_p)
-                    outs.append((out_q[:got], out_p[:got]))
-                    if got == 0 and start < cut[w + 1]:  # one group of probes' hits do not fit
+                    if got:
+                        outs.append((out_q[:got].copy(), out_p[:got].copy()))
+                    elif start < cut[w + 1]:  # one group of probes' hits do not fit
                         cap *= 4
+                        out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
                 release_range(c, edges[w0 + w], edges[w0 + w + 1])  # this window is done (for this block)
         return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
@@ -201,13 +203,15 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
 def _search_chunk_direct(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: np.ndarray, er: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:
     outs, cap, start = [(np.zeros(0, np.int64), np.zeros(0, np.int64))], _CAP, 0
+    out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)  # reused: what is found is copied out
     while start < queries.size:
-        out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
         got, start = kernel.lookup_direct(queries, start, queries.size, c.shift, c.bits, pats, c.offsets, c.values,
                                           c.order, k, em, er, out_q, out_p)
-        outs.append((out_q[:got], out_p[:got]))
-        if got == 0 and start < queries.size:  # one query's hits do not fit
+        if got:
+            outs.append((out_q[:got].copy(), out_p[:got].copy()))
+        elif start < queries.size:  # one query's hits do not fit
             cap *= 4
+            out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
     return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
 
