@@ -18,6 +18,8 @@ same index format): the batch is marked unsearched and its rows deleted, and ``u
 process (numba's start-up, ``tables.warm``, measured apart). The first run after inserting a batch also appends it to
 the index. The batch's rows must be equal across implementations (checked). ``--check`` also compares the batch's
 candidate class pairs (``VariantIndex.candidates``) with comparing every variant by the compiled brute force.
+``--sample N`` times the candidate search of N archived classes drawn at random against the whole index (this tree
+only), for an estimate of what searching all of them (a first search, a rescan) would cost through the tables.
 """
 
 from __future__ import annotations
@@ -142,7 +144,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--baseline", help="a git revision to run side by side (its archiver/ tree)")
     ap.add_argument("--check", action="store_true", help="compare each batch's candidates with brute force")
-    ap.add_argument("--child", choices=("add", "check", "index"), help=argparse.SUPPRESS)
+    ap.add_argument("--sample", type=int, default=0, help="time the candidate search of N archived classes")
+    ap.add_argument("--child", choices=("add", "check", "index", "sample"), help=argparse.SUPPRESS)
     ap.add_argument("--shas", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     path = args.dir / "m.sqlite3"
@@ -151,6 +154,20 @@ def main() -> None:
         return
     if args.child == "check":
         check(path, args.shas)
+        return
+    if args.child == "sample":
+        from archiver.dedupe import tables
+        from archiver.dedupe.segments import VariantIndex
+
+        tables.warm()
+        with Manifest.open(path) as m:
+            index = VariantIndex.open(m)
+            q = np.unique(np.random.default_rng(2).integers(0, index.classes, args.sample))
+            w, c = time.perf_counter(), time.process_time()
+            x, _ = index.candidates(q, DISTANCE)
+            wall, cpu = time.perf_counter() - w, time.process_time() - c
+        print(json.dumps({"classes": int(q.size), "of": index.classes, "wall": wall, "cpu": cpu,
+                          "candidates": int(x.size), "peak_mb": peak_mb()}))
         return
     if args.child == "index":
         from archiver.dedupe.segments import VariantIndex
@@ -177,6 +194,13 @@ def main() -> None:
     size = du(path.with_name(path.name + ".index"))
     print(f"  index   {r['wall']:8.1f} s wall {r['cpu']:8.1f} s CPU {r['peak_mb']:7.0f} MB peak  (built, or found up to "
           f"date) {size / 1e6:,.0f} MB on disk, {size / 1e9 * 1e6 / count:.2f} GB per million", flush=True)
+    if args.sample:
+        r = json.loads(subprocess.run([sys.executable, __file__, "--dir", str(args.dir), "--child", "sample", "--sample",
+                                       str(args.sample)], check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        per = r["cpu"] / r["classes"]
+        print(f"  sample  {r['classes']:,} classes of {r['of']:,} searched in {r['wall']:.1f} s wall {r['cpu']:.1f} s CPU "
+              f"{r['peak_mb']:.0f} MB peak, {r['candidates']:,} candidate pairs: {per * 1e3:.2f} ms of CPU a class, "
+              f"all {r['of']:,} ~{per * r['of'] / 3600:.1f} h of CPU through the tables", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         impls = {"this tree": HERE.parent}
         if args.baseline:

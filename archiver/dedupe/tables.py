@@ -174,10 +174,8 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
     edges = [(buckets * i // windows) << drop for i in range(windows + 1)]
 
     def part(w0: int, w1: int) -> tuple[np.ndarray, np.ndarray]:
-        # one pair of buffers for all the (block, window) calls, only their hits copied out: a view of a few hits
-        # would keep a whole buffer alive per call, memory growing with blocks x windows rather than with the hits
-        outs = [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
-        out_q, out_p = np.empty(_CAP, np.int64), np.empty(_CAP, np.int64)
+        outs, cap = [(np.zeros(0, np.int64), np.zeros(0, np.int64))], _CAP
+        out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)  # reused: what is found is copied out
         for b in range(0, queries.size, block):
             probes = kernel.probe_order(keys, pats, b, min(b + block, queries.size), c.bits, drop, c.offsets,
                                         edges[w0], edges[w1])
@@ -190,7 +188,8 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
                     if got:
                         outs.append((out_q[:got].copy(), out_p[:got].copy()))
                     elif start < cut[w + 1]:  # one group of probes' hits do not fit
-                        out_q, out_p = np.empty(out_q.size * 4, np.int64), np.empty(out_q.size * 4, np.int64)
+                        cap *= 4
+                        out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
                 release_range(c, edges[w0 + w], edges[w0 + w + 1])  # this window is done (for this block)
         return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
@@ -204,13 +203,15 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
 def _search_chunk_direct(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: np.ndarray, er: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:
     outs, cap, start = [(np.zeros(0, np.int64), np.zeros(0, np.int64))], _CAP, 0
+    out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)  # reused: what is found is copied out
     while start < queries.size:
-        out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
         got, start = kernel.lookup_direct(queries, start, queries.size, c.shift, c.bits, pats, c.offsets, c.values,
                                           c.order, k, em, er, out_q, out_p)
-        outs.append((out_q[:got], out_p[:got]))
-        if got == 0 and start < queries.size:  # one query's hits do not fit
+        if got:
+            outs.append((out_q[:got].copy(), out_p[:got].copy()))
+        elif start < queries.size:  # one query's hits do not fit
             cap *= 4
+            out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
     return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
 
 
