@@ -133,6 +133,10 @@ class Table:
             bits = int(offsets.size - 1).bit_length() - 1
             if offsets.size != (1 << bits) + 1 or values.size != size or order.size != size:
                 raise ValueError("probe table arrays of inconsistent sizes")
+            # the compiled loops read runs where the offsets say, unchecked: offsets that do not end at the table's
+            # size (a damaged or mismatched file) would read outside the values, a crash rather than a rebuild
+            if int(offsets[0]) != 0 or int(offsets[-1]) != size:
+                raise ValueError("probe table offsets do not span the table")
             chunks.append(Chunk(shift, bits, offsets, values, order))
             shift += bits
         if shift != 64:

@@ -89,3 +89,18 @@ def test_warm_loads_every_compiled_function_a_search_calls(tmp_path: Path) -> No
     warmed, searched = json.loads(out.stdout.strip().splitlines()[-1])
     assert all(n >= 1 for n in warmed.values()), warmed
     assert searched == warmed
+
+
+def test_offsets_read_back_that_do_not_span_the_table_are_refused_not_searched() -> None:
+    """``Table.assemble`` checked only the sizes of the arrays read back: offsets that run past the values (a
+    damaged or mismatched file) were searched, and the compiled loops, which do not check bounds, read outside the
+    values: a segmentation fault (offsets[5:] + 2**30, 100 000 values, 2 000 queries) instead of a ValueError, which
+    segments._read_segment turns into a rebuild of the index."""
+    t = Table.build(np.arange(100_000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+    for corrupt in (lambda o: o.__setitem__(slice(5, None), o[5:] + (1 << 30)),
+                    lambda o: o.__setitem__(0, 1), lambda o: o.__setitem__(-1, o[-1] - 1)):
+        parts = [(c.offsets.copy(), c.values, c.order) for c in t.chunks]
+        corrupt(parts[1][0])
+        with pytest.raises(ValueError):
+            Table.assemble(t.size, parts)
+    assert Table.assemble(t.size, [(c.offsets, c.values, c.order) for c in t.chunks]).size == t.size
