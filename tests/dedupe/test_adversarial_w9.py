@@ -1,5 +1,8 @@
 """Adversarial cases for the ordered probes of the probe tables (dedupe/tables.py ``_search_chunk``, kernel.probe_order
-and kernel.lookup): what a search holds in memory while it sweeps a chunk in windows and blocks of probes."""
+and kernel.lookup): what a search holds in memory while it sweeps a chunk in windows and blocks of probes, what
+``tables.warm`` loads, and tables assembled from arrays read back that the compiled loops would read outside of.
+(Fuzzing against brute force, with widths, blocks, windows, threads and buffers at their extremes, in memory and
+memory-mapped, found no wrong, missing or repeated pair.)"""
 
 from __future__ import annotations
 
@@ -26,9 +29,9 @@ def test_a_search_of_many_windows_and_blocks_holds_its_hits_not_a_result_buffer_
         threads_from: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each (block of probes, window of keys) is one kernel.lookup call into a fresh buffer of ``_CAP`` pairs (1 MB);
     keeping a view of its few hits kept the whole buffer alive until the chunk was done: memory grew with
-    blocks x windows (queries x values / (2 M probes x 8 MB): 20 000 windows x blocks at 10 M values and 2 M queries,
-    20 GB of address space, hundreds of MB resident) however few pairs were found. Here 34 windows x 17 blocks
-    per chunk held ~560 MB (traced) for 500 pairs; the buffers must be reused, only the hits kept."""
+    blocks x windows (~ queries x values / (2 M probes x 8 MB)), however few pairs were found (1 M values, 100 000
+    queries, 8 KB windows: 6.8 GB traced, +335 MB resident for 1 022 pairs). Here 34 windows x 17 blocks per chunk
+    held ~560 MB (traced) for 500 pairs; the buffers must be reused, only the hits kept (main's be14dac)."""
     if not kernel.AVAILABLE:
         pytest.skip("numba is not installed")
     monkeypatch.setattr(tables, "_WINDOW_BYTES", 16 << 10)  # 70 000 values of 8 bytes: 34 windows a chunk
