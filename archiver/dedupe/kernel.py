@@ -208,7 +208,7 @@ if AVAILABLE:
                 m += 1
                 e += 1
             n0 = n
-            for j in range(offsets[key], offsets[key + 1]):
+            for j in range(max(offsets[key], 0), min(offsets[key + 1], values.size)):  # clamped: see lookup_direct
                 v = values[j]
                 for t in range(m):
                     x = qv[t] ^ v
@@ -251,7 +251,9 @@ if AVAILABLE:
             n0 = n
             for p in range(pats.size):
                 x0 = key ^ pats[p]
-                for j in range(offsets[x0], offsets[x0 + 1]):
+                # clamped to the values: offsets read back damaged (the ends are checked on assembly, not each
+                # one) give wrong runs, never a read outside the arrays (a crash)
+                for j in range(max(offsets[x0], 0), min(offsets[x0 + 1], values.size)):
                     x = q ^ values[j]
                     if _popcount(x) > kk:
                         continue

@@ -107,3 +107,26 @@ def test_offsets_read_back_that_do_not_span_the_table_are_refused_not_searched()
         with pytest.raises(ValueError):
             Table.assemble(t.size, parts)
     assert Table.assemble(t.size, [(c.offsets, c.values, c.order) for c in t.chunks]).size == t.size
+
+
+def test_an_interior_offset_damaged_with_the_ends_intact_is_searched_without_reading_outside_the_values() -> None:
+    """The ends of the offsets are checked on assembly, not every offset (that would read all of them at each open):
+    a run the damaged offsets describe past the values is clamped to them in the compiled loops, so the search of
+    such a table answers (wrongly, for that damaged file) instead of crashing the process. Run in a child process:
+    a read outside the arrays is a segmentation fault."""
+    script = """
+import numpy as np
+from archiver.dedupe.tables import Table
+t = Table.build(np.arange(100_000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15))
+parts = [(c.offsets.copy(), c.values, c.order) for c in t.chunks]
+for offsets, _, _ in parts:
+    offsets[5:-1] += 1 << 30  # every run but the last starts and ends far past the values
+    offsets[7] = -(1 << 30)
+table = Table.assemble(t.size, parts)
+q = np.arange(2_000, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+for k in (0, 10):
+    table.search(q, k)
+print("searched")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "searched" in done.stdout, (done.returncode, done.stderr[-500:])
