@@ -51,6 +51,15 @@ if AVAILABLE:
             return builder.cttz(args[0], context.get_constant(types.boolean, True))
         return types.uint64(types.uint64), codegen
 
+    @njit(cache=True, nogil=True, inline="always")
+    def _found_earlier(x, masks, radii):  # type: ignore[no-untyped-def]
+        """Whether a pair differing by ``x`` is reported by an earlier chunk: within ``radii[e]`` bits on the bits of
+        ``masks[e]`` for some e (each pair is kept from the first chunk where it qualifies only)."""
+        for e in range(masks.size):  # noqa: SIM110 (a loop: numba compiles no generator inside any())
+            if _popcount(x & masks[e]) <= np.uint64(radii[e]):
+                return True
+        return False
+
     @njit(cache=True, nogil=True)
     def probe(src_buckets, src_blocks, src_off, src_vals, src_order, dst_off, dst_vals, dst_order, dst_occ,
               inner, outer, outer_top,
@@ -73,7 +82,6 @@ if AVAILABLE:
         cap = out_a.size
         n = 0
         kk = np.uint64(k)
-        ne = earlier_masks.size
         one = np.uint64(1)
         nblocks = src_blocks.size - 1
         p, q = p0, q0
@@ -112,12 +120,7 @@ if AVAILABLE:
                                 d = _popcount(x)
                                 if d > kk:
                                     continue
-                                ok = True
-                                for e in range(ne):
-                                    if _popcount(x & earlier_masks[e]) <= earlier_radii[e]:
-                                        ok = False
-                                        break
-                                if not ok:
+                                if _found_earlier(x, earlier_masks, earlier_radii):
                                     continue
                                 if n == cap:
                                     return n0, o, p, q
@@ -192,7 +195,6 @@ if AVAILABLE:
         cap = out_q.size
         n = 0
         kk = np.uint64(k)
-        ne = earlier_masks.size
         low = np.int64(0xFFFFFFFF)
         group = 64
         qv = np.empty(group, np.uint64)
@@ -214,12 +216,7 @@ if AVAILABLE:
                     x = qv[t] ^ v
                     if _popcount(x) > kk:
                         continue
-                    ok = True
-                    for f in range(ne):
-                        if _popcount(x & earlier_masks[f]) <= np.uint64(earlier_radii[f]):
-                            ok = False
-                            break
-                    if not ok:
+                    if _found_earlier(x, earlier_masks, earlier_radii):
                         continue
                     if n == cap:
                         return n0, i
@@ -242,7 +239,6 @@ if AVAILABLE:
         cap = out_q.size
         n = 0
         kk = np.uint64(k)
-        ne = earlier_masks.size
         mask = (np.uint64(1) << np.uint64(bits)) - np.uint64(1)
         sh = np.uint64(shift)
         for i in range(start, stop):
@@ -257,12 +253,7 @@ if AVAILABLE:
                     x = q ^ values[j]
                     if _popcount(x) > kk:
                         continue
-                    ok = True
-                    for e in range(ne):
-                        if _popcount(x & earlier_masks[e]) <= np.uint64(earlier_radii[e]):
-                            ok = False
-                            break
-                    if not ok:
+                    if _found_earlier(x, earlier_masks, earlier_radii):
                         continue
                     if n == cap:
                         return n0, i
