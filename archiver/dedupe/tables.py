@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import combinations
@@ -178,24 +179,17 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
     edges = [(buckets * i // windows) << drop for i in range(windows + 1)]
 
     def part(w0: int, w1: int) -> tuple[np.ndarray, np.ndarray]:
-        outs, cap = [(np.zeros(0, np.int64), np.zeros(0, np.int64))], _CAP
-        out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)  # reused: what is found is copied out
+        found = _Found()
         for b in range(0, queries.size, block):
             probes = kernel.probe_order(keys, pats, b, min(b + block, queries.size), c.bits, drop, c.offsets,
                                         edges[w0], edges[w1])
             cut = np.searchsorted(probes >> (32 + drop), [e >> drop for e in edges[w0:w1 + 1]]).tolist()
             for w in range(w1 - w0):
-                start = cut[w]
-                while start < cut[w + 1]:
-                    got, start = kernel.lookup(queries, probes, start, cut[w + 1], c.offsets, c.values, c.order, k,
-                                               em, er, out_q, out_p)
-                    if got:
-                        outs.append((out_q[:got].copy(), out_p[:got].copy()))
-                    elif start < cut[w + 1]:  # one group of probes' hits do not fit
-                        cap *= 4
-                        out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
+                found.collect(lambda start, stop, out_q, out_p, probes=probes: kernel.lookup(
+                    queries, probes, start, stop, c.offsets, c.values, c.order, k, em, er, out_q, out_p),
+                    cut[w], cut[w + 1])
                 release_range(c, edges[w0 + w], edges[w0 + w + 1])  # this window is done (for this block)
-        return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+        return found.arrays()
 
     if parts == 1:
         return part(0, windows)
@@ -206,17 +200,33 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
 
 def _search_chunk_direct(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: np.ndarray, er: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:
-    outs, cap, start = [(np.zeros(0, np.int64), np.zeros(0, np.int64))], _CAP, 0
-    out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)  # reused: what is found is copied out
-    while start < queries.size:
-        got, start = kernel.lookup_direct(queries, start, queries.size, c.shift, c.bits, pats, c.offsets, c.values,
-                                          c.order, k, em, er, out_q, out_p)
-        if got:
-            outs.append((out_q[:got].copy(), out_p[:got].copy()))
-        elif start < queries.size:  # one query's hits do not fit
-            cap *= 4
-            out_q, out_p = np.empty(cap, np.int64), np.empty(cap, np.int64)
-    return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+    found = _Found()
+    found.collect(lambda start, stop, out_q, out_p: kernel.lookup_direct(
+        queries, start, stop, c.shift, c.bits, pats, c.offsets, c.values, c.order, k, em, er, out_q, out_p),
+        0, queries.size)
+    return found.arrays()
+
+
+class _Found:
+    """The pairs a compiled loop finds, gathered through one pair of result buffers (reused: only the hits are
+    copied out; a view of a few hits would keep a whole buffer alive), which grow when one step's hits do not fit."""
+
+    def __init__(self) -> None:
+        self.parts = [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
+        self.out_q, self.out_p = np.empty(_CAP, np.int64), np.empty(_CAP, np.int64)
+
+    def collect(self, loop: Callable[[int, int, np.ndarray, np.ndarray], tuple[int, int]], start: int,
+                stop: int) -> None:
+        """Run ``loop(start, stop, out_q, out_p) -> (hits, where it stopped)`` until it reaches ``stop``."""
+        while start < stop:
+            got, start = loop(start, stop, self.out_q, self.out_p)
+            if got:
+                self.parts.append((self.out_q[:got].copy(), self.out_p[:got].copy()))
+            elif start < stop:  # one step's hits (a query's, a group of probes') do not fit
+                self.out_q, self.out_p = (np.empty(self.out_q.size * 4, np.int64) for _ in range(2))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate([q for q, _ in self.parts]), np.concatenate([p for _, p in self.parts])
 
 
 def _threads(probes: int) -> int:
