@@ -41,7 +41,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, os.environ.get("BENCH_ARCHIVER_ROOT") or str(HERE.parent))
 
-from bench_dedupe_incremental import du, insert, synthetic  # noqa: E402
+from bench_dedupe_incremental import du, implementations, insert, synthetic  # noqa: E402
 from peakmem import peak_mb  # noqa: E402
 
 from archiver.manifest.sqlite import Manifest  # noqa: E402
@@ -202,13 +202,7 @@ def main() -> None:
               f"{r['peak_mb']:.0f} MB peak, {r['candidates']:,} candidate pairs: {per * 1e3:.2f} ms of CPU a class, "
               f"all {r['of']:,} ~{per * r['of'] / 3600:.1f} h of CPU through the tables", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        impls = {"this tree": HERE.parent}
-        if args.baseline:
-            base = Path(tmp) / "baseline"
-            base.mkdir()
-            subprocess.run(f"git -C {HERE.parent} archive {args.baseline} archiver | tar -x -C {base}",
-                           shell=True, check=True)
-            impls = {f"baseline {args.baseline}": base, **impls}
+        impls = implementations(Path(tmp), args.baseline)
         shas_file = Path(tmp) / "batch.json"
         for b in range(min(args.batches, len(added))):
             db = sqlite3.connect(path)

@@ -196,6 +196,18 @@ def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
+def implementations(tmp: Path, baseline: str | None) -> dict[str, Path]:
+    """The trees to run side by side: ``baseline``'s ``archiver/`` (extracted by ``git archive`` under ``tmp``), if
+    asked, then this tree's."""
+    impls = {"this tree": HERE.parent}
+    if baseline:
+        base = tmp / "baseline"
+        base.mkdir()
+        subprocess.run(f"git -C {HERE.parent} archive {baseline} archiver | tar -x -C {base}", shell=True, check=True)
+        impls = {f"baseline {baseline}": base, **impls}
+    return impls
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
@@ -214,13 +226,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     steps = args.steps.split(",")
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
-        impls = {"this tree": HERE.parent}
-        if args.baseline:
-            base = Path(tmp) / "baseline"
-            base.mkdir()
-            subprocess.run(f"git -C {HERE.parent} archive {args.baseline} archiver | tar -x -C {base}",
-                           shell=True, check=True)
-            impls = {f"baseline {args.baseline}": base, **impls}
+        impls = implementations(Path(tmp), args.baseline)
         first_root = next(iter(impls.values()))
         seed_path = Path(tmp) / "seed.sqlite3"
         subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"

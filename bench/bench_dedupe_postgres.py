@@ -75,7 +75,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE.parent))
     sys.path.insert(1, str(HERE))
     import pytest  # noqa: F401 - the test support module's failures are pytest's
-    from bench_dedupe_incremental import insert, synthetic
+    from bench_dedupe_incremental import implementations, insert, synthetic
 
     from archiver.dedupe.pairs import update_pairs
     from archiver.manifest.sqlite import Manifest
@@ -86,10 +86,7 @@ def main() -> None:
     server = PostgresServer(pg_base)
     server.start()
     try:
-        impls = {f"baseline {args.baseline}": tmp / "baseline", "this tree": HERE.parent}
-        impls[f"baseline {args.baseline}"].mkdir()
-        subprocess.run(f"git -C {HERE.parent} archive {args.baseline} archiver | tar -x -C {tmp / 'baseline'}",
-                       shell=True, check=True)
+        impls = implementations(tmp, args.baseline)
         rng = np.random.default_rng(1)
         lite = tmp / "seed.sqlite3"
         Manifest.open(lite).close()
