@@ -19,7 +19,7 @@ from PIL import Image
 
 from archiver.config import Config
 from archiver.dedupe.grouping import AssetInfo, Group
-from archiver.dedupe.pairs import stream_groups, update_pairs
+from archiver.dedupe.pairs import gc_paused, stream_groups, update_pairs
 from archiver.dedupe.segments import VARIANTS_WIDTH
 from archiver.errors import ArchiverError
 from archiver.image import similarity
@@ -85,25 +85,38 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, re
         """A batch of whole components (pairs.stream_groups): their signatures read now, their colour measured
         where it is missing (every asset of a batch can be in a group), the colour kept in ``by_sha``."""
         nonlocal readable
-        batch = []
-        for r in manifest.asset_rows_by_sha(shas):
-            a = by_sha.get(r.sha256)
-            sig = _signature(r.phash_variants, r.dhash_variants, r.grey)
+        out: list[AssetInfo] = []
+        unmeasured: list[tuple[int, ArchivedAsset]] = []
+        for sha, pv, dv, grey in manifest.signatures_by_sha(shas):
+            a = by_sha.get(sha)
+            sig = _signature(pv, dv, grey)
             if a is not None and sig is not None:
-                batch.append(replace(a, info=replace(a.info, signature=sig)))
-        readable += len(batch)
-        batch = _with_colour(manifest, store, batch)
-        for a in batch:
-            by_sha[a.info.sha256] = replace(a, info=replace(a.info, signature=None))
-        return [a.info for a in batch]
+                out.append(_signed(a.info, sig))
+                if a.info.chroma is None:
+                    unmeasured.append((len(out) - 1, replace(a, info=out[-1])))
+        readable += len(out)
+        if unmeasured:
+            for (i, _), a in zip(unmeasured, _with_colour(manifest, store, [a for _, a in unmeasured]), strict=True):
+                out[i] = a.info
+                by_sha[a.info.sha256] = replace(a, info=_signed(a.info, None))  # the colour kept, not the signature
+        return out
 
-    groups = stream_groups(manifest, max_distance, d.prefer, infos_of, pinned, excluded)
+    with gc_paused():  # millions of small objects, no cycle among them
+        groups = stream_groups(manifest, max_distance, d.prefer, infos_of, pinned, excluded)
     log.info("grouped %d assets (%d that can be in a group) in %.1fs", len(assets), readable,
              time.monotonic() - started)
     mapping = {public_url(b, by_sha[m.sha256].key): public_url(b, by_sha[g.canonical].key)
                for g in groups for m in g.members[1:] for b in bases}
     articles = [path for path, _before, _after in manifest.rewritten_articles()]
     return Plan(groups, by_sha, mapping, forms, pinned, articles)
+
+
+def _signed(info: AssetInfo, sig: similarity.Signature | None) -> AssetInfo:
+    """``replace(info, signature=sig)``: every field copied (AssetInfo has no ``__post_init__``), the signature set,
+    in a sixth of ``replace``'s time (once per groupable asset, ~370 000 times at 1 M)."""
+    new = object.__new__(AssetInfo)
+    new.__dict__.update(vars(info), signature=sig)
+    return new
 
 
 def _load_assets(manifest: Manifest, store: Store) -> list[ArchivedAsset]:

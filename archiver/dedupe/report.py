@@ -21,7 +21,7 @@ import re
 import secrets
 import stat
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from archiver.errors import ArchiverError, ConfigError
@@ -112,9 +112,7 @@ def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, m
             "data": f"{data_dir.name}/",
         }
         _write(html_path, _html(summary).encode("utf-8"))
-        export = {"report": "archiver dedupe", **meta,
-                  "groups": [_export_group(i + 1, g) for i, g in enumerate(ordered)]}
-        _write(json_path, (_escaped(json.dumps(export, ensure_ascii=False, indent=1)) + "\n").encode("utf-8"))
+        _write(json_path, _export(meta, ordered).encode("utf-8"))
     except OSError as exc:
         raise ArchiverError(f"cannot write the report {html_path}: {exc.strerror or exc}") from exc
     return ReportFiles(html_path, json_path, data_dir, pages)
@@ -123,7 +121,10 @@ def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, m
 def _escaped(text: str) -> str:
     """JSON text with every control, bidi or surrogate character as a ``\\uXXXX`` escape: the same data, safe to
     print, and encodable (a lone surrogate from an undecodable file name). json.dumps escapes C0 controls inside
-    strings itself; a newline outside one is the layout, kept."""
+    strings itself; a newline outside one is the layout, kept. ASCII text can then only hold DEL (the scan of a
+    report of a million images costs seconds, the ASCII test milliseconds)."""
+    if text.isascii():
+        return text.replace("\x7f", "\\u007f")
     return UNPRINTABLE.sub(lambda m: m.group() if m.group() in "\n\r\t " else f"\\u{ord(m.group()):04x}", text)
 
 
@@ -155,10 +156,25 @@ def _json(value: object) -> str:
     return _escaped(text.replace("<", "\\u003c"))
 
 
+def _export(meta: dict[str, object], ordered: Sequence[GroupRow]) -> str:
+    """The JSON export: ``meta`` one key a line, then every group on a line of its own (json's compiled encoder:
+    indenting the whole document went through its pure-Python one, ~10 times slower at a million images)."""
+    head = json.dumps({"report": "archiver dedupe", **meta}, ensure_ascii=False, indent=1)
+    groups = ",\n  ".join(json.dumps(_export_group(i + 1, g), ensure_ascii=False) for i, g in enumerate(ordered))
+    body = f'{head[:-2]},\n "groups": [\n  {groups}\n ]\n}}' if groups else f'{head[:-2]},\n "groups": []\n}}'
+    return _escaped(body) + "\n"
+
+
+def _fields(m: MemberRow) -> dict[str, object]:
+    """``dataclasses.asdict(m)`` (its fields are flat: strings, numbers and tuples of strings), without asdict's
+    deep copy of every value."""
+    return dict(vars(m))
+
+
 def _page_group(number: int, g: GroupRow) -> dict[str, object]:
     members = []
     for m in g.members:
-        row = asdict(m)
+        row = _fields(m)
         row["articles"] = list(m.articles[:ARTICLES_SHOWN])
         row["articles_total"] = len(m.articles)
         row["source_urls"] = list(m.source_urls[:ARTICLES_SHOWN])
@@ -168,8 +184,11 @@ def _page_group(number: int, g: GroupRow) -> dict[str, object]:
     return {"n": number, "kind": g.kind, "articles": g.articles, "members": members}
 
 
+_EXPORTED = tuple(f.name for f in fields(MemberRow) if not f.name.endswith("_src"))  # what the page only loads
+
+
 def _export_group(number: int, g: GroupRow) -> dict[str, object]:
-    members = [{k: v for k, v in asdict(m).items() if not k.endswith("_src")} for m in g.members]
+    members = [{k: d[k] for k in _EXPORTED} for d in map(vars, g.members)]
     return {"id": number, "kind": g.kind, "canonical": g.members[0].sha256, "articles": g.articles,
             "members": members}
 

@@ -75,6 +75,9 @@ FRAMED_CONFIRMED = 0.06  # rule D: zf at most this
 # model.SIMILARITY_RULE_VERSION.
 
 
+_LENGTHS = (16,) * len(TRANSFORMS)  # the length of each hash's text
+
+
 @dataclass(frozen=True)
 class Signature:
     """pHash and dHash (16-hex-digit strings, imagehash's form) of the image under each of TRANSFORMS,
@@ -94,7 +97,7 @@ class Signature:
         n = len(TRANSFORMS)
         if len(self.phash) != n or len(self.dhash) != n:
             raise ValueError(f"a signature needs {n} pHash and dHash variants")
-        if any(len(h) != 16 for h in self.phash) or any(len(h) != 16 for h in self.dhash):
+        if tuple(map(len, self.phash)) != _LENGTHS or tuple(map(len, self.dhash)) != _LENGTHS:
             raise ValueError("a hash is 16 hex digits")
         if self.grey and len(self.grey) != 2 * _GREY_SIDE * _GREY_SIDE:
             raise ValueError(f"grey thumbnail must be {2 * _GREY_SIDE * _GREY_SIDE} hex digits")

@@ -504,6 +504,19 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         """``asset_rows`` of the given asset ids only, by sha256."""
         return self._asset_rows_in("id", ids)
 
+    def signatures_by_sha(self, shas: Iterable[str]) -> list[tuple[str, str | None, str | None, str | None]]:
+        """(sha256, pHash variants, dHash variants, grey) of the given sha256s (those the manifest does not know are
+        left out), by sha256: what grouping reads of the assets that can be in a group, four columns of the
+        seventeen ``asset_rows_by_sha`` gives."""
+        out: list[tuple[str, str | None, str | None, str | None]] = []
+        batch = sorted(set(shas))
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            out += self._db.execute(
+                "SELECT sha256, phash_variants, dhash_variants, grey FROM assets "
+                f"WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return sorted(out)
+
     def _asset_rows_in(self, column: str, keys: Iterable[object]) -> list[AssetRow]:
         out: list[AssetRow] = []
         batch = sorted(set(keys))  # type: ignore[type-var]

@@ -77,6 +77,10 @@ class Store(Protocol):
     def local_path(self, key: str) -> Path | None:
         """Where the object is on this machine's disk, for a store that is a local folder; None otherwise."""
 
+    def local_root(self) -> Path | None:
+        """The folder a local store keeps its objects in (``local_path(key)`` is this folder / key); None for a store
+        that is not a local folder."""
+
     def close(self) -> None:
         """Release what the store holds (a local store's scratch folder); the store is not used afterwards."""
 

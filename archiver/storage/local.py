@@ -85,6 +85,9 @@ class LocalStore:
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
+    def local_root(self) -> Path | None:
+        return self.root
+
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 

@@ -58,6 +58,9 @@ class NullStore:
     def local_path(self, key: str) -> Path | None:
         return self.inner.local_path(key) if self.inner is not None else None
 
+    def local_root(self) -> Path | None:
+        return self.inner.local_root() if self.inner is not None else None
+
     def close(self) -> None:
         if self.inner is not None:
             self.inner.close()

@@ -333,5 +333,8 @@ class S3Store:
     def local_path(self, key: str) -> Path | None:
         return None
 
+    def local_root(self) -> Path | None:
+        return None
+
     def close(self) -> None:
         self._client.close()
