@@ -16,6 +16,10 @@ of a run doing only this step, interpreter and imports included):
            signature; with groupable, only those of the assets that can be in a group; with stream_groups, those of
            one batch of whole connected components at a time
   rescan   update_pairs(rescan=True): every asset searched again
+  command  `archiver dedupe` itself, once everything is searched (group + report: every asset's row, the groups,
+           the report's pages and JSON export), on a local store folder; the synthetic assets get a recorded colour
+           first (as the image stage records it), so the run does not try to measure 370 000 missing thumbnails.
+           The report's digest (its JSON export without the date) must be equal across implementations (checked)
 The recorded pairs between class heads after ``add`` and after ``rescan`` (since migration 18 a pair is recorded once
 per pair of classes of identical signatures, between their heads; before, once per member pair, which includes those
 rows), and the groups, must be equal across implementations (checked);
@@ -116,6 +120,23 @@ def child(step: str, path: Path, distance: int, check: bool) -> None:
 
     out: dict[str, object] = {}
     w, c = time.perf_counter(), time.process_time()
+    if step == "command":
+        from archiver.cli import main as cli
+
+        folder = path.parent / "command"
+        folder.mkdir(exist_ok=True)
+        config = folder / "archiver.toml"
+        config.write_text(f'[articles]\nroot = "{folder}/articles"\n[storage]\nbackend = "local"\n'
+                          f'path = "{folder}/store"\n[manifest]\npath = "{path}"\n'
+                          f'[dedupe]\nreport = "{folder}/report/dedupe.html"\nmax_distance = {distance}\n')
+        code = cli(["dedupe", "--config", str(config), "-q"])
+        export = json.loads((folder / "report" / "dedupe.json").read_text(encoding="utf-8"))
+        del export["generated"]
+        out.update(code=code, groups=len(export["groups"]), digest=hashlib.sha256(
+            json.dumps(export, sort_keys=True).encode()).hexdigest()[:16],
+            wall=time.perf_counter() - w, cpu=time.process_time() - c, peak_mb=peak_mb())
+        print(json.dumps(out), flush=True)
+        return
     with Manifest.open(path) as m:
         if step in ("first", "add", "rescan"):
             prof = None
@@ -216,7 +237,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--baseline", help="a git revision to run side by side (its archiver/ tree)")
     ap.add_argument("--check", action="store_true", help="compare the groups with build_groups from scratch")
-    ap.add_argument("--steps", default="first,add,group,rescan")
+    ap.add_argument("--steps", default="first,add,group,command,rescan")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -254,6 +275,10 @@ def main() -> None:
                     db = sqlite3.connect(path)
                     insert(db, args.n, added)
                     db.close()
+            if step == "command":  # the colour the image stage records (synthetic assets have no thumbnail)
+                for path in paths.values():
+                    with sqlite3.connect(path) as db:
+                        db.execute("UPDATE assets SET colours = 0, chroma = 20.0 WHERE chroma IS NULL")
             for name, root in impls.items():
                 env = {**os.environ, "BENCH_ARCHIVER_ROOT": str(root)}
                 proc = subprocess.run([sys.executable, __file__, "--child", step, "--manifest", str(paths[name]),
@@ -274,8 +299,8 @@ def main() -> None:
                       f"  {({k: v for k, v in r.items() if k not in ('wall', 'cpu', 'peak_mb')})}{extra}", flush=True)
                 if step in ("add", "rescan"):
                     r["pairs_digest"] = pair_rows(paths[name])
-            if step in ("add", "rescan", "group") and len(impls) > 1:
-                key = "digest" if step == "group" else "pairs_digest"
+            if step in ("add", "rescan", "group", "command") and len(impls) > 1:
+                key = "digest" if step in ("group", "command") else "pairs_digest"
                 seen = {str(results[n][step].get(key)).split(" (")[0] for n in impls}  # the digest, not the counts
                 print(f"    {step}: {'equal' if len(seen) == 1 else 'DIFFERENT'} across implementations: {seen}",
                       flush=True)
