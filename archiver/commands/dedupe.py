@@ -21,6 +21,7 @@ from archiver.articles.files import load_article
 from archiver.articles.journal import settle_pending
 from archiver.config import Config
 from archiver.dedupe import canonical
+from archiver.dedupe.pairs import gc_paused
 from archiver.dedupe.plan import Plan, plan, source_urls
 from archiver.dedupe.report import GroupRow, MemberRow, write_report
 from archiver.errors import ArticleError, ConfigError, ManifestError
@@ -75,11 +76,13 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
                  resign=args.resign)
         usage = _usage(p.articles, p.forms, fields, cfg.articles.max_refs)  # before --apply: who used which copy
         html = args.report or cfg.resolve_path(d.report)
-        rows = _rows(p, source_urls(manifest), usage, store, html.parent)
+        with gc_paused():  # a few objects per member of a group, none in a cycle
+            rows = _rows(p, source_urls(manifest), usage, store, html.parent)
         applied = canonical.apply_canonical(manifest, p.articles, p.mapping, fields, cfg.articles.max_refs) if args.apply else None
         meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "max_distance": max_distance,
                 "prefer": list(d.prefer), "applied": bool(args.apply)}
-        files = write_report(rows, html, args.json or html.with_suffix(".json"), meta)
+        with gc_paused():
+            files = write_report(rows, html, args.json or html.with_suffix(".json"), meta)
     say(f"{count(len(p.groups), 'near-duplicate group')} ({count(sum(len(g.members) for g in p.groups), 'image')}), "
         f"{count(sum(r.kind == 'exact' for r in rows), 'image')} archived from several URLs")
     say(f"report: {files.html} ({count(files.pages, 'page')}); JSON: {files.json}")

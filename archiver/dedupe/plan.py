@@ -63,6 +63,12 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, re
     """Group the archive (computing missing hash variants, searching the assets not yet searched at this distance,
     or all with ``rescan``) from the recorded pairs; no article is touched.
     Also what a run with ``[dedupe] rewrite_to_canonical`` needs: ``canonical.apply_canonical(…, plan.mapping, …)``."""
+    with gc_paused():  # a few small objects per asset, millions at a million images, no cycle among them
+        return _plan(cfg, manifest, store, max_distance, rescan, compact, resign)
+
+
+def _plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, rescan: bool, compact: bool,
+          resign: bool) -> Plan:
     d = cfg.dedupe
     assets = _load_assets(manifest, store)
     if resign and _resign(manifest, store, assets):
@@ -101,8 +107,7 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, re
                 by_sha[a.info.sha256] = replace(a, info=_signed(a.info, None))  # the colour kept, not the signature
         return out
 
-    with gc_paused():  # millions of small objects, no cycle among them
-        groups = stream_groups(manifest, max_distance, d.prefer, infos_of, pinned, excluded)
+    groups = stream_groups(manifest, max_distance, d.prefer, infos_of, pinned, excluded)
     log.info("grouped %d assets (%d that can be in a group) in %.1fs", len(assets), readable,
              time.monotonic() - started)
     mapping = {public_url(b, by_sha[m.sha256].key): public_url(b, by_sha[g.canonical].key)

@@ -1,0 +1,148 @@
+"""What `archiver dedupe` does per asset, made cheaper for a million images (the report's page paths, the JSON
+export's layout, the key check, the rows grouping reads, the garbage collector paused): the same results as the
+straightforward way, on hostile input too."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import os
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archiver.commands.dedupe import _page_src
+from archiver.dedupe.pairs import gc_paused
+from archiver.dedupe.report import GroupRow, sort_groups, write_report
+from archiver.errors import StorageError
+from archiver.manifest.sqlite import Manifest
+from archiver.model import Asset, ImageFormat
+from archiver.storage.keys import MAX_KEY_BYTES, check_key
+from archiver.storage.local import LocalStore
+from tests.support.library import synthetic_groups
+from tests.support.postgres import manifest_db
+
+JPEG = ImageFormat("jpeg", "image/jpeg", "jpg")
+
+
+def _expected_export(meta: dict[str, object], groups: list[GroupRow]) -> dict[str, object]:
+    """The export as the report wrote it before: every member's fields (``asdict``) but the page's own paths."""
+    return json.loads(json.dumps({"report": "archiver dedupe", **meta, "groups": [
+        {"id": i + 1, "kind": g.kind, "canonical": g.members[0].sha256, "articles": g.articles,
+         "members": [{k: v for k, v in dataclasses.asdict(m).items() if not k.endswith("_src")} for m in g.members]}
+        for i, g in enumerate(sort_groups(groups))]}))
+
+
+@pytest.mark.parametrize("odd", ["", "\x7f", "\x1b[31m", "\u202e", "caf\u00e9", "\udce9", "</script>"])
+def test_the_json_export_holds_every_field_and_no_unprintable_character(tmp_path: Path, odd: str) -> None:
+    groups = [GroupRow(g.kind, tuple(dataclasses.replace(m, articles=(f"/site/{odd}/{i}.md",), source_urls=(
+        f"https://img.example/{odd}.jpg",)) for i, m in enumerate(g.members))) for g in synthetic_groups(120)]
+    meta = {"generated": "now", "max_distance": 10, "prefer": ["area", "bytes"], "applied": False}
+    write_report(groups, tmp_path / "dedupe.html", tmp_path / "dedupe.json", meta)
+    raw = (tmp_path / "dedupe.json").read_text(encoding="utf-8", errors="surrogateescape")
+    assert json.loads(raw) == _expected_export(meta, groups)  # the groups in the report's order: the same data
+    assert raw.startswith('{\n "report": "archiver dedupe"')  # how a later report recognises it as ours
+    assert not any(ch in raw for ch in "\x7f\x1b\u202e\udce9")  # escaped (\\u007f, ...), never raw
+    assert "caf\u00e9" in raw or odd != "caf\u00e9"  # printable text stays text
+    assert sum(line.startswith('  {"id": ') for line in raw.splitlines()) == 120  # a group a line (grep finds it)
+
+
+def test_an_empty_export_is_valid_json(tmp_path: Path) -> None:
+    write_report([], tmp_path / "dedupe.html", tmp_path / "dedupe.json", {"generated": "now"})
+    assert json.loads((tmp_path / "dedupe.json").read_text(encoding="utf-8")) == {
+        "report": "archiver dedupe", "generated": "now", "groups": []}
+
+
+@pytest.mark.parametrize("where", ["beside", "inside", "same", "linked", "far"])
+def test_page_paths_are_the_store_paths_relative_to_the_report(tmp_path: Path, where: str) -> None:
+    root = tmp_path / "site" / "archive"
+    root.mkdir(parents=True)
+    report = {"beside": tmp_path / "site" / "report", "inside": root / "report", "same": root,
+              "linked": tmp_path / "link", "far": tmp_path / "a" / "b" / "c"}[where]
+    if where == "linked":  # the report's folder reached through a symlink: related by its real path, as before
+        (tmp_path / "elsewhere").mkdir()
+        report.symlink_to(tmp_path / "elsewhere")
+    report.mkdir(parents=True, exist_ok=True)
+    store = LocalStore(root, "/archive/")
+    src = _page_src(store, report)
+    for key in ("ab/cd/" + "e" * 64 + ".jpg", "p/x~y_z-1.2w.webp", "k.png"):
+        rel = os.path.relpath(store.local_path(key), os.path.realpath(report))  # type: ignore[arg-type]
+        assert src(key) == quote("/".join(rel.split(os.sep)))
+    with pytest.raises(StorageError):
+        src("../../etc/passwd")
+
+
+def test_page_paths_of_a_store_that_is_not_a_folder_are_its_urls(tmp_path: Path) -> None:
+    class Remote:
+        def local_root(self) -> None:
+            return None
+
+        def url_for(self, key: str) -> str:
+            return "https://cdn.example/" + key
+
+    assert _page_src(Remote(), tmp_path)("ab/c.jpg") == "https://cdn.example/ab/c.jpg"  # type: ignore[arg-type]
+
+
+def _per_segment(key: str) -> bool:
+    """The key rule as written before one regex checked it."""
+    from archiver.storage.keys import _SEGMENT
+
+    return bool(key) and len(key.encode()) <= MAX_KEY_BYTES and all(
+        seg not in ("", ".", "..") and _SEGMENT.fullmatch(seg) for seg in key.split("/"))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=st.sampled_from(["a", "Z", "0", ".", "/", "~", "-", "_", "%", " ", "\n", "\x00", "é", "…"]),
+               max_size=14) | st.sampled_from(["a" * MAX_KEY_BYTES, "a" * (MAX_KEY_BYTES + 1), "é" * 600, "a/.",
+                                               "./a", "a/..", "...", "a//b", "/a", "a/", "..a/b..", "a\n"]))
+def test_check_key_refuses_exactly_what_the_per_segment_rule_refuses(key: str) -> None:
+    try:
+        check_key(key)
+        accepted = True
+    except StorageError:
+        accepted = False
+    assert accepted == _per_segment(key)
+
+
+def test_gc_paused_puts_the_collector_back_as_it_was() -> None:
+    assert gc.isenabled()
+    with pytest.raises(KeyError), gc_paused():
+        assert not gc.isenabled()
+        raise KeyError("a failure inside")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # it was off: left off
+    finally:
+        gc.enable()
+
+
+def test_asset_rows_and_signatures_read_for_grouping_on_each_backend(manifest_target: Path | str) -> None:
+    """asset_rows(well_formed=…) gives "" for the variants and grey of a well-formed row (read later) and the stored
+    text of any other (NULL, too short, a grey of another length), every row by sha256; signatures_by_sha gives the
+    four columns of the asked rows that exist, by sha256."""
+    pv, dv, grey = ",".join(["f" * 16] * 8), ",".join(["0" * 16] * 8), "ab" * 64
+    odd = {"1": (None, None, None), "3": ("f" * 16, dv, grey), "5": (pv, dv, "ab" * 10), "7": (pv, None, None)}
+    with Manifest.open(manifest_target) as m:
+        for c in "9876543210":
+            m.record_asset(Asset(c * 64, JPEG, 10, 8, 8, "f" * 16, "0" * 16, phash_variants=("f" * 16,) * 8,
+                                 dhash_variants=("0" * 16,) * 8, grey=None if c == "2" else grey), f"{c}.jpg", [])
+    with manifest_db(manifest_target) as db:
+        for c, (p, d, g) in odd.items():
+            db.execute("UPDATE assets SET phash_variants = ?, dhash_variants = ?, grey = ? WHERE sha256 = ?",
+                       (p, d, g, c * 64))
+    with Manifest.open(manifest_target) as m:
+        rows = m.asset_rows(well_formed=len(pv))
+        assert [r.sha256 for r in rows] == [c * 64 for c in "0123456789"]
+        got = {r.sha256[0]: (r.phash_variants, r.dhash_variants, r.grey) for r in rows}
+        assert got == {c: odd.get(c, ("", "", "")) for c in "0123456789"}
+        assert [r.sha256 for r in m.asset_rows()] == [c * 64 for c in "0123456789"]
+        asked = ["8" * 64, "x" * 64, "2" * 64, "1" * 64]
+        assert m.signatures_by_sha(asked) == [("1" * 64, None, None, None), ("2" * 64, pv, dv, None),
+                                              ("8" * 64, pv, dv, grey)]
