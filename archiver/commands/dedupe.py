@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,7 +22,7 @@ from archiver.articles.journal import settle_pending
 from archiver.config import Config
 from archiver.dedupe import canonical
 from archiver.dedupe.pairs import gc_paused
-from archiver.dedupe.plan import Plan, plan, source_urls
+from archiver.dedupe.plan import Plan, archive_assets, load_assets, plan, source_urls
 from archiver.dedupe.report import GroupRow, MemberRow, write_report
 from archiver.errors import ArticleError, ConfigError, ManifestError
 from archiver.find.refs import article_refs
@@ -74,10 +74,15 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         store = open_store(cfg)
         p = plan(cfg, manifest, store, max_distance, rescan=args.rescan, compact=args.compact,
                  resign=args.resign)
-        usage = _usage(p.articles, p.forms, fields, cfg.articles.max_refs)  # before --apply: who used which copy
+        bases = public_bases(cfg)
+        usage = _usage(p.articles, lambda urls: archive_assets(manifest, bases, urls), fields,
+                       cfg.articles.max_refs)  # before --apply: who used which copy
         html = args.report or cfg.resolve_path(d.report)
+        sources = source_urls(manifest)
+        several = [sha for sha, urls in sources.items() if len(urls) > 1 and sha not in p.assets]
+        p.assets.update((a.info.sha256, a) for a in load_assets(manifest, store, several))  # the exact rows' too
         with gc_paused():  # a few objects per member of a group, none in a cycle
-            rows = _rows(p, source_urls(manifest), usage, store, html.parent)
+            rows = _rows(p, sources, usage, store, html.parent)
         applied = canonical.apply_canonical(manifest, p.articles, p.mapping, fields, cfg.articles.max_refs) if args.apply else None
         meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "max_distance": max_distance,
                 "prefer": list(d.prefer), "applied": bool(args.apply)}
@@ -100,26 +105,31 @@ def _report_rewrite(what: str, result: canonical.RewriteResult) -> int:
     return 1 if result.problems else 0
 
 
-def _usage(paths: list[str], forms: dict[str, str], fields: tuple[str, ...], max_refs: int) -> dict[str, list[str]]:
-    """asset sha256 -> articles whose text uses its archive URL."""
+_ARTICLES_AT_ONCE = 500  # articles whose references are looked up together (_usage)
+
+
+def _usage(paths: list[str], assets_of: Callable[[Iterable[str]], dict[str, str]], fields: tuple[str, ...],
+           max_refs: int) -> dict[str, list[str]]:
+    """asset sha256 -> articles whose text uses its archive URL (``assets_of(urls)``: the asset of each URL that is
+    an archive URL, ``plan.archive_assets``; asked for the references of a few hundred articles at a time)."""
     out: dict[str, list[str]] = defaultdict(list)
     gone = [p for p in paths if not os.path.lexists(p)]
     if gone:  # deleted since they were archived: they use nothing (said once, not once per article and per run)
         log.info("%s the manifest knows of deleted since they were archived; not read", count(len(gone), "article"))
-    for path in paths:
-        if not os.path.lexists(path):
-            continue
-        try:
-            article = load_article(Path(path))
-            refs = article_refs(article, fields, max_refs)
-        except ArticleError as exc:
-            log.warning("%s", exc)
-            continue
-        seen: set[str] = set()
-        for ref in refs:
-            sha = forms.get(article.text[ref.start : ref.end])
-            if sha and sha not in seen:
-                seen.add(sha)
+    present = [p for p in paths if os.path.lexists(p)]
+    for i in range(0, len(present), _ARTICLES_AT_ONCE):
+        used: list[tuple[str, list[str]]] = []
+        for path in present[i : i + _ARTICLES_AT_ONCE]:
+            try:
+                article = load_article(Path(path))
+                refs = article_refs(article, fields, max_refs)
+            except ArticleError as exc:
+                log.warning("%s", exc)
+                continue
+            used.append((path, [article.text[ref.start : ref.end] for ref in refs]))
+        found = assets_of(url for _, urls in used for url in urls)
+        for path, urls in used:
+            for sha in dict.fromkeys(found[u] for u in urls if u in found):  # each asset once, in the text's order
                 out[sha].append(shown_path(path))
     return out
 

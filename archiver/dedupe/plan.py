@@ -13,6 +13,7 @@ import io
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from PIL import Image
@@ -51,9 +52,8 @@ class Plan:
     """The groups of the whole archive and what --apply would do: archive URL of a member -> its canonical's."""
 
     groups: list[Group]
-    assets: dict[str, ArchivedAsset]
+    assets: dict[str, ArchivedAsset]  # the members of the groups (what the report shows of them)
     mapping: dict[str, str]
-    forms: dict[str, str]  # every archive URL (each public base + key) -> asset sha256
     pinned: set[str]
     articles: list[str]  # the articles the manifest knows we rewrote
 
@@ -70,14 +70,13 @@ def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, re
 def _plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, rescan: bool, compact: bool,
           resign: bool) -> Plan:
     d = cfg.dedupe
-    assets = _load_assets(manifest, store)
-    if resign and _resign(manifest, store, assets):
-        assets = _load_assets(manifest, store)  # their new hashes
-    by_sha = {a.info.sha256: a for a in assets}
+    if resign:  # every stored thumbnail looked at again
+        _resign(manifest, store, load_assets(manifest, store))
+    _sign_unsigned(manifest, store)
+    by_sha: dict[str, ArchivedAsset] = {}  # the assets that can be in a group, read a batch at a time (below)
     bases = public_bases(cfg)
-    forms = {public_url(b, a.key): a.info.sha256 for a in assets for b in bases}
-    pinned = _resolve(manifest, d.canonical, forms, by_sha, "canonical")
-    excluded = _resolve(manifest, d.exclude, forms, by_sha, "exclude")
+    pinned = _resolve(manifest, d.canonical, bases, "canonical")
+    excluded = _resolve(manifest, d.exclude, bases, "exclude")
     search = update_pairs(manifest, max_distance, rescan=rescan, compact=compact)
     started = time.monotonic()
     if search.searched:
@@ -88,32 +87,42 @@ def _plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, resc
     readable = 0
 
     def infos_of(shas: list[str]) -> list[AssetInfo]:
-        """A batch of whole components (pairs.stream_groups): their signatures read now, their colour measured
-        where it is missing (every asset of a batch can be in a group), the colour kept in ``by_sha``."""
+        """A batch of whole components (pairs.stream_groups): their rows and signatures read now, their colour
+        measured where it is missing (every asset of a batch can be in a group); kept in ``by_sha`` (with the colour,
+        without the signature) for the report."""
         nonlocal readable
-        out: list[AssetInfo] = []
-        unmeasured: list[tuple[int, ArchivedAsset]] = []
-        for sha, pv, dv, grey in manifest.signatures_by_sha(shas):
-            a = by_sha.get(sha)
-            sig = _signature(pv, dv, grey)
-            if a is not None and sig is not None:
-                out.append(_signed(a.info, sig))
-                if a.info.chroma is None:
-                    unmeasured.append((len(out) - 1, replace(a, info=out[-1])))
-        readable += len(out)
-        if unmeasured:
-            for (i, _), a in zip(unmeasured, _with_colour(manifest, store, [a for _, a in unmeasured]), strict=True):
-                out[i] = a.info
-                by_sha[a.info.sha256] = replace(a, info=_signed(a.info, None))  # the colour kept, not the signature
-        return out
+        batch = [a for a in load_assets(manifest, store, shas, signed=True) if a.info.signature is not None]
+        readable += len(batch)
+        if any(a.info.chroma is None for a in batch):
+            batch = _with_colour(manifest, store, batch)
+        for a in batch:
+            by_sha[a.info.sha256] = ArchivedAsset(_signed(a.info, None), a.mime, a.ext, a.key, a.phash, a.dhash,
+                                                  a.thumbs)
+        return [a.info for a in batch]
 
     groups = stream_groups(manifest, max_distance, d.prefer, infos_of, pinned, excluded)
-    log.info("grouped %d assets (%d that can be in a group) in %.1fs", len(assets), readable,
-             time.monotonic() - started)
+    grouped = {m.sha256 for g in groups for m in g.members}
+    for sha in [sha for sha in by_sha if sha not in grouped]:  # read for grouping, in no group: not kept
+        del by_sha[sha]
+    log.info("grouped the %d assets that can be in a group (the ends of recorded pairs, or of several with the same "
+             "hashes) in %.1fs", readable, time.monotonic() - started)
     mapping = {public_url(b, by_sha[m.sha256].key): public_url(b, by_sha[g.canonical].key)
                for g in groups for m in g.members[1:] for b in bases}
     articles = [path for path, _before, _after in manifest.rewritten_articles()]
-    return Plan(groups, by_sha, mapping, forms, pinned, articles)
+    return Plan(groups, by_sha, mapping, pinned, articles)
+
+
+def archive_assets(manifest: Manifest, bases: tuple[str, ...], urls: Iterable[str]) -> dict[str, str]:
+    """The asset sha256 of each of ``urls`` that is an archive URL: one of ``bases`` (``public_bases``) followed by
+    the key an original is stored under (``public_url(base, key)``); the others are left out. Looked up by key, a
+    batch at a time: no map of every asset's URLs is built."""
+    wanted: dict[str, list[str]] = defaultdict(list)  # key -> the URLs that would name it
+    for url in set(urls):
+        for base in bases:
+            if url.startswith(base):
+                wanted[url[len(base):]].append(url)
+    owners = manifest.original_owners(wanted)
+    return {url: owners[key] for key, found in wanted.items() if key in owners for url in found}
 
 
 def _signed(info: AssetInfo, sig: similarity.Signature | None) -> AssetInfo:
@@ -124,28 +133,44 @@ def _signed(info: AssetInfo, sig: similarity.Signature | None) -> AssetInfo:
     return new
 
 
-def _load_assets(manifest: Manifest, store: Store) -> list[ArchivedAsset]:
-    """Every asset; variants missing (archived before they existed) are computed now. Well-formed signatures are
-    not read here (``plan`` reads those of the assets that can be in a group): their ``info.signature`` is None."""
+def load_assets(manifest: Manifest, store: Store, shas: Iterable[str] | None = None, *,
+                signed: bool = False) -> list[ArchivedAsset]:
+    """The assets of ``shas`` (those the manifest knows), or every asset, by sha256, with their thumbnails; with
+    ``signed``, their signatures too (None where the stored one does not parse), else none (``info.signature``
+    None: read later, for the assets that can be in a group)."""
+    if shas is None:
+        rows, renditions = manifest.asset_rows(well_formed=VARIANTS_WIDTH), manifest.renditions()
+    else:
+        shas = list(shas)
+        rows, renditions = manifest.asset_rows_by_sha(shas), manifest.renditions_of(shas)
     thumbs: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for sha, width, key in manifest.renditions():
+    for sha, width, key in renditions:
         thumbs[sha].append((width, key))
-    out: list[ArchivedAsset] = []
-    for r in manifest.asset_rows(well_formed=VARIANTS_WIDTH):
-        sig = None
-        if r.phash is not None and r.phash_variants != "":
-            sig = _signature(r.phash_variants, r.dhash_variants, r.grey) or _backfill(
-                manifest, store, r.sha256, thumbs.get(r.sha256, []))
-            if sig is not None and r.phash_variants is None:
-                manifest.record_asset(
-                    Asset(r.sha256, ImageFormat(r.format, r.mime, r.ext), r.bytes, r.width, r.height, r.phash,
-                          r.dhash, phash_variants=sig.phash, dhash_variants=sig.dhash, grey=sig.grey),
-                    r.key, [],
-                )
-        info = AssetInfo(r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen, sig, r.colours, r.chroma,
-                         r.content)
-        out.append(ArchivedAsset(info, r.mime, r.ext, r.key, r.phash, r.dhash, tuple(thumbs.get(r.sha256, []))))
-    return out
+    return [ArchivedAsset(AssetInfo(r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen,
+                                    _signature(r.phash_variants, r.dhash_variants, r.grey) if signed else None,
+                                    r.colours, r.chroma, r.content),
+                          r.mime, r.ext, r.key, r.phash, r.dhash, tuple(thumbs.get(r.sha256, ())))
+            for r in rows]
+
+
+def _sign_unsigned(manifest: Manifest, store: Store) -> None:
+    """Variants missing (images archived before they existed) computed now, from the largest stored thumbnail, and
+    recorded; a raster image whose stored variants do not parse (damaged) is warned about and left out of grouping.
+    Only those rows are read (``unsigned_asset_rows``)."""
+    rows = manifest.unsigned_asset_rows(VARIANTS_WIDTH)
+    thumbs: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for sha, width, key in manifest.renditions_of(r.sha256 for r in rows):
+        thumbs[sha].append((width, key))
+    for r in rows:
+        if _signature(r.phash_variants, r.dhash_variants, r.grey) is not None:
+            continue
+        sig = _backfill(manifest, store, r.sha256, thumbs.get(r.sha256, []))
+        if sig is not None and r.phash_variants is None:
+            manifest.record_asset(
+                Asset(r.sha256, ImageFormat(r.format, r.mime, r.ext), r.bytes, r.width, r.height, r.phash, r.dhash,
+                      phash_variants=sig.phash, dhash_variants=sig.dhash, grey=sig.grey),
+                r.key, [],
+            )
 
 
 _PALETTE_FORMATS = frozenset({"gif", "png", "bmp", "tiff", "ico"})  # the formats a palette image can come in
@@ -255,13 +280,14 @@ def source_urls(manifest: Manifest) -> dict[str, list[str]]:
     return out
 
 
-def _resolve(manifest: Manifest, values: tuple[str, ...], forms: dict[str, str],
-             by_sha: dict[str, ArchivedAsset], what: str) -> set[str]:
+def _resolve(manifest: Manifest, values: tuple[str, ...], bases: tuple[str, ...], what: str) -> set[str]:
     """Config entries (sha256, archive URL or source URL) as asset sha256s; unknown ones are warned about."""
     out: set[str] = set()
-    states = manifest.url_states([v for v in values if v not in by_sha and v not in forms])
+    known = manifest.asset_ids(values)
+    forms = archive_assets(manifest, bases, [v for v in values if v not in known])
+    states = manifest.url_states([v for v in values if v not in known and v not in forms])
     for v in values:
-        sha = v if v in by_sha else forms.get(v) or (states[v].asset if v in states else None)
+        sha = v if v in known else forms.get(v) or (states[v].asset if v in states else None)
         if sha is None:
             log.warning("[dedupe] %s: %s is not an archived asset or URL; ignored", what, v)
         else:

@@ -628,6 +628,37 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
             )
         )
 
+    def renditions_of(self, shas: Iterable[str]) -> list[RenditionRow]:
+        """``renditions`` of the given assets only, by asset then width."""
+        out: list[RenditionRow] = []
+        batch = sorted(set(shas))
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            out += (RenditionRow(*r) for r in self._db.execute(
+                f"SELECT asset, width, key FROM renditions WHERE asset IN ({','.join('?' * len(chunk))})", chunk))
+        return sorted(out)
+
+    def original_owners(self, keys: Iterable[str]) -> dict[str, str]:
+        """The asset sha256 whose original is stored under each of ``keys`` (keys of no original are left out)."""
+        out: dict[str, str] = {}
+        batch = sorted(set(keys))
+        for i in range(0, len(batch), 500):
+            chunk = batch[i : i + 500]
+            out.update(self._db.execute(
+                f"SELECT key, sha256 FROM assets WHERE key IN ({','.join('?' * len(chunk))})", chunk))
+        return out
+
+    def unsigned_asset_rows(self, well_formed: int) -> list[AssetRow]:
+        """``asset_rows()`` of the raster assets (a pHash) whose variants or grey thumbnail are missing or not well
+        formed (``well_formed``: the length of a well-formed variants field): those archived before variants were
+        taken, or damaged. One pass over the table, no row built for the others."""
+        return [AssetRow(*r) for r in self._db.execute(
+            "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, phash_variants, "
+            "dhash_variants, grey, colours, chroma, content FROM assets WHERE phash IS NOT NULL AND ("
+            "phash_variants IS NULL OR dhash_variants IS NULL OR LENGTH(phash_variants) <> ? OR "
+            "LENGTH(dhash_variants) <> ? OR (grey IS NOT NULL AND LENGTH(grey) <> 128)) ORDER BY sha256",
+            (well_formed, well_formed))]
+
     def renditions(self) -> list[RenditionRow]:
         """(asset sha256, width, key) of every stored thumbnail, by asset then width."""
         return [RenditionRow(*r) for r in self._db.execute("SELECT asset, width, key FROM renditions ORDER BY asset, width")]

@@ -127,6 +127,24 @@ def test_pins_excludes_and_max_distance_from_config_and_flags(
     assert "--max-distance: 17 is not 0-16" in capsys.readouterr().err
 
 
+def test_a_pin_by_archive_url_is_found_by_its_key_and_an_unknown_entry_is_warned_about(
+    tmp_path: Path, origin: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lib = build_library(tmp_path, origin)
+    assert main(["dedupe", "--config", str(lib.config)]) == 0
+    (near,) = [g for g in read_json(lib)["groups"] if g["kind"] == "near"]
+    small = hashlib.sha256(lib.bodies["/b/small.jpg"]).hexdigest()
+    url = next(m["url"] for m in near["members"] if m["sha256"] == small)  # the archive URL articles now hold
+    assert near["canonical"] != small
+    lib.config.write_text(lib.config.read_text() + f'\n[dedupe]\ncanonical = ["{url}", "{url}x", "0" ]\n')
+    capsys.readouterr()
+    assert main(["dedupe", "--config", str(lib.config)]) == 0
+    err = capsys.readouterr().err
+    (near,) = [g for g in read_json(lib)["groups"] if g["kind"] == "near"]
+    assert near["canonical"] == small and near["members"][0]["pinned"]
+    assert f"{url}x is not an archived asset or URL; ignored" in err and "0 is not an archived asset" in err
+
+
 def test_assets_archived_before_variants_get_them_from_their_thumbnail(library: Library) -> None:
     db_path = os.environ.get("ARCHIVER_MANIFEST_URL") or library.root / ".archiver" / "manifest.sqlite3"
     with manifest_db(db_path) as db:
