@@ -91,14 +91,21 @@ def _plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, resc
         measured where it is missing (every asset of a batch can be in a group); kept in ``by_sha`` (with the colour,
         without the signature) for the report."""
         nonlocal readable
-        batch = [a for a in load_assets(manifest, store, shas, signed=True) if a.info.signature is not None]
-        readable += len(batch)
-        if any(a.info.chroma is None for a in batch):
-            batch = _with_colour(manifest, store, batch)
-        for a in batch:
-            by_sha[a.info.sha256] = ArchivedAsset(_signed(a.info, None), a.mime, a.ext, a.key, a.phash, a.dhash,
-                                                  a.thumbs)
-        return [a.info for a in batch]
+        out: list[AssetInfo] = []
+        unmeasured: list[tuple[int, ArchivedAsset]] = []
+        for a in load_assets(manifest, store, shas, signed=True):
+            if a.info.signature is None:
+                continue
+            out.append(a.info)
+            by_sha[a.info.sha256] = replace(a, info=_signed(a.info, None))
+            if a.info.chroma is None:
+                unmeasured.append((len(out) - 1, a))
+        readable += len(out)
+        if unmeasured:
+            for (i, _), a in zip(unmeasured, _with_colour(manifest, store, [a for _, a in unmeasured]), strict=True):
+                out[i] = a.info
+                by_sha[a.info.sha256] = replace(a, info=_signed(a.info, None))  # the colour kept, not the signature
+        return out
 
     groups = stream_groups(manifest, max_distance, d.prefer, infos_of, pinned, excluded)
     grouped = {m.sha256 for g in groups for m in g.members}

@@ -505,19 +505,6 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         """``asset_rows`` of the given asset ids only, by sha256."""
         return self._asset_rows_in("id", ids)
 
-    def signatures_by_sha(self, shas: Iterable[str]) -> list[tuple[str, str | None, str | None, str | None]]:
-        """(sha256, pHash variants, dHash variants, grey) of the given sha256s (those the manifest does not know are
-        left out), by sha256: what grouping reads of the assets that can be in a group, four columns of the
-        seventeen ``asset_rows_by_sha`` gives."""
-        out: list[tuple[str, str | None, str | None, str | None]] = []
-        batch = sorted(set(shas))
-        for i in range(0, len(batch), 500):
-            chunk = batch[i : i + 500]
-            out += self._db.execute(
-                "SELECT sha256, phash_variants, dhash_variants, grey FROM assets "
-                f"WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk).fetchall()
-        return sorted(out)
-
     def _asset_rows_in(self, column: str, keys: Iterable[object]) -> list[AssetRow]:
         out: list[AssetRow] = []
         batch = sorted(set(keys))  # type: ignore[type-var]
@@ -651,13 +638,13 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
     def unsigned_asset_rows(self, well_formed: int) -> list[AssetRow]:
         """``asset_rows()`` of the raster assets (a pHash) whose variants or grey thumbnail are missing or not well
         formed (``well_formed``: the length of a well-formed variants field): those archived before variants were
-        taken, or damaged. One pass over the table, no row built for the others."""
-        return [AssetRow(*r) for r in self._db.execute(
+        taken, or damaged. One pass over the table in its own order, no row built for the others (at 1 M, 0.3 s;
+        in sha256 order, through its index, 2.4 s)."""
+        return sorted(AssetRow(*r) for r in self._db.execute(
             "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, phash_variants, "
             "dhash_variants, grey, colours, chroma, content FROM assets WHERE phash IS NOT NULL AND ("
             "phash_variants IS NULL OR dhash_variants IS NULL OR LENGTH(phash_variants) <> ? OR "
-            "LENGTH(dhash_variants) <> ? OR (grey IS NOT NULL AND LENGTH(grey) <> 128)) ORDER BY sha256",
-            (well_formed, well_formed))]
+            "LENGTH(dhash_variants) <> ? OR (grey IS NOT NULL AND LENGTH(grey) <> 128))", (well_formed, well_formed)))
 
     def renditions(self) -> list[RenditionRow]:
         """(asset sha256, width, key) of every stored thumbnail, by asset then width."""

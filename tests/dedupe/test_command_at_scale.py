@@ -20,13 +20,14 @@ from archiver.dedupe.pairs import gc_paused
 from archiver.dedupe.report import GroupRow, sort_groups, write_report
 from archiver.errors import StorageError
 from archiver.manifest.sqlite import Manifest
-from archiver.model import Asset, ImageFormat
+from archiver.model import Asset, ImageFormat, Rendition
 from archiver.storage.keys import MAX_KEY_BYTES, check_key
 from archiver.storage.local import LocalStore
 from tests.support.library import synthetic_groups
 from tests.support.postgres import manifest_db
 
 JPEG = ImageFormat("jpeg", "image/jpeg", "jpg")
+WEBP = ImageFormat("webp", "image/webp", "webp")
 
 
 def _expected_export(meta: dict[str, object], groups: list[GroupRow]) -> dict[str, object]:
@@ -123,26 +124,32 @@ def test_gc_paused_puts_the_collector_back_as_it_was() -> None:
         gc.enable()
 
 
-def test_asset_rows_and_signatures_read_for_grouping_on_each_backend(manifest_target: Path | str) -> None:
+def test_the_rows_dedupe_reads_on_each_backend(manifest_target: Path | str) -> None:
     """asset_rows(well_formed=…) gives "" for the variants and grey of a well-formed row (read later) and the stored
-    text of any other (NULL, too short, a grey of another length), every row by sha256; signatures_by_sha gives the
-    four columns of the asked rows that exist, by sha256."""
+    text of any other (NULL, too short, a grey of another length), every row by sha256; unsigned_asset_rows gives
+    those others only (a raster image: a pHash), by sha256; original_owners finds assets by their original's key (a
+    thumbnail's key is not one); renditions_of gives the asked assets' thumbnails by asset and width."""
     pv, dv, grey = ",".join(["f" * 16] * 8), ",".join(["0" * 16] * 8), "ab" * 64
     odd = {"1": (None, None, None), "3": ("f" * 16, dv, grey), "5": (pv, dv, "ab" * 10), "7": (pv, None, None)}
     with Manifest.open(manifest_target) as m:
         for c in "9876543210":
-            m.record_asset(Asset(c * 64, JPEG, 10, 8, 8, "f" * 16, "0" * 16, phash_variants=("f" * 16,) * 8,
-                                 dhash_variants=("0" * 16,) * 8, grey=None if c == "2" else grey), f"{c}.jpg", [])
+            m.record_asset(Asset(c * 64, JPEG, 10, 8, 8, "f" * 16, "0" * 16,
+                                 renditions=(Rendition(320, 320, 240, WEBP, b"x"), Rendition(160, 160, 120, WEBP, b"y")),
+                                 phash_variants=("f" * 16,) * 8, dhash_variants=("0" * 16,) * 8,
+                                 grey=None if c == "2" else grey), f"{c}.jpg", [f"{c}-320w.webp", f"{c}-160w.webp"])
     with manifest_db(manifest_target) as db:
         for c, (p, d, g) in odd.items():
             db.execute("UPDATE assets SET phash_variants = ?, dhash_variants = ?, grey = ? WHERE sha256 = ?",
                        (p, d, g, c * 64))
+        db.execute("UPDATE assets SET phash = NULL, phash_variants = NULL WHERE sha256 = ?", ("9" * 64,))  # an SVG
     with Manifest.open(manifest_target) as m:
         rows = m.asset_rows(well_formed=len(pv))
         assert [r.sha256 for r in rows] == [c * 64 for c in "0123456789"]
         got = {r.sha256[0]: (r.phash_variants, r.dhash_variants, r.grey) for r in rows}
-        assert got == {c: odd.get(c, ("", "", "")) for c in "0123456789"}
+        assert got == {c: odd.get(c, (None, dv, grey) if c == "9" else ("", "", "")) for c in "0123456789"}
         assert [r.sha256 for r in m.asset_rows()] == [c * 64 for c in "0123456789"]
-        asked = ["8" * 64, "x" * 64, "2" * 64, "1" * 64]
-        assert m.signatures_by_sha(asked) == [("1" * 64, None, None, None), ("2" * 64, pv, dv, None),
-                                              ("8" * 64, pv, dv, grey)]
+        assert [r.sha256[0] for r in m.unsigned_asset_rows(len(pv))] == ["1", "3", "5", "7"]
+        assert m.original_owners(["3.jpg", "3-320w.webp", "x.jpg", "8.jpg"]) == {"3.jpg": "3" * 64, "8.jpg": "8" * 64}
+        assert m.renditions_of(["8" * 64, "x" * 64, "2" * 64]) == [
+            ("2" * 64, 160, "2-160w.webp"), ("2" * 64, 320, "2-320w.webp"),
+            ("8" * 64, 160, "8-160w.webp"), ("8" * 64, 320, "8-320w.webp")]
