@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from PIL import Image
 
@@ -32,6 +33,7 @@ from archiver.storage.keys import public_bases, public_url
 from archiver.terminal import count, say
 
 log = logging.getLogger("archiver")
+_Frozen = TypeVar("_Frozen", AssetInfo, "ArchivedAsset")
 
 
 @dataclass(frozen=True)
@@ -97,14 +99,14 @@ def _plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, resc
             if a.info.signature is None:
                 continue
             out.append(a.info)
-            by_sha[a.info.sha256] = replace(a, info=_signed(a.info, None))
+            by_sha[a.info.sha256] = _copy(a, info=_signed(a.info, None))
             if a.info.chroma is None:
                 unmeasured.append((len(out) - 1, a))
         readable += len(out)
         if unmeasured:
             for (i, _), a in zip(unmeasured, _with_colour(manifest, store, [a for _, a in unmeasured]), strict=True):
                 out[i] = a.info
-                by_sha[a.info.sha256] = replace(a, info=_signed(a.info, None))  # the colour kept, not the signature
+                by_sha[a.info.sha256] = _copy(a, info=_signed(a.info, None))  # the colour kept, not the signature
         return out
 
     groups = stream_groups(manifest, max_distance, d.prefer, infos_of, pinned, excluded)
@@ -132,12 +134,18 @@ def archive_assets(manifest: Manifest, bases: tuple[str, ...], urls: Iterable[st
     return {url: owners[key] for key, found in wanted.items() if key in owners for url in found}
 
 
-def _signed(info: AssetInfo, sig: similarity.Signature | None) -> AssetInfo:
-    """``replace(info, signature=sig)``: every field copied (AssetInfo has no ``__post_init__``), the signature set,
-    in a sixth of ``replace``'s time (once per groupable asset, ~370 000 times at 1 M)."""
-    new = object.__new__(AssetInfo)
-    new.__dict__.update(vars(info), signature=sig)
+def _copy(obj: _Frozen, **changes: object) -> _Frozen:
+    """``dataclasses.replace(obj, **changes)`` for AssetInfo and ArchivedAsset (frozen dataclasses without
+    ``__post_init__`` or slots): every field copied, ``changes`` set, in a sixth of ``replace``'s time (twice per
+    groupable asset, ~750 000 times at 1 M)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(vars(obj), **changes)
     return new
+
+
+def _signed(info: AssetInfo, sig: similarity.Signature | None) -> AssetInfo:
+    """``replace(info, signature=sig)``."""
+    return _copy(info, signature=sig)
 
 
 def load_assets(manifest: Manifest, store: Store, shas: Iterable[str] | None = None, *,

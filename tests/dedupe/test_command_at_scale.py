@@ -153,3 +153,20 @@ def test_the_rows_dedupe_reads_on_each_backend(manifest_target: Path | str) -> N
         assert m.renditions_of(["8" * 64, "x" * 64, "2" * 64]) == [
             ("2" * 64, 160, "2-160w.webp"), ("2" * 64, 320, "2-320w.webp"),
             ("8" * 64, 160, "8-160w.webp"), ("8" * 64, 320, "8-320w.webp")]
+
+
+def test_the_quick_copy_of_an_asset_is_dataclasses_replace() -> None:
+    """plan._copy skips replace's look at the fields: it must copy every field, the ones added later too."""
+    from archiver.dedupe.grouping import AssetInfo
+    from archiver.dedupe.plan import ArchivedAsset, _copy
+    from archiver.image.similarity import Signature
+
+    sig = Signature(("f" * 16,) * 8, ("0" * 16,) * 8, "ab" * 64)
+    info = AssetInfo("a" * 64, "png", 10, 8, 9, 1.5, sig, 3, 12.5, 0.9)
+    asset = ArchivedAsset(info, "image/png", "png", "k.png", "f" * 16, "0" * 16, ((160, "k-160w.webp"),))
+    for field in dataclasses.fields(AssetInfo):  # every field set to something other than its default
+        assert getattr(info, field.name) not in (None, field.default), field.name
+    assert _copy(info, signature=None) == dataclasses.replace(info, signature=None)
+    assert _copy(asset, info=_copy(info, chroma=None)) == dataclasses.replace(
+        asset, info=dataclasses.replace(info, chroma=None))
+    assert _copy(info).signature is sig and info.signature is sig  # the original is left as it was
