@@ -77,6 +77,19 @@ def test_page_paths_are_the_store_paths_relative_to_the_report(tmp_path: Path, w
         src("../../etc/passwd")
 
 
+@settings(max_examples=300, deadline=None)
+@given(place=st.lists(st.sampled_from(["ab", "cd", "x", "ab.jpg"]), min_size=0, max_size=4),
+       keys=st.lists(st.lists(st.sampled_from(["ab", "cd", "x", "ab.jpg", "y.png"]), min_size=1, max_size=4),
+                     min_size=1, max_size=6))
+def test_page_paths_equal_relpath_wherever_the_report_is_in_the_store(place: list[str], keys: list[list[str]]) -> None:
+    root = Path("/nonexistent-store/archive")  # lexical: nothing is read (the folders need not exist)
+    report = root.joinpath(*place)
+    src = _page_src(LocalStore(root, "/archive/"), report)
+    for segments in keys:
+        key = "/".join(segments)
+        assert src(key) == os.path.relpath(root / key, report), (place, key)
+
+
 def test_page_paths_of_a_store_that_is_not_a_folder_are_its_urls(tmp_path: Path) -> None:
     class Remote:
         def local_root(self) -> None:
