@@ -159,6 +159,9 @@ class _DeferredS3:
 
         return public_url(self._cfg.public_base_url, key)
 
+    def local_root(self) -> Path | None:
+        return None  # never a local folder: asking needs no client (`dedupe` asks even with no group to show)
+
     def close(self) -> None:
         if self._real is not None:
             self._real.close()

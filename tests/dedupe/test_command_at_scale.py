@@ -183,3 +183,14 @@ def test_the_quick_copy_of_an_asset_is_dataclasses_replace() -> None:
     assert _copy(asset, info=_copy(info, chroma=None)) == dataclasses.replace(
         asset, info=dataclasses.replace(info, chroma=None))
     assert _copy(info).signature is sig and info.signature is sig  # the original is left as it was
+
+
+def test_an_s3_store_is_not_made_to_answer_that_it_is_no_local_folder(tmp_path: Path) -> None:
+    """The report asks the store for its folder once, even when no group is shown: a deferred S3 store answers None
+    without making its client (boto3 not loaded, the endpoint not contacted: a dedupe with nothing to show)."""
+    from archiver.config import Config, StorageConfig
+    from archiver.storage import open_store
+
+    store = open_store(Config(storage=StorageConfig(backend="s3", endpoint_url="http://127.0.0.1:9")))
+    assert _page_src(store, tmp_path)("ab/c.jpg").endswith("ab/c.jpg")
+    assert store._real is None  # type: ignore[attr-defined]
