@@ -170,8 +170,9 @@ def load_assets(manifest: Manifest, store: Store, shas: Iterable[str] | None = N
 
 def _sign_unsigned(manifest: Manifest, store: Store) -> None:
     """Variants missing (images archived before they existed) computed now, from the largest stored thumbnail, and
-    recorded; a raster image whose stored variants do not parse (damaged) is warned about and left out of grouping.
-    Only those rows are read (``unsigned_asset_rows``)."""
+    recorded (a warning when there is no thumbnail to compute them from); stored variants that do not parse
+    (damaged) are left as they are, and grouping leaves that image out. Only those rows are read
+    (``unsigned_asset_rows``)."""
     rows = manifest.unsigned_asset_rows(VARIANTS_WIDTH)
     thumbs: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for sha, width, key in manifest.renditions_of(r.sha256 for r in rows):
