@@ -17,8 +17,9 @@ of a run doing only this step, interpreter and imports included):
            one batch of whole connected components at a time
   rescan   update_pairs(rescan=True): every asset searched again
   command  `archiver dedupe` itself, once everything is searched (group + report: every asset's row, the groups,
-           the report's pages and JSON export), on a local store folder; the synthetic assets get a recorded colour
-           first (as the image stage records it), so the run does not try to measure 370 000 missing thumbnails.
+           the report's pages and JSON export), on a local store folder; the synthetic assets get what the image
+           stage records first: a colour (else the run would try to measure 370 000 missing thumbnails) and two
+           thumbnail rows each (320 and 640 px; the files are not made: the report only links to them).
            The report's digest (its JSON export without the date) must be equal across implementations (checked)
 The recorded pairs between class heads after ``add`` and after ``rescan`` (since migration 18 a pair is recorded once
 per pair of classes of identical signatures, between their heads; before, once per member pair, which includes those
@@ -275,10 +276,14 @@ def main() -> None:
                     db = sqlite3.connect(path)
                     insert(db, args.n, added)
                     db.close()
-            if step == "command":  # the colour the image stage records (synthetic assets have no thumbnail)
+            if step == "command":  # what the image stage records: the colour, two thumbnails an image
                 for path in paths.values():
                     with sqlite3.connect(path) as db:
                         db.execute("UPDATE assets SET colours = 0, chroma = 20.0 WHERE chroma IS NULL")
+                        for w in (320, 640):
+                            db.execute("INSERT OR IGNORE INTO renditions (asset, width, format, pixel_width, "
+                                       "pixel_height, bytes, key) SELECT sha256, ?, 'webp', ?, ?, 9000, "
+                                       "sha256 || '-' || ? || 'w.webp' FROM assets", (w, w, w * 3 // 4, w))
             for name, root in impls.items():
                 env = {**os.environ, "BENCH_ARCHIVER_ROOT": str(root)}
                 proc = subprocess.run([sys.executable, __file__, "--child", step, "--manifest", str(paths[name]),
