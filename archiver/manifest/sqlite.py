@@ -242,18 +242,17 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
     # -- URLs ----------------------------------------------------------------------------------
     def url_states(self, urls: Iterable[str]) -> dict[str, UrlState]:
         """The recorded state of each URL, keyed by the URL as given."""
-        out: dict[str, UrlState] = {}
         by_key = {url_key(u): u for u in urls}
-        batch = list(by_key)
+        return {by_key[row[0]]: _url_state(row) for row in self._rows_in(
+            "SELECT url, status, reason, attempts, asset, http_status, cause FROM urls", "url", by_key)}
+
+    def _rows_in(self, select: str, column: str, keys: Iterable[object]) -> Iterator[tuple[object, ...]]:
+        """The rows of ``select`` (a SELECT ... FROM, no WHERE) whose ``column`` is one of ``keys`` (each distinct key
+        once), asked 500 keys at a time (SQLite's limit on parameters; PostgreSQL's plans stay small)."""
+        batch = sorted(set(keys))  # type: ignore[type-var]
         for i in range(0, len(batch), 500):
             chunk = batch[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in self._db.execute(
-                f"SELECT url, status, reason, attempts, asset, http_status, cause FROM urls WHERE url IN ({marks})",
-                chunk,
-            ):
-                out[by_key[row[0]]] = _url_state(row)
-        return out
+            yield from self._db.execute(f"{select} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk)
 
     def record_url(
         self,
@@ -449,23 +448,11 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
 
     def asset_shas(self, ids: Iterable[int]) -> dict[int, str]:
         """The sha256 of each asset id (ids the manifest does not know are left out)."""
-        out: dict[int, str] = {}
-        batch = sorted(set(ids))
-        for i in range(0, len(batch), 500):
-            chunk = batch[i : i + 500]
-            out.update(self._db.execute(
-                f"SELECT id, sha256 FROM assets WHERE id IN ({','.join('?' * len(chunk))})", chunk))
-        return out
+        return dict(self._rows_in("SELECT id, sha256 FROM assets", "id", ids))
 
     def asset_ids(self, shas: Iterable[str]) -> dict[str, int]:
         """The id of each asset sha256 (those the manifest does not know are left out)."""
-        out: dict[str, int] = {}
-        batch = sorted(set(shas))
-        for i in range(0, len(batch), 500):
-            chunk = batch[i : i + 500]
-            out.update(self._db.execute(
-                f"SELECT sha256, id FROM assets WHERE sha256 IN ({','.join('?' * len(chunk))})", chunk))
-        return out
+        return dict(self._rows_in("SELECT sha256, id FROM assets", "sha256", shas))
 
     def resign_asset(self, sha256: str, phash_variants: Sequence[str], dhash_variants: Sequence[str],
                      grey: str, content: float) -> None:
@@ -506,15 +493,9 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         return self._asset_rows_in("id", ids)
 
     def _asset_rows_in(self, column: str, keys: Iterable[object]) -> list[AssetRow]:
-        out: list[AssetRow] = []
-        batch = sorted(set(keys))  # type: ignore[type-var]
-        for i in range(0, len(batch), 500):
-            chunk = batch[i : i + 500]
-            out += (AssetRow(*r) for r in self._db.execute(
-                "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, "
-                "phash_variants, dhash_variants, grey, colours, chroma, content FROM assets "
-                f"WHERE {column} IN ({','.join('?' * len(chunk))})", chunk))
-        return sorted(out, key=lambda r: r.sha256)
+        return sorted((AssetRow(*r) for r in self._rows_in(
+            "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, phash_variants, "
+            "dhash_variants, grey, colours, chroma, content FROM assets", column, keys)), key=lambda r: r.sha256)
 
     def hash_index_state(self, name: str) -> tuple[str, int, int, str] | None:
         """(token, generation, assets, checksum) the last update of the on-disk index ``name`` recorded."""
@@ -553,15 +534,8 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
 
     def signature_rows(self, rowids: Iterable[int]) -> list[SignatureRow]:
         """(id, sha256, phash variants, dhash variants, grey) of the given assets."""
-        out: list[SignatureRow] = []
-        batch = sorted(set(rowids))
-        for i in range(0, len(batch), 500):
-            chunk = batch[i : i + 500]
-            out += (SignatureRow(*r) for r in self._db.execute(
-                "SELECT id, sha256, phash_variants, dhash_variants, grey FROM assets "
-                f"WHERE id IN ({','.join('?' * len(chunk))})", chunk,
-            ))
-        return out
+        return [SignatureRow(*r) for r in self._rows_in(
+            "SELECT id, sha256, phash_variants, dhash_variants, grey FROM assets", "id", rowids)]
 
     def record_pair_search(self, pairs: Iterable[tuple[str, str, int, int, str, float, int]], searched: Iterable[str],
                            max_distance: int, rule: int, *, replace_all: bool = False) -> None:
@@ -617,23 +591,11 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
 
     def renditions_of(self, shas: Iterable[str]) -> list[RenditionRow]:
         """``renditions`` of the given assets only, by asset then width."""
-        out: list[RenditionRow] = []
-        batch = sorted(set(shas))
-        for i in range(0, len(batch), 500):
-            chunk = batch[i : i + 500]
-            out += (RenditionRow(*r) for r in self._db.execute(
-                f"SELECT asset, width, key FROM renditions WHERE asset IN ({','.join('?' * len(chunk))})", chunk))
-        return sorted(out)
+        return sorted(RenditionRow(*r) for r in self._rows_in("SELECT asset, width, key FROM renditions", "asset", shas))
 
     def original_owners(self, keys: Iterable[str]) -> dict[str, str]:
         """The asset sha256 whose original is stored under each of ``keys`` (keys of no original are left out)."""
-        out: dict[str, str] = {}
-        batch = sorted(set(keys))
-        for i in range(0, len(batch), 500):
-            chunk = batch[i : i + 500]
-            out.update(self._db.execute(
-                f"SELECT key, sha256 FROM assets WHERE key IN ({','.join('?' * len(chunk))})", chunk))
-        return out
+        return dict(self._rows_in("SELECT key, sha256 FROM assets", "key", keys))
 
     def unsigned_asset_rows(self, well_formed: int) -> list[AssetRow]:
         """``asset_rows()`` of the raster assets (a pHash) whose variants or grey thumbnail are missing or not well
@@ -665,9 +627,8 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         rows = self._db.execute(f"SELECT {head}, {ok}, colours, chroma, content FROM assets",
                                 (well_formed, well_formed)).fetchall()
         odd = [r[0] for r in rows if not r[11]]  # not well formed (or NULL): as they are (few)
-        fields = {r[0]: r[1:] for i in range(0, len(odd), 500) for r in self._db.execute(
-            "SELECT sha256, phash_variants, dhash_variants, grey FROM assets "
-            f"WHERE sha256 IN ({','.join('?' * len(odd[i : i + 500]))})", odd[i : i + 500])}
+        fields = {r[0]: r[1:] for r in self._rows_in(
+            "SELECT sha256, phash_variants, dhash_variants, grey FROM assets", "sha256", odd)}
         well, gone = ("", "", ""), (None, None, None)  # gone: deleted between the two reads (as unknown)
         out = [AssetRow(*r[:11], *(well if r[11] else fields.get(r[0], gone)), *r[12:]) for r in rows]
         out.sort(key=attrgetter("sha256"))
