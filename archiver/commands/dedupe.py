@@ -83,10 +83,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         p.assets.update((a.info.sha256, a) for a in load_assets(manifest, store, several))  # the exact rows' too
         with gc_paused():  # a few objects per member of a group, none in a cycle
             rows = _rows(p, sources, usage, store, html.parent)
-        applied = canonical.apply_canonical(manifest, p.articles, p.mapping, fields, cfg.articles.max_refs) if args.apply else None
-        meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "max_distance": max_distance,
-                "prefer": list(d.prefer), "applied": bool(args.apply)}
-        with gc_paused():
+            applied = canonical.apply_canonical(manifest, p.articles, p.mapping, fields, cfg.articles.max_refs) if args.apply else None
+            meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "max_distance": max_distance,
+                    "prefer": list(d.prefer), "applied": bool(args.apply)}
             files = write_report(rows, html, args.json or html.with_suffix(".json"), meta)
     say(f"{count(len(p.groups), 'near-duplicate group')} ({count(sum(len(g.members) for g in p.groups), 'image')}), "
         f"{count(sum(r.kind == 'exact' for r in rows), 'image')} archived from several URLs")

@@ -158,14 +158,20 @@ def load_assets(manifest: Manifest, store: Store, shas: Iterable[str] | None = N
     else:
         shas = list(shas)
         rows, renditions = manifest.asset_rows_by_sha(shas), manifest.renditions_of(shas)
-    thumbs: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for sha, width, key in renditions:
-        thumbs[sha].append((width, key))
+    thumbs = _thumbs(renditions)
     return [ArchivedAsset(AssetInfo(r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen,
                                     _signature(r.phash_variants, r.dhash_variants, r.grey) if signed else None,
                                     r.colours, r.chroma, r.content),
                           r.mime, r.ext, r.key, r.phash, r.dhash, tuple(thumbs.get(r.sha256, ())))
             for r in rows]
+
+
+def _thumbs(renditions: Iterable[tuple[str, int, str]]) -> dict[str, list[tuple[int, str]]]:
+    """(width, key) of each asset's thumbnails, in the order given (by width), from (asset, width, key) rows."""
+    out: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for sha, width, key in renditions:
+        out[sha].append((width, key))
+    return out
 
 
 def _sign_unsigned(manifest: Manifest, store: Store) -> None:
@@ -174,9 +180,7 @@ def _sign_unsigned(manifest: Manifest, store: Store) -> None:
     (damaged) are left as they are, and grouping leaves that image out. Only those rows are read
     (``unsigned_asset_rows``)."""
     rows = manifest.unsigned_asset_rows(VARIANTS_WIDTH)
-    thumbs: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for sha, width, key in manifest.renditions_of(r.sha256 for r in rows):
-        thumbs[sha].append((width, key))
+    thumbs = _thumbs(manifest.renditions_of(r.sha256 for r in rows))
     for r in rows:
         if _signature(r.phash_variants, r.dhash_variants, r.grey) is not None:
             continue
