@@ -319,10 +319,18 @@ def _framed_distance(a: Signature, b: Signature) -> float:
         return -1.0
     best = np.inf
     for x, y in ((a._g, b._g), (b._g, a._g)):
-        windows = ((_CROPS @ x)[:, None] @ _CROPS_T[None])[..., 1:-1, 1:-1]  # every (rows, columns) window
         inner = y[1:-1, 1:-1].ravel().astype(np.float64)
-        best = min(best, float(_tone_free(windows.reshape(-1, inner.size), inner, _FRAMED_KEEP).min()))
+        best = min(best, float(_tone_free(_windows(x), inner, _FRAMED_KEEP).min()))
     return best
+
+
+def _windows(x: np.ndarray) -> np.ndarray:
+    """Every (rows, columns) window of an 8x8 grid that _framed_distance compares, inner 6x6 cells raveled:
+    (len(CROP_INSETS) ** 4, 36)."""
+    return ((_CROPS @ x)[:, None] @ _CROPS_T[None])[..., 1:-1, 1:-1].reshape(-1, (_GREY_SIDE - 2) ** 2)
+
+
+_FRAMED_AT_ONCE = 64  # pairs whose windows JudgedMany.framed compares at once (~180 KB of windows a pair and side)
 
 
 def compare(a: Signature, b: Signature, max_distance: int) -> Match | None:
@@ -419,10 +427,9 @@ class JudgedMany:
     def __init__(self, a: list[Signature], b: list[Signature]) -> None:
         self.a, self.b = a, b
         n = len(a)
-        self._scalar: dict[int, Judged] = {}
         if not n:
             self.p = self.d = self.t = self.p0 = self.d0 = np.zeros(0, np.int64)
-            self.m = np.zeros(0)
+            self.m = self._tone = self._framed = np.zeros(0)
             return
         pa, da, ga, ha = _parsed(a)
         pb, db, gb, hb = _parsed(b)
@@ -446,11 +453,44 @@ class JudgedMany:
         self.p = p[np.arange(n), self.t]
         self.d = d[np.arange(n), self.t]
         self.p0, self.d0 = p[:, 0], d[:, 0]
+        self._grids = ga, gb, ha & hb
+        self._tone = np.full(n, np.nan)  # z and zf of each pair, measured when a rule first needs them (NaN: not yet)
+        self._framed = np.full(n, np.nan)
 
-    def _judged(self, i: int) -> Judged:
-        if i not in self._scalar:
-            self._scalar[i] = Judged(self.a[i], self.b[i])
-        return self._scalar[i]
+    def tones(self, rows: np.ndarray) -> np.ndarray:
+        """z (``Judged.tone``) of the pairs ``rows``, under their best transforms: ``_tone_free`` on all of them at
+        once (row by row the same arithmetic, so the same numbers), each pair measured once."""
+        todo = rows[np.isnan(self._tone[rows])]
+        if todo.size:
+            ga, gb, both = self._grids
+            z = np.full(todo.size, -1.0)
+            grey = both[todo]
+            r = todo[grey]
+            if r.size:
+                x = np.take_along_axis(ga[r], _PERM[self.t[r]], axis=1).astype(np.float64)
+                z[grey] = _tone_free(x, gb[r].astype(np.float64), _GREY_KEEP)
+            self._tone[todo] = z
+        return self._tone[rows]
+
+    def framed(self, rows: np.ndarray) -> np.ndarray:
+        """zf (``Judged.framed``) of the pairs ``rows``: the windows of each pair's grids as ``_framed_distance``
+        cuts them, compared (``_tone_free``) for _FRAMED_AT_ONCE pairs at a time; each pair measured once."""
+        todo = rows[np.isnan(self._framed[rows])]
+        for lo in range(0, todo.size, _FRAMED_AT_ONCE):
+            ga, gb, both = self._grids
+            part = todo[lo:lo + _FRAMED_AT_ONCE]
+            zf = np.full(part.size, -1.0)
+            grey = both[part]
+            r = part[grey]
+            if r.size:
+                best = np.full(r.size, np.inf)
+                for xs, ys in ((ga, gb), (gb, ga)):
+                    windows = np.stack([_windows(xs[i].reshape(_GREY_SIDE, _GREY_SIDE)) for i in r.tolist()])
+                    inner = ys[r].reshape(-1, _GREY_SIDE, _GREY_SIDE)[:, 1:-1, 1:-1].reshape(r.size, 1, -1)
+                    best = np.minimum(best, _tone_free(windows, inner.astype(np.float64), _FRAMED_KEEP).min(axis=1))
+                zf[grey] = best
+            self._framed[part] = zf
+        return self._framed[rows]
 
     def accepted(self, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
         """(accepted, by_best): which pairs ``compare`` accepts at ``max_distance``, and of those which by rule A, B
@@ -462,11 +502,12 @@ class JudgedMany:
         slack = cand & ~rule_a & (np.maximum(p, d) <= k + HASH_SLACK)
         rule_b = slack & (m <= HASH_CONFIRMED)
         by_best = rule_a | rule_b
-        for i in np.flatnonzero(slack & ~rule_b).tolist():  # rule C: z, measured for these only
-            by_best[i] = self._judged(i).tone() <= TONE_CONFIRMED
+        c = np.flatnonzero(slack & ~rule_b)  # rule C: z, measured for these only
+        by_best[c] = self.tones(c) <= TONE_CONFIRMED
         accepted = by_best.copy()
-        for i in np.flatnonzero(~by_best & (self.p0 <= k)).tolist():  # rule D: zf, for these only
-            accepted[i] = 0.0 <= self._judged(i).framed() <= FRAMED_CONFIRMED
+        d = np.flatnonzero(~by_best & (self.p0 <= k))  # rule D: zf, for these only
+        zf = self.framed(d)
+        accepted[d] = (zf >= 0.0) & (zf <= FRAMED_CONFIRMED)
         return accepted, by_best
 
     def decide(self, max_distance: int) -> list[Match | None]:

@@ -262,6 +262,11 @@ def test_pairs_measured_at_once_decide_as_compare_at_every_distance() -> None:
     first = [next((k for k in range(13) if compare(x, y, k) is not None), -1) for x, y in zip(xs, ys, strict=True)]
     assert many.accepted_from(12).tolist() == first
     assert seen >= 300
-    rule_c = [i for i, j in many._scalar.items() if j._tone is not None and j.decide(12) is not None]
-    rule_d = [i for i, j in many._scalar.items() if j._framed is not None and j.decide(12) is not None]
-    assert len(rule_c) >= 5 and len(rule_d) >= 5, (len(rule_c), len(rule_d))  # the scalar measurements ran
+    decided = many.decide(12)
+    rule_c = [i for i in np.flatnonzero(~np.isnan(many._tone)).tolist() if decided[i] is not None]
+    rule_d = [i for i in np.flatnonzero(~np.isnan(many._framed)).tolist() if decided[i] is not None]
+    assert len(rule_c) >= 5 and len(rule_d) >= 5, (len(rule_c), len(rule_d))  # the array measurements ran
+    every = np.arange(len(xs))  # every pair measured array-wise is what Judged measures, bit for bit
+    tones, framed = many.tones(every).tolist(), many.framed(every).tolist()
+    assert tones == [Judged(x, y).tone() for x, y in zip(xs, ys, strict=True)]
+    assert framed == [Judged(x, y).framed() for x, y in zip(xs, ys, strict=True)]

@@ -123,6 +123,11 @@ def test_pairs_and_search_marks_are_recorded_together_or_not_at_all(manifest_tar
         assert m.unsearched(8, 2, limit=1) == m.unsearched(8, 2)[:1]
         m.record_pair_search([], [a], 8, 2, replace_all=True)  # a rescan: every other mark goes
         assert [r.sha256 for r in m.unsearched(8, 2)] == [b, c]
+        assert [tuple(r) for r in m._db.execute("SELECT asset, max_distance, rule FROM pair_searches")] == [(a, 8, 2)]
+        m.record_pair_search([(a, c, 0, 1, "identity", 0.0, 0)], [c, b], 9, 2, replace_all=True)
+        assert [r.sha256 for r in m.unsearched(9, 2)] == [a] and m.recorded_pairs(9, 2) == [(a, c, 0, 1)]
+        assert sorted(tuple(r) for r in m._db.execute("SELECT asset, max_distance FROM pair_searches")) == \
+            [(b, 9), (c, 9)]
 
 
 def test_the_assets_to_search_are_found_through_an_index_not_by_reading_every_asset(tmp_path: Path) -> None:
