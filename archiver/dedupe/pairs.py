@@ -101,7 +101,6 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     # the head while the class gains members; gc deleting it clears its class's marks, see forget_assets)
     heads, shas = class_heads(manifest, index, involved)
     rows = {rid: (pv, dv, grey) for rid, _sha, pv, dv, grey in manifest.signature_rows(heads.values())}
-    fresh = set(searched_classes.tolist())
     sigs: dict[int, Signature] = {}
 
     def signature_of(c: int) -> Signature:
@@ -110,13 +109,7 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
             sigs[c] = Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey or "")
         return sigs[c]
 
-    todo_pairs = []
-    for c, d in zip(x.tolist(), y.tolist(), strict=True):
-        if c not in heads or d not in heads or not (c in fresh or d in fresh):
-            continue  # recorded when the later of the two classes was searched
-        a, b = signature_of(c), signature_of(d)
-        if (a.phash, a.dhash) != (b.phash, b.dhash):  # the same hashes: one class for grouping, no pair needed
-            todo_pairs.append((c, d))
+    todo_pairs = _to_measure(x, y, heads, rows, searched_classes)
     pairs = []
     for lo in range(0, len(todo_pairs), MEASURED_AT_ONCE):  # bounded memory: ~1.6 KB a pair while measured
         chunk = todo_pairs[lo:lo + MEASURED_AT_ONCE]
@@ -144,21 +137,39 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     return PairSearch(len(searched), index.assets, len(pairs), widened, time.monotonic() - started)
 
 
+def _to_measure(x: np.ndarray, y: np.ndarray, heads: dict[int, int], rows: dict[int, tuple[str, str, str | None]],
+                searched: np.ndarray) -> list[tuple[int, int]]:
+    """The candidate class pairs (x[i], y[i]) to measure: both classes still have a head (``heads``, whose stored
+    signature is in ``rows``), one of them was searched now (a pair is recorded when the later of its classes is
+    searched), and their hashes differ (the same 8 pHash and 8 dHash variants, another grey: one class for
+    grouping, no pair needed). Worked on arrays: a first search or a rescan has tens of millions of candidates."""
+    known = np.array(sorted(heads), dtype=np.int64)
+    hashes: dict[tuple[str, str], int] = {}
+    same = np.array([hashes.setdefault(rows[heads[c]][:2], len(hashes)) for c in known.tolist()], dtype=np.int64)
+    px = np.minimum(np.searchsorted(known, x), max(0, known.size - 1))
+    py = np.minimum(np.searchsorted(known, y), max(0, known.size - 1))
+    keep = (known[px] == x) & (known[py] == y) if known.size else np.zeros(x.size, dtype=bool)
+    keep &= np.isin(x, searched) | np.isin(y, searched)
+    keep &= same[px] != same[py]
+    return list(zip(x[keep].tolist(), y[keep].tolist(), strict=True))
+
+
 def class_heads(manifest: Manifest, index: VariantIndex, classes: np.ndarray) -> tuple[dict[int, int], dict[int, str]]:
     """The head of each class (its member with the smallest asset id still in the manifest: gc may have removed
     members the index still lists) and the heads' sha256s. Classes with no member left are left out."""
-    members = index.members(classes)
-    first = {c: int(ids.min()) for c, ids in members.items() if ids.size}
-    shas = manifest.asset_shas(first.values())
-    heads = {}
-    for c, i in first.items():
-        if i not in shas:  # its first member is gone: the smallest one left
-            live = manifest.asset_shas(members[c].tolist())
-            if not live:
-                continue
-            i = min(live)
-            shas[i] = live[i]
-        heads[c] = i
+    first = index.first_members(classes)
+    shas = manifest.asset_shas(first[first >= 0].tolist())
+    heads, gone = {}, []
+    for c, i in zip(classes.tolist(), first.tolist(), strict=True):
+        if i in shas:
+            heads[c] = i
+        elif i >= 0:  # its first member is gone: the smallest one left
+            gone.append(c)
+    for c, ids in index.members(np.array(gone, dtype=np.int64)).items():
+        live = manifest.asset_shas(ids.tolist())
+        if live:
+            heads[c] = min(live)
+            shas[heads[c]] = live[heads[c]]
     return heads, shas
 
 

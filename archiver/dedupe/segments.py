@@ -330,6 +330,18 @@ class VariantIndex:
             release(s.class_sorted, s.class_members)  # see _touched
         return {c: np.concatenate(p) if p else np.zeros(0, np.int64) for c, p in parts.items()}
 
+    def first_members(self, classes: np.ndarray) -> np.ndarray:
+        """The smallest asset id of each class's members (-1: none): ``members`` without a list per class (a
+        segment lists a class's members by id, ``class_members``)."""
+        out = np.full(classes.size, np.iinfo(np.int64).max, dtype=np.int64)
+        for s in self.segments:
+            lo = np.searchsorted(s.class_sorted, classes)
+            has = lo < np.searchsorted(s.class_sorted, classes, side="right")
+            out[has] = np.minimum(out[has], np.asarray(s.class_members)[lo[has]])
+            release(s.class_sorted, s.class_members)  # see _touched
+        out[out == np.iinfo(np.int64).max] = -1
+        return out
+
     def reps(self, classes: np.ndarray) -> np.ndarray:
         """An asset id of each class (its first member)."""
         out = np.empty(classes.size, dtype=np.int64)
@@ -412,10 +424,10 @@ class VariantIndex:
         found = []
         for kind in ("ph", "dh"):
             v = self.variants(kind, everything)
-            qi, e, _ = near(v.ravel(), v[q, 0], k)
+            qi, e, _ = near(v.ravel(), v[q, 0], k, ordered=False)  # np.unique below sorts the pairs
             found.append((q[qi], e // T))
             if rest.size and T > 1:
-                qi, e, _ = near(v[rest, 0], v[q, 1:].ravel(), k)
+                qi, e, _ = near(v[rest, 0], v[q, 1:].ravel(), k, ordered=False)
                 found.append((q[qi // (T - 1)], rest[e]))
             del v
         a, b = (np.concatenate(z) for z in zip(*found, strict=True))

@@ -209,3 +209,7 @@ def test_near_scans_small_searches_and_indexes_large_ones_with_equal_results(
         got = hashindex.near(targets, queries, k)
         for g, e in zip(got, expected, strict=True):
             np.testing.assert_array_equal(g, e)
+        q, t, d = hashindex.near(targets, queries, k, ordered=False)  # the same hits, in some order
+        order = np.lexsort((t, q))
+        for g, e in zip((q[order], t[order], d[order]), expected, strict=True):
+            np.testing.assert_array_equal(g, e)

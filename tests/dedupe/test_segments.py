@@ -71,6 +71,12 @@ def test_segments_searched_batch_by_batch_give_the_from_scratch_pairs_and_groups
         _record(m, sigs[:3], 5000)  # other assets with the same signatures: members of existing classes
         assert update_pairs(m, 10).searched == 3 and VariantIndex.open(m).classes == index.classes
         incremental = _pairs(m)
+        grown = VariantIndex.open(m)  # classes with members in two segments: the smallest id of either (-1: none)
+        every = np.arange(grown.classes + 2)
+        listed = grown.members(every)
+        assert len(grown.segments) > 1 and sum(listed[c].size > 1 for c in every.tolist()) == 3
+        assert grown.first_members(every).tolist() == \
+            [int(listed[c].min()) if listed[c].size else -1 for c in every.tolist()]
     with Manifest.open(None) as mem:
         _record(mem, sigs, 0)
         _record(mem, sigs[:3], 5000)
