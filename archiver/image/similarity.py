@@ -34,7 +34,9 @@ separate them from look-alikes; the 8x8 grid cannot (README, Deduplication).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -308,7 +310,6 @@ def _crop_matrices(insets: tuple[float, ...]) -> np.ndarray:
 
 
 _CROPS = _crop_matrices(CROP_INSETS)
-_CROPS_T = np.ascontiguousarray(_CROPS.transpose(0, 2, 1))
 
 
 def _framed_distance(a: Signature, b: Signature) -> float:
@@ -317,20 +318,53 @@ def _framed_distance(a: Signature, b: Signature) -> float:
     cells only (the outer ring of a grid mixes a border with the picture) over the _FRAMED_KEEP closest."""
     if a._g is None or b._g is None:
         return -1.0
-    best = np.inf
-    for x, y in ((a._g, b._g), (b._g, a._g)):
-        inner = y[1:-1, 1:-1].ravel().astype(np.float64)
-        best = min(best, float(_tone_free(_windows(x), inner, _FRAMED_KEEP).min()))
-    return best
+    return float(_framed_many(a._g.reshape(1, -1), b._g.reshape(1, -1))[0])
+
+
+def _framed_many(ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
+    """zf of each pair of grids (ga[i], gb[i]), (n, 64) each: compiled (``framing``, numba, on one thread per core
+    for many pairs) when it is installed, else on arrays, _FRAMED_AT_ONCE pairs at a time; the same numbers either
+    way (tested)."""
+    from archiver.image import framing  # numba: loaded by the searches that need it, not by every run
+
+    if framing.AVAILABLE:
+        ga, gb = np.ascontiguousarray(ga), np.ascontiguousarray(gb)
+        out = np.empty(len(ga))
+        cuts = np.linspace(0, len(ga), min(os.cpu_count() or 1, len(ga) // 16) + 2, dtype=np.int64).tolist()
+        spans = list(zip(cuts[:-1], cuts[1:], strict=True))
+        if len(spans) == 1:
+            framing.framed_many(ga, gb, _CROPS, _FRAMED_KEEP, TONE_FLOOR, out)
+            return out
+        with ThreadPoolExecutor(len(spans)) as pool:  # the compiled loop releases the GIL
+            list(pool.map(lambda s: framing.framed_many(ga[s[0]:s[1]], gb[s[0]:s[1]], _CROPS, _FRAMED_KEEP,
+                                                        TONE_FLOOR, out[s[0]:s[1]]), spans))
+        return out
+    out = np.full(len(ga), np.inf)
+    for x, y in ((ga, gb), (gb, ga)):
+        inner = y.reshape(-1, _GREY_SIDE, _GREY_SIDE)[:, 1:-1, 1:-1].reshape(len(y), -1).astype(np.float64)
+        for lo in range(0, len(x), _FRAMED_AT_ONCE):
+            part = range(lo, min(lo + _FRAMED_AT_ONCE, len(x)))
+            windows = np.stack([_windows(x[i].reshape(_GREY_SIDE, _GREY_SIDE)) for i in part])
+            z = _tone_free(windows, inner[part.start:part.stop, None], _FRAMED_KEEP).min(axis=1)
+            out[part.start:part.stop] = np.minimum(out[part.start:part.stop], z)
+    return out
 
 
 def _windows(x: np.ndarray) -> np.ndarray:
     """Every (rows, columns) window of an 8x8 grid that _framed_distance compares, inner 6x6 cells raveled:
-    (len(CROP_INSETS) ** 4, 36)."""
-    return ((_CROPS @ x)[:, None] @ _CROPS_T[None])[..., 1:-1, 1:-1].reshape(-1, (_GREY_SIDE - 2) ** 2)
+    (len(CROP_INSETS) ** 4, 36). ``_CROPS[k] @ x @ _CROPS[m].T``, its sums taken in a fixed order from 0.0
+    (what ``framing`` does: a matrix product's order is BLAS's own)."""
+    xf = x.astype(np.float64)
+    rows = np.zeros((len(_CROPS), _GREY_SIDE, _GREY_SIDE))
+    for i in range(_GREY_SIDE):  # rows[k, r, j] = sum over i of crops[k, r, i] * x[i, j]
+        rows += _CROPS[:, :, i, None] * xf[i]
+    win = np.zeros((len(_CROPS), len(_CROPS), _GREY_SIDE - 2, _GREY_SIDE - 2))
+    for j in range(_GREY_SIDE):  # win[k, m, r, c] = sum over j of rows[k, r, j] * crops[m, c, j], inner r and c
+        win += rows[:, None, 1:-1, j, None] * _CROPS[None, :, None, 1:-1, j]
+    return win.reshape(-1, (_GREY_SIDE - 2) ** 2)
 
 
-_FRAMED_AT_ONCE = 64  # pairs whose windows JudgedMany.framed compares at once (~180 KB of windows a pair and side)
+_FRAMED_AT_ONCE = 4  # pairs whose windows _framed_many compares at once on arrays (180 KB a pair and side: in cache)
 
 
 def compare(a: Signature, b: Signature, max_distance: int) -> Match | None:
@@ -473,23 +507,14 @@ class JudgedMany:
         return self._tone[rows]
 
     def framed(self, rows: np.ndarray) -> np.ndarray:
-        """zf (``Judged.framed``) of the pairs ``rows``: the windows of each pair's grids as ``_framed_distance``
-        cuts them, compared (``_tone_free``) for _FRAMED_AT_ONCE pairs at a time; each pair measured once."""
+        """zf (``Judged.framed``) of the pairs ``rows`` (``_framed_many``), each pair measured once."""
         todo = rows[np.isnan(self._framed[rows])]
-        for lo in range(0, todo.size, _FRAMED_AT_ONCE):
+        if todo.size:
             ga, gb, both = self._grids
-            part = todo[lo:lo + _FRAMED_AT_ONCE]
-            zf = np.full(part.size, -1.0)
-            grey = both[part]
-            r = part[grey]
-            if r.size:
-                best = np.full(r.size, np.inf)
-                for xs, ys in ((ga, gb), (gb, ga)):
-                    windows = np.stack([_windows(xs[i].reshape(_GREY_SIDE, _GREY_SIDE)) for i in r.tolist()])
-                    inner = ys[r].reshape(-1, _GREY_SIDE, _GREY_SIDE)[:, 1:-1, 1:-1].reshape(r.size, 1, -1)
-                    best = np.minimum(best, _tone_free(windows, inner.astype(np.float64), _FRAMED_KEEP).min(axis=1))
-                zf[grey] = best
-            self._framed[part] = zf
+            zf = np.full(todo.size, -1.0)
+            r = todo[both[todo]]
+            zf[both[todo]] = _framed_many(ga[r], gb[r])
+            self._framed[todo] = zf
         return self._framed[rows]
 
     def accepted(self, max_distance: int) -> tuple[np.ndarray, np.ndarray]:

@@ -217,7 +217,7 @@ def test_three_runs_one_killed_then_dedupe_equals_a_full_recomputation(
     assert "searching them again at 12" in capsys.readouterr().err
 
 
-def test_pairs_measured_at_once_decide_as_compare_at_every_distance() -> None:
+def test_pairs_measured_at_once_decide_as_compare_at_every_distance(monkeypatch: pytest.MonkeyPatch) -> None:
     """similarity.Judged (one pair, each measurement made once) and JudgedMany (many pairs as arrays, what the
     search and grouping use) decide as compare at every distance, and the smallest accepting distance recorded with a
     pair is the first distance at which compare accepts it. The pairs include the hard cases of the array path: a
@@ -270,3 +270,16 @@ def test_pairs_measured_at_once_decide_as_compare_at_every_distance() -> None:
     tones, framed = many.tones(every).tolist(), many.framed(every).tolist()
     assert tones == [Judged(x, y).tone() for x, y in zip(xs, ys, strict=True)]
     assert framed == [Judged(x, y).framed() for x, y in zip(xs, ys, strict=True)]
+    from archiver.image import framing, similarity
+
+    ga, gb, both = many._grids  # rule D's distance compiled (threads) and on arrays: the same numbers
+    compiled = similarity._framed_many(ga[both], gb[both])
+    assert framing.AVAILABLE and len(compiled) > 500
+    special = [np.full(64, 128), np.full(64, 0), np.full(64, 255), np.tile([0, 255], 32), np.tile([10, 10, 11], 22)[:64],
+               np.arange(64) % 3, np.r_[np.full(32, 40), np.full(32, 41)], rng.integers(0, 2, 64) * 255]
+    sa = np.array([x for x in special for _ in special], dtype=np.int16)  # flat grids, ties, extremes: every pair
+    sb = np.array([y for _ in special for y in special], dtype=np.int16)
+    flat = similarity._framed_many(sa, sb)
+    monkeypatch.setattr(framing, "AVAILABLE", False)
+    assert similarity._framed_many(ga[both], gb[both]).tolist() == compiled.tolist()
+    assert similarity._framed_many(sa, sb).tolist() == flat.tolist()
