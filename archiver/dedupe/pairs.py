@@ -92,6 +92,7 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     qcls = index.classes_of(wanted)
     ok = qcls >= 0
     searched = [sha for (_, sha), good in zip(todo, ok, strict=True) if good]
+    searched_ids = wanted[ok].tolist()
     if not searched:  # only assets whose stored variants do not parse: nothing to search
         return PairSearch(0, index.assets, 0, widened, time.monotonic() - started)
     searched_classes = np.unique(qcls[ok])
@@ -133,7 +134,8 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
                 continue
             pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance,
                           int(accepted_from[i])))
-    manifest.record_pair_search(pairs, searched, max_distance, SIMILARITY_RULE_VERSION, replace_all=rescan)
+    manifest.record_pair_search(pairs, searched, max_distance, SIMILARITY_RULE_VERSION, replace_all=rescan,
+                                searched_ids=searched_ids)
     return PairSearch(len(searched), index.assets, len(pairs), widened, time.monotonic() - started)
 
 

@@ -128,6 +128,10 @@ def test_pairs_and_search_marks_are_recorded_together_or_not_at_all(manifest_tar
         assert [r.sha256 for r in m.unsearched(9, 2)] == [a] and m.recorded_pairs(9, 2) == [(a, c, 0, 1)]
         assert sorted(tuple(r) for r in m._db.execute("SELECT asset, max_distance FROM pair_searches")) == \
             [(b, 9), (c, 9)]
+        m.record_pair_search([], [c, a, c], 11, 2)  # ids 1 and 3, not 2: b's mark stays as it was
+        assert [r.sha256 for r in m.unsearched(11, 2)] == [b] and m.unsearched(9, 2) == []
+        assert sorted(tuple(r) for r in m._db.execute("SELECT asset, max_distance FROM pair_searches")) == \
+            [(a, 11), (b, 9), (c, 11)]
 
 
 def test_the_assets_to_search_are_found_through_an_index_not_by_reading_every_asset(tmp_path: Path) -> None:
