@@ -146,11 +146,13 @@ def _to_measure(x: np.ndarray, y: np.ndarray, heads: dict[int, int], rows: dict[
     searched), and their hashes differ (the same 8 pHash and 8 dHash variants, another grey: one class for
     grouping, no pair needed). Worked on arrays: a first search or a rescan has tens of millions of candidates."""
     known = np.array(sorted(heads), dtype=np.int64)
+    if not known.size:  # no class has a head left (gc removed every member meanwhile): nothing to measure
+        return []
     hashes: dict[tuple[str, str], int] = {}
     same = np.array([hashes.setdefault(rows[heads[c]][:2], len(hashes)) for c in known.tolist()], dtype=np.int64)
     px = np.minimum(np.searchsorted(known, x), max(0, known.size - 1))
     py = np.minimum(np.searchsorted(known, y), max(0, known.size - 1))
-    keep = (known[px] == x) & (known[py] == y) if known.size else np.zeros(x.size, dtype=bool)
+    keep = (known[px] == x) & (known[py] == y)
     keep &= np.isin(x, searched) | np.isin(y, searched)
     keep &= same[px] != same[py]
     return list(zip(x[keep].tolist(), y[keep].tolist(), strict=True))

@@ -342,7 +342,8 @@ def _framed_many(ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
         return out
     out = np.full(len(ga), np.inf)
     for x, y in ((ga, gb), (gb, ga)):
-        inner = y.reshape(-1, _GREY_SIDE, _GREY_SIDE)[:, 1:-1, 1:-1].reshape(len(y), -1).astype(np.float64)
+        inner = y.reshape(-1, _GREY_SIDE, _GREY_SIDE)[:, 1:-1, 1:-1].reshape(len(y), (_GREY_SIDE - 2) ** 2)
+        inner = inner.astype(np.float64)  # (no pairs: an empty (0, 36), not a reshape of 0 cells to (0, -1))
         for lo in range(0, len(x), _FRAMED_AT_ONCE):
             part = range(lo, min(lo + _FRAMED_AT_ONCE, len(x)))
             windows = np.stack([_windows(x[i].reshape(_GREY_SIDE, _GREY_SIDE)) for i in part])
@@ -457,8 +458,9 @@ def _parsed(sigs: list[Signature]) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 class JudgedMany:
     """``Judged`` for many pairs (a[i], b[i]) at once: the hash distances under every transform, the tie-break by
     the grey thumbnails and m are whole-array integer arithmetic (m is a mean of integers, so bit for bit the
-    float ``Judged`` computes); z and zf, which rules C and D need for a few pairs only, are measured by ``Judged``
-    itself for those pairs. ``decide(k)[i]`` is ``compare(a[i], b[i], k)``, measured once for every k."""
+    float ``Judged`` computes); z and zf, which rules C and D need for a few pairs only, are measured for those pairs
+    only, array-wise (``tones``, ``framed``: the numbers ``Judged`` measures, bit for bit). ``decide(k)[i]`` is
+    ``compare(a[i], b[i], k)``, measured once for every k."""
 
     def __init__(self, a: list[Signature], b: list[Signature]) -> None:
         self.a, self.b = a, b

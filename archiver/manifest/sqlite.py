@@ -547,7 +547,7 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         the ids of ``searched``, when the caller has them (else looked up: ~6 s for a million)."""
         now, mark = time.time(), _mark(rule, max_distance)
         ids = self.asset_ids(searched).values() if searched_ids is None else searched_ids
-        runs = _runs(sorted(set(ids)))
+        runs = _runs(sorted({int(i) for i in ids}))  # sqlite3 binds a numpy integer as a BLOB: never >= an id
         with self._tx() as db:
             if replace_all:
                 db.execute("DELETE FROM pair_searches")
