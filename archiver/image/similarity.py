@@ -327,6 +327,8 @@ def _framed_many(ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
     way (tested)."""
     from archiver.image import framing  # numba: loaded by the searches that need it, not by every run
 
+    if ga.shape != gb.shape or ga.shape[1:] != (_GREY_SIDE * _GREY_SIDE,):  # the compiled loop checks no bounds
+        raise ValueError(f"grids of {_GREY_SIDE * _GREY_SIDE} cells in pairs expected, got {ga.shape} and {gb.shape}")
     if framing.AVAILABLE:
         ga, gb = np.ascontiguousarray(ga), np.ascontiguousarray(gb)
         out = np.empty(len(ga))

@@ -283,3 +283,6 @@ def test_pairs_measured_at_once_decide_as_compare_at_every_distance(monkeypatch:
     monkeypatch.setattr(framing, "AVAILABLE", False)
     assert similarity._framed_many(ga[both], gb[both]).tolist() == compiled.tolist()
     assert similarity._framed_many(sa, sb).tolist() == flat.tolist()
+    for a, b in ((sa, sb[:-1]), (sa[:, :63], sb[:, :63])):  # the compiled loop checks no bounds: refused before it
+        with pytest.raises(ValueError, match="grids of 64 cells"):
+            similarity._framed_many(a, b)
