@@ -470,6 +470,8 @@ class JudgedMany:
         if not n:
             self.p = self.d = self.t = self.p0 = self.d0 = np.zeros(0, np.int64)
             self.m = self._tone = self._framed = np.zeros(0)
+            self._grids = np.zeros((0, _GREY_SIDE * _GREY_SIDE), np.int16), np.zeros((0, _GREY_SIDE * _GREY_SIDE),
+                                                                                   np.int16), np.zeros(0, bool)
             return
         pa, da, ga, ha = _parsed(a)
         pb, db, gb, hb = _parsed(b)
@@ -500,28 +502,27 @@ class JudgedMany:
     def tones(self, rows: np.ndarray) -> np.ndarray:
         """z (``Judged.tone``) of the pairs ``rows``, under their best transforms: ``_tone_free`` on all of them at
         once (row by row the same arithmetic, so the same numbers), each pair measured once."""
-        todo = rows[np.isnan(self._tone[rows])]
-        if todo.size:
-            ga, gb, both = self._grids
-            z = np.full(todo.size, -1.0)
-            grey = both[todo]
-            r = todo[grey]
-            if r.size:
-                x = np.take_along_axis(ga[r], _PERM[self.t[r]], axis=1).astype(np.float64)
-                z[grey] = _tone_free(x, gb[r].astype(np.float64), _GREY_KEEP)
-            self._tone[todo] = z
-        return self._tone[rows]
+        ga, gb, _ = self._grids
+        return self._once(self._tone, rows, lambda r: _tone_free(
+            np.take_along_axis(ga[r], _PERM[self.t[r]], axis=1).astype(np.float64), gb[r].astype(np.float64),
+            _GREY_KEEP))
 
     def framed(self, rows: np.ndarray) -> np.ndarray:
         """zf (``Judged.framed``) of the pairs ``rows`` (``_framed_many``), each pair measured once."""
-        todo = rows[np.isnan(self._framed[rows])]
+        ga, gb, _ = self._grids
+        return self._once(self._framed, rows, lambda r: _framed_many(ga[r], gb[r]))
+
+    def _once(self, cache: np.ndarray, rows: np.ndarray, measure: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``cache[rows]``, the pairs not measured yet (NaN) measured first: ``measure(pairs)`` for those where both
+        have a grey thumbnail, -1.0 for the others (as ``Judged``)."""
+        todo = rows[np.isnan(cache[rows])]
         if todo.size:
-            ga, gb, both = self._grids
-            zf = np.full(todo.size, -1.0)
-            r = todo[both[todo]]
-            zf[both[todo]] = _framed_many(ga[r], gb[r])
-            self._framed[todo] = zf
-        return self._framed[rows]
+            both = self._grids[2][todo]
+            values = np.full(todo.size, -1.0)
+            if both.any():
+                values[both] = measure(todo[both])
+            cache[todo] = values
+        return cache[rows]
 
     def accepted(self, max_distance: int) -> tuple[np.ndarray, np.ndarray]:
         """(accepted, by_best): which pairs ``compare`` accepts at ``max_distance``, and of those which by rule A, B

@@ -493,9 +493,8 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         return self._asset_rows_in("id", ids)
 
     def _asset_rows_in(self, column: str, keys: Iterable[object]) -> list[AssetRow]:
-        return sorted((AssetRow(*r) for r in self._rows_in(
-            "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, phash_variants, "
-            "dhash_variants, grey, colours, chroma, content FROM assets", column, keys)), key=lambda r: r.sha256)
+        return sorted((AssetRow(*r) for r in self._rows_in(f"SELECT {_ASSET_COLUMNS} FROM assets", column, keys)),
+                      key=lambda r: r.sha256)
 
     def hash_index_state(self, name: str) -> tuple[str, int, int, str] | None:
         """(token, generation, assets, checksum) the last update of the on-disk index ``name`` recorded."""
@@ -612,8 +611,7 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         taken, or damaged. One pass over the table in its own order, no row built for the others (at 1 M, 0.8 s of
         CPU; in sha256 order, through its index, 2.5 s)."""
         return sorted(AssetRow(*r) for r in self._db.execute(
-            "SELECT sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, phash_variants, "
-            "dhash_variants, grey, colours, chroma, content FROM assets WHERE phash IS NOT NULL AND ("
+            f"SELECT {_ASSET_COLUMNS} FROM assets WHERE phash IS NOT NULL AND ("
             "phash_variants IS NULL OR dhash_variants IS NULL OR LENGTH(phash_variants) <> ? OR "
             "LENGTH(dhash_variants) <> ? OR (grey IS NOT NULL AND LENGTH(grey) <> 128))", (well_formed, well_formed)))
 
@@ -625,11 +623,9 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         """Every asset, by sha256: what grouping needs. With ``well_formed`` (the length of a well-formed variants
         field), the variants and grey thumbnail of the assets whose fields have that form come back as "" (read
         later, for the few assets that can be in a group: ``asset_rows_of``); the others' as they are."""
-        head = "sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash"
         if well_formed is None:
-            return [AssetRow(*r) for r in self._db.execute(
-                f"SELECT {head}, phash_variants, dhash_variants, grey, colours, chroma, content FROM assets "
-                "ORDER BY sha256")]
+            return [AssetRow(*r) for r in self._db.execute(f"SELECT {_ASSET_COLUMNS} FROM assets ORDER BY sha256")]
+        head = _ASSET_COLUMNS.split(", phash_variants")[0]  # the columns before the variants
         # whether the fields are well formed, tested once a row (not once per field), and the rows read in the table's
         # order, sorted here (through the sha256 index, a million rows cost 2 s more): at 1 M, 8.4 -> 6.0 s of CPU
         ok = "LENGTH(phash_variants) = ? AND LENGTH(dhash_variants) = ? AND (grey IS NULL OR LENGTH(grey) = 128)"
@@ -707,6 +703,11 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
                 (limit,),
             )
         ]
+
+
+# an AssetRow's columns, in its order
+_ASSET_COLUMNS = ("sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, phash_variants, "
+                  "dhash_variants, grey, colours, chroma, content")
 
 
 def _runs(ids: list[int]) -> list[tuple[int, int]]:
