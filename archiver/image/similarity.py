@@ -332,15 +332,24 @@ def _framed_many(ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
     if framing.AVAILABLE:
         ga, gb = np.ascontiguousarray(ga), np.ascontiguousarray(gb)
         out = np.empty(len(ga))
+
+        def span(lo: int) -> None:
+            hi = lo + _FRAMED_SPAN
+            framing.framed_many(ga[lo:hi], gb[lo:hi], _CROPS, _FRAMED_KEEP, TONE_FLOOR, out[lo:hi])
+
+        # spans of ~0.1 s: Ctrl-C is seen between two (a compiled loop is not interrupted), the spans not started
+        # are dropped, and the threads (the compiled loop releases the GIL) finish the one they are in
+        starts = range(0, len(ga), _FRAMED_SPAN)
         workers = max(1, min(os.cpu_count() or 1, len(ga) // _FRAMED_PER_THREAD))
-        cuts = np.linspace(0, len(ga), workers + 1, dtype=np.int64).tolist()
-        spans = list(zip(cuts[:-1], cuts[1:], strict=True))
-        if len(spans) == 1:
-            framing.framed_many(ga, gb, _CROPS, _FRAMED_KEEP, TONE_FLOOR, out)
+        if workers == 1:
+            for lo in starts:
+                span(lo)
             return out
-        with ThreadPoolExecutor(len(spans)) as pool:  # the compiled loop releases the GIL
-            list(pool.map(lambda s: framing.framed_many(ga[s[0]:s[1]], gb[s[0]:s[1]], _CROPS, _FRAMED_KEEP,
-                                                        TONE_FLOOR, out[s[0]:s[1]]), spans))
+        pool = ThreadPoolExecutor(workers)
+        try:
+            list(pool.map(span, starts))
+        finally:
+            pool.shutdown(cancel_futures=True)
         return out
     out = np.full(len(ga), np.inf)
     for x, y in ((ga, gb), (gb, ga)):
@@ -369,6 +378,7 @@ def _windows(x: np.ndarray) -> np.ndarray:
 
 
 _FRAMED_PER_THREAD = 16  # pairs below which _framed_many's compiled loop runs on one thread (~15 ms of work)
+_FRAMED_SPAN = 64  # pairs the compiled loop measures per call (~0.1 s)
 _FRAMED_AT_ONCE = 4  # pairs whose windows _framed_many compares at once on arrays (180 KB a pair and side: in cache)
 
 
