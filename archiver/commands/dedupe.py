@@ -136,18 +136,24 @@ def _usage(paths: list[str], assets_of: Callable[[Iterable[str]], dict[str, str]
 def _rows(p: Plan, sources: dict[str, list[str]], usage: dict[str, list[str]], store: Store,
           report_dir: Path) -> list[GroupRow]:
     page_src = _page_src(store, report_dir)
+    url_for, assets, pinned = store.url_for, p.assets, p.pinned
 
     def member(sha: str, m: similarity.Match | None, canonical: bool) -> MemberRow:
-        a = p.assets[sha]
-        thumb_key = next((k for w, k in a.thumbs if w >= THUMB_MIN_WIDTH), a.thumbs[-1][1] if a.thumbs else a.key)
+        a = assets[sha]
+        info = a.info
+        key = a.key
+        thumb_key = key
+        for w, k in a.thumbs:  # the smallest thumbnail the report's box can show, else the largest, else the original
+            thumb_key = k
+            if w >= THUMB_MIN_WIDTH:
+                break
+        url, thumb_url = url_for(key), url_for(thumb_key)  # (each checks its key: check_key)
         return MemberRow(
-            sha, store.url_for(a.key), page_src(a.key), store.url_for(thumb_key),
-            page_src(thumb_key), a.info.width, a.info.height, a.info.format, a.info.bytes,
-            canonical, sha in p.pinned, m.transform if m else None, m.phash_distance if m else None,
-            m.dhash_distance if m else None, m.grey_distance if m else None, tuple(sources.get(sha, ())),
-            tuple(usage.get(sha, ())),
-            None if a.info.chroma is None else "greyscale" if a.info.greyscale else "colour",
-            a.info.colours or None,
+            sha, url, page_src(key, url), thumb_url, page_src(thumb_key, thumb_url), info.width, info.height,
+            info.format, info.bytes, canonical, sha in pinned, m.transform if m else None,
+            m.phash_distance if m else None, m.dhash_distance if m else None, m.grey_distance if m else None,
+            tuple(sources.get(sha, ())), tuple(usage.get(sha, ())),
+            None if info.chroma is None else "greyscale" if info.greyscale else "colour", info.colours or None,
         )
 
     rows = [GroupRow("near", tuple(member(x.sha256, x.match, i == 0) for i, x in enumerate(g.members)))
@@ -158,26 +164,27 @@ def _rows(p: Plan, sources: dict[str, list[str]], usage: dict[str, list[str]], s
     return rows
 
 
-def _page_src(store: Store, report_dir: Path) -> Callable[[str], str]:
-    """How the page loads an object: by a path relative to the report for a local archive (works from disk), else
-    by its URL. The path is ``os.path.relpath(store.local_path(key), realpath(report folder))``, worked out without
-    resolving a million paths (a third of the command's time at 1 M images): the two folders are related once, and
-    a key (checked: relative, no ``.`` or ``..`` segment, only characters ``quote`` leaves as they are) is appended
+def _page_src(store: Store, report_dir: Path) -> Callable[[str, str], str]:
+    """How the page loads an object, given its key and its URL (``store.url_for(key)``, which checked the key:
+    relative, no ``.`` or ``..`` segment, only characters ``quote`` leaves as they are): by a path relative to the
+    report for a local archive (works from disk), else by its URL. The path is
+    ``os.path.relpath(store.local_path(key), realpath(report folder))``, worked out without resolving a million
+    paths (a third of the command's time at 1 M images): the two folders are related once, and the key is appended
     to that, or, for a report folder inside the store, the segments the key shares with the report folder's place
     in it are left out, as relpath does (a report folder that is a symlink into the store then reaches the objects
     below it through the link, as the page resolves ``..`` without following it). The page only links to the
     object: a symlink in the store that leads out of it is refused where the archiver reads or writes, not here."""
     root = store.local_root()
     if root is None:
-        return store.url_for
+        return lambda _key, url: url
     report = os.path.realpath(report_dir)
     place = os.path.relpath(report, root).split(os.sep)  # where the report's folder is, from the store's
     if place == [os.curdir] or place[0] == os.pardir:  # the store's folder itself, or not inside it
         rel = os.path.relpath(root, report)
         prefix = "" if rel == os.curdir else quote("/".join(rel.split(os.sep))) + "/"
-        return lambda key: prefix + check_key(key)
+        return lambda key, _url: prefix + key
 
-    def inside(key: str) -> str:  # posixpath.relpath's steps, from the store's folder down
+    def inside(key: str, _url: str) -> str:  # posixpath.relpath's steps, from the store's folder down
         segments = check_key(key).split("/")
         shared = 0
         while shared < min(len(place), len(segments)) and place[shared] == segments[shared]:

@@ -13,8 +13,9 @@ import io
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields, replace
+from functools import cached_property
 from typing import TypeVar
 
 from PIL import Image
@@ -55,9 +56,16 @@ class Plan:
 
     groups: list[Group]
     assets: dict[str, ArchivedAsset]  # the members of the groups (what the report shows of them)
-    mapping: dict[str, str]
     pinned: set[str]
     articles: list[str]  # the articles the manifest knows we rewrote
+    bases: tuple[str, ...]  # public_bases: every form an archive URL takes in an article
+
+    @cached_property
+    def mapping(self) -> dict[str, str]:
+        """Archive URL of each non-canonical member (in every form of ``bases``) -> its canonical's: what --apply
+        rewrites. Made when first asked for (a report alone does not need it: ~400 000 URLs at 1 M images)."""
+        return {public_url(b, self.assets[m.sha256].key): public_url(b, self.assets[g.canonical].key)
+                for g in self.groups for m in g.members[1:] for b in self.bases}
 
 
 def plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, *, rescan: bool = False,
@@ -95,18 +103,16 @@ def _plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, resc
         nonlocal readable
         out: list[AssetInfo] = []
         unmeasured: list[tuple[int, ArchivedAsset]] = []
-        for a in load_assets(manifest, store, shas, signed=True):
-            if a.info.signature is None:
-                continue
-            out.append(a.info)
-            by_sha[a.info.sha256] = _copy(a, info=_signed(a.info, None))
-            if a.info.chroma is None:
+        for info, sig, a in _grouping_assets(manifest, shas):
+            out.append(_signed(info, sig))
+            by_sha[info.sha256] = a
+            if info.chroma is None:
                 unmeasured.append((len(out) - 1, a))
         readable += len(out)
         if unmeasured:
             for (i, _), a in zip(unmeasured, _with_colour(manifest, store, [a for _, a in unmeasured]), strict=True):
-                out[i] = a.info
-                by_sha[a.info.sha256] = _copy(a, info=_signed(a.info, None))  # the colour kept, not the signature
+                out[i] = _signed(a.info, out[i].signature)
+                by_sha[a.info.sha256] = a  # the colour kept, not the signature
         return out
 
     groups = stream_groups(manifest, max_distance, d.prefer, infos_of, pinned, excluded)
@@ -115,10 +121,8 @@ def _plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, resc
         del by_sha[sha]
     log.info("grouped the %d assets that can be in a group (the ends of recorded pairs, or of several with the same "
              "hashes) in %.1fs", readable, time.monotonic() - started)
-    mapping = {public_url(b, by_sha[m.sha256].key): public_url(b, by_sha[g.canonical].key)
-               for g in groups for m in g.members[1:] for b in bases}
     articles = [path for path, _before, _after in manifest.rewritten_articles()]
-    return Plan(groups, by_sha, mapping, pinned, articles)
+    return Plan(groups, by_sha, pinned, articles, bases)
 
 
 def archive_assets(manifest: Manifest, bases: tuple[str, ...], urls: Iterable[str]) -> dict[str, str]:
@@ -166,6 +170,33 @@ def load_assets(manifest: Manifest, store: Store, shas: Iterable[str] | None = N
             for r in rows]
 
 
+_INFO_FIELDS = tuple(f.name for f in fields(AssetInfo))
+_ASSET_FIELDS = tuple(f.name for f in fields(ArchivedAsset))
+
+
+def _made(cls: type[_Frozen], names: tuple[str, ...], values: tuple[object, ...]) -> _Frozen:
+    """``cls(*values)`` for AssetInfo and ArchivedAsset (frozen dataclasses without ``__post_init__`` or slots): the
+    fields set at once, not through one ``object.__setattr__`` each (~400 000 of each when grouping 1 M images)."""
+    new = object.__new__(cls)
+    new.__dict__.update(zip(names, values, strict=True))
+    return new
+
+
+def _grouping_assets(manifest: Manifest, shas: list[str]
+                     ) -> Iterator[tuple[AssetInfo, similarity.Signature, ArchivedAsset]]:
+    """Of ``shas``, those the manifest knows with a signature that parses, by sha256: (the asset without its
+    signature, the signature, the asset as the report shows it: the same AssetInfo, with its thumbnails)."""
+    rows, thumbs = manifest.asset_rows_by_sha(shas), _thumbs(manifest.renditions_of(shas))
+    for r in rows:
+        sig = similarity.Signature.from_columns(r.phash_variants, r.dhash_variants, r.grey)
+        if sig is None:
+            continue
+        info = _made(AssetInfo, _INFO_FIELDS, (r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen, None,
+                                               r.colours, r.chroma, r.content))
+        yield info, sig, _made(ArchivedAsset, _ASSET_FIELDS,
+                               (info, r.mime, r.ext, r.key, r.phash, r.dhash, tuple(thumbs.get(r.sha256, ()))))
+
+
 def _thumbs(renditions: Iterable[tuple[str, int, str]]) -> dict[str, list[tuple[int, str]]]:
     """(width, key) of each asset's thumbnails, in the order given (by width), from (asset, width, key) rows."""
     out: dict[str, list[tuple[int, str]]] = defaultdict(list)
@@ -197,13 +228,13 @@ _PALETTE_FORMATS = frozenset({"gif", "png", "bmp", "tiff", "ico"})  # the format
 
 
 def _with_colour(manifest: Manifest, store: Store, assets: list[ArchivedAsset]) -> list[ArchivedAsset]:
-    """The assets (those that can be in a group: an end of a recorded pair, or one of several with the same hashes),
-    with the colour of those archived before it was recorded measured now: chroma from the largest stored thumbnail,
-    palette colours from the original (palette formats only). Recorded, so measured once."""
+    """The assets (signed ones that can be in a group: an end of a recorded pair, or one of several with the same
+    hashes), with the colour of those archived before it was recorded measured now: chroma from the largest stored
+    thumbnail, palette colours from the original (palette formats only). Recorded, so measured once."""
     measured: list[tuple[str, int | None, float | None]] = []
     out = []
     for a in assets:
-        if a.info.signature is not None and a.info.chroma is None:
+        if a.info.chroma is None:
             colours, chroma = _measure_colour(store, a)
             measured.append((a.info.sha256, colours, chroma))
             a = replace(a, info=replace(a.info, colours=colours, chroma=chroma))
@@ -232,12 +263,7 @@ def _measure_colour(store: Store, a: ArchivedAsset) -> tuple[int | None, float |
 
 
 def _signature(pv: str | None, dv: str | None, grey: str | None) -> similarity.Signature | None:
-    if not pv or not dv:
-        return None
-    try:
-        return similarity.Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey or "")
-    except ValueError:
-        return None
+    return similarity.Signature.from_columns(pv, dv, grey)
 
 
 def _thumbnail(store: Store, sha: str, key: str, otherwise: str) -> Image.Image | None:

@@ -20,9 +20,16 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - a dependency; json's encoder does the same, slower
+    orjson = None  # type: ignore[assignment]
 
 from archiver.errors import ArchiverError, ConfigError
 from archiver.scratch import DEDUPE_PAGE_MARK, is_ours
@@ -61,8 +68,8 @@ class GroupRow:
     kind: str  # "near" (several assets) or "exact" (one asset reached through several URLs)
     members: tuple[MemberRow, ...]  # canonical first
 
-    @property
-    def articles(self) -> int:
+    @cached_property
+    def articles(self) -> int:  # read three times a group while the report is written: counted once
         return len({a for m in self.members for a in m.articles})
 
 
@@ -97,22 +104,30 @@ def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, m
         for stale in sorted(data_dir.iterdir()):  # pages of an earlier, larger report
             if _PAGE_FILE.fullmatch(stale.name) and int(stale.name[1:6]) > pages and _holds(stale, "page"):
                 stale.unlink()
-        for p, page_path in enumerate(page_paths):
-            chunk = ordered[p * PAGE_SIZE : (p + 1) * PAGE_SIZE]
-            rows = [_page_group(p * PAGE_SIZE + i + 1, g) for i, g in enumerate(chunk)]
-            body = f"{_PAGE_MARK.decode()}{p + 1},{_json(rows)});\n"
-            _write(page_path, body.encode("utf-8"))
-        summary = {
-            **meta,
-            "groups": len(ordered),
-            "near_groups": sum(g.kind == "near" for g in ordered),
-            "exact_groups": sum(g.kind == "exact" for g in ordered),
-            "pages": pages,
-            "page_size": PAGE_SIZE,
-            "data": f"{data_dir.name}/",
-        }
-        _write(html_path, _html(summary).encode("utf-8"))
-        _write(json_path, _export(meta, ordered).encode("utf-8"))
+        with _replacing(json_path) as export:  # streamed, a group a line, beside the pages; in place last
+            export.write(_export_head(meta, bool(ordered)).encode("utf-8"))
+            for p, page_path in enumerate(page_paths):
+                chunk = ordered[p * PAGE_SIZE : (p + 1) * PAGE_SIZE]
+                rows, lines = [], []
+                for i, g in enumerate(chunk):
+                    page_row, export_row = _group_rows(p * PAGE_SIZE + i + 1, g)
+                    rows.append(page_row)
+                    lines.append(_dumps(export_row))
+                if lines:
+                    export.write(_escaped((",\n  " if p else "") + ",\n  ".join(lines)).encode("utf-8"))
+                body = f"{_PAGE_MARK.decode()}{p + 1},{_json(rows)});\n"
+                _write(page_path, body.encode("utf-8"))
+            export.write(b"\n ]\n}\n" if ordered else b"\n}\n")
+            summary = {
+                **meta,
+                "groups": len(ordered),
+                "near_groups": sum(g.kind == "near" for g in ordered),
+                "exact_groups": sum(g.kind == "exact" for g in ordered),
+                "pages": pages,
+                "page_size": PAGE_SIZE,
+                "data": f"{data_dir.name}/",
+            }
+            _write(html_path, _html(summary).encode("utf-8"))
     except OSError as exc:
         raise ArchiverError(f"cannot write the report {html_path}: {exc.strerror or exc}") from exc
     return ReportFiles(html_path, json_path, data_dir, pages)
@@ -150,59 +165,79 @@ def _refuse_unless_ours(path: Path, kind: str) -> None:
                             "it or choose another report path (--report, --json, [dedupe] report)")
 
 
+def _dumps(value: object) -> str:
+    """Compact JSON text, non-ASCII characters as they are: orjson's (several times json's speed: a report of a
+    million images encodes ~750 000 members), or json's for what orjson refuses (a lone surrogate from an
+    undecodable file name) or where it is absent. The same text either way but for a float's notation
+    (``1e-05`` / ``0.00001``: the same number)."""
+    if orjson is not None:
+        try:
+            return orjson.dumps(value).decode()
+        except TypeError:
+            pass
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 def _json(value: object) -> str:
     # compact, and safe anywhere in HTML or JS: no "<" (</script>), no raw U+2028/2029 or other control characters
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return _escaped(text.replace("<", "\\u003c"))
+    return _escaped(_dumps(value).replace("<", "\\u003c"))
 
 
-def _export(meta: dict[str, object], ordered: Sequence[GroupRow]) -> str:
-    """The JSON export: ``meta`` one key a line, then every group on a line of its own (json's compiled encoder:
-    indenting the whole document went through its pure-Python one, ~10 times slower at a million images)."""
+def _export_head(meta: dict[str, object], groups: bool) -> str:
+    """The JSON export's start: ``meta`` one key a line, then the ``groups`` list opened (empty: closed); the groups
+    follow, each on a line of its own (``_group_rows``), then ``\\n ]\\n}\\n`` (``\\n}\\n`` when empty)."""
     head = json.dumps({"report": "archiver dedupe", **meta}, ensure_ascii=False, indent=1)
-    groups = ",\n  ".join(json.dumps(_export_group(i + 1, g), ensure_ascii=False) for i, g in enumerate(ordered))
-    body = f'{head[:-2]},\n "groups": [\n  {groups}\n ]\n}}' if groups else f'{head[:-2]},\n "groups": []\n}}'
-    return _escaped(body) + "\n"
+    return _escaped(f'{head[:-2]},\n "groups": [\n  ' if groups else f'{head[:-2]},\n "groups": []')
 
 
-def _fields(m: MemberRow) -> dict[str, object]:
-    """``dataclasses.asdict(m)`` (its fields are flat: strings, numbers and tuples of strings), without asdict's
-    deep copy of every value."""
-    return dict(vars(m))
+_PAGE_ONLY = tuple(f.name for f in fields(MemberRow) if f.name.endswith("_src"))  # what the page only loads
+_EXPORT_ONLY = ("thumbnail", "url")  # what the page does not need (it loads the *_src forms)
 
 
-def _page_group(number: int, g: GroupRow) -> dict[str, object]:
-    members = []
+def _group_rows(number: int, g: GroupRow) -> tuple[dict[str, object], dict[str, object]]:
+    """A group as the page shows it (a member's articles and source URLs cut to ARTICLES_SHOWN, with their totals)
+    and as the export holds it (every field but the *_src ones). A member's fields are flat (strings, numbers,
+    tuples of strings): copied from its ``vars``, not ``dataclasses.asdict``'s deep copy; the fields keep their
+    order."""
+    page, export = [], []
     for m in g.members:
-        row = _fields(m)
+        fields_ = vars(m)
+        row = dict(fields_)
+        for k in _EXPORT_ONLY:
+            del row[k]
         row["articles"] = list(m.articles[:ARTICLES_SHOWN])
         row["articles_total"] = len(m.articles)
         row["source_urls"] = list(m.source_urls[:ARTICLES_SHOWN])
         row["source_urls_total"] = len(m.source_urls)
-        del row["thumbnail"], row["url"]
-        members.append(row)
-    return {"n": number, "kind": g.kind, "articles": g.articles, "members": members}
-
-
-_EXPORTED = tuple(f.name for f in fields(MemberRow) if not f.name.endswith("_src"))  # what the page only loads
-
-
-def _export_group(number: int, g: GroupRow) -> dict[str, object]:
-    members = [{k: d[k] for k in _EXPORTED} for d in map(vars, g.members)]
-    return {"id": number, "kind": g.kind, "canonical": g.members[0].sha256, "articles": g.articles,
-            "members": members}
+        page.append(row)
+        full = dict(fields_)
+        for k in _PAGE_ONLY:
+            del full[k]
+        export.append(full)
+    articles = g.articles
+    return ({"n": number, "kind": g.kind, "articles": articles, "members": page},
+            {"id": number, "kind": g.kind, "canonical": g.members[0].sha256, "articles": articles, "members": export})
 
 
 def _write(path: Path, data: bytes) -> None:
-    """All or nothing: a reader sees the old file or the new one. Only a regular file is ever replaced: a report
-    path naming a folder, a device (/dev/full) or a socket is refused, never renamed over."""
+    """All or nothing (``_replacing``)."""
+    with _replacing(path) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[BinaryIO]:
+    """A file to write ``path``'s new content to, put in its place when the block ends without an exception, else
+    removed: a reader sees the old file or the new one. Only a regular file is ever replaced: a report path naming a
+    folder, a device (/dev/full) or a socket is refused, never renamed over."""
     with contextlib.suppress(FileNotFoundError):
         if not stat.S_ISREG(path.lstat().st_mode):
             raise ArchiverError(f"cannot write the report: {path}: not a regular file (left as it is)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as f:
+            yield f
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

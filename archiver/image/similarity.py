@@ -35,6 +35,7 @@ separate them from look-alikes; the 8x8 grid cannot (README, Deduplication).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -78,6 +79,8 @@ FRAMED_CONFIRMED = 0.06  # rule D: zf at most this
 
 
 _LENGTHS = (16,) * len(TRANSFORMS)  # the length of each hash's text
+_VARIANTS_TEXT = re.compile(rf"[0-9a-fA-F]{{16}}(?:,[0-9a-fA-F]{{16}}){{{len(TRANSFORMS) - 1}}}")  # Signature.from_columns
+_GREY_TEXT = re.compile(rf"[0-9a-fA-F]{{{2 * _GREY_SIDE * _GREY_SIDE}}}")
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,20 @@ class Signature:
         text = "".join(self.phash) + "".join(self.dhash) + self.grey
         if len(bytes.fromhex(text)) * 2 != len(text):  # ValueError when not hex; fromhex alone skips whitespace
             raise ValueError("a hash or the grey thumbnail is not hex digits")
+
+    @classmethod
+    def from_columns(cls, phash: str | None, dhash: str | None, grey: str | None) -> Signature | None:
+        """The signature a manifest row stores (each set of 8 hashes comma-separated, the grey as is or NULL), or
+        None when it is missing or does not parse: the same check as making one, on the columns' text at once (a
+        third of the time: grouping a million images reads ~400 000)."""
+        if not phash or not dhash or not _VARIANTS_TEXT.fullmatch(phash) or not _VARIANTS_TEXT.fullmatch(dhash) \
+                or (grey and not _GREY_TEXT.fullmatch(grey)):
+            return None
+        sig = object.__new__(cls)
+        object.__setattr__(sig, "phash", tuple(phash.split(",")))
+        object.__setattr__(sig, "dhash", tuple(dhash.split(",")))
+        object.__setattr__(sig, "grey", grey or "")
+        return sig
 
     def __getattr__(self, name: str) -> object:
         """``_p``, ``_d`` (the hashes as ints) and ``_g`` (the grey grid, int16, or None), parsed once when first

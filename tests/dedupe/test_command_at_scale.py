@@ -8,6 +8,7 @@ import dataclasses
 import gc
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -49,13 +50,18 @@ def test_the_json_export_holds_every_field_and_no_unprintable_character(tmp_path
     assert raw.startswith('{\n "report": "archiver dedupe"')  # how a later report recognises it as ours
     assert not any(ch in raw for ch in "\x7f\x1b\u202e\udce9")  # escaped (\\u007f, ...), never raw
     assert "caf\u00e9" in raw or odd != "caf\u00e9"  # printable text stays text
-    assert sum(line.startswith('  {"id": ') for line in raw.splitlines()) == 120  # a group a line (grep finds it)
+    assert sum(line.startswith('  {"id":') for line in raw.splitlines()) == 120  # a group a line (grep finds it)
 
 
 def test_an_empty_export_is_valid_json(tmp_path: Path) -> None:
     write_report([], tmp_path / "dedupe.html", tmp_path / "dedupe.json", {"generated": "now"})
     assert json.loads((tmp_path / "dedupe.json").read_text(encoding="utf-8")) == {
         "report": "archiver dedupe", "generated": "now", "groups": []}
+
+
+def _keyed(src: Callable[[str, str], str], store: object) -> Callable[[str], str]:
+    """The page's path of a key as ``_rows`` asks for it: with the key's URL (``url_for`` checks the key)."""
+    return lambda key: src(key, store.url_for(key))  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("where", ["beside", "inside", "same", "linked", "far"])
@@ -69,7 +75,7 @@ def test_page_paths_are_the_store_paths_relative_to_the_report(tmp_path: Path, w
         report.symlink_to(tmp_path / "elsewhere")
     report.mkdir(parents=True, exist_ok=True)
     store = LocalStore(root, "/archive/")
-    src = _page_src(store, report)
+    src = _keyed(_page_src(store, report), store)
     for key in ("ab/cd/" + "e" * 64 + ".jpg", "p/x~y_z-1.2w.webp", "k.png"):
         rel = os.path.relpath(store.local_path(key), os.path.realpath(report))  # type: ignore[arg-type]
         assert src(key) == quote("/".join(rel.split(os.sep)))
@@ -84,7 +90,8 @@ def test_page_paths_are_the_store_paths_relative_to_the_report(tmp_path: Path, w
 def test_page_paths_equal_relpath_wherever_the_report_is_in_the_store(place: list[str], keys: list[list[str]]) -> None:
     root = Path("/nonexistent-store/archive")  # lexical: nothing is read (the folders need not exist)
     report = root.joinpath(*place)
-    src = _page_src(LocalStore(root, "/archive/"), report)
+    store = LocalStore(root, "/archive/")
+    src = _keyed(_page_src(store, report), store)
     for segments in keys:
         key = "/".join(segments)
         assert src(key) == os.path.relpath(root / key, report), (place, key)
@@ -98,7 +105,8 @@ def test_page_paths_of_a_store_that_is_not_a_folder_are_its_urls(tmp_path: Path)
         def url_for(self, key: str) -> str:
             return "https://cdn.example/" + key
 
-    assert _page_src(Remote(), tmp_path)("ab/c.jpg") == "https://cdn.example/ab/c.jpg"  # type: ignore[arg-type]
+    remote = Remote()
+    assert _keyed(_page_src(remote, tmp_path), remote)("ab/c.jpg") == "https://cdn.example/ab/c.jpg"  # type: ignore[arg-type]
 
 
 def _per_segment(key: str) -> bool:
@@ -192,5 +200,45 @@ def test_an_s3_store_is_not_made_to_answer_that_it_is_no_local_folder(tmp_path: 
     from archiver.storage import open_store
 
     store = open_store(Config(storage=StorageConfig(backend="s3", endpoint_url="http://127.0.0.1:9")))
-    assert _page_src(store, tmp_path)("ab/c.jpg").endswith("ab/c.jpg")
+    assert _page_src(store, tmp_path)("ab/c.jpg", "/archive/ab/c.jpg") == "/archive/ab/c.jpg"
     assert store._real is None  # type: ignore[attr-defined]
+
+
+def test_the_quick_construction_of_an_asset_is_the_constructor() -> None:
+    """plan._made sets a frozen dataclass's fields at once: the same object as calling it, every field."""
+    from archiver.dedupe.grouping import AssetInfo
+    from archiver.dedupe.plan import _ASSET_FIELDS, _INFO_FIELDS, ArchivedAsset, _made
+    from archiver.image.similarity import Signature
+
+    sig = Signature(("f" * 16,) * 8, ("0" * 16,) * 8, "ab" * 64)
+    values = ("a" * 64, "png", 10, 8, 9, 1.5, sig, 3, 12.5, 0.9)
+    info = _made(AssetInfo, _INFO_FIELDS, values)
+    assert info == AssetInfo(*values) and type(info) is AssetInfo and info.area == AssetInfo(*values).area
+    asset_values = (info, "image/png", "png", "k.png", "f" * 16, "0" * 16, ((160, "k-160w.webp"),))
+    assert _made(ArchivedAsset, _ASSET_FIELDS, asset_values) == ArchivedAsset(*asset_values)
+    assert len(_INFO_FIELDS) == len(values) and len(_ASSET_FIELDS) == len(asset_values)  # a field added: add it here
+
+
+_HEX16 = st.text("0123456789abcdefABCDEF", min_size=16, max_size=16)
+_ODD = st.text(st.sampled_from("0123456789abcdefABCDEF ,\n\x00gx\u0660\uff10"), max_size=20)
+
+
+@settings(max_examples=500, deadline=None)
+@given(p=st.lists(st.one_of(_HEX16, _ODD), min_size=0, max_size=9), d=st.lists(_HEX16, min_size=7, max_size=9),
+       grey=st.one_of(st.none(), st.just(""), st.text("0123456789abcdefABCDEF", min_size=126, max_size=130), _ODD),
+       sep=st.sampled_from([",", ", ", ";"]))
+def test_a_signature_read_from_its_columns_is_checked_as_one_made_from_its_parts(
+        p: list[str], d: list[str], grey: str | None, sep: str) -> None:
+    """Signature.from_columns checks the text of a row at once: the same signatures accepted, the same refused."""
+    from archiver.image.similarity import Signature
+
+    pv, dv = sep.join(p), ",".join(d)
+    try:
+        made = Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey or "") if pv and dv else None
+    except ValueError:
+        made = None
+    read = Signature.from_columns(pv, dv, grey)
+    assert read == made
+    if read is not None:  # usable as one made by hand: its parsed forms too
+        assert read._p == made._p and read._d == made._d  # type: ignore[union-attr]
+        assert (read._g is None) == (made._g is None)  # type: ignore[union-attr]
