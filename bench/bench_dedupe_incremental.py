@@ -20,7 +20,9 @@ of a run doing only this step, interpreter and imports included):
            the report's pages and JSON export), on a local store folder; the synthetic assets get what the image
            stage records first: a colour (else the run would try to measure 370 000 missing thumbnails) and two
            thumbnail rows each (320 and 640 px; the files are not made: the report only links to them).
-           The report's digest (its JSON export without the date) must be equal across implementations (checked)
+           The report's digest (its JSON export without the date, as parsed) must be equal across implementations
+           (checked); it is read by this process, so the figures are the command's alone (interpreter and imports
+           included)
 The recorded pairs between class heads after ``add`` and after ``rescan`` (since migration 18 a pair is recorded once
 per pair of classes of identical signatures, between their heads; before, once per member pair, which includes those
 rows), and the groups, must be equal across implementations (checked);
@@ -131,12 +133,8 @@ def child(step: str, path: Path, distance: int, check: bool) -> None:
                           f'path = "{folder}/store"\n[manifest]\npath = "{path}"\n'
                           f'[dedupe]\nreport = "{folder}/report/dedupe.html"\nmax_distance = {distance}\n')
         code = cli(["dedupe", "--config", str(config), "-q"])
-        export = json.loads((folder / "report" / "dedupe.json").read_text(encoding="utf-8"))
-        del export["generated"]
-        out.update(code=code, groups=len(export["groups"]), digest=hashlib.sha256(
-            json.dumps(export, sort_keys=True).encode()).hexdigest()[:16],
-            wall=time.perf_counter() - w, cpu=time.process_time() - c, peak_mb=peak_mb())
-        print(json.dumps(out), flush=True)
+        out.update(code=code, wall=time.perf_counter() - w, cpu=time.process_time() - c, peak_mb=peak_mb())
+        print(json.dumps(out), flush=True)  # the command alone: its export is read and compared by the parent
         return
     with Manifest.open(path) as m:
         if step in ("first", "add", "rescan"):
@@ -212,6 +210,15 @@ def pair_rows(path: Path) -> str:
     db.close()
     kept = [r for r in rows if r[0] in heads and r[1] in heads]
     return hashlib.sha256(repr(kept).encode()).hexdigest()[:16] + f" ({len(kept):,} between heads of {len(rows):,})"
+
+
+def export_digest(path: Path) -> dict[str, object]:
+    """The groups of a dedupe JSON export and a digest of its data (without its date; as parsed: the same data in
+    another notation, e.g. ``1e-05`` / ``0.00001``, gives the same digest)."""
+    export = json.loads(path.read_text(encoding="utf-8"))
+    del export["generated"]
+    return {"groups": len(export["groups"]),
+            "digest": hashlib.sha256(json.dumps(export, sort_keys=True).encode()).hexdigest()[:16]}
 
 
 def du(path: Path) -> int:
@@ -296,6 +303,8 @@ def main() -> None:
                     results[name][step] = {}
                     continue
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
+                if step == "command":  # what it wrote, read here: the child's figures are the command's own
+                    r.update(export_digest(paths[name].parent / "command" / "report" / "dedupe.json"))
                 results[name][step] = r
                 size = du(paths[name].with_name(paths[name].name + ".index"))
                 extra = "" if step != "add" else \

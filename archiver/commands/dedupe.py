@@ -23,7 +23,7 @@ from archiver.config import Config
 from archiver.dedupe import canonical
 from archiver.dedupe.pairs import gc_paused
 from archiver.dedupe.plan import Plan, archive_assets, load_assets, plan, source_urls
-from archiver.dedupe.report import GroupRow, MemberRow, write_report
+from archiver.dedupe.report import GroupRow, MemberRow, member_row, write_report
 from archiver.errors import ArticleError, ConfigError, ManifestError
 from archiver.find.refs import article_refs
 from archiver.image import similarity
@@ -148,7 +148,7 @@ def _rows(p: Plan, sources: dict[str, list[str]], usage: dict[str, list[str]], s
             if w >= THUMB_MIN_WIDTH:
                 break
         url, thumb_url = url_for(key), url_for(thumb_key)  # (each checks its key: check_key)
-        return MemberRow(
+        return member_row(
             sha, url, page_src(key, url), thumb_url, page_src(thumb_key, thumb_url), info.width, info.height,
             info.format, info.bytes, canonical, sha in pinned, m.transform if m else None,
             m.phash_distance if m else None, m.dhash_distance if m else None, m.grey_distance if m else None,

@@ -113,7 +113,9 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     def signature_of(c: int) -> Signature:
         if c not in sigs:
             pv, dv, grey = rows[heads[c]]
-            sigs[c] = Signature(tuple(pv.split(",")), tuple(dv.split(",")), grey or "")
+            # (indexed: its variants parsed when it was; made by hand, with the reason, should the row have changed)
+            sigs[c] = Signature.from_columns(pv, dv, grey) or Signature(tuple(pv.split(",")), tuple(dv.split(",")),
+                                                                        grey or "")
         return sigs[c]
 
     todo_pairs = _to_measure(x, y, heads, rows, searched_classes)

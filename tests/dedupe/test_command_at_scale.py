@@ -242,3 +242,14 @@ def test_a_signature_read_from_its_columns_is_checked_as_one_made_from_its_parts
     if read is not None:  # usable as one made by hand: its parsed forms too
         assert read._p == made._p and read._d == made._d  # type: ignore[union-attr]
         assert (read._g is None) == (made._g is None)  # type: ignore[union-attr]
+
+
+def test_the_quick_member_row_is_the_constructor() -> None:
+    from archiver.dedupe.report import MemberRow, member_row
+
+    values = ("a" * 64, "/a.jpg", "a.jpg", "/t.webp", "t.webp", 10, 20, "jpeg", 300, False, True, "mirror", 3, 4,
+              1.25, ("https://x/a.jpg",), ("p/a.md",), "colour", 7)
+    assert member_row(*values) == MemberRow(*values) and len(values) == len(dataclasses.fields(MemberRow))
+    assert list(vars(member_row(*values)).items()) == list(dataclasses.asdict(MemberRow(*values)).items())
+    with pytest.raises(ValueError):
+        member_row(*values[:-1])  # every field given, or none made

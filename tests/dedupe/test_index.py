@@ -213,3 +213,19 @@ def test_near_scans_small_searches_and_indexes_large_ones_with_equal_results(
         order = np.lexsort((t, q))
         for g, e in zip((q[order], t[order], d[order]), expected, strict=True):
             np.testing.assert_array_equal(g, e)
+
+
+def test_layouts_made_on_threads_are_those_made_in_turn(monkeypatch: pytest.MonkeyPatch, mixed: np.ndarray,
+                                                        reference: tuple[np.ndarray, np.ndarray]) -> None:
+    """From _THREADED_BUILD distinct values (a rescan's ~8 M) each chunk's layout is made on a thread: the same
+    arrays, the same pairs."""
+    one = HashIndex.build(mixed, 10)
+    monkeypatch.setattr(hashindex, "_THREADED_BUILD", 1)
+    many = HashIndex.build(mixed, 10)
+    assert len(one.layouts) == len(many.layouts) > 1
+    for a, b in zip(one.layouts, many.layouts, strict=True):
+        for name in ("order", "sorted_values", "item_keys", "offsets", "buckets"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    got, dist = many.pairs()
+    np.testing.assert_array_equal(got, reference[0])
+    np.testing.assert_array_equal(dist, reference[1])
