@@ -106,8 +106,7 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     involved = np.unique(np.concatenate([x, y]))
     # one row per pair of classes, between their heads (each class's member with the smallest asset id: it stays
     # the head while the class gains members; gc deleting it clears its class's marks, see forget_assets)
-    heads, shas = class_heads(manifest, index, involved)
-    rows = {rid: (pv, dv, grey) for rid, _sha, pv, dv, grey in manifest.signature_rows(heads.values())}
+    heads, shas, rows = class_heads(manifest, index, involved)
     sigs: dict[int, Signature] = {}
 
     def signature_of(c: int) -> Signature:
@@ -166,23 +165,25 @@ def _to_measure(x: np.ndarray, y: np.ndarray, heads: dict[int, int], rows: dict[
     return list(zip(x[keep].tolist(), y[keep].tolist(), strict=True))
 
 
-def class_heads(manifest: Manifest, index: VariantIndex, classes: np.ndarray) -> tuple[dict[int, int], dict[int, str]]:
+def class_heads(manifest: Manifest, index: VariantIndex, classes: np.ndarray
+                ) -> tuple[dict[int, int], dict[int, str], dict[int, tuple[str, str, str | None]]]:
     """The head of each class (its member with the smallest asset id still in the manifest: gc may have removed
-    members the index still lists) and the heads' sha256s. Classes with no member left are left out."""
+    members the index still lists), the heads' sha256s and their stored signatures (pHash variants, dHash variants,
+    grey), read at once: one lookup a head. Classes with no member left are left out."""
     first = index.first_members(classes)
-    shas = manifest.asset_shas(first[first >= 0].tolist())
+    found = {rid: (sha, (pv, dv, grey)) for rid, sha, pv, dv, grey in manifest.signature_rows(first[first >= 0].tolist())}
     heads, gone = {}, []
     for c, i in zip(classes.tolist(), first.tolist(), strict=True):
-        if i in shas:
+        if i in found:
             heads[c] = i
         elif i >= 0:  # its first member is gone: the smallest one left
             gone.append(c)
     for c, ids in index.members(np.array(gone, dtype=np.int64)).items():
-        live = manifest.asset_shas(ids.tolist())
+        live = {rid: (sha, (pv, dv, grey)) for rid, sha, pv, dv, grey in manifest.signature_rows(ids.tolist())}
         if live:
             heads[c] = min(live)
-            shas[heads[c]] = live[heads[c]]
-    return heads, shas
+            found[heads[c]] = live[heads[c]]
+    return heads, {i: found[i][0] for i in heads.values()}, {i: found[i][1] for i in heads.values()}
 
 
 def groups_from_pairs(
