@@ -139,10 +139,11 @@ class HashIndex:
         hashes = _as_hashes(hashes)
         chunks = plan(max_distance)
         values, ids, starts = _groups(hashes)
-        if values.size < _THREADED_BUILD or len(chunks) < 2:
+        threads = min(len(chunks), workers or os.cpu_count() or 1)
+        if values.size < _THREADED_BUILD or threads < 2:
             layouts = tuple(_Layout.build(values, c) for c in chunks)
         else:  # a chunk's layout a thread (numpy sorts without the GIL): ~8 M values, a few seconds each
-            with ThreadPoolExecutor(min(len(chunks), os.cpu_count() or 1)) as pool:
+            with ThreadPoolExecutor(threads) as pool:
                 layouts = tuple(pool.map(lambda c: _Layout.build(values, c), chunks))
         return cls(max_distance, values, ids, starts, layouts, workers, _engine(engine))
 
