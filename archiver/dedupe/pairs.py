@@ -38,8 +38,9 @@ log = logging.getLogger("archiver")
 def gc_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off for a pass that makes a few small objects per asset, millions at a
     million images (rows, signatures, groups), none of them in a reference cycle: every collection walks the live
-    objects, and at 1 M they cost a quarter of grouping's time. On again at the end (when it was on); a cycle made
-    meanwhile is collected then."""
+    objects, and at 1 M they cost a quarter of grouping's time. On again at the end (when it was on), the objects made
+    meanwhile counted as old ones: a cycle made during the pass (none is expected) is collected by the next full
+    collection, not by the next young one."""
     was = gc.isenabled()
     gc.disable()
     try:

@@ -72,7 +72,9 @@ class Store(Protocol):
         CopyObject), all or nothing; the caller proves the copy."""
 
     def url_for(self, key: str) -> str:
-        """The public URL a rewritten article uses: ``public_base_url + key``."""
+        """The public URL a rewritten article uses: ``public_base_url + key``, the key checked first
+        (``keys.check_key``: StorageError for a key that is not a safe relative one). The dedupe report relies on
+        that check for the relative paths it builds from the same key."""
 
     def local_path(self, key: str) -> Path | None:
         """Where the object is on this machine's disk, for a store that is a local folder; None otherwise."""

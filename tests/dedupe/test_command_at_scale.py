@@ -253,3 +253,18 @@ def test_the_quick_member_row_is_the_constructor() -> None:
     assert list(vars(member_row(*values)).items()) == list(dataclasses.asdict(MemberRow(*values)).items())
     with pytest.raises(ValueError):
         member_row(*values[:-1])  # every field given, or none made
+
+
+@pytest.mark.parametrize("key", ["../../etc/passwd", "/abs.jpg", "a/./b.jpg", "a//b.jpg", "a b.jpg", "a\x00.jpg"])
+def test_every_store_checks_the_key_of_the_url_it_gives(tmp_path: Path, key: str) -> None:
+    """The report's page path of a key is appended to what ``url_for`` checked (Store.url_for's contract): a local
+    store and a deferred S3 store both refuse an unsafe key there."""
+    from archiver.config import Config, StorageConfig
+    from archiver.storage import open_store
+
+    s3 = open_store(Config(storage=StorageConfig(backend="s3", endpoint_url="http://127.0.0.1:9")))
+    for store in (LocalStore(tmp_path, "/archive/"), s3):
+        with pytest.raises(StorageError):
+            store.url_for(key)
+        with pytest.raises(StorageError):
+            _keyed(_page_src(store, tmp_path / "report"), store)(key)
