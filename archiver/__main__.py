@@ -1,5 +1,5 @@
 """`python -m archiver` entry point."""
 
-from archiver.cli import main
+from archiver.console import main
 
 raise SystemExit(main())

@@ -135,9 +135,13 @@ def _drop_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _tolerant_streams()
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:
+        _tolerant_streams()
+        parser = build_parser(argv)  # imports the command's module: most of a short command's time
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # before any command started: nothing was done
+        _say("archiver: interrupted")
+        return EXIT_INTERRUPTED
     with _logging(args):
         try:
             module = COMMANDS[args.command].load()

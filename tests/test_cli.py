@@ -151,3 +151,34 @@ def test_a_worker_lease_that_would_strand_urls_is_refused(
     monkeypatch.setenv("ARCHIVER_MANIFEST_URL", "postgresql://nobody@127.0.0.1:1/none")
     assert main(["worker", "--lease", lease]) == 2
     assert "--lease must be between 1 and 3600 seconds" in capsys.readouterr().err
+
+
+def test_a_ctrl_c_while_the_command_line_is_made_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """The parser imports the named command's module (most of a short command's time): a Ctrl-C then is the usual
+    one line and exit 130, not a traceback."""
+    import archiver.cli as cli
+
+    def interrupted(argv: object = None) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["status"]) == 130
+    assert capsys.readouterr().err.strip() == "archiver: interrupted"
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.3, 0.5, 0.8])
+def test_a_ctrl_c_at_any_moment_of_a_command_is_never_a_traceback(tmp_path: Path, delay: float) -> None:
+    """SIGINT while `archiver dedupe` loads its modules (numpy, SciPy, numba: ~1 s), or once it has: exit 130 and one
+    line, or the command's own answer if it was done (here: no config), never a traceback."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "archiver", "dedupe", "--config", str(tmp_path / "none.toml")],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert (proc.returncode, err.strip()) in ((130, "archiver: interrupted"), (2, err.strip())), err
+    assert len(err.strip().splitlines()) == 1, err

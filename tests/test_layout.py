@@ -25,7 +25,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "gc": {"find", "storage", "manifest", "articles", "run"},
     "commands": {"find", "fetch", "image", "storage", "manifest", "articles", "run", "dedupe", "gc"},
     "cli": {"commands"},
-    "__main__": {"cli"},
+    "console": {"cli"},
+    "__main__": {"console"},
 }
 BASE_MAY_IMPORT = {"model": set(), "errors": {"model", "terminal"}, "config": {"errors", "model"}, "redaction": set(),
                    "urls": {"errors", "redaction"}, "faults": set(), "cputime": set(), "scratch": set(),

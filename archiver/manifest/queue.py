@@ -171,7 +171,8 @@ class WorkQueue:
 
     def queued(self) -> Iterator[tuple[str, str | None, int]]:
         """(url, holder, token) of every queued URL, by URL."""
-        yield from self._db.execute("SELECT url, claimed_by, token FROM queue ORDER BY url")
+        for row in self._db.execute("SELECT url, claimed_by, token FROM queue ORDER BY url"):  # noqa: UP028
+            yield row  # (not ``yield from``: closing this generator after the connection would close the cursor)
 
     # -- the workers' heartbeats -----------------------------------------------------------------
     def heartbeat(self, worker: str, host: str, pid: int, *, held: int, done: int) -> None:

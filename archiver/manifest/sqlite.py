@@ -252,7 +252,9 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         batch = sorted(set(keys))  # type: ignore[type-var]
         for i in range(0, len(batch), 500):
             chunk = batch[i : i + 500]
-            yield from self._db.execute(f"{select} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk)
+            # a chunk's rows fetched at once: a generator left unfinished (Ctrl-C) holds no cursor, which closing it
+            # after the connection would try to close ("Cannot operate on a closed database" at exit)
+            yield from self._db.execute(f"{select} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk).fetchall()
 
     def record_url(
         self,

@@ -178,3 +178,12 @@ def test_a_manifest_whose_folder_name_holds_uri_syntax_is_read_where_it_is(tmp_p
         assert m.counts()["dead"] == 1
     assert Manifest.snapshot(path).counts()["dead"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no stray database made beside it
+
+
+def test_a_read_left_unfinished_closes_quietly_after_the_manifest(tmp_path: Path) -> None:
+    """A Ctrl-C while a batch of rows is read leaves the reading generator unfinished; closing it after the manifest
+    (at exit) must not try to close a cursor of the closed connection ("Exception ignored ... closed database")."""
+    with Manifest.open(tmp_path / "m.sqlite3") as m:
+        rows = m._rows_in("SELECT name FROM sqlite_master", "name", ["assets", "urls", "renditions"])
+        assert next(rows)
+    rows.close()  # no sqlite3.ProgrammingError
