@@ -62,6 +62,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
     max_distance = d.max_distance if args.max_distance is None else args.max_distance
     if not 0 <= max_distance <= DISTANCE_LIMIT:
         raise ConfigError(f"--max-distance: {max_distance} is not 0-{DISTANCE_LIMIT}")
+    html, json_path = _report_paths(args, cfg)  # before any work: a wrong path is one line at once
     manifest_path = manifest_target(cfg)
     if not exists(manifest_path):
         raise ManifestError(f"{shown(manifest_path)}: no manifest yet (run `archiver run` first)")
@@ -77,7 +78,6 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         bases = public_bases(cfg)
         usage = _usage(p.articles, lambda urls: archive_assets(manifest, bases, urls), fields,
                        cfg.articles.max_refs)  # before --apply: who used which copy
-        html = args.report or cfg.resolve_path(d.report)
         sources = source_urls(manifest)
         several = [sha for sha, urls in sources.items() if len(urls) > 1 and sha not in p.assets]
         p.assets.update((a.info.sha256, a) for a in load_assets(manifest, store, several))  # the exact rows' too
@@ -86,7 +86,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             applied = canonical.apply_canonical(manifest, p.articles, p.mapping, fields, cfg.articles.max_refs) if args.apply else None
             meta = {"generated": time.strftime("%Y-%m-%d %H:%M:%S"), "max_distance": max_distance,
                     "prefer": list(d.prefer), "applied": bool(args.apply)}
-            files = write_report(rows, html, args.json or html.with_suffix(".json"), meta)
+            files = write_report(rows, html, json_path, meta)
     say(f"{count(len(p.groups), 'near-duplicate group')} ({count(sum(len(g.members) for g in p.groups), 'image')}), "
         f"{count(sum(r.kind == 'exact' for r in rows), 'image')} archived from several URLs")
     say(f"report: {files.html} ({count(files.pages, 'page')}); JSON: {files.json}")
@@ -94,6 +94,27 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         say("nothing rewritten (use --apply to point articles at the canonical copies)")
         return 0
     return _report_rewrite("apply", applied)
+
+
+def _report_paths(args: argparse.Namespace, cfg: Config) -> tuple[Path, Path]:
+    """The report page's path and the JSON export's (``--report``/``--json``, else ``[dedupe] report`` and its .json),
+    refused (ConfigError) when one is not a file name or two of the page, the export and the page's data folder
+    would be the same path (``--report r.json``: the export would replace the page)."""
+    html = args.report or cfg.resolve_path(cfg.dedupe.report)
+    for flag, path in (("--report", html), ("--json", args.json)):
+        if path is not None and path.name in ("", ".", ".."):
+            raise ConfigError(f"{flag}: {shown_path(path) or repr(str(path))} is not a file name")
+    json_path = args.json or html.with_suffix(".json")
+    data = html.with_name(html.stem + ".data")
+    named = {"the report page": html, "the JSON export": json_path, "the page's data folder": data}
+    seen: dict[str, str] = {}
+    for what, path in named.items():
+        real = os.path.realpath(path)
+        if real in seen:
+            raise ConfigError(f"{seen[real]} and {what} would be the same path ({shown_path(path)}): give --report or "
+                              "--json another one")
+        seen[real] = what
+    return html, json_path
 
 
 def _report_rewrite(what: str, result: canonical.RewriteResult) -> int:

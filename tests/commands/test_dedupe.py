@@ -164,6 +164,27 @@ def test_no_manifest_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "no manifest yet" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("flags", "said"), [
+    (["--report", "r.json"], "the report page and the JSON export would be the same path"),
+    (["--report", "x.html", "--json", "x.html"], "the report page and the JSON export would be the same path"),
+    (["--report", "x.data"], "the report page and the page's data folder would be the same path"),
+    (["--report", "x.html", "--json", "x.data"], "the JSON export and the page's data folder would be the same path"),
+    (["--report", ""], "--report: . is not a file name"),
+    (["--json", "."], "--json: . is not a file name"),
+])
+def test_report_paths_that_would_overwrite_each_other_are_refused_before_any_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, flags: list[str],
+        said: str) -> None:
+    """`--report r.json` made the export (default: the page's path with .json) replace the page; now one line, exit
+    2, nothing written, before the manifest is even looked at."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "archiver.toml").write_text('[articles]\nroot = "site"\n')
+    assert main(["dedupe", "--config", "archiver.toml", *flags]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["archiver.toml"]
+
+
 def test_report_for_10000_groups_stays_small_and_pages(tmp_path: Path) -> None:
     files = write_report(synthetic_groups(10_000), tmp_path / "dedupe.html", tmp_path / "dedupe.json",
                          {"generated": "now", "max_distance": 10})
