@@ -1,8 +1,9 @@
 """The dedupe report: a small static HTML page that pages through group data files, plus a JSON export.
 
 Layout for ``report/dedupe.html``: the page itself (a few KB of HTML, CSS and script, whatever the
-number of groups), ``report/dedupe.data/p00001.js`` … (one file per page of PAGE_SIZE groups, loaded
-with a <script> tag only when that page is shown, so it also works when opened from disk), and
+number of groups), ``report/dedupe.data/p00001-<token>.js`` … (one file per page of PAGE_SIZE groups, the
+token this report's, loaded with a <script> tag only when that page is shown, so it also works when opened
+from disk), and
 ``report/dedupe.json`` (every group, for scripts). Thumbnails are referenced by URL or relative path,
 never inlined, and use loading="lazy". Everything untrusted (URLs, article paths) is rendered with
 textContent, never as HTML, and shown with control and bidi characters escaped (a file name holding ESC or
@@ -37,7 +38,7 @@ from archiver.terminal import UNPRINTABLE, shown_path
 
 PAGE_SIZE = 50
 ARTICLES_SHOWN = 20  # per member on the page; the JSON export has them all
-_PAGE_FILE = re.compile(r"p\d{5}\.js")
+_PAGE_FILE = re.compile(r"p\d{5}(?:-[0-9a-f]{8})?\.js")  # a data page (without a token: written before they had one)
 
 
 @dataclass(frozen=True)
@@ -100,22 +101,26 @@ def sort_groups(groups: Sequence[GroupRow]) -> list[GroupRow]:
 def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, meta: dict[str, object]) -> ReportFiles:
     """Write the page, its data files and the JSON export; ``groups`` are sorted here. ArchiverError on I/O errors.
 
-    Only a report overwrites a report: an existing file at any of these paths that is not one this function wrote
-    (recognised by its content: the page's title, the export's first key, a data page's first call) is refused
-    before anything is written, and the stale pages of an earlier, larger report are removed only when they are
-    recognisably ours: ``<report>.data/`` may be a folder of the user's."""
+    Only a report overwrites a report: an existing file at the page's or the export's path that is not one this
+    function wrote (recognised by its content: the page's title, the export's first key) is refused before anything
+    is written. The data pages of this report are new files whose names carry a token of this report
+    (``p00001-<token>.js``): written first, then the export and the page (each replaced all at once) switch to them,
+    and only then are the pages of earlier reports removed, and only when they are recognisably ours
+    (``<report>.data/`` may be a folder of the user's). A report interrupted part-way (Ctrl-C, a full disk) leaves
+    the previous report whole: its page still loads its own pages."""
     ordered = sort_groups(groups)
     data_dir = html_path.with_name(html_path.stem + ".data")
     pages = max(1, -(-len(ordered) // PAGE_SIZE))
-    page_paths = [data_dir / f"p{p + 1:05d}.js" for p in range(pages)]
+    while True:  # a token no file there has (a file of the user's named like one is never replaced)
+        token = secrets.token_hex(4)
+        page_paths = [data_dir / _page_name(p + 1, token) for p in range(pages)]
+        if not any(os.path.lexists(path) for path in page_paths):
+            break
     try:
-        for path, kind in ((html_path, "html"), (json_path, "json"), *((page, "page") for page in page_paths)):
+        for path, kind in ((html_path, "html"), (json_path, "json")):
             _refuse_unless_ours(path, kind)
         data_dir.mkdir(parents=True, exist_ok=True)
-        for stale in sorted(data_dir.iterdir()):  # pages of an earlier, larger report
-            if _PAGE_FILE.fullmatch(stale.name) and int(stale.name[1:6]) > pages and _holds(stale, "page"):
-                stale.unlink()
-        with _replacing(json_path) as export:  # streamed, a group a line, beside the pages; in place last
+        with _replacing(json_path) as export:  # streamed, a group a line, beside the pages; in place once they are
             export.write(_export_head(meta, bool(ordered)).encode("utf-8"))
             for p, page_path in enumerate(page_paths):
                 chunk = ordered[p * PAGE_SIZE : (p + 1) * PAGE_SIZE]
@@ -129,19 +134,29 @@ def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, m
                 body = f"{_PAGE_MARK.decode()}{p + 1},{_json(rows)});\n"
                 _write(page_path, body.encode("utf-8"))
             export.write(b"\n ]\n}\n" if ordered else b"\n}\n")
-            summary = {
-                **meta,
-                "groups": len(ordered),
-                "near_groups": sum(g.kind == "near" for g in ordered),
-                "exact_groups": sum(g.kind == "exact" for g in ordered),
-                "pages": pages,
-                "page_size": PAGE_SIZE,
-                "data": f"{data_dir.name}/",
-            }
-            _write(html_path, _html(summary).encode("utf-8"))
+        summary = {
+            **meta,
+            "groups": len(ordered),
+            "near_groups": sum(g.kind == "near" for g in ordered),
+            "exact_groups": sum(g.kind == "exact" for g in ordered),
+            "pages": pages,
+            "page_size": PAGE_SIZE,
+            "data": f"{data_dir.name}/",
+            "token": token,
+        }
+        _write(html_path, _html(summary).encode("utf-8"))
+        current = {p.name for p in page_paths}
+        for old in sorted(data_dir.iterdir()):  # the pages of earlier reports (or of one interrupted part-way)
+            if old.name not in current and _PAGE_FILE.fullmatch(old.name) and _holds(old, "page"):
+                old.unlink()
     except OSError as exc:
         raise ArchiverError(f"cannot write the report {html_path}: {exc.strerror or exc}") from exc
     return ReportFiles(html_path, json_path, data_dir, pages)
+
+
+def _page_name(number: int, token: str) -> str:
+    """A data page's file name: its number and its report's token (the page script builds the same name)."""
+    return f"p{number:05d}-{token}.js"
 
 
 def _escaped(text: str) -> str:
@@ -380,7 +395,7 @@ function show(page) {
   if (location.hash !== "#page=" + page) history.replaceState(null, "", "#page=" + page);
   if (loaded[page]) { render(page); window.scrollTo(0, 0); return; }
   const sc = document.createElement("script");
-  sc.src = S.data + "p" + String(page).padStart(5, "0") + ".js";
+  sc.src = S.data + "p" + String(page).padStart(5, "0") + "-" + S.token + ".js";
   sc.onerror = () => { document.getElementById("groups").textContent = "cannot load " + sc.src; };
   document.head.appendChild(sc);
 }

@@ -202,7 +202,7 @@ def test_report_for_10000_groups_stays_small_and_pages(tmp_path: Path) -> None:
     assert len(export["groups"]) == 10_000 and export["groups"][0]["articles"] == 4
     # a smaller report later removes the pages it no longer has
     files = write_report(synthetic_groups(60), tmp_path / "dedupe.html", tmp_path / "dedupe.json", {})
-    assert sorted(p.name for p in files.data_dir.glob("p*.js")) == ["p00001.js", "p00002.js"]
+    assert [p.name[:6] for p in sorted(files.data_dir.glob("p*.js"))] == ["p00001", "p00002"]
 
 
 def test_restore_after_apply_and_undo_gives_back_the_original_articles(

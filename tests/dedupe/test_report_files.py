@@ -1,5 +1,6 @@
 """The dedupe report replaces only a report: files of the same names that archiver did not write are refused before
-anything is written, and stale pages are removed from ``<report>.data/`` only when they are recognisably ours."""
+anything is written, and stale pages are removed from ``<report>.data/`` only when they are recognisably ours; a
+report interrupted part-way leaves the previous one whole."""
 
 from __future__ import annotations
 
@@ -17,20 +18,57 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _pages(data: Path) -> list[str]:
+    return sorted(p.name for p in data.iterdir() if p.name.startswith("p") and p.name.endswith(".js"))
+
+
 def test_stale_pages_are_removed_only_when_they_are_ours(tmp_path: Path) -> None:
     html, data = tmp_path / "dedupe.html", tmp_path / "dedupe.data"
     write_report(synthetic_groups(200), html, tmp_path / "dedupe.json", {"generated": "then"})  # 4 pages
     (data / "p00003.js").write_text("// my own script, which happens to have this name\n", encoding="utf-8")
+    (data / "p00004-0badcafe.js").write_text("// and another\n", encoding="utf-8")
+    (data / "p00009.js").write_text("dedupeReportPage(9,[]);\n", encoding="utf-8")  # a page of an older version
     (data / "notes.txt").write_text("mine\n", encoding="utf-8")
     files = write_report(synthetic_groups(60), html, tmp_path / "dedupe.json", {"generated": "now"})  # 2 pages
     assert files.pages == 2
-    assert sorted(p.name for p in data.iterdir()) == ["notes.txt", "p00001.js", "p00002.js", "p00003.js"]
+    token = json.loads(html.read_text(encoding="utf-8").split("const S = ")[1].split(";\n")[0])["token"]
+    assert sorted(p.name for p in data.iterdir()) == sorted(
+        ["notes.txt", "p00003.js", "p00004-0badcafe.js", f"p00001-{token}.js", f"p00002-{token}.js"])
     assert (data / "p00003.js").read_text(encoding="utf-8").startswith("// my own script")  # not ours: kept
     export = json.loads((tmp_path / "dedupe.json").read_text(encoding="utf-8"))
     assert export["report"] == "archiver dedupe" and export["generated"] == "now"
 
 
-@pytest.mark.parametrize("whose", ["dedupe.html", "dedupe.json", "dedupe.data/p00001.js"])
+@pytest.mark.parametrize("fails_at", [1, 3, 5])
+def test_a_report_interrupted_part_way_leaves_the_previous_one_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails_at: int) -> None:
+    """A Ctrl-C (or a full disk) while the pages of a new report are written: the previous page, its data pages and
+    its export are as they were, and the page loads only its own pages; the next report cleans up."""
+    from archiver.dedupe import report
+
+    html, data, export = tmp_path / "dedupe.html", tmp_path / "dedupe.data", tmp_path / "dedupe.json"
+    write_report(synthetic_groups(200), html, export, {"generated": "then"})  # 4 pages
+    before = _files(tmp_path)
+    real, written = report._write, []
+
+    def interrupted(path: Path, data: bytes) -> None:
+        written.append(path)
+        if len(written) == fails_at:
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(report, "_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(synthetic_groups(400), html, export, {"generated": "now"})  # 8 pages
+    after = _files(tmp_path)
+    assert {k: v for k, v in after.items() if k in before} == before  # nothing of the old report changed
+    assert not any(name.startswith(".") for name in after)  # no temporary file left
+    monkeypatch.setattr(report, "_write", real)
+    files = write_report(synthetic_groups(400), html, export, {"generated": "now"})
+    assert len(_pages(data)) == files.pages == 8  # the new report's pages only: the old and the unfinished removed
+
+
+@pytest.mark.parametrize("whose", ["dedupe.html", "dedupe.json"])
 def test_a_file_of_the_user_s_under_a_report_name_is_refused_before_anything_is_written(
     tmp_path: Path, whose: str
 ) -> None:
