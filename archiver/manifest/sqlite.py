@@ -570,8 +570,9 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
             )
             # the marks a run of consecutive ids at a time, through the index on id: a first search or a rescan is
             # a few runs, a run adding images one (row by row by sha256 it was 28 s of a 1 M rescan, now ~7 s)
-            db.executemany("UPDATE assets SET search_mark = ? WHERE id >= ? AND id <= ?",
-                           [(mark, lo, hi) for lo, hi in runs])
+            # (rows already holding the mark are not written again: a rescan at the same distance writes none)
+            db.executemany("UPDATE assets SET search_mark = ? WHERE id >= ? AND id <= ? AND "
+                           "(search_mark IS NULL OR search_mark <> ?)", [(mark, lo, hi, mark) for lo, hi in runs])
             db.executemany(
                 "INSERT INTO pair_searches (asset, max_distance, rule, searched_at) SELECT sha256, ?, ?, ? FROM assets "
                 "WHERE id >= ? AND id <= ? ORDER BY sha256 ON CONFLICT(asset) DO UPDATE SET "
