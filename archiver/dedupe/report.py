@@ -26,6 +26,7 @@ from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import quote
 
 try:
     import orjson
@@ -141,7 +142,7 @@ def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, m
             "exact_groups": sum(g.kind == "exact" for g in ordered),
             "pages": pages,
             "page_size": PAGE_SIZE,
-            "data": f"{data_dir.name}/",
+            "data": f"{quote(data_dir.name, safe='')}/",  # a relative URL: "#", "?" or "%" in the name are text
             "token": token,
         }
         _write(html_path, _html(summary).encode("utf-8"))
