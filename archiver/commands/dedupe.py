@@ -98,8 +98,10 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
 
 def _report_paths(args: argparse.Namespace, cfg: Config) -> tuple[Path, Path]:
     """The report page's path and the JSON export's (``--report``/``--json``, else ``[dedupe] report`` and its .json),
-    refused (ConfigError) when one is not a file name or two of the page, the export and the page's data folder
-    would be the same path (``--report r.json``: the export would replace the page)."""
+    refused (ConfigError) when one is not a file name, or two of the page, the export and the page's data folder
+    would be the same path (``--report r.json``: the export would replace the page), or one would be inside another
+    (``--report report --json report/dedupe.json``: the export's folder would take the page's path) but for the
+    export in the data folder."""
     html = args.report or cfg.resolve_path(cfg.dedupe.report)
     for flag, path in (("--report", html), ("--json", args.json)):
         if path is not None and path.name in ("", ".", ".."):
@@ -114,6 +116,13 @@ def _report_paths(args: argparse.Namespace, cfg: Config) -> tuple[Path, Path]:
             raise ConfigError(f"{seen[real]} and {what} would be the same path ({shown_path(path)}): give --report or "
                               "--json another one")
         seen[real] = what
+    for what, path in named.items():  # nor one inside another (but the export in the data folder)
+        for other, outer in named.items():
+            inner = os.path.realpath(path)
+            if (what, other) != ("the JSON export", "the page's data folder") and inner.startswith(
+                    os.path.join(os.path.realpath(outer), "")):
+                raise ConfigError(f"{what} ({shown_path(path)}) would be inside {other} ({shown_path(outer)}): give "
+                                  "--report or --json another one")
     return html, json_path
 
 
