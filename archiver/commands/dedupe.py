@@ -123,6 +123,13 @@ def _report_paths(args: argparse.Namespace, cfg: Config) -> tuple[Path, Path]:
                     os.path.join(os.path.realpath(outer), "")):
                 raise ConfigError(f"{what} ({shown_path(path)}) would be inside {other} ({shown_path(outer)}): give "
                                   "--report or --json another one")
+    for what, path in named.items():  # what is already there and cannot be what it must be: said now, not at the end
+        if what == "the page's data folder" and os.path.lexists(path) and not path.is_dir():
+            raise ConfigError(f"{shown_path(path)} exists and is not a folder: {what} cannot be made there (left as "
+                              "it is); remove it or give --report another path")
+        if what != "the page's data folder" and path.is_dir():
+            raise ConfigError(f"{shown_path(path)} is a folder: {what} cannot be written there (left as it is); give "
+                              "--report or --json another path")
     return html, json_path
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import secrets
@@ -36,6 +37,8 @@ except ImportError:  # pragma: no cover - a dependency; json's encoder does the 
 from archiver.errors import ArchiverError, ConfigError
 from archiver.scratch import DEDUPE_PAGE_MARK, is_ours
 from archiver.terminal import UNPRINTABLE, shown_path
+
+log = logging.getLogger("archiver")
 
 PAGE_SIZE = 50
 ARTICLES_SHOWN = 20  # per member on the page; the JSON export has them all
@@ -149,7 +152,11 @@ def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, m
         current = {p.name for p in page_paths}
         for old in sorted(data_dir.iterdir()):  # the pages of earlier reports (or of one interrupted part-way)
             if old.name not in current and _PAGE_FILE.fullmatch(old.name) and _holds(old, "page"):
-                old.unlink()
+                try:
+                    old.unlink()
+                except OSError as exc:  # the new report is written: an old page left behind is only clutter
+                    log.warning("%s: cannot remove a page of an earlier report: %s", shown_path(old),
+                                exc.strerror or exc)
     except OSError as exc:
         raise ArchiverError(f"cannot write the report {html_path}: {exc.strerror or exc}") from exc
     return ReportFiles(html_path, json_path, data_dir, pages)

@@ -185,6 +185,28 @@ def test_report_paths_that_would_overwrite_each_other_are_refused_before_any_wor
     assert sorted(p.name for p in tmp_path.iterdir()) == ["archiver.toml"]
 
 
+@pytest.mark.parametrize(("made", "flags", "said"), [
+    ("file", ["--report", "x.html"], "x.data exists and is not a folder"),
+    ("folder", ["--report", "x.html"], "x.html is a folder"),
+    ("folder", ["--report", "y.html", "--json", "x.html"], "x.html is a folder"),
+])
+def test_what_stands_where_the_report_must_go_is_said_before_any_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, made: str,
+        flags: list[str], said: str) -> None:
+    """A file where the page's data folder must be, a folder where the page or the export must be: one line, exit 2,
+    before the manifest is looked at (was: after all the work, "File exists" or "not a regular file"); left as is."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "archiver.toml").write_text('[articles]\nroot = "site"\n')
+    if made == "file":
+        (tmp_path / "x.data").write_text("mine\n")
+    else:
+        (tmp_path / "x.html").mkdir()
+    assert main(["dedupe", "--config", "archiver.toml", *flags]) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1, err
+    assert (tmp_path / "x.data").read_text() == "mine\n" if made == "file" else (tmp_path / "x.html").is_dir()
+
+
 def test_report_for_10000_groups_stays_small_and_pages(tmp_path: Path) -> None:
     files = write_report(synthetic_groups(10_000), tmp_path / "dedupe.html", tmp_path / "dedupe.json",
                          {"generated": "now", "max_distance": 10})

@@ -95,3 +95,24 @@ def test_a_report_of_an_earlier_version_is_replaced(tmp_path: Path) -> None:
     write_report(synthetic_groups(10), tmp_path / "dedupe.html", tmp_path / "dedupe.json", {"generated": "now"})
     write_report(synthetic_groups(10), tmp_path / "dedupe.html", tmp_path / "dedupe.json", {"generated": "again"})
     assert json.loads((tmp_path / "dedupe.json").read_text(encoding="utf-8"))["generated"] == "again"
+
+
+def test_an_old_page_that_cannot_be_removed_is_a_warning_not_a_failed_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The new report is written and in place when the old pages go: one that cannot be removed is left, said once,
+    and the report is not called failed."""
+    html, data = tmp_path / "dedupe.html", tmp_path / "dedupe.data"
+    write_report(synthetic_groups(60), html, tmp_path / "dedupe.json", {"generated": "then"})
+    old = _pages(data)
+    real_unlink = Path.unlink
+
+    def refused(self: Path, missing_ok: bool = False) -> None:
+        if self.parent == data and not self.name.startswith("."):  # an old page (not a temporary file)
+            raise PermissionError(13, "Permission denied")
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    files = write_report(synthetic_groups(60), html, tmp_path / "dedupe.json", {"generated": "now"})
+    assert files.pages == 2 and set(old) < set(_pages(data))  # the old ones left, the new ones written
+    assert "cannot remove a page of an earlier report" in caplog.text
+    assert json.loads((tmp_path / "dedupe.json").read_text(encoding="utf-8"))["generated"] == "now"
