@@ -111,7 +111,9 @@ def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, m
     (``p00001-<token>.js``): written first, then the export and the page (each replaced all at once) switch to them,
     and only then are the pages of earlier reports removed, and only when they are recognisably ours
     (``<report>.data/`` may be a folder of the user's). A report interrupted part-way (Ctrl-C, a full disk) leaves
-    the previous report whole: its page still loads its own pages."""
+    the previous page whole, loading its own pages (the export, replaced just before the page, may be the new
+    one). Two reports of one data folder (``d.html`` and ``d.htm``) remove each other's pages: one folder, one
+    report."""
     ordered = sort_groups(groups)
     data_dir = html_path.with_name(html_path.stem + ".data")
     pages = max(1, -(-len(ordered) // PAGE_SIZE))
