@@ -99,10 +99,13 @@ def test_a_report_path_naming_a_pipe_or_a_folder_is_refused_and_left_as_it_is(
     os.mkfifo(fifo)
     folder = tmp_path / "out"
     folder.mkdir()
-    for option, target in (("--report", fifo), ("--json", fifo), ("--report", folder)):
+    for option, target in (("--report", fifo), ("--json", fifo)):
         assert main(["dedupe", "--config", str(archived), option, str(target)]) == 2  # a usage error
         assert capsys.readouterr().err == f"archiver: cannot write the report: {target}: not a regular file " \
                                           "(left as it is)\n"
+    assert main(["dedupe", "--config", str(archived), "--report", str(folder)]) == 2  # said before any work
+    assert capsys.readouterr().err == f"archiver: {folder} is a folder: the report page cannot be written there " \
+                                      "(left as it is); give --report or --json another path\n"
     assert stat.S_ISFIFO(fifo.lstat().st_mode) and folder.is_dir() and not any(folder.iterdir())
 
 
