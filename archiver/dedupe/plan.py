@@ -27,6 +27,7 @@ from archiver.dedupe.segments import VARIANTS_WIDTH
 from archiver.errors import ArchiverError
 from archiver.image import similarity
 from archiver.image.process import flatten, mean_chroma, palette_colours
+from archiver.manifest.rows import AssetRow
 from archiver.manifest.sqlite import Manifest
 from archiver.model import Asset, ImageFormat
 from archiver.storage import Store
@@ -152,22 +153,16 @@ def _signed(info: AssetInfo, sig: similarity.Signature | None) -> AssetInfo:
     return _copy(info, signature=sig)
 
 
-def load_assets(manifest: Manifest, store: Store, shas: Iterable[str] | None = None, *,
-                signed: bool = False) -> list[ArchivedAsset]:
-    """The assets of ``shas`` (those the manifest knows), or every asset, by sha256, with their thumbnails; with
-    ``signed``, their signatures too (None where the stored one does not parse), else none (``info.signature``
-    None: read later, for the assets that can be in a group)."""
+def load_assets(manifest: Manifest, store: Store, shas: Iterable[str] | None = None) -> list[ArchivedAsset]:
+    """The assets of ``shas`` (those the manifest knows), or every asset, by sha256, with their thumbnails, without
+    their signatures (``info.signature`` None: read later, for the assets that can be in a group)."""
     if shas is None:
         rows, renditions = manifest.asset_rows(well_formed=VARIANTS_WIDTH), manifest.renditions()
     else:
         shas = list(shas)
         rows, renditions = manifest.asset_rows_by_sha(shas), manifest.renditions_of(shas)
     thumbs = _thumbs(renditions)
-    return [ArchivedAsset(AssetInfo(r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen,
-                                    _signature(r.phash_variants, r.dhash_variants, r.grey) if signed else None,
-                                    r.colours, r.chroma, r.content),
-                          r.mime, r.ext, r.key, r.phash, r.dhash, tuple(thumbs.get(r.sha256, ())))
-            for r in rows]
+    return [_archived(r, thumbs) for r in rows]
 
 
 _INFO_FIELDS = tuple(f.name for f in fields(AssetInfo))
@@ -182,6 +177,14 @@ def _made(cls: type[_Frozen], names: tuple[str, ...], values: tuple[object, ...]
     return new
 
 
+def _archived(r: AssetRow, thumbs: dict[str, list[tuple[int, str]]]) -> ArchivedAsset:
+    """The asset of a manifest row as the command sees it, with its thumbnails (``_thumbs``), without its signature."""
+    info = _made(AssetInfo, _INFO_FIELDS, (r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen, None,
+                                           r.colours, r.chroma, r.content))
+    return _made(ArchivedAsset, _ASSET_FIELDS, (info, r.mime, r.ext, r.key, r.phash, r.dhash,
+                                                tuple(thumbs.get(r.sha256, ()))))
+
+
 def _grouping_assets(manifest: Manifest, shas: list[str]
                      ) -> Iterator[tuple[AssetInfo, similarity.Signature, ArchivedAsset]]:
     """Of ``shas``, those the manifest knows with a signature that parses, by sha256: (the asset without its
@@ -189,12 +192,9 @@ def _grouping_assets(manifest: Manifest, shas: list[str]
     rows, thumbs = manifest.asset_rows_by_sha(shas), _thumbs(manifest.renditions_of(shas))
     for r in rows:
         sig = similarity.Signature.from_columns(r.phash_variants, r.dhash_variants, r.grey)
-        if sig is None:
-            continue
-        info = _made(AssetInfo, _INFO_FIELDS, (r.sha256, r.format, r.bytes, r.width, r.height, r.first_seen, None,
-                                               r.colours, r.chroma, r.content))
-        yield info, sig, _made(ArchivedAsset, _ASSET_FIELDS,
-                               (info, r.mime, r.ext, r.key, r.phash, r.dhash, tuple(thumbs.get(r.sha256, ()))))
+        if sig is not None:
+            a = _archived(r, thumbs)
+            yield a.info, sig, a
 
 
 def _thumbs(renditions: Iterable[tuple[str, int, str]]) -> dict[str, list[tuple[int, str]]]:
@@ -213,7 +213,7 @@ def _sign_unsigned(manifest: Manifest, store: Store) -> None:
     rows = manifest.unsigned_asset_rows(VARIANTS_WIDTH)
     thumbs = _thumbs(manifest.renditions_of(r.sha256 for r in rows))
     for r in rows:
-        if _signature(r.phash_variants, r.dhash_variants, r.grey) is not None:
+        if similarity.Signature.from_columns(r.phash_variants, r.dhash_variants, r.grey) is not None:
             continue
         sig = _backfill(manifest, store, r.sha256, thumbs.get(r.sha256, []))
         if sig is not None and r.phash_variants is None:
@@ -260,10 +260,6 @@ def _measure_colour(store: Store, a: ArchivedAsset) -> tuple[int | None, float |
         log.warning("%s: cannot measure its colour (%s); judged as colour, full colour", a.info.sha256, exc)
         return None, None
     return colours, chroma
-
-
-def _signature(pv: str | None, dv: str | None, grey: str | None) -> similarity.Signature | None:
-    return similarity.Signature.from_columns(pv, dv, grey)
 
 
 def _thumbnail(store: Store, sha: str, key: str, otherwise: str) -> Image.Image | None:
