@@ -109,18 +109,17 @@ def _report_paths(args: argparse.Namespace, cfg: Config) -> tuple[Path, Path]:
     json_path = args.json or html.with_suffix(".json")
     data = html.with_name(html.stem + ".data")
     named = {"the report page": html, "the JSON export": json_path, "the page's data folder": data}
+    real = {what: os.path.realpath(path) for what, path in named.items()}
     seen: dict[str, str] = {}
     for what, path in named.items():
-        real = os.path.realpath(path)
-        if real in seen:
-            raise ConfigError(f"{seen[real]} and {what} would be the same path ({shown_path(path)}): give --report or "
-                              "--json another one")
-        seen[real] = what
+        if real[what] in seen:
+            raise ConfigError(f"{seen[real[what]]} and {what} would be the same path ({shown_path(path)}): give "
+                              "--report or --json another one")
+        seen[real[what]] = what
     for what, path in named.items():  # nor one inside another (but the export in the data folder)
         for other, outer in named.items():
-            inner = os.path.realpath(path)
-            if (what, other) != ("the JSON export", "the page's data folder") and inner.startswith(
-                    os.path.join(os.path.realpath(outer), "")):
+            if (what, other) != ("the JSON export", "the page's data folder") and real[what].startswith(
+                    os.path.join(real[other], "")):
                 raise ConfigError(f"{what} ({shown_path(path)}) would be inside {other} ({shown_path(outer)}): give "
                                   "--report or --json another one")
     for what, path in named.items():  # what is already there and cannot be what it must be: said now, not at the end
