@@ -19,7 +19,12 @@ of a run doing only this step, interpreter and imports included):
   command  `archiver dedupe` itself, once everything is searched (group + report: every asset's row, the groups,
            the report's pages and JSON export), on a local store folder; the synthetic assets get what the image
            stage records first: a colour (else the run would try to measure 370 000 missing thumbnails) and two
-           thumbnail rows each (320 and 640 px; the files are not made: the report only links to them).
+           thumbnail rows each (320 and 640 px; the files are not made: the report only links to them); and what a
+           run records: an archived URL each (a second for 1 in 20) and ``--articles`` rewritten Markdown articles
+           on disk (default N / 10; 10 archive URLs each, of assets drawn at random), which the report reads to
+           say which articles use which copy
+  again    the command again, nothing changed (what a second report costs: the articles' references found by the
+           first are recorded since the sixth round of 2026-12-05)
            The report's digest (its JSON export without the date, as parsed) must be equal across implementations
            (checked); it is read by this process, so the figures are the command's alone (interpreter and imports
            included)
@@ -123,13 +128,13 @@ def child(step: str, path: Path, distance: int, check: bool) -> None:
 
     out: dict[str, object] = {}
     w, c = time.perf_counter(), time.process_time()
-    if step == "command":
+    if step in ("command", "again"):
         from archiver.cli import main as cli
 
         folder = path.parent / "command"
         folder.mkdir(exist_ok=True)
         config = folder / "archiver.toml"
-        config.write_text(f'[articles]\nroot = "{folder}/articles"\n[storage]\nbackend = "local"\n'
+        config.write_text(f'[articles]\nroot = "{path.parent.parent / "articles"}"\n[storage]\nbackend = "local"\n'
                           f'path = "{folder}/store"\n[manifest]\npath = "{path}"\n'
                           f'[dedupe]\nreport = "{folder}/report/dedupe.html"\nmax_distance = {distance}\n')
         code = cli(["dedupe", "--config", str(config), "-q"])
@@ -221,6 +226,26 @@ def export_digest(path: Path) -> dict[str, object]:
             "digest": hashlib.sha256(json.dumps(export, sort_keys=True).encode()).hexdigest()[:16]}
 
 
+def write_articles(folder: Path, n: int, count: int, seed: int) -> list[tuple[str, str, str]]:
+    """``count`` Markdown articles as a run leaves them (front matter with a cover, then paragraphs and images), each
+    using 10 archive URLs of assets drawn at random (``/archive/`` + the synthetic key, ``<sha256>.jpg``), under
+    ``folder`` (100 files a folder); their (path, sha256, sha256) rows for the articles table."""
+    rng = np.random.default_rng(seed + 1)
+    picks = rng.integers(0, n, size=(count, 10))
+    rows = []
+    for a in range(count):
+        shas = [hashlib.sha256(str(int(i)).encode()).hexdigest() for i in picks[a]]
+        body = (f"---\ntitle: Post {a}\ncover: /archive/{shas[0]}.jpg\ntags: [photos]\n---\n\nSome text about post "
+                f"{a}.\n\n" + "".join(f"![photo {k}](/archive/{sha}.jpg)\n\nA paragraph about photo {k}, with a "
+                                      f"[link](https://example.com/{a}/{k}).\n\n" for k, sha in enumerate(shas[1:])))
+        path = folder / f"{a // 100:05d}" / f"post-{a}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body, encoding="utf-8")
+        digest = hashlib.sha256(body.encode()).hexdigest()
+        rows.append((str(path), digest, digest))
+    return rows
+
+
 def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
@@ -245,7 +270,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--baseline", help="a git revision to run side by side (its archiver/ tree)")
     ap.add_argument("--check", action="store_true", help="compare the groups with build_groups from scratch")
-    ap.add_argument("--steps", default="first,add,group,command,rescan")
+    ap.add_argument("--steps", default="first,add,group,command,again,rescan")
+    ap.add_argument("--articles", type=int, help="rewritten articles the command reads (default: N / 10)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -254,6 +280,7 @@ def main() -> None:
         return
     rng = np.random.default_rng(args.seed)
     steps = args.steps.split(",")
+    args.articles = args.n // 10 if args.articles is None else args.articles
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         impls = implementations(Path(tmp), args.baseline)
         first_root = next(iter(impls.values()))
@@ -284,6 +311,7 @@ def main() -> None:
                     insert(db, args.n, added)
                     db.close()
             if step == "command":  # what the image stage records: the colour, two thumbnails an image
+                articles = write_articles(Path(tmp) / "articles", args.n, args.articles, args.seed)
                 for path in paths.values():
                     with sqlite3.connect(path) as db:
                         db.execute("UPDATE assets SET colours = 0, chroma = 20.0 WHERE chroma IS NULL")
@@ -291,6 +319,16 @@ def main() -> None:
                             db.execute("INSERT OR IGNORE INTO renditions (asset, width, format, pixel_width, "
                                        "pixel_height, bytes, key) SELECT sha256, ?, 'webp', ?, ?, 9000, "
                                        "sha256 || '-' || ? || 'w.webp' FROM assets", (w, w, w * 3 // 4, w))
+                        # and what a run records: the URLs images were archived from (one each, a second for 5 %),
+                        # the articles it rewrote (their paths and hashes)
+                        db.execute("INSERT OR IGNORE INTO urls (url, status, attempts, asset, first_seen, last_tried) "
+                                   "SELECT 'https://cdn.example.com/img/' || sha256 || '.jpg', 'archived', 1, sha256, "
+                                   "first_seen, first_seen FROM assets")
+                        db.execute("INSERT OR IGNORE INTO urls (url, status, attempts, asset, first_seen, last_tried) "
+                                   "SELECT 'https://mirror.example.org/p/' || sha256 || '.jpg', 'archived', 1, sha256, "
+                                   "first_seen + 0.5, first_seen FROM assets WHERE abs(first_seen) % 20 = 7")
+                        db.executemany("INSERT OR IGNORE INTO articles (path, sha256_before, sha256_after, "
+                                       "rewritten_at) VALUES (?, ?, ?, 0)", articles)
             for name, root in impls.items():
                 env = {**os.environ, "BENCH_ARCHIVER_ROOT": str(root)}
                 proc = subprocess.run([sys.executable, __file__, "--child", step, "--manifest", str(paths[name]),
@@ -303,7 +341,7 @@ def main() -> None:
                     results[name][step] = {}
                     continue
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
-                if step == "command":  # what it wrote, read here: the child's figures are the command's own
+                if step in ("command", "again"):  # what it wrote, read here: the figures are the command's own
                     r.update(export_digest(paths[name].parent / "command" / "report" / "dedupe.json"))
                 results[name][step] = r
                 size = du(paths[name].with_name(paths[name].name + ".index"))
@@ -313,8 +351,8 @@ def main() -> None:
                       f"  {({k: v for k, v in r.items() if k not in ('wall', 'cpu', 'peak_mb')})}{extra}", flush=True)
                 if step in ("add", "rescan"):
                     r["pairs_digest"] = pair_rows(paths[name])
-            if step in ("add", "rescan", "group", "command") and len(impls) > 1:
-                key = "digest" if step in ("group", "command") else "pairs_digest"
+            if step in ("add", "rescan", "group", "command", "again") and len(impls) > 1:
+                key = "digest" if step in ("group", "command", "again") else "pairs_digest"
                 seen = {str(results[n][step].get(key)).split(" (")[0] for n in impls}  # the digest, not the counts
                 print(f"    {step}: {'equal' if len(seen) == 1 else 'DIFFERENT'} across implementations: {seen}",
                       flush=True)

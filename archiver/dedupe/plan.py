@@ -315,13 +315,6 @@ def _bits(a: str, b: str) -> int:
     return bin(int(a, 16) ^ int(b, 16)).count("1")
 
 
-def source_urls(manifest: Manifest) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = defaultdict(list)
-    for url, asset in manifest.archived_urls():
-        out[asset].append(url)
-    return out
-
-
 def _resolve(manifest: Manifest, values: tuple[str, ...], bases: tuple[str, ...], what: str) -> set[str]:
     """Config entries (sha256, archive URL or source URL) as asset sha256s; unknown ones are warned about."""
     out: set[str] = set()

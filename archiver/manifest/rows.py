@@ -171,11 +171,6 @@ class Generation(NamedTuple):
     replacements: list[ArticleReplacement]
 
 
-class ArchivedUrl(NamedTuple):
-    url: str
-    asset: str
-
-
 class VariantRow(NamedTuple):
     rowid: int  # the asset's id (assets.id, stable)
     phash_variants: str

@@ -289,6 +289,18 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE assets ADD COLUMN content REAL;
     """,
+    # 20: the references `archiver dedupe` found in an article's bytes (as parsed for its format, under the finder's
+    # settings and code), so that a later report reads and hashes an unchanged article instead of parsing it again
+    # (at 100 000 articles, ~2 minutes of a report against ~2 s)
+    """
+    CREATE TABLE article_refs (
+        sha256 TEXT NOT NULL,              -- of the article's bytes
+        format TEXT NOT NULL,              -- the format it was parsed as (from its file name)
+        fingerprint TEXT NOT NULL,         -- the settings and finder code the parse ran under
+        refs TEXT NOT NULL,                -- a JSON list of each reference's text as written, in the text's order
+        PRIMARY KEY (sha256, format)
+    );
+    """,
 )
 
 # Every table, in an order where each row's references are copied before it (migrate-manifest); a migration that adds
@@ -296,7 +308,7 @@ MIGRATIONS: tuple[str, ...] = (
 TABLES: tuple[str, ...] = (
     "assets", "renditions", "urls", "articles", "replacements", "near_duplicates", "pair_searches",
     "pending_writes", "lost_objects", "settled_articles", "counters", "queue", "gc_deletions", "rekey_moves",
-    "moved_keys", "hash_index", "host_slots", "host_pauses", "workers",
+    "moved_keys", "hash_index", "host_slots", "host_pauses", "workers", "article_refs",
 )
 
 

@@ -10,10 +10,12 @@ both accept (manifest/dialect.py translates placeholders and DDL types for Postg
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from operator import attrgetter
@@ -28,7 +30,6 @@ from archiver.manifest.keys import KeyRecords
 from archiver.manifest.lost import LostObjects
 from archiver.manifest.queue import WorkQueue
 from archiver.manifest.rows import (
-    ArchivedUrl,
     AssetRow,
     ExportedAsset,
     ExportedRendition,
@@ -353,6 +354,39 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
                 [(sha, fingerprint, refs) for sha, refs in rows],
             )
 
+    # -- references found in articles (archiver dedupe) ------------------------------------------
+    def article_refs(self, fingerprint: str) -> dict[tuple[str, str], list[str]]:
+        """(sha256 of an article's bytes, format) -> the text of each reference found in them, as recorded under
+        ``fingerprint`` (``record_article_refs``)."""
+        out: dict[tuple[str, str], list[str]] = {}
+        for sha, fmt, refs in self._db.execute(
+                "SELECT sha256, format, refs FROM article_refs WHERE fingerprint = ?", (fingerprint,)):
+            try:
+                found = json.loads(refs)
+            except ValueError:  # a damaged row: parsed again, and recorded anew
+                continue
+            if isinstance(found, list) and all(isinstance(x, str) for x in found):
+                out[(sha, fmt)] = found
+        return out
+
+    def record_article_refs(self, rows: Iterable[tuple[str, str, list[str]]], fingerprint: str,
+                            seen: Iterable[tuple[str, str]]) -> None:
+        """One transaction: the references found in article bytes, as (sha256, format, texts), under
+        ``fingerprint``; the rows of another fingerprint go (they can never match again), and so do those of
+        contents not in ``seen`` (the articles' contents now: an edited article's old bytes). Nothing is written when
+        nothing changed."""
+        rows, seen = list(rows), set(seen)
+        stale = [k for k, fp in ((tuple(r[:2]), r[2]) for r in self._db.execute(
+            "SELECT sha256, format, fingerprint FROM article_refs")) if fp != fingerprint or k not in seen]
+        if not rows and not stale:
+            return
+        with self._tx() as db:
+            db.executemany("DELETE FROM article_refs WHERE sha256 = ? AND format = ?", stale)
+            db.executemany(
+                "INSERT INTO article_refs (sha256, format, fingerprint, refs) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (sha256, format) DO UPDATE SET fingerprint = excluded.fingerprint, refs = excluded.refs",
+                [(sha, fmt, fingerprint, json.dumps(refs)) for sha, fmt, refs in rows])  # ASCII: a lone surrogate too
+
     # -- assets --------------------------------------------------------------------------------
     def asset(self, sha256: str) -> StoredAsset | None:
         row = self._db.execute(
@@ -648,11 +682,22 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
             db.executemany("UPDATE assets SET colours = COALESCE(colours, ?), chroma = COALESCE(chroma, ?) "
                            "WHERE sha256 = ?", [(colours, chroma, sha) for sha, colours, chroma in rows])
 
-    def archived_urls(self) -> list[ArchivedUrl]:
-        """(url as stored, asset sha256) of every archived URL, oldest first."""
-        return [ArchivedUrl(*r) for r in self._db.execute(
-            "SELECT url, asset FROM urls WHERE status='archived' AND asset IS NOT NULL ORDER BY first_seen, url"
-        )]
+    def source_urls_of(self, shas: Iterable[str]) -> dict[str, list[str]]:
+        """The archived URLs of each of ``shas`` (those with any), each asset's oldest first (then by URL): looked up
+        through the index on the URLs' asset, a batch at a time, not every URL of the archive read."""
+        found: dict[str, list[tuple[float, str]]] = defaultdict(list)
+        for url, asset, status, first_seen in self._rows_in("SELECT url, asset, status, first_seen FROM urls",
+                                                            "asset", shas):
+            if status == "archived":
+                found[asset].append((first_seen, url))
+        return {asset: [url for _, url in sorted(urls)] for asset, urls in found.items()}
+
+    def assets_with_several_urls(self) -> list[str]:
+        """The assets reached through more than one archived URL (by sha256): one pass over the index on the URLs'
+        asset and the rows it names, in the database, no row built for the others."""
+        return [sha for (sha,) in self._db.execute(
+            "SELECT asset FROM urls WHERE asset IS NOT NULL AND status = 'archived' GROUP BY asset "
+            "HAVING COUNT(*) > 1 ORDER BY asset")]
 
     # -- reporting -----------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

@@ -127,7 +127,7 @@ class Rewritten:
 
 
 @cache
-def _finder_code() -> str:
+def finder_code() -> str:
     """A digest of the code that decides what a scan finds (a new finder must not trust an old verdict)."""
     digest = hashlib.sha256()
     here = Path(__file__).resolve().parent.parent
@@ -142,7 +142,7 @@ def scan_fingerprint(cfg: Config) -> str:
     """What a scan's verdict depends on besides the article's bytes: the settings that decide which references
     are found and which point at the archive, and the finder's own code."""
     a = cfg.articles
-    settings = [sorted(a.front_matter_fields), a.base_url, a.site_root, a.max_refs, list(public_bases(cfg)), _finder_code(),
+    settings = [sorted(a.front_matter_fields), a.base_url, a.site_root, a.max_refs, list(public_bases(cfg)), finder_code(),
                 repr(cfg.rewrite), repr(cfg.images.thumbnails), repr(cfg.images.output_formats)]
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 

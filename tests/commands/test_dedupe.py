@@ -377,3 +377,48 @@ def test_an_article_deleted_since_it_was_archived_is_no_error_for_dedupe_or_rest
     out = capsys.readouterr().out
     assert "other.md: deleted since archiver rewrote it; nothing to restore" in out
     assert "0 articles could not be restored; 1 article deleted since" in out
+
+
+def test_articles_are_parsed_once_per_content_and_again_when_edited(
+    library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which articles use which copy comes from each article's references, found once per content: a second report
+    reads and hashes the articles and parses none; an edited article, and every article under other finder code, is
+    parsed again; the report is the same either way."""
+    from archiver.commands import dedupe as command
+
+    parsed: list[str] = []
+    real = command.article_refs
+
+    def counting(article, *args, **kwargs):  # type: ignore[no-untyped-def]
+        parsed.append(article.path.name)
+        return real(article, *args, **kwargs)
+
+    monkeypatch.setattr(command, "article_refs", counting)
+
+    def report() -> dict:  # type: ignore[type-arg]
+        parsed.clear()
+        assert main(["dedupe", "--config", str(library.config)]) == 0
+        out = read_json(library)
+        out.pop("generated")
+        return out
+
+    first = report()
+    assert sorted(parsed) == ["other.md", "page.html", "post.md"]
+    assert report() == first and parsed == []
+    sha = {p: hashlib.sha256(b).hexdigest() for p, b in library.bodies.items()}
+
+    def users(rep: dict, asset: str) -> list[str]:  # type: ignore[type-arg]
+        return sorted(Path(a).name for g in rep["groups"] for m in g["members"] if m["sha256"] == asset
+                      for a in m["articles"])
+
+    assert users(first, sha["/b/small.jpg"]) == ["page.html", "post.md"]
+    post = library.root / "site" / "post.md"
+    post.write_text("no images any more\n", encoding="utf-8")
+    edited = report()
+    assert parsed == ["post.md"] and users(edited, sha["/b/small.jpg"]) == ["page.html"]
+    db = manifest_db(os.environ.get("ARCHIVER_MANIFEST_URL") or library.root / ".archiver" / "manifest.sqlite3")
+    assert db.execute("SELECT COUNT(*) FROM article_refs").fetchone()[0] == 3  # the old content of post.md went
+    monkeypatch.setattr(command, "finder_code", lambda: "another finder")
+    assert report() == edited and sorted(parsed) == ["other.md", "page.html", "post.md"]
+    assert report() == edited and parsed == []

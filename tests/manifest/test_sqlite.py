@@ -187,3 +187,47 @@ def test_a_read_left_unfinished_closes_quietly_after_the_manifest(tmp_path: Path
         rows = m._rows_in("SELECT name FROM sqlite_master", "name", ["assets", "urls", "renditions"])
         assert next(rows)
     rows.close()  # no sqlite3.ProgrammingError
+
+
+def test_source_urls_of_the_report_assets_and_the_assets_reached_through_several(manifest_target: Path | str) -> None:
+    """`archiver dedupe` reads the archived URLs of the report's assets only (each asset's oldest first, then by
+    URL; URLs that did not archive left out), and which assets several archived URLs reach, without reading every
+    URL of the archive into Python."""
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    with Manifest.open(manifest_target) as m:
+        for sha in (a, b, c):
+            m.record_asset(_asset(sha), "aa/aa/" + sha + ".jpg", ["aa/aa/" + sha + "-320w.webp"])
+        for url, sha in (("http://z.test/1.jpg", a), ("http://y.test/2.jpg", a), ("http://x.test/3.jpg", b),
+                         ("http://w.test/4.jpg", c), ("http://v.test/5.jpg", c)):
+            m.record_url(url, "archived", asset=sha)
+        m.record_url("http://u.test/dead.jpg", "dead", reason="404")
+        with m._tx() as db:  # two of a's URLs first seen at the same moment: then by URL
+            db.execute("UPDATE urls SET first_seen = 5 WHERE url IN ('http://z.test/1.jpg', 'http://y.test/2.jpg')")
+            db.execute("UPDATE urls SET first_seen = 1 WHERE url = 'http://v.test/5.jpg'")
+            db.execute("UPDATE urls SET status = 'failed' WHERE url = 'http://w.test/4.jpg'")  # tried again, failed
+        assert m.source_urls_of([a, b, "f" * 64]) == {a: ["http://y.test/2.jpg", "http://z.test/1.jpg"],
+                                                      b: ["http://x.test/3.jpg"]}
+        assert m.source_urls_of([c]) == {c: ["http://v.test/5.jpg"]}
+        assert m.assets_with_several_urls() == [a]
+
+
+def test_article_refs_are_kept_per_content_and_fingerprint(manifest_target: Path | str) -> None:
+    """The references `dedupe` found in article bytes: read back under the fingerprint they were found under only;
+    rows of another fingerprint, or of contents no longer seen, go when new ones are recorded; a damaged row reads as
+    not recorded; texts with quotes, non-ASCII and a lone surrogate come back as they were."""
+    odd = ['/archive/a"b.jpg', "/archive/café.jpg", "/archive/\udce9.jpg", ""]
+    with Manifest.open(manifest_target) as m:
+        assert m.article_refs("fp1") == {}
+        m.record_article_refs([("1" * 64, "markdown", odd), ("2" * 64, "html", [])], "fp1",
+                              [("1" * 64, "markdown"), ("2" * 64, "html")])
+        assert m.article_refs("fp1") == {("1" * 64, "markdown"): odd, ("2" * 64, "html"): []}
+        assert m.article_refs("fp2") == {}
+        m.record_article_refs([], "fp1", [("1" * 64, "markdown")])  # the html content is gone
+        assert list(m.article_refs("fp1")) == [("1" * 64, "markdown")]
+        m.record_article_refs([("3" * 64, "markdown", ["x"])], "fp2", [("3" * 64, "markdown")])  # new settings
+        assert m.article_refs("fp1") == {} and m.article_refs("fp2") == {("3" * 64, "markdown"): ["x"]}
+        with m._tx() as db:
+            db.execute("UPDATE article_refs SET refs = 'not json'")
+        assert m.article_refs("fp2") == {}
+        m.record_article_refs([("3" * 64, "markdown", ["y"])], "fp2", [("3" * 64, "markdown")])
+        assert m.article_refs("fp2") == {("3" * 64, "markdown"): ["y"]}
