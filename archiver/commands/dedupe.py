@@ -167,6 +167,21 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
                 return sha
         return None
 
+    lengths = sorted({len(k) for k in members})
+
+    def mentions_member(text: str) -> bool:
+        """Whether one of ``bases`` followed by a member's key stands anywhere in ``text``: a reference ``member``
+        maps to an asset is such a span, so an article without one uses none of the report's assets, whatever its
+        references are (most articles of an archive with few duplicates: not parsed)."""
+        for base in bases:
+            at = text.find(base)
+            while at >= 0:
+                start = at + len(base)
+                if any(text[start : start + n] in members for n in lengths):
+                    return True
+                at = text.find(base, at + 1)
+        return False
+
     for path in present:
         file = Path(path)
         try:
@@ -175,6 +190,8 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
             if texts is None:
                 article = load_article(file)  # (hashed again: the bytes parsed are the bytes recorded)
                 key = (hashlib.sha256(article.raw).hexdigest(), article.format)
+                if not mentions_member(article.text):
+                    continue  # uses none of the report's assets (not recorded: the next report's may differ)
                 texts = [article.text[ref.start : ref.end] for ref in article_refs(article, fields, max_refs)]
                 known[key] = texts
                 found.append((*key, texts))

@@ -384,7 +384,8 @@ def test_articles_are_parsed_once_per_content_and_again_when_edited(
 ) -> None:
     """Which articles use which copy comes from each article's references, found once per content: a second report
     reads and hashes the articles and parses none; an edited article, and every article under other finder code, is
-    parsed again; the report is the same either way."""
+    parsed again; an article that names none of the report's images is not parsed at all; the report is the same
+    either way."""
     from archiver.commands import dedupe as command
 
     parsed: list[str] = []
@@ -414,11 +415,13 @@ def test_articles_are_parsed_once_per_content_and_again_when_edited(
 
     assert users(first, sha["/b/small.jpg"]) == ["page.html", "post.md"]
     post = library.root / "site" / "post.md"
-    post.write_text("no images any more\n", encoding="utf-8")
+    post.write_bytes(post.read_bytes() + b"\nEdited.\n")
+    assert report() == first and parsed == ["post.md"]
+    post.write_text("no images any more, only [a link](/archive/)\n", encoding="utf-8")
     edited = report()
-    assert parsed == ["post.md"] and users(edited, sha["/b/small.jpg"]) == ["page.html"]
+    assert parsed == [] and users(edited, sha["/b/small.jpg"]) == ["page.html"]
     db = manifest_db(os.environ.get("ARCHIVER_MANIFEST_URL") or library.root / ".archiver" / "manifest.sqlite3")
-    assert db.execute("SELECT COUNT(*) FROM article_refs").fetchone()[0] == 3  # the old content of post.md went
+    assert db.execute("SELECT COUNT(*) FROM article_refs").fetchone()[0] == 2  # the old contents of post.md went
     monkeypatch.setattr(command, "finder_code", lambda: "another finder")
-    assert report() == edited and sorted(parsed) == ["other.md", "page.html", "post.md"]
+    assert report() == edited and sorted(parsed) == ["other.md", "page.html"]
     assert report() == edited and parsed == []
