@@ -25,8 +25,8 @@ from archiver.config import Config
 from archiver.dedupe import canonical
 from archiver.dedupe.pairs import gc_paused
 from archiver.dedupe.plan import Plan, load_assets, plan
-from archiver.dedupe.report import GroupRow, MemberRow, member_row, write_report
-from archiver.errors import ArticleError, ConfigError, ManifestError
+from archiver.dedupe.report import GroupRow, MemberRow, mark_undone, member_row, write_report
+from archiver.errors import ArchiverError, ArticleError, ConfigError, ManifestError
 from archiver.find.refs import article_refs
 from archiver.image import similarity
 from archiver.manifest.sqlite import Manifest
@@ -74,7 +74,13 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         settle_pending(manifest)  # article writes a killed command left between their rename and their record
         if args.undo:
             now = current_url(public_bases(cfg), manifest.moved_keys())  # objects `rekey` moved: their URLs now
-            return _report_rewrite("undo", canonical.undo_canonical(manifest, now))
+            code = _report_rewrite("undo", canonical.undo_canonical(manifest, now))
+            try:  # the export of an --apply no longer says the articles point at the canonical copies
+                if mark_undone(json_path):
+                    say(f"JSON: {json_path} says \"applied\": false")
+            except ArchiverError as exc:
+                log.warning("%s", exc)
+            return code
         store = open_store(cfg)
         p = plan(cfg, manifest, store, max_distance, rescan=args.rescan, compact=args.compact,
                  resign=args.resign)

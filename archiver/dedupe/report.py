@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -162,6 +163,31 @@ def write_report(groups: Sequence[GroupRow], html_path: Path, json_path: Path, m
     except OSError as exc:
         raise ArchiverError(f"cannot write the report {html_path}: {exc.strerror or exc}") from exc
     return ReportFiles(html_path, json_path, data_dir, pages)
+
+
+_APPLIED = b'\n "applied": true,\n'
+_GROUPS_KEY = b'\n "groups": ['
+
+
+def mark_undone(json_path: Path) -> bool:
+    """After ``dedupe --undo``: the JSON export's ``"applied": true`` (its articles were pointed at the canonical
+    copies) made ``false``, every other byte copied as it is (the groups are what they were), the file replaced all at
+    once; nothing is done unless it is an export of ours that says so. Returns whether it changed; ArchiverError when
+    it cannot be read or replaced."""
+    try:
+        if not _holds(json_path, "json"):
+            return False
+        with open(json_path, "rb") as src:
+            head = src.read(1 << 16)  # the keys before the groups: a few hundred bytes
+            at, groups = head.find(_APPLIED), head.find(_GROUPS_KEY)
+            if at < 0 or (groups >= 0 and at > groups):
+                return False
+            with _replacing(json_path) as out:
+                out.write(head[:at] + b'\n "applied": false,\n' + head[at + len(_APPLIED):])
+                shutil.copyfileobj(src, out, 1 << 20)
+    except OSError as exc:
+        raise ArchiverError(f"cannot update the report {json_path}: {exc.strerror or exc}") from exc
+    return True
 
 
 def _page_name(number: int, token: str) -> str:

@@ -74,12 +74,18 @@ def test_apply_is_byte_faithful_idempotent_and_undone(library: Library, capsys: 
     assert "apply: 0 articles" in capsys.readouterr().out
     assert snapshot(library.root / "site") == state  # twice = once: no write at all
 
+    applied = read_json(library)
+    assert applied["applied"] is True
     assert main(["dedupe", "--config", str(library.config), "--undo"]) == 0
-    assert "undo: 2 articles restored (6 references)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "undo: 2 articles restored (6 references)" in out and '"applied": false' in out
     assert library.articles() == archived
+    undone = read_json(library)  # the export no longer says the articles point at the canonicals; the rest as it was
+    assert undone["applied"] is False and {**undone, "applied": True} == applied
+    raw = (library.root / "report" / "dedupe.json").read_bytes()
     assert main(["dedupe", "--config", str(library.config), "--undo"]) == 0
     assert "undo: 0 articles" in capsys.readouterr().out
-    assert library.articles() == archived
+    assert library.articles() == archived and (library.root / "report" / "dedupe.json").read_bytes() == raw
 
     assert main(["dedupe", "--config", str(library.config), "--apply"]) == 0  # apply after undo works again
     assert library.articles() == after

@@ -116,3 +116,26 @@ def test_an_old_page_that_cannot_be_removed_is_a_warning_not_a_failed_report(
     assert files.pages == 2 and set(old) < set(_pages(data))  # the old ones left, the new ones written
     assert "cannot remove a page of an earlier report" in caplog.text
     assert json.loads((tmp_path / "dedupe.json").read_text(encoding="utf-8"))["generated"] == "now"
+
+
+def test_undo_marks_the_export_not_applied_and_touches_nothing_else(tmp_path: Path) -> None:
+    """`dedupe --undo` makes the export's ``"applied": true`` false, every other byte as it was; an export that does
+    not say so (an empty report, a plain run), and a file that is not our export, are left alone."""
+    from archiver.dedupe.report import mark_undone
+
+    export = tmp_path / "dedupe.json"
+    meta = {"generated": "then", "max_distance": 10, "prefer": ["colour", "area"], "applied": True}
+    write_report(synthetic_groups(120), tmp_path / "dedupe.html", export, meta)
+    before = export.read_bytes()
+    assert mark_undone(export)
+    after = export.read_bytes()
+    assert after == before.replace(b'\n "applied": true,\n', b'\n "applied": false,\n', 1) and len(after) == len(before) + 1
+    assert json.loads(after)["applied"] is False and not mark_undone(export) and export.read_bytes() == after
+    write_report([], tmp_path / "dedupe.html", export, {**meta, "applied": True})  # no groups: the list closed at once
+    assert mark_undone(export) and json.loads(export.read_text(encoding="utf-8"))["applied"] is False
+    mine = tmp_path / "mine.json"
+    mine.write_text('{\n "applied": true,\n "groups": []\n}\n', encoding="utf-8")
+    assert not mark_undone(mine) and json.loads(mine.read_text(encoding="utf-8"))["applied"] is True
+    assert not mark_undone(tmp_path / "missing.json")
+    (tmp_path / "folder.json").mkdir()
+    assert not mark_undone(tmp_path / "folder.json")
