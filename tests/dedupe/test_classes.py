@@ -141,6 +141,7 @@ def test_migration_18_keeps_the_rows_between_class_heads(tmp_path: Path) -> None
                        "grey_distance, min_distance, rule) VALUES (?,?,?,?,?,?,?,?)", legacy)
         db.execute("DROP INDEX assets_identity_phash")
         db.execute("ALTER TABLE assets DROP COLUMN content")  # migration 19's, applied again after 18
+        db.execute("DROP TABLE article_refs")  # and migration 20's
         db.execute("PRAGMA user_version = 17")  # schema 17: migration 18 (index 17) runs again
     with Manifest.open(path) as m:
         assert sorted(m.recorded_pairs(10, SIMILARITY_RULE_VERSION)) == expected
