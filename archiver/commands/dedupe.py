@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -162,7 +163,7 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
     if len(present) < len(paths):  # deleted since they were archived: they use nothing (said once, not per article)
         log.info("%s the manifest knows of deleted since they were archived; not read",
                  count(len(paths) - len(present), "article"))
-    fingerprint = _refs_fingerprint(fields, max_refs)
+    fingerprint = _refs_fingerprint(fields, max_refs, bases)
     known = manifest.article_refs(fingerprint)
     found: list[tuple[str, str, list[str]]] = []  # parsed now: recorded below
     seen: list[tuple[str, str]] = []
@@ -198,7 +199,8 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
                 key = (hashlib.sha256(article.raw).hexdigest(), article.format)
                 if not mentions_member(article.text):
                     continue  # uses none of the report's assets (not recorded: the next report's may differ)
-                texts = [article.text[ref.start : ref.end] for ref in article_refs(article, fields, max_refs)]
+                texts = [t for t in (article.text[ref.start : ref.end] for ref in article_refs(article, fields, max_refs))
+                         if _archive_shaped(t, bases)]
                 known[key] = texts
                 found.append((*key, texts))
         except ArticleError as exc:
@@ -215,10 +217,22 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
     return out
 
 
-def _refs_fingerprint(fields: tuple[str, ...], max_refs: int) -> str:
-    """What the references found in an article's bytes depend on besides them and its format: the front-matter
-    fields, the limit, and the finder's code (``run.articles.finder_code``)."""
-    return hashlib.sha256(json.dumps([sorted(fields), max_refs, finder_code()]).encode()).hexdigest()
+def _refs_fingerprint(fields: tuple[str, ...], max_refs: int, bases: tuple[str, ...]) -> str:
+    """What the references recorded for an article's bytes depend on besides them and its format: the front-matter
+    fields, the limit, the finder's code (``run.articles.finder_code``), and the archive URL forms (only references
+    of their shape are recorded: ``_archive_shaped``)."""
+    return hashlib.sha256(json.dumps([sorted(fields), max_refs, finder_code(), list(bases)]).encode()).hexdigest()
+
+
+_KEY_SHAPED = re.compile(r"[A-Za-z0-9_.~/-]+")  # what a checked key may hold (storage.keys.check_key)
+
+
+def _archive_shaped(text: str, bases: tuple[str, ...]) -> bool:
+    """Whether a reference's text could name an archived object: one of ``bases`` followed by a key's characters.
+    Only those are recorded in the manifest: a URL of another site, which may carry credentials or a token, never is
+    (as the manifest keeps no replaced span that carries one), and nothing else can name one of the report's
+    assets."""
+    return any(text.startswith(b) and _KEY_SHAPED.fullmatch(text, len(b)) is not None for b in bases)
 
 
 def _rows(p: Plan, sources: dict[str, list[str]], usage: dict[str, list[str]], store: Store,

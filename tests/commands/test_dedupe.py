@@ -431,3 +431,26 @@ def test_articles_are_parsed_once_per_content_and_again_when_edited(
     monkeypatch.setattr(command, "finder_code", lambda: "another finder")
     assert report() == edited and sorted(parsed) == ["other.md", "page.html"]
     assert report() == edited and parsed == []
+
+
+def test_only_archive_urls_of_an_article_are_recorded_never_another_site_s_url(library: Library) -> None:
+    """The manifest keeps no URL of another site from an article (one may carry credentials or a token, and the
+    manifest keeps no replaced span that does): of an article's references only those shaped like an archive URL are
+    recorded, which is all that can name one of the report's images."""
+    small = library.archive_url("/b/small.jpg")
+    (library.root / "site" / "mixed.md").write_text(
+        f"![a](https://someone:hunter2@photos.test/private.jpg)\n![b](https://cdn.test/x.jpg?token=s3cr3t)\n"
+        f"![c]({small})\n<img src=\"{small}?sig=abc\">\n", encoding="utf-8")
+    db_path = os.environ.get("ARCHIVER_MANIFEST_URL") or library.root / ".archiver" / "manifest.sqlite3"
+    db = manifest_db(db_path)
+    with db:  # as if archiver had rewritten it
+        db.execute("INSERT INTO articles (path, sha256_before, sha256_after, rewritten_at) VALUES (?, 'x', 'y', 0)",
+                   (str(library.root / "site" / "mixed.md"),))
+    assert main(["dedupe", "--config", str(library.config)]) == 0
+    rows = [json.loads(r) for (r,) in manifest_db(db_path).execute("SELECT refs FROM article_refs")]
+    recorded = " ".join(t for refs in rows for t in refs)
+    assert "hunter2" not in recorded and "s3cr3t" not in recorded and "sig=" not in recorded
+    assert [small] in rows
+    members = {m["sha256"]: m for g in read_json(library)["groups"] for m in g["members"]}
+    sha = hashlib.sha256(library.bodies["/b/small.jpg"]).hexdigest()
+    assert "mixed.md" in {Path(a).name for a in members[sha]["articles"]}
