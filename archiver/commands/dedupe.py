@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import os
-import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -33,7 +31,7 @@ from archiver.image import similarity
 from archiver.manifest.sqlite import Manifest
 from archiver.manifest.target import exists, manifest_target, shown
 from archiver.model import DISTANCE_LIMIT
-from archiver.run.articles import finder_code
+from archiver.run.articles import archive_shaped, refs_fingerprint
 from archiver.storage import Store, open_store
 from archiver.storage.keys import check_key, current_url, public_bases
 from archiver.terminal import count, say, shown_path
@@ -163,7 +161,7 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
     if len(present) < len(paths):  # deleted since they were archived: they use nothing (said once, not per article)
         log.info("%s the manifest knows of deleted since they were archived; not read",
                  count(len(paths) - len(present), "article"))
-    fingerprint = _refs_fingerprint(fields, max_refs, bases)
+    fingerprint = refs_fingerprint(fields, max_refs, bases)
     known = manifest.article_refs(fingerprint)
     found: list[tuple[str, str, list[str]]] = []  # parsed now: recorded below
     seen: list[tuple[str, str]] = []
@@ -199,8 +197,8 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
                 key = (hashlib.sha256(article.raw).hexdigest(), article.format)
                 if not mentions_member(article.text):
                     continue  # uses none of the report's assets (not recorded: the next report's may differ)
-                texts = [t for t in (article.text[ref.start : ref.end] for ref in article_refs(article, fields, max_refs))
-                         if _archive_shaped(t, bases)]
+                texts = archive_shaped((article.text[ref.start : ref.end] for ref in
+                                        article_refs(article, fields, max_refs)), bases)
                 known[key] = texts
                 found.append((*key, texts))
         except ArticleError as exc:
@@ -215,24 +213,6 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
     except ManifestError as exc:  # only the next report's time is at stake
         log.warning("could not record the references found in articles (the next report parses them again): %s", exc)
     return out
-
-
-def _refs_fingerprint(fields: tuple[str, ...], max_refs: int, bases: tuple[str, ...]) -> str:
-    """What the references recorded for an article's bytes depend on besides them and its format: the front-matter
-    fields, the limit, the finder's code (``run.articles.finder_code``), and the archive URL forms (only references
-    of their shape are recorded: ``_archive_shaped``)."""
-    return hashlib.sha256(json.dumps([sorted(fields), max_refs, finder_code(), list(bases)]).encode()).hexdigest()
-
-
-_KEY_SHAPED = re.compile(r"[A-Za-z0-9_.~/-]+")  # what a checked key may hold (storage.keys.check_key)
-
-
-def _archive_shaped(text: str, bases: tuple[str, ...]) -> bool:
-    """Whether a reference's text could name an archived object: one of ``bases`` followed by a key's characters.
-    Only those are recorded in the manifest: a URL of another site, which may carry credentials or a token, never is
-    (as the manifest keeps no replaced span that carries one), and nothing else can name one of the report's
-    assets."""
-    return any(text.startswith(b) and _KEY_SHAPED.fullmatch(text, len(b)) is not None for b in bases)
 
 
 def _rows(p: Plan, sources: dict[str, list[str]], usage: dict[str, list[str]], store: Store,

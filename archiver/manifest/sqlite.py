@@ -369,6 +369,19 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
                 out[(sha, fmt)] = found
         return out
 
+    def add_article_refs(self, rows: Iterable[tuple[str, str, list[str]]], fingerprint: str) -> None:
+        """``record_article_refs`` of what a run parsed anyway (the articles it left fully archived), without dropping
+        the rows of contents it did not see (a run reads only what changed); rows of another fingerprint go."""
+        rows = list(rows)
+        if not rows:
+            return
+        with self._tx() as db:
+            db.execute("DELETE FROM article_refs WHERE fingerprint <> ?", (fingerprint,))
+            db.executemany(
+                "INSERT INTO article_refs (sha256, format, fingerprint, refs) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (sha256, format) DO UPDATE SET fingerprint = excluded.fingerprint, refs = excluded.refs",
+                [(sha, fmt, fingerprint, json.dumps(refs)) for sha, fmt, refs in rows])
+
     def record_article_refs(self, rows: Iterable[tuple[str, str, list[str]]], fingerprint: str,
                             seen: Iterable[tuple[str, str]]) -> None:
         """One transaction: the references found in article bytes, as (sha256, format, texts), under

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -124,6 +124,8 @@ class Rewritten:
     diff: str | None  # a dry run's unified diff; None when the file was written
     settled_refs: int | None = None  # the bytes written point only at the archive, with this many references
     changed: bool = True  # False: nothing to write (returned only to say the bytes are settled)
+    # of settled bytes: their format and each reference's text (what `archiver dedupe` would parse them for)
+    ref_texts: tuple[str, tuple[str, ...]] | None = None  # (format, texts); None: not settled
 
 
 @cache
@@ -172,16 +174,32 @@ def scan_article(path: Path, cfg: ArticlesConfig, own: OwnUrls, local: LocalRoot
     return Scanned(refs, done, tuple(rejected), work, tuple(archived), tuple(notices), sha256(article.raw))
 
 
-def _all_archived(article: Article, cfg: ArticlesConfig, own: OwnUrls) -> int | None:
-    """The number of references when every one points at the archive (and the front matter raises no warning);
+def _all_archived(article: Article, cfg: ArticlesConfig, own: OwnUrls) -> tuple[str, ...] | None:
+    """Each reference's text when every one points at the archive (and the front matter raises no warning);
     else None."""
     notices: list[Notice] = []
-    refs = 0
-    for ref in article_refs(article, cfg.front_matter_fields, cfg.max_refs, notices):
-        if ref.url not in own:
-            return None
-        refs += 1
-    return None if notices else refs
+    refs = article_refs(article, cfg.front_matter_fields, cfg.max_refs, notices)
+    if notices or any(ref.url not in own for ref in refs):
+        return None
+    return tuple(article.text[ref.start : ref.end] for ref in refs)
+
+
+def refs_fingerprint(fields: Sequence[str], max_refs: int, bases: Sequence[str]) -> str:
+    """What the references recorded for an article's bytes (``Manifest.article_refs``: what `archiver dedupe` reads
+    instead of parsing an unchanged article again) depend on besides them and its format: the front-matter fields,
+    the limit, the finder's code, and the archive URL forms (only references of their shape are recorded:
+    ``archive_shaped``)."""
+    return hashlib.sha256(json.dumps([sorted(fields), max_refs, finder_code(), list(bases)]).encode()).hexdigest()
+
+
+_KEY_SHAPED = re.compile(r"[A-Za-z0-9_.~/-]+")  # what a checked key may hold (storage.keys.check_key)
+
+
+def archive_shaped(texts: Iterable[str], bases: Sequence[str]) -> list[str]:
+    """The references' texts that could name an archived object: one of ``bases`` followed by a key's characters.
+    Only those are recorded in the manifest: a URL of another site, which may carry credentials or a token, never is
+    (as the manifest keeps no replaced span that carries one), and nothing else can name an archived image."""
+    return [t for t in texts if any(t.startswith(b) and _KEY_SHAPED.fullmatch(t, len(b)) is not None for b in bases)]
 
 
 def _secrets_masked(article: Article, record: Sequence[ArticleReplacement]) -> Article:
@@ -270,7 +288,9 @@ def rewrite_article(
     if new == article.raw:
         if check_settled and not notices and all(ref.url in own for ref in refs):  # nothing to add: settled as is
             sha = sha256(article.raw)
-            return Rewritten(sha, sha, [], None, settled_refs=len(refs), changed=False)
+            texts = tuple(article.text[ref.start : ref.end] for ref in refs)
+            return Rewritten(sha, sha, [], None, settled_refs=len(refs), changed=False,
+                             ref_texts=(article.format, texts))
         return None
     diff = None
     if dry_run:
@@ -280,5 +300,7 @@ def rewrite_article(
     done = Rewritten(sha256(article.raw), sha256(new), record, diff)
     if check_settled:  # what was written, read as a later run will: fully archived?
         written = replace(article, raw=new, text=new.decode(article.encoding), state=None)
-        done = replace(done, settled_refs=_all_archived(written, cfg, own))
+        texts = _all_archived(written, cfg, own)
+        if texts is not None:
+            done = replace(done, settled_refs=len(texts), ref_texts=(written.format, texts))
     return done

@@ -44,6 +44,8 @@ from archiver.run.articles import (
     OwnUrls,
     Responsive,
     Scanned,
+    archive_shaped,
+    refs_fingerprint,
     rewrite_article,
     scan_article,
     scan_fingerprint,
@@ -54,6 +56,7 @@ from archiver.run.report import SKIPPED, WARNING, Problem, RunReport, Stats
 from archiver.run.settle import Settled, Settler, describe, guard_address, make_fetcher
 from archiver.run.watch import article_key
 from archiver.storage import Store, prove
+from archiver.storage.keys import public_bases
 from archiver.terminal import count, shown_path
 
 if TYPE_CHECKING:
@@ -120,6 +123,11 @@ class Run:
         self._fingerprints = {cause: settings_fingerprint(cfg, cause) for cause in Cause}
         self._scan_fp = scan_fingerprint(cfg)
         self._settled_bytes: list[tuple[str, int]] = []  # (sha256, references) of article bytes found fully archived
+        # (sha256, format, archive URL texts) of the bytes of articles this run left fully archived, parsed already:
+        # recorded, so that `archiver dedupe` does not parse them again (Manifest.article_refs)
+        self._bases = public_bases(cfg)
+        self._refs_fp = refs_fingerprint(cfg.articles.front_matter_fields, cfg.articles.max_refs, self._bases)
+        self._article_refs: list[tuple[str, str, list[str]]] = []
         self._clean: set[Path] = set()  # articles whose scan found nothing to refuse and nothing to warn about
         self.stop_reason: str | None = None
         self._manifest_down: ManifestUnavailable | None = None  # the run stops, and fails with it
@@ -305,7 +313,8 @@ class Run:
         if not self.dry_run:
             try:
                 self.manifest.record_settled(self._settled_bytes, self._scan_fp)
-            except ManifestError as exc:  # only a later run's speed depends on it
+                self.manifest.add_article_refs(self._article_refs, self._refs_fp)
+            except ManifestError as exc:  # only a later run's (or report's) speed depends on it
                 log.warning("%s", exc.message)
         self.report.diffs.sort()
         self.report.replaced = sorted(self._assets.replaced)
@@ -590,6 +599,9 @@ class Run:
         if done is not None:
             if done.settled_refs is not None:
                 self._settled_bytes.append((done.after, done.settled_refs))
+            if done.ref_texts is not None:
+                fmt, texts = done.ref_texts
+                self._article_refs.append((done.after, fmt, archive_shaped(texts, self._bases)))
             if not done.changed:
                 return
             self.stats.articles_rewritten += 1

@@ -109,7 +109,7 @@ def test_a_manifest_written_before_paths_were_kept_as_bytes_is_migrated_and_rest
                      "ALTER TABLE assets DROP COLUMN source; DROP INDEX assets_key; DROP INDEX renditions_key; "
                      "DROP TABLE rekey_moves; DROP TABLE moved_keys; DROP TABLE hash_index; "
                      "DROP TABLE workers; DROP INDEX assets_identity_phash; ALTER TABLE assets DROP COLUMN content; "
-                     "PRAGMA user_version=4;")
+                     "DROP TABLE article_refs; PRAGMA user_version=4;")
     db.close()
     assert main(["restore", "--config", cfg]) == 0
     assert x.read_bytes() == latin1_site[x]
