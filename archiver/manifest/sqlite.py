@@ -363,8 +363,8 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
                 "SELECT sha256, format, refs FROM article_refs WHERE fingerprint = ?", (fingerprint,)):
             try:
                 found = json.loads(refs)
-            except ValueError:  # a damaged row: parsed again, and recorded anew
-                continue
+            except (ValueError, RecursionError):  # a damaged row (not JSON, or nested too deep for the decoder):
+                continue  # parsed again, and recorded anew
             if isinstance(found, list) and all(isinstance(x, str) for x in found):
                 out[(sha, fmt)] = found
         return out
