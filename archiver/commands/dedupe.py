@@ -73,7 +73,10 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         settle_pending(manifest)  # article writes a killed command left between their rename and their record
         if args.undo:
             now = current_url(public_bases(cfg), manifest.moved_keys())  # objects `rekey` moved: their URLs now
-            code = _report_rewrite("undo", canonical.undo_canonical(manifest, now))
+            undone = canonical.undo_canonical(manifest, now)
+            code = _report_rewrite("undo", undone)
+            if undone.unrestored:  # some still point at the canonical copies: the export goes on saying so
+                return code
             try:  # the export of an --apply no longer says the articles point at the canonical copies
                 if mark_undone(json_path):
                     say(f"JSON: {json_path} says \"applied\": false")

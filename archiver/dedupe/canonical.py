@@ -35,6 +35,7 @@ class RewriteResult:
     articles: int = 0  # articles written
     spans: int = 0  # URL spans replaced
     problems: list[str] = field(default_factory=list)  # one line each: "path: reason"
+    unrestored: int = 0  # undo: articles left as --apply wrote them (unreadable, or their write failed)
 
 
 def apply_canonical(
@@ -96,6 +97,7 @@ def _undo_article(manifest: Manifest, path: str, sha_after: str, result: Rewrite
         article = load_article(Path(path))
     except ArticleError as exc:
         result.problems.append(f"{exc} (not restored)")
+        result.unrestored += 1
         return
     done = undo(article.text, [g.replacements for g in gens], outstanding, unchanged=sha_after == sha256(article.raw),
                 current=current)
@@ -112,9 +114,11 @@ def _undo_article(manifest: Manifest, path: str, sha_after: str, result: Rewrite
         write_recorded(manifest, article, data, undone, REASON_UNDO, key=path)
     except ArticleError as exc:
         result.problems.append(f"{exc} (not restored)")
+        result.unrestored += 1
         return
     except ManifestError as exc:
         result.problems.append(f"{shown_path(path)}: {exc}")
+        result.unrestored += 1
         return
     result.spans += done.restored  # references put back, however many apply generations rewrote them
     result.articles += 1

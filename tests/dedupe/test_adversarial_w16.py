@@ -58,6 +58,29 @@ def test_a_report_over_a_damaged_article_refs_row_is_the_report_of_a_fresh_parse
     assert all(json.loads(refs) is not None for (refs,) in db.execute("SELECT refs FROM article_refs"))  # anew
 
 
+def test_undo_that_could_not_restore_an_article_leaves_the_export_saying_applied(
+    library: Library, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found in review: `dedupe --undo` made the export say ``"applied": false`` even when an article could not be
+    restored (here it became unreadable: a NUL byte) and still points at the canonical copies, exit status 1. Now the
+    export goes on saying ``true`` until an undo restores every article; then it says ``false``."""
+    assert main(["dedupe", "--config", str(library.config), "--apply"]) == 0
+    export = library.root / "report" / "dedupe.json"
+    post = library.root / "site" / "post.md"
+    applied = post.read_bytes()
+    post.write_bytes(applied + b"\x00")
+    capsys.readouterr()
+    assert main(["dedupe", "--config", str(library.config), "--undo"]) == 1
+    out = capsys.readouterr().out
+    assert "undo: 1 article restored" in out and "(not restored)" in out and '"applied": false' not in out
+    assert json.loads(export.read_text(encoding="utf-8"))["applied"] is True
+    post.write_bytes(applied)  # readable again: the next undo restores it, and the export says so
+    assert main(["dedupe", "--config", str(library.config), "--undo"]) == 0
+    out = capsys.readouterr().out
+    assert "undo: 1 article restored" in out and '"applied": false' in out
+    assert json.loads(export.read_text(encoding="utf-8"))["applied"] is False
+
+
 def test_an_article_edited_between_its_hash_and_its_parse_is_recorded_under_the_bytes_parsed(
     library: Library, monkeypatch: pytest.MonkeyPatch
 ) -> None:
