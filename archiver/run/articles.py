@@ -145,6 +145,7 @@ def scan_fingerprint(cfg: Config) -> str:
     are found and which point at the archive, and the finder's own code."""
     a = cfg.articles
     settings = [sorted(a.front_matter_fields), a.base_url, a.site_root, a.max_refs, list(public_bases(cfg)), finder_code(),
+                parser_versions(),
                 repr(cfg.rewrite), repr(cfg.images.thumbnails), repr(cfg.images.output_formats)]
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -189,7 +190,30 @@ def refs_fingerprint(fields: Sequence[str], max_refs: int, bases: Sequence[str])
     instead of parsing an unchanged article again) depend on besides them and its format: the front-matter fields,
     the limit, the finder's code, and the archive URL forms (only references of their shape are recorded:
     ``archive_shaped``)."""
-    return hashlib.sha256(json.dumps([sorted(fields), max_refs, finder_code(), list(bases)]).encode()).hexdigest()
+    settings = [sorted(fields), max_refs, finder_code(), parser_versions(), list(bases)]
+    return hashlib.sha256(json.dumps(settings).encode()).hexdigest()
+
+
+_PARSERS = ("markdown-it-py", "PyYAML", "charset-normalizer")  # Markdown, front matter, a legacy article's encoding
+
+
+def parser_versions() -> list[str]:
+    """The versions of the libraries that decode and parse an article, of Python (its ``html`` entities,
+    ``tomllib``) and whether PyYAML has its libyaml loader: an upgrade may find other references in the same bytes,
+    so what a scan or a report found before it is not trusted after it (found by the sixth round's review; ~3 ms)."""
+    import importlib.metadata
+    import sys
+
+    import yaml
+
+    versions = []
+    for name in _PARSERS:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{name} ?")
+    return [*versions, f"python {sys.version_info[0]}.{sys.version_info[1]}",
+            f"libyaml {getattr(yaml, '__with_libyaml__', False)}"]
 
 
 _KEY_SHAPED = re.compile(r"[A-Za-z0-9_.~/-]+")  # what a checked key may hold (storage.keys.check_key)

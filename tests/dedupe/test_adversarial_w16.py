@@ -144,3 +144,34 @@ def test_migrate_manifest_carries_the_recorded_references_both_ways(
     monkeypatch.setattr(command, "article_refs", counting)
     assert main(["dedupe", "--config", str(library.config)]) == 0
     assert _export(library) == first and parsed == []
+
+
+def test_references_recorded_under_one_parser_version_are_not_trusted_under_another(
+    library: Library, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: the record's fingerprint held the finder's own code but not the libraries it parses with
+    (markdown-it-py, PyYAML, charset-normalizer): after an upgrade that finds other references in the same bytes, a
+    report went on using the old ones, where the code before the record parsed every article with the library
+    installed. Another version of one of them now means every article is parsed again."""
+    import importlib.metadata
+
+    from archiver.commands import dedupe as command
+
+    parsed: list[str] = []
+    real_refs, real_version = command.article_refs, importlib.metadata.version
+
+    def counting(article, *args, **kwargs):  # type: ignore[no-untyped-def]
+        parsed.append(article.path.name)
+        return real_refs(article, *args, **kwargs)
+
+    monkeypatch.setattr(command, "article_refs", counting)
+    assert main(["dedupe", "--config", str(library.config)]) == 0
+    first = _export(library)
+    parsed.clear()
+    assert main(["dedupe", "--config", str(library.config)]) == 0 and parsed == []
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "99.0" if name == "markdown-it-py" else real_version(name))
+    assert main(["dedupe", "--config", str(library.config)]) == 0
+    assert sorted(parsed) == ["other.md", "page.html", "post.md"] and _export(library) == first
+    parsed.clear()
+    assert main(["dedupe", "--config", str(library.config)]) == 0 and parsed == []
