@@ -190,6 +190,9 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
                 at = text.find(base, at + 1)
         return False
 
+    if len(present) - len(known) > 1000:  # (a first report of a large site: minutes, said before, not after)
+        log.info("reading %s to see which use which copy (up to %s not seen before, parsed: ~1 ms each)",
+                 count(len(present), "article"), len(present) - len(known))
     for path in present:
         file = Path(path)
         try:
@@ -211,6 +214,8 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
         for sha in dict.fromkeys(member(t) for t in texts):  # each asset once, in the text's order
             if sha is not None:
                 out[sha].append(shown_path(path))
+    log.info("read %s to see which use which copy; parsed %d of them (the others as recorded, or naming none of the "
+             "report's images)", count(len(present), "article"), len(found))
     try:
         manifest.record_article_refs(found, fingerprint, seen)
     except ManifestError as exc:  # only the next report's time is at stake

@@ -220,10 +220,18 @@ _KEY_SHAPED = re.compile(r"[A-Za-z0-9_.~/-]+")  # what a checked key may hold (s
 
 
 def archive_shaped(texts: Iterable[str], bases: Sequence[str]) -> list[str]:
-    """The references' texts that could name an archived object: one of ``bases`` followed by a key's characters.
-    Only those are recorded in the manifest: a URL of another site, which may carry credentials or a token, never is
-    (as the manifest keeps no replaced span that carries one), and nothing else can name an archived image."""
-    return [t for t in texts if any(t.startswith(b) and _KEY_SHAPED.fullmatch(t, len(b)) is not None for b in bases)]
+    """The references' texts that could name an archived object: one of ``bases`` followed by a key's characters,
+    without the ``#fragment`` a run keeps after one (``kept_fragment``: ``…/key.jpg#center``, which `dedupe --apply`
+    rewrites as the URL before it). Only those are recorded in the manifest: a URL of another site, which may carry
+    credentials or a token, never is (as the manifest keeps no replaced span that carries one), and nothing else can
+    name an archived image."""
+    out = []
+    for t in texts:
+        if kept_fragment(t):
+            t = t[: t.find("#")]
+        if any(t.startswith(b) and _KEY_SHAPED.fullmatch(t, len(b)) is not None for b in bases):
+            out.append(t)
+    return out
 
 
 def _secrets_masked(article: Article, record: Sequence[ArticleReplacement]) -> Article:
