@@ -194,26 +194,20 @@ def refs_fingerprint(fields: Sequence[str], max_refs: int, bases: Sequence[str])
     return hashlib.sha256(json.dumps(settings).encode()).hexdigest()
 
 
-_PARSERS = ("markdown-it-py", "PyYAML", "charset-normalizer")  # Markdown, front matter, a legacy article's encoding
-
-
 def parser_versions() -> list[str]:
-    """The versions of the libraries that decode and parse an article, of Python (its ``html`` entities,
-    ``tomllib``) and whether PyYAML has its libyaml loader: an upgrade may find other references in the same bytes,
-    so what a scan or a report found before it is not trusted after it (found by the sixth round's review; ~3 ms)."""
-    import importlib.metadata
+    """The versions of the libraries that decode and parse an article (markdown-it-py, PyYAML and whether it has its
+    libyaml loader, charset-normalizer) and of Python (its ``html`` entities, ``tomllib``): an upgrade may find other
+    references in the same bytes, so what a scan or a report found before it is not trusted after it (found by the
+    sixth round's review). Read from the modules a run loads anyway (``importlib.metadata`` would load ~30 more)."""
     import sys
 
+    import charset_normalizer
+    import markdown_it
     import yaml
 
-    versions = []
-    for name in _PARSERS:
-        try:
-            versions.append(f"{name} {importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{name} ?")
-    return [*versions, f"python {sys.version_info[0]}.{sys.version_info[1]}",
-            f"libyaml {getattr(yaml, '__with_libyaml__', False)}"]
+    return [f"markdown-it-py {markdown_it.__version__}", f"PyYAML {yaml.__version__}",
+            f"libyaml {getattr(yaml, '__with_libyaml__', False)}", f"charset-normalizer {charset_normalizer.__version__}",
+            f"python {sys.version_info[0]}.{sys.version_info[1]}"]
 
 
 _KEY_SHAPED = re.compile(r"[A-Za-z0-9_.~/-]+")  # what a checked key may hold (storage.keys.check_key)
