@@ -377,10 +377,7 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
             return
         with self._tx() as db:
             db.execute("DELETE FROM article_refs WHERE fingerprint <> ?", (fingerprint,))
-            db.executemany(
-                "INSERT INTO article_refs (sha256, format, fingerprint, refs) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (sha256, format) DO UPDATE SET fingerprint = excluded.fingerprint, refs = excluded.refs",
-                [(sha, fmt, fingerprint, json.dumps(refs)) for sha, fmt, refs in rows])
+            _put_article_refs(db, rows, fingerprint)
 
     def record_article_refs(self, rows: Iterable[tuple[str, str, list[str]]], fingerprint: str,
                             seen: Iterable[tuple[str, str]]) -> None:
@@ -395,10 +392,7 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
             return
         with self._tx() as db:
             db.executemany("DELETE FROM article_refs WHERE sha256 = ? AND format = ?", stale)
-            db.executemany(
-                "INSERT INTO article_refs (sha256, format, fingerprint, refs) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (sha256, format) DO UPDATE SET fingerprint = excluded.fingerprint, refs = excluded.refs",
-                [(sha, fmt, fingerprint, json.dumps(refs)) for sha, fmt, refs in rows])  # ASCII: a lone surrogate too
+            _put_article_refs(db, rows, fingerprint)
 
     # -- assets --------------------------------------------------------------------------------
     def asset(self, sha256: str) -> StoredAsset | None:
@@ -769,6 +763,14 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
 # an AssetRow's columns, in its order
 _ASSET_COLUMNS = ("sha256, format, mime, ext, bytes, width, height, first_seen, key, phash, dhash, phash_variants, "
                   "dhash_variants, grey, colours, chroma, content")
+
+
+def _put_article_refs(db: sqlite3.Connection, rows: list[tuple[str, str, list[str]]], fingerprint: str) -> None:
+    """Each (sha256, format, texts) of ``rows`` recorded under ``fingerprint``, replacing what was there."""
+    db.executemany(
+        "INSERT INTO article_refs (sha256, format, fingerprint, refs) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (sha256, format) DO UPDATE SET fingerprint = excluded.fingerprint, refs = excluded.refs",
+        [(sha, fmt, fingerprint, json.dumps(refs)) for sha, fmt, refs in rows])  # ASCII: a lone surrogate too
 
 
 def _runs(ids: list[int]) -> list[tuple[int, int]]:
