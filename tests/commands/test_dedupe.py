@@ -12,7 +12,17 @@ import pytest
 
 from archiver.cli import main
 from archiver.dedupe.report import write_report
-from tests.support.library import OTHER, PAGE, POST, Library, build_library, encode, key, synthetic_groups  # noqa: F401
+from tests.support.library import (  # noqa: F401
+    OTHER,
+    PAGE,
+    POST,
+    Library,
+    build_library,
+    count_parses,
+    encode,
+    key,
+    synthetic_groups,
+)
 from tests.support.origin import Server
 from tests.support.postgres import manifest_db
 from tests.support.site import snapshot
@@ -392,17 +402,9 @@ def test_articles_are_parsed_once_per_content_and_again_when_edited(
     wrote an article recorded them, so a report reads and hashes the articles and parses none; an edited article, and
     every article under other finder code, is parsed again, then no more; an article that names none of the report's
     images is not parsed at all; the report is the same either way."""
-    from archiver.commands import dedupe as command
     from archiver.run import articles as run_articles
 
-    parsed: list[str] = []
-    real = command.article_refs
-
-    def counting(article, *args, **kwargs):  # type: ignore[no-untyped-def]
-        parsed.append(article.path.name)
-        return real(article, *args, **kwargs)
-
-    monkeypatch.setattr(command, "article_refs", counting)
+    parsed = count_parses(monkeypatch)
 
     def report() -> dict:  # type: ignore[type-arg]
         parsed.clear()
@@ -442,11 +444,8 @@ def test_only_archive_urls_of_an_article_are_recorded_never_another_site_s_url(l
     (library.root / "site" / "mixed.md").write_text(
         f"![a](https://someone:hunter2@photos.test/private.jpg)\n![b](https://cdn.test/x.jpg?token=s3cr3t)\n"
         f"![c]({small})\n<img src=\"{small}?sig=abc\">\n", encoding="utf-8")
-    db_path = os.environ.get("ARCHIVER_MANIFEST_URL") or library.root / ".archiver" / "manifest.sqlite3"
-    db = manifest_db(db_path)
-    with db:  # as if archiver had rewritten it
-        db.execute("INSERT INTO articles (path, sha256_before, sha256_after, rewritten_at) VALUES (?, 'x', 'y', 0)",
-                   (str(library.root / "site" / "mixed.md"),))
+    library.record_rewritten("mixed.md")
+    db_path = library.manifest()
     assert main(["dedupe", "--config", str(library.config)]) == 0
     rows = [json.loads(r) for (r,) in manifest_db(db_path).execute("SELECT refs FROM article_refs")]
     recorded = " ".join(t for refs in rows for t in refs)
@@ -466,11 +465,8 @@ def test_an_archive_url_with_the_fragment_a_run_kept_counts_as_a_use_as_apply_re
     small = library.archive_url("/b/small.jpg")
     (library.root / "site" / "frag.md").write_text(f"![s]({small}#center)\n![t]({small}#access_token=abc)\n",
                                                    encoding="utf-8")
-    db_path = os.environ.get("ARCHIVER_MANIFEST_URL") or library.root / ".archiver" / "manifest.sqlite3"
-    db = manifest_db(db_path)
-    with db:  # as if archiver had rewritten it
-        db.execute("INSERT INTO articles (path, sha256_before, sha256_after, rewritten_at) VALUES (?, 'x', 'y', 0)",
-                   (str(library.root / "site" / "frag.md"),))
+    library.record_rewritten("frag.md")
+    db_path = library.manifest()
     assert main(["dedupe", "--config", str(library.config)]) == 0
     sha = hashlib.sha256(library.bodies["/b/small.jpg"]).hexdigest()
     members = {m["sha256"]: m for g in read_json(library)["groups"] for m in g["members"]}

@@ -12,7 +12,7 @@ import pytest
 
 from archiver.cli import main
 from archiver.manifest.sqlite import Manifest
-from tests.support.library import Library, build_library
+from tests.support.library import Library, build_library, count_parses
 from tests.support.origin import Server
 from tests.support.postgres import manifest_db
 
@@ -122,8 +122,6 @@ def test_migrate_manifest_carries_the_recorded_references_both_ways(
 ) -> None:
     """Held up: `migrate-manifest` copies article_refs (SQLite -> PostgreSQL and back) and a report on the copy
     parses no article again and is the same."""
-    from archiver.commands import dedupe as command
-
     assert main(["dedupe", "--config", str(library.config)]) == 0
     first = _export(library)
     on_postgres = "ARCHIVER_MANIFEST_URL" in os.environ
@@ -134,14 +132,7 @@ def test_migrate_manifest_carries_the_recorded_references_both_ways(
         os.replace(other, library.root / ".archiver" / "manifest.sqlite3")
     else:
         monkeypatch.setenv("ARCHIVER_MANIFEST_URL", other)
-    parsed: list[str] = []
-    real = command.article_refs
-
-    def counting(article, *args, **kwargs):  # type: ignore[no-untyped-def]
-        parsed.append(article.path.name)
-        return real(article, *args, **kwargs)
-
-    monkeypatch.setattr(command, "article_refs", counting)
+    parsed = count_parses(monkeypatch)
     assert main(["dedupe", "--config", str(library.config)]) == 0
     assert _export(library) == first and parsed == []
 
@@ -155,16 +146,8 @@ def test_references_recorded_under_one_parser_version_are_not_trusted_under_anot
     installed. Another version of one of them now means every article is parsed again."""
     import markdown_it
 
-    from archiver.commands import dedupe as command
 
-    parsed: list[str] = []
-    real_refs = command.article_refs
-
-    def counting(article, *args, **kwargs):  # type: ignore[no-untyped-def]
-        parsed.append(article.path.name)
-        return real_refs(article, *args, **kwargs)
-
-    monkeypatch.setattr(command, "article_refs", counting)
+    parsed = count_parses(monkeypatch)
     assert main(["dedupe", "--config", str(library.config)]) == 0
     first = _export(library)
     parsed.clear()

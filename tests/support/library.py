@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from archiver.cli import main
 from archiver.dedupe.report import GroupRow, MemberRow
 from tests.support.origin import Server
 from tests.support.paths import FIXTURES_DIR
+from tests.support.postgres import manifest_db
 from tests.support.site import write_config
 
 FIXTURES = FIXTURES_DIR / "images"
@@ -42,6 +45,32 @@ class Library:
 
     def articles(self) -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in sorted((self.root / "site").rglob("*.*"))}
+
+    def manifest(self) -> str | Path:
+        """The manifest the library's commands use: the PostgreSQL one of the test's environment, else its file."""
+        return os.environ.get("ARCHIVER_MANIFEST_URL") or self.root / ".archiver" / "manifest.sqlite3"
+
+    def record_rewritten(self, name: str) -> None:
+        """Record ``site/<name>`` as an article archiver rewrote (what `dedupe` reads), as if a run had."""
+        db = manifest_db(self.manifest())
+        with db:
+            db.execute("INSERT INTO articles (path, sha256_before, sha256_after, rewritten_at) VALUES (?, 'x', 'y', 0)",
+                       (str(self.root / "site" / name),))
+
+
+def count_parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the articles `archiver dedupe` parses from now on (its ``article_refs`` calls), in order."""
+    from archiver.commands import dedupe as command
+
+    parsed: list[str] = []
+    real = command.article_refs
+
+    def counting(article, *args, **kwargs):  # type: ignore[no-untyped-def]
+        parsed.append(article.path.name)
+        return real(article, *args, **kwargs)
+
+    monkeypatch.setattr(command, "article_refs", counting)
+    return parsed
 
 
 POST = (
