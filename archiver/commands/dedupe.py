@@ -149,7 +149,17 @@ def _report_rewrite(what: str, result: canonical.RewriteResult) -> int:
     say(f"{what}: {count(result.articles, 'article')} {verb} ({count(result.spans, 'reference')})")
     for p in result.problems:
         say(f"  {p}")
+    if result.gone:  # not an error (a deleted article uses nothing), but a moved one still uses the canonical copies
+        say(f"  {count(len(result.gone), 'article')} that --apply rewrote no longer at its path (moved or deleted "
+            "since), not restored; move it back and run --undo again:")
+        for path in result.gone[:_GONE_LISTED]:
+            say(f"    {shown_path(path)}")
+        if len(result.gone) > _GONE_LISTED:
+            say(f"    … and {len(result.gone) - _GONE_LISTED} more")
     return 1 if result.problems else 0
+
+
+_GONE_LISTED = 20  # moved or deleted articles named by --undo (the rest counted)
 
 
 def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases: tuple[str, ...],

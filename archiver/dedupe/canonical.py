@@ -36,6 +36,7 @@ class RewriteResult:
     spans: int = 0  # URL spans replaced
     problems: list[str] = field(default_factory=list)  # one line each: "path: reason"
     unrestored: int = 0  # undo: articles left as --apply wrote them (unreadable, or their write failed)
+    gone: list[str] = field(default_factory=list)  # undo: applied articles no longer at their path (moved, deleted)
 
 
 def apply_canonical(
@@ -81,16 +82,25 @@ def undo_canonical(manifest: Manifest, current: Callable[[str], str] | None = No
     result = RewriteResult()
     applied = manifest.articles_rewritten_for(REASON_APPLY)
     for path, _before, after in manifest.rewritten_articles():
-        if path in applied and os.path.lexists(path):  # one deleted since has nothing to put back
+        if path not in applied:
+            continue
+        if os.path.lexists(path):
             _undo_article(manifest, path, after, result, current)
+        elif _outstanding(manifest.article_generations(path)):  # moved or deleted since: said, its record kept
+            result.gone.append(path)
     return result
+
+
+def _outstanding(gens: list) -> list[int]:  # type: ignore[type-arg]
+    """The positions of the apply generations not undone yet (after the last undo)."""
+    last_undo = max((i for i, g in enumerate(gens) if g.reason == REASON_UNDO), default=-1)
+    return [i for i in range(last_undo + 1, len(gens)) if gens[i].reason == REASON_APPLY]
 
 
 def _undo_article(manifest: Manifest, path: str, sha_after: str, result: RewriteResult,
                   current: Callable[[str], str] | None = None) -> None:
     gens = manifest.article_generations(path)
-    last_undo = max((i for i, g in enumerate(gens) if g.reason == REASON_UNDO), default=-1)
-    outstanding = [i for i in range(last_undo + 1, len(gens)) if gens[i].reason == REASON_APPLY]
+    outstanding = _outstanding(gens)
     if not outstanding:
         return
     try:

@@ -103,6 +103,28 @@ def test_apply_is_byte_faithful_idempotent_and_undone(library: Library, capsys: 
     assert library.articles() == archived
 
 
+def test_undo_names_an_applied_article_moved_since_and_restores_it_once_moved_back(
+    library: Library, capsys: pytest.CaptureFixture[str]
+) -> None:
+    archived = library.articles()
+    assert main(["dedupe", "--config", str(library.config), "--apply"]) == 0
+    capsys.readouterr()
+    post = next(p for p in (library.root / "site").rglob("post.md"))
+    moved = post.with_name("renamed.md")
+    post.rename(moved)
+    assert main(["dedupe", "--config", str(library.config), "--undo"]) == 0  # not an error: it may have been deleted
+    out = capsys.readouterr().out
+    assert "undo: 1 article restored" in out
+    assert "1 article that --apply rewrote no longer at its path (moved or deleted since), not restored" in out
+    assert str(post) in out or post.name in out
+    assert moved.read_bytes() != archived["post.md"]  # still pointing at the canonical copy: said, not hidden
+    moved.rename(post)
+    assert main(["dedupe", "--config", str(library.config), "--undo"]) == 0
+    out = capsys.readouterr().out
+    assert "undo: 1 article restored" in out and "no longer at its path" not in out
+    assert library.articles() == archived
+
+
 def test_undo_restores_only_spans_that_still_hold_what_dedupe_wrote(
     library: Library, capsys: pytest.CaptureFixture[str]
 ) -> None:
