@@ -424,8 +424,10 @@ class VariantIndex:
         found = []
         for kind in ("ph", "dh"):
             v = self.variants(kind, everything)
-            qi, e, _ = near(v.ravel(), v[q, 0], k, ordered=False)  # np.unique below sorts the pairs
-            found.append((q[qi], e // T))
+            identity = np.ascontiguousarray(v[q, 0])
+            for s in self.segments:  # the probe tables every segment has on disk (a flat one's made in memory)
+                qi, e = _search(s, kind, identity, k)
+                found.append((q[qi], s.first + e // T))
             if rest.size and T > 1:
                 qi, e, _ = near(v[rest, 0], v[q, 1:].ravel(), k, ordered=False)
                 found.append((q[qi // (T - 1)], rest[e]))
