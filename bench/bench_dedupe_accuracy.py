@@ -1,7 +1,7 @@
 """Accuracy of near-duplicate detection (archiver.image.similarity.compare): recall per edit family against a plain pHash, precision.
 
 Usage: python bench/bench_dedupe_accuracy.py [--generated N] [--distinct N] [--layouts N] [--seed S] [--workers W]
-       [--max-distance D] [--corpus FOLDER] [--cache FILE] [--rules NAME,...]
+       [--max-distance D] [--corpus FOLDER] [--photos FILE] [--cache FILE] [--rules NAME,...]
 
 The set: every real photo listed in REAL_PHOTOS (from the corpus folder, see its SOURCES.md) plus N
 generated photo-like sources (see ``photo_like``) are the *sources*. Each source gets derived copies
@@ -695,7 +695,8 @@ RULES = {
 def run(args: argparse.Namespace) -> None:
     global CORPUS
     CORPUS = Path(args.corpus)
-    real = [n for n in REAL_PHOTOS if (CORPUS / n).is_file()]
+    names = Path(args.photos).read_text().split() if args.photos else REAL_PHOTOS
+    real = [n for n in names if (CORPUS / n).is_file()]
     t0 = time.perf_counter()
     cache = Path(args.cache) if args.cache else None
     if cache and cache.is_file():  # the signatures of an earlier run with the same options: rule changes only
@@ -847,6 +848,8 @@ def main() -> None:
     ap.add_argument("--layouts", type=int, default=12, help="page templates, each around 6 different pictures")
     ap.add_argument("--max-distance", type=int, default=10)
     ap.add_argument("--corpus", default=str(CORPUS))
+    ap.add_argument("--photos", default="", help="a file naming the real photos in --corpus to use instead of "
+                    "REAL_PHOTOS, one per line (a held-out set: photos the rule was not tuned on)")
     ap.add_argument("--cache", default="", help="JSON file: signatures saved there, or read if it exists")
     ap.add_argument("--rules", default="", help="comma-separated names of RULES to compare (default: all)")
     ap.add_argument("--misses", type=int, default=4, help="missed pairs listed per family")
