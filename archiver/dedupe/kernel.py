@@ -266,6 +266,55 @@ if AVAILABLE:
 
 if AVAILABLE:
     @njit(cache=True, nogil=True)
+    def sweep(qoff, qvals, qidx, pats, offsets, values, order, k, earlier_masks, earlier_radii, start, stop,
+              out_q, out_p):  # type: ignore[no-untyped-def]
+        """Probe one chunk of a ``tables.Table`` for many queries at once, key by key of the table: for each key t in
+        order, its run of values is compared with the queries whose own key is ``t ^ pats[p]``, for every flip mask
+        p (the run stays in the cache for all of them, and the values are read once, in order). ``qoff``: where the
+        queries of each key start in ``qvals`` (their values) and ``qidx`` (their indexes), sorted by key. Positions
+        ``start:stop`` count (key, mask) steps: ``t * pats.size + p``. A pair some earlier chunk finds is skipped.
+        Fills ``out_*`` with (query index, ``order`` of the value) a whole step at a time; returns (count, the first
+        step not done)."""
+        cap = out_q.size
+        n = 0
+        kk = np.uint64(k)
+        npats = pats.size
+        pos = start
+        while pos < stop:
+            t = pos // npats
+            j0, j1 = max(offsets[t], 0), min(offsets[t + 1], values.size)  # clamped: see lookup_direct
+            if j1 <= j0:
+                pos = (t + 1) * npats  # an empty run: no step of this key finds anything
+                continue
+            run = values[j0:j1]
+            last = min(stop, (t + 1) * npats)
+            while pos < last:
+                qk = t ^ pats[pos - t * npats]
+                n0 = n
+                for i in range(qoff[qk], qoff[qk + 1]):
+                    q = qvals[i]
+                    hits = 0  # a branch-free count first (vector instructions), the run read again only on a hit
+                    for j in range(run.size):
+                        hits += _popcount(q ^ run[j]) <= kk
+                    if hits == 0:
+                        continue
+                    for j in range(run.size):
+                        x = q ^ run[j]
+                        if _popcount(x) > kk:
+                            continue
+                        if _found_earlier(x, earlier_masks, earlier_radii):
+                            continue
+                        if n == cap:
+                            return n0, pos
+                        out_q[n] = qidx[i]
+                        out_p[n] = order[j0 + j]
+                        n += 1
+                pos += 1
+        return n, stop
+
+
+if AVAILABLE:
+    @njit(cache=True, nogil=True)
     def lookup_direct(queries, start, stop, shift, bits, pats, offsets, values, order, k, earlier_masks,
                       earlier_radii, out_q, out_p):  # type: ignore[no-untyped-def]
         """Probe one chunk of a ``tables.Table`` for ``queries[start:stop]`` query by query (``lookup``'s ordered
