@@ -77,7 +77,7 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     Assets with the same signature (a blank or templated image archived many times) are searched once and their
     pairs expanded; pairs between assets with the same hashes are not recorded (grouping joins them anyway).
     The candidates come from the on-disk variant index (``segments.VariantIndex``), brought up to date first;
-    ``compact`` (and ``rescan``) merge its segments into one."""
+    ``compact`` merges its segments into one (a rescan does not: it searches each segment's tables as they are)."""
     started = time.monotonic()
     if compact:
         index = VariantIndex.open(manifest)
@@ -92,9 +92,7 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     if widened:
         log.info("%d assets were searched for near-duplicates at a distance below %d: searching them again at %d",
                  widened, max_distance, max_distance)
-    index = VariantIndex.open(manifest)
-    if rescan:
-        index.compact(manifest)
+    index = VariantIndex.open(manifest)  # (a rescan searches the segments as they are: merging them is --compact's)
     wanted = np.array([r for r, _ in todo], dtype=np.int64)
     qcls = index.classes_of(wanted)
     ok = qcls >= 0

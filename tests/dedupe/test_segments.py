@@ -82,10 +82,13 @@ def test_segments_searched_batch_by_batch_give_the_from_scratch_pairs_and_groups
         _record(mem, sigs[:3], 5000)
         update_pairs(mem, 10)
         assert _pairs(mem) == incremental
-    with Manifest.open(tmp_path / "m.sqlite3") as m:  # compacted by a rescan: one segment, the same pairs
+    with Manifest.open(tmp_path / "m.sqlite3") as m:  # a rescan searches the segments as they are; compact merges
+        segments = len(VariantIndex.open(m).segments)
         assert update_pairs(m, 10, rescan=True).searched == len(sigs) + 3
+        assert _pairs(m) == incremental and len(VariantIndex.open(m).segments) == segments > 1
+        assert update_pairs(m, 10, compact=True).searched == 0
         assert _pairs(m) == incremental and len(VariantIndex.open(m).segments) == 1
-        assert update_pairs(m, 10).searched == 0
+        assert update_pairs(m, 10, rescan=True).searched == len(sigs) + 3 and _pairs(m) == incremental
     assert _rebuilt(caplog) == []
     folder = tmp_path / "m.sqlite3.index" / "variants"  # merged segments are gone; only the live ones stay
     with Manifest.open(tmp_path / "m.sqlite3") as m:
