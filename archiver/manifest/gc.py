@@ -345,11 +345,9 @@ class GcRecords:
                 for part in _chunks(heirs):
                     hm = _marks(len(part))
                     db.execute(f"UPDATE assets SET search_mark = NULL WHERE sha256 IN ({hm})", part)
-                    db.execute(f"DELETE FROM pair_searches WHERE asset IN ({hm})", part)
             for chunk in _chunks(shas):
                 m, p = _marks(len(chunk)), list(chunk)
                 db.execute(f"DELETE FROM near_duplicates WHERE a IN ({m}) OR b IN ({m})", p + p)
-                db.execute(f"DELETE FROM pair_searches WHERE asset IN ({m})", p)
                 db.execute(f"DELETE FROM lost_objects WHERE asset IN ({m})", p)
                 db.execute(f"DELETE FROM renditions WHERE asset IN ({m})", p)
                 db.execute(f"DELETE FROM urls WHERE asset IN ({m})", p)

@@ -520,7 +520,6 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
                 part = shas[i : i + 400]
                 m = ",".join("?" * len(part))
                 db.execute(f"DELETE FROM near_duplicates WHERE a IN ({m}) OR b IN ({m})", (*part, *part))
-                db.execute(f"DELETE FROM pair_searches WHERE asset IN ({m})", part)
                 db.execute(f"UPDATE assets SET search_mark = NULL WHERE sha256 IN ({m})", part)
             db.execute("UPDATE assets SET phash = ?, dhash = ?, phash_variants = ?, dhash_variants = ?, grey = ?, "
                        "content = ? WHERE sha256 = ?",
@@ -587,12 +586,11 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         their marks (searched at ``max_distance`` under ``rule``). Pairs of another rule are dropped; all pairs
         and every other mark when ``replace_all`` (a search of the whole archive from scratch). ``searched_ids``:
         the ids of ``searched``, when the caller has them (else looked up: ~6 s for a million)."""
-        now, mark = time.time(), _mark(rule, max_distance)
+        mark = _mark(rule, max_distance)
         ids = self.asset_ids(searched).values() if searched_ids is None else searched_ids
         runs = _runs(sorted({int(i) for i in ids}))  # sqlite3 binds a numpy integer as a BLOB: never >= an id
         with self._tx() as db:
             if replace_all:
-                db.execute("DELETE FROM pair_searches")
                 db.execute("DELETE FROM near_duplicates")
                 gaps = list(zip([-(2**63), *(hi + 1 for _, hi in runs)], [*(lo - 1 for lo, _ in runs), 2**63 - 1],
                                 strict=True))  # the ids around the runs: each mark outside them cleared
@@ -614,12 +612,6 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
             # (rows already holding the mark are not written again: a rescan at the same distance writes none)
             db.executemany("UPDATE assets SET search_mark = ? WHERE id >= ? AND id <= ? AND "
                            "(search_mark IS NULL OR search_mark <> ?)", [(mark, lo, hi, mark) for lo, hi in runs])
-            db.executemany(
-                "INSERT INTO pair_searches (asset, max_distance, rule, searched_at) SELECT sha256, ?, ?, ? FROM assets "
-                "WHERE id >= ? AND id <= ? ORDER BY sha256 ON CONFLICT(asset) DO UPDATE SET "
-                "max_distance=excluded.max_distance, rule=excluded.rule, searched_at=excluded.searched_at",
-                [(max_distance, rule, now, lo, hi) for lo, hi in runs],
-            )
 
     def recorded_pairs(self, max_distance: int, rule: int) -> list[PairRow]:
         """(a, b, pHash distance, dHash distance) of the recorded pairs the rule accepts at ``max_distance``."""

@@ -109,7 +109,9 @@ def test_a_manifest_written_before_paths_were_kept_as_bytes_is_migrated_and_rest
                      "ALTER TABLE assets DROP COLUMN source; DROP INDEX assets_key; DROP INDEX renditions_key; "
                      "DROP TABLE rekey_moves; DROP TABLE moved_keys; DROP TABLE hash_index; "
                      "DROP TABLE workers; DROP INDEX assets_identity_phash; ALTER TABLE assets DROP COLUMN content; "
-                     "DROP TABLE article_refs; PRAGMA user_version=4;")
+                     "DROP TABLE article_refs; CREATE TABLE pair_searches (asset TEXT PRIMARY KEY REFERENCES "
+                     "assets(sha256), max_distance INTEGER NOT NULL, rule INTEGER NOT NULL, searched_at REAL NOT NULL); "
+                     "PRAGMA user_version=4;")
     db.close()
     assert main(["restore", "--config", cfg]) == 0
     assert x.read_bytes() == latin1_site[x]
