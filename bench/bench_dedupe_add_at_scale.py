@@ -216,12 +216,15 @@ def main() -> None:
             for rnd in range(args.rounds):
                 for name, root in impls.items():
                     db = sqlite3.connect(path)
+                    # (a table of schemas before 21, which a baseline's run may still write)
+                    searches = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'pair_searches'").fetchone()
                     with db:  # the batch unsearched, its rows gone: each run does the same work
                         for part in range(0, len(shas), 500):
                             ps = shas[part:part + 500]
                             marks = ",".join("?" * len(ps))
                             db.execute(f"UPDATE assets SET search_mark = NULL WHERE sha256 IN ({marks})", ps)
-                            db.execute(f"DELETE FROM pair_searches WHERE asset IN ({marks})", ps)
+                            if searches:
+                                db.execute(f"DELETE FROM pair_searches WHERE asset IN ({marks})", ps)
                             db.execute(f"DELETE FROM near_duplicates WHERE a IN ({marks}) OR b IN ({marks})", ps * 2)
                     db.close()
                     env = {**os.environ, "BENCH_ARCHIVER_ROOT": str(root)}
