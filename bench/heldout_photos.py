@@ -1,11 +1,11 @@
 """A held-out set of real photos for bench_dedupe_accuracy.py: 23 photographs from Debian's wallpaper packages, none
 of which the decision rule was tuned on (the corpus's photos were), scaled to at most 1600 px like a blog's images.
 
-Usage (in an empty folder; the packages are public, from Debian's archive):
-    apt-get download mate-backgrounds plasma-workspace-wallpapers
-    python bench/heldout_photos.py --debs . --out heldout
-    python -W ignore bench/bench_dedupe_accuracy.py --corpus heldout --photos heldout/photos.txt \\
-        --generated 0 --distinct 800 --seed 31
+Usage, from the repository's root (the packages are public, from Debian's archive; any folders will do):
+    mkdir -p /tmp/heldout && (cd /tmp/heldout && apt-get download mate-backgrounds plasma-workspace-wallpapers)
+    python bench/heldout_photos.py --debs /tmp/heldout --out /tmp/heldout/photos
+    python -W ignore bench/bench_dedupe_accuracy.py --corpus /tmp/heldout/photos \\
+        --photos /tmp/heldout/photos/photos.txt --generated 0 --distinct 800 --seed 31
 
 Only photographs are taken (not the packages' drawings and gradients): landscapes, water, fog, flowers, leaves,
 grass, insects, a building facade, cups. Each file is read from the package's ``/usr/share`` tree, its largest

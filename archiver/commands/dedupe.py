@@ -75,7 +75,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             now = current_url(public_bases(cfg), manifest.moved_keys())  # objects `rekey` moved: their URLs now
             undone = canonical.undo_canonical(manifest, now)
             code = _report_rewrite("undo", undone)
-            if undone.unrestored:  # some still point at the canonical copies: the export goes on saying so
+            if undone.unrestored or undone.gone:  # some may still point at the canonical copies: the export says so
+                if json_path.is_file():
+                    say(f"JSON: {json_path} left as it was (an article --apply rewrote was not restored)")
                 return code
             try:  # the export of an --apply no longer says the articles point at the canonical copies
                 if mark_undone(json_path):
@@ -150,8 +152,10 @@ def _report_rewrite(what: str, result: canonical.RewriteResult) -> int:
     for p in result.problems:
         say(f"  {p}")
     if result.gone:  # not an error (a deleted article uses nothing), but a moved one still uses the canonical copies
-        say(f"  {count(len(result.gone), 'article')} that --apply rewrote no longer at its path (moved or deleted "
-            "since), not restored; move it back and run --undo again:")
+        one = len(result.gone) == 1
+        say(f"  {count(len(result.gone), 'article')} that --apply rewrote {'is' if one else 'are'} no longer at "
+            f"{'its path' if one else 'their paths'} (moved or deleted since), not restored; move "
+            f"{'it' if one else 'them'} back and run --undo again:")
         for path in result.gone[:_GONE_LISTED]:
             say(f"    {shown_path(path)}")
         if len(result.gone) > _GONE_LISTED:

@@ -115,14 +115,15 @@ def test_undo_names_an_applied_article_moved_since_and_restores_it_once_moved_ba
     assert main(["dedupe", "--config", str(library.config), "--undo"]) == 0  # not an error: it may have been deleted
     out = capsys.readouterr().out
     assert "undo: 1 article restored" in out
-    assert "1 article that --apply rewrote no longer at its path (moved or deleted since), not restored" in out
+    assert "1 article that --apply rewrote is no longer at its path (moved or deleted since), not restored" in out
     assert str(post) in out or post.name in out
     assert moved.read_bytes() != archived["post.md"]  # still pointing at the canonical copy: said, not hidden
+    assert read_json(library)["applied"] is True and "left as it was" in out  # the export does not say otherwise
     moved.rename(post)
     assert main(["dedupe", "--config", str(library.config), "--undo"]) == 0
     out = capsys.readouterr().out
     assert "undo: 1 article restored" in out and "no longer at its path" not in out
-    assert library.articles() == archived
+    assert library.articles() == archived and read_json(library)["applied"] is False
 
 
 def test_undo_restores_only_spans_that_still_hold_what_dedupe_wrote(
