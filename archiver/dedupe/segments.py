@@ -66,7 +66,7 @@ _OLD_FILES = ("by_class",)  # written by format 1: its segment folders are still
 _TABLE = re.compile(r"(?:ph|dh|p0|d0)-(?:ids|starts|c[0-9]-(?:order|values|offsets|words))")
 _IDENTITY = {"ph": "p0", "dh": "d0"}  # the probe tables of the identity hashes only
 _KINDS = ("ph", "dh", "p0", "d0")
-_WHOLE = 4  # searching at least 1/_WHOLE of the classes: one in-memory index of everything beats the segments
+_WHOLE = 4  # searching at least 1/_WHOLE of the classes: two queries (_candidates_whole) beat the eight of a few
 _WIDTH = VARIANTS_WIDTH = 17 * T - 1  # "h0,h1,...": 16 hex digits each, comma-separated
 
 
