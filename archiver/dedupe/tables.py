@@ -182,7 +182,7 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
         return _search_chunk_direct(c, pats, queries, k, em, er)
     keys = ((queries >> np.uint64(c.shift)) & np.uint64((1 << c.bits) - 1)).astype(np.int64)
     block = max(1, _PROBES // pats.size)
-    if queries.size > block:  # most of the archive searched (a first search, a rescan): the table's keys in order
+    if queries.size > block and _sweeps(c, queries.size, pats.size):
         return _search_chunk_sweep(c, pats, queries, keys, k, em, er)
     drop = max(0, c.bits - _ORDER_BITS)
     parts = _threads(queries.size * pats.size)
@@ -192,23 +192,48 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
     edges = [(buckets * i // windows) << drop for i in range(windows + 1)]
 
     # one block of queries (a run adding images): each window's pages are handed back once swept, so the search holds
-    # a window per thread
-    def part(w0: int, w1: int) -> tuple[np.ndarray, np.ndarray]:
+    # a window per thread, and the threads share the windows; several blocks sweep the chunk once each, so mapping
+    # its pages again for every block would cost more than the search (~1.4 GB/s): they stay until the chunk is
+    # done, and the threads share the blocks instead (each ordering only its own probes)
+    blocks = list(range(0, queries.size, block))
+    single = len(blocks) == 1
+
+    def part(w0: int, w1: int, b0: int = 0, b1: int = len(blocks)) -> tuple[np.ndarray, np.ndarray]:
         found = _Found()
-        probes = kernel.probe_order(keys, pats, 0, queries.size, c.bits, drop, c.offsets, edges[w0], edges[w1])
-        cut = np.searchsorted(probes >> (32 + drop), [e >> drop for e in edges[w0:w1 + 1]]).tolist()
-        for w in range(w1 - w0):
-            found.collect(lambda start, stop, out_q, out_p: kernel.lookup(
-                queries, probes, start, stop, c.offsets, c.values, c.order, k, em, er, out_q, out_p),
-                cut[w], cut[w + 1])
-            release_range(c, edges[w0 + w], edges[w0 + w + 1])  # this window is done
+        for b in blocks[b0:b1]:
+            probes = kernel.probe_order(keys, pats, b, min(b + block, queries.size), c.bits, drop, c.offsets,
+                                        edges[w0], edges[w1])
+            cut = np.searchsorted(probes >> (32 + drop), [e >> drop for e in edges[w0:w1 + 1]]).tolist()
+            for w in range(w1 - w0):
+                found.collect(lambda start, stop, out_q, out_p, probes=probes: kernel.lookup(
+                    queries, probes, start, stop, c.offsets, c.values, c.order, k, em, er, out_q, out_p),
+                    cut[w], cut[w + 1])
+                if single:  # this window is done
+                    release_range(c, edges[w0 + w], edges[w0 + w + 1])
         return found.arrays()
 
     if parts == 1:
         return part(0, windows)
-    bounds = [windows * i // parts for i in range(parts + 1)]
-    found = list(_pool().map(part, bounds[:-1], bounds[1:]))
+    if single:
+        bounds = [windows * i // parts for i in range(parts + 1)]
+        found = list(_pool().map(part, bounds[:-1], bounds[1:]))
+    else:
+        bounds = [len(blocks) * i // parts for i in range(parts + 1)]
+        found = list(_pool().map(lambda b0, b1: part(0, windows, b0, b1), bounds[:-1], bounds[1:]))
     return np.concatenate([x[0] for x in found]), np.concatenate([x[1] for x in found])
+
+
+_STEP_NS = (3.0, 60.0)  # a step of kernel.sweep: its query offsets in the cache (keys of <= 17 bits: <= 1 MB), or not
+_PROBE_NS = 10.0  # an ordered probe: its share of ordering the block's probes and of sweeping the chunk per block
+
+
+def _sweeps(c: Chunk, queries: int, pats: int) -> bool:
+    """Whether ``kernel.sweep`` costs less than ordered probes for ``queries``: it takes a step for every key of the
+    table and flip mask, whatever the queries, so only a search of about as many queries as keys gains from it (a
+    1 M rescan's 16-bit chunks: yes; a run adding 1 200 images to 10 M, whose 22-bit chunks would take 7.5 billion
+    steps: no)."""
+    step = _STEP_NS[0] if c.bits <= 17 else _STEP_NS[1]
+    return (1 << c.bits) * pats * step < queries * pats * _PROBE_NS
 
 
 def _search_chunk_sweep(c: Chunk, pats: np.ndarray, queries: np.ndarray, keys: np.ndarray, k: int, em: np.ndarray,

@@ -110,3 +110,41 @@ def test_ordered_probes_find_every_pair_once_in_blocks_windows_threads_and_small
             got = list(zip(qi.tolist(), pos.tolist(), strict=True))
             assert len(got) == len(set(got)), "a pair reported twice"
             assert set(got) == _brute(q, v, k)
+
+
+
+def test_many_queries_sweep_the_table_only_where_that_costs_less(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kernel.sweep`` takes a step for every key and flip mask of a chunk whatever the queries: a search of about
+    as many queries as keys (a rescan's 16-bit chunks) sweeps, and finds what comparing every pair finds; a hundred
+    queries against 22-bit chunks, more than one block of probes (like a run adding 1 200 images to 10 M, where it
+    would take ~7.5 billion steps), keep to the ordered probes, block by block."""
+    if not kernel.AVAILABLE:
+        pytest.skip("numba is not installed")
+    swept: list[int] = []
+    sweep = kernel.sweep
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        swept.append(1)
+        return sweep(*args)
+
+    monkeypatch.setattr(kernel, "sweep", spy)
+    rng = np.random.default_rng(3)
+    v = _values(rng, 70_000)
+    many = np.concatenate([v[rng.integers(0, v.size, 30_000)] ^ np.uint64(5), _values(rng, 40_000), v[:3]])
+    table = Table.build(v)
+    assert [c.bits for c in table.chunks] == [16] * 4
+    qi, pos = table.search(many, 10)  # 137 flip masks a chunk: 15 307 queries a block
+    assert swept
+    got = set(zip(qi.tolist(), pos.tolist(), strict=True))
+    assert len(got) == qi.size and {(a, b) for a, b in got if a < 1_000} == _brute(many[:1_000], v, 10)
+    assert {(a, b) for a, b in got if a >= many.size - 3} == {(many.size - 3 + i, i) for i in range(3)}
+
+    swept.clear()
+    monkeypatch.setattr(tables, "widths", lambda n: (22, 21, 21))
+    monkeypatch.setattr(tables, "_PROBES", 1 << 9)  # at distance 4, 22 queries a block of 23 flip masks: 5 blocks
+    w = _values(rng, (1 << 22) + 1_000)
+    few = np.concatenate([w[:50] ^ np.uint64(0b1011), _values(rng, 50)])
+    qi, pos = Table.build(w).search(few, 4)
+    assert not swept
+    brute = {(i, int(j)) for i, x in enumerate(few) for j in np.flatnonzero(np.bitwise_count(w ^ x) <= 4)}
+    assert sorted(zip(qi.tolist(), pos.tolist(), strict=True)) == sorted(brute) and len(brute) >= 50
