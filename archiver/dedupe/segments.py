@@ -66,6 +66,7 @@ _OLD_FILES = ("by_class",)  # written by format 1: its segment folders are still
 _TABLE = re.compile(r"(?:ph|dh|p0|d0)-(?:ids|starts|c[0-9]-(?:order|values|offsets|words))")
 _IDENTITY = {"ph": "p0", "dh": "d0"}  # the probe tables of the identity hashes only
 _KINDS = ("ph", "dh", "p0", "d0")
+_REVERSE = 4  # a segment of at most 1/(T * _REVERSE) of the searched classes is searched the other way round
 _WHOLE = 4  # searching at least 1/_WHOLE of the classes: two queries (_candidates_whole) beat the eight of a few
 _WIDTH = VARIANTS_WIDTH = 17 * T - 1  # "h0,h1,...": 16 hex digits each, comma-separated
 
@@ -425,10 +426,23 @@ class VariantIndex:
         everything = np.arange(self.classes)
         rest = np.setdiff1d(everything, q, assume_unique=True)
         found = []
+        searched = np.zeros(self.classes, dtype=bool)
+        searched[q] = True
         for kind in ("ph", "dh"):
             v = self.variants(kind, everything)
             identity = np.ascontiguousarray(v[q, 0])
             for s in self.segments:  # the probe tables every segment has on disk (a flat one's made in memory)
+                if s.classes * T * _REVERSE <= q.size:
+                    # a small segment: its variants against every segment's identity hashes, the pairs of a searched
+                    # class kept (the same relation); a million identity hashes probing its small tables one by one
+                    # took 2-4 s a hash kind whatever its size (the tables' direct path)
+                    sv = np.ascontiguousarray(s.variants(kind)).ravel()
+                    for u in self.segments:
+                        qi, e = _search(u, kind, sv, k, identity=True)
+                        a, b = u.first + e // T, s.first + qi // T
+                        keep = searched[a]
+                        found.append((a[keep], b[keep]))
+                    continue
                 qi, e = _search(s, kind, identity, k)
                 found.append((q[qi], s.first + e // T))
             if rest.size and T > 1:
