@@ -80,6 +80,30 @@ if AVAILABLE:
                 return True
         return False
 
+    @njit(cache=True, nogil=True, inline="always")
+    def _compare_run(q, qid, run, j0, order, kk, earlier_masks, earlier_radii, out_q, out_p, n):  # type: ignore[no-untyped-def]
+        """Append (``qid``, ``order[j0 + j]``) for each value ``run[j]`` within ``kk`` bits of ``q`` that no earlier
+        chunk finds; the new count, or -1 when ``out_*`` filled up (the caller drops this step's pairs and resumes
+        there). Most runs hold no such value: a branch-free count first, which the compiler turns into vector
+        instructions (~2x fewer cycles a value), and the run read again only on a hit. (``lookup`` and ``sweep``.)"""
+        hits = 0
+        for j in range(run.size):
+            hits += _popcount(q ^ run[j]) <= kk
+        if hits == 0:
+            return n
+        for j in range(run.size):
+            x = q ^ run[j]
+            if _popcount(x) > kk:
+                continue
+            if _found_earlier(x, earlier_masks, earlier_radii):
+                continue
+            if n == out_q.size:
+                return -1
+            out_q[n] = qid
+            out_p[n] = order[j0 + j]
+            n += 1
+        return n
+
     @njit(cache=True, nogil=True)
     def probe(src_buckets, src_blocks, src_off, src_vals, src_order, dst_off, dst_vals, dst_order, dst_occ,
               inner, outer, outer_top,
@@ -212,7 +236,6 @@ if AVAILABLE:
         finds (``popcount(x & mask) <= radius``) is skipped. Consecutive probes of one key (up to 64) are compared
         together (the run stays in the cache between them). Fills ``out_*`` with (query index, ``order`` of
         the value) a whole group of probes at a time; returns (count, the first probe not done)."""
-        cap = out_q.size
         n = 0
         kk = np.uint64(k)
         low = np.int64(0xFFFFFFFF)
@@ -242,24 +265,9 @@ if AVAILABLE:
             run = values[j0:j1]
             for t in range(m):
                 q = qv[t]
-                # most runs hold no value within k of the query: a branch-free count first, which the compiler
-                # turns into vector instructions (~2x fewer cycles a value), and the run read again only on a hit
-                hits = 0
-                for j in range(run.size):
-                    hits += _popcount(q ^ run[j]) <= kk
-                if hits == 0:
-                    continue
-                for j in range(run.size):
-                    x = q ^ run[j]
-                    if _popcount(x) > kk:
-                        continue
-                    if _found_earlier(x, earlier_masks, earlier_radii):
-                        continue
-                    if n == cap:
-                        return n0, i
-                    out_q[n] = qi[t]
-                    out_p[n] = order[j0 + j]
-                    n += 1
+                n = _compare_run(q, qi[t], run, j0, order, kk, earlier_masks, earlier_radii, out_q, out_p, n)
+                if n < 0:
+                    return n0, i
             i = e
         return n, stop
 
@@ -275,7 +283,6 @@ if AVAILABLE:
         ``start:stop`` count (key, mask) steps: ``t * pats.size + p``. A pair some earlier chunk finds is skipped.
         Fills ``out_*`` with (query index, ``order`` of the value) a whole step at a time; returns (count, the first
         step not done)."""
-        cap = out_q.size
         n = 0
         kk = np.uint64(k)
         npats = pats.size
@@ -292,23 +299,10 @@ if AVAILABLE:
                 qk = t ^ pats[pos - t * npats]
                 n0 = n
                 for i in range(qoff[qk], qoff[qk + 1]):
-                    q = qvals[i]
-                    hits = 0  # a branch-free count first (vector instructions), the run read again only on a hit
-                    for j in range(run.size):
-                        hits += _popcount(q ^ run[j]) <= kk
-                    if hits == 0:
-                        continue
-                    for j in range(run.size):
-                        x = q ^ run[j]
-                        if _popcount(x) > kk:
-                            continue
-                        if _found_earlier(x, earlier_masks, earlier_radii):
-                            continue
-                        if n == cap:
-                            return n0, pos
-                        out_q[n] = qidx[i]
-                        out_p[n] = order[j0 + j]
-                        n += 1
+                    n = _compare_run(qvals[i], qidx[i], run, j0, order, kk, earlier_masks, earlier_radii, out_q,
+                                     out_p, n)
+                    if n < 0:
+                        return n0, pos
                 pos += 1
         return n, stop
 
