@@ -148,3 +148,57 @@ def test_many_queries_sweep_the_table_only_where_that_costs_less(monkeypatch: py
     assert not swept
     brute = {(i, int(j)) for i, x in enumerate(few) for j in np.flatnonzero(np.bitwise_count(w ^ x) <= 4)}
     assert sorted(zip(qi.tolist(), pos.tolist(), strict=True)) == sorted(brute) and len(brute) >= 50
+
+
+@pytest.mark.parametrize("tile_bytes", [64, 2 << 10, 192 << 10])
+@pytest.mark.parametrize("widths", [(8,) * 8, (12, 12, 10, 10, 10, 10)])
+def test_a_sweep_tile_by_tile_finds_every_pair_once(tile_bytes: int, widths: tuple[int, ...], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kernel.sweep`` pairs a tile of the table's keys with a tile of the queries' keys per group of flip masks
+    (the tile's size from ``_TILE_BYTES``: a single key, a few, the whole chunk), gathering the queries of a run in a
+    buffer compared whenever it fills: with tiles of every size, a buffer of 3 queries (fewer than one key's
+    duplicates), room for 5 hits at a time, windows of 4 KB released as they are swept and threads, it finds what
+    comparing every pair finds, each pair once, in memory and memory-mapped."""
+    if not kernel.AVAILABLE:
+        pytest.skip("numba is not installed")
+    tiles: list[int] = []
+    sweep = kernel.sweep
+
+    def spy(*args):  # type: ignore[no-untyped-def]
+        tiles.append(int(args[3]))
+        return sweep(*args)
+
+    monkeypatch.setattr(kernel, "sweep", spy)
+    monkeypatch.setattr(tables, "_TILE_BYTES", tile_bytes)
+    monkeypatch.setattr(tables, "_GATHER", 3)
+    monkeypatch.setattr(tables, "_CAP", 5)
+    monkeypatch.setattr(tables, "_WINDOW_BYTES", 4 << 10)
+    monkeypatch.setattr(tables, "_THREADS_FROM", 1_000)
+    monkeypatch.setattr(tables, "_PROBES", 1 << 10)  # more than one block of probes: the sweep is considered
+    monkeypatch.setattr(tables, "widths", lambda n: widths)
+    rng = np.random.default_rng(11)
+    v = _values(rng, 5_000)
+    v[100:110] = v[7]  # ten equal values in one run
+    flips = np.uint64(1) << rng.integers(0, 64, 2_500).astype(np.uint64)
+    q = np.concatenate([v[rng.integers(0, v.size, 2_500)] ^ flips, _values(rng, 500), v[[7] * 6]])
+    built = Table.build(v)
+    for i, c in enumerate(built.chunks):
+        for part in ("offsets", "values", "order"):
+            np.save(tmp_path / f"c{i}-{part}.npy", getattr(c, part))
+    mapped = Table.assemble(v.size, [tuple(np.load(tmp_path / f"c{i}-{p}.npy", mmap_mode="r")
+                                           for p in ("offsets", "values", "order")) for i in range(len(widths))])
+    for k in (0, 3, 10):
+        want = _brute(q, v, k)
+        for table in (built, mapped):
+            tiles.clear()
+            qi, pos = table.search(q, k)
+            got = list(zip(qi.tolist(), pos.tolist(), strict=True))
+            assert tiles, "the sweep was not taken"
+            assert len(got) == len(set(got)), "a pair reported twice"
+            assert set(got) == want
+    if tile_bytes == 64:  # a tile of one key
+        assert min(tiles) == 0
+    elif tile_bytes == 2 << 10:  # a few keys
+        assert 0 < min(tiles) < min(widths)
+    else:  # the whole chunk one tile (every flip mask in one group)
+        assert set(tiles) <= set(widths)
