@@ -277,39 +277,68 @@ SLOTS = 8  # query values kernel.sweep copies for a key at once, whatever its co
 
 if AVAILABLE:
     @njit(cache=True, nogil=True, inline="always")
-    def _count_block(bv, m, run, kk):  # type: ignore[no-untyped-def]
-        """How many (query, value) pairs of the ``m`` query values gathered in ``bv`` and a run are within ``kk`` bits:
-        branch-free, its inner loop over the longer of the two (the one the compiler turns into vector
-        instructions, ~0.3 ns a pair)."""
-        hits = 0
-        if m <= run.size:
-            for i in range(m):
-                q = bv[i]
-                for j in range(run.size):
-                    hits += _popcount(q ^ run[j]) <= kk
-        else:
-            for j in range(run.size):
-                v = run[j]
-                for i in range(m):
-                    hits += _popcount(bv[i] ^ v) <= kk
-        return hits
+    def _gathered(qoff, qidx, qbase, x, lows, first, bstart, cnt, i):  # type: ignore[no-untyped-def]
+        """The index of the query at position ``i`` of ``sweep``'s gathered values: the queries of mask
+        ``first + e`` start at ``bstart[e]`` (e < ``cnt``; the last such e, as masks without queries share the next
+        one's start)."""
+        lo, hi = 0, cnt
+        while hi - lo > 1:
+            mid = (lo + hi) >> 1
+            if bstart[mid] <= i:
+                lo = mid
+            else:
+                hi = mid
+        qk = qbase | (x ^ lows[first + lo])
+        return qidx[qoff[qk] + i - bstart[lo]]
 
     @njit(cache=True, nogil=True, inline="always")
-    def _report_masks(qoff, qvals, qidx, qbase, x, lows, p0, p1, run, j0, order, kk, earlier_masks, earlier_radii,
-                      out_q, out_p, n):  # type: ignore[no-untyped-def]
-        """Report the pairs of a run and the queries of keys ``qbase | (x ^ lows[p])``, p in ``p0:p1``, query by
-        query (``_compare_run``); -1 when ``out_*`` filled up."""
-        for p in range(p0, p1):
-            qk = qbase | (x ^ lows[p])
-            for i in range(qoff[qk], qoff[qk + 1]):
-                n = _compare_run(qvals[i], qidx[i], run, j0, order, kk, earlier_masks, earlier_radii, out_q, out_p, n)
-                if n < 0:
-                    return -1
+    def _compare_gathered(bv, m, run, j0, order, kk, earlier_masks, earlier_radii, qoff, qidx, qbase, x, lows, first,
+                          bstart, cnt, out_q, out_p, n):  # type: ignore[no-untyped-def]
+        """Report the pairs of the ``m`` query values gathered in ``bv`` and a run; -1 when ``out_*`` filled up.
+        Each value of the run (or each query, whichever are fewer) is counted against all the others first,
+        branch-free, the inner loop over the longer side (the one the compiler turns into vector instructions,
+        ~0.3 ns a pair), and only one whose count is not zero (rarely: a hit) is looked at pair by pair, so a hit
+        costs a pass over one side, not over the block again."""
+        if m > run.size:
+            for j in range(run.size):
+                v = run[j]
+                hits = 0
+                for i in range(m):
+                    hits += _popcount(bv[i] ^ v) <= kk
+                if hits == 0:
+                    continue
+                for i in range(m):
+                    y = bv[i] ^ v
+                    if _popcount(y) > kk or _found_earlier(y, earlier_masks, earlier_radii):
+                        continue
+                    if n == out_q.size:
+                        return -1
+                    out_q[n] = _gathered(qoff, qidx, qbase, x, lows, first, bstart, cnt, i)
+                    out_p[n] = order[j0 + j]
+                    n += 1
+        else:
+            for i in range(m):
+                q = bv[i]
+                hits = 0
+                for j in range(run.size):
+                    hits += _popcount(q ^ run[j]) <= kk
+                if hits == 0:
+                    continue
+                qi = _gathered(qoff, qidx, qbase, x, lows, first, bstart, cnt, i)
+                for j in range(run.size):
+                    y = q ^ run[j]
+                    if _popcount(y) > kk or _found_earlier(y, earlier_masks, earlier_radii):
+                        continue
+                    if n == out_q.size:
+                        return -1
+                    out_q[n] = qi
+                    out_p[n] = order[j0 + j]
+                    n += 1
         return n
 
     @njit(cache=True, nogil=True)
     def sweep(qoff, qvals, qidx, tile_bits, highs, gstart, lows, offsets, values, order, k, earlier_masks,
-              earlier_radii, start, stop, bv, out_q, out_p):  # type: ignore[no-untyped-def]
+              earlier_radii, start, stop, bv, bstart, out_q, out_p):  # type: ignore[no-untyped-def]
         """Probe one chunk of a ``tables.Table`` for many queries at once, tile by tile of the table's keys.
 
         ``qoff``: where the queries of each key start in ``qvals`` (their values, followed by ``SLOTS`` of padding)
@@ -317,13 +346,13 @@ if AVAILABLE:
         grouped by their tile bits: group g flips the tile bits by ``highs[g]`` and the low bits by each of
         ``lows[gstart[g]:gstart[g + 1]]``. Step ``h * groups + g`` pairs the table's tile h with the queries' tile
         ``h ^ highs[g]``: for each key x of tile h, the values of the queries of every key ``x ^ mask`` of the group
-        are gathered in ``bv`` (``SLOTS`` copied for each key without a branch on its count) and counted against
-        x's run of values at once (``_count_block``); only a count that is not zero (rarely: a hit) has the queries
-        compared one by one and their pairs reported. The queries' tile stays in the cache for all the keys and masks
-        of a step, and the table's tile is read in order, so 22-bit keys (4 M keys, 32 MB of query offsets, a cache
-        miss a probe when swept key by key) cost about what 16-bit ones do. A pair some earlier chunk finds is
-        skipped. Fills ``out_*`` with (query index, ``order`` of the value) a whole step at a time; returns (count,
-        the first step not done)."""
+        are gathered in ``bv`` (``SLOTS`` copied for each key without a branch on its count; ``bstart``: where each
+        mask's start) and compared with x's run of values at once (``_compare_gathered``). The queries' tile stays
+        in the cache for all the keys and masks of a step, and the table's tile is read in order, so 22-bit keys
+        (4 M keys, 32 MB of query offsets, a cache miss a probe when swept key by key) cost about what 16-bit ones
+        do. A key of more than ``SLOTS`` queries is compared on its own, query by query. A pair some earlier chunk
+        finds is skipped. Fills ``out_*`` with (query index, ``order`` of the value) a whole step at a time; returns
+        (count, the first step not done)."""
         n = 0
         kk = np.uint64(k)
         groups = highs.size
@@ -353,6 +382,7 @@ if AVAILABLE:
                     a = qoff[qk]
                     c = qoff[qk + 1] - a
                     if c <= SLOTS:
+                        bstart[p - first] = m
                         for u in range(SLOTS):
                             bv[m + u] = qvals[a + u]
                         m += c
@@ -361,21 +391,22 @@ if AVAILABLE:
                         last = p + 1
                     else:  # many queries of one key: compared with the run on their own, after those gathered
                         last = p
-                    if m and _count_block(bv, m, run, kk):
-                        n = _report_masks(qoff, qvals, qidx, qbase, x, lows, first, last, run, j0, order, kk,
-                                          earlier_masks, earlier_radii, out_q, out_p, n)
+                    if m:
+                        n = _compare_gathered(bv, m, run, j0, order, kk, earlier_masks, earlier_radii, qoff, qidx,
+                                              qbase, x, lows, first, bstart, last - first, out_q, out_p, n)
                         if n < 0:
                             return n0, pos
                     if last == p:
-                        n = _report_masks(qoff, qvals, qidx, qbase, x, lows, p, p + 1, run, j0, order, kk,
-                                          earlier_masks, earlier_radii, out_q, out_p, n)
-                        if n < 0:
-                            return n0, pos
+                        for i in range(a, a + c):
+                            n = _compare_run(qvals[i], qidx[i], run, j0, order, kk, earlier_masks, earlier_radii,
+                                             out_q, out_p, n)
+                            if n < 0:
+                                return n0, pos
                     m = 0
                     first = p + 1
-                if m and _count_block(bv, m, run, kk):
-                    n = _report_masks(qoff, qvals, qidx, qbase, x, lows, first, g1, run, j0, order, kk,
-                                      earlier_masks, earlier_radii, out_q, out_p, n)
+                if m:
+                    n = _compare_gathered(bv, m, run, j0, order, kk, earlier_masks, earlier_radii, qoff, qidx, qbase,
+                                          x, lows, first, bstart, g1 - first, out_q, out_p, n)
                     if n < 0:
                         return n0, pos
             pos += 1

@@ -26,9 +26,9 @@ from archiver.dedupe.grouping import (
     preference_key,
     signature_classes,
 )
-from archiver.dedupe.segments import VariantIndex
-from archiver.image.similarity import JudgedMany, Match, Signature, compare, compare_many
-from archiver.manifest.rows import PairRow
+from archiver.dedupe.segments import VARIANTS_WIDTH, T, VariantIndex
+from archiver.image.similarity import JudgedMany, Match, Signature, _parsed, compare, compare_many
+from archiver.manifest.rows import PairRow, SignatureRow
 from archiver.manifest.sqlite import Manifest
 from archiver.model import SIMILARITY_RULE_VERSION
 
@@ -105,84 +105,141 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     involved = np.unique(np.concatenate([x, y]))
     # one row per pair of classes, between their heads (each class's member with the smallest asset id: it stays
     # the head while the class gains members; gc deleting it clears its class's marks, see forget_assets)
-    heads, shas, rows = class_heads(manifest, index, involved)
-    sigs: dict[int, Signature] = {}
-
-    def signature_of(c: int) -> Signature:
-        if c not in sigs:
-            pv, dv, grey = rows[heads[c]]
-            # (indexed: its variants parsed when it was; made by hand, with the reason, should the row have changed)
-            sigs[c] = Signature.from_columns(pv, dv, grey) or Signature(tuple(pv.split(",")), tuple(dv.split(",")),
-                                                                        grey or "")
-        return sigs[c]
-
-    todo_pairs = _to_measure(x, y, heads, rows, searched_classes)
+    heads = class_heads(manifest, index, involved)
+    del involved
+    px, py = _to_measure(x, y, heads, searched_classes)
+    del x, y
     pairs = []
-    for lo in range(0, len(todo_pairs), MEASURED_AT_ONCE):  # bounded memory: ~1.6 KB a pair while measured
-        chunk = todo_pairs[lo:lo + MEASURED_AT_ONCE]
-        judged = JudgedMany([signature_of(c) for c, _ in chunk], [signature_of(d) for _, d in chunk])
+    for lo in range(0, px.size, MEASURED_AT_ONCE):  # bounded memory: ~1.6 KB a pair while measured
+        ia, ib = px[lo:lo + MEASURED_AT_ONCE], py[lo:lo + MEASURED_AT_ONCE]
+        judged = JudgedMany.of_arrays(heads.parsed(ia), heads.parsed(ib))
         accepted_from = judged.accepted_from(max_distance)  # -1: not accepted
-        kept = [(i, c, d) for i, (c, d) in enumerate(chunk) if accepted_from[i] >= 0]
+        kept = np.flatnonzero(accepted_from >= 0)
         forward = judged.decide(max_distance)
         # rows are oriented by sha256: the pairs found the other way round are measured in that orientation (the rule
         # is symmetric, so it accepts them too)
-        turned = [(i, c, d) for i, c, d in kept if shas[heads[c]] > shas[heads[d]]]
-        backward = dict(zip((i for i, _, _ in turned),
-                            compare_many([signature_of(d) for _, _, d in turned],
-                                         [signature_of(c) for _, c, _ in turned], max_distance), strict=True))
-        for i, c, d in kept:
-            sa, sb = shas[heads[c]], shas[heads[d]]
+        turned = kept[heads.sha[ia[kept]] > heads.sha[ib[kept]]]
+        backward = dict(zip(turned.tolist(), JudgedMany.of_arrays(heads.parsed(ib[turned]), heads.parsed(
+            ia[turned])).decide(max_distance), strict=True))
+        for i, a, b, k in zip(kept.tolist(), ia[kept].tolist(), ib[kept].tolist(), accepted_from[kept].tolist(),
+                              strict=True):
+            sa, sb = heads.sha[a].decode(), heads.sha[b].decode()
             m = forward[i]
             if sa > sb:
                 m = backward[i]
                 sa, sb = sb, sa
             if m is None:
                 continue
-            pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance,
-                          int(accepted_from[i])))
+            pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance, k))
     manifest.record_pair_search(pairs, searched, max_distance, SIMILARITY_RULE_VERSION, replace_all=rescan,
                                 searched_ids=searched_ids)
     return PairSearch(len(searched), index.assets, len(pairs), widened, time.monotonic() - started)
 
 
-def _to_measure(x: np.ndarray, y: np.ndarray, heads: dict[int, int], rows: dict[int, tuple[str, str, str | None]],
-                searched: np.ndarray) -> list[tuple[int, int]]:
-    """The candidate class pairs (x[i], y[i]) to measure: both classes still have a head (``heads``, whose stored
-    signature is in ``rows``), one of them was searched now (a pair is recorded when the later of its classes is
-    searched), and their hashes differ (the same 8 pHash and 8 dHash variants, another grey: one class for
-    grouping, no pair needed). Worked on arrays: a first search or a rescan has tens of millions of candidates."""
-    known = np.array(sorted(heads), dtype=np.int64)
+def _to_measure(x: np.ndarray, y: np.ndarray, heads: Heads, searched: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate class pairs (x[i], y[i]) to measure, as positions in ``heads``: both classes still have a head,
+    one of them was searched now (a pair is recorded when the later of its classes is searched), and their hashes
+    differ (the same 8 pHash and 8 dHash variants, another grey: one class for grouping, no pair needed). Worked on
+    arrays: a first search or a rescan has tens of millions of candidates."""
+    known = heads.cls
     if not known.size:  # no class has a head left (gc removed every member meanwhile): nothing to measure
-        return []
-    hashes: dict[tuple[str, str], int] = {}
-    same = np.array([hashes.setdefault(rows[heads[c]][:2], len(hashes)) for c in known.tolist()], dtype=np.int64)
-    px = np.minimum(np.searchsorted(known, x), max(0, known.size - 1))
-    py = np.minimum(np.searchsorted(known, y), max(0, known.size - 1))
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    px = np.minimum(np.searchsorted(known, x), known.size - 1)
+    py = np.minimum(np.searchsorted(known, y), known.size - 1)
     keep = (known[px] == x) & (known[py] == y)
     keep &= np.isin(x, searched) | np.isin(y, searched)
-    keep &= same[px] != same[py]
-    return list(zip(x[keep].tolist(), y[keep].tolist(), strict=True))
+    for lo in range(0, keep.size, 1 << 20):  # the hashes compared a block of pairs at a time (bounded memory)
+        a, b = px[lo:lo + (1 << 20)], py[lo:lo + (1 << 20)]
+        keep[lo:lo + a.size] &= (heads.ph[a] != heads.ph[b]).any(axis=1) | (heads.dh[a] != heads.dh[b]).any(axis=1)
+    return px[keep], py[keep]
 
 
-def class_heads(manifest: Manifest, index: VariantIndex, classes: np.ndarray
-                ) -> tuple[dict[int, int], dict[int, str], dict[int, tuple[str, str, str | None]]]:
+@dataclass
+class Heads:
+    """The head of each class asked (its member with the smallest asset id still in the manifest) and its stored
+    signature, as arrays in ascending class order: a whole-archive search at 10 M holds ~280 bytes a class, where
+    the rows' text and a Signature object per class held ~2.5 KB (25 GB)."""
+
+    cls: np.ndarray  # int64 class ids with a head, ascending
+    head: np.ndarray  # int64 the head's asset id
+    sha: np.ndarray  # bytes (S64): the head's sha256
+    ph: np.ndarray  # (n, T) uint64 pHash variants
+    dh: np.ndarray  # (n, T) uint64 dHash variants
+    grey: np.ndarray  # (n, 64) uint8 grey cells (0 where unknown)
+    has: np.ndarray  # bool: has a grey thumbnail
+
+    def parsed(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The signatures of positions ``i`` as ``JudgedMany.of_arrays`` takes them."""
+        return self.ph[i], self.dh[i], self.grey[i].astype(np.int16), self.has[i]
+
+    @classmethod
+    def of(cls, classes: Sequence[int], rows: Sequence[SignatureRow]) -> Heads:
+        """From the head row (id, sha256, pHash variants, dHash variants, grey) of each class. A row that does not
+        parse raises ``Signature``'s ValueError (its variants parsed when it was indexed: it was changed since)."""
+        n = len(rows)
+        text = [_hex_of("".join(r[c] or "" for r in rows).replace(",", "")) for c in (2, 3)]
+        greys = [r[4] or "" for r in rows]
+        gtext = _hex_of("".join(greys))
+        ok = all(len(r[2] or "") == VARIANTS_WIDTH and len(r[3] or "") == VARIANTS_WIDTH and len(g) in (0, 128)
+                 for r, g in zip(rows, greys, strict=True))
+        if not ok or any(t is None or len(t) != n * 8 * T for t in text) or gtext is None:
+            # a row that does not parse: each made into a Signature (which says why), the others as they are
+            sigs = [Signature.from_columns(r[2], r[3], r[4]) or Signature(tuple((r[2] or "").split(",")), tuple(
+                (r[3] or "").split(",")), r[4] or "") for r in rows]
+            ph, dh, grey, has = _parsed(sigs) if sigs else (np.zeros((0, T), np.uint64),) * 2 + (
+                np.zeros((0, 64), np.int16), np.zeros(0, bool))
+            grey = grey.astype(np.uint8)
+        else:
+            ph, dh = (np.frombuffer(t, ">u8").astype(np.uint64).reshape(n, T) for t in text)  # type: ignore[arg-type]
+            has = np.array([bool(g) for g in greys], dtype=bool)
+            grey = np.zeros((n, 64), np.uint8)
+            grey[has] = np.frombuffer(gtext, np.uint8).reshape(-1, 64)  # type: ignore[arg-type]
+        sha = np.array([r[1].encode() for r in rows], dtype="S64") if n else np.zeros(0, "S64")
+        return cls(np.asarray(classes, dtype=np.int64), np.array([r[0] for r in rows], dtype=np.int64), sha, ph, dh,
+                   grey, has)
+
+    @classmethod
+    def concat(cls, parts: list[Heads]) -> Heads:
+        if not parts:
+            return cls.of([], [])
+        joined = cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                       ("cls", "head", "sha", "ph", "dh", "grey", "has")))
+        order = np.argsort(joined.cls, kind="stable")
+        return cls(*(getattr(joined, f)[order] for f in ("cls", "head", "sha", "ph", "dh", "grey", "has")))
+
+
+def _hex_of(text: str) -> bytes | None:
+    """The bytes of ``text`` when it is hex digits only, else None (``bytes.fromhex`` alone skips whitespace)."""
+    try:
+        out = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return out if len(out) * 2 == len(text) else None
+
+
+HEADS_AT_ONCE = 65_536  # head rows read and parsed at once (class_heads)
+
+
+def class_heads(manifest: Manifest, index: VariantIndex, classes: np.ndarray) -> Heads:
     """The head of each class (its member with the smallest asset id still in the manifest: gc may have removed
-    members the index still lists), the heads' sha256s and their stored signatures (pHash variants, dHash variants,
-    grey), read at once: one lookup a head. Classes with no member left are left out."""
+    members the index still lists) with its sha256 and stored signature, as arrays (``Heads``), read a batch of
+    classes at a time. Classes with no member left are left out."""
     first = index.first_members(classes)
-    found = {rid: (sha, (pv, dv, grey)) for rid, sha, pv, dv, grey in manifest.signature_rows(first[first >= 0].tolist())}
-    heads, gone = {}, []
-    for c, i in zip(classes.tolist(), first.tolist(), strict=True):
-        if i in found:
-            heads[c] = i
-        elif i >= 0:  # its first member is gone: the smallest one left
-            gone.append(c)
-    for c, ids in index.members(np.array(gone, dtype=np.int64)).items():
-        live = {rid: (sha, (pv, dv, grey)) for rid, sha, pv, dv, grey in manifest.signature_rows(ids.tolist())}
-        if live:
-            heads[c] = min(live)
-            found[heads[c]] = live[heads[c]]
-    return heads, {i: found[i][0] for i in heads.values()}, {i: found[i][1] for i in heads.values()}
+    parts, gone = [], []
+    for lo in range(0, classes.size, HEADS_AT_ONCE):
+        c, f = classes[lo:lo + HEADS_AT_ONCE].tolist(), first[lo:lo + HEADS_AT_ONCE].tolist()
+        found = {r[0]: r for r in manifest.signature_rows([i for i in f if i >= 0])}
+        have = [(cl, found[i]) for cl, i in zip(c, f, strict=True) if i in found]
+        gone += [cl for cl, i in zip(c, f, strict=True) if i >= 0 and i not in found]  # its first member is gone
+        parts.append(Heads.of([cl for cl, _ in have], [r for _, r in have]))
+    if gone:
+        left = []
+        for cl, ids in index.members(np.array(gone, dtype=np.int64)).items():  # the smallest member left
+            live = {r[0]: r for r in manifest.signature_rows(ids.tolist())}
+            if live:
+                left.append((cl, live[min(live)]))
+        parts.append(Heads.of([cl for cl, _ in left], [r for _, r in left]))
+    return Heads.concat(parts)
 
 
 def groups_from_pairs(

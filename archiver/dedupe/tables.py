@@ -277,10 +277,11 @@ def _search_chunk_sweep(c: Chunk, pats: np.ndarray, queries: np.ndarray, keys: n
     def part(w0: int, w1: int) -> tuple[np.ndarray, np.ndarray]:
         found = _Found()
         bv = np.empty(_GATHER + kernel.SLOTS, np.uint64)
+        bstart = np.empty(pats.size + 1, np.int64)
         for w in range(w0, w1):
             found.collect(lambda start, stop, out_q, out_p: kernel.sweep(
                 qoff, qvals, qidx, s, highs, gstart, lows, c.offsets, c.values, c.order, k, em, er, start, stop, bv,
-                out_q, out_p), edges[w] * groups, edges[w + 1] * groups)
+                bstart, out_q, out_p), edges[w] * groups, edges[w + 1] * groups)
             release_range(c, edges[w] << s, edges[w + 1] << s)
         return found.arrays()
 

@@ -492,16 +492,27 @@ class JudgedMany:
     ``compare(a[i], b[i], k)``, measured once for every k."""
 
     def __init__(self, a: list[Signature], b: list[Signature]) -> None:
-        self.a, self.b = a, b
-        n = len(a)
-        if not n:
+        self._measure(_parsed(a) if a else None, _parsed(b) if b else None, len(a))
+
+    @classmethod
+    def of_arrays(cls, a: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+                  b: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> JudgedMany:
+        """The same, from signatures already parsed (``_parsed``'s arrays: (n, T) pHash and dHash variants, (n, 64)
+        grey cells, which have a grey): a search of the whole archive keeps its signatures as arrays, not objects."""
+        judged = object.__new__(cls)
+        judged._measure(a, b, int(a[0].shape[0]))
+        return judged
+
+    def _measure(self, a: tuple[np.ndarray, ...] | None, b: tuple[np.ndarray, ...] | None, n: int) -> None:
+        self.n = n
+        if not n or a is None or b is None:
             self.p = self.d = self.t = self.p0 = self.d0 = np.zeros(0, np.int64)
             self.m = self._tone = self._framed = np.zeros(0)
             self._grids = np.zeros((0, _GREY_SIDE * _GREY_SIDE), np.int16), np.zeros((0, _GREY_SIDE * _GREY_SIDE),
                                                                                    np.int16), np.zeros(0, bool)
             return
-        pa, da, ga, ha = _parsed(a)
-        pb, db, gb, hb = _parsed(b)
+        pa, da, ga, ha = a
+        pb, db, gb, hb = b
         inv = np.array(_INVERSE)
         count = np.bitwise_count
         p = np.minimum(count(pa ^ pb[:, :1]), count(pb[:, inv] ^ pa[:, :1])).astype(np.int64)
@@ -571,18 +582,21 @@ class JudgedMany:
 
     def decide(self, max_distance: int) -> list[Match | None]:
         accepted, by_best = self.accepted(max_distance)
-        out: list[Match | None] = [None] * len(self.a)
+        out: list[Match | None] = [None] * self.n
         ts, ps, ds, ms = self.t.tolist(), self.p.tolist(), self.d.tolist(), self.m.tolist()
         for i in np.flatnonzero(accepted & by_best).tolist():
             out[i] = Match(TRANSFORMS[ts[i]], ps[i], ds[i], round(ms[i], 2))
+        ga, gb, both = self._grids
         for i in np.flatnonzero(accepted & ~by_best).tolist():
-            out[i] = Match(TRANSFORMS[0], int(self.p0[i]), int(self.d0[i]), round(_grey_distance(self.a[i], self.b[i], 0), 2))
+            # _grey_distance under the identity, from the grids: the same cells sorted, the same mean
+            m = float(np.sort(np.abs(ga[i] - gb[i]))[:_GREY_KEEP].mean()) if both[i] else -1.0
+            out[i] = Match(TRANSFORMS[0], int(self.p0[i]), int(self.d0[i]), round(m, 2))
         return out
 
     def accepted_from(self, max_distance: int) -> np.ndarray:
         """The smallest distance at which each pair is accepted (the decision is monotone in it), -1 for a pair not
         accepted at ``max_distance``."""
-        out = np.full(len(self.a), -1, dtype=np.int64)
+        out = np.full(self.n, -1, dtype=np.int64)
         for k in range(max_distance, -1, -1):
             out[self.accepted(k)[0]] = k
         return out

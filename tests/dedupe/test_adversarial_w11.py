@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from archiver.dedupe import segments
-from archiver.dedupe.pairs import _to_measure
+from archiver.dedupe.pairs import Heads, _to_measure
 from archiver.dedupe.segments import VariantIndex
 from archiver.errors import ManifestError
 from archiver.image import framing, similarity
@@ -151,17 +151,27 @@ def test_to_measure_equals_the_loop_it_replaced() -> None:
         if n and trial % 3 == 0:  # duplicated candidate pairs
             x, y = np.concatenate([x, x[: n // 2]]), np.concatenate([y, y[: n // 2]])
         searched = np.unique(rng.integers(0, classes + 3, int(rng.integers(0, classes + 1)))).astype(np.int64)
-        assert _to_measure(x, y, heads, rows, searched) == _old_to_measure(x, y, heads, rows, searched), trial
+        assert _measured(x, y, heads, rows, searched) == _old_to_measure(x, y, heads, rows, searched), trial
+
+
+def _measured(x: np.ndarray, y: np.ndarray, heads: dict[int, int], rows: dict[int, tuple[str, str, str | None]],
+              searched: np.ndarray) -> list[tuple[int, int]]:
+    """_to_measure's pairs as class ids, its heads made from the rows as class_heads makes them (Heads.of)."""
+    known = sorted(heads)
+    h = Heads.of(known, [(heads[c], f"{heads[c]:064x}", *rows[heads[c]]) for c in known])
+    px, py = _to_measure(x, y, h, searched)
+    return list(zip(h.cls[px].tolist(), h.cls[py].tolist(), strict=True))
 
 
 def test_to_measure_without_any_head_measures_nothing() -> None:
     """Found in review: no class with a head left (gc removed their members meanwhile) and candidates: IndexError
     (``same`` empty, indexed at the clamped position 0) where the loop measured nothing."""
     x, y = np.array([1, 2], np.int64), np.array([3, 4], np.int64)
-    assert _to_measure(x, y, {}, {}, np.array([1], np.int64)) == []
+    assert _measured(x, y, {}, {}, np.array([1], np.int64)) == []
     empty = np.zeros(0, np.int64)
-    assert _to_measure(empty, empty, {}, {}, empty) == []
-    assert _to_measure(empty, empty, {1: 5}, {5: ("a", "b", None)}, empty) == []
+    assert _measured(empty, empty, {}, {}, empty) == []
+    hashes = ",".join(["0" * 16] * 8)
+    assert _measured(empty, empty, {1: 5}, {5: (hashes, hashes, None)}, empty) == []
 
 
 def test_first_members_is_the_smallest_listed_member_over_several_segments() -> None:
@@ -253,3 +263,38 @@ def test_search_marks_from_numpy_ids_as_from_python_ints(manifest_target: Path |
                              searched_ids=np.array([ids[s] for s in shas[2:5]], dtype=np.int64))
         assert [r.sha256 for r in m.unsearched(9, 2)] == shas[:2] + shas[5:]
         assert sorted(i for i, v in _state(m).items() if v is not None) == sorted(ids[s] for s in shas[2:5])
+
+
+def test_heads_parsed_at_once_judge_as_the_signatures_do() -> None:
+    """``Heads.of`` parses the head rows' text at once (upper- and lower-case hex, no grey, an empty grey) into the
+    arrays ``JudgedMany.of_arrays`` measures: the same decisions, distances and transforms, at every distance, as
+    ``compare`` on each pair's Signature objects; a row changed by hand so that it no longer parses raises
+    Signature's ValueError."""
+    rng = np.random.default_rng(8)
+    grids = _grids(rng, 40)
+    base = rng.integers(0, 2**63, (40, 8)).astype(np.uint64)
+    near = base ^ (np.uint64(1) << rng.integers(0, 64, (40, 8)).astype(np.uint64))
+    rows, sigs = [], []
+    for i in range(80):
+        p = (base if i < 40 else near)[i % 40]
+        d = p ^ np.uint64(0xF0)
+        g = None if i % 5 == 0 else np.clip(grids[i % 40] + (i >= 40) * 3, 0, 255)
+        sig = _sig(p, d, g)
+        pv, dv = ",".join(sig.phash), ",".join(sig.dhash)
+        if i % 3 == 0:
+            pv, dv = pv.upper(), dv.upper()
+        rows.append((1000 + i, f"{i:064x}", pv, dv, None if g is None and i % 2 else sig.grey))
+        sigs.append(sig)
+    heads = Heads.of(list(range(80)), rows)
+    a, b = np.arange(40), np.arange(40, 80)
+    a, b = np.concatenate([a, b, a]), np.concatenate([b, a, np.roll(b, 3)])
+    judged = JudgedMany.of_arrays(heads.parsed(a), heads.parsed(b))
+    for k in (0, 4, 10, 16):
+        want = [compare(sigs[i], sigs[j], k) for i, j in zip(a.tolist(), b.tolist(), strict=True)]
+        assert judged.decide(k) == want
+        assert sum(m is not None for m in want) >= 10 or k < 10
+    assert heads.sha[3].decode() == f"{3:064x}" and heads.head.tolist() == [1000 + i for i in range(80)]
+    broken = list(rows[0])
+    broken[2] = broken[2][:-1] + "g"
+    with pytest.raises(ValueError):
+        Heads.of([0], [tuple(broken)])
