@@ -20,6 +20,15 @@ the index. The batch's rows must be equal across implementations (checked). ``--
 candidate class pairs (``VariantIndex.candidates``) with comparing every variant by the compiled brute force.
 ``--sample N`` times the candidate search of N archived classes drawn at random against the whole index (this tree
 only), for an estimate of what searching all of them (a first search, a rescan) would cost through the tables.
+
+``--rescan`` runs ``archiver dedupe --rescan``'s search (``update_pairs(rescan=True)``: every asset searched against
+the whole archive, every pair confirmed and recorded) on this tree, in a child process: its wall and CPU time per
+stage, peak RSS, the rows recorded and their digest. The archive then holds every pair, which the batches above do
+not read. ``--whole-sample N`` times, for this tree and ``--baseline`` side by side, the search of the identity
+pHashes of N archived classes drawn at random against the largest segment's table of every pHash variant
+(``Table.search``: what a whole-archive search asks of it, for one hash kind), and scales it to all of them: exact
+for the baseline, whose probes cost the same per query whatever their number; this tree sweeps its tables for that
+many queries (``kernel.sweep``), at a cost that does not scale down with fewer queries: this tree's is timed on all of them.
 """
 
 from __future__ import annotations
@@ -113,6 +122,63 @@ def check(path: Path, shas_file: Path) -> None:
     print(json.dumps({"equal": got == want, "candidates": len(got), "brute_force": len(want)}), flush=True)
 
 
+def rescan(path: Path) -> None:
+    """update_pairs(rescan=True) in this process, its stages timed; one JSON line."""
+    from archiver.dedupe import pairs, segments, tables
+
+    tables.warm()
+    stages: dict[str, list[float]] = {}
+
+    def timed(name: str, f):  # type: ignore[no-untyped-def]
+        def g(*a, **k):  # type: ignore[no-untyped-def]
+            w, c = time.perf_counter(), time.process_time()
+            try:
+                return f(*a, **k)
+            finally:
+                s = stages.setdefault(name, [0.0, 0.0])
+                s[0] += time.perf_counter() - w
+                s[1] += time.process_time() - c
+        return g
+
+    segments.VariantIndex.candidates = timed("candidates", segments.VariantIndex.candidates)  # type: ignore[method-assign]
+    Manifest.record_pair_search = timed("record", Manifest.record_pair_search)  # type: ignore[method-assign]
+    Manifest.unsearched = timed("unsearched", Manifest.unsearched)  # type: ignore[method-assign]
+    pairs.class_heads = timed("heads", pairs.class_heads)
+    w, c = time.perf_counter(), time.process_time()
+    with Manifest.open(path) as m:
+        s = pairs.update_pairs(m, DISTANCE, rescan=True)
+    out: dict[str, object] = {"wall": time.perf_counter() - w, "cpu": time.process_time() - c, "peak_mb": peak_mb(),
+                              "searched": s.searched, "pairs": s.pairs,
+                              "stages": {k: [round(v[0], 1), round(v[1], 1)] for k, v in stages.items()}}
+    db = sqlite3.connect(path)
+    h = hashlib.sha256()
+    for row in db.execute("SELECT a, b, phash_distance, dhash_distance, transform, min_distance FROM near_duplicates "
+                          "ORDER BY a, b"):
+        h.update(repr(row).encode())
+    db.close()
+    out["rows_digest"] = h.hexdigest()[:16]
+    print(json.dumps(out), flush=True)
+
+
+def whole(path: Path, n: int) -> None:
+    """The identity pHashes of n archived classes against the largest segment's table of every pHash variant."""
+    from archiver.dedupe import tables
+    from archiver.dedupe.segments import VariantIndex
+
+    tables.warm()
+    with Manifest.open(path) as m:
+        index = VariantIndex.open(m)
+        seg = max(index.segments, key=lambda s: s.classes)
+        q = np.sort(np.random.default_rng(1).choice(seg.classes, min(n, seg.classes), replace=False))
+        ident = np.ascontiguousarray(np.asarray(seg.phash)[q, 0])
+        w, c = time.perf_counter(), time.process_time()
+        qi, p = seg.tables["ph"].search(ident, DISTANCE)
+        wall, cpu = time.perf_counter() - w, time.process_time() - c
+    key = np.unique(q[qi] * np.int64(1 << 32) + p)
+    print(json.dumps({"queries": int(q.size), "of": seg.classes, "wall": wall, "cpu": cpu, "hits": int(qi.size),
+                      "digest": hashlib.sha256(key.tobytes()).hexdigest()[:16], "peak_mb": peak_mb()}))
+
+
 def make(folder: Path, n: int, add: int, batches: int) -> None:
     rng = np.random.default_rng(1)
     path = folder / "m.sqlite3"
@@ -145,7 +211,10 @@ def main() -> None:
     ap.add_argument("--baseline", help="a git revision to run side by side (its archiver/ tree)")
     ap.add_argument("--check", action="store_true", help="compare each batch's candidates with brute force")
     ap.add_argument("--sample", type=int, default=0, help="time the candidate search of N archived classes")
-    ap.add_argument("--child", choices=("add", "check", "index", "sample"), help=argparse.SUPPRESS)
+    ap.add_argument("--rescan", action="store_true", help="time a rescan of the whole archive (this tree)")
+    ap.add_argument("--whole-sample", type=int, default=0,
+                    help="time the table search of N identity hashes, this tree and the baseline, scaled to all")
+    ap.add_argument("--child", choices=("add", "check", "index", "sample", "rescan", "whole"), help=argparse.SUPPRESS)
     ap.add_argument("--shas", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     path = args.dir / "m.sqlite3"
@@ -168,6 +237,12 @@ def main() -> None:
             wall, cpu = time.perf_counter() - w, time.process_time() - c
         print(json.dumps({"classes": int(q.size), "of": index.classes, "wall": wall, "cpu": cpu,
                           "candidates": int(x.size), "peak_mb": peak_mb()}))
+        return
+    if args.child == "rescan":
+        rescan(path)
+        return
+    if args.child == "whole":
+        whole(path, args.whole_sample)
         return
     if args.child == "index":
         from archiver.dedupe.segments import VariantIndex
@@ -201,6 +276,25 @@ def main() -> None:
         print(f"  sample  {r['classes']:,} classes of {r['of']:,} searched in {r['wall']:.1f} s wall {r['cpu']:.1f} s CPU "
               f"{r['peak_mb']:.0f} MB peak, {r['candidates']:,} candidate pairs: {per * 1e3:.2f} ms of CPU a class, "
               f"all {r['of']:,} ~{per * r['of'] / 3600:.1f} h of CPU through the tables", flush=True)
+    if args.whole_sample:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, root in implementations(Path(tmp), args.baseline).items():
+                env = {**os.environ, "BENCH_ARCHIVER_ROOT": str(root)}
+                n = args.whole_sample if name != "this tree" else count  # this tree: all of them (see above)
+                r = json.loads(subprocess.run([sys.executable, __file__, "--dir", str(args.dir), "--child", "whole",
+                                               "--whole-sample", str(n)], env=env, check=True,
+                                              capture_output=True, text=True).stdout.splitlines()[-1])
+                scale = r["of"] / r["queries"]
+                print(f"  whole-sample {name:<24} {r['queries']:,} of {r['of']:,} identity pHashes against every "
+                      f"pHash variant: {r['wall']:.1f} s wall {r['cpu']:.1f} s CPU, {r['hits']:,} pairs "
+                      f"({r['digest']}); x{scale:.0f}: {r['wall'] * scale:,.0f} s wall {r['cpu'] * scale:,.0f} s CPU",
+                      flush=True)
+    if args.rescan:
+        r = json.loads(subprocess.run([sys.executable, __file__, "--dir", str(args.dir), "--child", "rescan"],
+                                      check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        stages = ", ".join(f"{k} {v[0]:.0f} s wall {v[1]:.0f} s CPU" for k, v in r["stages"].items())
+        print(f"  rescan  {r['wall']:8.1f} s wall {r['cpu']:8.1f} s CPU {r['peak_mb']:7.0f} MB peak  "
+              f"{r['searched']:,} searched, {r['pairs']:,} rows ({r['rows_digest']}); {stages}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         impls = implementations(Path(tmp), args.baseline)
         shas_file = Path(tmp) / "batch.json"

@@ -418,7 +418,7 @@ class VariantIndex:
 
     def _candidates_whole(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``candidates`` when most classes are searched: only the two queries needed (a searched identity hash
-        against every variant, through each segment's probe tables: ``kernel.sweep`` reads them key by key for that
+        against every variant, through each segment's probe tables: ``kernel.sweep`` reads them tile by tile for that
         many queries; the other variants of a searched class against the identity hashes of the classes not
         searched, in memory), not every variant against all. (Until the seventh round of 2026-12-05 the first query
         went to an in-memory join over 22-bit buckets of every variant: 32 s of wall time a hash kind at 1 M, where

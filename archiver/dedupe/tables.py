@@ -20,11 +20,16 @@ hardware prefetcher streams them instead of each run being a cache miss: 2 000 q
 values took 0.28 s query by query and takes 0.15 s (in memory, 1 core). A chunk is swept in windows of keys (~8 MB
 of values each, ``_WINDOW_BYTES``), each released once swept (below), and threads take a share of the windows.
 
-Many queries at once (more than one block of probes: a first search of the archive, a rescan) are not ordered
-block by block: the queries are sorted by the chunk's key once, and ``kernel.sweep`` reads the table's runs once each,
-in key order, comparing each run with the queries whose key is within the flip masks of its own, while the run is in
-the cache (1 M identity hashes against the 8 M variants of a 1 M archive: 15.2 -> 11.3 s wall per hash kind; ordering
-the probes again for each of 65 blocks was a third of the CPU, and each block swept the chunk again).
+Many queries at once (a first search of the archive, a rescan) are not ordered block by block: the queries are
+sorted by the chunk's key once, and ``kernel.sweep`` reads the table tile by tile of keys (a tile: the keys sharing
+their top bits), in order, pairing each tile with the tiles of queries its flip masks reach (the masks grouped by
+their top bits), a tile of queries small enough to stay in the cache (``_tile_bits``). For each key of the table's
+tile, the queries of every key within the group's masks are gathered and compared with its run of values at once.
+Swept key by key over 22-bit keys (a 10 M archive), each probe read its queries from 32 MB of offsets, a cache miss;
+ordered probes read each run once per block of ~600 queries, a cache miss too (~70 ns a probe, 3 600 probes a
+query). A whole search of one hash kind at 10 M (10 M identity hashes against the 80 M variants) took 1 340 s wall
+that way and takes ~320 s by tiles; a rescan at 1 M 55.7 -> 49.4 s. ``_sweeps`` chooses the sweep only where its
+fixed cost (a step per key and flip mask, whatever the queries) is below the probes'.
 
 In both, a run is compared with a query in two passes: a branch-free count of the values within the distance, which
 the compiler turns into vector instructions, and, only when it is not zero, the pass that reports them (2x fewer
@@ -223,7 +228,8 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
     return np.concatenate([x[0] for x in found]), np.concatenate([x[1] for x in found])
 
 
-_STEP_NS = 3.0  # a step of kernel.sweep (a key of the table and a flip mask), its queries' tile in the cache
+_STEP_NS = 3.0  # a step of kernel.sweep (a key of the table and a flip mask, its queries' tile in the cache), apart
+                # from the compares, which ordered probes make too
 _PROBE_NS = 10.0  # an ordered probe: its share of ordering the block's probes and of sweeping the chunk per block
 _TILE_BYTES = 192 << 10  # the queries' tile kernel.sweep keeps in the cache (their offsets and values): ~192 KB
 _GATHER = 4_096  # queries kernel.sweep gathers for one run at most before comparing them
