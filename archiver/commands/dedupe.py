@@ -24,7 +24,7 @@ from archiver.config import Config
 from archiver.dedupe import canonical
 from archiver.dedupe.pairs import gc_paused
 from archiver.dedupe.plan import Plan, load_assets, plan
-from archiver.dedupe.report import GroupRow, MemberRow, mark_undone, member_row, write_report
+from archiver.dedupe.report import GroupRow, MemberRow, mark_undone, member_row, says_applied, write_report
 from archiver.errors import ArchiverError, ArticleError, ConfigError, ManifestError
 from archiver.find.refs import article_refs
 from archiver.image import similarity
@@ -76,7 +76,7 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
             undone = canonical.undo_canonical(manifest, now)
             code = _report_rewrite("undo", undone)
             if undone.unrestored or undone.gone:  # some may still point at the canonical copies: the export says so
-                if json_path.is_file():
+                if says_applied(json_path):  # (one that already says false is not news)
                     say(f"JSON: {json_path} left as it was (an article --apply rewrote was not restored)")
                 return code
             try:  # the export of an --apply no longer says the articles point at the canonical copies

@@ -272,7 +272,7 @@ if AVAILABLE:
         return n, stop
 
 
-SLOTS = 8  # query values kernel.sweep copies for a key at once, whatever its count (fewer: the rest are ignored)
+SLOTS = 8  # query values sweep_tiles copies for a key at once, whatever its count (fewer: the rest are ignored)
 
 
 if AVAILABLE:
@@ -295,10 +295,23 @@ if AVAILABLE:
     def _compare_gathered(bv, m, run, j0, order, kk, earlier_masks, earlier_radii, qoff, qidx, qbase, x, lows, first,
                           bstart, cnt, out_q, out_p, n):  # type: ignore[no-untyped-def]
         """Report the pairs of the ``m`` query values gathered in ``bv`` and a run; -1 when ``out_*`` filled up.
-        Each value of the run (or each query, whichever are fewer) is counted against all the others first,
-        branch-free, the inner loop over the longer side (the one the compiler turns into vector instructions,
-        ~0.3 ns a pair), and only one whose count is not zero (rarely: a hit) is looked at pair by pair, so a hit
-        costs a pass over one side, not over the block again."""
+        The whole block is counted first, branch-free, the inner loop over the longer side (the one the compiler
+        turns into vector instructions, ~0.3 ns a pair); only a block whose count is not zero (rarely: a hit) is
+        counted again value by value of the shorter side, and only a value whose count is not zero is looked at
+        pair by pair, its query found from its position (``_gathered``)."""
+        hits = 0  # the whole block first, one branch-free count: most blocks hold no pair
+        if m > run.size:
+            for j in range(run.size):
+                v = run[j]
+                for i in range(m):
+                    hits += _popcount(bv[i] ^ v) <= kk
+        else:
+            for i in range(m):
+                q = bv[i]
+                for j in range(run.size):
+                    hits += _popcount(q ^ run[j]) <= kk
+        if hits == 0:
+            return n
         if m > run.size:
             for j in range(run.size):
                 v = run[j]
@@ -337,7 +350,7 @@ if AVAILABLE:
         return n
 
     @njit(cache=True, nogil=True)
-    def sweep(qoff, qvals, qidx, tile_bits, highs, gstart, lows, offsets, values, order, k, earlier_masks,
+    def sweep_tiles(qoff, qvals, qidx, tile_bits, highs, gstart, lows, offsets, values, order, k, earlier_masks,
               earlier_radii, start, stop, bv, bstart, out_q, out_p):  # type: ignore[no-untyped-def]
         """Probe one chunk of a ``tables.Table`` for many queries at once, tile by tile of the table's keys.
 
@@ -410,6 +423,42 @@ if AVAILABLE:
                     if n < 0:
                         return n0, pos
             pos += 1
+        return n, stop
+
+
+if AVAILABLE:
+    @njit(cache=True, nogil=True)
+    def sweep(qoff, qvals, qidx, pats, offsets, values, order, k, earlier_masks, earlier_radii, start, stop,
+              out_q, out_p):  # type: ignore[no-untyped-def]
+        """Probe one chunk of a ``tables.Table`` for many queries at once, key by key of the table: for each key t in
+        order, its run of values is compared with the queries whose own key is ``t ^ pats[p]``, for every flip mask
+        p (the run stays in the cache for all of them, and the values are read once, in order). ``qoff``: where the
+        queries of each key start in ``qvals`` (their values) and ``qidx`` (their indexes), sorted by key. Positions
+        ``start:stop`` count (key, mask) steps: ``t * pats.size + p``. A pair some earlier chunk finds is skipped.
+        Fills ``out_*`` with (query index, ``order`` of the value) a whole step at a time; returns (count, the first
+        step not done). For chunks of up to 17 bits, whose query offsets (<= 1 MB) stay in the cache; wider ones:
+        ``sweep_tiles`` (on these it costs more: its gathering does not pay where the offsets are in the cache)."""
+        n = 0
+        kk = np.uint64(k)
+        npats = pats.size
+        pos = start
+        while pos < stop:
+            t = pos // npats
+            j0, j1 = max(offsets[t], 0), min(offsets[t + 1], values.size)  # clamped: see lookup_direct
+            if j1 <= j0:
+                pos = (t + 1) * npats  # an empty run: no step of this key finds anything
+                continue
+            run = values[j0:j1]
+            last = min(stop, (t + 1) * npats)
+            while pos < last:
+                qk = t ^ pats[pos - t * npats]
+                n0 = n
+                for i in range(qoff[qk], qoff[qk + 1]):
+                    n = _compare_run(qvals[i], qidx[i], run, j0, order, kk, earlier_masks, earlier_radii, out_q,
+                                     out_p, n)
+                    if n < 0:
+                        return n0, pos
+                pos += 1
         return n, stop
 
 

@@ -26,7 +26,7 @@ from archiver.dedupe.grouping import (
     preference_key,
     signature_classes,
 )
-from archiver.dedupe.segments import VARIANTS_WIDTH, T, VariantIndex
+from archiver.dedupe.segments import _COMMAS, VARIANTS_WIDTH, T, VariantIndex
 from archiver.image.similarity import JudgedMany, Match, Signature, _parsed, compare, compare_many
 from archiver.manifest.rows import PairRow, SignatureRow
 from archiver.manifest.sqlite import Manifest
@@ -107,7 +107,8 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     # the head while the class gains members; gc deleting it clears its class's marks, see forget_assets)
     heads = class_heads(manifest, index, involved)
     del involved
-    px, py = _to_measure(x, y, heads, searched_classes)
+    px, py = _to_measure(x, y, heads, searched_classes, lambda ids: {
+        r[0]: (r[2], r[3]) for r in manifest.signature_rows(ids)})
     del x, y
     pairs = []
     for lo in range(0, px.size, MEASURED_AT_ONCE):  # bounded memory: ~1.6 KB a pair while measured
@@ -136,11 +137,16 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
     return PairSearch(len(searched), index.assets, len(pairs), widened, time.monotonic() - started)
 
 
-def _to_measure(x: np.ndarray, y: np.ndarray, heads: Heads, searched: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _to_measure(x: np.ndarray, y: np.ndarray, heads: Heads, searched: np.ndarray,
+                texts: Callable[[list[int]], dict[int, tuple[str, str]]]) -> tuple[np.ndarray, np.ndarray]:
     """The candidate class pairs (x[i], y[i]) to measure, as positions in ``heads``: both classes still have a head,
     one of them was searched now (a pair is recorded when the later of its classes is searched), and their hashes
     differ (the same 8 pHash and 8 dHash variants, another grey: one class for grouping, no pair needed). Worked on
-    arrays: a first search or a rescan has tens of millions of candidates."""
+    arrays: a first search or a rescan has tens of millions of candidates.
+
+    "The same hashes" is the same text, as the index's classes and grouping tell them: the parsed values are compared
+    first, and the few pairs whose values are equal (or whose row did not parse) are told by their stored text
+    (``texts``: head asset id -> the two variants columns), so ``0A…`` and ``0a…`` are different hashes here too."""
     known = heads.cls
     if not known.size:  # no class has a head left (gc removed every member meanwhile): nothing to measure
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -148,10 +154,18 @@ def _to_measure(x: np.ndarray, y: np.ndarray, heads: Heads, searched: np.ndarray
     py = np.minimum(np.searchsorted(known, y), known.size - 1)
     keep = (known[px] == x) & (known[py] == y)
     keep &= np.isin(x, searched) | np.isin(y, searched)
-    for lo in range(0, keep.size, 1 << 20):  # the hashes compared a block of pairs at a time (bounded memory)
+    px, py = px[keep], py[keep]
+    differ = np.empty(px.size, dtype=bool)
+    for lo in range(0, px.size, 1 << 20):  # the hashes compared a block of pairs at a time (bounded memory)
         a, b = px[lo:lo + (1 << 20)], py[lo:lo + (1 << 20)]
-        keep[lo:lo + a.size] &= (heads.ph[a] != heads.ph[b]).any(axis=1) | (heads.dh[a] != heads.dh[b]).any(axis=1)
-    return px[keep], py[keep]
+        differ[lo:lo + a.size] = ((heads.ph[a] != heads.ph[b]).any(axis=1) | (heads.dh[a] != heads.dh[b]).any(axis=1)) \
+            & ~heads.bad[a] & ~heads.bad[b]
+    told = np.flatnonzero(~differ)
+    if told.size:
+        text = texts(np.unique(heads.head[np.concatenate([px[told], py[told]])]).tolist())
+        for i, a, b in zip(told.tolist(), heads.head[px[told]].tolist(), heads.head[py[told]].tolist(), strict=True):
+            differ[i] = text.get(a) != text.get(b)
+    return px[differ], py[differ]
 
 
 @dataclass
@@ -167,45 +181,66 @@ class Heads:
     dh: np.ndarray  # (n, T) uint64 dHash variants
     grey: np.ndarray  # (n, 64) uint8 grey cells (0 where unknown)
     has: np.ndarray  # bool: has a grey thumbnail
+    bad: np.ndarray  # bool: its row does not parse (changed by hand since it was indexed): zeros above
+    rows: dict[int, SignatureRow]  # position -> the row, of those that do not parse
+
+    _FIELDS = ("cls", "head", "sha", "ph", "dh", "grey", "has", "bad")
 
     def parsed(self, i: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The signatures of positions ``i`` as ``JudgedMany.of_arrays`` takes them."""
+        """The signatures of positions ``i`` as ``JudgedMany.of_arrays`` takes them; a row that does not parse
+        raises ``Signature``'s ValueError (as measuring it did when signatures were objects)."""
+        if self.rows:
+            for p in np.flatnonzero(self.bad[i]).tolist():
+                r = self.rows[int(i[p])]
+                Signature(tuple((r[2] or "").split(",")), tuple((r[3] or "").split(",")), r[4] or "")
         return self.ph[i], self.dh[i], self.grey[i].astype(np.int16), self.has[i]
 
     @classmethod
     def of(cls, classes: Sequence[int], rows: Sequence[SignatureRow]) -> Heads:
         """From the head row (id, sha256, pHash variants, dHash variants, grey) of each class. A row that does not
-        parse raises ``Signature``'s ValueError (its variants parsed when it was indexed: it was changed since)."""
+        parse is kept as zeros and flagged (``bad``): its variants parsed when it was indexed, so it was changed
+        since; measuring it raises (``parsed``), as before."""
         n = len(rows)
-        text = [_hex_of("".join(r[c] or "" for r in rows).replace(",", "")) for c in (2, 3)]
         greys = [r[4] or "" for r in rows]
-        gtext = _hex_of("".join(greys))
         ok = all(len(r[2] or "") == VARIANTS_WIDTH and len(r[3] or "") == VARIANTS_WIDTH and len(g) in (0, 128)
-                 for r, g in zip(rows, greys, strict=True))
-        if not ok or any(t is None or len(t) != n * 8 * T for t in text) or gtext is None:
-            # a row that does not parse: each made into a Signature (which says why), the others as they are
-            sigs = [Signature.from_columns(r[2], r[3], r[4]) or Signature(tuple((r[2] or "").split(",")), tuple(
-                (r[3] or "").split(",")), r[4] or "") for r in rows]
-            ph, dh, grey, has = _parsed(sigs) if sigs else (np.zeros((0, T), np.uint64),) * 2 + (
-                np.zeros((0, 64), np.int16), np.zeros(0, bool))
-            grey = grey.astype(np.uint8)
-        else:
+                 and r[2][16::17] == _COMMAS and r[3][16::17] == _COMMAS for r, g in zip(rows, greys, strict=True))
+        text = [_hex_of("".join(r[c] for r in rows).replace(",", "")) if ok else None for c in (2, 3)]
+        gtext = _hex_of("".join(greys)) if ok else None
+        bad = np.zeros(n, dtype=bool)
+        if ok and text[0] is not None and text[1] is not None and gtext is not None:
             ph, dh = (np.frombuffer(t, ">u8").astype(np.uint64).reshape(n, T) for t in text)  # type: ignore[arg-type]
             has = np.array([bool(g) for g in greys], dtype=bool)
             grey = np.zeros((n, 64), np.uint8)
-            grey[has] = np.frombuffer(gtext, np.uint8).reshape(-1, 64)  # type: ignore[arg-type]
+            grey[has] = np.frombuffer(gtext, np.uint8).reshape(-1, 64)
+        else:  # a row that does not parse: row by row, as Signature reads them
+            ph, dh = np.zeros((n, T), np.uint64), np.zeros((n, T), np.uint64)
+            grey, has = np.zeros((n, 64), np.uint8), np.zeros(n, dtype=bool)
+            for i, r in enumerate(rows):
+                try:
+                    sig = Signature.from_columns(r[2], r[3], r[4]) or Signature(
+                        tuple((r[2] or "").split(",")), tuple((r[3] or "").split(",")), r[4] or "")
+                except ValueError:
+                    bad[i] = True
+                    continue
+                p, d, g, h = _parsed([sig])
+                ph[i], dh[i], grey[i], has[i] = p[0], d[0], g[0], h[0]
         sha = np.array([r[1].encode() for r in rows], dtype="S64") if n else np.zeros(0, "S64")
         return cls(np.asarray(classes, dtype=np.int64), np.array([r[0] for r in rows], dtype=np.int64), sha, ph, dh,
-                   grey, has)
+                   grey, has, bad, {i: rows[i] for i in np.flatnonzero(bad).tolist()})
 
     @classmethod
     def concat(cls, parts: list[Heads]) -> Heads:
         if not parts:
             return cls.of([], [])
-        joined = cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                       ("cls", "head", "sha", "ph", "dh", "grey", "has")))
-        order = np.argsort(joined.cls, kind="stable")
-        return cls(*(getattr(joined, f)[order] for f in ("cls", "head", "sha", "ph", "dh", "grey", "has")))
+        joined = [np.concatenate([getattr(p, f) for p in parts]) for f in cls._FIELDS]
+        order = np.argsort(joined[0], kind="stable")
+        where = np.empty_like(order)
+        where[order] = np.arange(order.size)  # a joined position's place once sorted
+        rows, base = {}, 0
+        for p in parts:
+            rows.update({int(where[base + i]): r for i, r in p.rows.items()})
+            base += p.cls.size
+        return cls(*(a[order] for a in joined), rows)
 
 
 def _hex_of(text: str) -> bytes | None:

@@ -169,6 +169,20 @@ _APPLIED = b'\n "applied": true,\n'
 _GROUPS_KEY = b'\n "groups": ['
 
 
+def says_applied(json_path: Path) -> bool:
+    """Whether the JSON export at ``json_path`` is one of ours that says ``"applied": true`` (False when it cannot be
+    read)."""
+    try:
+        if not _holds(json_path, "json"):
+            return False
+        with open(json_path, "rb") as src:
+            head = src.read(1 << 16)
+    except OSError:
+        return False
+    at, groups = head.find(_APPLIED), head.find(_GROUPS_KEY)
+    return at >= 0 and (groups < 0 or at < groups)
+
+
 def mark_undone(json_path: Path) -> bool:
     """After ``dedupe --undo``: the JSON export's ``"applied": true`` (its articles were pointed at the canonical
     copies) made ``false``, every other byte copied as it is (the groups are what they were), the file replaced all at

@@ -228,22 +228,24 @@ def _search_chunk(c: Chunk, pats: np.ndarray, queries: np.ndarray, k: int, em: n
     return np.concatenate([x[0] for x in found]), np.concatenate([x[1] for x in found])
 
 
-_STEP_NS = 3.0  # a step of kernel.sweep (a key of the table and a flip mask, its queries' tile in the cache), apart
-                # from the compares, which ordered probes make too
+_STEP_NS = (3.0, 10.0)  # a step of kernel.sweep (<= _TILES_FROM bits: its query offsets in the cache) or of
+                        # kernel.sweep_tiles (wider keys), apart from the compares, which ordered probes make too
 _PROBE_NS = 10.0  # an ordered probe: its share of ordering the block's probes and of sweeping the chunk per block
-_TILE_BYTES = 192 << 10  # the queries' tile kernel.sweep keeps in the cache (their offsets and values): ~192 KB
-_GATHER = 4_096  # queries kernel.sweep gathers for one run at most before comparing them
+_TILES_FROM = 18  # chunks of this many bits or more are swept tile by tile (kernel.sweep_tiles)
+_TILE_BYTES = 192 << 10  # the queries' tile kernel.sweep_tiles keeps in the cache (their offsets and values)
+_GATHER = 4_096  # queries kernel.sweep_tiles gathers for one run at most before comparing them
 
 
 def _sweeps(c: Chunk, queries: int, pats: int) -> bool:
-    """Whether ``kernel.sweep`` costs less than ordered probes for ``queries``: it takes a step for every key of the
+    """Whether sweeping costs less than ordered probes for ``queries``: it takes a step for every key of the
     table and flip mask, whatever the queries, so only a search of about as many queries as keys gains from it (a
     rescan: yes; a run adding 1 200 images to 10 M, whose 22-bit chunks would take 7.5 billion steps: no)."""
-    return (1 << c.bits) * pats * _STEP_NS < queries * pats * _PROBE_NS
+    step = _STEP_NS[0] if c.bits < _TILES_FROM else _STEP_NS[1]
+    return (1 << c.bits) * pats * step < queries * pats * _PROBE_NS
 
 
 def _tile_bits(bits: int, queries: int) -> int:
-    """The low key bits of a tile of ``kernel.sweep``: the most whose queries' tile (8 bytes of offsets a key, 16 of
+    """The low key bits of a tile of ``kernel.sweep_tiles``: the most whose queries' tile (8 bytes of offsets a key, 16 of
     value and index a query) fits in ``_TILE_BYTES``."""
     per_key = 8 + 16 * queries / (1 << bits)
     s = 0
@@ -254,19 +256,23 @@ def _tile_bits(bits: int, queries: int) -> int:
 
 def _search_chunk_sweep(c: Chunk, pats: np.ndarray, queries: np.ndarray, keys: np.ndarray, k: int, em: np.ndarray,
                         er: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``_search_chunk`` for many queries (``kernel.sweep``): the queries sorted by their key once, then the table
-    read tile by tile of keys, in order, each tile's runs compared with the queries of every key within the flip
-    masks of theirs, a tile of queries at a time (``_tile_bits``: it stays in the cache). The ordered probes would
-    sort the block's probes again for every block of queries, and sweep the chunk once per block; a sweep key by
-    key over 22-bit keys (a 10 M archive) read the queries of each probe from 32 MB of offsets, a cache miss each.
-    The threads share the table's tiles."""
+    """``_search_chunk`` for many queries: the queries sorted by their key once, then the table read in key order,
+    each run compared with the queries of every key within the flip masks of its own. The ordered probes would sort
+    the block's probes again for every block of queries, and sweep the chunk once per block. Chunks of fewer than
+    ``_TILES_FROM`` bits are read key by key (``kernel.sweep``); wider ones tile by tile of keys
+    (``kernel.sweep_tiles``), a tile of queries at a time (``_tile_bits``: it stays in the cache): key by key over
+    22-bit keys (a 10 M archive), each probe read its queries from 32 MB of offsets, a cache miss. The threads share
+    the table's keys or tiles."""
     order = np.argsort(keys, kind="stable")
     qoff = np.zeros((1 << c.bits) + 1, dtype=np.int64)
     np.cumsum(np.bincount(keys, minlength=1 << c.bits), out=qoff[1:])
-    qvals = np.zeros(queries.size + kernel.SLOTS, np.uint64)  # padded: kernel.sweep copies SLOTS values a key
+    qvals = np.zeros(queries.size + kernel.SLOTS, np.uint64)  # padded: sweep_tiles copies SLOTS values a key
     qvals[:queries.size] = queries[order]
     qidx = order.astype(np.int64)
     del order
+    parts = _threads(queries.size * pats.size)
+    if c.bits < _TILES_FROM:
+        return _sweep_keys(c, pats, qoff, qvals, qidx, k, em, er, parts)
     s = _tile_bits(c.bits, queries.size)
     hi, lo = pats >> s, pats & ((1 << s) - 1)
     by = np.lexsort((lo, hi))
@@ -274,7 +280,6 @@ def _search_chunk_sweep(c: Chunk, pats: np.ndarray, queries: np.ndarray, keys: n
     gstart = np.append(gstart, pats.size).astype(np.int64)
     lows = np.ascontiguousarray(lo[by])
     groups = highs.size
-    parts = _threads(queries.size * pats.size)
     # windows of tiles, ~_WINDOW_BYTES of values each, a share of them per thread, each released once swept
     tiles = 1 << (c.bits - s)
     windows = max(parts, min(tiles, c.values.nbytes // _WINDOW_BYTES))
@@ -285,10 +290,35 @@ def _search_chunk_sweep(c: Chunk, pats: np.ndarray, queries: np.ndarray, keys: n
         bv = np.empty(_GATHER + kernel.SLOTS, np.uint64)
         bstart = np.empty(pats.size + 1, np.int64)
         for w in range(w0, w1):
-            found.collect(lambda start, stop, out_q, out_p: kernel.sweep(
+            found.collect(lambda start, stop, out_q, out_p: kernel.sweep_tiles(
                 qoff, qvals, qidx, s, highs, gstart, lows, c.offsets, c.values, c.order, k, em, er, start, stop, bv,
                 bstart, out_q, out_p), edges[w] * groups, edges[w + 1] * groups)
             release_range(c, edges[w] << s, edges[w + 1] << s)
+        return found.arrays()
+
+    if parts == 1:
+        return part(0, windows)
+    bounds = [windows * i // parts for i in range(parts + 1)]
+    found = list(_pool().map(part, bounds[:-1], bounds[1:]))
+    return np.concatenate([x[0] for x in found]), np.concatenate([x[1] for x in found])
+
+
+def _sweep_keys(c: Chunk, pats: np.ndarray, qoff: np.ndarray, qvals: np.ndarray, qidx: np.ndarray, k: int,
+                em: np.ndarray, er: np.ndarray, parts: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_search_chunk_sweep`` over a chunk of fewer than ``_TILES_FROM`` bits, key by key (``kernel.sweep``): its
+    query offsets stay in the cache whatever the probe. The threads share windows of keys, each released once
+    swept."""
+    nkeys = 1 << c.bits
+    windows = max(parts, min(nkeys, c.values.nbytes // _WINDOW_BYTES))
+    edges = [nkeys * i // windows for i in range(windows + 1)]
+
+    def part(w0: int, w1: int) -> tuple[np.ndarray, np.ndarray]:
+        found = _Found()
+        for w in range(w0, w1):
+            found.collect(lambda start, stop, out_q, out_p: kernel.sweep(
+                qoff, qvals, qidx, pats, c.offsets, c.values, c.order, k, em, er, start, stop, out_q, out_p),
+                edges[w] * pats.size, edges[w + 1] * pats.size)
+            release_range(c, edges[w], edges[w + 1])
         return found.arrays()
 
     if parts == 1:

@@ -119,6 +119,12 @@ def test_undo_names_an_applied_article_moved_since_and_restores_it_once_moved_ba
     assert str(post) in out or post.name in out
     assert moved.read_bytes() != archived["post.md"]  # still pointing at the canonical copy: said, not hidden
     assert read_json(library)["applied"] is True and "left as it was" in out  # the export does not say otherwise
+    assert main(["dedupe", "--config", str(library.config)]) == 0  # a plain report: its export says false
+    capsys.readouterr()
+    assert main(["dedupe", "--config", str(library.config), "--undo"]) == 0
+    out = capsys.readouterr().out
+    assert "no longer at its path" in out and "left as it was" not in out  # nothing to say of an export saying false
+    assert read_json(library)["applied"] is False
     moved.rename(post)
     assert main(["dedupe", "--config", str(library.config), "--undo"]) == 0
     out = capsys.readouterr().out

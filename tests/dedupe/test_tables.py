@@ -121,20 +121,25 @@ def test_many_queries_sweep_the_table_only_where_that_costs_less(monkeypatch: py
     if not kernel.AVAILABLE:
         pytest.skip("numba is not installed")
     swept: list[int] = []
-    sweep = kernel.sweep
+    sweep, sweep_tiles = kernel.sweep, kernel.sweep_tiles
 
     def spy(*args):  # type: ignore[no-untyped-def]
         swept.append(1)
         return sweep(*args)
 
+    def spy_tiles(*args):  # type: ignore[no-untyped-def]
+        swept.append(2)
+        return sweep_tiles(*args)
+
     monkeypatch.setattr(kernel, "sweep", spy)
+    monkeypatch.setattr(kernel, "sweep_tiles", spy_tiles)
     rng = np.random.default_rng(3)
     v = _values(rng, 70_000)
     many = np.concatenate([v[rng.integers(0, v.size, 30_000)] ^ np.uint64(5), _values(rng, 40_000), v[:3]])
     table = Table.build(v)
     assert [c.bits for c in table.chunks] == [16] * 4
     qi, pos = table.search(many, 10)  # 137 flip masks a chunk: 15 307 queries a block
-    assert swept
+    assert swept and set(swept) == {1}  # 16-bit chunks: key by key
     got = set(zip(qi.tolist(), pos.tolist(), strict=True))
     assert len(got) == qi.size and {(a, b) for a, b in got if a < 1_000} == _brute(many[:1_000], v, 10)
     assert {(a, b) for a, b in got if a >= many.size - 3} == {(many.size - 3 + i, i) for i in range(3)}
@@ -154,7 +159,7 @@ def test_many_queries_sweep_the_table_only_where_that_costs_less(monkeypatch: py
 @pytest.mark.parametrize("widths", [(8,) * 8, (12, 12, 10, 10, 10, 10)])
 def test_a_sweep_tile_by_tile_finds_every_pair_once(tile_bytes: int, widths: tuple[int, ...], tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """``kernel.sweep`` pairs a tile of the table's keys with a tile of the queries' keys per group of flip masks
+    """``kernel.sweep_tiles`` pairs a tile of the table's keys with a tile of the queries' keys per group of flip masks
     (the tile's size from ``_TILE_BYTES``: a single key, a few, the whole chunk), gathering the queries of a run in a
     buffer compared whenever it fills: with tiles of every size, a buffer of 3 queries (fewer than one key's
     duplicates), room for 5 hits at a time, windows of 4 KB released as they are swept and threads, it finds what
@@ -162,13 +167,15 @@ def test_a_sweep_tile_by_tile_finds_every_pair_once(tile_bytes: int, widths: tup
     if not kernel.AVAILABLE:
         pytest.skip("numba is not installed")
     tiles: list[int] = []
-    sweep = kernel.sweep
+    sweep = kernel.sweep_tiles
 
     def spy(*args):  # type: ignore[no-untyped-def]
         tiles.append(int(args[3]))
         return sweep(*args)
 
-    monkeypatch.setattr(kernel, "sweep", spy)
+    monkeypatch.setattr(kernel, "sweep_tiles", spy)
+    monkeypatch.setattr(tables, "_TILES_FROM", 0)  # these narrow chunks swept tile by tile too
+    monkeypatch.setattr(tables, "_STEP_NS", (3.0, 3.0))  # (and swept for 3 000 queries)
     monkeypatch.setattr(tables, "_TILE_BYTES", tile_bytes)
     monkeypatch.setattr(tables, "_GATHER", 3)
     monkeypatch.setattr(tables, "_CAP", 5)
