@@ -21,15 +21,17 @@ values took 0.28 s query by query and takes 0.15 s (in memory, 1 core). A chunk 
 of values each, ``_WINDOW_BYTES``), each released once swept (below), and threads take a share of the windows.
 
 Many queries at once (a first search of the archive, a rescan) are not ordered block by block: the queries are
-sorted by the chunk's key once, and ``kernel.sweep`` reads the table tile by tile of keys (a tile: the keys sharing
-their top bits), in order, pairing each tile with the tiles of queries its flip masks reach (the masks grouped by
-their top bits), a tile of queries small enough to stay in the cache (``_tile_bits``). For each key of the table's
-tile, the queries of every key within the group's masks are gathered and compared with its run of values at once.
-Swept key by key over 22-bit keys (a 10 M archive), each probe read its queries from 32 MB of offsets, a cache miss;
-ordered probes read each run once per block of ~600 queries, a cache miss too (~70 ns a probe, 3 600 probes a
-query). A whole search of one hash kind at 10 M (10 M identity hashes against the 80 M variants) took 1 340 s wall
-that way and takes ~320 s by tiles; a rescan at 1 M 55.7 -> 49.4 s. ``_sweeps`` chooses the sweep only where its
-fixed cost (a step per key and flip mask, whatever the queries) is below the probes'.
+sorted by the chunk's key once, and the table is read in key order, each run compared with the queries of every key
+within the flip masks of its own while it is in the cache. Chunks of up to 17 bits are read key by key
+(``kernel.sweep``: their query offsets, <= 1 MB, stay in the cache). Wider ones (from ~19 M values: 22/21/21 bits)
+are read tile by tile of keys (``kernel.sweep_tiles``): the flip masks are grouped by their top bits, each tile of
+the table is paired with the tiles of queries a group reaches, a tile of queries small enough to stay in the cache
+(``_tile_bits``), and the queries of every key within the group's masks are gathered and compared with a run at
+once. Key by key over 22-bit keys, each probe read its queries from 32 MB of offsets, a cache miss; ordered probes
+read each run once per block of ~600 queries, a cache miss too (~70 ns a probe, 3 600 probes a query). One hash
+kind's whole search at 10 M (10 M identity hashes against the 80 M variants) took ~1 340 s wall that way and takes
+390 s by tiles. ``_sweeps`` chooses a sweep only where its fixed cost (a step per key and flip mask, whatever the
+queries) is below the probes'.
 
 In both, a run is compared with a query in two passes: a branch-free count of the values within the distance, which
 the compiler turns into vector instructions, and, only when it is not zero, the pass that reports them (2x fewer
