@@ -88,6 +88,9 @@ def command(args: argparse.Namespace, cfg: Config) -> int:
         store = open_store(cfg)
         p = plan(cfg, manifest, store, max_distance, rescan=args.rescan, compact=args.compact,
                  resign=args.resign)
+        if args.rescan and p.search is not None:  # asked for: said without -v (else a rescan looks like nothing)
+            say(f"rescan: searched {count(p.search.searched, 'image')} for near-duplicates against "
+                f"{p.search.archive} in {p.search.seconds:.1f}s ({count(p.search.pairs, 'pair')})")
         bases = public_bases(cfg)
         several = manifest.assets_with_several_urls()  # one asset reached through several URLs: an "exact" row
         p.assets.update((a.info.sha256, a) for a in load_assets(manifest, store, [s for s in several

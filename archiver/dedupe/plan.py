@@ -22,7 +22,7 @@ from PIL import Image
 
 from archiver.config import Config
 from archiver.dedupe.grouping import AssetInfo, Group
-from archiver.dedupe.pairs import gc_paused, stream_groups, update_pairs
+from archiver.dedupe.pairs import PairSearch, gc_paused, stream_groups, update_pairs
 from archiver.dedupe.segments import VARIANTS_WIDTH
 from archiver.errors import ArchiverError
 from archiver.image import similarity
@@ -60,6 +60,7 @@ class Plan:
     pinned: set[str]
     articles: list[str]  # the articles the manifest knows we rewrote
     bases: tuple[str, ...]  # public_bases: every form an archive URL takes in an article
+    search: PairSearch | None = None  # what the pair search did before grouping
 
     @cached_property
     def mapping(self) -> dict[str, str]:
@@ -123,7 +124,7 @@ def _plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, resc
     log.info("grouped the %d assets that can be in a group (the ends of recorded pairs, or of several with the same "
              "hashes) in %.1fs", readable, time.monotonic() - started)
     articles = [path for path, _before, _after in manifest.rewritten_articles()]
-    return Plan(groups, by_sha, pinned, articles, bases)
+    return Plan(groups, by_sha, pinned, articles, bases, search)
 
 
 def archive_assets(manifest: Manifest, bases: tuple[str, ...], urls: Iterable[str]) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -506,3 +507,15 @@ def test_an_archive_url_with_the_fragment_a_run_kept_counts_as_a_use_as_apply_re
     text = (library.root / "site" / "frag.md").read_text(encoding="utf-8")
     canonical = library.archive_url("/a/original.png")
     assert text.startswith(f"![s]({canonical}#center)\n")  # what the report counted is what --apply rewrote
+
+
+def test_a_rescan_says_what_it_searched_without_verbose(library: Library, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found by a new user's trial: without -v, ``dedupe --rescan`` printed what a plain report prints, so it looked
+    as if it had done nothing. It says how many images it searched against how many."""
+    assert main(["dedupe", "--config", str(library.config)]) == 0
+    assert "rescan:" not in capsys.readouterr().out
+    assert main(["dedupe", "--config", str(library.config), "--rescan"]) == 0
+    out = capsys.readouterr().out
+    found = re.search(r"rescan: searched (\d+) images? for near-duplicates against (\d+) in [0-9.]+s \((\d+) pairs?\)",
+                      out)
+    assert found and int(found[1]) == int(found[2]) > 1, out
