@@ -337,16 +337,10 @@ if AVAILABLE:
                     hits += _popcount(q ^ run[j]) <= kk
                 if hits == 0:
                     continue
-                qi = _gathered(qoff, qidx, qbase, x, lows, first, bstart, cnt, i)
-                for j in range(run.size):
-                    y = q ^ run[j]
-                    if _popcount(y) > kk or _found_earlier(y, earlier_masks, earlier_radii):
-                        continue
-                    if n == out_q.size:
-                        return -1
-                    out_q[n] = qi
-                    out_p[n] = order[j0 + j]
-                    n += 1
+                n = _compare_run(q, _gathered(qoff, qidx, qbase, x, lows, first, bstart, cnt, i), run, j0, order, kk,
+                                 earlier_masks, earlier_radii, out_q, out_p, n)
+                if n < 0:
+                    return -1
         return n
 
     @njit(cache=True, nogil=True)

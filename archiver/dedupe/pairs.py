@@ -26,7 +26,7 @@ from archiver.dedupe.grouping import (
     preference_key,
     signature_classes,
 )
-from archiver.dedupe.segments import _COMMAS, VARIANTS_WIDTH, T, VariantIndex
+from archiver.dedupe.segments import _COMMAS, VARIANTS_WIDTH, T, VariantIndex, _hex
 from archiver.image.similarity import JudgedMany, Match, Signature, _parsed, compare, compare_many
 from archiver.manifest.rows import PairRow, SignatureRow
 from archiver.manifest.sqlite import Manifest
@@ -204,8 +204,8 @@ class Heads:
         greys = [r[4] or "" for r in rows]
         ok = all(len(r[2] or "") == VARIANTS_WIDTH and len(r[3] or "") == VARIANTS_WIDTH and len(g) in (0, 128)
                  and r[2][16::17] == _COMMAS and r[3][16::17] == _COMMAS for r, g in zip(rows, greys, strict=True))
-        text = [_hex_of("".join(r[c] for r in rows).replace(",", "")) if ok else None for c in (2, 3)]
-        gtext = _hex_of("".join(greys)) if ok else None
+        text = [_hex("".join(r[c] for r in rows).replace(",", "")) if ok else None for c in (2, 3)]
+        gtext = _hex("".join(greys)) if ok else None
         bad = np.zeros(n, dtype=bool)
         if ok and text[0] is not None and text[1] is not None and gtext is not None:
             ph, dh = (np.frombuffer(t, ">u8").astype(np.uint64).reshape(n, T) for t in text)  # type: ignore[arg-type]
@@ -241,15 +241,6 @@ class Heads:
             rows.update({int(where[base + i]): r for i, r in p.rows.items()})
             base += p.cls.size
         return cls(*(a[order] for a in joined), rows)
-
-
-def _hex_of(text: str) -> bytes | None:
-    """The bytes of ``text`` when it is hex digits only, else None (``bytes.fromhex`` alone skips whitespace)."""
-    try:
-        out = bytes.fromhex(text)
-    except ValueError:
-        return None
-    return out if len(out) * 2 == len(text) else None
 
 
 HEADS_AT_ONCE = 65_536  # head rows read and parsed at once (class_heads)

@@ -298,11 +298,7 @@ def _search_chunk_sweep(c: Chunk, pats: np.ndarray, queries: np.ndarray, keys: n
             release_range(c, edges[w] << s, edges[w + 1] << s)
         return found.arrays()
 
-    if parts == 1:
-        return part(0, windows)
-    bounds = [windows * i // parts for i in range(parts + 1)]
-    found = list(_pool().map(part, bounds[:-1], bounds[1:]))
-    return np.concatenate([x[0] for x in found]), np.concatenate([x[1] for x in found])
+    return _in_parts(part, windows, parts)
 
 
 def _sweep_keys(c: Chunk, pats: np.ndarray, qoff: np.ndarray, qvals: np.ndarray, qidx: np.ndarray, k: int,
@@ -323,6 +319,12 @@ def _sweep_keys(c: Chunk, pats: np.ndarray, qoff: np.ndarray, qvals: np.ndarray,
             release_range(c, edges[w], edges[w + 1])
         return found.arrays()
 
+    return _in_parts(part, windows, parts)
+
+
+def _in_parts(part: Callable[[int, int], tuple[np.ndarray, np.ndarray]], windows: int, parts: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of ``part(w0, w1)`` over ``windows`` windows, a share of them per thread (``parts``)."""
     if parts == 1:
         return part(0, windows)
     bounds = [windows * i // parts for i in range(parts + 1)]

@@ -19,6 +19,15 @@ def _brute(q: np.ndarray, v: np.ndarray, k: int) -> set[tuple[int, int]]:
     return set(zip(a.tolist(), b.tolist(), strict=True))
 
 
+def _mapped(table: Table, folder: Path) -> Table:
+    """``table`` saved under ``folder`` and read back memory-mapped."""
+    for i, c in enumerate(table.chunks):
+        for part in ("offsets", "values", "order"):
+            np.save(folder / f"c{i}-{part}.npy", getattr(c, part))
+    return Table.assemble(table.size, [tuple(np.load(folder / f"c{i}-{p}.npy", mmap_mode="r")
+                                             for p in ("offsets", "values", "order")) for i in range(len(table.chunks))])
+
+
 def _values(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64) << np.uint64(1)
 
@@ -99,11 +108,7 @@ def test_ordered_probes_find_every_pair_once_in_blocks_windows_threads_and_small
                         _values(rng, 50), v[[7, 7]]])
     built = Table.build(v)
     assert tuple(c.bits for c in built.chunks) == widths
-    for i, c in enumerate(built.chunks):
-        for part in ("offsets", "values", "order"):
-            np.save(tmp_path / f"c{i}-{part}.npy", getattr(c, part))
-    mapped = Table.assemble(v.size, [tuple(np.load(tmp_path / f"c{i}-{p}.npy", mmap_mode="r")
-                                           for p in ("offsets", "values", "order")) for i in range(len(widths))])
+    mapped = _mapped(built, tmp_path)
     for k in (0, 3, 10):
         for table in (built, mapped, mapped):
             qi, pos = table.search(q, k)
@@ -189,11 +194,7 @@ def test_a_sweep_tile_by_tile_finds_every_pair_once(tile_bytes: int, widths: tup
     flips = np.uint64(1) << rng.integers(0, 64, 2_500).astype(np.uint64)
     q = np.concatenate([v[rng.integers(0, v.size, 2_500)] ^ flips, _values(rng, 500), v[[7] * 6]])
     built = Table.build(v)
-    for i, c in enumerate(built.chunks):
-        for part in ("offsets", "values", "order"):
-            np.save(tmp_path / f"c{i}-{part}.npy", getattr(c, part))
-    mapped = Table.assemble(v.size, [tuple(np.load(tmp_path / f"c{i}-{p}.npy", mmap_mode="r")
-                                           for p in ("offsets", "values", "order")) for i in range(len(widths))])
+    mapped = _mapped(built, tmp_path)
     for k in (0, 3, 10):
         want = _brute(q, v, k)
         for table in (built, mapped):
