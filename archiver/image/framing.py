@@ -221,8 +221,8 @@ if AVAILABLE:
         kinds = crops.shape[0]
         if crops.shape[1] != _SIDE or crops.shape[2] != _SIDE or keep != _N - _TOP + 1 \
                 or ga.shape[1] != _SIDE * _SIDE or gb.shape[1] != _SIDE * _SIDE or gb.shape[0] < ga.shape[0] \
-                or out.shape[0] < ga.shape[0]:
-            raise ValueError("framed_many: 8x8 crops, keep 31 and pairs of 64-cell grids expected")
+                or out.shape[0] < ga.shape[0] or not floor > 0.0:
+            raise ValueError("framed_many: 8x8 crops, keep 31, a floor above 0 and pairs of 64-cell grids expected")
         most = _KINDS_AT_ONCE * kinds
         rows = np.empty((kinds, _SIDE, _SIDE))
         by_column = np.empty((_SIDE, _SIDE, kinds))  # by_column[c, j, m] = crops[m, c, j]: m runs in the lanes

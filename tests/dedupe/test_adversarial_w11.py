@@ -71,14 +71,15 @@ def test_rule_d_compiled_threads_single_and_arrays_agree_bit_for_bit_on_adversar
 
 def test_rule_d_compiled_refuses_a_shape_it_is_not_written_for() -> None:
     """The compiled loop keeps the 6 largest of 36 differences in registers and reads 8x8 grids without bounds
-    checks: a change of _FRAMED_KEEP, of the grid's side or of the crops is refused, not measured wrongly."""
+    checks: a change of _FRAMED_KEEP, of the grid's side or of the crops is refused, not measured wrongly; so is a
+    tone floor that is not above 0 (its divisions are not checked for zero: review)."""
     ga = np.zeros((2, 64), np.int16)
     out = np.empty(2)
     args = (ga, ga, similarity._CROPS, similarity._FRAMED_KEEP, similarity.TONE_FLOOR, out)
     framing.framed_many(*args)
     assert out.tolist() == [0.0, 0.0]
     for i, wrong in ((3, similarity._FRAMED_KEEP - 1), (2, similarity._CROPS[:, :6, :6].copy()),
-                     (0, np.zeros((2, 49), np.int16)), (5, np.empty(1))):
+                     (0, np.zeros((2, 49), np.int16)), (5, np.empty(1)), (4, 0.0), (4, float("nan"))):
         with pytest.raises(ValueError, match="framed_many"):
             framing.framed_many(*args[:i], wrong, *args[i + 1:])
 
