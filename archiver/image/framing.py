@@ -161,25 +161,19 @@ if AVAILABLE:
                 out[i, lane] = abs((g[i, lane] - mean[lane]) / scale[lane] - a)
 
     @njit(cache=True, nogil=True, error_model="numpy")
+    def _exchange(t, c):  # type: ignore[no-untyped-def]
+        """(the larger, the smaller) of a slot t and a value c, without a branch."""
+        return (t if t > c else c), (c if t > c else t)
+
+    @njit(cache=True, nogil=True, error_model="numpy")
     def _insert(t0, t1, t2, t3, t4, t5, c):  # type: ignore[no-untyped-def]
         """The six largest (t0 >= ... >= t5) with c put among them: a compare and exchange per slot, no branch."""
-        h = t0 if t0 > c else c
-        c = c if t0 > c else t0
-        t0 = h
-        h = t1 if t1 > c else c
-        c = c if t1 > c else t1
-        t1 = h
-        h = t2 if t2 > c else c
-        c = c if t2 > c else t2
-        t2 = h
-        h = t3 if t3 > c else c
-        c = c if t3 > c else t3
-        t3 = h
-        h = t4 if t4 > c else c
-        c = c if t4 > c else t4
-        t4 = h
-        t5 = t5 if t5 > c else c
-        return t0, t1, t2, t3, t4, t5
+        t0, c = _exchange(t0, c)
+        t1, c = _exchange(t1, c)
+        t2, c = _exchange(t2, c)
+        t3, c = _exchange(t3, c)
+        t4, c = _exchange(t4, c)
+        return t0, t1, t2, t3, t4, _exchange(t5, c)[0]
 
     @njit(cache=True, nogil=True, error_model="numpy", inline="always")
     def _insert6(t0, t1, t2, t3, t4, t5, diff, i, lane):  # type: ignore[no-untyped-def]
