@@ -231,11 +231,13 @@ _PALETTE_FORMATS = frozenset({"gif", "png", "bmp", "tiff", "ico"})  # the format
 def _with_colour(manifest: Manifest, store: Store, assets: list[ArchivedAsset]) -> list[ArchivedAsset]:
     """The assets (signed ones that can be in a group: an end of a recorded pair, or one of several with the same
     hashes), with the colour of those archived before it was recorded measured now: chroma from the largest stored
-    thumbnail, palette colours from the original (palette formats only). Recorded, so measured once."""
+    thumbnail, palette colours from the original (palette formats only). Recorded, so measured once: an asset
+    without a stored thumbnail has no chroma to measure, and once its palette colours are recorded it is not read
+    again (it was on every run: the original of a GIF read, the row written, each time)."""
     measured: list[tuple[str, int | None, float | None]] = []
     out = []
     for a in assets:
-        if a.info.chroma is None:
+        if a.info.chroma is None and (a.thumbs or a.info.colours is None):
             colours, chroma = _measure_colour(store, a)
             measured.append((a.info.sha256, colours, chroma))
             a = replace(a, info=replace(a.info, colours=colours, chroma=chroma))

@@ -333,12 +333,30 @@ def test_the_colour_of_images_archived_before_it_was_recorded_is_measured_once_w
     db_path = tmp_path / ".archiver" / "manifest.sqlite3"
     with sqlite3.connect(db_path) as db:  # as a manifest from before schema 6 has them
         db.execute("UPDATE assets SET colours = NULL, chroma = NULL")
-    assert main(["dedupe", "--config", str(cfg)]) == 0
+    assert main(["dedupe", "--config", str(cfg), "-v"]) == 0
     assert _colour_group(tmp_path)["canonical"] == sha["/p/photo.jpg"]
     with sqlite3.connect(db_path) as db:
         measured = {s: (c, round(ch)) for s, c, ch in db.execute("SELECT sha256, colours, chroma FROM assets")}
     assert measured[sha["/p/photo.gif"]][0] == 256 and measured[sha["/p/photo.jpg"]][0] == 0
     assert measured[sha["/p/grey.jpg"]][1] == 0 and measured[sha["/p/photo.jpg"]][1] > 10
+    assert "measured the colour of 3 images" in capsys.readouterr().err
+    assert main(["dedupe", "--config", str(cfg), "-v"]) == 0
+    assert "measured the colour" not in capsys.readouterr().err
+
+    # an asset without a stored thumbnail has no chroma to measure: its palette colours are read once, not on every
+    # run (the GIF's original was read and its row written by each `archiver dedupe`)
+    with sqlite3.connect(db_path) as db:
+        db.execute("UPDATE assets SET colours = NULL, chroma = NULL")
+        db.execute("DELETE FROM renditions WHERE asset IN (?, ?)", (sha["/p/photo.gif"], sha["/p/grey.jpg"]))
+    assert main(["dedupe", "--config", str(cfg), "-v"]) == 0
+    assert "measured the colour of 3 images" in capsys.readouterr().err
+    with sqlite3.connect(db_path) as db:
+        after = {s: (c, ch) for s, c, ch in db.execute("SELECT sha256, colours, chroma FROM assets")}
+    assert after[sha["/p/photo.gif"]] == (256, None) and after[sha["/p/grey.jpg"]] == (0, None)
+    assert main(["dedupe", "--config", str(cfg), "-v"]) == 0
+    assert "measured the colour" not in capsys.readouterr().err
+    with sqlite3.connect(db_path) as db:
+        assert {s: (c, ch) for s, c, ch in db.execute("SELECT sha256, colours, chroma FROM assets")} == after
 
 
 def test_a_copy_with_a_border_or_bars_added_is_found_and_resign_fixes_images_signed_before(
