@@ -96,13 +96,13 @@ def _plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, resc
                  search.archive, search.seconds, search.pairs)
     else:
         log.info("every image was already searched for near-duplicates at distance %d", max_distance)
-    readable = 0
+    readable = coloured = 0
 
     def infos_of(shas: list[str]) -> list[AssetInfo]:
         """A batch of whole components (pairs.stream_groups): their rows and signatures read now, their colour
         measured where it is missing (every asset of a batch can be in a group); kept in ``by_sha`` (with the colour,
         without the signature) for the report."""
-        nonlocal readable
+        nonlocal readable, coloured
         out: list[AssetInfo] = []
         unmeasured: list[tuple[int, ArchivedAsset]] = []
         for info, sig, a in _grouping_assets(manifest, shas):
@@ -112,12 +112,16 @@ def _plan(cfg: Config, manifest: Manifest, store: Store, max_distance: int, resc
                 unmeasured.append((len(out) - 1, a))
         readable += len(out)
         if unmeasured:
-            for (i, _), a in zip(unmeasured, _with_colour(manifest, store, [a for _, a in unmeasured]), strict=True):
+            measured, n = _with_colour(manifest, store, [a for _, a in unmeasured])
+            coloured += n
+            for (i, _), a in zip(unmeasured, measured, strict=True):
                 out[i] = _signed(a.info, out[i].signature)
                 by_sha[a.info.sha256] = a  # the colour kept, not the signature
         return out
 
     groups = stream_groups(manifest, max_distance, d.prefer, infos_of, pinned, excluded)
+    if coloured:  # once for the run, not once per batch of components (hundreds of lines at 10 M)
+        log.info("measured the colour of %d images archived before it was recorded", coloured)
     grouped = {m.sha256 for g in groups for m in g.members}
     for sha in [sha for sha in by_sha if sha not in grouped]:  # read for grouping, in no group: not kept
         del by_sha[sha]
@@ -228,12 +232,13 @@ def _sign_unsigned(manifest: Manifest, store: Store) -> None:
 _PALETTE_FORMATS = frozenset({"gif", "png", "bmp", "tiff", "ico"})  # the formats a palette image can come in
 
 
-def _with_colour(manifest: Manifest, store: Store, assets: list[ArchivedAsset]) -> list[ArchivedAsset]:
+def _with_colour(manifest: Manifest, store: Store, assets: list[ArchivedAsset]) -> tuple[list[ArchivedAsset], int]:
     """The assets (signed ones that can be in a group: an end of a recorded pair, or one of several with the same
     hashes), with the colour of those archived before it was recorded measured now: chroma from the largest stored
     thumbnail, palette colours from the original (palette formats only). Recorded, so measured once: an asset
     without a stored thumbnail has no chroma to measure, and once its palette colours are recorded it is not read
-    again (it was on every run: the original of a GIF read, the row written, each time)."""
+    again (it was on every run: the original of a GIF read, the row written, each time). With how many were
+    measured."""
     measured: list[tuple[str, int | None, float | None]] = []
     out = []
     for a in assets:
@@ -244,8 +249,7 @@ def _with_colour(manifest: Manifest, store: Store, assets: list[ArchivedAsset]) 
         out.append(a)
     if measured:
         manifest.record_colour(measured)
-        log.info("measured the colour of %d images archived before it was recorded", len(measured))
-    return out
+    return out, len(measured)
 
 
 def _measure_colour(store: Store, a: ArchivedAsset) -> tuple[int | None, float | None]:
