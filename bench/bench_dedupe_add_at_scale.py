@@ -143,6 +143,8 @@ def rescan(path: Path) -> None:
     segments.VariantIndex.candidates = timed("candidates", segments.VariantIndex.candidates)  # type: ignore[method-assign]
     Manifest.record_pair_search = timed("record", Manifest.record_pair_search)  # type: ignore[method-assign]
     Manifest.unsearched = timed("unsearched", Manifest.unsearched)  # type: ignore[method-assign]
+    if hasattr(Manifest, "unsearched_ids"):  # what update_pairs reads since 2026-12-06 (the ids alone)
+        Manifest.unsearched_ids = timed("unsearched", Manifest.unsearched_ids)  # type: ignore[method-assign]
     pairs.class_heads = timed("heads", pairs.class_heads)
     w, c = time.perf_counter(), time.process_time()
     with Manifest.open(path) as m:

@@ -86,19 +86,19 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
         log.info("near-duplicate index: %s merged into one (%d assets)", "1 segment" if n == 1 else f"{n} segments",
                  index.assets)
     widened = 0 if rescan else manifest.searched_below(max_distance, SIMILARITY_RULE_VERSION)
-    todo = manifest.unsearched(max_distance, -1 if rescan else SIMILARITY_RULE_VERSION)  # no mark has rule -1
+    todo = manifest.unsearched_ids(max_distance, -1 if rescan else SIMILARITY_RULE_VERSION)  # no mark has rule -1
     if not todo:
         return PairSearch(0, 0, 0, 0, time.monotonic() - started)
     if widened:
         log.info("%d assets were searched for near-duplicates at a distance below %d: searching them again at %d",
                  widened, max_distance, max_distance)
     index = VariantIndex.open(manifest)  # (a rescan searches the segments as they are: merging them is --compact's)
-    wanted = np.array([r for r, _ in todo], dtype=np.int64)
+    wanted = np.array(todo, dtype=np.int64)
+    del todo
     qcls = index.classes_of(wanted)
     ok = qcls >= 0
-    searched = [sha for (_, sha), good in zip(todo, ok, strict=True) if good]
-    searched_ids = wanted[ok].tolist()
-    if not searched:  # only assets whose stored variants do not parse: nothing to search
+    searched_ids = wanted[ok].tolist()  # ascending (the ids are), Python ints
+    if not searched_ids:  # only assets whose stored variants do not parse: nothing to search
         return PairSearch(0, index.assets, 0, widened, time.monotonic() - started)
     searched_classes = np.unique(qcls[ok])
     x, y = index.candidates(searched_classes, max_distance)
@@ -132,9 +132,9 @@ def update_pairs(manifest: Manifest, max_distance: int, *, rescan: bool = False,
             if m is None:
                 continue
             pairs.append((sa, sb, m.phash_distance, m.dhash_distance, m.transform, m.grey_distance, k))
-    manifest.record_pair_search(pairs, searched, max_distance, SIMILARITY_RULE_VERSION, replace_all=rescan,
+    manifest.record_pair_search(pairs, (), max_distance, SIMILARITY_RULE_VERSION, replace_all=rescan,
                                 searched_ids=searched_ids)
-    return PairSearch(len(searched), index.assets, len(pairs), widened, time.monotonic() - started)
+    return PairSearch(len(searched_ids), index.assets, len(pairs), widened, time.monotonic() - started)
 
 
 def _to_measure(x: np.ndarray, y: np.ndarray, heads: Heads, searched: np.ndarray,

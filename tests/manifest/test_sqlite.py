@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from archiver.errors import ManifestError
@@ -127,6 +128,13 @@ def test_pairs_and_search_marks_are_recorded_together_or_not_at_all(manifest_tar
         assert [r.sha256 for r in m.unsearched(9, 2)] == [a] and m.recorded_pairs(9, 2) == [(a, c, 0, 1)]
         m.record_pair_search([], [c, a, c], 11, 2)  # ids 1 and 3, not 2: b's mark stays as it was
         assert [r.sha256 for r in m.unsearched(11, 2)] == [b] and m.unsearched(9, 2) == []
+        for distance, rule in ((11, 2), (12, 2), (9, 2), (11, 3), (5, 1)):  # the ids alone, as a whole search reads them
+            assert m.unsearched_ids(distance, rule) == [r.rowid for r in m.unsearched(distance, rule)]
+        # the ids a search passes come ascending; others (numpy integers, repeated, in any order) are put in order
+        m.record_pair_search([], (), 12, 2, searched_ids=[np.int64(3), 1, 3])
+        assert m.unsearched_ids(12, 2) == [2] and [r.sha256 for r in m.unsearched(12, 2)] == [b]
+        m.record_pair_search([], (), 12, 2, searched_ids=[2])
+        assert m.unsearched_ids(12, 2) == [] and m.unsearched_ids(13, 2) == [1, 2, 3]
 
 
 def test_the_assets_to_search_are_found_through_an_index_not_by_reading_every_asset(tmp_path: Path) -> None:
@@ -137,6 +145,7 @@ def test_the_assets_to_search_are_found_through_an_index_not_by_reading_every_as
         m._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
         m.unsearched(10, 3)
         m.unsearched(10, 3, limit=1)
+        m.unsearched_ids(10, 3)
         m.searched_below(10, 3)
         m.record_pair_search([], [], 10, 3)
         m._db.set_trace_callback(None)  # type: ignore[attr-defined]
