@@ -570,7 +570,7 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
     def unsearched_ids(self, max_distance: int, rule: int) -> list[int]:
         """The ids of ``unsearched``'s assets, ascending, read from the index on ``search_mark`` alone: a search of most
         of the archive (a first search, a rescan) needs no sha256 (reading 10 M of them with their rows took 60 s, the
-        ids ~8 s)."""
+        ids ~11 s)."""
         low, high = _mark(rule, max_distance), _mark(rule + 1, 0)
         out: list[int] = []
         for test, args in (("IS NULL", ()), ("< ?", (low,)), (">= ?", (high,))):
