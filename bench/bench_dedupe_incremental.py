@@ -250,6 +250,13 @@ def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
+def new_manifest(root: Path, path: Path) -> None:
+    """An empty manifest at ``path``, made by the code under ``root`` (its schema)."""
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
+                    "from archiver.manifest.sqlite import Manifest; Manifest.open(Path(sys.argv[2])).close()",
+                    str(root), str(path)], check=True)
+
+
 def implementations(tmp: Path, baseline: str | None) -> dict[str, Path]:
     """The trees to run side by side: ``baseline``'s ``archiver/`` (extracted by ``git archive`` under ``tmp``), if
     asked, then this tree's."""
@@ -285,9 +292,7 @@ def main() -> None:
         impls = implementations(Path(tmp), args.baseline)
         first_root = next(iter(impls.values()))
         seed_path = Path(tmp) / "seed.sqlite3"
-        subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
-                        "from archiver.manifest.sqlite import Manifest; Manifest.open(Path(sys.argv[2])).close()",
-                        str(first_root), str(seed_path)], check=True)
+        new_manifest(first_root, seed_path)
         print(f"archive of {args.n:,} assets, adding {args.add:,}, distance <= {args.distance}", flush=True)
         archive = synthetic(rng, args.n, None, 0.25)
         w = time.perf_counter()
@@ -304,16 +309,14 @@ def main() -> None:
             shutil.copy(seed_path, paths[name])
         seed_path.unlink()
         # numba's caches: a baseline's code is extracted fresh, without them, so its first timed step would also compile
-        # its kernels (rule D's alone ~14 s) where this tree's are usually cached (the first-search rows before
+        # its kernels (rule D's alone ~14 s, measured in the ninth round) where this tree's are usually cached (the first-search rows before
         # 2026-12-06 carry that bias). Each implementation first searches a small archive of the same shape (16-bit
         # chunks swept, memory-mapped, rule D), untimed, so the timed steps compare searches, not compilers.
         warm = synthetic(np.random.default_rng(99), 70_000, None, 0.25)
         for name, root in impls.items():
             folder = Path(tmp) / f"warm-{name.replace(' ', '-')}"
             folder.mkdir()
-            subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]);"
-                            "from archiver.manifest.sqlite import Manifest; Manifest.open(Path(sys.argv[2])).close()",
-                            str(root), str(folder / "manifest.sqlite3")], check=True)
+            new_manifest(root, folder / "manifest.sqlite3")
             db = sqlite3.connect(folder / "manifest.sqlite3")
             insert(db, 0, warm)
             db.close()

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from itertools import pairwise
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 from archiver.errors import ManifestError
 from archiver.manifest.articles import ArticleRecords
@@ -558,27 +559,26 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         """(id, sha256) of the assets with hash variants not yet searched at ``max_distance`` or more under
         ``rule``, by id (the first ``limit`` of them; -1: all). Reads only those assets (the index on ``search_mark``,
         migration 16): what a run adds, not the archive."""
-        low, high = _mark(rule, max_distance), _mark(rule + 1, 0)  # searched: low <= mark < high
         n = limit if limit >= 0 else 2**62
-        rows = []
-        for test, args in (("IS NULL", ()), ("< ?", (low,)), (">= ?", (high,))):  # each a range of the index (sorted
-            rows += self._db.execute(                                         # here: an ORDER BY makes SQLite
-                "SELECT id, sha256 FROM assets WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL "
-                f"AND search_mark {test} LIMIT ?", (*args, n)).fetchall()     # walk every asset by id instead)
-        return [UnsearchedAsset(*r) for r in sorted(rows)[:n]]
+        return [UnsearchedAsset(*r) for r in sorted(self._unsearched("id, sha256", max_distance, rule, n))[:n]]
 
     def unsearched_ids(self, max_distance: int, rule: int) -> list[int]:
         """The ids of ``unsearched``'s assets, ascending, read from the index on ``search_mark`` alone: a search of most
         of the archive (a first search, a rescan) needs no sha256 (reading 10 M of them with their rows took 60 s, the
         ids ~11 s)."""
-        low, high = _mark(rule, max_distance), _mark(rule + 1, 0)
-        out: list[int] = []
+        return sorted(r[0] for r in self._unsearched("id", max_distance, rule, 2**62))
+
+    def _unsearched(self, columns: str, max_distance: int, rule: int, limit: int) -> list[tuple[Any, ...]]:
+        """``columns`` of the assets ``unsearched`` names, in no order (at most ``limit`` from each of the three ranges
+        of the index on ``search_mark``: never searched, searched below ``max_distance`` or under an older rule, under
+        a later rule; an ORDER BY makes SQLite walk every asset by id instead)."""
+        low, high = _mark(rule, max_distance), _mark(rule + 1, 0)  # searched: low <= mark < high
+        rows: list[tuple[Any, ...]] = []
         for test, args in (("IS NULL", ()), ("< ?", (low,)), (">= ?", (high,))):
-            out += [r[0] for r in self._db.execute(
-                "SELECT id FROM assets WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL "
-                f"AND search_mark {test}", args)]
-        out.sort()
-        return out
+            rows += self._db.execute(
+                f"SELECT {columns} FROM assets WHERE phash_variants IS NOT NULL AND dhash_variants IS NOT NULL "
+                f"AND search_mark {test} LIMIT ?", (*args, limit)).fetchall()
+        return rows
 
     def searched_below(self, max_distance: int, rule: int) -> int:
         """How many assets were searched under ``rule`` but at a smaller distance than ``max_distance``."""
