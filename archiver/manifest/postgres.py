@@ -57,6 +57,7 @@ RECONNECT_FOR = ManifestConfig().reconnect_for
 BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0  # seconds between connection attempts: doubling, with jitter
 # a session ended by the server (shutdown, crash recovery, pg_terminate_backend), or a server not accepting yet
 _LOST_STATES = frozenset({"57P01", "57P02", "57P03"})
+LOCK_GRACE = 2.0  # seconds the writer's lock is tried again before a run is refused: an ending session's moment
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
 
@@ -189,8 +190,17 @@ class PgConnection:
             self._statement("script", script, None)
 
     def close(self) -> None:
+        """The session's advisory locks released in a statement the server answers, then the connection closed.
+        Closing alone lets the server release them when the session's backend exits, a moment later: the next
+        command, started at once (`archiver gc && archiver verify`), could still find the writer's lock held."""
         with self._lock:
-            self._raw.close()
+            try:
+                if not self._gave_up and not self._raw.closed and not self._raw.broken:
+                    self._raw.execute("SELECT pg_advisory_unlock_all()")
+            except psycopg.Error:
+                pass  # a session already gone holds nothing
+            finally:
+                self._raw.close()
 
     def take_writer_lock(self) -> bool:
         """The session advisory lock of the one writing run (taken again after a reconnect)."""
@@ -443,12 +453,14 @@ def take_lock(conn: PgConnection) -> None:
     """The one writing run: a session advisory lock, released when the connection closes (a killed run's session
     ends with its connection, so a crash never leaves the manifest locked). Held by `archiver gc` (which takes it
     for one short batch of deletions at a time, while it holds GC_RUNNING_LOCK): waited for, up to GC_BATCH_WAIT
-    seconds, as with a SQLite manifest; held by another run: ManifestError at once."""
+    seconds, as with a SQLite manifest; held by another run: ManifestError after LOCK_GRACE seconds (a run that
+    has just ended or been killed holds it until the server has ended its session, a moment after its exit)."""
     from archiver.manifest.connection import GC_BATCH_WAIT
 
-    deadline = time.monotonic() + GC_BATCH_WAIT
+    start = time.monotonic()
     while not conn.take_writer_lock():
-        if time.monotonic() > deadline or not gc_running(conn):
+        waited = time.monotonic() - start
+        if waited > GC_BATCH_WAIT or (waited > LOCK_GRACE and not gc_running(conn)):
             raise ManifestError(f"{conn.where}: another archiver run is using this manifest; wait for it to finish")
         time.sleep(0.05)
 

@@ -7,6 +7,8 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -14,7 +16,10 @@ import pytest
 
 from archiver.cli import main
 from archiver.errors import ManifestError
+from archiver.manifest import postgres
 from archiver.manifest.copy import digest
+from archiver.manifest.dialect import WRITER_LOCK
+from archiver.manifest.postgres import LOCK_GRACE
 from archiver.manifest.schema import MIGRATIONS, TABLES
 from archiver.manifest.sqlite import Manifest
 from archiver.model import ArticleReplacement, Asset, ImageFormat, Rendition
@@ -208,11 +213,49 @@ def test_the_writer_lock_is_released_when_a_run_dies(postgres_url: str) -> None:
             Manifest.open(postgres_url).close()
             break
         except ManifestError:
-            import time
-
             time.sleep(0.1)
     else:
         pytest.fail("the lock of a killed run was not released")
+
+
+def _writer_lock_free(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK,)).fetchone()[0]:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
+            return True
+        return False
+
+
+def test_a_closed_manifest_has_released_the_writer_lock_when_close_returns(postgres_url: str) -> None:
+    """`archiver gc && archiver verify --repair`: the second command must not meet the first one's lock, which the
+    server would otherwise release only when the first one's session ends, a moment after it closed."""
+    Manifest.open(postgres_url).close()  # the schema made
+    with psycopg.connect(postgres_url, autocommit=True) as other:
+        for _ in range(100):  # closing alone left the lock held after ~8 % of closes
+            conn = postgres.connect(postgres_url)
+            postgres.take_lock(conn)
+            conn.close()
+            assert other.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK,)).fetchone()[0]
+            other.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
+
+
+def test_a_run_waits_a_moment_for_a_lock_that_is_being_released(postgres_url: str) -> None:
+    """A run that has just ended or been killed holds the writer lock until the server has ended its session: the
+    next run tries again for a moment (LOCK_GRACE) before saying another run is using the manifest."""
+    with psycopg.connect(postgres_url, autocommit=True) as holder:
+        assert holder.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK,)).fetchone()[0]
+        timer = threading.Timer(0.5, holder.close)
+        timer.start()
+        try:
+            Manifest.open(postgres_url).close()  # not refused
+        finally:
+            timer.join()
+    with psycopg.connect(postgres_url, autocommit=True) as holder:
+        assert holder.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK,)).fetchone()[0]
+        start = time.monotonic()
+        with pytest.raises(ManifestError, match="another archiver run is using this manifest"):
+            Manifest.open(postgres_url)
+        assert LOCK_GRACE <= time.monotonic() - start < LOCK_GRACE + 5  # refused once the moment has passed
 
 
 def test_a_missing_psycopg_is_one_line_saying_what_to_install(tmp_path: Path, postgres_url: str) -> None:
