@@ -124,6 +124,22 @@ def test_size_limit(tmp_path: Path) -> None:
     assert load_article(path, max_bytes=11).text == "x" * 11
 
 
+def test_an_article_is_read_whole_whatever_size_the_system_gave_for_it(tmp_path: Path) -> None:
+    """An article is read in calls of about the size its metadata gives (not into a buffer of the 64 MB limit), so
+    the bytes must still all come, and the limit still hold, when that size is wrong: a file that grew after it was
+    measured, or one whose size is given as 0 (a file of /proc, a FUSE file)."""
+    big = tmp_path / "big.md"
+    raw = ("".join(f"line {i}: ![x](https://img.example/{i}.jpg)\n" for i in range(20_000))).encode()
+    big.write_bytes(raw)
+    assert len(raw) > 4 * 65536 and load_article(big).raw == raw  # several read calls
+    status = Path("/proc/self/status")
+    if status.exists():
+        assert status.stat().st_size == 0
+        assert b"Name:" in load_article(status).raw  # the size said 0: read until its end all the same
+        with pytest.raises(ArticleError, match="limit"):
+            load_article(status, max_bytes=10)  # and the limit holds on what was read
+
+
 def test_missing_folder_and_fifo_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ArticleError, match="no such file"):
         load_article(tmp_path / "missing.md")
