@@ -211,9 +211,15 @@ def test_source_urls_of_the_report_assets_and_the_assets_reached_through_several
             db.execute("UPDATE urls SET first_seen = 5 WHERE url IN ('http://z.test/1.jpg', 'http://y.test/2.jpg')")
             db.execute("UPDATE urls SET first_seen = 1 WHERE url = 'http://v.test/5.jpg'")
             db.execute("UPDATE urls SET status = 'failed' WHERE url = 'http://w.test/4.jpg'")  # tried again, failed
-        assert m.source_urls_of([a, b, "f" * 64]) == {a: ["http://y.test/2.jpg", "http://z.test/1.jpg"],
-                                                      b: ["http://x.test/3.jpg"]}
+        expected = {a: ["http://y.test/2.jpg", "http://z.test/1.jpg"], b: ["http://x.test/3.jpg"]}
+        # asked for a quarter of the assets or more: one pass over the URLs; fewer: looked up by asset. Both alike.
+        assert m.source_urls_of([a, b, "f" * 64]) == expected
         assert m.source_urls_of([c]) == {c: ["http://v.test/5.jpg"]}
+        for k in range(20):
+            sha = f"{k:064x}"
+            m.record_asset(_asset(sha), "aa/aa/" + sha + ".jpg", ["aa/aa/" + sha + "-320w.webp"])
+        assert m.source_urls_of([a, b, "f" * 64]) == expected
+        assert m.source_urls_of({c}) == {c: ["http://v.test/5.jpg"]}
         assert m.assets_with_several_urls() == [a]
 
 
