@@ -190,6 +190,7 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
     fingerprint = refs_fingerprint(fields, max_refs, bases)
     known = manifest.article_refs(fingerprint)
     found: list[tuple[str, str, list[str]]] = []  # parsed now: recorded below
+    parsed = 0  # articles read to be parsed (found, or refused)
     seen: list[tuple[str, str]] = []
 
     def member(text: str) -> str | None:
@@ -222,6 +223,9 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
             key = (hashlib.sha256(read_raw(file)).hexdigest(), detect_format(file))
             texts = known.get(key)
             if texts is None:
+                parsed += 1
+                if parsed % _COLLECT_EVERY == 0:  # a parse's cycles (one that failed too), with the collector
+                    gc.collect(0)  # paused: the young objects only (those made since the last), not the plan's
                 article = load_article(file)  # (hashed again: the bytes parsed are the bytes recorded)
                 key = (hashlib.sha256(article.raw).hexdigest(), article.format)
                 if not mentions_member(article.text):
@@ -230,8 +234,6 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
                                         article_refs(article, fields, max_refs)), bases)
                 known[key] = texts
                 found.append((*key, texts))
-                if len(found) % _COLLECT_EVERY == 0:  # a parse's cycles, with the collector paused: the young
-                    gc.collect(0)  # objects only (those made since the last), not the millions of the plan
         except ArticleError as exc:
             log.warning("%s", exc)
             continue

@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import random
+import select
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -57,6 +58,7 @@ RECONNECT_FOR = ManifestConfig().reconnect_for
 BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0  # seconds between connection attempts: doubling, with jitter
 # a session ended by the server (shutdown, crash recovery, pg_terminate_backend), or a server not accepting yet
 _LOST_STATES = frozenset({"57P01", "57P02", "57P03"})
+CLOSE_WAIT = 1.0  # seconds close() waits for the server to release the session's locks
 LOCK_GRACE = 2.0  # seconds the writer's lock is tried again before a run is refused: an ending session's moment
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
 
@@ -190,14 +192,15 @@ class PgConnection:
             self._statement("script", script, None)
 
     def close(self) -> None:
-        """The session's advisory locks released in a statement the server answers, then the connection closed.
-        Closing alone lets the server release them when the session's backend exits, a moment later: the next
-        command, started at once (`archiver gc && archiver verify`), could still find the writer's lock held."""
+        """The session's advisory locks released in a statement the server answers (``_release_locks``), then the
+        connection closed. Closing alone lets the server release them when the session's backend exits, a moment
+        later: the next command, started at once (`archiver gc && archiver verify`), could still find the writer's
+        lock held."""
         with self._lock:
             try:
                 if not self._gave_up and not self._raw.closed and not self._raw.broken:
-                    self._raw.execute("SELECT pg_advisory_unlock_all()")
-            except psycopg.Error:
+                    _release_locks(self._raw.pgconn, CLOSE_WAIT)
+            except (psycopg.Error, OSError, ValueError):
                 pass  # a session already gone holds nothing
             finally:
                 self._raw.close()
@@ -447,6 +450,29 @@ def connect(url: str, *, reconnect_for: float | None = None) -> PgConnection:
     if said:
         log.warning("%s: PostgreSQL reachable after %.1f s", where, time.monotonic() - start)
     return PgConnection(raw, where, url, reconnect_for)
+
+
+def _release_locks(pgconn: Any, wait: float) -> None:
+    """The session's advisory locks released (after a rollback: a failed transaction refuses every statement), the
+    answer waited for ``wait`` seconds at most: a server that stopped answering (a network cut, a frozen host) must
+    not hold a finished command at its exit, where a blocking statement would wait for TCP to give up (~15 min).
+    Sent on the connection's own socket, without psycopg's blocking wait; the connection is closed next."""
+    deadline = time.monotonic() + wait
+    pgconn.nonblocking = 1
+    pgconn.send_query(b"ROLLBACK; SELECT pg_advisory_unlock_all()")
+    while pgconn.flush():  # the rest of the query still to send (the socket's buffer full)
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([], [pgconn.socket], [], left)[1]:
+            return
+    while True:
+        pgconn.consume_input()
+        if not pgconn.is_busy():
+            break
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([pgconn.socket], [], [], left)[0]:
+            return  # no answer in time: closing ends the session all the same, a moment later
+    while pgconn.get_result() is not None:
+        pass
 
 
 def take_lock(conn: PgConnection) -> None:

@@ -702,11 +702,12 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         """The archived URLs of each of ``shas`` (those with any), each asset's oldest first (then by URL): looked up
         through the index on the URLs' asset, a batch at a time, not every URL of the archive read; or, when they are
         a quarter of the archive's assets or more (a report of an archive with many duplicates), in one pass over
-        the URLs, which costs less than that many lookups (at 1 M, 390 000 assets: 3.4 -> 2.0 s)."""
+        the URLs, which costs less than that many lookups (at 1 M, 390 000 assets: 3.4 -> 2.0 s). SQLite only: its
+        rows come a step at a time, where psycopg's would all be held at once (~170 MB a million URLs)."""
         wanted = shas if isinstance(shas, (set, frozenset, dict)) else set(shas)
         found: dict[str, list[tuple[float, str]]] = defaultdict(list)
         newest = self._db.execute("SELECT MAX(id) FROM assets").fetchone()[0] or 0  # through its index: at once
-        if len(wanted) * 4 >= newest:
+        if not self.shared and len(wanted) * 4 >= newest:  # (psycopg would hold every URL of the archive at once)
             for url, asset, first_seen in self._db.execute(
                     "SELECT url, asset, first_seen FROM urls WHERE status = 'archived' AND asset IS NOT NULL"):
                 if asset in wanted:

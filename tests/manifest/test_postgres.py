@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -237,6 +239,56 @@ def test_a_closed_manifest_has_released_the_writer_lock_when_close_returns(postg
             conn.close()
             assert other.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK,)).fetchone()[0]
             other.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
+
+
+def test_the_locks_are_released_on_close_after_a_failed_transaction(postgres_url: str) -> None:
+    """A failed transaction refuses every statement until it is rolled back: close() rolls it back first, else the
+    lock would again be released only when the session ends."""
+    Manifest.open(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as other:
+        for _ in range(20):
+            conn = postgres.connect(postgres_url)
+            postgres.take_lock(conn)
+            conn._raw.execute("BEGIN")
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                conn._raw.execute("SELECT 1/0")
+            conn.close()
+            assert other.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK,)).fetchone()[0]
+            other.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
+
+
+def test_close_does_not_wait_for_a_server_that_stopped_answering(postgres_url: str) -> None:
+    """A network cut or a frozen server after the work is done: close() waits CLOSE_WAIT for the locks' release at
+    most, then closes (the session, and its locks, end on the server's side), instead of a statement waiting for TCP
+    to give up (~15 min). A loopback proxy that stops forwarding, both sockets left open, stands for the cut."""
+    silent = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = int(postgres_url.rsplit(":", 1)[1].split("/", 1)[0])
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                if not silent.is_set():
+                    dst.sendall(data)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = listener.accept()
+                server = socket.create_connection(("127.0.0.1", port))
+                for a, b in ((client, server), (server, client)):
+                    threading.Thread(target=pump, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        conn = postgres.connect(postgres_url.replace(f":{port}/", f":{listener.getsockname()[1]}/"))
+        postgres.take_lock(conn)
+        silent.set()
+        start = time.monotonic()
+        conn.close()
+        assert time.monotonic() - start < postgres.CLOSE_WAIT + 2
+    finally:
+        listener.close()
 
 
 def test_a_run_waits_a_moment_for_a_lock_that_is_being_released(postgres_url: str) -> None:
