@@ -23,6 +23,7 @@ from archiver.articles.files import detect_format, load_article, read_raw
 from archiver.articles.journal import settle_pending
 from archiver.config import Config
 from archiver.dedupe import canonical
+from archiver.dedupe.canonical import COLLECT_EVERY
 from archiver.dedupe.pairs import gc_paused
 from archiver.dedupe.plan import Plan, load_assets, plan
 from archiver.dedupe.report import GroupRow, MemberRow, mark_undone, member_row, says_applied, write_report
@@ -39,7 +40,6 @@ from archiver.terminal import count, say, shown_path
 
 log = logging.getLogger("archiver")
 THUMB_MIN_WIDTH = 188  # the report's thumbnail box
-_COLLECT_EVERY = 500  # articles parsed between two collections of their cycles (the collector paused)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -224,7 +224,7 @@ def _usage(manifest: Manifest, paths: list[str], members: dict[str, str], bases:
             texts = known.get(key)
             if texts is None:
                 parsed += 1
-                if parsed % _COLLECT_EVERY == 0:  # a parse's cycles (one that failed too), with the collector
+                if parsed % COLLECT_EVERY == 0:  # a parse's cycles (one that failed too), with the collector
                     gc.collect(0)  # paused: the young objects only (those made since the last), not the plan's
                 article = load_article(file)  # (hashed again: the bytes parsed are the bytes recorded)
                 key = (hashlib.sha256(article.raw).hexdigest(), article.format)

@@ -203,8 +203,15 @@ class GcRecords:
     def take_gc_running(self) -> None:
         """PostgreSQL: the lock a gc holds from start to end (one gc at a time; a run finding the writer's lock
         taken knows a gc batch holds it, and waits). SQLite: the ``.gc.lock`` file (commands/gc.py)."""
-        if self.shared and not self._db.execute("SELECT pg_try_advisory_lock(?)", (GC_RUNNING_LOCK,)).fetchone()[0]:
-            raise ManifestError(f"{self.path}: another archiver gc is using this manifest; wait for it to finish")
+        if not self.shared:
+            return
+        from archiver.manifest.postgres import LOCK_GRACE
+
+        deadline = time.monotonic() + LOCK_GRACE  # a killed gc's session ends a moment after its exit
+        while not self._db.execute("SELECT pg_try_advisory_lock(?)", (GC_RUNNING_LOCK,)).fetchone()[0]:
+            if time.monotonic() > deadline:
+                raise ManifestError(f"{self.path}: another archiver gc is using this manifest; wait for it to finish")
+            time.sleep(0.05)
 
     @contextmanager
     def gc_batch(self, waiting: Callable[[], None]) -> Iterator[Callable[[], bool]]:

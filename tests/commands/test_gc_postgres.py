@@ -360,3 +360,27 @@ def test_gc_refuses_at_once_beside_a_watching_run(
         watch.wait(timeout=60)
     assert watch.returncode == 0
     assert gc(made, "--grace", "0") == 0  # the watch gone: gc goes on (a later run's note is not read)
+
+
+def test_a_gc_started_as_another_ends_waits_a_moment_then_one_still_running_refuses_it(
+    pg: Archive, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The lock a gc holds from start to end is a session lock too: a killed gc's session ends a moment after its
+    exit, so the next gc tries for LOCK_GRACE before saying another gc is using the manifest."""
+    from archiver.manifest.postgres import LOCK_GRACE
+
+    with psycopg.connect(postgres_url, autocommit=True) as holder:  # a gc ending
+        assert holder.execute("SELECT pg_try_advisory_lock(%s)", (GC_RUNNING_LOCK,)).fetchone()[0]
+        timer = threading.Timer(0.5, holder.close)
+        timer.start()
+        try:
+            assert gc(pg, "--grace", "0") == 0
+        finally:
+            timer.join()
+    capsys.readouterr()
+    with psycopg.connect(postgres_url, autocommit=True) as holder:  # a gc at work
+        assert holder.execute("SELECT pg_try_advisory_lock(%s)", (GC_RUNNING_LOCK,)).fetchone()[0]
+        start = time.monotonic()
+        assert gc(pg, "--grace", "0") != 0
+        assert time.monotonic() - start >= LOCK_GRACE
+    assert "another archiver gc is using this manifest" in capsys.readouterr().err
