@@ -205,13 +205,12 @@ class GcRecords:
         taken knows a gc batch holds it, and waits). SQLite: the ``.gc.lock`` file (commands/gc.py)."""
         if not self.shared:
             return
-        from archiver.manifest.postgres import LOCK_GRACE
+        from archiver.manifest.postgres import LOCK_GRACE, taken_within
 
-        deadline = time.monotonic() + LOCK_GRACE  # a killed gc's session ends a moment after its exit
-        while not self._db.execute("SELECT pg_try_advisory_lock(?)", (GC_RUNNING_LOCK,)).fetchone()[0]:
-            if time.monotonic() > deadline:
-                raise ManifestError(f"{self.path}: another archiver gc is using this manifest; wait for it to finish")
-            time.sleep(0.05)
+        if not taken_within(  # a killed gc's session ends a moment after its exit
+                lambda: bool(self._db.execute("SELECT pg_try_advisory_lock(?)", (GC_RUNNING_LOCK,)).fetchone()[0]),
+                time.monotonic() + LOCK_GRACE):
+            raise ManifestError(f"{self.path}: another archiver gc is using this manifest; wait for it to finish")
 
     @contextmanager
     def gc_batch(self, waiting: Callable[[], None]) -> Iterator[Callable[[], bool]]:

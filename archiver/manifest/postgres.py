@@ -33,7 +33,7 @@ import random
 import select
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -394,12 +394,19 @@ class PgConnection:
     def _retake_lock(self, raw: Any, start: float) -> bool:
         """The writer's lock on the new connection; our old session may still hold it for a moment (a connection
         cut without the server noticing yet): tried again until ``reconnect_for`` has passed."""
-        while True:
-            if raw.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK,)).fetchone()[0]:
-                return True
-            if time.monotonic() - start >= self.reconnect_for:
-                return False
-            time.sleep(0.2)
+        return taken_within(lambda: bool(raw.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK,)).fetchone()[0]),
+                            start + self.reconnect_for, pause=0.2)
+
+
+def taken_within(take: Callable[[], bool], deadline: float, pause: float = 0.05) -> bool:
+    """``take()`` (a try for a session lock) tried until it succeeds, every ``pause`` seconds, and at least once;
+    False once ``time.monotonic()`` has reached ``deadline``: a lock an ending session still holds is given the
+    moment it takes the server to end it."""
+    while not take():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+    return True
 
 
 _NOT_READY = ("the database system is starting up", "the database system is shutting down",
