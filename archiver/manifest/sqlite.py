@@ -706,8 +706,8 @@ class Manifest(ArticleRecords, LostObjects, WorkQueue, GcRecords, KeyRecords, Fl
         rows come a step at a time, where psycopg's would all be held at once (~170 MB a million URLs)."""
         wanted = shas if isinstance(shas, (set, frozenset, dict)) else set(shas)
         found: dict[str, list[tuple[float, str]]] = defaultdict(list)
-        newest = self._db.execute("SELECT MAX(id) FROM assets").fetchone()[0] or 0  # through its index: at once
-        if not self.shared and len(wanted) * 4 >= newest:  # (psycopg would hold every URL of the archive at once)
+        if not self.shared and len(wanted) * 4 >= (  # (psycopg would hold every URL of the archive at once)
+                self._db.execute("SELECT MAX(id) FROM assets").fetchone()[0] or 0):  # through its index: at once
             for url, asset, first_seen in self._db.execute(
                     "SELECT url, asset, first_seen FROM urls WHERE status = 'archived' AND asset IS NOT NULL"):
                 if asset in wanted:

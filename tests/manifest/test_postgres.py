@@ -220,14 +220,6 @@ def test_the_writer_lock_is_released_when_a_run_dies(postgres_url: str) -> None:
         pytest.fail("the lock of a killed run was not released")
 
 
-def _writer_lock_free(url: str) -> bool:
-    with psycopg.connect(url, autocommit=True) as conn:
-        if conn.execute("SELECT pg_try_advisory_lock(%s)", (WRITER_LOCK,)).fetchone()[0]:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
-            return True
-        return False
-
-
 def test_a_closed_manifest_has_released_the_writer_lock_when_close_returns(postgres_url: str) -> None:
     """`archiver gc && archiver verify --repair`: the second command must not meet the first one's lock, which the
     server would otherwise release only when the first one's session ends, a moment after it closed."""
